@@ -1,0 +1,50 @@
+//! The `orgtrail` binary: parses flags, installs the TLS crypto provider, and hands each
+//! subcommand to the library that implements it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// orgtrail: a self-hosted audit trail for organizations with many cloud accounts.
+///
+/// Agents (one per account) ship AWS CloudTrail-format events over gRPC with mutual TLS to a
+/// collector that deduplicates, envelope-encrypts and appends them to a tamper-evident store.
+#[derive(Debug, Parser)]
+#[command(
+    name = "orgtrail",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Validate(cmd::validate::Args),
+    GenEvents(cmd::gen_events::Args),
+}
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process, before anything can ask for one: aws-lc-rs.
+    // (An error only means a provider is already installed.)
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::GenEvents(args) => cmd::gen_events::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orgtrail: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

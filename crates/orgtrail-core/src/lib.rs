@@ -1,0 +1,23 @@
+//! orgtrail's domain types: the CloudTrail event (its exact bytes plus the fields orgtrail
+//! indexes and authorizes on), validation with precise reasons, and decoders for the input
+//! shapes users have (delivered log files, JSON lines, single events).
+//!
+//! No I/O happens here beyond reading from a caller-supplied `Read`; no tokio, no sled.
+
+mod decode;
+mod error;
+mod event;
+mod ids;
+mod lenient;
+mod time;
+
+pub use decode::{
+    DecodeError, DecodeLimits, Decoder, InputFormat, InputShape, Item, Position, decode_bytes,
+};
+pub use error::{EventError, RejectKind};
+pub use event::{
+    CloudTrailEvent, EventCategory, EventFields, MAX_DEPTH, MAX_EVENT_BYTES, Resource,
+    UserIdentity, derived_event_id, parse_fields,
+};
+pub use ids::{AccountId, AccountIdError};
+pub use time::{Timestamp, TimestampError};

@@ -1,0 +1,37 @@
+//! SHA-256.
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// SHA-256 over the concatenation of `parts`.
+pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answer() {
+        // FIPS 180-2 example "abc".
+        let h = sha256(b"abc");
+        assert_eq!(
+            h[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "SHA-256(abc) starts ba7816bf"
+        );
+        assert_eq!(sha256_parts(&[b"a", b"bc"]), h);
+    }
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the end-to-end tests: run the real `orgtrail` binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// The `orgtrail` binary cargo built for these tests.
+pub(crate) fn orgtrail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_orgtrail"))
+}
+
+/// Runs `orgtrail ARGS` with `stdin` as standard input.
+pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = orgtrail()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orgtrail binary starts");
+    let mut input = child.stdin.take().expect("stdin piped");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The child may exit before reading everything; that is its business.
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("orgtrail finishes");
+    writer.join().expect("stdin writer");
+    out
+}
+
+pub(crate) fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository's tests/fixtures directory.
+pub(crate) fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+pub(crate) fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).expect("gzip in memory");
+    e.finish().expect("gzip in memory")
+}

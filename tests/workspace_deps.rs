@@ -1,0 +1,143 @@
+//! The dependency graph holds the architecture: no ring, no OpenSSL, and internal crates
+//! depend only in the allowed directions (see STYLE: core -> nothing internal; proto,
+//! crypto -> core; store -> core, crypto; ...).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+fn metadata() -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+/// `cargo tree -i NAME` over every target and edge kind: what depends on NAME in the graph
+/// cargo actually builds (features resolved), empty when nothing does.
+fn inverse_tree(name: &str) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--workspace",
+            "--locked",
+            "--target",
+            "all",
+            "-e",
+            "all",
+            "-i",
+            name,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn no_ring_and_no_openssl_anywhere_in_the_graph() {
+    for banned in ["ring", "openssl-sys", "openssl", "native-tls"] {
+        let tree = inverse_tree(banned);
+        assert!(
+            tree.trim().is_empty(),
+            "{banned} is in the dependency graph:\n{tree}"
+        );
+    }
+    // The check is not vacuous: the provider we do use shows up, under tonic's TLS.
+    let aws = inverse_tree("aws-lc-rs");
+    assert!(aws.contains("rustls"), "{aws}");
+    assert!(aws.contains("tonic"), "{aws}");
+}
+
+#[test]
+fn internal_crates_depend_only_in_allowed_directions() {
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("orgtrail-core", &[][..]),
+        ("orgtrail-proto", &["orgtrail-core"][..]),
+        ("orgtrail-crypto", &["orgtrail-core"][..]),
+        ("orgtrail-gen", &[][..]),
+        ("orgtrail-store", &["orgtrail-core", "orgtrail-crypto"][..]),
+        (
+            "orgtrail-collector",
+            &[
+                "orgtrail-core",
+                "orgtrail-proto",
+                "orgtrail-crypto",
+                "orgtrail-store",
+            ][..],
+        ),
+        (
+            "orgtrail-agent",
+            &[
+                "orgtrail-core",
+                "orgtrail-proto",
+                "orgtrail-crypto",
+                "orgtrail-store",
+            ][..],
+        ),
+    ]);
+    let md = metadata();
+    let members: BTreeSet<&str> = md["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut checked = 0;
+    for p in md["packages"].as_array().unwrap() {
+        if !members.contains(p["id"].as_str().unwrap()) {
+            continue;
+        }
+        let name = p["name"].as_str().unwrap();
+        if name == "orgtrail-cli" || name == "orgtrail-testkit" {
+            continue; // the binary may use everything; the testkit is dev-only
+        }
+        let ok = allowed
+            .get(name)
+            .unwrap_or_else(|| panic!("new crate {name}: add its allowed edges to this test"));
+        for dep in p["dependencies"].as_array().unwrap() {
+            let d = dep["name"].as_str().unwrap();
+            if !d.starts_with("orgtrail-") {
+                continue;
+            }
+            let dev_only = dep["kind"].as_str() == Some("dev");
+            if d == "orgtrail-testkit" {
+                assert!(dev_only, "{name} uses the testkit outside dev-dependencies");
+                continue;
+            }
+            assert!(
+                ok.contains(&d) || (dev_only && d != name),
+                "{name} must not depend on {d}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+#[test]
+fn core_stays_free_of_io_runtimes() {
+    let md = metadata();
+    let core = md["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "orgtrail-core")
+        .unwrap();
+    for dep in core["dependencies"].as_array().unwrap() {
+        let d = dep["name"].as_str().unwrap();
+        assert!(
+            !["tokio", "tonic", "sled", "rustls", "aws-lc-rs"].contains(&d),
+            "orgtrail-core must not depend on {d}"
+        );
+    }
+}
