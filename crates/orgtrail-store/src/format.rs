@@ -1,0 +1,81 @@
+//! Byte layouts of everything the ledger writes. See the crate docs for the overview.
+
+use crate::error::StoreError;
+
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+pub(crate) const META: u8 = b'm';
+pub(crate) const SEGMENT: u8 = b's';
+pub(crate) const RECORDS: u8 = b'r';
+pub(crate) const CHUNK: u8 = b'x';
+
+pub(crate) fn key(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = vec![META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// A little reader over a byte slice that fails with a corruption error instead of panicking.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Reader { buf, pos: 0, what }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(e) => {
+                let s = &self.buf[self.pos..e];
+                self.pos = e;
+                Ok(s)
+            }
+            None => Err(StoreError::Corrupt(format!(
+                "{} truncated at byte {}",
+                self.what, self.pos
+            ))),
+        }
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, StoreError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, StoreError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}

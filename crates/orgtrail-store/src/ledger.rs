@@ -1,0 +1,1181 @@
+//! The sled-backed ledger: open, prepare (any thread), append (the writer thread), read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use orgtrail_core::{AccountId, CloudTrailEvent, MAX_EVENT_BYTES, Timestamp};
+use orgtrail_crypto::blind::BLIND_LEN;
+use orgtrail_crypto::hash::sha256;
+use orgtrail_crypto::keyring::WRAPPED_LEN;
+use orgtrail_crypto::{BlindIndexer, DataKey, KeyProvider, NONCE_LEN, WrappedKey};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+use crate::format::{self, CHUNK, FORMAT_VERSION, RECORDS, Reader, SEGMENT, key, meta_key};
+use crate::index::{Blind, Index};
+use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
+
+/// Tuning of the ledger. The defaults suit production.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Records one data key seals at most (random nonces stay far below 2^32 per key).
+    pub segment_max_records: u64,
+    /// Records per sled value (a lookup reads one block per event it returns).
+    pub block_records: usize,
+    /// Events sampled before a zstd dictionary is trained for this store.
+    pub dict_train_after: usize,
+    /// Most events the writer commits in one group (one sled batch, one flush).
+    pub max_group_events: usize,
+    /// sled's page cache.
+    pub cache_bytes: u64,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            segment_max_records: 1 << 20,
+            block_records: 32,
+            dict_train_after: 4000,
+            max_group_events: 8192,
+            cache_bytes: 256 << 20,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// An event ready to append: compressed, its blind index values and hashes computed. Produced
+/// by [`Preparer::prepare`] on any thread, so the writer thread only seals and writes.
+pub struct Prepared {
+    account: AccountId,
+    time: i64,
+    dedup: Blind,
+    hash: [u8; 32],
+    postings: Vec<Blind>,
+    compressed: Vec<u8>,
+    dict_id: u32,
+    sample: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("account", &self.account)
+            .field("time", &self.time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one event of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored at this sequence number.
+    Stored(u64),
+    /// Already stored with the same bytes, at this sequence number.
+    Duplicate(u64),
+    /// Its (account, eventID) is already stored with different bytes; kept out.
+    Conflict(u64),
+}
+
+/// The outcome of one append, in the order of the events given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub results: Vec<Appended>,
+}
+
+impl AppendOutcome {
+    pub fn stored(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Stored(_)))
+    }
+    pub fn duplicates(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Duplicate(_)))
+    }
+    pub fn conflicts(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Conflict(_)))
+    }
+    fn count(&self, f: impl Fn(&Appended) -> bool) -> usize {
+        self.results.iter().filter(|a| f(a)).count()
+    }
+}
+
+/// Counts of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub segments: u64,
+    pub accounts: usize,
+}
+
+struct SegmentInfo {
+    account: AccountId,
+    wrapped: WrappedKey,
+}
+
+struct Dicts {
+    current: u32,
+    raw: HashMap<u32, Arc<Vec<u8>>>,
+    decoders: HashMap<u32, Arc<zstd::dict::DecoderDictionary<'static>>>,
+}
+
+struct Shared {
+    path: PathBuf,
+    tree: sled::Tree,
+    db: sled::Db,
+    provider: Arc<dyn KeyProvider>,
+    blinder: BlindIndexer,
+    index: RwLock<Index>,
+    segments: RwLock<HashMap<u64, SegmentInfo>>,
+    keys: Mutex<HashMap<u64, Arc<DataKey>>>,
+    dicts: RwLock<Dicts>,
+    dict_version: AtomicU32,
+    cfg: LedgerConfig,
+}
+
+struct Job {
+    events: Vec<Prepared>,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// The append-only ledger. Cheap to share (`Arc`); appends go through one writer thread that
+/// commits in groups and answers only after the group is durable.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn be_u64(v: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("meta value is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+fn record_aad(segment: u64, seq: u64, account: &AccountId, dict: u32) -> [u8; 47] {
+    let mut aad = [0u8; 47];
+    aad[..15].copy_from_slice(b"orgtrail/rec/v1");
+    aad[15..23].copy_from_slice(&segment.to_be_bytes());
+    aad[23..31].copy_from_slice(&seq.to_be_bytes());
+    aad[31..43].copy_from_slice(account.as_str().as_bytes());
+    aad[43..47].copy_from_slice(&dict.to_be_bytes());
+    aad
+}
+
+fn segment_context(segment: u64, account: &AccountId) -> Vec<u8> {
+    let mut c = b"segment/".to_vec();
+    c.extend_from_slice(&segment.to_be_bytes());
+    c.extend_from_slice(account.as_str().as_bytes());
+    c
+}
+
+const BLIND_KEY_CONTEXT: &[u8] = b"blind-index-key";
+
+fn encode_segment(account: &AccountId, day: i64, created: i64, wrapped: &WrappedKey) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + 12 + 16 + WRAPPED_LEN);
+    v.push(1);
+    v.extend_from_slice(account.as_str().as_bytes());
+    v.extend_from_slice(&day.to_be_bytes());
+    v.extend_from_slice(&created.to_be_bytes());
+    v.extend_from_slice(&wrapped.to_bytes());
+    v
+}
+
+fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreError> {
+    let mut r = Reader::new(v, "segment");
+    if r.u8()? != 1 {
+        return Err(StoreError::Corrupt("unknown segment version".into()));
+    }
+    let acct = std::str::from_utf8(r.take(12)?)
+        .ok()
+        .and_then(|s| s.parse::<AccountId>().ok())
+        .ok_or_else(|| StoreError::Corrupt("segment account".into()))?;
+    let day = r.i64()?;
+    let created = r.i64()?;
+    let wrapped = WrappedKey::from_bytes(r.take(WRAPPED_LEN)?)?;
+    Ok((acct, day, created, wrapped))
+}
+
+impl Ledger {
+    /// Opens (or creates) the store in `dir` with keys from `provider`. Reads every index chunk
+    /// to rebuild the in-memory index, and checks that the key provider can open the store
+    /// before anything is written.
+    pub fn open(
+        dir: &Path,
+        provider: Arc<dyn KeyProvider>,
+        cfg: LedgerConfig,
+    ) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cfg.cache_bytes)
+            .open()?;
+        let tree = db.open_tree("ledger")?;
+        let path_s = dir.display().to_string();
+        // Format.
+        match tree.get(meta_key("format"))? {
+            Some(v) => {
+                let found = u32::try_from(be_u64(&v)?).unwrap_or(u32::MAX);
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::Format {
+                        path: path_s,
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                if tree.iter().next().is_some() {
+                    return Err(StoreError::Corrupt("store has data but no format".into()));
+                }
+            }
+        }
+        // The blind index key: wrapped by the master key, created with the store.
+        let blind_key: Zeroizing<[u8; 32]> = match tree.get(meta_key("blind_key"))? {
+            Some(w) => provider.unwrap(&WrappedKey::from_bytes(&w)?, BLIND_KEY_CONTEXT)?,
+            None => {
+                let k = BlindIndexer::generate_key()?;
+                let wrapped = provider.wrap(&k, BLIND_KEY_CONTEXT)?;
+                let mut b = sled::Batch::default();
+                b.insert(
+                    meta_key("format"),
+                    u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
+                );
+                b.insert(meta_key("blind_key"), wrapped.to_bytes());
+                tree.apply_batch(b)?;
+                db.flush()?;
+                k
+            }
+        };
+        let blinder = BlindIndexer::new(&blind_key);
+
+        // Segments.
+        let mut segments = HashMap::new();
+        for kv in tree.scan_prefix([SEGMENT]) {
+            let (k, v) = kv?;
+            let id = be_u64(&k[1..])?;
+            let (account, _, _, wrapped) = decode_segment(&v)?;
+            segments.insert(id, SegmentInfo { account, wrapped });
+        }
+        // Check the keyring opens the newest segment, before anything else happens.
+        if let Some((id, s)) = segments.iter().max_by_key(|(id, _)| **id) {
+            provider.unwrap(&s.wrapped, &segment_context(*id, &s.account))?;
+        }
+
+        // Dictionaries.
+        let mut dicts = Dicts {
+            current: 0,
+            raw: HashMap::new(),
+            decoders: HashMap::new(),
+        };
+        for kv in tree.scan_prefix(meta_key("dict/")) {
+            let (k, v) = kv?;
+            let id_bytes: [u8; 4] = k[6..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("dictionary key".into()))?;
+            let id = u32::from_be_bytes(id_bytes);
+            let plain = open_dict(provider.as_ref(), id, &v)?;
+            dicts
+                .decoders
+                .insert(id, Arc::new(zstd::dict::DecoderDictionary::copy(&plain)));
+            dicts.raw.insert(id, Arc::new(plain));
+            dicts.current = dicts.current.max(id);
+        }
+
+        // Index chunks.
+        let next_seq = match tree.get(meta_key("next_seq"))? {
+            Some(v) => be_u64(&v)?,
+            None => 1,
+        };
+        let mut index = Index::default();
+        for (_, s) in segments.iter() {
+            index.accounts.insert(s.account);
+        }
+        for kv in tree.scan_prefix([CHUNK]) {
+            let (_, v) = kv?;
+            load_chunk(&v, &mut index)?;
+        }
+        if index.times.len() as u64 + 1 != next_seq {
+            return Err(StoreError::Corrupt(format!(
+                "index chunks hold {} events but the log's next sequence number is {next_seq}",
+                index.times.len()
+            )));
+        }
+
+        let dict_version = AtomicU32::new(dicts.current);
+        let shared = Arc::new(Shared {
+            path: dir.to_owned(),
+            tree,
+            db,
+            provider,
+            blinder,
+            index: RwLock::new(index),
+            segments: RwLock::new(segments),
+            keys: Mutex::new(HashMap::new()),
+            dicts: RwLock::new(dicts),
+            dict_version,
+            cfg,
+        });
+        let (tx, rx) = mpsc::channel::<Job>(64);
+        let writer_shared = shared.clone();
+        let mut state = WriterState::load(&writer_shared, next_seq)?;
+        let handle = std::thread::Builder::new()
+            .name("orgtrail-ledger-writer".into())
+            .spawn(move || state.run(&writer_shared, rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(Ledger {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// A per-thread preparer (it owns a zstd compressor).
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            shared: self.shared.clone(),
+            dict_id: u32::MAX,
+            compressor: None,
+        }
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        self.tx
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .clone()
+            .ok_or(StoreError::WriterGone)
+    }
+
+    /// Appends events; answers once they are durable. For async callers.
+    pub async fn append(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Appends events from a thread that is not running an async runtime.
+    pub fn append_blocking(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Job { events, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Stops the writer after the appends already queued, and flushes.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    /// Counts.
+    pub fn stats(&self) -> Stats {
+        let (events, accounts) = self
+            .shared
+            .index
+            .read()
+            .map(|i| (i.times.len() as u64, i.accounts.len()))
+            .unwrap_or((0, 0));
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .map(|s| s.len() as u64)
+            .unwrap_or(0);
+        Stats {
+            events,
+            segments,
+            accounts,
+        }
+    }
+
+    /// Runs a query: newest first, one page. Blocking (reads sled); async callers use
+    /// `spawn_blocking`.
+    pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let limit = q.page_size();
+        let after = q.page_token.as_deref().map(Cursor::decode).transpose()?;
+        let start = q.start.map_or(i64::MIN, Timestamp::millis);
+        let end = q.end.map_or(i64::MAX, Timestamp::millis);
+        let hits = {
+            let idx = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| StoreError::WriterGone)?;
+            let mut lists: Vec<&[u64]> = Vec::with_capacity(q.filters.len() + 1);
+            let empty: &[u64] = &[];
+            for (attr, value) in &q.filters {
+                let b = self.shared.blinder.blind(attr.tag(), value.as_bytes());
+                lists.push(idx.postings.get(&b).map_or(empty, Vec::as_slice));
+            }
+            let mut id_seqs: Vec<u64> = Vec::new();
+            if let Some(id) = &q.event_id {
+                let accounts: Vec<AccountId> = idx.accounts.iter().copied().collect();
+                for a in accounts {
+                    let b = dedup_blind(&self.shared.blinder, &a, id);
+                    if let Some((seq, _)) = idx.dedup.get(&b) {
+                        id_seqs.push(*seq);
+                    }
+                }
+                id_seqs.sort_unstable();
+            }
+            if q.event_id.is_some() {
+                lists.push(&id_seqs);
+            }
+            idx.select(&lists, start, end, after, limit + 1)
+        };
+        let more = hits.len() > limit;
+        let mut events = Vec::with_capacity(limit.min(hits.len()));
+        for &(_, seq) in hits.iter().take(limit) {
+            events.push(self.read(seq)?);
+        }
+        let next_token = if more {
+            events.last().map(|e| {
+                Cursor {
+                    time: e.time.millis(),
+                    seq: e.seq,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(Page { events, next_token })
+    }
+
+    /// The event with this eventID in this account, if stored.
+    pub fn get(
+        &self,
+        account: &AccountId,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let seq = {
+            let idx = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| StoreError::WriterGone)?;
+            let b = dedup_blind(&self.shared.blinder, account, event_id);
+            idx.dedup.get(&b).map(|(s, _)| *s)
+        };
+        seq.map(|s| self.read(s)).transpose()
+    }
+
+    /// Reads and opens the record at `seq`.
+    pub fn read(&self, seq: u64) -> Result<StoredEvent, StoreError> {
+        let sh = &self.shared;
+        let (block_key, block) = sh
+            .tree
+            .range(key(RECORDS, 0)..=key(RECORDS, seq))
+            .next_back()
+            .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))??;
+        if block_key.first() != Some(&RECORDS) {
+            return Err(StoreError::Corrupt(format!("record {seq} is missing")));
+        }
+        let first = be_u64(&block_key[1..])?;
+        let mut r = Reader::new(&block, "record block");
+        if r.u8()? != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "record block {first}: unknown version"
+            )));
+        }
+        let count = u64::from(r.u16()?);
+        if seq >= first + count {
+            return Err(StoreError::Corrupt(format!("record {seq} is missing")));
+        }
+        let mut rec = None;
+        for i in 0..count {
+            let segment = r.u64()?;
+            let dict = r.u32()?;
+            let nonce: [u8; NONCE_LEN] = r.array()?;
+            let len = r.u32()? as usize;
+            let ct = r.take(len)?;
+            if first + i == seq {
+                rec = Some((segment, dict, nonce, ct));
+                break;
+            }
+        }
+        let (segment, dict, nonce, ct) =
+            rec.ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))?;
+        let (account, key) = self.segment_key(segment)?;
+        let compressed = key
+            .open(&nonce, &record_aad(segment, seq, &account, dict), ct)
+            .map_err(|source| StoreError::RecordOpen { seq, source })?;
+        let bytes = self.decompress(dict, &compressed)?;
+        let time = sh
+            .index
+            .read()
+            .ok()
+            .and_then(|i| i.time_of(seq))
+            .ok_or_else(|| StoreError::Corrupt(format!("record {seq} has no index entry")))?;
+        Ok(StoredEvent {
+            seq,
+            account,
+            time: Timestamp(time),
+            bytes,
+        })
+    }
+
+    fn segment_key(&self, segment: u64) -> Result<(AccountId, Arc<DataKey>), StoreError> {
+        let sh = &self.shared;
+        let account = sh
+            .segments
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .get(&segment)
+            .map(|s| s.account)
+            .ok_or_else(|| StoreError::Corrupt(format!("segment {segment} is missing")))?;
+        if let Some(k) = sh.keys.lock().ok().and_then(|k| k.get(&segment).cloned()) {
+            return Ok((account, k));
+        }
+        let wrapped = sh
+            .segments
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .get(&segment)
+            .map(|s| s.wrapped.clone())
+            .ok_or_else(|| StoreError::Corrupt(format!("segment {segment} is missing")))?;
+        let key = Arc::new(
+            sh.provider
+                .decrypt_data_key(&wrapped, &segment_context(segment, &account))?,
+        );
+        if let Ok(mut keys) = sh.keys.lock() {
+            keys.insert(segment, key.clone());
+        }
+        Ok((account, key))
+    }
+
+    fn decompress(&self, dict: u32, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let err = |e: std::io::Error| StoreError::Compression(e.to_string());
+        if dict == 0 {
+            return zstd::bulk::decompress(data, MAX_EVENT_BYTES).map_err(err);
+        }
+        let d = self
+            .shared
+            .dicts
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .decoders
+            .get(&dict)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("zstd dictionary {dict} is missing")))?;
+        let mut dec = zstd::bulk::Decompressor::with_prepared_dictionary(&d).map_err(err)?;
+        dec.decompress(data, MAX_EVENT_BYTES).map_err(err)
+    }
+
+    /// Rewraps every stored data key (and the blind index key) under the provider's current
+    /// master key version. Ciphertext is not touched. Returns how many keys were rewrapped.
+    pub fn rewrap(&self) -> Result<usize, StoreError> {
+        let sh = &self.shared;
+        let current = sh.provider.current_version();
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        let mut updated = Vec::new();
+        for kv in sh.tree.scan_prefix([SEGMENT]) {
+            let (k, v) = kv?;
+            let id = be_u64(&k[1..])?;
+            let (account, day, created, wrapped) = decode_segment(&v)?;
+            if wrapped.master_version == current {
+                continue;
+            }
+            let new = sh
+                .provider
+                .rewrap(&wrapped, &segment_context(id, &account))?;
+            batch.insert(&k[..], encode_segment(&account, day, created, &new));
+            updated.push((id, account, new));
+            n += 1;
+        }
+        for kv in sh.tree.scan_prefix(meta_key("dict/")) {
+            let (k, v) = kv?;
+            if v.len() < WRAPPED_LEN {
+                return Err(StoreError::Corrupt("dictionary value too short".into()));
+            }
+            let wrapped = WrappedKey::from_bytes(&v[..WRAPPED_LEN])?;
+            if wrapped.master_version == current {
+                continue;
+            }
+            let id_bytes: [u8; 4] = k[6..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("dictionary key".into()))?;
+            let new = sh
+                .provider
+                .rewrap(&wrapped, &dict_context(u32::from_be_bytes(id_bytes)))?;
+            let mut nv = new.to_bytes();
+            nv.extend_from_slice(&v[WRAPPED_LEN..]);
+            batch.insert(&k[..], nv);
+            n += 1;
+        }
+        if let Some(w) = sh.tree.get(meta_key("blind_key"))? {
+            let wrapped = WrappedKey::from_bytes(&w)?;
+            if wrapped.master_version != current {
+                let new = sh.provider.rewrap(&wrapped, BLIND_KEY_CONTEXT)?;
+                batch.insert(meta_key("blind_key"), new.to_bytes());
+                n += 1;
+            }
+        }
+        sh.tree.apply_batch(batch)?;
+        sh.db.flush()?;
+        if let Ok(mut segs) = sh.segments.write() {
+            for (id, account, wrapped) in updated {
+                segs.insert(id, SegmentInfo { account, wrapped });
+            }
+        }
+        Ok(n)
+    }
+
+    /// The master key versions the store's wrapped keys are under, with how many keys each.
+    pub fn key_versions(&self) -> Result<Vec<(u32, usize)>, StoreError> {
+        let mut m: HashMap<u32, usize> = HashMap::new();
+        for s in self
+            .shared
+            .segments
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .values()
+        {
+            *m.entry(s.wrapped.master_version).or_default() += 1;
+        }
+        if let Some(w) = self.shared.tree.get(meta_key("blind_key"))? {
+            *m.entry(WrappedKey::from_bytes(&w)?.master_version)
+                .or_default() += 1;
+        }
+        for kv in self.shared.tree.scan_prefix(meta_key("dict/")) {
+            let (_, v) = kv?;
+            let w = v
+                .get(..WRAPPED_LEN)
+                .ok_or_else(|| StoreError::Corrupt("dictionary value too short".into()))?;
+            *m.entry(WrappedKey::from_bytes(w)?.master_version)
+                .or_default() += 1;
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
+    let mut v = Vec::with_capacity(13 + event_id.len());
+    v.extend_from_slice(account.as_str().as_bytes());
+    v.push(0);
+    v.extend_from_slice(event_id.as_bytes());
+    b.blind(b"dedup", &v)
+}
+
+fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
+    let mut r = Reader::new(v, "index chunk");
+    if r.u8()? != 1 {
+        return Err(StoreError::Corrupt("unknown index chunk version".into()));
+    }
+    let first = r.u64()?;
+    let count = r.u32()? as u64;
+    if first != index.times.len() as u64 + 1 {
+        return Err(StoreError::Corrupt(format!(
+            "index chunk at {first} does not follow {}",
+            index.times.len()
+        )));
+    }
+    for i in 0..count {
+        let time = r.i64()?;
+        let dedup: Blind = r.array()?;
+        let hash8: [u8; 8] = r.array()?;
+        index.publish(first + i, time, dedup, hash8);
+    }
+    let nacc = r.u16()?;
+    for _ in 0..nacc {
+        let a = std::str::from_utf8(r.take(12)?)
+            .ok()
+            .and_then(|s| s.parse::<AccountId>().ok())
+            .ok_or_else(|| StoreError::Corrupt("index chunk account".into()))?;
+        index.accounts.insert(a);
+    }
+    let nvals = r.u32()?;
+    for _ in 0..nvals {
+        let blind: Blind = r.array()?;
+        let k = r.u32()?;
+        for _ in 0..k {
+            let local = u64::from(r.u32()?);
+            if local >= count {
+                return Err(StoreError::Corrupt(
+                    "index chunk posting out of range".into(),
+                ));
+            }
+            index.post(blind, first + local);
+        }
+    }
+    if !r.done() {
+        return Err(StoreError::Corrupt("index chunk has trailing bytes".into()));
+    }
+    Ok(())
+}
+
+/// Prepares events for appending on the caller's thread.
+pub struct Preparer {
+    shared: Arc<Shared>,
+    dict_id: u32,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl std::fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preparer")
+            .field("dict_id", &self.dict_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Preparer {
+    /// Compresses the event and computes its blind index values, for `account` (the account
+    /// the collector decided the event belongs to).
+    pub fn prepare(
+        &mut self,
+        event: &CloudTrailEvent,
+        account: AccountId,
+    ) -> Result<Prepared, StoreError> {
+        let sh = &self.shared;
+        let current = sh.dict_version.load(Ordering::Acquire);
+        if self.compressor.is_none() || current != self.dict_id {
+            let c = if current == 0 {
+                zstd::bulk::Compressor::new(sh.cfg.zstd_level)
+            } else {
+                let raw = sh
+                    .dicts
+                    .read()
+                    .map_err(|_| StoreError::WriterGone)?
+                    .raw
+                    .get(&current)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt("current dictionary missing".into()))?;
+                zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &raw)
+            }
+            .map_err(|e| StoreError::Compression(e.to_string()))?;
+            self.compressor = Some(c);
+            self.dict_id = current;
+        }
+        let bytes = event.bytes();
+        let compressed = match self.compressor.as_mut() {
+            Some(c) => c
+                .compress(bytes)
+                .map_err(|e| StoreError::Compression(e.to_string()))?,
+            None => return Err(StoreError::Compression("no compressor".into())),
+        };
+        let f = event.fields();
+        let b = &sh.blinder;
+        let mut postings: Vec<Blind> = Vec::with_capacity(12);
+        let mut post = |attr: Attr, value: &str| {
+            let v = b.blind(attr.tag(), value.as_bytes());
+            if !postings.contains(&v) {
+                postings.push(v);
+            }
+        };
+        post(Attr::Account, account.as_str());
+        if let Some(r) = &f.aws_region {
+            post(Attr::Region, r);
+        }
+        post(Attr::EventName, &f.event_name);
+        post(Attr::EventSource, &f.event_source);
+        if let Some(ro) = f.read_only {
+            post(Attr::ReadOnly, if ro { "true" } else { "false" });
+        }
+        if let Some(u) = f.username() {
+            post(Attr::Username, u);
+        }
+        if let Some(k) = f
+            .user_identity
+            .as_ref()
+            .and_then(|u| u.access_key_id.as_deref())
+        {
+            post(Attr::AccessKeyId, k);
+        }
+        if let Some(e) = &f.error_code {
+            post(Attr::ErrorCode, e);
+        }
+        for n in &f.resource_names {
+            post(Attr::ResourceName, n);
+        }
+        for t in f.resource_types() {
+            post(Attr::ResourceType, t);
+        }
+        let hash = sha256(bytes);
+        Ok(Prepared {
+            account,
+            time: f.event_time.millis(),
+            dedup: dedup_blind(b, &account, &f.event_id),
+            hash,
+            postings,
+            compressed,
+            dict_id: self.dict_id,
+            sample: (self.dict_id == 0).then(|| bytes.to_vec()),
+        })
+    }
+}
+
+/// (seq, eventTime, dedup blind, hash prefix, account, postings) of an event stored by a group.
+type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>);
+
+struct OpenSegment {
+    id: u64,
+    day: i64,
+    count: u64,
+    key: Arc<DataKey>,
+}
+
+struct WriterState {
+    next_seq: u64,
+    next_segment: u64,
+    open: HashMap<AccountId, OpenSegment>,
+    samples: Vec<Vec<u8>>,
+    dict_failed: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl WriterState {
+    fn load(sh: &Shared, next_seq: u64) -> Result<Self, StoreError> {
+        let next_segment = match sh.tree.get(meta_key("next_segment"))? {
+            Some(v) => be_u64(&v)?,
+            None => 1,
+        };
+        Ok(WriterState {
+            next_seq,
+            next_segment,
+            open: HashMap::new(),
+            samples: Vec::new(),
+            dict_failed: false,
+        })
+    }
+
+    fn run(&mut self, sh: &Shared, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            let mut n: usize = jobs[0].events.len();
+            while n < sh.cfg.max_group_events {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        n += j.events.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let results = self.commit(sh, &mut jobs);
+            match results {
+                Ok(outcomes) => {
+                    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was stored");
+                    let msg = e.to_string();
+                    for job in jobs {
+                        let _ = job
+                            .reply
+                            .send(Err(StoreError::Corrupt(format!("append failed: {msg}"))));
+                    }
+                }
+            }
+        }
+        let _ = sh.db.flush();
+    }
+
+    fn segment_for(
+        &mut self,
+        sh: &Shared,
+        account: AccountId,
+        batch: &mut sled::Batch,
+        new_segments: &mut Vec<(u64, SegmentInfo, Arc<DataKey>)>,
+    ) -> Result<(u64, Arc<DataKey>), StoreError> {
+        let now = now_ms();
+        let day = now.div_euclid(86_400_000);
+        if let Some(s) = self.open.get_mut(&account)
+            && s.day == day
+            && s.count < sh.cfg.segment_max_records
+        {
+            s.count += 1;
+            return Ok((s.id, s.key.clone()));
+        }
+        let id = self.next_segment;
+        self.next_segment += 1;
+        let (key, wrapped) = sh
+            .provider
+            .generate_data_key(&segment_context(id, &account))?;
+        let key = Arc::new(key);
+        batch.insert(
+            &key_bytes(SEGMENT, id)[..],
+            encode_segment(&account, day, now, &wrapped),
+        );
+        new_segments.push((id, SegmentInfo { account, wrapped }, key.clone()));
+        self.open.insert(
+            account,
+            OpenSegment {
+                id,
+                day,
+                count: 1,
+                key: key.clone(),
+            },
+        );
+        Ok((id, key))
+    }
+
+    fn commit(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let saved_seq = self.next_seq;
+        let saved_segment = self.next_segment;
+        let saved_open: Vec<(AccountId, u64, u64)> =
+            self.open.iter().map(|(a, s)| (*a, s.id, s.count)).collect();
+        let r = self.commit_inner(sh, jobs);
+        if r.is_err() {
+            // Nothing was published; forget what this group reserved.
+            self.next_seq = saved_seq;
+            self.next_segment = saved_segment;
+            self.open.retain(|a, s| {
+                saved_open
+                    .iter()
+                    .find(|(b, id, _)| b == a && *id == s.id)
+                    .map(|(_, _, c)| s.count = *c)
+                    .is_some()
+            });
+        }
+        r
+    }
+
+    fn commit_inner(
+        &mut self,
+        sh: &Shared,
+        jobs: &mut [Job],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let first_seq = self.next_seq;
+        let mut batch = sled::Batch::default();
+        let mut new_segments = Vec::new();
+        let mut pending: HashMap<Blind, (u64, [u8; 8])> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut stored: Vec<StoredEntry> = Vec::new();
+        let mut block: Vec<u8> = Vec::new();
+        let mut block_first = first_seq;
+        let mut block_count: u16 = 0;
+        {
+            let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
+            for job in jobs.iter_mut() {
+                let mut results = Vec::with_capacity(job.events.len());
+                for ev in job.events.drain(..) {
+                    let mut h8 = [0u8; 8];
+                    h8.copy_from_slice(&ev.hash[..8]);
+                    let existing = pending.get(&ev.dedup).or_else(|| idx.dedup.get(&ev.dedup));
+                    if let Some(&(seq, other)) = existing {
+                        if other == h8 {
+                            results.push(Appended::Duplicate(seq));
+                        } else {
+                            tracing::warn!(account = %ev.account, seq, "eventID already stored with different bytes; kept out (conflict)");
+                            results.push(Appended::Conflict(seq));
+                        }
+                        continue;
+                    }
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let (segment, key) =
+                        self.segment_for(sh, ev.account, &mut batch, &mut new_segments)?;
+                    if block_count == 0 {
+                        block.clear();
+                        block.push(1);
+                        block.extend_from_slice(&[0, 0]);
+                        block_first = seq;
+                    }
+                    block.extend_from_slice(&segment.to_be_bytes());
+                    block.extend_from_slice(&ev.dict_id.to_be_bytes());
+                    let len_at = block.len() + NONCE_LEN;
+                    block.extend_from_slice(&[0u8; NONCE_LEN + 4]);
+                    let body_at = block.len();
+                    let nonce = key.seal_into(
+                        &record_aad(segment, seq, &ev.account, ev.dict_id),
+                        &ev.compressed,
+                        &mut block,
+                    )?;
+                    let body_len = u32::try_from(block.len() - body_at)
+                        .map_err(|_| StoreError::Compression("record too large".into()))?;
+                    block[len_at - NONCE_LEN..len_at].copy_from_slice(&nonce);
+                    block[len_at..len_at + 4].copy_from_slice(&body_len.to_be_bytes());
+                    block_count += 1;
+                    if usize::from(block_count) >= sh.cfg.block_records {
+                        block[1..3].copy_from_slice(&block_count.to_be_bytes());
+                        batch.insert(&key_bytes(RECORDS, block_first)[..], block.clone());
+                        block_count = 0;
+                    }
+                    if let Some(s) = ev.sample
+                        && self.samples.len() < sh.cfg.dict_train_after
+                    {
+                        self.samples.push(s);
+                    }
+                    pending.insert(ev.dedup, (seq, h8));
+                    stored.push((seq, ev.time, ev.dedup, h8, ev.account, ev.postings));
+                    results.push(Appended::Stored(seq));
+                }
+                outcomes.push(AppendOutcome { results });
+            }
+        }
+        if block_count > 0 {
+            block[1..3].copy_from_slice(&block_count.to_be_bytes());
+            batch.insert(&key_bytes(RECORDS, block_first)[..], block);
+        }
+        // The index chunk of this group.
+        if !stored.is_empty() {
+            let mut chunk = Vec::with_capacity(16 + stored.len() * 64);
+            chunk.push(1);
+            chunk.extend_from_slice(&first_seq.to_be_bytes());
+            chunk.extend_from_slice(&(stored.len() as u32).to_be_bytes());
+            let mut accounts: Vec<AccountId> = Vec::new();
+            let mut values: HashMap<Blind, Vec<u32>> = HashMap::new();
+            for (i, (_, time, dedup, h8, account, postings)) in stored.iter().enumerate() {
+                chunk.extend_from_slice(&time.to_be_bytes());
+                chunk.extend_from_slice(dedup);
+                chunk.extend_from_slice(h8);
+                if !accounts.contains(account) {
+                    accounts.push(*account);
+                }
+                for p in postings {
+                    values.entry(*p).or_default().push(i as u32);
+                }
+            }
+            chunk.extend_from_slice(&(accounts.len() as u16).to_be_bytes());
+            for a in &accounts {
+                chunk.extend_from_slice(a.as_str().as_bytes());
+            }
+            chunk.extend_from_slice(&(values.len() as u32).to_be_bytes());
+            let mut sorted: Vec<_> = values.into_iter().collect();
+            sorted.sort_unstable_by_key(|a| a.0);
+            for (blind, locals) in &sorted {
+                chunk.extend_from_slice(blind);
+                chunk.extend_from_slice(&(locals.len() as u32).to_be_bytes());
+                for l in locals {
+                    chunk.extend_from_slice(&l.to_be_bytes());
+                }
+            }
+            batch.insert(&key_bytes(CHUNK, first_seq)[..], chunk);
+        }
+        batch.insert(meta_key("next_seq"), self.next_seq.to_be_bytes().to_vec());
+        batch.insert(
+            meta_key("next_segment"),
+            self.next_segment.to_be_bytes().to_vec(),
+        );
+        // A dictionary, once enough samples are in.
+        let mut new_dict = None;
+        if !self.dict_failed
+            && sh.dict_version.load(Ordering::Acquire) == 0
+            && self.samples.len() >= sh.cfg.dict_train_after
+        {
+            match zstd::dict::from_samples(&self.samples, 112_640) {
+                Ok(d) => {
+                    batch.insert(dict_key(1), seal_dict(sh.provider.as_ref(), 1, &d)?);
+                    new_dict = Some(d);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "zstd dictionary training failed; records stay compressed without one");
+                    self.dict_failed = true;
+                }
+            }
+            self.samples = Vec::new();
+        }
+
+        sh.tree.apply_batch(batch)?;
+        sh.db.flush()?;
+
+        // Durable: publish.
+        {
+            let mut segs = sh.segments.write().map_err(|_| StoreError::WriterGone)?;
+            let mut keys = sh.keys.lock().map_err(|_| StoreError::WriterGone)?;
+            for (id, info, key) in new_segments {
+                segs.insert(id, info);
+                keys.insert(id, key);
+            }
+        }
+        {
+            let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
+            for (seq, time, dedup, h8, account, postings) in stored {
+                idx.publish(seq, time, dedup, h8);
+                idx.accounts.insert(account);
+                for p in postings {
+                    idx.post(p, seq);
+                }
+            }
+        }
+        if let Some(d) = new_dict {
+            let mut dicts = sh.dicts.write().map_err(|_| StoreError::WriterGone)?;
+            dicts
+                .decoders
+                .insert(1, Arc::new(zstd::dict::DecoderDictionary::copy(&d)));
+            dicts.raw.insert(1, Arc::new(d));
+            dicts.current = 1;
+            sh.dict_version.store(1, Ordering::Release);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn key_bytes(prefix: u8, n: u64) -> [u8; 9] {
+    format::key(prefix, n)
+}
+
+fn dict_context(id: u32) -> Vec<u8> {
+    let mut c = b"dictionary/".to_vec();
+    c.extend_from_slice(&id.to_be_bytes());
+    c
+}
+
+/// A zstd dictionary is trained on event bytes, so it is sealed like them: under a data key
+/// of its own, wrapped by the master key. Value: wrapped key (64) || nonce (12) || ciphertext.
+fn seal_dict(provider: &dyn KeyProvider, id: u32, dict: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let ctx = dict_context(id);
+    let (key, wrapped) = provider.generate_data_key(&ctx)?;
+    let mut out = wrapped.to_bytes();
+    let (nonce, ct) = key.seal(&ctx, dict)?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn open_dict(provider: &dyn KeyProvider, id: u32, v: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let ctx = dict_context(id);
+    let mut r = Reader::new(v, "dictionary");
+    let wrapped = WrappedKey::from_bytes(r.take(WRAPPED_LEN)?)?;
+    let nonce: [u8; NONCE_LEN] = r.array()?;
+    let ct = r.take(v.len() - WRAPPED_LEN - NONCE_LEN)?;
+    let key = provider.decrypt_data_key(&wrapped, &ctx)?;
+    Ok(key.open(&nonce, &ctx, ct)?)
+}
+
+fn dict_key(id: u32) -> Vec<u8> {
+    let mut k = meta_key("dict/");
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+const _: () = assert!(BLIND_LEN == 16);

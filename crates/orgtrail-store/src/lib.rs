@@ -1,0 +1,44 @@
+//! orgtrail's ledger: every event of the organization, once, sealed, and findable.
+//!
+//! # On disk (one sled tree, `ledger`, typed key prefixes)
+//!
+//! | key | value |
+//! |---|---|
+//! | `m format` | format version (u64 BE), 1 |
+//! | `m blind_key` | the blind-index key, wrapped by the master key (64 bytes) |
+//! | `m next_seq`, `m next_segment` | next sequence number / segment id (u64 BE) |
+//! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
+//! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
+//! | `r <first seq u64>` | record block: version, count (u16), then per record: segment (u64), dictionary id (u32), nonce (12), length (u32), AES-256-GCM(zstd(event bytes)) with tag |
+//! | `x <first seq u64>` | index chunk of one group commit: per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts; then every blind value with the positions of the events that carry it |
+//!
+//! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
+//! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
+//! and nothing is acknowledged before it is durable.
+//!
+//! # Secrets
+//! * Event bytes are compressed then sealed with AES-256-GCM under the data key of their
+//!   segment (one account, one UTC day, at most `segment_max_records` records). The AAD binds
+//!   a record to its place: `"orgtrail/rec/v1" || segment || seq || account || dictionary id`;
+//!   a record moved, swapped or relabelled fails to open.
+//! * Data keys exist on disk only wrapped by a versioned master key (`orgtrail-crypto`), bound
+//!   to their segment. Random 96-bit nonces; segments cap how many records a key seals.
+//! * Index and dedup keys are blind: `HMAC-SHA-256(K_idx, attribute || 0 || value)[..16]`.
+//!   `K_idx` is random per store and stored wrapped. Timestamps, sequence numbers and the
+//!   accounts of segments stay plain; no eventID, user, ARN, IP or resource name is on disk.
+//!
+//! # In memory
+//! The index (dedup, postings, times) is rebuilt from the chunks at open, and updated by the
+//! writer only after a group is durable. Appends go through one writer thread
+//! ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled and run on
+//! the caller's thread (async callers use `spawn_blocking`).
+
+mod error;
+mod format;
+mod index;
+mod ledger;
+mod query;
+
+pub use error::StoreError;
+pub use ledger::{AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats};
+pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};

@@ -1,0 +1,133 @@
+//! Lookups: filters, time range, newest first, paged with an opaque token.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use orgtrail_core::{AccountId, Timestamp};
+
+use crate::error::StoreError;
+
+/// Default page size.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page size.
+pub const MAX_PAGE: usize = 1000;
+
+/// An indexed attribute: CloudTrail's LookupEvents attributes, plus account, region and
+/// errorCode. (EventId is looked up through the dedup index, see [`Query::event_id`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Attr {
+    Account,
+    Region,
+    EventName,
+    EventSource,
+    ReadOnly,
+    Username,
+    AccessKeyId,
+    ResourceName,
+    ResourceType,
+    ErrorCode,
+}
+
+impl Attr {
+    /// The domain-separation tag of this attribute in blind index values.
+    pub(crate) fn tag(self) -> &'static [u8] {
+        match self {
+            Attr::Account => b"account",
+            Attr::Region => b"region",
+            Attr::EventName => b"eventName",
+            Attr::EventSource => b"eventSource",
+            Attr::ReadOnly => b"readOnly",
+            Attr::Username => b"username",
+            Attr::AccessKeyId => b"accessKeyId",
+            Attr::ResourceName => b"resourceName",
+            Attr::ResourceType => b"resourceType",
+            Attr::ErrorCode => b"errorCode",
+        }
+    }
+}
+
+/// What to look up. Every filter must match (AND); the time range is inclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub filters: Vec<(Attr, String)>,
+    /// Events with this eventID (in any account, or in the accounts named by Account filters).
+    pub event_id: Option<String>,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    /// Page size; 0 means [`DEFAULT_PAGE`]; capped at [`MAX_PAGE`].
+    pub limit: usize,
+    /// The `next_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+impl Query {
+    pub(crate) fn page_size(&self) -> usize {
+        match self.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        }
+    }
+}
+
+/// One stored event.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the log.
+    pub seq: u64,
+    /// The account the event belongs to.
+    pub account: AccountId,
+    /// eventTime.
+    pub time: Timestamp,
+    /// The exact bytes the event arrived with.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("seq", &self.seq)
+            .field("account", &self.account)
+            .field("time", &self.time)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// Pass as [`Query::page_token`] for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+/// Position after which the next page starts: (eventTime ms, seq), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cursor {
+    pub(crate) time: i64,
+    pub(crate) seq: u64,
+}
+
+impl Cursor {
+    pub(crate) fn encode(self) -> String {
+        let mut b = Vec::with_capacity(17);
+        b.push(1u8);
+        b.extend_from_slice(&self.time.to_be_bytes());
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        B64.encode(b)
+    }
+
+    pub(crate) fn decode(s: &str) -> Result<Self, StoreError> {
+        let b = B64.decode(s).map_err(|_| StoreError::BadPageToken)?;
+        if b.len() != 17 || b[0] != 1 {
+            return Err(StoreError::BadPageToken);
+        }
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&b[1..9]);
+        let mut s8 = [0u8; 8];
+        s8.copy_from_slice(&b[9..17]);
+        Ok(Cursor {
+            time: i64::from_be_bytes(t),
+            seq: u64::from_be_bytes(s8),
+        })
+    }
+}
