@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     Validate(cmd::validate::Args),
     GenEvents(cmd::gen_events::Args),
+    Keys(cmd::keys::Args),
+    Import(cmd::import::Args),
+    Lookup(Box<cmd::lookup::Args>),
 }
 
 fn main() -> ExitCode {
@@ -36,9 +39,19 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::GenEvents(args) => cmd::gen_events::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Lookup(args) => cmd::lookup::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -367,6 +367,20 @@ impl Ledger {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Queues an append from a thread that is not running an async runtime, without waiting
+    /// for it: the receiver answers once the events are durable. Lets a bulk importer keep
+    /// preparing the next batch while the writer commits this one.
+    pub fn submit_blocking(
+        &self,
+        events: Vec<Prepared>,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Job { events, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
     /// Appends events from a thread that is not running an async runtime.
     pub fn append_blocking(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();

@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
 pub(crate) mod gen_events;
+pub(crate) mod import;
+pub(crate) mod keys;
+pub(crate) mod lookup;
 pub(crate) mod validate;
 
 use std::io;

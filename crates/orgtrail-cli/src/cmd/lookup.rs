@@ -1,0 +1,262 @@
+//! `orgtrail lookup`: find events in a store, offline.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
+use orgtrail_store::{Attr, Query, StoredEvent};
+
+/// Find events: who, when, from where, what resource, what outcome. Filters combine (AND)
+/// with a time range; events come newest first. No filter lists every event.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The store's data directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Directory holding keyring.json.
+    #[arg(long, value_name = "DIR")]
+    keys: PathBuf,
+    #[command(flatten)]
+    filters: Filters,
+    /// Most events to print (pages are followed).
+    #[arg(long, default_value_t = 50)]
+    max: usize,
+    /// table (one row per event), json (an array of the events), or jsonl (each event's
+    /// original bytes, one per line).
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "jsonl"])]
+    output: String,
+}
+
+/// Filters shared by the offline and the remote lookup.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Filters {
+    #[arg(long)]
+    pub(crate) event_name: Option<String>,
+    #[arg(long)]
+    pub(crate) event_source: Option<String>,
+    #[arg(long)]
+    pub(crate) event_id: Option<String>,
+    /// User name as LookupEvents shows it (IAM user, role session, ...).
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// A resource name or ARN (bucket, instance id, role, ...).
+    #[arg(long)]
+    pub(crate) resource_name: Option<String>,
+    /// e.g. AWS::S3::Bucket.
+    #[arg(long)]
+    pub(crate) resource_type: Option<String>,
+    #[arg(long)]
+    pub(crate) access_key_id: Option<String>,
+    #[arg(long, value_parser = ["true", "false"])]
+    pub(crate) read_only: Option<String>,
+    #[arg(long)]
+    pub(crate) account: Option<AccountId>,
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// e.g. AccessDenied.
+    #[arg(long)]
+    pub(crate) error_code: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time, conflicts_with = "since")]
+    pub(crate) start: Option<Timestamp>,
+    /// Events in the last DURATION (e.g. 90s, 15m, 2h, 7d).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub(crate) since: Option<i64>,
+    /// Events at or before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) end: Option<Timestamp>,
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| e.to_string())
+}
+
+/// `90s`, `15m`, `2h`, `7d` in milliseconds.
+pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 15m, 2h or 7d"))?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a duration such as 90s, 15m, 2h or 7d"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+impl Filters {
+    pub(crate) fn to_query(&self) -> Query {
+        let mut f = Vec::new();
+        let mut add = |a: Attr, v: &Option<String>| {
+            if let Some(v) = v {
+                f.push((a, v.clone()));
+            }
+        };
+        add(Attr::EventName, &self.event_name);
+        add(Attr::EventSource, &self.event_source);
+        add(Attr::Username, &self.username);
+        add(Attr::ResourceName, &self.resource_name);
+        add(Attr::ResourceType, &self.resource_type);
+        add(Attr::AccessKeyId, &self.access_key_id);
+        add(Attr::ReadOnly, &self.read_only);
+        add(Attr::Region, &self.region);
+        add(Attr::ErrorCode, &self.error_code);
+        add(Attr::Account, &self.account.map(|a| a.to_string()));
+        let start = self.start.or_else(|| {
+            self.since.map(|d| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |x| i64::try_from(x.as_millis()).unwrap_or(0));
+                Timestamp(now - d)
+            })
+        });
+        Query {
+            filters: f,
+            event_id: self.event_id.clone(),
+            start,
+            end: self.end,
+            limit: 0,
+            page_token: None,
+        }
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let ledger = crate::cmd::keys::open(&args.keys, &args.data_dir)?;
+    let mut q = args.filters.to_query();
+    let mut events = Vec::new();
+    while events.len() < args.max {
+        q.limit = (args.max - events.len()).min(orgtrail_store::MAX_PAGE);
+        let page = ledger.query(&q)?;
+        events.extend(page.events);
+        match page.next_token {
+            Some(t) => q.page_token = Some(t),
+            None => break,
+        }
+    }
+    ledger.close()?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    print_events(&mut out, &events, &args.output)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events in the chosen output format.
+pub(crate) fn print_events(
+    out: &mut impl Write,
+    events: &[StoredEvent],
+    output: &str,
+) -> io::Result<()> {
+    match output {
+        "jsonl" => {
+            for e in events {
+                out.write_all(&e.bytes)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        "json" => {
+            out.write_all(b"[")?;
+            for (i, e) in events.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",\n")?;
+                }
+                out.write_all(&e.bytes)?;
+            }
+            out.write_all(b"]\n")?;
+        }
+        _ => {
+            let rows: Vec<[String; 8]> = events.iter().map(row).collect();
+            let header = [
+                "TIME",
+                "ACCOUNT",
+                "REGION",
+                "WHO",
+                "EVENT",
+                "SOURCE IP",
+                "RESOURCES",
+                "OUTCOME",
+            ];
+            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r.iter()) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                let mut s = String::new();
+                for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                    if i + 1 == cells.len() {
+                        s.push_str(c);
+                    } else {
+                        s.push_str(&format!("{c:<w$}  ", w = *w));
+                    }
+                }
+                s.trim_end().to_string()
+            };
+            writeln!(out, "{}", line(header.to_vec()))?;
+            for r in &rows {
+                writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+            }
+            writeln!(out, "({} events)", events.len())?;
+        }
+    }
+    Ok(())
+}
+
+fn row(e: &StoredEvent) -> [String; 8] {
+    let time = e.time.to_string();
+    match CloudTrailEvent::parse(e.bytes.clone()) {
+        Ok(ev) => {
+            let f = ev.fields();
+            let who = f.username().unwrap_or("-").to_string();
+            let outcome = match &f.error_code {
+                Some(c) => c.clone(),
+                None => "Success".into(),
+            };
+            let mut res = f.resource_names.clone();
+            if res.len() > 2 {
+                let more = res.len() - 2;
+                res.truncate(2);
+                res.push(format!("+{more}"));
+            }
+            [
+                time,
+                e.account.to_string(),
+                f.aws_region.clone().unwrap_or_else(|| "-".into()),
+                who,
+                format!("{}:{}", short_source(&f.event_source), f.event_name),
+                f.source_ip_address.clone().unwrap_or_else(|| "-".into()),
+                if res.is_empty() {
+                    "-".into()
+                } else {
+                    res.join(",")
+                },
+                outcome,
+            ]
+        }
+        Err(err) => [
+            time,
+            e.account.to_string(),
+            "-".into(),
+            "-".into(),
+            format!("(unparseable: {err})"),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ],
+    }
+}
+
+fn short_source(s: &str) -> &str {
+    s.strip_suffix(".amazonaws.com").unwrap_or(s)
+}

@@ -1,0 +1,290 @@
+//! `orgtrail keys`, `import` and `lookup` on a real store, as a user runs them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{fixtures, run, stdout};
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn import_then_lookup_answers_who_started_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let data = dir.path().join("data");
+    let out = run(&["keys", "init", "--out", s(&keys)], b"");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(keys.join("keyring.json").exists() && keys.join("signing.pub").exists());
+    // Refuses to overwrite.
+    let again = run(&["keys", "init", "--out", s(&keys)], b"");
+    assert!(!again.status.success());
+    assert!(common::stderr(&again).contains("already exists"));
+
+    // Generated traffic plus the documented StartInstances record (eventVersion 1.0: no
+    // recipientAccountId, so --account names its owner).
+    let generated = run(
+        &[
+            "gen-events",
+            "--count",
+            "3000",
+            "--seed",
+            "4",
+            "--dup-rate",
+            "0.1",
+        ],
+        b"",
+    )
+    .stdout;
+    let gen_file = dir.path().join("gen.jsonl");
+    std::fs::write(&gen_file, &generated).unwrap();
+    let doc = fixtures()
+        .join("corpus/logfiles/aws-cloudtrail-user-guide_cloudtrail-log-file-examples_02.json");
+    let out = run(
+        &[
+            "import",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--account",
+            "123456789012",
+            s(&gen_file),
+            s(&doc),
+        ],
+        b"",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", common::stderr(&out));
+    let line = text.lines().last().unwrap();
+    let stored: u64 = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .strip_prefix("stored=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(line.ends_with("conflicts=0 rejected=0"), "{line}");
+    let dups: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("duplicates=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(stored + dups, 3001);
+    assert!(dups > 150, "{line}");
+
+    // Importing again stores nothing twice.
+    let out = run(
+        &[
+            "import",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--account",
+            "123456789012",
+            s(&gen_file),
+            s(&doc),
+        ],
+        b"",
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("stored=0 duplicates=3001 conflicts=0 rejected=0")
+    );
+
+    // Who started instance i-ebeaf9e2?
+    let out = run(
+        &[
+            "lookup",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--resource-name",
+            "i-ebeaf9e2",
+        ],
+        b"",
+    );
+    let table = stdout(&out);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].starts_with("TIME"));
+    for cell in [
+        "2014-03-06T21:22:54Z",
+        "123456789012",
+        "us-east-2",
+        "Alice",
+        "ec2:StartInstances",
+        "205.251.233.176",
+        "i-ebeaf9e2",
+        "Success",
+    ] {
+        assert!(rows[1].contains(cell), "{cell} missing from {}", rows[1]);
+    }
+    assert_eq!(rows[2], "(1 events)");
+
+    // jsonl gives back the exact bytes; filters combine; --max follows pages.
+    let out = run(
+        &[
+            "lookup",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--event-name",
+            "StartInstances",
+            "--username",
+            "Alice",
+            "--output",
+            "jsonl",
+        ],
+        b"",
+    );
+    let want = {
+        let d: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc).unwrap()).unwrap();
+        d["Records"][0].clone()
+    };
+    let got: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(got, want);
+    let out = run(
+        &[
+            "lookup",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--max",
+            "1200",
+            "--output",
+            "jsonl",
+        ],
+        b"",
+    );
+    let all_text = stdout(&out);
+    let lines: Vec<&str> = all_text.lines().collect();
+    assert_eq!(lines.len(), 1200);
+    let times: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["eventTime"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // An event without an owner is rejected with the reason.
+    let orphan = dir.path().join("orphan.json");
+    std::fs::copy(&doc, &orphan).unwrap();
+    let out = run(
+        &[
+            "import",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            s(&orphan),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("record 1: event has no recipientAccountId and no --account names its owner"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn rotate_rewrap_retire_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let data = dir.path().join("data");
+    run(&["keys", "init", "--out", s(&keys)], b"");
+    let generated = run(&["gen-events", "--count", "200"], b"").stdout;
+    assert!(
+        run(
+            &["import", "--data-dir", s(&data), "--keys", s(&keys), "-"],
+            &generated
+        )
+        .status
+        .success()
+    );
+    let out = run(&["keys", "rotate", "--keys", s(&keys)], b"");
+    assert!(stdout(&out).starts_with("master key v2 is now current"));
+    let out = run(
+        &[
+            "keys",
+            "retire",
+            "--keys",
+            s(&keys),
+            "--key-version",
+            "1",
+            "--data-dir",
+            s(&data),
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("still has"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = run(
+        &["keys", "rewrap", "--keys", s(&keys), "--data-dir", s(&data)],
+        b"",
+    );
+    assert!(stdout(&out).contains("now under v2"), "{}", stdout(&out));
+    let out = run(
+        &[
+            "keys",
+            "retire",
+            "--keys",
+            s(&keys),
+            "--key-version",
+            "1",
+            "--data-dir",
+            s(&data),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(
+        &[
+            "lookup",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+            "--max",
+            "1000",
+            "--output",
+            "jsonl",
+        ],
+        b"",
+    );
+    assert_eq!(stdout(&out).lines().count(), 200);
+    // A keyring from elsewhere names what it lacks and changes nothing.
+    let other = dir.path().join("other");
+    run(&["keys", "init", "--out", s(&other)], b"");
+    let out = run(
+        &["lookup", "--data-dir", s(&data), "--keys", s(&other)],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("master key v2 is not in the keyring (it holds v1)"),
+        "{}",
+        common::stderr(&out)
+    );
+}
