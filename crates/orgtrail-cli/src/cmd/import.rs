@@ -1,8 +1,7 @@
 //! `orgtrail import`: backfill a store from files, offline.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,16 +69,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     for path in &args.files {
         let name = path.display().to_string();
-        let reader: Box<dyn Read + Send> = if name == "-" {
-            Box::new(io::stdin())
-        } else {
-            match File::open(path) {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    tally.rejected += 1;
-                    writeln!(out, "{name}: cannot open: {e}")?;
-                    continue;
-                }
+        let reader = match crate::cmd::open_input(path) {
+            Ok(r) => r,
+            Err(e) => {
+                tally.rejected += 1;
+                writeln!(out, "{name}: cannot open: {e}")?;
+                continue;
             }
         };
         let decoder = match Decoder::new(reader, args.format, DecodeLimits::default()) {

@@ -6,7 +6,17 @@ pub(crate) mod keys;
 pub(crate) mod lookup;
 pub(crate) mod validate;
 
-use std::io;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Opens an input file, or standard input for `-`.
+pub(crate) fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    if path.as_os_str() == "-" {
+        Ok(Box::new(io::stdin()))
+    } else {
+        Ok(Box::new(std::fs::File::open(path)?))
+    }
+}
 
 /// True for the error a write gets when the reader of our stdout went away (`| head`).
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -1,6 +1,5 @@
 //! `orgtrail validate`: checks files of CloudTrail events without storing anything.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,16 +54,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut tally = Tally::default();
     for path in &args.files {
         let name = path.display().to_string();
-        let reader: Box<dyn Read + Send> = if name == "-" {
-            Box::new(io::stdin())
-        } else {
-            match File::open(path) {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    tally.invalid += 1;
-                    report(&mut out, args.quiet, &format!("{name}: cannot open: {e}"))?;
-                    continue;
-                }
+        let reader = match crate::cmd::open_input(path) {
+            Ok(r) => r,
+            Err(e) => {
+                tally.invalid += 1;
+                report(&mut out, args.quiet, &format!("{name}: cannot open: {e}"))?;
+                continue;
             }
         };
         let result = check(
