@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc: the event path allocates many small strings on one thread and frees them on
+/// another (prepare workers -> ledger writer); glibc's arenas contend on that (measured).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// orgtrail: a self-hosted audit trail for organizations with many cloud accounts.
 ///
 /// Agents (one per account) ship AWS CloudTrail-format events over gRPC with mutual TLS to a

@@ -8,6 +8,7 @@
 //! is flushed.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use orgtrail_core::AccountId;
 
@@ -15,10 +16,32 @@ use crate::query::Cursor;
 
 pub(crate) type Blind = [u8; 16];
 
+/// Blind values are HMAC outputs, uniformly random: their first 8 bytes are a perfect hash
+/// already, so maps keyed by them skip SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BlindHasher(u64);
+
+impl Hasher for BlindHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+            self.0 = self.0.rotate_left(29);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+pub(crate) type BlindMap<V> = HashMap<Blind, V, BuildHasherDefault<BlindHasher>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    pub(crate) dedup: HashMap<Blind, (u64, [u8; 8])>,
-    pub(crate) postings: HashMap<Blind, Vec<u64>>,
+    pub(crate) dedup: BlindMap<(u64, [u8; 8])>,
+    pub(crate) postings: BlindMap<Vec<u64>>,
     /// eventTime (ms) of seq `i + 1`.
     pub(crate) times: Vec<i64>,
     pub(crate) by_time: BTreeSet<(i64, u64)>,

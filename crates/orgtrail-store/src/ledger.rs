@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::error::StoreError;
 use crate::format::{self, CHUNK, FORMAT_VERSION, RECORDS, Reader, SEGMENT, key, meta_key};
-use crate::index::{Blind, Index};
+use crate::index::{Blind, BlindMap, Index};
 use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
 
 /// Tuning of the ledger. The defaults suit production.
@@ -41,7 +41,7 @@ impl Default for LedgerConfig {
             segment_max_records: 1 << 20,
             block_records: 32,
             dict_train_after: 4000,
-            max_group_events: 8192,
+            max_group_events: 2048,
             cache_bytes: 256 << 20,
             zstd_level: 3,
         }
@@ -346,6 +346,7 @@ impl Ledger {
             shared: self.shared.clone(),
             dict_id: u32::MAX,
             compressor: None,
+            cache: (0..Attr::COUNT).map(|_| HashMap::new()).collect(),
         }
     }
 
@@ -754,7 +755,26 @@ pub struct Preparer {
     shared: Arc<Shared>,
     dict_id: u32,
     compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Blind values of low-cardinality attributes (account, region, eventName, ...), which
+    /// repeat in nearly every event: computing each HMAC once per thread is enough.
+    cache: Vec<HashMap<String, Blind>>,
 }
+
+/// Attributes whose values repeat enough to cache their blind values.
+fn cacheable(attr: Attr) -> bool {
+    matches!(
+        attr,
+        Attr::Account
+            | Attr::Region
+            | Attr::EventName
+            | Attr::EventSource
+            | Attr::ReadOnly
+            | Attr::ErrorCode
+            | Attr::ResourceType
+    )
+}
+
+const BLIND_CACHE_MAX: usize = 50_000;
 
 impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -801,9 +821,25 @@ impl Preparer {
         };
         let f = event.fields();
         let b = &sh.blinder;
+        let cache = &mut self.cache;
         let mut postings: Vec<Blind> = Vec::with_capacity(12);
         let mut post = |attr: Attr, value: &str| {
-            let v = b.blind(attr.tag(), value.as_bytes());
+            let v = if cacheable(attr) {
+                let map = &mut cache[attr.index()];
+                match map.get(value) {
+                    Some(v) => *v,
+                    None => {
+                        let v = b.blind(attr.tag(), value.as_bytes());
+                        if map.len() >= BLIND_CACHE_MAX {
+                            map.clear();
+                        }
+                        map.insert(value.to_owned(), v);
+                        v
+                    }
+                }
+            } else {
+                b.blind(attr.tag(), value.as_bytes())
+            };
             if !postings.contains(&v) {
                 postings.push(v);
             }
@@ -991,7 +1027,7 @@ impl WriterState {
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
         let mut new_segments = Vec::new();
-        let mut pending: HashMap<Blind, (u64, [u8; 8])> = HashMap::new();
+        let mut pending: BlindMap<(u64, [u8; 8])> = BlindMap::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut stored: Vec<StoredEntry> = Vec::new();
         let mut block: Vec<u8> = Vec::new();
@@ -1067,7 +1103,7 @@ impl WriterState {
             chunk.extend_from_slice(&first_seq.to_be_bytes());
             chunk.extend_from_slice(&(stored.len() as u32).to_be_bytes());
             let mut accounts: Vec<AccountId> = Vec::new();
-            let mut values: HashMap<Blind, Vec<u32>> = HashMap::new();
+            let mut values: BlindMap<Vec<u32>> = BlindMap::default();
             for (i, (_, time, dedup, h8, account, postings)) in stored.iter().enumerate() {
                 chunk.extend_from_slice(&time.to_be_bytes());
                 chunk.extend_from_slice(dedup);

@@ -28,6 +28,14 @@ pub enum Attr {
 }
 
 impl Attr {
+    /// How many attributes there are.
+    pub(crate) const COUNT: usize = 10;
+
+    /// A dense index, 0..COUNT.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     /// The domain-separation tag of this attribute in blind index values.
     pub(crate) fn tag(self) -> &'static [u8] {
         match self {
