@@ -2,6 +2,7 @@
 
 pub(crate) mod gen_events;
 pub(crate) mod import;
+pub(crate) mod ingest;
 pub(crate) mod keys;
 pub(crate) mod lookup;
 pub(crate) mod validate;

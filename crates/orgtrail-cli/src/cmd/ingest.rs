@@ -1,0 +1,120 @@
+//! The bulk ingest pipeline shared by `import` and `bench store`: the caller's thread feeds
+//! validated events, one worker per core prepares them (compress, hash, blind) and submits
+//! batches to the ledger writer, and a settler collects the acknowledgements.
+
+use std::sync::{Mutex, mpsc};
+
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_store::{AppendOutcome, Ledger, StoreError};
+use tokio::sync::oneshot;
+
+/// Events per batch handed to a worker (and submitted to the writer).
+pub(crate) const BATCH: usize = 2000;
+
+/// What the ledger answered, summed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Totals {
+    pub(crate) stored: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) conflicts: u64,
+}
+
+type Pending = oneshot::Receiver<Result<AppendOutcome, StoreError>>;
+/// A batch and the 1-based ordinals of its first and last event in the feed.
+type Work = (u64, u64, Vec<(CloudTrailEvent, AccountId)>);
+
+/// Feeds events into the ledger. `feed` is called once with a `push` function; every pushed
+/// event gets the next ordinal (1, 2, ...). `on_ack(first, last)` is called for each batch once
+/// the ledger has made it durable (batches may be acknowledged out of order).
+pub(crate) fn ingest(
+    ledger: &Ledger,
+    on_ack: &(dyn Fn(u64, u64) + Sync),
+    feed: impl FnOnce(
+        &mut dyn FnMut(CloudTrailEvent, AccountId) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>,
+) -> anyhow::Result<Totals> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * 2);
+    let work_rx = Mutex::new(work_rx);
+    let (ack_tx, ack_rx) = mpsc::channel::<(u64, u64, Pending)>();
+    std::thread::scope(|scope| -> anyhow::Result<Totals> {
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let ack_tx = ack_tx.clone();
+            let work_rx = &work_rx;
+            handles.push(scope.spawn(move || -> anyhow::Result<()> {
+                let mut preparer = ledger.preparer();
+                loop {
+                    let next = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return Ok(()),
+                    };
+                    let Ok((first, last, batch)) = next else {
+                        return Ok(());
+                    };
+                    let mut prepared = Vec::with_capacity(batch.len());
+                    for (event, owner) in &batch {
+                        prepared.push(preparer.prepare(event, *owner)?);
+                    }
+                    let pending = ledger.submit_blocking(prepared)?;
+                    if ack_tx.send((first, last, pending)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }));
+        }
+        drop(ack_tx);
+        let settler = scope.spawn(move || -> anyhow::Result<Totals> {
+            let mut t = Totals::default();
+            for (first, last, p) in ack_rx {
+                let outcome = p.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+                t.stored += outcome.stored() as u64;
+                t.duplicates += outcome.duplicates() as u64;
+                t.conflicts += outcome.conflicts() as u64;
+                on_ack(first, last);
+            }
+            Ok(t)
+        });
+
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut ordinal = 0u64;
+        let mut first = 1u64;
+        let fed = feed(&mut |event, owner| {
+            ordinal += 1;
+            batch.push((event, owner));
+            if batch.len() == BATCH {
+                let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if work_tx.send((first, ordinal, b)).is_err() {
+                    anyhow::bail!("the ingest workers stopped");
+                }
+                first = ordinal + 1;
+            }
+            Ok(())
+        });
+        if fed.is_ok() && !batch.is_empty() {
+            let b = std::mem::take(&mut batch);
+            // A send error means the workers stopped; their error is reported below.
+            let _ = work_tx.send((first, ordinal, b));
+        }
+        drop(work_tx);
+        let mut first_err = fed.err();
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(anyhow::anyhow!("an ingest worker panicked"));
+                }
+            }
+        }
+        let totals = settler
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ingest settler panicked"))?;
+        match first_err {
+            Some(e) => Err(e),
+            None => totals,
+        }
+    })
+}
