@@ -36,6 +36,7 @@ enum Command {
     Keys(cmd::keys::Args),
     Import(cmd::import::Args),
     Lookup(Box<cmd::lookup::Args>),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => cmd::keys::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;

@@ -1,0 +1,224 @@
+//! `orgtrail bench store`: the ledger's figures on generated events.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::{Keyring, LocalKeyProvider};
+use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_store::{Attr, Ledger, LedgerConfig, Query};
+
+/// Measure orgtrail's components and print the figures.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Import generated events into a fresh store (parse, dedup, compress, seal, index, durable
+    /// group commits), then time selective lookups on it and measure its size on disk.
+    Store(StoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// How many events to import (duplicates included).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Fraction of redelivered duplicates.
+    #[arg(long, default_value_t = 0.05)]
+    dup_rate: f64,
+    #[arg(long, default_value_t = 20)]
+    accounts: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// How many lookups of each kind to time.
+    #[arg(long, default_value_t = 2000)]
+    lookups: usize,
+    /// Where to build the store (must not exist). Default: a fresh directory under the
+    /// system's temporary directory, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.what {
+        What::Store(a) => store(a),
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
+    let (root, remove) = match a.dir {
+        Some(d) => {
+            if d.exists() {
+                bail!("{} exists; give a new directory", d.display());
+            }
+            (d, false)
+        }
+        None => (
+            std::env::temp_dir().join(format!("orgtrail-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(root.join("keys"))
+        .with_context(|| format!("creating {}", root.display()))?;
+    Keyring::generate("bench")?.save_new(&root.join("keys/keyring.json"))?;
+    let provider = Arc::new(LocalKeyProvider::load(&root.join("keys"))?);
+
+    println!(
+        "generating {} events ({} accounts, {:.0}% duplicates, seed {})",
+        a.events,
+        a.accounts,
+        a.dup_rate * 100.0,
+        a.seed
+    );
+    let raw: Vec<Vec<u8>> = Generator::new(GenConfig {
+        count: a.events,
+        accounts: a.accounts,
+        seed: a.seed,
+        dup_rate: a.dup_rate,
+        ..GenConfig::default()
+    })
+    .collect();
+    let raw_bytes: u64 = raw.iter().map(|r| r.len() as u64 + 1).sum();
+
+    let data = root.join("data");
+    let ledger = Ledger::open(&data, provider.clone(), LedgerConfig::default())?;
+    let started = Instant::now();
+    let totals = crate::cmd::ingest::ingest(&ledger, &|_, _| {}, |push| {
+        for bytes in &raw {
+            let event = CloudTrailEvent::parse(bytes.clone())?;
+            let owner: AccountId = event
+                .fields()
+                .recipient_account_id
+                .as_deref()
+                .unwrap_or_default()
+                .parse()?;
+            push(event, owner)?;
+        }
+        Ok(())
+    })?;
+    let import_secs = started.elapsed().as_secs_f64();
+    ledger.close()?;
+    drop(ledger);
+    let disk = dir_size(&data);
+
+    let started = Instant::now();
+    let ledger = Ledger::open(&data, provider, LedgerConfig::default())?;
+    let open_secs = started.elapsed().as_secs_f64();
+
+    // Selective lookups: values taken from stored events, spread over the store.
+    let step = (raw.len() / a.lookups.max(1)).max(1);
+    let mut kinds: Vec<(&str, Vec<f64>, usize)> = vec![
+        ("username", Vec::new(), 0),
+        ("resource-name", Vec::new(), 0),
+        ("event-id", Vec::new(), 0),
+        ("username+event-name, last 24h", Vec::new(), 0),
+    ];
+    for bytes in raw.iter().step_by(step).take(a.lookups) {
+        let ev = CloudTrailEvent::parse(bytes.clone())?;
+        let f = ev.fields();
+        let queries: [Option<Query>; 4] = [
+            f.username().map(|u| Query {
+                filters: vec![(Attr::Username, u.to_string())],
+                ..Query::default()
+            }),
+            f.resource_names.first().map(|r| Query {
+                filters: vec![(Attr::ResourceName, r.clone())],
+                ..Query::default()
+            }),
+            Some(Query {
+                event_id: Some(f.event_id.clone()),
+                ..Query::default()
+            }),
+            f.username().map(|u| Query {
+                filters: vec![
+                    (Attr::Username, u.to_string()),
+                    (Attr::EventName, f.event_name.clone()),
+                ],
+                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 86_400_000)),
+                end: Some(f.event_time),
+                ..Query::default()
+            }),
+        ];
+        for (k, q) in kinds.iter_mut().zip(queries) {
+            if let Some(q) = q {
+                let t = Instant::now();
+                let page = ledger.query(&q)?;
+                k.1.push(t.elapsed().as_secs_f64() * 1000.0);
+                k.2 += page.events.len();
+            }
+        }
+    }
+    let stats = ledger.stats();
+    ledger.close()?;
+    drop(ledger);
+
+    let n = a.events as f64;
+    println!(
+        "store benchmark: {} events in, {} stored",
+        a.events, totals.stored
+    );
+    println!(
+        "import: {:.2} s, {:.0} events/s, {:.1} MiB/s of raw JSON (stored={} duplicates={} conflicts={})",
+        import_secs,
+        n / import_secs,
+        raw_bytes as f64 / import_secs / (1024.0 * 1024.0),
+        totals.stored,
+        totals.duplicates,
+        totals.conflicts
+    );
+    println!(
+        "disk: {} bytes, {:.0} bytes per stored event, raw JSON {:.0} bytes per event, ratio {:.2}",
+        disk,
+        disk as f64 / stats.events.max(1) as f64,
+        raw_bytes as f64 / n,
+        disk as f64 / raw_bytes as f64 * (n / stats.events.max(1) as f64)
+    );
+    println!(
+        "open (index rebuild): {:.2} s for {} events",
+        open_secs, stats.events
+    );
+    for (name, mut lat, hits) in kinds {
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "lookup {name}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms (mean {:.1} events per page)",
+            lat.len(),
+            percentile(&lat, 0.50),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(0.0),
+            hits as f64 / lat.len().max(1) as f64
+        );
+    }
+    if remove {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(ExitCode::SUCCESS)
+}
