@@ -689,6 +689,32 @@ impl Ledger {
     }
 }
 
+impl crate::EventStore for Ledger {
+    fn append_events(
+        &self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut p = self.preparer();
+        let prepared = events
+            .iter()
+            .map(|(e, a)| p.prepare(e, *a))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_blocking(prepared)
+    }
+
+    fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        Ledger::query(self, q)
+    }
+
+    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ledger::get(self, account, event_id)
+    }
+
+    fn stats(&self) -> Stats {
+        Ledger::stats(self)
+    }
+}
+
 impl Drop for Ledger {
     fn drop(&mut self) {
         let _ = self.close();

@@ -37,8 +37,30 @@ mod error;
 mod format;
 mod index;
 mod ledger;
+mod memory;
 mod query;
+
+use orgtrail_core::{AccountId, CloudTrailEvent};
+
+/// The store as its users see it: append (durable when it returns), look up, get one.
+/// Implemented by the sled [`Ledger`] and by the in-memory reference model [`MemoryStore`];
+/// one conformance suite runs against both. Blocking: async callers use `spawn_blocking` (the
+/// sled ledger also offers [`Ledger::append`] and a per-thread [`Preparer`] for hot paths).
+pub trait EventStore: Send + Sync {
+    /// Appends events, each with the account it belongs to; returns once they are durable.
+    fn append_events(
+        &self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<AppendOutcome, StoreError>;
+    /// One page of matching events, newest first.
+    fn query(&self, q: &Query) -> Result<Page, StoreError>;
+    /// The event with this eventID in this account.
+    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// Counts.
+    fn stats(&self) -> Stats;
+}
 
 pub use error::StoreError;
 pub use ledger::{AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats};
+pub use memory::MemoryStore;
 pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};

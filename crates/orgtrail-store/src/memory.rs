@@ -1,0 +1,153 @@
+//! An in-memory [`EventStore`]: the reference model the sled ledger is checked against (the
+//! conformance suite runs on both, and a property test compares them operation by operation).
+//! It holds plaintext in memory and persists nothing; it is not for production.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use orgtrail_core::{AccountId, CloudTrailEvent};
+
+use crate::ledger::{AppendOutcome, Appended, Stats};
+use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
+use crate::{EventStore, StoreError};
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: Vec<(StoredEvent, CloudTrailEvent)>,
+    by_id: HashMap<(AccountId, String), u64>,
+}
+
+/// The reference model.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn matches(ev: &CloudTrailEvent, account: &AccountId, attr: Attr, value: &str) -> bool {
+    let f = ev.fields();
+    match attr {
+        Attr::Account => account.as_str() == value,
+        Attr::Region => f.aws_region.as_deref() == Some(value),
+        Attr::EventName => f.event_name == value,
+        Attr::EventSource => f.event_source == value,
+        Attr::ReadOnly => f.read_only.map(|r| if r { "true" } else { "false" }) == Some(value),
+        Attr::Username => f.username() == Some(value),
+        Attr::AccessKeyId => {
+            f.user_identity
+                .as_ref()
+                .and_then(|u| u.access_key_id.as_deref())
+                == Some(value)
+        }
+        Attr::ResourceName => f.resource_names.iter().any(|n| n == value),
+        Attr::ResourceType => f.resource_types().contains(&value),
+        Attr::ErrorCode => f.error_code.as_deref() == Some(value),
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append_events(
+        &self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let mut results = Vec::with_capacity(events.len());
+        for (ev, account) in events {
+            let key = (*account, ev.fields().event_id.clone());
+            if let Some(&seq) = inner.by_id.get(&key) {
+                let same = inner.events[(seq - 1) as usize].0.bytes == ev.bytes();
+                results.push(if same {
+                    Appended::Duplicate(seq)
+                } else {
+                    Appended::Conflict(seq)
+                });
+                continue;
+            }
+            let seq = inner.events.len() as u64 + 1;
+            inner.by_id.insert(key, seq);
+            inner.events.push((
+                StoredEvent {
+                    seq,
+                    account: *account,
+                    time: ev.fields().event_time,
+                    bytes: ev.bytes().to_vec(),
+                },
+                ev.clone(),
+            ));
+            results.push(Appended::Stored(seq));
+        }
+        Ok(AppendOutcome { results })
+    }
+
+    fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let limit = q.page_size();
+        let after = q.page_token.as_deref().map(Cursor::decode).transpose()?;
+        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let mut hits: Vec<&StoredEvent> = inner
+            .events
+            .iter()
+            .filter(|(s, ev)| {
+                let t = s.time;
+                q.start.is_none_or(|st| t >= st)
+                    && q.end.is_none_or(|en| t <= en)
+                    && q.filters
+                        .iter()
+                        .all(|(a, v)| matches(ev, &s.account, *a, v))
+                    && q.event_id
+                        .as_ref()
+                        .is_none_or(|id| ev.fields().event_id == *id)
+                    && after.is_none_or(|c| (t.millis(), s.seq) < (c.time, c.seq))
+            })
+            .map(|(s, _)| s)
+            .collect();
+        hits.sort_by_key(|e| std::cmp::Reverse((e.time, e.seq)));
+        let more = hits.len() > limit;
+        let events: Vec<StoredEvent> = hits.into_iter().take(limit).cloned().collect();
+        let next_token = if more {
+            events.last().map(|e| {
+                Cursor {
+                    time: e.time.millis(),
+                    seq: e.seq,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(Page { events, next_token })
+    }
+
+    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        Ok(inner
+            .by_id
+            .get(&(*account, event_id.to_owned()))
+            .map(|&seq| inner.events[(seq - 1) as usize].0.clone()))
+    }
+
+    fn stats(&self) -> Stats {
+        let inner = self.inner.lock();
+        match inner {
+            Ok(i) => {
+                let mut accounts: Vec<AccountId> = i.events.iter().map(|e| e.0.account).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                Stats {
+                    events: i.events.len() as u64,
+                    segments: 0,
+                    accounts: accounts.len(),
+                }
+            }
+            Err(_) => Stats {
+                events: 0,
+                segments: 0,
+                accounts: 0,
+            },
+        }
+    }
+}
