@@ -127,6 +127,11 @@ impl Index {
             .filter_map(|&s| self.time_of(s).map(|t| (t, s)))
             .filter(|&(t, s)| t >= start && t <= end && before(t, s) && in_all(s, smallest))
             .collect();
+        // Only the newest `limit` are wanted: select them in O(n), then sort just those.
+        if out.len() > limit && limit > 0 {
+            out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+            out.truncate(limit);
+        }
         out.sort_unstable_by(|a, b| b.cmp(a));
         out.truncate(limit);
         out

@@ -39,7 +39,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             segment_max_records: 1 << 20,
-            block_records: 32,
+            block_records: 8,
             dict_train_after: 4000,
             max_group_events: 2048,
             cache_bytes: 256 << 20,
@@ -583,20 +583,35 @@ impl Ledger {
 
     fn decompress(&self, dict: u32, data: &[u8]) -> Result<Vec<u8>, StoreError> {
         let err = |e: std::io::Error| StoreError::Compression(e.to_string());
-        if dict == 0 {
-            return zstd::bulk::decompress(data, MAX_EVENT_BYTES).map_err(err);
-        }
-        let d = self
-            .shared
-            .dicts
-            .read()
-            .map_err(|_| StoreError::WriterGone)?
-            .decoders
-            .get(&dict)
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("zstd dictionary {dict} is missing")))?;
-        let mut dec = zstd::bulk::Decompressor::with_prepared_dictionary(&d).map_err(err)?;
-        dec.decompress(data, MAX_EVENT_BYTES).map_err(err)
+        let store_id = Arc::as_ptr(&self.shared) as usize;
+        DCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let fresh = !matches!(&*slot, Some((s, d, _)) if *s == store_id && *d == dict);
+            if fresh {
+                let dec = if dict == 0 {
+                    zstd::bulk::Decompressor::new()
+                } else {
+                    let raw = self
+                        .shared
+                        .dicts
+                        .read()
+                        .map_err(|_| StoreError::WriterGone)?
+                        .raw
+                        .get(&dict)
+                        .cloned()
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("zstd dictionary {dict} is missing"))
+                        })?;
+                    zstd::bulk::Decompressor::with_dictionary(&raw)
+                }
+                .map_err(err)?;
+                *slot = Some((store_id, dict, dec));
+            }
+            match slot.as_mut() {
+                Some((_, _, dec)) => dec.decompress(data, MAX_EVENT_BYTES).map_err(err),
+                None => Err(StoreError::Compression("no decompressor".into())),
+            }
+        })
     }
 
     /// Rewraps every stored data key (and the blind index key) under the provider's current
@@ -719,6 +734,13 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+thread_local! {
+    /// A zstd decompression context per reading thread, kept for one (store, dictionary):
+    /// creating one per record (and loading the dictionary into it) dominated lookups.
+    static DCTX: std::cell::RefCell<Option<(usize, u32, zstd::bulk::Decompressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
