@@ -26,6 +26,8 @@ pub enum StoreError {
     Compression(String),
     #[error("invalid page token")]
     BadPageToken,
+    #[error("the store at {path} is in use by another process (its lock is held)")]
+    Locked { path: String },
     #[error("the ledger writer has stopped")]
     WriterGone,
 }

@@ -122,6 +122,8 @@ struct Dicts {
 }
 
 struct Shared {
+    /// Unique per opened ledger in this process (never reused, unlike an address).
+    instance: u64,
     path: PathBuf,
     tree: sled::Tree,
     db: sled::Db,
@@ -153,6 +155,35 @@ impl std::fmt::Debug for Ledger {
         f.debug_struct("Ledger")
             .field("path", &self.shared.path)
             .finish_non_exhaustive()
+    }
+}
+
+/// Opens the sled database of a store.
+///
+/// sled takes an exclusive lock on its files, and a sled instance just dropped in this process
+/// can keep it for a moment while its I/O threads finish (sled's own tests wait for it). So a
+/// lock held elsewhere is waited for, up to 3 seconds, before the store is reported as in use.
+pub fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut wait = std::time::Duration::from_millis(5);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: dir.display().to_string(),
+                    });
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -216,10 +247,7 @@ impl Ledger {
         provider: Arc<dyn KeyProvider>,
         cfg: LedgerConfig,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cfg.cache_bytes)
-            .open()?;
+        let db = open_sled(dir, cfg.cache_bytes)?;
         let tree = db.open_tree("ledger")?;
         let path_s = dir.display().to_string();
         // Format.
@@ -313,7 +341,9 @@ impl Ledger {
         }
 
         let dict_version = AtomicU32::new(dicts.current);
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let shared = Arc::new(Shared {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             path: dir.to_owned(),
             tree,
             db,
@@ -583,7 +613,7 @@ impl Ledger {
 
     fn decompress(&self, dict: u32, data: &[u8]) -> Result<Vec<u8>, StoreError> {
         let err = |e: std::io::Error| StoreError::Compression(e.to_string());
-        let store_id = Arc::as_ptr(&self.shared) as usize;
+        let store_id = self.shared.instance;
         DCTX.with(|cell| {
             let mut slot = cell.borrow_mut();
             let fresh = !matches!(&*slot, Some((s, d, _)) if *s == store_id && *d == dict);
@@ -739,7 +769,7 @@ impl Drop for Ledger {
 thread_local! {
     /// A zstd decompression context per reading thread, kept for one (store, dictionary):
     /// creating one per record (and loading the dictionary into it) dominated lookups.
-    static DCTX: std::cell::RefCell<Option<(usize, u32, zstd::bulk::Decompressor<'static>)>> =
+    static DCTX: std::cell::RefCell<Option<(u64, u32, zstd::bulk::Decompressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
 }
 

@@ -61,6 +61,8 @@ pub trait EventStore: Send + Sync {
 }
 
 pub use error::StoreError;
-pub use ledger::{AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats};
+pub use ledger::{
+    AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats, open_sled,
+};
 pub use memory::MemoryStore;
 pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};

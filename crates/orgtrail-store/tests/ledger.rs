@@ -229,7 +229,7 @@ fn wrong_or_missing_keys_are_named_and_touch_nothing() {
 }
 
 fn contents(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = sled::open(dir).unwrap();
+    let db = orgtrail_store::open_sled(dir, 1 << 20).unwrap();
     let t = db.open_tree("ledger").unwrap();
     t.iter()
         .map(|kv| {
@@ -303,7 +303,7 @@ fn a_record_moved_to_another_place_fails_to_open() {
     }
     {
         // Swap two record blocks behind the ledger's back.
-        let db = sled::open(data.path()).unwrap();
+        let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
         let t = db.open_tree("ledger").unwrap();
         let mut k1 = vec![b'r'];
         k1.extend_from_slice(&1u64.to_be_bytes());
