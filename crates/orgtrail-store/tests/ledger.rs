@@ -334,3 +334,60 @@ fn a_bad_page_token_is_refused() {
         .unwrap_err();
     assert_eq!(e.to_string(), "invalid page token");
 }
+
+fn tamper(data: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
+    let db = orgtrail_store::open_sled(data, 1 << 20).unwrap();
+    let t = db.open_tree("ledger").unwrap();
+    let mut v = t.get(key).unwrap().unwrap().to_vec();
+    f(&mut v);
+    t.insert(key, v).unwrap();
+    db.flush().unwrap();
+}
+
+fn seq_key(prefix: u8, seq: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+#[test]
+fn a_flipped_byte_in_a_record_is_detected_and_other_records_still_read() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+        append(&ledger, &events(40, 4));
+        ledger.close().unwrap();
+    }
+    // The last byte of block 9 belongs to the GCM tag of its last record (seq 16).
+    tamper(data.path(), &seq_key(b'r', 9), |v| {
+        let n = v.len();
+        v[n - 1] ^= 0x01;
+    });
+    let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+    let e = ledger.read(16).unwrap_err();
+    assert!(e.to_string().starts_with("record 16 failed to open"), "{e}");
+    for seq in (1..=40).filter(|&s| s != 16) {
+        ledger.read(seq).unwrap();
+    }
+}
+
+#[test]
+fn a_truncated_index_chunk_is_reported_at_open() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+        append(&ledger, &events(30, 6));
+        ledger.close().unwrap();
+    }
+    tamper(data.path(), &seq_key(b'x', 1), |v| {
+        let n = v.len();
+        v.truncate(n - 3);
+    });
+    let e = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap_err();
+    assert!(
+        e.to_string().starts_with("store is corrupt: index chunk"),
+        "{e}"
+    );
+}
