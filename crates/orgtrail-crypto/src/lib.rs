@@ -16,6 +16,7 @@ pub mod envelope;
 mod error;
 pub mod hash;
 pub mod keyring;
+pub mod merkle;
 pub mod signing;
 
 pub use blind::BlindIndexer;
