@@ -28,6 +28,10 @@ pub enum StoreError {
     BadPageToken,
     #[error("the store at {path} is in use by another process (its lock is held)")]
     Locked { path: String },
+    #[error("no signing key: checkpoints need the signing key from `orgtrail keys init`")]
+    NoSigner,
+    #[error("there is no orgtrail store at {path}")]
+    NoStore { path: String },
     #[error("the ledger writer has stopped")]
     WriterGone,
 }

@@ -8,6 +8,7 @@ pub(crate) const META: u8 = b'm';
 pub(crate) const SEGMENT: u8 = b's';
 pub(crate) const RECORDS: u8 = b'r';
 pub(crate) const CHUNK: u8 = b'x';
+pub(crate) const CHECKPOINT: u8 = b'c';
 
 pub(crate) fn key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

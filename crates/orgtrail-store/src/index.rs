@@ -46,6 +46,8 @@ pub(crate) struct Index {
     pub(crate) times: Vec<i64>,
     pub(crate) by_time: BTreeSet<(i64, u64)>,
     pub(crate) accounts: BTreeSet<AccountId>,
+    /// The Merkle log.
+    pub(crate) tree: crate::tree::TreeState,
 }
 
 /// Above this many candidates, a filtered query walks the time index instead of sorting them.

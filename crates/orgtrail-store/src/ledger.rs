@@ -14,9 +14,15 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::error::StoreError;
-use crate::format::{self, CHUNK, FORMAT_VERSION, RECORDS, Reader, SEGMENT, key, meta_key};
+use crate::format::{
+    self, CHECKPOINT, CHUNK, FORMAT_VERSION, RECORDS, Reader, SEGMENT, key, meta_key,
+};
 use crate::index::{Blind, BlindMap, Index};
 use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
+use crate::tree::{HASHES, StoreSubtrees, TreeState, event_leaf};
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
+use orgtrail_crypto::signing::SigningKey;
 
 /// Tuning of the ledger. The defaults suit production.
 #[derive(Debug, Clone)]
@@ -33,6 +39,15 @@ pub struct LedgerConfig {
     pub cache_bytes: u64,
     /// zstd level.
     pub zstd_level: i32,
+    /// Signs checkpoints. Without it the ledger writes none.
+    pub signer: Option<Arc<SigningKey>>,
+    /// A checkpoint after at most this many new records...
+    pub checkpoint_records: u64,
+    /// ...or, when records arrive, once the last checkpoint is older than this.
+    pub checkpoint_interval: std::time::Duration,
+    /// Open for reading only: no writer thread, no checkpoint on close, and an error instead of
+    /// a new store when there is none.
+    pub read_only: bool,
 }
 
 impl Default for LedgerConfig {
@@ -44,6 +59,10 @@ impl Default for LedgerConfig {
             max_group_events: 2048,
             cache_bytes: 256 << 20,
             zstd_level: 3,
+            signer: None,
+            checkpoint_records: 100_000,
+            checkpoint_interval: std::time::Duration::from_secs(60),
+            read_only: false,
         }
     }
 }
@@ -52,6 +71,7 @@ impl Default for LedgerConfig {
 /// by [`Preparer::prepare`] on any thread, so the writer thread only seals and writes.
 pub struct Prepared {
     account: AccountId,
+    event_id: String,
     time: i64,
     dedup: Blind,
     hash: [u8; 32],
@@ -122,6 +142,8 @@ struct Dicts {
 }
 
 struct Shared {
+    /// The checkpoint origin line: `orgtrail/<store id>`.
+    origin: String,
     /// Unique per opened ledger in this process (never reused, unlike an address).
     instance: u64,
     path: PathBuf,
@@ -139,6 +161,8 @@ struct Shared {
 
 struct Job {
     events: Vec<Prepared>,
+    /// Write a checkpoint with this group even if none is due.
+    checkpoint: bool,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -247,9 +271,12 @@ impl Ledger {
         provider: Arc<dyn KeyProvider>,
         cfg: LedgerConfig,
     ) -> Result<Self, StoreError> {
+        let path_s = dir.display().to_string();
+        if cfg.read_only && !dir.join("conf").exists() {
+            return Err(StoreError::NoStore { path: path_s });
+        }
         let db = open_sled(dir, cfg.cache_bytes)?;
         let tree = db.open_tree("ledger")?;
-        let path_s = dir.display().to_string();
         // Format.
         match tree.get(meta_key("format"))? {
             Some(v) => {
@@ -271,6 +298,7 @@ impl Ledger {
         // The blind index key: wrapped by the master key, created with the store.
         let blind_key: Zeroizing<[u8; 32]> = match tree.get(meta_key("blind_key"))? {
             Some(w) => provider.unwrap(&WrappedKey::from_bytes(&w)?, BLIND_KEY_CONTEXT)?,
+            None if cfg.read_only => return Err(StoreError::NoStore { path: path_s }),
             None => {
                 let k = BlindIndexer::generate_key()?;
                 let wrapped = provider.wrap(&k, BLIND_KEY_CONTEXT)?;
@@ -280,6 +308,10 @@ impl Ledger {
                     u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
                 );
                 b.insert(meta_key("blind_key"), wrapped.to_bytes());
+                let mut id = [0u8; 16];
+                orgtrail_crypto::random_bytes(&mut id)?;
+                let id_hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                b.insert(meta_key("store_id"), id_hex.into_bytes());
                 tree.apply_batch(b)?;
                 db.flush()?;
                 k
@@ -339,10 +371,37 @@ impl Ledger {
                 index.times.len()
             )));
         }
+        // The Merkle log, from the stored leaf hashes.
+        for kv in tree.scan_prefix([HASHES]) {
+            let (k, v) = kv?;
+            let first = be_u64(&k[1..])?;
+            if first != index.tree.size() + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "leaf hashes of group {first} do not follow leaf {}",
+                    index.tree.size()
+                )));
+            }
+            let mut r = Reader::new(&v, "leaf hashes");
+            while !r.done() {
+                index.tree.push(r.array()?);
+            }
+        }
+        if index.tree.size() + 1 != next_seq {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle log holds {} leaves but the log's next sequence number is {next_seq}",
+                index.tree.size()
+            )));
+        }
+        let origin = match tree.get(meta_key("store_id"))? {
+            Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
+            None => return Err(StoreError::Corrupt("store has no id".into())),
+        };
 
         let dict_version = AtomicU32::new(dicts.current);
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let read_only = cfg.read_only;
         let shared = Arc::new(Shared {
+            origin,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             path: dir.to_owned(),
             tree,
@@ -356,6 +415,13 @@ impl Ledger {
             dict_version,
             cfg,
         });
+        if read_only {
+            return Ok(Ledger {
+                shared,
+                tx: Mutex::new(None),
+                writer: Mutex::new(None),
+            });
+        }
         let (tx, rx) = mpsc::channel::<Job>(64);
         let writer_shared = shared.clone();
         let mut state = WriterState::load(&writer_shared, next_seq)?;
@@ -392,7 +458,11 @@ impl Ledger {
     pub async fn append(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.sender()?
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                checkpoint: false,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -407,7 +477,11 @@ impl Ledger {
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.sender()?
-            .blocking_send(Job { events, reply })
+            .blocking_send(Job {
+                events,
+                checkpoint: false,
+                reply,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
     }
@@ -416,7 +490,11 @@ impl Ledger {
     pub fn append_blocking(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.sender()?
-            .blocking_send(Job { events, reply })
+            .blocking_send(Job {
+                events,
+                checkpoint: false,
+                reply,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
@@ -432,6 +510,129 @@ impl Ledger {
         }
         self.shared.db.flush()?;
         Ok(())
+    }
+
+    /// The checkpoint origin of this store: `orgtrail/<store id>`.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    fn tree_state(&self) -> Result<TreeState, StoreError> {
+        Ok(self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .tree
+            .clone())
+    }
+
+    /// The number of leaves of the Merkle log (= events stored) and its root.
+    pub fn tree_head(&self) -> Result<(u64, Hash), StoreError> {
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok((idx.tree.size(), idx.tree.frontier.root()))
+    }
+
+    /// The root of the log when it held `size` events.
+    pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        let state = self.tree_state()?;
+        if size > state.size() {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {} events, fewer than {size}",
+                state.size()
+            )));
+        }
+        if size == 0 {
+            return Ok(merkle::empty_root());
+        }
+        StoreSubtrees::new(&state, &self.shared.tree).subtree(0, size)
+    }
+
+    /// The inclusion proof of the event at `seq` in the log of `size` events.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let state = self.tree_state()?;
+        if size > state.size() || seq == 0 || seq > size {
+            return Err(StoreError::Corrupt(format!(
+                "no event {seq} in a log of {size} (it holds {})",
+                state.size()
+            )));
+        }
+        merkle::inclusion_proof(
+            &mut StoreSubtrees::new(&state, &self.shared.tree),
+            seq - 1,
+            size,
+        )
+        .map_err(proof_error)
+    }
+
+    /// The consistency proof between the log at `first` and at `second` events.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, StoreError> {
+        let state = self.tree_state()?;
+        if second > state.size() {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {} events, fewer than {second}",
+                state.size()
+            )));
+        }
+        merkle::consistency_proof(
+            &mut StoreSubtrees::new(&state, &self.shared.tree),
+            first,
+            second,
+        )
+        .map_err(proof_error)
+    }
+
+    /// The stored leaf hash of the event at `seq`.
+    pub fn leaf(&self, seq: u64) -> Result<Hash, StoreError> {
+        crate::tree::read_leaves(&self.shared.tree, seq, 1)?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("leaf hash {seq} is missing")))
+    }
+
+    /// Stored checkpoints, oldest first: (tree size, signed note).
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.shared.tree.scan_prefix([CHECKPOINT]) {
+            let (k, v) = kv?;
+            out.push((be_u64(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// The newest stored checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        match self.shared.tree.scan_prefix([CHECKPOINT]).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some((
+                    be_u64(&k[1..])?,
+                    String::from_utf8_lossy(&v).into_owned(),
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Makes the writer sign a checkpoint of everything stored so far (if anything is new since
+    /// the last one), then returns the newest checkpoint. Needs a signer in the config.
+    pub fn checkpoint_now_blocking(&self) -> Result<Option<(u64, String)>, StoreError> {
+        if self.shared.cfg.signer.is_none() {
+            return Err(StoreError::NoSigner);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Job {
+                events: Vec::new(),
+                checkpoint: true,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+        self.latest_checkpoint()
     }
 
     /// Counts.
@@ -773,6 +974,13 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+fn proof_error(e: merkle::ProofError<StoreError>) -> StoreError {
+    match e {
+        merkle::ProofError::Source(e) => e,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
 fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
     let mut v = Vec::with_capacity(13 + event_id.len());
     v.extend_from_slice(account.as_str().as_bytes());
@@ -960,12 +1168,13 @@ impl Preparer {
             compressed,
             dict_id: self.dict_id,
             sample: (self.dict_id == 0).then(|| bytes.to_vec()),
+            event_id: f.event_id.clone(),
         })
     }
 }
 
-/// (seq, eventTime, dedup blind, hash prefix, account, postings) of an event stored by a group.
-type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>);
+/// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored by a group.
+type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>, Hash);
 
 struct OpenSegment {
     id: u64,
@@ -980,6 +1189,10 @@ struct WriterState {
     open: HashMap<AccountId, OpenSegment>,
     samples: Vec<Vec<u8>>,
     dict_failed: bool,
+    /// The writer's copy of the Merkle frontier (the published one lags until a flush).
+    frontier: Frontier,
+    last_checkpoint_size: u64,
+    last_checkpoint_at: std::time::Instant,
 }
 
 fn now_ms() -> i64 {
@@ -994,12 +1207,26 @@ impl WriterState {
             Some(v) => be_u64(&v)?,
             None => 1,
         };
+        let frontier = sh
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .tree
+            .frontier
+            .clone();
+        let last_checkpoint_size = match sh.tree.scan_prefix([CHECKPOINT]).next_back() {
+            Some(kv) => be_u64(&kv?.0[1..])?,
+            None => 0,
+        };
         Ok(WriterState {
             next_seq,
             next_segment,
             open: HashMap::new(),
             samples: Vec::new(),
             dict_failed: false,
+            frontier,
+            last_checkpoint_size,
+            last_checkpoint_at: std::time::Instant::now(),
         })
     }
 
@@ -1034,7 +1261,38 @@ impl WriterState {
                 }
             }
         }
+        // Clean shutdown: a checkpoint covering everything, if there is anything new.
+        if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
+            let mut batch = sled::Batch::default();
+            self.checkpoint(sh, &self.frontier.clone(), &mut batch);
+            if let Err(e) = sh
+                .tree
+                .apply_batch(batch)
+                .and_then(|()| sh.db.flush().map(|_| ()))
+            {
+                tracing::error!(error = %e, "writing the shutdown checkpoint failed");
+            }
+        }
         let _ = sh.db.flush();
+    }
+
+    /// Adds a signed checkpoint of `frontier` to `batch`.
+    fn checkpoint(&mut self, sh: &Shared, frontier: &Frontier, batch: &mut sled::Batch) {
+        let Some(signer) = &sh.cfg.signer else {
+            return;
+        };
+        let cp = Checkpoint {
+            origin: sh.origin.clone(),
+            size: frontier.size(),
+            root: frontier.root(),
+            time_ms: now_ms(),
+        };
+        batch.insert(
+            &key_bytes(CHECKPOINT, cp.size)[..],
+            cp.sign(signer).into_bytes(),
+        );
+        self.last_checkpoint_size = cp.size;
+        self.last_checkpoint_at = std::time::Instant::now();
     }
 
     fn segment_for(
@@ -1079,6 +1337,7 @@ impl WriterState {
     fn commit(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<Vec<AppendOutcome>, StoreError> {
         let saved_seq = self.next_seq;
         let saved_segment = self.next_segment;
+        let saved_cp = (self.last_checkpoint_size, self.last_checkpoint_at);
         let saved_open: Vec<(AccountId, u64, u64)> =
             self.open.iter().map(|(a, s)| (*a, s.id, s.count)).collect();
         let r = self.commit_inner(sh, jobs);
@@ -1086,6 +1345,7 @@ impl WriterState {
             // Nothing was published; forget what this group reserved.
             self.next_seq = saved_seq;
             self.next_segment = saved_segment;
+            (self.last_checkpoint_size, self.last_checkpoint_at) = saved_cp;
             self.open.retain(|a, s| {
                 saved_open
                     .iter()
@@ -1164,7 +1424,8 @@ impl WriterState {
                         self.samples.push(s);
                     }
                     pending.insert(ev.dedup, (seq, h8));
-                    stored.push((seq, ev.time, ev.dedup, h8, ev.account, ev.postings));
+                    let leaf = event_leaf(seq, ev.account.as_str(), &ev.event_id, &ev.hash);
+                    stored.push((seq, ev.time, ev.dedup, h8, ev.account, ev.postings, leaf));
                     results.push(Appended::Stored(seq));
                 }
                 outcomes.push(AppendOutcome { results });
@@ -1182,7 +1443,7 @@ impl WriterState {
             chunk.extend_from_slice(&(stored.len() as u32).to_be_bytes());
             let mut accounts: Vec<AccountId> = Vec::new();
             let mut values: BlindMap<Vec<u32>> = BlindMap::default();
-            for (i, (_, time, dedup, h8, account, postings)) in stored.iter().enumerate() {
+            for (i, (_, time, dedup, h8, account, postings, _)) in stored.iter().enumerate() {
                 chunk.extend_from_slice(&time.to_be_bytes());
                 chunk.extend_from_slice(dedup);
                 chunk.extend_from_slice(h8);
@@ -1208,6 +1469,24 @@ impl WriterState {
                 }
             }
             batch.insert(&key_bytes(CHUNK, first_seq)[..], chunk);
+        }
+        // The group's leaf hashes, and a checkpoint when one is due.
+        let mut frontier = self.frontier.clone();
+        if !stored.is_empty() {
+            let mut leaves = Vec::with_capacity(stored.len() * 32);
+            for e in &stored {
+                leaves.extend_from_slice(&e.6);
+                frontier.push(e.6);
+            }
+            batch.insert(&key_bytes(HASHES, first_seq)[..], leaves);
+        }
+        let forced = jobs.iter().any(|j| j.checkpoint);
+        let new = frontier.size() - self.last_checkpoint_size;
+        let due = new >= sh.cfg.checkpoint_records
+            || (new > 0 && self.last_checkpoint_at.elapsed() >= sh.cfg.checkpoint_interval)
+            || (forced && new > 0);
+        if due {
+            self.checkpoint(sh, &frontier, &mut batch);
         }
         batch.insert(meta_key("next_seq"), self.next_seq.to_be_bytes().to_vec());
         batch.insert(
@@ -1247,7 +1526,8 @@ impl WriterState {
         }
         {
             let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
-            for (seq, time, dedup, h8, account, postings) in stored {
+            for (seq, time, dedup, h8, account, postings, leaf) in stored {
+                idx.tree.push(leaf);
                 idx.publish(seq, time, dedup, h8);
                 idx.accounts.insert(account);
                 for p in postings {

@@ -39,6 +39,7 @@ mod index;
 mod ledger;
 mod memory;
 mod query;
+mod tree;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
 
@@ -66,3 +67,4 @@ pub use ledger::{
 };
 pub use memory::MemoryStore;
 pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};
+pub use tree::{event_leaf, leaf_data};
