@@ -635,6 +635,103 @@ impl Ledger {
         self.latest_checkpoint()
     }
 
+    /// Every stored leaf hash, in order.
+    pub(crate) fn all_leaves(&self) -> Result<Vec<Hash>, StoreError> {
+        let n = self.stats().events;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        crate::tree::read_leaves(&self.shared.tree, 1, n)
+    }
+
+    /// Record blocks must cover sequence numbers 1..=n exactly, in order.
+    pub(crate) fn record_layout_problems(&self, n: u64) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let mut expected = 1u64;
+        for kv in self.shared.tree.scan_prefix([RECORDS]) {
+            let (k, v) = kv?;
+            let first = be_u64(&k[1..])?;
+            let mut r = Reader::new(&v, "record block");
+            let _version = r.u8()?;
+            let count = u64::from(r.u16()?);
+            if first > n {
+                problems.push(format!(
+                    "records {first}..{} lie beyond the log's {n} events: they were inserted",
+                    first + count - 1
+                ));
+            } else if first > expected {
+                problems.push(format!("records {expected}..{} are missing", first - 1));
+            } else if first < expected {
+                problems.push(format!(
+                    "records at {first} overlap records before {expected}: they were inserted"
+                ));
+            }
+            expected = expected.max(first + count);
+        }
+        if expected <= n {
+            problems.push(format!("records {expected}..{n} are missing"));
+        }
+        Ok(problems)
+    }
+
+    /// Checks that the dedup, time and attribute indexes hold the record at `seq` as they must.
+    pub(crate) fn index_problems(
+        &self,
+        seq: u64,
+        event: &CloudTrailEvent,
+        account: AccountId,
+        expected_postings: &mut u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let f = event.fields();
+        let b = &self.shared.blinder;
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        let dedup = dedup_blind(b, &account, &f.event_id);
+        let h = sha256(event.bytes());
+        match idx.dedup.get(&dedup) {
+            Some((s, h8)) if *s == seq && h8[..] == h[..8] => {}
+            _ => problems.push(format!(
+                "record {seq}: its dedup entry is missing or points elsewhere"
+            )),
+        }
+        if idx.time_of(seq) != Some(f.event_time.millis()) {
+            problems.push(format!(
+                "record {seq}: the time index disagrees with its eventTime"
+            ));
+        }
+        let mut seen: Vec<Blind> = Vec::new();
+        for (attr, value) in attribute_values(f, &account) {
+            let p = b.blind(attr.tag(), value.as_bytes());
+            if seen.contains(&p) {
+                continue;
+            }
+            seen.push(p);
+            let present = idx
+                .postings
+                .get(&p)
+                .is_some_and(|l| l.binary_search(&seq).is_ok());
+            if !present {
+                problems.push(format!("record {seq}: missing from the {attr:?} index"));
+            }
+        }
+        *expected_postings += seen.len() as u64;
+        Ok(problems)
+    }
+
+    /// Entries in the attribute index.
+    pub(crate) fn posting_count(&self) -> Result<u64, StoreError> {
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(idx.postings.values().map(|l| l.len() as u64).sum())
+    }
+
     /// Counts.
     pub fn stats(&self) -> Stats {
         let (events, accounts) = self
@@ -974,6 +1071,43 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The (attribute, value) pairs an event is indexed under.
+fn attribute_values<'a>(
+    f: &'a orgtrail_core::EventFields,
+    account: &'a AccountId,
+) -> Vec<(Attr, &'a str)> {
+    let mut v = Vec::with_capacity(12);
+    v.push((Attr::Account, account.as_str()));
+    if let Some(r) = &f.aws_region {
+        v.push((Attr::Region, r.as_str()));
+    }
+    v.push((Attr::EventName, f.event_name.as_str()));
+    v.push((Attr::EventSource, f.event_source.as_str()));
+    if let Some(ro) = f.read_only {
+        v.push((Attr::ReadOnly, if ro { "true" } else { "false" }));
+    }
+    if let Some(u) = f.username() {
+        v.push((Attr::Username, u));
+    }
+    if let Some(k) = f
+        .user_identity
+        .as_ref()
+        .and_then(|u| u.access_key_id.as_deref())
+    {
+        v.push((Attr::AccessKeyId, k));
+    }
+    if let Some(e) = &f.error_code {
+        v.push((Attr::ErrorCode, e.as_str()));
+    }
+    for n in &f.resource_names {
+        v.push((Attr::ResourceName, n.as_str()));
+    }
+    for t in f.resource_types() {
+        v.push((Attr::ResourceType, t));
+    }
+    v
+}
+
 fn proof_error(e: merkle::ProofError<StoreError>) -> StoreError {
     match e {
         merkle::ProofError::Source(e) => e,
@@ -1109,7 +1243,7 @@ impl Preparer {
         let b = &sh.blinder;
         let cache = &mut self.cache;
         let mut postings: Vec<Blind> = Vec::with_capacity(12);
-        let mut post = |attr: Attr, value: &str| {
+        for (attr, value) in attribute_values(f, &account) {
             let v = if cacheable(attr) {
                 let map = &mut cache[attr.index()];
                 match map.get(value) {
@@ -1129,34 +1263,6 @@ impl Preparer {
             if !postings.contains(&v) {
                 postings.push(v);
             }
-        };
-        post(Attr::Account, account.as_str());
-        if let Some(r) = &f.aws_region {
-            post(Attr::Region, r);
-        }
-        post(Attr::EventName, &f.event_name);
-        post(Attr::EventSource, &f.event_source);
-        if let Some(ro) = f.read_only {
-            post(Attr::ReadOnly, if ro { "true" } else { "false" });
-        }
-        if let Some(u) = f.username() {
-            post(Attr::Username, u);
-        }
-        if let Some(k) = f
-            .user_identity
-            .as_ref()
-            .and_then(|u| u.access_key_id.as_deref())
-        {
-            post(Attr::AccessKeyId, k);
-        }
-        if let Some(e) = &f.error_code {
-            post(Attr::ErrorCode, e);
-        }
-        for n in &f.resource_names {
-            post(Attr::ResourceName, n);
-        }
-        for t in f.resource_types() {
-            post(Attr::ResourceType, t);
         }
         let hash = sha256(bytes);
         Ok(Prepared {
@@ -1481,7 +1587,7 @@ impl WriterState {
             batch.insert(&key_bytes(HASHES, first_seq)[..], leaves);
         }
         let forced = jobs.iter().any(|j| j.checkpoint);
-        let new = frontier.size() - self.last_checkpoint_size;
+        let new = frontier.size().saturating_sub(self.last_checkpoint_size);
         let due = new >= sh.cfg.checkpoint_records
             || (new > 0 && self.last_checkpoint_at.elapsed() >= sh.cfg.checkpoint_interval)
             || (forced && new > 0);
@@ -1514,6 +1620,7 @@ impl WriterState {
 
         sh.tree.apply_batch(batch)?;
         sh.db.flush()?;
+        self.frontier = frontier;
 
         // Durable: publish.
         {

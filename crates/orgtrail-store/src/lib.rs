@@ -40,6 +40,7 @@ mod ledger;
 mod memory;
 mod query;
 mod tree;
+mod verify;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
 
@@ -68,3 +69,4 @@ pub use ledger::{
 pub use memory::MemoryStore;
 pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};
 pub use tree::{event_leaf, leaf_data};
+pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};

@@ -1,0 +1,330 @@
+//! `orgtrail verify`: recompute the Merkle log from the events and check it against every
+//! signed checkpoint, the auditor's saved checkpoints, the stored leaf hashes and the indexes.
+//!
+//! Two modes:
+//! * **full** (master key): decrypts every record, recomputes its leaf from its bytes, the
+//!   tree, every checkpoint root, and checks that the dedup and attribute indexes agree with the
+//!   records exactly (nothing missing, nothing extra);
+//! * **public** (only the signing public key): checks the tree built from the stored leaf hashes
+//!   against the checkpoints. It cannot tell whether the encrypted records still match their
+//!   leaves, nor check the indexes; the report says so.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use orgtrail_core::CloudTrailEvent;
+use orgtrail_crypto::KeyProvider;
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::hash::sha256;
+use orgtrail_crypto::merkle::{Frontier, Hash};
+use orgtrail_crypto::signing::VerifyingKey;
+
+use crate::error::StoreError;
+use crate::format::{CHECKPOINT, Reader, meta_key};
+use crate::ledger::{Ledger, LedgerConfig};
+use crate::tree::{HASHES, event_leaf};
+
+/// A checkpoint an auditor saved outside the system, with a name for messages (its file).
+#[derive(Debug, Clone)]
+pub struct SavedCheckpoint {
+    pub name: String,
+    pub note: String,
+}
+
+/// What verification found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Events in the log.
+    pub events: u64,
+    /// Stored checkpoints whose signature and root were verified.
+    pub checkpoints: usize,
+    /// Saved checkpoints verified consistent with the store.
+    pub saved_checkpoints: usize,
+    pub checked: Vec<&'static str>,
+    pub not_checked: Vec<&'static str>,
+    /// Everything wrong, precisely; empty when the store verified.
+    pub problems: Vec<String>,
+}
+
+const MAX_PROBLEMS: usize = 200;
+
+impl VerifyReport {
+    fn problem(&mut self, p: String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(p);
+        } else if self.problems.len() == MAX_PROBLEMS {
+            self.problems.push("... more problems not listed".into());
+        }
+    }
+
+    /// True when nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn catch<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "the storage engine panicked".into())),
+    }
+}
+
+/// Checks stored and saved checkpoints against the roots at their sizes.
+fn check_checkpoints(
+    report: &mut VerifyReport,
+    origin: &str,
+    stored: &[(u64, String)],
+    saved: &[SavedCheckpoint],
+    roots: &std::collections::BTreeMap<u64, Hash>,
+    key: &VerifyingKey,
+) {
+    let n = report.events;
+    for (size, note) in stored {
+        match Checkpoint::verify(note, key) {
+            Err(e) => report.problem(format!("stored checkpoint at size {size}: {e}")),
+            Ok(cp) if cp.size != *size || cp.origin != origin => report.problem(format!(
+                "stored checkpoint at size {size}: it names size {} of {}, not this store's",
+                cp.size, cp.origin
+            )),
+            Ok(_) if *size > n => report.problem(format!(
+                "stored checkpoint at size {size} is beyond the log's {n} events: records were removed"
+            )),
+            Ok(cp) => match roots.get(size) {
+                Some(r) if *r == cp.root => report.checkpoints += 1,
+                _ => report.problem(format!(
+                    "stored checkpoint at size {size}: the log's root differs; records at or before {size} were changed, removed, reordered or inserted"
+                )),
+            },
+        }
+    }
+    for s in saved {
+        match Checkpoint::verify(&s.note, key) {
+            Err(e) => report.problem(format!("{}: {e}", s.name)),
+            Ok(cp) if cp.origin != origin => report.problem(format!(
+                "{}: a checkpoint of another store ({}), not of this one ({origin})",
+                s.name, cp.origin
+            )),
+            Ok(cp) if cp.size > n => report.problem(format!(
+                "{}: covers {} events but the store holds {n}: the store was rolled back or replaced by an older copy",
+                s.name, cp.size
+            )),
+            Ok(cp) => match roots.get(&cp.size) {
+                Some(r) if *r == cp.root => report.saved_checkpoints += 1,
+                _ => report.problem(format!(
+                    "{}: the store's first {} events differ from those it covered: history was rewritten or forked",
+                    s.name, cp.size
+                )),
+            },
+        }
+    }
+}
+
+fn target_sizes(stored: &[(u64, String)], saved: &[SavedCheckpoint]) -> BTreeSet<u64> {
+    let mut t: BTreeSet<u64> = stored.iter().map(|(s, _)| *s).collect();
+    for s in saved {
+        if let Ok(cp) = Checkpoint::parse_unverified(&s.note) {
+            t.insert(cp.size);
+        }
+    }
+    t
+}
+
+/// Full verification with the master key.
+pub fn verify_full(
+    dir: &Path,
+    provider: Arc<dyn KeyProvider>,
+    key: &VerifyingKey,
+    saved: &[SavedCheckpoint],
+) -> VerifyReport {
+    let mut report = VerifyReport {
+        checked: vec![
+            "every record decrypts under its segment key and place (seq, account)",
+            "every record's leaf recomputed from its bytes matches the stored leaf hash",
+            "the Merkle tree recomputed from the records against every stored checkpoint (signature and root)",
+            "saved checkpoints are consistent with the store",
+            "dedup and attribute indexes agree with the records",
+        ],
+        ..VerifyReport::default()
+    };
+    let cfg = LedgerConfig {
+        read_only: true,
+        ..LedgerConfig::default()
+    };
+    let ledger = match catch(|| Ledger::open(dir, provider, cfg)) {
+        Ok(l) => l,
+        Err(e) => {
+            report.problem(format!("store cannot be opened: {e}"));
+            return report;
+        }
+    };
+    if let Err(e) = catch(|| full_inner(&ledger, key, saved, &mut report)) {
+        report.problem(format!("store could not be read to the end: {e}"));
+    }
+    report
+}
+
+fn full_inner(
+    ledger: &Ledger,
+    key: &VerifyingKey,
+    saved: &[SavedCheckpoint],
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    let n = ledger.stats().events;
+    report.events = n;
+    let leaves = ledger.all_leaves()?;
+    for p in ledger.record_layout_problems(n)? {
+        report.problem(p);
+    }
+    let stored = ledger.checkpoints()?;
+    let targets = target_sizes(&stored, saved);
+    let mut roots = std::collections::BTreeMap::new();
+    if targets.contains(&0) {
+        roots.insert(0, Frontier::new().root());
+    }
+    let mut frontier = Frontier::new();
+    let mut expected_postings: u64 = 0;
+    for seq in 1..=n {
+        let stored_leaf = leaves.get((seq - 1) as usize).copied();
+        let leaf = match ledger.read(seq) {
+            Err(e) => {
+                report.problem(format!("record {seq}: {e}"));
+                stored_leaf
+            }
+            Ok(ev) => match CloudTrailEvent::parse_with_limit(ev.bytes.clone(), usize::MAX) {
+                Err(e) => {
+                    report.problem(format!("record {seq}: not a valid event any more: {e}"));
+                    stored_leaf
+                }
+                Ok(parsed) => {
+                    let f = parsed.fields();
+                    let leaf =
+                        event_leaf(seq, ev.account.as_str(), &f.event_id, &sha256(&ev.bytes));
+                    if Some(leaf) != stored_leaf {
+                        report.problem(format!(
+                            "record {seq}: its content does not match its leaf hash (changed after it was stored)"
+                        ));
+                    }
+                    for p in
+                        ledger.index_problems(seq, &parsed, ev.account, &mut expected_postings)?
+                    {
+                        report.problem(p);
+                    }
+                    Some(leaf)
+                }
+            },
+        };
+        if let Some(l) = leaf {
+            frontier.push(l);
+        }
+        if targets.contains(&seq) {
+            roots.insert(seq, frontier.root());
+        }
+    }
+    let actual = ledger.posting_count()?;
+    if actual != expected_postings {
+        report.problem(format!(
+            "the attribute index holds {actual} entries but the records imply {expected_postings}: index entries were added or removed"
+        ));
+    }
+    check_checkpoints(report, ledger.origin(), &stored, saved, &roots, key);
+    Ok(())
+}
+
+/// Verification with only the signing public key: the tree from the stored leaf hashes, and
+/// the checkpoints.
+pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) -> VerifyReport {
+    let mut report = VerifyReport {
+        checked: vec![
+            "the Merkle tree built from the stored leaf hashes against every stored checkpoint (signature and root)",
+            "saved checkpoints are consistent with the store",
+        ],
+        not_checked: vec![
+            "that the encrypted records still match their leaf hashes (needs the master key)",
+            "that the indexes agree with the records (needs the master key)",
+        ],
+        ..VerifyReport::default()
+    };
+    if !dir.join("conf").exists() {
+        report.problem(format!(
+            "store cannot be opened: there is no orgtrail store at {}",
+            dir.display()
+        ));
+        return report;
+    }
+    let r = catch(|| {
+        let db = crate::ledger::open_sled(dir, 64 << 20)?;
+        let tree = db.open_tree("ledger")?;
+        let origin = match tree.get(meta_key("store_id"))? {
+            Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
+            None => return Err(StoreError::Corrupt("store has no id".into())),
+        };
+        let next_seq = match tree.get(meta_key("next_seq"))? {
+            Some(v) => {
+                let a: [u8; 8] = v[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("next sequence number".into()))?;
+                u64::from_be_bytes(a)
+            }
+            None => 1,
+        };
+        let mut leaves = Vec::new();
+        for kv in tree.scan_prefix([HASHES]) {
+            let (k, v) = kv?;
+            let mut r = Reader::new(&k[1..], "leaf hashes key");
+            let first = r.u64()?;
+            if first != leaves.len() as u64 + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "leaf hashes of group {first} do not follow leaf {}",
+                    leaves.len()
+                )));
+            }
+            let mut r = Reader::new(&v, "leaf hashes");
+            while !r.done() {
+                leaves.push(r.array::<32>()?);
+            }
+        }
+        if leaves.len() as u64 + 1 != next_seq {
+            return Err(StoreError::Corrupt(format!(
+                "{} leaf hashes but the log's next sequence number is {next_seq}",
+                leaves.len()
+            )));
+        }
+        let mut stored = Vec::new();
+        for kv in tree.scan_prefix([CHECKPOINT]) {
+            let (k, v) = kv?;
+            let mut r = Reader::new(&k[1..], "checkpoint key");
+            stored.push((r.u64()?, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok((origin, leaves, stored))
+    });
+    let (origin, leaves, stored) = match r {
+        Ok(v) => v,
+        Err(e) => {
+            report.problem(format!("store cannot be read: {e}"));
+            return report;
+        }
+    };
+    report.events = leaves.len() as u64;
+    let targets = target_sizes(&stored, saved);
+    let mut roots = std::collections::BTreeMap::new();
+    let mut frontier = Frontier::new();
+    if targets.contains(&0) {
+        roots.insert(0, frontier.root());
+    }
+    for (i, l) in leaves.iter().enumerate() {
+        frontier.push(*l);
+        let size = i as u64 + 1;
+        if targets.contains(&size) {
+            roots.insert(size, frontier.root());
+        }
+    }
+    check_checkpoints(&mut report, &origin, &stored, saved, &roots, key);
+    report
+}

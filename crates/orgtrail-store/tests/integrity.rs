@@ -1,0 +1,420 @@
+//! Tamper evidence: `verify` finds every kind of tampering, names it, and proofs check out.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::merkle::{verify_consistency, verify_inclusion};
+use orgtrail_crypto::signing::{SigningKey, VerifyingKey};
+use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
+use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_store::{
+    EventStore, Ledger, LedgerConfig, SavedCheckpoint, VerifyReport, event_leaf, open_sled,
+    verify_full, verify_public,
+};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    keys: PathBuf,
+    data: PathBuf,
+    events: Vec<CloudTrailEvent>,
+}
+
+impl Fixture {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        Arc::new(LocalKeyProvider::load(&self.keys).unwrap())
+    }
+    fn vk(&self) -> VerifyingKey {
+        VerifyingKey::load(&self.keys.join("signing.pub")).unwrap()
+    }
+    fn cfg(&self) -> LedgerConfig {
+        LedgerConfig {
+            block_records: 8,
+            dict_train_after: 100,
+            signer: Some(Arc::new(
+                SigningKey::load(&self.keys.join("signing.key")).unwrap(),
+            )),
+            checkpoint_records: 50,
+            ..LedgerConfig::default()
+        }
+    }
+    fn open(&self) -> Ledger {
+        Ledger::open(&self.data, self.provider(), self.cfg()).unwrap()
+    }
+    fn append(&self, evs: &[CloudTrailEvent]) {
+        let ledger = self.open();
+        for chunk in evs.chunks(40) {
+            let batch: Vec<(CloudTrailEvent, AccountId)> = chunk
+                .iter()
+                .map(|e| {
+                    (
+                        e.clone(),
+                        e.fields()
+                            .recipient_account_id
+                            .as_ref()
+                            .unwrap()
+                            .parse()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            ledger.append_events(&batch).unwrap();
+        }
+        ledger.close().unwrap();
+    }
+    fn latest(&self) -> SavedCheckpoint {
+        let l = Ledger::open(
+            &self.data,
+            self.provider(),
+            LedgerConfig {
+                read_only: true,
+                ..LedgerConfig::default()
+            },
+        )
+        .unwrap();
+        let (_, note) = l.latest_checkpoint().unwrap().unwrap();
+        SavedCheckpoint {
+            name: "auditor.json".into(),
+            note,
+        }
+    }
+    fn full(&self, saved: &[SavedCheckpoint]) -> VerifyReport {
+        verify_full(&self.data, self.provider(), &self.vk(), saved)
+    }
+}
+
+fn fixture(n: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    Keyring::generate("t")
+        .unwrap()
+        .save_new(&keys.join("keyring.json"))
+        .unwrap();
+    SigningKey::generate_files(&keys).unwrap();
+    let data = dir.path().join("data");
+    let events: Vec<CloudTrailEvent> = Generator::new(GenConfig {
+        count: n,
+        accounts: 2,
+        seed: 17,
+        ..GenConfig::default()
+    })
+    .map(|b| CloudTrailEvent::parse(b).unwrap())
+    .collect();
+    let f = Fixture {
+        _dir: dir,
+        keys,
+        data,
+        events,
+    };
+    f.append(&f.events.clone());
+    f
+}
+
+fn key(prefix: u8, n: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn with_tree(data: &Path, f: impl FnOnce(&sled::Tree)) {
+    let db = open_sled(data, 1 << 20).unwrap();
+    let t = db.open_tree("ledger").unwrap();
+    f(&t);
+    db.flush().unwrap();
+}
+
+fn has(r: &VerifyReport, needle: &str) -> bool {
+    r.problems.iter().any(|p| p.contains(needle))
+}
+
+#[test]
+fn an_untouched_store_verifies_fully_and_publicly() {
+    let f = fixture(300);
+    let saved = f.latest();
+    let r = f.full(std::slice::from_ref(&saved));
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.events, 300);
+    // Groups of 40 events, a checkpoint once 50 are new: at 80, 160, 240 and on close at 300.
+    assert_eq!(r.checkpoints, 4);
+    assert_eq!(r.saved_checkpoints, 1);
+    let p = verify_public(&f.data, &f.vk(), &[saved]);
+    assert!(p.ok(), "{:?}", p.problems);
+    assert_eq!((p.events, p.checkpoints), (300, r.checkpoints));
+    assert!(!p.not_checked.is_empty());
+}
+
+#[test]
+fn changed_event_bytes_are_detected() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        let mut v = t.get(key(b'r', 9)).unwrap().unwrap().to_vec();
+        let n = v.len();
+        v[n - 20] ^= 0x40;
+        t.insert(key(b'r', 9), v).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(&r, "record 16: record 16 failed to open"),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_covered_up_leaf_hash_is_detected() {
+    let f = fixture(120);
+    let saved = f.latest();
+    // Someone replaces a leaf hash (as if to cover a changed record).
+    with_tree(&f.data, |t| {
+        let mut v = t.get(key(b'h', 41)).unwrap().unwrap().to_vec();
+        v[5 * 32] ^= 1;
+        t.insert(key(b'h', 41), v).unwrap();
+    });
+    let r = f.full(std::slice::from_ref(&saved));
+    assert!(
+        has(&r, "record 46: its content does not match its leaf hash"),
+        "{:?}",
+        r.problems
+    );
+    // Without the master key the tree no longer matches the signed checkpoints.
+    let p = verify_public(&f.data, &f.vk(), &[saved]);
+    assert!(has(&p, "the log's root differs"), "{:?}", p.problems);
+    assert!(
+        has(&p, "auditor.json: the store's first 120 events differ"),
+        "{:?}",
+        p.problems
+    );
+}
+
+#[test]
+fn a_deleted_record_is_detected() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        t.remove(key(b'r', 17)).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(has(&r, "records 17..24 are missing"), "{:?}", r.problems);
+}
+
+#[test]
+fn swapped_records_are_detected() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        let a = t.get(key(b'r', 25)).unwrap().unwrap();
+        let b = t.get(key(b'r', 33)).unwrap().unwrap();
+        t.insert(key(b'r', 25), b).unwrap();
+        t.insert(key(b'r', 33), a).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(&r, "record 25: record 25 failed to open"),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        has(&r, "record 33: record 33 failed to open"),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn an_inserted_record_is_detected() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        let a = t.get(key(b'r', 1)).unwrap().unwrap();
+        t.insert(key(b'r', 121), a).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(
+            &r,
+            "records 121..128 lie beyond the log's 120 events: they were inserted"
+        ),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn an_altered_checkpoint_is_detected() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        let v = t.get(key(b'c', 80)).unwrap().unwrap();
+        let text = String::from_utf8(v.to_vec()).unwrap();
+        let lines: Vec<&str> = text.split('\n').collect();
+        let forged_root = "A".repeat(43) + "=";
+        let altered = text.replacen(lines[2], &forged_root, 1);
+        t.insert(key(b'c', 80), altered.into_bytes()).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(
+            &r,
+            "stored checkpoint at size 80: checkpoint signature does not verify"
+        ),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_detected() {
+    let f = fixture(120);
+    let (other, _) = SigningKey::generate().unwrap();
+    with_tree(&f.data, |t| {
+        let v = t.get(key(b'c', 120)).unwrap().unwrap();
+        let cp = Checkpoint::parse_unverified(std::str::from_utf8(&v).unwrap()).unwrap();
+        t.insert(key(b'c', 120), cp.sign(&other).into_bytes())
+            .unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(
+            &r,
+            "stored checkpoint at size 120: checkpoint is not signed by this key"
+        ),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn a_store_replaced_by_an_older_copy_is_detected() {
+    let f = fixture(100);
+    // Keep a copy of the store as it is now...
+    let old = f._dir.path().join("old-copy");
+    copy_dir(&f.data, &old);
+    // ...let it grow, and have the auditor save a checkpoint...
+    f.append(
+        &Generator::new(GenConfig {
+            count: 60,
+            accounts: 2,
+            seed: 18,
+            ..GenConfig::default()
+        })
+        .map(|b| CloudTrailEvent::parse(b).unwrap())
+        .collect::<Vec<_>>(),
+    );
+    let saved = f.latest();
+    // ...then put the old copy back.
+    std::fs::remove_dir_all(&f.data).unwrap();
+    copy_dir(&old, &f.data);
+    let r = f.full(std::slice::from_ref(&saved));
+    assert!(
+        has(
+            &r,
+            "auditor.json: covers 160 events but the store holds 100: the store was rolled back or replaced by an older copy"
+        ),
+        "{:?}",
+        r.problems
+    );
+    let p = verify_public(&f.data, &f.vk(), &[saved]);
+    assert!(!p.ok());
+}
+
+#[test]
+fn tampered_index_entries_are_detected() {
+    let f = fixture(120);
+    // The dedup blind of the first event of the first group: header (1+8+4) + time (8).
+    with_tree(&f.data, |t| {
+        let mut v = t.get(key(b'x', 1)).unwrap().unwrap().to_vec();
+        v[13 + 8] ^= 0xff;
+        t.insert(key(b'x', 1), v).unwrap();
+    });
+    let r = f.full(&[]);
+    assert!(
+        has(
+            &r,
+            "record 1: its dedup entry is missing or points elsewhere"
+        ),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn corrupted_storage_files_never_verify() {
+    let f = fixture(300);
+    let saved = f.latest();
+    let db_file = f.data.join("db");
+    let mut bytes = std::fs::read(&db_file).unwrap();
+    let n = bytes.len();
+    // Damage spread over the whole file: live pages, old pages and headers alike.
+    for i in (0..n).step_by(997) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&db_file, bytes).unwrap();
+    let r = f.full(std::slice::from_ref(&saved));
+    assert!(!r.ok(), "a corrupted store must not verify");
+    // Here sled refuses the damaged file: reported as such, never as OK.
+    assert!(has(&r, "store cannot be opened"), "{:?}", r.problems);
+}
+
+#[test]
+fn every_event_has_an_inclusion_proof_and_checkpoints_are_consistent() {
+    let f = fixture(300);
+    let l = Ledger::open(
+        &f.data,
+        f.provider(),
+        LedgerConfig {
+            read_only: true,
+            ..LedgerConfig::default()
+        },
+    )
+    .unwrap();
+    let vk = f.vk();
+    let cps: Vec<Checkpoint> = l
+        .checkpoints()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| Checkpoint::verify(n, &vk).unwrap())
+        .collect();
+    let last = cps.last().unwrap();
+    assert_eq!(last.size, 300);
+    for seq in (1..=300u64).step_by(7) {
+        let ev = l.read(seq).unwrap();
+        let parsed = CloudTrailEvent::parse(ev.bytes.clone()).unwrap();
+        let leaf = event_leaf(
+            seq,
+            ev.account.as_str(),
+            &parsed.fields().event_id,
+            &orgtrail_crypto::hash::sha256(&ev.bytes),
+        );
+        for cp in cps.iter().filter(|c| c.size >= seq) {
+            let proof = l.inclusion_proof(seq, cp.size).unwrap();
+            assert!(
+                verify_inclusion(&leaf, seq - 1, cp.size, &proof, &cp.root),
+                "seq {seq} in {}",
+                cp.size
+            );
+        }
+    }
+    for a in &cps {
+        for b in cps.iter().filter(|b| b.size >= a.size) {
+            let proof = l.consistency_proof(a.size, b.size).unwrap();
+            assert!(
+                verify_consistency(a.size, b.size, &a.root, &b.root, &proof),
+                "{} -> {}",
+                a.size,
+                b.size
+            );
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
