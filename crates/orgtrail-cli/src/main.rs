@@ -36,6 +36,11 @@ enum Command {
     Keys(cmd::keys::Args),
     Import(cmd::import::Args),
     Lookup(Box<cmd::lookup::Args>),
+    Checkpoint(cmd::integrity::CheckpointArgs),
+    Verify(cmd::integrity::VerifyArgs),
+    Proof(cmd::integrity::ProofArgs),
+    VerifyProof(cmd::integrity::VerifyProofArgs),
+    VerifyConsistency(cmd::integrity::VerifyConsistencyArgs),
     Bench(cmd::bench::Args),
 }
 
@@ -58,6 +63,11 @@ fn main() -> ExitCode {
         Command::Keys(args) => cmd::keys::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
+        Command::Checkpoint(args) => cmd::integrity::checkpoint(args),
+        Command::Verify(args) => cmd::integrity::verify(args),
+        Command::Proof(args) => cmd::integrity::proof(args),
+        Command::VerifyProof(args) => cmd::integrity::verify_proof(args),
+        Command::VerifyConsistency(args) => cmd::integrity::verify_consistency_cmd(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -147,9 +147,31 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Opens a store with the keyring in `keys`.
+/// Opens a store (creating it if new) with the keyring in `keys`; when `keys` holds
+/// `signing.key`, the ledger signs checkpoints with it.
 pub(crate) fn open(keys: &Path, data_dir: &Path) -> anyhow::Result<Ledger> {
     let provider = LocalKeyProvider::load(keys)?;
-    Ledger::open(data_dir, Arc::new(provider), LedgerConfig::default())
+    let signing = keys.join("signing.key");
+    let signer = if signing.exists() {
+        Some(Arc::new(SigningKey::load(&signing)?))
+    } else {
+        None
+    };
+    let cfg = LedgerConfig {
+        signer,
+        ..LedgerConfig::default()
+    };
+    Ledger::open(data_dir, Arc::new(provider), cfg)
+        .with_context(|| format!("opening the store at {}", data_dir.display()))
+}
+
+/// Opens an existing store for reading only (nothing is written, not even a checkpoint).
+pub(crate) fn open_read_only(keys: &Path, data_dir: &Path) -> anyhow::Result<Ledger> {
+    let provider = LocalKeyProvider::load(keys)?;
+    let cfg = LedgerConfig {
+        read_only: true,
+        ..LedgerConfig::default()
+    };
+    Ledger::open(data_dir, Arc::new(provider), cfg)
         .with_context(|| format!("opening the store at {}", data_dir.display()))
 }

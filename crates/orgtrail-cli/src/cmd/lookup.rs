@@ -131,7 +131,7 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ledger = crate::cmd::keys::open(&args.keys, &args.data_dir)?;
+    let ledger = crate::cmd::keys::open_read_only(&args.keys, &args.data_dir)?;
     let mut q = args.filters.to_query();
     let mut events = Vec::new();
     while events.len() < args.max {

@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;
+pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
 pub(crate) mod validate;
