@@ -76,14 +76,25 @@ impl Frontier {
         self.size
     }
 
-    /// Appends a leaf hash: O(log n).
+    /// Appends a leaf hash: O(log n), one node hash amortized.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_capturing(leaf, |_, _| {});
+    }
+
+    /// Appends a leaf hash and reports every perfect subtree the append completes, as
+    /// `(height, hash)`: the subtree of `2^height` leaves ending with this leaf. Each aligned
+    /// perfect subtree of the tree is reported exactly once, in order, which lets a caller keep
+    /// the levels it needs for proofs without hashing anything twice.
+    pub fn push_capturing(&mut self, leaf: Hash, mut completed: impl FnMut(u32, &Hash)) {
         let mut h = leaf;
         let mut s = self.size;
+        let mut height = 0;
         while s & 1 == 1 {
             if let Some(left) = self.nodes.pop() {
                 h = node_hash(&left, &h);
             }
+            height += 1;
+            completed(height, &h);
             s >>= 1;
         }
         self.nodes.push(h);

@@ -23,6 +23,15 @@ pub(crate) fn meta_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// Appends `v` as an unsigned LEB128 integer.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// A little reader over a byte slice that fails with a corruption error instead of panicking.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
@@ -74,6 +83,22 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn i64(&mut self) -> Result<i64, StoreError> {
         Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    /// An unsigned LEB128 integer.
+    pub(crate) fn varint(&mut self) -> Result<u64, StoreError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{}: integer too long",
+            self.what
+        )))
     }
 
     pub(crate) fn done(&self) -> bool {

@@ -680,6 +680,7 @@ impl Ledger {
         seq: u64,
         event: &CloudTrailEvent,
         account: AccountId,
+        cache: &mut HashMap<(Attr, String), Blind>,
         expected_postings: &mut u64,
     ) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
@@ -705,7 +706,16 @@ impl Ledger {
         }
         let mut seen: Vec<Blind> = Vec::new();
         for (attr, value) in attribute_values(f, &account) {
-            let p = b.blind(attr.tag(), value.as_bytes());
+            let p = if cacheable(attr) {
+                if cache.len() > BLIND_CACHE_MAX {
+                    cache.clear();
+                }
+                *cache
+                    .entry((attr, value.to_owned()))
+                    .or_insert_with(|| b.blind(attr.tag(), value.as_bytes()))
+            } else {
+                b.blind(attr.tag(), value.as_bytes())
+            };
             if seen.contains(&p) {
                 continue;
             }
@@ -878,6 +888,73 @@ impl Ledger {
             time: Timestamp(time),
             bytes,
         })
+    }
+
+    /// Calls `f` with every record in `first..=last`, in order, reading each block once: the
+    /// record's (account, bytes), or why it could not be read. Blocks that are missing or out of
+    /// place are reported by `record_layout_problems`, not here.
+    pub(crate) fn for_each_record(
+        &self,
+        first: u64,
+        last: u64,
+        mut f: impl FnMut(u64, Result<(AccountId, Vec<u8>), StoreError>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        let start = match sh
+            .tree
+            .range(key(RECORDS, 0)..=key(RECORDS, first))
+            .next_back()
+        {
+            Some(kv) => kv?.0.to_vec(),
+            None => key(RECORDS, first).to_vec(),
+        };
+        let mut next = first;
+        for kv in sh
+            .tree
+            .range(start..key(RECORDS, last.saturating_add(1)).to_vec())
+        {
+            let (k, block) = kv?;
+            let block_first = be_u64(&k[1..])?;
+            let mut r = Reader::new(&block, "record block");
+            if r.u8()? != 1 {
+                continue;
+            }
+            let count = u64::from(r.u16()?);
+            for i in 0..count {
+                let seq = block_first + i;
+                let segment = r.u64()?;
+                let dict = r.u32()?;
+                let nonce: [u8; NONCE_LEN] = r.array()?;
+                let len = r.u32()? as usize;
+                let ct = r.take(len)?;
+                if seq < next || seq > last {
+                    continue;
+                }
+                while next < seq {
+                    f(
+                        next,
+                        Err(StoreError::Corrupt(format!("record {next} is missing"))),
+                    )?;
+                    next += 1;
+                }
+                let opened = self.segment_key(segment).and_then(|(account, key)| {
+                    let compressed = key
+                        .open(&nonce, &record_aad(segment, seq, &account, dict), ct)
+                        .map_err(|source| StoreError::RecordOpen { seq, source })?;
+                    Ok((account, self.decompress(dict, &compressed)?))
+                });
+                f(seq, opened)?;
+                next = seq + 1;
+            }
+        }
+        while next <= last {
+            f(
+                next,
+                Err(StoreError::Corrupt(format!("record {next} is missing"))),
+            )?;
+            next += 1;
+        }
+        Ok(())
     }
 
     fn segment_key(&self, segment: u64) -> Result<(AccountId, Arc<DataKey>), StoreError> {
@@ -1153,9 +1230,15 @@ fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
     let nvals = r.u32()?;
     for _ in 0..nvals {
         let blind: Blind = r.array()?;
-        let k = r.u32()?;
-        for _ in 0..k {
-            let local = u64::from(r.u32()?);
+        let k = r.varint()?;
+        let mut local = 0u64;
+        for i in 0..k {
+            let gap = r.varint()?;
+            local = if i == 0 {
+                gap
+            } else {
+                local.saturating_add(gap)
+            };
             if local >= count {
                 return Err(StoreError::Corrupt(
                     "index chunk posting out of range".into(),
@@ -1295,6 +1378,10 @@ struct WriterState {
     open: HashMap<AccountId, OpenSegment>,
     samples: Vec<Vec<u8>>,
     dict_failed: bool,
+    /// A dictionary being trained on another thread.
+    training: Option<std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>>,
+    /// A trained dictionary not yet stored.
+    pending_dict: Option<Vec<u8>>,
     /// The writer's copy of the Merkle frontier (the published one lags until a flush).
     frontier: Frontier,
     last_checkpoint_size: u64,
@@ -1330,6 +1417,8 @@ impl WriterState {
             open: HashMap::new(),
             samples: Vec::new(),
             dict_failed: false,
+            training: None,
+            pending_dict: None,
             frontier,
             last_checkpoint_size,
             last_checkpoint_at: std::time::Instant::now(),
@@ -1525,6 +1614,8 @@ impl WriterState {
                         block_count = 0;
                     }
                     if let Some(s) = ev.sample
+                        && self.training.is_none()
+                        && self.pending_dict.is_none()
                         && self.samples.len() < sh.cfg.dict_train_after
                     {
                         self.samples.push(s);
@@ -1569,22 +1660,32 @@ impl WriterState {
             sorted.sort_unstable_by_key(|a| a.0);
             for (blind, locals) in &sorted {
                 chunk.extend_from_slice(blind);
-                chunk.extend_from_slice(&(locals.len() as u32).to_be_bytes());
-                for l in locals {
-                    chunk.extend_from_slice(&l.to_be_bytes());
+                format::put_varint(&mut chunk, locals.len() as u64);
+                // Positions ascend: store the gaps, mostly one byte each.
+                let mut prev = 0u32;
+                for (i, l) in locals.iter().enumerate() {
+                    let gap = if i == 0 { *l } else { l - prev };
+                    format::put_varint(&mut chunk, u64::from(gap));
+                    prev = *l;
                 }
             }
             batch.insert(&key_bytes(CHUNK, first_seq)[..], chunk);
         }
         // The group's leaf hashes, and a checkpoint when one is due.
         let mut frontier = self.frontier.clone();
+        let mut completed: Vec<(u32, Hash)> = Vec::new();
+        let group_leaves: Vec<Hash> = stored.iter().map(|e| e.6).collect();
         if !stored.is_empty() {
-            let mut leaves = Vec::with_capacity(stored.len() * 32);
-            for e in &stored {
-                leaves.extend_from_slice(&e.6);
-                frontier.push(e.6);
+            let mut bytes = Vec::with_capacity(stored.len() * 32);
+            for leaf in &group_leaves {
+                bytes.extend_from_slice(leaf);
+                frontier.push_capturing(*leaf, |height, h| {
+                    if height >= 8 {
+                        completed.push((height, *h));
+                    }
+                });
             }
-            batch.insert(&key_bytes(HASHES, first_seq)[..], leaves);
+            batch.insert(&key_bytes(HASHES, first_seq)[..], bytes);
         }
         let forced = jobs.iter().any(|j| j.checkpoint);
         let new = frontier.size().saturating_sub(self.last_checkpoint_size);
@@ -1599,28 +1700,56 @@ impl WriterState {
             meta_key("next_segment"),
             self.next_segment.to_be_bytes().to_vec(),
         );
-        // A dictionary, once enough samples are in.
+        // A dictionary, once enough samples are in. Training takes a second or so, so it runs
+        // on a thread of its own; the dictionary is stored with the first group after it is done.
         let mut new_dict = None;
         if !self.dict_failed
+            && self.training.is_none()
+            && self.pending_dict.is_none()
             && sh.dict_version.load(Ordering::Acquire) == 0
             && self.samples.len() >= sh.cfg.dict_train_after
         {
-            match zstd::dict::from_samples(&self.samples, 112_640) {
-                Ok(d) => {
-                    batch.insert(dict_key(1), seal_dict(sh.provider.as_ref(), 1, &d)?);
-                    new_dict = Some(d);
-                }
+            let samples = std::mem::take(&mut self.samples);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("orgtrail-zstd-dict".into())
+                .spawn(move || {
+                    let _ = tx.send(zstd::dict::from_samples(&samples, 112_640));
+                });
+            match spawned {
+                Ok(_) => self.training = Some(rx),
                 Err(e) => {
-                    tracing::warn!(error = %e, "zstd dictionary training failed; records stay compressed without one");
+                    tracing::warn!(error = %e, "cannot start dictionary training; records stay compressed without one");
                     self.dict_failed = true;
                 }
             }
-            self.samples = Vec::new();
+        }
+        if let Some(rx) = &self.training {
+            match rx.try_recv() {
+                Ok(Ok(d)) => {
+                    self.pending_dict = Some(d);
+                    self.training = None;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "zstd dictionary training failed; records stay compressed without one");
+                    self.dict_failed = true;
+                    self.training = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.dict_failed = true;
+                    self.training = None;
+                }
+            }
+        }
+        if let Some(d) = &self.pending_dict {
+            batch.insert(dict_key(1), seal_dict(sh.provider.as_ref(), 1, d)?);
+            new_dict = Some(d.clone());
         }
 
         sh.tree.apply_batch(batch)?;
         sh.db.flush()?;
-        self.frontier = frontier;
+        self.frontier = frontier.clone();
 
         // Durable: publish.
         {
@@ -1633,8 +1762,8 @@ impl WriterState {
         }
         {
             let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
-            for (seq, time, dedup, h8, account, postings, leaf) in stored {
-                idx.tree.push(leaf);
+            idx.tree.apply(frontier, &completed, &group_leaves);
+            for (seq, time, dedup, h8, account, postings, _) in stored {
                 idx.publish(seq, time, dedup, h8);
                 idx.accounts.insert(account);
                 for p in postings {
@@ -1643,6 +1772,7 @@ impl WriterState {
             }
         }
         if let Some(d) = new_dict {
+            self.pending_dict = None;
             let mut dicts = sh.dicts.write().map_err(|_| StoreError::WriterGone)?;
             dicts
                 .decoders

@@ -10,7 +10,10 @@
 //! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
 //! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
 //! | `r <first seq u64>` | record block: version, count (u16), then per record: segment (u64), dictionary id (u32), nonce (12), length (u32), AES-256-GCM(zstd(event bytes)) with tag |
-//! | `x <first seq u64>` | index chunk of one group commit: per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts; then every blind value with the positions of the events that carry it |
+//! | `x <first seq u64>` | index chunk of one group commit: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
+//! | `h <first seq u64>` | the group's Merkle leaf hashes, 32 bytes each (see the `tree` module for the leaf data) |
+//! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
+//! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
 //!
 //! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
 //! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,

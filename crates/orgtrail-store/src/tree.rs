@@ -18,6 +18,7 @@ use crate::format::{Reader, key};
 
 pub(crate) const HASHES: u8 = b'h';
 const TILE: u64 = 256;
+const TILE_HEIGHT: u32 = 8;
 
 /// Leaf data of one event.
 pub fn leaf_data(seq: u64, account: &str, event_id: &str, content_hash: &Hash) -> Vec<u8> {
@@ -52,25 +53,42 @@ impl TreeState {
     }
 
     pub(crate) fn push(&mut self, leaf: Hash) {
-        self.frontier.push(leaf);
+        let levels = &mut self.levels;
+        self.frontier.push_capturing(leaf, |height, h| {
+            if let Some(j) = height.checked_sub(TILE_HEIGHT) {
+                let j = j as usize;
+                if levels.len() <= j {
+                    levels.resize_with(j + 1, Vec::new);
+                }
+                levels[j].push(*h);
+            }
+        });
         self.tail.push(leaf);
         if self.tail.len() as u64 == TILE {
-            let mut h = merkle::root(&self.tail);
             self.tail.clear();
-            let mut j = 0;
-            loop {
-                if self.levels.len() == j {
-                    self.levels.push(Vec::new());
+        }
+    }
+
+    /// Publishes what a writer computed on its own copy of the frontier: the new frontier,
+    /// the perfect subtrees of height >= 8 it completed (in order), and the group's leaves.
+    pub(crate) fn apply(&mut self, frontier: Frontier, completed: &[(u32, Hash)], leaves: &[Hash]) {
+        for (height, h) in completed {
+            if let Some(j) = height.checked_sub(TILE_HEIGHT) {
+                let j = j as usize;
+                if self.levels.len() <= j {
+                    self.levels.resize_with(j + 1, Vec::new);
                 }
-                self.levels[j].push(h);
-                let n = self.levels[j].len();
-                if n % 2 == 1 {
-                    break;
-                }
-                h = merkle::node_hash(&self.levels[j][n - 2], &self.levels[j][n - 1]);
-                j += 1;
+                self.levels[j].push(*h);
             }
         }
+        let before = self.frontier.size();
+        for (i, leaf) in leaves.iter().enumerate() {
+            self.tail.push(*leaf);
+            if (before + i as u64 + 1).is_multiple_of(TILE) {
+                self.tail.clear();
+            }
+        }
+        self.frontier = frontier;
     }
 }
 
@@ -176,4 +194,59 @@ pub(crate) fn read_leaves(
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: u64) -> Vec<Hash> {
+        (0..n)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect()
+    }
+
+    /// The writer's path (frontier + captured subtrees, published per group) and the open path
+    /// (push every stored leaf) build the same state, and its levels are the true subtrees.
+    #[test]
+    fn published_groups_equal_pushed_leaves() {
+        let all = leaves(3000);
+        let mut pushed = TreeState::default();
+        for l in &all {
+            pushed.push(*l);
+        }
+        let mut published = TreeState::default();
+        let mut frontier = Frontier::new();
+        let mut i = 0usize;
+        let mut step = 1usize;
+        while i < all.len() {
+            let end = (i + step).min(all.len());
+            let mut completed = Vec::new();
+            for l in &all[i..end] {
+                frontier.push_capturing(*l, |h, x| {
+                    if h >= 8 {
+                        completed.push((h, *x));
+                    }
+                });
+            }
+            published.apply(frontier.clone(), &completed, &all[i..end]);
+            i = end;
+            step = step * 3 % 701 + 1;
+        }
+        assert_eq!(published.frontier, pushed.frontier);
+        assert_eq!(published.levels, pushed.levels);
+        assert_eq!(published.tail, pushed.tail);
+        assert_eq!(pushed.levels[0].len(), 3000 / 256);
+        for (j, level) in pushed.levels.iter().enumerate() {
+            let width = 256usize << j;
+            for (k, h) in level.iter().enumerate() {
+                assert_eq!(
+                    *h,
+                    merkle::root(&all[k * width..(k + 1) * width]),
+                    "level {j} node {k}"
+                );
+            }
+        }
+        assert_eq!(pushed.tail, all[2816..].to_vec());
+    }
 }

@@ -170,6 +170,64 @@ pub fn verify_full(
     report
 }
 
+/// What one verification worker found over its range of records.
+#[derive(Default)]
+struct Partial {
+    leaves: Vec<Option<Hash>>,
+    problems: Vec<String>,
+    expected_postings: u64,
+}
+
+fn check_range(
+    ledger: &Ledger,
+    first: u64,
+    last: u64,
+    stored: &[Hash],
+) -> Result<Partial, StoreError> {
+    let mut out = Partial {
+        leaves: Vec::with_capacity((last + 1 - first) as usize),
+        ..Partial::default()
+    };
+    let mut cache = std::collections::HashMap::new();
+    ledger.for_each_record(first, last, |seq, rec| {
+        let stored_leaf = stored.get((seq - 1) as usize).copied();
+        let leaf = match rec {
+            Err(e) => {
+                out.problems.push(format!("record {seq}: {e}"));
+                stored_leaf
+            }
+            Ok((account, bytes)) => {
+                let content = sha256(&bytes);
+                match CloudTrailEvent::parse_with_limit(bytes, usize::MAX) {
+                    Err(e) => {
+                        out.problems.push(format!("record {seq}: not a valid event any more: {e}"));
+                        stored_leaf
+                    }
+                    Ok(parsed) => {
+                        let leaf = event_leaf(seq, account.as_str(), &parsed.fields().event_id, &content);
+                        if Some(leaf) != stored_leaf {
+                            out.problems.push(format!(
+                                "record {seq}: its content does not match its leaf hash (changed after it was stored)"
+                            ));
+                        }
+                        out.problems.extend(ledger.index_problems(
+                            seq,
+                            &parsed,
+                            account,
+                            &mut cache,
+                            &mut out.expected_postings,
+                        )?);
+                        Some(leaf)
+                    }
+                }
+            }
+        };
+        out.leaves.push(leaf);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 fn full_inner(
     ledger: &Ledger,
     key: &VerifyingKey,
@@ -184,47 +242,50 @@ fn full_inner(
     }
     let stored = ledger.checkpoints()?;
     let targets = target_sizes(&stored, saved);
+
+    // Records are checked in parallel ranges; the tree is then built in order.
+    let workers = std::thread::available_parallelism().map_or(2, |w| w.get()) as u64;
+    let per = n.div_ceil(workers.max(1)).max(1);
+    let ranges: Vec<(u64, u64)> = (0..workers)
+        .map(|w| (1 + w * per, ((w + 1) * per).min(n)))
+        .filter(|(a, b)| a <= b)
+        .collect();
+    let partials: Vec<Result<Partial, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(a, b)| {
+                let leaves = &leaves;
+                scope.spawn(move || check_range(ledger, a, b, leaves))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt("a verification worker panicked".into()))
+                })
+            })
+            .collect()
+    });
     let mut roots = std::collections::BTreeMap::new();
-    if targets.contains(&0) {
-        roots.insert(0, Frontier::new().root());
-    }
     let mut frontier = Frontier::new();
-    let mut expected_postings: u64 = 0;
-    for seq in 1..=n {
-        let stored_leaf = leaves.get((seq - 1) as usize).copied();
-        let leaf = match ledger.read(seq) {
-            Err(e) => {
-                report.problem(format!("record {seq}: {e}"));
-                stored_leaf
-            }
-            Ok(ev) => match CloudTrailEvent::parse_with_limit(ev.bytes.clone(), usize::MAX) {
-                Err(e) => {
-                    report.problem(format!("record {seq}: not a valid event any more: {e}"));
-                    stored_leaf
-                }
-                Ok(parsed) => {
-                    let f = parsed.fields();
-                    let leaf =
-                        event_leaf(seq, ev.account.as_str(), &f.event_id, &sha256(&ev.bytes));
-                    if Some(leaf) != stored_leaf {
-                        report.problem(format!(
-                            "record {seq}: its content does not match its leaf hash (changed after it was stored)"
-                        ));
-                    }
-                    for p in
-                        ledger.index_problems(seq, &parsed, ev.account, &mut expected_postings)?
-                    {
-                        report.problem(p);
-                    }
-                    Some(leaf)
-                }
-            },
-        };
-        if let Some(l) = leaf {
-            frontier.push(l);
+    if targets.contains(&0) {
+        roots.insert(0, frontier.root());
+    }
+    let mut expected_postings = 0u64;
+    for part in partials {
+        let part = part?;
+        for p in part.problems {
+            report.problem(p);
         }
-        if targets.contains(&seq) {
-            roots.insert(seq, frontier.root());
+        expected_postings += part.expected_postings;
+        for leaf in part.leaves {
+            // A record with neither content nor stored leaf keeps its place with a hash that
+            // matches nothing, so every later root is (rightly) reported as differing.
+            frontier.push(leaf.unwrap_or([0u8; 32]));
+            if targets.contains(&frontier.size()) {
+                roots.insert(frontier.size(), frontier.root());
+            }
         }
     }
     let actual = ledger.posting_count()?;
