@@ -12,6 +12,7 @@
 //! version or nothing.
 
 pub mod blind;
+pub mod certs;
 pub mod checkpoint;
 pub mod envelope;
 mod error;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod certs;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;
