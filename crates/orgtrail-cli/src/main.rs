@@ -35,6 +35,13 @@ enum Command {
     GenEvents(cmd::gen_events::Args),
     Keys(cmd::keys::Args),
     Certs(cmd::certs::Args),
+    Collector(cmd::collector::Args),
+    Agent(cmd::agent::Args),
+    /// Print commented example configurations.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
     Import(cmd::import::Args),
     Lookup(Box<cmd::lookup::Args>),
     Checkpoint(cmd::integrity::CheckpointArgs),
@@ -43,6 +50,12 @@ enum Command {
     VerifyProof(cmd::integrity::VerifyProofArgs),
     VerifyConsistency(cmd::integrity::VerifyConsistencyArgs),
     Bench(cmd::bench::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration: `collector` or `agent`.
+    Example(cmd::collector::ExampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +76,11 @@ fn main() -> ExitCode {
         Command::GenEvents(args) => cmd::gen_events::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Certs(args) => cmd::certs::run(args),
+        Command::Collector(args) => cmd::collector::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::Config {
+            what: ConfigCommand::Example(args),
+        } => cmd::collector::example(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
         Command::Checkpoint(args) => cmd::integrity::checkpoint(args),

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod certs;
+pub(crate) mod collector;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;

@@ -1,0 +1,193 @@
+//! The agent's configuration (`agent.toml`).
+
+use std::path::{Path, PathBuf};
+
+use orgtrail_core::AccountId;
+use serde::Deserialize;
+
+/// Everything an agent needs. Unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The account this agent ships for; must match its certificate.
+    pub account: String,
+    /// The collector, e.g. https://collector.example:4317.
+    pub collector: String,
+    /// The name the collector's certificate is checked against (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    pub tls: AgentTls,
+    /// The durable spool directory.
+    pub spool_dir: PathBuf,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: u64,
+    pub source: SourceConfig,
+}
+
+/// The agent's certificate and the organization CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// How events are grouped on the wire.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    /// How long a partial batch waits for more events, milliseconds.
+    pub linger_ms: u64,
+    /// Batches sent and not yet acknowledged.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 1000,
+            max_bytes: 4 << 20,
+            linger_ms: 200,
+            max_in_flight: 4,
+        }
+    }
+}
+
+/// Reconnection: exponential backoff with jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_ms: 100,
+            max_ms: 30_000,
+        }
+    }
+}
+
+/// Where events come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// JSON lines from a file, or standard input with `path = "-"`.
+    Jsonl { path: PathBuf },
+}
+
+fn default_spool_max() -> u64 {
+    1 << 30
+}
+
+/// Why a configuration was refused: every problem at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid agent configuration {path}:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub path: String,
+    pub problems: Vec<String>,
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |p: String| ConfigError {
+            path: path.display().to_string(),
+            problems: vec![p],
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.spool_dir,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+            &mut cfg.tls.ca,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let SourceConfig::Jsonl { path: src } = &mut cfg.source;
+        if src.as_os_str() != "-" && src.is_relative() {
+            *src = base.join(&*src);
+        }
+        let mut problems = Vec::new();
+        if cfg.account.parse::<AccountId>().is_err() {
+            problems.push(format!(
+                "account: {:?} is not a 12-digit account id",
+                cfg.account
+            ));
+        }
+        if !cfg.collector.starts_with("https://") {
+            problems.push(format!(
+                "collector: {:?} must be an https:// URL (mutual TLS)",
+                cfg.collector
+            ));
+        }
+        for (n, f) in [
+            ("tls.cert", &cfg.tls.cert),
+            ("tls.key", &cfg.tls.key),
+            ("tls.ca", &cfg.tls.ca),
+        ] {
+            if !f.is_file() {
+                problems.push(format!("{n}: {} does not exist", f.display()));
+            }
+        }
+        if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
+            problems.push("batch: max_events and max_in_flight must be positive".into());
+        }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })
+        }
+    }
+}
+
+/// A commented example configuration.
+pub const EXAMPLE: &str = r#"# orgtrail agent configuration. Relative paths are relative to this file.
+
+# The account this agent ships for (its certificate names the same account).
+account = "111122223333"
+# The collector.
+collector = "https://collector.example:4317"
+# server_name = "collector.example"   # default: the URL's host
+
+[tls]
+cert = "agent.pem"     # orgtrail certs issue --role agent --account 111122223333
+key = "agent.key"
+ca = "ca/ca.pem"       # the organization CA
+
+# Durable spool: every event is stored here before it is shipped, and kept until the
+# collector acknowledged it.
+spool_dir = "spool"
+spool_max_bytes = 1073741824   # when full, the source pauses; nothing is dropped
+
+[batch]
+max_events = 1000
+max_bytes = 4194304
+linger_ms = 200
+max_in_flight = 4
+
+[retry]
+initial_ms = 100     # exponential backoff with jitter
+max_ms = 30000
+
+[source]
+type = "jsonl"
+path = "-"           # standard input, or a file of JSON lines
+"#;

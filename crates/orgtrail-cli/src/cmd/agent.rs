@@ -1,0 +1,65 @@
+//! `orgtrail agent`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use orgtrail_agent::{AgentConfig, Spool};
+
+/// Run an agent: read events from its source, keep each durably in the local spool until the
+/// collector acknowledged it, ship batches over gRPC with mutual TLS. Restarting resumes from
+/// the spool. Events the collector rejects move to the dead-letter area with the reason.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+    /// The configuration file (`orgtrail config example agent` prints a commented one).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Exit 0 once the source is exhausted and every event was acknowledged (for batch jobs
+    /// and tests); otherwise run until SIGTERM.
+    #[arg(long)]
+    exit_when_drained: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AgentCommand {
+    /// List the dead-letter area: events the agent will not ship, and why.
+    DeadLetters {
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+    },
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(AgentCommand::DeadLetters { spool }) = args.command {
+        let s = Spool::open(&spool)?;
+        let dead = s.dead_letters()?;
+        for d in &dead {
+            let id = serde_json::from_slice::<serde_json::Value>(&d.bytes)
+                .ok()
+                .and_then(|v| v["eventID"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".into());
+            println!("{}\teventID {}\t{}", d.seq, id, d.reason);
+        }
+        println!("dead-letters={}", dead.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = args
+        .config
+        .context("give --config FILE (or a subcommand)")?;
+    let cfg = AgentConfig::load(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("orgtrail-agent")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(orgtrail_agent::run(
+        cfg,
+        args.exit_when_drained,
+        crate::cmd::collector::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

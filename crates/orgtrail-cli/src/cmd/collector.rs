@@ -1,0 +1,76 @@
+//! `orgtrail collector` and `orgtrail config example`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use orgtrail_collector::CollectorConfig;
+
+/// Run the collector: accept agents over gRPC with mutual TLS, store their events durably,
+/// acknowledge each batch once stored. Prints `orgtrail collector listening on ADDR` when
+/// ready. SIGTERM or Ctrl-C: stop accepting, finish in-flight batches, flush, checkpoint,
+/// exit 0.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The configuration file (`orgtrail config example collector` prints a commented one).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// Print a commented example configuration.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExampleArgs {
+    /// collector or agent.
+    #[arg(value_parser = ["collector", "agent"])]
+    what: String,
+}
+
+pub(crate) fn example(args: ExampleArgs) -> anyhow::Result<ExitCode> {
+    match args.what.as_str() {
+        "collector" => print!("{}", orgtrail_collector::EXAMPLE),
+        _ => print!("{}", orgtrail_agent::EXAMPLE),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = CollectorConfig::load(&args.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orgtrail-collector")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(orgtrail_collector::run(
+        cfg,
+        |addr| {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "orgtrail collector listening on {addr}");
+            let _ = out.flush();
+        },
+        shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,203 @@
+//! The collector's configuration (`collector.toml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use orgtrail_core::AccountId;
+use serde::Deserialize;
+
+/// Everything the collector needs to run. Unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The ledger's data directory.
+    pub data_dir: PathBuf,
+    /// Directory with keyring.json and signing.key (`orgtrail keys init`).
+    pub keys_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub organization: OrganizationConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The collector's certificate and the CA its clients must present certificates from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate (`orgtrail certs issue --role server`).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The organization CA (`ca.pem`): client certificates must chain to it.
+    pub client_ca: PathBuf,
+}
+
+/// Which accounts may ship events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// Organization id, e.g. o-example.
+    pub id: String,
+    /// Accounts allowed to ship; empty with `allow_any_account = true` admits any account
+    /// with a valid certificate.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Admit any account whose agent certificate the organization CA signed.
+    #[serde(default)]
+    pub allow_any_account: bool,
+    /// A file of revoked certificates: serial numbers or `sha256:` fingerprints (hex), one per
+    /// line, `#` comments. Re-read when it changes; no restart needed.
+    #[serde(default)]
+    pub revoked: Option<PathBuf>,
+}
+
+/// Bounds on what a client may send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message (one batch), bytes, after decompression.
+    pub max_message_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch_events: usize,
+    /// Largest event, bytes (CloudTrail's limit is 256 KiB).
+    pub max_event_bytes: usize,
+    /// Batches of one stream being stored at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 << 20,
+            max_batch_events: 10_000,
+            max_event_bytes: orgtrail_core::MAX_EVENT_BYTES,
+            max_in_flight: 8,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4317))
+}
+
+/// Why a configuration was refused: every problem, at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid collector configuration {path}:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub path: String,
+    pub problems: Vec<String>,
+}
+
+impl CollectorConfig {
+    /// Reads and checks a configuration file. Relative paths are relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |p: String| ConfigError {
+            path: path.display().to_string(),
+            problems: vec![p],
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.keys_dir,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+            &mut cfg.tls.client_ca,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(r) = cfg.organization.revoked.as_mut()
+            && r.is_relative()
+        {
+            *r = base.join(&*r);
+        }
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Every problem with this configuration.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, f) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.client_ca", &self.tls.client_ca),
+        ] {
+            if !f.is_file() {
+                p.push(format!("{name}: {} does not exist", f.display()));
+            }
+        }
+        if !self.keys_dir.join("keyring.json").is_file() {
+            p.push(format!(
+                "keys_dir: {} has no keyring.json (run `orgtrail keys init --out {}`)",
+                self.keys_dir.display(),
+                self.keys_dir.display()
+            ));
+        }
+        for a in &self.organization.accounts {
+            if a.parse::<AccountId>().is_err() {
+                p.push(format!(
+                    "organization.accounts: {a:?} is not a 12-digit account id"
+                ));
+            }
+        }
+        if self.organization.accounts.is_empty() && !self.organization.allow_any_account {
+            p.push("organization: list `accounts`, or set `allow_any_account = true`".into());
+        }
+        if self.limits.max_event_bytes == 0 || self.limits.max_batch_events == 0 {
+            p.push("limits: sizes must be positive".into());
+        }
+        if self.limits.max_message_bytes < self.limits.max_event_bytes {
+            p.push("limits.max_message_bytes is smaller than limits.max_event_bytes".into());
+        }
+        p
+    }
+}
+
+/// A commented example configuration.
+pub const EXAMPLE: &str = r#"# orgtrail collector configuration.
+# Relative paths are relative to this file.
+
+# Address to listen on (gRPC over mutual TLS). Port 0 picks a free port.
+listen = "0.0.0.0:4317"
+
+# Where the ledger lives, and the keys from `orgtrail keys init`.
+data_dir = "data"
+keys_dir = "keys"
+
+[tls]
+# `orgtrail certs issue --ca ca --role server --dns collector.example --out collector`
+cert = "collector.pem"
+key = "collector.key"
+# The organization CA: every client certificate must chain to it.
+client_ca = "ca/ca.pem"
+
+[organization]
+id = "o-example"
+# Accounts allowed to ship events...
+accounts = ["111122223333", "444455556666"]
+# ...or any account with a certificate from the organization CA:
+# allow_any_account = true
+# Revoked certificates: serials or sha256:FINGERPRINT, one per line. Re-read when changed.
+# revoked = "revoked.txt"
+
+[limits]
+max_message_bytes = 16777216   # one batch, after decompression
+max_batch_events = 10000
+max_event_bytes = 262144       # CloudTrail's limit
+max_in_flight = 8              # batches of one stream stored at once
+"#;
