@@ -428,3 +428,115 @@ fn a_plaintext_connection_gets_no_service() {
     assert!(!buf.windows(4).any(|w| w == b"HTTP"));
     assert!(buf.is_empty() || buf[0] == 0x15, "{buf:?}");
 }
+
+#[test]
+fn an_agent_killed_mid_stream_resumes_from_its_spool() {
+    let org = Org::new();
+    let (account, file, want) = events(&org, "a", 20000, 41);
+    org.issue("agent", "agent", Some(&account));
+    let mut collector = org.collector_with_log(0, "", true);
+    let cfg = org.agent_config("agent", &account, "agent", &file, collector.port);
+    let mut agent = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .spawn()
+        .unwrap();
+    let log = collector.log.as_mut().unwrap();
+    loop {
+        let line = log
+            .next()
+            .expect("the collector logs stored batches")
+            .unwrap();
+        if line.contains("batch stored") {
+            break;
+        }
+    }
+    agent.kill().unwrap();
+    assert_eq!(agent.wait().unwrap().code(), None, "killed mid-stream");
+    // Restarted, the agent ships what its spool still holds and what the source has left.
+    let out = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(collector);
+    let stored = org.stored();
+    let got: HashSet<String> = stored.iter().cloned().collect();
+    assert_eq!(got.len(), stored.len(), "nothing stored twice");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn agents_spool_while_the_collector_is_down_and_deliver_after() {
+    let org = Org::new();
+    let (account, file, want) = events(&org, "a", 3000, 51);
+    org.issue("agent", "agent", Some(&account));
+    // A port with nobody listening yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = org.agent_config("agent", &account, "agent", &file, port);
+    let mut agent = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the agent has found the collector missing.
+    let mut err = BufReader::new(agent.stderr.take().unwrap()).lines();
+    loop {
+        let line = err
+            .next()
+            .expect("the agent reports the failed connection")
+            .unwrap();
+        if line.contains("shipping failed") {
+            break;
+        }
+    }
+    let collector = org.collector(port, "");
+    let status = agent.wait().unwrap();
+    assert!(status.success());
+    drop(collector);
+    let got: HashSet<String> = org.stored().into_iter().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let org = Org::new();
+    let other = Org::new();
+    let (account, file, _) = events(&org, "a", 50, 61);
+    other.issue("agent", "agent", Some(&account));
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            other.path(&format!("agent.{ext}")),
+            org.path(&format!("stranger.{ext}")),
+        )
+        .unwrap();
+    }
+    let collector = org.collector(0, "");
+    let cfg = org.agent_config("stranger", &account, "stranger", &file, collector.port);
+    let mut agent = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(agent.stderr.take().unwrap()).lines();
+    let line = loop {
+        let line = err.next().expect("the agent reports the refusal").unwrap();
+        if line.contains("shipping failed") {
+            break line;
+        }
+    };
+    agent.kill().unwrap();
+    let _ = agent.wait();
+    assert!(line.contains("events stay in the spool"), "{line}");
+    drop(collector);
+    assert!(org.stored().is_empty());
+}
