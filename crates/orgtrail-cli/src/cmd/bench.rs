@@ -23,6 +23,9 @@ enum What {
     /// Import generated events into a fresh store (parse, dedup, compress, seal, index, durable
     /// group commits), then time selective lookups on it and measure its size on disk.
     Store(StoreArgs),
+    /// Ship events from one agent into one collector (both real processes, mutual TLS on
+    /// loopback): end-to-end throughput, acknowledgement latency at a steady rate, peak memory.
+    Transport(crate::cmd::bench_transport::TransportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +52,7 @@ struct StoreArgs {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Store(a) => store(a),
+        What::Transport(a) => crate::cmd::bench_transport::run(a),
     }
 }
 

@@ -1,0 +1,182 @@
+//! `orgtrail bench transport`: one agent into one collector, both real processes on this
+//! machine, over mutual TLS on loopback.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use orgtrail_crypto::certs::{self, IssueRequest, Role};
+use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_proto::v1::EventBatch;
+use orgtrail_proto::v1::ingest_client::IngestClient;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TransportArgs {
+    /// Events shipped by the agent for the throughput figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Rate of the latency run, events per second.
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+    /// Length of the latency run, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+/// Peak resident memory (VmHWM) of a running process, MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub(crate) fn run(a: TransportArgs) -> anyhow::Result<std::process::ExitCode> {
+    let root = std::env::temp_dir().join(format!("orgtrail-bench-transport-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let result = run_in(&root, &a);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCode> {
+    let exe = std::env::current_exe()?;
+    certs::init_ca(&root.join("ca"), "o-bench", 30)?;
+    certs::issue(&root.join("ca"), &IssueRequest { role: Role::Server, accounts: vec![], name: "collector".into(), dns: vec!["localhost".into()], ips: vec![], days: 2 }, &root.join("server"))?;
+    let status = Command::new(&exe).args(["keys", "init", "--out"]).arg(root.join("keys")).stdout(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("keys init failed");
+    }
+    println!("generating {} events for one account", a.events);
+    let gen_cfg = GenConfig { count: a.events, accounts: 1, seed: 3, ..GenConfig::default() };
+    let gen_ = Generator::new(gen_cfg.clone());
+    let account = gen_.account_ids()[0].clone();
+    let mut raw_bytes = 0u64;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(root.join("events.jsonl"))?);
+        for e in gen_ {
+            raw_bytes += e.len() as u64 + 1;
+            f.write_all(&e)?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()?;
+    }
+    certs::issue(&root.join("ca"), &IssueRequest { role: Role::Agent, accounts: vec![account.parse()?], name: "agent".into(), dns: vec![], ips: vec![], days: 2 }, &root.join("agent"))?;
+    write(&root.join("collector.toml"), "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n")?;
+    let mut collector = Command::new(&exe)
+        .args(["collector", "--config"])
+        .arg(root.join("collector.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
+    let port: u16 = line.trim().rsplit(':').next().unwrap_or_default().parse().context("collector address")?;
+    write(&root.join("agent.toml"), &format!(
+        "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n"
+    ))?;
+
+    // Throughput: the agent ships everything, from its file through its spool into the ledger.
+    let started = Instant::now();
+    let mut agent = Command::new(&exe)
+        .args(["agent", "--exit-when-drained", "--config"])
+        .arg(root.join("agent.toml"))
+        .stderr(Stdio::null())
+        .spawn()?;
+    let agent_pid = agent.id();
+    let mut agent_peak: f64 = 0.0;
+    let status = loop {
+        if let Some(s) = agent.try_wait()? {
+            break s;
+        }
+        if let Some(m) = peak_rss_mib(agent_pid) {
+            agent_peak = agent_peak.max(m);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("the agent failed");
+    }
+    println!(
+        "end to end: {} events in {:.2} s = {:.0} events/s, {:.1} MiB/s (file -> agent spool -> mTLS -> collector ledger, acknowledged)",
+        a.events,
+        secs,
+        a.events as f64 / secs,
+        raw_bytes as f64 / secs / (1024.0 * 1024.0)
+    );
+
+    // Acknowledgement latency at a steady rate, from an in-process client with the agent's
+    // certificate.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(1).build()?;
+    let lat = rt.block_on(latency(root, port, &account, a.rate, a.seconds))?;
+    let mut lat = lat;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "acknowledgement latency at {} events/s (batches of {}): n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        a.rate,
+        (a.rate / 100).max(1),
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    let collector_peak = peak_rss_mib(collector.id()).unwrap_or(0.0);
+    let _ = Command::new("kill").arg("-TERM").arg(collector.id().to_string()).status();
+    let cs = collector.wait()?;
+    println!("peak RSS: collector {collector_peak:.0} MiB, agent {agent_peak:.0} MiB (clean collector shutdown: {})", cs.success());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn latency(root: &Path, port: u16, account: &str, rate: u64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("reading {}", p.display()));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(root.join("ca/ca.pem"))?))
+        .identity(Identity::from_pem(read(root.join("agent.pem"))?, read(root.join("agent.key"))?))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))?.tls_config(tls)?.connect().await?;
+    let mut client = IngestClient::new(channel).send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+    let per_batch = (rate / 100).max(1);
+    let batches = seconds * 100;
+    let gen_ = Generator::new(GenConfig { count: per_batch * batches, accounts: 1, seed: 3, start_unix_secs: 1_900_000_000, ..GenConfig::default() });
+    if gen_.account_ids()[0] != account {
+        bail!("latency events are for another account");
+    }
+    let mut events = gen_;
+    let (tx, rx) = tokio::sync::mpsc::channel::<EventBatch>(64);
+    let mut acks = client.push(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let sent2 = sent.clone();
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for id in 0..batches {
+            tick.tick().await;
+            let evs: Vec<Vec<u8>> = (&mut events).take(per_batch as usize).collect();
+            if let Ok(mut m) = sent2.lock() {
+                m.insert(id, Instant::now());
+            }
+            if tx.send(EventBatch { batch_id: id, events: evs }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::with_capacity(batches as usize);
+    while (out.len() as u64) < batches {
+        let Some(ack) = acks.message().await? else { break };
+        let t0 = sent.lock().ok().and_then(|mut m| m.remove(&ack.batch_id));
+        if let Some(t0) = t0 {
+            out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let _ = sender.await;
+    Ok(out)
+}
