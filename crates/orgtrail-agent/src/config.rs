@@ -56,7 +56,7 @@ impl Default for BatchConfig {
             max_events: 1000,
             max_bytes: 4 << 20,
             linger_ms: 200,
-            max_in_flight: 4,
+            max_in_flight: 16,
         }
     }
 }
@@ -87,7 +87,7 @@ pub enum SourceConfig {
 }
 
 fn default_spool_max() -> u64 {
-    1 << 30
+    256 << 20
 }
 
 /// Why a configuration was refused: every problem at once.
@@ -175,13 +175,13 @@ ca = "ca/ca.pem"       # the organization CA
 # Durable spool: every event is stored here before it is shipped, and kept until the
 # collector acknowledged it.
 spool_dir = "spool"
-spool_max_bytes = 1073741824   # when full, the source pauses; nothing is dropped
+spool_max_bytes = 268435456    # when full, the source pauses; nothing is dropped
 
 [batch]
 max_events = 1000
 max_bytes = 4194304
 linger_ms = 200
-max_in_flight = 4
+max_in_flight = 16
 
 [retry]
 initial_ms = 100     # exponential backoff with jitter

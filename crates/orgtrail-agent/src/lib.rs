@@ -40,8 +40,6 @@ pub enum AgentError {
     Other(String),
 }
 
-const SOURCE_BATCH: usize = 256;
-
 fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
     std::fs::read(p).map_err(|source| AgentError::Read {
         path: p.display().to_string(),
@@ -49,12 +47,13 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
     })
 }
 
-/// Reads the source into the spool (blocking). Returns when the source is exhausted.
-fn run_source(
+/// One thing the source read: an event's bytes, or why a line is not an event.
+type SourceItem = Result<Vec<u8>, String>;
+
+/// Reads the source (blocking) and hands what it reads to the spooler.
+fn read_source(
     cfg: &AgentConfig,
-    spool: &Spool,
-    wake: &Notify,
-    space: &Notify,
+    out: std::sync::mpsc::SyncSender<SourceItem>,
 ) -> Result<(), AgentError> {
     let SourceConfig::Jsonl { path } = &cfg.source;
     let reader: Box<dyn std::io::Read + Send> = if path.as_os_str() == "-" {
@@ -69,43 +68,81 @@ fn run_source(
     };
     let decoder = Decoder::new(reader, InputFormat::JsonLines, DecodeLimits::default())
         .map_err(|e| AgentError::Other(format!("source {}: {e}", path.display())))?;
-    let mut good: Vec<Vec<u8>> = Vec::with_capacity(SOURCE_BATCH);
-    let mut dead: Vec<(String, Vec<u8>)> = Vec::new();
-    let flush =
-        |good: &mut Vec<Vec<u8>>, dead: &mut Vec<(String, Vec<u8>)>| -> Result<(), AgentError> {
-            // Spool full: pause the source until the shipper frees space. Nothing is dropped.
-            while spool.pending()?.1 > cfg.spool_max_bytes {
-                tracing::warn!("spool is full; the source waits");
-                let rt = tokio::runtime::Handle::try_current();
-                match rt {
-                    Ok(h) => h.block_on(async {
-                        let _ = tokio::time::timeout(Duration::from_millis(500), space.notified())
-                            .await;
-                    }),
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-            spool.append(good, dead)?;
-            good.clear();
-            dead.clear();
-            wake.notify_one();
-            Ok(())
-        };
     for item in decoder {
         let item =
             item.map_err(|e| AgentError::Other(format!("source {}: {e}", path.display())))?;
-        match item.result {
-            Ok(ev) => good.push(ev.into_bytes()),
+        let msg = match item.result {
+            Ok(ev) => Ok(ev.into_bytes()),
             Err(reason) => {
                 tracing::warn!(position = %item.position, %reason, "invalid event moved to dead letters");
-                dead.push((format!("{}: {reason}", item.position), Vec::new()));
+                Err(format!("{}: {reason}", item.position))
             }
-        }
-        if good.len() + dead.len() >= SOURCE_BATCH {
-            flush(&mut good, &mut dead)?;
+        };
+        if out.send(msg).is_err() {
+            break;
         }
     }
-    flush(&mut good, &mut dead)?;
+    Ok(())
+}
+
+/// Makes what the source read durable in the spool: a chunk (one wire batch) at a time, or
+/// whatever arrived within the linger time. Pauses while the spool is full.
+fn run_spooler(
+    cfg: &AgentConfig,
+    spool: &Spool,
+    input: std::sync::mpsc::Receiver<SourceItem>,
+    wake: &Notify,
+    space: &Notify,
+) -> Result<(), AgentError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let linger = Duration::from_millis(cfg.batch.linger_ms.max(1));
+    let (max_events, max_bytes) = (cfg.batch.max_events, cfg.batch.max_bytes);
+    let mut good: Vec<Vec<u8>> = Vec::new();
+    let mut dead: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut bytes = 0usize;
+    let flush = |good: &mut Vec<Vec<u8>>,
+                 dead: &mut Vec<(String, Vec<u8>)>,
+                 bytes: &mut usize|
+     -> Result<(), AgentError> {
+        while spool.pending_bytes() > cfg.spool_max_bytes {
+            tracing::warn!(
+                pending = spool.pending_bytes(),
+                "spool is full; the source waits"
+            );
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => h.block_on(async {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), space.notified()).await;
+                }),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        spool.append(good, dead, max_events, max_bytes)?;
+        good.clear();
+        dead.clear();
+        *bytes = 0;
+        wake.notify_one();
+        Ok(())
+    };
+    loop {
+        match input.recv_timeout(linger) {
+            Ok(Ok(e)) => {
+                bytes += e.len();
+                good.push(e);
+            }
+            Ok(Err(reason)) => dead.push((reason, Vec::new())),
+            Err(RecvTimeoutError::Timeout) => {
+                flush(&mut good, &mut dead, &mut bytes)?;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Several chunks per flush while the source is fast.
+        if good.len() >= 4 * max_events || bytes >= 4 * max_bytes {
+            flush(&mut good, &mut dead, &mut bytes)?;
+        }
+    }
+    flush(&mut good, &mut dead, &mut bytes)?;
     Ok(())
 }
 
@@ -163,7 +200,8 @@ async fn ship_once(
 ) -> Result<bool, AgentError> {
     let channel = connect(cfg).await?;
     let mut client = IngestClient::new(channel)
-        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(16 << 20);
     let (tx, rx) = mpsc::channel::<EventBatch>(cfg.batch.max_in_flight);
@@ -172,41 +210,39 @@ async fn ship_once(
         Err(s) => return Err(status_error(s)),
     };
     let mut acks = response.into_inner();
-    let mut in_flight: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
     let mut next_from = 0u64;
     loop {
-        // Fill the window.
+        // Fill the window: one spool chunk is one batch.
         while in_flight.len() < cfg.batch.max_in_flight {
             let s = spool.clone();
-            let (me, mb) = (cfg.batch.max_events, cfg.batch.max_bytes);
-            let batch = tokio::task::spawn_blocking(move || s.read_from(next_from, me, mb))
+            let chunk = tokio::task::spawn_blocking(move || s.chunk_from(next_from))
                 .await
                 .map_err(|e| AgentError::Other(e.to_string()))??;
-            let Some(&(first, _)) = batch.first() else {
-                break;
-            };
-            let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
-            next_from = seqs.last().copied().unwrap_or(first) + 1;
-            let events: Vec<Vec<u8>> = batch.into_iter().map(|(_, b)| b).collect();
+            let Some(chunk) = chunk else { break };
+            let n = chunk.events.len();
+            next_from = chunk.first_seq + n as u64;
             if tx
                 .send(EventBatch {
-                    batch_id: first,
-                    events,
+                    batch_id: chunk.first_seq,
+                    events: chunk.events,
                 })
                 .await
                 .is_err()
             {
                 return Ok(false);
             }
-            in_flight.insert(first, seqs);
+            in_flight.insert(chunk.first_seq, n);
         }
         if in_flight.is_empty() {
-            let s = spool.clone();
-            let (pending, _) = tokio::task::spawn_blocking(move || s.pending())
-                .await
-                .map_err(|e| AgentError::Other(e.to_string()))??;
-            if exit_when_drained && pending == 0 && source_done.load(Ordering::Acquire) {
-                return Ok(true);
+            if exit_when_drained && source_done.load(Ordering::Acquire) {
+                let s = spool.clone();
+                let empty = tokio::task::spawn_blocking(move || s.is_empty())
+                    .await
+                    .map_err(|e| AgentError::Other(e.to_string()))??;
+                if empty {
+                    return Ok(true);
+                }
             }
             let _ = tokio::time::timeout(
                 Duration::from_millis(cfg.batch.linger_ms.max(10)),
@@ -218,17 +254,20 @@ async fn ship_once(
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
-                    let Some(seqs) = in_flight.remove(&ack.batch_id) else { continue };
-                    let rejected: Vec<(u64, String)> = ack
+                    if in_flight.remove(&ack.batch_id).is_none() {
+                        continue;
+                    }
+                    let rejected: Vec<(usize, String)> = ack
                         .rejections
                         .iter()
-                        .filter_map(|r| seqs.get(r.index as usize).map(|s| (*s, format!("{}: {}", reason_name(r.reason), r.message))))
+                        .map(|r| (r.index as usize, format!("{}: {}", reason_name(r.reason), r.message)))
                         .collect();
-                    for (s, why) in &rejected {
-                        tracing::warn!(seq = s, reason = %why, "the collector rejected an event; moved to dead letters");
+                    for (i, why) in &rejected {
+                        tracing::warn!(seq = ack.batch_id + *i as u64, reason = %why, "the collector rejected an event; moved to dead letters");
                     }
                     let sp = spool.clone();
-                    tokio::task::spawn_blocking(move || sp.acknowledge(&seqs, &rejected))
+                    let first = ack.batch_id;
+                    tokio::task::spawn_blocking(move || sp.acknowledge(first, &rejected))
                         .await
                         .map_err(|e| AgentError::Other(e.to_string()))??;
                     space.notify_one();
@@ -261,6 +300,12 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let space = Arc::new(Notify::new());
     let source_done = Arc::new(AtomicBool::new(false));
+    let (items_tx, items_rx) =
+        std::sync::mpsc::sync_channel::<SourceItem>(4 * cfg.batch.max_events);
+    let reader = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || read_source(&cfg, items_tx))
+    };
     let source = {
         let (cfg, spool, wake, space, done) = (
             cfg.clone(),
@@ -270,7 +315,7 @@ pub async fn run(
             source_done.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let r = run_source(&cfg, &spool, &wake, &space);
+            let r = run_spooler(&cfg, &spool, items_rx, &wake, &space);
             done.store(true, Ordering::Release);
             wake.notify_one();
             r
@@ -299,6 +344,11 @@ pub async fn run(
         r = &mut shipper => r,
         _ = &mut shutdown => Ok(()),
     };
+    if reader.is_finished()
+        && let Ok(Err(e)) = reader.await
+    {
+        return Err(e);
+    }
     if source.is_finished()
         && let Ok(Err(e)) = source.await
     {

@@ -74,7 +74,7 @@ impl Default for Limits {
             max_message_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_event_bytes: orgtrail_core::MAX_EVENT_BYTES,
-            max_in_flight: 8,
+            max_in_flight: 32,
         }
     }
 }
@@ -199,5 +199,5 @@ accounts = ["111122223333", "444455556666"]
 max_message_bytes = 16777216   # one batch, after decompression
 max_batch_events = 10000
 max_event_bytes = 262144       # CloudTrail's limit
-max_in_flight = 8              # batches of one stream stored at once
+max_in_flight = 32             # batches of one stream stored at once
 "#;

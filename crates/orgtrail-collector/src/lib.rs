@@ -122,7 +122,9 @@ pub async fn run(
         .add_service(
             IngestServer::new(service)
                 .max_decoding_message_size(cfg.limits.max_message_bytes)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {

@@ -40,7 +40,8 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(a: TransportArgs) -> anyhow::Result<std::process::ExitCode> {
-    let root = std::env::temp_dir().join(format!("orgtrail-bench-transport-{}", std::process::id()));
+    let root =
+        std::env::temp_dir().join(format!("orgtrail-bench-transport-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
     let result = run_in(&root, &a);
     let _ = std::fs::remove_dir_all(&root);
@@ -50,13 +51,33 @@ pub(crate) fn run(a: TransportArgs) -> anyhow::Result<std::process::ExitCode> {
 fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCode> {
     let exe = std::env::current_exe()?;
     certs::init_ca(&root.join("ca"), "o-bench", 30)?;
-    certs::issue(&root.join("ca"), &IssueRequest { role: Role::Server, accounts: vec![], name: "collector".into(), dns: vec!["localhost".into()], ips: vec![], days: 2 }, &root.join("server"))?;
-    let status = Command::new(&exe).args(["keys", "init", "--out"]).arg(root.join("keys")).stdout(Stdio::null()).status()?;
+    certs::issue(
+        &root.join("ca"),
+        &IssueRequest {
+            role: Role::Server,
+            accounts: vec![],
+            name: "collector".into(),
+            dns: vec!["localhost".into()],
+            ips: vec![],
+            days: 2,
+        },
+        &root.join("server"),
+    )?;
+    let status = Command::new(&exe)
+        .args(["keys", "init", "--out"])
+        .arg(root.join("keys"))
+        .stdout(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("keys init failed");
     }
     println!("generating {} events for one account", a.events);
-    let gen_cfg = GenConfig { count: a.events, accounts: 1, seed: 3, ..GenConfig::default() };
+    let gen_cfg = GenConfig {
+        count: a.events,
+        accounts: 1,
+        seed: 3,
+        ..GenConfig::default()
+    };
     let gen_ = Generator::new(gen_cfg.clone());
     let account = gen_.account_ids()[0].clone();
     let mut raw_bytes = 0u64;
@@ -69,8 +90,22 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
         }
         f.flush()?;
     }
-    certs::issue(&root.join("ca"), &IssueRequest { role: Role::Agent, accounts: vec![account.parse()?], name: "agent".into(), dns: vec![], ips: vec![], days: 2 }, &root.join("agent"))?;
-    write(&root.join("collector.toml"), "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n")?;
+    certs::issue(
+        &root.join("ca"),
+        &IssueRequest {
+            role: Role::Agent,
+            accounts: vec![account.parse()?],
+            name: "agent".into(),
+            dns: vec![],
+            ips: vec![],
+            days: 2,
+        },
+        &root.join("agent"),
+    )?;
+    write(
+        &root.join("collector.toml"),
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
+    )?;
     let mut collector = Command::new(&exe)
         .args(["collector", "--config"])
         .arg(root.join("collector.toml"))
@@ -79,10 +114,19 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
         .spawn()?;
     let mut line = String::new();
     BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
-    let port: u16 = line.trim().rsplit(':').next().unwrap_or_default().parse().context("collector address")?;
-    write(&root.join("agent.toml"), &format!(
-        "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n"
-    ))?;
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("collector address")?;
+    write(
+        &root.join("agent.toml"),
+        &format!(
+            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n"
+        ),
+    )?;
 
     // Throughput: the agent ships everything, from its file through its spool into the ledger.
     let started = Instant::now();
@@ -116,7 +160,10 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
 
     // Acknowledgement latency at a steady rate, from an in-process client with the agent's
     // certificate.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(1).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(1)
+        .build()?;
     let lat = rt.block_on(latency(root, port, &account, a.rate, a.seconds))?;
     let mut lat = lat;
     lat.sort_by(f64::total_cmp);
@@ -131,29 +178,58 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
         lat.last().copied().unwrap_or(0.0)
     );
     let collector_peak = peak_rss_mib(collector.id()).unwrap_or(0.0);
-    let _ = Command::new("kill").arg("-TERM").arg(collector.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(collector.id().to_string())
+        .status();
     let cs = collector.wait()?;
-    println!("peak RSS: collector {collector_peak:.0} MiB, agent {agent_peak:.0} MiB (clean collector shutdown: {})", cs.success());
+    println!(
+        "peak RSS: collector {collector_peak:.0} MiB, agent {agent_peak:.0} MiB (clean collector shutdown: {})",
+        cs.success()
+    );
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn latency(root: &Path, port: u16, account: &str, rate: u64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+async fn latency(
+    root: &Path,
+    port: u16,
+    account: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
     let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("reading {}", p.display()));
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(root.join("ca/ca.pem"))?))
-        .identity(Identity::from_pem(read(root.join("agent.pem"))?, read(root.join("agent.key"))?))
+        .identity(Identity::from_pem(
+            read(root.join("agent.pem"))?,
+            read(root.join("agent.key"))?,
+        ))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))?.tls_config(tls)?.connect().await?;
-    let mut client = IngestClient::new(channel).send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let mut client = IngestClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
     let per_batch = (rate / 100).max(1);
     let batches = seconds * 100;
-    let gen_ = Generator::new(GenConfig { count: per_batch * batches, accounts: 1, seed: 3, start_unix_secs: 1_900_000_000, ..GenConfig::default() });
+    let gen_ = Generator::new(GenConfig {
+        count: per_batch * batches,
+        accounts: 1,
+        seed: 3,
+        start_unix_secs: 1_900_000_000,
+        ..GenConfig::default()
+    });
     if gen_.account_ids()[0] != account {
         bail!("latency events are for another account");
     }
     let mut events = gen_;
     let (tx, rx) = tokio::sync::mpsc::channel::<EventBatch>(64);
-    let mut acks = client.push(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let mut acks = client
+        .push(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let sent2 = sent.clone();
     let sender = tokio::spawn(async move {
@@ -164,14 +240,23 @@ async fn latency(root: &Path, port: u16, account: &str, rate: u64, seconds: u64)
             if let Ok(mut m) = sent2.lock() {
                 m.insert(id, Instant::now());
             }
-            if tx.send(EventBatch { batch_id: id, events: evs }).await.is_err() {
+            if tx
+                .send(EventBatch {
+                    batch_id: id,
+                    events: evs,
+                })
+                .await
+                .is_err()
+            {
                 break;
             }
         }
     });
     let mut out = Vec::with_capacity(batches as usize);
     while (out.len() as u64) < batches {
-        let Some(ack) = acks.message().await? else { break };
+        let Some(ack) = acks.message().await? else {
+            break;
+        };
         let t0 = sent.lock().ok().and_then(|mut m| m.remove(&ack.batch_id));
         if let Some(t0) = t0 {
             out.push(t0.elapsed().as_secs_f64() * 1000.0);
