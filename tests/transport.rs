@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use common::{orgtrail, run, stdout};
+use orgtrail_proto::v1::EventBatch;
+use orgtrail_proto::v1::ingest_client::IngestClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 struct Org {
     dir: tempfile::TempDir,
@@ -203,7 +206,13 @@ fn three_agents_ship_exactly_the_unique_events() {
     let mut agents = Vec::new();
     let mut want: HashSet<String> = HashSet::new();
     for (i, seed) in [(1, 101u64), (2, 102), (3, 103)] {
-        let (account, file, unique) = events(&org, &format!("a{i}"), 6000, seed);
+        // 100,000 events in all, 5% of them redeliveries.
+        let (account, file, unique) = events(
+            &org,
+            &format!("a{i}"),
+            if i == 1 { 33_334 } else { 33_333 },
+            seed,
+        );
         want.extend(unique);
         org.issue(&format!("agent{i}"), "agent", Some(&account));
         let cfg = org.agent_config(
@@ -537,6 +546,51 @@ fn a_certificate_from_another_ca_is_refused() {
     agent.kill().unwrap();
     let _ = agent.wait();
     assert!(line.contains("events stay in the spool"), "{line}");
+    drop(collector);
+    assert!(org.stored().is_empty());
+}
+
+#[test]
+fn a_client_without_a_certificate_is_refused() {
+    let org = Org::new();
+    let collector = org.collector(0, "");
+    let (_, file, _) = events(&org, "a", 5, 71);
+    let batch = EventBatch {
+        batch_id: 1,
+        events: std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| l.as_bytes().to_vec())
+            .collect(),
+    };
+    let ca = std::fs::read(org.path("ca/ca.pem")).unwrap();
+    let port = collector.port;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result: Result<(), String> = rt.block_on(async move {
+        // Trusts the collector, but presents no certificate of its own.
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        let channel = channel.connect().await.map_err(|e| e.to_string())?;
+        let mut client = IngestClient::new(channel);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(batch).await.unwrap();
+        drop(tx);
+        let mut acks = client
+            .push(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| s.to_string())?
+            .into_inner();
+        acks.message().await.map(|_| ()).map_err(|s| s.to_string())
+    });
+    assert!(
+        result.is_err(),
+        "a client without a certificate got an answer"
+    );
     drop(collector);
     assert!(org.stored().is_empty());
 }
