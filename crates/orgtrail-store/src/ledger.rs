@@ -803,18 +803,7 @@ impl Ledger {
         for &(_, seq) in hits.iter().take(limit) {
             events.push(self.read(seq)?);
         }
-        let next_token = if more {
-            events.last().map(|e| {
-                Cursor {
-                    time: e.time.millis(),
-                    seq: e.seq,
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
-        Ok(Page { events, next_token })
+        Ok(Page::new(events, more))
     }
 
     /// The event with this eventID in this account, if stored.

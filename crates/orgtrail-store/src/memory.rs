@@ -108,18 +108,7 @@ impl EventStore for MemoryStore {
         hits.sort_by_key(|e| std::cmp::Reverse((e.time, e.seq)));
         let more = hits.len() > limit;
         let events: Vec<StoredEvent> = hits.into_iter().take(limit).cloned().collect();
-        let next_token = if more {
-            events.last().map(|e| {
-                Cursor {
-                    time: e.time.millis(),
-                    seq: e.seq,
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
-        Ok(Page { events, next_token })
+        Ok(Page::new(events, more))
     }
 
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {

@@ -108,6 +108,24 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
+impl Page {
+    /// A page of `events` (newest first); when `more` follow, the token points after the last.
+    pub(crate) fn new(events: Vec<StoredEvent>, more: bool) -> Self {
+        let next_token = if more {
+            events.last().map(|e| {
+                Cursor {
+                    time: e.time.millis(),
+                    seq: e.seq,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Page { events, next_token }
+    }
+}
+
 /// Position after which the next page starts: (eventTime ms, seq), newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Cursor {
