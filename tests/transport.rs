@@ -594,3 +594,44 @@ fn a_client_without_a_certificate_is_refused() {
     drop(collector);
     assert!(org.stored().is_empty());
 }
+
+#[test]
+fn bad_source_lines_are_dead_lettered_with_the_reason_and_the_rest_flows() {
+    let org = Org::new();
+    let collector = org.collector(0, "");
+    let (account, file, want) = events(&org, "a", 200, 81);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    let huge = first.replacen("{", &format!("{{\"pad\":\"{}\",", "x".repeat(300_000)), 1);
+    text.push_str("{not json\n");
+    text.push_str(&huge);
+    text.push('\n');
+    std::fs::write(&file, text).unwrap();
+    org.issue("agent", "agent", Some(&account));
+    let cfg = org.agent_config("agent", &account, "agent", &file, collector.port);
+    let out = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(collector);
+    let got: HashSet<String> = org.stored().into_iter().collect();
+    assert_eq!(got, want, "the good events flow");
+    let dl = stdout(&run(
+        &[
+            "agent",
+            "dead-letters",
+            "--spool",
+            &p(&org.path("spool-agent")),
+        ],
+        b"",
+    ));
+    assert!(dl.contains("line 201: event is not JSON"), "{dl}");
+    assert!(dl.contains("line 202: event is"), "{dl}");
+    assert!(dl.contains("larger than the limit of 262144 bytes"), "{dl}");
+    assert!(dl.ends_with("dead-letters=2\n"), "{dl}");
+}
