@@ -635,3 +635,38 @@ fn bad_source_lines_are_dead_lettered_with_the_reason_and_the_rest_flows() {
     assert!(dl.contains("larger than the limit of 262144 bytes"), "{dl}");
     assert!(dl.ends_with("dead-letters=2\n"), "{dl}");
 }
+
+#[test]
+fn sigterm_stops_the_collector_cleanly_with_a_final_checkpoint() {
+    let org = Org::new();
+    let (account, file, want) = events(&org, "a", 700, 91);
+    org.issue("agent", "agent", Some(&account));
+    let mut collector = org.collector(0, "");
+    let cfg = org.agent_config("agent", &account, "agent", &file, collector.port);
+    let out = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &collector.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = collector.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    // The shutdown checkpoint covers every stored event.
+    let cp = run(
+        &[
+            "checkpoint",
+            "--data-dir",
+            &p(&org.path("data")),
+            "--keys",
+            &p(&org.path("keys")),
+        ],
+        b"",
+    );
+    assert!(cp.status.success(), "{}", common::stderr(&cp));
+    let v: serde_json::Value = serde_json::from_slice(&cp.stdout).unwrap();
+    assert_eq!(v["tree_size"].as_u64().unwrap(), want.len() as u64);
+}
