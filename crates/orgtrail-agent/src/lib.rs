@@ -210,7 +210,7 @@ async fn ship_once(
         Err(s) => return Err(status_error(s)),
     };
     let mut acks = response.into_inner();
-    let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut in_flight: BTreeMap<u64, u64> = BTreeMap::new();
     let mut next_from = 0u64;
     loop {
         // Fill the window: one spool chunk is one batch.
@@ -221,6 +221,7 @@ async fn ship_once(
                 .map_err(|e| AgentError::Other(e.to_string()))??;
             let Some(chunk) = chunk else { break };
             let n = chunk.events.len();
+            let stored_len = chunk.stored_len;
             next_from = chunk.first_seq + n as u64;
             if tx
                 .send(EventBatch {
@@ -232,7 +233,7 @@ async fn ship_once(
             {
                 return Ok(false);
             }
-            in_flight.insert(chunk.first_seq, n);
+            in_flight.insert(chunk.first_seq, stored_len);
         }
         if in_flight.is_empty() {
             if exit_when_drained && source_done.load(Ordering::Acquire) {
@@ -254,9 +255,9 @@ async fn ship_once(
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
-                    if in_flight.remove(&ack.batch_id).is_none() {
+                    let Some(stored_len) = in_flight.remove(&ack.batch_id) else {
                         continue;
-                    }
+                    };
                     let rejected: Vec<(usize, String)> = ack
                         .rejections
                         .iter()
@@ -267,7 +268,7 @@ async fn ship_once(
                     }
                     let sp = spool.clone();
                     let first = ack.batch_id;
-                    tokio::task::spawn_blocking(move || sp.acknowledge(first, &rejected))
+                    tokio::task::spawn_blocking(move || sp.acknowledge((first, stored_len), &rejected))
                         .await
                         .map_err(|e| AgentError::Other(e.to_string()))??;
                     space.notify_one();

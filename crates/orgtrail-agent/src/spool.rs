@@ -89,6 +89,8 @@ pub struct DeadLetter {
 pub struct Chunk {
     pub first_seq: u64,
     pub events: Vec<Vec<u8>>,
+    /// Size of the stored chunk, for the spool's accounting when it is acknowledged.
+    pub stored_len: u64,
 }
 
 /// The spool. Clones share one database.
@@ -184,6 +186,7 @@ impl Spool {
                 Ok(Some(Chunk {
                     first_seq: seq_of(&k)?,
                     events: decode_chunk(&v)?,
+                    stored_len: v.len() as u64,
                 }))
             }
             None => Ok(None),
@@ -194,15 +197,16 @@ impl Spool {
     /// events at `rejected` (positions in the chunk) as dead letters with their reasons.
     pub fn acknowledge(
         &self,
-        first_seq: u64,
+        chunk: (u64, u64),
         rejected: &[(usize, String)],
     ) -> Result<(), SpoolError> {
-        let Some(v) = self.tree.get(key(CHUNK, first_seq))? else {
-            return Ok(());
-        };
+        let (first_seq, stored_len) = chunk;
         let mut b = sled::Batch::default();
         b.remove(&key(CHUNK, first_seq)[..]);
-        if !rejected.is_empty() {
+        // The chunk is read back only when some of its events must be kept as dead letters.
+        if !rejected.is_empty()
+            && let Some(v) = self.tree.get(key(CHUNK, first_seq))?
+        {
             let events = decode_chunk(&v)?;
             for (i, reason) in rejected {
                 if let Some(e) = events.get(*i) {
@@ -218,8 +222,11 @@ impl Spool {
         // it within its flush interval). After a crash the chunk is simply sent again, and the
         // collector's dedup makes that a no-op; a dead letter written here is lost only together
         // with its chunk, which is then sent and rejected again.
-        self.pending_bytes
-            .fetch_sub(v.len() as u64, Ordering::AcqRel);
+        let _ = self
+            .pending_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(stored_len))
+            });
         Ok(())
     }
 
@@ -284,16 +291,20 @@ mod tests {
         }
         let s = Spool::open(dir.path()).unwrap();
         let c1 = s.chunk_from(0).unwrap().unwrap();
+        let len1 = c1.stored_len;
         assert_eq!((c1.first_seq, c1.events.len()), (1, 10));
         let c2 = s.chunk_from(c1.first_seq + 10).unwrap().unwrap();
         assert_eq!(
             (c2.first_seq, c2.events[0].as_slice()),
             (11, &b"event-10"[..])
         );
-        s.acknowledge(1, &[(2, "wrong account".into())]).unwrap();
+        let len2 = c2.stored_len;
+        s.acknowledge((1, len1), &[(2, "wrong account".into())])
+            .unwrap();
         assert_eq!(s.chunk_from(0).unwrap().unwrap().first_seq, 11);
-        s.acknowledge(11, &[]).unwrap();
-        s.acknowledge(21, &[]).unwrap();
+        s.acknowledge((11, len2), &[]).unwrap();
+        let c3 = s.chunk_from(21).unwrap().unwrap();
+        s.acknowledge((21, c3.stored_len), &[]).unwrap();
         assert!(s.is_empty().unwrap());
         assert_eq!(s.pending_bytes(), 0);
         let dead = s.dead_letters().unwrap();
