@@ -75,6 +75,9 @@ pub async fn run(
             provider,
             LedgerConfig {
                 signer,
+                // The collector's hot path is appending; lookups (served later) read few
+                // blocks. A smaller page cache keeps its memory near the index's own.
+                cache_bytes: 64 << 20,
                 ..LedgerConfig::default()
             },
         )
