@@ -475,11 +475,19 @@ impl Ledger {
         &self,
         events: Vec<Prepared>,
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.submit_job_blocking(events, false)
+    }
+
+    fn submit_job_blocking(
+        &self,
+        events: Vec<Prepared>,
+        checkpoint: bool,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .blocking_send(Job {
                 events,
-                checkpoint: false,
+                checkpoint,
                 reply,
             })
             .map_err(|_| StoreError::WriterGone)?;
@@ -488,15 +496,9 @@ impl Ledger {
 
     /// Appends events from a thread that is not running an async runtime.
     pub fn append_blocking(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.sender()?
-            .blocking_send(Job {
-                events,
-                checkpoint: false,
-                reply,
-            })
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+        self.submit_blocking(events)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
     }
 
     /// Stops the writer after the appends already queued, and flushes.
@@ -623,15 +625,9 @@ impl Ledger {
         if self.shared.cfg.signer.is_none() {
             return Err(StoreError::NoSigner);
         }
-        let (reply, rx) = oneshot::channel();
-        self.sender()?
-            .blocking_send(Job {
-                events: Vec::new(),
-                checkpoint: true,
-                reply,
-            })
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+        self.submit_job_blocking(Vec::new(), true)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)??;
         self.latest_checkpoint()
     }
 
