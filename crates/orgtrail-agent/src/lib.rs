@@ -345,6 +345,12 @@ pub async fn run(
         r = &mut shipper => r,
         _ = &mut shutdown => Ok(()),
     };
+    // Acknowledgements are written lazily; make them durable so nothing is sent twice.
+    let s = spool.clone();
+    let flushed = tokio::task::spawn_blocking(move || s.flush()).await;
+    if let Ok(Err(e)) = flushed {
+        tracing::warn!(error = %e, "could not record the last acknowledgements; those batches will be sent again (the collector drops duplicates)");
+    }
     if reader.is_finished()
         && let Ok(Err(e)) = reader.await
     {

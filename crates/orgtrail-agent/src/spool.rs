@@ -1,32 +1,79 @@
-//! The agent's durable spool (sled).
+//! The agent's durable spool.
 //!
-//! The spool holds *chunks*: `c <first seq u64>` -> `count (u32) || (len (u32) || event)*`.
-//! A chunk is what goes on the wire as one batch, so an acknowledgement removes exactly one
-//! key. `x <seq u64>` -> a dead letter (reason length u16, reason, event bytes). Sequence
-//! numbers count events; `m next_seq` keeps the next one.
+//! Events live in append-only **segment files** (`segments/<first seq>.seg`, rolled at
+//! [`SEGMENT_BYTES`]); small state lives in a sled database (`state/`): acknowledged chunks,
+//! dead letters, the next sequence number and the sources' positions.
 //!
-//! An event enters the spool (flushed) before its source moves on, and leaves it only when an
-//! acknowledgement covers it, so a crash of the agent or the collector loses nothing and a
-//! restart resumes. Few, large sled values keep the spool fast and small (sled costs about
-//! 10 µs and hundreds of bytes per key).
+//! A segment is a sequence of records, each framed as
+//!
+//! ```text
+//! magic "OTS1" | kind u8 | 0 0 0 | first_seq u64 | count u32 | len u32 | crc32 u32 | payload
+//! ```
+//!
+//! where the CRC covers the header from `kind` on and the payload. A *chunk* record
+//! (`kind` 1) holds `count` events (`len u32 || bytes` each) and is what goes on the wire as one
+//! batch; a *mark* record (`kind` 2) holds a source position (`key len u16 || key || value`)
+//! written together with the events read before it, so a source never advances past events
+//! that are not durable.
+//!
+//! An append is one `write` and one `fdatasync`. An acknowledgement writes the chunk's seq into
+//! sled without a flush: after a crash an acknowledged chunk may be sent again, which the
+//! collector's dedup makes a no-op. A segment whose chunks are all acknowledged is deleted
+//! (after sled is flushed, so no sequence number is ever reused). At open, a torn record at
+//! the end of the newest segment (a crash during an append that was never confirmed) is cut
+//! off; a damaged record anywhere else is reported, its bytes and everything after it in that
+//! segment are kept aside in a `.corrupt` file, and the spool opens with what is intact.
+//!
+//! Why not events in sled: sled keeps values inline in its tree nodes and rewrites whole nodes
+//! (megabytes once they hold several wire batches) on every change, which cost 4x the bytes on
+//! disk and hundreds of MiB of memory for a spool of a few hundred MiB.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
-const CHUNK: u8 = b'c';
+/// A segment is rolled once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 32 << 20;
+
+const MAGIC: &[u8; 4] = b"OTS1";
+const HEADER: usize = 28;
+const KIND_CHUNK: u8 = 1;
+const KIND_MARK: u8 = 2;
+/// No record is larger than this (a wire batch is capped far below it).
+const MAX_RECORD: u32 = 256 << 20;
+
+const ACKED: u8 = b'a';
 const DEAD: u8 = b'x';
+const MARK: u8 = b'p';
 const NEXT: &[u8] = b"mnext_seq";
 
 /// Spool errors.
 #[derive(Debug, Error)]
 pub enum SpoolError {
-    #[error("spool storage error: {0}")]
+    #[error("spool state storage error: {0}")]
     Sled(#[from] sled::Error),
+    #[error("spool file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the spool {0} is in use by another process (is an agent running on it?)")]
+    Locked(PathBuf),
     #[error("spool is corrupt: {0}")]
     Corrupt(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn key(prefix: u8, seq: u64) -> [u8; 9] {
@@ -44,36 +91,79 @@ fn seq_of(k: &[u8]) -> Result<u64, SpoolError> {
     Ok(u64::from_be_bytes(a))
 }
 
-fn encode_chunk(events: &[Vec<u8>]) -> Vec<u8> {
-    let size: usize = events.iter().map(|e| e.len() + 4).sum();
-    let mut v = Vec::with_capacity(4 + size);
-    v.extend_from_slice(&(events.len() as u32).to_be_bytes());
-    for e in events {
-        v.extend_from_slice(&(e.len() as u32).to_be_bytes());
-        v.extend_from_slice(e);
-    }
-    v
+fn record(kind: u8, first_seq: u64, count: u32, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&first_seq.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out[start + 4..start + 24]);
+    h.update(payload);
+    out.extend_from_slice(&h.finalize().to_be_bytes());
+    out.extend_from_slice(payload);
 }
 
-fn decode_chunk(v: &[u8]) -> Result<Vec<Vec<u8>>, SpoolError> {
+fn encode_events(events: &[Vec<u8>], out: &mut Vec<u8>) {
+    for e in events {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+}
+
+fn decode_events(v: &[u8], count: u32) -> Result<Vec<Vec<u8>>, SpoolError> {
     let bad = || SpoolError::Corrupt("truncated chunk".into());
-    let rd = |at: usize| -> Result<usize, SpoolError> {
-        let b: [u8; 4] = v
+    let mut out = Vec::with_capacity(count as usize);
+    let mut at = 0usize;
+    for _ in 0..count {
+        let len: [u8; 4] = v
             .get(at..at + 4)
             .and_then(|s| s.try_into().ok())
             .ok_or_else(bad)?;
-        Ok(u32::from_be_bytes(b) as usize)
-    };
-    let n = rd(0)?;
-    let mut out = Vec::with_capacity(n);
-    let mut at = 4;
-    for _ in 0..n {
-        let len = rd(at)?;
+        let len = u32::from_be_bytes(len) as usize;
         at += 4;
         out.push(v.get(at..at + len).ok_or_else(bad)?.to_vec());
         at += len;
     }
     Ok(out)
+}
+
+fn encode_mark(k: &[u8], v: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(v);
+}
+
+fn decode_mark(p: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let n = usize::from(u16::from_be_bytes(p.get(..2)?.try_into().ok()?));
+    Some((p.get(2..2 + n)?.to_vec(), p.get(2 + n..)?.to_vec()))
+}
+
+/// A parsed record header.
+struct Header {
+    kind: u8,
+    first_seq: u64,
+    count: u32,
+    len: u32,
+    crc: u32,
+}
+
+fn parse_header(h: &[u8; HEADER]) -> Option<Header> {
+    if &h[..4] != MAGIC {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&h[8..16]);
+    let hd = Header {
+        kind: h[4],
+        first_seq: u64::from_be_bytes(s),
+        count: u32_at(16),
+        len: u32_at(20),
+        crc: u32_at(24),
+    };
+    (matches!(hd.kind, KIND_CHUNK | KIND_MARK) && hd.len <= MAX_RECORD).then_some(hd)
 }
 
 /// A dead letter: an event the agent will not ship, and why.
@@ -93,46 +183,303 @@ pub struct Chunk {
     pub stored_len: u64,
 }
 
-/// The spool. Clones share one database.
+/// Where a pending chunk is.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    segment: u64,
+    offset: u64,
+    len: u32,
+    count: u32,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Chunks (first seq) not yet acknowledged.
+    pending: usize,
+    /// Every chunk in the segment, to clear their acknowledgement keys when it goes.
+    chunks: Vec<u64>,
+    /// Source positions recorded in the segment, persisted to sled before it goes.
+    marks: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    segment: u64,
+    file: Arc<File>,
+    size: u64,
+}
+
+#[derive(Debug, Default)]
+struct Meta {
+    segments: BTreeMap<u64, Segment>,
+    pending: BTreeMap<u64, Loc>,
+    pending_bytes: u64,
+    next_seq: u64,
+    /// Latest source positions (those in live segments win over sled's).
+    marks: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// The spool. Clones share one spool.
 #[derive(Debug, Clone)]
 pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    state: sled::Tree,
     db: sled::Db,
-    tree: sled::Tree,
-    pending_bytes: Arc<AtomicU64>,
+    meta: Mutex<Meta>,
+    writer: Mutex<Option<Writer>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// What a scan of one segment found.
+struct Scanned {
+    records: Vec<(Header, u64)>,
+    marks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Offset of the first byte that is not an intact record.
+    good_end: u64,
+    size: u64,
+}
+
+fn scan(path: &Path) -> Result<Scanned, SpoolError> {
+    let mut f = std::io::BufReader::with_capacity(1 << 20, File::open(path).map_err(io(path))?);
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
+    let mut records = Vec::new();
+    let mut marks = Vec::new();
+    let mut at = 0u64;
+    let mut payload = Vec::new();
+    while at + HEADER as u64 <= size {
+        let mut h = [0u8; HEADER];
+        if f.read_exact(&mut h).is_err() {
+            break;
+        }
+        let Some(hd) = parse_header(&h) else { break };
+        if at + HEADER as u64 + u64::from(hd.len) > size {
+            break;
+        }
+        payload.resize(hd.len as usize, 0);
+        if f.read_exact(&mut payload).is_err() {
+            break;
+        }
+        let mut c = crc32fast::Hasher::new();
+        c.update(&h[4..24]);
+        c.update(&payload);
+        if c.finalize() != hd.crc {
+            break;
+        }
+        if hd.kind == KIND_MARK
+            && let Some(m) = decode_mark(&payload)
+        {
+            marks.push(m);
+        }
+        records.push((hd, at));
+        at += HEADER as u64 + payload.len() as u64;
+    }
+    Ok(Scanned {
+        records,
+        marks,
+        good_end: at,
+        size,
+    })
 }
 
 impl Spool {
+    /// Opens (or creates) the spool in `dir`, recovering from a crash if there was one.
     pub fn open(dir: &Path) -> Result<Self, SpoolError> {
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir).map_err(io(&seg_dir))?;
+        let state_dir = dir.join("state");
         let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 << 20)
-            .open()?;
-        let tree = db.open_tree("spool")?;
-        let mut bytes = 0u64;
-        for kv in tree.scan_prefix([CHUNK]) {
-            bytes += kv?.1.len() as u64;
+            .path(&state_dir)
+            .cache_capacity(4 << 20)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().starts_with("could not acquire lock") => {
+                    SpoolError::Locked(dir.to_path_buf())
+                }
+                e => SpoolError::Sled(e),
+            })?;
+        let state = db.open_tree("spool")?;
+        let mut meta = Meta::default();
+        for kv in state.scan_prefix([MARK]) {
+            let (k, v) = kv?;
+            meta.marks.insert(k[1..].to_vec(), v.to_vec());
         }
-        Ok(Spool {
-            db,
-            tree,
-            pending_bytes: Arc::new(AtomicU64::new(bytes)),
-        })
-    }
-
-    fn next_seq(&self) -> Result<u64, SpoolError> {
-        Ok(match self.tree.get(NEXT)? {
-            Some(v) => {
-                let a: [u8; 8] = v[..]
+        let mut acked = std::collections::HashSet::new();
+        for kv in state.scan_prefix([ACKED]) {
+            acked.insert(seq_of(&kv?.0)?);
+        }
+        meta.next_seq = match state.get(NEXT)? {
+            Some(v) => u64::from_be_bytes(
+                v[..]
                     .try_into()
-                    .map_err(|_| SpoolError::Corrupt("next seq".into()))?;
-                u64::from_be_bytes(a)
-            }
+                    .map_err(|_| SpoolError::Corrupt("next seq".into()))?,
+            ),
             None => 1,
-        })
+        };
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(&seg_dir).map_err(io(&seg_dir))? {
+            let p = e.map_err(io(&seg_dir))?.path();
+            if p.extension().is_some_and(|x| x == "seg")
+                && let Some(n) = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok())
+            {
+                names.push((n, p));
+            }
+        }
+        names.sort();
+        let newest = names.last().map(|(n, _)| *n);
+        for (first, path) in names {
+            let s = scan(&path)?;
+            if s.good_end < s.size {
+                let lost = s.size - s.good_end;
+                if Some(first) == newest {
+                    tracing::warn!(segment = %path.display(), bytes = lost, "cutting off an incomplete record at the end of the spool (an append that was interrupted and never confirmed)");
+                } else {
+                    let aside = path.with_extension("corrupt");
+                    let mut f = File::open(&path).map_err(io(&path))?;
+                    let mut rest = Vec::new();
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(s.good_end))
+                        .and_then(|_| f.read_to_end(&mut rest))
+                        .map_err(io(&path))?;
+                    std::fs::write(&aside, &rest).map_err(io(&aside))?;
+                    tracing::error!(segment = %path.display(), offset = s.good_end, bytes = lost, kept_in = %aside.display(), "spool segment is damaged: the events after this offset cannot be read and were not shipped");
+                }
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                f.set_len(s.good_end).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
+            let file = Arc::new(File::open(&path).map_err(io(&path))?);
+            let mut seg = Segment {
+                path,
+                file,
+                pending: 0,
+                chunks: Vec::new(),
+                marks: s.marks,
+            };
+            for (k, v) in &seg.marks {
+                meta.marks.insert(k.clone(), v.clone());
+            }
+            for (hd, offset) in s.records {
+                if hd.kind != KIND_CHUNK {
+                    continue;
+                }
+                meta.next_seq = meta.next_seq.max(hd.first_seq + u64::from(hd.count));
+                seg.chunks.push(hd.first_seq);
+                if !acked.contains(&hd.first_seq) {
+                    seg.pending += 1;
+                    meta.pending_bytes += HEADER as u64 + u64::from(hd.len);
+                    meta.pending.insert(
+                        hd.first_seq,
+                        Loc {
+                            segment: first,
+                            offset,
+                            len: hd.len,
+                            count: hd.count,
+                        },
+                    );
+                }
+            }
+            meta.segments.insert(first, seg);
+        }
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                state,
+                db,
+                meta: Mutex::new(meta),
+                writer: Mutex::new(None),
+            }),
+        };
+        // Segments emptied before a crash go now; appends always start a fresh segment.
+        let done: Vec<u64> = lock(&spool.inner.meta)
+            .segments
+            .iter()
+            .filter(|(_, s)| s.pending == 0)
+            .map(|(k, _)| *k)
+            .collect();
+        spool.retire(&done)?;
+        Ok(spool)
     }
 
-    /// Makes `events` durable as chunks of at most `max_events` / `max_bytes`, and `dead`
-    /// as dead letters, in one flush. Only the source calls this.
+    fn seg_dir(&self) -> PathBuf {
+        self.inner.dir.join("segments")
+    }
+
+    /// Deletes fully acknowledged segments (not the one being written).
+    fn retire(&self, firsts: &[u64]) -> Result<(), SpoolError> {
+        if firsts.is_empty() {
+            return Ok(());
+        }
+        let active = lock(&self.inner.writer).as_ref().map(|w| w.segment);
+        let mut gone = Vec::new();
+        {
+            let meta = lock(&self.inner.meta);
+            let mut b = sled::Batch::default();
+            for f in firsts {
+                if Some(*f) == active {
+                    continue;
+                }
+                let Some(seg) = meta.segments.get(f) else {
+                    continue;
+                };
+                if seg.pending > 0 {
+                    continue;
+                }
+                for c in &seg.chunks {
+                    b.remove(&key(ACKED, *c)[..]);
+                }
+                for (k, v) in &seg.marks {
+                    // Only the latest value of a mark is kept.
+                    if meta.marks.get(k) == Some(v) {
+                        let mut sk = vec![MARK];
+                        sk.extend_from_slice(k);
+                        b.insert(sk, &v[..]);
+                    }
+                }
+                gone.push(*f);
+            }
+            b.insert(NEXT, &meta.next_seq.to_be_bytes()[..]);
+            self.inner.state.apply_batch(b)?;
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // The marks and the next seq are durable before the segment that held them goes.
+        self.inner.db.flush()?;
+        let mut meta = lock(&self.inner.meta);
+        for f in gone {
+            if let Some(seg) = meta.segments.remove(&f) {
+                std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `events` durable as chunks of at most `max_events` / `max_bytes`, `dead` as dead
+    /// letters, and `marks` as the sources' new positions, all at once. Only the source side
+    /// calls this.
     pub fn append(
         &self,
         events: &[Vec<u8>],
@@ -140,12 +487,26 @@ impl Spool {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<(), SpoolError> {
-        if events.is_empty() && dead.is_empty() {
+        self.append_marked(events, dead, &[], max_events, max_bytes)
+    }
+
+    /// [`Spool::append`] with source positions recorded in the same write.
+    pub fn append_marked(
+        &self,
+        events: &[Vec<u8>],
+        dead: &[(String, Vec<u8>)],
+        marks: &[(Vec<u8>, Vec<u8>)],
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<(), SpoolError> {
+        if events.is_empty() && dead.is_empty() && marks.is_empty() {
             return Ok(());
         }
-        let mut next = self.next_seq()?;
-        let mut b = sled::Batch::default();
-        let mut added = 0u64;
+        let mut writer = lock(&self.inner.writer);
+        let mut next = lock(&self.inner.meta).next_seq;
+        let mut buf = Vec::new();
+        let mut payload = Vec::new();
+        let mut chunks: Vec<(u64, u64, u32, u32)> = Vec::new(); // (seq, offset in buf, len, count)
         let mut start = 0;
         while start < events.len() {
             let mut end = start;
@@ -157,40 +518,130 @@ impl Spool {
                 size += events[end].len();
                 end += 1;
             }
-            let v = encode_chunk(&events[start..end]);
-            added += v.len() as u64;
-            b.insert(&key(CHUNK, next)[..], v);
-            next += (end - start) as u64;
+            payload.clear();
+            encode_events(&events[start..end], &mut payload);
+            let count = (end - start) as u32;
+            chunks.push((next, buf.len() as u64, payload.len() as u32, count));
+            record(KIND_CHUNK, next, count, &payload, &mut buf);
+            next += u64::from(count);
             start = end;
         }
-        for (reason, bytes) in dead {
-            b.insert(&key(DEAD, next)[..], encode_dead(reason, bytes));
-            next += 1;
+        // Dead letters found by the source are rare: they go to sled, before the chunks.
+        if !dead.is_empty() {
+            let mut b = sled::Batch::default();
+            for (reason, bytes) in dead {
+                b.insert(&key(DEAD, next)[..], encode_dead(reason, bytes));
+                next += 1;
+            }
+            b.insert(NEXT, &next.to_be_bytes()[..]);
+            self.inner.state.apply_batch(b)?;
+            self.inner.db.flush()?;
         }
-        b.insert(NEXT, &next.to_be_bytes()[..]);
-        self.tree.apply_batch(b)?;
-        self.db.flush()?;
-        self.pending_bytes.fetch_add(added, Ordering::AcqRel);
+        for (k, v) in marks {
+            payload.clear();
+            encode_mark(k, v, &mut payload);
+            record(KIND_MARK, 0, 0, &payload, &mut buf);
+        }
+        // Roll to a new segment when the current one is full (or none is open yet).
+        let mut rolled = None;
+        if writer
+            .as_ref()
+            .is_none_or(|w| w.size > 0 && w.size + buf.len() as u64 > SEGMENT_BYTES)
+        {
+            let first = lock(&self.inner.meta).next_seq;
+            let path = self.seg_dir().join(segment_name(first));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            let size = file.metadata().map_err(io(&path))?.len();
+            sync_dir(&self.seg_dir())?;
+            let reader = Arc::new(File::open(&path).map_err(io(&path))?);
+            lock(&self.inner.meta)
+                .segments
+                .entry(first)
+                .or_insert_with(|| Segment {
+                    path: path.clone(),
+                    file: reader,
+                    pending: 0,
+                    chunks: Vec::new(),
+                    marks: Vec::new(),
+                });
+            rolled = writer.replace(Writer {
+                segment: first,
+                file: Arc::new(file),
+                size,
+            });
+        }
+        let Some(w) = writer.as_mut() else {
+            return Err(SpoolError::Corrupt("no segment open".into()));
+        };
+        let path = self.seg_dir().join(segment_name(w.segment));
+        let base = w.size;
+        (&*w.file).write_all(&buf).map_err(io(&path))?;
+        w.file.sync_data().map_err(io(&path))?;
+        w.size += buf.len() as u64;
+        let segment = w.segment;
+        drop(writer);
+        {
+            let mut meta = lock(&self.inner.meta);
+            meta.next_seq = next;
+            let mut added = 0;
+            for &(seq, off, len, count) in &chunks {
+                meta.pending.insert(
+                    seq,
+                    Loc {
+                        segment,
+                        offset: base + off,
+                        len,
+                        count,
+                    },
+                );
+                added += HEADER as u64 + u64::from(len);
+            }
+            meta.pending_bytes += added;
+            for (k, v) in marks {
+                meta.marks.insert(k.clone(), v.clone());
+            }
+            if let Some(seg) = meta.segments.get_mut(&segment) {
+                seg.pending += chunks.len();
+                seg.chunks.extend(chunks.iter().map(|c| c.0));
+                seg.marks.extend(marks.iter().cloned());
+            }
+        }
+        if let Some(old) = rolled {
+            self.retire(&[old.segment])?;
+        }
         Ok(())
     }
 
-    /// The next chunk starting at or after `from`.
+    /// The latest durable position a source recorded under `key`.
+    pub fn mark(&self, key: &[u8]) -> Option<Vec<u8>> {
+        lock(&self.inner.meta).marks.get(key).cloned()
+    }
+
+    /// The next pending chunk starting at or after `from`.
     pub fn chunk_from(&self, from: u64) -> Result<Option<Chunk>, SpoolError> {
-        match self
-            .tree
-            .range(key(CHUNK, from)..key(CHUNK, u64::MAX))
-            .next()
-        {
-            Some(kv) => {
-                let (k, v) = kv?;
-                Ok(Some(Chunk {
-                    first_seq: seq_of(&k)?,
-                    events: decode_chunk(&v)?,
-                    stored_len: v.len() as u64,
-                }))
-            }
-            None => Ok(None),
-        }
+        let (first_seq, loc, file, path) = {
+            let meta = lock(&self.inner.meta);
+            let Some((&seq, &loc)) = meta.pending.range(from..).next() else {
+                return Ok(None);
+            };
+            let seg = meta
+                .segments
+                .get(&loc.segment)
+                .ok_or_else(|| SpoolError::Corrupt(format!("segment of chunk {seq} missing")))?;
+            (seq, loc, seg.file.clone(), seg.path.clone())
+        };
+        let mut payload = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut payload, loc.offset + HEADER as u64)
+            .map_err(io(&path))?;
+        Ok(Some(Chunk {
+            first_seq,
+            events: decode_events(&payload, loc.count)?,
+            stored_len: HEADER as u64 + u64::from(loc.len),
+        }))
     }
 
     /// The acknowledgement of the chunk at `first_seq` arrived: forget it, keeping the
@@ -200,16 +651,15 @@ impl Spool {
         chunk: (u64, u64),
         rejected: &[(usize, String)],
     ) -> Result<(), SpoolError> {
-        let (first_seq, stored_len) = chunk;
+        let first_seq = chunk.0;
         let mut b = sled::Batch::default();
-        b.remove(&key(CHUNK, first_seq)[..]);
-        // The chunk is read back only when some of its events must be kept as dead letters.
+        b.insert(&key(ACKED, first_seq)[..], &[][..]);
         if !rejected.is_empty()
-            && let Some(v) = self.tree.get(key(CHUNK, first_seq))?
+            && let Some(c) = self.chunk_from(first_seq)?
+            && c.first_seq == first_seq
         {
-            let events = decode_chunk(&v)?;
             for (i, reason) in rejected {
-                if let Some(e) = events.get(*i) {
+                if let Some(e) = c.events.get(*i) {
                     b.insert(
                         &key(DEAD, first_seq + *i as u64)[..],
                         encode_dead(reason, e),
@@ -217,33 +667,44 @@ impl Spool {
                 }
             }
         }
-        self.tree.apply_batch(b)?;
-        // No flush: forgetting an acknowledged chunk need not be durable at once (sled persists
-        // it within its flush interval). After a crash the chunk is simply sent again, and the
-        // collector's dedup makes that a no-op; a dead letter written here is lost only together
-        // with its chunk, which is then sent and rejected again.
-        let _ = self
-            .pending_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                Some(p.saturating_sub(stored_len))
-            });
+        self.inner.state.apply_batch(b)?;
+        // No flush: see the module documentation.
+        let emptied = {
+            let mut meta = lock(&self.inner.meta);
+            let Some(loc) = meta.pending.remove(&first_seq) else {
+                return Ok(());
+            };
+            meta.pending_bytes = meta
+                .pending_bytes
+                .saturating_sub(HEADER as u64 + u64::from(loc.len));
+            match meta.segments.get_mut(&loc.segment) {
+                Some(seg) => {
+                    seg.pending = seg.pending.saturating_sub(1);
+                    (seg.pending == 0).then_some(loc.segment)
+                }
+                None => None,
+            }
+        };
+        if let Some(s) = emptied {
+            self.retire(&[s])?;
+        }
         Ok(())
     }
 
     /// True when nothing waits to be acknowledged.
     pub fn is_empty(&self) -> Result<bool, SpoolError> {
-        Ok(self.tree.scan_prefix([CHUNK]).next().transpose()?.is_none())
+        Ok(lock(&self.inner.meta).pending.is_empty())
     }
 
     /// Bytes waiting to be acknowledged.
     pub fn pending_bytes(&self) -> u64 {
-        self.pending_bytes.load(Ordering::Acquire)
+        lock(&self.inner.meta).pending_bytes
     }
 
     /// The dead letters.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix([DEAD]) {
+        for kv in self.inner.state.scan_prefix([DEAD]) {
             let (k, v) = kv?;
             let len = usize::from(u16::from_be_bytes(
                 v.get(..2)
@@ -260,6 +721,12 @@ impl Spool {
         }
         Ok(out)
     }
+
+    /// Makes the acknowledgements so far durable (called on a clean shutdown).
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
 }
 
 fn encode_dead(reason: &str, bytes: &[u8]) -> Vec<u8> {
@@ -273,7 +740,17 @@ fn encode_dead(reason: &str, bytes: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
 
     #[test]
     fn chunks_survive_reopen_and_leave_only_when_acknowledged() {
@@ -312,8 +789,121 @@ mod tests {
         assert_eq!(dead[0].bytes, b"event-2");
         assert_eq!(dead[0].reason, "wrong account");
         assert_eq!(dead[1].reason, "line 3: not JSON");
-        // Sequence numbers keep counting after a restart.
+        // Sequence numbers keep counting after a restart, even once every segment is gone.
+        drop(s);
+        let s = Spool::open(dir.path()).unwrap();
+        assert!(
+            segments(dir.path()).is_empty(),
+            "acknowledged segments are deleted"
+        );
         s.append(&events[..1], &[], 10, 1 << 20).unwrap();
         assert_eq!(s.chunk_from(0).unwrap().unwrap().first_seq, 27);
+    }
+
+    #[test]
+    fn acknowledged_chunks_are_not_sent_again_after_a_clean_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Vec<u8>> = (0..30).map(|i| vec![b'e', i]).collect();
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.append(&events, &[], 10, 1 << 20).unwrap();
+            let c = s.chunk_from(11).unwrap().unwrap();
+            s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Spool::open(dir.path()).unwrap();
+        let firsts: Vec<u64> = std::iter::successors(s.chunk_from(0).unwrap(), |c| {
+            s.chunk_from(c.first_seq + 1).unwrap()
+        })
+        .map(|c| c.first_seq)
+        .collect();
+        assert_eq!(firsts, vec![1, 21]);
+    }
+
+    #[test]
+    fn a_torn_append_is_cut_off_and_what_was_confirmed_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Vec<u8>> = (0..10).map(|i| vec![b'e', i]).collect();
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.append(&events, &[], 10, 1 << 20).unwrap();
+        }
+        let seg = segments(dir.path()).pop().unwrap();
+        let good = std::fs::metadata(&seg).unwrap().len();
+        // A crash in the middle of the next append: half a record.
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(b"OTS1\x01\0\0\0\0\0\0\0\0\0\0\x0b\0\0\0\x01")
+            .unwrap();
+        drop(f);
+        let s = Spool::open(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), good);
+        assert_eq!(s.chunk_from(0).unwrap().unwrap().events, events);
+        s.append(&events[..2], &[], 10, 1 << 20).unwrap();
+        assert_eq!(s.chunk_from(2).unwrap().unwrap().first_seq, 11);
+    }
+
+    #[test]
+    fn a_damaged_old_segment_is_reported_and_the_rest_still_ships() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'x'; 1 << 20];
+        let n = (SEGMENT_BYTES >> 20) as usize + 2;
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            for _ in 0..n {
+                s.append(std::slice::from_ref(&big), &[], 10, 4 << 20)
+                    .unwrap();
+            }
+        }
+        let segs = segments(dir.path());
+        assert_eq!(segs.len(), 2, "rolled once");
+        // Flip a byte in the second record of the first segment.
+        let mut bytes = std::fs::read(&segs[0]).unwrap();
+        let at = HEADER + (1 << 20) + 4 + HEADER + 100;
+        bytes[at] ^= 0xff;
+        std::fs::write(&segs[0], &bytes).unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        assert!(segs[0].with_extension("corrupt").exists());
+        let firsts: Vec<u64> = std::iter::successors(s.chunk_from(0).unwrap(), |c| {
+            s.chunk_from(c.first_seq + 1).unwrap()
+        })
+        .map(|c| c.first_seq)
+        .collect();
+        // Chunk 1 is intact, the rest of the first segment sat after the damage, and the
+        // second segment is whole.
+        let second: u64 = segs[1]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(firsts[0], 1);
+        assert_eq!(firsts[1..], (second..=n as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn marks_are_durable_with_the_events_and_outlive_their_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.append_marked(
+                &[b"a".to_vec()],
+                &[],
+                &[(b"file".to_vec(), b"10".to_vec())],
+                10,
+                1 << 20,
+            )
+            .unwrap();
+            s.append_marked(&[], &[], &[(b"file".to_vec(), b"20".to_vec())], 10, 1 << 20)
+                .unwrap();
+        }
+        let s = Spool::open(dir.path()).unwrap();
+        assert_eq!(s.mark(b"file"), Some(b"20".to_vec()));
+        let c = s.chunk_from(0).unwrap().unwrap();
+        s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+        drop(s);
+        let s = Spool::open(dir.path()).unwrap();
+        assert!(segments(dir.path()).is_empty());
+        assert_eq!(s.mark(b"file"), Some(b"20".to_vec()));
     }
 }
