@@ -560,7 +560,7 @@ fn a_client_without_a_certificate_is_refused() {
         events: std::fs::read_to_string(&file)
             .unwrap()
             .lines()
-            .map(|l| l.as_bytes().to_vec())
+            .map(|l| l.as_bytes().to_vec().into())
             .collect(),
     };
     let ca = std::fs::read(org.path("ca/ca.pem")).unwrap();

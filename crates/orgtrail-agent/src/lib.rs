@@ -137,8 +137,9 @@ fn run_spooler(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        // Several chunks per flush while the source is fast.
-        if good.len() >= 4 * max_events || bytes >= 4 * max_bytes {
+        // A full chunk is made durable at once: one fdatasync per wire batch, and the agent's
+        // memory stays a few batches however fast the source is.
+        if good.len() >= max_events || bytes >= max_bytes {
             flush(&mut good, &mut dead, &mut bytes)?;
         }
     }
@@ -301,8 +302,7 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let space = Arc::new(Notify::new());
     let source_done = Arc::new(AtomicBool::new(false));
-    let (items_tx, items_rx) =
-        std::sync::mpsc::sync_channel::<SourceItem>(4 * cfg.batch.max_events);
+    let (items_tx, items_rx) = std::sync::mpsc::sync_channel::<SourceItem>(cfg.batch.max_events);
     let reader = {
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || read_source(&cfg, items_tx))

@@ -112,7 +112,7 @@ fn encode_events(events: &[Vec<u8>], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_events(v: &[u8], count: u32) -> Result<Vec<Vec<u8>>, SpoolError> {
+fn decode_events(v: &bytes::Bytes, count: u32) -> Result<Vec<bytes::Bytes>, SpoolError> {
     let bad = || SpoolError::Corrupt("truncated chunk".into());
     let mut out = Vec::with_capacity(count as usize);
     let mut at = 0usize;
@@ -123,7 +123,10 @@ fn decode_events(v: &[u8], count: u32) -> Result<Vec<Vec<u8>>, SpoolError> {
             .ok_or_else(bad)?;
         let len = u32::from_be_bytes(len) as usize;
         at += 4;
-        out.push(v.get(at..at + len).ok_or_else(bad)?.to_vec());
+        if at + len > v.len() {
+            return Err(bad());
+        }
+        out.push(v.slice(at..at + len));
         at += len;
     }
     Ok(out)
@@ -178,7 +181,8 @@ pub struct DeadLetter {
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub first_seq: u64,
-    pub events: Vec<Vec<u8>>,
+    /// The events, slices of one buffer read from the segment.
+    pub events: Vec<bytes::Bytes>,
     /// Size of the stored chunk, for the spool's accounting when it is acknowledged.
     pub stored_len: u64,
 }
@@ -639,7 +643,7 @@ impl Spool {
             .map_err(io(&path))?;
         Ok(Some(Chunk {
             first_seq,
-            events: decode_events(&payload, loc.count)?,
+            events: decode_events(&payload.into(), loc.count)?,
             stored_len: HEADER as u64 + u64::from(loc.len),
         }))
     }
@@ -771,10 +775,7 @@ mod tests {
         let len1 = c1.stored_len;
         assert_eq!((c1.first_seq, c1.events.len()), (1, 10));
         let c2 = s.chunk_from(c1.first_seq + 10).unwrap().unwrap();
-        assert_eq!(
-            (c2.first_seq, c2.events[0].as_slice()),
-            (11, &b"event-10"[..])
-        );
+        assert_eq!((c2.first_seq, &c2.events[0][..]), (11, &b"event-10"[..]));
         let len2 = c2.stored_len;
         s.acknowledge((1, len1), &[(2, "wrong account".into())])
             .unwrap();

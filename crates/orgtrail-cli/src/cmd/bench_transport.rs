@@ -25,6 +25,12 @@ pub(crate) struct TransportArgs {
     /// Length of the latency run, seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The agent's batches in flight (its `batch.max_in_flight`).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// The agent's events per batch (its `batch.max_events`).
+    #[arg(long, default_value_t = 1000)]
+    batch_events: usize,
 }
 
 /// Peak resident memory (VmHWM) of a running process, MiB.
@@ -124,7 +130,8 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
     write(
         &root.join("agent.toml"),
         &format!(
-            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n"
+            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n[batch]\nmax_in_flight = {}\nmax_events = {}\n",
+            a.in_flight, a.batch_events
         ),
     )?;
 
@@ -236,7 +243,10 @@ async fn latency(
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         for id in 0..batches {
             tick.tick().await;
-            let evs: Vec<Vec<u8>> = (&mut events).take(per_batch as usize).collect();
+            let evs: Vec<_> = (&mut events)
+                .take(per_batch as usize)
+                .map(Into::into)
+                .collect();
             if let Ok(mut m) = sent2.lock() {
                 m.insert(id, Instant::now());
             }
