@@ -59,6 +59,9 @@ pub trait EventStore: Send + Sync {
     ) -> Result<AppendOutcome, StoreError>;
     /// One page of matching events, newest first.
     fn query(&self, q: &Query) -> Result<Page, StoreError>;
+    /// Counts of the events matching `q` (its paging aside), grouped by the `by` fields, the
+    /// `max_groups` largest groups.
+    fn count(&self, q: &Query, by: &[Group], max_groups: usize) -> Result<Counts, StoreError>;
     /// The event with this eventID in this account.
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// Counts.
@@ -70,6 +73,8 @@ pub use ledger::{
     AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats, open_sled,
 };
 pub use memory::MemoryStore;
-pub use query::{Attr, DEFAULT_PAGE, MAX_PAGE, Page, Query, StoredEvent};
+pub use query::{
+    Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, StoredEvent, attr_matches,
+};
 pub use tree::{event_leaf, leaf_data};
 pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};

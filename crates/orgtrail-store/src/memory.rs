@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use orgtrail_core::{AccountId, CloudTrailEvent};
 
 use crate::ledger::{AppendOutcome, Appended, Stats};
-use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
+use crate::query::{Counter, Counts, Cursor, Group, Page, Query, StoredEvent};
 use crate::{EventStore, StoreError};
 
 #[derive(Debug, Default)]
@@ -26,27 +26,6 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
-    }
-}
-
-fn matches(ev: &CloudTrailEvent, account: &AccountId, attr: Attr, value: &str) -> bool {
-    let f = ev.fields();
-    match attr {
-        Attr::Account => account.as_str() == value,
-        Attr::Region => f.aws_region.as_deref() == Some(value),
-        Attr::EventName => f.event_name == value,
-        Attr::EventSource => f.event_source == value,
-        Attr::ReadOnly => f.read_only.map(|r| if r { "true" } else { "false" }) == Some(value),
-        Attr::Username => f.username() == Some(value),
-        Attr::AccessKeyId => {
-            f.user_identity
-                .as_ref()
-                .and_then(|u| u.access_key_id.as_deref())
-                == Some(value)
-        }
-        Attr::ResourceName => f.resource_names.iter().any(|n| n == value),
-        Attr::ResourceType => f.resource_types().contains(&value),
-        Attr::ErrorCode => f.error_code.as_deref() == Some(value),
     }
 }
 
@@ -95,12 +74,7 @@ impl EventStore for MemoryStore {
                 let t = s.time;
                 q.start.is_none_or(|st| t >= st)
                     && q.end.is_none_or(|en| t <= en)
-                    && q.filters
-                        .iter()
-                        .all(|(a, v)| matches(ev, &s.account, *a, v))
-                    && q.event_id
-                        .as_ref()
-                        .is_none_or(|id| ev.fields().event_id == *id)
+                    && q.matches(ev, &s.account, t)
                     && after.is_none_or(|c| (t.millis(), s.seq) < (c.time, c.seq))
             })
             .map(|(s, _)| s)
@@ -109,6 +83,17 @@ impl EventStore for MemoryStore {
         let more = hits.len() > limit;
         let events: Vec<StoredEvent> = hits.into_iter().take(limit).cloned().collect();
         Ok(Page::new(events, more))
+    }
+
+    fn count(&self, q: &Query, by: &[Group], max_groups: usize) -> Result<Counts, StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let mut c = Counter::default();
+        for (s, ev) in &inner.events {
+            if q.matches(ev, &s.account, s.time) {
+                c.add(by, ev, &s.account);
+            }
+        }
+        Ok(c.finish(max_groups))
     }
 
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {

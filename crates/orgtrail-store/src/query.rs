@@ -2,7 +2,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use orgtrail_core::{AccountId, Timestamp};
+use std::collections::HashMap;
+
+use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
 
 use crate::error::StoreError;
 
@@ -59,6 +61,9 @@ pub struct Query {
     pub filters: Vec<(Attr, String)>,
     /// Events with this eventID (in any account, or in the accounts named by Account filters).
     pub event_id: Option<String>,
+    /// Only events of these accounts (any of them); empty means every account. This is how a
+    /// reader limited to some accounts is kept to them.
+    pub accounts: Vec<AccountId>,
     pub start: Option<Timestamp>,
     pub end: Option<Timestamp>,
     /// Page size; 0 means [`DEFAULT_PAGE`]; capped at [`MAX_PAGE`].
@@ -67,7 +72,45 @@ pub struct Query {
     pub page_token: Option<String>,
 }
 
+/// Whether the event (of `account`) has `value` for `attr`, as the index would say.
+pub fn attr_matches(ev: &CloudTrailEvent, account: &AccountId, attr: Attr, value: &str) -> bool {
+    let f = ev.fields();
+    match attr {
+        Attr::Account => account.as_str() == value,
+        Attr::Region => f.aws_region.as_deref() == Some(value),
+        Attr::EventName => f.event_name == value,
+        Attr::EventSource => f.event_source == value,
+        Attr::ReadOnly => f.read_only.map(|r| if r { "true" } else { "false" }) == Some(value),
+        Attr::Username => f.username() == Some(value),
+        Attr::AccessKeyId => {
+            f.user_identity
+                .as_ref()
+                .and_then(|u| u.access_key_id.as_deref())
+                == Some(value)
+        }
+        Attr::ResourceName => f.resource_names.iter().any(|n| n == value),
+        Attr::ResourceType => f.resource_types().contains(&value),
+        Attr::ErrorCode => f.error_code.as_deref() == Some(value),
+    }
+}
+
 impl Query {
+    /// Whether an event matches this query's filters, eventID, accounts and time range (paging
+    /// aside): what a live follower of the query should see.
+    pub fn matches(&self, ev: &CloudTrailEvent, account: &AccountId, time: Timestamp) -> bool {
+        self.start.is_none_or(|s| time >= s)
+            && self.end.is_none_or(|e| time <= e)
+            && (self.accounts.is_empty() || self.accounts.contains(account))
+            && self
+                .event_id
+                .as_ref()
+                .is_none_or(|id| ev.fields().event_id == *id)
+            && self
+                .filters
+                .iter()
+                .all(|(a, v)| attr_matches(ev, account, *a, v))
+    }
+
     pub(crate) fn page_size(&self) -> usize {
         match self.limit {
             0 => DEFAULT_PAGE,
@@ -155,5 +198,65 @@ impl Cursor {
             time: i64::from_be_bytes(t),
             seq: u64::from_be_bytes(s8),
         })
+    }
+}
+
+/// A field to group counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    Account,
+    EventSource,
+    EventName,
+    /// The user as LookupEvents shows it.
+    User,
+    ErrorCode,
+}
+
+impl Group {
+    /// This group's value for an event; `-` when the event has none (e.g. no errorCode).
+    pub fn key_of(self, ev: &CloudTrailEvent, account: &AccountId) -> String {
+        let f = ev.fields();
+        let v = match self {
+            Group::Account => Some(account.as_str()),
+            Group::EventSource => Some(f.event_source.as_str()),
+            Group::EventName => Some(f.event_name.as_str()),
+            Group::User => f.username(),
+            Group::ErrorCode => f.error_code.as_deref(),
+        };
+        v.unwrap_or("-").to_owned()
+    }
+}
+
+/// Counts of matching events, grouped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// (one key per grouping field, count), largest first, then by key.
+    pub groups: Vec<(Vec<String>, u64)>,
+    /// Every matching event, also those in groups beyond the cap.
+    pub total: u64,
+}
+
+/// Accumulates [`Counts`].
+#[derive(Debug, Default)]
+pub(crate) struct Counter {
+    map: HashMap<Vec<String>, u64>,
+    total: u64,
+}
+
+impl Counter {
+    pub(crate) fn add(&mut self, by: &[Group], ev: &CloudTrailEvent, account: &AccountId) {
+        let key: Vec<String> = by.iter().map(|g| g.key_of(ev, account)).collect();
+        *self.map.entry(key).or_default() += 1;
+        self.total += 1;
+    }
+
+    pub(crate) fn finish(self, max_groups: usize) -> Counts {
+        let mut groups: Vec<(Vec<String>, u64)> = self.map.into_iter().collect();
+        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        groups.truncate(max_groups);
+        Counts {
+            groups,
+            total: self.total,
+        }
     }
 }

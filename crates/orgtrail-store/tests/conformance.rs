@@ -317,3 +317,84 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
             .is_empty()
     );
 }
+
+/// A reader limited to some accounts sees only them; counts group exactly as an oracle does.
+fn accounts_and_counts(store: &dyn EventStore) {
+    use orgtrail_store::Group;
+    use std::collections::HashMap;
+    let evs = events(900, 11);
+    append(store, &evs);
+    let mut accts: Vec<AccountId> = evs.iter().map(account_of).collect();
+    accts.sort();
+    accts.dedup();
+    assert_eq!(accts.len(), 3);
+    let allowed = vec![accts[0], accts[2]];
+    let name = evs[0].fields().event_name.clone();
+    let got = all(
+        store,
+        Query {
+            filters: vec![(Attr::EventName, name.clone())],
+            accounts: allowed.clone(),
+            limit: 7,
+            ..Query::default()
+        },
+    );
+    let want = expected(&evs, |e| {
+        allowed.contains(&account_of(e)) && e.fields().event_name == name
+    });
+    assert!(!want.is_empty());
+    assert_eq!(bytes(&got), want);
+    // An event of the account outside the set cannot be fetched by its eventID.
+    let other = evs.iter().find(|e| account_of(e) == accts[1]).unwrap();
+    let got = all(
+        store,
+        Query {
+            event_id: Some(other.fields().event_id.clone()),
+            accounts: allowed.clone(),
+            ..Query::default()
+        },
+    );
+    assert!(got.is_empty());
+
+    // Counts by account and eventName over the second half of the time range.
+    let mut times: Vec<_> = evs.iter().map(|e| e.fields().event_time).collect();
+    times.sort();
+    let start = times[times.len() / 2];
+    let q = Query {
+        start: Some(start),
+        ..Query::default()
+    };
+    let counts = store
+        .count(&q, &[Group::Account, Group::EventName], 1000)
+        .unwrap();
+    let mut oracle: HashMap<Vec<String>, u64> = HashMap::new();
+    for e in evs.iter().filter(|e| e.fields().event_time >= start) {
+        let key = vec![account_of(e).to_string(), e.fields().event_name.clone()];
+        *oracle.entry(key).or_default() += 1;
+    }
+    assert_eq!(counts.total, oracle.values().sum::<u64>());
+    let got: HashMap<Vec<String>, u64> = counts.groups.iter().cloned().collect();
+    assert_eq!(got, oracle);
+    assert!(
+        counts.groups.windows(2).all(|w| w[0].1 >= w[1].1),
+        "largest first"
+    );
+    // Events without an errorCode count under "-"; the cap keeps the largest groups.
+    let errs = store
+        .count(&Query::default(), &[Group::ErrorCode], 2)
+        .unwrap();
+    assert_eq!(errs.total, 900);
+    assert_eq!(errs.groups.len(), 2);
+    assert_eq!(errs.groups[0].0, vec!["-".to_string()]);
+}
+
+#[test]
+fn sled_accounts_and_counts() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    accounts_and_counts(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_accounts_and_counts() {
+    accounts_and_counts(&MemoryStore::new());
+}

@@ -122,6 +122,7 @@ impl Filters {
         Query {
             filters: f,
             event_id: self.event_id.clone(),
+            accounts: Vec::new(),
             start,
             end: self.end,
             limit: 0,
