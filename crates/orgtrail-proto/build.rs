@@ -5,7 +5,10 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    let files = [root.join("orgtrail/v1/ingest.proto")];
+    let files = [
+        root.join("orgtrail/v1/ingest.proto"),
+        root.join("orgtrail/v1/query.proto"),
+    ];
     let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
         .build_server(true)

@@ -11,6 +11,33 @@ use tonic::Status;
 
 use crate::config::OrganizationConfig;
 
+/// What a reader (auditor or admin certificate) may read.
+#[derive(Debug, Clone)]
+pub struct ReadScope {
+    /// The certificate's name, for messages and logs.
+    pub name: String,
+    pub role: Role,
+    /// The accounts it may read; empty means every account.
+    pub accounts: Vec<AccountId>,
+}
+
+impl ReadScope {
+    /// Refuses an account this reader may not read, saying which it may.
+    pub fn check(&self, account: &AccountId) -> Result<(), Status> {
+        if self.accounts.is_empty() || self.accounts.contains(account) {
+            return Ok(());
+        }
+        let may: Vec<String> = self.accounts.iter().map(ToString::to_string).collect();
+        Err(Status::permission_denied(format!(
+            "certificate {} ({}) may read account{} {}, not {account}",
+            self.name,
+            self.role,
+            if may.len() == 1 { "" } else { "s" },
+            may.join(", ")
+        )))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Revoked {
     mtime: Option<SystemTime>,
@@ -92,6 +119,28 @@ impl Authorizer {
             )));
         }
         Ok(id)
+    }
+
+    /// What a querying peer may read: auditor and admin certificates only; an auditor
+    /// certificate naming accounts reads only those.
+    pub fn read_scope(&self, certs: Option<&[Vec<u8>]>) -> Result<ReadScope, Status> {
+        let id = self.identify(certs)?;
+        match id.role {
+            Role::Auditor => Ok(ReadScope {
+                name: id.name,
+                role: id.role,
+                accounts: id.accounts,
+            }),
+            Role::Admin => Ok(ReadScope {
+                name: id.name,
+                role: id.role,
+                accounts: Vec::new(),
+            }),
+            role => Err(Status::permission_denied(format!(
+                "certificate {} has role {role}: only auditor and admin certificates may query",
+                id.name
+            ))),
+        }
     }
 
     /// The account an ingesting peer may write: its agent certificate's account, if the

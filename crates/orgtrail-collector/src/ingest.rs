@@ -20,6 +20,8 @@ pub struct IngestService {
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) limits: Limits,
     pub(crate) preparers: Arc<Mutex<Vec<Preparer>>>,
+    /// Events just made durable, for live followers of the query service.
+    pub(crate) live: tokio::sync::broadcast::Sender<Arc<crate::query::LiveEvent>>,
     /// Becomes true when the collector shuts down: streams stop taking batches, finish the
     /// ones in flight, and end.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
@@ -43,7 +45,7 @@ fn prepare_batch(
     svc: &IngestService,
     account: AccountId,
     batch: EventBatch,
-) -> (Vec<Prepared>, Vec<usize>, Vec<Rejection>) {
+) -> (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>) {
     let mut preparer = svc
         .preparers
         .lock()
@@ -51,7 +53,9 @@ fn prepare_batch(
         .and_then(|mut p| p.pop())
         .unwrap_or_else(|| svc.ledger.preparer());
     let mut prepared = Vec::with_capacity(batch.events.len());
-    let mut positions = Vec::with_capacity(batch.events.len());
+    // The parsed events are kept only while someone follows live.
+    let keep = svc.live.receiver_count() > 0;
+    let mut kept = Vec::new();
     let mut rejections = Vec::new();
     for (i, bytes) in batch.events.into_iter().enumerate() {
         let event = match CloudTrailEvent::parse_with_limit(bytes, svc.limits.max_event_bytes) {
@@ -85,7 +89,9 @@ fn prepare_batch(
         match preparer.prepare(&event, account) {
             Ok(p) => {
                 prepared.push(p);
-                positions.push(i);
+                if keep {
+                    kept.push(event);
+                }
             }
             Err(e) => rejections.push(Rejection::invalid(
                 i as u32,
@@ -98,7 +104,7 @@ fn prepare_batch(
     if let Ok(mut p) = svc.preparers.lock() {
         p.push(preparer);
     }
-    (prepared, positions, rejections)
+    (prepared, kept, rejections)
 }
 
 async fn handle_batch(
@@ -116,7 +122,7 @@ async fn handle_batch(
     }
     let n = batch.events.len();
     let s2 = svc.clone();
-    let (prepared, _positions, rejections) =
+    let (prepared, kept, rejections) =
         tokio::task::spawn_blocking(move || prepare_batch(&s2, account, batch))
             .await
             .map_err(|_| Status::internal("batch preparation failed"))?;
@@ -140,6 +146,19 @@ async fn handle_batch(
             Appended::Stored(_) => ack.stored += 1,
             Appended::Duplicate(_) => ack.duplicates += 1,
             Appended::Conflict(_) => ack.conflicts += 1,
+        }
+    }
+    if kept.len() == outcome.results.len() {
+        for (event, r) in kept.into_iter().zip(&outcome.results) {
+            if let Appended::Stored(seq) = r {
+                let time = event.fields().event_time;
+                let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
+                    seq: *seq,
+                    account,
+                    time,
+                    event,
+                }));
+            }
         }
     }
     tracing::debug!(%account, batch_id, events = n, stored = ack.stored, duplicates = ack.duplicates, rejected = ack.rejections.len(), "batch stored");

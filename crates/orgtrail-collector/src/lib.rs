@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod query;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
+use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{Ledger, LedgerConfig};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
@@ -45,6 +47,9 @@ pub enum CollectorError {
     #[error("server failed: {0}")]
     Serve(String),
 }
+
+/// Events a live follower may fall behind by before it is cut off.
+const LIVE_BUFFER: usize = 16_384;
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, CollectorError> {
     std::fs::read(path).map_err(|source| CollectorError::Read {
@@ -91,12 +96,21 @@ pub async fn run(
         .identity(identity)
         .client_ca_root(Certificate::from_pem(read(&cfg.tls.client_ca)?));
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let auth = Arc::new(auth::Authorizer::new(&cfg.organization));
+    let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
     let service = ingest::IngestService {
-        stopping,
+        stopping: stopping.clone(),
         ledger: ledger.clone(),
-        auth: Arc::new(auth::Authorizer::new(&cfg.organization)),
+        auth: auth.clone(),
         limits: cfg.limits.clone(),
         preparers: Arc::new(Mutex::new(Vec::new())),
+        live: live.clone(),
+    };
+    let query = query::QueryService {
+        ledger: ledger.clone(),
+        auth,
+        live,
+        stopping,
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -125,6 +139,13 @@ pub async fn run(
         .add_service(
             IngestServer::new(service)
                 .max_decoding_message_size(cfg.limits.max_message_bytes)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            QueryServer::new(query)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)

@@ -1,4 +1,4 @@
-//! `orgtrail lookup`: find events in a store, offline.
+//! `orgtrail lookup`: find events, in a store on disk or from a running collector.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -9,14 +9,28 @@ use orgtrail_store::{Attr, Query, StoredEvent};
 
 /// Find events: who, when, from where, what resource, what outcome. Filters combine (AND)
 /// with a time range; events come newest first. No filter lists every event.
+///
+/// Ask a running collector with --collector URL --cert F --key F --ca F (an auditor or admin
+/// certificate), or open a store on disk with --data-dir DIR --keys DIR (the collector must
+/// not be running on it).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store's data directory.
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Directory holding keyring.json.
-    #[arg(long, value_name = "DIR")]
-    keys: PathBuf,
+    /// The store's data directory (offline lookup).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "keys",
+        conflicts_with = "collector"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Directory holding keyring.json (offline lookup).
+    #[arg(long, value_name = "DIR", requires = "data_dir")]
+    keys: Option<PathBuf>,
+    #[command(flatten)]
+    remote: crate::cmd::remote::Remote,
+    /// Keep running and print matching events as the collector stores them (remote only).
+    #[arg(long, requires = "collector")]
+    follow: bool,
     #[command(flatten)]
     filters: Filters,
     /// Most events to print (pages are followed).
@@ -132,7 +146,15 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ledger = crate::cmd::keys::open_read_only(&args.keys, &args.data_dir)?;
+    if args.remote.collector.is_some() {
+        return crate::cmd::remote::runtime()?.block_on(remote(args));
+    }
+    let (Some(keys), Some(data_dir)) = (&args.keys, &args.data_dir) else {
+        anyhow::bail!(
+            "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
+        );
+    };
+    let ledger = crate::cmd::keys::open_read_only(keys, data_dir)?;
     let mut q = args.filters.to_query();
     let mut events = Vec::new();
     while events.len() < args.max {
@@ -150,6 +172,74 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     print_events(&mut out, &events, &args.output)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn remote(args: Args) -> anyhow::Result<ExitCode> {
+    use orgtrail_proto::v1 as pb;
+    let mut c = args.remote.connect().await?;
+    let q = args.filters.to_query();
+    let filters = crate::cmd::remote::filters(&q);
+    let stdout = io::stdout();
+    if args.follow {
+        let mut stream = c
+            .client
+            .follow(pb::FollowRequest { filters })
+            .await
+            .map_err(|s| c.explain(s))?
+            .into_inner();
+        eprintln!("following events as {} stores them (Ctrl-C to stop)", c.url);
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(s) => return Err(c.explain(s)),
+            };
+            let e = crate::cmd::remote::from_pb(msg)?;
+            let mut out = stdout.lock();
+            print_one(&mut out, &e, &args.output)?;
+            out.flush()?;
+        }
+        eprintln!("the collector ended the stream");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut events = Vec::new();
+    let mut token = String::new();
+    while events.len() < args.max {
+        let page = c
+            .client
+            .lookup(pb::LookupRequest {
+                filters: filters.clone(),
+                event_id: q.event_id.clone().unwrap_or_default(),
+                start_ms: q.start.map(Timestamp::millis),
+                end_ms: q.end.map(Timestamp::millis),
+                max_results: (args.max - events.len()).min(orgtrail_store::MAX_PAGE) as u32,
+                next_token: token,
+            })
+            .await
+            .map_err(|s| c.explain(s))?
+            .into_inner();
+        for e in page.events {
+            events.push(crate::cmd::remote::from_pb(e)?);
+        }
+        if page.next_token.is_empty() {
+            break;
+        }
+        token = page.next_token;
+    }
+    let mut out = io::BufWriter::new(stdout.lock());
+    print_events(&mut out, &events, &args.output)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one event as it arrives (follow mode): jsonl/json print its bytes, table a row.
+fn print_one(out: &mut impl Write, e: &StoredEvent, output: &str) -> io::Result<()> {
+    if output == "table" {
+        writeln!(out, "{}", row(e).join("  "))
+    } else {
+        out.write_all(&e.bytes)?;
+        out.write_all(b"\n")
+    }
 }
 
 /// Prints events in the chosen output format.

@@ -11,6 +11,8 @@ pub(crate) mod ingest;
 pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
+pub(crate) mod remote;
+pub(crate) mod stats;
 pub(crate) mod validate;
 
 use std::io::{self, Read};

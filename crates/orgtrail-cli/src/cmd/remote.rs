@@ -1,0 +1,179 @@
+//! Talking to a collector's query service over mutual TLS, with errors that say which
+//! certificate, which role and which account were involved.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use orgtrail_crypto::certs::{PeerIdentity, identity_from_der, pem_to_der};
+use orgtrail_proto::v1 as pb;
+use orgtrail_proto::v1::query_client::QueryClient;
+use orgtrail_store::{Attr, Query};
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Where the collector is and who is asking.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Remote {
+    /// Ask a running collector instead of opening a store: https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub(crate) collector: Option<String>,
+    /// This reader's certificate (role auditor or admin), PEM.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub(crate) key: Option<PathBuf>,
+    /// The organization CA that signed the collector's certificate, PEM.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub(crate) ca: Option<PathBuf>,
+    /// The name in the collector's certificate, when it differs from the URL's host.
+    #[arg(long, value_name = "NAME", requires = "collector")]
+    pub(crate) server_name: Option<String>,
+}
+
+/// A connected query client and who it is.
+pub(crate) struct Client {
+    pub(crate) client: QueryClient<Channel>,
+    pub(crate) me: PeerIdentity,
+    pub(crate) url: String,
+}
+
+fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read the {what} {}", p.display()))
+}
+
+impl Remote {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        let Some(url) = &self.collector else {
+            bail!("no --collector URL");
+        };
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
+            bail!(
+                "a remote query needs --cert, --key and --ca (an auditor or admin certificate from `orgtrail certs issue`, and the organization CA)"
+            );
+        };
+        let cert_pem = read(cert, "certificate")?;
+        let me = identity_from_der(
+            &pem_to_der(&String::from_utf8_lossy(&cert_pem))
+                .with_context(|| format!("{} is not a PEM certificate", cert.display()))?,
+        )
+        .with_context(|| format!("{} is not an orgtrail certificate", cert.display()))?;
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?))
+            .identity(Identity::from_pem(cert_pem, read(key, "private key")?));
+        if let Some(n) = &self.server_name {
+            tls = tls.domain_name(n.clone());
+        }
+        let channel = Channel::from_shared(url.clone())
+            .with_context(|| format!("{url:?} is not a URL such as https://collector:4317"))?
+            .tls_config(tls)
+            .context("TLS setup")?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| {
+                let mut why = format!("{e}");
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = format!("{why}: {s}");
+                    src = s.source();
+                }
+                anyhow::anyhow!(
+                    "cannot connect to the collector at {url} with certificate {} ({}): {why}",
+                    cert.display(),
+                    describe(&me)
+                )
+            })?;
+        Ok(Client {
+            client: QueryClient::new(channel)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(64 << 20),
+            me,
+            url: url.clone(),
+        })
+    }
+}
+
+/// "auditor certificate NAME for accounts A, B" and the like.
+pub(crate) fn describe(id: &PeerIdentity) -> String {
+    let accounts: Vec<String> = id.accounts.iter().map(ToString::to_string).collect();
+    if accounts.is_empty() {
+        format!("{} certificate {}", id.role, id.name)
+    } else {
+        format!(
+            "{} certificate {} for account{} {}",
+            id.role,
+            id.name,
+            if accounts.len() == 1 { "" } else { "s" },
+            accounts.join(", ")
+        )
+    }
+}
+
+impl Client {
+    /// An error from the collector, with who asked.
+    pub(crate) fn explain(&self, s: tonic::Status) -> anyhow::Error {
+        let who = describe(&self.me);
+        match s.code() {
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => anyhow::anyhow!(
+                "the collector at {} refused {who}: {}",
+                self.url,
+                s.message()
+            ),
+            tonic::Code::Unavailable => anyhow::anyhow!(
+                "the collector at {} is unavailable: {}",
+                self.url,
+                s.message()
+            ),
+            _ => anyhow::anyhow!("the collector at {} answered: {}", self.url, s.message()),
+        }
+    }
+}
+
+fn attribute(a: Attr) -> pb::Attribute {
+    match a {
+        Attr::Account => pb::Attribute::Account,
+        Attr::Region => pb::Attribute::Region,
+        Attr::EventName => pb::Attribute::EventName,
+        Attr::EventSource => pb::Attribute::EventSource,
+        Attr::ReadOnly => pb::Attribute::ReadOnly,
+        Attr::Username => pb::Attribute::Username,
+        Attr::AccessKeyId => pb::Attribute::AccessKeyId,
+        Attr::ResourceName => pb::Attribute::ResourceName,
+        Attr::ResourceType => pb::Attribute::ResourceType,
+        Attr::ErrorCode => pb::Attribute::ErrorCode,
+    }
+}
+
+/// The wire filters of a store query.
+pub(crate) fn filters(q: &Query) -> Vec<pb::Filter> {
+    q.filters
+        .iter()
+        .map(|(a, v)| pb::Filter {
+            attribute: attribute(*a) as i32,
+            value: v.clone(),
+        })
+        .collect()
+}
+
+/// A stored event from the wire.
+pub(crate) fn from_pb(e: pb::StoredEvent) -> anyhow::Result<orgtrail_store::StoredEvent> {
+    Ok(orgtrail_store::StoredEvent {
+        seq: e.seq,
+        account: e
+            .account
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the collector sent a bad account {:?}", e.account))?,
+        time: orgtrail_core::Timestamp(e.time_ms),
+        bytes: e.event,
+    })
+}
+
+/// A small runtime for a command that talks to a collector.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,265 @@
+//! The query service: lookups, one event, grouped counts and a live follow, for auditor and
+//! admin certificates only, an auditor possibly limited to the accounts its certificate names.
+
+use std::sync::Arc;
+
+use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
+use orgtrail_proto::v1 as pb;
+use orgtrail_proto::v1::query_server::Query as QueryApi;
+use orgtrail_store::{Attr, Group, Ledger, Query, StoreError, StoredEvent};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Authorizer, ReadScope};
+
+/// An event just made durable, for live followers.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub seq: u64,
+    pub account: AccountId,
+    pub time: Timestamp,
+    pub event: CloudTrailEvent,
+}
+
+/// Most groups a Stats call may ask for.
+const MAX_GROUPS: usize = 10_000;
+
+/// The gRPC query service.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) auth: Arc<Authorizer>,
+    pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+fn attr(a: i32) -> Result<Attr, Status> {
+    use pb::Attribute as A;
+    Ok(
+        match A::try_from(a)
+            .map_err(|_| Status::invalid_argument(format!("unknown attribute {a}")))?
+        {
+            A::Account => Attr::Account,
+            A::Region => Attr::Region,
+            A::EventName => Attr::EventName,
+            A::EventSource => Attr::EventSource,
+            A::ReadOnly => Attr::ReadOnly,
+            A::Username => Attr::Username,
+            A::AccessKeyId => Attr::AccessKeyId,
+            A::ResourceName => Attr::ResourceName,
+            A::ResourceType => Attr::ResourceType,
+            A::ErrorCode => Attr::ErrorCode,
+            A::Unspecified => {
+                return Err(Status::invalid_argument("a filter without an attribute"));
+            }
+        },
+    )
+}
+
+fn group(g: i32) -> Result<Group, Status> {
+    use pb::GroupBy as G;
+    Ok(
+        match G::try_from(g)
+            .map_err(|_| Status::invalid_argument(format!("unknown group_by {g}")))?
+        {
+            G::Account => Group::Account,
+            G::EventSource => Group::EventSource,
+            G::EventName => Group::EventName,
+            G::User => Group::User,
+            G::ErrorCode => Group::ErrorCode,
+            G::Unspecified => return Err(Status::invalid_argument("group_by is unspecified")),
+        },
+    )
+}
+
+/// The store query for a request's filters and time range, kept to what `scope` may read.
+fn build_query(
+    scope: &ReadScope,
+    filters: &[pb::Filter],
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+) -> Result<Query, Status> {
+    let mut q = Query {
+        start: start_ms.map(Timestamp),
+        end: end_ms.map(Timestamp),
+        ..Query::default()
+    };
+    for f in filters {
+        let a = attr(f.attribute)?;
+        if a == Attr::Account {
+            let acct: AccountId = f.value.parse().map_err(|_| {
+                Status::invalid_argument(format!("{:?} is not a 12-digit account id", f.value))
+            })?;
+            scope.check(&acct)?;
+        }
+        q.filters.push((a, f.value.clone()));
+    }
+    q.accounts = scope.accounts.clone();
+    Ok(q)
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::BadPageToken => {
+            Status::invalid_argument("next_token is not one this collector issued")
+        }
+        e => {
+            tracing::error!(error = %e, "query failed");
+            Status::internal(format!("the query failed: {e}"))
+        }
+    }
+}
+
+fn to_pb(e: StoredEvent) -> pb::StoredEvent {
+    pb::StoredEvent {
+        seq: e.seq,
+        account: e.account.to_string(),
+        time_ms: e.time.millis(),
+        event: e.bytes,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::internal("query task failed"))?
+        .map_err(store_status)
+}
+
+fn scope_of<T>(auth: &Authorizer, req: &Request<T>) -> Result<ReadScope, Status> {
+    let certs: Option<Vec<Vec<u8>>> = req
+        .peer_certs()
+        .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect());
+    auth.read_scope(certs.as_deref())
+}
+
+#[tonic::async_trait]
+impl QueryApi for QueryService {
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let scope = scope_of(&self.auth, &request)?;
+        let r = request.into_inner();
+        let mut q = build_query(&scope, &r.filters, r.start_ms, r.end_ms)?;
+        q.event_id = (!r.event_id.is_empty()).then_some(r.event_id);
+        q.limit = r.max_results as usize;
+        q.page_token = (!r.next_token.is_empty()).then_some(r.next_token);
+        let ledger = self.ledger.clone();
+        let page = blocking(move || ledger.query(&q)).await?;
+        tracing::debug!(reader = %scope.name, events = page.events.len(), "lookup");
+        Ok(Response::new(pb::LookupResponse {
+            events: page.events.into_iter().map(to_pb).collect(),
+            next_token: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_event(
+        &self,
+        request: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::GetEventResponse>, Status> {
+        let scope = scope_of(&self.auth, &request)?;
+        let r = request.into_inner();
+        let account: AccountId = r.account.parse().map_err(|_| {
+            Status::invalid_argument(format!("{:?} is not a 12-digit account id", r.account))
+        })?;
+        scope.check(&account)?;
+        let ledger = self.ledger.clone();
+        let id = r.event_id.clone();
+        match blocking(move || ledger.get(&account, &id)).await? {
+            Some(e) => Ok(Response::new(pb::GetEventResponse {
+                event: Some(to_pb(e)),
+            })),
+            None => Err(Status::not_found(format!(
+                "no event {} in account {account}",
+                r.event_id
+            ))),
+        }
+    }
+
+    async fn stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let scope = scope_of(&self.auth, &request)?;
+        let r = request.into_inner();
+        let q = build_query(&scope, &r.filters, r.start_ms, r.end_ms)?;
+        if r.group_by.is_empty() {
+            return Err(Status::invalid_argument("give at least one group_by field"));
+        }
+        let by = r
+            .group_by
+            .iter()
+            .map(|g| group(*g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max = match r.max_groups as usize {
+            0 => 100,
+            n => n.min(MAX_GROUPS),
+        };
+        let ledger = self.ledger.clone();
+        let counts = blocking(move || ledger.count(&q, &by, max)).await?;
+        Ok(Response::new(pb::StatsResponse {
+            groups: counts
+                .groups
+                .into_iter()
+                .map(|(key, count)| pb::StatsGroup { key, count })
+                .collect(),
+            total: counts.total,
+        }))
+    }
+
+    type FollowStream = ReceiverStream<Result<pb::StoredEvent, Status>>;
+
+    async fn follow(
+        &self,
+        request: Request<pb::FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let scope = scope_of(&self.auth, &request)?;
+        let r = request.into_inner();
+        let q = build_query(&scope, &r.filters, None, None)?;
+        // Subscribed before the response goes out: an event stored after the caller sees the
+        // response is delivered.
+        let mut live = self.live.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        let mut stopping = self.stopping.clone();
+        tracing::info!(reader = %scope.name, "follow started");
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    e = live.recv() => e,
+                    _ = stopping.wait_for(|s| *s) => break,
+                    _ = tx.closed() => break,
+                };
+                match next {
+                    Ok(e) => {
+                        if !q.matches(&e.event, &e.account, e.time) {
+                            continue;
+                        }
+                        let msg = pb::StoredEvent {
+                            seq: e.seq,
+                            account: e.account.to_string(),
+                            time_ms: e.time.millis(),
+                            event: e.event.bytes().to_vec(),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "this follower fell {n} events behind and was cut off; look them up with a time range and follow again"
+                            ))))
+                            .await;
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
