@@ -31,6 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(cmd::demo::Args),
     Validate(cmd::validate::Args),
     GenEvents(cmd::gen_events::Args),
     Keys(cmd::keys::Args),
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::GenEvents(args) => cmd::gen_events::run(args),
         Command::Keys(args) => cmd::keys::run(args),

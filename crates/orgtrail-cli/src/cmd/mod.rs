@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_transport;
 pub(crate) mod certs;
 pub(crate) mod collector;
+pub(crate) mod demo;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;

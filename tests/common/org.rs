@@ -1,0 +1,200 @@
+//! An organization in a temporary directory: CA, certificates, keys, a collector process
+//! and agent configurations, for the end-to-end tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use crate::common::{self, orgtrail, run, stdout};
+
+pub(crate) struct Org {
+    dir: tempfile::TempDir,
+}
+
+pub(crate) struct Collector {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) log: Option<std::io::Lines<BufReader<std::process::ChildStderr>>>,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn p(path: &Path) -> String {
+    path.to_str().unwrap().to_string()
+}
+
+impl Org {
+    pub(crate) fn new() -> Org {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(
+            run(&["certs", "init", "--out", &p(&d.join("ca"))], b"")
+                .status
+                .success()
+        );
+        assert!(
+            run(
+                &[
+                    "certs",
+                    "issue",
+                    "--ca",
+                    &p(&d.join("ca")),
+                    "--role",
+                    "server",
+                    "--dns",
+                    "localhost",
+                    "--ip",
+                    "127.0.0.1",
+                    "--out",
+                    &p(&d.join("server"))
+                ],
+                b""
+            )
+            .status
+            .success()
+        );
+        assert!(
+            run(&["keys", "init", "--out", &p(&d.join("keys"))], b"")
+                .status
+                .success()
+        );
+        Org { dir }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub(crate) fn issue(&self, name: &str, role: &str, account: Option<&str>) {
+        let mut args = vec![
+            "certs".to_string(),
+            "issue".into(),
+            "--ca".into(),
+            p(&self.path("ca")),
+            "--role".into(),
+            role.into(),
+            "--out".into(),
+            p(&self.path(name)),
+        ];
+        if let Some(a) = account {
+            args.push("--account".into());
+            args.push(a.into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(run(&args, b"").status.success());
+    }
+
+    /// Starts the collector on `port` (0: any free port) and waits until it listens.
+    pub(crate) fn collector(&self, port: u16, extra: &str) -> Collector {
+        self.collector_with_log(port, extra, false)
+    }
+
+    pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+        let cfg = self.path("collector.toml");
+        std::fs::write(&cfg, format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-example\"\nallow_any_account = true\n{extra}"
+        )).unwrap();
+        let mut child = orgtrail()
+            .args(["collector", "--config", &p(&cfg)])
+            .env(
+                "ORGTRAIL_LOG",
+                if log {
+                    "orgtrail_collector=debug"
+                } else {
+                    "info"
+                },
+            )
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(if log { Stdio::piped() } else { Stdio::null() })
+            .spawn()
+            .unwrap();
+        let log = child.stderr.take().map(|e| BufReader::new(e).lines());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("collector prints its address");
+        Collector { child, port, log }
+    }
+
+    pub(crate) fn agent_config(
+        &self,
+        name: &str,
+        account: &str,
+        cert: &str,
+        source: &Path,
+        port: u16,
+    ) -> PathBuf {
+        let cfg = self.path(&format!("{name}.toml"));
+        std::fs::write(&cfg, format!(
+            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool-{name}\"\n[tls]\ncert = \"{cert}.pem\"\nkey = \"{cert}.key\"\nca = \"ca/ca.pem\"\n[retry]\ninitial_ms = 20\nmax_ms = 200\n[source]\ntype = \"jsonl\"\npath = \"{}\"\n",
+            p(source)
+        )).unwrap();
+        cfg
+    }
+
+    pub(crate) fn stored(&self) -> Vec<String> {
+        let out = run(
+            &[
+                "lookup",
+                "--data-dir",
+                &p(&self.path("data")),
+                "--keys",
+                &p(&self.path("keys")),
+                "--max",
+                "10000000",
+                "--output",
+                "jsonl",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        stdout(&out).lines().map(str::to_string).collect()
+    }
+}
+
+/// Generated events for one account: (account, file, the unique lines).
+pub(crate) fn events(
+    org: &Org,
+    name: &str,
+    count: u64,
+    seed: u64,
+) -> (String, PathBuf, HashSet<String>) {
+    let out = run(
+        &[
+            "gen-events",
+            "--count",
+            &count.to_string(),
+            "--accounts",
+            "1",
+            "--seed",
+            &seed.to_string(),
+            "--dup-rate",
+            "0.05",
+        ],
+        b"",
+    );
+    let text = stdout(&out);
+    let account = serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
+        ["recipientAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = org.path(&format!("{name}.jsonl"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    (account, path, text.lines().map(str::to_string).collect())
+}

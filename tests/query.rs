@@ -1,0 +1,368 @@
+//! Asking a running collector: remote lookups and stats over mutual TLS, who may ask what,
+//! live follow, and the one-command demo. Real processes, real certificates, real sled.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/org.rs"]
+mod org;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::{orgtrail, run, stderr, stdout};
+use org::{Collector, Org, events, p};
+
+/// The remote-lookup flags for a reader certificate.
+fn remote(org: &Org, c: &Collector, cert: &str) -> Vec<String> {
+    vec![
+        "--collector".into(),
+        format!("https://127.0.0.1:{}", c.port),
+        "--server-name".into(),
+        "localhost".into(),
+        "--ca".into(),
+        p(&org.path("ca/ca.pem")),
+        "--cert".into(),
+        p(&org.path(&format!("{cert}.pem"))),
+        "--key".into(),
+        p(&org.path(&format!("{cert}.key"))),
+    ]
+}
+
+fn lookup(args: &[String]) -> std::process::Output {
+    let mut all = vec!["lookup".to_string()];
+    all.extend_from_slice(args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    run(&all, b"")
+}
+
+/// Ships a file of events with an agent for `account` and waits until all is acknowledged.
+fn ship(org: &Org, c: &Collector, name: &str, account: &str, file: &std::path::Path) {
+    if !org.path(&format!("{name}.pem")).exists() {
+        org.issue(name, "agent", Some(account));
+    }
+    let cfg = org.agent_config(name, account, name, file, c.port);
+    let out = orgtrail()
+        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Two accounts' events in a collector: (org, collector, account A, account B).
+fn two_accounts() -> (Org, Collector, String, String) {
+    let org = Org::new();
+    let c = org.collector(0, "");
+    let (a, fa, _) = events(&org, "a", 1500, 21);
+    let (b, fb, _) = events(&org, "b", 500, 22);
+    ship(&org, &c, "agent-a", &a, &fa);
+    ship(&org, &c, "agent-b", &b, &fb);
+    (org, c, a, b)
+}
+
+fn field(line: &str, f: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(line).unwrap()[f].clone()
+}
+
+#[test]
+fn remote_lookups_with_each_filter_answer_as_the_store_does() {
+    let (org, c, a, _b) = two_accounts();
+    org.issue("auditor", "auditor", None);
+    // Filter values taken from stored events, so every lookup has answers.
+    let all = stdout(&lookup(
+        &[
+            remote(&org, &c, "auditor"),
+            vec![
+                "--max".into(),
+                "5000".into(),
+                "--output".into(),
+                "jsonl".into(),
+            ],
+        ]
+        .concat(),
+    ));
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 2000 - dups_of(&org));
+    let with = |f: &str| {
+        lines
+            .iter()
+            .find(|l| !field(l, f).is_null())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .unwrap()
+    };
+    let ev = with("errorCode");
+    let res = with("resources");
+    let key = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["userIdentity"]["accessKeyId"].is_string())
+        .unwrap();
+    let times: Vec<String> = lines
+        .iter()
+        .map(|l| field(l, "eventTime").as_str().unwrap().to_string())
+        .collect();
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "--event-name".into(),
+            ev["eventName"].as_str().unwrap().into(),
+        ],
+        vec![
+            "--event-source".into(),
+            ev["eventSource"].as_str().unwrap().into(),
+        ],
+        vec![
+            "--error-code".into(),
+            ev["errorCode"].as_str().unwrap().into(),
+        ],
+        vec!["--region".into(), ev["awsRegion"].as_str().unwrap().into()],
+        vec!["--event-id".into(), ev["eventID"].as_str().unwrap().into()],
+        vec!["--account".into(), a.clone()],
+        vec!["--read-only".into(), "false".into()],
+        vec![
+            "--resource-name".into(),
+            res["resources"][0]["ARN"].as_str().unwrap().into(),
+        ],
+        vec![
+            "--resource-type".into(),
+            res["resources"][0]["type"].as_str().unwrap().into(),
+        ],
+        vec![
+            "--access-key-id".into(),
+            key["userIdentity"]["accessKeyId"].as_str().unwrap().into(),
+        ],
+        vec![
+            "--start".into(),
+            times[times.len() / 2].clone(),
+            "--end".into(),
+            times[times.len() / 4].clone(),
+        ],
+        vec![
+            "--event-name".into(),
+            ev["eventName"].as_str().unwrap().into(),
+            "--account".into(),
+            a.clone(),
+        ],
+    ];
+    let out = |args: &[String]| {
+        [
+            args.to_vec(),
+            vec![
+                "--max".into(),
+                "5000".into(),
+                "--output".into(),
+                "jsonl".into(),
+            ],
+        ]
+        .concat()
+    };
+    let mut remote_answers = Vec::new();
+    for case in &cases {
+        let o = lookup(&[remote(&org, &c, "auditor"), out(case)].concat());
+        assert!(o.status.success(), "{case:?}: {}", stderr(&o));
+        remote_answers.push(stdout(&o));
+    }
+    // The same lookups offline, on the store itself, once the collector has stopped.
+    drop(c);
+    for (case, remote) in cases.iter().zip(remote_answers) {
+        let o = lookup(
+            &[
+                vec![
+                    "--data-dir".into(),
+                    p(&org.path("data")),
+                    "--keys".into(),
+                    p(&org.path("keys")),
+                ],
+                out(case),
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!remote.is_empty(), "{case:?} found nothing");
+        assert_eq!(remote, stdout(&o), "{case:?}");
+    }
+}
+
+/// Redeliveries among the generated events of `two_accounts` (5% duplicates).
+fn dups_of(org: &Org) -> usize {
+    ["a.jsonl", "b.jsonl"]
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(org.path(f)).unwrap();
+            let all: Vec<&str> = text.lines().collect();
+            let uniq: std::collections::HashSet<&str> = all.iter().copied().collect();
+            all.len() - uniq.len()
+        })
+        .sum()
+}
+
+#[test]
+fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
+    let (org, c, a, b) = two_accounts();
+    org.issue("auditor-a", "auditor", Some(&a));
+
+    // An agent certificate cannot query.
+    let o = lookup(&remote(&org, &c, "agent-a"));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("role agent") && e.contains("only auditor and admin certificates may query"),
+        "{e}"
+    );
+
+    // Limited to A: a lookup without an account filter returns only A's events.
+    let o = lookup(
+        &[
+            remote(&org, &c, "auditor-a"),
+            vec![
+                "--max".into(),
+                "5000".into(),
+                "--output".into(),
+                "jsonl".into(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines
+            .iter()
+            .all(|l| field(l, "recipientAccountId").as_str() == Some(a.as_str()))
+    );
+    // Asking for B is refused, naming what it may read.
+    let o = lookup(
+        &[
+            remote(&org, &c, "auditor-a"),
+            vec!["--account".into(), b.clone()],
+        ]
+        .concat(),
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains(&format!("may read account {a}, not {b}")), "{e}");
+    // B's events cannot be reached by eventID either.
+    let b_line = std::fs::read_to_string(org.path("b.jsonl")).unwrap();
+    let b_id = field(b_line.lines().next().unwrap(), "eventID");
+    let o = lookup(
+        &[
+            remote(&org, &c, "auditor-a"),
+            vec!["--event-id".into(), b_id.as_str().unwrap().into()],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("(0 events)"), "{}", stdout(&o));
+    // Its counts cover A alone.
+    let mut args = vec!["stats".to_string(), "--by".into(), "account".into()];
+    args.extend(remote(&org, &c, "auditor-a"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains(&a) && !s.contains(&b), "{s}");
+}
+
+#[test]
+fn stats_count_by_account_and_event_name() {
+    let (org, c, a, b) = two_accounts();
+    org.issue("admin", "admin", None);
+    let mut args = vec![
+        "stats".to_string(),
+        "--by".into(),
+        "account".into(),
+        "--top".into(),
+        "10".into(),
+    ];
+    args.extend(remote(&org, &c, "admin"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let count_of = |acct: &str| -> u64 {
+        s.lines()
+            .find(|l| l.starts_with(acct))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let unique = |f: &str| {
+        let text = std::fs::read_to_string(org.path(f)).unwrap();
+        text.lines().collect::<std::collections::HashSet<_>>().len() as u64
+    };
+    assert_eq!(count_of(&a), unique("a.jsonl"));
+    assert_eq!(count_of(&b), unique("b.jsonl"));
+    assert!(s.contains(&format!(
+        "({} events)",
+        unique("a.jsonl") + unique("b.jsonl")
+    )));
+}
+
+#[test]
+fn follow_receives_an_event_stored_after_it_started() {
+    let org = Org::new();
+    let c = org.collector(0, "");
+    org.issue("auditor", "auditor", None);
+    let (a, file, _) = events(&org, "a", 20, 31);
+    let mut args = vec![
+        "lookup".to_string(),
+        "--follow".into(),
+        "--output".into(),
+        "jsonl".into(),
+        "--event-name".into(),
+    ];
+    let text = std::fs::read_to_string(&file).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    args.push(field(&first, "eventName").as_str().unwrap().into());
+    args.extend(remote(&org, &c, "auditor"));
+    let mut follower = orgtrail()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The follower says so once the collector has subscribed it.
+    let mut err = BufReader::new(follower.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("following events"), "{line}");
+    ship(&org, &c, "agent-a", &a, &file);
+    let want: Vec<&str> = text
+        .lines()
+        .filter(|l| field(l, "eventName") == field(&first, "eventName"))
+        .collect();
+    let mut out = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let got = out.next().unwrap().unwrap();
+    assert_eq!(got, want[0], "the first matching event, byte-identical");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[test]
+fn the_demo_answers_who_started_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = p(&dir.path().join("demo"));
+    for round in 0..2 {
+        // The second run reuses the directory: certificates, keys and store.
+        let o = run(&["demo", "--dir", &d, "--events", "3000"], b"");
+        let s = stdout(&o);
+        assert!(o.status.success(), "round {round}: {s}\n{}", stderr(&o));
+        let row = s
+            .lines()
+            .find(|l| l.contains("ec2:StartInstances"))
+            .unwrap_or_else(|| panic!("no answer row in:\n{s}"));
+        for cell in [
+            "2014-03-06T21:22:54Z",
+            "123456789012",
+            "us-east-2",
+            "Alice",
+            "205.251.233.176",
+            "i-ebeaf9e2",
+            "Success",
+        ] {
+            assert!(row.contains(cell), "{cell} missing from {row}");
+        }
+        assert!(s.contains("verified events=3001"), "{s}");
+        assert!(s.contains("ACCOUNT") && s.contains("EVENT NAME"), "{s}");
+    }
+}
