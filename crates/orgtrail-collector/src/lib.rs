@@ -15,6 +15,7 @@ use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{Ledger, LedgerConfig};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -132,6 +133,14 @@ pub async fn run(
     on_listen(addr);
     tracing::info!(%addr, "collector listening (mutual TLS)");
 
+    // Small answers (acks, lookups) go out at once instead of waiting for the peer's delayed
+    // ACK (Nagle): without this every lookup took 40 ms more.
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
     Server::builder()
         .tls_config(tls)
         .map_err(|e| CollectorError::Tls(e.to_string()))?
@@ -151,7 +160,7 @@ pub async fn run(
                 .send_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight batches");
             let _ = stop_tx.send(true);

@@ -26,6 +26,9 @@ enum What {
     /// Ship events from one agent into one collector (both real processes, mutual TLS on
     /// loopback): end-to-end throughput, acknowledgement latency at a steady rate, peak memory.
     Transport(crate::cmd::bench_transport::TransportArgs),
+    /// Remote lookup latency over mutual TLS on a collector holding many events while it
+    /// ingests at a steady rate.
+    Query(crate::cmd::bench_query::QueryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +56,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Store(a) => store(a),
         What::Transport(a) => crate::cmd::bench_transport::run(a),
+        What::Query(a) => crate::cmd::bench_query::run(a),
     }
 }
 

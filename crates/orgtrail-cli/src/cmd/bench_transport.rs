@@ -34,7 +34,7 @@ pub(crate) struct TransportArgs {
 }
 
 /// Peak resident memory (VmHWM) of a running process, MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -197,7 +197,7 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn latency(
+pub(crate) async fn latency(
     root: &Path,
     port: u16,
     account: &str,

@@ -69,6 +69,7 @@ impl Remote {
             .tls_config(tls)
             .context("TLS setup")?
             .connect_timeout(std::time::Duration::from_secs(10))
+            .tcp_nodelay(true)
             .connect()
             .await
             .map_err(|e| {
