@@ -115,6 +115,13 @@ fn remote_lookups_with_each_filter_answer_as_the_store_does() {
         ],
         vec!["--region".into(), ev["awsRegion"].as_str().unwrap().into()],
         vec!["--event-id".into(), ev["eventID"].as_str().unwrap().into()],
+        // Account and eventID: one event, fetched directly (GetEvent).
+        vec![
+            "--event-id".into(),
+            ev["eventID"].as_str().unwrap().into(),
+            "--account".into(),
+            ev["recipientAccountId"].as_str().unwrap().into(),
+        ],
         vec!["--account".into(), a.clone()],
         vec!["--read-only".into(), "false".into()],
         vec![
@@ -252,6 +259,20 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     );
     assert!(o.status.success());
     assert!(stdout(&o).contains("(0 events)"), "{}", stdout(&o));
+    let o = lookup(
+        &[
+            remote(&org, &c, "auditor-a"),
+            vec![
+                "--event-id".into(),
+                b_id.as_str().unwrap().into(),
+                "--account".into(),
+                b.clone(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&format!("not {b}")), "{}", stderr(&o));
     // Its counts cover A alone.
     let mut args = vec!["stats".to_string(), "--by".into(), "account".into()];
     args.extend(remote(&org, &c, "auditor-a"));

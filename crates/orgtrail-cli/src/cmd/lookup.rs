@@ -203,6 +203,35 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut events = Vec::new();
+    // One event by account and eventID: asked directly.
+    if let (Some(id), Some(acct), [(orgtrail_store::Attr::Account, _)], None, None) = (
+        &q.event_id,
+        args.filters.account,
+        q.filters.as_slice(),
+        q.start,
+        q.end,
+    ) {
+        match c
+            .client
+            .get_event(pb::GetEventRequest {
+                account: acct.to_string(),
+                event_id: id.clone(),
+            })
+            .await
+        {
+            Ok(r) => {
+                if let Some(e) = r.into_inner().event {
+                    events.push(crate::cmd::remote::from_pb(e)?);
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(c.explain(s)),
+        }
+        let mut out = io::BufWriter::new(stdout.lock());
+        print_events(&mut out, &events, &args.output)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut token = String::new();
     while events.len() < args.max {
         let page = c
