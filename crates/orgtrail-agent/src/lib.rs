@@ -216,10 +216,10 @@ async fn ship_once(
     loop {
         // Fill the window: one spool chunk is one batch.
         while in_flight.len() < cfg.batch.max_in_flight {
-            let s = spool.clone();
-            let chunk = tokio::task::spawn_blocking(move || s.chunk_from(next_from))
-                .await
-                .map_err(|e| AgentError::Other(e.to_string()))??;
+            // Spool reads and acknowledgements are short file and sled operations; they run in
+            // place on this worker rather than on the blocking pool, whose many short-lived
+            // threads each kept allocator caches of batch-sized buffers.
+            let chunk = tokio::task::block_in_place(|| spool.chunk_from(next_from))?;
             let Some(chunk) = chunk else { break };
             let n = chunk.events.len();
             let stored_len = chunk.stored_len;
@@ -267,11 +267,8 @@ async fn ship_once(
                     for (i, why) in &rejected {
                         tracing::warn!(seq = ack.batch_id + *i as u64, reason = %why, "the collector rejected an event; moved to dead letters");
                     }
-                    let sp = spool.clone();
                     let first = ack.batch_id;
-                    tokio::task::spawn_blocking(move || sp.acknowledge((first, stored_len), &rejected))
-                        .await
-                        .map_err(|e| AgentError::Other(e.to_string()))??;
+                    tokio::task::block_in_place(|| spool.acknowledge((first, stored_len), &rejected))?;
                     space.notify_one();
                 }
                 Ok(None) => return Ok(false),

@@ -303,22 +303,37 @@ fn scan(path: &Path) -> Result<Scanned, SpoolError> {
     })
 }
 
+/// Opens the sled state database. sled locks its files, and a sled instance just dropped in
+/// this process can hold the lock for a moment while its threads finish; a lock held
+/// elsewhere is waited for up to 3 seconds before the spool is reported as in use.
+fn open_state(dir: &Path) -> Result<sled::Db, SpoolError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut wait = std::time::Duration::from_millis(5);
+    loop {
+        match sled::Config::new()
+            .path(dir.join("state"))
+            .cache_capacity(4 << 20)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(SpoolError::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering from a crash if there was one.
     pub fn open(dir: &Path) -> Result<Self, SpoolError> {
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(io(&seg_dir))?;
-        let state_dir = dir.join("state");
-        let db = sled::Config::new()
-            .path(&state_dir)
-            .cache_capacity(4 << 20)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().starts_with("could not acquire lock") => {
-                    SpoolError::Locked(dir.to_path_buf())
-                }
-                e => SpoolError::Sled(e),
-            })?;
+        let db = open_state(dir)?;
         let state = db.open_tree("spool")?;
         let mut meta = Meta::default();
         for kv in state.scan_prefix([MARK]) {

@@ -20,6 +20,8 @@ pub struct IngestService {
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) limits: Limits,
     pub(crate) preparers: Arc<Mutex<Vec<Preparer>>>,
+    /// Where batches are validated and prepared.
+    pub(crate) cpu: crate::pool::CpuPool,
     /// Events just made durable, for live followers of the query service.
     pub(crate) live: tokio::sync::broadcast::Sender<Arc<crate::query::LiveEvent>>,
     /// Becomes true when the collector shuts down: streams stop taking batches, finish the
@@ -122,10 +124,11 @@ async fn handle_batch(
     }
     let n = batch.events.len();
     let s2 = svc.clone();
-    let (prepared, kept, rejections) =
-        tokio::task::spawn_blocking(move || prepare_batch(&s2, account, batch))
-            .await
-            .map_err(|_| Status::internal("batch preparation failed"))?;
+    let (prepared, kept, rejections) = svc
+        .cpu
+        .run(move || prepare_batch(&s2, account, batch))
+        .await
+        .ok_or_else(|| Status::internal("batch preparation failed"))?;
     let outcome = if prepared.is_empty() {
         orgtrail_store::AppendOutcome::default()
     } else {

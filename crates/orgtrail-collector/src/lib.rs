@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod pool;
 pub mod query;
 
 use std::future::Future;
@@ -83,7 +84,7 @@ pub async fn run(
                 signer,
                 // The collector's hot path is appending; lookups (served later) read few
                 // blocks. A smaller page cache keeps its memory near the index's own.
-                cache_bytes: 64 << 20,
+                cache_bytes: 16 << 20,
                 ..LedgerConfig::default()
             },
         )
@@ -106,6 +107,10 @@ pub async fn run(
         limits: cfg.limits.clone(),
         preparers: Arc::new(Mutex::new(Vec::new())),
         live: live.clone(),
+        cpu: pool::CpuPool::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        )
+        .map_err(|e| CollectorError::Serve(format!("cannot start worker threads: {e}")))?,
     };
     let query = query::QueryService {
         ledger: ledger.clone(),

@@ -422,7 +422,9 @@ impl Ledger {
                 writer: Mutex::new(None),
             });
         }
-        let (tx, rx) = mpsc::channel::<Job>(64);
+        // A few batches wait for the writer (it commits whatever is queued as one group):
+        // enough to keep it busy, few enough that queued events do not pile up in memory.
+        let (tx, rx) = mpsc::channel::<Job>(8);
         let writer_shared = shared.clone();
         let mut state = WriterState::load(&writer_shared, next_seq)?;
         let handle = std::thread::Builder::new()
@@ -1358,12 +1360,15 @@ impl Preparer {
             self.dict_id = current;
         }
         let bytes = event.bytes();
-        let compressed = match self.compressor.as_mut() {
+        let mut compressed = match self.compressor.as_mut() {
             Some(c) => c
                 .compress(bytes)
                 .map_err(|e| StoreError::Compression(e.to_string()))?,
             None => return Err(StoreError::Compression("no compressor".into())),
         };
+        // zstd sizes its output for the worst case (about the input's size); a prepared event
+        // waits in the writer's queue, so it keeps only what it needs.
+        compressed.shrink_to_fit();
         let f = event.fields();
         let b = &sh.blinder;
         let cache = &mut self.cache;
@@ -1389,6 +1394,7 @@ impl Preparer {
                 postings.push(v);
             }
         }
+        postings.shrink_to_fit();
         let hash = sha256(bytes);
         Ok(Prepared {
             account,
