@@ -56,7 +56,7 @@ impl Default for BatchConfig {
             max_events: 1000,
             max_bytes: 4 << 20,
             linger_ms: 200,
-            max_in_flight: 16,
+            max_in_flight: 4,
         }
     }
 }
@@ -181,7 +181,7 @@ spool_max_bytes = 268435456    # when full, the source pauses; nothing is droppe
 max_events = 1000
 max_bytes = 4194304
 linger_ms = 200
-max_in_flight = 16
+max_in_flight = 4
 
 [retry]
 initial_ms = 100     # exponential backoff with jitter

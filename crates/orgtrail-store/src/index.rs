@@ -12,6 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use orgtrail_core::AccountId;
 
+use crate::postings::Postings;
 use crate::query::Cursor;
 
 pub(crate) type Blind = [u8; 16];
@@ -41,14 +42,16 @@ pub(crate) type BlindMap<V> = HashMap<Blind, V, BuildHasherDefault<BlindHasher>>
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     pub(crate) dedup: BlindMap<(u64, [u8; 8])>,
-    pub(crate) postings: BlindMap<Vec<u64>>,
+    pub(crate) postings: BlindMap<Postings>,
     /// eventTime (ms) of seq `i + 1`.
     pub(crate) times: Vec<i64>,
-    pub(crate) by_time: BTreeSet<(i64, u64)>,
+    pub(crate) by_time: crate::postings::TimeIndex,
     pub(crate) accounts: BTreeSet<AccountId>,
     /// The Merkle log.
     pub(crate) tree: crate::tree::TreeState,
 }
+
+static EMPTY: Postings = Postings::Few(Vec::new());
 
 /// Above this many candidates, a filtered query walks the time index instead of sorting them.
 const SCAN_LIMIT: usize = 20_000;
@@ -63,21 +66,18 @@ impl Index {
     pub(crate) fn publish(&mut self, seq: u64, time: i64, dedup: Blind, hash8: [u8; 8]) {
         debug_assert_eq!(self.times.len() as u64 + 1, seq);
         self.times.push(time);
-        self.by_time.insert((time, seq));
+        self.by_time.insert(time, seq);
         self.dedup.insert(dedup, (seq, hash8));
     }
 
     pub(crate) fn post(&mut self, blind: Blind, seq: u64) {
-        let list = self.postings.entry(blind).or_default();
-        if list.last().is_none_or(|&l| l < seq) {
-            list.push(seq);
-        }
+        self.postings.entry(blind).or_default().push(seq);
     }
 
     /// The (time, seq) of up to `limit` matches, newest first, strictly after `after`.
     pub(crate) fn select(
         &self,
-        lists: &[&[u64]],
+        lists: &[&Postings],
         start: i64,
         end: i64,
         after: Option<Cursor>,
@@ -91,7 +91,7 @@ impl Index {
             lists
                 .iter()
                 .enumerate()
-                .all(|(i, l)| i == skip || l.binary_search(&seq).is_ok())
+                .all(|(i, l)| i == skip || l.contains(seq))
         };
         let upper = match after {
             Some(c) if (c.time, c.seq) <= (end, u64::MAX) => (c.time, c.seq),
@@ -99,7 +99,7 @@ impl Index {
         };
         let walk = |skip: usize| -> Vec<(i64, u64)> {
             let mut out = Vec::new();
-            for &(t, s) in self.by_time.range((start, 0)..=upper).rev() {
+            for (t, s) in self.by_time.range_rev((start, 0), upper) {
                 if !before(t, s) {
                     continue;
                 }
@@ -120,13 +120,13 @@ impl Index {
             .enumerate()
             .min_by_key(|(_, l)| l.len())
             .map(|(i, l)| (i, *l))
-            .unwrap_or((0, &[][..]));
-        if list.len() > SCAN_LIMIT {
+            .unwrap_or((0, &EMPTY));
+        if list.len() > SCAN_LIMIT as u64 {
             return walk(usize::MAX);
         }
         let mut out: Vec<(i64, u64)> = list
             .iter()
-            .filter_map(|&s| self.time_of(s).map(|t| (t, s)))
+            .filter_map(|s| self.time_of(s).map(|t| (t, s)))
             .filter(|&(t, s)| t >= start && t <= end && before(t, s) && in_all(s, smallest))
             .collect();
         // Only the newest `limit` are wanted: select them in O(n), then sort just those.

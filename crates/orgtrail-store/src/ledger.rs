@@ -718,10 +718,7 @@ impl Ledger {
                 continue;
             }
             seen.push(p);
-            let present = idx
-                .postings
-                .get(&p)
-                .is_some_and(|l| l.binary_search(&seq).is_ok());
+            let present = idx.postings.get(&p).is_some_and(|l| l.contains(seq));
             if !present {
                 problems.push(format!("record {seq}: missing from the {attr:?} index"));
             }
@@ -737,7 +734,11 @@ impl Ledger {
             .index
             .read()
             .map_err(|_| StoreError::WriterGone)?;
-        Ok(idx.postings.values().map(|l| l.len() as u64).sum())
+        Ok(idx
+            .postings
+            .values()
+            .map(crate::postings::Postings::len)
+            .sum())
     }
 
     /// Counts.
@@ -810,11 +811,12 @@ impl Ledger {
                 .index
                 .read()
                 .map_err(|_| StoreError::WriterGone)?;
-            let mut lists: Vec<&[u64]> = Vec::with_capacity(q.filters.len() + 1);
-            let empty: &[u64] = &[];
+            use crate::postings::Postings;
+            let empty = Postings::default();
+            let mut lists: Vec<&Postings> = Vec::with_capacity(q.filters.len() + 2);
             for (attr, value) in &q.filters {
                 let b = self.shared.blinder.blind(attr.tag(), value.as_bytes());
-                lists.push(idx.postings.get(&b).map_or(empty, Vec::as_slice));
+                lists.push(idx.postings.get(&b).unwrap_or(&empty));
             }
             let mut id_seqs: Vec<u64> = Vec::new();
             if let Some(id) = &q.event_id {
@@ -827,25 +829,34 @@ impl Ledger {
                 }
                 id_seqs.sort_unstable();
             }
+            id_seqs.dedup();
+            let id_list = Postings::from_sorted(id_seqs);
             if q.event_id.is_some() {
-                lists.push(&id_seqs);
+                lists.push(&id_list);
             }
             // Any of the allowed accounts: the union of their postings.
-            let mut allowed: Vec<u64> = Vec::new();
-            if !q.accounts.is_empty() {
-                for a in &q.accounts {
-                    let b = self
-                        .shared
-                        .blinder
-                        .blind(Attr::Account.tag(), a.as_str().as_bytes());
-                    if let Some(l) = idx.postings.get(&b) {
-                        allowed.extend_from_slice(l);
-                    }
-                }
-                if q.accounts.len() > 1 {
-                    allowed.sort_unstable();
-                }
-                lists.push(&allowed);
+            let allowed = if q.accounts.is_empty() {
+                None
+            } else {
+                let of: Vec<&Postings> = q
+                    .accounts
+                    .iter()
+                    .filter_map(|a| {
+                        let b = self
+                            .shared
+                            .blinder
+                            .blind(Attr::Account.tag(), a.as_str().as_bytes());
+                        idx.postings.get(&b)
+                    })
+                    .collect();
+                Some(if of.is_empty() {
+                    Postings::default()
+                } else {
+                    Postings::union(&of)
+                })
+            };
+            if let Some(a) = &allowed {
+                lists.push(a);
             }
             idx.select(&lists, start, end, after, limit)
         };

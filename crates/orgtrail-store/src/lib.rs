@@ -41,6 +41,7 @@ mod format;
 mod index;
 mod ledger;
 mod memory;
+mod postings;
 mod query;
 mod tree;
 mod verify;

@@ -26,7 +26,7 @@ pub(crate) struct TransportArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// The agent's batches in flight (its `batch.max_in_flight`).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 4)]
     in_flight: usize,
     /// The agent's events per batch (its `batch.max_events`).
     #[arg(long, default_value_t = 1000)]
