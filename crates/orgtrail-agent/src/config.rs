@@ -26,7 +26,21 @@ pub struct AgentConfig {
     /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
     #[serde(default = "default_spool_max")]
     pub spool_max_bytes: u64,
-    pub source: SourceConfig,
+    /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// A Prometheus endpoint with the agent's counters (`[metrics] listen = "127.0.0.1:9464"`).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where the agent serves its metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: std::net::SocketAddr,
 }
 
 /// The agent's certificate and the organization CA.
@@ -82,8 +96,59 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
-    /// JSON lines from a file, or standard input with `path = "-"`.
-    Jsonl { path: PathBuf },
+    /// JSON lines from a file, or standard input with `path = "-"`. With `follow`, the file is
+    /// followed as it grows, across rotation and truncation.
+    Jsonl {
+        path: PathBuf,
+        #[serde(default)]
+        follow: bool,
+        #[serde(default)]
+        name: Option<String>,
+        /// How often a followed file is checked for more, milliseconds.
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+    },
+    /// A directory tree in CloudTrail's delivered layout (AWSLogs/...); every new log file's
+    /// Records are shipped once.
+    CloudtrailDir {
+        path: PathBuf,
+        #[serde(default)]
+        name: Option<String>,
+        /// How often the tree is scanned for new files, milliseconds.
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+    },
+    /// A local HTTP endpoint taking CloudTrail Lake's PutAuditEvents requests.
+    Http {
+        #[serde(default = "default_http_listen")]
+        listen: std::net::SocketAddr,
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+impl SourceConfig {
+    /// The source's name in metrics and logs: its `name`, else its type and path or address.
+    pub fn name(&self) -> String {
+        match self {
+            SourceConfig::Jsonl { name: Some(n), .. }
+            | SourceConfig::CloudtrailDir { name: Some(n), .. }
+            | SourceConfig::Http { name: Some(n), .. } => n.clone(),
+            SourceConfig::Jsonl { path, .. } => format!("jsonl:{}", path.display()),
+            SourceConfig::CloudtrailDir { path, .. } => {
+                format!("cloudtrail_dir:{}", path.display())
+            }
+            SourceConfig::Http { listen, .. } => format!("http:{listen}"),
+        }
+    }
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
 fn default_spool_max() -> u64 {
@@ -118,11 +183,46 @@ impl AgentConfig {
                 *p = base.join(&*p);
             }
         }
-        let SourceConfig::Jsonl { path: src } = &mut cfg.source;
-        if src.as_os_str() != "-" && src.is_relative() {
-            *src = base.join(&*src);
-        }
         let mut problems = Vec::new();
+        if let Some(s) = cfg.source.take() {
+            cfg.sources.insert(0, s);
+        }
+        if cfg.sources.is_empty() {
+            problems.push("no source: add a [source] or [[sources]] table".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &mut cfg.sources {
+            match s {
+                SourceConfig::Jsonl { path: src, .. }
+                | SourceConfig::CloudtrailDir { path: src, .. } => {
+                    if src.as_os_str() != "-" && src.is_relative() {
+                        *src = base.join(&*src);
+                    }
+                }
+                SourceConfig::Http { .. } => {}
+            }
+            if let SourceConfig::Jsonl {
+                path, follow: true, ..
+            } = s
+                && path.as_os_str() == "-"
+            {
+                problems.push("source jsonl: `follow` needs a file, not standard input".into());
+            }
+            if let SourceConfig::CloudtrailDir { path, .. } = s
+                && !path.is_dir()
+            {
+                problems.push(format!(
+                    "source cloudtrail_dir: {} is not a directory",
+                    path.display()
+                ));
+            }
+            if !names.insert(s.name()) {
+                problems.push(format!(
+                    "two sources are named {:?}: give each a distinct `name`",
+                    s.name()
+                ));
+            }
+        }
         if cfg.account.parse::<AccountId>().is_err() {
             problems.push(format!(
                 "account: {:?} is not a 12-digit account id",

@@ -3,6 +3,8 @@
 //! forgets an event only when the collector's acknowledgement covers it.
 
 pub mod config;
+pub mod metrics;
+pub mod sources;
 pub mod spool;
 
 use std::collections::BTreeMap;
@@ -10,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
 use orgtrail_proto::v1::ingest_client::IngestClient;
 use orgtrail_proto::v1::{EventBatch, RejectReason};
 use tokio::sync::{Notify, mpsc};
@@ -18,7 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-pub use config::{AgentConfig, ConfigError, EXAMPLE, SourceConfig};
+pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
+pub use metrics::Metrics;
+use sources::Item;
 pub use spool::{DeadLetter, Spool, SpoolError};
 
 /// Why the agent stopped.
@@ -47,67 +50,29 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
     })
 }
 
-/// One thing the source read: an event's bytes, or why a line is not an event.
-type SourceItem = Result<Vec<u8>, String>;
-
-/// Reads the source (blocking) and hands what it reads to the spooler.
-fn read_source(
-    cfg: &AgentConfig,
-    out: std::sync::mpsc::SyncSender<SourceItem>,
-) -> Result<(), AgentError> {
-    let SourceConfig::Jsonl { path } = &cfg.source;
-    let reader: Box<dyn std::io::Read + Send> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(path).map_err(|source| AgentError::Read {
-                path: path.display().to_string(),
-                source,
-            })?,
-        )
-    };
-    let decoder = Decoder::new(reader, InputFormat::JsonLines, DecodeLimits::default())
-        .map_err(|e| AgentError::Other(format!("source {}: {e}", path.display())))?;
-    for item in decoder {
-        let item =
-            item.map_err(|e| AgentError::Other(format!("source {}: {e}", path.display())))?;
-        let msg = match item.result {
-            Ok(ev) => Ok(ev.into_bytes()),
-            Err(reason) => {
-                tracing::warn!(position = %item.position, %reason, "invalid event moved to dead letters");
-                Err(format!("{}: {reason}", item.position))
-            }
-        };
-        if out.send(msg).is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Makes what the source read durable in the spool: a chunk (one wire batch) at a time, or
-/// whatever arrived within the linger time. Pauses while the spool is full.
+/// Makes what the sources read durable in the spool: a chunk (one wire batch) at a time, or
+/// whatever arrived within the linger time, with the sources' positions in the same append.
+/// Applies the trail's selectors first. Pauses while the spool is full.
 fn run_spooler(
     cfg: &AgentConfig,
     spool: &Spool,
-    input: std::sync::mpsc::Receiver<SourceItem>,
+    input: std::sync::mpsc::Receiver<Item>,
+    metrics: &Metrics,
     wake: &Notify,
     space: &Notify,
 ) -> Result<(), AgentError> {
     use std::sync::mpsc::RecvTimeoutError;
     let linger = Duration::from_millis(cfg.batch.linger_ms.max(1));
     let (max_events, max_bytes) = (cfg.batch.max_events, cfg.batch.max_bytes);
-    let mut good: Vec<Vec<u8>> = Vec::new();
-    let mut dead: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut bytes = 0usize;
-    let flush = |good: &mut Vec<Vec<u8>>,
-                 dead: &mut Vec<(String, Vec<u8>)>,
-                 bytes: &mut usize|
-     -> Result<(), AgentError> {
+    let mut p = Pending::default();
+    let flush = |p: &mut Pending| -> Result<(), AgentError> {
+        if p.is_empty() {
+            return Ok(());
+        }
         while spool.pending_bytes() > cfg.spool_max_bytes {
             tracing::warn!(
                 pending = spool.pending_bytes(),
-                "spool is full; the source waits"
+                "spool is full; the sources wait"
             );
             match tokio::runtime::Handle::try_current() {
                 Ok(h) => h.block_on(async {
@@ -117,34 +82,99 @@ fn run_spooler(
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
-        spool.append(good, dead, max_events, max_bytes)?;
-        good.clear();
-        dead.clear();
-        *bytes = 0;
+        let result = spool.append_marked(&p.good, &p.dead, &p.marks, max_events, max_bytes);
+        let answer = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        for w in p.waiting.drain(..) {
+            let _ = w.send(answer.clone());
+        }
+        let chunks = result?;
+        let mut at = 0usize;
+        for (first, n) in chunks {
+            let n = n as usize;
+            metrics.spooled_chunk(first, p.sources[at..at + n].to_vec());
+            at += n;
+        }
+        for s in &p.dead_sources {
+            metrics.source(*s).dead_lettered.inc();
+        }
+        metrics
+            .spool_pending_bytes
+            .store(spool.pending_bytes(), Ordering::Relaxed);
+        p.clear();
         wake.notify_one();
         Ok(())
     };
     loop {
         match input.recv_timeout(linger) {
-            Ok(Ok(e)) => {
-                bytes += e.len();
-                good.push(e);
+            Ok(Item::Event { source, event }) => {
+                p.bytes += event.bytes().len();
+                p.good.push(event.into_bytes());
+                p.sources.push(u16::try_from(source).unwrap_or(u16::MAX));
             }
-            Ok(Err(reason)) => dead.push((reason, Vec::new())),
+            Ok(Item::Dead {
+                source,
+                reason,
+                bytes,
+            }) => {
+                p.dead.push((reason, bytes));
+                p.dead_sources.push(source);
+            }
+            Ok(Item::Mark { key, value }) => {
+                if let Some(m) = p.marks.iter_mut().find(|(k, _)| *k == key) {
+                    m.1 = value;
+                } else {
+                    p.marks.push((key, value));
+                }
+            }
+            Ok(Item::Durable(w)) => {
+                p.waiting.push(w);
+                flush(&mut p)?;
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {
-                flush(&mut good, &mut dead, &mut bytes)?;
+                flush(&mut p)?;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
         // A full chunk is made durable at once: one fdatasync per wire batch, and the agent's
-        // memory stays a few batches however fast the source is.
-        if good.len() >= max_events || bytes >= max_bytes {
-            flush(&mut good, &mut dead, &mut bytes)?;
+        // memory stays a few batches however fast the sources are.
+        if p.good.len() >= max_events || p.bytes >= max_bytes {
+            flush(&mut p)?;
         }
     }
-    flush(&mut good, &mut dead, &mut bytes)?;
+    flush(&mut p)?;
     Ok(())
+}
+
+/// What the spooler holds between appends.
+#[derive(Default)]
+struct Pending {
+    good: Vec<Vec<u8>>,
+    sources: Vec<u16>,
+    bytes: usize,
+    dead: Vec<(String, Vec<u8>)>,
+    dead_sources: Vec<usize>,
+    marks: Vec<(Vec<u8>, Vec<u8>)>,
+    waiting: Vec<std::sync::mpsc::SyncSender<Result<(), String>>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.good.is_empty()
+            && self.dead.is_empty()
+            && self.marks.is_empty()
+            && self.waiting.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.good.clear();
+        self.sources.clear();
+        self.bytes = 0;
+        self.dead.clear();
+        self.dead_sources.clear();
+        self.marks.clear();
+    }
 }
 
 fn jitter(ms: u64) -> Duration {
@@ -198,6 +228,7 @@ async fn ship_once(
     space: &Notify,
     source_done: &AtomicBool,
     exit_when_drained: bool,
+    metrics: &Metrics,
 ) -> Result<bool, AgentError> {
     let channel = connect(cfg).await?;
     let mut client = IngestClient::new(channel)
@@ -211,7 +242,7 @@ async fn ship_once(
         Err(s) => return Err(status_error(s)),
     };
     let mut acks = response.into_inner();
-    let mut in_flight: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut in_flight: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
     let mut next_from = 0u64;
     loop {
         // Fill the window: one spool chunk is one batch.
@@ -234,7 +265,7 @@ async fn ship_once(
             {
                 return Ok(false);
             }
-            in_flight.insert(chunk.first_seq, stored_len);
+            in_flight.insert(chunk.first_seq, (stored_len, n));
         }
         if in_flight.is_empty() {
             if exit_when_drained && source_done.load(Ordering::Acquire) {
@@ -256,7 +287,7 @@ async fn ship_once(
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
-                    let Some(stored_len) = in_flight.remove(&ack.batch_id) else {
+                    let Some((stored_len, n)) = in_flight.remove(&ack.batch_id) else {
                         continue;
                     };
                     let rejected: Vec<(usize, String)> = ack
@@ -269,6 +300,9 @@ async fn ship_once(
                     }
                     let first = ack.batch_id;
                     tokio::task::block_in_place(|| spool.acknowledge((first, stored_len), &rejected))?;
+                    let positions: Vec<usize> = rejected.iter().map(|r| r.0).collect();
+                    metrics.acknowledged(first, n, &positions);
+                    metrics.spool_pending_bytes.store(spool.pending_bytes(), Ordering::Relaxed);
                     space.notify_one();
                 }
                 Ok(None) => return Ok(false),
@@ -288,32 +322,129 @@ fn status_error(s: tonic::Status) -> AgentError {
     }
 }
 
-/// Runs the agent. With `exit_when_drained`, returns once the source is exhausted and the
-/// collector acknowledged everything; otherwise runs until `shutdown` completes.
+/// Runs the agent. With `exit_when_drained`, sources read what is there (a directory is
+/// scanned once, a followed file read to its end), and the agent returns once the collector
+/// acknowledged everything; otherwise it runs until `shutdown` completes. `on_listen` is called
+/// with the name and address of each listener it opens (http sources, metrics).
 pub async fn run(
     cfg: AgentConfig,
     exit_when_drained: bool,
+    on_listen: impl Fn(&str, std::net::SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    if exit_when_drained
+        && let Some(s) = cfg
+            .sources
+            .iter()
+            .find(|s| matches!(s, SourceConfig::Http { .. }))
+    {
+        return Err(AgentError::Other(format!(
+            "source {} never runs dry: --exit-when-drained cannot be used with an http source",
+            s.name()
+        )));
+    }
     let spool = Spool::open(&cfg.spool_dir)?;
+    let names: Vec<String> = cfg.sources.iter().map(SourceConfig::name).collect();
+    let metrics = Arc::new(Metrics::new(&names));
+    metrics
+        .spool_pending_bytes
+        .store(spool.pending_bytes(), Ordering::Relaxed);
     let wake = Arc::new(Notify::new());
     let space = Arc::new(Notify::new());
     let source_done = Arc::new(AtomicBool::new(false));
-    let (items_tx, items_rx) = std::sync::mpsc::sync_channel::<SourceItem>(cfg.batch.max_events);
-    let reader = {
-        let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || read_source(&cfg, items_tx))
-    };
-    let source = {
-        let (cfg, spool, wake, space, done) = (
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (items_tx, items_rx) = std::sync::mpsc::sync_channel::<Item>(cfg.batch.max_events);
+
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+    for (index, sc) in cfg.sources.iter().enumerate() {
+        let ctx = sources::Ctx {
+            index,
+            name: sc.name(),
+            out: items_tx.clone(),
+            spool: spool.clone(),
+            metrics: metrics.clone(),
+            once: exit_when_drained,
+            stop: stop.clone(),
+        };
+        match sc.clone() {
+            SourceConfig::Jsonl {
+                path,
+                follow,
+                poll_ms,
+                ..
+            } => threads.push(tokio::task::spawn_blocking(move || {
+                sources::jsonl::run(&ctx, &path, follow, poll_ms)
+                    .map_err(|e| AgentError::Other(format!("source {}: {e}", ctx.name)))
+            })),
+            SourceConfig::CloudtrailDir { path, poll_ms, .. } => {
+                threads.push(tokio::task::spawn_blocking(move || {
+                    sources::dir::run(&ctx, &path, poll_ms)
+                        .map_err(|e| AgentError::Other(format!("source {}: {e}", ctx.name)))
+                }));
+            }
+            SourceConfig::Http { listen, .. } => {
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                    AgentError::Other(format!(
+                        "source {}: cannot listen on {listen}: {e}",
+                        ctx.name
+                    ))
+                })?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| AgentError::Other(e.to_string()))?;
+                on_listen(&ctx.name, addr);
+                tracing::info!(source = %ctx.name, %addr, "http source listening");
+                let mut stop_rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let name = ctx.name.clone();
+                    sources::http::serve(ctx, listener, async move {
+                        let _ = stop_rx.wait_for(|s| *s).await;
+                    })
+                    .await
+                    .map_err(|e| AgentError::Other(format!("source {name}: {e}")))
+                }));
+            }
+        }
+    }
+    drop(items_tx);
+    if let Some(m) = &cfg.metrics {
+        let listener = tokio::net::TcpListener::bind(m.listen).await.map_err(|e| {
+            AgentError::Other(format!("metrics: cannot listen on {}: {e}", m.listen))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| AgentError::Other(e.to_string()))?;
+        on_listen("metrics", addr);
+        let metrics = metrics.clone();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = metrics.clone();
+                    async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
+                }),
+            );
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+    let spooler = {
+        let (cfg, spool, wake, space, done, metrics) = (
             cfg.clone(),
             spool.clone(),
             wake.clone(),
             space.clone(),
             source_done.clone(),
+            metrics.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let r = run_spooler(&cfg, &spool, items_rx, &wake, &space);
+            let r = run_spooler(&cfg, &spool, items_rx, &metrics, &wake, &space);
             done.store(true, Ordering::Release);
             wake.notify_one();
             r
@@ -322,7 +453,17 @@ pub async fn run(
     let shipper = async {
         let mut backoff = cfg.retry.initial_ms.max(1);
         loop {
-            match ship_once(&cfg, &spool, &wake, &space, &source_done, exit_when_drained).await {
+            match ship_once(
+                &cfg,
+                &spool,
+                &wake,
+                &space,
+                &source_done,
+                exit_when_drained,
+                &metrics,
+            )
+            .await
+            {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
                     tracing::info!("collector stream ended; reconnecting");
@@ -342,21 +483,34 @@ pub async fn run(
         r = &mut shipper => r,
         _ = &mut shutdown => Ok(()),
     };
+    // Stop the sources; what they handed over is spooled before the agent returns.
+    stop.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let mut first_error = None;
+    for t in threads {
+        if let Ok(Err(e)) = t.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Ok(Err(e)) = spooler.await {
+        first_error.get_or_insert(e);
+    }
     // Acknowledgements are written lazily; make them durable so nothing is sent twice.
     let s = spool.clone();
     let flushed = tokio::task::spawn_blocking(move || s.flush()).await;
     if let Ok(Err(e)) = flushed {
         tracing::warn!(error = %e, "could not record the last acknowledgements; those batches will be sent again (the collector drops duplicates)");
     }
-    if reader.is_finished()
-        && let Ok(Err(e)) = reader.await
-    {
-        return Err(e);
+    for line in metrics.summary() {
+        tracing::info!("{line}");
     }
-    if source.is_finished()
-        && let Ok(Err(e)) = source.await
-    {
-        return Err(e);
+    match (result, first_error) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(()),
     }
-    result
 }

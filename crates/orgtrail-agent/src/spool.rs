@@ -336,10 +336,6 @@ impl Spool {
         let db = open_state(dir)?;
         let state = db.open_tree("spool")?;
         let mut meta = Meta::default();
-        for kv in state.scan_prefix([MARK]) {
-            let (k, v) = kv?;
-            meta.marks.insert(k[1..].to_vec(), v.to_vec());
-        }
         let mut acked = std::collections::HashSet::new();
         for kv in state.scan_prefix([ACKED]) {
             acked.insert(seq_of(&kv?.0)?);
@@ -491,6 +487,12 @@ impl Spool {
         for f in gone {
             if let Some(seg) = meta.segments.remove(&f) {
                 std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+                // Its marks are in the state database now: memory keeps only live ones.
+                for (k, v) in &seg.marks {
+                    if meta.marks.get(k) == Some(v) {
+                        meta.marks.remove(k);
+                    }
+                }
             }
         }
         Ok(())
@@ -507,9 +509,11 @@ impl Spool {
         max_bytes: usize,
     ) -> Result<(), SpoolError> {
         self.append_marked(events, dead, &[], max_events, max_bytes)
+            .map(|_| ())
     }
 
-    /// [`Spool::append`] with source positions recorded in the same write.
+    /// [`Spool::append`] with source positions recorded in the same write. Returns the chunks
+    /// written: (first seq, number of events).
     pub fn append_marked(
         &self,
         events: &[Vec<u8>],
@@ -517,9 +521,9 @@ impl Spool {
         marks: &[(Vec<u8>, Vec<u8>)],
         max_events: usize,
         max_bytes: usize,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<Vec<(u64, u32)>, SpoolError> {
         if events.is_empty() && dead.is_empty() && marks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut writer = lock(&self.inner.writer);
         let mut next = lock(&self.inner.meta).next_seq;
@@ -632,12 +636,24 @@ impl Spool {
         if let Some(old) = rolled {
             self.retire(&[old.segment])?;
         }
-        Ok(())
+        Ok(chunks.iter().map(|c| (c.0, c.3)).collect())
     }
 
-    /// The latest durable position a source recorded under `key`.
+    /// The latest durable position a source recorded under `key`. Marks of live segments are
+    /// in memory; older ones are read from the state database.
     pub fn mark(&self, key: &[u8]) -> Option<Vec<u8>> {
-        lock(&self.inner.meta).marks.get(key).cloned()
+        if let Some(v) = lock(&self.inner.meta).marks.get(key) {
+            return Some(v.clone());
+        }
+        let mut k = vec![MARK];
+        k.extend_from_slice(key);
+        match self.inner.state.get(k) {
+            Ok(v) => v.map(|v| v.to_vec()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a source position from the spool");
+                None
+            }
+        }
     }
 
     /// The next pending chunk starting at or after `from`.

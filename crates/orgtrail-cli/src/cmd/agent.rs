@@ -59,6 +59,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(orgtrail_agent::run(
         cfg,
         args.exit_when_drained,
+        |name, addr| {
+            use std::io::Write;
+            println!("orgtrail agent: {name} listening on {addr}");
+            let _ = std::io::stdout().flush();
+        },
         crate::cmd::collector::shutdown_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)

@@ -273,6 +273,7 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
         agents.push(tokio::spawn(orgtrail_agent::run(
             cfg,
             true,
+            |_, _| {},
             std::future::pending(),
         )));
     }

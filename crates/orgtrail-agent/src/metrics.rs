@@ -1,0 +1,180 @@
+//! The agent's counters, per source: events read, filtered out by selectors, spooled, shipped
+//! (acknowledged by the collector) and dead-lettered. Served in Prometheus' text format when
+//! `[metrics] listen` is set, and logged when the agent stops.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One source's counters.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub name: String,
+    pub read: Counter,
+    pub filtered: Counter,
+    pub spooled: Counter,
+    pub shipped: Counter,
+    pub dead_lettered: Counter,
+}
+
+/// All counters. The last "source" stands for events spooled before this run started, whose
+/// source is no longer known.
+#[derive(Debug)]
+pub struct Metrics {
+    sources: Vec<SourceMetrics>,
+    /// For each chunk spooled in this run: the source of each of its events.
+    chunks: Mutex<HashMap<u64, Vec<u16>>>,
+    pub batches_acknowledged: Counter,
+    pub spool_pending_bytes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(names: &[String]) -> Self {
+        let mut sources: Vec<SourceMetrics> = names
+            .iter()
+            .map(|n| SourceMetrics {
+                name: n.clone(),
+                ..SourceMetrics::default()
+            })
+            .collect();
+        sources.push(SourceMetrics {
+            name: "(spooled before this run)".into(),
+            ..SourceMetrics::default()
+        });
+        Metrics {
+            sources,
+            chunks: Mutex::new(HashMap::new()),
+            batches_acknowledged: Counter::default(),
+            spool_pending_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters of source `i` (or of the earlier-run pseudo source when out of range).
+    pub fn source(&self, i: usize) -> &SourceMetrics {
+        let last = self.sources.len() - 1;
+        &self.sources[i.min(last)]
+    }
+
+    /// Records which source each event of a just-spooled chunk came from.
+    pub fn spooled_chunk(&self, first_seq: u64, sources: Vec<u16>) {
+        for s in &sources {
+            self.source(usize::from(*s)).spooled.inc();
+        }
+        if let Ok(mut c) = self.chunks.lock() {
+            c.insert(first_seq, sources);
+        }
+    }
+
+    /// Counts an acknowledged chunk: `rejected` are the positions the collector refused.
+    pub fn acknowledged(&self, first_seq: u64, len: usize, rejected: &[usize]) {
+        self.batches_acknowledged.inc();
+        let sources = self
+            .chunks
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(&first_seq))
+            .unwrap_or_else(|| vec![u16::MAX; len]);
+        for (i, s) in sources.iter().enumerate() {
+            let m = self.source(usize::from(*s));
+            if rejected.contains(&i) {
+                m.dead_lettered.inc();
+            } else {
+                m.shipped.inc();
+            }
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        type Stage = (&'static str, fn(&SourceMetrics) -> u64);
+        let stages: [Stage; 5] = [
+            ("read", |m| m.read.get()),
+            ("filtered", |m| m.filtered.get()),
+            ("spooled", |m| m.spooled.get()),
+            ("shipped", |m| m.shipped.get()),
+            ("dead_lettered", |m| m.dead_lettered.get()),
+        ];
+        let _ = writeln!(
+            out,
+            "# HELP orgtrail_agent_events_total Events per source and stage: read from the source, filtered out by the trail's selectors, spooled durably, shipped (acknowledged by the collector), dead-lettered."
+        );
+        let _ = writeln!(out, "# TYPE orgtrail_agent_events_total counter");
+        for m in &self.sources {
+            for (stage, get) in &stages {
+                let _ = writeln!(
+                    out,
+                    "orgtrail_agent_events_total{{source=\"{}\",stage=\"{stage}\"}} {}",
+                    escape(&m.name),
+                    get(m)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP orgtrail_agent_batches_acknowledged_total Batches the collector acknowledged."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE orgtrail_agent_batches_acknowledged_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "orgtrail_agent_batches_acknowledged_total {}",
+            self.batches_acknowledged.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP orgtrail_agent_spool_pending_bytes Bytes in the spool waiting for an acknowledgement."
+        );
+        let _ = writeln!(out, "# TYPE orgtrail_agent_spool_pending_bytes gauge");
+        let _ = writeln!(
+            out,
+            "orgtrail_agent_spool_pending_bytes {}",
+            self.spool_pending_bytes.load(Ordering::Relaxed)
+        );
+        out
+    }
+
+    /// One line per source, for the log.
+    pub fn summary(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|m| m.read.get() + m.shipped.get() + m.dead_lettered.get() > 0)
+            .map(|m| {
+                format!(
+                    "{}: read={} filtered={} spooled={} shipped={} dead_lettered={}",
+                    m.name,
+                    m.read.get(),
+                    m.filtered.get(),
+                    m.spooled.get(),
+                    m.shipped.get(),
+                    m.dead_lettered.get()
+                )
+            })
+            .collect()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,149 @@
+//! CloudTrail's delivered layout on disk:
+//! `AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_..._XXXX.json.gz`
+//! (plain `.json` too). Every new log file's Records are shipped once: a finished file is
+//! marked in the spool in the same durable append as its last events, so a restarted agent
+//! skips it (a file interrupted half-way is read again; the collector drops the repeats).
+//! A file still being written is left until its size and modification time hold still across
+//! two scans. Digest files are not events and are skipped. A corrupt or oversized file goes to
+//! the dead-letter area with the reason, and the source goes on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
+
+use super::{Ctx, Item};
+
+/// CloudTrail caps a delivered log file at 50 MB compressed.
+pub const MAX_FILE_BYTES: u64 = 50 * 1000 * 1000;
+/// Largest decompressed log file; a gzip bomb stops here.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 512 << 20;
+
+fn mark_key(rel: &Path) -> Vec<u8> {
+    let mut k = b"file\0".to_vec();
+    k.extend_from_slice(rel.as_os_str().as_encoded_bytes());
+    k
+}
+
+/// Log files under `root`, sorted (the layout sorts by account, region, then date).
+fn scan(root: &Path, out: &mut Vec<PathBuf>) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            tracing::warn!("cannot read directory {}", dir.display());
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if t.is_dir() {
+                if name != "CloudTrail-Digest" {
+                    stack.push(p);
+                }
+            } else if t.is_file()
+                && (name.ends_with(".json.gz") || name.ends_with(".json"))
+                && !name.contains("CloudTrail-Digest")
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+}
+
+/// Runs the source: scans every `poll_ms` (once, with `ctx.once`).
+pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
+    // Files seen but not yet settled: (size, mtime) at the last scan.
+    let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
+    loop {
+        let mut files = Vec::new();
+        scan(root, &mut files);
+        let mut waiting = HashMap::new();
+        for path in files {
+            if ctx.stopping() {
+                return Ok(());
+            }
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            let key = mark_key(&rel);
+            if ctx.spool.mark(&key).is_some() {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let now = (meta.len(), meta.modified().ok());
+            if !ctx.once && seen.get(&path) != Some(&now) {
+                // New or still changing: look again at the next scan.
+                waiting.insert(path, now);
+                continue;
+            }
+            if !ship_file(ctx, &path, &rel, meta.len(), key) {
+                return Ok(());
+            }
+        }
+        seen = waiting;
+        if ctx.once {
+            return Ok(());
+        }
+        if !ctx.pause(poll_ms) {
+            return Ok(());
+        }
+    }
+}
+
+/// Ships one settled file; false when the agent is stopping.
+fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> bool {
+    let name = rel.display().to_string();
+    let done = |ctx: &Ctx| {
+        ctx.send(Item::Mark {
+            key: key.clone(),
+            value: b"done".to_vec(),
+        })
+    };
+    if size > MAX_FILE_BYTES {
+        return ctx.dead(
+            format!("{name}: {size} bytes, larger than CloudTrail's limit of {MAX_FILE_BYTES} bytes for a log file"),
+            Vec::new(),
+        ) && done(ctx);
+    }
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(source = %ctx.name, "cannot open {}: {e}; trying again later", path.display());
+            return true;
+        }
+    };
+    let limits = DecodeLimits {
+        max_document_bytes: MAX_DECOMPRESSED_BYTES,
+        ..DecodeLimits::default()
+    };
+    let decoder = match Decoder::new(file, InputFormat::LogFile, limits) {
+        Ok(d) => d,
+        Err(e) => return ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx),
+    };
+    let mut events = 0u64;
+    for item in decoder {
+        let ok = match item {
+            Ok(item) => match item.result {
+                Ok(ev) => {
+                    events += 1;
+                    ctx.event(ev)
+                }
+                Err(reason) => ctx.dead(format!("{name}: {}: {reason}", item.position), Vec::new()),
+            },
+            Err(e) => {
+                // The file as a whole is unreadable (corrupt gzip, not a log file, too large
+                // once decompressed): one dead letter for it.
+                ctx.dead(format!("{name}: {e}"), Vec::new())
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    tracing::debug!(source = %ctx.name, file = %name, events, "log file read");
+    done(ctx)
+}
