@@ -147,6 +147,21 @@ impl Org {
         cfg
     }
 
+    /// An agent configuration with the given source tables (TOML).
+    pub(crate) fn agent_config_with(
+        &self,
+        name: &str,
+        account: &str,
+        port: u16,
+        sources: &str,
+    ) -> PathBuf {
+        let cfg = self.path(&format!("{name}.toml"));
+        std::fs::write(&cfg, format!(
+            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool-{name}\"\n[tls]\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\nca = \"ca/ca.pem\"\n[retry]\ninitial_ms = 20\nmax_ms = 200\n[batch]\nlinger_ms = 20\n{sources}\n"
+        )).unwrap();
+        cfg
+    }
+
     pub(crate) fn stored(&self) -> Vec<String> {
         let out = run(
             &[

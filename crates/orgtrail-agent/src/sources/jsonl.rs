@@ -74,6 +74,8 @@ struct Pos<'a> {
     line_no: u64,
     key: &'a [u8],
     ident: (u64, u64),
+    /// Fingerprint of the file's first bytes: (how many, CRC-32).
+    head: (u64, u32),
 }
 
 /// Reads one file from `offset` to its current end, handing lines over. Returns the new offset
@@ -90,6 +92,7 @@ fn read_on(
         mut line_no,
         key,
         ident,
+        head,
     } = at;
     let mut chunk = vec![0u8; 256 << 10];
     let mut got = Vec::new();
@@ -149,7 +152,11 @@ fn read_on(
         }
         if !ctx.send(Item::Mark {
             key: key.to_vec(),
-            value: format!("{}:{}:{offset}:{line_no}", ident.0, ident.1).into_bytes(),
+            value: format!(
+                "{}:{}:{offset}:{line_no}:{}:{}",
+                ident.0, ident.1, head.0, head.1
+            )
+            .into_bytes(),
         }) {
             return None;
         }
@@ -161,6 +168,18 @@ fn read_on(
 
 fn ident(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
+}
+
+/// Bytes of a file's start that identify its content (a file truncated and written again
+/// in place keeps its inode, and may be as long as before).
+const HEAD: u64 = 4096;
+
+/// CRC-32 of the first `n` bytes of `f`; `None` when it has fewer.
+fn fingerprint(f: &File, n: u64) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; usize::try_from(n).ok()?];
+    f.read_exact_at(&mut b, 0).ok()?;
+    Some(crc32fast::hash(&b))
 }
 
 /// Runs the source until its input ends (or, when following, until the agent stops).
@@ -188,19 +207,22 @@ pub fn run(ctx: &Ctx, path: &Path, follow: bool, poll_ms: u64) -> Result<(), Str
             Err(e) => return Err(e),
         }
     };
-    // Resume after the last line spooled, if it is the same file and it was not truncated.
+    // Resume after the last line spooled, if it is the same file with the same beginning.
     let (mut offset, mut line_no) = (0u64, 0u64);
+    let mut head = (0u64, 0u32);
     if let Some(m) = ctx.spool.mark(&key) {
         let parts: Vec<u64> = String::from_utf8_lossy(&m)
             .split(':')
             .filter_map(|p| p.parse().ok())
             .collect();
-        if let [dev, ino, off, line] = parts[..]
+        if let [dev, ino, off, line, hn, hc] = parts[..]
             && (dev, ino) == id
             && off <= len
+            && fingerprint(&file, hn) == u32::try_from(hc).ok()
         {
             offset = off;
             line_no = line;
+            head = (hn, u32::try_from(hc).unwrap_or_default());
         }
     }
     file.seek(SeekFrom::Start(offset))
@@ -209,6 +231,7 @@ pub fn run(ctx: &Ctx, path: &Path, follow: bool, poll_ms: u64) -> Result<(), Str
         buf: Vec::new(),
         skipped: 0,
     };
+    let mut last_seen = None;
     loop {
         let final_read = !follow || ctx.once;
         let at = Pos {
@@ -216,6 +239,7 @@ pub fn run(ctx: &Ctx, path: &Path, follow: bool, poll_ms: u64) -> Result<(), Str
             line_no,
             key: &key,
             ident: id,
+            head,
         };
         let Some((o, l)) = read_on(ctx, &mut file, &mut lines, at, final_read) else {
             return Ok(());
@@ -224,41 +248,57 @@ pub fn run(ctx: &Ctx, path: &Path, follow: bool, poll_ms: u64) -> Result<(), Str
         if final_read {
             return Ok(());
         }
-        // At the end: rotated, truncated, or just waiting for more.
-        match std::fs::metadata(path) {
-            Ok(m) if ident(&m) != id => {
-                // Finish the old file (anything written to it since), then take the new one.
-                let at = Pos {
-                    offset,
-                    line_no,
-                    key: &key,
-                    ident: id,
-                };
-                if read_on(ctx, &mut file, &mut lines, at, true).is_none() {
-                    return Ok(());
-                }
-                tracing::info!(source = %ctx.name, "{} was rotated; reading the new file", path.display());
-                match open(path) {
-                    Ok((f, i, _)) => {
-                        (file, id, offset, line_no) = (f, i, 0, 0);
-                        lines.reset();
-                        continue;
-                    }
-                    Err(e) => tracing::warn!(source = %ctx.name, "{e}"),
-                }
+        if head.0 < offset.min(HEAD) {
+            let n = offset.min(HEAD);
+            if let Some(c) = fingerprint(&file, n) {
+                head = (n, c);
             }
-            Ok(m) if m.len() < offset => {
-                tracing::warn!(source = %ctx.name, "{} was truncated; reading it again from the start", path.display());
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| format!("cannot seek {}: {e}", path.display()))?;
-                (offset, line_no) = (0, 0);
-                lines.reset();
+        }
+        // Wait for a change: more lines, a rotation, a truncation.
+        loop {
+            if !ctx.pause(poll_ms) {
+                return Ok(());
+            }
+            let Ok(m) = std::fs::metadata(path) else {
+                continue;
+            };
+            let now = (m.len(), m.modified().ok(), ident(&m));
+            if last_seen.as_ref() == Some(&now) {
                 continue;
             }
-            _ => {}
+            last_seen = Some(now);
+            break;
         }
-        if !ctx.pause(poll_ms) {
-            return Ok(());
+        let m = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if ident(&m) != id {
+            // Finish the old file (anything written to it since), then take the new one.
+            let at = Pos {
+                offset,
+                line_no,
+                key: &key,
+                ident: id,
+                head,
+            };
+            if read_on(ctx, &mut file, &mut lines, at, true).is_none() {
+                return Ok(());
+            }
+            tracing::info!(source = %ctx.name, "{} was rotated; reading the new file", path.display());
+            match open(path) {
+                Ok((f, i, _)) => {
+                    (file, id, offset, line_no, head) = (f, i, 0, 0, (0, 0));
+                    lines.reset();
+                }
+                Err(e) => tracing::warn!(source = %ctx.name, "{e}"),
+            }
+        } else if m.len() < offset || fingerprint(&file, head.0) != Some(head.1) {
+            tracing::warn!(source = %ctx.name, "{} was truncated or rewritten; reading it again from the start", path.display());
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| format!("cannot seek {}: {e}", path.display()))?;
+            (offset, line_no, head) = (0, 0, (0, 0));
+            lines.reset();
         }
     }
 }
