@@ -267,15 +267,15 @@ account = "111122223333"
 collector = "https://collector.example:4317"
 # server_name = "collector.example"   # default: the URL's host
 
-[tls]
-cert = "agent.pem"     # orgtrail certs issue --role agent --account 111122223333
-key = "agent.key"
-ca = "ca/ca.pem"       # the organization CA
-
 # Durable spool: every event is stored here before it is shipped, and kept until the
 # collector acknowledged it.
 spool_dir = "spool"
 spool_max_bytes = 268435456    # when full, the source pauses; nothing is dropped
+
+[tls]
+cert = "agent.pem"     # orgtrail certs issue --role agent --account 111122223333
+key = "agent.key"
+ca = "ca/ca.pem"       # the organization CA
 
 [batch]
 max_events = 1000
@@ -287,7 +287,49 @@ max_in_flight = 4
 initial_ms = 100     # exponential backoff with jitter
 max_ms = 30000
 
-[source]
-type = "jsonl"
-path = "-"           # standard input, or a file of JSON lines
+# Sources: one [source] table, or several [[sources]] (each may have a `name`, used in
+# metrics and logs). Every event a source reads is durable in the spool before the source
+# moves on; a source's position is kept with it, so a restart neither skips nor repeats.
+#
+# CloudTrail's delivered log files (AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/
+# *.json.gz or .json), e.g. an `aws s3 sync` of the trail's bucket. Each new file's Records
+# are shipped once; digest files are skipped; a corrupt or oversized file (over 50 MB, or
+# 512 MiB decompressed) becomes a dead letter. A file is read once its size and mtime hold
+# still across two scans.
+[[sources]]
+type = "cloudtrail_dir"
+name = "trail"
+path = "/var/lib/cloudtrail"
+poll_ms = 1000
+
+# JSON lines: a file, followed as it grows (across rotation and truncation), or "-" for
+# standard input.
+# [[sources]]
+# type = "jsonl"
+# path = "/var/log/app/audit.jsonl"
+# follow = true
+
+# Applications' own audit events, in CloudTrail Lake's PutAuditEvents shape:
+#   POST http://127.0.0.1:4318/  {"auditEvents":[{"id":"...","eventData":"{...}"}]}
+# answered once the events are durable. At most 100 events and 1 MB per request.
+# [[sources]]
+# type = "http"
+# listen = "127.0.0.1:4318"
+
+# Prometheus metrics (events read, filtered, spooled, shipped, dead-lettered per source):
+# [metrics]
+# listen = "127.0.0.1:9464"
 "#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let cfg: AgentConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        assert_eq!(cfg.sources[0].name(), "trail");
+    }
+}

@@ -201,3 +201,15 @@ max_batch_events = 10000
 max_event_bytes = 262144       # CloudTrail's limit
 max_in_flight = 32             # batches of one stream stored at once
 "#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let cfg: CollectorConfig = toml::from_str(EXAMPLE).unwrap();
+        assert!(!cfg.organization.id.is_empty());
+    }
+}
