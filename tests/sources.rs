@@ -500,3 +500,87 @@ fn the_http_source_answers_after_durability_and_a_retry_is_stored_once() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[test]
+fn a_pasted_aws_selector_configuration_ships_only_what_it_selects() {
+    let (org, c) = setup();
+    let evs = generated(3000, 61);
+    let file = org.path("events.jsonl");
+    std::fs::write(&file, evs.join("\n") + "\n").unwrap();
+    // `aws cloudtrail get-event-selectors` output of a trail logging management writes and
+    // S3 object-level writes, pasted as is.
+    std::fs::write(
+        org.path("trail-selectors.json"),
+        r#"{
+    "TrailARN": "arn:aws:cloudtrail:us-east-1:123456789012:trail/management-events",
+    "AdvancedEventSelectors": [
+        {
+            "Name": "Management writes",
+            "FieldSelectors": [
+                { "Field": "eventCategory", "Equals": ["Management"] },
+                { "Field": "readOnly", "Equals": ["false"] }
+            ]
+        },
+        {
+            "Name": "S3 object writes",
+            "FieldSelectors": [
+                { "Field": "eventCategory", "Equals": ["Data"] },
+                { "Field": "resources.type", "Equals": ["AWS::S3::Object"] },
+                { "Field": "readOnly", "Equals": ["false"] }
+            ]
+        }
+    ]
+}"#,
+    )
+    .unwrap();
+    let sources = format!(
+        "[selectors]\naws_json = \"trail-selectors.json\"\nregions = [\"us-east-1\", \"eu-west-1\"]\n[[sources]]\ntype = \"jsonl\"\nname = \"file\"\npath = \"{}\"\n",
+        p(&file)
+    );
+    let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
+    let log = agent_once(&org, &cfg);
+    // The oracle: the documented meaning of those selectors, evaluated on the JSON.
+    let selected: Vec<&String> = evs
+        .iter()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let region_ok = matches!(v["awsRegion"].as_str(), Some("us-east-1" | "eu-west-1"));
+            let write = v["readOnly"] == serde_json::json!(false);
+            let mgmt = v["eventCategory"] == "Management";
+            let s3_object = v["eventCategory"] == "Data"
+                && v["resources"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["type"] == "AWS::S3::Object"));
+            region_ok && write && (mgmt || s3_object)
+        })
+        .collect();
+    let want: HashSet<String> = selected.iter().map(|l| id(l)).collect();
+    assert!(!want.is_empty() && want.len() < evs.len());
+    let got: HashSet<String> = stored(&org, &c).iter().map(|l| id(l)).collect();
+    assert_eq!(got, want);
+    assert!(
+        log.contains(&format!(
+            "file: read={} filtered={}",
+            evs.len(),
+            evs.len() - selected.len()
+        )),
+        "{log}"
+    );
+
+    // An invalid configuration is refused at startup, every problem listed.
+    std::fs::write(
+        org.path("trail-selectors.json"),
+        r#"{"AdvancedEventSelectors":[{"Name":"x","FieldSelectors":[{"Field":"eventNam","Equals":["A"]},{"Field":"readOnly","StartsWith":["t"]}]}]}"#,
+    )
+    .unwrap();
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("eventNam") && e.contains("readOnly") && e.contains("eventCategory"),
+        "{e}"
+    );
+}

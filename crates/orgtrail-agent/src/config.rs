@@ -31,6 +31,9 @@ pub struct AgentConfig {
     pub source: Option<SourceConfig>,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// The trail's event selectors and region filter (`[selectors]`); none: ship everything.
+    #[serde(default)]
+    pub selectors: Option<crate::selectors::SelectorConfig>,
     /// A Prometheus endpoint with the agent's counters (`[metrics] listen = "127.0.0.1:9464"`).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
@@ -184,6 +187,16 @@ impl AgentConfig {
             }
         }
         let mut problems = Vec::new();
+        if let Some(sel) = &mut cfg.selectors {
+            if let Some(j) = &mut sel.aws_json
+                && j.is_relative()
+            {
+                *j = base.join(&*j);
+            }
+            if let Err(p) = crate::selectors::Selectors::load(sel, base) {
+                problems.extend(p);
+            }
+        }
         if let Some(s) = cfg.source.take() {
             cfg.sources.insert(0, s);
         }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod selectors;
 pub mod sources;
 pub mod spool;
 
@@ -55,6 +56,7 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
 /// Applies the trail's selectors first. Pauses while the spool is full.
 fn run_spooler(
     cfg: &AgentConfig,
+    selectors: Option<&selectors::Selectors>,
     spool: &Spool,
     input: std::sync::mpsc::Receiver<Item>,
     metrics: &Metrics,
@@ -107,6 +109,12 @@ fn run_spooler(
     loop {
         match input.recv_timeout(linger) {
             Ok(Item::Event { source, event }) => {
+                if let Some(sel) = selectors
+                    && !sel.matches(event.fields())
+                {
+                    metrics.source(source).filtered.inc();
+                    continue;
+                }
                 p.bytes += event.bytes().len();
                 p.good.push(event.into_bytes());
                 p.sources.push(u16::try_from(source).unwrap_or(u16::MAX));
@@ -343,6 +351,17 @@ pub async fn run(
             s.name()
         )));
     }
+    let selectors = match &cfg.selectors {
+        Some(s) => Some(
+            selectors::Selectors::load(s, std::path::Path::new("/")).map_err(|p| {
+                AgentError::Other(format!("invalid selectors:\n  - {}", p.join("\n  - ")))
+            })?,
+        ),
+        None => None,
+    };
+    if let Some(s) = &selectors {
+        tracing::info!(selectors = %s.summary(), "trail selectors");
+    }
     let spool = Spool::open(&cfg.spool_dir)?;
     let names: Vec<String> = cfg.sources.iter().map(SourceConfig::name).collect();
     let metrics = Arc::new(Metrics::new(&names));
@@ -444,7 +463,15 @@ pub async fn run(
             metrics.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let r = run_spooler(&cfg, &spool, items_rx, &metrics, &wake, &space);
+            let r = run_spooler(
+                &cfg,
+                selectors.as_ref(),
+                &spool,
+                items_rx,
+                &metrics,
+                &wake,
+                &space,
+            );
             done.store(true, Ordering::Release);
             wake.notify_one();
             r

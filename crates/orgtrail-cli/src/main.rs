@@ -33,6 +33,7 @@ struct Cli {
 enum Command {
     Demo(cmd::demo::Args),
     Validate(cmd::validate::Args),
+    Selectors(cmd::selectors::Args),
     GenEvents(cmd::gen_events::Args),
     Keys(cmd::keys::Args),
     Certs(cmd::certs::Args),
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Selectors(args) => cmd::selectors::run(args),
         Command::GenEvents(args) => cmd::gen_events::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Certs(args) => cmd::certs::run(args),

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use orgtrail_agent::{AgentConfig, Spool};
 
-/// Run an agent: read events from its source, keep each durably in the local spool until the
-/// collector acknowledged it, ship batches over gRPC with mutual TLS. Restarting resumes from
-/// the spool. Events the collector rejects move to the dead-letter area with the reason.
+/// Run an agent: read events from its sources (a CloudTrail log tree, JSON lines from a file
+/// followed as it grows or from standard input, an HTTP endpoint for PutAuditEvents), apply
+/// the trail's selectors, keep each event durably in the local spool until the collector
+/// acknowledged it, ship batches over gRPC with mutual TLS. Restarting resumes from the spool
+/// and each source's position. Events the collector rejects move to the dead-letter area with
+/// the reason. Prints `orgtrail agent: NAME listening on ADDR` for each listener it opens.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
@@ -17,8 +20,9 @@ pub(crate) struct Args {
     /// The configuration file (`orgtrail config example agent` prints a commented one).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Exit 0 once the source is exhausted and every event was acknowledged (for batch jobs
-    /// and tests); otherwise run until SIGTERM.
+    /// Read what the sources hold now (a log tree scanned once, a file read to its end), exit 0
+    /// once every event was acknowledged (for batch jobs and tests); otherwise run until
+    /// SIGTERM. Not with an http source.
     #[arg(long)]
     exit_when_drained: bool,
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod bench;
+pub(crate) mod bench_parse;
 pub(crate) mod bench_query;
 pub(crate) mod bench_transport;
 pub(crate) mod certs;
@@ -14,6 +15,7 @@ pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
 pub(crate) mod remote;
+pub(crate) mod selectors;
 pub(crate) mod stats;
 pub(crate) mod validate;
 
