@@ -210,6 +210,9 @@ fn a_cloudtrail_log_tree_is_shipped_exactly_once_across_a_restart() {
     let mut bad = gzip(&log_file(&evs[..10]));
     bad.truncate(bad.len() / 2);
     std::fs::write(day.join(name("0200", "bad")), bad).unwrap();
+    // Over CloudTrail's 50 MB cap for a delivered file: refused unread.
+    let big = std::fs::File::create(day.join(name("0210", "big"))).unwrap();
+    big.set_len(50_000_001).unwrap();
 
     let sources = format!(
         "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"trail\"\npath = \"{}\"\n",
@@ -233,8 +236,8 @@ fn a_cloudtrail_log_tree_is_shipped_exactly_once_across_a_restart() {
     assert!(gen_ids.is_subset(&stored_ids));
     assert_eq!(
         first_read as usize,
-        stored1.len() + 1,
-        "each record read once, and the corrupt file: {log}"
+        stored1.len() + 2,
+        "each record read once, and the two bad files: {log}"
     );
 
     // The corrupt file is in the dead letters with the reason; the digest file is not.
@@ -253,7 +256,11 @@ fn a_cloudtrail_log_tree_is_shipped_exactly_once_across_a_restart() {
         "{dl}"
     );
     assert!(!dl.contains("Digest"), "{dl}");
-    assert!(dl.contains("dead-letters=1"), "{dl}");
+    assert!(
+        dl.contains("dead-letters=2")
+            && dl.contains("_big.json.gz: 50000001 bytes, larger than CloudTrail's limit"),
+        "{dl}"
+    );
 
     // Restart with one new file: only it is read.
     let more = generated(300, 42);
