@@ -1,9 +1,9 @@
 //! `orgtrail bench query`: remote lookup latency on a collector holding many events while it
 //! ingests at a steady rate. Both the collector and the readers use real mutual TLS.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -113,26 +113,8 @@ fn run_in(root: &Path, a: &QueryArgs) -> anyhow::Result<std::process::ExitCode> 
     });
     let live_account = live.account_ids()[0].clone();
     issue(Role::Agent, vec![live_account.parse()?], "agent")?;
-    std::fs::write(
-        root.join("collector.toml"),
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
-    )?;
     let t = Instant::now();
-    let mut collector = Command::new(&exe)
-        .args(["collector", "--config"])
-        .arg(root.join("collector.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("collector address")?;
+    let (mut collector, port) = crate::cmd::bench_transport::start_collector(&exe, root)?;
     println!(
         "collector open on {} events in {:.1} s",
         a.events,

@@ -54,6 +54,34 @@ pub(crate) fn run(a: TransportArgs) -> anyhow::Result<std::process::ExitCode> {
     result
 }
 
+/// Starts a collector process on `root` (server.pem, ca/, keys/, data/), any account of
+/// organization o-bench, on a free loopback port; returns it and its port.
+pub(crate) fn start_collector(
+    exe: &Path,
+    root: &Path,
+) -> anyhow::Result<(std::process::Child, u16)> {
+    write(
+        &root.join("collector.toml"),
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
+    )?;
+    let mut collector = Command::new(exe)
+        .args(["collector", "--config"])
+        .arg(root.join("collector.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("collector address")?;
+    Ok((collector, port))
+}
+
 fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCode> {
     let exe = std::env::current_exe()?;
     certs::init_ca(&root.join("ca"), "o-bench", 30)?;
@@ -108,25 +136,7 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
         },
         &root.join("agent"),
     )?;
-    write(
-        &root.join("collector.toml"),
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
-    )?;
-    let mut collector = Command::new(&exe)
-        .args(["collector", "--config"])
-        .arg(root.join("collector.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("collector address")?;
+    let (mut collector, port) = start_collector(&exe, root)?;
     write(
         &root.join("agent.toml"),
         &format!(

@@ -1,7 +1,6 @@
 //! `orgtrail lookup`: find events, in a store on disk or from a running collector.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
@@ -15,19 +14,8 @@ use orgtrail_store::{Attr, Query, StoredEvent};
 /// not be running on it).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store's data directory (offline lookup).
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "keys",
-        conflicts_with = "collector"
-    )]
-    data_dir: Option<PathBuf>,
-    /// Directory holding keyring.json (offline lookup).
-    #[arg(long, value_name = "DIR", requires = "data_dir")]
-    keys: Option<PathBuf>,
     #[command(flatten)]
-    remote: crate::cmd::remote::Remote,
+    target: crate::cmd::remote::Target,
     /// Keep running and print matching events as the collector stores them (remote only).
     #[arg(long, requires = "collector")]
     follow: bool,
@@ -146,15 +134,10 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.remote.collector.is_some() {
+    if args.target.is_remote() {
         return crate::cmd::remote::runtime()?.block_on(remote(args));
     }
-    let (Some(keys), Some(data_dir)) = (&args.keys, &args.data_dir) else {
-        anyhow::bail!(
-            "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
-        );
-    };
-    let ledger = crate::cmd::keys::open_read_only(keys, data_dir)?;
+    let ledger = args.target.open_offline()?;
     let mut q = args.filters.to_query();
     let mut events = Vec::new();
     while events.len() < args.max {
@@ -176,7 +159,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn remote(args: Args) -> anyhow::Result<ExitCode> {
     use orgtrail_proto::v1 as pb;
-    let mut c = args.remote.connect().await?;
+    let mut c = args.target.remote.connect().await?;
     let q = args.filters.to_query();
     let filters = crate::cmd::remote::filters(&q);
     let stdout = io::stdout();

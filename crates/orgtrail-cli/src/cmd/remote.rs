@@ -31,6 +31,40 @@ pub(crate) struct Remote {
     pub(crate) server_name: Option<String>,
 }
 
+/// Where a reading command looks: a running collector, or a store on disk.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Target {
+    /// The store's data directory (offline; the collector must not be running on it).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "keys",
+        conflicts_with = "collector"
+    )]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Directory holding keyring.json (offline).
+    #[arg(long, value_name = "DIR", requires = "data_dir")]
+    pub(crate) keys: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+impl Target {
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.collector.is_some()
+    }
+
+    /// The store on disk, opened read-only.
+    pub(crate) fn open_offline(&self) -> anyhow::Result<orgtrail_store::Ledger> {
+        let (Some(keys), Some(data_dir)) = (&self.keys, &self.data_dir) else {
+            bail!(
+                "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
+            );
+        };
+        crate::cmd::keys::open_read_only(keys, data_dir)
+    }
+}
+
 /// A connected query client and who it is.
 pub(crate) struct Client {
     pub(crate) client: QueryClient<Channel>,

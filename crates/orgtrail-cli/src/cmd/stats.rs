@@ -2,7 +2,6 @@
 //! errorCode, from a running collector or a store on disk.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use orgtrail_core::Timestamp;
@@ -12,19 +11,8 @@ use orgtrail_store::{Counts, Group};
 /// fails. Takes the same filters and time range as `lookup`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store's data directory (offline).
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "keys",
-        conflicts_with = "collector"
-    )]
-    data_dir: Option<PathBuf>,
-    /// Directory holding keyring.json (offline).
-    #[arg(long, value_name = "DIR", requires = "data_dir")]
-    keys: Option<PathBuf>,
     #[command(flatten)]
-    remote: crate::cmd::remote::Remote,
+    target: crate::cmd::remote::Target,
     /// Group by these fields, comma-separated: account, eventSource, eventName, user,
     /// errorCode.
     #[arg(long, value_delimiter = ',', default_value = "account,eventName", value_parser = parse_group)]
@@ -62,15 +50,10 @@ fn group_name(g: Group) -> &'static str {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let counts = if args.remote.collector.is_some() {
+    let counts = if args.target.is_remote() {
         crate::cmd::remote::runtime()?.block_on(remote(&args))?
     } else {
-        let (Some(keys), Some(data_dir)) = (&args.keys, &args.data_dir) else {
-            anyhow::bail!(
-                "say where to count: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
-            );
-        };
-        let ledger = crate::cmd::keys::open_read_only(keys, data_dir)?;
+        let ledger = args.target.open_offline()?;
         let c = ledger.count(&args.filters.to_query(), &args.by, args.top)?;
         ledger.close()?;
         c
@@ -84,7 +67,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn remote(args: &Args) -> anyhow::Result<Counts> {
     use orgtrail_proto::v1 as pb;
-    let mut c = args.remote.connect().await?;
+    let mut c = args.target.remote.connect().await?;
     let q = args.filters.to_query();
     let by = args
         .by
