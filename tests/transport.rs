@@ -39,6 +39,11 @@ fn three_agents_ship_exactly_the_unique_events() {
             &file,
             collector.port,
         );
+        // One agent per wire compression: zstd (the default), gzip, none.
+        let compression = ["zstd", "gzip", "none"][i - 1];
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!("[batch]\ncompression = \"{compression}\"\n"));
+        std::fs::write(&cfg, text).unwrap();
         agents.push(
             orgtrail()
                 .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])

@@ -239,8 +239,13 @@ async fn ship_once(
     metrics: &Metrics,
 ) -> Result<bool, AgentError> {
     let channel = connect(cfg).await?;
-    let mut client = IngestClient::new(channel)
-        .send_compressed(CompressionEncoding::Zstd)
+    let mut client = IngestClient::new(channel);
+    match cfg.batch.compression {
+        config::Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
+        config::Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+        config::Compression::None => {}
+    }
+    let mut client = client
         .accept_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(16 << 20);

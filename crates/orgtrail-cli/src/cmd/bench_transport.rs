@@ -28,6 +28,9 @@ pub(crate) struct TransportArgs {
     /// The agent's batches in flight (its `batch.max_in_flight`).
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
+    /// The agent's wire compression (its `batch.compression`): zstd, gzip or none.
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "gzip", "none"])]
+    compression: String,
     /// The agent's events per batch (its `batch.max_events`).
     #[arg(long, default_value_t = 1000)]
     batch_events: usize,
@@ -140,8 +143,8 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
     write(
         &root.join("agent.toml"),
         &format!(
-            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n[batch]\nmax_in_flight = {}\nmax_events = {}\n",
-            a.in_flight, a.batch_events
+            "account = \"{account}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"spool\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n[batch]\nmax_in_flight = {}\nmax_events = {}\ncompression = \"{}\"\n",
+            a.in_flight, a.batch_events, a.compression
         ),
     )?;
 
