@@ -7,7 +7,7 @@
 //! two scans. Digest files are not events and are skipped. A corrupt or oversized file goes to
 //! the dead-letter area with the reason, and the source goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -24,6 +24,14 @@ fn mark_key(rel: &Path) -> Vec<u8> {
     let mut k = b"file\0".to_vec();
     k.extend_from_slice(rel.as_os_str().as_encoded_bytes());
     k
+}
+
+fn path_hash(key: &[u8]) -> u128 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
 }
 
 /// Log files under `root`, sorted (the layout sorts by account, region, then date).
@@ -58,6 +66,9 @@ fn scan(root: &Path, out: &mut Vec<PathBuf>) {
 pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
     // Files seen but not yet settled: (size, mtime) at the last scan.
     let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
+    // Files known to be done, by a 128-bit hash of their path: later scans skip them without
+    // a stat or a spool lookup (16 bytes a file).
+    let mut done: HashSet<u128> = HashSet::new();
     loop {
         let mut files = Vec::new();
         scan(root, &mut files);
@@ -68,7 +79,12 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
             }
             let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             let key = mark_key(&rel);
+            let h = path_hash(&key);
+            if done.contains(&h) {
+                continue;
+            }
             if ctx.spool.mark(&key).is_some() {
+                done.insert(h);
                 continue;
             }
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -80,8 +96,12 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
                 waiting.insert(path, now);
                 continue;
             }
-            if !ship_file(ctx, &path, &rel, meta.len(), key) {
-                return Ok(());
+            match ship_file(ctx, &path, &rel, meta.len(), key) {
+                Shipped::Done => {
+                    done.insert(h);
+                }
+                Shipped::Later => {}
+                Shipped::Stopping => return Ok(()),
             }
         }
         seen = waiting;
@@ -94,8 +114,22 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
     }
 }
 
-/// Ships one settled file; false when the agent is stopping.
-fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> bool {
+/// What became of a file.
+enum Shipped {
+    /// Handed over whole (events, dead letters and its done-mark).
+    Done,
+    /// Not readable now; tried again at the next scan.
+    Later,
+    /// The agent is stopping.
+    Stopping,
+}
+
+fn shipped(ok: bool) -> Shipped {
+    if ok { Shipped::Done } else { Shipped::Stopping }
+}
+
+/// Ships one settled file.
+fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shipped {
     let name = rel.display().to_string();
     let done = |ctx: &Ctx| {
         ctx.send(Item::Mark {
@@ -104,16 +138,16 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> boo
         })
     };
     if size > MAX_FILE_BYTES {
-        return ctx.dead(
+        return shipped(ctx.dead(
             format!("{name}: {size} bytes, larger than CloudTrail's limit of {MAX_FILE_BYTES} bytes for a log file"),
             Vec::new(),
-        ) && done(ctx);
+        ) && done(ctx));
     }
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(source = %ctx.name, "cannot open {}: {e}; trying again later", path.display());
-            return true;
+            return Shipped::Later;
         }
     };
     let limits = DecodeLimits {
@@ -122,7 +156,7 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> boo
     };
     let decoder = match Decoder::new(file, InputFormat::LogFile, limits) {
         Ok(d) => d,
-        Err(e) => return ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx),
+        Err(e) => return shipped(ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx)),
     };
     let mut events = 0u64;
     for item in decoder {
@@ -141,9 +175,9 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> boo
             }
         };
         if !ok {
-            return false;
+            return Shipped::Stopping;
         }
     }
     tracing::debug!(source = %ctx.name, file = %name, events, "log file read");
-    done(ctx)
+    shipped(done(ctx))
 }
