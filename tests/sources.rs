@@ -591,3 +591,64 @@ fn a_pasted_aws_selector_configuration_ships_only_what_it_selects() {
         "{e}"
     );
 }
+
+#[test]
+fn a_log_file_still_being_written_is_picked_up_once_complete() {
+    let (org, c) = setup();
+    let root = org.path("trail");
+    let day = root.join(format!("AWSLogs/{ACCOUNT}/CloudTrail/eu-west-1/2026/11/24"));
+    std::fs::create_dir_all(&day).unwrap();
+    let sources = format!(
+        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"trail\"\npath = \"{}\"\npoll_ms = 20\n",
+        p(&root)
+    );
+    let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
+    let mut follower = Follower::start(&org, &c);
+    let mut agent = orgtrail()
+        .args(["agent", "--config", &p(&cfg)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let a = generated(50, 71);
+    let b = generated(30, 72);
+    let ids = |lines: &[String]| -> HashSet<String> { lines.iter().map(|l| id(l)).collect() };
+    // The first file arrives half-written (a copy in progress), the second whole.
+    let full_a = gzip(&log_file(&a));
+    let path_a = day.join(format!(
+        "{ACCOUNT}_CloudTrail_eu-west-1_20261124T0000Z_a.json.gz"
+    ));
+    std::fs::write(&path_a, &full_a[..full_a.len() / 2]).unwrap();
+    std::fs::write(
+        day.join(format!(
+            "{ACCOUNT}_CloudTrail_eu-west-1_20261124T0005Z_b.json.gz"
+        )),
+        gzip(&log_file(&b)),
+    )
+    .unwrap();
+    // The complete file flows while the other waits.
+    assert_eq!(
+        follower.next(30).into_iter().collect::<HashSet<_>>(),
+        ids(&b)
+    );
+    // The copy finishes: its events follow, none lost to a premature "corrupt".
+    std::fs::write(&path_a, &full_a).unwrap();
+    assert_eq!(
+        follower.next(50).into_iter().collect::<HashSet<_>>(),
+        ids(&a)
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    assert!(agent.wait().unwrap().success());
+    let dl = stdout(&run(
+        &[
+            "agent",
+            "dead-letters",
+            "--spool",
+            &p(&org.path("spool-agent")),
+        ],
+        b"",
+    ));
+    assert!(dl.contains("dead-letters=0"), "{dl}");
+}

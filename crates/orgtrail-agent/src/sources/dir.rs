@@ -15,6 +15,10 @@ use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
 
 use super::{Ctx, Item};
 
+/// A file that cannot be decoded is given this long without changes before it is declared
+/// corrupt (a copy may have stalled half-way); until then it is tried again at each scan.
+pub const CORRUPT_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// CloudTrail caps a delivered log file at 50 MB compressed.
 pub const MAX_FILE_BYTES: u64 = 50 * 1000 * 1000;
 /// Largest decompressed log file; a gzip bomb stops here.
@@ -114,6 +118,17 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
     }
 }
 
+/// True when the file changed within [`CORRUPT_AFTER`] (never in a one-pass run, which takes
+/// the tree as it is).
+fn recently_changed(ctx: &Ctx, path: &Path) -> bool {
+    !ctx.once
+        && std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < CORRUPT_AFTER)
+}
+
 /// What became of a file.
 enum Shipped {
     /// Handed over whole (events, dead letters and its done-mark).
@@ -156,7 +171,13 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shi
     };
     let decoder = match Decoder::new(file, InputFormat::LogFile, limits) {
         Ok(d) => d,
-        Err(e) => return shipped(ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx)),
+        Err(e) => {
+            if recently_changed(ctx, path) {
+                tracing::info!(source = %ctx.name, file = %name, error = %e, "cannot decode yet; trying again at the next scan");
+                return Shipped::Later;
+            }
+            return shipped(ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx));
+        }
     };
     let mut events = 0u64;
     for item in decoder {
@@ -170,7 +191,11 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shi
             },
             Err(e) => {
                 // The file as a whole is unreadable (corrupt gzip, not a log file, too large
-                // once decompressed): one dead letter for it.
+                // once decompressed): one dead letter for it, unless it may still be arriving.
+                if recently_changed(ctx, path) {
+                    tracing::info!(source = %ctx.name, file = %name, error = %e, "cannot decode yet; trying again at the next scan");
+                    return Shipped::Later;
+                }
                 ctx.dead(format!("{name}: {e}"), Vec::new())
             }
         };
