@@ -185,6 +185,15 @@ impl Pending {
     }
 }
 
+/// A source that stopped with an error says so at once (the agent goes on shipping what is
+/// spooled and reports the error when it stops).
+fn source_failed(name: &str, r: Result<(), String>) -> Result<(), AgentError> {
+    r.map_err(|e| {
+        tracing::error!(source = %name, error = %e, "source stopped");
+        AgentError::Other(format!("source {name}: {e}"))
+    })
+}
+
 fn jitter(ms: u64) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -399,13 +408,13 @@ pub async fn run(
                 poll_ms,
                 ..
             } => threads.push(tokio::task::spawn_blocking(move || {
-                sources::jsonl::run(&ctx, &path, follow, poll_ms)
-                    .map_err(|e| AgentError::Other(format!("source {}: {e}", ctx.name)))
+                let r = sources::jsonl::run(&ctx, &path, follow, poll_ms);
+                source_failed(&ctx.name, r)
             })),
             SourceConfig::CloudtrailDir { path, poll_ms, .. } => {
                 threads.push(tokio::task::spawn_blocking(move || {
-                    sources::dir::run(&ctx, &path, poll_ms)
-                        .map_err(|e| AgentError::Other(format!("source {}: {e}", ctx.name)))
+                    let r = sources::dir::run(&ctx, &path, poll_ms);
+                    source_failed(&ctx.name, r)
                 }));
             }
             SourceConfig::Http { listen, .. } => {
