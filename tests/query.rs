@@ -6,27 +6,8 @@ mod common;
 #[path = "common/org.rs"]
 mod org;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use common::{orgtrail, run, stderr, stdout};
-use org::{Collector, Org, events, p};
-
-/// The remote-lookup flags for a reader certificate.
-fn remote(org: &Org, c: &Collector, cert: &str) -> Vec<String> {
-    vec![
-        "--collector".into(),
-        format!("https://127.0.0.1:{}", c.port),
-        "--server-name".into(),
-        "localhost".into(),
-        "--ca".into(),
-        p(&org.path("ca/ca.pem")),
-        "--cert".into(),
-        p(&org.path(&format!("{cert}.pem"))),
-        "--key".into(),
-        p(&org.path(&format!("{cert}.key"))),
-    ]
-}
+use org::{Collector, Follower, Org, events, p};
 
 fn lookup(args: &[String]) -> std::process::Output {
     let mut all = vec!["lookup".to_string()];
@@ -70,7 +51,7 @@ fn remote_lookups_with_each_filter_answer_as_the_store_does() {
     // Filter values taken from stored events, so every lookup has answers.
     let all = stdout(&lookup(
         &[
-            remote(&org, &c, "auditor"),
+            org.reader_args(&c, "auditor"),
             vec![
                 "--max".into(),
                 "5000".into(),
@@ -163,7 +144,7 @@ fn remote_lookups_with_each_filter_answer_as_the_store_does() {
     };
     let mut remote_answers = Vec::new();
     for case in &cases {
-        let o = lookup(&[remote(&org, &c, "auditor"), out(case)].concat());
+        let o = lookup(&[org.reader_args(&c, "auditor"), out(case)].concat());
         assert!(o.status.success(), "{case:?}: {}", stderr(&o));
         remote_answers.push(stdout(&o));
     }
@@ -207,7 +188,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     org.issue("auditor-a", "auditor", Some(&a));
 
     // An agent certificate cannot query.
-    let o = lookup(&remote(&org, &c, "agent-a"));
+    let o = lookup(&org.reader_args(&c, "agent-a"));
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
@@ -218,7 +199,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     // Limited to A: a lookup without an account filter returns only A's events.
     let o = lookup(
         &[
-            remote(&org, &c, "auditor-a"),
+            org.reader_args(&c, "auditor-a"),
             vec![
                 "--max".into(),
                 "5000".into(),
@@ -239,7 +220,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     // Asking for B is refused, naming what it may read.
     let o = lookup(
         &[
-            remote(&org, &c, "auditor-a"),
+            org.reader_args(&c, "auditor-a"),
             vec!["--account".into(), b.clone()],
         ]
         .concat(),
@@ -252,7 +233,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     let b_id = field(b_line.lines().next().unwrap(), "eventID");
     let o = lookup(
         &[
-            remote(&org, &c, "auditor-a"),
+            org.reader_args(&c, "auditor-a"),
             vec!["--event-id".into(), b_id.as_str().unwrap().into()],
         ]
         .concat(),
@@ -261,7 +242,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     assert!(stdout(&o).contains("(0 events)"), "{}", stdout(&o));
     let o = lookup(
         &[
-            remote(&org, &c, "auditor-a"),
+            org.reader_args(&c, "auditor-a"),
             vec![
                 "--event-id".into(),
                 b_id.as_str().unwrap().into(),
@@ -275,7 +256,7 @@ fn only_readers_may_ask_and_a_limited_auditor_sees_only_its_accounts() {
     assert!(stderr(&o).contains(&format!("not {b}")), "{}", stderr(&o));
     // Its counts cover A alone.
     let mut args = vec!["stats".to_string(), "--by".into(), "account".into()];
-    args.extend(remote(&org, &c, "auditor-a"));
+    args.extend(org.reader_args(&c, "auditor-a"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = run(&args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -294,7 +275,7 @@ fn stats_count_by_account_and_event_name() {
         "--top".into(),
         "10".into(),
     ];
-    args.extend(remote(&org, &c, "admin"));
+    args.extend(org.reader_args(&c, "admin"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = run(&args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -325,38 +306,21 @@ fn follow_receives_an_event_stored_after_it_started() {
     let c = org.collector(0, "");
     org.issue("auditor", "auditor", None);
     let (a, file, _) = events(&org, "a", 20, 31);
-    let mut args = vec![
-        "lookup".to_string(),
-        "--follow".into(),
-        "--output".into(),
-        "jsonl".into(),
-        "--event-name".into(),
-    ];
     let text = std::fs::read_to_string(&file).unwrap();
     let first = text.lines().next().unwrap().to_string();
-    args.push(field(&first, "eventName").as_str().unwrap().into());
-    args.extend(remote(&org, &c, "auditor"));
-    let mut follower = orgtrail()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The follower says so once the collector has subscribed it.
-    let mut err = BufReader::new(follower.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("following events"), "{line}");
+    let name = field(&first, "eventName").as_str().unwrap().to_string();
+    // Subscribed (it says so) before anything is shipped.
+    let mut follower = Follower::start_with(&org, &c, "auditor", &["--event-name", &name]);
     ship(&org, &c, "agent-a", &a, &file);
     let want: Vec<&str> = text
         .lines()
         .filter(|l| field(l, "eventName") == field(&first, "eventName"))
         .collect();
-    let mut out = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let got = out.next().unwrap().unwrap();
-    assert_eq!(got, want[0], "the first matching event, byte-identical");
-    let _ = follower.kill();
-    let _ = follower.wait();
+    assert_eq!(
+        follower.lines(1),
+        vec![want[0].to_string()],
+        "the first matching event, byte-identical"
+    );
 }
 
 #[test]

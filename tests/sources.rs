@@ -11,27 +11,12 @@ mod org;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::Stdio;
 
 use common::{fixtures, gzip, orgtrail, run, stderr, stdout};
-use org::{Collector, Org, p};
+use org::{Collector, Follower, Org, p};
 
 const ACCOUNT: &str = "123456789012";
-
-fn remote(org: &Org, c: &Collector) -> Vec<String> {
-    vec![
-        "--collector".into(),
-        format!("https://127.0.0.1:{}", c.port),
-        "--server-name".into(),
-        "localhost".into(),
-        "--ca".into(),
-        p(&org.path("ca/ca.pem")),
-        "--cert".into(),
-        p(&org.path("admin.pem")),
-        "--key".into(),
-        p(&org.path("admin.key")),
-    ]
-}
 
 fn setup() -> (Org, Collector) {
     let org = Org::new();
@@ -44,51 +29,12 @@ fn setup() -> (Org, Collector) {
 /// Every event stored, as JSON lines.
 fn stored(org: &Org, c: &Collector) -> Vec<String> {
     let mut args = vec!["lookup".to_string()];
-    args.extend(remote(org, c));
+    args.extend(org.reader_args(c, "admin"));
     args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = run(&args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o).lines().map(String::from).collect()
-}
-
-/// A `lookup --follow` that has subscribed.
-struct Follower {
-    child: Child,
-    out: std::io::Lines<BufReader<ChildStdout>>,
-}
-
-impl Follower {
-    fn start(org: &Org, c: &Collector) -> Follower {
-        let mut child = orgtrail()
-            .arg("lookup")
-            .args(remote(org, c))
-            .args(["--follow", "--output", "jsonl"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(line.contains("following events"), "{line}");
-        let out = BufReader::new(child.stdout.take().unwrap()).lines();
-        Follower { child, out }
-    }
-
-    /// The next `n` events stored, as their eventIDs.
-    fn next(&mut self, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| id(&self.out.next().unwrap().unwrap()))
-            .collect()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn id(line: &str) -> String {
@@ -284,7 +230,7 @@ fn a_followed_file_survives_rotation_truncation_and_a_restart() {
         p(&file)
     );
     let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
-    let mut follower = Follower::start(&org, &c);
+    let mut follower = Follower::start(&org, &c, "admin");
     let start_agent = || {
         orgtrail()
             .args(["agent", "--config", &p(&cfg)])
@@ -390,7 +336,7 @@ fn the_http_source_answers_after_durability_and_a_retry_is_stored_once() {
         addrs.insert(name.to_string(), addr.to_string());
     }
     let api = addrs["apps"].clone();
-    let mut follower = Follower::start(&org, &c);
+    let mut follower = Follower::start(&org, &c, "admin");
 
     let data = |name: &str| {
         serde_json::json!({"eventTime": "2026-11-24T10:00:00Z", "eventSource": "billing.example.com",
@@ -603,7 +549,7 @@ fn a_log_file_still_being_written_is_picked_up_once_complete() {
         p(&root)
     );
     let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
-    let mut follower = Follower::start(&org, &c);
+    let mut follower = Follower::start(&org, &c, "admin");
     let mut agent = orgtrail()
         .args(["agent", "--config", &p(&cfg)])
         .stdout(Stdio::null())

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 
 use crate::common::{self, orgtrail, run, stdout};
 
@@ -162,6 +162,22 @@ impl Org {
         cfg
     }
 
+    /// The flags of a remote lookup with the certificate `cert` (auditor or admin).
+    pub(crate) fn reader_args(&self, c: &Collector, cert: &str) -> Vec<String> {
+        vec![
+            "--collector".into(),
+            format!("https://127.0.0.1:{}", c.port),
+            "--server-name".into(),
+            "localhost".into(),
+            "--ca".into(),
+            p(&self.path("ca/ca.pem")),
+            "--cert".into(),
+            p(&self.path(&format!("{cert}.pem"))),
+            "--key".into(),
+            p(&self.path(&format!("{cert}.key"))),
+        ]
+    }
+
     pub(crate) fn stored(&self) -> Vec<String> {
         let out = run(
             &[
@@ -212,4 +228,61 @@ pub(crate) fn events(
     let path = org.path(&format!("{name}.jsonl"));
     std::fs::write(&path, &out.stdout).unwrap();
     (account, path, text.lines().map(str::to_string).collect())
+}
+
+/// A `lookup --follow` that has subscribed.
+pub(crate) struct Follower {
+    pub(crate) child: Child,
+    pub(crate) out: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Follower {
+    /// Follows everything `cert` may read, as JSON lines.
+    pub(crate) fn start(org: &Org, c: &Collector, cert: &str) -> Follower {
+        Self::start_with(org, c, cert, &[])
+    }
+
+    /// Follows with extra lookup filters.
+    pub(crate) fn start_with(org: &Org, c: &Collector, cert: &str, filters: &[&str]) -> Follower {
+        let mut child = orgtrail()
+            .arg("lookup")
+            .args(org.reader_args(c, cert))
+            .args(["--follow", "--output", "jsonl"])
+            .args(filters)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("following events"), "{line}");
+        let out = BufReader::new(child.stdout.take().unwrap()).lines();
+        Follower { child, out }
+    }
+
+    /// The next `n` events stored, as their eventIDs.
+    /// The next `n` events stored, as printed (their original bytes).
+    pub(crate) fn lines(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.out.next().unwrap().unwrap()).collect()
+    }
+
+    pub(crate) fn next(&mut self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let line = self.out.next().unwrap().unwrap();
+                serde_json::from_str::<serde_json::Value>(&line).unwrap()["eventID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
