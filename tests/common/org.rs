@@ -106,7 +106,7 @@ impl Org {
             .env(
                 "ORGTRAIL_LOG",
                 if log {
-                    "orgtrail_collector=debug"
+                    "orgtrail_collector=debug,orgtrail_store=info"
                 } else {
                     "info"
                 },
