@@ -11,14 +11,11 @@ mod common;
 #[path = "common/org.rs"]
 mod org;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::{orgtrail, run, stdout};
-use org::{Collector, Org, events, p};
+use org::{Log, Org, agent_drains, events, exact_and_verified, p, sigterm, spawn_agent};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs {
@@ -66,121 +63,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").args(["-l", &p(&self.path)]).status();
     }
-}
-
-/// The collector's log lines, read on a thread of their own so the collector never blocks
-/// on a full pipe.
-struct Log {
-    rx: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Log {
-    fn of(c: &mut Collector) -> Log {
-        let lines = c.log.take().expect("collector started with its log");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Log {
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; fails with what was logged after `secs`.
-    fn wait_for(&mut self, needle: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {secs} s; the last lines:\n{}",
-                    self.seen[self.seen.len().saturating_sub(30)..].join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Everything logged so far (without waiting).
-    fn drain(&mut self) -> &[String] {
-        while let Ok(l) = self.rx.try_recv() {
-            self.seen.push(l);
-        }
-        &self.seen
-    }
-}
-
-fn spawn_agent(cfg: &Path) -> Child {
-    orgtrail()
-        .args(["agent", "--config", &p(cfg), "--exit-when-drained"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for the agent to drain and exit; its exit status must be success.
-fn agent_drains(mut agent: Child, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = agent.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut err).unwrap();
-            assert!(status.success(), "the agent failed: {err}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not drain within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn sigterm(c: &mut Collector) {
-    let term = Command::new("kill")
-        .args(["-TERM", &c.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = c.child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
-}
-
-/// The stored set is exactly the unique input, byte for byte, and verify finds no problem.
-fn exact_and_verified(org: &Org, want: &HashSet<String>) {
-    let stored = org.stored();
-    let got: HashSet<String> = stored.iter().cloned().collect();
-    assert_eq!(got.len(), stored.len(), "nothing stored twice");
-    assert_eq!(got.len(), want.len(), "every unique event stored");
-    assert_eq!(&got, want, "exactly the unique events, byte-identical");
-    let v = run(
-        &[
-            "verify",
-            "--data-dir",
-            &p(&org.path("data")),
-            "--keys",
-            &p(&org.path("keys")),
-        ],
-        b"",
-    );
-    assert!(
-        v.status.success(),
-        "verify: {}{}",
-        stdout(&v),
-        common::stderr(&v)
-    );
 }
 
 #[test]
