@@ -40,8 +40,44 @@ pub enum AgentError {
     },
     #[error("the collector refused this agent: {0}")]
     Refused(String),
+    /// A certificate problem that retrying cannot mend (this agent's certificate expired,
+    /// revoked or from an unknown CA; the collector's not from the trusted CA).
+    #[error("certificate problem, not retrying: {0}")]
+    Certificate(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl AgentError {
+    /// True for errors that retrying cannot mend: the agent stops and says why.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AgentError::Refused(_) | AgentError::Certificate(_))
+    }
+}
+
+/// The TLS failure in an error's source chain, if any, in precise words: permanent when it is
+/// about a certificate, transient otherwise.
+fn tls_failure(collector: &str, e: &(dyn std::error::Error + 'static)) -> Option<AgentError> {
+    let t = orgtrail_crypto::tls::find_tls_error(e)?;
+    let why = orgtrail_crypto::tls::describe(&t);
+    Some(if orgtrail_crypto::tls::is_permanent_for_client(&t) {
+        AgentError::Certificate(format!("{collector}: {why}"))
+    } else {
+        AgentError::Other(format!("TLS with {collector}: {why}"))
+    })
+}
+
+/// This agent's certificate, checked at start as the collector will check it: its key
+/// matches, it chains to the CA, it is valid now and meant for client authentication.
+fn check_certificate(cfg: &AgentConfig) -> Result<(), AgentError> {
+    orgtrail_crypto::tls::load_own(
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        &cfg.tls.ca,
+        orgtrail_crypto::tls::Purpose::Client,
+    )
+    .map(|_| ())
+    .map_err(|e| AgentError::Certificate(e.to_string()))
 }
 
 fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
@@ -257,6 +293,13 @@ fn jitter(ms: u64) -> Duration {
 }
 
 async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
+    // Checked again before every connection: a certificate that expired while the agent ran
+    // stops it with the reason (with TLS 1.3 the collector's refusal may reach the agent only
+    // as a closed connection).
+    let own = cfg.clone();
+    tokio::task::spawn_blocking(move || check_certificate(&own))
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))??;
     let identity = Identity::from_pem(read_file(&cfg.tls.cert)?, read_file(&cfg.tls.key)?);
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read_file(&cfg.tls.ca)?))
@@ -270,10 +313,11 @@ async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
         .map_err(|e| AgentError::Other(format!("TLS: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector)))
+    endpoint.connect().await.map_err(|e| {
+        tls_failure(&cfg.collector, &e).unwrap_or_else(|| {
+            AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector))
+        })
+    })
 }
 
 fn reason_name(r: i32) -> &'static str {
@@ -316,7 +360,7 @@ async fn ship_once(
     let (tx, rx) = mpsc::channel::<EventBatch>(cfg.batch.max_in_flight);
     let response = match client.push(ReceiverStream::new(rx)).await {
         Ok(r) => r,
-        Err(s) => return Err(status_error(s)),
+        Err(s) => return Err(status_error(&cfg.collector, s)),
     };
     let mut acks = response.into_inner();
     let mut in_flight: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
@@ -375,19 +419,22 @@ async fn ship_once(
                     space.notify_one();
                 }
                 Ok(None) => return Ok(false),
-                Err(s) => return Err(status_error(s)),
+                Err(s) => return Err(status_error(&cfg.collector, s)),
             },
             _ = wake.notified() => {}
         }
     }
 }
 
-fn status_error(s: tonic::Status) -> AgentError {
+fn status_error(collector: &str, s: tonic::Status) -> AgentError {
     match s.code() {
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             AgentError::Refused(s.message().to_owned())
         }
-        _ => AgentError::Other(format!("{}: {}", s.code(), s.message())),
+        // With TLS 1.3 the collector refuses a client certificate after the handshake: the
+        // alert arrives with the first call, as a transport error.
+        _ => tls_failure(collector, &s)
+            .unwrap_or_else(|| AgentError::Other(format!("{}: {}", s.code(), s.message()))),
     }
 }
 
@@ -423,6 +470,7 @@ pub async fn run(
     if let Some(s) = &selectors {
         tracing::info!(selectors = %s.summary(), "trail selectors");
     }
+    check_certificate(&cfg)?;
     let spool = SpoolHandle::open(SpoolOptions {
         key_file: cfg.spool_key_file.clone(),
         min_free_bytes: cfg.spool_min_free_bytes,
@@ -575,7 +623,7 @@ pub async fn run(
                 Ok(false) => {
                     tracing::info!("collector stream ended; reconnecting");
                 }
-                Err(AgentError::Refused(m)) => return Err(AgentError::Refused(m)),
+                Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff, "shipping failed; events stay in the spool");
                 }
