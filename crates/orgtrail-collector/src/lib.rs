@@ -53,6 +53,14 @@ pub enum CollectorError {
 /// Events a live follower may fall behind by before it is cut off.
 const LIVE_BUFFER: usize = 16_384;
 
+/// HTTP/2 keepalive: the collector pings each connection this often, and closes one whose
+/// ping is not answered within [`KEEPALIVE_TIMEOUT`]. A half-open connection (an agent or a
+/// network path that vanished without a FIN) is dropped within about 50 s and its streams'
+/// in-flight batches are freed; the agent's own pings and acknowledgement deadline cover the
+/// other direction.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, CollectorError> {
     std::fs::read(path).map_err(|source| CollectorError::Read {
         path: path.display().to_string(),
@@ -147,6 +155,8 @@ pub async fn run(
         s
     });
     Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tls_config(tls)
         .map_err(|e| CollectorError::Tls(e.to_string()))?
         .add_service(health)
