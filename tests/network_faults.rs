@@ -12,7 +12,9 @@
 //! the defaults'): a cut or truncated connection is retried after the backoff, at most 200 ms
 //! here; a stalled connection is abandoned after 1.5 s (keepalive PING every 500 ms, unanswered
 //! for 1 s) or at the latest when a batch waits 3 s for its acknowledgement; a blackholed
-//! connection attempt gives up after 1 s. The assertions allow 10x or more on a loaded machine.
+//! connection attempt gives up after 1 s; after a delivery the backoff starts over, so a
+//! 0.3 s blip after a long outage delays delivery by about 0.5 s, not by the outage's backoff.
+//! The assertions allow 10x or more on a loaded machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -44,6 +46,8 @@ enum Mode {
     Pass,
     /// Accept and hold; never connect upstream, forward nothing.
     Blackhole,
+    /// Accept and reset at once: nobody listening behind (a collector that is down).
+    Refuse,
     /// Break each of the next `left` connections after a random number of bytes from the
     /// agent (16 KiB..1 MiB): alternately a reset, and a truncation (part of the last read
     /// forwarded, then both sides shut down).
@@ -56,6 +60,8 @@ struct Ctl {
     accepted: AtomicU64,
     /// Connections with an id below this stall: held open, nothing forwarded, forever.
     stall_below: AtomicU64,
+    /// Connections with an id below this are reset.
+    reset_below: AtomicU64,
     /// Bytes forwarded from the collector to the agent (acknowledgements).
     downstream: AtomicU64,
     /// Faults injected: connections reset, truncated, blackholed or stalled.
@@ -92,6 +98,7 @@ impl Proxy {
             mode: Mutex::new(mode),
             accepted: AtomicU64::new(0),
             stall_below: AtomicU64::new(0),
+            reset_below: AtomicU64::new(0),
             downstream: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             rng: Mutex::new(seed | 1),
@@ -123,6 +130,10 @@ impl Proxy {
                             c.faults.fetch_add(1, Ordering::SeqCst);
                             blackhole(agent).await;
                         }
+                        Mode::Refuse => {
+                            c.faults.fetch_add(1, Ordering::SeqCst);
+                            let _ = agent.set_zero_linger();
+                        }
                         Mode::Pass => relay(id, agent, upstream, None, c).await,
                         Mode::Break { left } => {
                             let at = c.random(16 << 10, 1 << 20);
@@ -144,6 +155,12 @@ impl Proxy {
         let n = self.ctl.accepted.load(Ordering::SeqCst);
         self.ctl.stall_below.store(n, Ordering::SeqCst);
         n
+    }
+
+    /// Every connection open now is reset.
+    fn reset_open_connections(&self) {
+        let n = self.ctl.accepted.load(Ordering::SeqCst);
+        self.ctl.reset_below.store(n, Ordering::SeqCst);
     }
 
     fn accepted(&self) -> u64 {
@@ -171,6 +188,11 @@ async fn relay(id: u64, mut a: TcpStream, upstream: u16, cut: Option<(u64, bool)
     let mut up = 0u64;
     let stalled = AtomicBool::new(false);
     loop {
+        if id < c.reset_below.load(Ordering::SeqCst) {
+            c.faults.fetch_add(1, Ordering::SeqCst);
+            let _ = (a.set_zero_linger(), b.set_zero_linger());
+            return;
+        }
         if id < c.stall_below.load(Ordering::SeqCst) {
             if !stalled.swap(true, Ordering::SeqCst) {
                 c.faults.fetch_add(1, Ordering::SeqCst);
@@ -413,5 +435,116 @@ fn a_blackholed_collector_is_given_up_on_and_delivery_starts_when_it_heals() {
         proxy.faults(),
         reconnected.as_secs_f64(),
         (exited - healed).as_secs_f64()
+    );
+}
+
+/// The sum of the agent's metric samples whose line contains every one of `parts`, read from
+/// its metrics endpoint.
+fn metric(addr: &str, parts: &[&str]) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|n| n.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn acknowledged_batches(addr: &str) -> u64 {
+    metric(addr, &["orgtrail_agent_batches_acknowledged_total "])
+}
+
+#[test]
+fn backoff_starts_over_after_a_delivery_so_a_short_blip_costs_a_short_wait() {
+    let org = Org::new();
+    let collector = org.collector(0, "");
+    let (account, file, want) = events(&org, "a", 400, 304);
+    let all: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let (first, second) = all.split_at(200);
+    std::fs::write(&file, first.join("\n") + "\n").unwrap();
+    // The collector is down at first.
+    let proxy = Proxy::start(collector.port, Mode::Refuse, 0x5eed_0304);
+    org.issue("agent", "agent", Some(&account));
+    let cfg = org.agent_config("agent", &account, "agent", &file, proxy.port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "initial_ms = 20\nmax_ms = 200",
+        "initial_ms = 100\nmax_ms = 30000",
+    );
+    std::fs::write(
+        &cfg,
+        format!("{text}follow = true\npoll_ms = 50\n[metrics]\nlisten = \"127.0.0.1:0\"\n{FAST_DETECTION}"),
+    )
+    .unwrap();
+    let mut child = orgtrail()
+        .args(["agent", "--config", &p(&cfg)])
+        .env("ORGTRAIL_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::drain(child.stdout.take().unwrap());
+    let err = Lines::drain(child.stderr.take().unwrap());
+    let line = out.wait_for(&["metrics listening on"], Duration::from_secs(60));
+    let metrics = line.rsplit(' ').next().unwrap().to_string();
+    // Seven refused attempts (an outage of 6.3 s or more): the backoff has grown to 6.4 s
+    // (0.1, 0.2, ... 6.4 s, each plus up to as much jitter).
+    wait_until(Duration::from_secs(60), "seven refused attempts", || {
+        proxy.accepted() >= 7
+    });
+    proxy.set_mode(Mode::Pass);
+    wait_until(Duration::from_secs(60), "the first delivery", || {
+        acknowledged_batches(&metrics) >= 1
+    });
+    let before = acknowledged_batches(&metrics);
+    // A 0.3 s blip: every connection reset, new ones refused, then the collector is back.
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset_open_connections();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.set_mode(Mode::Pass);
+    let back = Instant::now();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all((second.join("\n") + "\n").as_bytes()).unwrap();
+    }
+    // Expected: delivery within about 0.5 s of the collector's return (the backoff started
+    // over at the first delivery: 0.1-0.2 s, then 0.2-0.4 s). Had it kept growing, the next
+    // wait alone would be 12.8 s or more (this test fails then, as it did before the fix).
+    wait_until(Duration::from_secs(10), "delivery after the blip", || {
+        acknowledged_batches(&metrics) > before
+    });
+    let recovered = back.elapsed();
+    wait_until(Duration::from_secs(60), "every event acknowledged", || {
+        metric(
+            &metrics,
+            &["orgtrail_agent_events_total{", "stage=\"shipped\""],
+        ) >= all.len() as u64
+    });
+    // Stop the agent (SIGTERM: it flushes its acknowledgements), then read the store.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = wait_exit(&mut child, Duration::from_secs(60), &err);
+    assert!(status.success(), "{}", err.text());
+    drop(collector);
+    let got: HashSet<String> = org.stored().into_iter().collect();
+    assert_eq!(got, want, "both halves delivered, once");
+    eprintln!(
+        "delivery resumed {:.2} s after a 0.3 s blip",
+        recovered.as_secs_f64()
     );
 }
