@@ -1,7 +1,7 @@
 //! What the agent and the collector do with batches that cannot be delivered as sent: too
 //! large (split to fit; a single event too large for any batch is a dead letter), a
-//! compression bomb and an over-size message on the wire (a precise status and a warn log;
-//! the collector keeps serving), conflicts (dead letters with the reason), an agent whose
+//! compression bomb, an over-size message and garbage on the wire (a precise status and a warn
+//! log; the collector keeps serving), conflicts (dead letters with the reason), an agent whose
 //! configured account is not its certificate's (refused at start), and the summary line and
 //! exit status of `--exit-when-drained`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -118,8 +118,8 @@ fn batches_over_the_collectors_limit_are_split_and_all_arrive() {
     assert!(dl.ends_with("dead-letters=1\n"), "{dl}");
 }
 
-/// An ingest client with the agent certificate `name`.
-async fn client(org: &Org, port: u16, name: &str) -> IngestClient<Channel> {
+/// A channel to the collector with the agent certificate `name`.
+async fn channel(org: &Org, port: u16, name: &str) -> Channel {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(
             std::fs::read(org.path("ca/ca.pem")).unwrap(),
@@ -129,14 +129,18 @@ async fn client(org: &Org, port: u16, name: &str) -> IngestClient<Channel> {
             std::fs::read(org.path(&format!("{name}.key"))).unwrap(),
         ))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+    Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    IngestClient::new(channel).max_encoding_message_size(usize::MAX)
+        .unwrap()
+}
+
+/// An ingest client with the agent certificate `name`.
+async fn client(org: &Org, port: u16, name: &str) -> IngestClient<Channel> {
+    IngestClient::new(channel(org, port, name).await).max_encoding_message_size(usize::MAX)
 }
 
 /// Pushes `batches` on one stream; returns the acknowledgements and how the stream ended.
@@ -159,8 +163,73 @@ async fn push(
     }
 }
 
+/// Sends `bytes` as the one message of an Ingest.Push stream, framed as gRPC but not an
+/// EventBatch; returns how the stream ended.
+async fn push_raw(org: &Org, port: u16, bytes: Vec<u8>) -> tonic::Status {
+    struct Raw;
+    struct RawEnc;
+    struct RawDec;
+    impl tonic::codec::Encoder for RawEnc {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            dst: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            bytes::BufMut::put_slice(dst, &item);
+            Ok(())
+        }
+    }
+    impl tonic::codec::Decoder for RawDec {
+        type Item = ();
+        type Error = tonic::Status;
+        fn decode(
+            &mut self,
+            src: &mut tonic::codec::DecodeBuf<'_>,
+        ) -> Result<Option<()>, tonic::Status> {
+            let n = bytes::Buf::remaining(src);
+            bytes::Buf::advance(src, n);
+            Ok(Some(()))
+        }
+    }
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = ();
+        type Encoder = RawEnc;
+        type Decoder = RawDec;
+        fn encoder(&mut self) -> RawEnc {
+            RawEnc
+        }
+        fn decoder(&mut self) -> RawDec {
+            RawDec
+        }
+    }
+    let mut grpc = tonic::client::Grpc::new(channel(org, port, "agent").await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/orgtrail.v1.Ingest/Push");
+    let mut acks = match grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter(vec![bytes])),
+            path,
+            Raw,
+        )
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return s,
+    };
+    loop {
+        match acks.message().await {
+            Ok(Some(())) => {}
+            Ok(None) => return tonic::Status::ok("the stream ended with OK"),
+            Err(s) => return s,
+        }
+    }
+}
+
 #[test]
-fn an_oversize_message_and_a_compression_bomb_get_a_precise_status_and_a_warn_log() {
+fn an_oversize_message_a_compression_bomb_and_garbage_get_a_precise_status_and_a_warn_log() {
     let org = Org::new();
     let mut collector = org.collector_with_log(0, "[limits]\nmax_message_bytes = 1048576\n", true);
     let log = Lines::collect(collector.log.take().unwrap());
@@ -230,7 +299,16 @@ fn an_oversize_message_and_a_compression_bomb_get_a_precise_status_and_a_warn_lo
         );
         assert!(acks.is_empty());
 
-        // 3. The collector keeps serving: the rest arrives on a new stream.
+        // 3. Garbage where an EventBatch should be: INVALID_ARGUMENT.
+        let s = push_raw(&org, port, vec![0x0f, 0x01, 0x02]).await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        assert!(
+            s.message()
+                .starts_with("malformed batch message: failed to decode Protobuf message"),
+            "{s:?}"
+        );
+
+        // 4. The collector keeps serving: the rest arrives on a new stream.
         let mut c = client(&org, port, "agent").await;
         let (acks, end) = push(
             &mut c,
@@ -260,6 +338,15 @@ fn an_oversize_message_and_a_compression_bomb_get_a_precise_status_and_a_warn_lo
     assert!(over.contains(&account), "{over}");
     log.wait_for(
         &["WARN", "ingest stream refused", "decompresses to more than"],
+        Duration::from_secs(30),
+    );
+    log.wait_for(
+        &[
+            "WARN",
+            "ingest stream refused",
+            "InvalidArgument",
+            "malformed batch message",
+        ],
         Duration::from_secs(30),
     );
     drop(collector);
