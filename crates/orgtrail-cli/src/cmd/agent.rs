@@ -114,7 +114,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     // One line, however the run ended.
     let summary = metrics.totals();
-    println!("orgtrail agent: {summary}");
+    // Nobody reading standard output (a closed pipe) is no reason to fail the run.
+    let _ = writeln!(std::io::stdout(), "orgtrail agent: {summary}");
     result?;
     if args.exit_when_drained && summary.dead_lettered > 0 {
         eprintln!(
