@@ -609,3 +609,131 @@ fn certs_issue_refuses_zero_days() {
     );
     assert!(!org.path("zero.pem").exists() && !org.path("zero.key").exists());
 }
+
+/// An agent following a file, so that it runs until stopped.
+fn following_agent(
+    org: &Org,
+    name: &str,
+    account: &str,
+    file: &std::path::Path,
+    port: u16,
+) -> Child {
+    let cfg = org.agent_config(name, account, name, file, port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("follow = true\npoll_ms = 50\n");
+    std::fs::write(&cfg, text).unwrap();
+    orgtrail()
+        .args(["agent", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_running_agent_revoked_mid_stream_stops_saying_why() {
+    let org = Org::new();
+    let (account, all, _) = events(&org, "all", 40, 15);
+    org.issue("agent", "agent", Some(&account));
+    let id = identity(&org, "agent");
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let file = org.path("live.jsonl");
+    std::fs::write(&file, lines[..20].join("\n") + "\n").unwrap();
+    let revoked = org.path("revoked.txt");
+    std::fs::write(&revoked, "").unwrap();
+    let (mut c, log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let agent = following_agent(&org, "agent", &account, &file, c.port);
+    log.wait_for(&["batch stored", &account]);
+    std::fs::write(&revoked, format!("sha256:{}\n", id.fingerprint)).unwrap();
+    log.wait_for(&["revocation list reloaded"]);
+    // What the source has after the revocation is refused: the agent stops with the reason.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, (lines[20..].join("\n") + "\n").as_bytes()).unwrap();
+    let out = finished(agent, "a revoked agent");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("(serial {}) is revoked", id.serial)),
+        "{err}"
+    );
+    log.wait_for(&["WARN", "refused", &id.serial, "is revoked"]);
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    drop(c);
+    let stored: HashSet<String> = org.stored().into_iter().collect();
+    let before: HashSet<&String> = lines[..20].iter().collect();
+    assert!(
+        lines[20..]
+            .iter()
+            .all(|l| !stored.contains(l) || before.contains(l)),
+        "nothing the source had after the revocation was stored"
+    );
+}
+
+#[test]
+fn an_agent_whose_certificate_expired_while_running_stops_at_its_next_connection() {
+    let org = Org::new();
+    let (account, file, _) = events(&org, "a", 20, 16);
+    org.issue("agent", "agent", Some(&account));
+    let (mut c, log) = started(&org, "");
+    let agent = following_agent(&org, "agent", &account, &file, c.port);
+    log.wait_for(&["batch stored", &account]);
+    // The certificate on disk is now an expired one (a renewal gone wrong), and the
+    // connection drops: the agent checks before reconnecting, and stops instead of retrying.
+    issue_between(&org, "agent", &account, -30, -2);
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    // More to ship (an idle agent notices a lost connection only when it sends).
+    let (_, more, _) = events(&org, "more", 5, 17);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &std::fs::read(&more).unwrap()).unwrap();
+    let out = finished(agent, "an agent with an expired certificate");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("agent.pem: the certificate expired at"),
+        "{err}"
+    );
+    assert!(err.contains("not retrying"), "{err}");
+}
+
+#[test]
+fn a_reader_revoked_while_following_is_cut_off() {
+    let org = Org::new();
+    org.issue("auditor", "auditor", None);
+    let id = identity(&org, "auditor");
+    let revoked = org.path("revoked.txt");
+    std::fs::write(&revoked, "").unwrap();
+    let (c, log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let mut follow = orgtrail()
+        .arg("lookup")
+        .args(org.reader_args(&c, "auditor"))
+        .args(["--follow", "--output", "jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(follow.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    assert!(first.contains("following events"), "{first}");
+    std::fs::write(&revoked, format!("{}\n", id.serial)).unwrap();
+    let out = finished(follow, "a revoked follower");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!out.status.success(), "{rest}");
+    assert!(rest.contains("is revoked"), "{rest}");
+    log.wait_for(&["WARN", "refused", &id.serial, "action=follow"]);
+    serves_a_good_agent(&org, &c, "good", 18);
+}
