@@ -96,6 +96,14 @@ async fn watch_health(ledger: Arc<Ledger>, reporter: tonic_health::server::Healt
 /// Events a live follower may fall behind by before it is cut off.
 const LIVE_BUFFER: usize = 16_384;
 
+/// HTTP/2 keepalive: the collector pings each connection this often, and closes one whose
+/// ping is not answered within [`KEEPALIVE_TIMEOUT`]. A half-open connection (an agent or a
+/// network path that vanished without a FIN) is dropped within about 50 s and its streams'
+/// in-flight batches are freed; the agent's own pings and acknowledgement deadline cover the
+/// other direction.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Runs the collector until `shutdown` completes; then stops accepting, lets in-flight
 /// batches finish, flushes, writes a checkpoint and returns. `on_listen` is called with the
 /// bound address once the port is open.
@@ -189,6 +197,8 @@ pub async fn run(
     let incoming = tls::incoming(listener, tls, stopping.clone());
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(
             IngestServer::new(service)
