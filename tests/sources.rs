@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{fixtures, gzip, orgtrail, run, stderr, stdout};
+use common::{fixtures, gzip, http, orgtrail, run, stderr, stdout};
 use org::{Collector, Follower, Org, p};
 
 const ACCOUNT: &str = "123456789012";
@@ -297,28 +297,6 @@ fn a_followed_file_survives_rotation_truncation_and_a_restart() {
         "the restarted agent read only the new lines: {log}"
     );
     assert_eq!(stored(&org, &c).len(), 25);
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
 }
 
 #[test]

@@ -31,6 +31,15 @@ pub struct AgentConfig {
     /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
     #[serde(default = "default_spool_max")]
     pub spool_max_bytes: u64,
+    /// The spool's data key (32 bytes, mode 0600, created on first run). Default
+    /// `SPOOL_DIR/spool.key`; put it on another volume so that a copy of the spool's volume
+    /// alone cannot be read.
+    #[serde(default)]
+    pub spool_key_file: PathBuf,
+    /// Free space kept on the spool's file system, bytes: below it the sources pause (and
+    /// readiness fails) until space returns.
+    #[serde(default = "default_spool_min_free")]
+    pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
     #[serde(default)]
     pub source: Option<SourceConfig>,
@@ -204,6 +213,10 @@ fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
+fn default_spool_min_free() -> u64 {
+    64 << 20
+}
+
 fn default_spool_max() -> u64 {
     256 << 20
 }
@@ -226,7 +239,11 @@ impl AgentConfig {
             std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
         let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.spool_key_file.as_os_str().is_empty() {
+            cfg.spool_key_file = cfg.spool_dir.join(crate::spool::KEY_FILE);
+        }
         for p in [
+            &mut cfg.spool_key_file,
             &mut cfg.spool_dir,
             &mut cfg.tls.cert,
             &mut cfg.tls.key,
@@ -384,6 +401,9 @@ collector = "https://collector.example:4317"
 # collector acknowledged it.
 spool_dir = "spool"
 spool_max_bytes = 268435456    # when full, the source pauses; nothing is dropped
+spool_min_free_bytes = 67108864  # free space kept on the spool's disk; below it the sources pause
+# The spool is sealed (AES-256-GCM) under a key created on first run (default spool/spool.key).
+# spool_key_file = "/etc/orgtrail/spool.key"
 
 [tls]
 cert = "agent.pem"     # orgtrail certs issue --role agent --account 111122223333

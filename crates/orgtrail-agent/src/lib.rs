@@ -23,7 +23,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
 pub use metrics::{Metrics, Summary};
 use sources::Item;
-pub use spool::{DeadLetter, Spool, SpoolError};
+pub use spool::{DeadLetter, Spool, SpoolError, SpoolHandle, SpoolOptions};
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -53,43 +53,98 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
 
 /// Makes what the sources read durable in the spool: a chunk (one wire batch) at a time, or
 /// whatever arrived within the linger time, with the sources' positions in the same append.
-/// Applies the trail's selectors first. Pauses while the spool is full.
+/// Applies the trail's selectors first. Pauses while the spool is full (its size limit, or
+/// its disk below the reserve), which pauses the sources; logs a full disk once per episode,
+/// shows it in metrics and readiness, and goes on by itself when space returns.
+#[allow(clippy::too_many_arguments)]
 fn run_spooler(
     cfg: &AgentConfig,
     selectors: Option<&selectors::Selectors>,
-    spool: &Spool,
+    spool: &SpoolHandle,
     input: std::sync::mpsc::Receiver<Item>,
     metrics: &Metrics,
     wake: &Notify,
     space: &Notify,
+    stop: &AtomicBool,
 ) -> Result<(), AgentError> {
     use std::sync::mpsc::RecvTimeoutError;
     let linger = Duration::from_millis(cfg.batch.linger_ms.max(1));
     let (max_events, max_bytes) = (cfg.batch.max_events, cfg.batch.max_bytes);
     let mut p = Pending::default();
-    let flush = |p: &mut Pending| -> Result<(), AgentError> {
+    // Waits up to `ms` for an acknowledgement that may have freed space.
+    let wait_for_space = |ms: u64| match tokio::runtime::Handle::try_current() {
+        Ok(h) => h.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_millis(ms), space.notified()).await;
+        }),
+        Err(_) => std::thread::sleep(Duration::from_millis(ms.min(200))),
+    };
+    let mut full_logged = false;
+    let mut flush = |p: &mut Pending| -> Result<(), AgentError> {
         if p.is_empty() {
             return Ok(());
         }
         while spool.pending_bytes() > cfg.spool_max_bytes {
-            tracing::warn!(
-                pending = spool.pending_bytes(),
-                "spool is full; the sources wait"
-            );
-            match tokio::runtime::Handle::try_current() {
-                Ok(h) => h.block_on(async {
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(500), space.notified()).await;
-                }),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
             }
+            if !full_logged {
+                tracing::warn!(
+                    pending = spool.pending_bytes(),
+                    limit = cfg.spool_max_bytes,
+                    "spool is full; the sources wait"
+                );
+                full_logged = true;
+            }
+            wait_for_space(500);
         }
-        let result = spool.append_marked(&p.good, &p.dead, &p.marks, max_events, max_bytes);
-        let answer = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        full_logged = false;
+        let mut batch = std::mem::take(&mut p.batch);
+        let chunks = loop {
+            let (back, result) = spool.append_blocking(batch, max_events, max_bytes);
+            batch = back;
+            match result {
+                Ok(chunks) => {
+                    if metrics.set_spool_disk_full(None) {
+                        tracing::info!(
+                            free = spool::free_bytes(&cfg.spool_dir),
+                            "the spool's disk has space again; the sources go on"
+                        );
+                    }
+                    break chunks;
+                }
+                Err(e) if e.is_disk_full() => {
+                    if metrics.set_spool_disk_full(Some(e.to_string())) {
+                        tracing::error!(error = %e, "the spool's disk is full: the sources are paused (nothing read is dropped) until space returns");
+                    }
+                    // A caller waiting for durability (the http source) is told now, so it
+                    // can retry; the events stay here and are spooled once there is room.
+                    for w in p.waiting.drain(..) {
+                        let _ = w.send(Err(e.to_string()));
+                    }
+                    if stop.load(Ordering::Acquire) {
+                        // Not spooled: the sources' positions did not move past these
+                        // events, so they are read again at the next start.
+                        tracing::warn!(
+                            events = batch.events.len(),
+                            "stopping with the spool's disk full; unspooled events will be read again at the next start"
+                        );
+                        p.clear();
+                        return Ok(());
+                    }
+                    wait_for_space(500);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for w in p.waiting.drain(..) {
+                        let _ = w.send(Err(msg.clone()));
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
         for w in p.waiting.drain(..) {
-            let _ = w.send(answer.clone());
+            let _ = w.send(Ok(()));
         }
-        let chunks = result?;
         let mut at = 0usize;
         for (first, n) in chunks {
             let n = n as usize;
@@ -102,6 +157,7 @@ fn run_spooler(
         metrics
             .spool_pending_bytes
             .store(spool.pending_bytes(), Ordering::Relaxed);
+        p.batch = batch;
         p.clear();
         wake.notify_one();
         Ok(())
@@ -116,7 +172,7 @@ fn run_spooler(
                     continue;
                 }
                 p.bytes += event.bytes().len();
-                p.good.push(event.into_bytes());
+                p.batch.events.push(event.into_bytes());
                 p.sources.push(u16::try_from(source).unwrap_or(u16::MAX));
             }
             Ok(Item::Dead {
@@ -124,14 +180,18 @@ fn run_spooler(
                 reason,
                 bytes,
             }) => {
-                p.dead.push((reason, bytes));
+                p.batch.dead.push(spool::NewDead {
+                    source: metrics.source(source).name.clone(),
+                    reason,
+                    bytes,
+                });
                 p.dead_sources.push(source);
             }
             Ok(Item::Mark { key, value }) => {
-                if let Some(m) = p.marks.iter_mut().find(|(k, _)| *k == key) {
+                if let Some(m) = p.batch.marks.iter_mut().find(|(k, _)| *k == key) {
                     m.1 = value;
                 } else {
-                    p.marks.push((key, value));
+                    p.batch.marks.push((key, value));
                 }
             }
             Ok(Item::Durable(w)) => {
@@ -147,7 +207,7 @@ fn run_spooler(
         }
         // A full chunk is made durable at once: one fdatasync per wire batch, and the agent's
         // memory stays a few batches however fast the sources are.
-        if p.good.len() >= max_events || p.bytes >= max_bytes {
+        if p.batch.events.len() >= max_events || p.bytes >= max_bytes {
             flush(&mut p)?;
         }
     }
@@ -158,30 +218,25 @@ fn run_spooler(
 /// What the spooler holds between appends.
 #[derive(Default)]
 struct Pending {
-    good: Vec<Vec<u8>>,
+    batch: spool::AppendBatch,
     sources: Vec<u16>,
     bytes: usize,
-    dead: Vec<(String, Vec<u8>)>,
     dead_sources: Vec<usize>,
-    marks: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Vec<std::sync::mpsc::SyncSender<Result<(), String>>>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.good.is_empty()
-            && self.dead.is_empty()
-            && self.marks.is_empty()
-            && self.waiting.is_empty()
+        self.batch.is_empty() && self.waiting.is_empty()
     }
 
     fn clear(&mut self) {
-        self.good.clear();
+        self.batch.events.clear();
+        self.batch.dead.clear();
+        self.batch.marks.clear();
         self.sources.clear();
         self.bytes = 0;
-        self.dead.clear();
         self.dead_sources.clear();
-        self.marks.clear();
     }
 }
 
@@ -411,7 +466,7 @@ enum Ended {
 #[allow(clippy::too_many_arguments)]
 async fn ship_once(
     cfg: &AgentConfig,
-    spool: &Spool,
+    spool: &SpoolHandle,
     wake: &Notify,
     space: &Notify,
     source_done: &AtomicBool,
@@ -468,10 +523,8 @@ async fn ship_once(
         // collector's limits.
         while batches.len() < cfg.batch.max_in_flight {
             if queued.is_empty() {
-                // Spool reads and acknowledgements are short file and sled operations; they
-                // run in place on this worker rather than on the blocking pool, whose many
-                // short-lived threads each kept allocator caches of batch-sized buffers.
-                let chunk = tokio::task::block_in_place(|| spool.chunk_from(next_from))?;
+                // Spool reads and acknowledgements run on the spool's own thread.
+                let chunk = spool.chunk_from(next_from).await?;
                 let Some(chunk) = chunk else { break };
                 let first = chunk.first_seq;
                 let len = chunk.events.len();
@@ -491,7 +544,7 @@ async fn ship_once(
                     },
                 );
                 if pieces.is_empty() {
-                    finish_chunk(spool, metrics, space, &mut chunks, first)?;
+                    finish_chunk(spool, metrics, space, &mut chunks, first).await?;
                     continue;
                 }
                 for (offset, count) in pieces {
@@ -522,14 +575,8 @@ async fn ship_once(
             );
         }
         if batches.is_empty() {
-            if exit_when_drained && source_done.load(Ordering::Acquire) {
-                let s = spool.clone();
-                let empty = tokio::task::spawn_blocking(move || s.is_empty())
-                    .await
-                    .map_err(|e| AgentError::Other(e.to_string()))??;
-                if empty {
-                    return Ok(Ended::Drained);
-                }
+            if exit_when_drained && source_done.load(Ordering::Acquire) && spool.is_empty().await? {
+                return Ok(Ended::Drained);
             }
             let _ = tokio::time::timeout(
                 Duration::from_millis(cfg.batch.linger_ms.max(10)),
@@ -563,7 +610,7 @@ async fn ship_once(
                     }
                     c.outstanding = c.outstanding.saturating_sub(1);
                     if c.outstanding == 0 {
-                        finish_chunk(spool, metrics, space, &mut chunks, b.chunk)?;
+                        finish_chunk(spool, metrics, space, &mut chunks, b.chunk).await?;
                     }
                 }
                 Ok(None) => return Ok(Ended::Reconnect),
@@ -612,8 +659,8 @@ fn is_too_large(s: &tonic::Status) -> bool {
 
 /// Every batch of chunk `first` is acknowledged: forget it in the spool, keeping its dead
 /// letters.
-fn finish_chunk(
-    spool: &Spool,
+async fn finish_chunk(
+    spool: &SpoolHandle,
     metrics: &Metrics,
     space: &Notify,
     chunks: &mut BTreeMap<u64, ChunkInFlight>,
@@ -624,7 +671,7 @@ fn finish_chunk(
     };
     c.dead.sort_by_key(|d| d.0);
     c.dead.dedup_by_key(|d| d.0);
-    tokio::task::block_in_place(|| spool.acknowledge((first, c.stored_len), &c.dead))?;
+    spool.acknowledge((first, c.stored_len), &c.dead).await?;
     let conflicts = c.dead.iter().filter(|d| d.1 == CONFLICT_REASON).count() as u64;
     metrics.conflicts.add(conflicts);
     metrics.rejected.add(c.dead.len() as u64 - conflicts);
@@ -694,7 +741,15 @@ pub async fn run_with_metrics(
     if let Some(s) = &selectors {
         tracing::info!(selectors = %s.summary(), "trail selectors");
     }
-    let spool = Spool::open(&cfg.spool_dir)?;
+    let spool = SpoolHandle::open(SpoolOptions {
+        key_file: cfg.spool_key_file.clone(),
+        min_free_bytes: cfg.spool_min_free_bytes,
+        chunk_events: cfg.batch.max_events,
+        chunk_bytes: cfg.batch.max_bytes,
+        ..SpoolOptions::new(&cfg.spool_dir)
+    })
+    .await?;
+    metrics.attach_spool(spool.clone());
     metrics
         .spool_pending_bytes
         .store(spool.pending_bytes(), Ordering::Relaxed);
@@ -769,13 +824,22 @@ pub async fn run_with_metrics(
         let metrics = metrics.clone();
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = metrics.clone();
-                    async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
-                }),
-            );
+            let ready = metrics.clone();
+            let app = axum::Router::new()
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let m = metrics.clone();
+                        async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
+                    }),
+                )
+                .route(
+                    "/ready",
+                    axum::routing::get(move || {
+                        let m = ready.clone();
+                        async move { metrics::ready_response(&m) }
+                    }),
+                );
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.wait_for(|s| *s).await;
@@ -784,13 +848,14 @@ pub async fn run_with_metrics(
         });
     }
     let spooler = {
-        let (cfg, spool, wake, space, done, metrics) = (
+        let (cfg, spool, wake, space, done, metrics, stop) = (
             cfg.clone(),
             spool.clone(),
             wake.clone(),
             space.clone(),
             source_done.clone(),
             metrics.clone(),
+            stop.clone(),
         );
         tokio::task::spawn_blocking(move || {
             let r = run_spooler(
@@ -801,6 +866,7 @@ pub async fn run_with_metrics(
                 &metrics,
                 &wake,
                 &space,
+                &stop,
             );
             done.store(true, Ordering::Release);
             wake.notify_one();
@@ -863,9 +929,7 @@ pub async fn run_with_metrics(
         first_error.get_or_insert(e);
     }
     // Acknowledgements are written lazily; make them durable so nothing is sent twice.
-    let s = spool.clone();
-    let flushed = tokio::task::spawn_blocking(move || s.flush()).await;
-    if let Ok(Err(e)) = flushed {
+    if let Err(e) = spool.flush().await {
         tracing::warn!(error = %e, "could not record the last acknowledgements; those batches will be sent again (the collector drops duplicates)");
     }
     for line in metrics.summary() {

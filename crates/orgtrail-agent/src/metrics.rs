@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
@@ -43,6 +43,9 @@ pub struct Metrics {
     chunks: Mutex<HashMap<u64, Vec<u16>>>,
     pub batches_acknowledged: Counter,
     pub spool_pending_bytes: AtomicU64,
+    /// Why the spool cannot take more (its disk is full), while it cannot.
+    spool_disk_full: Mutex<Option<String>>,
+    spool: OnceLock<crate::SpoolHandle>,
     /// Events the collector already held with the same bytes (acknowledged, not stored again).
     pub duplicates: Counter,
     /// Events the collector holds with the same eventID and other bytes (dead-lettered).
@@ -96,6 +99,8 @@ impl Metrics {
             chunks: Mutex::new(HashMap::new()),
             batches_acknowledged: Counter::default(),
             spool_pending_bytes: AtomicU64::new(0),
+            spool_disk_full: Mutex::new(None),
+            spool: OnceLock::new(),
             duplicates: Counter::default(),
             conflicts: Counter::default(),
             rejected: Counter::default(),
@@ -116,6 +121,35 @@ impl Metrics {
             conflicts: self.conflicts.get(),
             rejected: self.rejected.get(),
             dead_lettered: self.sources.iter().map(|m| m.dead_lettered.get()).sum(),
+        }
+    }
+
+    /// The spool whose dead letters and free space are reported.
+    pub fn attach_spool(&self, spool: crate::SpoolHandle) {
+        let _ = self.spool.set(spool);
+    }
+
+    /// Records that the spool's disk is full (`Some(why)`) or has room again (`None`).
+    /// True when that changed.
+    pub fn set_spool_disk_full(&self, why: Option<String>) -> bool {
+        let mut s = self
+            .spool_disk_full
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = s.is_some() != why.is_some();
+        *s = why;
+        changed
+    }
+
+    /// Ready to take events: `Err(why)` while the spool's disk is full.
+    pub fn readiness(&self) -> Result<(), String> {
+        match &*self
+            .spool_disk_full
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
         }
     }
 
@@ -226,6 +260,27 @@ impl Metrics {
             "orgtrail_agent_spool_pending_bytes {}",
             self.spool_pending_bytes.load(Ordering::Relaxed)
         );
+        let full = u8::from(self.readiness().is_err());
+        let _ = writeln!(
+            out,
+            "# HELP orgtrail_agent_spool_disk_full 1 while the spool's disk is full (below its reserve): the sources are paused."
+        );
+        let _ = writeln!(out, "# TYPE orgtrail_agent_spool_disk_full gauge");
+        let _ = writeln!(out, "orgtrail_agent_spool_disk_full {full}");
+        if let Some(s) = self.spool.get() {
+            let _ = writeln!(
+                out,
+                "# HELP orgtrail_agent_spool_free_bytes Free bytes in the spool's file system."
+            );
+            let _ = writeln!(out, "# TYPE orgtrail_agent_spool_free_bytes gauge");
+            let _ = writeln!(out, "orgtrail_agent_spool_free_bytes {}", s.free_bytes());
+            let _ = writeln!(
+                out,
+                "# HELP orgtrail_agent_dead_letters Dead letters held in the spool."
+            );
+            let _ = writeln!(out, "# TYPE orgtrail_agent_dead_letters gauge");
+            let _ = writeln!(out, "orgtrail_agent_dead_letters {}", s.dead_letter_count());
+        }
         out
     }
 
@@ -246,6 +301,17 @@ impl Metrics {
                 )
             })
             .collect()
+    }
+}
+
+/// `/ready`: 200 `ready`, or 503 with the reason (the spool's disk is full).
+pub fn ready_response(m: &Metrics) -> (axum::http::StatusCode, String) {
+    match m.readiness() {
+        Ok(()) => (axum::http::StatusCode::OK, "ready\n".into()),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 

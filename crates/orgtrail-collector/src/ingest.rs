@@ -2,16 +2,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use orgtrail_core::{AccountId, CloudTrailEvent, EventError};
+use orgtrail_core::{AccountId, CloudTrailEvent};
 use orgtrail_proto::v1::ingest_server::Ingest;
 use orgtrail_proto::v1::{BatchAck, EventBatch, RejectReason, Rejection};
-use orgtrail_store::{Appended, Ledger, Prepared, Preparer};
+use orgtrail_store::{Appended, Ledger, Prepared, Preparer, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
+use crate::status::store_status;
 
 /// The gRPC ingest service.
 #[derive(Debug, Clone)]
@@ -42,18 +43,38 @@ fn reject(index: usize, reason: RejectReason, message: String) -> Rejection {
     }
 }
 
-/// Validates and prepares a batch (CPU work, on a blocking thread).
+/// A validated, prepared batch: what to store, the parsed events for live followers, and the
+/// events rejected for a property of their own.
+type PreparedBatch = (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>);
+
+/// Validates and prepares a batch (CPU work, on a blocking thread). Only a property of an
+/// event itself (not JSON, too large, another account's) rejects it; a failure of the server
+/// while preparing (compression, keys, a missing dictionary) fails the whole batch with a
+/// retryable error, so the agent sends it again and nothing is dead-lettered for it.
 fn prepare_batch(
     svc: &IngestService,
     account: AccountId,
     batch: EventBatch,
-) -> (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>) {
+) -> Result<PreparedBatch, StoreError> {
     let mut preparer = svc
         .preparers
         .lock()
         .ok()
         .and_then(|mut p| p.pop())
         .unwrap_or_else(|| svc.ledger.preparer());
+    let r = prepare_with(svc, &mut preparer, account, batch);
+    if let Ok(mut p) = svc.preparers.lock() {
+        p.push(preparer);
+    }
+    r
+}
+
+fn prepare_with(
+    svc: &IngestService,
+    preparer: &mut Preparer,
+    account: AccountId,
+    batch: EventBatch,
+) -> Result<PreparedBatch, StoreError> {
     let mut prepared = Vec::with_capacity(batch.events.len());
     // The parsed events are kept only while someone follows live.
     let keep = svc.live.receiver_count() > 0;
@@ -88,25 +109,12 @@ fn prepare_batch(
                 }
             }
         }
-        match preparer.prepare(&event, account) {
-            Ok(p) => {
-                prepared.push(p);
-                if keep {
-                    kept.push(event);
-                }
-            }
-            Err(e) => rejections.push(Rejection::invalid(
-                i as u32,
-                &EventError::NotJson {
-                    detail: format!("cannot be stored: {e}"),
-                },
-            )),
+        prepared.push(preparer.prepare(&event, account)?);
+        if keep {
+            kept.push(event);
         }
     }
-    if let Ok(mut p) = svc.preparers.lock() {
-        p.push(preparer);
-    }
-    (prepared, kept, rejections)
+    Ok((prepared, kept, rejections))
 }
 
 async fn handle_batch(
@@ -128,13 +136,21 @@ async fn handle_batch(
         .cpu
         .run(move || prepare_batch(&s2, account, batch))
         .await
-        .ok_or_else(|| Status::internal("batch preparation failed"))?;
+        .ok_or_else(|| Status::unavailable("the collector's worker pool stopped; retry"))?
+        .map_err(|e| {
+            tracing::error!(%account, batch_id, error = %e, "preparing a batch failed (server fault; the agent retries)");
+            store_status(&e)
+        })?;
     let outcome = if prepared.is_empty() {
         orgtrail_store::AppendOutcome::default()
     } else {
         svc.ledger.append(prepared).await.map_err(|e| {
-            tracing::error!(error = %e, "storing a batch failed");
-            Status::unavailable(format!("the collector could not store the batch: {e}"))
+            if matches!(e, StoreError::DiskFull { .. }) {
+                tracing::debug!(%account, batch_id, error = %e, "batch refused: disk full");
+            } else {
+                tracing::error!(%account, batch_id, error = %e, "storing a batch failed (the agent retries)");
+            }
+            store_status(&e)
         })?
     };
     let mut ack = BatchAck {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod ingest;
 pub mod pool;
 pub mod query;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +51,44 @@ pub enum CollectorError {
     Serve(String),
 }
 
+/// How long in-flight batches may take to finish once shutdown began.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often the ledger's health is read into the gRPC health service.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the gRPC health service's answer for ingest (and the server as a whole) in step with
+/// the ledger: NOT_SERVING while the disk is below its reserve or the store is recovering.
+async fn watch_health(ledger: Arc<Ledger>, reporter: tonic_health::server::HealthReporter) {
+    let mut last = orgtrail_store::Health::Ready;
+    let mut tick = tokio::time::interval(HEALTH_POLL);
+    loop {
+        tick.tick().await;
+        let h = ledger.health();
+        if h == last {
+            continue;
+        }
+        if h == orgtrail_store::Health::Ready {
+            tracing::info!("ingest ready again");
+            reporter
+                .set_serving::<IngestServer<ingest::IngestService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        } else {
+            tracing::warn!(state = ?h, "ingest not ready");
+            reporter
+                .set_not_serving::<IngestServer<ingest::IngestService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        last = h;
+    }
+}
+
 /// Events a live follower may fall behind by before it is cut off.
 const LIVE_BUFFER: usize = 16_384;
 
@@ -84,6 +123,7 @@ pub async fn run(
         None
     };
     let data_dir = cfg.data_dir.clone();
+    let storage = cfg.storage.clone();
     let ledger = tokio::task::spawn_blocking(move || {
         Ledger::open(
             &data_dir,
@@ -93,6 +133,7 @@ pub async fn run(
                 // The collector's hot path is appending; lookups (served later) read few
                 // blocks. A smaller page cache keeps its memory near the index's own.
                 cache_bytes: 16 << 20,
+                reserve_bytes: storage.reserve.as_u64(),
                 ..LedgerConfig::default()
             },
         )
@@ -130,6 +171,7 @@ pub async fn run(
     health_reporter
         .set_serving::<IngestServer<ingest::IngestService>>()
         .await;
+    tokio::spawn(watch_health(ledger.clone(), health_reporter));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -154,7 +196,8 @@ pub async fn run(
         }
         s
     });
-    Server::builder()
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tls_config(tls)
@@ -179,9 +222,25 @@ pub async fn run(
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight batches");
             let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(|e| CollectorError::Serve(e.to_string()))?;
+            let _ = began_tx.send(());
+        });
+    // In-flight batches get a bounded time to finish: a write stuck on a failing disk must
+    // not hold shutdown (what was not acknowledged stays in the agents' spools).
+    tokio::select! {
+        r = serve => r.map_err(|e| CollectorError::Serve(e.to_string()))?,
+        () = async {
+            if began_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::error!(
+                seconds = SHUTDOWN_GRACE.as_secs(),
+                "in-flight batches did not finish in time; stopping without them (they were not acknowledged)"
+            );
+        }
+    }
 
     // Stopped accepting; in-flight batches have been answered. Flush and checkpoint.
     tokio::task::spawn_blocking(move || ledger.close())

@@ -100,15 +100,10 @@ fn build_query(
 }
 
 fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::BadPageToken => {
-            Status::invalid_argument("next_token is not one this collector issued")
-        }
-        e => {
-            tracing::error!(error = %e, "query failed");
-            Status::internal(format!("the query failed: {e}"))
-        }
+    if !matches!(e, StoreError::BadPageToken) {
+        tracing::error!(error = %e, "query failed");
     }
+    crate::status::store_status(&e)
 }
 
 fn to_pb(e: StoredEvent) -> pb::StoredEvent {

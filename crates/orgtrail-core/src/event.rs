@@ -184,6 +184,15 @@ impl CloudTrailEvent {
         Self::parse_with_limit(bytes, MAX_EVENT_BYTES)
     }
 
+    /// [`CloudTrailEvent::parse`] that hands the bytes back with the error (to keep them,
+    /// e.g. as a dead letter, without copying every event).
+    pub fn parse_or_return(bytes: Vec<u8>) -> Result<Self, (EventError, Vec<u8>)> {
+        match parse_fields(&bytes, MAX_EVENT_BYTES) {
+            Ok(fields) => Ok(CloudTrailEvent { bytes, fields }),
+            Err(e) => Err((e, bytes)),
+        }
+    }
+
     /// Validates and parses one event with a custom size limit.
     pub fn parse_with_limit(
         bytes: impl Into<Vec<u8>>,

@@ -18,6 +18,8 @@ pub enum CryptoError {
         #[source]
         source: std::io::Error,
     },
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
     #[error("{path} already exists; refusing to overwrite key material")]
     Exists { path: PathBuf },
     #[error("keyring {path} is malformed: {reason}")]

@@ -3,6 +3,7 @@
 //! * [`keyring`]: versioned master keys in a local file and the [`KeyProvider`] trait through
 //!   which the store asks for data keys (a KMS or Vault transit can implement it later);
 //! * [`envelope`]: AES-256-GCM data keys that seal records;
+//! * [`keyfile`]: a local data key in a 0600 file of its own (the agent's spool);
 //! * [`blind`]: blind indexes, HMAC-SHA-256 under a key of their own, so index keys on disk
 //!   reveal no attribute value;
 //! * [`hash`]: SHA-256 digests;
@@ -17,6 +18,7 @@ pub mod checkpoint;
 pub mod envelope;
 mod error;
 pub mod hash;
+pub mod keyfile;
 pub mod keyring;
 pub mod merkle;
 pub mod signing;
@@ -24,6 +26,7 @@ pub mod signing;
 pub use blind::BlindIndexer;
 pub use envelope::{DataKey, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use error::CryptoError;
+pub use keyfile::{create_key_file, load_key_file};
 pub use keyring::{KeyProvider, Keyring, LocalKeyProvider, WrappedKey};
 
 /// Fills `buf` from the operating system's CSPRNG (via aws-lc-rs).

@@ -140,9 +140,9 @@ fn read_on(
                     if text.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    let ok = match CloudTrailEvent::parse(text) {
+                    let ok = match CloudTrailEvent::parse_or_return(text) {
                         Ok(ev) => ctx.event(ev),
-                        Err(e) => ctx.dead(format!("line {line_no}: {e}"), Vec::new()),
+                        Err((e, text)) => ctx.dead(format!("line {line_no}: {e}"), text),
                     };
                     if !ok {
                         return None;
@@ -303,23 +303,63 @@ pub fn run(ctx: &Ctx, path: &Path, follow: bool, poll_ms: u64) -> Result<(), Str
     }
 }
 
-/// Standard input, to its end. (No position to keep: a pipe cannot be re-read.)
+/// Standard input, to its end. (No position to keep: a pipe cannot be re-read.) Lines are
+/// split as for a file, so a line that is not an event keeps its bytes as a dead letter.
 fn stdin(ctx: &Ctx) -> Result<(), String> {
-    let decoder = orgtrail_core::Decoder::new(
-        std::io::stdin(),
-        orgtrail_core::InputFormat::JsonLines,
-        orgtrail_core::DecodeLimits::default(),
-    )
-    .map_err(|e| format!("standard input: {e}"))?;
-    for item in decoder {
-        let item = item.map_err(|e| format!("standard input: {e}"))?;
-        let ok = match item.result {
-            Ok(ev) => ctx.event(ev),
-            Err(reason) => ctx.dead(format!("{}: {reason}", item.position), Vec::new()),
+    let mut input = std::io::stdin().lock();
+    let mut lines = Lines {
+        buf: Vec::new(),
+        skipped: 0,
+    };
+    let mut chunk = vec![0u8; 256 << 10];
+    let mut got = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("standard input: {e}")),
         };
-        if !ok {
-            break;
+        if n == 0 {
+            if !lines.buf.is_empty() {
+                let rest = std::mem::take(&mut lines.buf);
+                let len = rest.len();
+                got.push((Line::Text(rest), len));
+            }
+        } else {
+            lines.buf.extend_from_slice(&chunk[..n]);
+            lines.take(&mut got);
+        }
+        for (line, _) in got.drain(..) {
+            let ok = match line {
+                Line::Skipped => true,
+                Line::TooLong(len) => {
+                    line_no += 1;
+                    ctx.dead(
+                        format!(
+                            "line {line_no}: event is {len} bytes, larger than the limit of {MAX_EVENT_BYTES} bytes"
+                        ),
+                        Vec::new(),
+                    )
+                }
+                Line::Text(text) => {
+                    line_no += 1;
+                    if text.iter().all(u8::is_ascii_whitespace) {
+                        true
+                    } else {
+                        match CloudTrailEvent::parse_or_return(text) {
+                            Ok(ev) => ctx.event(ev),
+                            Err((e, text)) => ctx.dead(format!("line {line_no}: {e}"), text),
+                        }
+                    }
+                }
+            };
+            if !ok {
+                return Ok(());
+            }
+        }
+        if n == 0 {
+            return Ok(());
         }
     }
-    Ok(())
 }

@@ -42,7 +42,7 @@ pub struct Ctx {
     pub index: usize,
     pub name: String,
     pub out: SyncSender<Item>,
-    pub spool: crate::Spool,
+    pub spool: crate::SpoolHandle,
     pub metrics: std::sync::Arc<Metrics>,
     /// Read what is there and stop (for `--exit-when-drained`), instead of waiting for more.
     pub once: bool,

@@ -1,10 +1,13 @@
 //! `orgtrail agent`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orgtrail_agent::{AgentConfig, Spool};
+use orgtrail_agent::spool::{Outcome, Request, control};
+use orgtrail_agent::{AgentConfig, Spool, SpoolError, SpoolOptions};
 
 /// Run an agent: read events from its sources (a CloudTrail log tree, JSON lines from a file
 /// followed as it grows or from standard input, an HTTP endpoint for PutAuditEvents), apply
@@ -31,26 +34,57 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum AgentCommand {
-    /// List the dead-letter area: events the agent will not ship, and why.
-    DeadLetters {
-        #[arg(long, value_name = "DIR")]
-        spool: PathBuf,
+    /// The dead-letter area: events the agent will not ship, and why. Lists them; `replay`
+    /// and `purge` change them. All work while the agent runs (a change is handed to the
+    /// running agent through the spool's request directory).
+    DeadLetters(DeadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeadArgs {
+    #[command(subcommand)]
+    action: Option<DeadAction>,
+    /// The spool directory (or give --config).
+    #[arg(long, value_name = "DIR", global = true)]
+    spool: Option<PathBuf>,
+    /// The spool's key file (default DIR/spool.key).
+    #[arg(long, value_name = "FILE", global = true)]
+    spool_key: Option<PathBuf>,
+    /// The agent's configuration: its spool directory and key file.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// `text` (one line each, then a count) or `json` (one JSON object per line, with the
+    /// event's bytes).
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DeadAction {
+    /// Put dead letters back in the spool to be shipped again (those whose bytes are an event;
+    /// the collector stores each event once, so a replay is safe to repeat).
+    Replay {
+        /// Only dead letters whose reason contains this text (e.g. "wrong account").
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Delete dead letters set aside before a time.
+    Purge {
+        /// RFC 3339 time, e.g. 2026-11-26T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        before: String,
     },
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(AgentCommand::DeadLetters { spool }) = args.command {
-        let s = Spool::open(&spool)?;
-        let dead = s.dead_letters()?;
-        for d in &dead {
-            let id = serde_json::from_slice::<serde_json::Value>(&d.bytes)
-                .ok()
-                .and_then(|v| v["eventID"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| "-".into());
-            println!("{}\teventID {}\t{}", d.seq, id, d.reason);
-        }
-        println!("dead-letters={}", dead.len());
-        return Ok(ExitCode::SUCCESS);
+    if let Some(AgentCommand::DeadLetters(d)) = args.command {
+        return dead_letters(d);
     }
     let config = args
         .config
@@ -69,7 +103,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         metrics.clone(),
         args.exit_when_drained,
         |name, addr| {
-            use std::io::Write;
             println!("orgtrail agent: {name} listening on {addr}");
             let _ = std::io::stdout().flush();
         },
@@ -88,4 +121,159 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn dead_letters(d: DeadArgs) -> anyhow::Result<ExitCode> {
+    let (dir, key) = match (&d.spool, &d.config) {
+        (Some(dir), _) => (
+            dir.clone(),
+            d.spool_key
+                .clone()
+                .unwrap_or_else(|| dir.join(orgtrail_agent::spool::KEY_FILE)),
+        ),
+        (None, Some(cfg)) => {
+            let cfg = AgentConfig::load(cfg)?;
+            (
+                cfg.spool_dir.clone(),
+                d.spool_key.clone().unwrap_or(cfg.spool_key_file),
+            )
+        }
+        (None, None) => anyhow::bail!("give --spool DIR or --config FILE"),
+    };
+    match d.action {
+        None => list(&dir, &key, d.output),
+        Some(DeadAction::Replay { reason }) => {
+            let o = change(&dir, &key, Request::Replay { reason })?;
+            println!(
+                "replayed={} not_replayable={} left={}",
+                o.replayed, o.not_replayable, o.left
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(DeadAction::Purge { before }) => {
+            let t = orgtrail_core::Timestamp::parse(&before)
+                .with_context(|| format!("--before {before:?}"))?;
+            let o = change(
+                &dir,
+                &key,
+                Request::Purge {
+                    before_ms: t.millis(),
+                },
+            )?;
+            println!("purged={} left={}", o.purged, o.left);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(dir: &Path, key: &Path, output: Output) -> anyhow::Result<ExitCode> {
+    let dead = orgtrail_agent::spool::read_dead_letters(dir, key)?;
+    let mut out = std::io::stdout().lock();
+    let mut write = || -> std::io::Result<()> {
+        for d in &dead {
+            let value = serde_json::from_slice::<serde_json::Value>(&d.bytes).ok();
+            let id = value
+                .as_ref()
+                .and_then(|v| v["eventID"].as_str())
+                .map(str::to_owned);
+            let time = orgtrail_core::Timestamp(d.time_ms).to_string();
+            match output {
+                Output::Text => writeln!(
+                    out,
+                    "{}\t{time}\t{}\teventID {}\t{}",
+                    d.seq,
+                    d.source,
+                    id.as_deref().unwrap_or("-"),
+                    d.reason
+                )?,
+                Output::Json => {
+                    let mut o = serde_json::json!({
+                        "seq": d.seq,
+                        "time": time,
+                        "source": d.source,
+                        "reason": d.reason,
+                        "eventID": id,
+                    });
+                    match std::str::from_utf8(&d.bytes) {
+                        Ok(s) => o["bytes"] = s.into(),
+                        Err(_) => {
+                            use base64::Engine;
+                            o["bytes_base64"] = base64::engine::general_purpose::STANDARD
+                                .encode(&d.bytes)
+                                .into();
+                        }
+                    }
+                    writeln!(out, "{o}")?;
+                }
+            }
+        }
+        if matches!(output, Output::Text) {
+            writeln!(out, "dead-letters={}", dead.len())?;
+        }
+        out.flush()
+    };
+    match write() {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The reader went away (`| head`): a quiet end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).context("writing to standard output"),
+    }
+}
+
+/// How long a command waits for the running agent to carry out its request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// Carries out `req` on the spool itself when no agent has it open (opened without the
+/// agent's side effects), else hands it to the running agent and waits for the answer.
+fn change(dir: &Path, key: &Path, req: Request) -> anyhow::Result<Outcome> {
+    if !dir.join("segments").is_dir() {
+        anyhow::bail!("{} is not a spool directory", dir.display());
+    }
+    let opts = SpoolOptions {
+        key_file: key.to_path_buf(),
+        maintenance: true,
+        lock_wait: Duration::ZERO,
+        ..SpoolOptions::new(dir)
+    };
+    let apply_here = |req: &Request| -> anyhow::Result<Option<Outcome>> {
+        match Spool::open(opts.clone()) {
+            Ok(mut s) => Ok(Some(s.apply(req)?)),
+            Err(SpoolError::Locked(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    // The probe's lock is released at the end of this statement, before the open.
+    let free = control::try_lock(dir)?.is_some();
+    if free && let Some(o) = apply_here(&req)? {
+        return Ok(o);
+    }
+    let id = control::submit(dir, &req)?;
+    eprintln!("the agent has the spool open; request {id} handed to it");
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    loop {
+        if let Some(o) = control::take_answer(dir, &id)? {
+            return match o.error {
+                Some(e) => Err(anyhow::anyhow!("the agent could not do it: {e}")),
+                None => Ok(o),
+            };
+        }
+        // The agent stopped before it got to the request: do it here.
+        let free = control::is_pending(dir, &id) && control::try_lock(dir)?.is_some();
+        if free {
+            match Spool::open(opts.clone()) {
+                Ok(mut s) => s.serve_requests(),
+                Err(SpoolError::Locked(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the agent did not answer within {} s; the request stays in {} and is carried out when the agent next runs",
+                ANSWER_WITHIN.as_secs(),
+                dir.join(control::REQUESTS).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
