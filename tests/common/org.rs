@@ -98,11 +98,17 @@ impl Org {
         self.collector_with_log(port, extra, false)
     }
 
-    pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+    /// Writes collector.toml: listening on `port`, `extra` appended to `[organization]`.
+    pub(crate) fn collector_config(&self, port: u16, extra: &str) -> PathBuf {
         let cfg = self.path("collector.toml");
         std::fs::write(&cfg, format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-example\"\nallow_any_account = true\n{extra}"
         )).unwrap();
+        cfg
+    }
+
+    pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+        let cfg = self.collector_config(port, extra);
         let mut child = orgtrail()
             .args(["collector", "--config", &p(&cfg)])
             .env(

@@ -40,8 +40,44 @@ pub enum AgentError {
     },
     #[error("the collector refused this agent: {0}")]
     Refused(String),
+    /// A certificate problem that retrying cannot mend (this agent's certificate expired,
+    /// revoked or from an unknown CA; the collector's not from the trusted CA).
+    #[error("certificate problem, not retrying: {0}")]
+    Certificate(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl AgentError {
+    /// True for errors that retrying cannot mend: the agent stops and says why.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AgentError::Refused(_) | AgentError::Certificate(_))
+    }
+}
+
+/// The TLS failure in an error's source chain, if any, in precise words: permanent when it is
+/// about a certificate, transient otherwise.
+fn tls_failure(collector: &str, e: &(dyn std::error::Error + 'static)) -> Option<AgentError> {
+    let t = orgtrail_crypto::tls::find_tls_error(e)?;
+    let why = orgtrail_crypto::tls::describe(&t);
+    Some(if orgtrail_crypto::tls::is_permanent_for_client(&t) {
+        AgentError::Certificate(format!("{collector}: {why}"))
+    } else {
+        AgentError::Other(format!("TLS with {collector}: {why}"))
+    })
+}
+
+/// This agent's certificate, checked at start as the collector will check it: its key
+/// matches, it chains to the CA, it is valid now and meant for client authentication.
+fn check_certificate(cfg: &AgentConfig) -> Result<(), AgentError> {
+    orgtrail_crypto::tls::load_own(
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        &cfg.tls.ca,
+        orgtrail_crypto::tls::Purpose::Client,
+    )
+    .map(|_| ())
+    .map_err(|e| AgentError::Certificate(e.to_string()))
 }
 
 fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
@@ -386,6 +422,13 @@ impl Backoff {
 }
 
 async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
+    // Checked again before every connection: a certificate that expired while the agent ran
+    // stops it with the reason (with TLS 1.3 the collector's refusal may reach the agent only
+    // as a closed connection).
+    let own = cfg.clone();
+    tokio::task::spawn_blocking(move || check_certificate(&own))
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))??;
     let identity = Identity::from_pem(read_file(&cfg.tls.cert)?, read_file(&cfg.tls.key)?);
     let timeout = Duration::from_millis(cfg.connection.connect_timeout_ms);
     let mut tls = ClientTlsConfig::new()
@@ -405,9 +448,11 @@ async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(r) => {
-            r.map_err(|e| AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector)))
-        }
+        Ok(r) => r.map_err(|e| {
+            tls_failure(&cfg.collector, &e).unwrap_or_else(|| {
+                AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector))
+            })
+        }),
         Err(_) => Err(AgentError::Other(format!(
             "cannot connect to {}: no connection within {} ms (connection.connect_timeout_ms)",
             cfg.collector, cfg.connection.connect_timeout_ms
@@ -497,7 +542,7 @@ async fn ship_once(
     .await;
     let response = match opened {
         Ok(Ok(r)) => r,
-        Ok(Err(s)) => return Err(status_error(s)),
+        Ok(Err(s)) => return Err(status_error(&cfg.collector, s)),
         Err(_) => {
             return Err(AgentError::Other(format!(
                 "the collector {} accepted the connection but did not open the stream within {} ms (connection.connect_timeout_ms)",
@@ -630,7 +675,7 @@ async fn ship_once(
                     backoff.reset();
                     return Ok(Ended::Reconnect);
                 }
-                Err(s) => return Err(status_error(s)),
+                Err(s) => return Err(status_error(&cfg.collector, s)),
             },
             () = tokio::time::sleep_until(oldest + ack_timeout) => {
                 let waiting = batches.iter().min_by_key(|(_, b)| b.sent).map_or(0, |(id, _)| *id);
@@ -685,12 +730,15 @@ async fn finish_chunk(
     Ok(())
 }
 
-fn status_error(s: tonic::Status) -> AgentError {
+fn status_error(collector: &str, s: tonic::Status) -> AgentError {
     match s.code() {
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             AgentError::Refused(s.message().to_owned())
         }
-        _ => AgentError::Other(format!("{}: {}", s.code(), s.message())),
+        // With TLS 1.3 the collector refuses a client certificate after the handshake: the
+        // alert arrives with the first call, as a transport error.
+        _ => tls_failure(collector, &s)
+            .unwrap_or_else(|| AgentError::Other(format!("{}: {}", s.code(), s.message()))),
     }
 }
 
@@ -741,6 +789,7 @@ pub async fn run_with_metrics(
     if let Some(s) = &selectors {
         tracing::info!(selectors = %s.summary(), "trail selectors");
     }
+    check_certificate(&cfg)?;
     let spool = SpoolHandle::open(SpoolOptions {
         key_file: cfg.spool_key_file.clone(),
         min_free_bytes: cfg.spool_min_free_bytes,
@@ -894,7 +943,7 @@ pub async fn run_with_metrics(
                 Ok(Ended::Reconnect) => {
                     tracing::info!("collector stream ended; reconnecting");
                 }
-                Err(AgentError::Refused(m)) => return Err(AgentError::Refused(m)),
+                Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
                     let wait = backoff.next();
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "shipping failed; events stay in the spool");

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::certs::PeerIdentity;
 use orgtrail_proto::v1::ingest_server::Ingest;
 use orgtrail_proto::v1::{BatchAck, EventBatch, RejectReason, Rejection};
 use orgtrail_store::{Appended, Ledger, Prepared, Preparer, StoreError};
@@ -120,6 +121,7 @@ fn prepare_with(
 async fn handle_batch(
     svc: IngestService,
     account: AccountId,
+    peer: &PeerIdentity,
     batch: EventBatch,
 ) -> Result<BatchAck, Status> {
     let batch_id = batch.batch_id;
@@ -153,6 +155,22 @@ async fn handle_batch(
             store_status(&e)
         })?
     };
+    let wrong_account = rejections
+        .iter()
+        .filter(|r| r.reason == RejectReason::WrongAccount as i32)
+        .count();
+    if wrong_account > 0 {
+        // A security event: an agent sent events of an account that is not its own. Logged
+        // without the events.
+        tracing::warn!(
+            certificate = %peer.name,
+            serial = %peer.serial,
+            %account,
+            batch_id,
+            events = wrong_account,
+            "refused events whose recipientAccountId is not the certificate's account"
+        );
+    }
     let mut ack = BatchAck {
         batch_id,
         stored: 0,
@@ -255,29 +273,58 @@ impl Ingest for IngestService {
         request: Request<Streaming<EventBatch>>,
     ) -> Result<Response<Self::PushStream>, Status> {
         let certs = peer_certs(&request);
-        let peer = request.remote_addr();
-        let account = self.auth.ingest_account(certs.as_deref())?;
+        let addr = request.remote_addr();
+        let peer = self.auth.ingest_peer(certs.as_deref())?;
+        let account = peer.account;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight * 2);
         let svc = self.clone();
         let mut stopping = self.stopping.clone();
+        // Revocation is checked for every batch, and at every reload of the list, so a
+        // certificate revoked while its stream is open stops storing at once.
+        let revocation = self.auth.revocation().clone();
+        let mut reloaded = revocation.subscribe();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(svc.limits.max_in_flight));
             let mut refusal = None;
+            let cut = |tx: mpsc::Sender<Result<BatchAck, Status>>| {
+                let status = crate::auth::refused(
+                    Some(&peer.id),
+                    "ingest",
+                    Authorizer::revoked_status(&peer.id),
+                );
+                async move {
+                    let _ = tx.send(Err(status)).await;
+                }
+            };
             loop {
                 let next = tokio::select! {
-                    m = inbound.message() => m,
+                    m = inbound.message() => Some(m),
                     _ = stopping.wait_for(|s| *s) => break,
+                    Ok(()) = reloaded.changed() => None,
+                };
+                let Some(next) = next else {
+                    // The revocation list was reloaded.
+                    if revocation.is_revoked(&peer.id) {
+                        cut(tx.clone()).await;
+                        break;
+                    }
+                    continue;
                 };
                 match next {
                     Ok(Some(batch)) => {
+                        if revocation.is_revoked(&peer.id) {
+                            cut(tx.clone()).await;
+                            break;
+                        }
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let tx = tx.clone();
                         let svc = svc.clone();
+                        let id = peer.id.clone();
                         tokio::spawn(async move {
-                            let ack = handle_batch(svc, account, batch).await;
+                            let ack = handle_batch(svc, account, &id, batch).await;
                             let _ = tx.send(ack).await;
                             drop(permit);
                         });
@@ -286,11 +333,11 @@ impl Ingest for IngestService {
                     Err(status) => {
                         match inbound_error(&status, &svc.limits) {
                             Some(answer) => {
-                                tracing::warn!(%account, peer = ?peer, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
+                                tracing::warn!(certificate = %peer.id.name, serial = %peer.id.serial, %account, peer = ?addr, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
                                 refusal = Some(answer);
                             }
                             None => {
-                                tracing::info!(%account, peer = ?peer, %status, "ingest stream broke off");
+                                tracing::info!(certificate = %peer.id.name, %account, peer = ?addr, %status, "ingest stream broke off");
                             }
                         }
                         break;

@@ -6,7 +6,9 @@ pub mod config;
 pub mod ingest;
 pub mod pool;
 pub mod query;
+pub mod revocation;
 pub mod status;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +19,8 @@ use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{Ledger, LedgerConfig};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use config::{CollectorConfig, ConfigError, EXAMPLE};
 
@@ -45,6 +45,10 @@ pub enum CollectorError {
     Store(#[from] orgtrail_store::StoreError),
     #[error(transparent)]
     Crypto(#[from] orgtrail_crypto::CryptoError),
+    #[error("TLS: {0}")]
+    Certificate(#[from] orgtrail_crypto::tls::CertFileError),
+    #[error(transparent)]
+    Revocation(#[from] revocation::RevocationError),
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("server failed: {0}")]
@@ -100,13 +104,6 @@ const LIVE_BUFFER: usize = 16_384;
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, CollectorError> {
-    std::fs::read(path).map_err(|source| CollectorError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// Runs the collector until `shutdown` completes; then stops accepting, lets in-flight
 /// batches finish, flushes, writes a checkpoint and returns. `on_listen` is called with the
 /// bound address once the port is open.
@@ -115,6 +112,15 @@ pub async fn run(
     on_listen: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CollectorError> {
+    // Security files first: a bad certificate, key, CA or revocation list refuses to start.
+    let own = orgtrail_crypto::tls::load_own(
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        &cfg.tls.client_ca,
+        orgtrail_crypto::tls::Purpose::Server,
+    )?;
+    let tls = tls::server_config(&own)?;
+    let revocation = revocation::Revocation::start(cfg.organization.revoked.as_deref())?;
     let provider = Arc::new(LocalKeyProvider::load(&cfg.keys_dir)?);
     let signing = cfg.keys_dir.join("signing.key");
     let signer = if signing.exists() {
@@ -142,12 +148,8 @@ pub async fn run(
     .map_err(|e| CollectorError::Serve(e.to_string()))??;
     let ledger = Arc::new(ledger);
 
-    let identity = Identity::from_pem(read(&cfg.tls.cert)?, read(&cfg.tls.key)?);
-    let tls = ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(Certificate::from_pem(read(&cfg.tls.client_ca)?));
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let auth = Arc::new(auth::Authorizer::new(&cfg.organization));
+    let auth = Arc::new(auth::Authorizer::new(&cfg.organization, revocation));
     let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
     let service = ingest::IngestService {
         stopping: stopping.clone(),
@@ -165,7 +167,7 @@ pub async fn run(
         ledger: ledger.clone(),
         auth,
         live,
-        stopping,
+        stopping: stopping.clone(),
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -188,20 +190,15 @@ pub async fn run(
     on_listen(addr);
     tracing::info!(%addr, "collector listening (mutual TLS)");
 
-    // Small answers (acks, lookups) go out at once instead of waiting for the peer's delayed
-    // ACK (Nagle): without this every lookup took 40 ms more.
-    let incoming = TcpListenerStream::new(listener).map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
-    });
+    // Our own accept loop does the TLS handshakes, so that a refused one is logged at warn
+    // with its reason (tonic's would log it at debug). Small answers (acks, lookups) go out at
+    // once instead of waiting for the peer's delayed ACK (Nagle): without this every lookup
+    // took 40 ms more.
+    let incoming = tls::incoming(listener, tls, stopping.clone());
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tls_config(tls)
-        .map_err(|e| CollectorError::Tls(e.to_string()))?
         .add_service(health)
         .add_service(
             IngestServer::new(service)
