@@ -31,8 +31,8 @@ pub struct AgentConfig {
     /// alone cannot be read.
     #[serde(default)]
     pub spool_key_file: PathBuf,
-    /// Free space kept on the spool's file system, bytes: below it the sources pause (and
-    /// readiness fails) until space returns.
+    /// Free space kept on the spool's file system, bytes (at least 1 MiB): below it the
+    /// sources pause (and readiness fails) until space returns.
     #[serde(default = "default_spool_min_free")]
     pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
@@ -177,6 +177,9 @@ fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
+/// The smallest reserve of free space on the spool's file system.
+pub const MIN_SPOOL_RESERVE: u64 = 1 << 20;
+
 fn default_spool_min_free() -> u64 {
     64 << 20
 }
@@ -288,6 +291,12 @@ impl AgentConfig {
                 problems.push(format!("{n}: {} does not exist", f.display()));
             }
         }
+        if cfg.spool_min_free_bytes < MIN_SPOOL_RESERVE {
+            problems.push(format!(
+                "spool_min_free_bytes: {} is below the minimum of {MIN_SPOOL_RESERVE} bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)",
+                cfg.spool_min_free_bytes
+            ));
+        }
         if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
             problems.push("batch: max_events and max_in_flight must be positive".into());
         }
@@ -379,5 +388,30 @@ mod tests {
         let cfg: AgentConfig = toml::from_str(EXAMPLE).unwrap();
         assert_eq!(cfg.sources.len(), 1);
         assert_eq!(cfg.sources[0].name(), "trail");
+    }
+
+    #[test]
+    fn the_spool_key_defaults_beside_the_spool_and_a_tiny_reserve_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.pem", "a.key", "ca.pem", "in.jsonl"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let base = "account = \"111122223333\"\ncollector = \"https://c:1\"\nspool_dir = \"sp\"\n";
+        let rest = "[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nca = \"ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\n";
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, format!("{base}{rest}")).unwrap();
+        let cfg = AgentConfig::load(&path).unwrap();
+        assert_eq!(cfg.spool_key_file, dir.path().join("sp").join("spool.key"));
+        assert_eq!(cfg.spool_min_free_bytes, 64 << 20);
+        std::fs::write(
+            &path,
+            format!("{base}spool_min_free_bytes = 1000\nspool_key_file = \"k/spool.key\"\n{rest}"),
+        )
+        .unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("spool_min_free_bytes: 1000 is below the minimum of 1048576 bytes"),
+            "{e}"
+        );
     }
 }

@@ -533,3 +533,76 @@ async fn the_spool_thread_serves_async_and_blocking_callers() {
     assert_eq!((outcome.purged, outcome.left), (1, 0));
     drop(h);
 }
+
+/// A tmpfs of `size` at `dir`, unmounted when dropped (the tests run as root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs (the tests run as root)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_write_that_hits_a_full_disk_leaves_no_half_record_and_is_retried_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let _fs = Tmpfs::mount(dir.path(), "6m");
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 2 << 20]).unwrap();
+    let mut s = Spool::open(SpoolOptions::new(&dir.path().join("spool"))).unwrap();
+    let big: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 64 << 10]).collect();
+    let mut written = Vec::new();
+    let err = loop {
+        let mut b = AppendBatch {
+            events: big.clone(),
+            ..AppendBatch::default()
+        };
+        match s.append_batch(&mut b, 1000, 8 << 20) {
+            Ok(c) => written.extend(c),
+            Err(e) => break e,
+        }
+        assert!(written.len() < 100, "the disk never filled");
+    };
+    assert!(err.is_disk_full(), "{err}");
+    assert!(matches!(err, SpoolError::NoSpace { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("spool disk full: cannot write "),
+        "{err}"
+    );
+    assert!(!written.is_empty());
+    // Space returns: the same append goes through, and everything confirmed is intact.
+    std::fs::remove_file(&filler).unwrap();
+    let mut b = AppendBatch {
+        events: big.clone(),
+        ..AppendBatch::default()
+    };
+    written.extend(s.append_batch(&mut b, 1000, 8 << 20).unwrap());
+    for (first, _) in &written {
+        let c = s.chunk_from(*first).unwrap().unwrap();
+        assert_eq!(c.first_seq, *first);
+        assert_eq!(c.events, big);
+        s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+    }
+    assert!(s.is_empty());
+    s.flush().unwrap();
+    drop(s);
+    let s = Spool::open(SpoolOptions::new(&dir.path().join("spool"))).unwrap();
+    assert!(s.is_empty());
+    assert!(segments(&dir.path().join("spool")).is_empty());
+}
