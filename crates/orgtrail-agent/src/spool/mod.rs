@@ -101,18 +101,19 @@ const NEXT: &[u8] = b"mnext_seq";
 pub enum SpoolError {
     #[error("spool state storage error: {0}")]
     Sled(#[from] sled::Error),
-    #[error("spool file {path}: {source}")]
+    // The causes below are in the message and not chained as a `source`, so that a log line
+    // (`%e`) says everything and a printed error chain says nothing twice.
+    #[error("spool file {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the spool {0} is in use by another process (is an agent running on it?)")]
     Locked(PathBuf),
     #[error("spool is corrupt: {0}")]
     Corrupt(String),
     #[error("spool key: {0}")]
-    Key(#[source] CryptoError),
+    Key(CryptoError),
     #[error(
         "the spool {dir} holds sealed data but its key file {key} is missing: restore that file (a new key could not read the data); refusing to create one"
     )]
@@ -120,18 +121,17 @@ pub enum SpoolError {
     #[error("{file} does not open with the spool key: wrong key file, or the file was altered")]
     WrongKey { file: PathBuf },
     #[error("sealing a spool record failed: {0}")]
-    Seal(#[source] CryptoError),
+    Seal(CryptoError),
     #[error("spool disk full: {free} bytes free in {dir}, reserve {reserve} bytes")]
     DiskFull {
         dir: PathBuf,
         free: u64,
         reserve: u64,
     },
-    #[error("spool disk full: cannot write {path}: {source}")]
+    #[error("spool disk full: cannot write {path}: {cause}")]
     NoSpace {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the spool has stopped")]
     Stopped,
@@ -148,26 +148,26 @@ impl SpoolError {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
+    move |cause| SpoolError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
 /// A failed write: a full disk (ENOSPC, EDQUOT) is told apart.
-pub(crate) fn write_error(path: &Path, source: std::io::Error) -> SpoolError {
+pub(crate) fn write_error(path: &Path, cause: std::io::Error) -> SpoolError {
     if matches!(
-        source.kind(),
+        cause.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     ) {
         SpoolError::NoSpace {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     } else {
         SpoolError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }
@@ -420,7 +420,7 @@ fn load_or_create_key(opts: &SpoolOptions) -> Result<DataKey, SpoolError> {
         }
         Err(e) => Err(SpoolError::Io {
             path: path.clone(),
-            source: e,
+            cause: e,
         }),
     }
 }

@@ -150,7 +150,12 @@ fn dead_letters(d: DeadArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(dir: &Path, key: &Path, output: Output) -> anyhow::Result<ExitCode> {
-    let dead = orgtrail_agent::spool::read_dead_letters(dir, key)?;
+    let dead = orgtrail_agent::spool::read_dead_letters(dir, key).with_context(|| {
+        format!(
+            "reading the dead letters of {} (give --config or --spool-key when the agent's spool_key_file is elsewhere)",
+            dir.display()
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     let mut write = || -> std::io::Result<()> {
         for d in &dead {
