@@ -84,7 +84,14 @@ fn agent_once(org: &Org, cfg: &Path) -> String {
         .output()
         .unwrap();
     let log = stderr(&o);
-    assert!(o.status.success(), "{log}");
+    // Exit 0 exactly when the summary line says nothing was dead-lettered.
+    let summary = stdout(&o);
+    assert!(summary.contains("orgtrail agent: shipped="), "{summary}");
+    assert_eq!(
+        o.status.success(),
+        summary.contains("dead_lettered=0"),
+        "{summary}\n{log}"
+    );
     let _ = org;
     log
 }

@@ -137,10 +137,17 @@ fn events_of_another_account_are_rejected_and_dead_lettered() {
         .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
+    // Drained, but with dead letters: said in the summary and in the exit status.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("shipped=0 duplicates=0 conflicts=0 rejected=300 dead_lettered=300"),
+        "{}",
+        stdout(&out)
     );
     drop(collector);
     assert!(
@@ -352,22 +359,16 @@ fn a_certificate_from_another_ca_is_refused() {
     }
     let collector = org.collector(0, "");
     let cfg = org.agent_config("stranger", &account, "stranger", &file, collector.port);
-    let mut agent = orgtrail()
+    // The agent checks its certificate against the CA at start, and stops: no retrying.
+    let out = orgtrail()
         .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
         .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let mut err = BufReader::new(agent.stderr.take().unwrap()).lines();
-    let line = loop {
-        let line = err.next().expect("the agent reports the refusal").unwrap();
-        if line.contains("shipping failed") {
-            break line;
-        }
-    };
-    agent.kill().unwrap();
-    let _ = agent.wait();
-    assert!(line.contains("events stay in the spool"), "{line}");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stranger.pem: "), "{err}");
+    assert!(err.contains("not retrying"), "{err}");
     drop(collector);
     assert!(org.stored().is_empty());
 }
@@ -435,10 +436,16 @@ fn bad_source_lines_are_dead_lettered_with_the_reason_and_the_rest_flows() {
         .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two dead letters: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("conflicts=0 rejected=0 dead_lettered=2"),
+        "{}",
+        stdout(&out)
     );
     drop(collector);
     let got: HashSet<String> = org.stored().into_iter().collect();

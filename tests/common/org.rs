@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::common::{self, orgtrail, run, stdout};
 
@@ -96,17 +98,23 @@ impl Org {
         self.collector_with_log(port, extra, false)
     }
 
-    pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+    /// Writes collector.toml: listening on `port`, `extra` appended to `[organization]`.
+    pub(crate) fn collector_config(&self, port: u16, extra: &str) -> PathBuf {
         let cfg = self.path("collector.toml");
         std::fs::write(&cfg, format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-example\"\nallow_any_account = true\n{extra}"
         )).unwrap();
+        cfg
+    }
+
+    pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+        let cfg = self.collector_config(port, extra);
         let mut child = orgtrail()
             .args(["collector", "--config", &p(&cfg)])
             .env(
                 "ORGTRAIL_LOG",
                 if log {
-                    "orgtrail_collector=debug"
+                    "orgtrail_collector=debug,orgtrail_store=info"
                 } else {
                     "info"
                 },
@@ -285,4 +293,119 @@ impl Drop for Follower {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The collector's log lines, read on a thread of their own so the collector never blocks
+/// on a full pipe.
+pub(crate) struct Log {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    pub(crate) fn of(c: &mut Collector) -> Log {
+        let lines = c.log.take().expect("collector started with its log");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Log {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; fails with what was logged after `secs`.
+    pub(crate) fn wait_for(&mut self, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {secs} s; the last lines:\n{}",
+                    self.seen[self.seen.len().saturating_sub(30)..].join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything logged so far (without waiting).
+    pub(crate) fn drain(&mut self) -> &[String] {
+        while let Ok(l) = self.rx.try_recv() {
+            self.seen.push(l);
+        }
+        &self.seen
+    }
+}
+
+pub(crate) fn spawn_agent(cfg: &Path) -> Child {
+    orgtrail()
+        .args(["agent", "--config", &p(cfg), "--exit-when-drained"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the agent to drain and exit; its exit status must be success.
+pub(crate) fn agent_drains(mut agent: Child, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "the agent failed: {err}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not drain within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(crate) fn sigterm(c: &mut Collector) {
+    let term = Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = c.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+}
+
+/// The stored set is exactly the unique input, byte for byte, and verify finds no problem.
+pub(crate) fn exact_and_verified(org: &Org, want: &HashSet<String>) {
+    let stored = org.stored();
+    let got: HashSet<String> = stored.iter().cloned().collect();
+    assert_eq!(got.len(), stored.len(), "nothing stored twice");
+    assert_eq!(got.len(), want.len(), "every unique event stored");
+    assert_eq!(&got, want, "exactly the unique events, byte-identical");
+    let v = run(
+        &[
+            "verify",
+            "--data-dir",
+            &p(&org.path("data")),
+            "--keys",
+            &p(&org.path("keys")),
+        ],
+        b"",
+    );
+    assert!(
+        v.status.success(),
+        "verify: {}{}",
+        stdout(&v),
+        common::stderr(&v)
+    );
 }

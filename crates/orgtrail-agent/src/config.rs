@@ -9,8 +9,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
-    /// The account this agent ships for; must match its certificate.
-    pub account: String,
+    /// The account this agent ships for. Its certificate names it; when given here it must
+    /// be the same (a mismatch is refused at start), when absent the certificate's is used.
+    /// After [`AgentConfig::load`] it always holds the certificate's account.
+    #[serde(default)]
+    pub account: Option<String>,
     /// The collector, e.g. https://collector.example:4317.
     pub collector: String,
     /// The name the collector's certificate is checked against (default: the URL's host).
@@ -23,6 +26,8 @@ pub struct AgentConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub connection: ConnectionConfig,
     /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
     #[serde(default = "default_spool_max")]
     pub spool_max_bytes: u64,
@@ -101,12 +106,43 @@ impl Default for BatchConfig {
     }
 }
 
-/// Reconnection: exponential backoff with jitter.
+/// Reconnection: exponential backoff with jitter, back to `initial_ms` once a batch is
+/// acknowledged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
+    /// The first wait after a failure, milliseconds.
     pub initial_ms: u64,
+    /// The longest wait, milliseconds.
     pub max_ms: u64,
+}
+
+/// How a dead or silent connection to the collector is noticed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Connecting (TCP, TLS handshake and HTTP/2 setup) and opening the stream must finish
+    /// within this, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// An HTTP/2 PING is sent this often, also while idle, milliseconds.
+    pub keepalive_interval_ms: u64,
+    /// A PING not answered within this closes the connection, milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// A batch not acknowledged within this tears the stream down (logged at warn); the agent
+    /// reconnects and sends every unacknowledged batch again (the collector drops
+    /// duplicates), milliseconds.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout_ms: 10_000,
+            keepalive_interval_ms: 10_000,
+            keepalive_timeout_ms: 10_000,
+            ack_timeout_ms: 60_000,
+        }
+    }
 }
 
 impl Default for RetryConfig {
@@ -270,11 +306,28 @@ impl AgentConfig {
                 ));
             }
         }
-        if cfg.account.parse::<AccountId>().is_err() {
-            problems.push(format!(
-                "account: {:?} is not a 12-digit account id",
-                cfg.account
-            ));
+        let configured = match cfg.account.as_deref().map(str::parse::<AccountId>) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                problems.push(format!(
+                    "account: {:?} is not a 12-digit account id",
+                    cfg.account.as_deref().unwrap_or_default()
+                ));
+                None
+            }
+            None => None,
+        };
+        if cfg.tls.cert.is_file() {
+            match certificate_account(&cfg.tls.cert) {
+                Ok(a) => match configured {
+                    Some(c) if c != a => problems.push(format!(
+                        "account: {c} is not the account of the certificate {} ({a}): the collector would refuse every event; remove `account` (the certificate's is used) or use this account's certificate",
+                        cfg.tls.cert.display()
+                    )),
+                    _ => cfg.account = Some(a.to_string()),
+                },
+                Err(e) => problems.push(format!("tls.cert: {}: {e}", cfg.tls.cert.display())),
+            }
         }
         if !cfg.collector.starts_with("https://") {
             problems.push(format!(
@@ -300,6 +353,23 @@ impl AgentConfig {
         if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
             problems.push("batch: max_events and max_in_flight must be positive".into());
         }
+        if cfg.retry.initial_ms == 0 || cfg.retry.max_ms < cfg.retry.initial_ms {
+            problems.push(format!(
+                "retry: initial_ms ({}) must be positive and at most max_ms ({})",
+                cfg.retry.initial_ms, cfg.retry.max_ms
+            ));
+        }
+        let c = &cfg.connection;
+        for (name, v) in [
+            ("connect_timeout_ms", c.connect_timeout_ms),
+            ("keepalive_interval_ms", c.keepalive_interval_ms),
+            ("keepalive_timeout_ms", c.keepalive_timeout_ms),
+            ("ack_timeout_ms", c.ack_timeout_ms),
+        ] {
+            if v == 0 {
+                problems.push(format!("connection.{name} must be positive"));
+            }
+        }
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -311,11 +381,27 @@ impl AgentConfig {
     }
 }
 
+/// The account an agent certificate names. Anything but an agent certificate is refused: only
+/// agents may ingest.
+fn certificate_account(path: &Path) -> Result<AccountId, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let der = orgtrail_crypto::certs::pem_to_der(&pem).map_err(|e| e.to_string())?;
+    let id = orgtrail_crypto::certs::identity_from_der(&der).map_err(|e| e.to_string())?;
+    id.agent_account().ok_or_else(|| {
+        format!(
+            "certificate {} has role {}: only agent certificates may ingest",
+            id.name,
+            id.role.as_str()
+        )
+    })
+}
+
 /// A commented example configuration.
 pub const EXAMPLE: &str = r#"# orgtrail agent configuration. Relative paths are relative to this file.
 
-# The account this agent ships for (its certificate names the same account).
-account = "111122223333"
+# The account this agent ships for. Optional: the agent's certificate names its account, and
+# an `account` that differs is refused at start.
+# account = "111122223333"
 # The collector.
 collector = "https://collector.example:4317"
 # server_name = "collector.example"   # default: the URL's host
@@ -341,8 +427,14 @@ max_in_flight = 4
 compression = "zstd"   # zstd | gzip | none
 
 [retry]
-initial_ms = 100     # exponential backoff with jitter
+initial_ms = 100     # exponential backoff with jitter; back to initial_ms once a batch is acknowledged
 max_ms = 30000
+
+[connection]
+connect_timeout_ms = 10000     # TCP + TLS + HTTP/2 setup and opening the stream
+keepalive_interval_ms = 10000  # HTTP/2 PING this often, also while idle
+keepalive_timeout_ms = 10000   # an unanswered PING closes the connection
+ack_timeout_ms = 60000         # a batch unacknowledged this long: reconnect and send it again
 
 # Sources: one [source] table, or several [[sources]] (each may have a `name`, used in
 # metrics and logs). Every event a source reads is durable in the spool before the source

@@ -21,7 +21,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Summary};
 use sources::Item;
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolHandle, SpoolOptions};
 
@@ -40,8 +40,44 @@ pub enum AgentError {
     },
     #[error("the collector refused this agent: {0}")]
     Refused(String),
+    /// A certificate problem that retrying cannot mend (this agent's certificate expired,
+    /// revoked or from an unknown CA; the collector's not from the trusted CA).
+    #[error("certificate problem, not retrying: {0}")]
+    Certificate(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl AgentError {
+    /// True for errors that retrying cannot mend: the agent stops and says why.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AgentError::Refused(_) | AgentError::Certificate(_))
+    }
+}
+
+/// The TLS failure in an error's source chain, if any, in precise words: permanent when it is
+/// about a certificate, transient otherwise.
+fn tls_failure(collector: &str, e: &(dyn std::error::Error + 'static)) -> Option<AgentError> {
+    let t = orgtrail_crypto::tls::find_tls_error(e)?;
+    let why = orgtrail_crypto::tls::describe(&t);
+    Some(if orgtrail_crypto::tls::is_permanent_for_client(&t) {
+        AgentError::Certificate(format!("{collector}: {why}"))
+    } else {
+        AgentError::Other(format!("TLS with {collector}: {why}"))
+    })
+}
+
+/// This agent's certificate, checked at start as the collector will check it: its key
+/// matches, it chains to the CA, it is valid now and meant for client authentication.
+fn check_certificate(cfg: &AgentConfig) -> Result<(), AgentError> {
+    orgtrail_crypto::tls::load_own(
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        &cfg.tls.ca,
+        orgtrail_crypto::tls::Purpose::Client,
+    )
+    .map(|_| ())
+    .map_err(|e| AgentError::Certificate(e.to_string()))
 }
 
 fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
@@ -249,18 +285,156 @@ fn source_failed(name: &str, r: Result<(), String>) -> Result<(), AgentError> {
     })
 }
 
-fn jitter(ms: u64) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Duration::from_millis(ms / 2 + u64::from(nanos) % (ms / 2 + 1))
+/// The collector's limits on one wire batch: learned from its response headers, narrowed when
+/// it refuses a batch as too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WireLimits {
+    /// Largest encoded `EventBatch`, bytes (the collector checks it compressed and again
+    /// decompressed).
+    max_message_bytes: usize,
+    /// Most events in one batch.
+    max_batch_events: usize,
+}
+
+impl WireLimits {
+    /// What is assumed before the collector said anything: its defaults.
+    const ASSUMED: WireLimits = WireLimits {
+        max_message_bytes: 16 << 20,
+        max_batch_events: 10_000,
+    };
+    /// Never split below this (a collector limit smaller than this is a misconfiguration the
+    /// per-event rejections make visible).
+    const FLOOR_BYTES: usize = 4 << 10;
+
+    /// Takes the limits the collector announced in `md`, if any. Returns true when they changed.
+    fn learn(&mut self, md: &tonic::metadata::MetadataMap) -> bool {
+        let get = |k: &str| {
+            md.get(k)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|v| *v > 0)
+        };
+        let before = *self;
+        if let Some(b) = get(orgtrail_proto::limits::MAX_MESSAGE_BYTES) {
+            self.max_message_bytes = b;
+        }
+        if let Some(n) = get(orgtrail_proto::limits::MAX_BATCH_EVENTS) {
+            self.max_batch_events = n;
+        }
+        *self != before
+    }
+
+    /// Bytes a batch may use, leaving room for the encoding's own framing and for compression
+    /// that does not shrink (zstd and gzip add a few bytes per block to incompressible data).
+    fn budget(&self) -> usize {
+        self.max_message_bytes
+            .saturating_sub(64 + self.max_message_bytes / 256)
+            .max(1)
+    }
+}
+
+/// Events to keep as dead letters: (position in a chunk, reason).
+type DeadList = Vec<(usize, String)>;
+
+/// Bytes event `e` adds to an encoded `EventBatch` (field tag, length, bytes).
+fn encoded_event_len(e: &[u8]) -> usize {
+    1 + prost::encoding::encoded_len_varint(e.len() as u64) + e.len()
+}
+
+/// An `EventBatch` without events: its `batch_id` field at most.
+const BATCH_OVERHEAD: usize = 11;
+
+/// Splits a spool chunk into wire batches that fit `limits`: (offset, count) of each, and the
+/// positions of events too large to be sent at all, with the reason. The chunk stays the unit
+/// of acknowledgement in the spool; only the wire sees the pieces.
+fn split_chunk(events: &[bytes::Bytes], limits: WireLimits) -> (Vec<(usize, usize)>, DeadList) {
+    let budget = limits.budget();
+    let max_events = limits.max_batch_events.max(1);
+    let mut pieces = Vec::new();
+    let mut too_large = Vec::new();
+    let (mut start, mut count, mut size) = (0usize, 0usize, BATCH_OVERHEAD);
+    for (i, e) in events.iter().enumerate() {
+        let len = encoded_event_len(e);
+        if BATCH_OVERHEAD + len > budget {
+            if count > 0 {
+                pieces.push((start, count));
+            }
+            (start, count, size) = (i + 1, 0, BATCH_OVERHEAD);
+            too_large.push((
+                i,
+                format!(
+                    "too large: the event is {} bytes; with its framing it does not fit the collector's limit of {} bytes per batch message (limits.max_message_bytes)",
+                    e.len(),
+                    limits.max_message_bytes
+                ),
+            ));
+            continue;
+        }
+        if count > 0 && (size + len > budget || count >= max_events) {
+            pieces.push((start, count));
+            (start, count, size) = (i, 0, BATCH_OVERHEAD);
+        }
+        if count == 0 {
+            start = i;
+        }
+        count += 1;
+        size += len;
+    }
+    if count > 0 {
+        pieces.push((start, count));
+    }
+    (pieces, too_large)
+}
+
+/// Reconnection delays: exponential with jitter, from `retry.initial_ms` to `retry.max_ms`,
+/// back to the start once a batch is acknowledged (a short blip after a long outage is then
+/// retried at once, not after the long outage's delay).
+struct Backoff {
+    builder: backon::ExponentialBuilder,
+    current: backon::ExponentialBackoff,
+}
+
+impl Backoff {
+    fn new(cfg: &config::RetryConfig) -> Self {
+        use backon::BackoffBuilder;
+        let builder = backon::ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(cfg.initial_ms.max(1)))
+            .with_max_delay(Duration::from_millis(cfg.max_ms.max(cfg.initial_ms).max(1)))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Backoff {
+            builder,
+            current: builder.build(),
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        self.current
+            .next()
+            .unwrap_or_else(|| Duration::from_millis(100))
+    }
+
+    fn reset(&mut self) {
+        use backon::BackoffBuilder;
+        self.current = self.builder.build();
+    }
 }
 
 async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
+    // Checked again before every connection: a certificate that expired while the agent ran
+    // stops it with the reason (with TLS 1.3 the collector's refusal may reach the agent only
+    // as a closed connection).
+    let own = cfg.clone();
+    tokio::task::spawn_blocking(move || check_certificate(&own))
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))??;
     let identity = Identity::from_pem(read_file(&cfg.tls.cert)?, read_file(&cfg.tls.key)?);
+    let timeout = Duration::from_millis(cfg.connection.connect_timeout_ms);
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read_file(&cfg.tls.ca)?))
-        .identity(identity);
+        .identity(identity)
+        .timeout(timeout);
     if let Some(n) = &cfg.server_name {
         tls = tls.domain_name(n.clone());
     }
@@ -268,12 +442,22 @@ async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
         .map_err(|e| AgentError::Other(format!("collector URL {}: {e}", cfg.collector)))?
         .tls_config(tls)
         .map_err(|e| AgentError::Other(format!("TLS: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(timeout)
+        .http2_keep_alive_interval(Duration::from_millis(cfg.connection.keepalive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(cfg.connection.keepalive_timeout_ms))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector)))
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(r) => r.map_err(|e| {
+            tls_failure(&cfg.collector, &e).unwrap_or_else(|| {
+                AgentError::Other(format!("cannot connect to {}: {e}", cfg.collector))
+            })
+        }),
+        Err(_) => Err(AgentError::Other(format!(
+            "cannot connect to {}: no connection within {} ms (connection.connect_timeout_ms)",
+            cfg.collector, cfg.connection.connect_timeout_ms
+        ))),
+    }
 }
 
 fn reason_name(r: i32) -> &'static str {
@@ -291,8 +475,40 @@ fn reason_name(r: i32) -> &'static str {
     }
 }
 
-/// One connection's worth of shipping. Returns Ok(true) when drained and done, Ok(false) to
-/// reconnect.
+/// The dead-letter reason of an event whose eventID the collector holds with other bytes.
+pub const CONFLICT_REASON: &str =
+    "conflict: the collector already holds this eventID with different bytes";
+
+/// A spool chunk on the wire: sent as one or more batches, acknowledged in the spool once all
+/// of them are.
+struct ChunkInFlight {
+    stored_len: u64,
+    len: usize,
+    /// Its batches not yet acknowledged.
+    outstanding: usize,
+    /// Positions in the chunk to keep as dead letters, with the reason.
+    dead: DeadList,
+    /// Events the collector already held.
+    duplicates: u64,
+}
+
+/// One wire batch awaiting its acknowledgement.
+struct BatchInFlight {
+    chunk: u64,
+    offset: usize,
+    sent: tokio::time::Instant,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// Everything is acknowledged and the sources are done (`--exit-when-drained`).
+    Drained,
+    /// Connect again (after the backoff).
+    Reconnect,
+}
+
+/// One connection's worth of shipping.
+#[allow(clippy::too_many_arguments)]
 async fn ship_once(
     cfg: &AgentConfig,
     spool: &SpoolHandle,
@@ -301,7 +517,10 @@ async fn ship_once(
     source_done: &AtomicBool,
     exit_when_drained: bool,
     metrics: &Metrics,
-) -> Result<bool, AgentError> {
+    limits: &mut WireLimits,
+    backoff: &mut Backoff,
+) -> Result<Ended, AgentError> {
+    let ack_timeout = Duration::from_millis(cfg.connection.ack_timeout_ms);
     let channel = connect(cfg).await?;
     let mut client = IngestClient::new(channel);
     match cfg.batch.compression {
@@ -314,37 +533,95 @@ async fn ship_once(
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(16 << 20);
     let (tx, rx) = mpsc::channel::<EventBatch>(cfg.batch.max_in_flight);
-    let response = match client.push(ReceiverStream::new(rx)).await {
-        Ok(r) => r,
-        Err(s) => return Err(status_error(s)),
+    // The response headers come before any acknowledgement; a collector that accepted the
+    // connection but never answers is given up on like a batch that is never acknowledged.
+    let opened = tokio::time::timeout(
+        Duration::from_millis(cfg.connection.connect_timeout_ms),
+        client.push(ReceiverStream::new(rx)),
+    )
+    .await;
+    let response = match opened {
+        Ok(Ok(r)) => r,
+        Ok(Err(s)) => return Err(status_error(&cfg.collector, s)),
+        Err(_) => {
+            return Err(AgentError::Other(format!(
+                "the collector {} accepted the connection but did not open the stream within {} ms (connection.connect_timeout_ms)",
+                cfg.collector, cfg.connection.connect_timeout_ms
+            )));
+        }
     };
+    if limits.learn(response.metadata()) {
+        tracing::info!(
+            max_message_bytes = limits.max_message_bytes,
+            max_batch_events = limits.max_batch_events,
+            "the collector's batch limits"
+        );
+    }
     let mut acks = response.into_inner();
-    let mut in_flight: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    let mut chunks: BTreeMap<u64, ChunkInFlight> = BTreeMap::new();
+    let mut batches: BTreeMap<u64, BatchInFlight> = BTreeMap::new();
+    // Batches of the current chunk waiting for room in the window.
+    let mut queued: std::collections::VecDeque<(u64, usize, EventBatch)> = Default::default();
     let mut next_from = 0u64;
     loop {
-        // Fill the window: one spool chunk is one batch.
-        while in_flight.len() < cfg.batch.max_in_flight {
-            // Spool reads and acknowledgements run on the spool's own thread.
-            let chunk = spool.chunk_from(next_from).await?;
-            let Some(chunk) = chunk else { break };
-            let n = chunk.events.len();
-            let stored_len = chunk.stored_len;
-            next_from = chunk.first_seq + n as u64;
-            if tx
-                .send(EventBatch {
-                    batch_id: chunk.first_seq,
-                    events: chunk.events,
-                })
-                .await
-                .is_err()
-            {
-                return Ok(false);
+        // Fill the window: a spool chunk is one batch, or several when it does not fit the
+        // collector's limits.
+        while batches.len() < cfg.batch.max_in_flight {
+            if queued.is_empty() {
+                // Spool reads and acknowledgements run on the spool's own thread.
+                let chunk = spool.chunk_from(next_from).await?;
+                let Some(chunk) = chunk else { break };
+                let first = chunk.first_seq;
+                let len = chunk.events.len();
+                next_from = first + len as u64;
+                let (pieces, too_large) = split_chunk(&chunk.events, *limits);
+                for (i, why) in &too_large {
+                    tracing::warn!(seq = first + *i as u64, reason = %why, "an event cannot be sent; moved to dead letters");
+                }
+                chunks.insert(
+                    first,
+                    ChunkInFlight {
+                        stored_len: chunk.stored_len,
+                        len,
+                        outstanding: pieces.len(),
+                        dead: too_large,
+                        duplicates: 0,
+                    },
+                );
+                if pieces.is_empty() {
+                    finish_chunk(spool, metrics, space, &mut chunks, first).await?;
+                    continue;
+                }
+                for (offset, count) in pieces {
+                    queued.push_back((
+                        first,
+                        offset,
+                        EventBatch {
+                            batch_id: first + offset as u64,
+                            events: chunk.events[offset..offset + count].to_vec(),
+                        },
+                    ));
+                }
             }
-            in_flight.insert(chunk.first_seq, (stored_len, n));
+            let Some((chunk, offset, batch)) = queued.pop_front() else {
+                break;
+            };
+            let id = batch.batch_id;
+            if tx.send(batch).await.is_err() {
+                return Ok(Ended::Reconnect);
+            }
+            batches.insert(
+                id,
+                BatchInFlight {
+                    chunk,
+                    offset,
+                    sent: tokio::time::Instant::now(),
+                },
+            );
         }
-        if in_flight.is_empty() {
+        if batches.is_empty() {
             if exit_when_drained && source_done.load(Ordering::Acquire) && spool.is_empty().await? {
-                return Ok(true);
+                return Ok(Ended::Drained);
             }
             let _ = tokio::time::timeout(
                 Duration::from_millis(cfg.batch.linger_ms.max(10)),
@@ -353,50 +630,139 @@ async fn ship_once(
             .await;
             continue;
         }
+        let oldest = batches
+            .values()
+            .map(|b| b.sent)
+            .min()
+            .unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
-                    let Some((stored_len, n)) = in_flight.remove(&ack.batch_id) else {
+                    let Some(b) = batches.remove(&ack.batch_id) else {
                         continue;
                     };
-                    let rejected: Vec<(usize, String)> = ack
-                        .rejections
-                        .iter()
-                        .map(|r| (r.index as usize, format!("{}: {}", reason_name(r.reason), r.message)))
-                        .collect();
-                    for (i, why) in &rejected {
-                        tracing::warn!(seq = ack.batch_id + *i as u64, reason = %why, "the collector rejected an event; moved to dead letters");
+                    backoff.reset();
+                    let Some(c) = chunks.get_mut(&b.chunk) else { continue };
+                    c.duplicates += u64::from(ack.duplicates);
+                    for r in &ack.rejections {
+                        let why = format!("{}: {}", reason_name(r.reason), r.message);
+                        tracing::warn!(seq = ack.batch_id + u64::from(r.index), reason = %why, "the collector rejected an event; moved to dead letters");
+                        c.dead.push((b.offset + r.index as usize, why));
                     }
-                    let first = ack.batch_id;
-                    spool.acknowledge((first, stored_len), &rejected).await?;
-                    let positions: Vec<usize> = rejected.iter().map(|r| r.0).collect();
-                    metrics.acknowledged(first, n, &positions);
-                    metrics.spool_pending_bytes.store(spool.pending_bytes(), Ordering::Relaxed);
-                    space.notify_one();
+                    for i in &ack.conflict_indexes {
+                        tracing::warn!(seq = ack.batch_id + u64::from(*i), "the collector holds this eventID with different bytes (a conflict); moved to dead letters");
+                        c.dead.push((b.offset + *i as usize, CONFLICT_REASON.to_owned()));
+                    }
+                    c.outstanding = c.outstanding.saturating_sub(1);
+                    if c.outstanding == 0 {
+                        finish_chunk(spool, metrics, space, &mut chunks, b.chunk).await?;
+                    }
                 }
-                Ok(None) => return Ok(false),
-                Err(s) => return Err(status_error(s)),
+                Ok(None) => return Ok(Ended::Reconnect),
+                Err(s) if is_too_large(&s) => {
+                    // Some batch did not fit. Learn the limit the collector names (or halve the
+                    // guess), and send what is unacknowledged again, split to fit.
+                    let before = *limits;
+                    if !limits.learn(s.metadata()) || *limits == before {
+                        limits.max_message_bytes =
+                            (limits.max_message_bytes / 2).max(WireLimits::FLOOR_BYTES);
+                    }
+                    tracing::warn!(
+                        error = %s.message(),
+                        max_message_bytes = limits.max_message_bytes,
+                        "the collector refused a batch as too large; sending smaller batches"
+                    );
+                    backoff.reset();
+                    return Ok(Ended::Reconnect);
+                }
+                Err(s) => return Err(status_error(&cfg.collector, s)),
             },
+            () = tokio::time::sleep_until(oldest + ack_timeout) => {
+                let waiting = batches.iter().min_by_key(|(_, b)| b.sent).map_or(0, |(id, _)| *id);
+                tracing::warn!(
+                    batch = waiting,
+                    in_flight = batches.len(),
+                    timeout_ms = cfg.connection.ack_timeout_ms,
+                    "no acknowledgement from the collector in time (connection.ack_timeout_ms); reconnecting to send the unacknowledged batches again"
+                );
+                return Ok(Ended::Reconnect);
+            }
             _ = wake.notified() => {}
         }
     }
 }
 
-fn status_error(s: tonic::Status) -> AgentError {
+/// True for the collector's answer to a batch over its size limit: RESOURCE_EXHAUSTED with
+/// the limit in its metadata (other RESOURCE_EXHAUSTED answers, such as a full disk, are
+/// retried as they are).
+fn is_too_large(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::ResourceExhausted
+        && s.metadata()
+            .get(orgtrail_proto::limits::MAX_MESSAGE_BYTES)
+            .is_some()
+}
+
+/// Every batch of chunk `first` is acknowledged: forget it in the spool, keeping its dead
+/// letters.
+async fn finish_chunk(
+    spool: &SpoolHandle,
+    metrics: &Metrics,
+    space: &Notify,
+    chunks: &mut BTreeMap<u64, ChunkInFlight>,
+    first: u64,
+) -> Result<(), AgentError> {
+    let Some(mut c) = chunks.remove(&first) else {
+        return Ok(());
+    };
+    c.dead.sort_by_key(|d| d.0);
+    c.dead.dedup_by_key(|d| d.0);
+    spool.acknowledge((first, c.stored_len), &c.dead).await?;
+    let conflicts = c.dead.iter().filter(|d| d.1 == CONFLICT_REASON).count() as u64;
+    metrics.conflicts.add(conflicts);
+    metrics.rejected.add(c.dead.len() as u64 - conflicts);
+    metrics.duplicates.add(c.duplicates);
+    let positions: Vec<usize> = c.dead.iter().map(|r| r.0).collect();
+    metrics.acknowledged(first, c.len, &positions);
+    metrics
+        .spool_pending_bytes
+        .store(spool.pending_bytes(), Ordering::Relaxed);
+    space.notify_one();
+    Ok(())
+}
+
+fn status_error(collector: &str, s: tonic::Status) -> AgentError {
     match s.code() {
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             AgentError::Refused(s.message().to_owned())
         }
-        _ => AgentError::Other(format!("{}: {}", s.code(), s.message())),
+        // With TLS 1.3 the collector refuses a client certificate after the handshake: the
+        // alert arrives with the first call, as a transport error.
+        _ => tls_failure(collector, &s)
+            .unwrap_or_else(|| AgentError::Other(format!("{}: {}", s.code(), s.message()))),
     }
 }
 
 /// Runs the agent. With `exit_when_drained`, sources read what is there (a directory is
 /// scanned once, a followed file read to its end), and the agent returns once the collector
 /// acknowledged everything; otherwise it runs until `shutdown` completes. `on_listen` is called
-/// with the name and address of each listener it opens (http sources, metrics).
+/// with the name and address of each listener it opens (http sources, metrics). Returns what
+/// this run shipped and dead-lettered.
 pub async fn run(
     cfg: AgentConfig,
+    exit_when_drained: bool,
+    on_listen: impl Fn(&str, std::net::SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary, AgentError> {
+    let metrics = Arc::new(Metrics::for_config(&cfg));
+    run_with_metrics(cfg, metrics.clone(), exit_when_drained, on_listen, shutdown).await?;
+    Ok(metrics.totals())
+}
+
+/// [`run`] counting into `metrics` (made with [`Metrics::for_config`]), which the caller can
+/// read however the run ends.
+pub async fn run_with_metrics(
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
     exit_when_drained: bool,
     on_listen: impl Fn(&str, std::net::SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
@@ -423,6 +789,7 @@ pub async fn run(
     if let Some(s) = &selectors {
         tracing::info!(selectors = %s.summary(), "trail selectors");
     }
+    check_certificate(&cfg)?;
     let spool = SpoolHandle::open(SpoolOptions {
         key_file: cfg.spool_key_file.clone(),
         min_free_bytes: cfg.spool_min_free_bytes,
@@ -431,8 +798,6 @@ pub async fn run(
         ..SpoolOptions::new(&cfg.spool_dir)
     })
     .await?;
-    let names: Vec<String> = cfg.sources.iter().map(SourceConfig::name).collect();
-    let metrics = Arc::new(Metrics::new(&names));
     metrics.attach_spool(spool.clone());
     metrics
         .spool_pending_bytes
@@ -558,7 +923,8 @@ pub async fn run(
         })
     };
     let shipper = async {
-        let mut backoff = cfg.retry.initial_ms.max(1);
+        let mut backoff = Backoff::new(&cfg.retry);
+        let mut limits = WireLimits::ASSUMED;
         loop {
             match ship_once(
                 &cfg,
@@ -568,20 +934,24 @@ pub async fn run(
                 &source_done,
                 exit_when_drained,
                 &metrics,
+                &mut limits,
+                &mut backoff,
             )
             .await
             {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
+                Ok(Ended::Drained) => return Ok(()),
+                Ok(Ended::Reconnect) => {
                     tracing::info!("collector stream ended; reconnecting");
                 }
-                Err(AgentError::Refused(m)) => return Err(AgentError::Refused(m)),
+                Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff, "shipping failed; events stay in the spool");
+                    let wait = backoff.next();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "shipping failed; events stay in the spool");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
             }
-            tokio::time::sleep(jitter(backoff)).await;
-            backoff = (backoff * 2).min(cfg.retry.max_ms.max(1));
+            tokio::time::sleep(backoff.next()).await;
         }
     };
     tokio::pin!(shipper);
@@ -617,5 +987,112 @@ pub async fn run(
     match (result, first_error) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(sizes: &[usize]) -> Vec<bytes::Bytes> {
+        sizes
+            .iter()
+            .map(|n| bytes::Bytes::from(vec![b'x'; *n]))
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_is_split_to_fit_the_collectors_limits() {
+        let limits = WireLimits {
+            max_message_bytes: 10_000,
+            max_batch_events: 1_000,
+        };
+        let evs = events(&[3_000; 10]);
+        let (pieces, dead) = split_chunk(&evs, limits);
+        assert!(dead.is_empty());
+        // Every event in exactly one piece, in order, each piece within the budget.
+        let mut next = 0;
+        for (offset, count) in &pieces {
+            assert_eq!(*offset, next);
+            next += count;
+            let size: usize = BATCH_OVERHEAD
+                + evs[*offset..offset + count]
+                    .iter()
+                    .map(|e| encoded_event_len(e))
+                    .sum::<usize>();
+            assert!(size <= limits.budget(), "{size}");
+        }
+        assert_eq!(next, 10);
+        assert_eq!(pieces.len(), 4, "3 events of 3 KB fit in 10 KB: {pieces:?}");
+
+        // The event count limit holds too.
+        let limits = WireLimits {
+            max_message_bytes: 1 << 20,
+            max_batch_events: 3,
+        };
+        let (pieces, _) = split_chunk(&events(&[10; 7]), limits);
+        assert_eq!(pieces, vec![(0, 3), (3, 3), (6, 1)]);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_limit_is_refused_alone() {
+        let limits = WireLimits {
+            max_message_bytes: 10_000,
+            max_batch_events: 1_000,
+        };
+        let (pieces, dead) = split_chunk(&events(&[100, 100, 20_000, 100]), limits);
+        assert_eq!(pieces, vec![(0, 2), (3, 1)]);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, 2);
+        assert!(
+            dead[0].1.starts_with("too large: the event is 20000 bytes")
+                && dead[0].1.contains("limit of 10000 bytes"),
+            "{}",
+            dead[0].1
+        );
+        let (pieces, dead) = split_chunk(&events(&[20_000]), limits);
+        assert!(pieces.is_empty());
+        assert_eq!(dead.len(), 1);
+    }
+
+    #[test]
+    fn limits_are_learned_from_the_collectors_headers() {
+        let mut l = WireLimits::ASSUMED;
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert!(!l.learn(&md));
+        md.insert(
+            orgtrail_proto::limits::MAX_MESSAGE_BYTES,
+            tonic::metadata::MetadataValue::from(65_536u64),
+        );
+        md.insert(
+            orgtrail_proto::limits::MAX_BATCH_EVENTS,
+            tonic::metadata::MetadataValue::from(50u64),
+        );
+        assert!(l.learn(&md));
+        assert_eq!(
+            l,
+            WireLimits {
+                max_message_bytes: 65_536,
+                max_batch_events: 50
+            }
+        );
+        assert!(!l.learn(&md), "the same limits again are no change");
+    }
+
+    #[test]
+    fn backoff_grows_and_resets_after_an_acknowledgement() {
+        let mut b = Backoff::new(&config::RetryConfig {
+            initial_ms: 100,
+            max_ms: 1_000,
+        });
+        let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
+        // Each wait is the delay plus up to as much jitter; the delay doubles up to the max.
+        assert!(waits[0] >= Duration::from_millis(100) && waits[0] <= Duration::from_millis(200));
+        assert!(
+            waits[7] >= Duration::from_millis(1_000) && waits[7] <= Duration::from_millis(2_000)
+        );
+        b.reset();
+        let first = b.next();
+        assert!(first <= Duration::from_millis(200), "{first:?}");
     }
 }

@@ -46,6 +46,39 @@ pub struct Metrics {
     /// Why the spool cannot take more (its disk is full), while it cannot.
     spool_disk_full: Mutex<Option<String>>,
     spool: OnceLock<crate::SpoolHandle>,
+    /// Events the collector already held with the same bytes (acknowledged, not stored again).
+    pub duplicates: Counter,
+    /// Events the collector holds with the same eventID and other bytes (dead-lettered).
+    pub conflicts: Counter,
+    /// Events refused: by the collector with a reason, or too large to send (dead-lettered).
+    pub rejected: Counter,
+}
+
+/// What one run of the agent did, in one line:
+/// `shipped=N duplicates=D conflicts=C rejected=R dead_lettered=X`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Events the collector acknowledged as durable (stored now or before).
+    pub shipped: u64,
+    /// Of those, events it already held.
+    pub duplicates: u64,
+    /// Events whose eventID the collector holds with other bytes.
+    pub conflicts: u64,
+    /// Events refused by the collector or too large to send.
+    pub rejected: u64,
+    /// Everything put in the dead-letter area in this run: conflicts, rejections, and what
+    /// the sources could not read.
+    pub dead_lettered: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shipped={} duplicates={} conflicts={} rejected={} dead_lettered={}",
+            self.shipped, self.duplicates, self.conflicts, self.rejected, self.dead_lettered
+        )
+    }
 }
 
 impl Metrics {
@@ -66,6 +99,9 @@ impl Metrics {
             chunks: Mutex::new(HashMap::new()),
             batches_acknowledged: Counter::default(),
             spool_pending_bytes: AtomicU64::new(0),
+            duplicates: Counter::default(),
+            conflicts: Counter::default(),
+            rejected: Counter::default(),
             spool_disk_full: Mutex::new(None),
             spool: OnceLock::new(),
         }
@@ -97,6 +133,23 @@ impl Metrics {
         {
             Some(why) => Err(why.clone()),
             None => Ok(()),
+        }
+    }
+
+    /// The counters of an agent with this configuration's sources.
+    pub fn for_config(cfg: &crate::AgentConfig) -> Self {
+        let names: Vec<String> = cfg.sources.iter().map(crate::SourceConfig::name).collect();
+        Self::new(&names)
+    }
+
+    /// The totals of this run.
+    pub fn totals(&self) -> Summary {
+        Summary {
+            shipped: self.sources.iter().map(|m| m.shipped.get()).sum(),
+            duplicates: self.duplicates.get(),
+            conflicts: self.conflicts.get(),
+            rejected: self.rejected.get(),
+            dead_lettered: self.sources.iter().map(|m| m.dead_lettered.get()).sum(),
         }
     }
 
@@ -174,6 +227,29 @@ impl Metrics {
             "orgtrail_agent_batches_acknowledged_total {}",
             self.batches_acknowledged.get()
         );
+        type Total = (&'static str, &'static str, fn(&Metrics) -> u64);
+        let totals: [Total; 3] = [
+            (
+                "orgtrail_agent_duplicates_total",
+                "Events the collector acknowledged as already stored with the same bytes.",
+                |m| m.duplicates.get(),
+            ),
+            (
+                "orgtrail_agent_conflicts_total",
+                "Events whose eventID the collector holds with different bytes (dead-lettered with the reason conflict).",
+                |m| m.conflicts.get(),
+            ),
+            (
+                "orgtrail_agent_rejected_total",
+                "Events refused by the collector or too large to send (dead-lettered with the reason).",
+                |m| m.rejected.get(),
+            ),
+        ];
+        for (name, help, get) in totals {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", get(self));
+        }
         let _ = writeln!(
             out,
             "# HELP orgtrail_agent_spool_pending_bytes Bytes in the spool waiting for an acknowledgement."

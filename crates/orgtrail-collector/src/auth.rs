@@ -1,15 +1,14 @@
 //! Authorization from the client certificate, never from the payload.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use orgtrail_core::AccountId;
 use orgtrail_crypto::certs::{PeerIdentity, Role, identity_from_der};
 use tonic::Status;
 
 use crate::config::OrganizationConfig;
+use crate::revocation::Revocation;
 
 /// What a reader (auditor or admin certificate) may read.
 #[derive(Debug, Clone)]
@@ -19,6 +18,8 @@ pub struct ReadScope {
     pub role: Role,
     /// The accounts it may read; empty means every account.
     pub accounts: Vec<AccountId>,
+    /// The certificate, for logs and revocation checks of long-lived calls.
+    pub peer: PeerIdentity,
 }
 
 impl ReadScope {
@@ -28,33 +29,48 @@ impl ReadScope {
             return Ok(());
         }
         let may: Vec<String> = self.accounts.iter().map(ToString::to_string).collect();
-        Err(Status::permission_denied(format!(
+        let status = Status::permission_denied(format!(
             "certificate {} ({}) may read account{} {}, not {account}",
             self.name,
             self.role,
             if may.len() == 1 { "" } else { "s" },
             may.join(", ")
-        )))
+        ));
+        Err(refused(Some(&self.peer), "query", status))
     }
 }
 
-#[derive(Debug, Default)]
-struct Revoked {
-    mtime: Option<SystemTime>,
-    entries: HashSet<String>,
-}
-
-/// Decides who may do what, from verified peer certificates.
+/// Decides who may do what, from verified peer certificates. Every refusal is logged at warn
+/// with the certificate's name, serial and the reason (never anything a client sent).
 #[derive(Debug)]
 pub struct Authorizer {
     allowed: Option<HashSet<AccountId>>,
     org: String,
-    revoked_path: Option<PathBuf>,
-    revoked: Mutex<Revoked>,
+    revocation: Arc<Revocation>,
+}
+
+/// An agent admitted to ingest: its account and certificate.
+#[derive(Debug, Clone)]
+pub struct IngestPeer {
+    pub account: AccountId,
+    pub id: PeerIdentity,
+}
+
+/// Logs a refusal at warn and hands the status back.
+pub(crate) fn refused(id: Option<&PeerIdentity>, action: &str, status: Status) -> Status {
+    tracing::warn!(
+        certificate = %id.map_or("-", |i| i.name.as_str()),
+        serial = %id.map_or("-", |i| i.serial.as_str()),
+        %action,
+        code = ?status.code(),
+        reason = %status.message(),
+        "refused"
+    );
+    status
 }
 
 impl Authorizer {
-    pub fn new(org: &OrganizationConfig) -> Self {
+    pub fn new(org: &OrganizationConfig, revocation: Arc<Revocation>) -> Self {
         let allowed = if org.allow_any_account && org.accounts.is_empty() {
             None
         } else {
@@ -63,60 +79,50 @@ impl Authorizer {
         Authorizer {
             allowed,
             org: org.id.clone(),
-            revoked_path: org.revoked.clone(),
-            revoked: Mutex::new(Revoked::default()),
+            revocation,
         }
     }
 
-    /// True when the certificate is on the revocation list (re-read if the file changed).
-    fn is_revoked(&self, id: &PeerIdentity) -> bool {
-        let Some(path) = &self.revoked_path else {
-            return false;
-        };
-        let Ok(mut r) = self.revoked.lock() else {
-            return true;
-        };
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if mtime != r.mtime {
-            r.mtime = mtime;
-            r.entries = std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .map(|l| {
-                    l.split('#')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_ascii_lowercase()
-                })
-                .filter(|l| !l.is_empty())
-                .map(|l| l.replace(':', "").trim_start_matches("sha256").to_owned())
-                .collect();
-            tracing::info!(entries = r.entries.len(), "revocation list loaded");
-        }
-        r.entries.contains(&id.serial) || r.entries.contains(&id.fingerprint)
+    /// The revocation list in force.
+    pub fn revocation(&self) -> &Arc<Revocation> {
+        &self.revocation
+    }
+
+    /// The refusal of a revoked certificate.
+    pub fn revoked_status(id: &PeerIdentity) -> Status {
+        Status::unauthenticated(format!(
+            "client certificate {} (serial {}) is revoked",
+            id.name, id.serial
+        ))
     }
 
     /// The identity of the peer, checked against revocation and the organization.
-    pub fn identify(&self, certs: Option<&[Vec<u8>]>) -> Result<PeerIdentity, Status> {
+    fn identify(&self, certs: Option<&[Vec<u8>]>, action: &str) -> Result<PeerIdentity, Status> {
         let der = certs.and_then(|c| c.first()).ok_or_else(|| {
-            Status::unauthenticated("no client certificate: orgtrail requires mutual TLS")
+            refused(
+                None,
+                action,
+                Status::unauthenticated("no client certificate: orgtrail requires mutual TLS"),
+            )
         })?;
-        let id = identity_from_der(der)
-            .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
-        if self.is_revoked(&id) {
-            return Err(Status::unauthenticated(format!(
-                "client certificate {} (serial {}) is revoked",
-                id.name, id.serial
-            )));
+        let id = identity_from_der(der).map_err(|e| {
+            refused(
+                None,
+                action,
+                Status::unauthenticated(format!("client certificate: {e}")),
+            )
+        })?;
+        if self.revocation.is_revoked(&id) {
+            return Err(refused(Some(&id), action, Self::revoked_status(&id)));
         }
         if let Some(o) = &id.org
             && *o != self.org
         {
-            return Err(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "client certificate {} is for organization {o}, not {}",
                 id.name, self.org
-            )));
+            ));
+            return Err(refused(Some(&id), action, status));
         }
         Ok(id)
     }
@@ -124,46 +130,54 @@ impl Authorizer {
     /// What a querying peer may read: auditor and admin certificates only; an auditor
     /// certificate naming accounts reads only those.
     pub fn read_scope(&self, certs: Option<&[Vec<u8>]>) -> Result<ReadScope, Status> {
-        let id = self.identify(certs)?;
+        let id = self.identify(certs, "query")?;
         match id.role {
             Role::Auditor => Ok(ReadScope {
-                name: id.name,
+                name: id.name.clone(),
                 role: id.role,
-                accounts: id.accounts,
+                accounts: id.accounts.clone(),
+                peer: id,
             }),
             Role::Admin => Ok(ReadScope {
-                name: id.name,
+                name: id.name.clone(),
                 role: id.role,
                 accounts: Vec::new(),
+                peer: id,
             }),
-            role => Err(Status::permission_denied(format!(
-                "certificate {} has role {role}: only auditor and admin certificates may query",
-                id.name
-            ))),
+            role => {
+                let status = Status::permission_denied(format!(
+                    "certificate {} has role {role}: only auditor and admin certificates may query",
+                    id.name
+                ));
+                Err(refused(Some(&id), "query", status))
+            }
         }
     }
 
-    /// The account an ingesting peer may write: its agent certificate's account, if the
-    /// organization admits it.
-    pub fn ingest_account(&self, certs: Option<&[Vec<u8>]>) -> Result<AccountId, Status> {
-        let id = self.identify(certs)?;
+    /// The account an ingesting peer may write (its agent certificate's account, if the
+    /// organization admits it), with the certificate.
+    pub fn ingest_peer(&self, certs: Option<&[Vec<u8>]>) -> Result<IngestPeer, Status> {
+        let id = self.identify(certs, "ingest")?;
         if id.role != Role::Agent {
-            return Err(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "certificate {} has role {}: only agent certificates may ingest",
                 id.name, id.role
-            )));
+            ));
+            return Err(refused(Some(&id), "ingest", status));
         }
-        let account = id
-            .agent_account()
-            .ok_or_else(|| Status::permission_denied("agent certificate without an account"))?;
+        let Some(account) = id.agent_account() else {
+            let status = Status::permission_denied("agent certificate without an account");
+            return Err(refused(Some(&id), "ingest", status));
+        };
         if let Some(allowed) = &self.allowed
             && !allowed.contains(&account)
         {
-            return Err(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "account {account} is not in organization {}",
                 self.org
-            )));
+            ));
+            return Err(refused(Some(&id), "ingest", status));
         }
-        Ok(account)
+        Ok(IngestPeer { account, id })
     }
 }

@@ -21,6 +21,27 @@ pub struct CollectorConfig {
     pub organization: OrganizationConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// How the ledger uses its disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Free space kept on the data directory's filesystem, e.g. "1 GiB". Below it the collector
+    /// refuses batches with RESOURCE_EXHAUSTED ("disk full: N bytes free, reserve M"), reports
+    /// not ready, keeps answering queries, and resumes by itself when space returns. The store
+    /// never meets a full disk this way. "0 B" turns the reserve off (not recommended).
+    pub reserve: bytesize::ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            reserve: bytesize::ByteSize::b(orgtrail_store::DEFAULT_RESERVE),
+        }
+    }
 }
 
 /// The collector's certificate and the CA its clients must present certificates from.
@@ -195,6 +216,12 @@ accounts = ["111122223333", "444455556666"]
 # Revoked certificates: serials or sha256:FINGERPRINT, one per line. Re-read when changed.
 # revoked = "revoked.txt"
 
+[storage]
+# Free space kept on the data directory's filesystem. Below it batches are refused with
+# RESOURCE_EXHAUSTED (agents keep them spooled and retry), /ready reports not ready, queries
+# go on, and ingest resumes by itself when space returns.
+reserve = "128 MiB"
+
 [limits]
 max_message_bytes = 16777216   # one batch, after decompression
 max_batch_events = 10000
@@ -211,5 +238,23 @@ mod tests {
     fn the_example_configuration_parses() {
         let cfg: CollectorConfig = toml::from_str(EXAMPLE).unwrap();
         assert!(!cfg.organization.id.is_empty());
+        assert_eq!(cfg.storage.reserve.as_u64(), 128 << 20);
+    }
+
+    #[test]
+    fn the_reserve_reads_human_sizes() {
+        let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
+        let cfg: CollectorConfig =
+            toml::from_str(&format!("{base}[storage]\nreserve = \"2 GiB\"\n")).unwrap();
+        assert_eq!(cfg.storage.reserve.as_u64(), 2 << 30);
+        let cfg: CollectorConfig = toml::from_str(base).unwrap();
+        assert_eq!(
+            cfg.storage.reserve.as_u64(),
+            orgtrail_store::DEFAULT_RESERVE
+        );
+        assert!(
+            toml::from_str::<CollectorConfig>(&format!("{base}[storage]\nreserve = \"lots\"\n"))
+                .is_err()
+        );
     }
 }

@@ -2,16 +2,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use orgtrail_core::{AccountId, CloudTrailEvent, EventError};
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::certs::PeerIdentity;
 use orgtrail_proto::v1::ingest_server::Ingest;
 use orgtrail_proto::v1::{BatchAck, EventBatch, RejectReason, Rejection};
-use orgtrail_store::{Appended, Ledger, Prepared, Preparer};
+use orgtrail_store::{Appended, Ledger, Prepared, Preparer, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
+use crate::status::store_status;
 
 /// The gRPC ingest service.
 #[derive(Debug, Clone)]
@@ -42,18 +44,38 @@ fn reject(index: usize, reason: RejectReason, message: String) -> Rejection {
     }
 }
 
-/// Validates and prepares a batch (CPU work, on a blocking thread).
+/// A validated, prepared batch: what to store, the parsed events for live followers, and the
+/// events rejected for a property of their own.
+type PreparedBatch = (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>);
+
+/// Validates and prepares a batch (CPU work, on a blocking thread). Only a property of an
+/// event itself (not JSON, too large, another account's) rejects it; a failure of the server
+/// while preparing (compression, keys, a missing dictionary) fails the whole batch with a
+/// retryable error, so the agent sends it again and nothing is dead-lettered for it.
 fn prepare_batch(
     svc: &IngestService,
     account: AccountId,
     batch: EventBatch,
-) -> (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>) {
+) -> Result<PreparedBatch, StoreError> {
     let mut preparer = svc
         .preparers
         .lock()
         .ok()
         .and_then(|mut p| p.pop())
         .unwrap_or_else(|| svc.ledger.preparer());
+    let r = prepare_with(svc, &mut preparer, account, batch);
+    if let Ok(mut p) = svc.preparers.lock() {
+        p.push(preparer);
+    }
+    r
+}
+
+fn prepare_with(
+    svc: &IngestService,
+    preparer: &mut Preparer,
+    account: AccountId,
+    batch: EventBatch,
+) -> Result<PreparedBatch, StoreError> {
     let mut prepared = Vec::with_capacity(batch.events.len());
     // The parsed events are kept only while someone follows live.
     let keep = svc.live.receiver_count() > 0;
@@ -88,30 +110,18 @@ fn prepare_batch(
                 }
             }
         }
-        match preparer.prepare(&event, account) {
-            Ok(p) => {
-                prepared.push(p);
-                if keep {
-                    kept.push(event);
-                }
-            }
-            Err(e) => rejections.push(Rejection::invalid(
-                i as u32,
-                &EventError::NotJson {
-                    detail: format!("cannot be stored: {e}"),
-                },
-            )),
+        prepared.push(preparer.prepare(&event, account)?);
+        if keep {
+            kept.push(event);
         }
     }
-    if let Ok(mut p) = svc.preparers.lock() {
-        p.push(preparer);
-    }
-    (prepared, kept, rejections)
+    Ok((prepared, kept, rejections))
 }
 
 async fn handle_batch(
     svc: IngestService,
     account: AccountId,
+    peer: &PeerIdentity,
     batch: EventBatch,
 ) -> Result<BatchAck, Status> {
     let batch_id = batch.batch_id;
@@ -128,21 +138,46 @@ async fn handle_batch(
         .cpu
         .run(move || prepare_batch(&s2, account, batch))
         .await
-        .ok_or_else(|| Status::internal("batch preparation failed"))?;
+        .ok_or_else(|| Status::unavailable("the collector's worker pool stopped; retry"))?
+        .map_err(|e| {
+            tracing::error!(%account, batch_id, error = %e, "preparing a batch failed (server fault; the agent retries)");
+            store_status(&e)
+        })?;
     let outcome = if prepared.is_empty() {
         orgtrail_store::AppendOutcome::default()
     } else {
         svc.ledger.append(prepared).await.map_err(|e| {
-            tracing::error!(error = %e, "storing a batch failed");
-            Status::unavailable(format!("the collector could not store the batch: {e}"))
+            if matches!(e, StoreError::DiskFull { .. }) {
+                tracing::debug!(%account, batch_id, error = %e, "batch refused: disk full");
+            } else {
+                tracing::error!(%account, batch_id, error = %e, "storing a batch failed (the agent retries)");
+            }
+            store_status(&e)
         })?
     };
+    let wrong_account = rejections
+        .iter()
+        .filter(|r| r.reason == RejectReason::WrongAccount as i32)
+        .count();
+    if wrong_account > 0 {
+        // A security event: an agent sent events of an account that is not its own. Logged
+        // without the events.
+        tracing::warn!(
+            certificate = %peer.name,
+            serial = %peer.serial,
+            %account,
+            batch_id,
+            events = wrong_account,
+            "refused events whose recipientAccountId is not the certificate's account"
+        );
+    }
     let mut ack = BatchAck {
         batch_id,
         stored: 0,
         duplicates: 0,
         conflicts: 0,
         rejections,
+        conflict_indexes: Vec::new(),
     };
     for r in &outcome.results {
         match r {
@@ -151,6 +186,7 @@ async fn handle_batch(
             Appended::Conflict(_) => ack.conflicts += 1,
         }
     }
+    ack.conflict_indexes = conflict_indexes(n, &ack.rejections, &outcome.results);
     if kept.len() == outcome.results.len() {
         for (event, r) in kept.into_iter().zip(&outcome.results) {
             if let Appended::Stored(seq) = r {
@@ -168,6 +204,66 @@ async fn handle_batch(
     Ok(ack)
 }
 
+/// The batch positions of the conflicting events: `results` answer, in order, the events of a
+/// batch of `n` that were not rejected.
+fn conflict_indexes(n: usize, rejections: &[Rejection], results: &[Appended]) -> Vec<u32> {
+    let rejected: std::collections::HashSet<u32> = rejections.iter().map(|r| r.index).collect();
+    (0..n as u32)
+        .filter(|i| !rejected.contains(i))
+        .zip(results)
+        .filter_map(|(i, r)| matches!(r, Appended::Conflict(_)).then_some(i))
+        .collect()
+}
+
+/// The collector's limits, as metadata an agent reads to size its batches.
+fn limits_metadata(limits: &Limits) -> tonic::metadata::MetadataMap {
+    let mut md = tonic::metadata::MetadataMap::new();
+    md.insert(
+        orgtrail_proto::limits::MAX_MESSAGE_BYTES,
+        tonic::metadata::MetadataValue::from(limits.max_message_bytes as u64),
+    );
+    md.insert(
+        orgtrail_proto::limits::MAX_BATCH_EVENTS,
+        tonic::metadata::MetadataValue::from(limits.max_batch_events as u64),
+    );
+    md
+}
+
+/// What a failure to read the next batch of a stream means for the client. tonic's decoder
+/// answers a message over `max_message_bytes` with OUT_OF_RANGE (from its length prefix,
+/// before reading it) or RESOURCE_EXHAUSTED (while decompressing: a compression bomb stops at
+/// the limit), and a malformed message with INTERNAL; anything else is the connection failing,
+/// and there is nobody to answer. Returns the status to send, or None.
+fn inbound_error(status: &Status, limits: &Limits) -> Option<Status> {
+    let limit = limits.max_message_bytes;
+    let detail = status.message();
+    let mut answer = match status.code() {
+        tonic::Code::OutOfRange => Status::resource_exhausted(format!(
+            "batch message over the collector's limit of {limit} bytes (limits.max_message_bytes): {detail}; send smaller batches"
+        )),
+        tonic::Code::ResourceExhausted if detail.contains("decompressing") => {
+            Status::resource_exhausted(format!(
+                "batch message decompresses to more than the collector's limit of {limit} bytes (limits.max_message_bytes); send smaller batches"
+            ))
+        }
+        tonic::Code::Internal
+            if [
+                "failed to decode Protobuf message",
+                "Error decompressing",
+                "protocol error: received message with invalid compression flag",
+                "Unexpected EOF decoding stream",
+            ]
+            .iter()
+            .any(|p| detail.starts_with(p)) =>
+        {
+            Status::invalid_argument(format!("malformed batch message: {detail}"))
+        }
+        _ => return None,
+    };
+    *answer.metadata_mut() = limits_metadata(limits);
+    Some(answer)
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     type PushStream = ReceiverStream<Result<BatchAck, Status>>;
@@ -177,41 +273,152 @@ impl Ingest for IngestService {
         request: Request<Streaming<EventBatch>>,
     ) -> Result<Response<Self::PushStream>, Status> {
         let certs = peer_certs(&request);
-        let account = self.auth.ingest_account(certs.as_deref())?;
+        let addr = request.remote_addr();
+        let peer = self.auth.ingest_peer(certs.as_deref())?;
+        let account = peer.account;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight * 2);
         let svc = self.clone();
         let mut stopping = self.stopping.clone();
+        // Revocation is checked for every batch, and at every reload of the list, so a
+        // certificate revoked while its stream is open stops storing at once.
+        let revocation = self.auth.revocation().clone();
+        let mut reloaded = revocation.subscribe();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(svc.limits.max_in_flight));
+            let revoked = || {
+                crate::auth::refused(
+                    Some(&peer.id),
+                    "ingest",
+                    Authorizer::revoked_status(&peer.id),
+                )
+            };
+            // Why the stream ended, told to the agent after the batches already taken.
+            let mut refusal = None;
             loop {
                 let next = tokio::select! {
-                    m = inbound.message() => m,
+                    m = inbound.message() => Some(m),
                     _ = stopping.wait_for(|s| *s) => break,
+                    Ok(()) = reloaded.changed() => None,
+                };
+                let Some(next) = next else {
+                    // The revocation list was reloaded.
+                    if revocation.is_revoked(&peer.id) {
+                        refusal = Some(revoked());
+                        break;
+                    }
+                    continue;
                 };
                 match next {
                     Ok(Some(batch)) => {
+                        if revocation.is_revoked(&peer.id) {
+                            refusal = Some(revoked());
+                            break;
+                        }
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let tx = tx.clone();
                         let svc = svc.clone();
+                        let id = peer.id.clone();
                         tokio::spawn(async move {
-                            let ack = handle_batch(svc, account, batch).await;
+                            let ack = handle_batch(svc, account, &id, batch).await;
                             let _ = tx.send(ack).await;
                             drop(permit);
                         });
                     }
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%account, %status, "ingest stream ended");
+                        match inbound_error(&status, &svc.limits) {
+                            Some(answer) => {
+                                tracing::warn!(%account, certificate = %peer.id.name, serial = %peer.id.serial, peer = ?addr, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
+                                refusal = Some(answer);
+                            }
+                            None => {
+                                tracing::info!(%account, peer = ?addr, %status, "ingest stream broke off");
+                            }
+                        }
                         break;
                     }
                 }
             }
-            // Answer every batch already taken before the stream ends.
+            // Answer every batch already taken before the stream ends, then say why it ended.
             let _ = permits.acquire_many(svc.limits.max_in_flight as u32).await;
+            if let Some(r) = refusal {
+                let _ = tx.send(Err(r)).await;
+            }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let mut response = Response::new(ReceiverStream::new(rx));
+        *response.metadata_mut() = limits_metadata(&self.limits);
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_named_by_their_position_in_the_batch() {
+        // Six events: 1 and 4 rejected; the rest answered in order.
+        let rejections = vec![
+            reject(1, RejectReason::NotJson, String::new()),
+            reject(4, RejectReason::NotJson, String::new()),
+        ];
+        let results = [
+            Appended::Stored(10),
+            Appended::Conflict(3),
+            Appended::Duplicate(4),
+            Appended::Conflict(5),
+        ];
+        assert_eq!(conflict_indexes(6, &rejections, &results), vec![2, 5]);
+        assert!(conflict_indexes(0, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn decode_failures_become_precise_statuses() {
+        let limits = Limits::default();
+        let big = inbound_error(
+            &Status::out_of_range(
+                "Error, decoded message length too large: found 4294967295 bytes, the limit is: 16777216 bytes",
+            ),
+            &limits,
+        )
+        .unwrap_or_else(|| Status::ok(""));
+        assert_eq!(big.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            big.message()
+                .contains("limit of 16777216 bytes (limits.max_message_bytes)")
+        );
+        assert_eq!(
+            big.metadata()
+                .get(orgtrail_proto::limits::MAX_MESSAGE_BYTES)
+                .and_then(|v| v.to_str().ok()),
+            Some("16777216")
+        );
+        let bomb = inbound_error(
+            &Status::resource_exhausted(
+                "Error decompressing: size limit, of 16777216 bytes, exceeded while decompressing message",
+            ),
+            &limits,
+        )
+        .unwrap_or_else(|| Status::ok(""));
+        assert_eq!(bomb.code(), tonic::Code::ResourceExhausted);
+        assert!(bomb.message().contains("decompresses to more than"));
+        let garbage = inbound_error(
+            &Status::internal("failed to decode Protobuf message: invalid wire type"),
+            &limits,
+        )
+        .unwrap_or_else(|| Status::ok(""));
+        assert_eq!(garbage.code(), tonic::Code::InvalidArgument);
+        // A broken connection is nobody to answer.
+        assert!(
+            inbound_error(
+                &Status::internal("h2 protocol error: stream reset"),
+                &limits
+            )
+            .is_none()
+        );
+        assert!(inbound_error(&Status::unknown("connection reset"), &limits).is_none());
     }
 }

@@ -6,6 +6,9 @@ pub mod config;
 pub mod ingest;
 pub mod pool;
 pub mod query;
+pub mod revocation;
+pub mod status;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,10 +19,8 @@ use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{Ledger, LedgerConfig};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use config::{CollectorConfig, ConfigError, EXAMPLE};
 
@@ -44,21 +45,64 @@ pub enum CollectorError {
     Store(#[from] orgtrail_store::StoreError),
     #[error(transparent)]
     Crypto(#[from] orgtrail_crypto::CryptoError),
+    #[error("TLS: {0}")]
+    Certificate(#[from] orgtrail_crypto::tls::CertFileError),
+    #[error(transparent)]
+    Revocation(#[from] revocation::RevocationError),
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("server failed: {0}")]
     Serve(String),
 }
 
+/// How long in-flight batches may take to finish once shutdown began.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often the ledger's health is read into the gRPC health service.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the gRPC health service's answer for ingest (and the server as a whole) in step with
+/// the ledger: NOT_SERVING while the disk is below its reserve or the store is recovering.
+async fn watch_health(ledger: Arc<Ledger>, reporter: tonic_health::server::HealthReporter) {
+    let mut last = orgtrail_store::Health::Ready;
+    let mut tick = tokio::time::interval(HEALTH_POLL);
+    loop {
+        tick.tick().await;
+        let h = ledger.health();
+        if h == last {
+            continue;
+        }
+        if h == orgtrail_store::Health::Ready {
+            tracing::info!("ingest ready again");
+            reporter
+                .set_serving::<IngestServer<ingest::IngestService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        } else {
+            tracing::warn!(state = ?h, "ingest not ready");
+            reporter
+                .set_not_serving::<IngestServer<ingest::IngestService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        last = h;
+    }
+}
+
 /// Events a live follower may fall behind by before it is cut off.
 const LIVE_BUFFER: usize = 16_384;
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, CollectorError> {
-    std::fs::read(path).map_err(|source| CollectorError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
+/// HTTP/2 keepalive: the collector pings each connection this often, and closes one whose
+/// ping is not answered within [`KEEPALIVE_TIMEOUT`]. A half-open connection (an agent or a
+/// network path that vanished without a FIN) is dropped within about 50 s and its streams'
+/// in-flight batches are freed; the agent's own pings and acknowledgement deadline cover the
+/// other direction.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs the collector until `shutdown` completes; then stops accepting, lets in-flight
 /// batches finish, flushes, writes a checkpoint and returns. `on_listen` is called with the
@@ -68,6 +112,15 @@ pub async fn run(
     on_listen: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CollectorError> {
+    // Security files first: a bad certificate, key, CA or revocation list refuses to start.
+    let own = orgtrail_crypto::tls::load_own(
+        &cfg.tls.cert,
+        &cfg.tls.key,
+        &cfg.tls.client_ca,
+        orgtrail_crypto::tls::Purpose::Server,
+    )?;
+    let tls = tls::server_config(&own)?;
+    let revocation = revocation::Revocation::start(cfg.organization.revoked.as_deref())?;
     let provider = Arc::new(LocalKeyProvider::load(&cfg.keys_dir)?);
     let signing = cfg.keys_dir.join("signing.key");
     let signer = if signing.exists() {
@@ -76,6 +129,7 @@ pub async fn run(
         None
     };
     let data_dir = cfg.data_dir.clone();
+    let storage = cfg.storage.clone();
     let ledger = tokio::task::spawn_blocking(move || {
         Ledger::open(
             &data_dir,
@@ -85,6 +139,7 @@ pub async fn run(
                 // The collector's hot path is appending; lookups (served later) read few
                 // blocks. A smaller page cache keeps its memory near the index's own.
                 cache_bytes: 16 << 20,
+                reserve_bytes: storage.reserve.as_u64(),
                 ..LedgerConfig::default()
             },
         )
@@ -93,12 +148,8 @@ pub async fn run(
     .map_err(|e| CollectorError::Serve(e.to_string()))??;
     let ledger = Arc::new(ledger);
 
-    let identity = Identity::from_pem(read(&cfg.tls.cert)?, read(&cfg.tls.key)?);
-    let tls = ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(Certificate::from_pem(read(&cfg.tls.client_ca)?));
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let auth = Arc::new(auth::Authorizer::new(&cfg.organization));
+    let auth = Arc::new(auth::Authorizer::new(&cfg.organization, revocation));
     let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
     let service = ingest::IngestService {
         stopping: stopping.clone(),
@@ -116,12 +167,13 @@ pub async fn run(
         ledger: ledger.clone(),
         auth,
         live,
-        stopping,
+        stopping: stopping.clone(),
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<IngestServer<ingest::IngestService>>()
         .await;
+    tokio::spawn(watch_health(ledger.clone(), health_reporter));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -138,17 +190,15 @@ pub async fn run(
     on_listen(addr);
     tracing::info!(%addr, "collector listening (mutual TLS)");
 
-    // Small answers (acks, lookups) go out at once instead of waiting for the peer's delayed
-    // ACK (Nagle): without this every lookup took 40 ms more.
-    let incoming = TcpListenerStream::new(listener).map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
-    });
-    Server::builder()
-        .tls_config(tls)
-        .map_err(|e| CollectorError::Tls(e.to_string()))?
+    // Our own accept loop does the TLS handshakes, so that a refused one is logged at warn
+    // with its reason (tonic's would log it at debug). Small answers (acks, lookups) go out at
+    // once instead of waiting for the peer's delayed ACK (Nagle): without this every lookup
+    // took 40 ms more.
+    let incoming = tls::incoming(listener, tls, stopping.clone());
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(
             IngestServer::new(service)
@@ -169,9 +219,25 @@ pub async fn run(
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight batches");
             let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(|e| CollectorError::Serve(e.to_string()))?;
+            let _ = began_tx.send(());
+        });
+    // In-flight batches get a bounded time to finish: a write stuck on a failing disk must
+    // not hold shutdown (what was not acknowledged stays in the agents' spools).
+    tokio::select! {
+        r = serve => r.map_err(|e| CollectorError::Serve(e.to_string()))?,
+        () = async {
+            if began_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::error!(
+                seconds = SHUTDOWN_GRACE.as_secs(),
+                "in-flight batches did not finish in time; stopping without them (they were not acknowledged)"
+            );
+        }
+    }
 
     // Stopped accepting; in-flight batches have been answered. Flush and checkpoint.
     tokio::task::spawn_blocking(move || ledger.close())

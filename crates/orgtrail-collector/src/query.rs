@@ -100,15 +100,10 @@ fn build_query(
 }
 
 fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::BadPageToken => {
-            Status::invalid_argument("next_token is not one this collector issued")
-        }
-        e => {
-            tracing::error!(error = %e, "query failed");
-            Status::internal(format!("the query failed: {e}"))
-        }
+    if !matches!(e, StoreError::BadPageToken) {
+        tracing::error!(error = %e, "query failed");
     }
+    crate::status::store_status(&e)
 }
 
 fn to_pb(e: StoredEvent) -> pb::StoredEvent {
@@ -225,13 +220,30 @@ impl QueryApi for QueryService {
         let mut live = self.live.subscribe();
         let (tx, rx) = mpsc::channel(256);
         let mut stopping = self.stopping.clone();
+        // A reader whose certificate is revoked while it follows is cut off at the reload.
+        let revocation = self.auth.revocation().clone();
+        let mut reloaded = revocation.subscribe();
         tracing::info!(reader = %scope.name, "follow started");
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
-                    e = live.recv() => e,
+                    e = live.recv() => Some(e),
                     _ = stopping.wait_for(|s| *s) => break,
                     _ = tx.closed() => break,
+                    Ok(()) = reloaded.changed() => None,
+                };
+                let Some(next) = next else {
+                    // The revocation list was reloaded.
+                    if revocation.is_revoked(&scope.peer) {
+                        let status = crate::auth::refused(
+                            Some(&scope.peer),
+                            "follow",
+                            Authorizer::revoked_status(&scope.peer),
+                        );
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                    continue;
                 };
                 match next {
                     Ok(e) => {

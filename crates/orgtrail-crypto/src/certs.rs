@@ -164,6 +164,7 @@ fn read(path: &Path) -> Result<String, CertError> {
 /// Creates an organization CA in `dir`: `ca.pem` (the certificate everyone trusts) and `ca.key`
 /// (mode 0600, keep it offline). Refuses to overwrite an existing CA key.
 pub fn init_ca(dir: &Path, org: &str, days: u32) -> Result<(), CertError> {
+    check_days(days)?;
     std::fs::create_dir_all(dir).map_err(|source| CertError::Read {
         path: dir.to_owned(),
         source,
@@ -195,9 +196,38 @@ pub fn init_ca(dir: &Path, org: &str, days: u32) -> Result<(), CertError> {
     Ok(())
 }
 
+/// A validity of 0 days would issue a certificate that has already expired.
+fn check_days(days: u32) -> Result<(), CertError> {
+    if days == 0 {
+        return Err(CertError::Invalid(
+            "--days 0 would make a certificate that is already expired: give at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Issues a certificate signed by the CA in `ca_dir`, written to `out.pem` and `out.key`
-/// (mode 0600). Issuing again renews.
+/// (mode 0600), valid from yesterday for `req.days` days (at least 1). Issuing again renews.
 pub fn issue(ca_dir: &Path, req: &IssueRequest, out: &Path) -> Result<PeerIdentity, CertError> {
+    check_days(req.days)?;
+    issue_between(ca_dir, req, out, -1, i64::from(req.days))
+}
+
+/// Issues a certificate valid from `from_days` to `to_days` days after today (UTC dates;
+/// negative is in the past), ignoring `req.days`. For tests and drills that need a
+/// certificate that is expired or not yet valid; `to_days` must come after `from_days`.
+pub fn issue_between(
+    ca_dir: &Path,
+    req: &IssueRequest,
+    out: &Path,
+    from_days: i64,
+    to_days: i64,
+) -> Result<PeerIdentity, CertError> {
+    if to_days <= from_days {
+        return Err(CertError::Invalid(format!(
+            "a certificate valid from day {from_days} to day {to_days} is never valid"
+        )));
+    }
     match req.role {
         Role::Agent if req.accounts.len() != 1 => {
             return Err(CertError::Invalid(
@@ -253,9 +283,9 @@ pub fn issue(ca_dir: &Path, req: &IssueRequest, out: &Path) -> Result<PeerIdenti
     params.subject_alt_names = sans;
     params.serial_number = Some(random_serial()?);
     params.use_authority_key_identifier_extension = true;
-    let (y, m, d) = ymd_after(-1);
+    let (y, m, d) = ymd_after(from_days);
     params.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = ymd_after(i64::from(req.days));
+    let (y, m, d) = ymd_after(to_days);
     params.not_after = rcgen::date_time_ymd(y, m, d);
     let cert = params.signed_by(&key, &issuer)?;
 
@@ -398,6 +428,19 @@ mod tests {
             days: 1,
         };
         assert!(issue(&ca, &bad, &dir.path().join("bad")).is_err());
+        // Zero days would be expired at once: refused, and nothing is written.
+        let zero = IssueRequest {
+            role: Role::Agent,
+            accounts: vec![acct],
+            name: "x".into(),
+            dns: vec![],
+            ips: vec![],
+            days: 0,
+        };
+        let e = issue(&ca, &zero, &dir.path().join("zero")).unwrap_err();
+        assert!(e.to_string().contains("--days 0"), "{e}");
+        assert!(!dir.path().join("zero.pem").exists());
+        assert!(init_ca(&dir.path().join("ca0"), "o", 0).is_err());
         let server = IssueRequest {
             role: Role::Server,
             accounts: vec![],

@@ -7,7 +7,9 @@
 //! * [`blind`]: blind indexes, HMAC-SHA-256 under a key of their own, so index keys on disk
 //!   reveal no attribute value;
 //! * [`hash`]: SHA-256 digests;
-//! * [`signing`]: the Ed25519 key pair that signs checkpoints.
+//! * [`signing`]: the Ed25519 key pair that signs checkpoints;
+//! * [`tls`]: checks of a process's own certificate at start, the collector's mutual-TLS
+//!   configuration, and precise words for handshake failures.
 //!
 //! Key material is zeroed on drop and never printed: `Debug` of every key type shows only its
 //! version or nothing.
@@ -22,6 +24,7 @@ pub mod keyfile;
 pub mod keyring;
 pub mod merkle;
 pub mod signing;
+pub mod tls;
 
 pub use blind::BlindIndexer;
 pub use envelope::{DataKey, KEY_LEN, NONCE_LEN, TAG_LEN};

@@ -17,6 +17,15 @@ pub mod v1 {
 
 use orgtrail_core::{EventError, RejectKind};
 
+/// Metadata keys by which the collector tells an agent its limits (in the response headers of
+/// `Ingest.Push`, and in the trailers of a RESOURCE_EXHAUSTED status).
+pub mod limits {
+    /// The largest encoded `EventBatch` the collector decodes, bytes, after decompression.
+    pub const MAX_MESSAGE_BYTES: &str = "orgtrail-max-message-bytes";
+    /// The most events one `EventBatch` may hold.
+    pub const MAX_BATCH_EVENTS: &str = "orgtrail-max-batch-events";
+}
+
 impl From<RejectKind> for v1::RejectReason {
     fn from(k: RejectKind) -> Self {
         match k {
@@ -56,6 +65,7 @@ mod tests {
             duplicates: 1,
             conflicts: 0,
             rejections: vec![v1::Rejection::invalid(3, &err)],
+            conflict_indexes: vec![],
         };
         let back = v1::BatchAck::decode(&ack.encode_to_vec()[..]).unwrap();
         assert_eq!(back, ack);

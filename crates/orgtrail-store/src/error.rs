@@ -34,4 +34,49 @@ pub enum StoreError {
     NoStore { path: String },
     #[error("the ledger writer has stopped")]
     WriterGone,
+    /// The data directory's filesystem is at or below the configured reserve: nothing was
+    /// written. Retry once space is freed; the ledger resumes by itself.
+    #[error("disk full: {free} bytes free on {path}, reserve {reserve}")]
+    DiskFull {
+        path: String,
+        free: u64,
+        reserve: u64,
+    },
+    /// A group commit failed to reach the disk (I/O error, ENOSPC). Nothing of it was
+    /// acknowledged; the ledger reopens its files and reconciles them before the next append.
+    #[error("writing to the store failed: {source}")]
+    Write {
+        #[source]
+        source: sled::Error,
+    },
+    /// The ledger is reopening its files after a write failure; retry shortly.
+    #[error("the store is recovering from a write failure: {reason}")]
+    Recovering { reason: String },
+    /// A server-side fault that is not the request's: retry.
+    #[error("{reason}")]
+    Unavailable { reason: String },
+}
+
+impl StoreError {
+    /// True when the failure is the server's and passes: the same request may succeed later
+    /// (disk full, I/O error, recovery). False for corruption, bad requests and configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. }
+            | StoreError::Write { .. }
+            | StoreError::Recovering { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::WriterGone
+            | StoreError::Locked { .. } => true,
+            StoreError::Sled(e) => matches!(e, sled::Error::Io(_)),
+            StoreError::Crypto(_)
+            | StoreError::Format { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::RecordOpen { .. }
+            | StoreError::Compression(_)
+            | StoreError::BadPageToken
+            | StoreError::NoSigner
+            | StoreError::NoStore { .. } => false,
+        }
+    }
 }

@@ -24,6 +24,29 @@ use orgtrail_crypto::checkpoint::Checkpoint;
 use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
 use orgtrail_crypto::signing::SigningKey;
 
+/// How often a faulted writer tries to reopen the store.
+const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long closing waits for the writer to finish what is queued.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The default free-space reserve: room for sled's own log and snapshot writes and several
+/// group commits, small enough for a demo on a nearly full disk.
+pub const DEFAULT_RESERVE: u64 = 128 << 20;
+
+/// Whether the ledger is taking appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Appends are taken.
+    Ready,
+    /// The data directory's filesystem is below the reserve: appends are refused until space
+    /// returns. Reads go on.
+    DiskFull { free: u64, reserve: u64 },
+    /// A write failed; the ledger is reopening and reconciling its files (it retries by
+    /// itself). Appends are refused meanwhile.
+    Faulted { reason: String },
+}
+
 /// Tuning of the ledger. The defaults suit production.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -48,6 +71,10 @@ pub struct LedgerConfig {
     /// Open for reading only: no writer thread, no checkpoint on close, and an error instead of
     /// a new store when there is none.
     pub read_only: bool,
+    /// Free space (bytes) kept on the data directory's filesystem. A group commit that would
+    /// start below it is refused with [`StoreError::DiskFull`] and nothing is written; appends
+    /// resume by themselves once space returns.
+    pub reserve_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -63,6 +90,7 @@ impl Default for LedgerConfig {
             checkpoint_records: 100_000,
             checkpoint_interval: std::time::Duration::from_secs(60),
             read_only: false,
+            reserve_bytes: DEFAULT_RESERVE,
         }
     }
 }
@@ -147,8 +175,10 @@ struct Shared {
     /// Unique per opened ledger in this process (never reused, unlike an address).
     instance: u64,
     path: PathBuf,
-    tree: sled::Tree,
-    db: sled::Db,
+    /// The open sled database; `None` while the writer reopens it after a write failure (sled
+    /// keeps failing every operation once one of its writes has failed).
+    files: RwLock<Option<Files>>,
+    health: Mutex<Health>,
     provider: Arc<dyn KeyProvider>,
     blinder: BlindIndexer,
     index: RwLock<Index>,
@@ -157,6 +187,66 @@ struct Shared {
     dicts: RwLock<Dicts>,
     dict_version: AtomicU32,
     cfg: LedgerConfig,
+}
+
+#[derive(Clone)]
+struct Files {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Shared {
+    fn files(&self) -> Result<Files, StoreError> {
+        let g = self.files.read().map_err(|_| StoreError::WriterGone)?;
+        g.clone().ok_or_else(|| StoreError::Recovering {
+            reason: self.fault_reason(),
+        })
+    }
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.files()?.tree)
+    }
+    fn fault_reason(&self) -> String {
+        match self.health.lock().map(|h| h.clone()) {
+            Ok(Health::Faulted { reason }) => reason,
+            _ => "reopening the store".into(),
+        }
+    }
+    fn set_health(&self, h: Health) {
+        if let Ok(mut g) = self.health.lock() {
+            *g = h;
+        }
+    }
+    /// Bytes free for this process on the data directory's filesystem.
+    fn free_bytes(&self) -> Result<u64, StoreError> {
+        free_bytes(&self.path)
+    }
+    /// Refuses when the filesystem is below the reserve.
+    fn check_space(&self) -> Result<(), StoreError> {
+        let reserve = self.cfg.reserve_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = self.free_bytes()?;
+        if free < reserve {
+            return Err(StoreError::DiskFull {
+                path: self.path.display().to_string(),
+                free,
+                reserve,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Result<u64, StoreError> {
+    let st = rustix::fs::statvfs(path).map_err(|e| {
+        StoreError::Sled(sled::Error::Io(std::io::Error::other(format!(
+            "cannot read free space of {}: {e}",
+            path.display()
+        ))))
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 struct Job {
@@ -171,7 +261,8 @@ struct Job {
 pub struct Ledger {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Receives once the writer thread has finished.
+    writer: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -262,10 +353,98 @@ fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreEr
     Ok((acct, day, created, wrapped))
 }
 
+/// The in-memory state of a store, read from its files up to sequence number `end`.
+struct Loaded {
+    segments: HashMap<u64, SegmentInfo>,
+    dicts: Dicts,
+    index: Index,
+    next_seq: u64,
+}
+
+fn load(tree: &sled::Tree, provider: &dyn KeyProvider, end: u64) -> Result<Loaded, StoreError> {
+    // Segments.
+    let mut segments = HashMap::new();
+    for kv in tree.scan_prefix([SEGMENT]) {
+        let (k, v) = kv?;
+        let id = be_u64(&k[1..])?;
+        let (account, _, _, wrapped) = decode_segment(&v)?;
+        segments.insert(id, SegmentInfo { account, wrapped });
+    }
+    // Check the keyring opens the newest segment, before anything else happens.
+    if let Some((id, s)) = segments.iter().max_by_key(|(id, _)| **id) {
+        provider.unwrap(&s.wrapped, &segment_context(*id, &s.account))?;
+    }
+
+    // Dictionaries.
+    let mut dicts = Dicts {
+        current: 0,
+        raw: HashMap::new(),
+        decoders: HashMap::new(),
+    };
+    for kv in tree.scan_prefix(meta_key("dict/")) {
+        let (k, v) = kv?;
+        let id_bytes: [u8; 4] = k[6..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("dictionary key".into()))?;
+        let id = u32::from_be_bytes(id_bytes);
+        let plain = open_dict(provider, id, &v)?;
+        dicts
+            .decoders
+            .insert(id, Arc::new(zstd::dict::DecoderDictionary::copy(&plain)));
+        dicts.raw.insert(id, Arc::new(plain));
+        dicts.current = dicts.current.max(id);
+    }
+
+    // Index chunks, up to the end of the whole log (a read-only open leaves a torn tail be).
+    let next_seq = end + 1;
+    let mut index = Index::default();
+    for (_, s) in segments.iter() {
+        index.accounts.insert(s.account);
+    }
+    for kv in tree.range(key_bytes(CHUNK, 0)..=key_bytes(CHUNK, end)) {
+        let (_, v) = kv?;
+        load_chunk(&v, &mut index)?;
+    }
+    if index.times.len() as u64 + 1 != next_seq {
+        return Err(StoreError::Corrupt(format!(
+            "index chunks hold {} events but the log's next sequence number is {next_seq}",
+            index.times.len()
+        )));
+    }
+    // The Merkle log, from the stored leaf hashes.
+    for kv in tree.range(key_bytes(HASHES, 0)..=key_bytes(HASHES, end)) {
+        let (k, v) = kv?;
+        let first = be_u64(&k[1..])?;
+        if first != index.tree.size() + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "leaf hashes of group {first} do not follow leaf {}",
+                index.tree.size()
+            )));
+        }
+        let mut r = Reader::new(&v, "leaf hashes");
+        while !r.done() {
+            index.tree.push(r.array()?);
+        }
+    }
+    if index.tree.size() + 1 != next_seq {
+        return Err(StoreError::Corrupt(format!(
+            "the Merkle log holds {} leaves but the log's next sequence number is {next_seq}",
+            index.tree.size()
+        )));
+    }
+    Ok(Loaded {
+        segments,
+        dicts,
+        index,
+        next_seq,
+    })
+}
+
 impl Ledger {
-    /// Opens (or creates) the store in `dir` with keys from `provider`. Reads every index chunk
-    /// to rebuild the in-memory index, and checks that the key provider can open the store
-    /// before anything is written.
+    /// Opens (or creates) the store in `dir` with keys from `provider`. Cuts a torn tail that
+    /// an interrupted write left (see the `recover` module; a read-only open skips it without
+    /// writing), reads every index chunk to rebuild the in-memory index, and checks that the key
+    /// provider can open the store before anything is written.
     pub fn open(
         dir: &Path,
         provider: Arc<dyn KeyProvider>,
@@ -275,6 +454,7 @@ impl Ledger {
         if cfg.read_only && !dir.join("conf").exists() {
             return Err(StoreError::NoStore { path: path_s });
         }
+        crate::recover::remove_unfinished_snapshots(dir)?;
         let db = open_sled(dir, cfg.cache_bytes)?;
         let tree = db.open_tree("ledger")?;
         // Format.
@@ -318,100 +498,32 @@ impl Ledger {
             }
         };
         let blinder = BlindIndexer::new(&blind_key);
-
-        // Segments.
-        let mut segments = HashMap::new();
-        for kv in tree.scan_prefix([SEGMENT]) {
-            let (k, v) = kv?;
-            let id = be_u64(&k[1..])?;
-            let (account, _, _, wrapped) = decode_segment(&v)?;
-            segments.insert(id, SegmentInfo { account, wrapped });
+        let plan = crate::recover::plan(&tree)?;
+        if !cfg.read_only {
+            crate::recover::apply(&tree, &db, &plan)?;
         }
-        // Check the keyring opens the newest segment, before anything else happens.
-        if let Some((id, s)) = segments.iter().max_by_key(|(id, _)| **id) {
-            provider.unwrap(&s.wrapped, &segment_context(*id, &s.account))?;
-        }
-
-        // Dictionaries.
-        let mut dicts = Dicts {
-            current: 0,
-            raw: HashMap::new(),
-            decoders: HashMap::new(),
-        };
-        for kv in tree.scan_prefix(meta_key("dict/")) {
-            let (k, v) = kv?;
-            let id_bytes: [u8; 4] = k[6..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("dictionary key".into()))?;
-            let id = u32::from_be_bytes(id_bytes);
-            let plain = open_dict(provider.as_ref(), id, &v)?;
-            dicts
-                .decoders
-                .insert(id, Arc::new(zstd::dict::DecoderDictionary::copy(&plain)));
-            dicts.raw.insert(id, Arc::new(plain));
-            dicts.current = dicts.current.max(id);
-        }
-
-        // Index chunks.
-        let next_seq = match tree.get(meta_key("next_seq"))? {
-            Some(v) => be_u64(&v)?,
-            None => 1,
-        };
-        let mut index = Index::default();
-        for (_, s) in segments.iter() {
-            index.accounts.insert(s.account);
-        }
-        for kv in tree.scan_prefix([CHUNK]) {
-            let (_, v) = kv?;
-            load_chunk(&v, &mut index)?;
-        }
-        if index.times.len() as u64 + 1 != next_seq {
-            return Err(StoreError::Corrupt(format!(
-                "index chunks hold {} events but the log's next sequence number is {next_seq}",
-                index.times.len()
-            )));
-        }
-        // The Merkle log, from the stored leaf hashes.
-        for kv in tree.scan_prefix([HASHES]) {
-            let (k, v) = kv?;
-            let first = be_u64(&k[1..])?;
-            if first != index.tree.size() + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "leaf hashes of group {first} do not follow leaf {}",
-                    index.tree.size()
-                )));
-            }
-            let mut r = Reader::new(&v, "leaf hashes");
-            while !r.done() {
-                index.tree.push(r.array()?);
-            }
-        }
-        if index.tree.size() + 1 != next_seq {
-            return Err(StoreError::Corrupt(format!(
-                "the Merkle log holds {} leaves but the log's next sequence number is {next_seq}",
-                index.tree.size()
-            )));
-        }
+        let loaded = load(&tree, provider.as_ref(), plan.end)?;
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
             None => return Err(StoreError::Corrupt("store has no id".into())),
         };
 
-        let dict_version = AtomicU32::new(dicts.current);
+        let dict_version = AtomicU32::new(loaded.dicts.current);
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let read_only = cfg.read_only;
+        let next_seq = loaded.next_seq;
         let shared = Arc::new(Shared {
             origin,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             path: dir.to_owned(),
-            tree,
-            db,
+            files: RwLock::new(Some(Files { db, tree })),
+            health: Mutex::new(Health::Ready),
             provider,
             blinder,
-            index: RwLock::new(index),
-            segments: RwLock::new(segments),
+            index: RwLock::new(loaded.index),
+            segments: RwLock::new(loaded.segments),
             keys: Mutex::new(HashMap::new()),
-            dicts: RwLock::new(dicts),
+            dicts: RwLock::new(loaded.dicts),
             dict_version,
             cfg,
         });
@@ -427,15 +539,42 @@ impl Ledger {
         let (tx, rx) = mpsc::channel::<Job>(8);
         let writer_shared = shared.clone();
         let mut state = WriterState::load(&writer_shared, next_seq)?;
-        let handle = std::thread::Builder::new()
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
             .name("orgtrail-ledger-writer".into())
-            .spawn(move || state.run(&writer_shared, rx))
+            .spawn(move || {
+                state.run(&writer_shared, rx);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
         Ok(Ledger {
             shared,
             tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            writer: Mutex::new(Some(done_rx)),
         })
+    }
+
+    /// Whether appends are taken now. A disk-full state is checked again against the
+    /// filesystem, so readiness returns as soon as space does.
+    pub fn health(&self) -> Health {
+        let h = self
+            .shared
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or(Health::Faulted {
+                reason: "the ledger's state lock is poisoned".into(),
+            });
+        if let Health::DiskFull { .. } = h {
+            match self.shared.check_space() {
+                Ok(()) => return Health::Ready,
+                Err(StoreError::DiskFull { free, reserve, .. }) => {
+                    return Health::DiskFull { free, reserve };
+                }
+                Err(_) => {}
+            }
+        }
+        h
     }
 
     /// A per-thread preparer (it owns a zstd compressor).
@@ -508,11 +647,22 @@ impl Ledger {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
-            let _ = h.join();
+        let done = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(done) = done
+            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done.recv_timeout(CLOSE_TIMEOUT)
+        {
+            // A write stuck in the filesystem (a full or failing disk) must not hold shutdown:
+            // everything acknowledged is already durable, and the next open cuts any torn tail.
+            tracing::error!(
+                seconds = CLOSE_TIMEOUT.as_secs(),
+                "the ledger writer did not finish in time (a write is stuck); closing without it"
+            );
+            return Ok(());
         }
-        self.shared.db.flush()?;
+        if let Ok(files) = self.shared.files() {
+            files.db.flush()?;
+        }
         Ok(())
     }
 
@@ -553,7 +703,7 @@ impl Ledger {
         if size == 0 {
             return Ok(merkle::empty_root());
         }
-        StoreSubtrees::new(&state, &self.shared.tree).subtree(0, size)
+        StoreSubtrees::new(&state, &self.shared.tree()?).subtree(0, size)
     }
 
     /// The inclusion proof of the event at `seq` in the log of `size` events.
@@ -566,7 +716,7 @@ impl Ledger {
             )));
         }
         merkle::inclusion_proof(
-            &mut StoreSubtrees::new(&state, &self.shared.tree),
+            &mut StoreSubtrees::new(&state, &self.shared.tree()?),
             seq - 1,
             size,
         )
@@ -583,7 +733,7 @@ impl Ledger {
             )));
         }
         merkle::consistency_proof(
-            &mut StoreSubtrees::new(&state, &self.shared.tree),
+            &mut StoreSubtrees::new(&state, &self.shared.tree()?),
             first,
             second,
         )
@@ -592,7 +742,7 @@ impl Ledger {
 
     /// The stored leaf hash of the event at `seq`.
     pub fn leaf(&self, seq: u64) -> Result<Hash, StoreError> {
-        crate::tree::read_leaves(&self.shared.tree, seq, 1)?
+        crate::tree::read_leaves(&self.shared.tree()?, seq, 1)?
             .pop()
             .ok_or_else(|| StoreError::Corrupt(format!("leaf hash {seq} is missing")))
     }
@@ -600,7 +750,7 @@ impl Ledger {
     /// Stored checkpoints, oldest first: (tree size, signed note).
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.shared.tree.scan_prefix([CHECKPOINT]) {
+        for kv in self.shared.tree()?.scan_prefix([CHECKPOINT]) {
             let (k, v) = kv?;
             out.push((be_u64(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
         }
@@ -609,7 +759,7 @@ impl Ledger {
 
     /// The newest stored checkpoint.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        match self.shared.tree.scan_prefix([CHECKPOINT]).next_back() {
+        match self.shared.tree()?.scan_prefix([CHECKPOINT]).next_back() {
             Some(kv) => {
                 let (k, v) = kv?;
                 Ok(Some((
@@ -639,14 +789,14 @@ impl Ledger {
         if n == 0 {
             return Ok(Vec::new());
         }
-        crate::tree::read_leaves(&self.shared.tree, 1, n)
+        crate::tree::read_leaves(&self.shared.tree()?, 1, n)
     }
 
     /// Record blocks must cover sequence numbers 1..=n exactly, in order.
     pub(crate) fn record_layout_problems(&self, n: u64) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
         let mut expected = 1u64;
-        for kv in self.shared.tree.scan_prefix([RECORDS]) {
+        for kv in self.shared.tree()?.scan_prefix([RECORDS]) {
             let (k, v) = kv?;
             let first = be_u64(&k[1..])?;
             let mut r = Reader::new(&v, "record block");
@@ -885,7 +1035,7 @@ impl Ledger {
     pub fn read(&self, seq: u64) -> Result<StoredEvent, StoreError> {
         let sh = &self.shared;
         let (block_key, block) = sh
-            .tree
+            .tree()?
             .range(key(RECORDS, 0)..=key(RECORDS, seq))
             .next_back()
             .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))??;
@@ -946,8 +1096,8 @@ impl Ledger {
         mut f: impl FnMut(u64, Result<(AccountId, Vec<u8>), StoreError>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let sh = &self.shared;
-        let start = match sh
-            .tree
+        let tree = sh.tree()?;
+        let start = match tree
             .range(key(RECORDS, 0)..=key(RECORDS, first))
             .next_back()
         {
@@ -955,10 +1105,7 @@ impl Ledger {
             None => key(RECORDS, first).to_vec(),
         };
         let mut next = first;
-        for kv in sh
-            .tree
-            .range(start..key(RECORDS, last.saturating_add(1)).to_vec())
-        {
+        for kv in tree.range(start..key(RECORDS, last.saturating_add(1)).to_vec()) {
             let (k, block) = kv?;
             let block_first = be_u64(&k[1..])?;
             let mut r = Reader::new(&block, "record block");
@@ -1073,7 +1220,7 @@ impl Ledger {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         let mut updated = Vec::new();
-        for kv in sh.tree.scan_prefix([SEGMENT]) {
+        for kv in sh.tree()?.scan_prefix([SEGMENT]) {
             let (k, v) = kv?;
             let id = be_u64(&k[1..])?;
             let (account, day, created, wrapped) = decode_segment(&v)?;
@@ -1087,7 +1234,7 @@ impl Ledger {
             updated.push((id, account, new));
             n += 1;
         }
-        for kv in sh.tree.scan_prefix(meta_key("dict/")) {
+        for kv in sh.tree()?.scan_prefix(meta_key("dict/")) {
             let (k, v) = kv?;
             if v.len() < WRAPPED_LEN {
                 return Err(StoreError::Corrupt("dictionary value too short".into()));
@@ -1107,7 +1254,7 @@ impl Ledger {
             batch.insert(&k[..], nv);
             n += 1;
         }
-        if let Some(w) = sh.tree.get(meta_key("blind_key"))? {
+        if let Some(w) = sh.tree()?.get(meta_key("blind_key"))? {
             let wrapped = WrappedKey::from_bytes(&w)?;
             if wrapped.master_version != current {
                 let new = sh.provider.rewrap(&wrapped, BLIND_KEY_CONTEXT)?;
@@ -1115,8 +1262,9 @@ impl Ledger {
                 n += 1;
             }
         }
-        sh.tree.apply_batch(batch)?;
-        sh.db.flush()?;
+        let files = sh.files()?;
+        files.tree.apply_batch(batch)?;
+        files.db.flush()?;
         if let Ok(mut segs) = sh.segments.write() {
             for (id, account, wrapped) in updated {
                 segs.insert(id, SegmentInfo { account, wrapped });
@@ -1137,11 +1285,11 @@ impl Ledger {
         {
             *m.entry(s.wrapped.master_version).or_default() += 1;
         }
-        if let Some(w) = self.shared.tree.get(meta_key("blind_key"))? {
+        if let Some(w) = self.shared.tree()?.get(meta_key("blind_key"))? {
             *m.entry(WrappedKey::from_bytes(&w)?.master_version)
                 .or_default() += 1;
         }
-        for kv in self.shared.tree.scan_prefix(meta_key("dict/")) {
+        for kv in self.shared.tree()?.scan_prefix(meta_key("dict/")) {
             let (_, v) = kv?;
             let w = v
                 .get(..WRAPPED_LEN)
@@ -1455,7 +1603,7 @@ fn now_ms() -> i64 {
 
 impl WriterState {
     fn load(sh: &Shared, next_seq: u64) -> Result<Self, StoreError> {
-        let next_segment = match sh.tree.get(meta_key("next_segment"))? {
+        let next_segment = match sh.tree()?.get(meta_key("next_segment"))? {
             Some(v) => be_u64(&v)?,
             None => 1,
         };
@@ -1466,7 +1614,7 @@ impl WriterState {
             .tree
             .frontier
             .clone();
-        let last_checkpoint_size = match sh.tree.scan_prefix([CHECKPOINT]).next_back() {
+        let last_checkpoint_size = match sh.tree()?.scan_prefix([CHECKPOINT]).next_back() {
             Some(kv) => be_u64(&kv?.0[1..])?,
             None => 0,
         };
@@ -1485,7 +1633,46 @@ impl WriterState {
     }
 
     fn run(&mut self, sh: &Shared, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
+        let mut broken: Option<String> = None;
+        loop {
+            if let Some(reason) = broken.take() {
+                // A write failed: sled fails every later operation, so the files are reopened
+                // and reconciled (once the disk has room again). Until then every append is
+                // answered at once with a retryable error, and reads wait for the reopen.
+                match self.recover(sh) {
+                    Ok(()) => {
+                        tracing::info!("the store reopened after a write failure; appends resume");
+                        sh.set_health(Health::Ready);
+                    }
+                    Err(e) => {
+                        let reason = if matches!(e, StoreError::DiskFull { .. }) {
+                            format!("{reason}; waiting for free space ({e})")
+                        } else {
+                            format!("{reason}; reopening failed: {e}")
+                        };
+                        sh.set_health(Health::Faulted {
+                            reason: reason.clone(),
+                        });
+                        loop {
+                            match rx.try_recv() {
+                                Ok(job) => {
+                                    let _ = job.reply.send(Err(StoreError::Recovering {
+                                        reason: reason.clone(),
+                                    }));
+                                }
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                            }
+                        }
+                        std::thread::sleep(RECOVERY_POLL);
+                        broken = Some(reason);
+                        continue;
+                    }
+                }
+            }
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
             let mut jobs = vec![first];
             let mut n: usize = jobs[0].events.len();
             while n < sh.cfg.max_group_events {
@@ -1497,37 +1684,125 @@ impl WriterState {
                     Err(_) => break,
                 }
             }
-            let results = self.commit(sh, &mut jobs);
-            match results {
+            // Below the reserve nothing is written: sled must never meet a full disk.
+            match sh.check_space() {
+                Ok(()) => {
+                    let was_full = matches!(
+                        sh.health.lock().map(|h| h.clone()),
+                        Ok(Health::DiskFull { .. })
+                    );
+                    if was_full {
+                        tracing::info!("free space is above the reserve again; appends resume");
+                        sh.set_health(Health::Ready);
+                    }
+                }
+                Err(e) => {
+                    if let StoreError::DiskFull { free, reserve, .. } = &e {
+                        let was_full = matches!(
+                            sh.health.lock().map(|h| h.clone()),
+                            Ok(Health::DiskFull { .. })
+                        );
+                        if !was_full {
+                            tracing::error!(free, reserve, path = %sh.path.display(), "disk full: the data directory is below its free-space reserve; refusing appends until space returns");
+                        }
+                        sh.set_health(Health::DiskFull {
+                            free: *free,
+                            reserve: *reserve,
+                        });
+                    }
+                    for job in jobs {
+                        let _ = job.reply.send(Err(match &e {
+                            StoreError::DiskFull {
+                                path,
+                                free,
+                                reserve,
+                            } => StoreError::DiskFull {
+                                path: path.clone(),
+                                free: *free,
+                                reserve: *reserve,
+                            },
+                            other => StoreError::Recovering {
+                                reason: other.to_string(),
+                            },
+                        }));
+                    }
+                    continue;
+                }
+            }
+            match self.commit(sh, &mut jobs) {
                 Ok(outcomes) => {
                     for (job, outcome) in jobs.into_iter().zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was stored");
-                    let msg = e.to_string();
+                    tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was acknowledged");
+                    let write_failed = matches!(e, StoreError::Write { .. } | StoreError::Sled(_));
+                    let reason = e.to_string();
                     for job in jobs {
-                        let _ = job
-                            .reply
-                            .send(Err(StoreError::Corrupt(format!("append failed: {msg}"))));
+                        let _ = job.reply.send(Err(match &e {
+                            StoreError::Write { .. } | StoreError::Sled(_) => {
+                                StoreError::Recovering {
+                                    reason: reason.clone(),
+                                }
+                            }
+                            other => StoreError::Unavailable {
+                                reason: format!("the group could not be stored: {other}"),
+                            },
+                        }));
+                    }
+                    if write_failed {
+                        sh.set_health(Health::Faulted {
+                            reason: reason.clone(),
+                        });
+                        broken = Some(reason);
                     }
                 }
             }
         }
+        if broken.is_some() {
+            return;
+        }
         // Clean shutdown: a checkpoint covering everything, if there is anything new.
+        let Ok(files) = sh.files() else {
+            return;
+        };
         if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
             let mut batch = sled::Batch::default();
             self.checkpoint(sh, &self.frontier.clone(), &mut batch);
-            if let Err(e) = sh
+            if let Err(e) = files
                 .tree
                 .apply_batch(batch)
-                .and_then(|()| sh.db.flush().map(|_| ()))
+                .and_then(|()| files.db.flush().map(|_| ()))
             {
                 tracing::error!(error = %e, "writing the shutdown checkpoint failed");
             }
         }
-        let _ = sh.db.flush();
+        let _ = files.db.flush();
+    }
+
+    /// Reopens the store's files after a failed write, cuts the torn tail the failure left,
+    /// reloads the in-memory state from what is durable, and starts over from there.
+    fn recover(&mut self, sh: &Shared) -> Result<(), StoreError> {
+        // Let go of the failed database first: its file lock must be released to reopen it.
+        if let Ok(mut g) = sh.files.write() {
+            *g = None;
+        }
+        sh.check_space()?;
+        crate::recover::remove_unfinished_snapshots(&sh.path)?;
+        let db = open_sled(&sh.path, sh.cfg.cache_bytes)?;
+        let tree = db.open_tree("ledger")?;
+        let plan = crate::recover::plan(&tree)?;
+        crate::recover::apply(&tree, &db, &plan)?;
+        let loaded = load(&tree, sh.provider.as_ref(), plan.end)?;
+        *sh.index.write().map_err(|_| StoreError::WriterGone)? = loaded.index;
+        *sh.segments.write().map_err(|_| StoreError::WriterGone)? = loaded.segments;
+        sh.dict_version
+            .store(loaded.dicts.current, Ordering::Release);
+        *sh.dicts.write().map_err(|_| StoreError::WriterGone)? = loaded.dicts;
+        *sh.files.write().map_err(|_| StoreError::WriterGone)? = Some(Files { db, tree });
+        *self = WriterState::load(sh, loaded.next_seq)?;
+        Ok(())
     }
 
     /// Adds a signed checkpoint of `frontier` to `batch`.
@@ -1806,8 +2081,15 @@ impl WriterState {
             new_dict = Some(d.clone());
         }
 
-        sh.tree.apply_batch(batch)?;
-        sh.db.flush()?;
+        let files = sh.files()?;
+        files
+            .tree
+            .apply_batch(batch)
+            .map_err(|source| StoreError::Write { source })?;
+        files
+            .db
+            .flush()
+            .map_err(|source| StoreError::Write { source })?;
         self.frontier = frontier.clone();
 
         // Durable: publish.

@@ -43,6 +43,7 @@ mod ledger;
 mod memory;
 mod postings;
 mod query;
+mod recover;
 mod tree;
 mod verify;
 
@@ -71,7 +72,8 @@ pub trait EventStore: Send + Sync {
 
 pub use error::StoreError;
 pub use ledger::{
-    AppendOutcome, Appended, Ledger, LedgerConfig, Prepared, Preparer, Stats, open_sled,
+    AppendOutcome, Appended, DEFAULT_RESERVE, Health, Ledger, LedgerConfig, Prepared, Preparer,
+    Stats, free_bytes, open_sled,
 };
 pub use memory::MemoryStore;
 pub use query::{

@@ -418,3 +418,79 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The last group (events 81..120) as an interrupted write can leave it: one of its parts
+/// missing. Each is a torn tail, never acknowledged.
+fn tear_last_group(data: &Path, part: &str) {
+    with_tree(data, |t| match part {
+        "chunk" => {
+            t.remove(key(b'x', 81)).unwrap();
+        }
+        "leaf hashes" => {
+            t.remove(key(b'h', 81)).unwrap();
+        }
+        "records" => {
+            for first in [81, 89, 97, 105, 113] {
+                t.remove(key(b'r', first)).unwrap();
+            }
+        }
+        "next_seq" => {
+            t.insert(b"mnext_seq", 81u64.to_be_bytes().to_vec())
+                .unwrap();
+        }
+        other => panic!("{other}"),
+    });
+}
+
+#[test]
+fn a_torn_last_group_is_cut_at_open_and_never_reported_as_tampering() {
+    for part in ["chunk", "leaf hashes", "records", "next_seq"] {
+        let f = fixture(120);
+        tear_last_group(&f.data, part);
+        let ledger = f.open();
+        assert_eq!(ledger.stats().events, 80, "{part}: the whole prefix stays");
+        ledger.close().unwrap();
+        drop(ledger);
+        let r = f.full(&[]);
+        assert!(r.problems.is_empty(), "{part}: {:?}", r.problems);
+        // The agent resends what was never acknowledged: it is stored again, once.
+        f.append(&f.events[80..]);
+        let ledger = f.open();
+        assert_eq!(ledger.stats().events, 120, "{part}");
+        ledger.close().unwrap();
+        drop(ledger);
+        let r = f.full(&[]);
+        assert!(r.problems.is_empty(), "{part}: {:?}", r.problems);
+    }
+}
+
+#[test]
+fn a_missing_group_before_the_last_is_corruption_and_nothing_is_deleted() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        t.remove(key(b'x', 41)).unwrap();
+    });
+    let err = Ledger::open(&f.data, f.provider(), f.cfg()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not a torn last group; nothing was deleted"),
+        "{err}"
+    );
+    with_tree(&f.data, |t| {
+        assert!(t.get(key(b'x', 81)).unwrap().is_some(), "nothing deleted");
+        assert!(t.get(key(b'r', 113)).unwrap().is_some(), "nothing deleted");
+    });
+}
+
+#[test]
+fn an_unfinished_sled_snapshot_does_not_stop_the_open() {
+    let f = fixture(40);
+    // What sled leaves when the disk fills while it writes a snapshot: an empty temporary file.
+    std::fs::write(f.data.join("snap.00000000FFFFFFFF.generating"), b"").unwrap();
+    let ledger = f.open();
+    assert_eq!(ledger.stats().events, 40);
+    ledger.close().unwrap();
+    drop(ledger);
+    assert!(!f.data.join("snap.00000000FFFFFFFF.generating").exists());
+    assert!(f.full(&[]).problems.is_empty());
+}

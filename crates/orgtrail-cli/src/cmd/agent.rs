@@ -23,9 +23,11 @@ pub(crate) struct Args {
     /// The configuration file (`orgtrail config example agent` prints a commented one).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Read what the sources hold now (a log tree scanned once, a file read to its end), exit 0
-    /// once every event was acknowledged (for batch jobs and tests); otherwise run until
-    /// SIGTERM. Not with an http source.
+    /// Read what the sources hold now (a log tree scanned once, a file read to its end) and
+    /// exit once every event was acknowledged (for batch jobs and tests): 0 when nothing was
+    /// dead-lettered, 1 otherwise; otherwise run until SIGTERM. Not with an http source. Either
+    /// way a summary line `orgtrail agent: shipped=N duplicates=D conflicts=C rejected=R
+    /// dead_lettered=X` is printed when the agent stops.
     #[arg(long)]
     exit_when_drained: bool,
 }
@@ -88,21 +90,36 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .config
         .context("give --config FILE (or a subcommand)")?;
     let cfg = AgentConfig::load(&config)?;
+    let spool_dir = cfg.spool_dir.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .thread_name("orgtrail-agent")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(orgtrail_agent::run(
+    let metrics = std::sync::Arc::new(orgtrail_agent::Metrics::for_config(&cfg));
+    let result = rt.block_on(orgtrail_agent::run_with_metrics(
         cfg,
+        metrics.clone(),
         args.exit_when_drained,
         |name, addr| {
             println!("orgtrail agent: {name} listening on {addr}");
             let _ = std::io::stdout().flush();
         },
         crate::cmd::collector::shutdown_signal(),
-    ))?;
+    ));
+    // One line, however the run ended.
+    let summary = metrics.totals();
+    println!("orgtrail agent: {summary}");
+    result?;
+    if args.exit_when_drained && summary.dead_lettered > 0 {
+        eprintln!(
+            "orgtrail: error: {} events were dead-lettered in this run; list them with `orgtrail agent dead-letters --spool {}`",
+            summary.dead_lettered,
+            spool_dir.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

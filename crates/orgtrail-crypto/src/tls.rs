@@ -1,0 +1,523 @@
+//! TLS: the checks a process makes on its own certificate before it starts, the collector's
+//! mutual-TLS server configuration, and precise words for what goes wrong in a handshake.
+//!
+//! Both sides check their own certificate, key and CA with the very verifier the peer will
+//! use (rustls' webpki, aws-lc-rs): a server certificate must chain to the configured CA and
+//! carry the serverAuth extended key usage, a client certificate clientAuth; both must be
+//! valid now and match their key. A failure names the file and the problem, so a bad
+//! certificate is refused at start rather than seen later as "transport error".
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orgtrail_core::Timestamp;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName, Error,
+    RootCertStore, SignatureScheme,
+};
+
+pub use rustls;
+
+/// What a process uses its certificate for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The collector: serverAuth.
+    Server,
+    /// An agent or a reader: clientAuth.
+    Client,
+}
+
+/// A certificate, key or CA file that cannot be used, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct CertFileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+fn file_error(path: &Path, problem: impl Into<String>) -> CertFileError {
+    CertFileError {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// A process's own certificate chain and key, checked against its CA.
+#[derive(Debug)]
+pub struct OwnCertificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// The CA the peers' certificates must chain to.
+    pub roots: Arc<RootCertStore>,
+    /// The identity the certificate carries, when it carries one.
+    pub identity: Option<crate::certs::PeerIdentity>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertFileError> {
+    std::fs::read(path).map_err(|e| file_error(path, format!("cannot read it: {e}")))
+}
+
+/// Reads the certificates of a PEM file (at least one).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertFileError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// Reads the CA certificates a peer's certificate must chain to.
+pub fn read_roots(path: &Path) -> Result<Arc<RootCertStore>, CertFileError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(read_certificates(path)?);
+    if added == 0 {
+        return Err(file_error(path, "holds no usable CA certificate"));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// Reads a certificate, its key and the CA, and checks them as the peer will: the key matches
+/// the certificate, the certificate chains to the CA, is valid now, and is meant for
+/// `purpose` (extended key usage). Every refusal names the file and the problem.
+pub fn load_own(
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+    purpose: Purpose,
+) -> Result<OwnCertificate, CertFileError> {
+    let chain = read_certificates(cert)?;
+    let key_pem = read(key)?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        file_error(
+            key,
+            format!("not a PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"),
+        )
+    })?;
+    let roots = read_roots(ca)?;
+    let provider = provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(private.clone_key())
+        .map_err(|e| file_error(key, format!("cannot use the key: {e}")))?;
+    match CertifiedKey::new(chain.clone(), signing).keys_match() {
+        Ok(()) | Err(Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(file_error(
+                key,
+                format!("is not the key of the certificate {}", cert.display()),
+            ));
+        }
+        Err(e) => return Err(file_error(cert, describe(&e))),
+    }
+    let now = UnixTime::now();
+    let verified = match purpose {
+        Purpose::Server => {
+            let parsed = ParsedCertificate::try_from(&chain[0])
+                .map_err(|e| file_error(cert, describe(&e)))?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &roots,
+                &chain[1..],
+                now,
+                provider.signature_verification_algorithms.all,
+            )
+        }
+        Purpose::Client => WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
+            .build()
+            .map_err(|e| file_error(ca, format!("cannot verify with this CA: {e}")))?
+            .verify_client_cert(&chain[0], &chain[1..], now)
+            .map(|_| ()),
+    };
+    verified.map_err(|e| {
+        let mut problem = describe(&e);
+        if matches!(
+            e,
+            Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature
+            )
+        ) {
+            problem.push_str(&format!(" (the CA is {})", ca.display()));
+        }
+        file_error(cert, problem)
+    })?;
+    let identity = crate::certs::identity_from_der(&chain[0]).ok();
+    Ok(OwnCertificate {
+        chain,
+        key: private,
+        roots,
+        identity,
+    })
+}
+
+fn time(t: UnixTime) -> String {
+    Timestamp::from_unix_secs(i64::try_from(t.as_secs()).unwrap_or(i64::MAX / 1000)).to_string()
+}
+
+/// A precise, non-secret account of a TLS failure, for logs and error messages.
+pub fn describe(e: &Error) -> String {
+    use CertificateError as C;
+    match e {
+        Error::InvalidCertificate(c) => match c {
+            C::Expired => "the certificate has expired".into(),
+            C::ExpiredContext { time: now, not_after } => format!(
+                "the certificate expired at {} (now {})",
+                time(*not_after),
+                time(*now)
+            ),
+            C::NotValidYet => "the certificate is not valid yet".into(),
+            C::NotValidYetContext { time: now, not_before } => format!(
+                "the certificate is not valid before {} (now {})",
+                time(*not_before),
+                time(*now)
+            ),
+            C::UnknownIssuer => "unknown issuer: the certificate was not issued by a trusted CA".into(),
+            C::BadSignature => "bad signature: the certificate was not signed by the trusted CA (another CA of the same name?)".into(),
+            C::InvalidPurpose => "wrong key usage: the certificate is not meant for this use (extended key usage)".into(),
+            C::InvalidPurposeContext { required, presented } => {
+                let presented: Vec<String> = presented.iter().map(ToString::to_string).collect();
+                format!(
+                    "wrong key usage: the certificate is not valid for {required} (its extended key usage: {})",
+                    if presented.is_empty() { "none".to_owned() } else { presented.join(", ") }
+                )
+            }
+            C::NotValidForName => "the certificate is not valid for the name asked for".into(),
+            C::NotValidForNameContext { expected, presented } => format!(
+                "the certificate is not valid for {expected:?} (it names {})",
+                presented.join(", ")
+            ),
+            C::Revoked => "the certificate is revoked".into(),
+            other => format!("invalid certificate: {other}"),
+        },
+        Error::NoCertificatesPresented => {
+            "certificate required: the client presented no certificate".into()
+        }
+        Error::AlertReceived(a) => match a {
+            AlertDescription::CertificateExpired => {
+                "the peer refused this certificate: expired or not yet valid".into()
+            }
+            AlertDescription::UnknownCA => {
+                "the peer refused this certificate: unknown issuer (not issued by a CA it trusts)"
+                    .into()
+            }
+            AlertDescription::CertificateRequired => {
+                "the peer requires a client certificate (certificate required)".into()
+            }
+            AlertDescription::UnsupportedCertificate => {
+                "the peer refused this certificate: wrong key usage".into()
+            }
+            AlertDescription::BadCertificate => {
+                "the peer refused this certificate as bad (malformed, or the wrong name)".into()
+            }
+            AlertDescription::DecryptError => {
+                "the peer could not verify this certificate's signature (issued by another CA of the same name?)".into()
+            }
+            AlertDescription::CertificateRevoked => {
+                "the peer refused this certificate: revoked".into()
+            }
+            other => format!("the peer ended the handshake with TLS alert {other:?}"),
+        },
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            format!("the peer does not speak TLS (plaintext?): {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Alerts a peer sends when it refuses a certificate, by the name rustls prints.
+const ALERTS: [AlertDescription; 10] = [
+    AlertDescription::CertificateExpired,
+    AlertDescription::UnknownCA,
+    AlertDescription::CertificateRequired,
+    AlertDescription::UnsupportedCertificate,
+    AlertDescription::BadCertificate,
+    AlertDescription::DecryptError,
+    AlertDescription::CertificateRevoked,
+    AlertDescription::CertificateUnknown,
+    AlertDescription::AccessDenied,
+    AlertDescription::HandshakeFailure,
+];
+
+/// The first rustls error in an error's source chain, looking through `std::io::Error`s
+/// (which hide their inner error from `source()`). HTTP/2 keeps only the text of an I/O
+/// error, so a "received fatal alert: NAME" text is read back as that alert.
+pub fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<Error>() {
+            return Some(t.clone());
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+                return Some(t.clone());
+            }
+            if let Some(name) = io
+                .get_ref()
+                .map(ToString::to_string)
+                .as_deref()
+                .and_then(|m| m.strip_prefix("received fatal alert: "))
+                && let Some(a) = ALERTS.iter().find(|a| format!("{a:?}") == name)
+            {
+                return Some(Error::AlertReceived(*a));
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Whether a TLS failure seen by a client will not go away by retrying: the peer refused this
+/// client's certificate, or the server's certificate is not from the trusted CA or not for the
+/// name. (An expired server certificate is the server's to renew: retried.)
+pub fn is_permanent_for_client(e: &Error) -> bool {
+    use CertificateError as C;
+    match e {
+        Error::AlertReceived(a) => matches!(
+            a,
+            AlertDescription::CertificateExpired
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateRequired
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::BadCertificate
+                | AlertDescription::DecryptError
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::AccessDenied
+        ),
+        Error::InvalidCertificate(c) => matches!(
+            c,
+            C::UnknownIssuer
+                | C::BadSignature
+                | C::InvalidPurpose
+                | C::InvalidPurposeContext { .. }
+                | C::NotValidForName
+                | C::NotValidForNameContext { .. }
+                | C::Revoked
+        ),
+        _ => false,
+    }
+}
+
+/// A client certificate refused during the handshake: who it says it is, and why.
+#[derive(Debug, Clone)]
+pub struct RefusedCertificate {
+    /// Subject common name ("" when it has none).
+    pub name: String,
+    /// Serial number, lowercase hex ("" when the certificate cannot be parsed).
+    pub serial: String,
+    pub reason: String,
+}
+
+fn refused(der: &CertificateDer<'_>, e: &Error) -> RefusedCertificate {
+    let (name, serial) = match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => (
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|n| n.as_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            c.raw_serial().iter().map(|b| format!("{b:02x}")).collect(),
+        ),
+        Err(_) => (String::new(), String::new()),
+    };
+    RefusedCertificate {
+        name,
+        serial,
+        reason: describe(e),
+    }
+}
+
+/// Called with every client certificate the handshake refuses.
+pub type OnRefused = Arc<dyn Fn(&RefusedCertificate) + Send + Sync>;
+
+/// The webpki client verifier, reporting each certificate it refuses.
+struct ReportingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    on_refused: OnRefused,
+}
+
+impl fmt::Debug for ReportingVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportingVerifier").finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for ReportingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| (self.on_refused)(&refused(end_entity, e)))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The collector's TLS configuration: its own (checked) certificate, client certificates
+/// required and verified against the organization CA, HTTP/2 by ALPN, aws-lc-rs, TLS 1.3 and
+/// 1.2. `on_refused` hears of every client certificate the handshake refuses.
+pub fn server_config(
+    own: &OwnCertificate,
+    on_refused: OnRefused,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let provider = provider();
+    let inner = WebPkiClientVerifier::builder_with_provider(own.roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| Error::General(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(ReportingVerifier { inner, on_refused });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{IssueRequest, Role, init_ca, issue};
+
+    fn req(role: Role, days: u32) -> IssueRequest {
+        IssueRequest {
+            role,
+            accounts: if role == Role::Agent {
+                vec!["123456789012".parse().unwrap()]
+            } else {
+                vec![]
+            },
+            name: format!("{role}-test"),
+            dns: if role == Role::Server {
+                vec!["localhost".into()]
+            } else {
+                vec![]
+            },
+            ips: vec![],
+            days,
+        }
+    }
+
+    #[test]
+    fn own_certificates_are_checked_like_the_peer_will() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        init_ca(&d.join("ca"), "o-example", 30).unwrap();
+        init_ca(&d.join("other"), "o-example", 30).unwrap();
+        issue(&d.join("ca"), &req(Role::Server, 30), &d.join("server")).unwrap();
+        issue(&d.join("ca"), &req(Role::Agent, 30), &d.join("agent")).unwrap();
+        issue(&d.join("other"), &req(Role::Agent, 30), &d.join("stranger")).unwrap();
+        let ca = d.join("ca/ca.pem");
+        let p = |n: &str| d.join(n);
+
+        let own = load_own(&p("server.pem"), &p("server.key"), &ca, Purpose::Server).unwrap();
+        assert_eq!(own.identity.unwrap().role, Role::Server);
+        load_own(&p("agent.pem"), &p("agent.key"), &ca, Purpose::Client).unwrap();
+
+        // A client certificate used as a server's: wrong key usage.
+        let e = load_own(&p("agent.pem"), &p("agent.key"), &ca, Purpose::Server).unwrap_err();
+        assert_eq!(e.path, p("agent.pem"));
+        assert!(e.problem.contains("wrong key usage"), "{e}");
+        assert!(e.problem.contains("server authentication"), "{e}");
+        let e = load_own(&p("server.pem"), &p("server.key"), &ca, Purpose::Client).unwrap_err();
+        assert!(e.problem.contains("client authentication"), "{e}");
+
+        // The key of another certificate.
+        let e = load_own(&p("server.pem"), &p("agent.key"), &ca, Purpose::Server).unwrap_err();
+        assert_eq!(e.path, p("agent.key"));
+        assert!(
+            e.problem.contains("is not the key of the certificate"),
+            "{e}"
+        );
+
+        // Another CA (of the same name).
+        let e = load_own(&p("stranger.pem"), &p("stranger.key"), &ca, Purpose::Client).unwrap_err();
+        assert_eq!(e.path, p("stranger.pem"));
+        assert!(e.problem.contains("the CA is"), "{e}");
+
+        // Not a certificate at all; a missing file.
+        std::fs::write(p("junk.pem"), "hello").unwrap();
+        let e = load_own(&p("junk.pem"), &p("agent.key"), &ca, Purpose::Client).unwrap_err();
+        assert!(e.problem.contains("no PEM certificate"), "{e}");
+        let e = load_own(&p("nope.pem"), &p("agent.key"), &ca, Purpose::Client).unwrap_err();
+        assert!(e.problem.contains("cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn expiry_is_described_with_its_time() {
+        let e = Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_700_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_600_000_000)),
+        });
+        let text = describe(&e);
+        assert!(text.contains("expired at 2020-09-13T12:26:40"), "{text}");
+        assert!(!is_permanent_for_client(&e), "the server's to renew");
+        assert!(is_permanent_for_client(&Error::AlertReceived(
+            AlertDescription::CertificateExpired
+        )));
+        let io = std::io::Error::other(Error::AlertReceived(AlertDescription::UnknownCA));
+        let found = find_tls_error(&io).unwrap();
+        assert!(describe(&found).contains("unknown issuer"));
+        // As HTTP/2 hands it on: the text only.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateExpired",
+        );
+        assert_eq!(
+            find_tls_error(&io),
+            Some(Error::AlertReceived(AlertDescription::CertificateExpired))
+        );
+        let io = std::io::Error::other("received fatal alert: Nonsense");
+        assert_eq!(find_tls_error(&io), None);
+    }
+}

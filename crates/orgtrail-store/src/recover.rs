@@ -1,0 +1,224 @@
+//! Recovery at open: what of the log is durably and wholly present, and the torn tail after it.
+//!
+//! A group commit writes, in one `sled::Batch`, its record blocks (`r <first seq>`), its index
+//! chunk (`x <first seq>`), its Merkle leaf hashes (`h <first seq>`), maybe a checkpoint
+//! (`c <size>`), and the counters `m next_seq` / `m next_segment`; only after `flush()` returns
+//! is anything acknowledged. So every acknowledged event lies in the longest prefix of
+//! sequence numbers `1..=E` that the records, the chunks, the leaf hashes and `next_seq` all
+//! cover contiguously.
+//!
+//! An I/O error (ENOSPC included) in the middle of a group can leave part of that group behind.
+//! Such a part is always a *tail*: it starts at `E + 1`, holds at most one chunk and one run of
+//! leaf hashes, and its record blocks follow each other from `E + 1`. A tail of that shape was
+//! never acknowledged and is cut off at open (logged at warn, with its range), so the next
+//! open never fails on it and `verify` never reports it as tampering. Anything else beyond
+//! `E` (a second group, a gap, a block that straddles `E`) is not a torn write: the store is
+//! reported as corrupt and nothing is deleted.
+//!
+//! sled itself writes snapshot files as `snap.<lsn>.generating` and renames them when
+//! complete. A crash or ENOSPC can leave a `.generating` file behind (even an empty one), which
+//! sled 0.34 then takes for its newest snapshot and refuses to open ("Read corrupted data"). It
+//! is an unfinished temporary file by construction, so it is removed before sled opens.
+
+use std::path::Path;
+
+use crate::error::StoreError;
+use crate::format::{CHECKPOINT, CHUNK, RECORDS, meta_key};
+use crate::tree::HASHES;
+
+/// What recovery found: the end of the whole prefix, and the tail beyond it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The last sequence number of the wholly present prefix (0: none).
+    pub(crate) end: u64,
+    /// The `next_seq` counter as stored.
+    pub(crate) stored_next: u64,
+    /// Keys beyond the prefix, to delete.
+    pub(crate) tail_keys: Vec<Vec<u8>>,
+    /// The highest sequence number the tail touched.
+    pub(crate) tail_last: u64,
+}
+
+impl Plan {
+    /// True when the store holds exactly the prefix.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.tail_keys.is_empty() && self.stored_next == self.end + 1
+    }
+}
+
+fn be_u64(b: &[u8], what: &str) -> Result<u64, StoreError> {
+    b.get(..8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: too short")))
+}
+
+/// (first seq, count) of every value under `prefix`, in key order.
+fn runs(
+    tree: &sled::Tree,
+    prefix: u8,
+    count: impl Fn(&[u8]) -> Result<u64, StoreError>,
+) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix([prefix]) {
+        let (k, v) = kv?;
+        let first = be_u64(&k[1..], "key")?;
+        out.push((first, count(&v)?, k.to_vec()));
+    }
+    Ok(out)
+}
+
+/// The last seq covered contiguously from 1 by `runs` (sorted by first).
+fn contiguous_end(runs: &[(u64, u64, Vec<u8>)]) -> u64 {
+    let mut end = 0;
+    for (first, n, _) in runs {
+        if *first != end + 1 || *n == 0 {
+            break;
+        }
+        end += n;
+    }
+    end
+}
+
+/// Reads what is present and plans the cut. Reads only.
+pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
+    let stored_next = match tree.get(meta_key("next_seq"))? {
+        Some(v) => be_u64(&v, "next_seq")?,
+        None => 1,
+    };
+    let chunks = runs(tree, CHUNK, |v| {
+        // version (1), first seq (8), count (4)
+        let c = v
+            .get(9..13)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .ok_or_else(|| StoreError::Corrupt("index chunk header too short".into()))?;
+        Ok(u64::from(u32::from_be_bytes(c)))
+    })?;
+    let hashes = runs(tree, HASHES, |v| Ok((v.len() / 32) as u64))?;
+    let records = runs(tree, RECORDS, |v| {
+        // version (1), count (u16)
+        let c = v
+            .get(1..3)
+            .and_then(|s| <[u8; 2]>::try_from(s).ok())
+            .ok_or_else(|| StoreError::Corrupt("record block header too short".into()))?;
+        Ok(u64::from(u16::from_be_bytes(c)))
+    })?;
+    let mut end = contiguous_end(&chunks)
+        .min(contiguous_end(&hashes))
+        .min(stored_next.saturating_sub(1));
+    // The records of the prefix's last event must be there too; if they are not, its group
+    // is the torn one. (Records missing further back are not a torn write: `verify` names them.)
+    let covered = |e: u64| {
+        records
+            .iter()
+            .rev()
+            .find(|(f, _, _)| *f <= e)
+            .is_some_and(|(f, n, _)| f + n > e)
+    };
+    if end > 0
+        && !covered(end)
+        && let Some((first, _, _)) = chunks.iter().rev().find(|(f, n, _)| f + n - 1 == end)
+    {
+        end = first - 1;
+    }
+    let mut plan = Plan {
+        end,
+        stored_next,
+        tail_keys: Vec::new(),
+        tail_last: end,
+    };
+    let end = end;
+    let not_torn = |what: &str, first: u64, n: u64| {
+        StoreError::Corrupt(format!(
+            "{what} {first}..{} lies beyond the whole log (which ends at {end}) but is not a torn \
+             last group; nothing was deleted",
+            first + n.saturating_sub(1)
+        ))
+    };
+    for (what, list) in [("index chunk", &chunks), ("leaf hashes", &hashes)] {
+        for (first, n, key) in list.iter().filter(|(f, n, _)| f + n > end + 1 || *n == 0) {
+            if *first != end + 1 {
+                return Err(not_torn(what, *first, *n));
+            }
+            plan.tail_last = plan.tail_last.max(first + n.saturating_sub(1));
+            plan.tail_keys.push(key.clone());
+        }
+    }
+    let mut next = end + 1;
+    for (first, n, key) in records
+        .iter()
+        .filter(|(f, n, _)| f + n > end + 1 || *n == 0)
+    {
+        if *first != next {
+            return Err(not_torn("record block", *first, *n));
+        }
+        next = first + n;
+        plan.tail_last = plan.tail_last.max(first + n.saturating_sub(1));
+        plan.tail_keys.push(key.clone());
+    }
+    if stored_next > end + 1 {
+        plan.tail_last = plan.tail_last.max(stored_next - 1);
+    }
+    // The tail is one group at most: a run longer than any group is not torn.
+    if plan.tail_last - end > MAX_TAIL {
+        return Err(StoreError::Corrupt(format!(
+            "{} events lie beyond the whole log (which ends at {end}): more than one group \
+             commit could leave; nothing was deleted",
+            plan.tail_last - end
+        )));
+    }
+    for kv in tree.scan_prefix([CHECKPOINT]) {
+        let (k, _) = kv?;
+        if be_u64(&k[1..], "checkpoint key")? > end {
+            plan.tail_keys.push(k.to_vec());
+        }
+    }
+    Ok(plan)
+}
+
+/// The most events a torn tail may hold: a group takes batches until it holds at least the
+/// configured group size, so it can exceed it by one batch (the collector's batch limit).
+const MAX_TAIL: u64 = 1 << 20;
+
+/// Cuts the tail that `plan` found and sets `next_seq` to follow the prefix, durably.
+pub(crate) fn apply(tree: &sled::Tree, db: &sled::Db, plan: &Plan) -> Result<(), StoreError> {
+    if plan.is_clean() {
+        return Ok(());
+    }
+    let mut b = sled::Batch::default();
+    for k in &plan.tail_keys {
+        b.remove(k.as_slice());
+    }
+    b.insert(meta_key("next_seq"), (plan.end + 1).to_be_bytes().to_vec());
+    tree.apply_batch(b)?;
+    db.flush()?;
+    if plan.tail_last > plan.end {
+        tracing::warn!(
+            first = plan.end + 1,
+            last = plan.tail_last,
+            "cut off a torn tail that an interrupted write left (never acknowledged)"
+        );
+    }
+    Ok(())
+}
+
+/// Removes sled's unfinished snapshot files (`snap.*.generating`) from `dir`.
+pub(crate) fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(e.path()).map_err(|source| {
+                StoreError::Sled(sled::Error::Io(std::io::Error::new(
+                    source.kind(),
+                    format!("cannot remove {}: {source}", e.path().display()),
+                )))
+            })?;
+            tracing::warn!(file = %e.path().display(), "removed an unfinished sled snapshot");
+        }
+    }
+    Ok(())
+}
