@@ -102,15 +102,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg,
         metrics.clone(),
         args.exit_when_drained,
-        |name, addr| {
-            println!("orgtrail agent: {name} listening on {addr}");
-            let _ = std::io::stdout().flush();
-        },
+        |name, addr| say(&format!("orgtrail agent: {name} listening on {addr}")),
         crate::cmd::collector::shutdown_signal(),
     ));
     // One line, however the run ended.
     let summary = metrics.totals();
-    println!("orgtrail agent: {summary}");
+    say(&format!("orgtrail agent: {summary}"));
     result?;
     if args.exit_when_drained && summary.dead_lettered > 0 {
         eprintln!(
@@ -121,6 +118,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on standard output, flushed; a reader that went away (`| head`) is not an error
+/// for a running agent, which goes on (the same lines are in its log).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn dead_letters(d: DeadArgs) -> anyhow::Result<ExitCode> {
