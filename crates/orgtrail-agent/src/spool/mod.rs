@@ -206,7 +206,8 @@ fn encode_events(events: &[Vec<u8>], out: &mut Vec<u8>) {
 
 fn decode_events(v: &bytes::Bytes, count: u32) -> Result<Vec<bytes::Bytes>, SpoolError> {
     let bad = || SpoolError::Corrupt("truncated chunk".into());
-    let mut out = Vec::with_capacity(count as usize);
+    // Each event takes at least 4 bytes: a count the payload cannot hold sizes nothing.
+    let mut out = Vec::with_capacity((count as usize).min(v.len() / 4));
     let mut at = 0usize;
     for _ in 0..count {
         let len: [u8; 4] = v
@@ -1067,6 +1068,73 @@ pub fn read_dead_letters(dir: &Path, key_file: &Path) -> Result<Vec<DeadLetter>,
     }
     let key = orgtrail_crypto::load_key_file(key_file).map_err(SpoolError::Key)?;
     dead::read(&path, &key).map(|r| r.0)
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: the record codecs, without a spool. Sealed
+/// records are framed and checksummed but cannot be opened without the key, so their payloads
+/// are counted, not decoded; records of the earlier plain format are decoded. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use super::record::{self, HEADER, KIND_CHUNK, KIND_MARK};
+    use super::{SpoolError, decode_events, decode_mark, io};
+
+    /// What [`decode_segment`] found.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct SegmentSummary {
+        pub records: usize,
+        pub marks: usize,
+        pub events: usize,
+        pub good_end: u64,
+        pub size: u64,
+    }
+
+    /// Scans the segment file at `path` as `Spool::open` does, then decodes the events of
+    /// every intact plain chunk record as `Spool::chunk_from` does.
+    pub fn decode_segment(path: &Path) -> Result<SegmentSummary, SpoolError> {
+        let s = record::scan(path, |k| k == KIND_MARK)?;
+        let file = File::open(path).map_err(io(path))?;
+        let (mut events, mut marks) = (0, 0);
+        for (hd, at, payload) in &s.records {
+            if hd.kind == KIND_CHUNK && !hd.sealed {
+                let mut p = vec![0u8; hd.len as usize];
+                file.read_exact_at(&mut p, at + HEADER as u64)
+                    .map_err(io(path))?;
+                events += decode_events(&p.into(), hd.count)?.len();
+            }
+            if hd.kind == KIND_MARK
+                && !hd.sealed
+                && payload.as_deref().and_then(decode_mark).is_some()
+            {
+                marks += 1;
+            }
+        }
+        Ok(SegmentSummary {
+            records: s.records.len(),
+            marks,
+            events,
+            good_end: s.good_end,
+            size: s.size,
+        })
+    }
+
+    /// Decodes the payload of a chunk record said to hold `count` events.
+    pub fn decode_chunk(payload: &[u8], count: u32) -> Result<Vec<bytes::Bytes>, SpoolError> {
+        decode_events(&bytes::Bytes::copy_from_slice(payload), count)
+    }
+
+    /// Decodes the payload of a mark record: (key, value).
+    pub fn decode_mark_payload(payload: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        decode_mark(payload)
+    }
+
+    /// Decodes the plaintext of a dead-letter record.
+    pub fn decode_dead_letter(payload: &[u8]) -> Option<super::DeadLetter> {
+        super::dead::decode(1, payload)
+    }
 }
 
 #[cfg(test)]

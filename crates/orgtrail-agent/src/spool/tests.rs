@@ -606,3 +606,37 @@ fn a_write_that_hits_a_full_disk_leaves_no_half_record_and_is_retried_once_space
     assert!(s.is_empty());
     assert!(segments(&dir.path().join("spool")).is_empty());
 }
+
+/// Found by the `spool_record` fuzz target: a chunk's event count sized the decoder's
+/// buffer before any event was read, so a record claiming 1.3 billion events (here the
+/// bytes `OTS1`) aborted the process on a 42 GB allocation.
+#[test]
+fn a_chunk_count_larger_than_its_payload_is_corrupt_not_an_abort() {
+    let payload = bytes::Bytes::from_static(b"\0\0\0\x02e1");
+    let err = decode_events(&payload, u32::from_be_bytes(*b"OTS1")).unwrap_err();
+    assert!(matches!(err, SpoolError::Corrupt(_)), "{err}");
+    assert_eq!(decode_events(&payload, 1).unwrap(), vec![&b"e1"[..]]);
+}
+
+/// A checksummed sealed chunk whose count was altered does not open: the count is bound to
+/// the record, so the spool refuses to start, naming the file, instead of shipping it.
+#[test]
+fn a_checksummed_chunk_whose_count_was_altered_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Spool::open_dir(dir.path()).unwrap();
+        s.append(&[b"e1".to_vec()], &[], 10, 1 << 20).unwrap();
+    }
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    let len = u32::from_be_bytes(b[20..24].try_into().unwrap()) as usize;
+    b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[4..24]);
+    h.update(&b[HEADER..HEADER + len]);
+    b[24..28].copy_from_slice(&h.finalize().to_be_bytes());
+    std::fs::write(&seg, &b).unwrap();
+    let err = Spool::open_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, SpoolError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains("or the file was altered"), "{err}");
+}
