@@ -36,8 +36,8 @@ pub struct AgentConfig {
     /// alone cannot be read.
     #[serde(default)]
     pub spool_key_file: PathBuf,
-    /// Free space kept on the spool's file system, bytes: below it the sources pause (and
-    /// readiness fails) until space returns.
+    /// Free space kept on the spool's file system, bytes (at least 1 MiB): below it the
+    /// sources pause (and readiness fails) until space returns.
     #[serde(default = "default_spool_min_free")]
     pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
@@ -213,6 +213,9 @@ fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
+/// The smallest reserve of free space on the spool's file system.
+pub const MIN_SPOOL_RESERVE: u64 = 1 << 20;
+
 fn default_spool_min_free() -> u64 {
     64 << 20
 }
@@ -342,6 +345,12 @@ impl AgentConfig {
                 problems.push(format!("{n}: {} does not exist", f.display()));
             }
         }
+        if cfg.spool_min_free_bytes < MIN_SPOOL_RESERVE {
+            problems.push(format!(
+                "spool_min_free_bytes: {} is below the minimum of {MIN_SPOOL_RESERVE} bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)",
+                cfg.spool_min_free_bytes
+            ));
+        }
         if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
             problems.push("batch: max_events and max_in_flight must be positive".into());
         }
@@ -466,5 +475,22 @@ mod tests {
         let cfg: AgentConfig = toml::from_str(EXAMPLE).unwrap();
         assert_eq!(cfg.sources.len(), 1);
         assert_eq!(cfg.sources[0].name(), "trail");
+    }
+
+    #[test]
+    fn a_tiny_spool_reserve_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "account = \"111122223333\"\ncollector = \"https://c:1\"\nspool_dir = \"sp\"\nspool_min_free_bytes = 1000\n[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nca = \"ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"-\"\n",
+        )
+        .unwrap();
+        let e = AgentConfig::load(&path).unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p
+                == "spool_min_free_bytes: 1000 is below the minimum of 1048576 bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)"),
+            "{e}"
+        );
     }
 }
