@@ -32,6 +32,8 @@ pub struct QueryService {
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// Most events one `Stats` call decrypts (`limits.max_stats_events`).
+    pub(crate) max_stats_events: usize,
 }
 
 fn attr(a: i32) -> Result<Attr, Status> {
@@ -200,7 +202,11 @@ impl QueryApi for QueryService {
             n => n.min(MAX_GROUPS),
         };
         let ledger = self.ledger.clone();
-        let counts = blocking(move || ledger.count(&q, &by, max)).await?;
+        let limit = self.max_stats_events;
+        let counts = blocking(move || ledger.count_at_most(&q, &by, max, limit)).await?;
+        if counts.limit_hit {
+            tracing::info!(reader = %scope.name, limit, "stats scan stopped at its limit");
+        }
         Ok(Response::new(pb::StatsResponse {
             groups: counts
                 .groups
@@ -208,6 +214,7 @@ impl QueryApi for QueryService {
                 .map(|(key, count)| pb::StatsGroup { key, count })
                 .collect(),
             total: counts.total,
+            limit_hit: counts.limit_hit,
         }))
     }
 
