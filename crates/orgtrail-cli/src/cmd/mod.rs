@@ -31,9 +31,9 @@ pub(crate) fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
-/// A decoder over an input file, or standard input for `-`. A gzip file's CRC and size are
-/// checked before any event is read from it (see `Decoder::new_verified`); standard input
-/// cannot be read twice and is decoded in one pass.
+/// A decoder over an input file, or standard input for `-`. A regular gzip file's CRC and
+/// size are checked before any event is read from it (see `Decoder::new_verified`); standard
+/// input, pipes and FIFOs cannot be read twice and are decoded in one pass.
 pub(crate) fn open_decoder(
     path: &Path,
     format: orgtrail_core::InputFormat,
@@ -44,7 +44,12 @@ pub(crate) fn open_decoder(
         Decoder::new(io::stdin(), format, limits).map_err(OpenError::Decode)
     } else {
         let f = std::fs::File::open(path).map_err(OpenError::Open)?;
-        Decoder::new_verified(f, format, limits).map_err(OpenError::Decode)
+        if f.metadata().is_ok_and(|m| m.is_file()) {
+            Decoder::new_verified(f, format, limits).map_err(OpenError::Decode)
+        } else {
+            // A FIFO or device (`<(zcat ...)`, /dev/stdin) is read once, like stdin.
+            Decoder::new(f, format, limits).map_err(OpenError::Decode)
+        }
     }
 }
 
