@@ -134,6 +134,11 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.follow && !args.target.is_remote() {
+        anyhow::bail!(
+            "--follow watches a running collector: give --collector URL --cert F --key F --ca F (a store on disk is not followed)"
+        );
+    }
     if args.target.is_remote() {
         return crate::cmd::remote::runtime()?.block_on(remote(args));
     }
@@ -182,8 +187,12 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
             print_one(&mut out, &e, &args.output)?;
             out.flush()?;
         }
-        eprintln!("the collector ended the stream");
-        return Ok(ExitCode::SUCCESS);
+        // Following never ends by itself: an ended stream means the collector went away.
+        eprintln!(
+            "orgtrail: error: {} ended the stream (it stopped or restarted); events stored from now on are not shown: look them up with a time range and follow again",
+            c.url
+        );
+        return Ok(ExitCode::from(1));
     }
     let mut events = Vec::new();
     // One event by account and eventID: asked directly.
