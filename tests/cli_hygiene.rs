@@ -115,7 +115,7 @@ fn verify_refuses_a_store_in_use_before_claiming_anything() {
 }
 
 #[test]
-fn follow_needs_a_collector_and_says_when_the_collector_goes_away() {
+fn follow_needs_a_collector() {
     let org = Org::new();
     let out = run(
         &[
@@ -134,32 +134,105 @@ fn follow_needs_a_collector_and_says_when_the_collector_goes_away() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_follow_resumes_after_the_collector_restarts_and_misses_nothing() {
+    let org = Org::new();
+    org.issue("admin", "admin", None);
+    let text = stdout(&run(
+        &[
+            "gen-events",
+            "--count",
+            "60",
+            "--accounts",
+            "1",
+            "--seed",
+            "5",
+        ],
+        b"",
+    ));
+    let lines: Vec<&str> = text.lines().collect();
+    let account =
+        serde_json::from_str::<serde_json::Value>(lines[0]).unwrap()["recipientAccountId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    org.issue("agent", "agent", Some(&account));
+    let part = |name: &str, range: std::ops::Range<usize>| {
+        let path = org.path(name);
+        std::fs::write(&path, lines[range].join("\n") + "\n").unwrap();
+        path
+    };
+    let (a, b, c_file) = (
+        part("a.jsonl", 0..20),
+        part("b.jsonl", 20..40),
+        part("c.jsonl", 40..60),
+    );
+    let ship = |name: &str, file: &std::path::Path, port: u16| {
+        let cfg = org.agent_config(name, &account, "agent", file, port);
+        let o = orgtrail()
+            .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
 
     let mut c = org.collector(0, "");
-    org.issue("admin", "admin", None);
+    let port = c.port;
     let mut follower = orgtrail()
         .arg("lookup")
         .args(org.reader_args(&c, "admin"))
         .args(["--follow", "--output", "jsonl"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = BufReader::new(follower.stderr.take().unwrap()).lines();
     let first = err.next().unwrap().unwrap();
     assert!(first.contains("following events"), "{first}");
-    // The collector shuts down cleanly (ending the stream, which used to end the follow
-    // with status 0): the follower does not pretend all is well.
+    let mut out = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut next =
+        |n: usize| -> Vec<String> { (0..n).map(|_| out.next().unwrap().unwrap()).collect() };
+
+    ship("agent-a", &a, port);
+    let mut seen = next(20);
+    // The collector stops (the stream ends); while it is down, events are stored offline.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &c.child.id().to_string()])
         .status();
-    c.child.wait().unwrap();
-    let rest: Vec<String> = err.map(Result::unwrap).collect();
-    let status = follower.wait().unwrap();
-    assert_ne!(status.code(), Some(0), "{rest:?}");
+    assert!(c.child.wait().unwrap().success());
+    drop(c);
+    let import = run(
+        &[
+            "import",
+            "--data-dir",
+            &p(&org.path("data")),
+            "--keys",
+            &p(&org.path("keys")),
+            &p(&b),
+        ],
+        b"",
+    );
+    assert!(import.status.success(), "{}", stderr(&import));
+    // It comes back on the same port: the follower reconnects and is replayed what it missed,
+    // then follows live.
+    let c = org.collector(port, "");
+    seen.extend(next(20));
+    ship("agent-c", &c_file, c.port);
+    seen.extend(next(20));
+    let mut want: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    want.sort();
+    seen.sort();
+    assert_eq!(seen, want, "every event once, none missed");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let log: Vec<String> = err.map_while(Result::ok).collect();
+    assert!(log.iter().any(|l| l.contains("reconnecting")), "{log:?}");
     assert!(
-        !rest.is_empty() && rest.iter().all(|l| !l.contains("panicked")),
-        "{rest:?}"
+        log.iter()
+            .any(|l| l.contains("reconnected") && l.contains("resuming after seq 20")),
+        "{log:?}"
     );
 }
 
