@@ -471,7 +471,12 @@ pub fn parse_aws_json_all(text: &str) -> (Option<AwsEventSelectors>, Vec<String>
             }
         }
         serde_json::Value::Object(_) => {
-            strip_unknown(&mut value, TOP_KEYS, "top level", &mut problems);
+            strip_unknown(
+                &mut value,
+                TOP_KEYS,
+                "not the output of `aws cloudtrail get-event-selectors`",
+                &mut problems,
+            );
             for (i, s) in items(&mut value, "EventSelectors") {
                 strip_basic(s, &format!("EventSelectors[{i}]"), &mut problems);
             }

@@ -1046,7 +1046,9 @@ fn invalid_aws_json_is_refused_with_locations() {
     let err = Selectors::from_aws_json(r#"{"Trails":[]}"#).unwrap_err();
     assert_eq!(err.len(), 2, "{err:?}");
     assert!(
-        err[0].starts_with("top level: unknown key \"Trails\""),
+        err[0].starts_with(
+            "not the output of `aws cloudtrail get-event-selectors`: unknown key \"Trails\""
+        ),
         "{err:?}"
     );
     assert!(err[1].starts_with("no EventSelectors"), "{err:?}");
