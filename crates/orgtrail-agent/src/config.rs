@@ -351,15 +351,7 @@ impl AgentConfig {
                 cfg.spool_min_free_bytes
             ));
         }
-        if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
-            problems.push("batch: max_events and max_in_flight must be positive".into());
-        }
-        if cfg.retry.initial_ms == 0 || cfg.retry.max_ms < cfg.retry.initial_ms {
-            problems.push(format!(
-                "retry: initial_ms ({}) must be positive and at most max_ms ({})",
-                cfg.retry.initial_ms, cfg.retry.max_ms
-            ));
-        }
+        problems.extend(cfg.limit_problems());
         let c = &cfg.connection;
         for (name, v) in [
             ("connect_timeout_ms", c.connect_timeout_ms),
@@ -389,6 +381,56 @@ fn certificate_account(path: &Path) -> Option<AccountId> {
     orgtrail_crypto::certs::identity_from_der(&der)
         .ok()?
         .agent_account()
+}
+
+/// A number a configuration may hold: (name, value, least, most).
+type Range = (String, u64, u64, u64);
+
+impl AgentConfig {
+    /// Every limit out of its range, or inconsistent with another.
+    pub fn limit_problems(&self) -> Vec<String> {
+        const HOUR_MS: u64 = 3_600_000;
+        let b = &self.batch;
+        let mut ranges: Vec<Range> = [
+            ("batch.max_events", b.max_events as u64, 1, 100_000),
+            ("batch.max_bytes", b.max_bytes as u64, 1 << 10, 1 << 30),
+            ("batch.linger_ms", b.linger_ms, 0, HOUR_MS),
+            ("batch.max_in_flight", b.max_in_flight as u64, 1, 1024),
+            ("retry.initial_ms", self.retry.initial_ms, 1, HOUR_MS),
+            ("retry.max_ms", self.retry.max_ms, 1, 24 * HOUR_MS),
+            ("spool_max_bytes", self.spool_max_bytes, 1 << 20, 1 << 40),
+        ]
+        .into_iter()
+        .map(|(n, v, l, m)| (n.to_string(), v, l, m))
+        .collect();
+        for s in &self.sources {
+            if let SourceConfig::Jsonl { poll_ms, .. }
+            | SourceConfig::CloudtrailDir { poll_ms, .. } = s
+            {
+                ranges.push((
+                    format!("source {:?}: poll_ms", s.name()),
+                    *poll_ms,
+                    1,
+                    HOUR_MS,
+                ));
+            }
+        }
+        let mut p = Vec::new();
+        for (name, v, least, most) in ranges {
+            if !(least..=most).contains(&v) {
+                p.push(format!(
+                    "{name} = {v} is out of range: give {least} to {most}"
+                ));
+            }
+        }
+        if self.retry.max_ms < self.retry.initial_ms {
+            p.push(format!(
+                "retry.max_ms ({}) is smaller than retry.initial_ms ({})",
+                self.retry.max_ms, self.retry.initial_ms
+            ));
+        }
+        p
+    }
 }
 
 /// A commented example configuration.
