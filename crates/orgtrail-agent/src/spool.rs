@@ -114,7 +114,8 @@ fn encode_events(events: &[Vec<u8>], out: &mut Vec<u8>) {
 
 fn decode_events(v: &bytes::Bytes, count: u32) -> Result<Vec<bytes::Bytes>, SpoolError> {
     let bad = || SpoolError::Corrupt("truncated chunk".into());
-    let mut out = Vec::with_capacity(count as usize);
+    // Each event takes at least 4 bytes: a count the payload cannot hold sizes nothing.
+    let mut out = Vec::with_capacity((count as usize).min(v.len() / 4));
     let mut at = 0usize;
     for _ in 0..count {
         let len: [u8; 4] = v
@@ -773,6 +774,60 @@ fn encode_dead(reason: &str, bytes: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: the segment record codec, without a spool.
+/// Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use super::{HEADER, KIND_CHUNK, SpoolError, decode_events, decode_mark, io, scan};
+
+    /// What [`decode_segment`] found.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct SegmentSummary {
+        pub records: usize,
+        pub marks: usize,
+        pub events: usize,
+        pub good_end: u64,
+        pub size: u64,
+    }
+
+    /// Scans the segment file at `path` as `Spool::open` does, then decodes the events of
+    /// every intact chunk record as `Spool::chunk_from` does.
+    pub fn decode_segment(path: &Path) -> Result<SegmentSummary, SpoolError> {
+        let s = scan(path)?;
+        let file = File::open(path).map_err(io(path))?;
+        let mut events = 0;
+        for (hd, at) in &s.records {
+            if hd.kind == KIND_CHUNK {
+                let mut payload = vec![0u8; hd.len as usize];
+                file.read_exact_at(&mut payload, at + HEADER as u64)
+                    .map_err(io(path))?;
+                events += decode_events(&payload.into(), hd.count)?.len();
+            }
+        }
+        Ok(SegmentSummary {
+            records: s.records.len(),
+            marks: s.marks.len(),
+            events,
+            good_end: s.good_end,
+            size: s.size,
+        })
+    }
+
+    /// Decodes the payload of a chunk record said to hold `count` events.
+    pub fn decode_chunk(payload: &[u8], count: u32) -> Result<Vec<bytes::Bytes>, SpoolError> {
+        decode_events(&bytes::Bytes::copy_from_slice(payload), count)
+    }
+
+    /// Decodes the payload of a mark record: (key, value).
+    pub fn decode_mark_payload(payload: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        decode_mark(payload)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -785,6 +840,40 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// Found by the `spool_record` fuzz target: a chunk's event count sized the decoder's
+    /// buffer before any event was read, so a record claiming 1.3 billion events (here the
+    /// bytes `OTS1`) aborted the process on a 42 GB allocation.
+    #[test]
+    fn a_chunk_count_larger_than_its_payload_is_corrupt_not_an_abort() {
+        let payload = bytes::Bytes::from_static(b"\0\0\0\x02e1");
+        let err = decode_events(&payload, u32::from_be_bytes(*b"OTS1")).unwrap_err();
+        assert!(matches!(err, SpoolError::Corrupt(_)), "{err}");
+        assert_eq!(decode_events(&payload, 1).unwrap(), vec![&b"e1"[..]]);
+    }
+
+    /// The same through the spool: a checksummed chunk record whose count was altered is
+    /// reported as corrupt when it is read, and the spool keeps working.
+    #[test]
+    fn a_checksummed_chunk_claiming_too_many_events_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path()).unwrap();
+            s.append(&[b"e1".to_vec()], &[], 10, 1 << 20).unwrap();
+        }
+        let seg = segments(dir.path()).pop().unwrap();
+        let mut b = std::fs::read(&seg).unwrap();
+        let len = u32::from_be_bytes(b[20..24].try_into().unwrap()) as usize;
+        b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b[4..24]);
+        h.update(&b[HEADER..HEADER + len]);
+        b[24..28].copy_from_slice(&h.finalize().to_be_bytes());
+        std::fs::write(&seg, &b).unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        let err = s.chunk_from(0).unwrap_err();
+        assert!(matches!(err, SpoolError::Corrupt(_)), "{err}");
     }
 
     #[test]
