@@ -338,7 +338,7 @@ fn encode_segment(account: &AccountId, day: i64, created: i64, wrapped: &Wrapped
     v
 }
 
-fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreError> {
+pub(crate) fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreError> {
     let mut r = Reader::new(v, "segment");
     if r.u8()? != 1 {
         return Err(StoreError::Corrupt("unknown segment version".into()));
@@ -1419,7 +1419,7 @@ fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
     b.blind(b"dedup", &v)
 }
 
-fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
+pub(crate) fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
     let mut r = Reader::new(v, "index chunk");
     if r.u8()? != 1 {
         return Err(StoreError::Corrupt("unknown index chunk version".into()));
