@@ -174,7 +174,22 @@ fn run_spooler(
                         p.clear();
                         return Ok(());
                     }
-                    wait_for_space(500);
+                    // Try again once there is room for a couple of appends beyond the
+                    // reserve (so a disk at the edge does not flap between full and not), or
+                    // after 10 s whatever the figures say.
+                    let tried = std::time::Instant::now();
+                    let room = cfg
+                        .spool_min_free_bytes
+                        .saturating_add(2 * max_bytes as u64);
+                    loop {
+                        wait_for_space(500);
+                        if stop.load(Ordering::Acquire)
+                            || tried.elapsed() >= Duration::from_secs(10)
+                            || spool::free_bytes(&cfg.spool_dir).is_some_and(|f| f >= room)
+                        {
+                            break;
+                        }
+                    }
                 }
                 Err(e) => {
                     let msg = e.to_string();
