@@ -515,7 +515,21 @@ impl Spool {
                         .map_err(|e| e.unwrap_or_else(wrong_key))?;
                     checked = true;
                 }
-                meta.next_seq = meta.next_seq.max(hd.first_seq + u64::from(hd.count));
+                // A sequence number past 2^62 is no sequence this spool handed out (a
+                // checksummed but crafted record): damage, reported, never an overflow.
+                let end = hd
+                    .first_seq
+                    .checked_add(u64::from(hd.count))
+                    .filter(|e| *e < 1 << 62)
+                    .ok_or_else(|| {
+                        SpoolError::Corrupt(format!(
+                            "{}: a chunk at offset {offset} claims sequence numbers {} and {} more, beyond any this spool hands out",
+                            path.display(),
+                            hd.first_seq,
+                            hd.count
+                        ))
+                    })?;
+                meta.next_seq = meta.next_seq.max(end);
                 seg.chunks.push(hd.first_seq);
                 if !acked.contains(&hd.first_seq) {
                     seg.pending += 1;
