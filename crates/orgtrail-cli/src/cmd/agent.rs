@@ -110,7 +110,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     ));
     // One line, however the run ended.
     let summary = metrics.totals();
-    println!("orgtrail agent: {summary}");
+    // Standard output may be closed by now (a pipe whose reader went away): not worth a panic.
+    let _ = writeln!(std::io::stdout(), "orgtrail agent: {summary}");
     result?;
     if args.exit_when_drained && summary.dead_lettered > 0 {
         eprintln!(
