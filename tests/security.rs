@@ -11,11 +11,10 @@ mod org;
 
 use std::collections::HashSet;
 use std::process::{Child, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{orgtrail, run, stderr};
-use org::{Collector, Org, events, p};
+use org::{Collector, Log, Org, agent_drains, events, p, spawn_agent};
 use orgtrail_crypto::certs::{IssueRequest, PeerIdentity, Role, identity_from_der, pem_to_der};
 use orgtrail_proto::v1::ingest_client::IngestClient;
 use orgtrail_proto::v1::{BatchAck, EventBatch};
@@ -24,54 +23,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The collector's log lines, read as they come (so its pipe never fills).
-struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn of(c: &mut Collector) -> Log {
-        let lines = c
-            .log
-            .take()
-            .expect("collector started with its log captured");
-        let all = Arc::new(Mutex::new(Vec::new()));
-        let sink = all.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        Log(all)
-    }
-
-    /// Waits for a line containing every one of `parts`, and returns it.
-    fn wait_for(&self, parts: &[&str]) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(l) = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-            {
-                return l.clone();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "no collector log line with {parts:?} in:\n{}",
-                self.0.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits for a collector log line holding every one of `parts`, and returns it.
+fn logged(log: &mut Log, parts: &[&str]) -> String {
+    loop {
+        let line = log.wait_for(parts[0], DEADLINE.as_secs());
+        if parts.iter().all(|p| line.contains(p)) {
+            return line;
         }
-    }
-
-    fn count(&self, part: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(part))
-            .count()
     }
 }
 
@@ -100,23 +58,12 @@ fn finished(mut child: Child, what: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn agent(cfg: &std::path::Path) -> Child {
-    orgtrail()
-        .args(["agent", "--config", &p(cfg), "--exit-when-drained"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// A good agent ships a few events through `c` and exits 0: the collector still serves.
 fn serves_a_good_agent(org: &Org, c: &Collector, name: &str, seed: u64) {
     let (account, file, _) = events(org, name, 40, seed);
     org.issue(name, "agent", Some(&account));
     let cfg = org.agent_config(name, &account, name, &file, c.port);
-    let out = finished(agent(&cfg), "a good agent");
-    assert!(out.status.success(), "{}", stderr(&out));
+    agent_drains(spawn_agent(&cfg), DEADLINE.as_secs());
 }
 
 /// Starts the collector and expects it to refuse to start; returns its error output.
@@ -227,7 +174,7 @@ fn revoking_a_certificate_cuts_its_open_stream_and_nothing_after_is_stored() {
     org.issue("agent", "agent", Some(&account));
     let revoked = org.path("revoked.txt");
     std::fs::write(&revoked, "# nobody yet\n").unwrap();
-    let (mut c, log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let (mut c, mut log) = started(&org, "revoked = \"revoked.txt\"\n");
     let id = identity(&org, "agent");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (before, after) = (batch(&file, 1, 0..10), batch(&file, 11, 10..20));
@@ -257,11 +204,11 @@ fn revoking_a_certificate_cuts_its_open_stream_and_nothing_after_is_stored() {
             .contains(&format!("(serial {}) is revoked", id.serial)),
         "{status:?}"
     );
-    let line = log.wait_for(&["WARN", "refused", &id.serial, "is revoked"]);
+    let line = logged(&mut log, &["WARN", "refused", &id.serial, "is revoked"]);
     assert!(line.contains(&format!("certificate={}", id.name)), "{line}");
     // The real agent with that certificate stops at once, saying why.
     let cfg = org.agent_config("agent", &account, "agent", &file, c.port);
-    let out = finished(agent(&cfg), "a revoked agent");
+    let out = finished(spawn_agent(&cfg), "a revoked agent");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is revoked"), "{}", stderr(&out));
     serves_a_good_agent(&org, &c, "good", 2);
@@ -297,10 +244,10 @@ fn a_revocation_file_corrupted_or_removed_while_running_keeps_refusing() {
     let id = identity(&org, "agent");
     let revoked = org.path("revoked.txt");
     std::fs::write(&revoked, format!("{}\n", id.serial)).unwrap();
-    let (c, log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let (c, mut log) = started(&org, "revoked = \"revoked.txt\"\n");
     let cfg = org.agent_config("agent", &account, "agent", &file, c.port);
     let still_refused = |step: &str| {
-        let out = finished(agent(&cfg), "a revoked agent");
+        let out = finished(spawn_agent(&cfg), "a revoked agent");
         assert!(!out.status.success(), "{step}: a revoked agent got in");
         assert!(
             stderr(&out).contains("is revoked"),
@@ -312,27 +259,44 @@ fn a_revocation_file_corrupted_or_removed_while_running_keeps_refusing() {
 
     // An invalid UTF-8 line: the reload fails, names the line, the last good list stays.
     std::fs::write(&revoked, b"# list\n\xff\xfe\n").unwrap();
-    let line = log.wait_for(&[
-        "ERROR",
-        "revocation list not reloaded",
-        "line 2",
-        "not UTF-8",
-    ]);
+    let line = logged(
+        &mut log,
+        &[
+            "ERROR",
+            "revocation list not reloaded",
+            "line 2",
+            "not UTF-8",
+        ],
+    );
     assert!(line.contains("reload_failures=1"), "{line}");
     still_refused("after a corrupt reload");
     // A garbage line.
     std::fs::write(&revoked, format!("{}\nnot-a-serial\n", id.serial)).unwrap();
-    log.wait_for(&["revocation list not reloaded", "line 2", "not-a-serial"]);
+    logged(
+        &mut log,
+        &["revocation list not reloaded", "line 2", "not-a-serial"],
+    );
     still_refused("after a garbage line");
     // Removed.
     std::fs::remove_file(&revoked).unwrap();
-    log.wait_for(&["revocation list not reloaded", "cannot read it"]);
+    logged(
+        &mut log,
+        &["revocation list not reloaded", "cannot read it"],
+    );
     still_refused("after the file was removed");
     // Replaced by a directory.
     std::fs::create_dir(&revoked).unwrap();
-    log.wait_for(&["revocation list not reloaded", "reload_failures=4"]);
+    logged(
+        &mut log,
+        &["revocation list not reloaded", "reload_failures=4"],
+    );
     still_refused("after the file became a directory");
-    assert!(log.count("revocation list reloaded") == 0);
+    assert!(
+        !log.drain()
+            .iter()
+            .any(|l| l.contains("revocation list reloaded")),
+        "no bad list was taken"
+    );
     serves_a_good_agent(&org, &c, "good", 4);
 }
 
@@ -371,10 +335,10 @@ fn a_certificate_from_another_ca_is_refused_at_both_ends() {
         .unwrap();
     }
     let stranger = identity(&org, "stranger");
-    let (c, log) = started(&org, "");
+    let (c, mut log) = started(&org, "");
     // The agent checks its own certificate at start and says what is wrong.
     let cfg = org.agent_config("stranger", &account, "stranger", &file, c.port);
-    let out = finished(agent(&cfg), "an agent with a foreign certificate");
+    let out = finished(spawn_agent(&cfg), "an agent with a foreign certificate");
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("stranger.pem"), "{err}");
@@ -387,11 +351,14 @@ fn a_certificate_from_another_ca_is_refused_at_both_ends() {
     if let Some(why) = tls_refusal(&org, c.port, Some("stranger"), &file) {
         assert!(why.contains("the peer"), "{why}");
     }
-    let line = log.wait_for(&[
-        "WARN",
-        "TLS handshake refused a client certificate",
-        &stranger.serial,
-    ]);
+    let line = logged(
+        &mut log,
+        &[
+            "WARN",
+            "TLS handshake refused a client certificate",
+            &stranger.serial,
+        ],
+    );
     assert!(
         line.contains("bad signature") || line.contains("unknown issuer"),
         "{line}"
@@ -403,7 +370,10 @@ fn a_certificate_from_another_ca_is_refused_at_both_ends() {
         .unwrap()
         .replace("ca = \"ca/ca.pem\"", "ca = \"other-ca.pem\"");
     std::fs::write(&cfg, text).unwrap();
-    let out = finished(agent(&cfg), "an agent that does not trust the collector");
+    let out = finished(
+        spawn_agent(&cfg),
+        "an agent that does not trust the collector",
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("not retrying"), "{err}");
@@ -420,9 +390,9 @@ fn an_expired_certificate_is_refused_with_its_expiry() {
     let (account, file, _) = events(&org, "a", 10, 7);
     issue_between(&org, "expired", &account, -30, -2);
     let expired = identity(&org, "expired");
-    let (c, log) = started(&org, "");
+    let (c, mut log) = started(&org, "");
     let cfg = org.agent_config("expired", &account, "expired", &file, c.port);
-    let out = finished(agent(&cfg), "an agent with an expired certificate");
+    let out = finished(spawn_agent(&cfg), "an agent with an expired certificate");
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -432,16 +402,22 @@ fn an_expired_certificate_is_refused_with_its_expiry() {
     if let Some(why) = tls_refusal(&org, c.port, Some("expired"), &file) {
         assert!(why.contains("expired"), "{why}");
     }
-    let line = log.wait_for(&[
-        "WARN",
-        "TLS handshake refused a client certificate",
-        &expired.serial,
-    ]);
+    let line = logged(
+        &mut log,
+        &[
+            "WARN",
+            "TLS handshake refused a client certificate",
+            &expired.serial,
+        ],
+    );
     assert!(line.contains("the certificate expired at "), "{line}");
     // Not yet valid, likewise.
     issue_between(&org, "future", &account, 2, 30);
     let cfg = org.agent_config("future", &account, "future", &file, c.port);
-    let out = finished(agent(&cfg), "an agent with a certificate not valid yet");
+    let out = finished(
+        spawn_agent(&cfg),
+        "an agent with a certificate not valid yet",
+    );
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("is not valid before"),
@@ -456,12 +432,15 @@ fn no_certificate_and_plaintext_are_refused_and_logged() {
     use std::io::{Read, Write};
     let org = Org::new();
     let (_, file, _) = events(&org, "a", 10, 9);
-    let (c, log) = started(&org, "");
+    let (c, mut log) = started(&org, "");
     // The client may see only a closed connection; the collector says why.
     if let Some(why) = tls_refusal(&org, c.port, None, &file) {
         assert!(why.contains("certificate required"), "{why}");
     }
-    log.wait_for(&["WARN", "TLS handshake failed", "certificate required"]);
+    logged(
+        &mut log,
+        &["WARN", "TLS handshake failed", "certificate required"],
+    );
 
     let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
@@ -471,7 +450,10 @@ fn no_certificate_and_plaintext_are_refused_and_logged() {
         !buf.windows(4).any(|w| w == b"HTTP"),
         "no HTTP/2 over plaintext"
     );
-    log.wait_for(&["WARN", "TLS handshake failed", "does not speak TLS"]);
+    logged(
+        &mut log,
+        &["WARN", "TLS handshake failed", "does not speak TLS"],
+    );
     serves_a_good_agent(&org, &c, "good", 10);
 }
 
@@ -483,23 +465,43 @@ fn wrong_roles_and_wrong_accounts_are_refused_and_logged() {
     org.issue("auditor", "auditor", None);
     org.issue("agent", "agent", Some(&account));
     let (auditor, agent_id) = (identity(&org, "auditor"), identity(&org, "agent"));
-    let (c, log) = started(&org, "");
-    // An auditor pushing.
-    let cfg = org.agent_config("auditor", &account, "auditor", &file, c.port);
-    let out = finished(agent(&cfg), "an auditor pushing");
-    assert!(!out.status.success());
+    let (c, mut log) = started(&org, "");
+    // An auditor pushing (the agent itself refuses an auditor certificate at start, so push
+    // directly).
+    let b = batch(&file, 1, 0..3);
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut client = client(&org, c.port, Some("auditor")).await.unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(b).await.unwrap();
+        match client
+            .push(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
+            Ok(r) => r
+                .into_inner()
+                .message()
+                .await
+                .expect_err("an auditor pushed"),
+            Err(s) => s,
+        }
+    });
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert!(
-        stderr(&out).contains("has role auditor: only agent certificates may ingest"),
-        "{}",
-        stderr(&out)
+        status
+            .message()
+            .contains("has role auditor: only agent certificates may ingest"),
+        "{status:?}"
     );
-    log.wait_for(&[
-        "WARN",
-        "refused",
-        &auditor.serial,
-        "action=ingest",
-        "only agent certificates",
-    ]);
+    logged(
+        &mut log,
+        &[
+            "WARN",
+            "refused",
+            &auditor.serial,
+            "action=ingest",
+            "only agent certificates",
+        ],
+    );
     // An agent querying.
     let mut args = vec!["lookup".to_string()];
     args.extend(org.reader_args(&c, "agent"));
@@ -511,15 +513,24 @@ fn wrong_roles_and_wrong_accounts_are_refused_and_logged() {
         "{}",
         stderr(&out)
     );
-    log.wait_for(&["WARN", "refused", &agent_id.serial, "action=query"]);
+    logged(
+        &mut log,
+        &["WARN", "refused", &agent_id.serial, "action=query"],
+    );
     // Events of another account: refused, logged without the events.
     let cfg = org.agent_config("agent", &account, "agent", &theirs, c.port);
-    let _ = finished(agent(&cfg), "an agent sending another account's events");
-    let line = log.wait_for(&[
-        "WARN",
-        "recipientAccountId is not the certificate's account",
-        &agent_id.serial,
-    ]);
+    let _ = finished(
+        spawn_agent(&cfg),
+        "an agent sending another account's events",
+    );
+    let line = logged(
+        &mut log,
+        &[
+            "WARN",
+            "recipientAccountId is not the certificate's account",
+            &agent_id.serial,
+        ],
+    );
     assert!(!line.contains("eventID"), "{line}");
     serves_a_good_agent(&org, &c, "good", 13);
 }
@@ -608,4 +619,132 @@ fn certs_issue_refuses_zero_days() {
         stderr(&out)
     );
     assert!(!org.path("zero.pem").exists() && !org.path("zero.key").exists());
+}
+
+/// An agent following a file, so that it runs until stopped.
+fn following_agent(
+    org: &Org,
+    name: &str,
+    account: &str,
+    file: &std::path::Path,
+    port: u16,
+) -> Child {
+    let cfg = org.agent_config(name, account, name, file, port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("follow = true\npoll_ms = 50\n");
+    std::fs::write(&cfg, text).unwrap();
+    orgtrail()
+        .args(["agent", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_running_agent_revoked_mid_stream_stops_saying_why() {
+    let org = Org::new();
+    let (account, all, _) = events(&org, "all", 40, 15);
+    org.issue("agent", "agent", Some(&account));
+    let id = identity(&org, "agent");
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let file = org.path("live.jsonl");
+    std::fs::write(&file, lines[..20].join("\n") + "\n").unwrap();
+    let revoked = org.path("revoked.txt");
+    std::fs::write(&revoked, "").unwrap();
+    let (mut c, mut log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let agent = following_agent(&org, "agent", &account, &file, c.port);
+    logged(&mut log, &["batch stored", &account]);
+    std::fs::write(&revoked, format!("sha256:{}\n", id.fingerprint)).unwrap();
+    logged(&mut log, &["revocation list reloaded"]);
+    // What the source has after the revocation is refused: the agent stops with the reason.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, (lines[20..].join("\n") + "\n").as_bytes()).unwrap();
+    let out = finished(agent, "a revoked agent");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("(serial {}) is revoked", id.serial)),
+        "{err}"
+    );
+    logged(&mut log, &["WARN", "refused", &id.serial, "is revoked"]);
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    drop(c);
+    let stored: HashSet<String> = org.stored().into_iter().collect();
+    let before: HashSet<&String> = lines[..20].iter().collect();
+    assert!(
+        lines[20..]
+            .iter()
+            .all(|l| !stored.contains(l) || before.contains(l)),
+        "nothing the source had after the revocation was stored"
+    );
+}
+
+#[test]
+fn an_agent_whose_certificate_expired_while_running_stops_at_its_next_connection() {
+    let org = Org::new();
+    let (account, file, _) = events(&org, "a", 20, 16);
+    org.issue("agent", "agent", Some(&account));
+    let (mut c, mut log) = started(&org, "");
+    let agent = following_agent(&org, "agent", &account, &file, c.port);
+    logged(&mut log, &["batch stored", &account]);
+    // The certificate on disk is now an expired one (a renewal gone wrong), and the
+    // connection drops: the agent checks before reconnecting, and stops instead of retrying.
+    issue_between(&org, "agent", &account, -30, -2);
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    // More to ship (an idle agent notices a lost connection only when it sends).
+    let (_, more, _) = events(&org, "more", 5, 17);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &std::fs::read(&more).unwrap()).unwrap();
+    let out = finished(agent, "an agent with an expired certificate");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("agent.pem: the certificate expired at"),
+        "{err}"
+    );
+    assert!(err.contains("not retrying"), "{err}");
+}
+
+#[test]
+fn a_reader_revoked_while_following_is_cut_off() {
+    let org = Org::new();
+    org.issue("auditor", "auditor", None);
+    let id = identity(&org, "auditor");
+    let revoked = org.path("revoked.txt");
+    std::fs::write(&revoked, "").unwrap();
+    let (c, mut log) = started(&org, "revoked = \"revoked.txt\"\n");
+    let mut follow = orgtrail()
+        .arg("lookup")
+        .args(org.reader_args(&c, "auditor"))
+        .args(["--follow", "--output", "jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(follow.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    assert!(first.contains("following events"), "{first}");
+    std::fs::write(&revoked, format!("{}\n", id.serial)).unwrap();
+    let out = finished(follow, "a revoked follower");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!out.status.success(), "{rest}");
+    assert!(rest.contains("is revoked"), "{rest}");
+    logged(&mut log, &["WARN", "refused", &id.serial, "action=follow"]);
+    serves_a_good_agent(&org, &c, "good", 18);
 }

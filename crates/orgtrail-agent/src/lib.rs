@@ -59,7 +59,14 @@ impl AgentError {
 /// about a certificate, transient otherwise.
 fn tls_failure(collector: &str, e: &(dyn std::error::Error + 'static)) -> Option<AgentError> {
     let t = orgtrail_crypto::tls::find_tls_error(e)?;
-    let why = orgtrail_crypto::tls::describe(&t);
+    let mut why = orgtrail_crypto::tls::describe(&t);
+    if matches!(
+        t,
+        orgtrail_crypto::tls::rustls::Error::InvalidCertificate(_)
+    ) {
+        // This agent refused the collector's certificate.
+        why = format!("the collector's certificate: {why}");
+    }
     Some(if orgtrail_crypto::tls::is_permanent_for_client(&t) {
         AgentError::Certificate(format!("{collector}: {why}"))
     } else {

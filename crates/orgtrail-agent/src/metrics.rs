@@ -99,28 +99,11 @@ impl Metrics {
             chunks: Mutex::new(HashMap::new()),
             batches_acknowledged: Counter::default(),
             spool_pending_bytes: AtomicU64::new(0),
-            spool_disk_full: Mutex::new(None),
-            spool: OnceLock::new(),
             duplicates: Counter::default(),
             conflicts: Counter::default(),
             rejected: Counter::default(),
-        }
-    }
-
-    /// The counters of an agent with this configuration's sources.
-    pub fn for_config(cfg: &crate::AgentConfig) -> Self {
-        let names: Vec<String> = cfg.sources.iter().map(crate::SourceConfig::name).collect();
-        Self::new(&names)
-    }
-
-    /// The totals of this run.
-    pub fn totals(&self) -> Summary {
-        Summary {
-            shipped: self.sources.iter().map(|m| m.shipped.get()).sum(),
-            duplicates: self.duplicates.get(),
-            conflicts: self.conflicts.get(),
-            rejected: self.rejected.get(),
-            dead_lettered: self.sources.iter().map(|m| m.dead_lettered.get()).sum(),
+            spool_disk_full: Mutex::new(None),
+            spool: OnceLock::new(),
         }
     }
 
@@ -150,6 +133,23 @@ impl Metrics {
         {
             Some(why) => Err(why.clone()),
             None => Ok(()),
+        }
+    }
+
+    /// The counters of an agent with this configuration's sources.
+    pub fn for_config(cfg: &crate::AgentConfig) -> Self {
+        let names: Vec<String> = cfg.sources.iter().map(crate::SourceConfig::name).collect();
+        Self::new(&names)
+    }
+
+    /// The totals of this run.
+    pub fn totals(&self) -> Summary {
+        Summary {
+            shipped: self.sources.iter().map(|m| m.shipped.get()).sum(),
+            duplicates: self.duplicates.get(),
+            conflicts: self.conflicts.get(),
+            rejected: self.rejected.get(),
+            dead_lettered: self.sources.iter().map(|m| m.dead_lettered.get()).sum(),
         }
     }
 

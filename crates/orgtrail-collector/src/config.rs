@@ -69,8 +69,11 @@ pub struct OrganizationConfig {
     /// Admit any account whose agent certificate the organization CA signed.
     #[serde(default)]
     pub allow_any_account: bool,
-    /// A file of revoked certificates: serial numbers or `sha256:` fingerprints (hex), one per
-    /// line, `#` comments. Re-read when it changes; no restart needed.
+    /// A file of revoked certificates, one a line: a serial number in hex (colons allowed) or
+    /// `sha256:` and the 64-hex-digit fingerprint; `#` comments, blank lines ignored. A
+    /// missing or invalid file refuses to start; it is re-read within a second of a change,
+    /// and a change that cannot be read or parsed keeps the last good list (logged, counted).
+    /// See `revocation` for the exact format.
     #[serde(default)]
     pub revoked: Option<PathBuf>,
 }
@@ -213,7 +216,9 @@ id = "o-example"
 accounts = ["111122223333", "444455556666"]
 # ...or any account with a certificate from the organization CA:
 # allow_any_account = true
-# Revoked certificates: serials or sha256:FINGERPRINT, one per line. Re-read when changed.
+# Revoked certificates, one a line: a serial in hex (3f1c..., or 3F:1C:...) or
+# sha256:FINGERPRINT (64 hex digits); # comments. Must exist and be valid to start; re-read
+# within a second of a change (a bad change keeps the last good list and is logged).
 # revoked = "revoked.txt"
 
 [storage]

@@ -286,17 +286,15 @@ impl Ingest for IngestService {
         let mut reloaded = revocation.subscribe();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(svc.limits.max_in_flight));
-            let mut refusal = None;
-            let cut = |tx: mpsc::Sender<Result<BatchAck, Status>>| {
-                let status = crate::auth::refused(
+            let revoked = || {
+                crate::auth::refused(
                     Some(&peer.id),
                     "ingest",
                     Authorizer::revoked_status(&peer.id),
-                );
-                async move {
-                    let _ = tx.send(Err(status)).await;
-                }
+                )
             };
+            // Why the stream ended, told to the agent after the batches already taken.
+            let mut refusal = None;
             loop {
                 let next = tokio::select! {
                     m = inbound.message() => Some(m),
@@ -306,7 +304,7 @@ impl Ingest for IngestService {
                 let Some(next) = next else {
                     // The revocation list was reloaded.
                     if revocation.is_revoked(&peer.id) {
-                        cut(tx.clone()).await;
+                        refusal = Some(revoked());
                         break;
                     }
                     continue;
@@ -314,7 +312,7 @@ impl Ingest for IngestService {
                 match next {
                     Ok(Some(batch)) => {
                         if revocation.is_revoked(&peer.id) {
-                            cut(tx.clone()).await;
+                            refusal = Some(revoked());
                             break;
                         }
                         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -333,11 +331,11 @@ impl Ingest for IngestService {
                     Err(status) => {
                         match inbound_error(&status, &svc.limits) {
                             Some(answer) => {
-                                tracing::warn!(certificate = %peer.id.name, serial = %peer.id.serial, %account, peer = ?addr, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
+                                tracing::warn!(%account, certificate = %peer.id.name, serial = %peer.id.serial, peer = ?addr, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
                                 refusal = Some(answer);
                             }
                             None => {
-                                tracing::info!(certificate = %peer.id.name, %account, peer = ?addr, %status, "ingest stream broke off");
+                                tracing::info!(%account, peer = ?addr, %status, "ingest stream broke off");
                             }
                         }
                         break;

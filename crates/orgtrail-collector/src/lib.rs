@@ -45,7 +45,7 @@ pub enum CollectorError {
     Store(#[from] orgtrail_store::StoreError),
     #[error(transparent)]
     Crypto(#[from] orgtrail_crypto::CryptoError),
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Certificate(#[from] orgtrail_crypto::tls::CertFileError),
     #[error(transparent)]
     Revocation(#[from] revocation::RevocationError),

@@ -34,13 +34,13 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// Why a revocation list cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
-    #[error("revocation list {path}: cannot read it: {source}")]
+    // The I/O error is in the message, not a `source`: printed once.
+    #[error("revocation list {}: cannot read it: {error}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("revocation list {path} line {line}: {problem}")]
+    #[error("revocation list {} line {line}: {problem}", path.display())]
     Line {
         path: PathBuf,
         line: usize,
@@ -95,6 +95,15 @@ impl RevocationList {
                 Some(rest) => (true, rest.replace(':', "")),
                 None => (false, lower.replace(':', "")),
             };
+            if fingerprint && !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(LineError {
+                    line,
+                    problem: format!(
+                        "{} is not a SHA-256 fingerprint: sha256: and 64 hex digits",
+                        shown(entry)
+                    ),
+                });
+            }
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(LineError {
                     line,
@@ -134,9 +143,9 @@ impl RevocationList {
 
     /// Reads and parses a revocation file.
     pub fn load(path: &Path) -> Result<Self, RevocationError> {
-        let bytes = std::fs::read(path).map_err(|source| RevocationError::Read {
+        let bytes = std::fs::read(path).map_err(|error| RevocationError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&bytes).map_err(|e| RevocationError::Line {
             path: path.to_owned(),
@@ -222,9 +231,9 @@ impl Revocation {
         let Some(path) = path else {
             return Ok(Self::none());
         };
-        let first = stamp(path).map_err(|source| RevocationError::Read {
+        let first = stamp(path).map_err(|error| RevocationError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let list = RevocationList::load(path)?;
         tracing::info!(path = %path.display(), entries = list.len(), "revocation list loaded");
@@ -240,9 +249,9 @@ impl Revocation {
         std::thread::Builder::new()
             .name("orgtrail-revocation".into())
             .spawn(move || watch_file(&weak, &path, first))
-            .map_err(|source| RevocationError::Read {
+            .map_err(|error| RevocationError::Read {
                 path: r.path.clone().unwrap_or_default(),
-                source,
+                error,
             })?;
         Ok(r)
     }
@@ -329,10 +338,10 @@ fn watch_file(r: &Weak<Revocation>, path: &Path, first: Stamp) {
                 r.reload(path);
                 last = Ok(seen);
             }
-            Err(source) => {
+            Err(error) => {
                 r.failed(&RevocationError::Read {
                     path: path.to_owned(),
-                    source,
+                    error,
                 });
                 last = key;
             }
@@ -386,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_bad_line_is_named_and_refuses_the_file() {
-        let cases: [(&[u8], usize, &str); 6] = [
+        let cases: [(&[u8], usize, &str); 7] = [
             (
                 b"ab\nnot-a-serial\n",
                 2,
@@ -399,6 +408,11 @@ mod tests {
                 "not a SHA-256 fingerprint: 4 hex digits, not 64",
             ),
             (b"sha256:\n", 1, "is not a serial number"),
+            (
+                b"sha256:xyz\n",
+                1,
+                "is not a SHA-256 fingerprint: sha256: and 64 hex digits",
+            ),
             (&[b'a'; 41], 1, "more than 40"),
             (b"12 34\n", 1, "is not a serial number"),
         ];

@@ -98,19 +98,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let metrics = std::sync::Arc::new(orgtrail_agent::Metrics::for_config(&cfg));
-    let result = rt.block_on(orgtrail_agent::run_with_metrics(
-        cfg,
-        metrics.clone(),
-        args.exit_when_drained,
-        |name, addr| {
-            println!("orgtrail agent: {name} listening on {addr}");
-            let _ = std::io::stdout().flush();
-        },
-        crate::cmd::collector::shutdown_signal(),
-    ));
+    let result = rt.block_on(async {
+        let stop = crate::cmd::collector::shutdown_signal();
+        orgtrail_agent::run_with_metrics(
+            cfg,
+            metrics.clone(),
+            args.exit_when_drained,
+            |name, addr| {
+                println!("orgtrail agent: {name} listening on {addr}");
+                let _ = std::io::stdout().flush();
+            },
+            stop,
+        )
+        .await
+    });
     // One line, however the run ended.
     let summary = metrics.totals();
-    // Standard output may be closed by now (a pipe whose reader went away): not worth a panic.
+    // Nobody reading standard output (a closed pipe) is no reason to fail the run.
     let _ = writeln!(std::io::stdout(), "orgtrail agent: {summary}");
     result?;
     if args.exit_when_drained && summary.dead_lettered > 0 {

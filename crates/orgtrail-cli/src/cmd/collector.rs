@@ -34,25 +34,35 @@ pub(crate) fn example(args: ExampleArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called (it must be
+/// called inside the runtime), not when the future is first polled: a signal that arrives
+/// right after the process said it is ready must already be a clean stop, never the default
+/// kill.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -63,14 +73,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("orgtrail-collector")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(orgtrail_collector::run(
-        cfg,
-        |addr| {
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "orgtrail collector listening on {addr}");
-            let _ = out.flush();
-        },
-        shutdown_signal(),
-    ))?;
+    rt.block_on(async {
+        let stop = shutdown_signal();
+        orgtrail_collector::run(
+            cfg,
+            |addr| {
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "orgtrail collector listening on {addr}");
+                let _ = out.flush();
+            },
+            stop,
+        )
+        .await
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -86,6 +86,8 @@ impl Remote {
                 "a remote query needs --cert, --key and --ca (an auditor or admin certificate from `orgtrail certs issue`, and the organization CA)"
             );
         };
+        // The reader's own certificate, checked as the collector will check it.
+        orgtrail_crypto::tls::load_own(cert, key, ca, orgtrail_crypto::tls::Purpose::Client)?;
         let cert_pem = read(cert, "certificate")?;
         let me = identity_from_der(
             &pem_to_der(&String::from_utf8_lossy(&cert_pem))
@@ -107,12 +109,18 @@ impl Remote {
             .connect()
             .await
             .map_err(|e| {
-                let mut why = format!("{e}");
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    why = format!("{why}: {s}");
-                    src = s.source();
-                }
+                let why = match orgtrail_crypto::tls::find_tls_error(&e) {
+                    Some(t) => orgtrail_crypto::tls::describe(&t),
+                    None => {
+                        let mut why = format!("{e}");
+                        let mut src = std::error::Error::source(&e);
+                        while let Some(s) = src {
+                            why = format!("{why}: {s}");
+                            src = s.source();
+                        }
+                        why
+                    }
+                };
                 anyhow::anyhow!(
                     "cannot connect to the collector at {url} with certificate {} ({}): {why}",
                     cert.display(),
@@ -160,7 +168,16 @@ impl Client {
                 self.url,
                 s.message()
             ),
-            _ => anyhow::anyhow!("the collector at {} answered: {}", self.url, s.message()),
+            _ => match orgtrail_crypto::tls::find_tls_error(&s) {
+                Some(t) => anyhow::anyhow!(
+                    "TLS with the collector at {} failed for {who}: {}",
+                    self.url,
+                    orgtrail_crypto::tls::describe(&t)
+                ),
+                None => {
+                    anyhow::anyhow!("the collector at {} answered: {}", self.url, s.message())
+                }
+            },
         }
     }
 }
