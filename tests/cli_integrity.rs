@@ -249,10 +249,12 @@ fn an_auditor_checks_checkpoints_proofs_and_a_rollback() {
         b"",
     );
     assert_eq!(out.status.code(), Some(1));
+    // Refused before anything is claimed as checked.
+    assert_eq!(stdout(&out), "");
     assert!(
-        stdout(&out).contains("store cannot be opened: there is no orgtrail store"),
+        common::stderr(&out).contains("store cannot be opened: there is no orgtrail store"),
         "{}",
-        stdout(&out)
+        common::stderr(&out)
     );
 }
 

@@ -10,60 +10,14 @@
 mod common;
 #[path = "common/org.rs"]
 mod org;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{orgtrail, run, stdout};
 use org::{Log, Org, agent_drains, events, exact_and_verified, p, sigterm, spawn_agent};
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                &p(path),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "the disk-full tests mount a tmpfs and need root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs {
-            path: path.to_owned(),
-        }
-    }
-
-    fn resize(&self, size: &str) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), &p(&self.path)])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").args(["-l", &p(&self.path)]).status();
-    }
-}
+use tmpfs::Tmpfs;
 
 #[test]
 fn a_full_disk_pauses_ingest_keeps_answering_queries_and_resumes_when_space_returns() {

@@ -251,7 +251,7 @@ readOnly = { equals = ["yes"] }
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains(
-            "not the output of `aws cloudtrail get-event-selectors`: unknown field `trailList`"
+            "not the output of `aws cloudtrail get-event-selectors`: unknown key \"trailList\""
         ),
         "{}",
         stderr(&out)

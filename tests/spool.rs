@@ -8,61 +8,36 @@
 mod common;
 #[path = "common/org.rs"]
 mod org;
+#[path = "common/procs.rs"]
+mod procs;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{http, orgtrail, run, stderr, stdout};
 use org::{Org, events, p};
-
-const DEADLINE: Duration = Duration::from_secs(60);
+use procs::Lines;
+use tmpfs::Tmpfs;
 
 /// Polls `cond` until it holds, failing with `what` after the deadline.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    procs::wait_until(DEADLINE, what, cond);
 }
 
-/// A tmpfs of `size` at `dir`, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                &p(dir),
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs (the tests run as root)");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").args(["-l", &p(&self.0)]).status();
-    }
-}
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A running agent: its metrics address and its log, collected as it is written.
 struct Agent {
     child: Child,
     metrics: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Lines,
+    /// Its standard output after the first line, kept open (it prints a summary at the end).
+    out: Lines,
 }
 
 impl Agent {
@@ -76,14 +51,7 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let log = Lines::drain(child.stderr.take().unwrap());
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -96,20 +64,16 @@ impl Agent {
             child,
             metrics,
             log,
+            out: Lines::collect(out.lines()),
         }
     }
 
     fn log_lines(&self, text: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
+        self.log.text().lines().filter(|l| l.contains(text)).count()
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.text()
     }
 
     fn metric(&self, name: &str) -> String {
@@ -212,8 +176,8 @@ fn a_full_spool_disk_pauses_the_agent_visibly_and_it_goes_on_by_itself_losing_no
 
     // The collector comes: everything arrives, once.
     let collector = org.collector(port, "");
-    let status = agent.child.wait().unwrap();
-    assert!(status.success(), "{}", agent.log());
+    let status = procs::wait_exit(&mut agent.child, DEADLINE, &agent.log);
+    assert!(status.success(), "{}\n{}", agent.log(), agent.out.text());
     drop(collector);
     let stored = org.stored();
     let got: HashSet<String> = stored.iter().cloned().collect();

@@ -36,8 +36,8 @@ pub struct AgentConfig {
     /// alone cannot be read.
     #[serde(default)]
     pub spool_key_file: PathBuf,
-    /// Free space kept on the spool's file system, bytes: below it the sources pause (and
-    /// readiness fails) until space returns.
+    /// Free space kept on the spool's file system, bytes (at least 1 MiB): below it the
+    /// sources pause (and readiness fails) until space returns.
     #[serde(default = "default_spool_min_free")]
     pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
@@ -214,6 +214,9 @@ fn default_http_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 4318))
 }
 
+/// The smallest reserve of free space on the spool's file system.
+pub const MIN_SPOOL_RESERVE: u64 = 1 << 20;
+
 fn default_spool_min_free() -> u64 {
     64 << 20
 }
@@ -342,15 +345,13 @@ impl AgentConfig {
                 problems.push(format!("{n}: {} does not exist", f.display()));
             }
         }
-        if cfg.batch.max_events == 0 || cfg.batch.max_in_flight == 0 {
-            problems.push("batch: max_events and max_in_flight must be positive".into());
-        }
-        if cfg.retry.initial_ms == 0 || cfg.retry.max_ms < cfg.retry.initial_ms {
+        if cfg.spool_min_free_bytes < MIN_SPOOL_RESERVE {
             problems.push(format!(
-                "retry: initial_ms ({}) must be positive and at most max_ms ({})",
-                cfg.retry.initial_ms, cfg.retry.max_ms
+                "spool_min_free_bytes: {} is below the minimum of {MIN_SPOOL_RESERVE} bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)",
+                cfg.spool_min_free_bytes
             ));
         }
+        problems.extend(cfg.limit_problems());
         let c = &cfg.connection;
         for (name, v) in [
             ("connect_timeout_ms", c.connect_timeout_ms),
@@ -386,6 +387,56 @@ fn certificate_account(path: &Path) -> Result<AccountId, String> {
             id.role.as_str()
         )
     })
+}
+
+/// A number a configuration may hold: (name, value, least, most).
+type Range = (String, u64, u64, u64);
+
+impl AgentConfig {
+    /// Every limit out of its range, or inconsistent with another.
+    pub fn limit_problems(&self) -> Vec<String> {
+        const HOUR_MS: u64 = 3_600_000;
+        let b = &self.batch;
+        let mut ranges: Vec<Range> = [
+            ("batch.max_events", b.max_events as u64, 1, 100_000),
+            ("batch.max_bytes", b.max_bytes as u64, 1 << 10, 1 << 30),
+            ("batch.linger_ms", b.linger_ms, 0, HOUR_MS),
+            ("batch.max_in_flight", b.max_in_flight as u64, 1, 1024),
+            ("retry.initial_ms", self.retry.initial_ms, 1, HOUR_MS),
+            ("retry.max_ms", self.retry.max_ms, 1, 24 * HOUR_MS),
+            ("spool_max_bytes", self.spool_max_bytes, 1 << 20, 1 << 40),
+        ]
+        .into_iter()
+        .map(|(n, v, l, m)| (n.to_string(), v, l, m))
+        .collect();
+        for s in &self.sources {
+            if let SourceConfig::Jsonl { poll_ms, .. }
+            | SourceConfig::CloudtrailDir { poll_ms, .. } = s
+            {
+                ranges.push((
+                    format!("source {:?}: poll_ms", s.name()),
+                    *poll_ms,
+                    1,
+                    HOUR_MS,
+                ));
+            }
+        }
+        let mut p = Vec::new();
+        for (name, v, least, most) in ranges {
+            if !(least..=most).contains(&v) {
+                p.push(format!(
+                    "{name} = {v} is out of range: give {least} to {most}"
+                ));
+            }
+        }
+        if self.retry.max_ms < self.retry.initial_ms {
+            p.push(format!(
+                "retry.max_ms ({}) is smaller than retry.initial_ms ({})",
+                self.retry.max_ms, self.retry.initial_ms
+            ));
+        }
+        p
+    }
 }
 
 /// A commented example configuration.
@@ -472,5 +523,22 @@ mod tests {
         let cfg: AgentConfig = toml::from_str(EXAMPLE).unwrap();
         assert_eq!(cfg.sources.len(), 1);
         assert_eq!(cfg.sources[0].name(), "trail");
+    }
+
+    #[test]
+    fn a_tiny_spool_reserve_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "account = \"111122223333\"\ncollector = \"https://c:1\"\nspool_dir = \"sp\"\nspool_min_free_bytes = 1000\n[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nca = \"ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"-\"\n",
+        )
+        .unwrap();
+        let e = AgentConfig::load(&path).unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p
+                == "spool_min_free_bytes: 1000 is below the minimum of 1048576 bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)"),
+            "{e}"
+        );
     }
 }

@@ -364,35 +364,156 @@ pub struct AwsFieldSelector {
 /// (`{"TrailARN": ..., "EventSelectors": [...]}` or `{..., "AdvancedEventSelectors": [...]}`),
 /// or a bare array of either kind of selector (what `put-event-selectors` takes).
 pub fn parse_aws_json(text: &str) -> Result<AwsEventSelectors, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    match value {
+    match parse_aws_json_all(text) {
+        (Some(aws), problems) if problems.is_empty() => Ok(aws),
+        (_, problems) => Err(problems.join("; ")),
+    }
+}
+
+const TOP_KEYS: &[&str] = &["TrailARN", "EventSelectors", "AdvancedEventSelectors"];
+const BASIC_KEYS: &[&str] = &[
+    "ReadWriteType",
+    "IncludeManagementEvents",
+    "DataResources",
+    "ExcludeManagementEventSources",
+];
+const DATA_KEYS: &[&str] = &["Type", "Values"];
+const ADVANCED_KEYS: &[&str] = &["Name", "FieldSelectors"];
+const FIELD_KEYS: &[&str] = &[
+    "Field",
+    "Equals",
+    "StartsWith",
+    "EndsWith",
+    "NotEquals",
+    "NotStartsWith",
+    "NotEndsWith",
+];
+
+/// Removes the keys of `v` (an object) not in `allowed`, one problem each.
+fn strip_unknown(v: &mut serde_json::Value, allowed: &[&str], loc: &str, p: &mut Vec<String>) {
+    if let serde_json::Value::Object(m) = v {
+        let unknown: Vec<String> = m
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in unknown {
+            m.remove(&k);
+            p.push(format!(
+                "{loc}: unknown key {k:?} (expected {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+}
+
+/// The elements of the array `v[key]`, if it is one.
+fn items<'a>(
+    v: &'a mut serde_json::Value,
+    key: &str,
+) -> impl Iterator<Item = (usize, &'a mut serde_json::Value)> {
+    v.get_mut(key)
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flat_map(|a| a.iter_mut().enumerate())
+}
+
+fn strip_basic(v: &mut serde_json::Value, loc: &str, p: &mut Vec<String>) {
+    strip_unknown(v, BASIC_KEYS, loc, p);
+    for (j, d) in items(v, "DataResources") {
+        strip_unknown(d, DATA_KEYS, &format!("{loc}.DataResources[{j}]"), p);
+    }
+}
+
+fn strip_advanced(v: &mut serde_json::Value, loc: &str, p: &mut Vec<String>) {
+    strip_unknown(v, ADVANCED_KEYS, loc, p);
+    for (j, f) in items(v, "FieldSelectors") {
+        strip_unknown(f, FIELD_KEYS, &format!("{loc}.FieldSelectors[{j}]"), p);
+    }
+}
+
+/// Parses like [`parse_aws_json`], reporting every unknown key at once (each with where it
+/// is) rather than stopping at the first; the selectors are returned when the rest is
+/// well-formed, so that compiling them can report its own problems alongside.
+pub fn parse_aws_json_all(text: &str) -> (Option<AwsEventSelectors>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return (None, vec![format!("not valid JSON: {e}")]),
+    };
+    let parsed = match &mut value {
         serde_json::Value::Array(items) => {
             let advanced = items
                 .first()
                 .and_then(serde_json::Value::as_object)
                 .is_some_and(|o| o.contains_key("FieldSelectors"));
-            let array = serde_json::Value::Array(items);
+            for (i, item) in items.iter_mut().enumerate() {
+                if advanced {
+                    strip_advanced(item, &format!("AdvancedEventSelectors[{i}]"), &mut problems);
+                } else {
+                    strip_basic(item, &format!("EventSelectors[{i}]"), &mut problems);
+                }
+            }
             if advanced {
-                let v = serde_json::from_value(array)
-                    .map_err(|e| format!("AdvancedEventSelectors: {e}"))?;
-                Ok(AwsEventSelectors {
-                    advanced_event_selectors: Some(v),
-                    ..AwsEventSelectors::default()
-                })
+                serde_json::from_value(value)
+                    .map(|v| AwsEventSelectors {
+                        advanced_event_selectors: Some(v),
+                        ..AwsEventSelectors::default()
+                    })
+                    .map_err(|e| format!("AdvancedEventSelectors: {e}"))
             } else {
-                let v = serde_json::from_value(array)
-                    .map_err(|e| format!("EventSelectors: {e}"))?;
-                Ok(AwsEventSelectors {
-                    event_selectors: Some(v),
-                    ..AwsEventSelectors::default()
-                })
+                serde_json::from_value(value)
+                    .map(|v| AwsEventSelectors {
+                        event_selectors: Some(v),
+                        ..AwsEventSelectors::default()
+                    })
+                    .map_err(|e| format!("EventSelectors: {e}"))
             }
         }
-        serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
-            format!("not the output of `aws cloudtrail get-event-selectors`: {e}")
-        }),
+        serde_json::Value::Object(_) => {
+            strip_unknown(
+                &mut value,
+                TOP_KEYS,
+                "not the output of `aws cloudtrail get-event-selectors`",
+                &mut problems,
+            );
+            for (i, s) in items(&mut value, "EventSelectors") {
+                strip_basic(s, &format!("EventSelectors[{i}]"), &mut problems);
+            }
+            for (i, s) in items(&mut value, "AdvancedEventSelectors") {
+                strip_advanced(s, &format!("AdvancedEventSelectors[{i}]"), &mut problems);
+            }
+            serde_json::from_value(value).map_err(|e| {
+                format!("not the output of `aws cloudtrail get-event-selectors`: {e}")
+            })
+        }
         _ => Err("expected a JSON object (the output of `aws cloudtrail get-event-selectors`) or an array of selectors".into()),
+    };
+    match parsed {
+        Ok(aws) => (Some(aws), problems),
+        Err(e) => {
+            problems.push(e);
+            (None, problems)
+        }
+    }
+}
+
+/// Compiles `aws` (when it parsed) with `config`, adding its problems to `problems`.
+fn compile_all(
+    config: &SelectorConfig,
+    aws: Option<AwsEventSelectors>,
+    mut problems: Vec<String>,
+) -> Result<Selectors, Vec<String>> {
+    let Some(aws) = aws else {
+        return Err(problems);
+    };
+    match Selectors::compile(config, Some(&aws)) {
+        Ok(s) if problems.is_empty() => Ok(s),
+        Ok(_) => Err(problems),
+        Err(p) => {
+            problems.extend(p);
+            Err(problems)
+        }
     }
 }
 
@@ -1171,8 +1292,8 @@ impl Selectors {
     /// Compiles a `[selectors]` table, reading its `aws_json` file (relative to `base_dir`, the
     /// directory of the configuration file) if it names one.
     pub fn load(config: &SelectorConfig, base_dir: &Path) -> Result<Selectors, Vec<String>> {
-        let aws = match &config.aws_json {
-            None => None,
+        match &config.aws_json {
+            None => Selectors::compile(config, None),
             Some(p) => {
                 let path = base_dir.join(p);
                 let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -1181,19 +1302,18 @@ impl Selectors {
                         path.display()
                     )]
                 })?;
-                Some(
-                    parse_aws_json(&text)
-                        .map_err(|e| vec![format!("selectors.aws_json {}: {e}", path.display())])?,
-                )
+                let (aws, problems) = parse_aws_json_all(&text);
+                let at = |p: String| format!("selectors.aws_json {}: {p}", path.display());
+                compile_all(config, aws, problems.into_iter().map(at).collect())
             }
-        };
-        Selectors::compile(config, aws.as_ref())
+        }
     }
 
-    /// Compiles the output of `aws cloudtrail get-event-selectors`, alone.
+    /// Compiles the output of `aws cloudtrail get-event-selectors`, alone. Every problem is
+    /// reported at once: unknown keys, and what compiling the rest finds.
     pub fn from_aws_json(text: &str) -> Result<Selectors, Vec<String>> {
-        let aws = parse_aws_json(text).map_err(|e| vec![e])?;
-        Selectors::compile(&SelectorConfig::default(), Some(&aws))
+        let (aws, problems) = parse_aws_json_all(text);
+        compile_all(&SelectorConfig::default(), aws, problems)
     }
 
     /// True when every event is shipped (no selectors, no region filter).

@@ -1044,8 +1044,44 @@ fn invalid_aws_json_is_refused_with_locations() {
         ]
     );
     let err = Selectors::from_aws_json(r#"{"Trails":[]}"#).unwrap_err();
-    assert_eq!(err.len(), 1);
-    assert!(err[0].contains("unknown field `Trails`"), "{err:?}");
+    assert_eq!(err.len(), 2, "{err:?}");
+    assert!(
+        err[0].starts_with(
+            "not the output of `aws cloudtrail get-event-selectors`: unknown key \"Trails\""
+        ),
+        "{err:?}"
+    );
+    assert!(err[1].starts_with("no EventSelectors"), "{err:?}");
+    // Pasted JSON with several problems lists them all: an unknown operator (a key serde
+    // would stop at), an unknown field name, an unknown key in a basic selector's data
+    // resource.
+    let err = Selectors::from_aws_json(
+        r#"{"AdvancedEventSelectors":[{"Name":"x","FieldSelectors":[
+            {"Field":"eventCategory","Equals":["Data"]},
+            {"Field":"eventNam","Equals":["PutObject"]},
+            {"Field":"resources.type","Equalz":["AWS::S3::Object"],"Equals":["AWS::S3::Object"]}]}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 2, "{err:?}");
+    assert!(
+        err[0].starts_with("AdvancedEventSelectors[0].FieldSelectors[2]: unknown key \"Equalz\""),
+        "{err:?}"
+    );
+    assert!(err[1].contains("unknown field \"eventNam\""), "{err:?}");
+    let err = Selectors::from_aws_json(
+        r#"[{"ReadWriteType":"All","DataResources":[{"Typ":"AWS::S3::Object","Values":[]}],"Include":true}]"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.iter()
+            .any(|e| e.starts_with("EventSelectors[0]: unknown key \"Include\"")),
+        "{err:?}"
+    );
+    assert!(
+        err.iter()
+            .any(|e| e.starts_with("EventSelectors[0].DataResources[0]: unknown key \"Typ\"")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
     // (An error only means a provider is already installed.)
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -98,9 +99,32 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): a quiet end.
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("orgtrail: error: {e:#}");
+            eprintln!("orgtrail: error: {}", cmd::describe_error(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// `println!` panics when standard output is a closed pipe (`orgtrail demo | head -1`); that
+/// is the reader's choice, not a failure: end the process quietly with status 0. Any other
+/// panic is reported as usual.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout")
+            && (msg.contains("os error 32") || msg.contains("Broken pipe"))
+        {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }

@@ -90,6 +90,13 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// Batches of one stream being stored at once.
     pub max_in_flight: usize,
+    /// Batches being stored at once across all streams; a stream over it waits (its agent
+    /// sees slower acknowledgements, nothing is refused). Also bounds the queue of batches
+    /// waiting for a CPU worker.
+    pub max_in_flight_total: usize,
+    /// Most events a `Stats` call decrypts; past it the answer counts only the newest ones
+    /// and says the limit was hit.
+    pub max_stats_events: usize,
 }
 
 impl Default for Limits {
@@ -99,7 +106,55 @@ impl Default for Limits {
             max_batch_events: 10_000,
             max_event_bytes: orgtrail_core::MAX_EVENT_BYTES,
             max_in_flight: 32,
+            max_in_flight_total: 256,
+            max_stats_events: 1_000_000,
         }
+    }
+}
+
+/// A limit's name, how to read it, and its accepted range.
+type LimitRange = (&'static str, fn(&Limits) -> usize, usize, usize);
+
+/// The accepted range of each limit.
+const LIMIT_RANGES: [LimitRange; 6] = [
+    (
+        "max_message_bytes",
+        |l| l.max_message_bytes,
+        1 << 10,
+        1 << 30,
+    ),
+    ("max_batch_events", |l| l.max_batch_events, 1, 1_000_000),
+    ("max_event_bytes", |l| l.max_event_bytes, 1 << 10, 16 << 20),
+    ("max_in_flight", |l| l.max_in_flight, 1, 4096),
+    ("max_in_flight_total", |l| l.max_in_flight_total, 1, 65_536),
+    ("max_stats_events", |l| l.max_stats_events, 1, 1_000_000_000),
+];
+
+impl Limits {
+    /// Every problem with these limits: each within its range, and consistent.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, get, least, most) in LIMIT_RANGES {
+            let v = get(self);
+            if !(least..=most).contains(&v) {
+                p.push(format!(
+                    "limits.{name} = {v} is out of range: give {least} to {most}"
+                ));
+            }
+        }
+        if self.max_message_bytes < self.max_event_bytes {
+            p.push(format!(
+                "limits.max_message_bytes ({}) is smaller than limits.max_event_bytes ({}): no batch could hold a largest event",
+                self.max_message_bytes, self.max_event_bytes
+            ));
+        }
+        if self.max_in_flight_total < self.max_in_flight {
+            p.push(format!(
+                "limits.max_in_flight_total ({}) is smaller than limits.max_in_flight ({})",
+                self.max_in_flight_total, self.max_in_flight
+            ));
+        }
+        p
     }
 }
 
@@ -182,12 +237,7 @@ impl CollectorConfig {
         if self.organization.accounts.is_empty() && !self.organization.allow_any_account {
             p.push("organization: list `accounts`, or set `allow_any_account = true`".into());
         }
-        if self.limits.max_event_bytes == 0 || self.limits.max_batch_events == 0 {
-            p.push("limits: sizes must be positive".into());
-        }
-        if self.limits.max_message_bytes < self.limits.max_event_bytes {
-            p.push("limits.max_message_bytes is smaller than limits.max_event_bytes".into());
-        }
+        p.extend(self.limits.problems());
         p
     }
 }
@@ -232,6 +282,8 @@ max_message_bytes = 16777216   # one batch, after decompression
 max_batch_events = 10000
 max_event_bytes = 262144       # CloudTrail's limit
 max_in_flight = 32             # batches of one stream stored at once
+max_in_flight_total = 256      # batches stored at once across all streams
+max_stats_events = 1000000     # most events one Stats call decrypts
 "#;
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct IngestService {
     pub(crate) preparers: Arc<Mutex<Vec<Preparer>>>,
     /// Where batches are validated and prepared.
     pub(crate) cpu: crate::pool::CpuPool,
+    /// Batches in flight across all streams (`limits.max_in_flight_total`).
+    pub(crate) in_flight: Arc<Semaphore>,
     /// Events just made durable, for live followers of the query service.
     pub(crate) live: tokio::sync::broadcast::Sender<Arc<crate::query::LiveEvent>>,
     /// Becomes true when the collector shuts down: streams stop taking batches, finish the
@@ -318,11 +320,17 @@ impl Ingest for IngestService {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
+                        // Then one of all streams' permits: a busy collector slows every
+                        // stream down instead of queueing without bound.
+                        let Ok(global) = svc.in_flight.clone().acquire_owned().await else {
+                            break;
+                        };
                         let tx = tx.clone();
                         let svc = svc.clone();
                         let id = peer.id.clone();
                         tokio::spawn(async move {
                             let ack = handle_batch(svc, account, &id, batch).await;
+                            drop(global);
                             let _ = tx.send(ack).await;
                             drop(permit);
                         });

@@ -160,14 +160,17 @@ pub async fn run(
         live: live.clone(),
         cpu: pool::CpuPool::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            cfg.limits.max_in_flight_total,
         )
         .map_err(|e| CollectorError::Serve(format!("cannot start worker threads: {e}")))?,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total)),
     };
     let query = query::QueryService {
         ledger: ledger.clone(),
         auth,
         live,
         stopping: stopping.clone(),
+        max_stats_events: cfg.limits.max_stats_events,
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -22,6 +22,41 @@ pub struct LiveEvent {
     pub event: CloudTrailEvent,
 }
 
+/// Most stored events a resuming follower is replayed.
+const MAX_REPLAY: u64 = 100_000;
+
+/// Sends the events in `after+1..=head` that match `q`, read in blocks off the runtime.
+async fn replay(
+    ledger: &Arc<Ledger>,
+    q: &Query,
+    after: u64,
+    head: u64,
+    tx: &mpsc::Sender<Result<pb::StoredEvent, Status>>,
+) -> Result<(), Status> {
+    const BLOCK: u64 = 512;
+    let mut next = after + 1;
+    while next <= head {
+        let last = (next + BLOCK - 1).min(head);
+        let l = ledger.clone();
+        let block = blocking(move || {
+            (next..=last)
+                .map(|s| l.read(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        for e in block {
+            let ev = CloudTrailEvent::parse(e.bytes.clone()).map_err(|err| {
+                Status::internal(format!("record {} no longer parses: {err}", e.seq))
+            })?;
+            if q.matches(&ev, &e.account, e.time) && tx.send(Ok(to_pb(e))).await.is_err() {
+                return Ok(());
+            }
+        }
+        next = last + 1;
+    }
+    Ok(())
+}
+
 /// Most groups a Stats call may ask for.
 const MAX_GROUPS: usize = 10_000;
 
@@ -32,6 +67,8 @@ pub struct QueryService {
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// Most events one `Stats` call decrypts (`limits.max_stats_events`).
+    pub(crate) max_stats_events: usize,
 }
 
 fn attr(a: i32) -> Result<Attr, Status> {
@@ -195,7 +232,11 @@ impl QueryApi for QueryService {
             n => n.min(MAX_GROUPS),
         };
         let ledger = self.ledger.clone();
-        let counts = blocking(move || ledger.count(&q, &by, max)).await?;
+        let limit = self.max_stats_events;
+        let counts = blocking(move || ledger.count_at_most(&q, &by, max, limit)).await?;
+        if counts.limit_hit {
+            tracing::info!(reader = %scope.name, limit, "stats scan stopped at its limit");
+        }
         Ok(Response::new(pb::StatsResponse {
             groups: counts
                 .groups
@@ -203,6 +244,7 @@ impl QueryApi for QueryService {
                 .map(|(key, count)| pb::StatsGroup { key, count })
                 .collect(),
             total: counts.total,
+            limit_hit: counts.limit_hit,
         }))
     }
 
@@ -218,13 +260,46 @@ impl QueryApi for QueryService {
         // Subscribed before the response goes out: an event stored after the caller sees the
         // response is delivered.
         let mut live = self.live.subscribe();
+        // Everything up to `head` is durable now; later events arrive live.
+        let ledger = self.ledger.clone();
+        let head = blocking(move || ledger.tree_head().map(|(n, _)| n)).await?;
+        let replay_from = match r.after_seq {
+            Some(after) if head.saturating_sub(after) > MAX_REPLAY => {
+                return Err(Status::data_loss(format!(
+                    "{} events were stored after seq {after}, more than a follower is replayed ({MAX_REPLAY}); look them up with a time range and follow again",
+                    head - after
+                )));
+            }
+            Some(after) => Some(after),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(256);
         let mut stopping = self.stopping.clone();
         // A reader whose certificate is revoked while it follows is cut off at the reload.
         let revocation = self.auth.revocation().clone();
         let mut reloaded = revocation.subscribe();
-        tracing::info!(reader = %scope.name, "follow started");
+        let ledger = self.ledger.clone();
+        tracing::info!(reader = %scope.name, after = ?replay_from, head, "follow started");
         tokio::spawn(async move {
+            let marker = pb::StoredEvent {
+                seq: head,
+                ..pb::StoredEvent::default()
+            };
+            if tx.send(Ok(marker)).await.is_err() {
+                return;
+            }
+            // Resuming: the stored events after the caller's position, then live ones past
+            // `head` (those up to it were just replayed).
+            let skip_to = match replay_from {
+                Some(after) => {
+                    if let Err(s) = replay(&ledger, &q, after, head, &tx).await {
+                        let _ = tx.send(Err(s)).await;
+                        return;
+                    }
+                    head
+                }
+                None => 0,
+            };
             loop {
                 let next = tokio::select! {
                     e = live.recv() => Some(e),
@@ -247,7 +322,7 @@ impl QueryApi for QueryService {
                 };
                 match next {
                     Ok(e) => {
-                        if !q.matches(&e.event, &e.account, e.time) {
+                        if e.seq <= skip_to || !q.matches(&e.event, &e.account, e.time) {
                             continue;
                         }
                         let msg = pb::StoredEvent {

@@ -263,22 +263,114 @@ fn corrupt_gzip_is_a_decode_error() {
 #[test]
 fn bad_log_files() {
     let l = DecodeLimits::default();
-    let e = decode_bytes(b"{\"Records\":[{\"a\":1},", InputFormat::Auto, l);
-    // Truncated: not a complete document, judged as one (invalid) event.
-    let items = e.unwrap();
-    assert_eq!(items.len(), 1);
-    assert!(matches!(items[0].result, Err(EventError::NotJson { .. })));
+    // Truncated: the complete records come first, then the error, naming where it stopped.
+    let mut d = orgtrail_core::Decoder::new(&b"{\"Records\":[{\"a\":1},"[..], InputFormat::Auto, l)
+        .unwrap();
+    let first = d.next().unwrap().unwrap();
+    assert_eq!(first.position, Position::Record(1));
+    assert_eq!(
+        first.result.unwrap_err(),
+        EventError::MissingField("eventID")
+    );
+    let e = d.next().unwrap().unwrap_err();
+    assert!(matches!(e, DecodeError::Syntax { offset: 20, .. }), "{e}");
+    assert!(e.to_string().contains("unexpected end of input"), "{e}");
+    assert!(d.next().is_none());
     let e = decode_bytes(b"{\"Records\":[{\"a\":1},", InputFormat::LogFile, l).unwrap_err();
-    assert!(matches!(e, DecodeError::NotJson(_)), "{e}");
+    assert!(matches!(e, DecodeError::Syntax { .. }), "{e}");
     let e = decode_bytes(b"{\"Records\":{}}", InputFormat::Auto, l).unwrap_err();
     assert!(matches!(e, DecodeError::RecordsNotArray), "{e}");
     let e = decode_bytes(GOOD.as_bytes(), InputFormat::LogFile, l).unwrap_err();
     assert!(matches!(e, DecodeError::NotALogFile), "{e}");
-    let mut bad = format!("{{\"Records\":[{GOOD}]}}").into_bytes();
-    let at = bad.len() - 5;
+    let e = decode_bytes(b"{\"Records\":[],\"Records\":[]}", InputFormat::LogFile, l).unwrap_err();
+    assert!(matches!(e, DecodeError::DuplicateRecords), "{e}");
+    let e = decode_bytes(b"{\"Records\":[{]}", InputFormat::LogFile, l).unwrap_err();
+    assert!(matches!(e, DecodeError::Syntax { offset: 13, .. }), "{e}");
+    let e = decode_bytes(b"{\"Records\":[]} x", InputFormat::LogFile, l).unwrap_err();
+    assert!(matches!(e, DecodeError::Syntax { offset: 15, .. }), "{e}");
+    let e = decode_bytes(b"{\"Records\":[{},]}", InputFormat::LogFile, l).unwrap_err();
+    assert!(matches!(e, DecodeError::Syntax { .. }), "{e}");
+    let deep = format!("{{\"Records\":[{}", "[".repeat(5000));
+    let e = decode_bytes(deep.as_bytes(), InputFormat::LogFile, l).unwrap_err();
+    assert!(matches!(e, DecodeError::TooDeep { .. }), "{e}");
+    // Invalid UTF-8 inside one record rejects that record, not the file.
+    let mut bad = format!("{{\"Records\":[{GOOD},{}]}}", GOOD.replace("e-1", "e-2")).into_bytes();
+    let at = "{\"Records\":[".len() + GOOD.len() - 5;
     bad[at] = 0xfe;
-    let e = decode_bytes(&bad, InputFormat::LogFile, l).unwrap_err();
-    assert!(matches!(e, DecodeError::InvalidUtf8 { .. }), "{e}");
+    let items = decode_bytes(&bad, InputFormat::LogFile, l).unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(matches!(
+        items[0].result,
+        Err(EventError::InvalidUtf8 { .. })
+    ));
+    assert_eq!(items[1].result.as_ref().unwrap().fields().event_id, "e-2");
+}
+
+#[test]
+fn log_files_keep_each_record_exact_whatever_the_layout() {
+    let l = DecodeLimits::default();
+    let two = GOOD.replace("e-1", "e-2");
+    // Other keys before and after, escapes, pretty-printing, a key spelled with an escape.
+    for file in [
+        format!("{{\"Records\":[{GOOD},{two}]}}"),
+        format!(
+            "\n\n  {{ \"x\": {{\"Records\": [1, \"]\\\"\"]}},\n \"Records\" :\n [\n  {GOOD} ,\n  {two}\n ] , \"y\":[] }}\n"
+        ),
+        format!("{{\"R\\u0065cords\":[{GOOD},{two}]}}"),
+    ] {
+        for format in [InputFormat::Auto, InputFormat::LogFile] {
+            let items = decode_bytes(file.as_bytes(), format, l).unwrap();
+            let got: Vec<&[u8]> = items
+                .iter()
+                .map(|i| i.result.as_ref().unwrap().bytes())
+                .collect();
+            assert_eq!(got, vec![GOOD.as_bytes(), two.as_bytes()], "{file}");
+        }
+    }
+    // Read a byte at a time: the window refills anywhere, inside strings and escapes too.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            out[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+    let esc = with("requestParameters", r#"{"p":"a\"]}\\","q":"[{"}"#);
+    let file = format!("{{\"Records\":[{esc},{two}]}}");
+    let items: Vec<_> = orgtrail_core::Decoder::new(Trickle(file.as_bytes()), InputFormat::Auto, l)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(items[0].result.as_ref().unwrap().bytes(), esc.as_bytes());
+    assert_eq!(items[1].result.as_ref().unwrap().bytes(), two.as_bytes());
+}
+
+#[test]
+fn a_record_over_the_limit_is_counted_not_held_and_the_rest_decode() {
+    let huge = with(
+        "requestParameters",
+        &format!("{{\"p\":\"{}\"}}", "y".repeat(3 << 20)),
+    );
+    let file = format!("{{\"Records\":[{huge},{GOOD}]}}");
+    let items = decode_bytes(
+        &gzip(file.as_bytes()),
+        InputFormat::Auto,
+        DecodeLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[0].result.as_ref().unwrap_err(),
+        &EventError::TooLarge {
+            size: huge.len(),
+            limit: MAX_EVENT_BYTES
+        }
+    );
+    assert!(items[1].result.is_ok());
 }
 
 #[test]
@@ -370,5 +462,62 @@ fn event_version_1_0_records_predate_event_id_and_get_a_derived_one() {
     assert_eq!(
         reject(without("eventID").as_bytes()),
         EventError::MissingField("eventID")
+    );
+}
+
+#[test]
+fn a_damaged_gzip_file_yields_no_event_when_verified_first() {
+    // Many records, then damage near the end: deflate yields the records before it, and only
+    // the CRC at the end tells. The verified decoder refuses the file before any event.
+    let records: Vec<String> = (0..2000)
+        .map(|i| GOOD.replace("e-1", &format!("e-{i}")))
+        .collect();
+    let file = format!("{{\"Records\":[{}]}}", records.join(","));
+    let mut gz = gzip(file.as_bytes());
+    let n = gz.len();
+    gz[n - 12] ^= 0x01;
+    let l = DecodeLimits::default();
+    let streamed = orgtrail_core::Decoder::new(&gz[..], InputFormat::Auto, l)
+        .unwrap()
+        .take_while(Result::is_ok)
+        .count();
+    assert!(streamed > 0, "the damage should come after some records");
+    let e = orgtrail_core::Decoder::new_verified(std::io::Cursor::new(&gz), InputFormat::Auto, l)
+        .unwrap_err();
+    assert!(matches!(e, DecodeError::Gzip(_)), "{e}");
+    // An intact file decodes the same either way, and a plain one is read once.
+    let gz = gzip(file.as_bytes());
+    let verified: Vec<_> =
+        orgtrail_core::Decoder::new_verified(std::io::Cursor::new(&gz), InputFormat::Auto, l)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(verified.len(), 2000);
+    let plain: Vec<_> = orgtrail_core::Decoder::new_verified(
+        std::io::Cursor::new(file.as_bytes()),
+        InputFormat::Auto,
+        l,
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
+    assert_eq!(plain.len(), 2000);
+    // A bomb is refused by the verifying pass, before any event.
+    let mut doc = b"{\"Records\":[".to_vec();
+    doc.extend(std::iter::repeat_n(b' ', 16 << 20));
+    doc.extend_from_slice(b"]}");
+    let limits = DecodeLimits {
+        max_document_bytes: 1 << 20,
+        ..l
+    };
+    let e = orgtrail_core::Decoder::new_verified(
+        std::io::Cursor::new(gzip(&doc)),
+        InputFormat::Auto,
+        limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DecodeError::TooLarge { limit } if limit == 1 << 20),
+        "{e}"
     );
 }

@@ -275,7 +275,8 @@ impl Keyring {
         })
     }
 
-    fn to_file(&self) -> Zeroizing<String> {
+    /// The keyring file's text. A serialisation failure is an error, never an empty file.
+    fn to_file(&self, path: &Path) -> Result<Zeroizing<String>, CryptoError> {
         let file = KeyringFile {
             format: FORMAT.to_owned(),
             current: self.current,
@@ -289,26 +290,57 @@ impl Keyring {
                 })
                 .collect(),
         };
-        // Serializing this struct cannot fail (strings and integers only).
-        Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default() + "\n")
-    }
-
-    /// Writes a new keyring file (mode 0600), refusing to overwrite an existing one.
-    pub fn save_new(&self, path: &Path) -> Result<(), CryptoError> {
-        write_secret_file(path, self.to_file().as_bytes(), true)
-    }
-
-    /// Atomically replaces the keyring file (write to a temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<(), CryptoError> {
-        let tmp = path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        write_secret_file(&tmp, self.to_file().as_bytes(), true)?;
-        std::fs::rename(&tmp, path).map_err(|source| CryptoError::Write {
+        let text = serde_json::to_string_pretty(&file).map_err(|e| CryptoError::Write {
             path: path.to_owned(),
-            source,
+            source: std::io::Error::other(format!("cannot serialise the keyring: {e}")),
         })?;
-        sync_parent(path);
-        Ok(())
+        Ok(Zeroizing::new(text + "\n"))
+    }
+
+    /// Writes a new keyring file (mode 0600), refusing to overwrite an existing one. The file
+    /// appears whole or not at all: written to a temporary file, fsynced, linked into place
+    /// (which fails if the name exists), and the directory fsynced.
+    pub fn save_new(&self, path: &Path) -> Result<(), CryptoError> {
+        let text = self.to_file(path)?;
+        let tmp = temp_path(path);
+        let _ = std::fs::remove_file(&tmp);
+        write_secret_file(&tmp, text.as_bytes(), true)?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        linked.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                CryptoError::Exists {
+                    path: path.to_owned(),
+                }
+            } else {
+                CryptoError::Write {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        sync_parent(path)
+    }
+
+    /// Atomically replaces the keyring file: the new text is written to a temporary file and
+    /// fsynced, renamed over the old one, and the directory fsynced. A failure at any step
+    /// leaves the old file as it was (and no temporary file behind).
+    pub fn save(&self, path: &Path) -> Result<(), CryptoError> {
+        let text = self.to_file(path)?;
+        let tmp = temp_path(path);
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = write_secret_file(&tmp, text.as_bytes(), true) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Err(source) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CryptoError::Write {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        sync_parent(path)
     }
 
     fn key(&self, version: u32) -> Result<&DataKey, CryptoError> {
@@ -362,17 +394,26 @@ pub fn write_secret_file(path: &Path, bytes: &[u8], exclusive: bool) -> Result<(
     Ok(())
 }
 
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent() {
-        let dir: PathBuf = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir.to_owned()
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+/// A temporary name beside `path`, unique to this process.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Fsyncs the directory holding `path`, so that a rename or link into it is durable.
+fn sync_parent(path: &Path) -> Result<(), CryptoError> {
+    let dir: PathBuf = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let err = |source| CryptoError::Write {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
 }
 
 /// The built-in [`KeyProvider`]: master keys from a local [`Keyring`].
@@ -514,6 +555,54 @@ mod tests {
         );
         let e = Keyring::load(&dir.path().join("nope.json")).unwrap_err();
         assert!(e.to_string().starts_with("cannot read keyring"), "{e}");
+    }
+
+    #[test]
+    fn saving_replaces_the_file_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        let mut ring = Keyring::generate("2026-01-01T00:00:00Z").unwrap();
+        ring.save_new(&path).unwrap();
+        // save_new never overwrites, and leaves no temporary file behind.
+        assert!(matches!(
+            ring.save_new(&path),
+            Err(CryptoError::Exists { .. })
+        ));
+        let names = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(dir.path()), vec!["keyring.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let before = std::fs::read(&path).unwrap();
+
+        // A write that fails (here: the temporary name is taken by a directory) leaves the
+        // old file exactly as it was, loadable.
+        let v2 = ring.rotate("2026-02-01T00:00:00Z").unwrap();
+        std::fs::create_dir(temp_path(&path)).unwrap();
+        assert!(matches!(
+            ring.save(&path),
+            Err(CryptoError::Write { .. } | CryptoError::Exists { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(Keyring::load(&path).unwrap().current(), 1);
+        std::fs::remove_dir(temp_path(&path)).unwrap();
+
+        // A save that succeeds replaces it whole: never an empty or partial file.
+        ring.save(&path).unwrap();
+        let after = Keyring::load(&path).unwrap();
+        assert_eq!(after.current(), v2);
+        assert_eq!(after.versions(), vec![1, v2]);
+        assert_eq!(names(dir.path()), vec!["keyring.json"]);
     }
 
     #[test]

@@ -338,7 +338,7 @@ fn encode_segment(account: &AccountId, day: i64, created: i64, wrapped: &Wrapped
     v
 }
 
-fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreError> {
+pub(crate) fn decode_segment(v: &[u8]) -> Result<(AccountId, i64, i64, WrappedKey), StoreError> {
     let mut r = Reader::new(v, "segment");
     if r.u8()? != 1 {
         return Err(StoreError::Corrupt("unknown segment version".into()));
@@ -934,7 +934,21 @@ impl Ledger {
         by: &[crate::query::Group],
         max_groups: usize,
     ) -> Result<crate::query::Counts, StoreError> {
-        let hits = self.select(q, None, usize::MAX)?;
+        self.count_at_most(q, by, max_groups, usize::MAX)
+    }
+
+    /// Like [`Ledger::count`], decrypting at most `max_events` matching events, the newest:
+    /// past that the counts cover only those, and `limit_hit` says so.
+    pub fn count_at_most(
+        &self,
+        q: &Query,
+        by: &[crate::query::Group],
+        max_groups: usize,
+        max_events: usize,
+    ) -> Result<crate::query::Counts, StoreError> {
+        let mut hits = self.select(q, None, max_events.saturating_add(1))?;
+        let limit_hit = hits.len() > max_events;
+        hits.truncate(max_events);
         let mut c = crate::query::Counter::default();
         for &(_, seq) in &hits {
             let e = self.read(seq)?;
@@ -943,7 +957,9 @@ impl Ledger {
             })?;
             c.add(by, &ev, &e.account);
         }
-        Ok(c.finish(max_groups))
+        let mut counts = c.finish(max_groups);
+        counts.limit_hit = limit_hit;
+        Ok(counts)
     }
 
     /// The (time, seq) of up to `limit` events matching `q`, newest first, after `after`.
@@ -1403,7 +1419,7 @@ fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
     b.blind(b"dedup", &v)
 }
 
-fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
+pub(crate) fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> {
     let mut r = Reader::new(v, "index chunk");
     if r.u8()? != 1 {
         return Err(StoreError::Corrupt("unknown index chunk version".into()));

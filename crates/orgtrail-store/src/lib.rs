@@ -38,6 +38,8 @@
 
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod ledger;
 mod memory;

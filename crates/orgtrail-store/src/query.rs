@@ -234,6 +234,8 @@ pub struct Counts {
     pub groups: Vec<(Vec<String>, u64)>,
     /// Every matching event, also those in groups beyond the cap.
     pub total: u64,
+    /// The scan stopped at its limit of events: the counts cover only the newest matches.
+    pub limit_hit: bool,
 }
 
 /// Accumulates [`Counts`].
@@ -257,6 +259,7 @@ impl Counter {
         Counts {
             groups,
             total: self.total,
+            limit_hit: false,
         }
     }
 }

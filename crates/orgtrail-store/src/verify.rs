@@ -45,6 +45,9 @@ pub struct VerifyReport {
     pub not_checked: Vec<&'static str>,
     /// Everything wrong, precisely; empty when the store verified.
     pub problems: Vec<String>,
+    /// Why the store could not be opened at all (missing, or in use by a running collector):
+    /// then nothing was checked, and `checked` lists nothing.
+    pub not_opened: Option<String>,
 }
 
 const MAX_PROBLEMS: usize = 200;
@@ -56,6 +59,14 @@ impl VerifyReport {
         } else if self.problems.len() == MAX_PROBLEMS {
             self.problems.push("... more problems not listed".into());
         }
+    }
+
+    /// The store could not be opened: nothing was checked.
+    fn refuse(&mut self, why: String) {
+        self.checked.clear();
+        self.not_checked.clear();
+        self.not_opened = Some(why.clone());
+        self.problem(why);
     }
 
     /// True when nothing is wrong.
@@ -160,7 +171,7 @@ pub fn verify_full(
     let ledger = match catch(|| Ledger::open(dir, provider, cfg)) {
         Ok(l) => l,
         Err(e) => {
-            report.problem(format!("store cannot be opened: {e}"));
+            report.refuse(format!("store cannot be opened: {e}"));
             return report;
         }
     };
@@ -313,14 +324,20 @@ pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) 
         ..VerifyReport::default()
     };
     if !dir.join("conf").exists() {
-        report.problem(format!(
+        report.refuse(format!(
             "store cannot be opened: there is no orgtrail store at {}",
             dir.display()
         ));
         return report;
     }
+    let db = match catch(|| crate::ledger::open_sled(dir, 64 << 20)) {
+        Ok(db) => db,
+        Err(e) => {
+            report.refuse(format!("store cannot be opened: {e}"));
+            return report;
+        }
+    };
     let r = catch(|| {
-        let db = crate::ledger::open_sled(dir, 64 << 20)?;
         let tree = db.open_tree("ledger")?;
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),

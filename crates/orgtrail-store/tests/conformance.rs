@@ -386,12 +386,34 @@ fn accounts_and_counts(store: &dyn EventStore) {
     assert_eq!(errs.total, 900);
     assert_eq!(errs.groups.len(), 2);
     assert_eq!(errs.groups[0].0, vec!["-".to_string()]);
+    assert!(!errs.limit_hit);
 }
 
 #[test]
 fn sled_accounts_and_counts() {
     let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    accounts_and_counts(&sled_store(k.path(), d.path()));
+    let store = sled_store(k.path(), d.path());
+    accounts_and_counts(&store);
+    // A capped scan decrypts at most its limit, counts the newest, and says it stopped.
+    let capped = store
+        .count_at_most(
+            &Query::default(),
+            &[orgtrail_store::Group::ErrorCode],
+            2,
+            100,
+        )
+        .unwrap();
+    assert_eq!(capped.total, 100);
+    assert!(capped.limit_hit);
+    let exact = store
+        .count_at_most(
+            &Query::default(),
+            &[orgtrail_store::Group::ErrorCode],
+            2,
+            900,
+        )
+        .unwrap();
+    assert_eq!((exact.total, exact.limit_hit), (900, false));
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shi
         max_document_bytes: MAX_DECOMPRESSED_BYTES,
         ..DecodeLimits::default()
     };
-    let decoder = match Decoder::new(file, InputFormat::LogFile, limits) {
+    let decoder = match Decoder::new_verified(file, InputFormat::LogFile, limits) {
         Ok(d) => d,
         Err(e) => {
             if recently_changed(ctx, path) {

@@ -89,45 +89,43 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn put(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
-    let req: Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                format!(
-                    "the body is not a PutAuditEvents request ({{\"auditEvents\":[...]}}): {e}"
-                ),
-            );
-        }
-    };
+/// A `PutAuditEvents` body, checked: the events to spool, and the per-event answers.
+#[derive(Debug, Default)]
+pub struct ParsedBody {
+    /// The valid events, in request order.
+    pub accepted: Vec<CloudTrailEvent>,
+    /// `{"id","eventID"}` for each accepted event.
+    pub successful: Vec<serde_json::Value>,
+    /// `{"id","errorCode","errorMessage"}` for each refused event.
+    pub failed: Vec<serde_json::Value>,
+}
+
+/// Parses and checks a `PutAuditEvents` body (no I/O). `Err` is the message of an
+/// `InvalidRequest` answer: the body as a whole is not a request of 1 to [`MAX_EVENTS`] events.
+pub fn parse_body(body: &[u8]) -> Result<ParsedBody, String> {
+    let req: Request = serde_json::from_slice(body).map_err(|e| {
+        format!("the body is not a PutAuditEvents request ({{\"auditEvents\":[...]}}): {e}")
+    })?;
     if req.audit_events.is_empty() || req.audit_events.len() > MAX_EVENTS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequest",
-            format!(
-                "a request holds 1 to {MAX_EVENTS} auditEvents, this one {}",
-                req.audit_events.len()
-            ),
-        );
+        return Err(format!(
+            "a request holds 1 to {MAX_EVENTS} auditEvents, this one {}",
+            req.audit_events.len()
+        ));
     }
-    let mut successful = Vec::new();
-    let mut failed = Vec::new();
+    let mut out = ParsedBody::default();
     let mut ids = std::collections::HashSet::new();
-    let mut accepted = Vec::new();
     for ev in &req.audit_events {
         let fail =
             |code: &str, msg: String| json!({"id": ev.id, "errorCode": code, "errorMessage": msg});
         if !valid_id(&ev.id) {
-            failed.push(fail(
+            out.failed.push(fail(
                 "InvalidId",
                 "id must be 1 to 128 characters of letters, digits, - and _".into(),
             ));
             continue;
         }
         if !ids.insert(ev.id.clone()) {
-            failed.push(fail(
+            out.failed.push(fail(
                 "DuplicatedAuditEventId",
                 "the id appears twice in this request".into(),
             ));
@@ -137,7 +135,7 @@ async fn put(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
             let want = base64::engine::general_purpose::STANDARD
                 .encode(sha2::Sha256::digest(ev.event_data.as_bytes()));
             if *sum != want {
-                failed.push(fail(
+                out.failed.push(fail(
                     "InvalidChecksum",
                     "eventDataChecksum is not the base64 SHA-256 of eventData".into(),
                 ));
@@ -147,18 +145,31 @@ async fn put(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
         let (bytes, event_id) = match event_bytes(ev) {
             Ok(x) => x,
             Err((code, msg)) => {
-                failed.push(fail(code, msg));
+                out.failed.push(fail(code, msg));
                 continue;
             }
         };
         match CloudTrailEvent::parse(bytes) {
             Ok(e) => {
-                accepted.push(e);
-                successful.push(json!({"id": ev.id, "eventID": event_id}));
+                out.accepted.push(e);
+                out.successful
+                    .push(json!({"id": ev.id, "eventID": event_id}));
             }
-            Err(e) => failed.push(fail("InvalidEventData", e.to_string())),
+            Err(e) => out.failed.push(fail("InvalidEventData", e.to_string())),
         }
     }
+    Ok(out)
+}
+
+async fn put(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
+    let ParsedBody {
+        accepted,
+        successful,
+        failed,
+    } = match parse_body(&body) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", message),
+    };
     // Hand the events over and answer only once they are durable.
     let ctx2 = ctx.clone();
     let durable = tokio::task::spawn_blocking(move || {

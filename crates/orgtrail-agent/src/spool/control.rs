@@ -67,7 +67,7 @@ pub fn try_lock(dir: &Path) -> Result<Option<File>, SpoolError> {
     match f.try_lock() {
         Ok(()) => Ok(Some(f)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(SpoolError::Io { path, source: e }),
+        Err(std::fs::TryLockError::Error(e)) => Err(SpoolError::Io { path, cause: e }),
     }
 }
 
@@ -150,7 +150,7 @@ pub fn take_answer(dir: &Path, id: &str) -> Result<Option<Outcome>, SpoolError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SpoolError::Io {
             path: done,
-            source: e,
+            cause: e,
         }),
     }
 }

@@ -66,7 +66,7 @@ fn encode(d: &DeadLetter) -> Vec<u8> {
     v
 }
 
-fn decode(seq: u64, p: &[u8]) -> Option<DeadLetter> {
+pub(crate) fn decode(seq: u64, p: &[u8]) -> Option<DeadLetter> {
     let time_ms = i64::from_be_bytes(p.get(..8)?.try_into().ok()?);
     let rl = usize::from(u16::from_be_bytes(p.get(8..10)?.try_into().ok()?));
     let reason = String::from_utf8_lossy(p.get(10..10 + rl)?).into_owned();

@@ -533,3 +533,110 @@ async fn the_spool_thread_serves_async_and_blocking_callers() {
     assert_eq!((outcome.purged, outcome.left), (1, 0));
     drop(h);
 }
+
+/// A tmpfs of `size` at `dir`, unmounted when dropped (the tests run as root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs (the tests run as root)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_write_that_hits_a_full_disk_leaves_no_half_record_and_is_retried_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let _fs = Tmpfs::mount(dir.path(), "6m");
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 2 << 20]).unwrap();
+    let mut s = Spool::open(SpoolOptions::new(&dir.path().join("spool"))).unwrap();
+    let big: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 64 << 10]).collect();
+    let mut written = Vec::new();
+    let err = loop {
+        let mut b = AppendBatch {
+            events: big.clone(),
+            ..AppendBatch::default()
+        };
+        match s.append_batch(&mut b, 1000, 8 << 20) {
+            Ok(c) => written.extend(c),
+            Err(e) => break e,
+        }
+        assert!(written.len() < 100, "the disk never filled");
+    };
+    assert!(err.is_disk_full(), "{err}");
+    assert!(matches!(err, SpoolError::NoSpace { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("spool disk full: cannot write "),
+        "{err}"
+    );
+    assert!(!written.is_empty());
+    // Space returns: the same append goes through, and everything confirmed is intact.
+    std::fs::remove_file(&filler).unwrap();
+    let mut b = AppendBatch {
+        events: big.clone(),
+        ..AppendBatch::default()
+    };
+    written.extend(s.append_batch(&mut b, 1000, 8 << 20).unwrap());
+    for (first, _) in &written {
+        let c = s.chunk_from(*first).unwrap().unwrap();
+        assert_eq!(c.first_seq, *first);
+        assert_eq!(c.events, big);
+        s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+    }
+    assert!(s.is_empty());
+    s.flush().unwrap();
+    drop(s);
+    let s = Spool::open(SpoolOptions::new(&dir.path().join("spool"))).unwrap();
+    assert!(s.is_empty());
+    assert!(segments(&dir.path().join("spool")).is_empty());
+}
+
+/// Found by the `spool_record` fuzz target: a chunk's event count sized the decoder's
+/// buffer before any event was read, so a record claiming 1.3 billion events (here the
+/// bytes `OTS1`) aborted the process on a 42 GB allocation.
+#[test]
+fn a_chunk_count_larger_than_its_payload_is_corrupt_not_an_abort() {
+    let payload = bytes::Bytes::from_static(b"\0\0\0\x02e1");
+    let err = decode_events(&payload, u32::from_be_bytes(*b"OTS1")).unwrap_err();
+    assert!(matches!(err, SpoolError::Corrupt(_)), "{err}");
+    assert_eq!(decode_events(&payload, 1).unwrap(), vec![&b"e1"[..]]);
+}
+
+/// A checksummed sealed chunk whose count was altered does not open: the count is bound to
+/// the record, so the spool refuses to start, naming the file, instead of shipping it.
+#[test]
+fn a_checksummed_chunk_whose_count_was_altered_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Spool::open_dir(dir.path()).unwrap();
+        s.append(&[b"e1".to_vec()], &[], 10, 1 << 20).unwrap();
+    }
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    let len = u32::from_be_bytes(b[20..24].try_into().unwrap()) as usize;
+    b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[4..24]);
+    h.update(&b[HEADER..HEADER + len]);
+    b[24..28].copy_from_slice(&h.finalize().to_be_bytes());
+    std::fs::write(&seg, &b).unwrap();
+    let err = Spool::open_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, SpoolError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains("or the file was altered"), "{err}");
+}

@@ -150,7 +150,7 @@ impl SpoolHandle {
             .spawn(move || serve(opts, rx, opened_tx, sh))
             .map_err(|e| SpoolError::Io {
                 path: dir.clone(),
-                source: e,
+                cause: e,
             })?;
         opened_rx.await.map_err(|_| SpoolError::Stopped)??;
         // The tick: a weak sender, so it never keeps the spool open.
@@ -168,7 +168,7 @@ impl SpoolHandle {
             })
             .map_err(|e| SpoolError::Io {
                 path: dir,
-                source: e,
+                cause: e,
             })?;
         Ok(SpoolHandle { tx, shared })
     }

@@ -104,18 +104,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             cfg,
             metrics.clone(),
             args.exit_when_drained,
-            |name, addr| {
-                println!("orgtrail agent: {name} listening on {addr}");
-                let _ = std::io::stdout().flush();
-            },
+            |name, addr| say(&format!("orgtrail agent: {name} listening on {addr}")),
             stop,
         )
         .await
     });
     // One line, however the run ended.
     let summary = metrics.totals();
-    // Nobody reading standard output (a closed pipe) is no reason to fail the run.
-    let _ = writeln!(std::io::stdout(), "orgtrail agent: {summary}");
+    say(&format!("orgtrail agent: {summary}"));
     result?;
     if args.exit_when_drained && summary.dead_lettered > 0 {
         eprintln!(
@@ -126,6 +122,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on standard output, flushed; a reader that went away (`| head`) is not an error
+/// for a running agent, which goes on (the same lines are in its log).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn dead_letters(d: DeadArgs) -> anyhow::Result<ExitCode> {
@@ -172,7 +175,12 @@ fn dead_letters(d: DeadArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(dir: &Path, key: &Path, output: Output) -> anyhow::Result<ExitCode> {
-    let dead = orgtrail_agent::spool::read_dead_letters(dir, key)?;
+    let dead = orgtrail_agent::spool::read_dead_letters(dir, key).with_context(|| {
+        format!(
+            "reading the dead letters of {} (give --config or --spool-key when the agent's spool_key_file is elsewhere)",
+            dir.display()
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     let mut write = || -> std::io::Result<()> {
         for d in &dead {

@@ -358,6 +358,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
     let counts = orgtrail_store::Counts {
         groups: stats.groups.into_iter().map(|g| (g.key, g.count)).collect(),
         total: stats.total,
+        limit_hit: stats.limit_hit,
     };
     let mut out = Vec::new();
     crate::cmd::stats::print_counts(&mut out, &[Group::Account, Group::EventName], &counts)?;

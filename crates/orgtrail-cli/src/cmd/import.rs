@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orgtrail_core::{AccountId, CloudTrailEvent, DecodeLimits, Decoder, InputFormat};
+use orgtrail_core::{AccountId, CloudTrailEvent, DecodeLimits, InputFormat};
 
 use crate::cmd::ingest::ingest;
 
@@ -57,17 +57,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let totals = ingest(&ledger, &on_ack, |push| {
         for path in &args.files {
             let name = path.display().to_string();
-            let reader = match crate::cmd::open_input(path) {
-                Ok(r) => r,
-                Err(e) => {
+            let decoder = match crate::cmd::open_decoder(path, args.format, DecodeLimits::default())
+            {
+                Ok(d) => d,
+                Err(crate::cmd::OpenError::Open(e)) => {
                     rejected += 1;
                     writeln!(out, "{name}: cannot open: {e}")?;
                     continue;
                 }
-            };
-            let decoder = match Decoder::new(reader, args.format, DecodeLimits::default()) {
-                Ok(d) => d,
-                Err(e) => {
+                Err(crate::cmd::OpenError::Decode(e)) => {
                     rejected += 1;
                     writeln!(out, "{name}: {e}")?;
                     continue;

@@ -188,6 +188,12 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         (None, Some(pk)) => verify_public(&args.data_dir, &VerifyingKey::load(pk)?, &saved),
         (None, None) => bail!("give --keys DIR or --public-key FILE"),
     };
+    // A store that cannot be opened (in use by a running collector, missing) is refused
+    // before anything is claimed as checked.
+    if let Some(why) = &report.not_opened {
+        eprintln!("orgtrail: verify: {why}; nothing was checked");
+        return Ok(ExitCode::from(1));
+    }
     for c in &report.checked {
         println!("checked: {c}");
     }

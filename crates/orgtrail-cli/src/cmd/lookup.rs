@@ -134,6 +134,11 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.follow && !args.target.is_remote() {
+        anyhow::bail!(
+            "--follow watches a running collector: give --collector URL --cert F --key F --ca F (a store on disk is not followed)"
+        );
+    }
     if args.target.is_remote() {
         return crate::cmd::remote::runtime()?.block_on(remote(args));
     }
@@ -164,26 +169,7 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
     let filters = crate::cmd::remote::filters(&q);
     let stdout = io::stdout();
     if args.follow {
-        let mut stream = c
-            .client
-            .follow(pb::FollowRequest { filters })
-            .await
-            .map_err(|s| c.explain(s))?
-            .into_inner();
-        eprintln!("following events as {} stores them (Ctrl-C to stop)", c.url);
-        loop {
-            let msg = match stream.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(s) => return Err(c.explain(s)),
-            };
-            let e = crate::cmd::remote::from_pb(msg)?;
-            let mut out = stdout.lock();
-            print_one(&mut out, &e, &args.output)?;
-            out.flush()?;
-        }
-        eprintln!("the collector ended the stream");
-        return Ok(ExitCode::SUCCESS);
+        return follow(&args, c, filters).await;
     }
     let mut events = Vec::new();
     // One event by account and eventID: asked directly.
@@ -242,6 +228,112 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
     print_events(&mut out, &events, &args.output)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reconnection attempts in a row before a follow gives up.
+const FOLLOW_RETRIES: u32 = 10;
+
+/// Follows until interrupted. When the collector goes away (it stopped, restarted, the
+/// network broke), reconnects with backoff and resumes after the last position seen: the
+/// collector replays what was stored meanwhile, so nothing is missed or shown twice. Gives up
+/// with status 1 after [`FOLLOW_RETRIES`] failed attempts in a row.
+async fn follow(
+    args: &Args,
+    mut c: crate::cmd::remote::Client,
+    filters: Vec<orgtrail_proto::v1::Filter>,
+) -> anyhow::Result<ExitCode> {
+    use orgtrail_proto::v1 as pb;
+    let stdout = io::stdout();
+    // The store's position this follower has seen up to (None before the first answer).
+    let mut position: Option<u64> = None;
+    let mut failures = 0u32;
+    let mut backoff = std::time::Duration::from_millis(200);
+    let mut announced = false;
+    loop {
+        let why = match c
+            .client
+            .follow(pb::FollowRequest {
+                filters: filters.clone(),
+                after_seq: position,
+            })
+            .await
+        {
+            // Refusals (permissions, bad filters, too far behind) are final.
+            Err(s) if !retryable(&s) => return Err(c.explain(s)),
+            Err(s) => c.explain(s).to_string(),
+            Ok(r) => {
+                let mut stream = r.into_inner();
+                if !announced {
+                    eprintln!("following events as {} stores them (Ctrl-C to stop)", c.url);
+                    announced = true;
+                } else {
+                    eprintln!(
+                        "reconnected to {}; resuming after seq {}",
+                        c.url,
+                        position.unwrap_or(0)
+                    );
+                }
+                loop {
+                    let msg = match stream.message().await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => {
+                            break "the collector ended the stream (it stopped or restarted)"
+                                .to_string();
+                        }
+                        Err(s) if !retryable(&s) => return Err(c.explain(s)),
+                        Err(s) => break c.explain(s).to_string(),
+                    };
+                    failures = 0;
+                    backoff = std::time::Duration::from_millis(200);
+                    let seen = position.unwrap_or(0);
+                    if msg.event.is_empty() {
+                        // Position marker: where the store is as this stream starts.
+                        position = Some(seen.max(msg.seq));
+                        continue;
+                    }
+                    // The collector replays only what is after `position` and skips live
+                    // events up to its head: nothing arrives twice. (Live events of batches
+                    // stored concurrently may arrive slightly out of seq order; a stream cut
+                    // exactly between them can skip the earlier ones.)
+                    position = Some(seen.max(msg.seq));
+                    let e = crate::cmd::remote::from_pb(msg)?;
+                    let mut out = stdout.lock();
+                    print_one(&mut out, &e, &args.output)?;
+                    out.flush()?;
+                }
+            }
+        };
+        failures += 1;
+        if failures > FOLLOW_RETRIES {
+            eprintln!(
+                "orgtrail: error: lost {} ({why}) and could not reconnect after {FOLLOW_RETRIES} attempts; events stored from seq {} on were not shown",
+                c.url,
+                position.unwrap_or(0) + 1
+            );
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!(
+            "lost {} ({why}); reconnecting in {} ms (attempt {failures} of {FOLLOW_RETRIES})",
+            c.url,
+            backoff.as_millis()
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        if let Ok(fresh) = args.target.remote.connect().await {
+            c = fresh;
+        }
+    }
+}
+
+/// Whether a follow that failed with `s` may succeed if tried again.
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+    )
 }
 
 /// Prints one event as it arrives (follow mode): jsonl/json print its bytes, table a row.

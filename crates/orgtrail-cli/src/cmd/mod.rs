@@ -31,10 +31,98 @@ pub(crate) fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
+/// A decoder over an input file, or standard input for `-`. A regular gzip file's CRC and
+/// size are checked before any event is read from it (see `Decoder::new_verified`); standard
+/// input, pipes and FIFOs cannot be read twice and are decoded in one pass.
+pub(crate) fn open_decoder(
+    path: &Path,
+    format: orgtrail_core::InputFormat,
+    limits: orgtrail_core::DecodeLimits,
+) -> Result<orgtrail_core::Decoder<'static>, OpenError> {
+    use orgtrail_core::Decoder;
+    if path.as_os_str() == "-" {
+        Decoder::new(io::stdin(), format, limits).map_err(OpenError::Decode)
+    } else {
+        let f = std::fs::File::open(path).map_err(OpenError::Open)?;
+        if f.metadata().is_ok_and(|m| m.is_file()) {
+            Decoder::new_verified(f, format, limits).map_err(OpenError::Decode)
+        } else {
+            // A FIFO or device (`<(zcat ...)`, /dev/stdin) is read once, like stdin.
+            Decoder::new(f, format, limits).map_err(OpenError::Decode)
+        }
+    }
+}
+
+/// Why [`open_decoder`] failed.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The file could not be opened.
+    Open(io::Error),
+    /// The input as a whole is unreadable (corrupt gzip, too large, ...).
+    Decode(orgtrail_core::DecodeError),
+}
+
 /// True for the error a write gets when the reader of our stdout went away (`| head`).
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// An error and its causes on one line, `outer: cause: root`, each said once. Many errors
+/// put their source's text in their own message *and* return it as `source()` (the usual
+/// `"cannot read {path}: {source}"` with `#[source]`); printing the chain naively said the
+/// root cause twice (`No such file or directory (os error 2): No such file or directory
+/// (os error 2)`). A cause whose text the line already holds is left out.
+pub(crate) fn describe_error(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Like a thiserror variant with `"...: {0}"` and `#[source]`.
+    #[derive(Debug)]
+    struct Repeats(io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read /x/y: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let e = anyhow::Error::new(Repeats(io::Error::from(io::ErrorKind::NotFound)))
+            .context("loading the configuration");
+        let text = describe_error(&e);
+        assert_eq!(text.matches("entity not found").count(), 1, "{text}");
+        assert!(
+            text.starts_with("loading the configuration: cannot read /x/y: "),
+            "{text}"
+        );
+        // Distinct causes are all kept.
+        let e = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(describe_error(&e), "top: middle: root");
+    }
 }

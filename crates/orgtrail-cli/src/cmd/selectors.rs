@@ -124,7 +124,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             Err(e) if crate::cmd::is_broken_pipe(&e) => return Ok(ExitCode::from(1)),
             Err(e) => {
                 tally.invalid += 1;
-                eprintln!("{name}: {e:#}");
+                eprintln!("{name}: {}", crate::cmd::describe_error(&e));
             }
         }
     }

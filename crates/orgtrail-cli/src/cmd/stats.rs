@@ -97,6 +97,7 @@ async fn remote(args: &Args) -> anyhow::Result<Counts> {
     Ok(Counts {
         groups: r.groups.into_iter().map(|g| (g.key, g.count)).collect(),
         total: r.total,
+        limit_hit: r.limit_hit,
     })
 }
 
@@ -144,6 +145,13 @@ pub(crate) fn print_counts(out: &mut impl Write, by: &[Group], c: &Counts) -> io
         )?;
     } else {
         writeln!(out, "({} events)", c.total)?;
+    }
+    if c.limit_hit {
+        writeln!(
+            out,
+            "(limit hit: more events match; these counts cover only the newest {}. Narrow the time range or filters.)",
+            c.total
+        )?;
     }
     Ok(())
 }

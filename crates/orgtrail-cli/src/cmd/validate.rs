@@ -1,6 +1,6 @@
 //! `orgtrail validate`: checks files of CloudTrail events without storing anything.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,29 +54,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut tally = Tally::default();
     for path in &args.files {
         let name = path.display().to_string();
-        let reader = match crate::cmd::open_input(path) {
-            Ok(r) => r,
-            Err(e) => {
+        let decoder = match crate::cmd::open_decoder(path, args.format, limits) {
+            Ok(d) => d,
+            Err(crate::cmd::OpenError::Open(e)) => {
                 tally.invalid += 1;
                 report(&mut out, args.quiet, &format!("{name}: cannot open: {e}"))?;
                 continue;
             }
+            Err(crate::cmd::OpenError::Decode(e)) => {
+                tally.invalid += 1;
+                report(&mut out, args.quiet, &format!("{name}: {e}"))?;
+                continue;
+            }
         };
-        let result = check(
-            reader,
-            &name,
-            args.format,
-            limits,
-            args.quiet,
-            &mut out,
-            &mut tally,
-        );
+        let result = check(decoder, &name, args.quiet, &mut out, &mut tally);
         match result {
             Ok(()) => {}
             Err(e) if crate::cmd::is_broken_pipe(&e) => return Ok(ExitCode::from(1)),
             Err(e) => {
                 tally.invalid += 1;
-                report(&mut out, args.quiet, &format!("{name}: {e:#}"))?;
+                report(
+                    &mut out,
+                    args.quiet,
+                    &format!("{name}: {}", crate::cmd::describe_error(&e)),
+                )?;
             }
         }
     }
@@ -100,15 +101,12 @@ fn report(out: &mut impl Write, quiet: bool, line: &str) -> anyhow::Result<()> {
 }
 
 fn check(
-    reader: Box<dyn Read + Send>,
+    decoder: Decoder<'_>,
     name: &str,
-    format: InputFormat,
-    limits: DecodeLimits,
     quiet: bool,
     out: &mut impl Write,
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
-    let decoder = Decoder::new(reader, format, limits)?;
     for item in decoder {
         let item = item.context("input stopped being readable")?;
         match item.result {

@@ -1,0 +1,1 @@
+›{"awsRegion":"us-east-1","eventCategory":"Management","eventID":"8cb05708-9764-4774-a048-59a4c8e1684d","eventName":"Authenticate","eventSource":"sso.amazonaws.com","eventTime":"2024-06-03 15:23:22.000000000","eventType":"AwsServiceEvent","eventVersion":"1.08","managementEvent":true}
