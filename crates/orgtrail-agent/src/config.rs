@@ -318,16 +318,17 @@ impl AgentConfig {
             }
             None => None,
         };
-        if cfg.tls.cert.is_file() {
-            match certificate_account(&cfg.tls.cert) {
-                Ok(a) => match configured {
-                    Some(c) if c != a => problems.push(format!(
-                        "account: {c} is not the account of the certificate {} ({a}): the collector would refuse every event; remove `account` (the certificate's is used) or use this account's certificate",
-                        cfg.tls.cert.display()
-                    )),
-                    _ => cfg.account = Some(a.to_string()),
-                },
-                Err(e) => problems.push(format!("tls.cert: {}: {e}", cfg.tls.cert.display())),
+        // A certificate that cannot be read or is not an agent's is reported when the agent
+        // starts (and refused by the collector); here only the account is compared.
+        if cfg.tls.cert.is_file()
+            && let Some(a) = certificate_account(&cfg.tls.cert)
+        {
+            match configured {
+                Some(c) if c != a => problems.push(format!(
+                    "account: {c} is not the account of the certificate {} ({a}): the collector would refuse every event; remove `account` (the certificate's is used) or use this account's certificate",
+                    cfg.tls.cert.display()
+                )),
+                _ => cfg.account = Some(a.to_string()),
             }
         }
         if !cfg.collector.starts_with("https://") {
@@ -374,19 +375,13 @@ impl AgentConfig {
     }
 }
 
-/// The account an agent certificate names. Anything but an agent certificate is refused: only
-/// agents may ingest.
-fn certificate_account(path: &Path) -> Result<AccountId, String> {
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let der = orgtrail_crypto::certs::pem_to_der(&pem).map_err(|e| e.to_string())?;
-    let id = orgtrail_crypto::certs::identity_from_der(&der).map_err(|e| e.to_string())?;
-    id.agent_account().ok_or_else(|| {
-        format!(
-            "certificate {} has role {}: only agent certificates may ingest",
-            id.name,
-            id.role.as_str()
-        )
-    })
+/// The account an agent certificate names; None when the file is not an agent certificate.
+fn certificate_account(path: &Path) -> Option<AccountId> {
+    let pem = std::fs::read_to_string(path).ok()?;
+    let der = orgtrail_crypto::certs::pem_to_der(&pem).ok()?;
+    orgtrail_crypto::certs::identity_from_der(&der)
+        .ok()?
+        .agent_account()
 }
 
 /// A number a configuration may hold: (name, value, least, most).
