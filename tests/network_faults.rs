@@ -11,7 +11,7 @@
 //! Recovery times with the settings these tests use (`[connection]` below; the README gives
 //! the defaults'): a cut or truncated connection is retried after the backoff, at most 200 ms
 //! here; a stalled connection is abandoned after 1.5 s (keepalive PING every 500 ms, unanswered
-//! for 1 s) or at the latest when a batch waits 3 s for its acknowledgement; a blackholed
+//! for 1 s) or at the latest after 10 s without an acknowledgement; a blackholed
 //! connection attempt gives up after 1 s; after a delivery the backoff starts over, so a
 //! 0.3 s blip after a long outage delays delivery by about 0.5 s, not by the outage's backoff.
 //! The assertions allow 10x or more on a loaded machine.
@@ -37,7 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Short detection times, so the suite runs in seconds.
-const FAST_DETECTION: &str = "[connection]\nconnect_timeout_ms = 1000\nkeepalive_interval_ms = 500\nkeepalive_timeout_ms = 1000\nack_timeout_ms = 3000\n";
+const FAST_DETECTION: &str = "[connection]\nconnect_timeout_ms = 1000\nkeepalive_interval_ms = 500\nkeepalive_timeout_ms = 1000\nack_timeout_ms = 10000\n";
 
 /// What the proxy does with a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +62,8 @@ struct Ctl {
     stall_below: AtomicU64,
     /// Connections with an id below this are reset.
     reset_below: AtomicU64,
-    /// Bytes forwarded from the collector to the agent (acknowledgements).
-    downstream: AtomicU64,
+    /// Bytes forwarded from the agent to the collector (batches).
+    upstream: AtomicU64,
     /// Faults injected: connections reset, truncated, blackholed or stalled.
     faults: AtomicU64,
     rng: Mutex<u64>,
@@ -99,7 +99,7 @@ impl Proxy {
             accepted: AtomicU64::new(0),
             stall_below: AtomicU64::new(0),
             reset_below: AtomicU64::new(0),
-            downstream: AtomicU64::new(0),
+            upstream: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             rng: Mutex::new(seed | 1),
         });
@@ -222,11 +222,11 @@ async fn relay(id: u64, mut a: TcpStream, upstream: u16, cut: Option<(u64, bool)
                     return;
                 }
                 up += n as u64;
+                c.upstream.fetch_add(n as u64, Ordering::SeqCst);
                 if b.write_all(&abuf[..n]).await.is_err() { break }
             }
             r = b.read(&mut bbuf) => {
                 let n = match r { Ok(0) | Err(_) => break, Ok(n) => n };
-                c.downstream.fetch_add(n as u64, Ordering::SeqCst);
                 if a.write_all(&bbuf[..n]).await.is_err() { break }
             }
             // Look at the stall flag now and then even while both sides are quiet.
@@ -331,12 +331,12 @@ fn connections_reset_or_truncated_mid_frame_at_random_points_lose_nothing() {
     let mut agent = start_agent(&cfg);
     // Expected: each broken connection is replaced after at most 200 ms of backoff (about
     // 3 s in all); the rest is shipping 20,000 events (about 20 s for a debug build on a
-    // loaded 2-core machine).
+    // loaded 2-core machine, 50 s seen while another build ran).
     let exited = assert_delivered_exactly_once(
         &org,
         collector,
         &mut agent,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         &file,
         &want,
     );
@@ -358,14 +358,15 @@ fn a_connection_that_stalls_mid_stream_is_abandoned_and_delivery_resumes() {
     let proxy = Proxy::start(collector.port, Mode::Pass, 0x5eed_0302);
     let cfg = agent_config(&org, &account, &file, proxy.port);
     let mut agent = start_agent(&cfg);
-    // Once acknowledgements flow, the path goes silent: the connection stays open and
-    // nothing more passes, either way (no FIN, no RST: a half-open connection).
-    wait_until(Duration::from_secs(60), "a first acknowledgement", || {
-        proxy.ctl.downstream.load(Ordering::SeqCst) > 8 << 10
+    // Once batches flow (1 MiB of the about 9 MiB on the wire), the path goes silent: the
+    // connection stays open and nothing more passes, either way (no FIN, no RST: a
+    // half-open connection).
+    wait_until(Duration::from_secs(60), "batches on the wire", || {
+        proxy.ctl.upstream.load(Ordering::SeqCst) > 1 << 20
     });
     let stalled = proxy.stall_open_connections();
     let t0 = Instant::now();
-    // Expected: about 1.5 s (an unanswered keepalive PING), at most 3 s (the ack deadline),
+    // Expected: about 1.5 s (an unanswered keepalive PING), at most 10 s (the ack deadline),
     // plus the backoff.
     wait_until(Duration::from_secs(30), "a new connection", || {
         proxy.accepted() > stalled
@@ -375,7 +376,7 @@ fn a_connection_that_stalls_mid_stream_is_abandoned_and_delivery_resumes() {
         &org,
         collector,
         &mut agent,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         &file,
         &want,
     );

@@ -128,9 +128,10 @@ pub struct ConnectionConfig {
     pub keepalive_interval_ms: u64,
     /// A PING not answered within this closes the connection, milliseconds.
     pub keepalive_timeout_ms: u64,
-    /// A batch not acknowledged within this tears the stream down (logged at warn); the agent
-    /// reconnects and sends every unacknowledged batch again (the collector drops
-    /// duplicates), milliseconds.
+    /// No acknowledgement within this while batches wait (counted from the later of the
+    /// oldest batch's sending and the last acknowledgement) tears the stream down (logged at
+    /// warn); the agent reconnects and sends every unacknowledged batch again (the collector
+    /// drops duplicates), milliseconds.
     pub ack_timeout_ms: u64,
 }
 
@@ -471,7 +472,7 @@ max_ms = 30000
 connect_timeout_ms = 10000     # TCP + TLS + HTTP/2 setup and opening the stream
 keepalive_interval_ms = 10000  # HTTP/2 PING this often, also while idle
 keepalive_timeout_ms = 10000   # an unanswered PING closes the connection
-ack_timeout_ms = 60000         # a batch unacknowledged this long: reconnect and send it again
+ack_timeout_ms = 60000         # no acknowledgement this long while batches wait: reconnect, send again
 
 # Sources: one [source] table, or several [[sources]] (each may have a `name`, used in
 # metrics and logs). Every event a source reads is durable in the spool before the source

@@ -585,6 +585,11 @@ async fn ship_once(
     // Batches of the current chunk waiting for room in the window.
     let mut queued: std::collections::VecDeque<(u64, usize, EventBatch)> = Default::default();
     let mut next_from = 0u64;
+    // The acknowledgement deadline runs from the later of a batch's sending and the last
+    // acknowledgement: a collector that is slow but acknowledging never trips it (behind
+    // a deep window, the last batch may wait far longer than one batch takes), a silent
+    // one does.
+    let mut last_ack = tokio::time::Instant::now();
     loop {
         // Fill the window: a spool chunk is one batch, or several when it does not fit the
         // collector's limits.
@@ -656,13 +661,15 @@ async fn ship_once(
             .values()
             .map(|b| b.sent)
             .min()
-            .unwrap_or_else(tokio::time::Instant::now);
+            .unwrap_or_else(tokio::time::Instant::now)
+            .max(last_ack);
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
                     let Some(b) = batches.remove(&ack.batch_id) else {
                         continue;
                     };
+                    last_ack = tokio::time::Instant::now();
                     backoff.reset();
                     let Some(c) = chunks.get_mut(&b.chunk) else { continue };
                     c.duplicates += u64::from(ack.duplicates);
