@@ -87,8 +87,8 @@ fn check_certificate(cfg: &AgentConfig) -> Result<(), AgentError> {
     .map_err(|e| AgentError::Certificate(e.to_string()))
 }
 
-fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
-    std::fs::read(p).map_err(|source| AgentError::Read {
+async fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
+    tokio::fs::read(p).await.map_err(|source| AgentError::Read {
         path: p.display().to_string(),
         source,
     })
@@ -451,10 +451,14 @@ async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
     tokio::task::spawn_blocking(move || check_certificate(&own))
         .await
         .map_err(|e| AgentError::Other(e.to_string()))??;
-    let identity = Identity::from_pem(read_file(&cfg.tls.cert)?, read_file(&cfg.tls.key)?);
+    // PEM reads go through tokio's file API (its blocking pool), not the runtime's workers.
+    let identity = Identity::from_pem(
+        read_file(&cfg.tls.cert).await?,
+        read_file(&cfg.tls.key).await?,
+    );
     let timeout = Duration::from_millis(cfg.connection.connect_timeout_ms);
     let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read_file(&cfg.tls.ca)?))
+        .ca_certificate(Certificate::from_pem(read_file(&cfg.tls.ca).await?))
         .identity(identity)
         .timeout(timeout);
     if let Some(n) = &cfg.server_name {
