@@ -5,7 +5,7 @@
 //! place, so a crash never leaves a half-written key and an existing key is never replaced.
 //! Loading refuses a file of the wrong size or one that group or others may read or write.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -53,44 +53,12 @@ pub fn load_key_file(path: &Path) -> Result<DataKey, CryptoError> {
     DataKey::from_bytes(&raw)
 }
 
-/// Creates a new random data key in `path` (mode 0600): written to `path.tmp`, fsynced, then
-/// linked to `path` (which must not exist) and the directory fsynced. Never overwrites.
+/// Creates a new random data key in `path` (mode 0600), whole or not at all, never overwriting
+/// one (see `keyring::create_secret_file`).
 pub fn create_key_file(path: &Path) -> Result<DataKey, CryptoError> {
     let mut raw = Zeroizing::new([0u8; KEY_LEN]);
     crate::random_bytes(&mut raw[..])?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    // A temporary file left by a crash during an earlier creation holds no key anyone used.
-    let _ = std::fs::remove_file(&tmp);
-    crate::keyring::write_secret_file(&tmp, &raw[..], true)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    linked.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            CryptoError::Exists {
-                path: path.to_owned(),
-            }
-        } else {
-            CryptoError::Write {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?;
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| CryptoError::Write {
-                path: dir.to_owned(),
-                source,
-            })?;
-    }
+    crate::keyring::create_secret_file(path, &raw[..])?;
     DataKey::from_bytes(&raw)
 }
 

@@ -302,24 +302,7 @@ impl Keyring {
     /// (which fails if the name exists), and the directory fsynced.
     pub fn save_new(&self, path: &Path) -> Result<(), CryptoError> {
         let text = self.to_file(path)?;
-        let tmp = temp_path(path);
-        let _ = std::fs::remove_file(&tmp);
-        write_secret_file(&tmp, text.as_bytes(), true)?;
-        let linked = std::fs::hard_link(&tmp, path);
-        let _ = std::fs::remove_file(&tmp);
-        linked.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
-                CryptoError::Exists {
-                    path: path.to_owned(),
-                }
-            } else {
-                CryptoError::Write {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        })?;
-        sync_parent(path)
+        create_secret_file(path, text.as_bytes())
     }
 
     /// Atomically replaces the keyring file: the new text is written to a temporary file and
@@ -392,6 +375,31 @@ pub fn write_secret_file(path: &Path, bytes: &[u8], exclusive: bool) -> Result<(
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     Ok(())
+}
+
+/// Creates a new secret file (mode 0600) whole or not at all, never overwriting one: the bytes
+/// go to a temporary file that is fsynced, then linked to `path` (which fails if the name
+/// exists), and the directory is fsynced. A temporary file left by a crash during an earlier
+/// creation holds nothing anyone used, and is replaced.
+pub(crate) fn create_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+    let tmp = temp_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    write_secret_file(&tmp, bytes, true)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            CryptoError::Exists {
+                path: path.to_owned(),
+            }
+        } else {
+            CryptoError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    sync_parent(path)
 }
 
 /// A temporary name beside `path`, unique to this process.
