@@ -94,8 +94,9 @@ pub struct Limits {
     /// sees slower acknowledgements, nothing is refused). Also bounds the queue of batches
     /// waiting for a CPU worker.
     pub max_in_flight_total: usize,
-    /// Most events a `Stats` call decrypts; past it the answer counts only the newest ones
-    /// and says the limit was hit.
+    /// Most events a `Stats` call decrypts for what the counters kept at append time cannot
+    /// serve (the edges of a range not on whole hours, filters on other attributes); past it
+    /// that part counts only the newest ones and the answer says the limit was hit.
     pub max_stats_events: usize,
 }
 
@@ -283,7 +284,7 @@ max_batch_events = 10000
 max_event_bytes = 262144       # CloudTrail's limit
 max_in_flight = 32             # batches of one stream stored at once
 max_in_flight_total = 256      # batches stored at once across all streams
-max_stats_events = 1000000     # most events one Stats call decrypts
+max_stats_events = 1000000     # most events one Stats call decrypts (beyond its counters)
 "#;
 
 #[cfg(test)]

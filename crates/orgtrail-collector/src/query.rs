@@ -105,6 +105,7 @@ fn group(g: i32) -> Result<Group, Status> {
             G::EventName => Group::EventName,
             G::User => Group::User,
             G::ErrorCode => Group::ErrorCode,
+            G::Region => Group::Region,
             G::Unspecified => return Err(Status::invalid_argument("group_by is unspecified")),
         },
     )
@@ -232,11 +233,16 @@ impl QueryApi for QueryService {
             n => n.min(MAX_GROUPS),
         };
         let ledger = self.ledger.clone();
-        let limit = self.max_stats_events;
+        let limit = match usize::try_from(r.max_scan_events).unwrap_or(usize::MAX) {
+            0 => self.max_stats_events,
+            n => n.min(self.max_stats_events),
+        };
+        // Counters answer whole hours without opening a record; the rest is a bounded scan.
         let counts = blocking(move || ledger.count_at_most(&q, &by, max, limit)).await?;
         if counts.limit_hit {
             tracing::info!(reader = %scope.name, limit, "stats scan stopped at its limit");
         }
+        let scan = counts.scan.unwrap_or_default();
         Ok(Response::new(pb::StatsResponse {
             groups: counts
                 .groups
@@ -245,6 +251,12 @@ impl QueryApi for QueryService {
                 .collect(),
             total: counts.total,
             limit_hit: counts.limit_hit,
+            exact: counts.exact.is_some(),
+            exact_start_ms: counts.exact.and_then(|e| e.start),
+            exact_end_ms: counts.exact.and_then(|e| e.end),
+            scan_reason: scan.reason,
+            scanned_events: scan.events,
+            scan_limit: scan.limit,
         }))
     }
 

@@ -101,6 +101,11 @@ impl<'a> Reader<'a> {
         )))
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     pub(crate) fn done(&self) -> bool {
         self.pos == self.buf.len()
     }

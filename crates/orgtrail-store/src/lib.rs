@@ -36,6 +36,7 @@
 //! ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled and run on
 //! the caller's thread (async callers use `spawn_blocking`).
 
+mod counts;
 mod error;
 mod format;
 #[doc(hidden)]
@@ -79,7 +80,8 @@ pub use ledger::{
 };
 pub use memory::MemoryStore;
 pub use query::{
-    Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, StoredEvent, attr_matches,
+    Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
+    attr_matches,
 };
 pub use tree::{event_leaf, leaf_data};
 pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};

@@ -93,7 +93,13 @@ impl EventStore for MemoryStore {
                 c.add(by, ev, &s.account);
             }
         }
-        Ok(c.finish(max_groups))
+        // Everything is counted exactly (from plaintext in memory).
+        let mut counts = c.finish(max_groups);
+        counts.exact = Some(crate::query::TimeSpan {
+            start: q.start.map(orgtrail_core::Timestamp::millis),
+            end: q.end.map(|e| e.millis().saturating_add(1)),
+        });
+        Ok(counts)
     }
 
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {

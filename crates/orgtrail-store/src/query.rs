@@ -210,6 +210,8 @@ pub enum Group {
     /// The user as LookupEvents shows it.
     User,
     ErrorCode,
+    /// awsRegion.
+    Region,
 }
 
 impl Group {
@@ -222,6 +224,7 @@ impl Group {
             Group::EventName => Some(f.event_name.as_str()),
             Group::User => f.username(),
             Group::ErrorCode => f.error_code.as_deref(),
+            Group::Region => f.aws_region.as_deref(),
         };
         v.unwrap_or("-").to_owned()
     }
@@ -234,8 +237,33 @@ pub struct Counts {
     pub groups: Vec<(Vec<String>, u64)>,
     /// Every matching event, also those in groups beyond the cap.
     pub total: u64,
-    /// The scan stopped at its limit of events: the counts cover only the newest matches.
+    /// The bounded scan stopped at its limit of events: the part it counted covers only the
+    /// newest matches.
     pub limit_hit: bool,
+    /// The part of the range counted exactly from the counters kept at append time (whole UTC
+    /// hours); `None` when the counters could not serve the query.
+    pub exact: Option<TimeSpan>,
+    /// What the counters could not serve, counted by a scan that decrypts a bounded number of
+    /// events; `None` when nothing was scanned.
+    pub scan: Option<ScanPart>,
+}
+
+/// A time range in ms since the epoch: `start` inclusive, `end` exclusive; `None` is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+/// The part of a count made by a bounded scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPart {
+    /// Why the counters could not serve it.
+    pub reason: String,
+    /// Events the scan counted (at most `limit`).
+    pub events: u64,
+    /// Most events the scan decrypts.
+    pub limit: u64,
 }
 
 /// Accumulates [`Counts`].
@@ -252,6 +280,12 @@ impl Counter {
         self.total += 1;
     }
 
+    /// Adds `n` events under `key`.
+    pub(crate) fn add_n(&mut self, key: Vec<String>, n: u64) {
+        *self.map.entry(key).or_default() += n;
+        self.total += n;
+    }
+
     pub(crate) fn finish(self, max_groups: usize) -> Counts {
         let mut groups: Vec<(Vec<String>, u64)> = self.map.into_iter().collect();
         groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -260,6 +294,8 @@ impl Counter {
             groups,
             total: self.total,
             limit_hit: false,
+            exact: None,
+            scan: None,
         }
     }
 }

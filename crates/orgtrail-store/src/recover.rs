@@ -2,7 +2,8 @@
 //!
 //! A group commit writes, in one `sled::Batch`, its record blocks (`r <first seq>`), its index
 //! chunk (`x <first seq>`), its Merkle leaf hashes (`h <first seq>`), maybe a checkpoint
-//! (`c <size>`), and the counters `m next_seq` / `m next_segment`; only after `flush()` returns
+//! (`c <size>`), its counter deltas (`n <first seq> <hour>`, see the `counts` module), and
+//! the counters `m next_seq` / `m next_segment`; only after `flush()` returns
 //! is anything acknowledged. So every acknowledged event lies in the longest prefix of
 //! sequence numbers `1..=E` that the records, the chunks, the leaf hashes and `next_seq` all
 //! cover contiguously.
@@ -173,6 +174,8 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             plan.tail_keys.push(k.to_vec());
         }
     }
+    // The counter deltas of the torn group are keyed by its first seq (`end + 1`).
+    plan.tail_keys.extend(crate::counts::tail_keys(tree, end)?);
     Ok(plan)
 }
 
@@ -180,7 +183,7 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
 /// configured group size, so it can exceed it by one batch (the collector's batch limit).
 const MAX_TAIL: u64 = 1 << 20;
 
-/// Cuts the tail that `plan` found and sets `next_seq` to follow the prefix, durably.
+/// Cuts the tail that `plan` found (its counter deltas with it) and sets `next_seq` to follow the prefix, durably.
 pub(crate) fn apply(tree: &sled::Tree, db: &sled::Db, plan: &Plan) -> Result<(), StoreError> {
     if plan.is_clean() {
         return Ok(());

@@ -394,9 +394,10 @@ fn sled_accounts_and_counts() {
     let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = sled_store(k.path(), d.path());
     accounts_and_counts(&store);
-    // A capped scan decrypts at most its limit, counts the newest, and says it stopped.
+    // The decrypting scan (the benchmark's baseline) decrypts at most its limit, counts the
+    // newest, and says it stopped.
     let capped = store
-        .count_at_most(
+        .count_by_scan(
             &Query::default(),
             &[orgtrail_store::Group::ErrorCode],
             2,
@@ -406,7 +407,7 @@ fn sled_accounts_and_counts() {
     assert_eq!(capped.total, 100);
     assert!(capped.limit_hit);
     let exact = store
-        .count_at_most(
+        .count_by_scan(
             &Query::default(),
             &[orgtrail_store::Group::ErrorCode],
             2,
@@ -414,6 +415,20 @@ fn sled_accounts_and_counts() {
         )
         .unwrap();
     assert_eq!((exact.total, exact.limit_hit), (900, false));
+    // From the counters, the same count decrypts nothing, whatever the scan limit.
+    let counted = store
+        .count_at_most(&Query::default(), &[orgtrail_store::Group::ErrorCode], 2, 0)
+        .unwrap();
+    assert_eq!((counted.total, counted.limit_hit), (900, false));
+    assert_eq!(counted.groups, exact.groups);
+    assert_eq!(counted.scan, None);
+    assert_eq!(
+        counted.exact,
+        Some(orgtrail_store::TimeSpan {
+            start: None,
+            end: None
+        })
+    );
 }
 
 #[test]

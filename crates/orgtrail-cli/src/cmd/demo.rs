@@ -355,11 +355,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
         .await
         .map_err(|s| c.explain(s))?
         .into_inner();
-    let counts = orgtrail_store::Counts {
-        groups: stats.groups.into_iter().map(|g| (g.key, g.count)).collect(),
-        total: stats.total,
-        limit_hit: stats.limit_hit,
-    };
+    let counts = crate::cmd::stats::counts_from_pb(stats);
     let mut out = Vec::new();
     crate::cmd::stats::print_counts(&mut out, &[Group::Account, Group::EventName], &counts)?;
     for l in String::from_utf8_lossy(&out).lines() {

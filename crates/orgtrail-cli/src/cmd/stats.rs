@@ -1,11 +1,12 @@
-//! `orgtrail stats`: counts of events grouped by account, eventSource, eventName, user or
-//! errorCode, from a running collector or a store on disk.
+//! `orgtrail stats`: counts of events grouped by account, eventSource, eventName, user,
+//! errorCode or region, from a running collector or a store on disk. Whole UTC hours are
+//! counted from the store's counters; the rest by a bounded scan, and the output says which.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use orgtrail_core::Timestamp;
-use orgtrail_store::{Counts, Group};
+use orgtrail_store::{Counts, Group, ScanPart, TimeSpan};
 
 /// Count events, grouped: which accounts, services and calls are busiest, who calls, what
 /// fails. Takes the same filters and time range as `lookup`.
@@ -14,12 +15,17 @@ pub(crate) struct Args {
     #[command(flatten)]
     target: crate::cmd::remote::Target,
     /// Group by these fields, comma-separated: account, eventSource, eventName, user,
-    /// errorCode.
+    /// errorCode, region.
     #[arg(long, value_delimiter = ',', default_value = "account,eventName", value_parser = parse_group)]
     by: Vec<Group>,
     /// Show at most this many groups, largest first.
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Most events to decrypt for what the counters cannot serve (the edges of a range not on
+    /// whole UTC hours, a filter on readOnly, accessKeyId, resourceName or resourceType, an
+    /// eventID). Remotely, the collector caps it at its `limits.max_stats_events`.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    scan_limit: usize,
     #[command(flatten)]
     filters: crate::cmd::lookup::Filters,
 }
@@ -31,9 +37,10 @@ fn parse_group(s: &str) -> Result<Group, String> {
         "eventName" | "event-name" => Group::EventName,
         "user" | "username" => Group::User,
         "errorCode" | "error-code" => Group::ErrorCode,
+        "region" | "awsRegion" => Group::Region,
         _ => {
             return Err(format!(
-                "{s:?}: group by account, eventSource, eventName, user or errorCode"
+                "{s:?}: group by account, eventSource, eventName, user, errorCode or region"
             ));
         }
     })
@@ -46,6 +53,7 @@ fn group_name(g: Group) -> &'static str {
         Group::EventName => "EVENT NAME",
         Group::User => "USER",
         Group::ErrorCode => "ERROR CODE",
+        Group::Region => "REGION",
     }
 }
 
@@ -54,7 +62,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::cmd::remote::runtime()?.block_on(remote(&args))?
     } else {
         let ledger = args.target.open_offline()?;
-        let c = ledger.count(&args.filters.to_query(), &args.by, args.top)?;
+        let c = ledger.count_at_most(
+            &args.filters.to_query(),
+            &args.by,
+            args.top,
+            args.scan_limit,
+        )?;
         ledger.close()?;
         c
     };
@@ -79,6 +92,7 @@ async fn remote(args: &Args) -> anyhow::Result<Counts> {
                 Group::EventName => pb::GroupBy::EventName,
                 Group::User => pb::GroupBy::User,
                 Group::ErrorCode => pb::GroupBy::ErrorCode,
+                Group::Region => pb::GroupBy::Region,
             }) as i32
         })
         .collect();
@@ -90,15 +104,54 @@ async fn remote(args: &Args) -> anyhow::Result<Counts> {
             end_ms: q.end.map(Timestamp::millis),
             group_by: by,
             max_groups: u32::try_from(args.top).unwrap_or(u32::MAX),
+            max_scan_events: u64::try_from(args.scan_limit).unwrap_or(u64::MAX),
         })
         .await
         .map_err(|s| c.explain(s))?
         .into_inner();
-    Ok(Counts {
+    Ok(counts_from_pb(r))
+}
+
+/// The counts a `Stats` answer carries.
+pub(crate) fn counts_from_pb(r: orgtrail_proto::v1::StatsResponse) -> Counts {
+    Counts {
         groups: r.groups.into_iter().map(|g| (g.key, g.count)).collect(),
         total: r.total,
         limit_hit: r.limit_hit,
-    })
+        exact: r.exact.then_some(TimeSpan {
+            start: r.exact_start_ms,
+            end: r.exact_end_ms,
+        }),
+        scan: (!r.scan_reason.is_empty()).then_some(ScanPart {
+            reason: r.scan_reason,
+            events: r.scanned_events,
+            limit: r.scan_limit,
+        }),
+    }
+}
+
+/// Where the counts came from: which part exactly from the counters, which by a bounded scan.
+fn print_basis(out: &mut impl Write, c: &Counts) -> io::Result<()> {
+    if let Some(e) = c.exact {
+        let from = e
+            .start
+            .map_or("the first event".to_string(), |t| Timestamp(t).to_string());
+        let to = e
+            .end
+            .map_or("the last event".to_string(), |t| Timestamp(t).to_string());
+        writeln!(
+            out,
+            "(exact: whole UTC hours from {from} to {to} counted from the counters kept at append time, no record opened)"
+        )?;
+    }
+    if let Some(s) = &c.scan {
+        writeln!(
+            out,
+            "(scanned: {}, so {} events were counted by decrypting them, at most {})",
+            s.reason, s.events, s.limit
+        )?;
+    }
+    Ok(())
 }
 
 /// A table of counts: one column per grouping field, then COUNT.
@@ -146,11 +199,12 @@ pub(crate) fn print_counts(out: &mut impl Write, by: &[Group], c: &Counts) -> io
     } else {
         writeln!(out, "({} events)", c.total)?;
     }
+    print_basis(out, c)?;
     if c.limit_hit {
+        let scanned = c.scan.as_ref().map_or(c.total, |s| s.events);
         writeln!(
             out,
-            "(limit hit: more events match; these counts cover only the newest {}. Narrow the time range or filters.)",
-            c.total
+            "(limit hit: more events match than the scan decrypts; its part covers only the newest {scanned}. Narrow the time range or filters, or raise --scan-limit.)"
         )?;
     }
     Ok(())
