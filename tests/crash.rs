@@ -143,6 +143,8 @@ fn sigkill_mid_import_loses_no_acknowledged_event_and_stores_none_twice() {
         b"",
     );
     assert_eq!(stdout(&one).lines().count(), 1);
+    // Counters agree with the records: the counts of the killed group went with it.
+    assert_eq!(counted(&data, &keys), stored.len());
 
     // Resume: the same input again stores exactly what is missing.
     let again = run(
@@ -189,4 +191,29 @@ fn sigkill_mid_import_loses_no_acknowledged_event_and_stores_none_twice() {
         .collect();
     assert_eq!(all.len(), total);
     assert_eq!(stdout(&dump).lines().count(), total);
+    assert_eq!(counted(&data, &keys), total);
+}
+
+/// The total `orgtrail stats` counts from the store's counters (offline).
+fn counted(data: &std::path::Path, keys: &std::path::Path) -> usize {
+    let out = run(
+        &[
+            "stats",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--by",
+            "account",
+            "--scan-limit",
+            "0",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("scanned"), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix('(')?.strip_suffix(" events)")?.parse().ok())
+        .unwrap_or_else(|| panic!("no total in {text}"))
 }

@@ -351,3 +351,175 @@ fn the_demo_answers_who_started_the_instance() {
         assert!(s.contains("ACCOUNT") && s.contains("EVENT NAME"), "{s}");
     }
 }
+
+/// Rows of a `stats` table: first column -> count.
+fn stats_rows(s: &str) -> std::collections::HashMap<String, u64> {
+    s.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with('('))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0].to_string(), cells.last().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn stats_counts_whole_hours_from_counters_offline_and_remotely_and_states_its_bounded_scan() {
+    let org = Org::new();
+    // Events over several UTC hours: three runs starting at different times.
+    let mut lines: Vec<String> = Vec::new();
+    for (seed, start) in [
+        ("31", "2026-11-01T00:35:00Z"),
+        ("32", "2026-11-01T02:20:00Z"),
+        ("33", "2026-11-01T05:40:00Z"),
+    ] {
+        let out = run(
+            &[
+                "gen-events",
+                "--count",
+                "3000",
+                "--seed",
+                seed,
+                "--start",
+                start,
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        lines.extend(stdout(&out).lines().map(str::to_string));
+    }
+    let input = org.path("spread.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let offline = vec![
+        "--data-dir".to_string(),
+        p(&org.path("data")),
+        "--keys".into(),
+        p(&org.path("keys")),
+    ];
+    let imp = run(
+        &[&["import".to_string(), p(&input)][..], &offline[..]]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        b"",
+    );
+    assert!(imp.status.success(), "{}", stderr(&imp));
+    let evs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let oracle = |key: &str, within: &dyn Fn(&str) -> bool| {
+        let mut m = std::collections::HashMap::<String, u64>::new();
+        for e in &evs {
+            if within(e["eventTime"].as_str().unwrap()) {
+                *m.entry(e[key].as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
+        m
+    };
+    let stats = |target: &[String], extra: &[&str]| {
+        let mut args = vec!["stats".to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend_from_slice(target);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args, b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let rtype = evs
+        .iter()
+        .find_map(|e| e["resources"][0]["type"].as_str())
+        .unwrap()
+        .to_string();
+    // (arguments, check of the output)
+    type Check = Box<dyn Fn(&str)>;
+    let everything: Check = {
+        let want = oracle("recipientAccountId", &|_| true);
+        Box::new(move |s: &str| {
+            assert_eq!(stats_rows(s), want, "{s}");
+            assert!(s.contains("(9000 events)"), "{s}");
+            assert!(
+                s.contains("(exact: whole UTC hours from the first event to the last event counted from the counters kept at append time, no record opened)"),
+                "{s}"
+            );
+            assert!(!s.contains("scanned") && !s.contains("limit hit"), "{s}");
+        })
+    };
+    let (from, to) = ("2026-11-01T00:30:00Z", "2026-11-01T05:50:00Z");
+    let ragged: Check = {
+        let want = oracle("eventSource", &|t| t >= from && t <= to);
+        let edges: u64 = evs
+            .iter()
+            .map(|e| e["eventTime"].as_str().unwrap())
+            .filter(|t| {
+                (*t >= from && *t < "2026-11-01T01:00:00Z")
+                    || (*t >= "2026-11-01T05:00:00Z" && *t <= to)
+            })
+            .count() as u64;
+        assert!(edges > 0);
+        Box::new(move |s: &str| {
+            assert_eq!(stats_rows(s), want, "{s}");
+            assert!(
+                s.contains("(exact: whole UTC hours from 2026-11-01T01:00:00Z to 2026-11-01T05:00:00Z counted from the counters"),
+                "{s}"
+            );
+            assert!(
+                s.contains(&format!("(scanned: the range does not start or end on a whole UTC hour, so {edges} events were counted by decrypting them, at most 100000)")),
+                "{s}"
+            );
+            assert!(!s.contains("limit hit"), "{s}");
+        })
+    };
+    let unserved: Check = Box::new(|s: &str| {
+        assert!(s.contains("(5 events)"), "{s}");
+        assert!(
+            s.contains("(scanned: a resourceType filter is not counted at append time, so 5 events were counted by decrypting them, at most 5)"),
+            "{s}"
+        );
+        assert!(s.contains("(limit hit:"), "{s}");
+        assert!(!s.contains("(exact:"), "{s}");
+    });
+    let cases: Vec<(Vec<&str>, Check)> = vec![
+        (vec!["--by", "account", "--top", "100"], everything),
+        (
+            vec![
+                "--by",
+                "eventSource",
+                "--top",
+                "1000",
+                "--start",
+                from,
+                "--end",
+                to,
+            ],
+            ragged,
+        ),
+        (
+            vec![
+                "--by",
+                "account",
+                "--resource-type",
+                &rtype,
+                "--scan-limit",
+                "5",
+            ],
+            unserved,
+        ),
+    ];
+    let mut offline_out = Vec::new();
+    for (args, check) in &cases {
+        let s = stats(&offline, args);
+        check(&s);
+        offline_out.push(s);
+    }
+    // The collector on the same store answers the same, over mutual TLS.
+    let c = org.collector(0, "");
+    org.issue("admin", "admin", None);
+    for ((args, check), off) in cases.iter().zip(&offline_out) {
+        let s = stats(&org.reader_args(&c, "admin"), args);
+        check(&s);
+        assert_eq!(&s, off, "remote and offline answers agree");
+    }
+}

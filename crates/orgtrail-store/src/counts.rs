@@ -32,7 +32,7 @@
 //!
 //! # Merging
 //! A delta per group and hour is small, and writing one never rewrites a growing value. Once
-//! [`MAX_PENDING`] deltas wait, the writer merges them (after the group is durable and
+//! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
 //! published): first one batch writes the merged values, then another removes the merged
 //! deltas. A reader skips a delta whose first seq is at most its hour's `through`, so neither a
 //! reader running meanwhile nor a crash between the two batches counts anything twice; and a
@@ -68,7 +68,7 @@ const MAX_PLAIN: usize = 256 << 20;
 /// Bodies at least this long are compressed with zstd when that saves at least an eighth.
 const ZSTD_FROM: usize = 512;
 
-/// Deltas that wait before the writer merges them into their hours.
+/// Deltas that wait before the writer merges them into their hours, by default.
 pub(crate) const MAX_PENDING: usize = 128;
 
 /// The six dimensions, in their order in a row.
@@ -666,16 +666,21 @@ pub(crate) fn stage(
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     pending: Vec<(u64, i64)>,
+    /// Merge once this many deltas wait.
+    merge_after: usize,
 }
 
 impl Writer {
-    pub(crate) fn load(tree: &sled::Tree) -> Result<Self, StoreError> {
+    pub(crate) fn load(tree: &sled::Tree, merge_after: usize) -> Result<Self, StoreError> {
         let mut pending = Vec::new();
         for kv in tree.scan_prefix([DELTA]) {
             let (k, _) = kv?;
             pending.push(parse_delta_key(&k)?);
         }
-        Ok(Writer { pending })
+        Ok(Writer {
+            pending,
+            merge_after,
+        })
     }
 
     /// Deltas of a group that is now durable.
@@ -691,7 +696,7 @@ impl Writer {
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
-        if self.pending.len() < MAX_PENDING {
+        if self.pending.len() < self.merge_after.max(1) {
             return Ok(());
         }
         self.merge(tree, provider, cache)
@@ -1117,7 +1122,7 @@ mod tests {
             let tree = db.open_tree("ledger").unwrap();
             let p = provider();
             let cache = Cache::new(1 << 20);
-            let mut w = Writer::load(&tree).unwrap();
+            let mut w = Writer::load(&tree, MAX_PENDING).unwrap();
             let mut seq = 1u64;
             let mut all = Vec::new();
             for (i, g) in c.groups.iter().enumerate() {
@@ -1244,7 +1249,7 @@ mod tests {
             c.finish(10).total
         };
         assert_eq!(count(), 3);
-        let mut w = Writer::load(&tree).unwrap();
+        let mut w = Writer::load(&tree, MAX_PENDING).unwrap();
         w.merge(&tree, p.as_ref(), &cache).unwrap();
         assert_eq!(count(), 3);
         assert_eq!(tree.scan_prefix([DELTA]).count(), 0);

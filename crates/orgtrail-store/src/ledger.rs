@@ -79,6 +79,9 @@ pub struct LedgerConfig {
     pub count_cache_bytes: usize,
     /// Most events a count decrypts for what the counters cannot serve (see [`Ledger::count`]).
     pub count_scan_limit: usize,
+    /// Counter deltas (one per group commit and hour it touches) that wait before the writer
+    /// merges them into one value per hour.
+    pub count_merge_after: usize,
 }
 
 impl Default for LedgerConfig {
@@ -97,6 +100,7 @@ impl Default for LedgerConfig {
             reserve_bytes: DEFAULT_RESERVE,
             count_cache_bytes: 16 << 20,
             count_scan_limit: 100_000,
+            count_merge_after: crate::counts::MAX_PENDING,
         }
     }
 }
@@ -1718,7 +1722,7 @@ impl WriterState {
             frontier,
             last_checkpoint_size,
             last_checkpoint_at: std::time::Instant::now(),
-            counts: crate::counts::Writer::load(&sh.tree()?)?,
+            counts: crate::counts::Writer::load(&sh.tree()?, sh.cfg.count_merge_after)?,
         })
     }
 

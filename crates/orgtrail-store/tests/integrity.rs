@@ -423,6 +423,18 @@ fn copy_dir(from: &Path, to: &Path) {
 /// missing. Each is a torn tail, never acknowledged.
 fn tear_last_group(data: &Path, part: &str) {
     with_tree(data, |t| match part {
+        // Everything of the group gone but its counter deltas.
+        "all but counters" => {
+            for p in ["chunk", "leaf hashes", "records", "next_seq"] {
+                tear_last_group_in(t, p);
+            }
+        }
+        p => tear_last_group_in(t, p),
+    });
+}
+
+fn tear_last_group_in(t: &sled::Tree, part: &str) {
+    match part {
         "chunk" => {
             t.remove(key(b'x', 81)).unwrap();
         }
@@ -439,16 +451,46 @@ fn tear_last_group(data: &Path, part: &str) {
                 .unwrap();
         }
         other => panic!("{other}"),
-    });
+    }
+}
+
+/// Counts from the counters equal counts from decrypting every record.
+fn counters_agree_with_records(ledger: &Ledger, events: u64, what: &str) {
+    use orgtrail_store::{Group, Query};
+    let by = [Group::Account, Group::EventName, Group::User, Group::Region];
+    let counted = ledger
+        .count_at_most(&Query::default(), &by, 10_000, 0)
+        .unwrap();
+    let scanned = ledger
+        .count_by_scan(&Query::default(), &by, 10_000, usize::MAX)
+        .unwrap();
+    assert_eq!(counted.total, events, "{what}: counters");
+    assert_eq!(scanned.total, events, "{what}: records");
+    assert_eq!(counted.groups, scanned.groups, "{what}");
+    assert!(counted.scan.is_none() && !counted.limit_hit, "{what}");
 }
 
 #[test]
 fn a_torn_last_group_is_cut_at_open_and_never_reported_as_tampering() {
-    for part in ["chunk", "leaf hashes", "records", "next_seq"] {
+    for part in [
+        "chunk",
+        "leaf hashes",
+        "records",
+        "next_seq",
+        "all but counters",
+    ] {
         let f = fixture(120);
+        with_tree(&f.data, |t| {
+            assert!(
+                t.scan_prefix(b"n").count() >= 3,
+                "{part}: each group wrote its counter deltas"
+            );
+        });
         tear_last_group(&f.data, part);
         let ledger = f.open();
         assert_eq!(ledger.stats().events, 80, "{part}: the whole prefix stays");
+        // The torn group's counters were cut with it.
+        counters_agree_with_records(&ledger, 80, part);
         ledger.close().unwrap();
         drop(ledger);
         let r = f.full(&[]);
@@ -457,6 +499,7 @@ fn a_torn_last_group_is_cut_at_open_and_never_reported_as_tampering() {
         f.append(&f.events[80..]);
         let ledger = f.open();
         assert_eq!(ledger.stats().events, 120, "{part}");
+        counters_agree_with_records(&ledger, 120, part);
         ledger.close().unwrap();
         drop(ledger);
         let r = f.full(&[]);

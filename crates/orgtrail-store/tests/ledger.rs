@@ -153,8 +153,16 @@ fn the_data_directory_reveals_no_event_content() {
     let data = tempfile::tempdir().unwrap();
     let evs = events(800, 9);
     {
-        let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+        // Counter deltas merged every two groups: both kinds of counter values are on disk.
+        let cfg = LedgerConfig {
+            count_merge_after: 2,
+            ..cfg()
+        };
+        let ledger = Ledger::open(data.path(), provider(keys.path()), cfg).unwrap();
         append(&ledger, &evs);
+        append(&ledger, &events(300, 10));
+        let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+        assert!(deltas > 0 && merged > 0, "{deltas} deltas, {merged} merged");
         ledger.close().unwrap();
     }
     let mut needles: Vec<String> = Vec::new();
@@ -173,6 +181,13 @@ fn the_data_directory_reveals_no_event_content() {
             needles.push(arn);
         }
         needles.extend(f.resource_names.iter().filter(|n| n.len() >= 8).cloned());
+        // What the counters keep (sealed): service, call, error code, region.
+        needles.push(f.event_source.clone());
+        if f.event_name.len() >= 8 {
+            needles.push(f.event_name.clone());
+        }
+        needles.extend(f.error_code.iter().filter(|c| c.len() >= 8).cloned());
+        needles.extend(f.aws_region.iter().cloned());
     }
     let mut hay = Vec::new();
     for entry in walk(data.path()) {

@@ -1,6 +1,6 @@
 //! Property test: the sled ledger behaves exactly like the in-memory reference model under
 //! any sequence of appends (new events, redeliveries, conflicting copies), restarts and
-//! queries: same outcomes, same sequence numbers, same pages.
+//! queries: same outcomes, same sequence numbers, same pages, same counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use std::sync::Arc;
 use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
 use orgtrail_crypto::{Keyring, LocalKeyProvider};
 use orgtrail_gen::{GenConfig, Generator};
-use orgtrail_store::{Attr, EventStore, Ledger, LedgerConfig, MemoryStore, Query, StoredEvent};
+use orgtrail_store::{
+    Attr, EventStore, Group, Ledger, LedgerConfig, MemoryStore, Query, StoredEvent,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ enum Op {
     Reopen,
     /// A query built from pool event `usize`'s values, with one of several shapes.
     Query(usize, u8, usize),
+    /// Counts for a query shape (as `Query`), a time range shape and a grouping.
+    Count(usize, u8, u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -25,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => proptest::collection::vec((0..POOL, proptest::bool::weighted(0.1)), 1..25).prop_map(Op::Append),
         1 => Just(Op::Reopen),
         4 => (0..POOL, 0u8..8, 1usize..40).prop_map(|(i, k, l)| Op::Query(i, k, l)),
+        3 => (0..POOL, 0u8..8, 0u8..4, 1u8..64).prop_map(|(i, k, r, b)| Op::Count(i, k, r, b)),
     ]
 }
 
@@ -87,6 +92,43 @@ fn query_for(e: &CloudTrailEvent, kind: u8, limit: usize) -> Query {
     q
 }
 
+const HOUR: i64 = 3_600_000;
+
+/// A count query: a query shape, a time range around the event (none, whole hours, ragged
+/// edges, a start only), grouped by the fields of the bit mask `by`.
+fn count_for(e: &CloudTrailEvent, kind: u8, range: u8, by: u8) -> (Query, Vec<Group>) {
+    let mut q = query_for(e, kind, 0);
+    let t = e.fields().event_time.millis();
+    let hour = t - t.rem_euclid(HOUR);
+    match range {
+        0 => {}
+        1 => {
+            q.start = Some(Timestamp(hour - HOUR));
+            q.end = Some(Timestamp(hour + HOUR - 1));
+        }
+        2 => {
+            q.start = Some(Timestamp(t - 90 * 60_000));
+            q.end = Some(Timestamp(t + 7 * 60_000));
+        }
+        _ => q.start = Some(Timestamp(t - 61_000)),
+    }
+    let all = [
+        Group::Account,
+        Group::EventSource,
+        Group::EventName,
+        Group::User,
+        Group::ErrorCode,
+        Group::Region,
+    ];
+    let by = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| by & (1 << i) != 0)
+        .map(|(_, g)| *g)
+        .collect();
+    (q, by)
+}
+
 fn pages(store: &dyn EventStore, mut q: Query) -> Vec<(Vec<StoredEvent>, Option<String>)> {
     let mut out = Vec::new();
     loop {
@@ -110,7 +152,13 @@ proptest! {
         let data = tempfile::tempdir().unwrap();
         Keyring::generate("t").unwrap().save_new(&keys.path().join("keyring.json")).unwrap();
         let provider = Arc::new(LocalKeyProvider::load(keys.path()).unwrap());
-        let cfg = LedgerConfig { dict_train_after: 40, block_records: 4, ..LedgerConfig::default() };
+        // Counter deltas are merged every few groups, so counts cross merged and unmerged ones.
+        let cfg = LedgerConfig {
+            dict_train_after: 40,
+            block_records: 4,
+            count_merge_after: 3,
+            ..LedgerConfig::default()
+        };
         let mut sled = Ledger::open(data.path(), provider.clone(), cfg.clone()).unwrap();
         let model = MemoryStore::new();
         for op in ops {
@@ -136,6 +184,12 @@ proptest! {
                 Op::Query(i, kind, limit) => {
                     let q = query_for(&pool[i], kind, limit);
                     prop_assert_eq!(pages(&sled, q.clone()), pages(&model, q));
+                }
+                Op::Count(i, kind, range, by) => {
+                    let (q, by) = count_for(&pool[i], kind, range, by);
+                    let a = sled.count(&q, &by, 50).unwrap();
+                    let b = model.count(&q, &by, 50).unwrap();
+                    prop_assert_eq!((&a.groups, a.total, a.limit_hit), (&b.groups, b.total, b.limit_hit));
                 }
             }
             prop_assert_eq!(sled.stats().events, model.stats().events);
