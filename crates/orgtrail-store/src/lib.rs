@@ -14,6 +14,8 @@
 //! | `h <first seq u64>` | the group's Merkle leaf hashes, 32 bytes each (see the `tree` module for the leaf data) |
 //! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
 //! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
+//! | `n <first seq u64> <hour u64>` | sealed counter delta of one group commit for one UTC hour (see the `counts` module) |
+//! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
 //!
 //! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
 //! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
