@@ -39,8 +39,8 @@
 //! reader reads the deltas before the merged values, so nothing is missed either.
 //!
 //! # Reading
-//! A query's whole hours are summed from the counters; a decoded merged hour is cached (the
-//! cache has a byte budget). What the counters cannot serve (the edges of a range that does
+//! A query's whole hours are summed from the counters; decoded values are cached (the cache
+//! has a byte budget, `count_cache_bytes`). What the counters cannot serve (the edges of a range that does
 //! not start or end on a whole hour, a filter on another attribute, an eventID) is counted by a
 //! bounded scan, and the answer says so ([`Counts::exact`], [`Counts::scan`]).
 
@@ -738,7 +738,7 @@ impl Writer {
             if newest > through && !b.is_empty() {
                 let t = b.finish();
                 write.insert(&mk[..], seal(provider, &mk, newest, &t)?);
-                cache.put(hour, newest, Arc::new(t));
+                cache.put(&mk, newest, Arc::new(t));
             }
         }
         tree.apply_batch(write)?;
@@ -781,8 +781,8 @@ pub(crate) struct Cache {
 struct CacheInner {
     used: usize,
     tick: u64,
-    /// hour -> (through, table, last use)
-    map: HashMap<i64, (u64, Arc<Table>, u64)>,
+    /// value key -> (through, table, last use)
+    map: HashMap<Vec<u8>, (u64, Arc<Table>, u64)>,
 }
 
 impl Cache {
@@ -793,11 +793,11 @@ impl Cache {
         }
     }
 
-    fn get(&self, hour: i64, through: u64) -> Option<Arc<Table>> {
+    fn get(&self, key: &[u8], through: u64) -> Option<Arc<Table>> {
         let mut g = self.inner.lock().ok()?;
         g.tick += 1;
         let tick = g.tick;
-        match g.map.get_mut(&hour) {
+        match g.map.get_mut(key) {
             Some((t, table, used)) if *t == through => {
                 *used = tick;
                 Some(table.clone())
@@ -806,7 +806,7 @@ impl Cache {
         }
     }
 
-    fn put(&self, hour: i64, through: u64, table: Arc<Table>) {
+    fn put(&self, key: &[u8], through: u64, table: Arc<Table>) {
         let w = table.weight();
         if w > self.budget {
             return;
@@ -816,13 +816,18 @@ impl Cache {
         };
         g.tick += 1;
         let tick = g.tick;
-        if let Some((_, old, _)) = g.map.insert(hour, (through, table, tick)) {
+        if let Some((_, old, _)) = g.map.insert(key.to_vec(), (through, table, tick)) {
             g.used -= old.weight();
         }
         g.used += w;
         while g.used > self.budget {
-            // Evict the least recently used (a linear pass: the cache holds few hours).
-            let Some(victim) = g.map.iter().min_by_key(|(_, v)| v.2).map(|(h, _)| *h) else {
+            // Evict the least recently used (a linear pass: the cache holds few values).
+            let Some(victim) = g
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.2)
+                .map(|(k, _)| k.clone())
+            else {
                 break;
             };
             if let Some((_, t, _)) = g.map.remove(&victim) {
@@ -864,23 +869,31 @@ pub(crate) fn count_hours(
         let hour = parse_merged_key(&k)?;
         let through = through_of(&v)?;
         throughs.insert(hour, through);
-        let table = match cache.get(hour, through) {
-            Some(t) => t,
-            None => {
-                let t = Arc::new(open(provider, &k, &v)?);
-                cache.put(hour, through, t.clone());
-                t
-            }
-        };
-        table.tally(sel, out);
+        cached(cache, provider, &k, through, &v)?.tally(sel, out);
     }
     for (seq, hour, v) in deltas {
         if throughs.get(&hour).is_some_and(|t| seq <= *t) {
             continue;
         }
-        open(provider, &delta_key(seq, hour), &v)?.tally(sel, out);
+        cached(cache, provider, &delta_key(seq, hour), seq, &v)?.tally(sel, out);
     }
     Ok(())
+}
+
+/// The table of a value, from the cache or opened (and cached).
+fn cached(
+    cache: &Cache,
+    provider: &dyn KeyProvider,
+    key: &[u8],
+    through: u64,
+    v: &[u8],
+) -> Result<Arc<Table>, StoreError> {
+    if let Some(t) = cache.get(key, through) {
+        return Ok(t);
+    }
+    let t = Arc::new(open(provider, key, v)?);
+    cache.put(key, through, t.clone());
+    Ok(t)
 }
 
 /// Rewraps the data keys of counter values that are not under the current master key. Each
@@ -1332,13 +1345,13 @@ mod tests {
         let w = t.weight();
         let cache = Cache::new(w * 3);
         for h in 0..10 {
-            cache.put(h, 1, t.clone());
+            cache.put(&merged_key(h), 1, t.clone());
         }
         assert!(cache.used() <= w * 3);
-        assert!(cache.get(9, 1).is_some());
-        assert!(cache.get(0, 1).is_none());
+        assert!(cache.get(&merged_key(9), 1).is_some());
+        assert!(cache.get(&merged_key(0), 1).is_none());
         assert!(
-            cache.get(9, 2).is_none(),
+            cache.get(&merged_key(9), 2).is_none(),
             "another through is another value"
         );
     }
