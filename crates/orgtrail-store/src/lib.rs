@@ -17,6 +17,10 @@
 //! | `n <first seq u64> <hour u64>` | sealed counter delta of one group commit for one UTC hour (see the `counts` module) |
 //! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
 //!
+//! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
+//! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`),
+//! `ledger::proofs` (`c`), `ledger` (the other `m` values).
+//!
 //! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
 //! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
 //! and nothing is acknowledged before it is durable.
@@ -34,7 +38,7 @@
 //!
 //! # In memory
 //! The index (dedup, postings, times) is rebuilt from the chunks at open, and updated by the
-//! writer only after a group is durable. Appends go through one writer thread
+//! writer (`ledger::writer`) only after a group is durable. Appends go through one writer thread
 //! ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled and run on
 //! the caller's thread (async callers use `spawn_blocking`).
 
