@@ -190,6 +190,13 @@ write("ledger_record", "index-chunk.bin", b"\x01" + chunk_v)
 seg_v = b"\x01" + b"123456789012" + struct.pack(">qq", 20416, 1764000000000)
 seg_v += struct.pack(">I", 1) + b"\x22" * 12 + b"\x33" * 48
 write("ledger_record", "segment.bin", b"\x02" + seg_v)
+# A counter plaintext: codec 0, strings ["123456789012", "s3.amazonaws.com", "GetObject"],
+# one row (account, source, name, no user/error/region) counting 7.
+counter_v = b"\x00" + varint(3)
+for st in [b"123456789012", b"s3.amazonaws.com", b"GetObject"]:
+    counter_v += varint(len(st)) + st
+counter_v += varint(1) + bytes([1, 2, 3, 0, 0, 0]) + varint(7)
+write("ledger_record", "counter.bin", b"\x03" + counter_v)
 
 for f, n in picks:
     print(f"{f}:{n}")
