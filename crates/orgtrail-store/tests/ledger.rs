@@ -305,6 +305,11 @@ fn rotate_then_rewrap_then_retire_keeps_everything_readable() {
         },
     );
     assert_eq!(bytes(&got), expected(&evs, |_| true));
+    // The counters were rewrapped too: counts still open, from the counters alone.
+    let c = ledger
+        .count_at_most(&Query::default(), &[orgtrail_store::Group::Region], 10, 0)
+        .unwrap();
+    assert_eq!((c.total, c.scan.is_none()), (400, true));
 }
 
 #[test]
