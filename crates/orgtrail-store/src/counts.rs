@@ -343,8 +343,8 @@ impl Table {
         }
     }
 
-    /// Adds the rows that `sel` selects to `out`, keyed by its grouping fields.
-    pub(crate) fn tally(&self, sel: &Selection, out: &mut Counter) {
+    /// Adds the rows that `sel` selects to `acc`, keyed by its grouping fields.
+    pub(crate) fn tally(&self, sel: &Selection, acc: &mut Acc) {
         // Resolve the filter values to this table's references once.
         let find = |v: &str| {
             self.strings
@@ -368,7 +368,9 @@ impl Table {
             }
             Some(a)
         };
-        let mut local: HashMap<[u32; DIMS], u64> = HashMap::new();
+        // This table's references -> the accumulator's ids, filled as rows need them.
+        let mut ids = vec![u32::MAX; self.strings.len() + 1];
+        ids[0] = 0;
         for (refs, n) in &self.rows {
             if !want.iter().all(|(d, r)| refs[*d] == *r) {
                 continue;
@@ -380,20 +382,76 @@ impl Table {
             }
             let mut k = [0u32; DIMS];
             for (i, d) in sel.by.iter().enumerate() {
-                k[i] = refs[*d];
+                let r = refs[*d] as usize;
+                if ids[r] == u32::MAX {
+                    ids[r] = acc.intern(&self.strings[r - 1]);
+                }
+                k[i] = ids[r];
             }
-            *local.entry(k).or_default() += n;
+            *acc.map.entry(k).or_default() += n;
         }
-        for (k, n) in local {
-            let key: Vec<String> = k[..sel.by.len()]
+    }
+}
+
+/// Sums rows across tables by interned values: one hash update per row, strings built once
+/// at the end ([`Acc::into_counter`]).
+#[derive(Debug, Default)]
+pub(crate) struct Acc {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    map: HashMap<[u32; DIMS], u64, std::hash::BuildHasherDefault<FastHash>>,
+}
+
+impl Acc {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        self.names.push(s.into());
+        let i = self.names.len() as u32;
+        self.ids.insert(s.into(), i);
+        i
+    }
+
+    /// Adds the sums to `out`, `by_len` values per key.
+    pub(crate) fn into_counter(self, by_len: usize, out: &mut Counter) {
+        for (k, n) in self.map {
+            let key = k[..by_len]
                 .iter()
                 .map(|r| match r {
                     0 => "-".to_string(),
-                    r => self.strings[*r as usize - 1].to_string(),
+                    r => self.names[*r as usize - 1].to_string(),
                 })
                 .collect();
             out.add_n(key, n);
         }
+    }
+}
+
+/// A multiply-rotate hasher for small integer keys (ids the accumulator made itself, so
+/// nothing an outsider chooses): much cheaper than SipHash on the hot loop of a count.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
     }
 }
 
@@ -859,6 +917,7 @@ pub(crate) fn count_hours(
     sel: &Selection,
     out: &mut Counter,
 ) -> Result<(), StoreError> {
+    let mut acc = Acc::default();
     // Deltas first, then the merged hours (see the module docs for why this order).
     let mut deltas: Vec<(u64, i64, sled::IVec)> = Vec::new();
     for kv in tree.scan_prefix([DELTA]) {
@@ -874,14 +933,15 @@ pub(crate) fn count_hours(
         let hour = parse_merged_key(&k)?;
         let through = through_of(&v)?;
         throughs.insert(hour, through);
-        cached(cache, provider, &k, through, &v)?.tally(sel, out);
+        cached(cache, provider, &k, through, &v)?.tally(sel, &mut acc);
     }
     for (seq, hour, v) in deltas {
         if throughs.get(&hour).is_some_and(|t| seq <= *t) {
             continue;
         }
-        cached(cache, provider, &delta_key(seq, hour), seq, &v)?.tally(sel, out);
+        cached(cache, provider, &delta_key(seq, hour), seq, &v)?.tally(sel, &mut acc);
     }
+    acc.into_counter(sel.by.len(), out);
     Ok(())
 }
 
