@@ -790,6 +790,7 @@ impl Writer {
             for seq in seqs {
                 let dk = delta_key(seq, hour);
                 remove.remove(&dk[..]);
+                cache.remove(&dk);
                 if seq <= through {
                     continue; // merged before; only its removal was lost
                 }
@@ -843,8 +844,9 @@ pub(crate) struct Cache {
 #[derive(Debug, Default)]
 struct CacheInner {
     used: usize,
-    tick: u64,
-    /// value key -> (through, table, last use)
+    /// Counts one per count (see [`Cache::begin`]).
+    epoch: u64,
+    /// value key -> (through, table, epoch of last use)
     map: HashMap<Vec<u8>, (u64, Arc<Table>, u64)>,
 }
 
@@ -856,16 +858,33 @@ impl Cache {
         }
     }
 
+    /// Starts a count. A count reads its values in key order, so plain LRU would let each one
+    /// evict what the next needs first; instead a value used by the running count is never
+    /// evicted for it: when the budget is full of those, the rest is not kept.
+    pub(crate) fn begin(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.epoch += 1;
+        }
+    }
+
     fn get(&self, key: &[u8], through: u64) -> Option<Arc<Table>> {
         let mut g = self.inner.lock().ok()?;
-        g.tick += 1;
-        let tick = g.tick;
+        let epoch = g.epoch;
         match g.map.get_mut(key) {
             Some((t, table, used)) if *t == through => {
-                *used = tick;
+                *used = epoch;
                 Some(table.clone())
             }
             _ => None,
+        }
+    }
+
+    /// Forgets a value (a delta merged away).
+    pub(crate) fn remove(&self, key: &[u8]) {
+        if let Ok(mut g) = self.inner.lock()
+            && let Some((_, t, _)) = g.map.remove(key)
+        {
+            g.used -= t.weight();
         }
     }
 
@@ -877,26 +896,29 @@ impl Cache {
         let Ok(mut g) = self.inner.lock() else {
             return;
         };
-        g.tick += 1;
-        let tick = g.tick;
-        if let Some((_, old, _)) = g.map.insert(key.to_vec(), (through, table, tick)) {
+        if let Some((_, old, _)) = g.map.remove(key) {
             g.used -= old.weight();
         }
-        g.used += w;
-        while g.used > self.budget {
-            // Evict the least recently used (a linear pass: the cache holds few values).
-            let Some(victim) = g
+        let epoch = g.epoch;
+        while g.used + w > self.budget {
+            // Evict the least recently used, unless the running count uses it too.
+            let Some((victim, last)) = g
                 .map
                 .iter()
                 .min_by_key(|(_, v)| v.2)
-                .map(|(k, _)| k.clone())
+                .map(|(k, v)| (k.clone(), v.2))
             else {
                 break;
             };
+            if last == epoch {
+                return;
+            }
             if let Some((_, t, _)) = g.map.remove(&victim) {
                 g.used -= t.weight();
             }
         }
+        g.used += w;
+        g.map.insert(key.to_vec(), (through, table, epoch));
     }
 
     /// Bytes held.
@@ -918,6 +940,7 @@ pub(crate) fn count_hours(
     out: &mut Counter,
 ) -> Result<(), StoreError> {
     let mut acc = Acc::default();
+    cache.begin();
     // Deltas first, then the merged hours (see the module docs for why this order).
     let mut deltas: Vec<(u64, i64, sled::IVec)> = Vec::new();
     for kv in tree.scan_prefix([DELTA]) {
@@ -1422,12 +1445,24 @@ mod tests {
         let t = Arc::new(b.finish());
         let w = t.weight();
         let cache = Cache::new(w * 3);
+        // One count reading ten values keeps the first three, never evicting its own.
+        cache.begin();
         for h in 0..10 {
             cache.put(&merged_key(h), 1, t.clone());
         }
         assert!(cache.used() <= w * 3);
+        assert!(cache.get(&merged_key(0), 1).is_some());
+        assert!(cache.get(&merged_key(9), 1).is_none());
+        // The next count evicts what it does not use for what it needs.
+        cache.begin();
+        assert!(cache.get(&merged_key(1), 1).is_some());
+        assert!(cache.get(&merged_key(2), 1).is_some());
+        cache.put(&merged_key(9), 1, t.clone());
         assert!(cache.get(&merged_key(9), 1).is_some());
         assert!(cache.get(&merged_key(0), 1).is_none());
+        assert!(cache.used() <= w * 3);
+        cache.remove(&merged_key(9));
+        assert!(cache.get(&merged_key(9), 1).is_none());
         assert!(
             cache.get(&merged_key(9), 2).is_none(),
             "another through is another value"

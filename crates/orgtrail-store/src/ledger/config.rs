@@ -72,7 +72,7 @@ impl Default for LedgerConfig {
             checkpoint_interval: std::time::Duration::from_secs(60),
             read_only: false,
             reserve_bytes: DEFAULT_RESERVE,
-            count_cache_bytes: 16 << 20,
+            count_cache_bytes: 32 << 20,
             count_scan_limit: 100_000,
             count_merge_after: crate::counts::MAX_PENDING,
         }
