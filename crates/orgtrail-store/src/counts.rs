@@ -55,6 +55,18 @@ use crate::error::StoreError;
 use crate::format::{Reader, put_varint};
 use crate::query::{Attr, Counter, Counts, Group, Query, ScanPart, TimeSpan};
 
+/// Meta key (`m counts_from`): the first seq the counters cover, when not 1 (a store upgraded
+/// from format 1 has no counters for the events it held before).
+pub(crate) const COUNTS_FROM: &str = "counts_from";
+
+/// Whether the counters cover every event of the store.
+pub(crate) fn cover_all(tree: &sled::Tree) -> Result<bool, StoreError> {
+    match tree.get(crate::format::meta_key(COUNTS_FROM))? {
+        None => Ok(true),
+        Some(v) => Ok(Reader::new(&v, "counts_from").u64()? <= 1),
+    }
+}
+
 /// Key prefix of deltas.
 pub(crate) const DELTA: u8 = b'n';
 /// Key prefix of merged hours.
@@ -502,10 +514,19 @@ pub(crate) struct Plan {
     pub(crate) reason: Option<String>,
 }
 
-pub(crate) fn plan(q: &Query, by: &[Group]) -> (Plan, Option<Selection>) {
+pub(crate) fn plan(q: &Query, by: &[Group], complete: bool) -> (Plan, Option<Selection>) {
     let start = q.start.map(Timestamp::millis);
     let end = q.end.map(Timestamp::millis);
-    let sel = match Selection::new(q, by) {
+    let sel = if complete {
+        Selection::new(q, by)
+    } else {
+        Err(
+            "this store was upgraded from format 1 and its counters miss the events stored \
+             before the upgrade"
+                .into(),
+        )
+    };
+    let sel = match sel {
         Ok(s) => s,
         Err(reason) => {
             return (
@@ -575,10 +596,11 @@ pub(crate) fn answer(
     by: &[Group],
     max_groups: usize,
     scan_limit: usize,
+    complete: bool,
     hours: impl FnOnce((i64, i64), &Selection, &mut Counter) -> Result<(), StoreError>,
     mut scan: impl FnMut(&Query, usize, &mut Counter) -> Result<(u64, bool), StoreError>,
 ) -> Result<Counts, StoreError> {
-    let (plan, sel) = plan(q, by);
+    let (plan, sel) = plan(q, by, complete);
     let mut counter = Counter::default();
     let mut exact = None;
     if let (Some(h), Some(sel)) = (plan.hours, &sel) {
@@ -1256,6 +1278,7 @@ mod tests {
                     &by,
                     usize::MAX,
                     usize::MAX,
+                    true,
                     |h, sel, out| count_hours(&tree, p.as_ref(), &cache, h, u64::MAX, sel, out),
                     |sq, limit, out| Ok(scan_oracle(&all, sq, &by, limit, out)),
                 )
@@ -1392,6 +1415,10 @@ mod tests {
         assert!(Table::decode(&[9]).is_err());
     }
 
+    fn plan_all(q: &Query, by: &[Group]) -> (Plan, Option<Selection>) {
+        plan(q, by, true)
+    }
+
     #[test]
     fn plans_split_whole_hours_from_edges() {
         let q = |s: Option<i64>, e: Option<i64>| Query {
@@ -1399,12 +1426,12 @@ mod tests {
             end: e.map(Timestamp),
             ..Query::default()
         };
-        let (p, _) = plan(&q(None, None), &[Group::Account]);
+        let (p, _) = plan_all(&q(None, None), &[Group::Account]);
         assert_eq!(p.hours, Some((i64::MIN, i64::MAX)));
         assert!(p.scans.is_empty());
-        let (p, _) = plan(&q(Some(HOUR_MS), Some(3 * HOUR_MS - 1)), &[Group::Account]);
+        let (p, _) = plan_all(&q(Some(HOUR_MS), Some(3 * HOUR_MS - 1)), &[Group::Account]);
         assert_eq!((p.hours, p.scans.len()), (Some((1, 2)), 0));
-        let (p, _) = plan(
+        let (p, _) = plan_all(
             &q(Some(HOUR_MS + 5), Some(3 * HOUR_MS + 5)),
             &[Group::Account],
         );
@@ -1416,11 +1443,11 @@ mod tests {
                 (Some(HOUR_MS + 5), Some(2 * HOUR_MS - 1))
             ]
         );
-        let (p, _) = plan(&q(Some(5), Some(HOUR_MS)), &[Group::Account]);
+        let (p, _) = plan_all(&q(Some(5), Some(HOUR_MS)), &[Group::Account]);
         assert_eq!((p.hours, p.scans), (None, vec![(Some(5), Some(HOUR_MS))]));
         let mut rq = q(None, None);
         rq.filters.push((Attr::ResourceName, "x".into()));
-        let (p, s) = plan(&rq, &[Group::Account]);
+        let (p, s) = plan_all(&rq, &[Group::Account]);
         assert!(s.is_none() && p.hours.is_none());
         assert!(p.reason.unwrap().contains("resourceName"));
     }

@@ -157,6 +157,7 @@ proptest! {
             dict_train_after: 40,
             block_records: 4,
             count_merge_after: 3,
+            index_run_events: 8,
             ..LedgerConfig::default()
         };
         let mut sled = Ledger::open(data.path(), provider.clone(), cfg.clone()).unwrap();
