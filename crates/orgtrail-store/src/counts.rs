@@ -400,7 +400,13 @@ impl Table {
                 }
                 k[i] = ids[r];
             }
-            *acc.map.entry(k).or_default() += n;
+            if sel.by.len() <= 2 {
+                // The common case, one or two fields: a single word as the key.
+                let packed = u64::from(k[0]) << 32 | u64::from(k[1]);
+                *acc.small.entry(packed).or_default() += n;
+            } else {
+                *acc.map.entry(k).or_default() += n;
+            }
         }
     }
 }
@@ -411,6 +417,8 @@ impl Table {
 pub(crate) struct Acc {
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// Keys of one or two fields, packed.
+    small: HashMap<u64, u64, std::hash::BuildHasherDefault<FastHash>>,
     map: HashMap<[u32; DIMS], u64, std::hash::BuildHasherDefault<FastHash>>,
 }
 
@@ -427,7 +435,13 @@ impl Acc {
 
     /// Adds the sums to `out`, `by_len` values per key.
     pub(crate) fn into_counter(self, by_len: usize, out: &mut Counter) {
-        for (k, n) in self.map {
+        let unpacked = self.small.into_iter().map(|(k, n)| {
+            let mut a = [0u32; DIMS];
+            a[0] = (k >> 32) as u32;
+            a[1] = k as u32;
+            (a, n)
+        });
+        for (k, n) in unpacked.chain(self.map) {
             let key = k[..by_len]
                 .iter()
                 .map(|r| match r {
