@@ -369,12 +369,14 @@ impl<'a> Source<'a> {
         };
         match smallest {
             Some(i) if lists[i].len() <= SCAN_LIMIT => {
-                let seqs: Vec<u64> = lists[i].iter().collect();
+                // The other conditions first (membership is cheap), then times only for
+                // what meets them all.
+                let seqs: Vec<u64> = lists[i].iter().filter(|&s| in_all(s, Some(i))).collect();
                 let times = self.times_of(&seqs)?;
                 out = times
                     .into_iter()
                     .zip(seqs)
-                    .filter(|&e| e >= lo && e <= hi && in_all(e.1, Some(i)))
+                    .filter(|&e| e >= lo && e <= hi)
                     .collect();
                 // Only the newest `limit` are wanted: select them in O(n), then sort those.
                 if out.len() > limit {
