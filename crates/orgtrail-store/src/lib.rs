@@ -82,4 +82,4 @@ pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, StoredEvent, attr_matches,
 };
 pub use tree::{event_leaf, leaf_data};
-pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};
+pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};
