@@ -597,3 +597,156 @@ impl StreamVerifier {
         self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use orgtrail_crypto::merkle::leaf_hash;
+    use orgtrail_crypto::signing::SigningKey;
+
+    const ORIGIN: &str = "orgtrail/test";
+
+    fn leaves(n: u64) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    fn note(key: &SigningKey, leaves: &[Hash]) -> String {
+        Checkpoint {
+            origin: ORIGIN.into(),
+            size: leaves.len() as u64,
+            root: orgtrail_crypto::merkle::root(leaves),
+            time_ms: 1,
+        }
+        .sign(key)
+    }
+
+    /// Streams `all` as a collector does: chunks of `chunk`, each checkpoint after its leaf.
+    fn stream(v: &mut StreamVerifier, all: &[Hash], cps: &[(u64, String)], chunk: usize) {
+        v.head(ORIGIN, all.len() as u64);
+        let mut sent = 0usize;
+        let mut send_to = |v: &mut StreamVerifier, to: usize| {
+            while sent < to {
+                let end = (sent + chunk).min(to);
+                let bytes: Vec<u8> = all[sent..end].iter().flatten().copied().collect();
+                v.leaf_hashes(&bytes);
+                sent = end;
+            }
+        };
+        for (size, n) in cps {
+            send_to(v, *size as usize);
+            v.checkpoint(*size, n);
+        }
+        send_to(v, all.len());
+    }
+
+    fn setup() -> (SigningKey, VerifyingKey, Vec<Hash>, Vec<(u64, String)>) {
+        let (key, _) = SigningKey::generate().unwrap();
+        let vk = VerifyingKey::from_raw(key.public_key());
+        let all = leaves(1000);
+        let cps = [1u64, 256, 300, 999]
+            .iter()
+            .map(|&s| (s, note(&key, &all[..s as usize])))
+            .collect();
+        (key, vk, all, cps)
+    }
+
+    #[test]
+    fn a_healthy_stream_verifies_with_its_saved_checkpoints() {
+        let (key, vk, all, cps) = setup();
+        let saved = vec![SavedCheckpoint {
+            name: "monday.json".into(),
+            note: note(&key, &all[..500]),
+        }];
+        let mut v = StreamVerifier::new(vk, saved);
+        stream(&mut v, &all, &cps, 37);
+        let r = v.finish();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(
+            (r.events, r.checkpoints, r.saved_checkpoints, r.uncovered),
+            (1000, 4, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_changed_leaf_fails_every_checkpoint_after_it() {
+        let (_, vk, mut all, cps) = setup();
+        all[299][0] ^= 1;
+        let mut v = StreamVerifier::new(vk, Vec::new());
+        stream(&mut v, &all, &cps, 4096);
+        let r = v.finish();
+        assert_eq!(r.checkpoints, 2, "sizes 1 and 256 still hold");
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("stored checkpoint at size 300: the log's root differs"),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn another_key_or_a_forked_saved_checkpoint_fails() {
+        let (key, _, all, cps) = setup();
+        let (other, _) = SigningKey::generate().unwrap();
+        let mut v = StreamVerifier::new(VerifyingKey::from_raw(other.public_key()), Vec::new());
+        stream(&mut v, &all, &cps, 100);
+        let r = v.finish();
+        assert_eq!(r.checkpoints, 0);
+        assert_eq!(r.problems.len(), 4);
+        assert!(r.problems[0].contains("not signed by this key"), "{:?}", r);
+
+        let mut forked = all.clone();
+        forked[10][5] ^= 1;
+        let saved = vec![SavedCheckpoint {
+            name: "monday.json".into(),
+            note: note(&key, &forked[..500]),
+        }];
+        let mut v = StreamVerifier::new(VerifyingKey::from_raw(key.public_key()), saved);
+        stream(&mut v, &all, &cps, 100);
+        let r = v.finish();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].contains("history was rewritten or forked"));
+    }
+
+    #[test]
+    fn a_stream_that_breaks_its_framing_never_passes() {
+        let (_, vk, all, cps) = setup();
+        // Fewer leaves than announced.
+        let mut v = StreamVerifier::new(vk.clone(), Vec::new());
+        v.head(ORIGIN, 1001);
+        stream_body(&mut v, &all, &cps);
+        let r = v.finish();
+        assert!(!r.ok());
+        assert!(r.problems[0].contains("ended after 1000 of the 1001 leaves"));
+        // A partial hash.
+        let mut v = StreamVerifier::new(vk.clone(), Vec::new());
+        v.head(ORIGIN, 1);
+        v.leaf_hashes(&[0u8; 31]);
+        assert!(!v.finish().ok());
+        // A checkpoint out of place.
+        let mut v = StreamVerifier::new(vk.clone(), Vec::new());
+        v.head(ORIGIN, 1000);
+        v.leaf_hashes(all[0].as_ref());
+        v.checkpoint(256, &cps[1].1);
+        let r = v.finish();
+        assert!(r.problems[0].contains("came after 1 leaves"), "{:?}", r);
+        // Nothing at all.
+        assert!(!StreamVerifier::new(vk, Vec::new()).finish().ok());
+    }
+
+    fn stream_body(v: &mut StreamVerifier, all: &[Hash], cps: &[(u64, String)]) {
+        let mut sent = 0usize;
+        for (size, n) in cps {
+            let bytes: Vec<u8> = all[sent..*size as usize]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            v.leaf_hashes(&bytes);
+            sent = *size as usize;
+            v.checkpoint(*size, n);
+        }
+        let bytes: Vec<u8> = all[sent..].iter().flatten().copied().collect();
+        v.leaf_hashes(&bytes);
+    }
+}
