@@ -69,16 +69,17 @@ fn following_agent(
     (agent, file)
 }
 
-/// Appends `lines` to `file` a slice at a time until they run out or `stop` is set: a steady
-/// stream of new events for the collector while the test asks it questions. The pause only
-/// paces the producer; nothing waits on it.
+/// Appends `lines` to `file` a slice at a time (after the feeder `after`, if any, is done)
+/// until they run out or `stop` is set: a steady stream of new events for the collector while
+/// the test asks it questions. The pause only paces the producer; nothing waits on it.
 fn feed(
     file: std::path::PathBuf,
     lines: Vec<String>,
     stop: Arc<AtomicBool>,
+    after: Option<std::thread::JoinHandle<usize>>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
-        let mut written = 0;
+        let mut written = after.map_or(0, |h| h.join().unwrap());
         for chunk in lines.chunks(50) {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -116,7 +117,10 @@ fn an_auditor_checks_proofs_checkpoints_and_the_whole_log_while_the_collector_in
         .collect();
     let (mut agent, file) = following_agent(&org, &c, "agent-a", &account);
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed(file, lines.clone(), stop.clone());
+    // A third of the events now, the rest once the first checkpoint is taken: the log is
+    // certain to grow while it is being checked.
+    let (early, late) = lines.split_at(lines.len() / 3);
+    let feeder = feed(file.clone(), early.to_vec(), stop.clone(), None);
 
     // An early event: its proof is fetched as soon as it is stored. The newest checkpoint
     // cannot cover it yet; the collector signs one for the proof.
@@ -182,6 +186,7 @@ fn an_auditor_checks_proofs_checkpoints_and_the_whole_log_while_the_collector_in
     let cp1_file = org.path("cp1.json");
     std::fs::write(&cp1_file, &o.stdout).unwrap();
     assert!(cp1["note"].as_str().unwrap().starts_with("orgtrail/"));
+    let feeder = feed(file, late.to_vec(), stop.clone(), Some(feeder));
     // The same checkpoint by its size.
     let o = remote(
         &org,
