@@ -6,6 +6,7 @@ use orgtrail_crypto::NONCE_LEN;
 use crate::error::StoreError;
 use crate::format::Reader;
 use crate::index::Index;
+use crate::ledger::next_record;
 
 /// One record of a record block: segment, dictionary id, nonce, sealed bytes.
 pub type BlockRecord<'a> = (u64, u32, [u8; NONCE_LEN], &'a [u8]);
@@ -20,11 +21,8 @@ pub fn record_block(block: &[u8]) -> Result<Vec<BlockRecord<'_>>, StoreError> {
     let count = r.u16()?;
     let mut out = Vec::new();
     for _ in 0..count {
-        let segment = r.u64()?;
-        let dict = r.u32()?;
-        let nonce: [u8; NONCE_LEN] = r.array()?;
-        let len = r.u32()? as usize;
-        out.push((segment, dict, nonce, r.take(len)?));
+        let rec = next_record(&mut r)?;
+        out.push((rec.segment, rec.dict, rec.nonce, rec.ct));
     }
     Ok(out)
 }

@@ -15,6 +15,10 @@
 //! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
 //! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
 //!
+//! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
+//! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`),
+//! `ledger::proofs` (`c`), `ledger` (the other `m` values).
+//!
 //! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
 //! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
 //! and nothing is acknowledged before it is durable.
@@ -32,7 +36,7 @@
 //!
 //! # In memory
 //! The index (dedup, postings, times) is rebuilt from the chunks at open, and updated by the
-//! writer only after a group is durable. Appends go through one writer thread
+//! writer (`ledger::writer`) only after a group is durable. Appends go through one writer thread
 //! ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled and run on
 //! the caller's thread (async callers use `spawn_blocking`).
 

@@ -1,0 +1,70 @@
+//! How a ledger is tuned, and whether it takes appends.
+
+use std::sync::Arc;
+
+use orgtrail_crypto::signing::SigningKey;
+
+/// The default free-space reserve: room for sled's own log and snapshot writes and several
+/// group commits, small enough for a demo on a nearly full disk.
+pub const DEFAULT_RESERVE: u64 = 128 << 20;
+
+/// Whether the ledger is taking appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Appends are taken.
+    Ready,
+    /// The data directory's filesystem is below the reserve: appends are refused until space
+    /// returns. Reads go on.
+    DiskFull { free: u64, reserve: u64 },
+    /// A write failed; the ledger is reopening and reconciling its files (it retries by
+    /// itself). Appends are refused meanwhile.
+    Faulted { reason: String },
+}
+
+/// Tuning of the ledger. The defaults suit production.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Records one data key seals at most (random nonces stay far below 2^32 per key).
+    pub segment_max_records: u64,
+    /// Records per sled value (a lookup reads one block per event it returns).
+    pub block_records: usize,
+    /// Events sampled before a zstd dictionary is trained for this store.
+    pub dict_train_after: usize,
+    /// Most events the writer commits in one group (one sled batch, one flush).
+    pub max_group_events: usize,
+    /// sled's page cache.
+    pub cache_bytes: u64,
+    /// zstd level.
+    pub zstd_level: i32,
+    /// Signs checkpoints. Without it the ledger writes none.
+    pub signer: Option<Arc<SigningKey>>,
+    /// A checkpoint after at most this many new records...
+    pub checkpoint_records: u64,
+    /// ...or, when records arrive, once the last checkpoint is older than this.
+    pub checkpoint_interval: std::time::Duration,
+    /// Open for reading only: no writer thread, no checkpoint on close, and an error instead of
+    /// a new store when there is none.
+    pub read_only: bool,
+    /// Free space (bytes) kept on the data directory's filesystem. A group commit that would
+    /// start below it is refused with [`StoreError::DiskFull`](crate::StoreError::DiskFull) and nothing is written; appends
+    /// resume by themselves once space returns.
+    pub reserve_bytes: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            segment_max_records: 1 << 20,
+            block_records: 8,
+            dict_train_after: 4000,
+            max_group_events: 2048,
+            cache_bytes: 256 << 20,
+            zstd_level: 3,
+            signer: None,
+            checkpoint_records: 100_000,
+            checkpoint_interval: std::time::Duration::from_secs(60),
+            read_only: false,
+            reserve_bytes: DEFAULT_RESERVE,
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The sled-backed ledger: open, append (through the writer thread), read, count.
+//!
+//! One concern per module:
+//! * [`config`]: [`LedgerConfig`], [`Health`], the free-space reserve.
+//! * [`backend`]: opening sled, the open database, free space. (The recovery, verification and
+//!   Merkle modules of the crate still read the sled tree directly.)
+//! * [`prepare`]: [`Preparer`] and [`Prepared`]: compression and blind index values, on any thread.
+//! * [`writer`]: the writer thread: reserve checks, group commit, recovery after a failed
+//!   write, checkpoints, segment choice.
+//! * [`records`]: record blocks (`r` values): their byte layout, encoding, reading records.
+//! * [`chunk`]: index chunks (`x` values): their byte layout, encoding, loading.
+//! * [`segments`]: segments (`s` values) and their data keys, rewrapping under a new master key.
+//! * [`dicts`]: zstd dictionaries (`m dict/<id>` values): sealing, opening, decompressing, training.
+//! * [`load`](mod@load): the in-memory state read from the files at open and after recovery.
+//! * [`proofs`]: the Merkle log's head, proofs and signed checkpoints.
+//!
+//! # Meta values (`m <name>`), written at creation and by every group commit
+//!
+//! | key | value |
+//! |---|---|
+//! | `m format` | format version (u64 BE) |
+//! | `m blind_key` | the blind-index key, wrapped by the master key (64 bytes, context `blind-index-key`) |
+//! | `m store_id` | 16 random bytes as 32 lowercase hex digits; the checkpoint origin is `orgtrail/<id>` |
+//! | `m next_seq`, `m next_segment` | the next sequence number / segment id (u64 BE) |
+
+mod backend;
+mod chunk;
+mod config;
+mod dicts;
+mod load;
+mod prepare;
+mod proofs;
+mod records;
+mod segments;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
+use orgtrail_crypto::blind::BLIND_LEN;
+use orgtrail_crypto::hash::sha256;
+use orgtrail_crypto::{BlindIndexer, DataKey, KeyProvider, WrappedKey};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+use crate::format::{self, FORMAT_VERSION, meta_key};
+use crate::index::{Blind, Index};
+use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
+
+pub use backend::{free_bytes, open_sled};
+pub use config::{DEFAULT_RESERVE, Health, LedgerConfig};
+pub use prepare::{Prepared, Preparer};
+
+pub(crate) use chunk::load_chunk;
+pub(crate) use records::next_record;
+pub(crate) use segments::decode_segment;
+
+use backend::Files;
+use dicts::Dicts;
+use load::load;
+use prepare::{BLIND_CACHE_MAX, attribute_values, cacheable, dedup_blind};
+use segments::{BLIND_KEY_CONTEXT, SegmentInfo};
+use writer::WriterState;
+
+/// How long closing waits for the writer to finish what is queued.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What happened to one event of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored at this sequence number.
+    Stored(u64),
+    /// Already stored with the same bytes, at this sequence number.
+    Duplicate(u64),
+    /// Its (account, eventID) is already stored with different bytes; kept out.
+    Conflict(u64),
+}
+
+/// The outcome of one append, in the order of the events given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub results: Vec<Appended>,
+}
+
+impl AppendOutcome {
+    pub fn stored(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Stored(_)))
+    }
+    pub fn duplicates(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Duplicate(_)))
+    }
+    pub fn conflicts(&self) -> usize {
+        self.count(|a| matches!(a, Appended::Conflict(_)))
+    }
+    fn count(&self, f: impl Fn(&Appended) -> bool) -> usize {
+        self.results.iter().filter(|a| f(a)).count()
+    }
+}
+
+/// Counts of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub segments: u64,
+    pub accounts: usize,
+}
+
+/// What the ledger, its preparers and its writer thread share.
+struct Shared {
+    /// The checkpoint origin line: `orgtrail/<store id>`.
+    origin: String,
+    /// Unique per opened ledger in this process (never reused, unlike an address).
+    instance: u64,
+    path: PathBuf,
+    /// The open sled database; `None` while the writer reopens it after a write failure (sled
+    /// keeps failing every operation once one of its writes has failed).
+    files: RwLock<Option<Files>>,
+    health: Mutex<Health>,
+    provider: Arc<dyn KeyProvider>,
+    blinder: BlindIndexer,
+    index: RwLock<Index>,
+    segments: RwLock<HashMap<u64, SegmentInfo>>,
+    keys: Mutex<HashMap<u64, Arc<DataKey>>>,
+    dicts: RwLock<Dicts>,
+    dict_version: AtomicU32,
+    cfg: LedgerConfig,
+}
+
+impl Shared {
+    fn files(&self) -> Result<Files, StoreError> {
+        let g = self.files.read().map_err(|_| StoreError::WriterGone)?;
+        g.clone().ok_or_else(|| StoreError::Recovering {
+            reason: self.fault_reason(),
+        })
+    }
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.files()?.tree)
+    }
+    fn fault_reason(&self) -> String {
+        match self.health.lock().map(|h| h.clone()) {
+            Ok(Health::Faulted { reason }) => reason,
+            _ => "reopening the store".into(),
+        }
+    }
+    fn set_health(&self, h: Health) {
+        if let Ok(mut g) = self.health.lock() {
+            *g = h;
+        }
+    }
+    /// Bytes free for this process on the data directory's filesystem.
+    fn free_bytes(&self) -> Result<u64, StoreError> {
+        free_bytes(&self.path)
+    }
+    /// Refuses when the filesystem is below the reserve.
+    fn check_space(&self) -> Result<(), StoreError> {
+        let reserve = self.cfg.reserve_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = self.free_bytes()?;
+        if free < reserve {
+            return Err(StoreError::DiskFull {
+                path: self.path.display().to_string(),
+                free,
+                reserve,
+            });
+        }
+        Ok(())
+    }
+}
+
+struct Job {
+    events: Vec<Prepared>,
+    /// Write a checkpoint with this group even if none is due.
+    checkpoint: bool,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// The append-only ledger. Cheap to share (`Arc`); appends go through one writer thread that
+/// commits in groups and answers only after the group is durable.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Receives once the writer thread has finished.
+    writer: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn be_u64(v: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("meta value is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+impl Ledger {
+    /// Opens (or creates) the store in `dir` with keys from `provider`. Cuts a torn tail that
+    /// an interrupted write left (see the `recover` module; a read-only open skips it without
+    /// writing), reads every index chunk to rebuild the in-memory index, and checks that the key
+    /// provider can open the store before anything is written.
+    pub fn open(
+        dir: &Path,
+        provider: Arc<dyn KeyProvider>,
+        cfg: LedgerConfig,
+    ) -> Result<Self, StoreError> {
+        let path_s = dir.display().to_string();
+        if cfg.read_only && !dir.join("conf").exists() {
+            return Err(StoreError::NoStore { path: path_s });
+        }
+        crate::recover::remove_unfinished_snapshots(dir)?;
+        let db = open_sled(dir, cfg.cache_bytes)?;
+        let tree = db.open_tree("ledger")?;
+        // Format.
+        match tree.get(meta_key("format"))? {
+            Some(v) => {
+                let found = u32::try_from(be_u64(&v)?).unwrap_or(u32::MAX);
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::Format {
+                        path: path_s,
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                if tree.iter().next().is_some() {
+                    return Err(StoreError::Corrupt("store has data but no format".into()));
+                }
+            }
+        }
+        // The blind index key: wrapped by the master key, created with the store.
+        let blind_key: Zeroizing<[u8; 32]> = match tree.get(meta_key("blind_key"))? {
+            Some(w) => provider.unwrap(&WrappedKey::from_bytes(&w)?, BLIND_KEY_CONTEXT)?,
+            None if cfg.read_only => return Err(StoreError::NoStore { path: path_s }),
+            None => {
+                let k = BlindIndexer::generate_key()?;
+                let wrapped = provider.wrap(&k, BLIND_KEY_CONTEXT)?;
+                let mut b = sled::Batch::default();
+                b.insert(
+                    meta_key("format"),
+                    u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
+                );
+                b.insert(meta_key("blind_key"), wrapped.to_bytes());
+                let mut id = [0u8; 16];
+                orgtrail_crypto::random_bytes(&mut id)?;
+                let id_hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                b.insert(meta_key("store_id"), id_hex.into_bytes());
+                tree.apply_batch(b)?;
+                db.flush()?;
+                k
+            }
+        };
+        let blinder = BlindIndexer::new(&blind_key);
+        let plan = crate::recover::plan(&tree)?;
+        if !cfg.read_only {
+            crate::recover::apply(&tree, &db, &plan)?;
+        }
+        let loaded = load(&tree, provider.as_ref(), plan.end)?;
+        let origin = match tree.get(meta_key("store_id"))? {
+            Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
+            None => return Err(StoreError::Corrupt("store has no id".into())),
+        };
+
+        let dict_version = AtomicU32::new(loaded.dicts.current);
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let read_only = cfg.read_only;
+        let next_seq = loaded.next_seq;
+        let shared = Arc::new(Shared {
+            origin,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            path: dir.to_owned(),
+            files: RwLock::new(Some(Files { db, tree })),
+            health: Mutex::new(Health::Ready),
+            provider,
+            blinder,
+            index: RwLock::new(loaded.index),
+            segments: RwLock::new(loaded.segments),
+            keys: Mutex::new(HashMap::new()),
+            dicts: RwLock::new(loaded.dicts),
+            dict_version,
+            cfg,
+        });
+        if read_only {
+            return Ok(Ledger {
+                shared,
+                tx: Mutex::new(None),
+                writer: Mutex::new(None),
+            });
+        }
+        // A few batches wait for the writer (it commits whatever is queued as one group):
+        // enough to keep it busy, few enough that queued events do not pile up in memory.
+        let (tx, rx) = mpsc::channel::<Job>(8);
+        let writer_shared = shared.clone();
+        let mut state = WriterState::load(&writer_shared, next_seq)?;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("orgtrail-ledger-writer".into())
+            .spawn(move || {
+                state.run(&writer_shared, rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(Ledger {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    /// Whether appends are taken now. A disk-full state is checked again against the
+    /// filesystem, so readiness returns as soon as space does.
+    pub fn health(&self) -> Health {
+        let h = self
+            .shared
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or(Health::Faulted {
+                reason: "the ledger's state lock is poisoned".into(),
+            });
+        if let Health::DiskFull { .. } = h {
+            match self.shared.check_space() {
+                Ok(()) => return Health::Ready,
+                Err(StoreError::DiskFull { free, reserve, .. }) => {
+                    return Health::DiskFull { free, reserve };
+                }
+                Err(_) => {}
+            }
+        }
+        h
+    }
+
+    /// A per-thread preparer (it owns a zstd compressor).
+    pub fn preparer(&self) -> Preparer {
+        Preparer::new(self.shared.clone())
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        self.tx
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .clone()
+            .ok_or(StoreError::WriterGone)
+    }
+
+    /// Appends events; answers once they are durable. For async callers.
+    pub async fn append(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Job {
+                events,
+                checkpoint: false,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues an append from a thread that is not running an async runtime, without waiting
+    /// for it: the receiver answers once the events are durable. Lets a bulk importer keep
+    /// preparing the next batch while the writer commits this one.
+    pub fn submit_blocking(
+        &self,
+        events: Vec<Prepared>,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
+        self.submit_job_blocking(events, false)
+    }
+
+    fn submit_job_blocking(
+        &self,
+        events: Vec<Prepared>,
+        checkpoint: bool,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Job {
+                events,
+                checkpoint,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
+    /// Appends events from a thread that is not running an async runtime.
+    pub fn append_blocking(&self, events: Vec<Prepared>) -> Result<AppendOutcome, StoreError> {
+        self.submit_blocking(events)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Stops the writer after the appends already queued, and flushes.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let done = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(done) = done
+            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done.recv_timeout(CLOSE_TIMEOUT)
+        {
+            // A write stuck in the filesystem (a full or failing disk) must not hold shutdown:
+            // everything acknowledged is already durable, and the next open cuts any torn tail.
+            tracing::error!(
+                seconds = CLOSE_TIMEOUT.as_secs(),
+                "the ledger writer did not finish in time (a write is stuck); closing without it"
+            );
+            return Ok(());
+        }
+        if let Ok(files) = self.shared.files() {
+            files.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint origin of this store: `orgtrail/<store id>`.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// Checks that the dedup, time and attribute indexes hold the record at `seq` as they must.
+    pub(crate) fn index_problems(
+        &self,
+        seq: u64,
+        event: &CloudTrailEvent,
+        account: AccountId,
+        cache: &mut HashMap<(Attr, String), Blind>,
+        expected_postings: &mut u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let f = event.fields();
+        let b = &self.shared.blinder;
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        let dedup = dedup_blind(b, &account, &f.event_id);
+        let h = sha256(event.bytes());
+        match idx.dedup.get(&dedup) {
+            Some((s, h8)) if *s == seq && h8[..] == h[..8] => {}
+            _ => problems.push(format!(
+                "record {seq}: its dedup entry is missing or points elsewhere"
+            )),
+        }
+        if idx.time_of(seq) != Some(f.event_time.millis()) {
+            problems.push(format!(
+                "record {seq}: the time index disagrees with its eventTime"
+            ));
+        }
+        let mut seen: Vec<Blind> = Vec::new();
+        for (attr, value) in attribute_values(f, &account) {
+            let p = if cacheable(attr) {
+                if cache.len() > BLIND_CACHE_MAX {
+                    cache.clear();
+                }
+                *cache
+                    .entry((attr, value.to_owned()))
+                    .or_insert_with(|| b.blind(attr.tag(), value.as_bytes()))
+            } else {
+                b.blind(attr.tag(), value.as_bytes())
+            };
+            if seen.contains(&p) {
+                continue;
+            }
+            seen.push(p);
+            let present = idx.postings.get(&p).is_some_and(|l| l.contains(seq));
+            if !present {
+                problems.push(format!("record {seq}: missing from the {attr:?} index"));
+            }
+        }
+        *expected_postings += seen.len() as u64;
+        Ok(problems)
+    }
+
+    /// Entries in the attribute index.
+    pub(crate) fn posting_count(&self) -> Result<u64, StoreError> {
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(idx
+            .postings
+            .values()
+            .map(crate::postings::Postings::len)
+            .sum())
+    }
+
+    /// Counts.
+    pub fn stats(&self) -> Stats {
+        let (events, accounts) = self
+            .shared
+            .index
+            .read()
+            .map(|i| (i.times.len() as u64, i.accounts.len()))
+            .unwrap_or((0, 0));
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .map(|s| s.len() as u64)
+            .unwrap_or(0);
+        Stats {
+            events,
+            segments,
+            accounts,
+        }
+    }
+
+    /// Runs a query: newest first, one page. Blocking (reads sled); async callers use
+    /// `spawn_blocking`.
+    pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let limit = q.page_size();
+        let after = q.page_token.as_deref().map(Cursor::decode).transpose()?;
+        let hits = self.select(q, after, limit + 1)?;
+        let more = hits.len() > limit;
+        let mut events = Vec::with_capacity(limit.min(hits.len()));
+        for &(_, seq) in hits.iter().take(limit) {
+            events.push(self.read(seq)?);
+        }
+        Ok(Page::new(events, more))
+    }
+
+    /// Counts the events matching `q` (paging aside), grouped. Reads and opens every matching
+    /// event: about a microsecond or two each. Blocking.
+    pub fn count(
+        &self,
+        q: &Query,
+        by: &[crate::query::Group],
+        max_groups: usize,
+    ) -> Result<crate::query::Counts, StoreError> {
+        self.count_at_most(q, by, max_groups, usize::MAX)
+    }
+
+    /// Like [`Ledger::count`], decrypting at most `max_events` matching events, the newest:
+    /// past that the counts cover only those, and `limit_hit` says so.
+    pub fn count_at_most(
+        &self,
+        q: &Query,
+        by: &[crate::query::Group],
+        max_groups: usize,
+        max_events: usize,
+    ) -> Result<crate::query::Counts, StoreError> {
+        let mut hits = self.select(q, None, max_events.saturating_add(1))?;
+        let limit_hit = hits.len() > max_events;
+        hits.truncate(max_events);
+        let mut c = crate::query::Counter::default();
+        for &(_, seq) in &hits {
+            let e = self.read(seq)?;
+            let ev = orgtrail_core::CloudTrailEvent::parse(e.bytes).map_err(|err| {
+                StoreError::Corrupt(format!("record {seq} no longer parses: {err}"))
+            })?;
+            c.add(by, &ev, &e.account);
+        }
+        let mut counts = c.finish(max_groups);
+        counts.limit_hit = limit_hit;
+        Ok(counts)
+    }
+
+    /// The (time, seq) of up to `limit` events matching `q`, newest first, after `after`.
+    fn select(
+        &self,
+        q: &Query,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let start = q.start.map_or(i64::MIN, Timestamp::millis);
+        let end = q.end.map_or(i64::MAX, Timestamp::millis);
+        let hits = {
+            let idx = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| StoreError::WriterGone)?;
+            use crate::postings::Postings;
+            let empty = Postings::default();
+            let mut lists: Vec<&Postings> = Vec::with_capacity(q.filters.len() + 2);
+            for (attr, value) in &q.filters {
+                let b = self.shared.blinder.blind(attr.tag(), value.as_bytes());
+                lists.push(idx.postings.get(&b).unwrap_or(&empty));
+            }
+            let mut id_seqs: Vec<u64> = Vec::new();
+            if let Some(id) = &q.event_id {
+                let accounts: Vec<AccountId> = idx.accounts.iter().copied().collect();
+                for a in accounts {
+                    let b = dedup_blind(&self.shared.blinder, &a, id);
+                    if let Some((seq, _)) = idx.dedup.get(&b) {
+                        id_seqs.push(*seq);
+                    }
+                }
+                id_seqs.sort_unstable();
+            }
+            id_seqs.dedup();
+            let id_list = Postings::from_sorted(id_seqs);
+            if q.event_id.is_some() {
+                lists.push(&id_list);
+            }
+            // Any of the allowed accounts: the union of their postings.
+            let allowed = if q.accounts.is_empty() {
+                None
+            } else {
+                let of: Vec<&Postings> = q
+                    .accounts
+                    .iter()
+                    .filter_map(|a| {
+                        let b = self
+                            .shared
+                            .blinder
+                            .blind(Attr::Account.tag(), a.as_str().as_bytes());
+                        idx.postings.get(&b)
+                    })
+                    .collect();
+                Some(if of.is_empty() {
+                    Postings::default()
+                } else {
+                    Postings::union(&of)
+                })
+            };
+            if let Some(a) = &allowed {
+                lists.push(a);
+            }
+            idx.select(&lists, start, end, after, limit)
+        };
+        Ok(hits)
+    }
+
+    /// The event with this eventID in this account, if stored.
+    pub fn get(
+        &self,
+        account: &AccountId,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let seq = {
+            let idx = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| StoreError::WriterGone)?;
+            let b = dedup_blind(&self.shared.blinder, account, event_id);
+            idx.dedup.get(&b).map(|(s, _)| *s)
+        };
+        seq.map(|s| self.read(s)).transpose()
+    }
+}
+
+impl crate::EventStore for Ledger {
+    fn append_events(
+        &self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut p = self.preparer();
+        let prepared = events
+            .iter()
+            .map(|(e, a)| p.prepare(e, *a))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_blocking(prepared)
+    }
+
+    fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        Ledger::query(self, q)
+    }
+
+    fn count(
+        &self,
+        q: &Query,
+        by: &[crate::query::Group],
+        max_groups: usize,
+    ) -> Result<crate::query::Counts, StoreError> {
+        Ledger::count(self, q, by, max_groups)
+    }
+
+    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ledger::get(self, account, event_id)
+    }
+
+    fn stats(&self) -> Stats {
+        Ledger::stats(self)
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn key_bytes(prefix: u8, n: u64) -> [u8; 9] {
+    format::key(prefix, n)
+}
+
+const _: () = assert!(BLIND_LEN == 16);

@@ -1,0 +1,488 @@
+//! The writer thread: the only writer of a store. It takes what is queued as one group (up to
+//! `max_group_events`), refuses it below the free-space reserve, and commits it: dedup against
+//! the index and the group itself, seal records into blocks, write the index chunk, the leaf
+//! hashes, new segments, a due checkpoint and a trained dictionary in one `sled::Batch`, then
+//! `flush()`. Only after the flush is anything published in memory or acknowledged. A failed
+//! write faults the ledger: the writer reopens the files, cuts the torn tail (`recover`) and
+//! reloads what is durable, answering appends with a retryable error meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use orgtrail_core::AccountId;
+use orgtrail_crypto::DataKey;
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::merkle::{Frontier, Hash};
+use tokio::sync::mpsc;
+
+use super::backend::{Files, open_sled};
+use super::chunk::encode_chunk;
+use super::dicts::{Trainer, dict_key, seal_dict};
+use super::load::load;
+use super::records::BlockEncoder;
+use super::segments::{SegmentInfo, encode_segment, segment_context};
+use super::{AppendOutcome, Appended, Health, Job, Shared, be_u64, key_bytes};
+use crate::error::StoreError;
+use crate::format::{CHECKPOINT, CHUNK, RECORDS, SEGMENT, meta_key};
+use crate::index::{Blind, BlindMap};
+use crate::tree::{HASHES, event_leaf};
+
+/// How often a faulted writer tries to reopen the store.
+const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored by a group.
+pub(super) type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>, Hash);
+
+/// A segment the writer is filling.
+struct OpenSegment {
+    id: u64,
+    day: i64,
+    count: u64,
+    key: Arc<DataKey>,
+}
+
+/// What the writer thread owns.
+pub(super) struct WriterState {
+    next_seq: u64,
+    next_segment: u64,
+    open: HashMap<AccountId, OpenSegment>,
+    dict: Trainer,
+    /// The writer's copy of the Merkle frontier (the published one lags until a flush).
+    frontier: Frontier,
+    last_checkpoint_size: u64,
+    last_checkpoint_at: std::time::Instant,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl WriterState {
+    pub(super) fn load(sh: &Shared, next_seq: u64) -> Result<Self, StoreError> {
+        let next_segment = match sh.tree()?.get(meta_key("next_segment"))? {
+            Some(v) => be_u64(&v)?,
+            None => 1,
+        };
+        let frontier = sh
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .tree
+            .frontier
+            .clone();
+        let last_checkpoint_size = match sh.tree()?.scan_prefix([CHECKPOINT]).next_back() {
+            Some(kv) => be_u64(&kv?.0[1..])?,
+            None => 0,
+        };
+        Ok(WriterState {
+            next_seq,
+            next_segment,
+            open: HashMap::new(),
+            dict: Trainer::default(),
+            frontier,
+            last_checkpoint_size,
+            last_checkpoint_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Commits groups until the queue closes; then a last checkpoint and flush.
+    pub(super) fn run(&mut self, sh: &Shared, mut rx: mpsc::Receiver<Job>) {
+        let mut broken: Option<String> = None;
+        loop {
+            if let Some(reason) = broken.take() {
+                // A write failed: sled fails every later operation, so the files are reopened
+                // and reconciled (once the disk has room again). Until then every append is
+                // answered at once with a retryable error, and reads wait for the reopen.
+                match self.recover(sh) {
+                    Ok(()) => {
+                        tracing::info!("the store reopened after a write failure; appends resume");
+                        sh.set_health(Health::Ready);
+                    }
+                    Err(e) => {
+                        let reason = if matches!(e, StoreError::DiskFull { .. }) {
+                            format!("{reason}; waiting for free space ({e})")
+                        } else {
+                            format!("{reason}; reopening failed: {e}")
+                        };
+                        sh.set_health(Health::Faulted {
+                            reason: reason.clone(),
+                        });
+                        loop {
+                            match rx.try_recv() {
+                                Ok(job) => {
+                                    let _ = job.reply.send(Err(StoreError::Recovering {
+                                        reason: reason.clone(),
+                                    }));
+                                }
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                            }
+                        }
+                        std::thread::sleep(RECOVERY_POLL);
+                        broken = Some(reason);
+                        continue;
+                    }
+                }
+            }
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut jobs = vec![first];
+            let mut n: usize = jobs[0].events.len();
+            while n < sh.cfg.max_group_events {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        n += j.events.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Below the reserve nothing is written: sled must never meet a full disk.
+            match sh.check_space() {
+                Ok(()) => {
+                    let was_full = matches!(
+                        sh.health.lock().map(|h| h.clone()),
+                        Ok(Health::DiskFull { .. })
+                    );
+                    if was_full {
+                        tracing::info!("free space is above the reserve again; appends resume");
+                        sh.set_health(Health::Ready);
+                    }
+                }
+                Err(e) => {
+                    if let StoreError::DiskFull { free, reserve, .. } = &e {
+                        let was_full = matches!(
+                            sh.health.lock().map(|h| h.clone()),
+                            Ok(Health::DiskFull { .. })
+                        );
+                        if !was_full {
+                            tracing::error!(free, reserve, path = %sh.path.display(), "disk full: the data directory is below its free-space reserve; refusing appends until space returns");
+                        }
+                        sh.set_health(Health::DiskFull {
+                            free: *free,
+                            reserve: *reserve,
+                        });
+                    }
+                    for job in jobs {
+                        let _ = job.reply.send(Err(match &e {
+                            StoreError::DiskFull {
+                                path,
+                                free,
+                                reserve,
+                            } => StoreError::DiskFull {
+                                path: path.clone(),
+                                free: *free,
+                                reserve: *reserve,
+                            },
+                            other => StoreError::Recovering {
+                                reason: other.to_string(),
+                            },
+                        }));
+                    }
+                    continue;
+                }
+            }
+            match self.commit(sh, &mut jobs) {
+                Ok(outcomes) => {
+                    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was acknowledged");
+                    let write_failed = matches!(e, StoreError::Write { .. } | StoreError::Sled(_));
+                    let reason = e.to_string();
+                    for job in jobs {
+                        let _ = job.reply.send(Err(match &e {
+                            StoreError::Write { .. } | StoreError::Sled(_) => {
+                                StoreError::Recovering {
+                                    reason: reason.clone(),
+                                }
+                            }
+                            other => StoreError::Unavailable {
+                                reason: format!("the group could not be stored: {other}"),
+                            },
+                        }));
+                    }
+                    if write_failed {
+                        sh.set_health(Health::Faulted {
+                            reason: reason.clone(),
+                        });
+                        broken = Some(reason);
+                    }
+                }
+            }
+        }
+        if broken.is_some() {
+            return;
+        }
+        // Clean shutdown: a checkpoint covering everything, if there is anything new.
+        let Ok(files) = sh.files() else {
+            return;
+        };
+        if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
+            let mut batch = sled::Batch::default();
+            self.checkpoint(sh, &self.frontier.clone(), &mut batch);
+            if let Err(e) = files
+                .tree
+                .apply_batch(batch)
+                .and_then(|()| files.db.flush().map(|_| ()))
+            {
+                tracing::error!(error = %e, "writing the shutdown checkpoint failed");
+            }
+        }
+        // Everything acknowledged was flushed with its group; a failure here loses nothing
+        // acknowledged, but it is said.
+        if let Err(e) = files.db.flush() {
+            tracing::error!(error = %e, "the final flush at close failed");
+        }
+    }
+
+    /// Reopens the store's files after a failed write, cuts the torn tail the failure left,
+    /// reloads the in-memory state from what is durable, and starts over from there.
+    fn recover(&mut self, sh: &Shared) -> Result<(), StoreError> {
+        // Let go of the failed database first: its file lock must be released to reopen it.
+        if let Ok(mut g) = sh.files.write() {
+            *g = None;
+        }
+        sh.check_space()?;
+        crate::recover::remove_unfinished_snapshots(&sh.path)?;
+        let db = open_sled(&sh.path, sh.cfg.cache_bytes)?;
+        let tree = db.open_tree("ledger")?;
+        let plan = crate::recover::plan(&tree)?;
+        crate::recover::apply(&tree, &db, &plan)?;
+        let loaded = load(&tree, sh.provider.as_ref(), plan.end)?;
+        *sh.index.write().map_err(|_| StoreError::WriterGone)? = loaded.index;
+        *sh.segments.write().map_err(|_| StoreError::WriterGone)? = loaded.segments;
+        sh.dict_version
+            .store(loaded.dicts.current, Ordering::Release);
+        *sh.dicts.write().map_err(|_| StoreError::WriterGone)? = loaded.dicts;
+        *sh.files.write().map_err(|_| StoreError::WriterGone)? = Some(Files { db, tree });
+        *self = WriterState::load(sh, loaded.next_seq)?;
+        Ok(())
+    }
+
+    /// Adds a signed checkpoint of `frontier` to `batch`.
+    fn checkpoint(&mut self, sh: &Shared, frontier: &Frontier, batch: &mut sled::Batch) {
+        let Some(signer) = &sh.cfg.signer else {
+            return;
+        };
+        let cp = Checkpoint {
+            origin: sh.origin.clone(),
+            size: frontier.size(),
+            root: frontier.root(),
+            time_ms: now_ms(),
+        };
+        batch.insert(
+            &key_bytes(CHECKPOINT, cp.size)[..],
+            cp.sign(signer).into_bytes(),
+        );
+        self.last_checkpoint_size = cp.size;
+        self.last_checkpoint_at = std::time::Instant::now();
+    }
+
+    fn segment_for(
+        &mut self,
+        sh: &Shared,
+        account: AccountId,
+        batch: &mut sled::Batch,
+        new_segments: &mut Vec<(u64, SegmentInfo, Arc<DataKey>)>,
+    ) -> Result<(u64, Arc<DataKey>), StoreError> {
+        let now = now_ms();
+        let day = now.div_euclid(86_400_000);
+        if let Some(s) = self.open.get_mut(&account)
+            && s.day == day
+            && s.count < sh.cfg.segment_max_records
+        {
+            s.count += 1;
+            return Ok((s.id, s.key.clone()));
+        }
+        let id = self.next_segment;
+        self.next_segment += 1;
+        let (key, wrapped) = sh
+            .provider
+            .generate_data_key(&segment_context(id, &account))?;
+        let key = Arc::new(key);
+        batch.insert(
+            &key_bytes(SEGMENT, id)[..],
+            encode_segment(&account, day, now, &wrapped),
+        );
+        new_segments.push((id, SegmentInfo { account, wrapped }, key.clone()));
+        self.open.insert(
+            account,
+            OpenSegment {
+                id,
+                day,
+                count: 1,
+                key: key.clone(),
+            },
+        );
+        Ok((id, key))
+    }
+
+    fn commit(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let saved_seq = self.next_seq;
+        let saved_segment = self.next_segment;
+        let saved_cp = (self.last_checkpoint_size, self.last_checkpoint_at);
+        let saved_open: Vec<(AccountId, u64, u64)> =
+            self.open.iter().map(|(a, s)| (*a, s.id, s.count)).collect();
+        let r = self.commit_inner(sh, jobs);
+        if r.is_err() {
+            // Nothing was published; forget what this group reserved.
+            self.next_seq = saved_seq;
+            self.next_segment = saved_segment;
+            (self.last_checkpoint_size, self.last_checkpoint_at) = saved_cp;
+            self.open.retain(|a, s| {
+                saved_open
+                    .iter()
+                    .find(|(b, id, _)| b == a && *id == s.id)
+                    .map(|(_, _, c)| s.count = *c)
+                    .is_some()
+            });
+        }
+        r
+    }
+
+    fn commit_inner(
+        &mut self,
+        sh: &Shared,
+        jobs: &mut [Job],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let first_seq = self.next_seq;
+        let mut batch = sled::Batch::default();
+        let mut new_segments = Vec::new();
+        let mut pending: BlindMap<(u64, [u8; 8])> = BlindMap::default();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut stored: Vec<StoredEntry> = Vec::new();
+        let mut block = BlockEncoder::new(first_seq);
+        {
+            let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
+            for job in jobs.iter_mut() {
+                let mut results = Vec::with_capacity(job.events.len());
+                for ev in job.events.drain(..) {
+                    let mut h8 = [0u8; 8];
+                    h8.copy_from_slice(&ev.hash[..8]);
+                    let existing = pending.get(&ev.dedup).or_else(|| idx.dedup.get(&ev.dedup));
+                    if let Some(&(seq, other)) = existing {
+                        if other == h8 {
+                            results.push(Appended::Duplicate(seq));
+                        } else {
+                            tracing::warn!(account = %ev.account, seq, "eventID already stored with different bytes; kept out (conflict)");
+                            results.push(Appended::Conflict(seq));
+                        }
+                        continue;
+                    }
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let (segment, key) =
+                        self.segment_for(sh, ev.account, &mut batch, &mut new_segments)?;
+                    block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?;
+                    if block.records() >= sh.cfg.block_records
+                        && let Some((first, value)) = block.finish()
+                    {
+                        batch.insert(&key_bytes(RECORDS, first)[..], value);
+                    }
+                    if let Some(s) = ev.sample {
+                        self.dict.offer(s, sh.cfg.dict_train_after);
+                    }
+                    pending.insert(ev.dedup, (seq, h8));
+                    let leaf = event_leaf(seq, ev.account.as_str(), &ev.event_id, &ev.hash);
+                    stored.push((seq, ev.time, ev.dedup, h8, ev.account, ev.postings, leaf));
+                    results.push(Appended::Stored(seq));
+                }
+                outcomes.push(AppendOutcome { results });
+            }
+        }
+        if let Some((first, value)) = block.finish() {
+            batch.insert(&key_bytes(RECORDS, first)[..], value);
+        }
+        // The index chunk of this group.
+        if !stored.is_empty() {
+            let chunk = encode_chunk(first_seq, &stored);
+            batch.insert(&key_bytes(CHUNK, first_seq)[..], chunk);
+        }
+        // The group's leaf hashes, and a checkpoint when one is due.
+        let mut frontier = self.frontier.clone();
+        let mut completed: Vec<(u32, Hash)> = Vec::new();
+        let group_leaves: Vec<Hash> = stored.iter().map(|e| e.6).collect();
+        if !stored.is_empty() {
+            let mut bytes = Vec::with_capacity(stored.len() * 32);
+            for leaf in &group_leaves {
+                bytes.extend_from_slice(leaf);
+                frontier.push_capturing(*leaf, |height, h| {
+                    if height >= 8 {
+                        completed.push((height, *h));
+                    }
+                });
+            }
+            batch.insert(&key_bytes(HASHES, first_seq)[..], bytes);
+        }
+        let forced = jobs.iter().any(|j| j.checkpoint);
+        let new = frontier.size().saturating_sub(self.last_checkpoint_size);
+        let due = new >= sh.cfg.checkpoint_records
+            || (new > 0 && self.last_checkpoint_at.elapsed() >= sh.cfg.checkpoint_interval)
+            || (forced && new > 0);
+        if due {
+            self.checkpoint(sh, &frontier, &mut batch);
+        }
+        batch.insert(meta_key("next_seq"), self.next_seq.to_be_bytes().to_vec());
+        batch.insert(
+            meta_key("next_segment"),
+            self.next_segment.to_be_bytes().to_vec(),
+        );
+        // A dictionary, once enough samples are in and it is trained.
+        let mut new_dict = None;
+        if let Some(d) = self.dict.poll(
+            sh.dict_version.load(Ordering::Acquire),
+            sh.cfg.dict_train_after,
+        ) {
+            batch.insert(dict_key(1), seal_dict(sh.provider.as_ref(), 1, d)?);
+            new_dict = Some(d.clone());
+        }
+
+        let files = sh.files()?;
+        files
+            .tree
+            .apply_batch(batch)
+            .map_err(|source| StoreError::Write { source })?;
+        files
+            .db
+            .flush()
+            .map_err(|source| StoreError::Write { source })?;
+        self.frontier = frontier.clone();
+
+        // Durable: publish.
+        {
+            let mut segs = sh.segments.write().map_err(|_| StoreError::WriterGone)?;
+            let mut keys = sh.keys.lock().map_err(|_| StoreError::WriterGone)?;
+            for (id, info, key) in new_segments {
+                segs.insert(id, info);
+                keys.insert(id, key);
+            }
+        }
+        {
+            let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
+            idx.tree.apply(frontier, &completed, &group_leaves);
+            for (seq, time, dedup, h8, account, postings, _) in stored {
+                idx.publish(seq, time, dedup, h8);
+                idx.accounts.insert(account);
+                for p in postings {
+                    idx.post(p, seq);
+                }
+            }
+        }
+        if let Some(d) = new_dict {
+            self.dict.stored();
+            sh.dicts
+                .write()
+                .map_err(|_| StoreError::WriterGone)?
+                .install(1, d);
+            sh.dict_version.store(1, Ordering::Release);
+        }
+        Ok(outcomes)
+    }
+}
