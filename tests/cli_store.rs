@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, run, stdout};
+use common::{fixtures, run, stderr, stdout};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -287,4 +287,75 @@ fn rotate_rewrap_retire_from_the_cli() {
         "{}",
         common::stderr(&out)
     );
+}
+
+/// A store written by the previous orgtrail (format 1) is refused by every command with the
+/// way out; `orgtrail store upgrade` converts it, and then it answers.
+#[test]
+fn a_format_1_store_is_refused_until_store_upgrade_converts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../orgtrail-store/tests/fixtures/format1");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for e in std::fs::read_dir(fixture.join("data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    let keys = fixture.join("keys");
+    let lookup = [
+        "lookup",
+        "--data-dir",
+        s(&data),
+        "--keys",
+        s(&keys),
+        "--max",
+        "1",
+        "--output",
+        "jsonl",
+    ];
+    let refused = run(&lookup, b"");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("has format 1, this orgtrail reads format 2")
+            && stderr(&refused).contains("orgtrail store upgrade --data-dir"),
+        "{}",
+        stderr(&refused)
+    );
+    let up = run(
+        &[
+            "store",
+            "upgrade",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+        ],
+        b"",
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert!(
+        stdout(&up).contains("from format 1 to 2: 600 events"),
+        "{}",
+        stdout(&up)
+    );
+    let again = run(
+        &[
+            "store",
+            "upgrade",
+            "--data-dir",
+            s(&data),
+            "--keys",
+            s(&keys),
+        ],
+        b"",
+    );
+    assert!(
+        stdout(&again).contains("already format 2; nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    let found = run(&lookup, b"");
+    assert!(found.status.success(), "{}", stderr(&found));
+    assert_eq!(stdout(&found).lines().count(), 1);
 }

@@ -52,6 +52,7 @@ enum Command {
     Proof(cmd::integrity::ProofArgs),
     VerifyProof(cmd::integrity::VerifyProofArgs),
     VerifyConsistency(cmd::integrity::VerifyConsistencyArgs),
+    Store(cmd::store::Args),
     Bench(cmd::bench::Args),
 }
 
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
         Command::Proof(args) => cmd::integrity::proof(args),
         Command::VerifyProof(args) => cmd::integrity::verify_proof(args),
         Command::VerifyConsistency(args) => cmd::integrity::verify_consistency_cmd(args),
+        Command::Store(args) => cmd::store::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -34,12 +34,17 @@ pub struct StorageConfig {
     /// not ready, keeps answering queries, and resumes by itself when space returns. The store
     /// never meets a full disk this way. "0 B" turns the reserve off (not recommended).
     pub reserve: bytesize::ByteSize,
+    /// Events whose index is kept in memory before it is written out as an index run file.
+    /// The index of older events is on disk, so memory does not grow with the history: about
+    /// 250 bytes per event of this (twice, while one is written out).
+    pub index_memtable_events: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             reserve: bytesize::ByteSize::b(orgtrail_store::DEFAULT_RESERVE),
+            index_memtable_events: orgtrail_store::LedgerConfig::default().index_run_events,
         }
     }
 }
@@ -276,6 +281,10 @@ accounts = ["111122223333", "444455556666"]
 # RESOURCE_EXHAUSTED (agents keep them spooled and retry), /ready reports not ready, queries
 # go on, and ingest resumes by itself when space returns.
 reserve = "128 MiB"
+# The newest events' index is kept in memory (about 250 bytes an event, twice while one part is
+# written out); older events' index is in run files on disk, so memory does not grow with the
+# history.
+index_memtable_events = 131072
 
 [limits]
 max_message_bytes = 16777216   # one batch, after decompression

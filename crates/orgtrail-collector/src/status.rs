@@ -26,6 +26,9 @@ pub fn store_status(e: &StoreError) -> Status {
         | StoreError::Compression(_) => {
             Status::unavailable(format!("the collector cannot store or read now: {e}"))
         }
+        StoreError::IndexFile { source, .. } => {
+            Status::unavailable(format!("the collector cannot read its index now: {source}"))
+        }
         StoreError::Corrupt(_) | StoreError::RecordOpen { .. } => {
             Status::data_loss(format!("the store is damaged: {e}"))
         }

@@ -71,6 +71,12 @@ impl Frontier {
         Self::default()
     }
 
+    /// The frontier of a tree of `size` leaves from the hashes of its maximal perfect
+    /// subtrees, largest first (one per bit set in `size`); `None` if their number is wrong.
+    pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Option<Self> {
+        (nodes.len() as u32 == size.count_ones()).then_some(Frontier { size, nodes })
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.size

@@ -8,7 +8,10 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
-    #[error("store at {path} has format {found}, this orgtrail reads format {expected}")]
+    #[error(
+        "store at {path} has format {found}, this orgtrail reads format {expected}; it never rewrites a store by itself{}",
+        upgrade_hint(*found, *expected, path)
+    )]
     Format {
         path: String,
         found: u32,
@@ -52,6 +55,13 @@ pub enum StoreError {
     /// The ledger is reopening its files after a write failure; retry shortly.
     #[error("the store is recovering from a write failure: {reason}")]
     Recovering { reason: String },
+    /// Reading or writing an index run file failed (an I/O error: retry).
+    #[error("index file {path}: {source}")]
+    IndexFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A server-side fault that is not the request's: retry.
     #[error("{reason}")]
     Unavailable { reason: String },
@@ -66,6 +76,7 @@ impl StoreError {
             | StoreError::Write { .. }
             | StoreError::Recovering { .. }
             | StoreError::Unavailable { .. }
+            | StoreError::IndexFile { .. }
             | StoreError::WriterGone
             | StoreError::Locked { .. } => true,
             StoreError::Sled(e) => matches!(e, sled::Error::Io(_)),
@@ -78,5 +89,15 @@ impl StoreError {
             | StoreError::NoSigner
             | StoreError::NoStore { .. } => false,
         }
+    }
+}
+
+fn upgrade_hint(found: u32, expected: u32, path: &str) -> String {
+    if found < expected {
+        format!(
+            ": run `orgtrail store upgrade --data-dir {path} --keys DIR` to convert it in place (stop the collector and back the directory up first)"
+        )
+    } else {
+        ": it was written by a newer orgtrail".into()
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::error::StoreError;
 
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// 2: the index in run files (`i` entries, `index/`), Merkle subtree hashes (`t`); format 1
+/// kept every index chunk and rebuilt the index in memory at open.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const META: u8 = b'm';
 pub(crate) const SEGMENT: u8 = b's';

@@ -32,7 +32,7 @@ pub fn record_block(block: &[u8]) -> Result<Vec<BlockRecord<'_>>, StoreError> {
 pub fn index_chunk(chunk: &[u8]) -> Result<usize, StoreError> {
     let mut index = Index::default();
     crate::ledger::load_chunk(chunk, &mut index)?;
-    Ok(index.times.len())
+    Ok(index.len() as usize)
 }
 
 /// Decodes a segment value (`s <segment>`) as `Ledger::open` does; returns its day.

@@ -1,19 +1,28 @@
-//! The in-memory index, rebuilt at open from the persisted chunks.
+//! The index: dedup, attribute postings and time order, for every stored event.
 //!
 //! * dedup: blind(account, eventID) -> (seq, first 8 bytes of SHA-256 of the bytes);
 //! * postings: blind(attribute, value) -> seqs, ascending;
 //! * time: eventTime per seq, and (eventTime, seq) ordered for time-range walks.
+//!
+//! The newest events' index is in memory (the memtable, [`Mem`]); when it holds
+//! `index_run_events` events it is frozen and written out as an immutable run file (see the
+//! `run` module) by a background thread, then registered and dropped from memory. So memory
+//! holds at most two memtables whatever the history, and an open reads only the run files'
+//! directories and the index chunks of the memtable (see the crate docs).
 //!
 //! Only durable events are ever published here: the writer updates the index after its batch
 //! is flushed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use orgtrail_core::AccountId;
 
-use crate::postings::Postings;
+use crate::error::StoreError;
+use crate::postings::{Postings, TimeIndex};
 use crate::query::Cursor;
+use crate::run::Run;
 
 pub(crate) type Blind = [u8; 16];
 
@@ -39,103 +48,485 @@ impl Hasher for BlindHasher {
 
 pub(crate) type BlindMap<V> = HashMap<Blind, V, BuildHasherDefault<BlindHasher>>;
 
-#[derive(Debug, Default)]
-pub(crate) struct Index {
+/// The in-memory index of the events `base..base + times.len()`.
+#[derive(Debug)]
+pub(crate) struct Mem {
+    pub(crate) base: u64,
     pub(crate) dedup: BlindMap<(u64, [u8; 8])>,
     pub(crate) postings: BlindMap<Postings>,
-    /// eventTime (ms) of seq `i + 1`.
+    /// eventTime (ms) of seq `base + i`.
     pub(crate) times: Vec<i64>,
-    pub(crate) by_time: crate::postings::TimeIndex,
+    pub(crate) by_time: TimeIndex,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl Mem {
+    pub(crate) fn new(base: u64) -> Self {
+        Mem {
+            base,
+            dedup: BlindMap::default(),
+            postings: BlindMap::default(),
+            times: Vec::new(),
+            by_time: TimeIndex::default(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.times.len() as u64
+    }
+
+    /// The seq after the last one held.
+    pub(crate) fn end(&self) -> u64 {
+        self.base + self.len()
+    }
+
+    fn time_of(&self, seq: u64) -> Option<i64> {
+        self.times
+            .get(usize::try_from(seq.checked_sub(self.base)?).ok()?)
+            .copied()
+    }
+
+    /// Writes this memtable as a run file into `dir`.
+    pub(crate) fn write_run(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf, StoreError> {
+        let count = u32::try_from(self.len())
+            .map_err(|_| StoreError::Corrupt("memtable too large for one index run".into()))?;
+        let mut order: Vec<(i64, u64)> = self
+            .by_time
+            .range_rev((i64::MIN, 0), (i64::MAX, u64::MAX))
+            .collect();
+        order.reverse();
+        let mut dedup: Vec<(Blind, u64, [u8; 8])> =
+            self.dedup.iter().map(|(b, (s, h))| (*b, *s, *h)).collect();
+        dedup.sort_unstable_by_key(|a| a.0);
+        let mut lists: Vec<(&Blind, &Postings)> = self.postings.iter().collect();
+        lists.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let base = self.base;
+        crate::run::write(
+            dir,
+            crate::run::Parts {
+                first: base,
+                count,
+                times: self.times.iter().map(|t| Ok(*t)),
+                order: order.into_iter().map(Ok),
+                dedup: dedup.into_iter().map(Ok),
+                postings: lists.into_iter().map(move |(b, p)| {
+                    let mut out = Vec::new();
+                    crate::run::encode_list(base, p.iter(), &mut out, None);
+                    Ok((*b, out, p.len()))
+                }),
+            },
+        )
+    }
+}
+
+/// One part of the index a query or a dedup check consults.
+enum Source<'a> {
+    Mem(&'a Mem),
+    Run(&'a Run),
+}
+
+/// A condition of a selection: the event carries any of these blind values, or is one of
+/// these seqs.
+#[derive(Debug, Clone)]
+pub(crate) enum Cond {
+    AnyOf(Vec<Blind>),
+    Seqs(Vec<u64>),
+}
+
+/// Above this many candidates, a filtered query walks the time order instead of sorting them.
+const SCAN_LIMIT: u64 = 20_000;
+
+impl Source<'_> {
+    fn first(&self) -> u64 {
+        match self {
+            Source::Mem(m) => m.base,
+            Source::Run(r) => r.first,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        match self {
+            Source::Mem(m) => m.end(),
+            Source::Run(r) => r.end(),
+        }
+    }
+
+    fn time_bounds(&self) -> (i64, i64) {
+        match self {
+            Source::Mem(m) => (m.min_time, m.max_time),
+            Source::Run(r) => (r.min_time, r.max_time),
+        }
+    }
+
+    fn dedup(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
+        match self {
+            Source::Mem(m) => Ok(m.dedup.get(blind).copied()),
+            Source::Run(r) => r.dedup(blind),
+        }
+    }
+
+    /// The seqs of this source meeting `cond`.
+    fn resolve(&self, cond: &Cond) -> Result<Postings, StoreError> {
+        match cond {
+            Cond::Seqs(seqs) => Ok(Postings::from_sorted(
+                seqs.iter()
+                    .copied()
+                    .filter(|s| *s >= self.first() && *s < self.end())
+                    .collect(),
+            )),
+            Cond::AnyOf(blinds) => match self {
+                Source::Mem(m) => {
+                    let lists: Vec<&Postings> =
+                        blinds.iter().filter_map(|b| m.postings.get(b)).collect();
+                    Ok(match lists.as_slice() {
+                        [] => Postings::default(),
+                        [one] => (*one).clone(),
+                        _ => Postings::union(&lists),
+                    })
+                }
+                Source::Run(r) => {
+                    let mut lists = Vec::with_capacity(blinds.len());
+                    for b in blinds {
+                        let l = r.postings(b)?;
+                        if !l.is_empty() {
+                            lists.push(Postings::from_sorted(l));
+                        }
+                    }
+                    Ok(match lists.len() {
+                        0 => Postings::default(),
+                        1 => lists.pop().unwrap_or_default(),
+                        _ => Postings::union(&lists.iter().collect::<Vec<_>>()),
+                    })
+                }
+            },
+        }
+    }
+
+    /// The eventTimes of ascending `seqs` of this source.
+    fn times_of(&self, seqs: &[u64]) -> Result<Vec<i64>, StoreError> {
+        match self {
+            Source::Mem(m) => seqs
+                .iter()
+                .map(|&s| {
+                    m.time_of(s).ok_or_else(|| {
+                        StoreError::Corrupt(format!("seq {s} has no time in the memtable"))
+                    })
+                })
+                .collect(),
+            Source::Run(r) => r.times_of(seqs),
+        }
+    }
+
+    /// Walks (time, seq) in `lo..=hi` newest first, calling `f` until it returns false.
+    fn walk_rev(
+        &self,
+        lo: (i64, u64),
+        hi: (i64, u64),
+        mut f: impl FnMut(i64, u64) -> bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            Source::Mem(m) => {
+                for (t, s) in m.by_time.range_rev(lo, hi) {
+                    if !f(t, s) {
+                        break;
+                    }
+                }
+            }
+            Source::Run(r) => {
+                for e in r.order_rev(lo, hi) {
+                    let (t, s) = e?;
+                    if !f(t, s) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` (time, seq) of this source meeting every condition, in `lo..=hi`,
+    /// newest first.
+    fn select(
+        &self,
+        conds: &[Cond],
+        lo: (i64, u64),
+        hi: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 || lo > hi {
+            return Ok(out);
+        }
+        let lists = conds
+            .iter()
+            .map(|c| self.resolve(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        if lists.iter().any(|l| l.len() == 0) {
+            return Ok(out);
+        }
+        let smallest = lists
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| l.len())
+            .map(|(i, _)| i);
+        let in_all = |seq: u64, skip: Option<usize>| {
+            lists
+                .iter()
+                .enumerate()
+                .all(|(i, l)| Some(i) == skip || l.contains(seq))
+        };
+        match smallest {
+            Some(i) if lists[i].len() <= SCAN_LIMIT => {
+                let seqs: Vec<u64> = lists[i].iter().collect();
+                let times = self.times_of(&seqs)?;
+                out = times
+                    .into_iter()
+                    .zip(seqs)
+                    .filter(|&e| e >= lo && e <= hi && in_all(e.1, Some(i)))
+                    .collect();
+                // Only the newest `limit` are wanted: select them in O(n), then sort those.
+                if out.len() > limit {
+                    out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                    out.truncate(limit);
+                }
+                out.sort_unstable_by(|a, b| b.cmp(a));
+            }
+            _ => {
+                self.walk_rev(lo, hi, |t, s| {
+                    if in_all(s, None) {
+                        out.push((t, s));
+                    }
+                    out.len() < limit
+                })?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Posting lists read while checking the events of one part of the index in order.
+#[derive(Debug, Default)]
+pub(crate) struct PostedCache {
+    source: Option<u64>,
+    lists: BlindMap<Postings>,
+}
+
+/// Lists a [`PostedCache`] keeps before it starts over.
+const POSTED_CACHE_MAX: usize = 200_000;
+
+/// The whole index: the memtable, a frozen memtable being written as a run, and the runs.
+#[derive(Debug)]
+pub(crate) struct Index {
+    pub(crate) mem: Mem,
+    pub(crate) frozen: Option<Arc<Mem>>,
+    /// Contiguous, ascending by first seq, ending where `frozen` (or `mem`) begins.
+    pub(crate) runs: Vec<Arc<Run>>,
     pub(crate) accounts: BTreeSet<AccountId>,
     /// The Merkle log.
     pub(crate) tree: crate::tree::TreeState,
 }
 
-static EMPTY: Postings = Postings::Few(Vec::new());
-
-/// Above this many candidates, a filtered query walks the time index instead of sorting them.
-const SCAN_LIMIT: usize = 20_000;
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            mem: Mem::new(1),
+            frozen: None,
+            runs: Vec::new(),
+            accounts: BTreeSet::new(),
+            tree: crate::tree::TreeState::default(),
+        }
+    }
+}
 
 impl Index {
-    pub(crate) fn time_of(&self, seq: u64) -> Option<i64> {
-        self.times
-            .get(usize::try_from(seq.checked_sub(1)?).ok()?)
-            .copied()
+    /// Events indexed.
+    pub(crate) fn len(&self) -> u64 {
+        self.mem.end() - 1
+    }
+
+    fn sources(&self) -> Vec<Source<'_>> {
+        let mut v: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 2);
+        v.push(Source::Mem(&self.mem));
+        if let Some(f) = &self.frozen {
+            v.push(Source::Mem(f));
+        }
+        for r in self.runs.iter().rev() {
+            v.push(Source::Run(r));
+        }
+        v
+    }
+
+    fn source_of(&self, seq: u64) -> Option<Source<'_>> {
+        if seq >= self.mem.base {
+            return (seq < self.mem.end()).then_some(Source::Mem(&self.mem));
+        }
+        if let Some(f) = &self.frozen
+            && seq >= f.base
+        {
+            return (seq < f.end()).then_some(Source::Mem(f));
+        }
+        let i = self
+            .runs
+            .partition_point(|r| r.first <= seq)
+            .checked_sub(1)?;
+        let r = &self.runs[i];
+        (seq < r.end()).then_some(Source::Run(r))
+    }
+
+    pub(crate) fn time_of(&self, seq: u64) -> Result<Option<i64>, StoreError> {
+        match self.source_of(seq) {
+            Some(s) => Ok(s.times_of(&[seq])?.first().copied()),
+            None => Ok(None),
+        }
+    }
+
+    /// The (seq, hash prefix) stored under a dedup blind, newest part first.
+    pub(crate) fn dedup_get(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
+        for s in self.sources() {
+            if let Some(hit) = s.dedup(blind)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the attribute blind is posted for `seq`. `cache` keeps the lists read from
+    /// the run of the last seqs asked about (for checking every event in order).
+    pub(crate) fn posted(
+        &self,
+        blind: &Blind,
+        seq: u64,
+        cache: &mut PostedCache,
+    ) -> Result<bool, StoreError> {
+        let Some(s) = self.source_of(seq) else {
+            return Ok(false);
+        };
+        if cache.source != Some(s.first()) || cache.lists.len() > POSTED_CACHE_MAX {
+            cache.lists.clear();
+            cache.source = Some(s.first());
+        }
+        if let Some(l) = cache.lists.get(blind) {
+            return Ok(l.contains(seq));
+        }
+        let l = s.resolve(&Cond::AnyOf(vec![*blind]))?;
+        let hit = l.contains(seq);
+        cache.lists.insert(*blind, l);
+        Ok(hit)
+    }
+
+    /// Entries in every posting list of the index (for `verify`).
+    pub(crate) fn posting_total(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for s in self.sources() {
+            n += match s {
+                Source::Mem(m) => m.postings.values().map(Postings::len).sum(),
+                Source::Run(r) => r.posting_total()?,
+            };
+        }
+        Ok(n)
     }
 
     pub(crate) fn publish(&mut self, seq: u64, time: i64, dedup: Blind, hash8: [u8; 8]) {
-        debug_assert_eq!(self.times.len() as u64 + 1, seq);
-        self.times.push(time);
-        self.by_time.insert(time, seq);
-        self.dedup.insert(dedup, (seq, hash8));
+        let m = &mut self.mem;
+        debug_assert_eq!(m.end(), seq);
+        m.times.push(time);
+        m.by_time.insert(time, seq);
+        m.dedup.insert(dedup, (seq, hash8));
+        m.min_time = m.min_time.min(time);
+        m.max_time = m.max_time.max(time);
     }
 
     pub(crate) fn post(&mut self, blind: Blind, seq: u64) {
-        self.postings.entry(blind).or_default().push(seq);
+        self.mem.postings.entry(blind).or_default().push(seq);
     }
 
-    /// The (time, seq) of up to `limit` matches, newest first, strictly after `after`.
+    /// Moves the memtable aside to be written as a run (there must be no frozen one).
+    pub(crate) fn freeze(&mut self) -> Option<Arc<Mem>> {
+        if self.frozen.is_some() || self.mem.len() == 0 {
+            return None;
+        }
+        let next = Mem::new(self.mem.end());
+        let frozen = Arc::new(std::mem::replace(&mut self.mem, next));
+        self.frozen = Some(frozen.clone());
+        Some(frozen)
+    }
+
+    /// Replaces the frozen memtable by the run written from it.
+    pub(crate) fn install_run(&mut self, run: Arc<Run>) {
+        if self
+            .frozen
+            .as_ref()
+            .is_some_and(|f| f.base == run.first && f.end() == run.end())
+        {
+            self.frozen = None;
+            self.runs.push(run);
+        }
+    }
+
+    /// Replaces the runs `parts` (consecutive, in order) by the run merged from them.
+    pub(crate) fn install_merge(&mut self, merged: Arc<Run>, parts: &[Arc<Run>]) {
+        let Some(first) = parts.first() else {
+            return;
+        };
+        let Some(at) = self.runs.iter().position(|r| Arc::ptr_eq(r, first)) else {
+            return;
+        };
+        let same = self.runs.len() >= at + parts.len()
+            && self.runs[at..at + parts.len()]
+                .iter()
+                .zip(parts)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if same && merged.first == first.first {
+            self.runs.splice(at..at + parts.len(), [merged]);
+        }
+    }
+
+    /// The (time, seq) of up to `limit` events meeting every condition, in the time range,
+    /// newest first, strictly after `after`.
     pub(crate) fn select(
         &self,
-        lists: &[&Postings],
+        conds: &[Cond],
         start: i64,
         end: i64,
         after: Option<Cursor>,
         limit: usize,
-    ) -> Vec<(i64, u64)> {
-        let before = |t: i64, s: u64| match after {
-            Some(c) => (t, s) < (c.time, c.seq),
-            None => true,
-        };
-        let in_all = |seq: u64, skip: usize| {
-            lists
-                .iter()
-                .enumerate()
-                .all(|(i, l)| i == skip || l.contains(seq))
-        };
-        let upper = match after {
-            Some(c) if (c.time, c.seq) <= (end, u64::MAX) => (c.time, c.seq),
-            _ => (end, u64::MAX),
-        };
-        let walk = |skip: usize| -> Vec<(i64, u64)> {
-            let mut out = Vec::new();
-            for (t, s) in self.by_time.range_rev((start, 0), upper) {
-                if !before(t, s) {
-                    continue;
-                }
-                if in_all(s, skip) {
-                    out.push((t, s));
-                    if out.len() == limit {
-                        break;
-                    }
-                }
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let lo = (start, 0u64);
+        let mut hi = (end, u64::MAX);
+        if let Some(c) = after {
+            // Strictly before the cursor.
+            let c = (c.time, c.seq);
+            let before = if c.1 > 0 {
+                (c.0, c.1 - 1)
+            } else {
+                (c.0.saturating_sub(1), u64::MAX)
+            };
+            hi = hi.min(before);
+        }
+        let mut sources = self.sources();
+        // Newest parts first: once `limit` hits are found, a part whose newest event is older
+        // than all of them cannot change the answer.
+        sources.sort_by_key(|s| std::cmp::Reverse(s.time_bounds().1));
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        for s in &sources {
+            let (min_t, max_t) = s.time_bounds();
+            if max_t < lo.0 || min_t > hi.0 {
+                continue;
             }
-            out
-        };
-        if lists.is_empty() {
-            return walk(usize::MAX);
-        }
-        let (smallest, list) = lists
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, l)| l.len())
-            .map(|(i, l)| (i, *l))
-            .unwrap_or((0, &EMPTY));
-        if list.len() > SCAN_LIMIT as u64 {
-            return walk(usize::MAX);
-        }
-        let mut out: Vec<(i64, u64)> = list
-            .iter()
-            .filter_map(|s| self.time_of(s).map(|t| (t, s)))
-            .filter(|&(t, s)| t >= start && t <= end && before(t, s) && in_all(s, smallest))
-            .collect();
-        // Only the newest `limit` are wanted: select them in O(n), then sort just those.
-        if out.len() > limit && limit > 0 {
-            out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+            if out.len() >= limit && out.last().is_some_and(|w| w.0 > max_t) {
+                break;
+            }
+            let found = s.select(conds, lo, hi, limit)?;
+            out.extend(found);
+            out.sort_unstable_by(|a, b| b.cmp(a));
             out.truncate(limit);
         }
-        out.sort_unstable_by(|a, b| b.cmp(a));
-        out.truncate(limit);
-        out
+        Ok(out)
     }
 }

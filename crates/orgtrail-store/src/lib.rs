@@ -1,23 +1,26 @@
 //! orgtrail's ledger: every event of the organization, once, sealed, and findable.
 //!
-//! # On disk (one sled tree, `ledger`, typed key prefixes)
+//! # On disk (one sled tree, `ledger`, typed key prefixes; and index run files in `index/`)
 //!
 //! | key | value |
 //! |---|---|
-//! | `m format` | format version (u64 BE), 1 |
+//! | `m format` | format version (u64 BE), 2 |
 //! | `m blind_key` | the blind-index key, wrapped by the master key (64 bytes) |
 //! | `m next_seq`, `m next_segment` | next sequence number / segment id (u64 BE) |
 //! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
 //! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
 //! | `r <first seq u64>` | record block: version, count (u16), then per record: segment (u64), dictionary id (u32), nonce (12), length (u32), AES-256-GCM(zstd(event bytes)) with tag |
-//! | `x <first seq u64>` | index chunk of one group commit: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
+//! | `x <first seq u64>` | index chunk of one group commit not yet in an index run: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
 //! | `h <first seq u64>` | the group's Merkle leaf hashes, 32 bytes each (see the `tree` module for the leaf data) |
+//! | `t <height u8> <index u64>` | the hash of a complete perfect Merkle subtree of 256 leaves or more (32 bytes) |
+//! | `i <first seq u64>` | an index run: version (1), event count (u32); its file is `index/run-<first>-<end>.idx` (see the `run` module for its layout) |
 //! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
 //! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
-//! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`),
-//! `ledger::proofs` (`c`), `ledger` (the other `m` values).
+//! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
+//! `t`), `runs` (`i`), `run` (index run files), `ledger::proofs` (`c`), `ledger` (the other
+//! `m` values).
 //!
 //! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
 //! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
@@ -35,10 +38,17 @@
 //!   accounts of segments stay plain; no eventID, user, ARN, IP or resource name is on disk.
 //!
 //! # In memory
-//! The index (dedup, postings, times) is rebuilt from the chunks at open, and updated by the
-//! writer (`ledger::writer`) only after a group is durable. Appends go through one writer thread
-//! ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled and run on
-//! the caller's thread (async callers use `spawn_blocking`).
+//! The newest events' index (dedup, postings, times) is in memory: the memtable, at most
+//! `index_run_events` events (and one more being written out), rebuilt at open from their
+//! chunks. Older events' index is in immutable run files, merged in the background so that
+//! there are few; memory holds only each run's directory and Bloom filter, about 1.7 bytes
+//! per event (17 MB at 10M events, against 115-150 bytes per event for the whole index in
+//! memory before). The Merkle log keeps its frontier and the last
+//! tile's leaves. An open reads the run directories, the memtable's chunks and O(log n)
+//! subtree hashes: about the same time at 10M events as at 10k. The writer
+//! (`ledger::writer`) updates the index only after a group is durable. Appends go through one
+//! writer thread ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled
+//! and the run files and run on the caller's thread (async callers use `spawn_blocking`).
 
 mod error;
 mod format;
@@ -50,7 +60,10 @@ mod memory;
 mod postings;
 mod query;
 mod recover;
+mod run;
+mod runs;
 mod tree;
+mod upgrade;
 mod verify;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
@@ -86,4 +99,5 @@ pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, StoredEvent, attr_matches,
 };
 pub use tree::{event_leaf, leaf_data};
+pub use upgrade::{UpgradeReport, upgrade};
 pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};

@@ -23,7 +23,8 @@
 use std::path::Path;
 
 use crate::error::StoreError;
-use crate::format::{CHECKPOINT, CHUNK, RECORDS, meta_key};
+use crate::format::{CHECKPOINT, CHUNK, RECORDS, key, meta_key};
+use crate::runs::RUN;
 use crate::tree::HASHES;
 
 /// What recovery found: the end of the whole prefix, and the tail beyond it.
@@ -53,14 +54,15 @@ fn be_u64(b: &[u8], what: &str) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("{what}: too short")))
 }
 
-/// (first seq, count) of every value under `prefix`, in key order.
+/// (first seq, count) of every value under `prefix` from seq `base` on, in key order.
 fn runs(
     tree: &sled::Tree,
     prefix: u8,
+    base: u64,
     count: impl Fn(&[u8]) -> Result<u64, StoreError>,
 ) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    for kv in tree.scan_prefix([prefix]) {
+    for kv in tree.range(key(prefix, base)..=key(prefix, u64::MAX)) {
         let (k, v) = kv?;
         let first = be_u64(&k[1..], "key")?;
         out.push((first, count(&v)?, k.to_vec()));
@@ -68,9 +70,10 @@ fn runs(
     Ok(out)
 }
 
-/// The last seq covered contiguously from 1 by `runs` (sorted by first).
-fn contiguous_end(runs: &[(u64, u64, Vec<u8>)]) -> u64 {
-    let mut end = 0;
+/// The last seq covered contiguously from `base` by `runs` (sorted by first); `base - 1` if
+/// none.
+fn contiguous_end(runs: &[(u64, u64, Vec<u8>)], base: u64) -> u64 {
+    let mut end = base - 1;
     for (first, n, _) in runs {
         if *first != end + 1 || *n == 0 {
             break;
@@ -80,13 +83,40 @@ fn contiguous_end(runs: &[(u64, u64, Vec<u8>)]) -> u64 {
     end
 }
 
-/// Reads what is present and plans the cut. Reads only.
+/// The seq after the last registered index run (1 when there is none): everything before it
+/// was whole when the run was registered, so recovery looks only at what follows.
+fn indexed_end(tree: &sled::Tree) -> Result<u64, StoreError> {
+    match tree.scan_prefix([RUN]).next_back() {
+        Some(kv) => {
+            let (k, v) = kv?;
+            let first = be_u64(&k[1..], "index run key")?;
+            let count = v
+                .get(1..5)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt("index run entry too short".into()))?;
+            Ok(first + u64::from(count))
+        }
+        None => Ok(1),
+    }
+}
+
+/// Reads what is present and plans the cut. Reads only, and only what follows the last index
+/// run, so its cost does not grow with the history.
 pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
     let stored_next = match tree.get(meta_key("next_seq"))? {
         Some(v) => be_u64(&v, "next_seq")?,
         None => 1,
     };
-    let chunks = runs(tree, CHUNK, |v| {
+    let base = indexed_end(tree)?;
+    if stored_next < base {
+        return Err(StoreError::Corrupt(format!(
+            "the index runs cover events up to {} but the log's next sequence number is \
+             {stored_next}; nothing was deleted",
+            base - 1
+        )));
+    }
+    let chunks = runs(tree, CHUNK, base, |v| {
         // version (1), first seq (8), count (4)
         let c = v
             .get(9..13)
@@ -94,8 +124,8 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             .ok_or_else(|| StoreError::Corrupt("index chunk header too short".into()))?;
         Ok(u64::from(u32::from_be_bytes(c)))
     })?;
-    let hashes = runs(tree, HASHES, |v| Ok((v.len() / 32) as u64))?;
-    let records = runs(tree, RECORDS, |v| {
+    let hashes = runs(tree, HASHES, base, |v| Ok((v.len() / 32) as u64))?;
+    let records = runs(tree, RECORDS, base, |v| {
         // version (1), count (u16)
         let c = v
             .get(1..3)
@@ -103,8 +133,8 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             .ok_or_else(|| StoreError::Corrupt("record block header too short".into()))?;
         Ok(u64::from(u16::from_be_bytes(c)))
     })?;
-    let mut end = contiguous_end(&chunks)
-        .min(contiguous_end(&hashes))
+    let mut end = contiguous_end(&chunks, base)
+        .min(contiguous_end(&hashes, base))
         .min(stored_next.saturating_sub(1));
     // The records of the prefix's last event must be there too; if they are not, its group
     // is the torn one. (Records missing further back are not a torn write: `verify` names them.)
@@ -115,7 +145,7 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             .find(|(f, _, _)| *f <= e)
             .is_some_and(|(f, n, _)| f + n > e)
     };
-    if end > 0
+    if end >= base
         && !covered(end)
         && let Some((first, _, _)) = chunks.iter().rev().find(|(f, n, _)| f + n - 1 == end)
     {
@@ -167,7 +197,7 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             plan.tail_last - end
         )));
     }
-    for kv in tree.scan_prefix([CHECKPOINT]) {
+    for kv in tree.range(key(CHECKPOINT, end.saturating_add(1))..=key(CHECKPOINT, u64::MAX)) {
         let (k, _) = kv?;
         if be_u64(&k[1..], "checkpoint key")? > end {
             plan.tail_keys.push(k.to_vec());

@@ -6,10 +6,12 @@
 //! without the store's keys.
 //!
 //! On disk: one value per group commit, `h <first seq>` -> the group's leaf hashes (32 bytes
-//! each). In memory: the frontier (for the root at every append), the hashes of every
-//! complete, aligned 256-leaf tile and of every perfect subtree above them (about 0.25 bytes
-//! per event), and the leaves of the last, incomplete tile. A proof needs at most the 256
-//! leaf hashes of one or two tiles from disk plus O(log n) in-memory hashes.
+//! each); and the hash of every complete, aligned perfect subtree of 256 leaves or more,
+//! `t <height u8> <index u64>` -> 32 bytes (the subtree over leaves
+//! `index * 2^height .. (index + 1) * 2^height`), written in the batch of the group commit
+//! that completes it (about 0.25 bytes per event). In memory: only the frontier and the leaves
+//! of the last, incomplete tile. An open reads O(log n) subtree hashes and at most 255 leaf
+//! hashes; a proof reads O(log n) subtree hashes and the 256 leaf hashes of one or two tiles.
 
 use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
 
@@ -17,6 +19,7 @@ use crate::error::StoreError;
 use crate::format::{Reader, key};
 
 pub(crate) const HASHES: u8 = b'h';
+pub(crate) const SUBTREES: u8 = b't';
 const TILE: u64 = 256;
 const TILE_HEIGHT: u32 = 8;
 
@@ -38,11 +41,35 @@ pub fn event_leaf(seq: u64, account: &str, event_id: &str, content_hash: &Hash) 
     merkle::leaf_hash(&leaf_data(seq, account, event_id, content_hash))
 }
 
+/// The key of a perfect subtree's hash.
+pub(crate) fn subtree_key(height: u32, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = SUBTREES;
+    k[1] = height as u8;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Appends `leaves` to `frontier`, reporting every perfect subtree of 256 leaves or more they
+/// complete as (height, index, hash): what the group commit stores.
+pub(crate) fn push_leaves(
+    frontier: &mut Frontier,
+    leaves: &[Hash],
+    mut completed: impl FnMut(u32, u64, &Hash),
+) {
+    for leaf in leaves {
+        let size = frontier.size() + 1;
+        frontier.push_capturing(*leaf, |height, h| {
+            if height >= TILE_HEIGHT {
+                completed(height, (size >> height) - 1, h);
+            }
+        });
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TreeState {
     pub(crate) frontier: Frontier,
-    /// levels[j][i]: hash of the perfect subtree over leaves [i*2^(j+8), (i+1)*2^(j+8)).
-    levels: Vec<Vec<Hash>>,
     /// Leaves of the incomplete last tile.
     tail: Vec<Hash>,
 }
@@ -52,35 +79,44 @@ impl TreeState {
         self.frontier.size()
     }
 
-    pub(crate) fn push(&mut self, leaf: Hash) {
-        let levels = &mut self.levels;
-        self.frontier.push_capturing(leaf, |height, h| {
-            if let Some(j) = height.checked_sub(TILE_HEIGHT) {
-                let j = j as usize;
-                if levels.len() <= j {
-                    levels.resize_with(j + 1, Vec::new);
-                }
-                levels[j].push(*h);
+    /// The state of a log of `size` leaves, from its stored subtree and leaf hashes.
+    pub(crate) fn load(tree: &sled::Tree, size: u64) -> Result<TreeState, StoreError> {
+        let tile_start = size - size % TILE;
+        let tail = if size > tile_start {
+            read_leaves(tree, tile_start + 1, size - tile_start)?
+        } else {
+            Vec::new()
+        };
+        let mut nodes = Vec::new();
+        let mut start = 0u64;
+        for height in (0..64u32).rev() {
+            let width = 1u64 << height;
+            if size & width == 0 {
+                continue;
             }
-        });
-        self.tail.push(leaf);
-        if self.tail.len() as u64 == TILE {
-            self.tail.clear();
+            let h = if height >= TILE_HEIGHT {
+                stored_subtree(tree, height, start >> height)?
+            } else {
+                let off = (start - tile_start) as usize;
+                let slice = tail.get(off..off + width as usize).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "leaf hashes {start}..{} are missing",
+                        start + width
+                    ))
+                })?;
+                merkle::root(slice)
+            };
+            nodes.push(h);
+            start += width;
         }
+        let frontier = Frontier::from_parts(size, nodes)
+            .ok_or_else(|| StoreError::Corrupt("Merkle frontier".into()))?;
+        Ok(TreeState { frontier, tail })
     }
 
-    /// Publishes what a writer computed on its own copy of the frontier: the new frontier,
-    /// the perfect subtrees of height >= 8 it completed (in order), and the group's leaves.
-    pub(crate) fn apply(&mut self, frontier: Frontier, completed: &[(u32, Hash)], leaves: &[Hash]) {
-        for (height, h) in completed {
-            if let Some(j) = height.checked_sub(TILE_HEIGHT) {
-                let j = j as usize;
-                if self.levels.len() <= j {
-                    self.levels.resize_with(j + 1, Vec::new);
-                }
-                self.levels[j].push(*h);
-            }
-        }
+    /// Publishes what a writer computed on its own copy of the frontier: the new frontier and
+    /// the group's leaves.
+    pub(crate) fn apply(&mut self, frontier: Frontier, leaves: &[Hash]) {
         let before = self.frontier.size();
         for (i, leaf) in leaves.iter().enumerate() {
             self.tail.push(*leaf);
@@ -90,6 +126,21 @@ impl TreeState {
         }
         self.frontier = frontier;
     }
+}
+
+fn stored_subtree(tree: &sled::Tree, height: u32, index: u64) -> Result<Hash, StoreError> {
+    let v = tree.get(subtree_key(height, index))?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "Merkle subtree {}..{} is missing",
+            index << height,
+            (index + 1) << height
+        ))
+    })?;
+    <[u8; 32]>::try_from(&v[..]).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "Merkle subtree hash at height {height} index {index}"
+        ))
+    })
 }
 
 /// Subtree hashes of the ledger's tree: in-memory levels, tile leaves read from sled.
@@ -129,16 +180,7 @@ impl Subtrees for StoreSubtrees<'_> {
         let n = end - start;
         if n.is_power_of_two() && start.is_multiple_of(n) {
             if n >= TILE {
-                let j = (n.trailing_zeros() - TILE.trailing_zeros()) as usize;
-                return self
-                    .state
-                    .levels
-                    .get(j)
-                    .and_then(|l| l.get((start / n) as usize))
-                    .copied()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("Merkle subtree {start}..{end} is missing"))
-                    });
+                return stored_subtree(self.tree, n.trailing_zeros(), start / n);
             }
             let t = start / TILE;
             let off = (start % TILE) as usize;
@@ -206,47 +248,62 @@ mod tests {
             .collect()
     }
 
-    /// The writer's path (frontier + captured subtrees, published per group) and the open path
-    /// (push every stored leaf) build the same state, and its levels are the true subtrees.
+    /// What the writer stores per group (subtrees, leaves) and publishes rebuilds, at any
+    /// size, the same frontier as pushing every leaf; the stored subtrees are the true ones,
+    /// and proofs from them verify.
     #[test]
-    fn published_groups_equal_pushed_leaves() {
+    fn stored_subtrees_rebuild_the_tree_at_any_size() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let tree = db.open_tree("t").unwrap_or_else(|e| panic!("{e}"));
         let all = leaves(3000);
-        let mut pushed = TreeState::default();
-        for l in &all {
-            pushed.push(*l);
-        }
         let mut published = TreeState::default();
         let mut frontier = Frontier::new();
         let mut i = 0usize;
         let mut step = 1usize;
         while i < all.len() {
             let end = (i + step).min(all.len());
-            let mut completed = Vec::new();
-            for l in &all[i..end] {
-                frontier.push_capturing(*l, |h, x| {
-                    if h >= 8 {
-                        completed.push((h, *x));
-                    }
-                });
+            let mut batch = sled::Batch::default();
+            let group = &all[i..end];
+            batch.insert(&key(HASHES, i as u64 + 1)[..], group.concat());
+            push_leaves(&mut frontier, group, |h, idx, x| {
+                batch.insert(&subtree_key(h, idx)[..], &x[..]);
+            });
+            tree.apply_batch(batch).unwrap_or_else(|e| panic!("{e}"));
+            published.apply(frontier.clone(), group);
+            let loaded = TreeState::load(&tree, end as u64).unwrap_or_else(|e| panic!("{e}"));
+            let mut pushed = Frontier::new();
+            for l in &all[..end] {
+                pushed.push(*l);
             }
-            published.apply(frontier.clone(), &completed, &all[i..end]);
+            assert_eq!(loaded.frontier, pushed, "size {end}");
+            assert_eq!(published.frontier, pushed, "size {end}");
+            assert_eq!(loaded.tail, published.tail, "size {end}");
             i = end;
             step = step * 3 % 701 + 1;
         }
-        assert_eq!(published.frontier, pushed.frontier);
-        assert_eq!(published.levels, pushed.levels);
-        assert_eq!(published.tail, pushed.tail);
-        assert_eq!(pushed.levels[0].len(), 3000 / 256);
-        for (j, level) in pushed.levels.iter().enumerate() {
-            let width = 256usize << j;
-            for (k, h) in level.iter().enumerate() {
+        for height in 8..=11u32 {
+            let width = 1usize << height;
+            for k in 0..all.len() / width {
                 assert_eq!(
-                    *h,
+                    stored_subtree(&tree, height, k as u64).unwrap_or_else(|e| panic!("{e}")),
                     merkle::root(&all[k * width..(k + 1) * width]),
-                    "level {j} node {k}"
+                    "height {height} node {k}"
                 );
             }
         }
-        assert_eq!(pushed.tail, all[2816..].to_vec());
+        let state = TreeState::load(&tree, 3000).unwrap_or_else(|e| panic!("{e}"));
+        let root = merkle::root(&all);
+        for seq in [0u64, 255, 256, 1999, 2999] {
+            let proof = merkle::inclusion_proof(&mut StoreSubtrees::new(&state, &tree), seq, 3000)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(merkle::verify_inclusion(
+                &all[seq as usize],
+                seq,
+                3000,
+                &proof,
+                &root
+            ));
+        }
     }
 }

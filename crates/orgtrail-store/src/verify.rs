@@ -228,6 +228,7 @@ fn check_range(
         ..Partial::default()
     };
     let mut cache = std::collections::HashMap::new();
+    let mut posted = crate::index::PostedCache::default();
     ledger.for_each_record(first, last, |seq, rec| {
         let stored_leaf = stored.get((seq - 1) as usize).copied();
         let leaf = match rec {
@@ -254,6 +255,7 @@ fn check_range(
                             &parsed,
                             account,
                             &mut cache,
+                            &mut posted,
                             &mut out.expected_postings,
                         )?);
                         Some(leaf)

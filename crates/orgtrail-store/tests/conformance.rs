@@ -24,6 +24,7 @@ fn sled_store(keys: &Path, data: &Path) -> Ledger {
     let cfg = LedgerConfig {
         dict_train_after: 300,
         block_records: 8,
+        index_run_events: 50,
         ..LedgerConfig::default()
     };
     Ledger::open(data, provider(keys), cfg).unwrap()

@@ -20,6 +20,8 @@ struct Fixture {
     keys: PathBuf,
     data: PathBuf,
     events: Vec<CloudTrailEvent>,
+    /// Events per index run (the default keeps a small store's index in chunks).
+    run_events: u64,
 }
 
 impl Fixture {
@@ -37,6 +39,7 @@ impl Fixture {
                 SigningKey::load(&self.keys.join("signing.key")).unwrap(),
             )),
             checkpoint_records: 50,
+            index_run_events: self.run_events,
             ..LedgerConfig::default()
         }
     }
@@ -86,6 +89,10 @@ impl Fixture {
 }
 
 fn fixture(n: u64) -> Fixture {
+    fixture_with_runs(n, LedgerConfig::default().index_run_events)
+}
+
+fn fixture_with_runs(n: u64, run_events: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
@@ -108,6 +115,7 @@ fn fixture(n: u64) -> Fixture {
         keys,
         data,
         events,
+        run_events,
     };
     f.append(&f.events.clone());
     f
@@ -559,4 +567,131 @@ fn checkpoint_ranges_and_leaf_pages_stream_into_a_passing_public_verification() 
     let r = v.finish();
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!((r.events, r.checkpoints, r.saved_checkpoints), (300, 4, 1));
+}
+
+/// The run files of a store, in order.
+fn run_files(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("index"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "idx"));
+    v.sort();
+    v
+}
+
+/// Section offsets from a run file's footer: times, order, dedup, postings, bloom, directory.
+fn run_offsets(bytes: &[u8]) -> Vec<u64> {
+    let footer = &bytes[bytes.len() - 96..];
+    (0..6)
+        .map(|i| u64::from_be_bytes(footer[i * 8..i * 8 + 8].try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_store_whose_index_is_in_runs_answers_and_verifies_after_reopen() {
+    // Runs of 40 events, merged four at a time: 400 events make runs and a merge.
+    let f = fixture_with_runs(400, 40);
+    let files = run_files(&f.data);
+    assert!(!files.is_empty(), "index runs were written");
+    let l = f.open();
+    assert_eq!(l.stats().events, 400);
+    for e in f.events.iter().step_by(37) {
+        let fields = e.fields();
+        let account: AccountId = fields
+            .recipient_account_id
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let got = l.get(&account, &fields.event_id).unwrap().unwrap();
+        assert_eq!(got.bytes, e.bytes());
+    }
+    l.close().unwrap();
+    drop(l);
+    let r = f.full(&[]);
+    assert!(r.ok(), "{:?}", r.problems);
+    let p = verify_public(&f.data, &f.vk(), &[]);
+    assert!(p.ok(), "{:?}", p.problems);
+}
+
+#[test]
+fn a_tampered_index_run_is_detected() {
+    let f = fixture_with_runs(200, 40);
+    let file = run_files(&f.data).into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The first dedup entry's blind: that event can no longer be found by its eventID.
+    let dedup = run_offsets(&bytes)[2] as usize;
+    bytes[dedup + 3] ^= 0x55;
+    std::fs::write(&file, &bytes).unwrap();
+    let r = f.full(&[]);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("its dedup entry is missing or points elsewhere")),
+        "{:?}",
+        r.problems
+    );
+    // Its header or directory altered: the store does not open, and says why.
+    bytes[20] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Ledger::open(&f.data, f.provider(), f.cfg()).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+#[test]
+fn a_missing_index_run_is_corruption_and_a_stray_one_is_removed() {
+    let f = fixture_with_runs(200, 40);
+    let files = run_files(&f.data);
+    // A file no entry names (a crash between writing a run and registering it) goes.
+    let stray = f
+        .data
+        .join("index/run-00000000000fffff-0000000000100000.idx");
+    std::fs::copy(&files[0], &stray).unwrap();
+    f.open().close().unwrap();
+    assert!(
+        !stray.exists(),
+        "an unregistered run file is removed at open"
+    );
+    assert_eq!(run_files(&f.data), files, "registered runs stay");
+    std::fs::remove_file(&files[0]).unwrap();
+    let err = Ledger::open(&f.data, f.provider(), f.cfg()).unwrap_err();
+    assert!(err.to_string().contains("is missing"), "{err}");
+}
+
+#[test]
+fn a_torn_last_group_after_index_runs_is_cut() {
+    // A run covers the first two groups; the torn group lies after it.
+    let f = fixture_with_runs(120, 80);
+    assert!(!run_files(&f.data).is_empty());
+    tear_last_group(&f.data, "records");
+    let ledger = f.open();
+    assert_eq!(ledger.stats().events, 80, "the whole prefix stays");
+    ledger.close().unwrap();
+    drop(ledger);
+    f.append(&f.events[80..]);
+    let r = f.full(&[]);
+    assert!(r.ok(), "{:?}", r.problems);
+}
+
+#[test]
+fn a_store_of_format_1_is_refused_with_the_way_to_upgrade_it() {
+    let f = fixture(40);
+    with_tree(&f.data, |t| {
+        t.insert(b"mformat", 1u64.to_be_bytes().to_vec()).unwrap();
+    });
+    let err = Ledger::open(&f.data, f.provider(), f.cfg())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has format 1, this orgtrail reads format 2"),
+        "{err}"
+    );
+    assert!(err.contains("orgtrail store upgrade --data-dir"), "{err}");
+    // Nothing was changed: the format is still 1.
+    with_tree(&f.data, |t| {
+        assert_eq!(
+            t.get(b"mformat").unwrap().unwrap().to_vec(),
+            1u64.to_be_bytes().to_vec()
+        );
+    });
 }

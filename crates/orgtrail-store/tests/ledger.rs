@@ -24,6 +24,7 @@ fn cfg() -> LedgerConfig {
     LedgerConfig {
         dict_train_after: 300,
         block_records: 8,
+        index_run_events: 64,
         ..LedgerConfig::default()
     }
 }

@@ -110,7 +110,7 @@ proptest! {
         let data = tempfile::tempdir().unwrap();
         Keyring::generate("t").unwrap().save_new(&keys.path().join("keyring.json")).unwrap();
         let provider = Arc::new(LocalKeyProvider::load(keys.path()).unwrap());
-        let cfg = LedgerConfig { dict_train_after: 40, block_records: 4, ..LedgerConfig::default() };
+        let cfg = LedgerConfig { dict_train_after: 40, block_records: 4, index_run_events: 8, ..LedgerConfig::default() };
         let mut sled = Ledger::open(data.path(), provider.clone(), cfg.clone()).unwrap();
         let model = MemoryStore::new();
         for op in ops {

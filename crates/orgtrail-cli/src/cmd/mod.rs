@@ -17,6 +17,7 @@ pub(crate) mod lookup;
 pub(crate) mod remote;
 pub(crate) mod selectors;
 pub(crate) mod stats;
+pub(crate) mod store;
 pub(crate) mod validate;
 
 use std::io::{self, Read};

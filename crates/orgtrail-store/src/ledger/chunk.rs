@@ -1,5 +1,6 @@
-//! Index chunks: the index entries of one group commit, from which the in-memory index is
-//! rebuilt at open.
+//! Index chunks: the index entries of one group commit. They are the durable form of the
+//! memtable: at open the memtable is rebuilt from the chunks after the last index run, and a
+//! run, once written, replaces its chunks (see the `runs` module).
 //!
 //! # `x <first seq u64 BE>` (index chunk value, version 1)
 //!
@@ -73,10 +74,10 @@ pub(crate) fn load_chunk(v: &[u8], index: &mut Index) -> Result<(), StoreError> 
     }
     let first = r.u64()?;
     let count = r.u32()? as u64;
-    if first != index.times.len() as u64 + 1 {
+    if first != index.mem.end() {
         return Err(StoreError::Corrupt(format!(
             "index chunk at {first} does not follow {}",
-            index.times.len()
+            index.mem.end() - 1
         )));
     }
     for i in 0..count {

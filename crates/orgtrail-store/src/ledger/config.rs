@@ -49,6 +49,11 @@ pub struct LedgerConfig {
     /// start below it is refused with [`StoreError::DiskFull`](crate::StoreError::DiskFull) and nothing is written; appends
     /// resume by themselves once space returns.
     pub reserve_bytes: u64,
+    /// Events the in-memory index (the memtable) holds before it is written out as an index
+    /// run file. Memory for the index is about twice this times 250 bytes.
+    pub index_run_events: u64,
+    /// The largest index run a merge makes: runs stop merging beyond it.
+    pub max_run_events: u64,
 }
 
 impl Default for LedgerConfig {
@@ -56,6 +61,8 @@ impl Default for LedgerConfig {
         LedgerConfig {
             segment_max_records: 1 << 20,
             block_records: 8,
+            index_run_events: 1 << 17,
+            max_run_events: 1 << 24,
             dict_train_after: 4000,
             max_group_events: 2048,
             cache_bytes: 256 << 20,

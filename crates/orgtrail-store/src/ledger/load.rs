@@ -10,9 +10,8 @@ use super::dicts::{Dicts, open_dict};
 use super::segments::{SegmentInfo, decode_segment, segment_context};
 use super::{be_u64, key_bytes};
 use crate::error::StoreError;
-use crate::format::{CHUNK, Reader, SEGMENT, meta_key};
+use crate::format::{CHUNK, SEGMENT, meta_key};
 use crate::index::Index;
-use crate::tree::HASHES;
 
 /// The in-memory state of a store, read from its files up to sequence number `end`.
 pub(super) struct Loaded {
@@ -22,11 +21,15 @@ pub(super) struct Loaded {
     pub(super) next_seq: u64,
 }
 
-/// Reads segments, dictionaries, index chunks and leaf hashes of the log up to `end`, checking
-/// that they agree, and that the key provider opens the newest segment.
+/// Reads segments, dictionaries, the index (runs and the chunks after them) and the Merkle
+/// frontier of the log up to `end`, checking that they agree, and that the key provider opens
+/// the newest segment. Reads nothing whose size grows with the number of events but the
+/// segments (one per account and day).
 pub(super) fn load(
     tree: &sled::Tree,
     provider: &dyn KeyProvider,
+    data: &std::path::Path,
+    writable: bool,
     end: u64,
 ) -> Result<Loaded, StoreError> {
     // Segments.
@@ -53,43 +56,34 @@ pub(super) fn load(
         dicts.install(id, open_dict(provider, id, &v)?);
     }
 
-    // Index chunks, up to the end of the whole log (a read-only open leaves a torn tail be).
+    // The index: its runs, then the chunks of the groups after them, up to the end of the
+    // whole log (a read-only open leaves a torn tail be). Nothing older is read.
     let next_seq = end + 1;
     let mut index = Index::default();
     for (_, s) in segments.iter() {
         index.accounts.insert(s.account);
     }
-    for kv in tree.range(key_bytes(CHUNK, 0)..=key_bytes(CHUNK, end)) {
+    index.runs = crate::runs::load(tree, data, writable)?;
+    let base = index.runs.last().map_or(1, |r| r.end());
+    if base > next_seq {
+        return Err(StoreError::Corrupt(format!(
+            "the index runs cover events up to {} but the log ends at {end}",
+            base - 1
+        )));
+    }
+    index.mem = crate::index::Mem::new(base);
+    for kv in tree.range(key_bytes(CHUNK, base)..=key_bytes(CHUNK, end)) {
         let (_, v) = kv?;
         load_chunk(&v, &mut index)?;
     }
-    if index.times.len() as u64 + 1 != next_seq {
+    if index.len() + 1 != next_seq {
         return Err(StoreError::Corrupt(format!(
-            "index chunks hold {} events but the log's next sequence number is {next_seq}",
-            index.times.len()
+            "the index holds {} events but the log's next sequence number is {next_seq}",
+            index.len()
         )));
     }
-    // The Merkle log, from the stored leaf hashes.
-    for kv in tree.range(key_bytes(HASHES, 0)..=key_bytes(HASHES, end)) {
-        let (k, v) = kv?;
-        let first = be_u64(&k[1..])?;
-        if first != index.tree.size() + 1 {
-            return Err(StoreError::Corrupt(format!(
-                "leaf hashes of group {first} do not follow leaf {}",
-                index.tree.size()
-            )));
-        }
-        let mut r = Reader::new(&v, "leaf hashes");
-        while !r.done() {
-            index.tree.push(r.array()?);
-        }
-    }
-    if index.tree.size() + 1 != next_seq {
-        return Err(StoreError::Corrupt(format!(
-            "the Merkle log holds {} leaves but the log's next sequence number is {next_seq}",
-            index.tree.size()
-        )));
-    }
+    // The Merkle log: its frontier from the stored subtree hashes.
+    index.tree = crate::tree::TreeState::load(tree, end)?;
     Ok(Loaded {
         segments,
         dicts,

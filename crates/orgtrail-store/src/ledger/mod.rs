@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 
 use crate::error::StoreError;
 use crate::format::{self, FORMAT_VERSION, meta_key};
-use crate::index::{Blind, Index};
+use crate::index::{Blind, Cond, Index};
 use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
 
 pub use backend::{free_bytes, open_sled};
@@ -266,7 +266,7 @@ impl Ledger {
         if !cfg.read_only {
             crate::recover::apply(&tree, &db, &plan)?;
         }
-        let loaded = load(&tree, provider.as_ref(), plan.end)?;
+        let loaded = load(&tree, provider.as_ref(), dir, !cfg.read_only, plan.end)?;
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
             None => return Err(StoreError::Corrupt("store has no id".into())),
@@ -437,6 +437,7 @@ impl Ledger {
         event: &CloudTrailEvent,
         account: AccountId,
         cache: &mut HashMap<(Attr, String), Blind>,
+        posted: &mut crate::index::PostedCache,
         expected_postings: &mut u64,
     ) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
@@ -449,13 +450,13 @@ impl Ledger {
             .map_err(|_| StoreError::WriterGone)?;
         let dedup = dedup_blind(b, &account, &f.event_id);
         let h = sha256(event.bytes());
-        match idx.dedup.get(&dedup) {
-            Some((s, h8)) if *s == seq && h8[..] == h[..8] => {}
+        match idx.dedup_get(&dedup)? {
+            Some((s, h8)) if s == seq && h8[..] == h[..8] => {}
             _ => problems.push(format!(
                 "record {seq}: its dedup entry is missing or points elsewhere"
             )),
         }
-        if idx.time_of(seq) != Some(f.event_time.millis()) {
+        if idx.time_of(seq)? != Some(f.event_time.millis()) {
             problems.push(format!(
                 "record {seq}: the time index disagrees with its eventTime"
             ));
@@ -476,7 +477,7 @@ impl Ledger {
                 continue;
             }
             seen.push(p);
-            let present = idx.postings.get(&p).is_some_and(|l| l.contains(seq));
+            let present = idx.posted(&p, seq, posted)?;
             if !present {
                 problems.push(format!("record {seq}: missing from the {attr:?} index"));
             }
@@ -492,11 +493,7 @@ impl Ledger {
             .index
             .read()
             .map_err(|_| StoreError::WriterGone)?;
-        Ok(idx
-            .postings
-            .values()
-            .map(crate::postings::Postings::len)
-            .sum())
+        idx.posting_total()
     }
 
     /// Counts.
@@ -505,7 +502,7 @@ impl Ledger {
             .shared
             .index
             .read()
-            .map(|i| (i.times.len() as u64, i.accounts.len()))
+            .map(|i| (i.len(), i.accounts.len()))
             .unwrap_or((0, 0));
         let segments = self
             .shared
@@ -579,62 +576,39 @@ impl Ledger {
     ) -> Result<Vec<(i64, u64)>, StoreError> {
         let start = q.start.map_or(i64::MIN, Timestamp::millis);
         let end = q.end.map_or(i64::MAX, Timestamp::millis);
-        let hits = {
-            let idx = self
-                .shared
-                .index
-                .read()
-                .map_err(|_| StoreError::WriterGone)?;
-            use crate::postings::Postings;
-            let empty = Postings::default();
-            let mut lists: Vec<&Postings> = Vec::with_capacity(q.filters.len() + 2);
-            for (attr, value) in &q.filters {
-                let b = self.shared.blinder.blind(attr.tag(), value.as_bytes());
-                lists.push(idx.postings.get(&b).unwrap_or(&empty));
-            }
-            let mut id_seqs: Vec<u64> = Vec::new();
-            if let Some(id) = &q.event_id {
-                let accounts: Vec<AccountId> = idx.accounts.iter().copied().collect();
-                for a in accounts {
-                    let b = dedup_blind(&self.shared.blinder, &a, id);
-                    if let Some((seq, _)) = idx.dedup.get(&b) {
-                        id_seqs.push(*seq);
-                    }
+        let blinder = &self.shared.blinder;
+        let idx = self
+            .shared
+            .index
+            .read()
+            .map_err(|_| StoreError::WriterGone)?;
+        let mut conds: Vec<Cond> = Vec::with_capacity(q.filters.len() + 2);
+        for (attr, value) in &q.filters {
+            conds.push(Cond::AnyOf(vec![
+                blinder.blind(attr.tag(), value.as_bytes()),
+            ]));
+        }
+        if let Some(id) = &q.event_id {
+            let mut seqs: Vec<u64> = Vec::new();
+            for a in &idx.accounts {
+                if let Some((seq, _)) = idx.dedup_get(&dedup_blind(blinder, a, id))? {
+                    seqs.push(seq);
                 }
-                id_seqs.sort_unstable();
             }
-            id_seqs.dedup();
-            let id_list = Postings::from_sorted(id_seqs);
-            if q.event_id.is_some() {
-                lists.push(&id_list);
-            }
-            // Any of the allowed accounts: the union of their postings.
-            let allowed = if q.accounts.is_empty() {
-                None
-            } else {
-                let of: Vec<&Postings> = q
-                    .accounts
+            seqs.sort_unstable();
+            seqs.dedup();
+            conds.push(Cond::Seqs(seqs));
+        }
+        // Any of the allowed accounts.
+        if !q.accounts.is_empty() {
+            conds.push(Cond::AnyOf(
+                q.accounts
                     .iter()
-                    .filter_map(|a| {
-                        let b = self
-                            .shared
-                            .blinder
-                            .blind(Attr::Account.tag(), a.as_str().as_bytes());
-                        idx.postings.get(&b)
-                    })
-                    .collect();
-                Some(if of.is_empty() {
-                    Postings::default()
-                } else {
-                    Postings::union(&of)
-                })
-            };
-            if let Some(a) = &allowed {
-                lists.push(a);
-            }
-            idx.select(&lists, start, end, after, limit)
-        };
-        Ok(hits)
+                    .map(|a| blinder.blind(Attr::Account.tag(), a.as_str().as_bytes()))
+                    .collect(),
+            ));
+        }
+        idx.select(&conds, start, end, after, limit)
     }
 
     /// The event with this eventID in this account, if stored.
@@ -650,7 +624,7 @@ impl Ledger {
                 .read()
                 .map_err(|_| StoreError::WriterGone)?;
             let b = dedup_blind(&self.shared.blinder, account, event_id);
-            idx.dedup.get(&b).map(|(s, _)| *s)
+            idx.dedup_get(&b)?.map(|(s, _)| s)
         };
         seq.map(|s| self.read(s)).transpose()
     }

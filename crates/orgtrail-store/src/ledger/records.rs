@@ -205,8 +205,8 @@ impl Ledger {
         let time = sh
             .index
             .read()
-            .ok()
-            .and_then(|i| i.time_of(seq))
+            .map_err(|_| StoreError::WriterGone)?
+            .time_of(seq)?
             .ok_or_else(|| StoreError::Corrupt(format!("record {seq} has no index entry")))?;
         Ok(StoredEvent {
             seq,

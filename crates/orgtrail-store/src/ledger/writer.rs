@@ -52,6 +52,8 @@ pub(super) struct WriterState {
     frontier: Frontier,
     last_checkpoint_size: u64,
     last_checkpoint_at: std::time::Instant,
+    /// Index runs being written or merged in the background.
+    index_jobs: IndexJobs,
 }
 
 fn now_ms() -> i64 {
@@ -85,6 +87,7 @@ impl WriterState {
             frontier,
             last_checkpoint_size,
             last_checkpoint_at: std::time::Instant::now(),
+            index_jobs: IndexJobs::default(),
         })
     }
 
@@ -191,6 +194,14 @@ impl WriterState {
                     for (job, outcome) in jobs.into_iter().zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
                     }
+                    if let Err(e) = self.index_jobs.tend(sh, false) {
+                        tracing::error!(error = %e, "registering an index run failed");
+                        let reason = e.to_string();
+                        sh.set_health(Health::Faulted {
+                            reason: reason.clone(),
+                        });
+                        broken = Some(reason);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was acknowledged");
@@ -220,7 +231,13 @@ impl WriterState {
         if broken.is_some() {
             return;
         }
-        // Clean shutdown: a checkpoint covering everything, if there is anything new.
+        // Clean shutdown: the memtable being written is waited for (the next open then reads
+        // fewer chunks); a merge is left (its file is removed at the next open).
+        if let Err(e) = self.index_jobs.tend(sh, true) {
+            tracing::warn!(error = %e, "the last index run was not registered; the next open reads its chunks");
+        }
+        self.index_jobs.abandon();
+        // A checkpoint covering everything, if there is anything new.
         let Ok(files) = sh.files() else {
             return;
         };
@@ -245,6 +262,9 @@ impl WriterState {
     /// Reopens the store's files after a failed write, cuts the torn tail the failure left,
     /// reloads the in-memory state from what is durable, and starts over from there.
     fn recover(&mut self, sh: &Shared) -> Result<(), StoreError> {
+        // Index runs being written are dropped: their files are removed at the reopen, and the
+        // memtable is rebuilt from the chunks.
+        self.index_jobs.abandon();
         // Let go of the failed database first: its file lock must be released to reopen it.
         if let Ok(mut g) = sh.files.write() {
             *g = None;
@@ -255,7 +275,7 @@ impl WriterState {
         let tree = db.open_tree("ledger")?;
         let plan = crate::recover::plan(&tree)?;
         crate::recover::apply(&tree, &db, &plan)?;
-        let loaded = load(&tree, sh.provider.as_ref(), plan.end)?;
+        let loaded = load(&tree, sh.provider.as_ref(), &sh.path, true, plan.end)?;
         *sh.index.write().map_err(|_| StoreError::WriterGone)? = loaded.index;
         *sh.segments.write().map_err(|_| StoreError::WriterGone)? = loaded.segments;
         sh.dict_version
@@ -366,8 +386,11 @@ impl WriterState {
                 for ev in job.events.drain(..) {
                     let mut h8 = [0u8; 8];
                     h8.copy_from_slice(&ev.hash[..8]);
-                    let existing = pending.get(&ev.dedup).or_else(|| idx.dedup.get(&ev.dedup));
-                    if let Some(&(seq, other)) = existing {
+                    let existing = match pending.get(&ev.dedup) {
+                        Some(hit) => Some(*hit),
+                        None => idx.dedup_get(&ev.dedup)?,
+                    };
+                    if let Some((seq, other)) = existing {
                         if other == h8 {
                             results.push(Appended::Duplicate(seq));
                         } else {
@@ -407,19 +430,12 @@ impl WriterState {
         }
         // The group's leaf hashes, and a checkpoint when one is due.
         let mut frontier = self.frontier.clone();
-        let mut completed: Vec<(u32, Hash)> = Vec::new();
         let group_leaves: Vec<Hash> = stored.iter().map(|e| e.6).collect();
         if !stored.is_empty() {
-            let mut bytes = Vec::with_capacity(stored.len() * 32);
-            for leaf in &group_leaves {
-                bytes.extend_from_slice(leaf);
-                frontier.push_capturing(*leaf, |height, h| {
-                    if height >= 8 {
-                        completed.push((height, *h));
-                    }
-                });
-            }
-            batch.insert(&key_bytes(HASHES, first_seq)[..], bytes);
+            batch.insert(&key_bytes(HASHES, first_seq)[..], group_leaves.concat());
+            crate::tree::push_leaves(&mut frontier, &group_leaves, |height, index, h| {
+                batch.insert(&crate::tree::subtree_key(height, index)[..], &h[..]);
+            });
         }
         let forced = jobs.iter().any(|j| j.checkpoint);
         let new = frontier.size().saturating_sub(self.last_checkpoint_size);
@@ -466,7 +482,7 @@ impl WriterState {
         }
         {
             let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
-            idx.tree.apply(frontier, &completed, &group_leaves);
+            idx.tree.apply(frontier, &group_leaves);
             for (seq, time, dedup, h8, account, postings, _) in stored {
                 idx.publish(seq, time, dedup, h8);
                 idx.accounts.insert(account);
@@ -484,5 +500,104 @@ impl WriterState {
             sh.dict_version.store(1, Ordering::Release);
         }
         Ok(outcomes)
+    }
+}
+
+/// The background work on the index: one memtable being written as a run, one merge.
+#[derive(Debug, Default)]
+pub(super) struct IndexJobs {
+    flush: Option<crate::runs::Job>,
+    merge: Option<crate::runs::Job>,
+}
+
+impl IndexJobs {
+    /// Registers what finished, then starts what is due: the memtable once it holds
+    /// `index_run_events`, a merge once runs are due for one. With `wait`, waits for the
+    /// memtable being written instead of starting anything.
+    fn tend(&mut self, sh: &Shared, wait: bool) -> Result<(), StoreError> {
+        use crate::runs::{Job, Made};
+        let flushed = match self.flush.take() {
+            Some(job) if wait => Some(job.wait()),
+            Some(job) => match job.poll() {
+                Some(r) => Some(r),
+                None => {
+                    self.flush = Some(job);
+                    None
+                }
+            },
+            None => None,
+        };
+        let merged = match self.merge.take() {
+            Some(job) => match job.poll() {
+                Some(r) => Some(r),
+                None => {
+                    self.merge = Some(job);
+                    None
+                }
+            },
+            None => None,
+        };
+        for made in [flushed, merged].into_iter().flatten() {
+            match made {
+                Ok(Made::Flushed(run)) => {
+                    let files = sh.files()?;
+                    crate::runs::register(&files.tree, &files.db, &run)?;
+                    tracing::debug!(first = run.first, events = run.count, "index run written");
+                    sh.index
+                        .write()
+                        .map_err(|_| StoreError::WriterGone)?
+                        .install_run(Arc::new(run));
+                }
+                Ok(Made::Merged(run, parts)) => {
+                    let files = sh.files()?;
+                    crate::runs::register_merge(&files.tree, &files.db, &run, &parts)?;
+                    tracing::debug!(
+                        first = run.first,
+                        events = run.count,
+                        parts = parts.len(),
+                        "index runs merged"
+                    );
+                    sh.index
+                        .write()
+                        .map_err(|_| StoreError::WriterGone)?
+                        .install_merge(Arc::new(run), &parts);
+                }
+                // The frozen memtable stays (and serves); it is written again below. The
+                // chunks keep it durable meanwhile.
+                Err(e) => tracing::warn!(error = %e, "writing an index run failed; it is retried"),
+            }
+        }
+        if wait {
+            return Ok(());
+        }
+        if self.flush.is_none() {
+            let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
+            let frozen = match &idx.frozen {
+                Some(f) => Some(f.clone()),
+                None if idx.mem.len() >= sh.cfg.index_run_events => idx.freeze(),
+                None => None,
+            };
+            drop(idx);
+            if let Some(mem) = frozen {
+                self.flush = Some(Job::flush(&sh.path, mem)?);
+            }
+        }
+        if self.merge.is_none() {
+            let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
+            let due =
+                crate::runs::due_merge(&idx.runs, sh.cfg.index_run_events, sh.cfg.max_run_events);
+            let parts = due.map(|at| idx.runs[at..at + crate::runs::FANOUT].to_vec());
+            drop(idx);
+            if let Some(parts) = parts {
+                self.merge = Some(Job::merge(&sh.path, parts)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets running jobs finish on their own; what they write is never registered.
+    fn abandon(&mut self) {
+        self.flush = None;
+        self.merge = None;
     }
 }

@@ -1,0 +1,1265 @@
+//! Index runs: the on-disk index of a contiguous range of sequence numbers, in one immutable
+//! file. The writer keeps the newest events' index in memory (the memtable); once it holds
+//! enough events it is written out as a run, registered in sled, and dropped from memory.
+//!
+//! # File layout (`<data>/index/run-<first seq>-<end seq>.idx`, 16 hex digits each; `end` is one past the last)
+//!
+//! Integers are big-endian unless written "varint" (unsigned LEB128) or "zigzag" (signed
+//! values mapped to unsigned, then varint). `n` is the run's event count; a seq is stored as
+//! its offset `o = seq - first` (u32).
+//!
+//! | part | bytes |
+//! |---|---|
+//! | header | magic `OTRUN` + version `\x00\x00\x01` (8), first seq (u64), n (u32), lowest and highest eventTime in ms (i64, i64; 0 and 0 when n is 0) |
+//! | times | eventTime of each seq in seq order, in blocks of 128: each entry zigzag(time - previous time), the previous of a block's first entry being 0 |
+//! | order | every (eventTime, o), sorted ascending, in blocks of 128: each entry varint(time - previous time) (0 for a block's first, whose time is in the directory), then varint(o) |
+//! | dedup | every (blind(account, eventID) (16), o (u32), first 8 bytes of SHA-256(event bytes)), sorted by blind: 28 bytes each, in blocks of 128 |
+//! | postings | per blind attribute value, sorted by blind: blind (16), varint count, varint byte length of the list, then the list of o ascending as varint gaps (the first gap from 0) |
+//! | bloom | blocked Bloom filter over the dedup blinds: 512-bit blocks (64 bytes), 10 bits per event; block = u64(blind[0..8]) mod blocks; 7 bits set, each 9 bits of u64(blind[8..16]) |
+//! | directory | times: per block (first time i64, offset u32); order: per block (first time i64, offset u32); dedup: per block the first blind (16); postings: (entry count u32) then per ~4 KiB page the first entry starting in it (blind (16), offset u64) |
+//! | footer (fixed, 96 bytes) | offsets of times, order, dedup, postings, bloom, directory and of the footer itself (7 x u64), SHA-256 of header, bloom and directory (32), magic `OTRUNEND` (8) |
+//!
+//! Offsets are from the start of the file. Blinds are HMAC outputs (see the crate docs): no
+//! attribute value, eventID or user is in a run in plaintext.
+//!
+//! A run is written to a temporary file, synced, renamed into place and the directory synced,
+//! and only then registered in sled (in the same batch that removes the index chunks it
+//! replaces). A run file that no sled entry names is a leftover of a crash and is removed at
+//! open; an entry whose file is missing or whose checksum fails is corruption.
+//!
+//! In memory, an open run keeps its header, directory and Bloom filter: about 1.7 bytes per
+//! event. Everything else is read with positional reads, served by the operating system's
+//! page cache.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::StoreError;
+use crate::format::{Reader, put_varint};
+use crate::index::Blind;
+
+const MAGIC: &[u8; 8] = b"OTRUN\x00\x00\x01";
+const END_MAGIC: &[u8; 8] = b"OTRUNEND";
+const HEADER_LEN: u64 = 8 + 8 + 4 + 8 + 8;
+const FOOTER_LEN: u64 = 7 * 8 + 32 + 8;
+/// Entries per block of the times, order and dedup sections.
+const BLOCK: usize = 128;
+const DEDUP_ENTRY: usize = 16 + 4 + 8;
+/// The postings directory names the first entry starting in each page of this size.
+const PAGE: u64 = 4096;
+const BLOOM_BITS_PER_EVENT: u64 = 10;
+const BLOOM_BLOCK_BITS: u64 = 512;
+const BLOOM_K: u32 = 7;
+
+/// The name of the run file of the events `first..end`.
+pub(crate) fn file_name(first: u64, end: u64) -> String {
+    format!("run-{first:016x}-{end:016x}.idx")
+}
+
+/// The (first, end) of a run file's name, if it is one.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+    let (a, b) = name
+        .strip_prefix("run-")?
+        .strip_suffix(".idx")?
+        .split_once('-')?;
+    if a.len() != 16 || b.len() != 16 {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        u64::from_str_radix(b, 16).ok()?,
+    ))
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::IndexFile {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// What a run is made of: the index of the events `first..first + count`, each part in the
+/// order the file keeps it. Seqs are absolute.
+pub(crate) struct Parts<T, O, D, P> {
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    /// eventTime (ms) of each event, in seq order.
+    pub(crate) times: T,
+    /// (eventTime, seq), ascending.
+    pub(crate) order: O,
+    /// (dedup blind, seq, hash prefix), ascending by blind.
+    pub(crate) dedup: D,
+    /// (attribute blind, seqs ascending), ascending by blind.
+    pub(crate) postings: P,
+}
+
+type R<T> = Result<T, StoreError>;
+
+fn bloom_blocks(n: u64) -> u64 {
+    (n * BLOOM_BITS_PER_EVENT).div_ceil(BLOOM_BLOCK_BITS).max(1)
+}
+
+/// The block and bit positions of a blind in a Bloom filter of `blocks` blocks.
+fn bloom_bits(blind: &Blind, blocks: u64) -> (usize, [u32; BLOOM_K as usize]) {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&blind[..8]);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&blind[8..]);
+    let block = (u64::from_be_bytes(a) % blocks) as usize;
+    let h = u64::from_be_bytes(b);
+    let mut bits = [0u32; BLOOM_K as usize];
+    for (i, bit) in bits.iter_mut().enumerate() {
+        *bit = ((h >> (9 * i)) & 0x1ff) as u32;
+    }
+    (block, bits)
+}
+
+/// Writes a run file `dir/run-<first>-<end>.idx` from its parts, streaming, durably (file
+/// and directory synced). Returns its path.
+pub(crate) fn write<T, O, D, P>(dir: &Path, parts: Parts<T, O, D, P>) -> R<PathBuf>
+where
+    T: Iterator<Item = R<i64>>,
+    O: Iterator<Item = R<(i64, u64)>>,
+    D: Iterator<Item = R<(Blind, u64, [u8; 8])>>,
+    P: Iterator<Item = R<(Blind, Vec<u8>, u64)>>,
+{
+    let Parts {
+        first,
+        count,
+        times,
+        order,
+        dedup,
+        postings,
+    } = parts;
+    let n = count as usize;
+    let end = first + u64::from(count);
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(file_name(first, end));
+    // A temporary name of its own: an abandoned writer of the same run may still be running.
+    static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n_tmp = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{}.{}-{n_tmp}.tmp",
+        file_name(first, end),
+        std::process::id()
+    ));
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut w = Counting {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        pos: 0,
+    };
+    let e = io_err(&tmp);
+    let off = |seq: u64| -> R<u32> {
+        seq.checked_sub(first)
+            .filter(|o| *o < u64::from(count))
+            .map(|o| o as u32)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("seq {seq} is outside the run {first}..{end}"))
+            })
+    };
+    // The header is written again at the end, with the time bounds.
+    w.put(&[0u8; HEADER_LEN as usize]).map_err(&e)?;
+    let mut min_time = i64::MAX;
+    let mut max_time = i64::MIN;
+
+    // Times.
+    let times_off = w.pos;
+    let mut buf = Vec::new();
+    let mut times_dir = Vec::with_capacity(n.div_ceil(BLOCK));
+    let mut seen = 0usize;
+    let mut prev = 0i64;
+    for t in times {
+        let t = t?;
+        if seen.is_multiple_of(BLOCK) {
+            w.put(&buf).map_err(&e)?;
+            buf.clear();
+            times_dir.push((t, (w.pos - times_off) as u32));
+            prev = 0;
+        }
+        put_varint(&mut buf, zigzag(t.wrapping_sub(prev)));
+        prev = t;
+        min_time = min_time.min(t);
+        max_time = max_time.max(t);
+        seen += 1;
+    }
+    w.put(&buf).map_err(&e)?;
+    if seen != n {
+        return Err(StoreError::Corrupt(format!(
+            "index run {first}: {seen} times for {n} events"
+        )));
+    }
+
+    // Order.
+    let order_off = w.pos;
+    buf.clear();
+    let mut order_dir = Vec::with_capacity(n.div_ceil(BLOCK));
+    seen = 0;
+    let mut prev_t = 0i64;
+    for entry in order {
+        let (t, seq) = entry?;
+        if seen.is_multiple_of(BLOCK) {
+            w.put(&buf).map_err(&e)?;
+            buf.clear();
+            order_dir.push((t, (w.pos - order_off) as u32));
+            prev_t = t;
+        }
+        if t < prev_t {
+            return Err(StoreError::Corrupt(format!(
+                "index run {first}: time order not ascending"
+            )));
+        }
+        put_varint(&mut buf, (t - prev_t) as u64);
+        put_varint(&mut buf, u64::from(off(seq)?));
+        prev_t = t;
+        seen += 1;
+    }
+    w.put(&buf).map_err(&e)?;
+    if seen != n {
+        return Err(StoreError::Corrupt(format!(
+            "index run {first}: {seen} order entries for {n} events"
+        )));
+    }
+
+    // Dedup, and the Bloom filter over it.
+    let dedup_off = w.pos;
+    let blocks = bloom_blocks(n as u64);
+    let mut bloom = vec![0u64; (blocks * BLOOM_BLOCK_BITS / 64) as usize];
+    let mut dedup_dir: Vec<Blind> = Vec::with_capacity(n.div_ceil(BLOCK));
+    seen = 0;
+    for entry in dedup {
+        let (blind, seq, h8) = entry?;
+        if seen.is_multiple_of(BLOCK) {
+            dedup_dir.push(blind);
+        }
+        w.put(&blind).map_err(&e)?;
+        w.put(&off(seq)?.to_be_bytes()).map_err(&e)?;
+        w.put(&h8).map_err(&e)?;
+        let (block, bits) = bloom_bits(&blind, blocks);
+        for bit in bits {
+            bloom[block * 8 + (bit / 64) as usize] |= 1u64 << (bit % 64);
+        }
+        seen += 1;
+    }
+    if seen != n {
+        return Err(StoreError::Corrupt(format!(
+            "index run {first}: {seen} dedup entries for {n} events"
+        )));
+    }
+
+    // Postings: each list comes encoded (see [`encode_list`]), with its count.
+    let postings_off = w.pos;
+    let mut post_dir: Vec<(Blind, u64)> = Vec::new();
+    let mut next_page = 0u64;
+    let mut head = Vec::with_capacity(32);
+    for entry in postings {
+        let (blind, list, k) = entry?;
+        let rel = w.pos - postings_off;
+        if rel >= next_page {
+            post_dir.push((blind, w.pos));
+            next_page = (rel / PAGE + 1) * PAGE;
+        }
+        head.clear();
+        head.extend_from_slice(&blind);
+        put_varint(&mut head, k);
+        put_varint(&mut head, list.len() as u64);
+        w.put(&head).map_err(&e)?;
+        w.put(&list).map_err(&e)?;
+    }
+
+    // Bloom.
+    let bloom_off = w.pos;
+    let mut bloom_bytes = Vec::with_capacity(bloom.len() * 8);
+    for word in &bloom {
+        bloom_bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    w.put(&bloom_bytes).map_err(&e)?;
+
+    // Directory.
+    let mut directory: Vec<u8> = Vec::new();
+    let dir_off = w.pos;
+    for (t, off) in &times_dir {
+        directory.extend_from_slice(&t.to_be_bytes());
+        directory.extend_from_slice(&off.to_be_bytes());
+    }
+    for (t, off) in &order_dir {
+        directory.extend_from_slice(&t.to_be_bytes());
+        directory.extend_from_slice(&off.to_be_bytes());
+    }
+    for b in &dedup_dir {
+        directory.extend_from_slice(b);
+    }
+    directory.extend_from_slice(&(post_dir.len() as u32).to_be_bytes());
+    for (b, off) in &post_dir {
+        directory.extend_from_slice(b);
+        directory.extend_from_slice(&off.to_be_bytes());
+    }
+    w.put(&directory).map_err(&e)?;
+
+    // Header, now that the time bounds are known.
+    if n == 0 {
+        (min_time, max_time) = (0, 0);
+    }
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&first.to_be_bytes());
+    header.extend_from_slice(&count.to_be_bytes());
+    header.extend_from_slice(&min_time.to_be_bytes());
+    header.extend_from_slice(&max_time.to_be_bytes());
+    let mut hashed = Vec::with_capacity(header.len() + bloom_bytes.len() + directory.len());
+    hashed.extend_from_slice(&header);
+    hashed.extend_from_slice(&bloom_bytes);
+    hashed.extend_from_slice(&directory);
+
+    // Footer.
+    let footer_off = w.pos;
+    let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
+    for off in [
+        times_off,
+        order_off,
+        dedup_off,
+        postings_off,
+        bloom_off,
+        dir_off,
+        footer_off,
+    ] {
+        footer.extend_from_slice(&off.to_be_bytes());
+    }
+    footer.extend_from_slice(&orgtrail_crypto::hash::sha256(&hashed));
+    footer.extend_from_slice(END_MAGIC);
+    w.put(&footer).map_err(&e)?;
+
+    let file = w
+        .inner
+        .into_inner()
+        .map_err(|err| io_err(&tmp)(err.into_error()))?;
+    file.write_all_at(&header, 0).map_err(&e)?;
+    file.sync_all().map_err(&e)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(path)
+}
+
+/// Encodes ascending seqs as a posting list relative to `first`: varint gaps, the first from
+/// 0. Returns the bytes and, for appending more, the last offset.
+pub(crate) fn encode_list(
+    first: u64,
+    seqs: impl Iterator<Item = u64>,
+    out: &mut Vec<u8>,
+    mut prev: Option<u64>,
+) -> Option<u64> {
+    for s in seqs {
+        let o = s - first;
+        put_varint(out, o - prev.unwrap_or(0));
+        prev = Some(o);
+    }
+    prev
+}
+
+struct Counting<W: Write> {
+    inner: W,
+    pos: u64,
+}
+
+impl<W: Write> Counting<W> {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(b)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+}
+
+/// An open run: its header, directory and Bloom filter in memory, the rest read on demand.
+#[derive(Debug)]
+pub(crate) struct Run {
+    file: File,
+    path: PathBuf,
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    times_off: u64,
+    order_off: u64,
+    dedup_off: u64,
+    postings_off: u64,
+    bloom_off: u64,
+    bloom: Vec<u64>,
+    times_dir: Vec<(i64, u32)>,
+    order_dir: Vec<(i64, u32)>,
+    dedup_dir: Vec<Blind>,
+    post_dir: Vec<(Blind, u64)>,
+}
+
+impl Run {
+    /// Opens a run file: reads and checks its header, directory and Bloom filter.
+    pub(crate) fn open(path: &Path) -> Result<Run, StoreError> {
+        let e = io_err(path);
+        let bad = |what: &str| StoreError::Corrupt(format!("index run {}: {what}", path.display()));
+        let file = File::open(path).map_err(&e)?;
+        let len = file.metadata().map_err(&e)?.len();
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(bad("shorter than its header and footer"));
+        }
+        let mut footer = vec![0u8; FOOTER_LEN as usize];
+        file.read_exact_at(&mut footer, len - FOOTER_LEN)
+            .map_err(&e)?;
+        let mut r = Reader::new(&footer, "index run footer");
+        let mut offs = [0u64; 7];
+        for o in &mut offs {
+            *o = r.u64()?;
+        }
+        let sum: [u8; 32] = r.array()?;
+        if r.take(8)? != END_MAGIC {
+            return Err(bad("no end marker (the file is torn)"));
+        }
+        let [
+            times_off,
+            order_off,
+            dedup_off,
+            postings_off,
+            bloom_off,
+            dir_off,
+            footer_off,
+        ] = offs;
+        let ordered = HEADER_LEN == times_off
+            && times_off <= order_off
+            && order_off <= dedup_off
+            && dedup_off <= postings_off
+            && postings_off <= bloom_off
+            && bloom_off <= dir_off
+            && dir_off <= footer_off
+            && footer_off + FOOTER_LEN == len;
+        if !ordered {
+            return Err(bad("section offsets out of order"));
+        }
+        let mut header = vec![0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0).map_err(&e)?;
+        let mut bloom_bytes = vec![0u8; (dir_off - bloom_off) as usize];
+        file.read_exact_at(&mut bloom_bytes, bloom_off)
+            .map_err(&e)?;
+        let mut directory = vec![0u8; (footer_off - dir_off) as usize];
+        file.read_exact_at(&mut directory, dir_off).map_err(&e)?;
+        let mut hashed = Vec::with_capacity(header.len() + bloom_bytes.len() + directory.len());
+        hashed.extend_from_slice(&header);
+        hashed.extend_from_slice(&bloom_bytes);
+        hashed.extend_from_slice(&directory);
+        if orgtrail_crypto::hash::sha256(&hashed) != sum {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut h = Reader::new(&header, "index run header");
+        if h.take(8)? != MAGIC {
+            return Err(bad("not an index run of this version"));
+        }
+        let first = h.u64()?;
+        let count = h.u32()?;
+        let min_time = h.i64()?;
+        let max_time = h.i64()?;
+        let n = count as usize;
+        let blocks = n.div_ceil(BLOCK);
+        if bloom_bytes.len() as u64 != bloom_blocks(u64::from(count)) * (BLOOM_BLOCK_BITS / 8) {
+            return Err(bad("Bloom filter size"));
+        }
+        let bloom = bloom_bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                u64::from_be_bytes(a)
+            })
+            .collect();
+        let mut d = Reader::new(&directory, "index run directory");
+        let mut times_dir = Vec::with_capacity(blocks);
+        for _ in 0..blocks {
+            times_dir.push((d.i64()?, d.u32()?));
+        }
+        let mut order_dir = Vec::with_capacity(blocks);
+        for _ in 0..blocks {
+            order_dir.push((d.i64()?, d.u32()?));
+        }
+        let mut dedup_dir = Vec::with_capacity(blocks);
+        for _ in 0..blocks {
+            dedup_dir.push(d.array()?);
+        }
+        let pages = d.u32()? as usize;
+        let mut post_dir = Vec::with_capacity(pages);
+        for _ in 0..pages {
+            post_dir.push((d.array()?, d.u64()?));
+        }
+        if !d.done() {
+            return Err(bad("directory has trailing bytes"));
+        }
+        if (postings_off - dedup_off) != n as u64 * DEDUP_ENTRY as u64 {
+            return Err(bad("dedup section size"));
+        }
+        Ok(Run {
+            file,
+            path: path.to_owned(),
+            first,
+            count,
+            min_time,
+            max_time,
+            times_off,
+            order_off,
+            dedup_off,
+            postings_off,
+            bloom_off,
+            bloom,
+            times_dir,
+            order_dir,
+            dedup_dir,
+            post_dir,
+        })
+    }
+
+    /// The seq after the run's last.
+    pub(crate) fn end(&self) -> u64 {
+        self.first + u64::from(self.count)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_at(&self, off: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, off)
+            .map_err(io_err(&self.path))?;
+        Ok(buf)
+    }
+
+    /// Bytes of section block `i` of `dir` (offsets relative to `base`), up to `next`.
+    fn block_bytes(
+        &self,
+        base: u64,
+        dir: &[(i64, u32)],
+        i: usize,
+        section_end: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let start = base + u64::from(dir[i].1);
+        let end = dir
+            .get(i + 1)
+            .map_or(section_end, |d| base + u64::from(d.1));
+        if end < start {
+            return Err(StoreError::Corrupt(format!(
+                "index run {}: block {i} out of order",
+                self.path.display()
+            )));
+        }
+        self.read_at(start, (end - start) as usize)
+    }
+
+    fn entries_in_block(&self, i: usize) -> usize {
+        (self.count as usize - i * BLOCK).min(BLOCK)
+    }
+
+    /// Whether the Bloom filter may hold `blind` (false: surely not in this run).
+    pub(crate) fn may_contain(&self, blind: &Blind) -> bool {
+        let blocks = (self.bloom.len() / 8) as u64;
+        let (block, bits) = bloom_bits(blind, blocks);
+        bits.iter()
+            .all(|&bit| self.bloom[block * 8 + (bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+    }
+
+    /// The (seq, hash prefix) stored under a dedup blind in this run.
+    pub(crate) fn dedup(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
+        if self.count == 0 || !self.may_contain(blind) {
+            return Ok(None);
+        }
+        let i = self.dedup_dir.partition_point(|b| b <= blind);
+        let Some(i) = i.checked_sub(1) else {
+            return Ok(None);
+        };
+        let k = self.entries_in_block(i);
+        let bytes = self.read_at(
+            self.dedup_off + (i * BLOCK * DEDUP_ENTRY) as u64,
+            k * DEDUP_ENTRY,
+        )?;
+        let entry = |j: usize| &bytes[j * DEDUP_ENTRY..(j + 1) * DEDUP_ENTRY];
+        let (mut lo, mut hi) = (0usize, k);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match entry(mid)[..16].cmp(&blind[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    let mut r = Reader::new(&entry(mid)[16..], "index run dedup entry");
+                    let o = r.u32()?;
+                    let h8: [u8; 8] = r.array()?;
+                    if o >= self.count {
+                        return Err(StoreError::Corrupt(format!(
+                            "index run {}: dedup entry out of range",
+                            self.path.display()
+                        )));
+                    }
+                    return Ok(Some((self.first + u64::from(o), h8)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The seqs carrying an attribute blind in this run, ascending.
+    pub(crate) fn postings(&self, blind: &Blind) -> Result<Vec<u64>, StoreError> {
+        let i = self.post_dir.partition_point(|(b, _)| b <= blind);
+        let Some(i) = i.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let mut off = self.post_dir[i].1;
+        let end = self.post_dir.get(i + 1).map_or(self.bloom_off, |(_, o)| *o);
+        // Entries of one page are read with one positional read; a long list is read whole
+        // once its header is found.
+        let page = self.read_at(off, (end - off) as usize)?;
+        let mut r = Reader::new(&page, "index run postings");
+        while !r.done() {
+            let b: Blind = r.array()?;
+            let n = r.varint()?;
+            let len = r.varint()? as usize;
+            let head = (16 + varint_len(n) + varint_len(len as u64)) as u64;
+            if &b > blind {
+                return Ok(Vec::new());
+            }
+            if &b == blind {
+                let start = off + head;
+                let list = self.read_at(start, len)?;
+                let mut lr = Reader::new(&list, "index run posting list");
+                let mut out = Vec::with_capacity(n as usize);
+                let mut o = 0u64;
+                for _ in 0..n {
+                    o += lr.varint()?;
+                    if o >= u64::from(self.count) {
+                        return Err(StoreError::Corrupt(format!(
+                            "index run {}: posting out of range",
+                            self.path.display()
+                        )));
+                    }
+                    out.push(self.first + o);
+                }
+                return Ok(out);
+            }
+            // Skip this entry's list (it may run past the page: then the next entry starts
+            // beyond what was read, on a later page).
+            let skip = off + head + len as u64;
+            if skip >= end {
+                return Ok(Vec::new());
+            }
+            r.take(len)?;
+            off = skip;
+        }
+        Ok(Vec::new())
+    }
+
+    /// The eventTimes of `seqs` (ascending, all in this run), reading each block once.
+    pub(crate) fn times_of(&self, seqs: &[u64]) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut cached: Option<(usize, Vec<i64>)> = None;
+        for &seq in seqs {
+            let o = seq
+                .checked_sub(self.first)
+                .filter(|&o| o < u64::from(self.count))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("seq {seq} is not in index run {}", self.first))
+                })? as usize;
+            let b = o / BLOCK;
+            if cached.as_ref().is_none_or(|(cb, _)| *cb != b) {
+                cached = Some((b, self.times_block(b)?));
+            }
+            if let Some((_, ts)) = &cached {
+                out.push(ts[o % BLOCK]);
+            }
+        }
+        Ok(out)
+    }
+
+    fn times_block(&self, b: usize) -> Result<Vec<i64>, StoreError> {
+        let bytes = self.block_bytes(self.times_off, &self.times_dir, b, self.order_off)?;
+        let mut r = Reader::new(&bytes, "index run times");
+        let k = self.entries_in_block(b);
+        let mut ts = Vec::with_capacity(k);
+        let mut prev = 0i64;
+        for _ in 0..k {
+            prev = prev.wrapping_add(unzigzag(r.varint()?));
+            ts.push(prev);
+        }
+        Ok(ts)
+    }
+
+    /// The (time, seq) entries of order block `b`, ascending.
+    fn order_block(&self, b: usize) -> Result<Vec<(i64, u64)>, StoreError> {
+        let bytes = self.block_bytes(self.order_off, &self.order_dir, b, self.dedup_off)?;
+        let mut r = Reader::new(&bytes, "index run order");
+        let k = self.entries_in_block(b);
+        let mut out = Vec::with_capacity(k);
+        let mut t = self.order_dir[b].0;
+        for _ in 0..k {
+            t = t.wrapping_add(r.varint()? as i64);
+            let o = r.varint()?;
+            if o >= u64::from(self.count) {
+                return Err(StoreError::Corrupt(format!(
+                    "index run {}: order entry out of range",
+                    self.path.display()
+                )));
+            }
+            out.push((t, self.first + o));
+        }
+        Ok(out)
+    }
+
+    /// The (time, seq) entries in `lo..=hi`, newest first, a block at a time.
+    pub(crate) fn order_rev(&self, lo: (i64, u64), hi: (i64, u64)) -> OrderRev<'_> {
+        // The last block whose first time is <= hi's time.
+        let upto = self.order_dir.partition_point(|(t, _)| *t <= hi.0);
+        OrderRev {
+            run: self,
+            next_block: upto,
+            buf: Vec::new(),
+            lo,
+            hi,
+            done: lo > hi,
+        }
+    }
+}
+
+/// A sequential reader over one section of a run file (for merging runs).
+struct SeqReader {
+    r: std::io::BufReader<std::io::Take<File>>,
+    path: PathBuf,
+}
+
+impl SeqReader {
+    fn new(path: &Path, from: u64, to: u64) -> R<SeqReader> {
+        use std::io::{Read, Seek, SeekFrom};
+        let e = io_err(path);
+        let mut f = File::open(path).map_err(&e)?;
+        f.seek(SeekFrom::Start(from)).map_err(&e)?;
+        Ok(SeqReader {
+            r: std::io::BufReader::with_capacity(1 << 16, f.take(to.saturating_sub(from))),
+            path: path.to_owned(),
+        })
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> R<()> {
+        use std::io::Read;
+        self.r.read_exact(buf).map_err(io_err(&self.path))
+    }
+
+    fn array<const N: usize>(&mut self) -> R<[u8; N]> {
+        let mut a = [0u8; N];
+        self.fill(&mut a)?;
+        Ok(a)
+    }
+
+    fn varint(&mut self) -> R<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let [b] = self.array::<1>()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "index run {}: integer too long",
+            self.path.display()
+        )))
+    }
+}
+
+impl Run {
+    /// Every eventTime, in seq order.
+    fn times_seq(&self) -> R<impl Iterator<Item = R<i64>> + '_> {
+        let mut r = SeqReader::new(&self.path, self.times_off, self.order_off)?;
+        let mut prev = 0i64;
+        Ok((0..self.count as usize).map(move |i| {
+            if i % BLOCK == 0 {
+                prev = 0;
+            }
+            prev = prev.wrapping_add(unzigzag(r.varint()?));
+            Ok(prev)
+        }))
+    }
+
+    /// Every (eventTime, seq), ascending.
+    fn order_seq(&self) -> R<impl Iterator<Item = R<(i64, u64)>> + '_> {
+        let mut r = SeqReader::new(&self.path, self.order_off, self.dedup_off)?;
+        let mut t = 0i64;
+        Ok((0..self.count as usize).map(move |i| {
+            if i % BLOCK == 0 {
+                t = self.order_dir[i / BLOCK].0;
+            }
+            t = t.wrapping_add(r.varint()? as i64);
+            let o = r.varint()?;
+            Ok((t, self.first + o))
+        }))
+    }
+
+    /// Every (dedup blind, seq, hash prefix), ascending by blind.
+    fn dedup_seq(&self) -> R<impl Iterator<Item = R<(Blind, u64, [u8; 8])>> + '_> {
+        let mut r = SeqReader::new(&self.path, self.dedup_off, self.postings_off)?;
+        Ok((0..self.count as usize).map(move |_| {
+            let b: Blind = r.array()?;
+            let o = u32::from_be_bytes(r.array()?);
+            let h8: [u8; 8] = r.array()?;
+            Ok((b, self.first + u64::from(o), h8))
+        }))
+    }
+
+    /// Every (attribute blind, count, encoded list), ascending by blind.
+    fn postings_seq(&self) -> R<impl Iterator<Item = R<(Blind, u64, Vec<u8>)>> + '_> {
+        let mut r = SeqReader::new(&self.path, self.postings_off, self.bloom_off)?;
+        let mut done = false;
+        Ok(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let mut b: Blind = [0u8; 16];
+            // The section ends where a blind cannot be read whole.
+            match std::io::Read::read(&mut r.r, &mut b[..1]) {
+                Ok(0) => {
+                    done = true;
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    done = true;
+                    return Some(Err(io_err(&r.path)(e)));
+                }
+            }
+            let item = (|| {
+                r.fill(&mut b[1..])?;
+                let k = r.varint()?;
+                let len = r.varint()? as usize;
+                let mut list = vec![0u8; len];
+                r.fill(&mut list)?;
+                Ok((b, k, list))
+            })();
+            if item.is_err() {
+                done = true;
+            }
+            Some(item)
+        }))
+    }
+}
+
+impl Run {
+    /// Entries of every posting list of the run (for `verify`). Reads the whole section.
+    pub(crate) fn posting_total(&self) -> R<u64> {
+        let mut n = 0;
+        for p in self.postings_seq()? {
+            n += p?.1;
+        }
+        Ok(n)
+    }
+}
+
+/// Merges iterators each ascending by `key` into one ascending stream; equal keys come in
+/// the order of the iterators.
+struct MergeBy<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> {
+    iters: Vec<I>,
+    heads: Vec<Option<I::Item>>,
+    key: F,
+}
+
+impl<T, I, K, F> MergeBy<I, K, F>
+where
+    I: Iterator<Item = R<T>>,
+    K: Ord,
+    F: Fn(&R<T>) -> K,
+{
+    fn new(mut iters: Vec<I>, key: F) -> Self {
+        let heads = iters.iter_mut().map(Iterator::next).collect();
+        MergeBy { iters, heads, key }
+    }
+}
+
+impl<T, I, K, F> Iterator for MergeBy<I, K, F>
+where
+    I: Iterator<Item = R<T>>,
+    K: Ord,
+    F: Fn(&R<T>) -> K,
+{
+    type Item = R<T>;
+
+    fn next(&mut self) -> Option<R<T>> {
+        // Errors first, so a failed read ends the merge.
+        if let Some(i) = self.heads.iter().position(|h| matches!(h, Some(Err(_)))) {
+            let e = self.heads[i].take();
+            self.heads.iter_mut().for_each(|h| *h = None);
+            return e;
+        }
+        let (i, _) = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|h| (i, (self.key)(h))))
+            .min_by(|a, b| a.1.cmp(&b.1))?;
+        let out = self.heads[i].take();
+        self.heads[i] = self.iters[i].next();
+        out
+    }
+}
+
+/// Writes one run holding `runs` (contiguous, ascending) into `dir`. Streams: memory holds
+/// the Bloom filter, the directory and one merged posting list at a time.
+pub(crate) fn merge(dir: &Path, runs: &[std::sync::Arc<Run>]) -> R<PathBuf> {
+    let first = runs.first().map_or(1, |r| r.first);
+    let mut count = 0u32;
+    let mut expect = first;
+    for r in runs {
+        if r.first != expect {
+            return Err(StoreError::Corrupt(format!(
+                "index runs to merge are not contiguous at {}",
+                r.first
+            )));
+        }
+        expect = r.end();
+        count = count
+            .checked_add(r.count)
+            .ok_or_else(|| StoreError::Corrupt("merged index run too large".into()))?;
+    }
+    let mut times = Vec::with_capacity(runs.len());
+    let mut order = Vec::with_capacity(runs.len());
+    let mut dedup = Vec::with_capacity(runs.len());
+    let mut postings = Vec::with_capacity(runs.len());
+    for r in runs {
+        times.push(r.times_seq()?);
+        order.push(r.order_seq()?);
+        dedup.push(r.dedup_seq()?);
+        postings.push(
+            r.postings_seq()?
+                .map(move |p| p.map(|(b, k, l)| (b, k, l, r.first))),
+        );
+    }
+    let times = times.into_iter().flatten();
+    let order = MergeBy::new(order, |e: &R<(i64, u64)>| e.as_ref().ok().copied());
+    let dedup = MergeBy::new(dedup, |e: &R<(Blind, u64, [u8; 8])>| {
+        e.as_ref().ok().map(|x| x.0)
+    });
+    let mut lists = MergeBy::new(postings, |e: &R<(Blind, u64, Vec<u8>, u64)>| {
+        e.as_ref().ok().map(|x| x.0)
+    })
+    .peekable();
+    // Lists of one blind from several runs, joined: only the first gap of each changes.
+    let joined = std::iter::from_fn(move || {
+        let (blind, k, list, run_first) = match lists.next()? {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut out = Vec::with_capacity(list.len());
+        let mut total = 0u64;
+        let mut prev: Option<u64> = None;
+        let mut add = |k: u64, list: &[u8], run_first: u64| -> R<()> {
+            let mut r = Reader::new(list, "index run posting list");
+            let shift = run_first - first;
+            let mut o = 0u64;
+            for i in 0..k {
+                let g = r.varint()?;
+                o += g;
+                if i == 0 {
+                    put_varint(&mut out, shift + o - prev.unwrap_or(0));
+                } else {
+                    put_varint(&mut out, g);
+                }
+            }
+            if k > 0 {
+                prev = Some(shift + o);
+            }
+            total += k;
+            Ok(())
+        };
+        if let Err(e) = add(k, &list, run_first) {
+            return Some(Err(e));
+        }
+        while let Some(Ok((b, _, _, _))) = lists.peek() {
+            if *b != blind {
+                break;
+            }
+            if let Some(Ok((_, k, list, run_first))) = lists.next()
+                && let Err(e) = add(k, &list, run_first)
+            {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok((blind, out, total)))
+    });
+    write(
+        dir,
+        Parts {
+            first,
+            count,
+            times,
+            order,
+            dedup,
+            postings: joined,
+        },
+    )
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// A newest-first walk of a run's time order.
+#[derive(Debug)]
+pub(crate) struct OrderRev<'a> {
+    run: &'a Run,
+    next_block: usize,
+    buf: Vec<(i64, u64)>,
+    lo: (i64, u64),
+    hi: (i64, u64),
+    done: bool,
+}
+
+impl Iterator for OrderRev<'_> {
+    type Item = Result<(i64, u64), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(e) = self.buf.pop() {
+                if e > self.hi {
+                    continue;
+                }
+                if e < self.lo {
+                    self.done = true;
+                    return None;
+                }
+                return Some(Ok(e));
+            }
+            let b = self.next_block.checked_sub(1)?;
+            self.next_block = b;
+            match self.run.order_block(b) {
+                Ok(entries) => self.buf = entries,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn blind(i: u64, salt: u8) -> Blind {
+        let h = orgtrail_crypto::hash::sha256(&[&i.to_be_bytes()[..], &[salt]].concat());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&h[..16]);
+        b
+    }
+
+    /// The index of events `first..first + n` as a test builds it: nearly ordered times with
+    /// late arrivals and ties, a value carried by every event, a medium one, singletons.
+    struct Model {
+        first: u64,
+        times: Vec<i64>,
+        dedup: Vec<(Blind, u64, [u8; 8])>,
+        postings: std::collections::BTreeMap<Blind, Vec<u64>>,
+    }
+
+    fn model(first: u64, n: u64) -> Model {
+        let mut m = Model {
+            first,
+            times: Vec::new(),
+            dedup: Vec::new(),
+            postings: Default::default(),
+        };
+        for seq in first..first + n {
+            let t = 1_700_000_000_000i64 + seq as i64 * 7 - if seq % 13 == 0 { 90_000 } else { 0 };
+            m.times.push(t);
+            m.dedup.push((blind(seq, 0), seq, (seq * 3).to_be_bytes()));
+            m.postings.entry(blind(1, 1)).or_default().push(seq);
+            if seq % 17 == 3 {
+                m.postings.entry(blind(2, 1)).or_default().push(seq);
+            }
+            if seq % 3 == 0 {
+                m.postings.entry(blind(seq, 2)).or_default().push(seq);
+            }
+        }
+        m
+    }
+
+    fn write_model(dir: &Path, m: &Model) -> PathBuf {
+        let mut order: Vec<(i64, u64)> = m
+            .times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, m.first + i as u64))
+            .collect();
+        order.sort_unstable();
+        let mut dedup = m.dedup.clone();
+        dedup.sort_unstable_by_key(|a| a.0);
+        let first = m.first;
+        write(
+            dir,
+            Parts {
+                first,
+                count: m.times.len() as u32,
+                times: m.times.iter().map(|t| Ok(*t)),
+                order: order.into_iter().map(Ok),
+                dedup: dedup.into_iter().map(Ok),
+                postings: m.postings.iter().map(move |(b, l)| {
+                    let mut out = Vec::new();
+                    encode_list(first, l.iter().copied(), &mut out, None);
+                    Ok((*b, out, l.len() as u64))
+                }),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn check(run: &Run, m: &Model) {
+        let n = m.times.len() as u64;
+        assert_eq!((run.first, run.end()), (m.first, m.first + n));
+        for (b, seq, h8) in m.dedup.iter().step_by(7) {
+            assert_eq!(
+                run.dedup(b).unwrap_or_else(|e| panic!("{e}")),
+                Some((*seq, *h8))
+            );
+        }
+        let false_hits = (0..2000u64)
+            .filter(|i| {
+                run.dedup(&blind(*i, 9))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .is_some()
+            })
+            .count();
+        assert_eq!(false_hits, 0, "a blind never stored was found");
+        for (b, list) in &m.postings {
+            assert_eq!(&run.postings(b).unwrap_or_else(|e| panic!("{e}")), list);
+        }
+        assert!(
+            run.postings(&blind(7, 7))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty()
+        );
+        let seqs: Vec<u64> = (m.first..m.first + n).step_by(11).collect();
+        let want: Vec<i64> = seqs
+            .iter()
+            .map(|s| m.times[(s - m.first) as usize])
+            .collect();
+        assert_eq!(run.times_of(&seqs).unwrap_or_else(|e| panic!("{e}")), want);
+        let mut all: Vec<(i64, u64)> = m
+            .times
+            .iter()
+            .enumerate()
+            .map(|(o, &t)| (t, m.first + o as u64))
+            .collect();
+        all.sort_unstable();
+        let mid = all[all.len() / 2];
+        for (lo, hi) in [
+            ((i64::MIN, 0), (i64::MAX, u64::MAX)),
+            ((all[100].0, 0), (all[all.len() - 100].0, u64::MAX)),
+            (mid, mid),
+            ((5, 0), (1, 0)),
+        ] {
+            let want: Vec<_> = all
+                .iter()
+                .rev()
+                .copied()
+                .filter(|e| *e >= lo && *e <= hi)
+                .collect();
+            let got: Vec<_> = run
+                .order_rev(lo, hi)
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_run_answers_what_it_was_given() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = model(1_000_001, 5_000);
+        let path = write_model(dir.path(), &m);
+        assert_eq!(
+            parse_file_name(&path.file_name().unwrap_or_default().to_string_lossy()),
+            Some((1_000_001, 1_005_001))
+        );
+        check(&Run::open(&path).unwrap_or_else(|e| panic!("{e}")), &m);
+    }
+
+    #[test]
+    fn merged_runs_answer_as_one_run_of_everything() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let whole = model(1, 9_000);
+        let mut runs = Vec::new();
+        for (a, b) in [
+            (1u64, 2_001u64),
+            (2_001, 2_002),
+            (2_002, 6_500),
+            (6_500, 9_001),
+        ] {
+            let part = Model {
+                first: a,
+                times: whole.times[(a - 1) as usize..(b - 1) as usize].to_vec(),
+                dedup: whole
+                    .dedup
+                    .iter()
+                    .filter(|d| d.1 >= a && d.1 < b)
+                    .copied()
+                    .collect(),
+                postings: whole
+                    .postings
+                    .iter()
+                    .map(|(k, l)| {
+                        (
+                            *k,
+                            l.iter()
+                                .copied()
+                                .filter(|s| *s >= a && *s < b)
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .filter(|(_, l)| !l.is_empty())
+                    .collect(),
+            };
+            let p = write_model(dir.path(), &part);
+            runs.push(Arc::new(Run::open(&p).unwrap_or_else(|e| panic!("{e}"))));
+        }
+        let merged = merge(dir.path(), &runs).unwrap_or_else(|e| panic!("{e}"));
+        check(
+            &Run::open(&merged).unwrap_or_else(|e| panic!("{e}")),
+            &whole,
+        );
+    }
+
+    #[test]
+    fn a_torn_or_altered_run_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = write_model(dir.path(), &model(1, 3));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(Run::open(&path), Err(StoreError::Corrupt(_))));
+        let mut altered = bytes.clone();
+        altered[20] ^= 1; // the header's lowest time
+        std::fs::write(&path, &altered).unwrap_or_else(|e| panic!("{e}"));
+        let err = Run::open(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("checksum"), "{err}");
+    }
+}
