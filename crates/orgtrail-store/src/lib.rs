@@ -100,4 +100,4 @@ pub use query::{
 };
 pub use tree::{event_leaf, leaf_data};
 pub use upgrade::{UpgradeReport, upgrade};
-pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};
+pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};
