@@ -346,3 +346,121 @@ fn a_crash_at_every_step_of_a_group_commit_loses_nothing_acknowledged_and_stores
         }
     });
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `orgtrail store upgrade` of a format 1 store, aborted at each of its steps: the store stays
+/// refused as format 1 (never half-read), and running the upgrade again finishes it with the
+/// same events and the same tree (the fixture's old checkpoint verifies).
+#[test]
+fn an_upgrade_aborted_at_any_step_is_finished_by_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../orgtrail-store/tests/fixtures/format1");
+    let keys = fixture.join("keys");
+    let k = keys.to_str().unwrap();
+    let checkpoint = fixture.join("checkpoint.json");
+    let mut steps: Vec<&str> = orgtrail_store::crashpoint::UPGRADE_STEPS.to_vec();
+    steps.extend(["run-tmp-synced", "run-register-applied", "run-registered"]);
+    for step in steps {
+        let data = dir.path().join(step);
+        copy_dir(&fixture.join("data"), &data);
+        let d = data.to_str().unwrap();
+        let upgrade = [
+            "store",
+            "upgrade",
+            "--data-dir",
+            d,
+            "--keys",
+            k,
+            "--index-memtable-events",
+            "100",
+        ];
+        let crashed = orgtrail()
+            .env(orgtrail_store::crashpoint::ENV, step)
+            .args(upgrade)
+            .output()
+            .unwrap();
+        assert_eq!(
+            crashed.status.signal(),
+            Some(SIGABRT),
+            "{step}: the upgrade must abort at the step: {} {}",
+            stdout(&crashed),
+            stderr(&crashed)
+        );
+        assert!(
+            stderr(&crashed).contains(&format!("crash point {step} reached")),
+            "{step}: {}",
+            stderr(&crashed)
+        );
+        let refused = run(&["verify", "--data-dir", d, "--keys", k], b"");
+        assert!(
+            !refused.status.success() && stderr(&refused).contains("has format 1"),
+            "{step}: a half-upgraded store is refused as format 1: {}{}",
+            stdout(&refused),
+            stderr(&refused)
+        );
+        let again = run(&upgrade, b"");
+        assert!(
+            again.status.success() && stdout(&again).contains("from format 1 to 2: 600 events"),
+            "{step}: upgrade again: {}{}",
+            stdout(&again),
+            stderr(&again)
+        );
+        let v = run(
+            &[
+                "verify",
+                "--data-dir",
+                d,
+                "--keys",
+                k,
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(
+            v.status.success() && stdout(&v).contains("verified events=600 "),
+            "{step}: verify after the upgrade: {}{}",
+            stdout(&v),
+            stderr(&v)
+        );
+        let dump = run(
+            &[
+                "lookup",
+                "--data-dir",
+                d,
+                "--keys",
+                k,
+                "--max",
+                "100000",
+                "--output",
+                "jsonl",
+            ],
+            b"",
+        );
+        let ids = event_ids(&stdout(&dump));
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (600, 600), "{step}");
+        // The upgrade writes its runs itself, so nothing of its own is left either.
+        for e in std::fs::read_dir(data.join("index")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.ends_with(".tmp"),
+                "{step}: {name} left in the index directory"
+            );
+        }
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}

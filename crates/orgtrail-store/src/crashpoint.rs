@@ -34,6 +34,10 @@ pub const STEPS: &[&str] = &[
     "close-before-checkpoint",
 ];
 
+/// Crash points of `orgtrail store upgrade` (its index runs also reach the `run-tmp-synced`,
+/// `run-register-applied` and `run-registered` points of [`STEPS`]).
+pub const UPGRADE_STEPS: &[&str] = &["upgrade-subtrees-flushed", "upgrade-before-format"];
+
 const UNKNOWN: u8 = 0;
 const OFF: u8 = 1;
 const ON: u8 = 2;
@@ -51,7 +55,10 @@ pub(crate) fn hit(step: &'static str) {
 
 #[cold]
 fn check(step: &'static str) {
-    debug_assert!(STEPS.contains(&step), "unlisted crash point {step}");
+    debug_assert!(
+        STEPS.contains(&step) || UPGRADE_STEPS.contains(&step),
+        "unlisted crash point {step}"
+    );
     let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()));
     STATE.store(if at.is_some() { ON } else { OFF }, Ordering::Relaxed);
     if at.as_deref() == Some(step) {
@@ -63,7 +70,7 @@ fn check(step: &'static str) {
 
 #[cfg(test)]
 mod tests {
-    use super::STEPS;
+    use super::{STEPS, UPGRADE_STEPS};
 
     /// Every hook in the sources names a listed step, and every listed step has one hook: the
     /// crash test runs the listed steps, so a hook missing from the list would go untested.
@@ -89,7 +96,11 @@ mod tests {
             }
         }
         found.sort();
-        let mut listed: Vec<String> = STEPS.iter().map(|s| s.to_string()).collect();
+        let mut listed: Vec<String> = STEPS
+            .iter()
+            .chain(UPGRADE_STEPS)
+            .map(|s| s.to_string())
+            .collect();
         listed.sort();
         assert_eq!(found, listed);
     }
