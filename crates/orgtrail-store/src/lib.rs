@@ -50,6 +50,7 @@
 //! writer thread ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled
 //! and the run files and run on the caller's thread (async callers use `spawn_blocking`).
 
+pub mod crashpoint;
 mod error;
 mod format;
 #[doc(hidden)]

@@ -350,6 +350,7 @@ where
     file.write_all_at(&header, 0).map_err(&e)?;
     file.sync_all().map_err(&e)?;
     drop(file);
+    crate::crashpoint::hit("run-tmp-synced");
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
