@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("orgtrail/v1/ingest.proto"),
         root.join("orgtrail/v1/query.proto"),
+        root.join("orgtrail/v1/integrity.proto"),
     ];
     let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure()

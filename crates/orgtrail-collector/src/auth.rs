@@ -130,7 +130,18 @@ impl Authorizer {
     /// What a querying peer may read: auditor and admin certificates only; an auditor
     /// certificate naming accounts reads only those.
     pub fn read_scope(&self, certs: Option<&[Vec<u8>]>) -> Result<ReadScope, Status> {
-        let id = self.identify(certs, "query")?;
+        self.reader_scope(certs, "query", "query")
+    }
+
+    /// [`Authorizer::read_scope`] for another reading service: `action` names it in logs,
+    /// `verb` in the refusal ("only auditor and admin certificates may {verb}").
+    pub fn reader_scope(
+        &self,
+        certs: Option<&[Vec<u8>]>,
+        action: &str,
+        verb: &str,
+    ) -> Result<ReadScope, Status> {
+        let id = self.identify(certs, action)?;
         match id.role {
             Role::Auditor => Ok(ReadScope {
                 name: id.name.clone(),
@@ -146,10 +157,10 @@ impl Authorizer {
             }),
             role => {
                 let status = Status::permission_denied(format!(
-                    "certificate {} has role {role}: only auditor and admin certificates may query",
+                    "certificate {} has role {role}: only auditor and admin certificates may {verb}",
                     id.name
                 ));
-                Err(refused(Some(&id), "query", status))
+                Err(refused(Some(&id), action, status))
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod integrity;
 pub mod pool;
 pub mod query;
 pub mod revocation;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
+use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{Ledger, LedgerConfig};
 use tonic::codec::CompressionEncoding;
@@ -166,6 +168,8 @@ pub async fn run(
         .map_err(|e| CollectorError::Serve(format!("cannot start worker threads: {e}")))?,
         in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total)),
     };
+    let integrity =
+        integrity::IntegrityService::new(ledger.clone(), auth.clone(), stopping.clone());
     let query = query::QueryService {
         ledger: ledger.clone(),
         auth,
@@ -214,6 +218,13 @@ pub async fn run(
         )
         .add_service(
             QueryServer::new(query)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            IntegrityServer::new(integrity)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)

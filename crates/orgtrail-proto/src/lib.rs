@@ -24,6 +24,10 @@ pub mod limits {
     pub const MAX_MESSAGE_BYTES: &str = "orgtrail-max-message-bytes";
     /// The most events one `EventBatch` may hold.
     pub const MAX_BATCH_EVENTS: &str = "orgtrail-max-batch-events";
+    /// The most leaf hashes one `PublicVerifyMessage` carries (32 bytes each: 128 KiB).
+    pub const LEAVES_PER_MESSAGE: usize = 4096;
+    /// The most checkpoints the collector names in a NOT_FOUND answer (below and above).
+    pub const NEARBY_CHECKPOINTS: usize = 3;
 }
 
 impl From<RejectKind> for v1::RejectReason {

@@ -125,10 +125,92 @@ impl Mem {
     }
 }
 
+/// Decoded posting lists of index runs that are long enough to be worth keeping (popular
+/// values: accounts, eventNames, regions), bounded by weight; shared by every reader.
+pub(crate) struct ListCache(quick_cache::sync::Cache<(u64, u64, Blind), Arc<Postings>, ListWeight>);
+
+impl std::fmt::Debug for ListCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListCache")
+            .field("weight", &self.0.weight())
+            .finish()
+    }
+}
+
+/// Lists shorter than this are read from their run each time.
+const CACHED_LIST_MIN: u64 = 1024;
+
+/// The default weight of the list cache: 32 MiB.
+pub(crate) const LIST_CACHE_BYTES: u64 = 32 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListWeight;
+
+impl quick_cache::Weighter<(u64, u64, Blind), Arc<Postings>> for ListWeight {
+    fn weight(&self, _: &(u64, u64, Blind), p: &Arc<Postings>) -> u64 {
+        64 + match p.as_ref() {
+            Postings::Few(v) => 8 * v.len() as u64,
+            // Roaring keeps dense runs of seqs in about 2 bytes each.
+            Postings::Many(_) => 2 * p.len(),
+        }
+    }
+}
+
+impl ListCache {
+    pub(crate) fn new(bytes: u64) -> Self {
+        ListCache(quick_cache::sync::Cache::with_weighter(
+            1024,
+            bytes.max(1),
+            ListWeight,
+        ))
+    }
+
+    /// The list of `blind` in `run`, from the cache or read (and kept if long).
+    fn list(&self, run: &Run, blind: &Blind) -> Result<Arc<Postings>, StoreError> {
+        let key = (run.first, run.end(), *blind);
+        if let Some(p) = self.0.get(&key) {
+            return Ok(p);
+        }
+        let p = Arc::new(Postings::from_sorted(run.postings(blind)?));
+        if p.len() >= CACHED_LIST_MIN {
+            self.0.insert(key, p.clone());
+        }
+        Ok(p)
+    }
+}
+
 /// One part of the index a query or a dedup check consults.
 enum Source<'a> {
     Mem(&'a Mem),
-    Run(&'a Run),
+    Run(&'a Run, &'a ListCache),
+}
+
+/// A posting list as a source holds it: its own, shared from the cache, or built.
+enum ListRef<'a> {
+    Borrowed(&'a Postings),
+    Shared(Arc<Postings>),
+    Owned(Postings),
+}
+
+impl ListRef<'_> {
+    fn into_owned(self) -> Postings {
+        match self {
+            ListRef::Borrowed(p) => p.clone(),
+            ListRef::Shared(p) => Arc::unwrap_or_clone(p),
+            ListRef::Owned(p) => p,
+        }
+    }
+}
+
+impl std::ops::Deref for ListRef<'_> {
+    type Target = Postings;
+    fn deref(&self) -> &Postings {
+        match self {
+            ListRef::Borrowed(p) => p,
+            ListRef::Shared(p) => p,
+            ListRef::Owned(p) => p,
+        }
+    }
 }
 
 /// A condition of a selection: the event carries any of these blind values, or is one of
@@ -142,66 +224,70 @@ pub(crate) enum Cond {
 /// Above this many candidates, a filtered query walks the time order instead of sorting them.
 const SCAN_LIMIT: u64 = 20_000;
 
-impl Source<'_> {
+impl<'a> Source<'a> {
     fn first(&self) -> u64 {
         match self {
             Source::Mem(m) => m.base,
-            Source::Run(r) => r.first,
+            Source::Run(r, _) => r.first,
         }
     }
 
     fn end(&self) -> u64 {
         match self {
             Source::Mem(m) => m.end(),
-            Source::Run(r) => r.end(),
+            Source::Run(r, _) => r.end(),
         }
     }
 
     fn time_bounds(&self) -> (i64, i64) {
         match self {
             Source::Mem(m) => (m.min_time, m.max_time),
-            Source::Run(r) => (r.min_time, r.max_time),
+            Source::Run(r, _) => (r.min_time, r.max_time),
         }
     }
 
     fn dedup(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
         match self {
             Source::Mem(m) => Ok(m.dedup.get(blind).copied()),
-            Source::Run(r) => r.dedup(blind),
+            Source::Run(r, _) => r.dedup(blind),
         }
     }
 
     /// The seqs of this source meeting `cond`.
-    fn resolve(&self, cond: &Cond) -> Result<Postings, StoreError> {
+    fn resolve(&self, cond: &Cond) -> Result<ListRef<'a>, StoreError> {
         match cond {
-            Cond::Seqs(seqs) => Ok(Postings::from_sorted(
+            Cond::Seqs(seqs) => Ok(ListRef::Owned(Postings::from_sorted(
                 seqs.iter()
                     .copied()
                     .filter(|s| *s >= self.first() && *s < self.end())
                     .collect(),
-            )),
-            Cond::AnyOf(blinds) => match self {
+            ))),
+            Cond::AnyOf(blinds) => match *self {
                 Source::Mem(m) => {
                     let lists: Vec<&Postings> =
                         blinds.iter().filter_map(|b| m.postings.get(b)).collect();
                     Ok(match lists.as_slice() {
-                        [] => Postings::default(),
-                        [one] => (*one).clone(),
-                        _ => Postings::union(&lists),
+                        [] => ListRef::Owned(Postings::default()),
+                        [one] => ListRef::Borrowed(one),
+                        _ => ListRef::Owned(Postings::union(&lists)),
                     })
                 }
-                Source::Run(r) => {
+                Source::Run(r, cache) => {
                     let mut lists = Vec::with_capacity(blinds.len());
                     for b in blinds {
-                        let l = r.postings(b)?;
-                        if !l.is_empty() {
-                            lists.push(Postings::from_sorted(l));
+                        let l = cache.list(r, b)?;
+                        if l.len() > 0 {
+                            lists.push(l);
                         }
                     }
                     Ok(match lists.len() {
-                        0 => Postings::default(),
-                        1 => lists.pop().unwrap_or_default(),
-                        _ => Postings::union(&lists.iter().collect::<Vec<_>>()),
+                        0 => ListRef::Owned(Postings::default()),
+                        1 => lists
+                            .pop()
+                            .map_or(ListRef::Owned(Postings::default()), ListRef::Shared),
+                        _ => ListRef::Owned(Postings::union(
+                            &lists.iter().map(|l| l.as_ref()).collect::<Vec<_>>(),
+                        )),
                     })
                 }
             },
@@ -219,7 +305,7 @@ impl Source<'_> {
                     })
                 })
                 .collect(),
-            Source::Run(r) => r.times_of(seqs),
+            Source::Run(r, _) => r.times_of(seqs),
         }
     }
 
@@ -238,7 +324,7 @@ impl Source<'_> {
                     }
                 }
             }
-            Source::Run(r) => {
+            Source::Run(r, _) => {
                 for e in r.order_rev(lo, hi) {
                     let (t, s) = e?;
                     if !f(t, s) {
@@ -283,12 +369,14 @@ impl Source<'_> {
         };
         match smallest {
             Some(i) if lists[i].len() <= SCAN_LIMIT => {
-                let seqs: Vec<u64> = lists[i].iter().collect();
+                // The other conditions first (membership is cheap), then times only for
+                // what meets them all.
+                let seqs: Vec<u64> = lists[i].iter().filter(|&s| in_all(s, Some(i))).collect();
                 let times = self.times_of(&seqs)?;
                 out = times
                     .into_iter()
                     .zip(seqs)
-                    .filter(|&e| e >= lo && e <= hi && in_all(e.1, Some(i)))
+                    .filter(|&e| e >= lo && e <= hi)
                     .collect();
                 // Only the newest `limit` are wanted: select them in O(n), then sort those.
                 if out.len() > limit {
@@ -330,6 +418,8 @@ pub(crate) struct Index {
     pub(crate) accounts: BTreeSet<AccountId>,
     /// The Merkle log.
     pub(crate) tree: crate::tree::TreeState,
+    /// Long posting lists read from the runs.
+    pub(crate) lists: ListCache,
 }
 
 impl Default for Index {
@@ -338,6 +428,7 @@ impl Default for Index {
             mem: Mem::new(1),
             frozen: None,
             runs: Vec::new(),
+            lists: ListCache::new(LIST_CACHE_BYTES),
             accounts: BTreeSet::new(),
             tree: crate::tree::TreeState::default(),
         }
@@ -357,7 +448,7 @@ impl Index {
             v.push(Source::Mem(f));
         }
         for r in self.runs.iter().rev() {
-            v.push(Source::Run(r));
+            v.push(Source::Run(r, &self.lists));
         }
         v
     }
@@ -376,7 +467,7 @@ impl Index {
             .partition_point(|r| r.first <= seq)
             .checked_sub(1)?;
         let r = &self.runs[i];
-        (seq < r.end()).then_some(Source::Run(r))
+        (seq < r.end()).then_some(Source::Run(r, &self.lists))
     }
 
     pub(crate) fn time_of(&self, seq: u64) -> Result<Option<i64>, StoreError> {
@@ -416,7 +507,7 @@ impl Index {
         }
         let l = s.resolve(&Cond::AnyOf(vec![*blind]))?;
         let hit = l.contains(seq);
-        cache.lists.insert(*blind, l);
+        cache.lists.insert(*blind, l.into_owned());
         Ok(hit)
     }
 
@@ -426,7 +517,7 @@ impl Index {
         for s in self.sources() {
             n += match s {
                 Source::Mem(m) => m.postings.values().map(Postings::len).sum(),
-                Source::Run(r) => r.posting_total()?,
+                Source::Run(r, _) => r.posting_total()?,
             };
         }
         Ok(n)

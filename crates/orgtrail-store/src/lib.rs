@@ -53,6 +53,7 @@
 //! and the run files and run on the caller's thread (async callers use `spawn_blocking`).
 
 mod counts;
+pub mod crashpoint;
 mod error;
 mod format;
 #[doc(hidden)]
@@ -104,4 +105,4 @@ pub use query::{
 };
 pub use tree::{event_leaf, leaf_data};
 pub use upgrade::{UpgradeReport, upgrade};
-pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};
+pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};

@@ -31,6 +31,7 @@
 //! event. Everything else is read with positional reads, served by the operating system's
 //! page cache.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -44,6 +45,10 @@ const MAGIC: &[u8; 8] = b"OTRUN\x00\x00\x01";
 const END_MAGIC: &[u8; 8] = b"OTRUNEND";
 const HEADER_LEN: u64 = 8 + 8 + 4 + 8 + 8;
 const FOOTER_LEN: u64 = 7 * 8 + 32 + 8;
+/// Blocks of a section this close are read with one positional read...
+const SPAN_GAP: u64 = 16 << 10;
+/// ...up to this many bytes at once.
+const SPAN_MAX: u64 = 1 << 20;
 /// Entries per block of the times, order and dedup sections.
 const BLOCK: usize = 128;
 const DEDUP_ENTRY: usize = 16 + 4 + 8;
@@ -345,6 +350,7 @@ where
     file.write_all_at(&header, 0).map_err(&e)?;
     file.sync_all().map_err(&e)?;
     drop(file);
+    crate::crashpoint::hit("run-tmp-synced");
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -663,8 +669,7 @@ impl Run {
 
     /// The eventTimes of `seqs` (ascending, all in this run), reading each block once.
     pub(crate) fn times_of(&self, seqs: &[u64]) -> Result<Vec<i64>, StoreError> {
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut cached: Option<(usize, Vec<i64>)> = None;
+        let mut offs = Vec::with_capacity(seqs.len());
         for &seq in seqs {
             let o = seq
                 .checked_sub(self.first)
@@ -672,20 +677,68 @@ impl Run {
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("seq {seq} is not in index run {}", self.first))
                 })? as usize;
-            let b = o / BLOCK;
-            if cached.as_ref().is_none_or(|(cb, _)| *cb != b) {
-                cached = Some((b, self.times_block(b)?));
+            offs.push(o);
+        }
+        // The blocks needed, read a span at a time: one positional read covers neighbouring
+        // blocks (a few hundred bytes each) rather than a read per block.
+        let mut blocks: Vec<usize> = offs.iter().map(|o| o / BLOCK).collect();
+        blocks.dedup();
+        let start_of = |b: usize| self.times_off + u64::from(self.times_dir[b].1);
+        let end_of = |b: usize| {
+            self.times_dir
+                .get(b + 1)
+                .map_or(self.order_off, |d| self.times_off + u64::from(d.1))
+        };
+        let mut decoded: HashMap<usize, Vec<i64>> = HashMap::with_capacity(blocks.len());
+        let mut i = 0;
+        while i < blocks.len() {
+            let mut j = i;
+            while j + 1 < blocks.len()
+                && start_of(blocks[j + 1]) - end_of(blocks[j]) <= SPAN_GAP
+                && end_of(blocks[j + 1]) - start_of(blocks[i]) <= SPAN_MAX
+            {
+                j += 1;
             }
-            if let Some((_, ts)) = &cached {
-                out.push(ts[o % BLOCK]);
+            let base = start_of(blocks[i]);
+            let span_end = end_of(blocks[j]);
+            if span_end < base {
+                return Err(StoreError::Corrupt(format!(
+                    "index run {}: times blocks out of order",
+                    self.path.display()
+                )));
             }
+            let span = self.read_at(base, (span_end - base) as usize)?;
+            for &b in &blocks[i..=j] {
+                let (a, z) = ((start_of(b) - base) as usize, (end_of(b) - base) as usize);
+                let bytes = span.get(a..z).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "index run {}: times block {b}",
+                        self.path.display()
+                    ))
+                })?;
+                decoded.insert(b, self.decode_times(b, bytes)?);
+            }
+            i = j + 1;
+        }
+        let mut out = Vec::with_capacity(offs.len());
+        for o in offs {
+            let t = decoded
+                .get(&(o / BLOCK))
+                .and_then(|ts| ts.get(o % BLOCK))
+                .copied()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "index run {}: no time for offset {o}",
+                        self.path.display()
+                    ))
+                })?;
+            out.push(t);
         }
         Ok(out)
     }
 
-    fn times_block(&self, b: usize) -> Result<Vec<i64>, StoreError> {
-        let bytes = self.block_bytes(self.times_off, &self.times_dir, b, self.order_off)?;
-        let mut r = Reader::new(&bytes, "index run times");
+    fn decode_times(&self, b: usize, bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
+        let mut r = Reader::new(bytes, "index run times");
         let k = self.entries_in_block(b);
         let mut ts = Vec::with_capacity(k);
         let mut prev = 0i64;

@@ -138,7 +138,9 @@ pub(crate) fn register(tree: &sled::Tree, db: &sled::Db, run: &Run) -> Result<()
     }
     tree.apply_batch(b)
         .map_err(|source| StoreError::Write { source })?;
+    crate::crashpoint::hit("run-register-applied");
     db.flush().map_err(|source| StoreError::Write { source })?;
+    crate::crashpoint::hit("run-registered");
     Ok(())
 }
 
@@ -158,6 +160,7 @@ pub(crate) fn register_merge(
     tree.apply_batch(b)
         .map_err(|source| StoreError::Write { source })?;
     db.flush().map_err(|source| StoreError::Write { source })?;
+    crate::crashpoint::hit("merge-registered");
     for p in parts {
         if let Err(e) = std::fs::remove_file(p.path()) {
             tracing::warn!(file = %p.path().display(), error = %e, "cannot remove a merged index run file; the next open removes it");
@@ -208,6 +211,7 @@ impl Job {
         let dir = dir(data);
         Job::spawn(move || {
             let p = mem.write_run(&dir)?;
+            crate::crashpoint::hit("run-written");
             Ok(Made::Flushed(Run::open(&p)?))
         })
     }
@@ -217,6 +221,7 @@ impl Job {
         let dir = dir(data);
         Job::spawn(move || {
             let p = run::merge(&dir, &parts)?;
+            crate::crashpoint::hit("merge-written");
             Ok(Made::Merged(Run::open(&p)?, parts))
         })
     }

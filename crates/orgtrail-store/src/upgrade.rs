@@ -114,6 +114,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
         )));
     }
     db.flush()?;
+    crate::crashpoint::hit("upgrade-subtrees-flushed");
 
     // 2. Index runs from the chunks, from where an interrupted upgrade stopped.
     let runs = crate::runs::load(&tree, dir, true)?;
@@ -150,6 +151,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
     )?;
 
     // Last: the format.
+    crate::crashpoint::hit("upgrade-before-format");
     tree.insert(
         meta_key("format"),
         u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),

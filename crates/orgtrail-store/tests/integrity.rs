@@ -546,6 +546,72 @@ fn an_unfinished_sled_snapshot_does_not_stop_the_open() {
     assert!(f.full(&[]).problems.is_empty());
 }
 
+/// What the collector's integrity service reads: checkpoints by size range, leaf hashes in
+/// pages; streamed as it streams them, they verify with the public key alone.
+#[test]
+fn checkpoint_ranges_and_leaf_pages_stream_into_a_passing_public_verification() {
+    let f = fixture(300);
+    let saved = f.latest();
+    let ledger = Ledger::open(
+        &f.data,
+        f.provider(),
+        LedgerConfig {
+            read_only: true,
+            ..LedgerConfig::default()
+        },
+    )
+    .unwrap();
+    let all = ledger.checkpoints().unwrap();
+    let sizes = |v: Vec<(u64, String)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+    assert_eq!(sizes(all.clone()), vec![80, 160, 240, 300]);
+    assert_eq!(
+        ledger.checkpoints_between(0, u64::MAX, 10, false).unwrap(),
+        all
+    );
+    assert_eq!(
+        sizes(ledger.checkpoints_between(100, 300, 2, true).unwrap()),
+        vec![300, 240]
+    );
+    assert_eq!(
+        sizes(ledger.checkpoints_between(160, 160, 1, false).unwrap()),
+        vec![160]
+    );
+    assert!(
+        ledger
+            .checkpoints_between(161, 239, 5, false)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ledger
+            .checkpoints_between(5, 4, 5, false)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ledger.leaves(1, 0).unwrap().is_empty());
+
+    let mut v = orgtrail_store::StreamVerifier::new(f.vk(), vec![saved]);
+    v.head(ledger.origin(), 300);
+    let mut sent = 0u64;
+    let mut send_to = |v: &mut orgtrail_store::StreamVerifier, to: u64| {
+        while sent < to {
+            let n = (to - sent).min(7);
+            let page = ledger.leaves(sent + 1, n).unwrap();
+            assert_eq!(page.len() as u64, n);
+            assert_eq!(page[0], ledger.leaf(sent + 1).unwrap());
+            v.leaf_hashes(&page.concat());
+            sent += n;
+        }
+    };
+    for (size, note) in &all {
+        send_to(&mut v, *size);
+        v.checkpoint(*size, note);
+    }
+    let r = v.finish();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!((r.events, r.checkpoints, r.saved_checkpoints), (300, 4, 1));
+}
+
 /// The run files of a store, in order.
 fn run_files(data: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("index"))

@@ -128,19 +128,20 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let data = root.join("data");
     let ledger = Ledger::open(&data, provider.clone(), LedgerConfig::default())?;
     let started = Instant::now();
-    let totals = crate::cmd::ingest::ingest(&ledger, &|_, _| {}, |push| {
-        for bytes in &raw {
-            let event = CloudTrailEvent::parse(bytes.clone())?;
-            let owner: AccountId = event
-                .fields()
-                .recipient_account_id
-                .as_deref()
-                .unwrap_or_default()
-                .parse()?;
-            push(event, owner)?;
-        }
-        Ok(())
-    })?;
+    let totals =
+        crate::cmd::ingest::ingest(&ledger, crate::cmd::ingest::BATCH, &|_, _| {}, |push| {
+            for bytes in &raw {
+                let event = CloudTrailEvent::parse(bytes.clone())?;
+                let owner: AccountId = event
+                    .fields()
+                    .recipient_account_id
+                    .as_deref()
+                    .unwrap_or_default()
+                    .parse()?;
+                push(event, owner)?;
+            }
+            Ok(())
+        })?;
     let import_secs = started.elapsed().as_secs_f64();
     ledger.close()?;
     drop(ledger);

@@ -38,12 +38,44 @@ pub(crate) struct Args {
     /// Files to import; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Hidden sizes for tests: small groups, index runs and dictionary samples make a short import
+/// go through every step of a group commit and of the index's background work (see
+/// tests/crash_steps.rs). Not for production use.
+#[derive(Debug, clap::Args)]
+struct Tuning {
+    /// Events per batch submitted to the ledger.
+    #[arg(long, hide = true, default_value_t = crate::cmd::ingest::BATCH)]
+    batch_events: usize,
+    /// The ledger's `max_group_events`.
+    #[arg(long, hide = true)]
+    max_group_events: Option<usize>,
+    /// The ledger's `index_run_events` (the collector's `index_memtable_events`).
+    #[arg(long, hide = true)]
+    index_memtable_events: Option<u64>,
+    /// The ledger's `dict_train_after`.
+    #[arg(long, hide = true)]
+    dict_train_after: Option<usize>,
 }
 
 /// Reads and validates on this thread, prepares on one worker per core, and keeps the ledger
 /// writer busy (see `ingest`).
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ledger = crate::cmd::keys::open(&args.keys, &args.data_dir)?;
+    let t = &args.tuning;
+    let ledger = crate::cmd::keys::open_tuned(&args.keys, &args.data_dir, |cfg| {
+        if let Some(n) = t.max_group_events {
+            cfg.max_group_events = n.max(1);
+        }
+        if let Some(n) = t.index_memtable_events {
+            cfg.index_run_events = n.max(1);
+        }
+        if let Some(n) = t.dict_train_after {
+            cfg.dict_train_after = n.max(1);
+        }
+    })?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut rejected = 0u64;
@@ -54,7 +86,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("acked {first}-{last}");
         }
     };
-    let totals = ingest(&ledger, &on_ack, |push| {
+    let totals = ingest(&ledger, args.tuning.batch_events, &on_ack, |push| {
         for path in &args.files {
             let name = path.display().to_string();
             let decoder = match crate::cmd::open_decoder(path, args.format, DecodeLimits::default())

@@ -23,17 +23,19 @@ type Pending = oneshot::Receiver<Result<AppendOutcome, StoreError>>;
 /// A batch and the 1-based ordinals of its first and last event in the feed.
 type Work = (u64, u64, Vec<(CloudTrailEvent, AccountId)>);
 
-/// Feeds events into the ledger. `feed` is called once with a `push` function; every pushed
+/// Feeds events into the ledger, in batches of `batch_events` (at least 1). `feed` is called once with a `push` function; every pushed
 /// event gets the next ordinal (1, 2, ...). `on_ack(first, last)` is called for each batch once
 /// the ledger has made it durable (batches may be acknowledged out of order).
 pub(crate) fn ingest(
     ledger: &Ledger,
+    batch_events: usize,
     on_ack: &(dyn Fn(u64, u64) + Sync),
     feed: impl FnOnce(
         &mut dyn FnMut(CloudTrailEvent, AccountId) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>,
 ) -> anyhow::Result<Totals> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let batch_events = batch_events.max(1);
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * 2);
     let work_rx = Mutex::new(work_rx);
     let (ack_tx, ack_rx) = mpsc::channel::<(u64, u64, Pending)>();
@@ -76,14 +78,14 @@ pub(crate) fn ingest(
             Ok(t)
         });
 
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::with_capacity(batch_events);
         let mut ordinal = 0u64;
         let mut first = 1u64;
         let fed = feed(&mut |event, owner| {
             ordinal += 1;
             batch.push((event, owner));
-            if batch.len() == BATCH {
-                let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if batch.len() == batch_events {
+                let b = std::mem::replace(&mut batch, Vec::with_capacity(batch_events));
                 if work_tx.send((first, ordinal, b)).is_err() {
                     anyhow::bail!("the ingest workers stopped");
                 }

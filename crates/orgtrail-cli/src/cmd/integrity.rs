@@ -1,5 +1,6 @@
 //! Tamper evidence: `orgtrail checkpoint`, `verify`, `proof`, `verify-proof`,
-//! `verify-consistency`.
+//! `verify-consistency`, on a store on disk or (with `--collector`) live from a running
+//! collector's integrity service.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,22 +15,36 @@ use orgtrail_crypto::checkpoint::Checkpoint;
 use orgtrail_crypto::hash::sha256;
 use orgtrail_crypto::merkle::{Hash, verify_consistency, verify_inclusion};
 use orgtrail_crypto::signing::VerifyingKey;
-use orgtrail_store::{SavedCheckpoint, event_leaf, verify_full, verify_public};
+use orgtrail_proto::v1 as pb;
+use orgtrail_store::{
+    SavedCheckpoint, StreamVerifier, VerifyReport, event_leaf, leaf_data, verify_full,
+    verify_public,
+};
 use serde_json::{Value, json};
+
+use crate::cmd::remote::{Remote, Target};
 
 /// Print the latest signed checkpoint of a store as JSON: (tree size, root hash, time), signed
 /// with the store's signing key. Keep such files outside the system: `orgtrail verify
 /// --checkpoint FILE` later proves the store still holds exactly what the checkpoint covered.
+///
+/// With --collector URL --cert F --key F --ca F (an auditor or admin certificate), the
+/// checkpoint comes live from a running collector: its signed note is the C2SP
+/// tlog-checkpoint text an external witness can check and co-sign.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckpointArgs {
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Directory holding keyring.json (and signing.key, for --new).
-    #[arg(long, value_name = "DIR")]
-    keys: PathBuf,
-    /// Sign a new checkpoint of everything stored now, if anything is new since the last one.
-    #[arg(long)]
+    #[command(flatten)]
+    target: Target,
+    /// Sign a new checkpoint of everything stored now, if anything is new since the last one
+    /// (remotely: admin certificates only).
+    #[arg(long, conflicts_with = "size")]
     new: bool,
+    /// The checkpoint stored at exactly this tree size, instead of the newest.
+    #[arg(long, value_name = "N")]
+    size: Option<u64>,
+    /// Check the checkpoint's signature with this signing.pub before printing it.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
 }
 
 /// Verify a store: recompute every event's leaf from its decrypted bytes and the whole Merkle
@@ -40,16 +55,27 @@ pub(crate) struct CheckpointArgs {
 ///
 /// With --public-key instead of --keys, an auditor without the master key checks the tree
 /// from the stored leaf hashes and the checkpoints; the output says what could not be checked.
+///
+/// With --collector URL --cert F --key F --ca F --public-key signing.pub, a running collector
+/// streams its stored leaf hashes and checkpoints and this command rebuilds the tree and checks
+/// every checkpoint itself (the collector is not asked whether it is fine). Full verification
+/// with the master key is offline only: it refuses a store a collector has open.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Directory holding keyring.json and signing.pub (full verification).
+    /// The store's data directory (offline; the collector must not be running on it).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "collector",
+        conflicts_with = "collector"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Directory holding keyring.json and signing.pub (full verification, offline only).
     #[arg(
         long,
         value_name = "DIR",
         required_unless_present = "public_key",
-        conflicts_with = "public_key"
+        conflicts_with_all = ["public_key", "collector"]
     )]
     keys: Option<PathBuf>,
     /// signing.pub alone (verification without the master key).
@@ -58,19 +84,26 @@ pub(crate) struct VerifyArgs {
     /// Checkpoint files saved earlier (`orgtrail checkpoint` output).
     #[arg(long = "checkpoint", value_name = "FILE")]
     checkpoints: Vec<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 /// Print a self-contained JSON proof that an event is in the log: its bytes, leaf index,
 /// tree size, audit path and the signed checkpoint. Anyone can check it with
 /// `orgtrail verify-proof FILE --public-key signing.pub`, without access to the store.
+///
+/// With --collector URL --cert F --key F --ca F, the proof comes live from a running collector
+/// (an auditor limited to some accounts gets proofs of those accounts' events only).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProofArgs {
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    keys: PathBuf,
+    #[command(flatten)]
+    target: Target,
     #[arg(long)]
     account: AccountId,
+    /// Prove inclusion in the checkpoint stored at this tree size (default: offline the oldest
+    /// covering the event, remotely the newest).
+    #[arg(long, value_name = "N")]
+    size: Option<u64>,
     #[arg(long)]
     event_id: String,
     /// Write the proof here instead of standard output.
@@ -92,16 +125,25 @@ pub(crate) struct VerifyProofArgs {
 /// changed, removed or reordered). With --data-dir and --keys, the proof is made from the
 /// store (and written with --out, to be checked elsewhere); with --proof and --public-key, a
 /// saved proof is checked offline.
+///
+/// With --collector URL --cert F --key F --ca F --public-key signing.pub, a running collector
+/// makes the proof; given one checkpoint file only, the newer is the collector's newest
+/// checkpoint (does what I saved on Monday still hold?).
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyConsistencyArgs {
     /// Older and newer checkpoint files (`orgtrail checkpoint` output).
     #[arg(
         value_name = "CHECKPOINT",
-        num_args = 2,
+        num_args = 1..=2,
         required_unless_present = "proof"
     )]
     checkpoints: Vec<PathBuf>,
-    #[arg(long, value_name = "DIR", requires = "keys")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "keys",
+        conflicts_with = "collector"
+    )]
     data_dir: Option<PathBuf>,
     #[arg(long, value_name = "DIR")]
     keys: Option<PathBuf>,
@@ -109,10 +151,17 @@ pub(crate) struct VerifyConsistencyArgs {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// A saved consistency proof to check offline.
-    #[arg(long, value_name = "FILE", requires = "public_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "public_key",
+        conflicts_with = "collector"
+    )]
     proof: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     public_key: Option<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 fn checkpoint_json(note: &str) -> anyhow::Result<Value> {
@@ -153,22 +202,111 @@ fn write_out(out: Option<&Path>, v: &Value) -> anyhow::Result<()> {
 }
 
 pub(crate) fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
-    let latest = if args.new {
-        let ledger = crate::cmd::keys::open(&args.keys, &args.data_dir)?;
-        let l = ledger.checkpoint_now_blocking()?;
-        ledger.close()?;
-        l
+    let found = if args.target.is_remote() {
+        remote_checkpoint(&args.target.remote, args.new, args.size)?
     } else {
-        crate::cmd::keys::open_read_only(&args.keys, &args.data_dir)?.latest_checkpoint()?
+        let (Some(keys), Some(data_dir)) = (&args.target.keys, &args.target.data_dir) else {
+            bail!(
+                "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
+            );
+        };
+        if args.new {
+            let ledger = crate::cmd::keys::open(keys, data_dir)?;
+            let l = ledger.checkpoint_now_blocking()?;
+            ledger.close()?;
+            l
+        } else {
+            let ledger = crate::cmd::keys::open_read_only(keys, data_dir)?;
+            match args.size {
+                Some(n) => Some(
+                    ledger
+                        .checkpoints_between(n, n, 1, false)?
+                        .pop()
+                        .ok_or_else(|| {
+                            anyhow!("{} has no checkpoint at size {n}", data_dir.display())
+                        })?,
+                ),
+                None => ledger.latest_checkpoint()?,
+            }
+        }
     };
-    let Some((_, note)) = latest else {
+    let Some((size, note)) = found else {
+        bail!("there is no checkpoint yet (an empty store, or one written without a signing key)");
+    };
+    let cp = Checkpoint::parse_unverified(&note)?;
+    if cp.size != size {
         bail!(
-            "{} has no checkpoint yet (an empty store, or one written without a signing key)",
-            args.data_dir.display()
+            "the checkpoint stored at size {size} names size {}",
+            cp.size
         );
-    };
+    }
+    if let Some(pk) = &args.public_key {
+        let vk = VerifyingKey::load(pk)?;
+        if let Err(e) = Checkpoint::verify(&note, &vk) {
+            println!("checkpoint FAILED: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
     write_out(None, &checkpoint_json(&note)?)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest checkpoint (signed now first, with `new`) or the one at `size`, from a collector.
+fn remote_checkpoint(
+    remote: &Remote,
+    new: bool,
+    size: Option<u64>,
+) -> anyhow::Result<Option<(u64, String)>> {
+    crate::cmd::remote::runtime()?.block_on(async {
+        let c = remote.connect().await?;
+        let mut ic = c.integrity();
+        let r = match size {
+            Some(tree_size) => {
+                ic.get_checkpoint(pb::GetCheckpointRequest { tree_size })
+                    .await
+            }
+            None => {
+                ic.latest_checkpoint(pb::LatestCheckpointRequest { sign_new: new })
+                    .await
+            }
+        };
+        match r {
+            Ok(cp) => {
+                let cp = cp.into_inner();
+                Ok(Some((cp.tree_size, cp.note)))
+            }
+            Err(s) => Err(c.explain(s)),
+        }
+    })
+}
+
+/// Prints a verification report; exit 0 only when nothing is wrong.
+fn print_report(report: &VerifyReport) -> ExitCode {
+    for c in &report.checked {
+        println!("checked: {c}");
+    }
+    for c in &report.not_checked {
+        println!("not checked: {c}");
+    }
+    if report.uncovered > 0 {
+        println!(
+            "not checked: the {} newest events against a signature (no checkpoint covers them yet; their leaves are in the tree)",
+            report.uncovered
+        );
+    }
+    if report.ok() {
+        println!(
+            "verified events={} checkpoints={} saved-checkpoints={}",
+            report.events, report.checkpoints, report.saved_checkpoints
+        );
+        ExitCode::SUCCESS
+    } else {
+        for p in &report.problems {
+            println!("FAILED: {p}");
+        }
+        println!("verification failed: {} problems", report.problems.len());
+        ExitCode::from(1)
+    }
 }
 
 pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -179,13 +317,35 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             note: read_note(p)?,
         });
     }
+    if args.remote.collector.is_some() {
+        let Some(pk) = &args.public_key else {
+            bail!(
+                "verifying a running collector needs --public-key signing.pub (full verification with --keys is offline only)"
+            );
+        };
+        let vk = VerifyingKey::load(pk)?;
+        let report = match remote_verify(&args.remote, vk, saved) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "orgtrail: verify: {}; nothing was checked",
+                    crate::cmd::describe_error(&e)
+                );
+                return Ok(ExitCode::from(1));
+            }
+        };
+        return Ok(print_report(&report));
+    }
+    let Some(data_dir) = &args.data_dir else {
+        bail!("give --data-dir DIR, or --collector URL for a running collector");
+    };
     let report = match (&args.keys, &args.public_key) {
         (Some(keys), _) => {
             let vk = VerifyingKey::load(&keys.join("signing.pub"))?;
             let provider = Arc::new(LocalKeyProvider::load(keys)?);
-            verify_full(&args.data_dir, provider, &vk, &saved)
+            verify_full(data_dir, provider, &vk, &saved)
         }
-        (None, Some(pk)) => verify_public(&args.data_dir, &VerifyingKey::load(pk)?, &saved),
+        (None, Some(pk)) => verify_public(data_dir, &VerifyingKey::load(pk)?, &saved),
         (None, None) => bail!("give --keys DIR or --public-key FILE"),
     };
     // A store that cannot be opened (in use by a running collector, missing) is refused
@@ -194,56 +354,160 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("orgtrail: verify: {why}; nothing was checked");
         return Ok(ExitCode::from(1));
     }
-    for c in &report.checked {
-        println!("checked: {c}");
-    }
-    for c in &report.not_checked {
-        println!("not checked: {c}");
-    }
-    if report.ok() {
-        println!(
-            "verified events={} checkpoints={} saved-checkpoints={}",
-            report.events, report.checkpoints, report.saved_checkpoints
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for p in &report.problems {
-            println!("FAILED: {p}");
+    Ok(print_report(&report))
+}
+
+/// Streams a collector's log and verifies it here. An error (the stream broke off, the
+/// collector refused) means nothing may be claimed.
+fn remote_verify(
+    remote: &Remote,
+    key: VerifyingKey,
+    saved: Vec<SavedCheckpoint>,
+) -> anyhow::Result<VerifyReport> {
+    use pb::public_verify_message::Item;
+    crate::cmd::remote::runtime()?.block_on(async {
+        let c = remote.connect().await?;
+        let mut stream = c
+            .integrity()
+            .public_verify(pb::PublicVerifyRequest {})
+            .await
+            .map_err(|s| c.explain(s))?
+            .into_inner();
+        let mut v = StreamVerifier::new(key, saved);
+        while let Some(m) = stream.message().await.map_err(|s| c.explain(s))? {
+            match m.item {
+                Some(Item::Head(h)) => v.head(&h.origin, h.tree_size),
+                Some(Item::LeafHashes(b)) => v.leaf_hashes(&b),
+                Some(Item::Checkpoint(cp)) => v.checkpoint(cp.tree_size, &cp.note),
+                None => {}
+            }
         }
-        println!("verification failed: {} problems", report.problems.len());
-        Ok(ExitCode::from(1))
-    }
+        Ok(v.finish())
+    })
+}
+
+/// The proof file: the same JSON offline and remotely, checked by `verify-proof`.
+fn proof_json(
+    account: &str,
+    event_id: &str,
+    seq: u64,
+    size: u64,
+    bytes: &[u8],
+    path: &[Hash],
+    note: &str,
+) -> Value {
+    json!({
+        "format": "orgtrail-inclusion-proof-v1",
+        "account": account,
+        "event_id": event_id,
+        "leaf_index": seq - 1,
+        "tree_size": size,
+        "event": B64.encode(bytes),
+        "audit_path": path.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        "checkpoint": note,
+    })
 }
 
 pub(crate) fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
-    let ledger = crate::cmd::keys::open(&args.keys, &args.data_dir)?;
+    if args.target.is_remote() {
+        let v = remote_proof(&args)?;
+        write_out(args.out.as_deref(), &v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(keys), Some(data_dir)) = (&args.target.keys, &args.target.data_dir) else {
+        bail!(
+            "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
+        );
+    };
+    let ledger = crate::cmd::keys::open(keys, data_dir)?;
     let event = ledger
         .get(&args.account, &args.event_id)?
         .ok_or_else(|| anyhow!("no event {} in account {}", args.event_id, args.account))?;
-    let covering = ledger
-        .checkpoints()?
-        .into_iter()
-        .find(|(size, _)| *size >= event.seq);
-    let (size, note) = match covering {
-        Some(c) => c,
-        None => ledger
-            .checkpoint_now_blocking()?
-            .ok_or_else(|| anyhow!("no checkpoint covers the event"))?,
+    let (size, note) = match args.size {
+        Some(n) if n < event.seq => bail!(
+            "the checkpoint at size {n} does not cover event {} (entry {} of the log)",
+            args.event_id,
+            event.seq
+        ),
+        Some(n) => ledger
+            .checkpoints_between(n, n, 1, false)?
+            .pop()
+            .ok_or_else(|| anyhow!("{} has no checkpoint at size {n}", data_dir.display()))?,
+        None => {
+            let covering = ledger
+                .checkpoints()?
+                .into_iter()
+                .find(|(size, _)| *size >= event.seq);
+            match covering {
+                Some(c) => c,
+                None => ledger
+                    .checkpoint_now_blocking()?
+                    .ok_or_else(|| anyhow!("no checkpoint covers the event"))?,
+            }
+        }
     };
     let path = ledger.inclusion_proof(event.seq, size)?;
     ledger.close()?;
-    let v = json!({
-        "format": "orgtrail-inclusion-proof-v1",
-        "account": event.account.to_string(),
-        "event_id": args.event_id,
-        "leaf_index": event.seq - 1,
-        "tree_size": size,
-        "event": B64.encode(&event.bytes),
-        "audit_path": path.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-        "checkpoint": note,
-    });
+    let v = proof_json(
+        event.account.as_str(),
+        &args.event_id,
+        event.seq,
+        size,
+        &event.bytes,
+        &path,
+        &note,
+    );
     write_out(args.out.as_deref(), &v)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn to_hashes(list: Vec<Vec<u8>>, what: &str) -> anyhow::Result<Vec<Hash>> {
+    list.into_iter()
+        .map(|h| {
+            h.try_into()
+                .map_err(|_| anyhow!("the collector sent a {what} hash that is not 32 bytes"))
+        })
+        .collect()
+}
+
+/// An inclusion proof from a collector, as the proof file. Checked for shape here; whether
+/// it proves anything is `verify-proof`'s business (with the public key).
+fn remote_proof(args: &ProofArgs) -> anyhow::Result<Value> {
+    crate::cmd::remote::runtime()?.block_on(async {
+        let c = args.target.remote.connect().await?;
+        let r = c
+            .integrity()
+            .inclusion_proof(pb::InclusionProofRequest {
+                account: args.account.to_string(),
+                event_id: args.event_id.clone(),
+                tree_size: args.size.unwrap_or(0),
+            })
+            .await
+            .map_err(|s| c.explain(s))?
+            .into_inner();
+        let seq = r.leaf_index + 1;
+        if r.account != args.account.as_str() || r.event_id != args.event_id {
+            bail!(
+                "the collector answered for event {} of account {}, not the one asked",
+                r.event_id,
+                r.account
+            );
+        }
+        let want = leaf_data(seq, &r.account, &r.event_id, &sha256(&r.event));
+        if r.leaf_data != want {
+            bail!("the collector's leaf data does not match the event bytes it sent");
+        }
+        let path = to_hashes(r.audit_path, "audit path")?;
+        Ok(proof_json(
+            &r.account,
+            &r.event_id,
+            seq,
+            r.tree_size,
+            &r.event,
+            &path,
+            &r.checkpoint,
+        ))
+    })
 }
 
 fn hash_list(v: &Value, field: &str) -> anyhow::Result<Vec<Hash>> {
@@ -307,7 +571,27 @@ pub(crate) fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn verify_consistency_cmd(args: VerifyConsistencyArgs) -> anyhow::Result<ExitCode> {
-    let (old_note, new_note, proof, vk) = if let Some(p) = &args.proof {
+    let (old_note, new_note, proof, vk) = if args.remote.collector.is_some() {
+        let Some(pk) = &args.public_key else {
+            bail!("checking a collector's consistency proof needs --public-key signing.pub");
+        };
+        let vk = VerifyingKey::load(pk)?;
+        let old = read_note(&args.checkpoints[0])?;
+        let new = args.checkpoints.get(1).map(|p| read_note(p)).transpose()?;
+        let (old_note, new_note, proof) = remote_consistency(&args.remote, old, new)?;
+        if let Some(out) = &args.out {
+            write_out(
+                Some(out),
+                &json!({
+                    "format": "orgtrail-consistency-proof-v1",
+                    "old": old_note,
+                    "new": new_note,
+                    "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                }),
+            )?;
+        }
+        (old_note, new_note, proof, vk)
+    } else if let Some(p) = &args.proof {
         let vk = VerifyingKey::load(
             args.public_key
                 .as_deref()
@@ -327,8 +611,10 @@ pub(crate) fn verify_consistency_cmd(args: VerifyConsistencyArgs) -> anyhow::Res
                 "give --data-dir and --keys to make the proof from the store, or --proof and --public-key to check a saved one"
             );
         };
-        let old = read_note(&args.checkpoints[0])?;
-        let new = read_note(&args.checkpoints[1])?;
+        let [old, new] = &args.checkpoints[..] else {
+            bail!("give the older and the newer checkpoint files");
+        };
+        let (old, new) = (read_note(old)?, read_note(new)?);
         let vk = VerifyingKey::load(&keys.join("signing.pub"))?;
         let (a, b) = (
             Checkpoint::parse_unverified(&old)?,
@@ -390,4 +676,43 @@ pub(crate) fn verify_consistency_cmd(args: VerifyConsistencyArgs) -> anyhow::Res
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// A consistency proof from a collector between the checkpoint `old` and `new` (or its newest
+/// checkpoint): (older note, newer note, proof). The notes are the caller's own files where
+/// given, so the proof is checked against what the auditor saved, not what the collector says.
+fn remote_consistency(
+    remote: &Remote,
+    old: String,
+    new: Option<String>,
+) -> anyhow::Result<(String, String, Vec<Hash>)> {
+    let old_size = Checkpoint::parse_unverified(&old)?.size;
+    let new_size = match &new {
+        Some(n) => Checkpoint::parse_unverified(n)?.size,
+        None => 0,
+    };
+    if new.is_some() && old_size > new_size {
+        bail!(
+            "the first checkpoint ({old_size} events) is newer than the second ({new_size} events); give the older one first"
+        );
+    }
+    crate::cmd::remote::runtime()?.block_on(async {
+        let c = remote.connect().await?;
+        let r = c
+            .integrity()
+            .consistency_proof(pb::ConsistencyProofRequest { old_size, new_size })
+            .await
+            .map_err(|s| c.explain(s))?
+            .into_inner();
+        let proof = to_hashes(r.proof, "consistency proof")?;
+        let new = match new {
+            Some(n) => n,
+            None => {
+                r.new
+                    .ok_or_else(|| anyhow!("the collector sent no newer checkpoint"))?
+                    .note
+            }
+        };
+        Ok((old, new, proof))
+    })
 }

@@ -150,6 +150,16 @@ pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Opens a store (creating it if new) with the keyring in `keys`; when `keys` holds
 /// `signing.key`, the ledger signs checkpoints with it.
 pub(crate) fn open(keys: &Path, data_dir: &Path) -> anyhow::Result<Ledger> {
+    open_tuned(keys, data_dir, |_| {})
+}
+
+/// [`open`], with `tune` adjusting the ledger's configuration first (tests size the index
+/// runs and groups small).
+pub(crate) fn open_tuned(
+    keys: &Path,
+    data_dir: &Path,
+    tune: impl FnOnce(&mut LedgerConfig),
+) -> anyhow::Result<Ledger> {
     let provider = LocalKeyProvider::load(keys)?;
     let signing = keys.join("signing.key");
     let signer = if signing.exists() {
@@ -157,10 +167,11 @@ pub(crate) fn open(keys: &Path, data_dir: &Path) -> anyhow::Result<Ledger> {
     } else {
         None
     };
-    let cfg = LedgerConfig {
+    let mut cfg = LedgerConfig {
         signer,
         ..LedgerConfig::default()
     };
+    tune(&mut cfg);
     Ledger::open(data_dir, Arc::new(provider), cfg)
         .with_context(|| format!("opening the store at {}", data_dir.display()))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use orgtrail_crypto::certs::{PeerIdentity, identity_from_der, pem_to_der};
 use orgtrail_proto::v1 as pb;
+use orgtrail_proto::v1::integrity_client::IntegrityClient;
 use orgtrail_proto::v1::query_client::QueryClient;
 use orgtrail_store::{Attr, Query};
 use tonic::codec::CompressionEncoding;
@@ -68,6 +69,8 @@ impl Target {
 /// A connected query client and who it is.
 pub(crate) struct Client {
     pub(crate) client: QueryClient<Channel>,
+    /// The connection, shared by the other services' clients.
+    channel: Channel,
     pub(crate) me: PeerIdentity,
     pub(crate) url: String,
 }
@@ -128,6 +131,7 @@ impl Remote {
                 )
             })?;
         Ok(Client {
+            channel: channel.clone(),
             client: QueryClient::new(channel)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(64 << 20),
@@ -154,6 +158,11 @@ pub(crate) fn describe(id: &PeerIdentity) -> String {
 }
 
 impl Client {
+    /// The collector's integrity service on the same connection.
+    pub(crate) fn integrity(&self) -> IntegrityClient<Channel> {
+        IntegrityClient::new(self.channel.clone()).accept_compressed(CompressionEncoding::Zstd)
+    }
+
     /// An error from the collector, with who asked.
     pub(crate) fn explain(&self, s: tonic::Status) -> anyhow::Error {
         let who = describe(&self.me);

@@ -30,18 +30,27 @@ enum StoreCommand {
         /// Directory holding keyring.json: the upgraded store is opened with it to check it.
         #[arg(long, value_name = "DIR")]
         keys: PathBuf,
+        /// Events per index run (the collector's `index_memtable_events`); hidden, for tests
+        /// that need several runs from a small store.
+        #[arg(long, hide = true)]
+        index_memtable_events: Option<u64>,
     },
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        StoreCommand::Upgrade { data_dir, keys } => {
+        StoreCommand::Upgrade {
+            data_dir,
+            keys,
+            index_memtable_events,
+        } => {
             let provider = Arc::new(
                 LocalKeyProvider::load(&keys)
                     .with_context(|| format!("loading the keyring from {}", keys.display()))?,
             );
             let cfg = LedgerConfig::default();
-            let report = orgtrail_store::upgrade(&data_dir, cfg.index_run_events)
+            let run_events = index_memtable_events.unwrap_or(cfg.index_run_events);
+            let report = orgtrail_store::upgrade(&data_dir, run_events)
                 .with_context(|| format!("upgrading the store at {}", data_dir.display()))?;
             if report.from == report.to {
                 println!(

@@ -11,7 +11,7 @@ use orgtrail_crypto::merkle::{self, Hash, Subtrees};
 
 use super::{Ledger, be_u64};
 use crate::error::StoreError;
-use crate::format::CHECKPOINT;
+use crate::format::{CHECKPOINT, key};
 use crate::tree::{StoreSubtrees, TreeState};
 
 impl Ledger {
@@ -134,6 +134,43 @@ impl Ledger {
             return Ok(Vec::new());
         }
         crate::tree::read_leaves(&self.shared.tree()?, 1, n)
+    }
+
+    /// Stored checkpoints with `from <= size <= to`, at most `limit`, oldest first (or newest
+    /// first with `newest_first`). One range read: the collector answers checkpoint requests and
+    /// pages through them with it without scanning them all.
+    pub fn checkpoints_between(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let tree = self.shared.tree()?;
+        let range = tree.range(key(CHECKPOINT, from)..=key(CHECKPOINT, to));
+        let mut out = Vec::new();
+        let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(), StoreError> {
+            let (k, v) = kv?;
+            out.push((be_u64(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
+            Ok(())
+        };
+        if newest_first {
+            range.rev().take(limit).try_for_each(&mut push)?;
+        } else {
+            range.take(limit).try_for_each(&mut push)?;
+        }
+        Ok(out)
+    }
+
+    /// `count` stored leaf hashes from sequence number `first` (1-based), in order.
+    pub fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        crate::tree::read_leaves(&self.shared.tree()?, first, count)
     }
 }
 

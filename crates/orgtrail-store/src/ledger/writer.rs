@@ -194,6 +194,7 @@ impl WriterState {
             }
             match self.commit(sh, &mut jobs) {
                 Ok(outcomes) => {
+                    crate::crashpoint::hit("group-before-ack");
                     for (job, outcome) in jobs.into_iter().zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
                     }
@@ -251,6 +252,7 @@ impl WriterState {
         let Ok(files) = sh.files() else {
             return;
         };
+        crate::crashpoint::hit("close-before-checkpoint");
         if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
             let mut batch = sled::Batch::default();
             self.checkpoint(sh, &self.frontier.clone(), &mut batch);
@@ -475,14 +477,17 @@ impl WriterState {
         }
 
         let files = sh.files()?;
+        crate::crashpoint::hit("group-before-apply");
         files
             .tree
             .apply_batch(batch)
             .map_err(|source| StoreError::Write { source })?;
+        crate::crashpoint::hit("group-after-apply");
         files
             .db
             .flush()
             .map_err(|source| StoreError::Write { source })?;
+        crate::crashpoint::hit("group-after-flush");
         self.frontier = frontier.clone();
         self.counts.committed(count_keys);
 
@@ -507,6 +512,7 @@ impl WriterState {
             }
         }
         if let Some(d) = new_dict {
+            crate::crashpoint::hit("dict-after-flush");
             self.dict.stored();
             sh.dicts
                 .write()
