@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_core::CloudTrailEvent;
 use orgtrail_crypto::{Keyring, LocalKeyProvider};
-use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_gen::GenConfig;
 use orgtrail_store::{Attr, Group, Ledger, LedgerConfig, Query};
+
+use crate::cmd::bench_scale::{self, Figures, Rss};
 
 /// Measure orgtrail's components and print the figures.
 #[derive(Debug, clap::Args)]
@@ -42,6 +44,15 @@ struct StoreArgs {
     /// How many events to import (duplicates included).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Run the benchmark once per size (e.g. `1000000,10000000`), each in a process of its
+    /// own, then print the figures side by side with the ratio of the last size to the first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "events",
+        value_name = "N,N,.."
+    )]
+    sizes: Option<Vec<u64>>,
     /// Fraction of redelivered duplicates.
     #[arg(long, default_value_t = 0.05)]
     dup_rate: f64,
@@ -53,14 +64,26 @@ struct StoreArgs {
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
     /// Where to build the store (must not exist). Default: a fresh directory under the
-    /// system's temporary directory, removed afterwards.
+    /// system's temporary directory, removed afterwards. With `--sizes`, each size builds its
+    /// store in DIR/<size>, removed once that size is measured.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Print the figures as one `figures {json}` line at the end (how `--sizes` collects them
+    /// from its child processes).
+    #[arg(long, hide = true)]
+    figures: bool,
+    /// Skip verification and the append-time hashing figures (both read or generate every
+    /// event again: minutes at 10M events).
+    #[arg(long)]
+    no_verify: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
-        What::Store(a) => store(a),
+        What::Store(a) => match a.sizes.clone() {
+            Some(sizes) => crate::cmd::bench_scale::run(&a.child_args(), &sizes, a.dir.as_deref()),
+            None => store(a),
+        },
         What::Transport(a) => crate::cmd::bench_transport::run(a),
         What::Query(a) => crate::cmd::bench_query::run(a),
         What::Gz(a) => crate::cmd::bench_parse::gz(a),
@@ -82,7 +105,7 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -91,7 +114,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
-    let (root, remove) = match a.dir {
+    let (root, remove) = match a.dir.clone() {
         Some(d) => {
             if d.exists() {
                 bail!("{} exists; give a new directory", d.display());
@@ -109,40 +132,19 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let provider = Arc::new(LocalKeyProvider::load(&root.join("keys"))?);
 
     println!(
-        "generating {} events ({} accounts, {:.0}% duplicates, seed {})",
+        "generating and importing {} events ({} accounts, {:.0}% duplicates, seed {})",
         a.events,
         a.accounts,
         a.dup_rate * 100.0,
         a.seed
     );
-    let raw: Vec<Vec<u8>> = Generator::new(GenConfig {
-        count: a.events,
-        accounts: a.accounts,
-        seed: a.seed,
-        dup_rate: a.dup_rate,
-        ..GenConfig::default()
-    })
-    .collect();
-    let raw_bytes: u64 = raw.iter().map(|r| r.len() as u64 + 1).sum();
-
     let data = root.join("data");
     let ledger = Ledger::open(&data, provider.clone(), LedgerConfig::default())?;
     let started = Instant::now();
-    let totals =
-        crate::cmd::ingest::ingest(&ledger, crate::cmd::ingest::BATCH, &|_, _| {}, |push| {
-            for bytes in &raw {
-                let event = CloudTrailEvent::parse(bytes.clone())?;
-                let owner: AccountId = event
-                    .fields()
-                    .recipient_account_id
-                    .as_deref()
-                    .unwrap_or_default()
-                    .parse()?;
-                push(event, owner)?;
-            }
-            Ok(())
-        })?;
+    let imported = bench_scale::import_generated(&ledger, a.gen_config(), a.lookups)?;
     let import_secs = started.elapsed().as_secs_f64();
+    let rss_import = Rss::now();
+    let (totals, sample, raw_bytes) = (imported.totals, imported.sample, imported.raw_bytes);
     ledger.close()?;
     drop(ledger);
     let disk = dir_size(&data);
@@ -150,19 +152,20 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ledger = Ledger::open(&data, provider, LedgerConfig::default())?;
     let open_secs = started.elapsed().as_secs_f64();
+    let rss_open = Rss::now();
 
     // Selective lookups: values taken from stored events, spread over the store.
-    let step = (raw.len() / a.lookups.max(1)).max(1);
     let mut kinds: Vec<(&str, Vec<f64>, usize)> = vec![
         ("username", Vec::new(), 0),
         ("resource-name", Vec::new(), 0),
         ("event-id", Vec::new(), 0),
         ("username+event-name, last 24h", Vec::new(), 0),
+        ("time range, 1 h, no filter", Vec::new(), 0),
     ];
-    for bytes in raw.iter().step_by(step).take(a.lookups) {
+    for bytes in &sample {
         let ev = CloudTrailEvent::parse(bytes.clone())?;
         let f = ev.fields();
-        let queries: [Option<Query>; 4] = [
+        let queries: [Option<Query>; 5] = [
             f.username().map(|u| Query {
                 filters: vec![(Attr::Username, u.to_string())],
                 ..Query::default()
@@ -184,6 +187,11 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
                 end: Some(f.event_time),
                 ..Query::default()
             }),
+            Some(Query {
+                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 3_600_000)),
+                end: Some(f.event_time),
+                ..Query::default()
+            }),
         ];
         for (k, q) in kinds.iter_mut().zip(queries) {
             if let Some(q) = q {
@@ -195,7 +203,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let stats = ledger.stats();
-    let stats_lines = stats_latency(&ledger, &raw)?;
+    let stats_lines = stats_latency(&ledger, &sample)?;
 
     // Proofs: inclusion of events spread over the log, in the tree of every event so far.
     let (size, _) = ledger.tree_head()?;
@@ -218,22 +226,24 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
 
     // Verification, against plain SHA-256 over the same event bytes.
     let stored_bytes: u64 = raw_bytes; // upper bound: includes duplicates and newlines
-    let t = Instant::now();
     let mut sink = 0u8;
-    for r in &raw {
-        sink ^= orgtrail_crypto::hash::sha256(r)[0];
-    }
-    let sha_secs = t.elapsed().as_secs_f64();
     let vk = {
         let (key, _) = orgtrail_crypto::signing::SigningKey::generate()?;
         orgtrail_crypto::signing::VerifyingKey::from_raw(key.public_key())
     };
     let provider2 = Arc::new(LocalKeyProvider::load(&root.join("keys"))?);
+    let verify = !a.no_verify;
     let t = Instant::now();
-    let full = orgtrail_store::verify_full(&data, provider2, &vk, &[]);
+    let full = match verify {
+        true => orgtrail_store::verify_full(&data, provider2, &vk, &[]),
+        false => Default::default(),
+    };
     let full_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let public = orgtrail_store::verify_public(&data, &vk, &[]);
+    let public = match verify {
+        true => orgtrail_store::verify_public(&data, &vk, &[]),
+        false => Default::default(),
+    };
     let public_secs = t.elapsed().as_secs_f64();
     if !full.ok() || !public.ok() {
         bail!(
@@ -244,25 +254,14 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Append-time hashing: the content hash (which dedup needs anyway), then what the Merkle
-    // log adds on top of it: the leaf hash and the tree.
-    let t = Instant::now();
-    let contents: Vec<[u8; 32]> = raw
-        .iter()
-        .map(|r| orgtrail_crypto::hash::sha256(r))
-        .collect();
-    let content_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut frontier = orgtrail_crypto::merkle::Frontier::new();
-    for (i, h) in contents.iter().enumerate() {
-        frontier.push(orgtrail_store::event_leaf(
-            i as u64 + 1,
-            "123456789012",
-            "00000000-0000-4000-8000-000000000000",
-            h,
-        ));
-    }
-    let hashing_secs = t.elapsed().as_secs_f64();
-    sink ^= frontier.root()[0];
+    // log adds on top of it: the leaf hash and the tree. The events are generated again, in
+    // chunks, outside the timed parts.
+    let (content_secs, hashing_secs, root_byte) = match verify {
+        true => bench_scale::time_hashing(a.gen_config()),
+        false => (0.0, 0.0, 0),
+    };
+    let sha_secs = content_secs;
+    sink ^= root_byte;
 
     let n = a.events as f64;
     println!(
@@ -285,36 +284,49 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
         raw_bytes as f64 / n,
         disk as f64 / raw_bytes as f64 * (n / stats.events.max(1) as f64)
     );
+    println!("open: {:.3} s for {} events", open_secs, stats.events);
     println!(
-        "open (index rebuild): {:.2} s for {} events",
-        open_secs, stats.events
+        "generation of the events (on a thread of its own, beside the import): {:.2} s",
+        imported.gen_secs
+    );
+    let mut figures = Figures::default();
+    figures.add("stored events", stats.events as f64);
+    figures.add("import, events/s", n / import_secs);
+    figures.memory(rss_import, rss_open);
+    figures.add("open, s", open_secs);
+    figures.add(
+        "disk, bytes per stored event",
+        disk as f64 / stats.events.max(1) as f64,
     );
     let mib = |bytes: u64, secs: f64| bytes as f64 / secs / (1024.0 * 1024.0);
-    println!(
-        "sha-256 over the event bytes: {:.0} MiB/s (one core)",
-        mib(stored_bytes, sha_secs)
-    );
-    println!(
-        "verify (full: decrypt, decompress, parse, recompute leaves, tree, indexes): {:.2} s, {:.0} events/s, {:.0} MiB/s = {:.2}x sha-256",
-        full_secs,
-        stats.events as f64 / full_secs,
-        mib(stored_bytes, full_secs),
-        sha_secs / full_secs
-    );
-    println!(
-        "verify (public key only: tree from stored leaf hashes): {:.2} s, {:.0} events/s = {:.2}x sha-256 over the bytes",
-        public_secs,
-        stats.events as f64 / public_secs,
-        sha_secs / public_secs
-    );
-    println!(
-        "append-time hashing on one core: content hashes {:.2} s (dedup needs them too), Merkle leaves and tree {:.2} s = {:.1}% of the import time",
-        content_secs,
-        hashing_secs,
-        hashing_secs / import_secs * 100.0
-    );
+    if verify {
+        println!(
+            "sha-256 over the event bytes: {:.0} MiB/s (one core)",
+            mib(stored_bytes, sha_secs)
+        );
+        println!(
+            "verify (full: decrypt, decompress, parse, recompute leaves, tree, indexes): {:.2} s, {:.0} events/s, {:.0} MiB/s = {:.2}x sha-256",
+            full_secs,
+            stats.events as f64 / full_secs,
+            mib(stored_bytes, full_secs),
+            sha_secs / full_secs
+        );
+        println!(
+            "verify (public key only: tree from stored leaf hashes): {:.2} s, {:.0} events/s = {:.2}x sha-256 over the bytes",
+            public_secs,
+            stats.events as f64 / public_secs,
+            sha_secs / public_secs
+        );
+        println!(
+            "append-time hashing on one core: content hashes {:.2} s (dedup needs them too), Merkle leaves and tree {:.2} s = {:.1}% of the import time",
+            content_secs,
+            hashing_secs,
+            hashing_secs / import_secs * 100.0
+        );
+    }
     for (name, mut lat) in [("inclusion", inclusion), ("consistency", consistency)] {
         lat.sort_by(f64::total_cmp);
+        figures.latency(&format!("{name} proof"), &lat);
         println!(
             "{name} proof in a log of {size}: n={} p50={:.3} ms p99={:.3} ms",
             lat.len(),
@@ -325,6 +337,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     std::hint::black_box(sink);
     for (name, mut lat, hits) in kinds {
         lat.sort_by(f64::total_cmp);
+        figures.latency(&format!("lookup {name}"), &lat);
         println!(
             "lookup {name}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms (mean {:.1} events per page)",
             lat.len(),
@@ -336,6 +349,9 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     }
     for l in stats_lines {
         println!("{l}");
+    }
+    if a.figures {
+        figures.print_line()?;
     }
     if remove {
         let _ = std::fs::remove_dir_all(&root);
@@ -405,4 +421,34 @@ fn stats_latency(ledger: &Ledger, raw: &[Vec<u8>]) -> anyhow::Result<Vec<String>
         ));
     }
     Ok(lines)
+}
+
+impl StoreArgs {
+    fn gen_config(&self) -> GenConfig {
+        GenConfig {
+            count: self.events,
+            accounts: self.accounts,
+            seed: self.seed,
+            dup_rate: self.dup_rate,
+            ..GenConfig::default()
+        }
+    }
+
+    /// The flags each child of `--sizes` repeats.
+    fn child_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--dup-rate".into(),
+            self.dup_rate.to_string(),
+            "--accounts".into(),
+            self.accounts.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--lookups".into(),
+            self.lookups.to_string(),
+        ];
+        if self.no_verify {
+            args.push("--no-verify".into());
+        }
+        args
+    }
 }

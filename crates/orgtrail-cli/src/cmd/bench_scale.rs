@@ -1,0 +1,317 @@
+//! `orgtrail bench store` at scale: events generated while they are imported (nothing holds
+//! them all), the process's resident memory, the figures of one run as a line a parent process
+//! reads, and `--sizes`, which runs one child process per size and prints their figures side by
+//! side.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_store::Ledger;
+
+use crate::cmd::ingest::Totals;
+
+/// Generated events handed from the generator's thread to the importing one at a time.
+const CHUNK: usize = 1000;
+
+/// The process's resident memory, from `/proc/self/status` (KiB; zero where there is none).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rss {
+    /// VmHWM: the peak so far.
+    pub(crate) peak_kib: u64,
+    /// VmRSS: now.
+    pub(crate) now_kib: u64,
+}
+
+impl Rss {
+    pub(crate) fn now() -> Rss {
+        let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+            return Rss::default();
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Rss {
+            peak_kib: field("VmHWM:"),
+            now_kib: field("VmRSS:"),
+        }
+    }
+}
+
+/// What [`import_generated`] did.
+pub(crate) struct Imported {
+    pub(crate) totals: Totals,
+    /// About `lookups` events spread evenly over the input, kept to draw lookups from.
+    pub(crate) sample: Vec<Vec<u8>>,
+    /// Bytes of JSON imported, one newline per event included.
+    pub(crate) raw_bytes: u64,
+    /// Seconds the generator's thread spent generating (it runs beside the import and takes
+    /// its share of the cores).
+    pub(crate) gen_secs: f64,
+}
+
+/// Imports `cfg.count` generated events into `ledger` through the bulk ingest pipeline while a
+/// thread of its own generates them, a chunk at a time: memory holds a few chunks, not the
+/// input.
+pub(crate) fn import_generated(
+    ledger: &Ledger,
+    cfg: GenConfig,
+    lookups: usize,
+) -> anyhow::Result<Imported> {
+    let step = (cfg.count / lookups.max(1) as u64).max(1);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(4);
+    std::thread::scope(|scope| {
+        let generator = scope.spawn(move || {
+            let mut events = Generator::new(cfg);
+            let mut secs = 0.0;
+            loop {
+                let t = Instant::now();
+                let chunk: Vec<Vec<u8>> = events.by_ref().take(CHUNK).collect();
+                secs += t.elapsed().as_secs_f64();
+                // A send fails when the importer stopped early; its error is the one reported.
+                if chunk.is_empty() || tx.send(chunk).is_err() {
+                    return secs;
+                }
+            }
+        });
+        let mut sample = Vec::with_capacity(lookups);
+        let mut raw_bytes = 0u64;
+        let mut ordinal = 0u64;
+        // Taken (and dropped at the end of the feed, early or not) so that the generator's
+        // next send fails instead of blocking once the import stopped.
+        let mut rx = Some(rx);
+        let totals =
+            crate::cmd::ingest::ingest(ledger, crate::cmd::ingest::BATCH, &|_, _| {}, |push| {
+                for chunk in rx.take().into_iter().flatten() {
+                    for bytes in chunk {
+                        raw_bytes += bytes.len() as u64 + 1;
+                        if ordinal.is_multiple_of(step) && sample.len() < lookups {
+                            sample.push(bytes.clone());
+                        }
+                        ordinal += 1;
+                        let event = CloudTrailEvent::parse(bytes)?;
+                        let owner: AccountId = event
+                            .fields()
+                            .recipient_account_id
+                            .as_deref()
+                            .unwrap_or_default()
+                            .parse()?;
+                        push(event, owner)?;
+                    }
+                }
+                Ok(())
+            });
+        let gen_secs = generator
+            .join()
+            .map_err(|_| anyhow::anyhow!("the event generator panicked"))?;
+        Ok(Imported {
+            totals: totals?,
+            sample,
+            raw_bytes,
+            gen_secs,
+        })
+    })
+}
+
+/// Times the append-time hashing over the same events, generated again a chunk at a time
+/// (generation is not timed): the content hashes (SHA-256 of each event's bytes, which dedup
+/// needs anyway), then the Merkle leaves and the tree on top of them. Returns both times and a
+/// byte of the root (so that nothing is optimised away).
+pub(crate) fn time_hashing(cfg: GenConfig) -> (f64, f64, u8) {
+    let mut events = Generator::new(cfg);
+    let mut frontier = orgtrail_crypto::merkle::Frontier::new();
+    let (mut content_secs, mut tree_secs) = (0.0, 0.0);
+    let mut seq = 0u64;
+    loop {
+        let chunk: Vec<Vec<u8>> = events.by_ref().take(10 * CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        let contents: Vec<[u8; 32]> = chunk
+            .iter()
+            .map(|r| orgtrail_crypto::hash::sha256(r))
+            .collect();
+        content_secs += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for h in &contents {
+            seq += 1;
+            frontier.push(orgtrail_store::event_leaf(
+                seq,
+                "123456789012",
+                "00000000-0000-4000-8000-000000000000",
+                h,
+            ));
+        }
+        tree_secs += t.elapsed().as_secs_f64();
+    }
+    (content_secs, tree_secs, frontier.root()[0])
+}
+
+/// The figures of one run, in print order: (name with its unit, value).
+#[derive(Debug, Default)]
+pub(crate) struct Figures(pub(crate) Vec<(String, f64)>);
+
+impl Figures {
+    pub(crate) fn add(&mut self, name: impl Into<String>, value: f64) {
+        let v = if value.is_finite() { value } else { 0.0 };
+        self.0.push((name.into(), v));
+    }
+
+    /// p50 and p99 of latencies (ms), sorted.
+    pub(crate) fn latency(&mut self, name: &str, sorted_ms: &[f64]) {
+        self.add(
+            format!("{name} p50, ms"),
+            crate::cmd::bench::percentile(sorted_ms, 0.50),
+        );
+        self.add(
+            format!("{name} p99, ms"),
+            crate::cmd::bench::percentile(sorted_ms, 0.99),
+        );
+    }
+
+    /// Resident memory: the peak during the import, after it, and after a reopen.
+    pub(crate) fn memory(&mut self, import: Rss, reopened: Rss) {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "memory: peak RSS (VmHWM) {:.1} MiB during the import, RSS {:.1} MiB after it, {:.1} MiB after close and reopen (peak by then {:.1} MiB)",
+            mib(import.peak_kib),
+            mib(import.now_kib),
+            mib(reopened.now_kib),
+            mib(reopened.peak_kib),
+        );
+        self.add("peak RSS during import, MiB", mib(import.peak_kib));
+        self.add("RSS after import, MiB", mib(import.now_kib));
+        self.add("RSS after reopen, MiB", mib(reopened.now_kib));
+    }
+
+    /// The `figures [[name, value], ..]` line that `--sizes` reads from its children.
+    pub(crate) fn print_line(&self) -> anyhow::Result<()> {
+        println!("{FIGURES}{}", serde_json::to_string(&self.0)?);
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
+}
+
+const FIGURES: &str = "figures ";
+
+/// `bench store --sizes`: one child process per size (so that each has its own peak RSS and
+/// allocator), their output passed through, then a table of every size's figures and the
+/// ratio of the last size's to the first's, and the issue's targets beside them.
+pub(crate) fn run(args: &[String], sizes: &[u64], dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    if sizes.is_empty() || sizes.contains(&0) {
+        bail!("--sizes needs one or more sizes above zero");
+    }
+    let (base, remove_base) = match dir {
+        Some(d) => {
+            if d.exists() {
+                bail!("{} exists; give a new directory", d.display());
+            }
+            (d.to_path_buf(), false)
+        }
+        None => (
+            std::env::temp_dir().join(format!("orgtrail-bench-sizes-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let exe = std::env::current_exe().context("finding the orgtrail binary")?;
+    let mut all = Vec::new();
+    for &n in sizes {
+        println!("== {n} events ==");
+        let store = base.join(n.to_string());
+        let mut child = Command::new(&exe)
+            .args(["bench", "store", "--figures", "--events", &n.to_string()])
+            .args(args)
+            .arg("--dir")
+            .arg(&store)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut figures = None;
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line?;
+                match line.strip_prefix(FIGURES) {
+                    Some(json) => figures = Some(Figures(serde_json::from_str(json)?)),
+                    None => println!("{line}"),
+                }
+            }
+        }
+        let status = child.wait()?;
+        std::fs::remove_dir_all(&store).with_context(|| format!("removing {}", store.display()))?;
+        let Some(figures) = figures.filter(|_| status.success()) else {
+            bail!("the run of {n} events failed ({status})");
+        };
+        all.push((n, figures));
+    }
+    if remove_base {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    print_side_by_side(&all);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn print_side_by_side(all: &[(u64, Figures)]) {
+    let (Some((first_n, first)), Some((last_n, last))) = (all.first(), all.last()) else {
+        return;
+    };
+    println!();
+    let mut head = format!("{:<44}", "events");
+    for (n, _) in all {
+        head.push_str(&format!(" {n:>12}"));
+    }
+    head.push_str(&format!(" {:>10}", format!("{last_n}/{first_n}")));
+    println!("{head}");
+    for (name, v0) in &first.0 {
+        let mut row = format!("{name:<44}");
+        for (_, f) in all {
+            row.push_str(&format!(" {:>12}", f.get(name).map_or("-".into(), fmt)));
+        }
+        if let Some(v) = last.get(name).filter(|_| *v0 != 0.0) {
+            row.push_str(&format!(" {:>10.2}", v / v0));
+        }
+        println!("{row}");
+    }
+    let ratio = |name: &str| Some(last.get(name)? / first.get(name).filter(|v| *v != 0.0)?);
+    println!();
+    println!("targets (issue 12), at {last_n} against {first_n} events:");
+    if let Some(r) = ratio("peak RSS during import, MiB") {
+        println!(
+            "  peak RSS {} MiB (<= 256 MiB), {r:.2}x the smaller size's (<= 1.10x)",
+            last.get("peak RSS during import, MiB")
+                .map_or("-".into(), fmt)
+        );
+    }
+    if let Some(r) = ratio("import, events/s") {
+        println!("  import rate {r:.2}x the smaller size's (>= 0.90x)");
+    }
+    if let Some(open) = last.get("open, s") {
+        println!("  open {open:.3} s (<= 1 s)");
+    }
+    if let Some(b) = last.get("disk, bytes per stored event") {
+        println!("  disk {b:.0} bytes per stored event (<= 500)");
+    }
+}
