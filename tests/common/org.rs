@@ -121,7 +121,12 @@ impl Org {
             )
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(if log { Stdio::piped() } else { Stdio::null() })
+            // Without a log reader, standard error goes to a file, shown if the start fails.
+            .stderr(if log {
+                Stdio::piped()
+            } else {
+                Stdio::from(std::fs::File::create(self.path("collector.stderr")).unwrap())
+            })
             .spawn()
             .unwrap();
         let log = child.stderr.take().map(|e| BufReader::new(e).lines());
@@ -129,13 +134,14 @@ impl Org {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("collector prints its address");
+        let port = match line.trim().rsplit(':').next().map(str::parse) {
+            Some(Ok(port)) => port,
+            _ => panic!(
+                "the collector did not print its address (exit: {:?}); its standard error:\n{}",
+                child.wait().ok(),
+                std::fs::read_to_string(self.path("collector.stderr")).unwrap_or_default()
+            ),
+        };
         Collector { child, port, log }
     }
 
