@@ -93,6 +93,7 @@ impl Mem {
     pub(crate) fn write_run(
         &self,
         dir: &std::path::Path,
+        cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<std::path::PathBuf, StoreError> {
         let count = u32::try_from(self.len())
             .map_err(|_| StoreError::Corrupt("memtable too large for one index run".into()))?;
@@ -120,6 +121,7 @@ impl Mem {
                     crate::run::encode_list(base, p.iter(), &mut out, None);
                     Ok((*b, out, p.len()))
                 }),
+                cancel,
             },
         )
     }

@@ -106,6 +106,9 @@ pub(crate) struct Parts<T, O, D, P> {
     pub(crate) dedup: D,
     /// (attribute blind, seqs ascending), ascending by blind.
     pub(crate) postings: P,
+    /// Set by another thread to stop the writing: the temporary file is removed and the write
+    /// fails.
+    pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 type R<T> = Result<T, StoreError>;
@@ -145,7 +148,13 @@ where
         order,
         dedup,
         postings,
+        cancel,
     } = parts;
+    let stopped = || {
+        cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    };
     let n = count as usize;
     let end = first + u64::from(count);
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -185,6 +194,9 @@ where
     let mut prev = 0i64;
     for t in times {
         let t = t?;
+        if seen.is_multiple_of(4096) && stopped() {
+            return cancelled(&tmp);
+        }
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
@@ -212,6 +224,9 @@ where
     let mut prev_t = 0i64;
     for entry in order {
         let (t, seq) = entry?;
+        if seen.is_multiple_of(4096) && stopped() {
+            return cancelled(&tmp);
+        }
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
@@ -243,6 +258,9 @@ where
     seen = 0;
     for entry in dedup {
         let (blind, seq, h8) = entry?;
+        if seen.is_multiple_of(4096) && stopped() {
+            return cancelled(&tmp);
+        }
         if seen.is_multiple_of(BLOCK) {
             dedup_dir.push(blind);
         }
@@ -266,8 +284,11 @@ where
     let mut post_dir: Vec<(Blind, u64)> = Vec::new();
     let mut next_page = 0u64;
     let mut head = Vec::with_capacity(32);
-    for entry in postings {
+    for (i, entry) in postings.enumerate() {
         let (blind, list, k) = entry?;
+        if i.is_multiple_of(4096) && stopped() {
+            return cancelled(&tmp);
+        }
         let rel = w.pos - postings_off;
         if rel >= next_page {
             post_dir.push((blind, w.pos));
@@ -356,6 +377,14 @@ where
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
     Ok(path)
+}
+
+/// Removes the temporary file of a cancelled write and says so.
+fn cancelled<T>(tmp: &Path) -> R<T> {
+    let _ = std::fs::remove_file(tmp);
+    Err(StoreError::Unavailable {
+        reason: "writing the index run was cancelled".into(),
+    })
 }
 
 /// Encodes ascending seqs as a posting list relative to `first`: varint gaps, the first from
@@ -966,7 +995,11 @@ where
 
 /// Writes one run holding `runs` (contiguous, ascending) into `dir`. Streams: memory holds
 /// the Bloom filter, the directory and one merged posting list at a time.
-pub(crate) fn merge(dir: &Path, runs: &[std::sync::Arc<Run>]) -> R<PathBuf> {
+pub(crate) fn merge(
+    dir: &Path,
+    runs: &[std::sync::Arc<Run>],
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> R<PathBuf> {
     let first = runs.first().map_or(1, |r| r.first);
     let mut count = 0u32;
     let mut expect = first;
@@ -1056,6 +1089,7 @@ pub(crate) fn merge(dir: &Path, runs: &[std::sync::Arc<Run>]) -> R<PathBuf> {
             order,
             dedup,
             postings: joined,
+            cancel,
         },
     )
 }
@@ -1178,6 +1212,7 @@ mod tests {
                     encode_list(first, l.iter().copied(), &mut out, None);
                     Ok((*b, out, l.len() as u64))
                 }),
+                cancel: None,
             },
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -1292,7 +1327,7 @@ mod tests {
             let p = write_model(dir.path(), &part);
             runs.push(Arc::new(Run::open(&p).unwrap_or_else(|e| panic!("{e}"))));
         }
-        let merged = merge(dir.path(), &runs).unwrap_or_else(|e| panic!("{e}"));
+        let merged = merge(dir.path(), &runs, None).unwrap_or_else(|e| panic!("{e}"));
         check(
             &Run::open(&merged).unwrap_or_else(|e| panic!("{e}")),
             &whole,

@@ -188,10 +188,12 @@ pub(crate) enum Made {
 #[derive(Debug)]
 pub(crate) struct Job {
     rx: std::sync::mpsc::Receiver<Result<Made, StoreError>>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Job {
     fn spawn(
+        cancel: Arc<std::sync::atomic::AtomicBool>,
         f: impl FnOnce() -> Result<Made, StoreError> + Send + 'static,
     ) -> Result<Job, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -203,14 +205,16 @@ impl Job {
             .map_err(|e| StoreError::Unavailable {
                 reason: format!("cannot start the index run writer: {e}"),
             })?;
-        Ok(Job { rx })
+        Ok(Job { rx, cancel })
     }
 
     /// Starts writing the frozen memtable `mem` as a run under `data`.
     pub(crate) fn flush(data: &Path, mem: Arc<Mem>) -> Result<Job, StoreError> {
         let dir = dir(data);
-        Job::spawn(move || {
-            let p = mem.write_run(&dir)?;
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cancel.clone();
+        Job::spawn(cancel, move || {
+            let p = mem.write_run(&dir, Some(c))?;
             crate::crashpoint::hit("run-written");
             Ok(Made::Flushed(Run::open(&p)?))
         })
@@ -219,8 +223,10 @@ impl Job {
     /// Starts merging `parts` into one run under `data`.
     pub(crate) fn merge(data: &Path, parts: Vec<Arc<Run>>) -> Result<Job, StoreError> {
         let dir = dir(data);
-        Job::spawn(move || {
-            let p = run::merge(&dir, &parts)?;
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cancel.clone();
+        Job::spawn(cancel, move || {
+            let p = run::merge(&dir, &parts, Some(c))?;
             crate::crashpoint::hit("merge-written");
             Ok(Made::Merged(Run::open(&p)?, parts))
         })
@@ -235,6 +241,25 @@ impl Job {
                 Some(Err(StoreError::Unavailable {
                     reason: "the index run writer stopped".into(),
                 }))
+            }
+        }
+    }
+
+    /// Stops the job and waits until it has: a cancelled write removes its temporary file,
+    /// and a file the job had already finished is removed (it is not registered), so nothing
+    /// is left behind.
+    pub(crate) fn cancel(self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let made = match self.rx.recv() {
+            Ok(Ok(Made::Flushed(run))) | Ok(Ok(Made::Merged(run, _))) => Some(run),
+            _ => None,
+        };
+        if let Some(run) = made {
+            let path = run.path().to_owned();
+            drop(run);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove an unregistered index run file; the next open removes it");
             }
         }
     }

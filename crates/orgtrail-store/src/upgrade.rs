@@ -167,7 +167,7 @@ fn write_run(
     run_dir: &Path,
     index: &mut Index,
 ) -> Result<(), StoreError> {
-    let path = index.mem.write_run(run_dir)?;
+    let path = index.mem.write_run(run_dir, None)?;
     let run = Run::open(&path)?;
     crate::runs::register(tree, db, &run)?;
     index.runs.push(Arc::new(run));

@@ -243,7 +243,7 @@ impl WriterState {
             return;
         }
         // Clean shutdown: the memtable being written is waited for (the next open then reads
-        // fewer chunks); a merge is left (its file is removed at the next open).
+        // fewer chunks); a merge still running is cancelled and its file removed.
         if let Err(e) = self.index_jobs.tend(sh, true) {
             tracing::warn!(error = %e, "the last index run was not registered; the next open reads its chunks");
         }
@@ -616,9 +616,10 @@ impl IndexJobs {
         Ok(())
     }
 
-    /// Lets running jobs finish on their own; what they write is never registered.
+    /// Stops running jobs and waits for them; what they wrote is removed, never registered.
     fn abandon(&mut self) {
-        self.flush = None;
-        self.merge = None;
+        for job in [self.flush.take(), self.merge.take()].into_iter().flatten() {
+            job.cancel();
+        }
     }
 }
