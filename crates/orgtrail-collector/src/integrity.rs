@@ -60,18 +60,10 @@ impl IntegrityService {
     }
 }
 
-fn store_status(e: StoreError) -> Status {
-    tracing::error!(error = %e, "integrity request failed");
-    crate::status::store_status(&e)
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Status::internal("integrity task failed"))?
-        .map_err(store_status)
+    crate::status::blocking("integrity request", f).await
 }
 
 fn scope_of<T>(auth: &Authorizer, req: &Request<T>) -> Result<ReadScope, Status> {

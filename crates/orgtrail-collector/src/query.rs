@@ -137,13 +137,6 @@ fn build_query(
     Ok(q)
 }
 
-fn store_status(e: StoreError) -> Status {
-    if !matches!(e, StoreError::BadPageToken) {
-        tracing::error!(error = %e, "query failed");
-    }
-    crate::status::store_status(&e)
-}
-
 fn to_pb(e: StoredEvent) -> pb::StoredEvent {
     pb::StoredEvent {
         seq: e.seq,
@@ -156,10 +149,7 @@ fn to_pb(e: StoredEvent) -> pb::StoredEvent {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Status::internal("query task failed"))?
-        .map_err(store_status)
+    crate::status::blocking("query", f).await
 }
 
 fn scope_of<T>(auth: &Authorizer, req: &Request<T>) -> Result<ReadScope, Status> {

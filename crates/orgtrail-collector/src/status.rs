@@ -41,6 +41,23 @@ pub fn store_status(e: &StoreError) -> Status {
     }
 }
 
+/// Runs blocking store work off the async runtime; a store error is logged (naming `what`
+/// failed) and mapped by [`store_status`]. An unknown page token is the client's, not logged.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::internal(format!("{what} task failed")))?
+        .map_err(|e| {
+            if !matches!(e, StoreError::BadPageToken) {
+                tracing::error!(error = %e, "{what} failed");
+            }
+            store_status(&e)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
