@@ -51,6 +51,7 @@ mod postings;
 mod query;
 mod recover;
 mod tree;
+mod usage;
 mod verify;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
@@ -86,4 +87,5 @@ pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, StoredEvent, attr_matches,
 };
 pub use tree::{event_leaf, leaf_data};
+pub use usage::{DiskUsage, FileUsage, PrefixUsage};
 pub use verify::{SavedCheckpoint, VerifyReport, verify_full, verify_public};

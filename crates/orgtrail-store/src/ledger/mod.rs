@@ -499,6 +499,12 @@ impl Ledger {
             .sum())
     }
 
+    /// Where the store's bytes go, by key prefix and file. Scans every key: for benchmarks
+    /// and operators, not for request paths.
+    pub fn disk_usage(&self) -> Result<crate::usage::DiskUsage, StoreError> {
+        crate::usage::scan(&self.shared.files()?.db, "ledger", &self.shared.path)
+    }
+
     /// Counts.
     pub fn stats(&self) -> Stats {
         let (events, accounts) = self
