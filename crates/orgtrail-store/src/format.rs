@@ -101,6 +101,13 @@ impl<'a> Reader<'a> {
         )))
     }
 
+    /// Everything not read yet.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
     pub(crate) fn done(&self) -> bool {
         self.pos == self.buf.len()
     }

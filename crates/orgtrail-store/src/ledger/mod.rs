@@ -56,7 +56,7 @@ pub use config::{DEFAULT_RESERVE, Health, LedgerConfig};
 pub use prepare::{Prepared, Preparer};
 
 pub(crate) use chunk::load_chunk;
-pub(crate) use records::next_record;
+pub(crate) use records::{block_records, block_v2, next_record};
 pub(crate) use segments::decode_segment;
 
 use backend::Files;
