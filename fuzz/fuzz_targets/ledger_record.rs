@@ -1,13 +1,13 @@
 //! The ledger's on-disk value codecs (`orgtrail_store::fuzzing`): record blocks
 //! (`r <first seq>`), index chunks (`x <first seq>`, loaded as at open), segment values
-//! (`s <segment>`) and counter plaintexts (`n`/`N`, after AES-GCM). The first byte chooses the
-//! codec, the rest is the value.
+//! (`s <segment>`), counter plaintexts (`n`/`N`, after AES-GCM), and the plaintext of an
+//! opened version 2 record block. The first byte chooses the codec, the rest is the value.
 //! Properties: nothing panics or allocates beyond the input's size; a record block's records
 //! lie within it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orgtrail_store::fuzzing::{counter_plain, index_chunk, record_block, segment};
+use orgtrail_store::fuzzing::{block_plaintext, counter_plain, index_chunk, record_block, segment};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, value)) = data.split_first() else {
@@ -15,9 +15,17 @@ fuzz_target!(|data: &[u8]| {
     };
     match which % 4 {
         0 => {
-            if let Ok(records) = record_block(value) {
-                let sealed: usize = records.iter().map(|r| 28 + r.3.len()).sum();
+            if let Ok((_, parts)) = record_block(value) {
+                // Each sealed part lies within the block, after its own header (24 bytes in a
+                // version 2 block, 28 per record in a version 1 block).
+                let sealed: usize = parts.iter().map(|r| 24 + r.3.len()).sum();
                 assert!(3 + sealed <= value.len());
+            }
+            // The same bytes as the plaintext of an opened version 2 block.
+            let count = u16::from(value.first().copied().unwrap_or(0));
+            if let Ok(records) = block_plaintext(value, count) {
+                assert_eq!(records.len(), usize::from(count));
+                assert!(records.iter().map(|r| r.len()).sum::<usize>() <= value.len());
             }
         }
         1 => {

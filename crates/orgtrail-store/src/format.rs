@@ -108,6 +108,13 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    /// Everything not read yet.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
     pub(crate) fn done(&self) -> bool {
         self.pos == self.buf.len()
     }

@@ -6,25 +6,39 @@ use orgtrail_crypto::NONCE_LEN;
 use crate::error::StoreError;
 use crate::format::Reader;
 use crate::index::Index;
-use crate::ledger::next_record;
+use crate::ledger::{block_records, block_v2, next_record};
 
-/// One record of a record block: segment, dictionary id, nonce, sealed bytes.
+/// One sealed part of a record block: segment, dictionary id, nonce, sealed bytes. A version 1
+/// block has one per record; a version 2 block one for the whole block.
 pub type BlockRecord<'a> = (u64, u32, [u8; NONCE_LEN], &'a [u8]);
 
-/// Walks a record block (`r <first seq>`) record by record, with the layout and checks of
-/// `Ledger::read` and `Ledger::for_each_record`.
-pub fn record_block(block: &[u8]) -> Result<Vec<BlockRecord<'_>>, StoreError> {
+/// Walks a record block (`r <first seq>`) with the layout and checks of `Ledger::read` and
+/// `Ledger::for_each_record`: its version and count, then its sealed parts.
+pub fn record_block(block: &[u8]) -> Result<(u16, Vec<BlockRecord<'_>>), StoreError> {
     let mut r = Reader::new(block, "record block");
-    if r.u8()? != 1 {
-        return Err(StoreError::Corrupt("record block: unknown version".into()));
-    }
+    let version = r.u8()?;
     let count = r.u16()?;
     let mut out = Vec::new();
-    for _ in 0..count {
-        let rec = next_record(&mut r)?;
-        out.push((rec.segment, rec.dict, rec.nonce, rec.ct));
+    match version {
+        1 => {
+            for _ in 0..count {
+                let rec = next_record(&mut r)?;
+                out.push((rec.segment, rec.dict, rec.nonce, rec.ct));
+            }
+        }
+        2 => {
+            let blk = block_v2(&mut r)?;
+            out.push((blk.segment, blk.dict, blk.nonce, blk.ct));
+        }
+        _ => return Err(StoreError::Corrupt("record block: unknown version".into())),
     }
-    Ok(out)
+    Ok((count, out))
+}
+
+/// Splits the plaintext of an opened version 2 record block into its `count` records, as
+/// `Ledger::read` does.
+pub fn block_plaintext(plain: &[u8], count: u16) -> Result<Vec<&[u8]>, StoreError> {
+    block_records(plain, count)
 }
 
 /// Loads one index chunk (`x <first seq>`) into an empty index as `Ledger::open` does; returns

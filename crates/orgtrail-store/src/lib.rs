@@ -68,6 +68,7 @@ mod run;
 mod runs;
 mod tree;
 mod upgrade;
+mod usage;
 mod verify;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
@@ -105,4 +106,5 @@ pub use query::{
 };
 pub use tree::{event_leaf, leaf_data};
 pub use upgrade::{UpgradeReport, upgrade};
+pub use usage::{DiskUsage, FileUsage, PrefixUsage};
 pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};

@@ -30,25 +30,52 @@ impl MemoryStore {
 }
 
 impl EventStore for MemoryStore {
+    /// Dedup in the order given; then sequence numbers account by account, each account's new
+    /// events in the order given (the ledger's rule for the events of one group commit, which
+    /// one call is when calls do not overlap).
     fn append_events(
         &self,
         events: &[(CloudTrailEvent, AccountId)],
     ) -> Result<AppendOutcome, StoreError> {
+        enum Slot {
+            Done(Appended),
+            New(usize),
+            InCall(usize, bool),
+        }
         let mut inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
-        let mut results = Vec::with_capacity(events.len());
-        for (ev, account) in events {
-            let key = (*account, ev.fields().event_id.clone());
-            if let Some(&seq) = inner.by_id.get(&key) {
+        let mut slots = Vec::with_capacity(events.len());
+        let mut fresh: Vec<usize> = Vec::new();
+        let mut in_call: HashMap<(AccountId, &str), usize> = HashMap::new();
+        for (n, (ev, account)) in events.iter().enumerate() {
+            let id = ev.fields().event_id.as_str();
+            if let Some(&j) = in_call.get(&(*account, id)) {
+                let same = events[fresh[j]].0.bytes() == ev.bytes();
+                slots.push(Slot::InCall(j, same));
+                continue;
+            }
+            if let Some(&seq) = inner.by_id.get(&(*account, id.to_owned())) {
                 let same = inner.events[(seq - 1) as usize].0.bytes == ev.bytes();
-                results.push(if same {
+                slots.push(Slot::Done(if same {
                     Appended::Duplicate(seq)
                 } else {
                     Appended::Conflict(seq)
-                });
+                }));
                 continue;
             }
+            in_call.insert((*account, id), fresh.len());
+            slots.push(Slot::New(fresh.len()));
+            fresh.push(n);
+        }
+        let mut order: Vec<usize> = (0..fresh.len()).collect();
+        order.sort_by_key(|&j| events[fresh[j]].1);
+        let mut seq_of = vec![0u64; fresh.len()];
+        for j in order {
+            let (ev, account) = &events[fresh[j]];
             let seq = inner.events.len() as u64 + 1;
-            inner.by_id.insert(key, seq);
+            seq_of[j] = seq;
+            inner
+                .by_id
+                .insert((*account, ev.fields().event_id.clone()), seq);
             inner.events.push((
                 StoredEvent {
                     seq,
@@ -58,8 +85,16 @@ impl EventStore for MemoryStore {
                 },
                 ev.clone(),
             ));
-            results.push(Appended::Stored(seq));
         }
+        let results = slots
+            .into_iter()
+            .map(|s| match s {
+                Slot::Done(a) => a,
+                Slot::New(j) => Appended::Stored(seq_of[j]),
+                Slot::InCall(j, true) => Appended::Duplicate(seq_of[j]),
+                Slot::InCall(j, false) => Appended::Conflict(seq_of[j]),
+            })
+            .collect();
         Ok(AppendOutcome { results })
     }
 

@@ -73,15 +73,27 @@ fn all(store: &dyn EventStore, mut q: Query) -> Vec<StoredEvent> {
 }
 
 fn expected(evs: &[CloudTrailEvent], pred: impl Fn(&CloudTrailEvent) -> bool) -> Vec<Vec<u8>> {
-    let mut v: Vec<(i64, usize)> = evs
+    // Sequence numbers follow `append`: per call of 250 events, account by account, each
+    // account's events in the order given.
+    let mut rank = vec![0usize; evs.len()];
+    let mut next = 0;
+    for (c, chunk) in evs.chunks(250).enumerate() {
+        let mut idx: Vec<usize> = (c * 250..c * 250 + chunk.len()).collect();
+        idx.sort_by_key(|&i| account_of(&evs[i]));
+        for i in idx {
+            rank[i] = next;
+            next += 1;
+        }
+    }
+    let mut v: Vec<(i64, usize, usize)> = evs
         .iter()
         .enumerate()
         .filter(|(_, e)| pred(e))
-        .map(|(i, e)| (e.fields().event_time.millis(), i))
+        .map(|(i, e)| (e.fields().event_time.millis(), rank[i], i))
         .collect();
     v.sort_by(|a, b| b.cmp(a));
     v.into_iter()
-        .map(|(_, i)| evs[i].bytes().to_vec())
+        .map(|(_, _, i)| evs[i].bytes().to_vec())
         .collect()
 }
 

@@ -74,22 +74,34 @@ fn all(ledger: &Ledger, mut q: Query) -> Vec<orgtrail_store::StoredEvent> {
     }
 }
 
-/// The oracle: events matching `pred`, newest first (time, then seq, descending).
-fn expected(evs: &[CloudTrailEvent], pred: impl Fn(&CloudTrailEvent) -> bool) -> Vec<Vec<u8>> {
-    let mut v: Vec<(i64, usize)> = evs
+/// The oracle: events matching `pred`, newest first. Among events of the same time the store's
+/// order (sequence numbers, given account by account within a group commit) is its own, so
+/// ties are compared sorted by their bytes; see [`newest_first`].
+fn expected(
+    evs: &[CloudTrailEvent],
+    pred: impl Fn(&CloudTrailEvent) -> bool,
+) -> Vec<(i64, Vec<u8>)> {
+    let mut v: Vec<(i64, Vec<u8>)> = evs
         .iter()
-        .enumerate()
-        .filter(|(_, e)| pred(e))
-        .map(|(i, e)| (e.fields().event_time.millis(), i))
+        .filter(|e| pred(e))
+        .map(|e| (e.fields().event_time.millis(), e.bytes().to_vec()))
         .collect();
     v.sort_by(|a, b| b.cmp(a));
-    v.into_iter()
-        .map(|(_, i)| evs[i].bytes().to_vec())
-        .collect()
+    v
 }
 
-fn bytes(v: &[orgtrail_store::StoredEvent]) -> Vec<Vec<u8>> {
-    v.iter().map(|e| e.bytes.clone()).collect()
+/// What a query returned: checked to be newest first, then ties sorted as in [`expected`].
+fn newest_first(v: &[orgtrail_store::StoredEvent]) -> Vec<(i64, Vec<u8>)> {
+    assert!(
+        v.windows(2).all(|w| w[0].time >= w[1].time),
+        "not newest first"
+    );
+    let mut out: Vec<(i64, Vec<u8>)> = v
+        .iter()
+        .map(|e| (e.time.millis(), e.bytes.clone()))
+        .collect();
+    out.sort_by(|a, b| b.cmp(a));
+    out
 }
 
 #[test]
@@ -145,7 +157,7 @@ fn duplicates_and_conflicts_are_kept_out_across_restarts() {
             ..Query::default()
         },
     );
-    assert_eq!(bytes(&got), expected(&evs, |_| true));
+    assert_eq!(newest_first(&got), expected(&evs, |_| true));
 }
 
 #[test]
@@ -305,7 +317,7 @@ fn rotate_then_rewrap_then_retire_keeps_everything_readable() {
             ..Query::default()
         },
     );
-    assert_eq!(bytes(&got), expected(&evs, |_| true));
+    assert_eq!(newest_first(&got), expected(&evs, |_| true));
     // The counters were rewrapped too: counts still open, from the counters alone.
     let c = ledger
         .count_at_most(&Query::default(), &[orgtrail_store::Group::Region], 10, 0)
@@ -322,24 +334,120 @@ fn a_record_moved_to_another_place_fails_to_open() {
         append(&ledger, &events(40, 2));
         ledger.close().unwrap();
     }
+    // Two full blocks (same size, same account and segment, sealed under the same key).
+    let b = blocks(data.path());
+    let full: Vec<u64> = b.iter().filter(|x| x.1 == 8).map(|x| x.0).collect();
+    let (k1, k2) = (seq_key(b'r', full[0]), seq_key(b'r', full[1]));
     {
-        // Swap two record blocks behind the ledger's back.
+        // Swap them behind the ledger's back.
         let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
         let t = db.open_tree("ledger").unwrap();
-        let mut k1 = vec![b'r'];
-        k1.extend_from_slice(&1u64.to_be_bytes());
-        let mut k2 = vec![b'r'];
-        k2.extend_from_slice(&9u64.to_be_bytes());
         let a = t.get(&k1).unwrap().unwrap();
-        let b = t.get(&k2).unwrap().unwrap();
-        t.insert(&k1, b).unwrap();
+        let c = t.get(&k2).unwrap().unwrap();
+        t.insert(&k1, c).unwrap();
         t.insert(&k2, a).unwrap();
         db.flush().unwrap();
     }
     let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
-    let e = ledger.read(1).unwrap_err();
-    assert!(e.to_string().starts_with("record 1 failed to open"), "{e}");
-    assert!(ledger.read(20).is_ok());
+    for seq in [full[0], full[0] + 7, full[1], full[1] + 7] {
+        let e = ledger.read(seq).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("record {seq} failed to open")),
+            "{e}"
+        );
+    }
+    let untouched: Vec<u64> = (1..=40)
+        .filter(|s| !(full[0]..full[0] + 8).contains(s) && !(full[1]..full[1] + 8).contains(s))
+        .collect();
+    assert!(!untouched.is_empty());
+    for seq in untouched {
+        ledger.read(seq).unwrap();
+    }
+}
+
+#[test]
+fn a_relabelled_block_fails_to_open() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+        append(&ledger, &events(40, 3));
+        ledger.close().unwrap();
+    }
+    let b = blocks(data.path());
+    let (first, _) = b[0];
+    let header = |seq: u64| {
+        let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
+        let v = db
+            .open_tree("ledger")
+            .unwrap()
+            .get(seq_key(b'r', seq))
+            .unwrap()
+            .unwrap();
+        v[3..15].to_vec()
+    };
+    // A block of another account (another segment) names another segment.
+    let other = b
+        .iter()
+        .map(|x| header(x.0))
+        .find(|h| h[..8] != header(first)[..8])
+        .unwrap();
+    type Relabel = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: [(&str, Relabel); 3] = [
+        (
+            "another segment",
+            Box::new(move |v: &mut Vec<u8>| v[3..11].copy_from_slice(&other[..8])),
+        ),
+        ("another dictionary", Box::new(|v: &mut Vec<u8>| v[14] ^= 1)),
+        (
+            "a shorter count",
+            Box::new(|v: &mut Vec<u8>| {
+                let c = u16::from_be_bytes([v[1], v[2]]) - 1;
+                v[1..3].copy_from_slice(&c.to_be_bytes());
+            }),
+        ),
+    ];
+    for (what, change) in cases {
+        let saved = {
+            let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
+            db.open_tree("ledger")
+                .unwrap()
+                .get(seq_key(b'r', first))
+                .unwrap()
+                .unwrap()
+                .to_vec()
+        };
+        tamper(data.path(), &seq_key(b'r', first), |v| change(v));
+        {
+            let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+            let e = ledger.read(first).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("record {first} failed to open")),
+                "{what}: {e}"
+            );
+            ledger.close().unwrap();
+        }
+        tamper(data.path(), &seq_key(b'r', first), |v| *v = saved);
+    }
+    let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+    ledger.read(first).unwrap();
+}
+
+/// The record blocks, (first seq, count), in order.
+fn blocks(data: &Path) -> Vec<(u64, u64)> {
+    let db = orgtrail_store::open_sled(data, 1 << 20).unwrap();
+    let t = db.open_tree("ledger").unwrap();
+    t.scan_prefix([b'r'])
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (
+                u64::from_be_bytes(k[1..9].try_into().unwrap()),
+                u64::from(u16::from_be_bytes([v[1], v[2]])),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -380,15 +488,22 @@ fn a_flipped_byte_in_a_record_is_detected_and_other_records_still_read() {
         append(&ledger, &events(40, 4));
         ledger.close().unwrap();
     }
-    // The last byte of block 9 belongs to the GCM tag of its last record (seq 16).
-    tamper(data.path(), &seq_key(b'r', 9), |v| {
+    // The last byte of a block belongs to the GCM tag that seals the whole block.
+    let (first, count) = blocks(data.path())[1];
+    tamper(data.path(), &seq_key(b'r', first), |v| {
         let n = v.len();
         v[n - 1] ^= 0x01;
     });
     let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
-    let e = ledger.read(16).unwrap_err();
-    assert!(e.to_string().starts_with("record 16 failed to open"), "{e}");
-    for seq in (1..=40).filter(|&s| s != 16) {
+    for seq in first..first + count {
+        let e = ledger.read(seq).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("record {seq} failed to open")),
+            "{e}"
+        );
+    }
+    for seq in (1..=40).filter(|s| !(first..first + count).contains(s)) {
         ledger.read(seq).unwrap();
     }
 }

@@ -105,6 +105,59 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
+/// Bytes per stored event by component: key and value bytes per key prefix, the files beside
+/// sled's, and what sled's files hold beyond the keys and values.
+fn print_usage(u: &orgtrail_store::DiskUsage, events: u64) {
+    let per = |b: f64| b / events.max(1) as f64;
+    println!("disk by component (bytes per stored event; keys and values as sled is given them):");
+    for p in &u.prefixes {
+        println!(
+            "  {:<32} {:>8.1}  ({} keys, {} key bytes, {} value bytes)",
+            format!("`{}` {}", p.prefix as char, p.name()),
+            per(p.bytes() as f64),
+            p.keys,
+            p.key_bytes,
+            p.value_bytes
+        );
+    }
+    if u.other_trees > 0 {
+        println!(
+            "  {:<32} {:>8.1}",
+            "other sled trees",
+            per(u.other_trees as f64)
+        );
+    }
+    for f in u.files.iter().filter(|f| !f.sled) {
+        println!(
+            "  {:<32} {:>8.1}  ({} bytes)",
+            format!("file {}", f.name),
+            per(f.len as f64),
+            f.len
+        );
+    }
+    println!(
+        "  {:<32} {:>8.1}  (sled's files {} bytes minus {} bytes of keys and values)",
+        "sled overhead",
+        per(u.sled_overhead() as f64),
+        u.sled_files(),
+        u.logical()
+    );
+    let allocated: u64 = u.files.iter().map(|f| f.allocated).sum();
+    println!(
+        "  {:<32} {:>8.1}  ({} bytes; allocated on the filesystem {:.1} per event; sled files: {})",
+        "total",
+        per(u.total() as f64),
+        u.total(),
+        per(allocated as f64),
+        u.files
+            .iter()
+            .filter(|f| f.sled)
+            .map(|f| format!("{} {}", f.name, f.len))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -153,6 +206,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let ledger = Ledger::open(&data, provider, LedgerConfig::default())?;
     let open_secs = started.elapsed().as_secs_f64();
     let rss_open = Rss::now();
+    let usage = ledger.disk_usage()?;
 
     // Selective lookups: values taken from stored events, spread over the store.
     let mut kinds: Vec<(&str, Vec<f64>, usize)> = vec![
@@ -285,6 +339,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
         disk as f64 / raw_bytes as f64 * (n / stats.events.max(1) as f64)
     );
     println!("open: {:.3} s for {} events", open_secs, stats.events);
+    print_usage(&usage, stats.events);
     println!(
         "generation of the events (on a thread of its own, beside the import): {:.2} s",
         imported.gen_secs

@@ -26,7 +26,8 @@ pub enum Health {
 pub struct LedgerConfig {
     /// Records one data key seals at most (random nonces stay far below 2^32 per key).
     pub segment_max_records: u64,
-    /// Records per sled value (a lookup reads one block per event it returns).
+    /// Most records per block (one sled value, sealed once; records of one segment of one
+    /// group commit). A lookup opens one block per event it returns.
     pub block_records: usize,
     /// Events sampled before a zstd dictionary is trained for this store.
     pub dict_train_after: usize,
@@ -67,7 +68,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             segment_max_records: 1 << 20,
-            block_records: 8,
+            block_records: 16,
             index_run_events: 1 << 17,
             max_run_events: 1 << 24,
             dict_train_after: 4000,

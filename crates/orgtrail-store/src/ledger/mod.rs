@@ -56,7 +56,7 @@ pub use config::{DEFAULT_RESERVE, Health, LedgerConfig};
 pub use prepare::{Prepared, Preparer};
 
 pub(crate) use chunk::load_chunk;
-pub(crate) use records::next_record;
+pub(crate) use records::{block_records, block_v2, next_record};
 pub(crate) use segments::decode_segment;
 
 use backend::Files;
@@ -497,6 +497,12 @@ impl Ledger {
             .read()
             .map_err(|_| StoreError::WriterGone)?;
         idx.posting_total()
+    }
+
+    /// Where the store's bytes go, by key prefix and file. Scans every key: for benchmarks
+    /// and operators, not for request paths.
+    pub fn disk_usage(&self) -> Result<crate::usage::DiskUsage, StoreError> {
+        crate::usage::scan(&self.shared.files()?.db, "ledger", &self.shared.path)
     }
 
     /// Counts.

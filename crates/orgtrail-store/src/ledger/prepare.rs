@@ -111,6 +111,13 @@ impl Preparer {
                     .ok_or_else(|| StoreError::Corrupt("current dictionary missing".into()))?;
                 zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &raw)
             }
+            .and_then(|mut c| {
+                // The record block names the dictionary, and decompression is bounded by
+                // MAX_EVENT_BYTES: the frame header needs neither (6 bytes per event).
+                c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
+                c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))?;
+                Ok(c)
+            })
             .map_err(|e| StoreError::Compression(e.to_string()))?;
             self.compressor = Some(c);
             self.dict_id = current;

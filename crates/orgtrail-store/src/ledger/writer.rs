@@ -34,6 +34,16 @@ const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250)
 /// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored by a group.
 pub(super) type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>, Hash);
 
+/// What dedup decided for one event of a group, before sequence numbers are given.
+enum Slot {
+    /// New: the `i`th event of the group to store.
+    New(usize),
+    /// Its (account, eventID) is the group's `i`th new event's: the same bytes (true) or not.
+    InGroup(usize, bool, AccountId),
+    /// Already stored.
+    Done(Appended),
+}
+
 /// A segment the writer is filling.
 struct OpenSegment {
     id: u64,
@@ -387,56 +397,86 @@ impl WriterState {
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
         let mut new_segments = Vec::new();
-        let mut pending: BlindMap<(u64, [u8; 8])> = BlindMap::default();
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut stored: Vec<StoredEntry> = Vec::new();
-        let mut block = BlockEncoder::new(first_seq);
+        // Dedup, in the order the events came: against the index and the group itself.
+        let mut fresh: Vec<super::Prepared> = Vec::new();
+        let mut pending: BlindMap<(usize, [u8; 8])> = BlindMap::default();
+        let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
         let mut tally = crate::counts::Tally::default();
         {
             let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
             for job in jobs.iter_mut() {
-                let mut results = Vec::with_capacity(job.events.len());
+                let mut job_slots = Vec::with_capacity(job.events.len());
                 for ev in job.events.drain(..) {
                     let mut h8 = [0u8; 8];
                     h8.copy_from_slice(&ev.hash[..8]);
-                    let existing = match pending.get(&ev.dedup) {
-                        Some(hit) => Some(*hit),
-                        None => idx.dedup_get(&ev.dedup)?,
-                    };
-                    if let Some((seq, other)) = existing {
-                        if other == h8 {
-                            results.push(Appended::Duplicate(seq));
-                        } else {
+                    if let Some(&(i, other)) = pending.get(&ev.dedup) {
+                        job_slots.push(Slot::InGroup(i, other == h8, ev.account));
+                    } else if let Some((seq, other)) = idx.dedup_get(&ev.dedup)? {
+                        if other != h8 {
                             tracing::warn!(account = %ev.account, seq, "eventID already stored with different bytes; kept out (conflict)");
-                            results.push(Appended::Conflict(seq));
                         }
-                        continue;
+                        job_slots.push(Slot::Done(if other == h8 {
+                            Appended::Duplicate(seq)
+                        } else {
+                            Appended::Conflict(seq)
+                        }));
+                    } else {
+                        pending.insert(ev.dedup, (fresh.len(), h8));
+                        job_slots.push(Slot::New(fresh.len()));
+                        fresh.push(ev);
                     }
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    let (segment, key) =
-                        self.segment_for(sh, ev.account, &mut batch, &mut new_segments)?;
-                    block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?;
-                    if block.records() >= sh.cfg.block_records
-                        && let Some((first, value)) = block.finish()
-                    {
-                        batch.insert(&key_bytes(RECORDS, first)[..], value);
-                    }
-                    if let Some(s) = ev.sample {
-                        self.dict.offer(s, sh.cfg.dict_train_after);
-                    }
-                    pending.insert(ev.dedup, (seq, h8));
-                    tally.add(ev.time, ev.dims);
-                    let leaf = event_leaf(seq, ev.account.as_str(), &ev.event_id, &ev.hash);
-                    stored.push((seq, ev.time, ev.dedup, h8, ev.account, ev.postings, leaf));
-                    results.push(Appended::Stored(seq));
                 }
-                outcomes.push(AppendOutcome { results });
+                slots.push(job_slots);
             }
         }
-        if let Some((first, value)) = block.finish() {
+        // Sequence numbers account by account (each account's events in the order they came),
+        // so that each account's events form runs that blocks of one segment can hold.
+        let mut order: Vec<usize> = (0..fresh.len()).collect();
+        order.sort_by_key(|&i| fresh[i].account);
+        let mut seq_of = vec![0u64; fresh.len()];
+        let mut stored: Vec<StoredEntry> = Vec::with_capacity(fresh.len());
+        let mut block = BlockEncoder::new(sh.cfg.block_records);
+        for i in order {
+            let ev = &mut fresh[i];
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            seq_of[i] = seq;
+            let (segment, key) = self.segment_for(sh, ev.account, &mut batch, &mut new_segments)?;
+            if let Some((first, value)) =
+                block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?
+            {
+                batch.insert(&key_bytes(RECORDS, first)[..], value);
+            }
+            if let Some(s) = ev.sample.take() {
+                self.dict.offer(s, sh.cfg.dict_train_after);
+            }
+            let mut h8 = [0u8; 8];
+            h8.copy_from_slice(&ev.hash[..8]);
+            tally.add(ev.time, std::mem::take(&mut ev.dims));
+            let leaf = event_leaf(seq, ev.account.as_str(), &ev.event_id, &ev.hash);
+            let postings = std::mem::take(&mut ev.postings);
+            stored.push((seq, ev.time, ev.dedup, h8, ev.account, postings, leaf));
+        }
+        if let Some((first, value)) = block.finish()? {
             batch.insert(&key_bytes(RECORDS, first)[..], value);
         }
+        let outcomes: Vec<AppendOutcome> = slots
+            .into_iter()
+            .map(|job_slots| AppendOutcome {
+                results: job_slots
+                    .into_iter()
+                    .map(|slot| match slot {
+                        Slot::New(i) => Appended::Stored(seq_of[i]),
+                        Slot::InGroup(i, true, _) => Appended::Duplicate(seq_of[i]),
+                        Slot::InGroup(i, false, account) => {
+                            tracing::warn!(account = %account, seq = seq_of[i], "eventID already stored with different bytes; kept out (conflict)");
+                            Appended::Conflict(seq_of[i])
+                        }
+                        Slot::Done(a) => a,
+                    })
+                    .collect(),
+            })
+            .collect();
         // The index chunk of this group.
         if !stored.is_empty() {
             let chunk = encode_chunk(first_seq, &stored);
