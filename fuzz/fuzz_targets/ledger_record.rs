@@ -1,19 +1,22 @@
 //! The ledger's on-disk value codecs (`orgtrail_store::fuzzing`): record blocks
 //! (`r <first seq>`), index chunks (`x <first seq>`, loaded as at open), segment values
 //! (`s <segment>`), counter plaintexts (`n`/`N`, after AES-GCM), and the plaintext of an
-//! opened version 2 record block. The first byte chooses the codec, the rest is the value.
+//! opened version 2 record block; and the record log's locators (`r`/`h` values). The first
+//! byte chooses the codec, the rest is the value.
 //! Properties: nothing panics or allocates beyond the input's size; a record block's records
 //! lie within it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orgtrail_store::fuzzing::{block_plaintext, counter_plain, index_chunk, record_block, segment};
+use orgtrail_store::fuzzing::{
+    block_plaintext, counter_plain, index_chunk, locators, record_block, segment,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, value)) = data.split_first() else {
         return;
     };
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok((_, parts)) = record_block(value) {
                 // Each sealed part lies within the block, after its own header (24 bytes in a
@@ -37,6 +40,12 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             if let Err(e) = segment(value) {
                 let _ = e.to_string();
+            }
+        }
+        3 => {
+            // Locators of the record log: a located `h` value is 17 bytes, its leaves 32 each.
+            if let Ok((_, n, Some((_, _, len)))) = locators(value) {
+                assert_eq!(len, n * 32);
             }
         }
         _ => {

@@ -59,3 +59,15 @@ pub fn segment(value: &[u8]) -> Result<i64, StoreError> {
 pub fn counter_plain(plain: &[u8]) -> Result<usize, StoreError> {
     crate::counts::Table::decode(plain).map(|t| t.rows())
 }
+
+/// Reads an `r` and an `h` value as the record log's locators, as every reader of those values
+/// does first: (block locator (file, offset, length), leaf count and where the leaves are).
+pub type Located = (Option<(u32, u64, u64)>, u64, Option<(u32, u64, u64)>);
+
+/// Parses `value` as a located (or inline) `r` value and as an `h` value.
+pub fn locators(value: &[u8]) -> Result<Located, StoreError> {
+    let b = crate::log::block_loc(value)?.map(|l| (l.file, l.offset, l.len));
+    let n = crate::log::leaf_count(value)?;
+    let h = crate::log::leaves_loc(value)?.map(|l| (l.file, l.offset, l.len));
+    Ok((b, n, h))
+}
