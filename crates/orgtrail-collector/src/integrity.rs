@@ -425,3 +425,70 @@ impl IntegrityApi for IntegrityService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orgtrail_core::CloudTrailEvent;
+    use orgtrail_crypto::signing::SigningKey;
+    use orgtrail_store::{MemoryConfig, MemoryStore};
+
+    fn store_with(n: u32) -> MemoryStore {
+        let (key, _) = SigningKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let store = MemoryStore::with_config(MemoryConfig {
+            signer: Some(Arc::new(key)),
+            checkpoint_records: 10,
+        });
+        let account: AccountId = "111122223333".parse().unwrap_or_else(|e| panic!("{e:?}"));
+        let events: Vec<(CloudTrailEvent, AccountId)> = (0..n)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"eventVersion":"1.08","eventTime":"2026-11-26T10:00:{:02}Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","eventID":"e-{i}","recipientAccountId":"111122223333"}}"#,
+                    i % 60
+                );
+                (
+                    CloudTrailEvent::parse(json).unwrap_or_else(|e| panic!("{e}")),
+                    account,
+                )
+            })
+            .collect();
+        for chunk in events.chunks(10) {
+            store.append_events(chunk).unwrap_or_else(|e| panic!("{e}"));
+        }
+        store
+    }
+
+    /// The service's checkpoint lookups work on any `EventStore`: here the in-memory model,
+    /// with checkpoints at 10, 20 and 30 of 35 events.
+    #[test]
+    fn checkpoint_lookups_on_the_reference_model() {
+        let store = store_with(35);
+        let at = |size| checkpoint_at(&store, size).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(at(20).map(|c| c.0).ok(), Some(20));
+        let missing = at(25).err().map(|s| (s.code(), s.message().to_owned()));
+        assert_eq!(
+            missing,
+            Some((
+                tonic::Code::NotFound,
+                "no checkpoint is stored at size 25; stored nearby: 10, 20, 30 (the log holds 35 events)"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(
+            newest(&store)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|c| c.0),
+            Some(30)
+        );
+        let empty = MemoryStore::new();
+        assert_eq!(newest(&empty).unwrap_or_else(|e| panic!("{e}")), None);
+        let none = checkpoint_at(&empty, 1)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .err()
+            .map(|s| s.message().to_owned());
+        assert_eq!(
+            none.as_deref(),
+            Some("no checkpoint is stored at size 1: none is stored yet (the log holds 0 events)")
+        );
+    }
+}
