@@ -20,6 +20,7 @@ pub const ENV: &str = "ORGTRAIL_CRASH_AT";
 
 /// Every crash point, in the order a group commit and the index's background work reach them.
 pub const STEPS: &[&str] = &[
+    "group-before-log",
     "group-before-apply",
     "group-after-apply",
     "group-after-flush",

@@ -2,9 +2,11 @@
 
 use crate::error::StoreError;
 
-/// 2: the index in run files (`i` entries, `index/`), Merkle subtree hashes (`t`); format 1
-/// kept every index chunk and rebuilt the index in memory at open.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// 3: record blocks and leaf hashes in the record log (`log/`, see the `log` module), sled
+/// keeping their locators; a format 2 store opens as it is (its inline values are still read)
+/// and is marked 3. 2: the index in run files (`i` entries, `index/`), Merkle subtree hashes
+/// (`t`); format 1 kept every index chunk and rebuilt the index in memory at open.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 pub(crate) const META: u8 = b'm';
 pub(crate) const SEGMENT: u8 = b's';

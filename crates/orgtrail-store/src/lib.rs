@@ -1,6 +1,6 @@
 //! orgtrail's ledger: every event of the organization, once, sealed, and findable.
 //!
-//! # On disk (one sled tree, `ledger`, typed key prefixes; and index run files in `index/`)
+//! # On disk (one sled tree, `ledger`, typed key prefixes; the record log in `log/`; index run files in `index/`)
 //!
 //! | key | value |
 //! |---|---|
@@ -9,9 +9,9 @@
 //! | `m next_seq`, `m next_segment` | next sequence number / segment id (u64 BE) |
 //! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
 //! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
-//! | `r <first seq u64>` | record block: version, count (u16), then per record: segment (u64), dictionary id (u32), nonce (12), length (u32), AES-256-GCM(zstd(event bytes)) with tag |
+//! | `r <first seq u64>` | where a record block is in the record log (19 bytes, see the `log` module); the block: version, count (u16), segment (u64), dictionary id (u32), nonce (12), AES-256-GCM(its records' lengths and zstd frames) with tag (see `ledger::records`) |
 //! | `x <first seq u64>` | index chunk of one group commit not yet in an index run: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
-//! | `h <first seq u64>` | the group's Merkle leaf hashes, 32 bytes each (see the `tree` module for the leaf data) |
+//! | `h <first seq u64>` | where the group's Merkle leaf hashes are in the record log (17 bytes, see `log`), 32 bytes each (see the `tree` module for the leaf data) |
 //! | `t <height u8> <index u64>` | the hash of a complete perfect Merkle subtree of 256 leaves or more (32 bytes) |
 //! | `i <first seq u64>` | an index run: version (1), event count (u32); its file is `index/run-<first>-<end>.idx` (see the `run` module for its layout) |
 //! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
@@ -24,9 +24,11 @@
 //! `t`), `runs` (`i`), `run` (index run files), `ledger::proofs` (`c`), `ledger` (the other
 //! `m` values).
 //!
-//! Every group commit is one `sled::Batch` (record blocks, index chunk, new segments,
-//! counters) followed by `flush()`: a group is either wholly durable or absent after a crash,
-//! and nothing is acknowledged before it is durable.
+//! Every group commit appends one frame (its record blocks and leaf hashes) to the record log
+//! and syncs it, then applies one `sled::Batch` (their locators, index chunk, new segments,
+//! counters) followed by `flush()`: the batch is the commit point. A group is either wholly
+//! durable or absent after a crash (a frame no locator names is cut at the next open), and
+//! nothing is acknowledged before it is durable.
 //!
 //! # Secrets
 //! * Event bytes are compressed then sealed with AES-256-GCM under the data key of their
@@ -60,6 +62,7 @@ mod format;
 pub mod fuzzing;
 mod index;
 mod ledger;
+mod log;
 mod memory;
 mod postings;
 mod query;

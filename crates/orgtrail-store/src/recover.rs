@@ -125,7 +125,7 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
             .ok_or_else(|| StoreError::Corrupt("index chunk header too short".into()))?;
         Ok(u64::from(u32::from_be_bytes(c)))
     })?;
-    let hashes = runs(tree, HASHES, base, |v| Ok((v.len() / 32) as u64))?;
+    let hashes = runs(tree, HASHES, base, crate::log::leaf_count)?;
     let records = runs(tree, RECORDS, base, |v| {
         // version (1), count (u16)
         let c = v

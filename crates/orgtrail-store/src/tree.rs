@@ -17,6 +17,7 @@ use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
 
 use crate::error::StoreError;
 use crate::format::{Reader, key};
+use crate::log::LogReader;
 
 pub(crate) const HASHES: u8 = b'h';
 pub(crate) const SUBTREES: u8 = b't';
@@ -80,10 +81,14 @@ impl TreeState {
     }
 
     /// The state of a log of `size` leaves, from its stored subtree and leaf hashes.
-    pub(crate) fn load(tree: &sled::Tree, size: u64) -> Result<TreeState, StoreError> {
+    pub(crate) fn load(
+        tree: &sled::Tree,
+        log: &LogReader,
+        size: u64,
+    ) -> Result<TreeState, StoreError> {
         let tile_start = size - size % TILE;
         let tail = if size > tile_start {
-            read_leaves(tree, tile_start + 1, size - tile_start)?
+            read_leaves(tree, log, tile_start + 1, size - tile_start)?
         } else {
             Vec::new()
         };
@@ -147,14 +152,16 @@ fn stored_subtree(tree: &sled::Tree, height: u32, index: u64) -> Result<Hash, St
 pub(crate) struct StoreSubtrees<'a> {
     pub(crate) state: &'a TreeState,
     pub(crate) tree: &'a sled::Tree,
+    log: &'a LogReader,
     cache: Option<(u64, Vec<Hash>)>,
 }
 
 impl<'a> StoreSubtrees<'a> {
-    pub(crate) fn new(state: &'a TreeState, tree: &'a sled::Tree) -> Self {
+    pub(crate) fn new(state: &'a TreeState, tree: &'a sled::Tree, log: &'a LogReader) -> Self {
         StoreSubtrees {
             state,
             tree,
+            log,
             cache: None,
         }
     }
@@ -163,7 +170,7 @@ impl<'a> StoreSubtrees<'a> {
         if self.cache.as_ref().is_none_or(|(ct, _)| *ct != t) {
             let complete = self.state.size() / TILE;
             let leaves = if t < complete {
-                read_leaves(self.tree, t * TILE + 1, TILE)?
+                read_leaves(self.tree, self.log, t * TILE + 1, TILE)?
             } else {
                 self.state.tail.clone()
             };
@@ -200,6 +207,7 @@ impl Subtrees for StoreSubtrees<'_> {
 /// Reads `count` leaf hashes starting at sequence number `first` (1-based).
 pub(crate) fn read_leaves(
     tree: &sled::Tree,
+    log: &LogReader,
     first: u64,
     count: u64,
 ) -> Result<Vec<Hash>, StoreError> {
@@ -216,6 +224,7 @@ pub(crate) fn read_leaves(
         let mut s8 = [0u8; 8];
         s8.copy_from_slice(&k[1..9]);
         let group_first = u64::from_be_bytes(s8);
+        let v = log.leaves(&v)?;
         let mut r = Reader::new(&v, "leaf hashes");
         let mut seq = group_first;
         while !r.done() {
@@ -256,6 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("t").unwrap_or_else(|e| panic!("{e}"));
+        let log = LogReader::new(dir.path());
         let all = leaves(3000);
         let mut published = TreeState::default();
         let mut frontier = Frontier::new();
@@ -271,7 +281,7 @@ mod tests {
             });
             tree.apply_batch(batch).unwrap_or_else(|e| panic!("{e}"));
             published.apply(frontier.clone(), group);
-            let loaded = TreeState::load(&tree, end as u64).unwrap_or_else(|e| panic!("{e}"));
+            let loaded = TreeState::load(&tree, &log, end as u64).unwrap_or_else(|e| panic!("{e}"));
             let mut pushed = Frontier::new();
             for l in &all[..end] {
                 pushed.push(*l);
@@ -292,11 +302,12 @@ mod tests {
                 );
             }
         }
-        let state = TreeState::load(&tree, 3000).unwrap_or_else(|e| panic!("{e}"));
+        let state = TreeState::load(&tree, &log, 3000).unwrap_or_else(|e| panic!("{e}"));
         let root = merkle::root(&all);
         for seq in [0u64, 255, 256, 1999, 2999] {
-            let proof = merkle::inclusion_proof(&mut StoreSubtrees::new(&state, &tree), seq, 3000)
-                .unwrap_or_else(|e| panic!("{e:?}"));
+            let proof =
+                merkle::inclusion_proof(&mut StoreSubtrees::new(&state, &tree, &log), seq, 3000)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             assert!(merkle::verify_inclusion(
                 &all[seq as usize],
                 seq,

@@ -62,6 +62,15 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
     if found == FORMAT_VERSION {
         return Ok(report);
     }
+    if found == 2 {
+        // Format 3 reads format 2's values as they are (see `log`): only the number changes.
+        tree.insert(
+            meta_key("format"),
+            u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
+        )?;
+        db.flush()?;
+        return Ok(report);
+    }
     if found != 1 {
         return Err(StoreError::Format {
             path: path_s,
@@ -74,6 +83,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
     crate::recover::apply(&tree, &db, &plan)?;
     let end = plan.end;
     report.events = end;
+    let log = crate::log::LogReader::new(dir);
 
     // 1. Merkle subtree hashes, from the leaf hashes in order.
     let mut frontier = Frontier::new();
@@ -88,6 +98,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
                 frontier.size()
             )));
         }
+        let v = log.leaves(&v)?;
         let leaves: Vec<[u8; 32]> = v
             .chunks_exact(32)
             .map(|c| {

@@ -28,9 +28,9 @@ impl PrefixUsage {
     /// What the prefix holds, for people.
     pub fn name(&self) -> &'static str {
         match self.prefix {
-            b'r' => "records",
+            b'r' => "records (inline, or locators into log/)",
             b'x' => "index chunks",
-            b'h' => "Merkle leaf hashes",
+            b'h' => "leaf hashes (inline, or locators into log/)",
             b's' => "segments",
             b'c' => "checkpoints",
             b'm' => "meta (dictionaries, counters)",

@@ -369,6 +369,7 @@ pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) 
     };
     let r = catch(|| {
         let tree = db.open_tree("ledger")?;
+        let log = crate::log::LogReader::new(dir);
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
             None => return Err(StoreError::Corrupt("store has no id".into())),
@@ -393,6 +394,7 @@ pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) 
                     leaves.len()
                 )));
             }
+            let v = log.leaves(&v)?;
             let mut r = Reader::new(&v, "leaf hashes");
             while !r.done() {
                 leaves.push(r.array::<32>()?);

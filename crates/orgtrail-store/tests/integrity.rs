@@ -134,6 +134,37 @@ fn with_tree(data: &Path, f: impl FnOnce(&sled::Tree)) {
     db.flush().unwrap();
 }
 
+/// Changes the bytes that the `r` or `h` value at `k` locates in the record log (layouts in
+/// the store's `log` module): `f` gets them and changes them in place.
+fn tamper_log(data: &Path, k: &[u8], f: impl FnOnce(&mut [u8])) {
+    use std::os::unix::fs::FileExt;
+    let mut v = Vec::new();
+    with_tree(data, |t| v = t.get(k).unwrap().unwrap().to_vec());
+    assert_eq!(v[0], 0x80, "the value is a locator");
+    let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+    let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap());
+    let (file, offset, len) = if k[0] == b'r' {
+        (be32(&v[3..7]), be64(&v[7..15]), u64::from(be32(&v[15..19])))
+    } else {
+        (
+            be32(&v[5..9]),
+            be64(&v[9..17]),
+            u64::from(be32(&v[1..5])) * 32,
+        )
+    };
+    let path = data.join("log").join(format!("{file:010}.log"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset).unwrap();
+    f(&mut buf);
+    file.write_all_at(&buf, offset).unwrap();
+    file.sync_all().unwrap();
+}
+
 /// The record blocks, (first seq, count), in order. Blocks hold records of one account, so
 /// where they start depends on how the accounts' events interleave.
 fn blocks(data: &Path) -> Vec<(u64, u64)> {
@@ -172,11 +203,9 @@ fn an_untouched_store_verifies_fully_and_publicly() {
 fn changed_event_bytes_are_detected() {
     let f = fixture(120);
     let (first, count) = blocks(&f.data)[1];
-    with_tree(&f.data, |t| {
-        let mut v = t.get(key(b'r', first)).unwrap().unwrap().to_vec();
+    tamper_log(&f.data, &key(b'r', first), |v| {
         let n = v.len();
         v[n - 20] ^= 0x40;
-        t.insert(key(b'r', first), v).unwrap();
     });
     let r = f.full(&[]);
     // The block is sealed as a whole: every record of it fails to open, no other one.
@@ -203,11 +232,7 @@ fn a_covered_up_leaf_hash_is_detected() {
     let f = fixture(120);
     let saved = f.latest();
     // Someone replaces a leaf hash (as if to cover a changed record).
-    with_tree(&f.data, |t| {
-        let mut v = t.get(key(b'h', 41)).unwrap().unwrap().to_vec();
-        v[5 * 32] ^= 1;
-        t.insert(key(b'h', 41), v).unwrap();
-    });
+    tamper_log(&f.data, &key(b'h', 41), |v| v[5 * 32] ^= 1);
     let r = f.full(std::slice::from_ref(&saved));
     assert!(
         has(&r, "record 46: its content does not match its leaf hash"),
@@ -771,7 +796,7 @@ fn a_store_of_format_1_is_refused_with_the_way_to_upgrade_it() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("has format 1, this orgtrail reads format 2"),
+        err.contains("has format 1, this orgtrail reads format 3"),
         "{err}"
     );
     assert!(err.contains("orgtrail store upgrade --data-dir"), "{err}");

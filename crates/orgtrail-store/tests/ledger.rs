@@ -377,16 +377,7 @@ fn a_relabelled_block_fails_to_open() {
     }
     let b = blocks(data.path());
     let (first, _) = b[0];
-    let header = |seq: u64| {
-        let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
-        let v = db
-            .open_tree("ledger")
-            .unwrap()
-            .get(seq_key(b'r', seq))
-            .unwrap()
-            .unwrap();
-        v[3..15].to_vec()
-    };
+    let header = |seq: u64| log_block(data.path(), seq)[3..15].to_vec();
     // A block of another account (another segment) names another segment.
     let other = b
         .iter()
@@ -409,7 +400,8 @@ fn a_relabelled_block_fails_to_open() {
         ),
     ];
     for (what, change) in cases {
-        let saved = {
+        let saved = log_block(data.path(), first);
+        let saved_locator = {
             let db = orgtrail_store::open_sled(data.path(), 1 << 20).unwrap();
             db.open_tree("ledger")
                 .unwrap()
@@ -418,7 +410,13 @@ fn a_relabelled_block_fails_to_open() {
                 .unwrap()
                 .to_vec()
         };
-        tamper(data.path(), &seq_key(b'r', first), |v| change(v));
+        let mut changed = saved.clone();
+        change(&mut changed);
+        set_log_block(data.path(), first, &changed);
+        // The locator repeats the block's count: relabelled too, as a forger would.
+        tamper(data.path(), &seq_key(b'r', first), |v| {
+            v[1..3].copy_from_slice(&changed[1..3])
+        });
         {
             let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
             let e = ledger.read(first).unwrap_err();
@@ -429,7 +427,8 @@ fn a_relabelled_block_fails_to_open() {
             );
             ledger.close().unwrap();
         }
-        tamper(data.path(), &seq_key(b'r', first), |v| *v = saved);
+        set_log_block(data.path(), first, &saved);
+        tamper(data.path(), &seq_key(b'r', first), |v| *v = saved_locator);
     }
     let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
     ledger.read(first).unwrap();
@@ -471,6 +470,47 @@ fn tamper(data: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
     f(&mut v);
     t.insert(key, v).unwrap();
     db.flush().unwrap();
+}
+
+/// Where the record block at `first` is in the record log (locator layout in the store's `log`
+/// module): its file and (offset, length).
+fn block_place(data: &Path, first: u64) -> (std::fs::File, u64, usize) {
+    let db = orgtrail_store::open_sled(data, 1 << 20).unwrap();
+    let v = db
+        .open_tree("ledger")
+        .unwrap()
+        .get(seq_key(b'r', first))
+        .unwrap()
+        .unwrap();
+    assert_eq!(v[0], 0x80, "a located block");
+    let file = u32::from_be_bytes(v[3..7].try_into().unwrap());
+    let offset = u64::from_be_bytes(v[7..15].try_into().unwrap());
+    let len = u32::from_be_bytes(v[15..19].try_into().unwrap()) as usize;
+    let path = data.join("log").join(format!("{file:010}.log"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    (f, offset, len)
+}
+
+/// The bytes of the record block at `first`, from the record log.
+fn log_block(data: &Path, first: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let (f, offset, len) = block_place(data, first);
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, offset).unwrap();
+    buf
+}
+
+/// Overwrites the record block at `first` in the record log (same length).
+fn set_log_block(data: &Path, first: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let (f, offset, len) = block_place(data, first);
+    assert_eq!(len, bytes.len());
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
 }
 
 fn seq_key(prefix: u8, seq: u64) -> Vec<u8> {

@@ -45,7 +45,7 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
     assert!(err.contains("orgtrail store upgrade"), "{err}");
 
     let report = upgrade(&data, 256).unwrap();
-    assert_eq!((report.from, report.to, report.events), (1, 2, 600));
+    assert_eq!((report.from, report.to, report.events), (1, 3, 600));
     // Runs are cut at group boundaries once 256 events are in: the import's groups were larger.
     assert!(report.runs >= 1, "{report:?}");
     assert!(data.join("index").read_dir().unwrap().count() >= 1);
@@ -54,7 +54,7 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
     let again = upgrade(&data, 256).unwrap();
     assert_eq!(
         (again.from, again.to, again.runs, again.subtrees),
-        (2, 2, 0, 0)
+        (3, 3, 0, 0)
     );
 
     // The same events, found by their eventID.
@@ -90,6 +90,45 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
         scan.reason
     );
     assert_eq!((scan.events, scan.limit), (600, 1000));
+    // New groups go to the record log, beside the upgraded store's inline values.
+    let fresh: Vec<CloudTrailEvent> = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
+        count: 100,
+        accounts: 2,
+        seed: 99,
+        ..orgtrail_gen::GenConfig::default()
+    })
+    .map(|b| CloudTrailEvent::parse(b).unwrap())
+    .collect();
+    let mut p = ledger.preparer();
+    let prepared = fresh
+        .iter()
+        .map(|e| {
+            let a: AccountId = e
+                .fields()
+                .recipient_account_id
+                .as_ref()
+                .unwrap()
+                .parse()
+                .unwrap();
+            p.prepare(e, a).unwrap()
+        })
+        .collect();
+    let out = ledger.append_blocking(prepared).unwrap();
+    assert_eq!(out.stored(), 100);
+    drop(p);
+    ledger.close().unwrap();
+    drop(ledger);
+    assert!(data.join("log").read_dir().unwrap().count() >= 1);
+    let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
+    assert_eq!(ledger.stats().events, 700);
+    for e in [&fresh[0], &fresh[99]] {
+        let f = e.fields();
+        let a: AccountId = f.recipient_account_id.as_ref().unwrap().parse().unwrap();
+        assert_eq!(
+            ledger.get(&a, &f.event_id).unwrap().unwrap().bytes,
+            e.bytes()
+        );
+    }
     ledger.close().unwrap();
     drop(ledger);
 

@@ -33,7 +33,9 @@ pub struct LedgerConfig {
     pub dict_train_after: usize,
     /// Most events the writer commits in one group (one sled batch, one flush).
     pub max_group_events: usize,
-    /// sled's page cache.
+    /// sled's page cache. sled holds small values (locators, the newest index chunks,
+    /// counters, subtree hashes); records and leaf hashes are read from the record log through
+    /// the operating system's page cache, which does not count as the process's memory.
     pub cache_bytes: u64,
     /// zstd level.
     pub zstd_level: i32,
@@ -73,7 +75,7 @@ impl Default for LedgerConfig {
             max_run_events: 1 << 24,
             dict_train_after: 4000,
             max_group_events: 2048,
-            cache_bytes: 256 << 20,
+            cache_bytes: 16 << 20,
             zstd_level: 3,
             signer: None,
             checkpoint_records: 100_000,

@@ -83,7 +83,7 @@ pub(super) fn load(
         )));
     }
     // The Merkle log: its frontier from the stored subtree hashes.
-    index.tree = crate::tree::TreeState::load(tree, end)?;
+    index.tree = crate::tree::TreeState::load(tree, &crate::log::LogReader::new(data), end)?;
     Ok(Loaded {
         segments,
         dicts,

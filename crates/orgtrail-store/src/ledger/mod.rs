@@ -126,6 +126,8 @@ struct Shared {
     provider: Arc<dyn KeyProvider>,
     blinder: BlindIndexer,
     index: RwLock<Index>,
+    /// Reads record blocks and leaf hashes from the record log.
+    log: crate::log::LogReader,
     segments: RwLock<HashMap<u64, SegmentInfo>>,
     keys: Mutex<HashMap<u64, Arc<DataKey>>>,
     dicts: RwLock<Dicts>,
@@ -230,7 +232,15 @@ impl Ledger {
         match tree.get(meta_key("format"))? {
             Some(v) => {
                 let found = u32::try_from(be_u64(&v)?).unwrap_or(u32::MAX);
-                if found != FORMAT_VERSION {
+                if found == 2 && !cfg.read_only {
+                    // Format 3 reads format 2's values as they are (see `log`); from now on
+                    // groups go to the record log, which format 2 readers do not know.
+                    tree.insert(
+                        meta_key("format"),
+                        u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
+                    )?;
+                    db.flush()?;
+                } else if found != FORMAT_VERSION && found != 2 {
                     return Err(StoreError::Format {
                         path: path_s,
                         found,
@@ -290,6 +300,7 @@ impl Ledger {
             provider,
             blinder,
             index: RwLock::new(loaded.index),
+            log: crate::log::LogReader::new(dir),
             segments: RwLock::new(loaded.segments),
             keys: Mutex::new(HashMap::new()),
             dicts: RwLock::new(loaded.dicts),

@@ -47,7 +47,7 @@ impl Ledger {
         if size == 0 {
             return Ok(merkle::empty_root());
         }
-        StoreSubtrees::new(&state, &self.shared.tree()?).subtree(0, size)
+        StoreSubtrees::new(&state, &self.shared.tree()?, &self.shared.log).subtree(0, size)
     }
 
     /// The inclusion proof of the event at `seq` in the log of `size` events.
@@ -60,7 +60,7 @@ impl Ledger {
             )));
         }
         merkle::inclusion_proof(
-            &mut StoreSubtrees::new(&state, &self.shared.tree()?),
+            &mut StoreSubtrees::new(&state, &self.shared.tree()?, &self.shared.log),
             seq - 1,
             size,
         )
@@ -77,7 +77,7 @@ impl Ledger {
             )));
         }
         merkle::consistency_proof(
-            &mut StoreSubtrees::new(&state, &self.shared.tree()?),
+            &mut StoreSubtrees::new(&state, &self.shared.tree()?, &self.shared.log),
             first,
             second,
         )
@@ -86,7 +86,7 @@ impl Ledger {
 
     /// The stored leaf hash of the event at `seq`.
     pub fn leaf(&self, seq: u64) -> Result<Hash, StoreError> {
-        crate::tree::read_leaves(&self.shared.tree()?, seq, 1)?
+        crate::tree::read_leaves(&self.shared.tree()?, &self.shared.log, seq, 1)?
             .pop()
             .ok_or_else(|| StoreError::Corrupt(format!("leaf hash {seq} is missing")))
     }
@@ -133,7 +133,7 @@ impl Ledger {
         if n == 0 {
             return Ok(Vec::new());
         }
-        crate::tree::read_leaves(&self.shared.tree()?, 1, n)
+        crate::tree::read_leaves(&self.shared.tree()?, &self.shared.log, 1, n)
     }
 
     /// Stored checkpoints with `from <= size <= to`, at most `limit`, oldest first (or newest
@@ -170,7 +170,7 @@ impl Ledger {
         if count == 0 {
             return Ok(Vec::new());
         }
-        crate::tree::read_leaves(&self.shared.tree()?, first, count)
+        crate::tree::read_leaves(&self.shared.tree()?, &self.shared.log, first, count)
     }
 }
 

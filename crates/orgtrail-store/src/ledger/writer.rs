@@ -66,6 +66,34 @@ pub(super) struct WriterState {
     counts: crate::counts::Writer,
     /// Index runs being written or merged in the background.
     index_jobs: IndexJobs,
+    /// The record log's end, where the next group's frame goes.
+    log: crate::log::LogWriter,
+}
+
+/// A group's frame in the record log, being built: where it goes and its bytes so far.
+struct Frame {
+    file: u32,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl Frame {
+    /// Adds a record block to the frame and its locator (`r <first>`) to `batch`.
+    fn block(&mut self, batch: &mut sled::Batch, first: u64, value: Vec<u8>) {
+        let count = value
+            .get(1..3)
+            .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+        let loc = crate::log::Loc {
+            file: self.file,
+            offset: self.offset + self.bytes.len() as u64,
+            len: value.len() as u64,
+        };
+        batch.insert(
+            &key_bytes(RECORDS, first)[..],
+            crate::log::block_locator(count, loc),
+        );
+        self.bytes.extend_from_slice(&value);
+    }
 }
 
 fn now_ms() -> i64 {
@@ -101,6 +129,7 @@ impl WriterState {
             last_checkpoint_at: std::time::Instant::now(),
             counts: crate::counts::Writer::load(&sh.tree()?, sh.cfg.count_merge_after)?,
             index_jobs: IndexJobs::default(),
+            log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
         })
     }
 
@@ -305,6 +334,7 @@ impl WriterState {
         *sh.dicts.write().map_err(|_| StoreError::WriterGone)? = loaded.dicts;
         *sh.files.write().map_err(|_| StoreError::WriterGone)? = Some(Files { db, tree });
         *self = WriterState::load(sh, loaded.next_seq)?;
+        sh.log.reset();
         Ok(())
     }
 
@@ -436,6 +466,13 @@ impl WriterState {
         let mut seq_of = vec![0u64; fresh.len()];
         let mut stored: Vec<StoredEntry> = Vec::with_capacity(fresh.len());
         let mut block = BlockEncoder::new(sh.cfg.block_records);
+        // The group's frame in the log: its blocks, then its leaf hashes.
+        let (log_file, log_offset) = self.log.next_frame()?;
+        let mut frame = Frame {
+            file: log_file,
+            offset: log_offset,
+            bytes: Vec::new(),
+        };
         for i in order {
             let ev = &mut fresh[i];
             let seq = self.next_seq;
@@ -445,7 +482,7 @@ impl WriterState {
             if let Some((first, value)) =
                 block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?
             {
-                batch.insert(&key_bytes(RECORDS, first)[..], value);
+                frame.block(&mut batch, first, value);
             }
             if let Some(s) = ev.sample.take() {
                 self.dict.offer(s, sh.cfg.dict_train_after);
@@ -458,7 +495,7 @@ impl WriterState {
             stored.push((seq, ev.time, ev.dedup, h8, ev.account, postings, leaf));
         }
         if let Some((first, value)) = block.finish()? {
-            batch.insert(&key_bytes(RECORDS, first)[..], value);
+            frame.block(&mut batch, first, value);
         }
         let outcomes: Vec<AppendOutcome> = slots
             .into_iter()
@@ -488,7 +525,15 @@ impl WriterState {
         let mut frontier = self.frontier.clone();
         let group_leaves: Vec<Hash> = stored.iter().map(|e| e.6).collect();
         if !stored.is_empty() {
-            batch.insert(&key_bytes(HASHES, first_seq)[..], group_leaves.concat());
+            let at = frame.offset + frame.bytes.len() as u64;
+            for leaf in &group_leaves {
+                frame.bytes.extend_from_slice(leaf);
+            }
+            let count = u32::try_from(group_leaves.len()).unwrap_or(u32::MAX);
+            batch.insert(
+                &key_bytes(HASHES, first_seq)[..],
+                crate::log::leaves_locator(count, frame.file, at),
+            );
             crate::tree::push_leaves(&mut frontier, &group_leaves, |height, index, h| {
                 batch.insert(&crate::tree::subtree_key(height, index)[..], &h[..]);
             });
@@ -517,6 +562,11 @@ impl WriterState {
         }
 
         let files = sh.files()?;
+        // The frame first, synced: sled's batch, the commit point, names it.
+        if !frame.bytes.is_empty() {
+            crate::crashpoint::hit("group-before-log");
+            self.log.write(&frame.bytes)?;
+        }
         crate::crashpoint::hit("group-before-apply");
         files
             .tree
@@ -528,6 +578,7 @@ impl WriterState {
             .flush()
             .map_err(|source| StoreError::Write { source })?;
         crate::crashpoint::hit("group-after-flush");
+        self.log.committed(frame.bytes.len() as u64);
         self.frontier = frontier.clone();
         self.counts.committed(count_keys);
 

@@ -1,0 +1,366 @@
+//! The record log: append-only files beside sled holding the bulk of each group commit (its
+//! sealed record blocks and its Merkle leaf hashes), so that sled keeps only small locators.
+//!
+//! sled keeps in memory much of what it is given to write, and adds about 200 bytes per event
+//! of its own on disk to values of a few hundred bytes. The log files have neither cost: a
+//! group is appended with one positioned write and one `fdatasync`, read back with positioned
+//! reads, and sled's batch remains the commit point.
+//!
+//! # Files
+//!
+//! `log/<n>.log` in the store's directory, `n` a file number (u32) written as 10 decimal
+//! digits, from 1. A file takes group commits until it holds [`FILE_BYTES`]; the next group
+//! starts the next file. Each group is one frame: its record blocks (each exactly the bytes of
+//! a version 2 `r` value, see `ledger::records`), then its leaf hashes (32 bytes each, in
+//! sequence order). Frames follow each other with nothing between them; the files carry no
+//! header, since sled's locators say where everything is.
+//!
+//! # Locators (sled values)
+//!
+//! | key | located value |
+//! |---|---|
+//! | `r <first seq u64>` | 0x80, count of records (u16 BE), file (u32 BE), offset (u64 BE), length (u32 BE): 19 bytes |
+//! | `h <first seq u64>` | 0x80, count of leaf hashes (u32 BE), file (u32 BE), offset (u64 BE): 17 bytes (length 32 × count) |
+//!
+//! A located `r` value keeps an inline value's layout for its first three bytes (a version
+//! byte, then the count), and an inline `h` value is a multiple of 32 bytes long, so values
+//! written inline by earlier versions of format 2 are still read as they are.
+//!
+//! # Crash safety
+//!
+//! The writer writes a group's frame at the log's committed end and syncs it *before* the sled
+//! batch that holds the group's locators is applied and flushed. A crash in between leaves
+//! bytes past the committed end, which no locator names: the next writable open (or the
+//! writer's reopen after a failed write) truncates the file to the end of the last committed
+//! frame and removes later files. The committed end is where the last `h` locator's leaves
+//! end: every frame ends with its leaves. A read-only open reads and changes nothing here.
+//!
+//! Record blocks are sealed (AES-GCM, their place bound in the AAD), and leaf hashes are
+//! checked against signed checkpoints, so a log byte changed is found by a read or `verify`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::error::StoreError;
+use crate::format::Reader;
+
+/// The tag byte of a located value.
+pub(crate) const LOCATED: u8 = 0x80;
+/// A file takes frames until it holds this many bytes.
+pub(crate) const FILE_BYTES: u64 = 512 << 20;
+/// Length of a located `r` value.
+const R_LEN: usize = 19;
+/// Length of a located `h` value.
+const H_LEN: usize = 17;
+
+/// Where some bytes are in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub(crate) file: u32,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+impl Loc {
+    /// The (file, offset) just past these bytes.
+    pub(crate) fn end(&self) -> (u32, u64) {
+        (self.file, self.offset + self.len)
+    }
+}
+
+/// The locator value of a record block of `count` records.
+pub(crate) fn block_locator(count: u16, loc: Loc) -> Vec<u8> {
+    let mut v = Vec::with_capacity(R_LEN);
+    v.push(LOCATED);
+    v.extend_from_slice(&count.to_be_bytes());
+    v.extend_from_slice(&loc.file.to_be_bytes());
+    v.extend_from_slice(&loc.offset.to_be_bytes());
+    v.extend_from_slice(&u32::try_from(loc.len).unwrap_or(u32::MAX).to_be_bytes());
+    v
+}
+
+/// The locator value of `count` leaf hashes.
+pub(crate) fn leaves_locator(count: u32, file: u32, offset: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(H_LEN);
+    v.push(LOCATED);
+    v.extend_from_slice(&count.to_be_bytes());
+    v.extend_from_slice(&file.to_be_bytes());
+    v.extend_from_slice(&offset.to_be_bytes());
+    v
+}
+
+/// Where a located `r` value's block is, or `None` for an inline value.
+pub(crate) fn block_loc(v: &[u8]) -> Result<Option<Loc>, StoreError> {
+    if v.first() != Some(&LOCATED) {
+        return Ok(None);
+    }
+    if v.len() != R_LEN {
+        return Err(StoreError::Corrupt(
+            "record block locator: wrong length".into(),
+        ));
+    }
+    let mut r = Reader::new(&v[3..], "record block locator");
+    Ok(Some(Loc {
+        file: r.u32()?,
+        offset: r.u64()?,
+        len: u64::from(r.u32()?),
+    }))
+}
+
+/// Where a located `h` value's leaves are, or `None` for an inline value.
+pub(crate) fn leaves_loc(v: &[u8]) -> Result<Option<Loc>, StoreError> {
+    if v.len().is_multiple_of(32) {
+        return Ok(None);
+    }
+    if v.len() != H_LEN || v[0] != LOCATED {
+        return Err(StoreError::Corrupt(
+            "leaf hashes: neither 32-byte hashes nor a locator".into(),
+        ));
+    }
+    let mut r = Reader::new(&v[1..], "leaf hashes locator");
+    let count = r.u32()?;
+    Ok(Some(Loc {
+        file: r.u32()?,
+        offset: r.u64()?,
+        len: u64::from(count) * 32,
+    }))
+}
+
+/// How many leaf hashes an `h` value holds (inline or located), without reading the log.
+pub(crate) fn leaf_count(v: &[u8]) -> Result<u64, StoreError> {
+    Ok(match leaves_loc(v)? {
+        Some(loc) => loc.len / 32,
+        None => (v.len() / 32) as u64,
+    })
+}
+
+fn file_path(dir: &Path, file: u32) -> PathBuf {
+    dir.join(format!("{file:010}.log"))
+}
+
+/// The log directory of the store in `data`.
+pub(crate) fn dir_of(data: &Path) -> PathBuf {
+    data.join("log")
+}
+
+fn io_err(what: String, e: std::io::Error) -> StoreError {
+    StoreError::Write {
+        source: sled::Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}"))),
+    }
+}
+
+/// Reads located values; files are opened once, read-only, on first use.
+#[derive(Debug)]
+pub(crate) struct LogReader {
+    dir: PathBuf,
+    files: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+impl LogReader {
+    pub(crate) fn new(data: &Path) -> Self {
+        LogReader {
+            dir: dir_of(data),
+            files: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn file(&self, n: u32) -> Result<Arc<File>, StoreError> {
+        if let Some(f) = self.files.read().ok().and_then(|g| g.get(&n).cloned()) {
+            return Ok(f);
+        }
+        let path = file_path(&self.dir, n);
+        let f = Arc::new(File::open(&path).map_err(|e| {
+            StoreError::Corrupt(format!("log file {} cannot be read: {e}", path.display()))
+        })?);
+        if let Ok(mut g) = self.files.write() {
+            g.insert(n, f.clone());
+        }
+        Ok(f)
+    }
+
+    /// The bytes at `loc`.
+    pub(crate) fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError> {
+        let len = usize::try_from(loc.len)
+            .map_err(|_| StoreError::Corrupt("log locator: length too large".into()))?;
+        let mut buf = vec![0u8; len];
+        self.file(loc.file)?
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "log file {}: {} bytes at {} cannot be read: {e}",
+                    file_path(&self.dir, loc.file).display(),
+                    loc.len,
+                    loc.offset
+                ))
+            })?;
+        Ok(buf)
+    }
+
+    /// An `r` value's block bytes: inline as they are, located read from the log.
+    pub(crate) fn block<'a>(&self, v: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+        match block_loc(v)? {
+            None => Ok(Cow::Borrowed(v)),
+            Some(loc) => {
+                let b = self.read(loc)?;
+                // The block's own count must be the locator's.
+                if b.get(1..3) != v.get(1..3) {
+                    return Err(StoreError::Corrupt(
+                        "record block in the log does not match its locator".into(),
+                    ));
+                }
+                Ok(Cow::Owned(b))
+            }
+        }
+    }
+
+    /// An `h` value's leaf hashes: inline as they are, located read from the log.
+    pub(crate) fn leaves<'a>(&self, v: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+        match leaves_loc(v)? {
+            None => Ok(Cow::Borrowed(v)),
+            Some(loc) => Ok(Cow::Owned(self.read(loc)?)),
+        }
+    }
+
+    /// Forgets open files (after the writer truncated or removed some).
+    pub(crate) fn reset(&self) {
+        if let Ok(mut g) = self.files.write() {
+            g.clear();
+        }
+    }
+}
+
+/// The committed end of the log: where the leaves of the last `h` value in `tree` end, or the
+/// start of file 1 when no value is located.
+pub(crate) fn committed_end(tree: &sled::Tree) -> Result<(u32, u64), StoreError> {
+    // An inline last value means every value is inline: nothing is in the log yet.
+    if let Some(kv) = tree.scan_prefix([crate::tree::HASHES]).next_back()
+        && let Some(loc) = leaves_loc(&kv?.1)?
+    {
+        return Ok(loc.end());
+    }
+    Ok((1, 0))
+}
+
+/// Appends frames at the log's end (the writer thread's).
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    dir: PathBuf,
+    file_no: u32,
+    file: File,
+    end: u64,
+}
+
+impl LogWriter {
+    /// Opens the log for appending at `end` (the committed end): truncates what lies past it
+    /// and removes later files.
+    pub(crate) fn open(data: &Path, end: (u32, u64)) -> Result<Self, StoreError> {
+        let dir = dir_of(data);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_err(format!("cannot create {}", dir.display()), e))?;
+        let (file_no, end) = end;
+        // Later files hold only uncommitted frames.
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| io_err(format!("cannot list {}", dir.display()), e))?;
+        let mut removed = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(format!("cannot list {}", dir.display()), e))?;
+            let name = entry.file_name();
+            let Some(n) = name
+                .to_str()
+                .and_then(|s| s.strip_suffix(".log"))
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if n > file_no {
+                tracing::warn!(file = %entry.path().display(), "removing an uncommitted log file");
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| io_err(format!("cannot remove {}", entry.path().display()), e))?;
+                removed = true;
+            }
+        }
+        let path = file_path(&dir, file_no);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_err(format!("cannot open {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_err(format!("cannot read {}", path.display()), e))?
+            .len();
+        if len < end {
+            return Err(StoreError::Corrupt(format!(
+                "log file {} holds {len} bytes, but committed groups end at {end}; nothing was \
+                 deleted",
+                path.display()
+            )));
+        }
+        if len > end {
+            tracing::warn!(file = %path.display(), bytes = len - end, "cutting an uncommitted tail off the log");
+            file.set_len(end)
+                .map_err(|e| io_err(format!("cannot truncate {}", path.display()), e))?;
+            file.sync_all()
+                .map_err(|e| io_err(format!("cannot sync {}", path.display()), e))?;
+        }
+        if removed || len == 0 {
+            sync_dir(&dir)?;
+        }
+        Ok(LogWriter {
+            dir,
+            file_no,
+            file,
+            end,
+        })
+    }
+
+    /// Where the next frame goes: (file, offset). Starts the next file when this one is full.
+    pub(crate) fn next_frame(&mut self) -> Result<(u32, u64), StoreError> {
+        if self.end >= FILE_BYTES {
+            let next = self.file_no + 1;
+            let path = file_path(&self.dir, next);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| io_err(format!("cannot create {}", path.display()), e))?;
+            sync_dir(&self.dir)?;
+            self.file = file;
+            self.file_no = next;
+            self.end = 0;
+        }
+        Ok((self.file_no, self.end))
+    }
+
+    /// Writes `frame` at the end and syncs it. The end moves only with [`LogWriter::committed`],
+    /// once sled holds the frame's locators: a frame written again after a failure overwrites
+    /// the first attempt.
+    pub(crate) fn write(&mut self, frame: &[u8]) -> Result<(), StoreError> {
+        let path = || file_path(&self.dir, self.file_no).display().to_string();
+        self.file
+            .write_all_at(frame, self.end)
+            .map_err(|e| io_err(format!("cannot write {}", path()), e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| io_err(format!("cannot sync {}", path()), e))
+    }
+
+    /// The frame of `len` bytes last written is committed.
+    pub(crate) fn committed(&mut self, len: u64) {
+        self.end += len;
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(format!("cannot sync {}", dir.display()), e))
+}
