@@ -6,7 +6,7 @@ use orgtrail_core::{AccountId, CloudTrailEvent};
 use orgtrail_crypto::certs::PeerIdentity;
 use orgtrail_proto::v1::ingest_server::Ingest;
 use orgtrail_proto::v1::{BatchAck, EventBatch, RejectReason, Rejection};
-use orgtrail_store::{Appended, Ledger, Prepared, Preparer, StoreError};
+use orgtrail_store::{Appended, EventPreparer, EventStore, PreparedEvent, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,10 +18,10 @@ use crate::status::store_status;
 /// The gRPC ingest service.
 #[derive(Debug, Clone)]
 pub struct IngestService {
-    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) store: Arc<dyn EventStore>,
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) limits: Limits,
-    pub(crate) preparers: Arc<Mutex<Vec<Preparer>>>,
+    pub(crate) preparers: Arc<Mutex<Vec<Box<dyn EventPreparer>>>>,
     /// Where batches are validated and prepared.
     pub(crate) cpu: crate::pool::CpuPool,
     /// Batches in flight across all streams (`limits.max_in_flight_total`).
@@ -48,7 +48,7 @@ fn reject(index: usize, reason: RejectReason, message: String) -> Rejection {
 
 /// A validated, prepared batch: what to store, the parsed events for live followers, and the
 /// events rejected for a property of their own.
-type PreparedBatch = (Vec<Prepared>, Vec<CloudTrailEvent>, Vec<Rejection>);
+type PreparedBatch = (Vec<PreparedEvent>, Vec<CloudTrailEvent>, Vec<Rejection>);
 
 /// Validates and prepares a batch (CPU work, on a blocking thread). Only a property of an
 /// event itself (not JSON, too large, another account's) rejects it; a failure of the server
@@ -64,8 +64,8 @@ fn prepare_batch(
         .lock()
         .ok()
         .and_then(|mut p| p.pop())
-        .unwrap_or_else(|| svc.ledger.preparer());
-    let r = prepare_with(svc, &mut preparer, account, batch);
+        .unwrap_or_else(|| svc.store.preparer());
+    let r = prepare_with(svc, preparer.as_mut(), account, batch);
     if let Ok(mut p) = svc.preparers.lock() {
         p.push(preparer);
     }
@@ -74,7 +74,7 @@ fn prepare_batch(
 
 fn prepare_with(
     svc: &IngestService,
-    preparer: &mut Preparer,
+    preparer: &mut dyn EventPreparer,
     account: AccountId,
     batch: EventBatch,
 ) -> Result<PreparedBatch, StoreError> {
@@ -148,7 +148,7 @@ async fn handle_batch(
     let outcome = if prepared.is_empty() {
         orgtrail_store::AppendOutcome::default()
     } else {
-        svc.ledger.append(prepared).await.map_err(|e| {
+        svc.store.append_prepared(prepared).await.map_err(|e| {
             if matches!(e, StoreError::DiskFull { .. }) {
                 tracing::debug!(%account, batch_id, error = %e, "batch refused: disk full");
             } else {

@@ -21,7 +21,7 @@ use orgtrail_proto::limits::{LEAVES_PER_MESSAGE, NEARBY_CHECKPOINTS};
 use orgtrail_proto::v1 as pb;
 use orgtrail_proto::v1::integrity_server::Integrity as IntegrityApi;
 use orgtrail_proto::v1::public_verify_message::Item;
-use orgtrail_store::{Ledger, StoreError, leaf_data};
+use orgtrail_store::{EventStore, StoreError, leaf_data};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -38,7 +38,7 @@ const CHECKPOINT_PAGE: usize = 256;
 /// The gRPC integrity service.
 #[derive(Debug, Clone)]
 pub struct IntegrityService {
-    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) store: Arc<dyn EventStore>,
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// Serializes checkpoints signed on demand, with when the last one was made.
@@ -47,12 +47,12 @@ pub struct IntegrityService {
 
 impl IntegrityService {
     pub(crate) fn new(
-        ledger: Arc<Ledger>,
+        store: Arc<dyn EventStore>,
         auth: Arc<Authorizer>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         IntegrityService {
-            ledger,
+            store,
             auth,
             stopping,
             on_demand: Arc::new(tokio::sync::Mutex::new(None)),
@@ -79,15 +79,18 @@ fn signed((tree_size, note): (u64, String)) -> pb::SignedCheckpoint {
 
 /// A stored checkpoint at exactly `size` (up to the published head), or the NOT_FOUND that
 /// names the sizes stored nearby.
-fn checkpoint_at(ledger: &Ledger, size: u64) -> Result<Result<(u64, String), Status>, StoreError> {
-    let (head, _) = ledger.tree_head()?;
+fn checkpoint_at(
+    store: &dyn EventStore,
+    size: u64,
+) -> Result<Result<(u64, String), Status>, StoreError> {
+    let (head, _) = store.tree_head()?;
     if size > 0
         && size <= head
-        && let Some(cp) = ledger.checkpoints_between(size, size, 1, false)?.pop()
+        && let Some(cp) = store.checkpoints_between(size, size, 1, false)?.pop()
     {
         return Ok(Ok(cp));
     }
-    let mut below: Vec<u64> = ledger
+    let mut below: Vec<u64> = store
         .checkpoints_between(
             0,
             size.saturating_sub(1).min(head),
@@ -98,7 +101,7 @@ fn checkpoint_at(ledger: &Ledger, size: u64) -> Result<Result<(u64, String), Sta
         .map(|(s, _)| s)
         .collect();
     below.reverse();
-    let above: Vec<u64> = ledger
+    let above: Vec<u64> = store
         .checkpoints_between(size.saturating_add(1), head, NEARBY_CHECKPOINTS, false)?
         .into_iter()
         .map(|(s, _)| s)
@@ -122,9 +125,9 @@ fn checkpoint_at(ledger: &Ledger, size: u64) -> Result<Result<(u64, String), Sta
 }
 
 /// The newest stored checkpoint up to the published head.
-fn newest(ledger: &Ledger) -> Result<Option<(u64, String)>, StoreError> {
-    let (head, _) = ledger.tree_head()?;
-    Ok(ledger.checkpoints_between(0, head, 1, true)?.pop())
+fn newest(store: &dyn EventStore) -> Result<Option<(u64, String)>, StoreError> {
+    let (head, _) = store.tree_head()?;
+    Ok(store.checkpoints_between(0, head, 1, true)?.pop())
 }
 
 fn no_checkpoint_yet() -> Status {
@@ -142,15 +145,15 @@ impl IntegrityService {
     /// most one every [`ON_DEMAND_INTERVAL`], one at a time).
     async fn covering(&self, seq: u64) -> Result<(u64, String), Status> {
         let covers = |c: &Option<(u64, String)>| c.as_ref().is_some_and(|(s, _)| *s >= seq);
-        let l = self.ledger.clone();
-        let found = blocking(move || newest(&l)).await?;
+        let l = self.store.clone();
+        let found = blocking(move || newest(l.as_ref())).await?;
         if covers(&found) {
             return found.ok_or_else(no_checkpoint_yet);
         }
         let mut last = self.on_demand.lock().await;
         // Another request may have had one signed while this one waited.
-        let l = self.ledger.clone();
-        let found = blocking(move || newest(&l)).await?;
+        let l = self.store.clone();
+        let found = blocking(move || newest(l.as_ref())).await?;
         if covers(&found) {
             return found.ok_or_else(no_checkpoint_yet);
         }
@@ -160,12 +163,12 @@ impl IntegrityService {
                 tokio::time::sleep(wait).await;
             }
         }
-        let l = self.ledger.clone();
-        blocking(move || l.checkpoint_now_blocking()).await?;
+        let l = self.store.clone();
+        blocking(move || l.checkpoint_now()).await?;
         *last = Some(Instant::now());
         drop(last);
-        let l = self.ledger.clone();
-        let found = blocking(move || newest(&l)).await?;
+        let l = self.store.clone();
+        let found = blocking(move || newest(l.as_ref())).await?;
         match found {
             Some(c) if c.0 >= seq => Ok(c),
             _ => Err(Status::unavailable(format!(
@@ -195,12 +198,12 @@ impl IntegrityApi for IntegrityService {
                 ));
             }
             let _serial = self.on_demand.lock().await;
-            let l = self.ledger.clone();
-            blocking(move || l.checkpoint_now_blocking()).await?;
+            let l = self.store.clone();
+            blocking(move || l.checkpoint_now()).await?;
             tracing::info!(reader = %scope.name, "checkpoint signed on request");
         }
-        let l = self.ledger.clone();
-        match blocking(move || newest(&l)).await? {
+        let l = self.store.clone();
+        match blocking(move || newest(l.as_ref())).await? {
             Some(cp) => Ok(Response::new(signed(cp))),
             None => Err(no_checkpoint_yet()),
         }
@@ -212,8 +215,8 @@ impl IntegrityApi for IntegrityService {
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
         let _scope = scope_of(&self.auth, &request)?;
         let size = request.into_inner().tree_size;
-        let l = self.ledger.clone();
-        let cp = blocking(move || checkpoint_at(&l, size)).await??;
+        let l = self.store.clone();
+        let cp = blocking(move || checkpoint_at(l.as_ref(), size)).await??;
         Ok(Response::new(signed(cp)))
     }
 
@@ -230,7 +233,7 @@ impl IntegrityApi for IntegrityService {
         if r.event_id.is_empty() {
             return Err(Status::invalid_argument("give the eventID to prove"));
         }
-        let l = self.ledger.clone();
+        let l = self.store.clone();
         let id = r.event_id.clone();
         let Some(event) = blocking(move || l.get(&account, &id)).await? else {
             return Err(Status::not_found(format!(
@@ -246,13 +249,13 @@ impl IntegrityApi for IntegrityService {
                     r.tree_size, r.event_id
                 )));
             }
-            let l = self.ledger.clone();
+            let l = self.store.clone();
             let size = r.tree_size;
-            blocking(move || checkpoint_at(&l, size)).await??
+            blocking(move || checkpoint_at(l.as_ref(), size)).await??
         } else {
             self.covering(seq).await?
         };
-        let l = self.ledger.clone();
+        let l = self.store.clone();
         let path = blocking(move || l.inclusion_proof(seq, size)).await?;
         let data = leaf_data(seq, account.as_str(), &r.event_id, &sha256(&event.bytes));
         tracing::debug!(reader = %scope.name, seq, size, "inclusion proof");
@@ -285,19 +288,19 @@ impl IntegrityApi for IntegrityService {
                 r.old_size, r.new_size
             )));
         }
-        let l = self.ledger.clone();
+        let l = self.store.clone();
         let (old, new) = blocking(move || {
-            let old = match checkpoint_at(&l, r.old_size)? {
+            let old = match checkpoint_at(l.as_ref(), r.old_size)? {
                 Ok(c) => c,
                 Err(s) => return Ok(Err(s)),
             };
             let new = if r.new_size == 0 {
-                match newest(&l)? {
+                match newest(l.as_ref())? {
                     Some(c) => c,
                     None => return Ok(Err(no_checkpoint_yet())),
                 }
             } else {
-                match checkpoint_at(&l, r.new_size)? {
+                match checkpoint_at(l.as_ref(), r.new_size)? {
                     Ok(c) => c,
                     Err(s) => return Ok(Err(s)),
                 }
@@ -306,7 +309,7 @@ impl IntegrityApi for IntegrityService {
         })
         .await??;
         let (a, b) = (old.0, new.0);
-        let l = self.ledger.clone();
+        let l = self.store.clone();
         let proof = blocking(move || l.consistency_proof(a, b)).await?;
         Ok(Response::new(pb::ConsistencyProofResponse {
             old: Some(signed(old)),
@@ -322,12 +325,12 @@ impl IntegrityApi for IntegrityService {
         request: Request<pb::PublicVerifyRequest>,
     ) -> Result<Response<Self::PublicVerifyStream>, Status> {
         let scope = scope_of(&self.auth, &request)?;
-        let l = self.ledger.clone();
+        let l = self.store.clone();
         let head = blocking(move || l.tree_head().map(|(n, _)| n)).await?;
-        let origin = self.ledger.origin().to_owned();
+        let origin = self.store.origin().to_owned();
         // A few messages in flight: the reads keep pace with the client, never ahead of it.
         let (tx, rx) = mpsc::channel(4);
-        let ledger = self.ledger.clone();
+        let store = self.store.clone();
         let stopping = self.stopping.clone();
         let revocation = self.auth.revocation().clone();
         tracing::info!(reader = %scope.name, events = head, "public verification stream started");
@@ -357,7 +360,7 @@ impl IntegrityApi for IntegrityService {
                     }
                     let first = *sent + 1;
                     let n = (to - *sent).min(LEAVES_PER_MESSAGE as u64);
-                    let l = ledger.clone();
+                    let l = store.clone();
                     let leaves = match blocking(move || l.leaves(first, n)).await {
                         Ok(v) => v,
                         Err(s) => {
@@ -384,7 +387,7 @@ impl IntegrityApi for IntegrityService {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
-                let l = ledger.clone();
+                let l = store.clone();
                 let from = after + 1;
                 let page = match blocking(move || {
                     l.checkpoints_between(from, head, CHECKPOINT_PAGE, false)
@@ -420,5 +423,72 @@ impl IntegrityApi for IntegrityService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orgtrail_core::CloudTrailEvent;
+    use orgtrail_crypto::signing::SigningKey;
+    use orgtrail_store::{MemoryConfig, MemoryStore};
+
+    fn store_with(n: u32) -> MemoryStore {
+        let (key, _) = SigningKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let store = MemoryStore::with_config(MemoryConfig {
+            signer: Some(Arc::new(key)),
+            checkpoint_records: 10,
+        });
+        let account: AccountId = "111122223333".parse().unwrap_or_else(|e| panic!("{e:?}"));
+        let events: Vec<(CloudTrailEvent, AccountId)> = (0..n)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"eventVersion":"1.08","eventTime":"2026-11-26T10:00:{:02}Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","eventID":"e-{i}","recipientAccountId":"111122223333"}}"#,
+                    i % 60
+                );
+                (
+                    CloudTrailEvent::parse(json).unwrap_or_else(|e| panic!("{e}")),
+                    account,
+                )
+            })
+            .collect();
+        for chunk in events.chunks(10) {
+            store.append_events(chunk).unwrap_or_else(|e| panic!("{e}"));
+        }
+        store
+    }
+
+    /// The service's checkpoint lookups work on any `EventStore`: here the in-memory model,
+    /// with checkpoints at 10, 20 and 30 of 35 events.
+    #[test]
+    fn checkpoint_lookups_on_the_reference_model() {
+        let store = store_with(35);
+        let at = |size| checkpoint_at(&store, size).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(at(20).map(|c| c.0).ok(), Some(20));
+        let missing = at(25).err().map(|s| (s.code(), s.message().to_owned()));
+        assert_eq!(
+            missing,
+            Some((
+                tonic::Code::NotFound,
+                "no checkpoint is stored at size 25; stored nearby: 10, 20, 30 (the log holds 35 events)"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(
+            newest(&store)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|c| c.0),
+            Some(30)
+        );
+        let empty = MemoryStore::new();
+        assert_eq!(newest(&empty).unwrap_or_else(|e| panic!("{e}")), None);
+        let none = checkpoint_at(&empty, 1)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .err()
+            .map(|s| s.message().to_owned());
+        assert_eq!(
+            none.as_deref(),
+            Some("no checkpoint is stored at size 1: none is stored yet (the log holds 0 events)")
+        );
     }
 }

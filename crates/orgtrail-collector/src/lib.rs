@@ -20,7 +20,7 @@ use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
-use orgtrail_store::{Ledger, LedgerConfig};
+use orgtrail_store::{EventStore, Ledger, LedgerConfig};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
@@ -65,12 +65,12 @@ const HEALTH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keeps the gRPC health service's answer for ingest (and the server as a whole) in step with
 /// the ledger: NOT_SERVING while the disk is below its reserve or the store is recovering.
-async fn watch_health(ledger: Arc<Ledger>, reporter: tonic_health::server::HealthReporter) {
+async fn watch_health(store: Arc<dyn EventStore>, reporter: tonic_health::server::HealthReporter) {
     let mut last = orgtrail_store::Health::Ready;
     let mut tick = tokio::time::interval(HEALTH_POLL);
     loop {
         tick.tick().await;
-        let h = ledger.health();
+        let h = store.health();
         if h == last {
             continue;
         }
@@ -149,14 +149,14 @@ pub async fn run(
     })
     .await
     .map_err(|e| CollectorError::Serve(e.to_string()))??;
-    let ledger = Arc::new(ledger);
+    let store: Arc<dyn EventStore> = Arc::new(ledger);
 
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = Arc::new(auth::Authorizer::new(&cfg.organization, revocation));
     let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
     let service = ingest::IngestService {
         stopping: stopping.clone(),
-        ledger: ledger.clone(),
+        store: store.clone(),
         auth: auth.clone(),
         limits: cfg.limits.clone(),
         preparers: Arc::new(Mutex::new(Vec::new())),
@@ -168,10 +168,9 @@ pub async fn run(
         .map_err(|e| CollectorError::Serve(format!("cannot start worker threads: {e}")))?,
         in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total)),
     };
-    let integrity =
-        integrity::IntegrityService::new(ledger.clone(), auth.clone(), stopping.clone());
+    let integrity = integrity::IntegrityService::new(store.clone(), auth.clone(), stopping.clone());
     let query = query::QueryService {
-        ledger: ledger.clone(),
+        store: store.clone(),
         auth,
         live,
         stopping: stopping.clone(),
@@ -181,7 +180,7 @@ pub async fn run(
     health_reporter
         .set_serving::<IngestServer<ingest::IngestService>>()
         .await;
-    tokio::spawn(watch_health(ledger.clone(), health_reporter));
+    tokio::spawn(watch_health(store.clone(), health_reporter));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -255,7 +254,7 @@ pub async fn run(
     }
 
     // Stopped accepting; in-flight batches have been answered. Flush and checkpoint.
-    tokio::task::spawn_blocking(move || ledger.close())
+    tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| CollectorError::Serve(e.to_string()))??;
     tracing::info!("collector stopped cleanly");

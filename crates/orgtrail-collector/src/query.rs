@@ -6,7 +6,7 @@ use std::sync::Arc;
 use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
 use orgtrail_proto::v1 as pb;
 use orgtrail_proto::v1::query_server::Query as QueryApi;
-use orgtrail_store::{Attr, Group, Ledger, Query, StoreError, StoredEvent};
+use orgtrail_store::{Attr, EventStore, Group, Query, StoreError, StoredEvent};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -27,7 +27,7 @@ const MAX_REPLAY: u64 = 100_000;
 
 /// Sends the events in `after+1..=head` that match `q`, read in blocks off the runtime.
 async fn replay(
-    ledger: &Arc<Ledger>,
+    store: &Arc<dyn EventStore>,
     q: &Query,
     after: u64,
     head: u64,
@@ -37,7 +37,7 @@ async fn replay(
     let mut next = after + 1;
     while next <= head {
         let last = (next + BLOCK - 1).min(head);
-        let l = ledger.clone();
+        let l = store.clone();
         let block = blocking(move || {
             (next..=last)
                 .map(|s| l.read(s))
@@ -63,7 +63,7 @@ const MAX_GROUPS: usize = 10_000;
 /// The gRPC query service.
 #[derive(Debug, Clone)]
 pub struct QueryService {
-    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) store: Arc<dyn EventStore>,
     pub(crate) auth: Arc<Authorizer>,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
@@ -171,8 +171,8 @@ impl QueryApi for QueryService {
         q.event_id = (!r.event_id.is_empty()).then_some(r.event_id);
         q.limit = r.max_results as usize;
         q.page_token = (!r.next_token.is_empty()).then_some(r.next_token);
-        let ledger = self.ledger.clone();
-        let page = blocking(move || ledger.query(&q)).await?;
+        let store = self.store.clone();
+        let page = blocking(move || store.query(&q)).await?;
         tracing::debug!(reader = %scope.name, events = page.events.len(), "lookup");
         Ok(Response::new(pb::LookupResponse {
             events: page.events.into_iter().map(to_pb).collect(),
@@ -190,9 +190,9 @@ impl QueryApi for QueryService {
             Status::invalid_argument(format!("{:?} is not a 12-digit account id", r.account))
         })?;
         scope.check(&account)?;
-        let ledger = self.ledger.clone();
+        let store = self.store.clone();
         let id = r.event_id.clone();
-        match blocking(move || ledger.get(&account, &id)).await? {
+        match blocking(move || store.get(&account, &id)).await? {
             Some(e) => Ok(Response::new(pb::GetEventResponse {
                 event: Some(to_pb(e)),
             })),
@@ -222,13 +222,13 @@ impl QueryApi for QueryService {
             0 => 100,
             n => n.min(MAX_GROUPS),
         };
-        let ledger = self.ledger.clone();
+        let store = self.store.clone();
         let limit = match usize::try_from(r.max_scan_events).unwrap_or(usize::MAX) {
             0 => self.max_stats_events,
             n => n.min(self.max_stats_events),
         };
         // Counters answer whole hours without opening a record; the rest is a bounded scan.
-        let counts = blocking(move || ledger.count_at_most(&q, &by, max, limit)).await?;
+        let counts = blocking(move || store.count_at_most(&q, &by, max, limit)).await?;
         if counts.limit_hit {
             tracing::info!(reader = %scope.name, limit, "stats scan stopped at its limit");
         }
@@ -263,8 +263,8 @@ impl QueryApi for QueryService {
         // response is delivered.
         let mut live = self.live.subscribe();
         // Everything up to `head` is durable now; later events arrive live.
-        let ledger = self.ledger.clone();
-        let head = blocking(move || ledger.tree_head().map(|(n, _)| n)).await?;
+        let store = self.store.clone();
+        let head = blocking(move || store.tree_head().map(|(n, _)| n)).await?;
         let replay_from = match r.after_seq {
             Some(after) if head.saturating_sub(after) > MAX_REPLAY => {
                 return Err(Status::data_loss(format!(
@@ -280,7 +280,7 @@ impl QueryApi for QueryService {
         // A reader whose certificate is revoked while it follows is cut off at the reload.
         let revocation = self.auth.revocation().clone();
         let mut reloaded = revocation.subscribe();
-        let ledger = self.ledger.clone();
+        let store = self.store.clone();
         tracing::info!(reader = %scope.name, after = ?replay_from, head, "follow started");
         tokio::spawn(async move {
             let marker = pb::StoredEvent {
@@ -294,7 +294,7 @@ impl QueryApi for QueryService {
             // `head` (those up to it were just replayed).
             let skip_to = match replay_from {
                 Some(after) => {
-                    if let Err(s) = replay(&ledger, &q, after, head, &tx).await {
+                    if let Err(s) = replay(&store, &q, after, head, &tx).await {
                         let _ = tx.send(Err(s)).await;
                         return;
                     }

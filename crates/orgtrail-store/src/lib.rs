@@ -74,27 +74,119 @@ mod upgrade;
 mod usage;
 mod verify;
 
-use orgtrail_core::{AccountId, CloudTrailEvent};
+use std::future::Future;
+use std::pin::Pin;
 
-/// The store as its users see it: append (durable when it returns), look up, get one.
-/// Implemented by the sled [`Ledger`] and by the in-memory reference model [`MemoryStore`];
-/// one conformance suite runs against both. Blocking: async callers use `spawn_blocking` (the
-/// sled ledger also offers [`Ledger::append`] and a per-thread [`Preparer`] for hot paths).
-pub trait EventStore: Send + Sync {
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::merkle::Hash;
+
+/// The store as its users see it: append (durable when it returns), look up, get one, count,
+/// and the Merkle log with its signed checkpoints and proofs. Implemented by the sled
+/// [`Ledger`] and by the in-memory reference model [`MemoryStore`]; one conformance suite
+/// (`tests/conformance.rs`) and one property test (`tests/model.rs`) run against both.
+///
+/// Object-safe: the collector holds an `Arc<dyn EventStore>`. Every method but
+/// [`EventStore::append_prepared`] blocks (the ledger reads sled and its files): async callers
+/// use `spawn_blocking`. The ingest hot path prepares events on worker threads with a
+/// per-thread [`EventPreparer`] (the ledger's compresses and computes blind index values
+/// there) and appends them with [`EventStore::append_prepared`], which awaits the writer's
+/// durable group commit without holding a thread.
+pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Appends events, each with the account it belongs to; returns once they are durable.
     fn append_events(
         &self,
         events: &[(CloudTrailEvent, AccountId)],
     ) -> Result<AppendOutcome, StoreError>;
+    /// A preparer for this store, to keep on one thread at a time and reuse.
+    fn preparer(&self) -> Box<dyn EventPreparer>;
+    /// Appends events prepared by this store's preparers; resolves once they are durable.
+    /// An event prepared for another store is refused (the whole call fails).
+    fn append_prepared(&self, events: Vec<PreparedEvent>) -> AppendFuture<'_>;
     /// One page of matching events, newest first.
     fn query(&self, q: &Query) -> Result<Page, StoreError>;
     /// Counts of the events matching `q` (its paging aside), grouped by the `by` fields, the
     /// `max_groups` largest groups.
     fn count(&self, q: &Query, by: &[Group], max_groups: usize) -> Result<Counts, StoreError>;
+    /// Like [`EventStore::count`], reading at most `max_events` records for what the
+    /// store's counters cannot answer; the answer says what was scanned and whether the limit
+    /// was hit.
+    fn count_at_most(
+        &self,
+        q: &Query,
+        by: &[Group],
+        max_groups: usize,
+        max_events: usize,
+    ) -> Result<Counts, StoreError>;
     /// The event with this eventID in this account.
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// The event stored at sequence number `seq` (1-based); an error if there is none.
+    fn read(&self, seq: u64) -> Result<StoredEvent, StoreError>;
     /// Counts.
     fn stats(&self) -> Stats;
+    /// Whether appends are taken now.
+    fn health(&self) -> Health;
+    /// The checkpoint origin of this store: `orgtrail/<store id>`.
+    fn origin(&self) -> &str;
+    /// The number of leaves of the Merkle log (= events stored) and its root.
+    fn tree_head(&self) -> Result<(u64, Hash), StoreError>;
+    /// The root of the log when it held `size` events.
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError>;
+    /// The inclusion proof (audit path, leaf side first) of the event at `seq` in the log of
+    /// `size` events; its leaf index is `seq - 1`.
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+    /// The consistency proof between the log at `first` and at `second` events.
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, StoreError>;
+    /// `count` stored leaf hashes from sequence number `first` (1-based), in order.
+    fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Stored checkpoints (tree size, signed note) with `from <= size <= to`, at most
+    /// `limit`, oldest first (or newest first with `newest_first`).
+    fn checkpoints_between(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Signs a checkpoint of everything stored so far (if anything is new since the last
+    /// one), then returns the newest checkpoint. [`StoreError::NoSigner`] without a key.
+    fn checkpoint_now(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// Stops taking appends after those already queued, signs a last checkpoint if anything
+    /// is new (with a key), and makes everything durable.
+    fn close(&self) -> Result<(), StoreError>;
+}
+
+/// What [`EventStore::append_prepared`] returns.
+pub type AppendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AppendOutcome, StoreError>> + Send + 'a>>;
+
+/// Prepares events for one store on the caller's thread (the CPU-heavy part of an append:
+/// for the ledger, compression and blind index values). Keep one per thread and reuse it.
+pub trait EventPreparer: Send + std::fmt::Debug {
+    /// Prepares `event`, which belongs to `account`.
+    fn prepare(
+        &mut self,
+        event: &CloudTrailEvent,
+        account: AccountId,
+    ) -> Result<PreparedEvent, StoreError>;
+}
+
+/// An event made ready by an [`EventPreparer`], for [`EventStore::append_prepared`] of the
+/// store that made the preparer.
+#[derive(Debug)]
+pub struct PreparedEvent(pub(crate) PreparedKind);
+
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the ledger's prepared event is the hot path: moved as it is, not boxed per event"
+)]
+pub(crate) enum PreparedKind {
+    /// Prepared by a [`Ledger`]'s [`Preparer`]; `store` is that ledger's instance (blind
+    /// values and dictionaries are one store's).
+    Ledger { store: u64, event: Prepared },
+    /// Taken as it is (the [`MemoryStore`]; boxed, as the ledger's hot path must not carry
+    /// a parsed event's size).
+    Plain(Box<(CloudTrailEvent, AccountId)>),
 }
 
 pub use error::StoreError;
@@ -102,7 +194,7 @@ pub use ledger::{
     AppendOutcome, Appended, DEFAULT_RESERVE, Health, Ledger, LedgerConfig, Prepared, Preparer,
     Stats, free_bytes, open_sled,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryConfig, MemoryStore};
 pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
     attr_matches,

@@ -1,31 +1,139 @@
 //! An in-memory [`EventStore`]: the reference model the sled ledger is checked against (the
 //! conformance suite runs on both, and a property test compares them operation by operation).
 //! It holds plaintext in memory and persists nothing; it is not for production.
+//!
+//! Its Merkle log hashes the same leaves as the ledger's (`tree::event_leaf`), so at equal
+//! contents the two have equal roots and proofs. It signs checkpoints with the key its
+//! [`MemoryConfig`] gives, in the same format and origin form as the ledger: after every
+//! `checkpoint_records` new events, on [`EventStore::checkpoint_now`] and at
+//! [`EventStore::close`] (the ledger's time-based checkpoints aside). Counts are always exact:
+//! it has nothing to decrypt, so no scan limit applies.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::hash::sha256;
+use orgtrail_crypto::merkle::{self, Frontier, Hash, LeafSlice};
+use orgtrail_crypto::signing::SigningKey;
 
-use crate::ledger::{AppendOutcome, Appended, Stats};
+use crate::ledger::{AppendOutcome, Appended, Health, Stats};
 use crate::query::{Counter, Counts, Cursor, Group, Page, Query, StoredEvent};
-use crate::{EventStore, StoreError};
+use crate::{AppendFuture, EventPreparer, EventStore, PreparedEvent, PreparedKind, StoreError};
+
+/// How a [`MemoryStore`] signs checkpoints.
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// Signs checkpoints. Without it the store signs none.
+    pub signer: Option<Arc<SigningKey>>,
+    /// A checkpoint after at most this many new events (the ledger's `checkpoint_records`).
+    pub checkpoint_records: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            signer: None,
+            checkpoint_records: crate::LedgerConfig::default().checkpoint_records,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     events: Vec<(StoredEvent, CloudTrailEvent)>,
     by_id: HashMap<(AccountId, String), u64>,
+    /// Leaf hashes, leaf `i` for sequence number `i + 1`.
+    leaves: Vec<Hash>,
+    frontier: Frontier,
+    /// Signed checkpoints by tree size.
+    checkpoints: BTreeMap<u64, String>,
 }
 
 /// The reference model.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    cfg: MemoryConfig,
+    origin: String,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
+    /// A store that signs no checkpoints.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_config(MemoryConfig::default())
+    }
+
+    /// A store signing checkpoints as `cfg` says.
+    pub fn with_config(cfg: MemoryConfig) -> Self {
+        let mut id = [0u8; 16];
+        // The origin only needs to differ between stores; the time is enough if the system
+        // random source fails.
+        if orgtrail_crypto::random_bytes(&mut id).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            id = t.to_be_bytes();
+        }
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            cfg,
+            origin: format!("orgtrail/{hex}"),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Signs a checkpoint of everything stored, if anything is new since the last one.
+    fn sign_if_new(&self, inner: &mut Inner) {
+        let Some(signer) = &self.cfg.signer else {
+            return;
+        };
+        let size = inner.frontier.size();
+        let last = inner.checkpoints.keys().next_back().copied().unwrap_or(0);
+        if size <= last {
+            return;
+        }
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: inner.frontier.root(),
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        };
+        inner.checkpoints.insert(size, cp.sign(signer));
+    }
+}
+
+fn proof_error(e: merkle::ProofError<std::convert::Infallible>) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// The preparer of a [`MemoryStore`]: takes events as they are.
+#[derive(Debug)]
+struct MemoryPreparer;
+
+impl EventPreparer for MemoryPreparer {
+    fn prepare(
+        &mut self,
+        event: &CloudTrailEvent,
+        account: AccountId,
+    ) -> Result<PreparedEvent, StoreError> {
+        Ok(PreparedEvent(PreparedKind::Plain(Box::new((
+            event.clone(),
+            account,
+        )))))
     }
 }
 
@@ -42,7 +150,7 @@ impl EventStore for MemoryStore {
             New(usize),
             InCall(usize, bool),
         }
-        let mut inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let mut inner = self.lock()?;
         let mut slots = Vec::with_capacity(events.len());
         let mut fresh: Vec<usize> = Vec::new();
         let mut in_call: HashMap<(AccountId, &str), usize> = HashMap::new();
@@ -73,6 +181,14 @@ impl EventStore for MemoryStore {
             let (ev, account) = &events[fresh[j]];
             let seq = inner.events.len() as u64 + 1;
             seq_of[j] = seq;
+            let leaf = crate::tree::event_leaf(
+                seq,
+                account.as_str(),
+                &ev.fields().event_id,
+                &sha256(ev.bytes()),
+            );
+            inner.leaves.push(leaf);
+            inner.frontier.push(leaf);
             inner
                 .by_id
                 .insert((*account, ev.fields().event_id.clone()), seq);
@@ -95,13 +211,37 @@ impl EventStore for MemoryStore {
                 Slot::InCall(j, false) => Appended::Conflict(seq_of[j]),
             })
             .collect();
+        let last = inner.checkpoints.keys().next_back().copied().unwrap_or(0);
+        if inner.frontier.size().saturating_sub(last) >= self.cfg.checkpoint_records {
+            self.sign_if_new(&mut inner);
+        }
         Ok(AppendOutcome { results })
+    }
+
+    fn preparer(&self) -> Box<dyn EventPreparer> {
+        Box::new(MemoryPreparer)
+    }
+
+    fn append_prepared(&self, events: Vec<PreparedEvent>) -> AppendFuture<'_> {
+        let batch = events
+            .into_iter()
+            .map(|PreparedEvent(kind)| match kind {
+                PreparedKind::Plain(p) => Ok(*p),
+                PreparedKind::Ledger { .. } => Err(StoreError::Unavailable {
+                    reason: "events were prepared for another store; prepare them again".into(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>();
+        // Nothing here waits for a disk: the append is done before the future is polled.
+        Box::pin(std::future::ready(
+            batch.and_then(|b| self.append_events(&b)),
+        ))
     }
 
     fn query(&self, q: &Query) -> Result<Page, StoreError> {
         let limit = q.page_size();
         let after = q.page_token.as_deref().map(Cursor::decode).transpose()?;
-        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let inner = self.lock()?;
         let mut hits: Vec<&StoredEvent> = inner
             .events
             .iter()
@@ -121,7 +261,18 @@ impl EventStore for MemoryStore {
     }
 
     fn count(&self, q: &Query, by: &[Group], max_groups: usize) -> Result<Counts, StoreError> {
-        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        self.count_at_most(q, by, max_groups, usize::MAX)
+    }
+
+    /// Exact whatever `max_events`: nothing is decrypted.
+    fn count_at_most(
+        &self,
+        q: &Query,
+        by: &[Group],
+        max_groups: usize,
+        _max_events: usize,
+    ) -> Result<Counts, StoreError> {
+        let inner = self.lock()?;
         let mut c = Counter::default();
         for (s, ev) in &inner.events {
             if q.matches(ev, &s.account, s.time) {
@@ -138,7 +289,7 @@ impl EventStore for MemoryStore {
     }
 
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let inner = self.inner.lock().map_err(|_| StoreError::WriterGone)?;
+        let inner = self.lock()?;
         Ok(inner
             .by_id
             .get(&(*account, event_id.to_owned()))
@@ -164,5 +315,117 @@ impl EventStore for MemoryStore {
                 accounts: 0,
             },
         }
+    }
+
+    fn read(&self, seq: u64) -> Result<StoredEvent, StoreError> {
+        let inner = self.lock()?;
+        seq.checked_sub(1)
+            .and_then(|i| inner.events.get(i as usize))
+            .map(|(s, _)| s.clone())
+            .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))
+    }
+
+    fn health(&self) -> Health {
+        Health::Ready
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn tree_head(&self) -> Result<(u64, Hash), StoreError> {
+        let inner = self.lock()?;
+        Ok((inner.frontier.size(), inner.frontier.root()))
+    }
+
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        let inner = self.lock()?;
+        let n = inner.leaves.len() as u64;
+        if size > n {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {n} events, fewer than {size}"
+            )));
+        }
+        Ok(merkle::root(&inner.leaves[..size as usize]))
+    }
+
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let inner = self.lock()?;
+        let n = inner.leaves.len() as u64;
+        if size > n || seq == 0 || seq > size {
+            return Err(StoreError::Corrupt(format!(
+                "no event {seq} in a log of {size} (it holds {n})"
+            )));
+        }
+        merkle::inclusion_proof(&mut LeafSlice(&inner.leaves), seq - 1, size).map_err(proof_error)
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, StoreError> {
+        let inner = self.lock()?;
+        let n = inner.leaves.len() as u64;
+        if second > n {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {n} events, fewer than {second}"
+            )));
+        }
+        merkle::consistency_proof(&mut LeafSlice(&inner.leaves), first, second).map_err(proof_error)
+    }
+
+    fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = self.lock()?;
+        let start = first.checked_sub(1).map(|i| i as usize);
+        start
+            .and_then(|s| inner.leaves.get(s..s.checked_add(count as usize)?))
+            .map(<[Hash]>::to_vec)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "leaf hashes {first}..{} are missing",
+                    first.saturating_add(count - 1)
+                ))
+            })
+    }
+
+    fn checkpoints_between(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let inner = self.lock()?;
+        let range = inner.checkpoints.range(from..=to);
+        let pair = |(s, n): (&u64, &String)| (*s, n.clone());
+        Ok(if newest_first {
+            range.rev().take(limit).map(pair).collect()
+        } else {
+            range.take(limit).map(pair).collect()
+        })
+    }
+
+    fn checkpoint_now(&self) -> Result<Option<(u64, String)>, StoreError> {
+        if self.cfg.signer.is_none() {
+            return Err(StoreError::NoSigner);
+        }
+        let mut inner = self.lock()?;
+        self.sign_if_new(&mut inner);
+        Ok(inner
+            .checkpoints
+            .iter()
+            .next_back()
+            .map(|(s, n)| (*s, n.clone())))
+    }
+
+    /// Signs a last checkpoint if anything is new; the store stays usable (it has no writer
+    /// to stop, nothing to flush).
+    fn close(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        self.sign_if_new(&mut inner);
+        Ok(())
     }
 }

@@ -1,15 +1,24 @@
 //! The conformance suite of [`EventStore`]: run against the sled ledger and against the
-//! in-memory reference model, with the same expectations (an oracle over the input events).
+//! in-memory reference model, with the same expectations (an oracle over the input events):
+//! appends and dedup, lookups, counts, the prepared-append path the collector uses, and the
+//! Merkle log (checkpoints, inclusion and consistency proofs, stored leaves) checked with only
+//! the public key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
+use orgtrail_crypto::checkpoint::Checkpoint;
+use orgtrail_crypto::hash::sha256;
+use orgtrail_crypto::merkle::{Hash, verify_consistency, verify_inclusion};
+use orgtrail_crypto::signing::{SigningKey, VerifyingKey};
 use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_store::{
-    Appended, Attr, EventStore, Ledger, LedgerConfig, MemoryStore, Query, StoredEvent,
+    Appended, Attr, EventStore, Group, Ledger, LedgerConfig, MemoryConfig, MemoryStore, Query,
+    StoreError, StoredEvent, StreamVerifier, event_leaf,
 };
 
 type Case = (Attr, String, Box<dyn Fn(&CloudTrailEvent) -> bool>);
@@ -21,13 +30,37 @@ fn provider(dir: &Path) -> Arc<dyn KeyProvider> {
 }
 
 fn sled_store(keys: &Path, data: &Path) -> Ledger {
+    sled_signed(keys, data, None)
+}
+
+/// Checkpoints every [`CHECKPOINT_RECORDS`] new events (never by time, so that both stores
+/// sign at the same sizes).
+const CHECKPOINT_RECORDS: u64 = 400;
+
+fn sled_signed(keys: &Path, data: &Path, signer: Option<Arc<SigningKey>>) -> Ledger {
     let cfg = LedgerConfig {
         dict_train_after: 300,
         block_records: 8,
         index_run_events: 50,
+        signer,
+        checkpoint_records: CHECKPOINT_RECORDS,
+        checkpoint_interval: std::time::Duration::from_secs(86_400),
         ..LedgerConfig::default()
     };
     Ledger::open(data, provider(keys), cfg).unwrap()
+}
+
+fn memory_signed(signer: Option<Arc<SigningKey>>) -> MemoryStore {
+    MemoryStore::with_config(MemoryConfig {
+        signer,
+        checkpoint_records: CHECKPOINT_RECORDS,
+    })
+}
+
+fn signing_key() -> (Arc<SigningKey>, VerifyingKey) {
+    let (k, _) = SigningKey::generate().unwrap();
+    let vk = VerifyingKey::from_raw(k.public_key());
+    (Arc::new(k), vk)
 }
 
 fn events(n: u64, seed: u64) -> Vec<CloudTrailEvent> {
@@ -447,4 +480,370 @@ fn sled_accounts_and_counts() {
 #[test]
 fn memory_accounts_and_counts() {
     accounts_and_counts(&MemoryStore::new());
+}
+
+/// The Merkle log, checked as an auditor does with only the public key: checkpoints signed at
+/// the expected sizes, every stored event's inclusion proof, consistency proofs between every
+/// two checkpoints, the stored leaf hashes rebuilt into the tree; and the ends of every range.
+fn log_and_proofs(store: &dyn EventStore, key: &VerifyingKey) {
+    let evs = events(1300, 21);
+    assert_eq!(store.tree_head().unwrap().0, 0);
+    assert!(
+        store
+            .checkpoints_between(0, u64::MAX, 10, false)
+            .unwrap()
+            .is_empty()
+    );
+    // Checkpoints after every CHECKPOINT_RECORDS new events (appends of 250: at 500 and
+    // 1000), on demand (1100, nothing at 1100 again), and at close (1300).
+    append(store, &evs[..1000]);
+    assert_eq!(store.checkpoint_now().unwrap().unwrap().0, 1000);
+    append(store, &evs[1000..1100]);
+    assert_eq!(store.checkpoint_now().unwrap().unwrap().0, 1100);
+    assert_eq!(store.checkpoint_now().unwrap().unwrap().0, 1100);
+    append(store, &evs[1100..]);
+    let head = store.tree_head().unwrap();
+    assert_eq!(head.0, 1300);
+    assert_eq!(store.root_at(1300).unwrap(), head.1);
+    let sizes = |v: Vec<(u64, String)>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
+    assert_eq!(
+        sizes(store.checkpoints_between(0, u64::MAX, 100, false).unwrap()),
+        [500, 1000, 1100]
+    );
+    assert_eq!(
+        sizes(store.checkpoints_between(0, 1300, 2, true).unwrap()),
+        [1100, 1000]
+    );
+    assert_eq!(
+        sizes(store.checkpoints_between(501, 1099, 10, false).unwrap()),
+        [1000]
+    );
+    assert!(
+        store
+            .checkpoints_between(1101, 1000, 10, false)
+            .unwrap()
+            .is_empty()
+    );
+    store.close().unwrap();
+    let all = store.checkpoints_between(0, u64::MAX, 100, false).unwrap();
+    assert_eq!(sizes(all.clone()), [500, 1000, 1100, 1300]);
+
+    // Every checkpoint verifies with the public key, names this store, and commits to the
+    // store's root at its size.
+    let mut roots: Vec<(u64, Hash)> = Vec::new();
+    for (size, note) in &all {
+        let cp = Checkpoint::verify(note, key).unwrap();
+        assert_eq!(cp.size, *size);
+        assert_eq!(cp.origin, store.origin());
+        assert!(store.origin().starts_with("orgtrail/"));
+        assert_eq!(store.root_at(*size).unwrap(), cp.root, "size {size}");
+        roots.push((cp.size, cp.root));
+    }
+    // An altered checkpoint does not verify.
+    let forged = all[0].1.replacen("\n500\n", "\n499\n", 1);
+    assert!(Checkpoint::verify(&forged, key).is_err());
+
+    // Every event: found, read back by its sequence number, its stored leaf is the one anyone
+    // recomputes from the event and its account, and its inclusion proof verifies against the
+    // first checkpoint covering it and against the newest.
+    let mut leaves = vec![[0u8; 32]; 1300];
+    for e in &evs {
+        let account = account_of(e);
+        let id = &e.fields().event_id;
+        let stored = store.get(&account, id).unwrap().unwrap();
+        let seq = stored.seq;
+        assert_eq!(store.read(seq).unwrap(), stored);
+        let leaf = event_leaf(seq, account.as_str(), id, &sha256(e.bytes()));
+        assert_eq!(store.leaves(seq, 1).unwrap(), [leaf]);
+        leaves[(seq - 1) as usize] = leaf;
+        let first = roots.iter().find(|(s, _)| *s >= seq).unwrap();
+        for (size, root) in [first, roots.last().unwrap()] {
+            let proof = store.inclusion_proof(seq, *size).unwrap();
+            assert!(
+                verify_inclusion(&leaf, seq - 1, *size, &proof, root),
+                "event {seq} in {size}"
+            );
+            // The same proof does not prove another leaf, nor this leaf elsewhere.
+            assert!(!verify_inclusion(&[7u8; 32], seq - 1, *size, &proof, root));
+            if seq < *size {
+                assert!(!verify_inclusion(&leaf, seq, *size, &proof, root));
+            }
+        }
+    }
+    assert_eq!(store.leaves(1, 1300).unwrap(), leaves);
+    assert_eq!(store.leaves(1, 0).unwrap(), Vec::<Hash>::new());
+
+    // Consistency between every two checkpoints, and from each to itself.
+    for (i, (a, ra)) in roots.iter().enumerate() {
+        for (b, rb) in &roots[i..] {
+            let proof = store.consistency_proof(*a, *b).unwrap();
+            assert!(verify_consistency(*a, *b, ra, rb, &proof), "{a} -> {b}");
+            if a < b {
+                assert!(!verify_consistency(*a, *b, rb, ra, &proof), "{a} -> {b}");
+            }
+        }
+    }
+
+    // The public verification the collector streams: the stored leaves, each checkpoint after
+    // the leaf that completes it, rebuilt and checked by the client.
+    let mut v = StreamVerifier::new(key.clone(), Vec::new());
+    v.head(store.origin(), 1300);
+    let mut sent = 0u64;
+    for (size, note) in &all {
+        let chunk = store.leaves(sent + 1, size - sent).unwrap();
+        v.leaf_hashes(&chunk.concat());
+        v.checkpoint(*size, note);
+        sent = *size;
+    }
+    let report = v.finish();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(
+        (report.events, report.checkpoints, report.uncovered),
+        (1300, 4, 0)
+    );
+
+    // Nothing beyond the log.
+    assert!(matches!(store.read(1301), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.read(0), Err(StoreError::Corrupt(_))));
+    assert!(store.inclusion_proof(1301, 1300).is_err());
+    assert!(store.inclusion_proof(5, 1301).is_err());
+    assert!(store.inclusion_proof(0, 1300).is_err());
+    assert!(store.consistency_proof(1100, 1301).is_err());
+    assert!(store.consistency_proof(1100, 1000).is_err());
+    assert!(store.root_at(1301).is_err());
+    assert!(store.leaves(1300, 2).is_err());
+    let stats = store.stats();
+    assert_eq!((stats.events, stats.accounts), (1300, 3));
+}
+
+#[test]
+fn sled_log_and_proofs() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (signer, key) = signing_key();
+    log_and_proofs(&sled_signed(k.path(), d.path(), Some(signer)), &key);
+}
+
+#[test]
+fn memory_log_and_proofs() {
+    let (signer, key) = signing_key();
+    log_and_proofs(&memory_signed(Some(signer)), &key);
+}
+
+/// Without a signing key no checkpoint is made, and asking for one says why.
+fn no_signer(store: &dyn EventStore) {
+    append(store, &events(30, 4));
+    assert!(matches!(store.checkpoint_now(), Err(StoreError::NoSigner)));
+    store.close().unwrap();
+    assert!(
+        store
+            .checkpoints_between(0, u64::MAX, 10, false)
+            .unwrap()
+            .is_empty()
+    );
+    // The log is kept all the same.
+    assert_eq!(store.tree_head().unwrap().0, 30);
+}
+
+#[test]
+fn sled_no_signer() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    no_signer(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_no_signer() {
+    no_signer(&MemoryStore::new());
+}
+
+/// The collector's path: events prepared on other threads by per-thread preparers, appended
+/// through `append_prepared`, with the same outcomes as `append_events`; an event prepared for
+/// another store is refused as a retryable fault and stores nothing.
+fn prepared_appends(store: &dyn EventStore, other: &dyn EventStore) {
+    let evs = events(600, 8);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = evs
+            .chunks(150)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut p = store.preparer();
+                    chunk
+                        .iter()
+                        .map(|e| p.prepare(e, account_of(e)).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            let prepared = w.join().unwrap();
+            outcomes.extend(
+                rt.block_on(store.append_prepared(prepared))
+                    .unwrap()
+                    .results,
+            );
+        }
+    });
+    assert!(outcomes.iter().all(|r| matches!(r, Appended::Stored(_))));
+    assert_eq!(store.stats().events, 600);
+    // Redelivered through the same path: duplicates at the same sequence numbers.
+    let mut p = store.preparer();
+    let again: Vec<_> = evs[..10]
+        .iter()
+        .map(|e| p.prepare(e, account_of(e)).unwrap())
+        .collect();
+    let dup = rt.block_on(store.append_prepared(again)).unwrap().results;
+    let want: Vec<Appended> = outcomes[..10]
+        .iter()
+        .map(|r| match r {
+            Appended::Stored(s) => Appended::Duplicate(*s),
+            other => *other,
+        })
+        .collect();
+    assert_eq!(dup, want);
+    assert_eq!(
+        bytes(&all(
+            store,
+            Query {
+                limit: 1000,
+                ..Query::default()
+            }
+        )),
+        expected_in_order(&evs, &outcomes)
+    );
+    // Prepared by another store: refused, retryable, nothing stored.
+    let mut foreign = other.preparer();
+    let extra = events(1, 77);
+    let p = foreign.prepare(&extra[0], account_of(&extra[0])).unwrap();
+    let err = rt.block_on(store.append_prepared(vec![p])).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(store.stats().events, 600);
+}
+
+/// The events newest first (time, then sequence number) as `outcomes` stored them.
+fn expected_in_order(evs: &[CloudTrailEvent], outcomes: &[Appended]) -> Vec<Vec<u8>> {
+    let mut v: Vec<(i64, u64, usize)> = evs
+        .iter()
+        .zip(outcomes)
+        .enumerate()
+        .map(|(i, (e, r))| {
+            let Appended::Stored(seq) = r else {
+                panic!("{r:?}")
+            };
+            (e.fields().event_time.millis(), *seq, i)
+        })
+        .collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v.into_iter()
+        .map(|(_, _, i)| evs[i].bytes().to_vec())
+        .collect()
+}
+
+#[test]
+fn sled_prepared_appends() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (k2, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let other = sled_store(k2.path(), d2.path());
+    prepared_appends(&sled_store(k.path(), d.path()), &other);
+    // A memory store's prepared events are refused too.
+    let (k3, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    prepared_appends(&sled_store(k3.path(), d3.path()), &MemoryStore::new());
+}
+
+#[test]
+fn memory_prepared_appends() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    prepared_appends(&MemoryStore::new(), &sled_store(k.path(), d.path()));
+}
+
+/// The key of `g` for an event, written out here (the oracle's own reading of the fields).
+fn oracle_key(g: Group, e: &CloudTrailEvent) -> String {
+    let f = e.fields();
+    match g {
+        Group::Account => account_of(e).to_string(),
+        Group::EventSource => f.event_source.clone(),
+        Group::EventName => f.event_name.clone(),
+        Group::User => f.username().unwrap_or("-").to_string(),
+        Group::ErrorCode => f.error_code.clone().unwrap_or_else(|| "-".into()),
+        Group::Region => f.aws_region.clone().unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// Counts by every grouping, over everything, whole hours and a ragged range, with and without
+/// a filter, equal an oracle's when the scan limit does not bite.
+fn counts_equal_the_oracle(store: &dyn EventStore) {
+    const HOUR: i64 = 3_600_000;
+    let evs = events(1200, 31);
+    append(store, &evs);
+    let mut times: Vec<i64> = evs.iter().map(|e| e.fields().event_time.millis()).collect();
+    times.sort_unstable();
+    let mid = times[times.len() / 2];
+    let hour = mid - mid.rem_euclid(HOUR);
+    let ranges = [
+        (None, None),
+        (Some(hour - HOUR), Some(hour + HOUR - 1)),
+        (Some(mid - 50 * 60_000), Some(mid + 3 * 60_000)),
+        (Some(mid), None),
+    ];
+    let name = evs[3].fields().event_name.clone();
+    let groupings = [
+        vec![Group::Account],
+        vec![Group::EventSource],
+        vec![Group::EventName],
+        vec![Group::User],
+        vec![Group::ErrorCode],
+        vec![Group::Region],
+        vec![Group::Account, Group::EventName, Group::ErrorCode],
+    ];
+    for (start, end) in ranges {
+        for filter in [None, Some(name.clone())] {
+            for by in &groupings {
+                let q = Query {
+                    start: start.map(Timestamp),
+                    end: end.map(Timestamp),
+                    filters: filter
+                        .iter()
+                        .map(|n| (Attr::EventName, n.clone()))
+                        .collect(),
+                    ..Query::default()
+                };
+                let mut oracle: HashMap<Vec<String>, u64> = HashMap::new();
+                for e in &evs {
+                    let t = e.fields().event_time.millis();
+                    if start.is_some_and(|s| t < s)
+                        || end.is_some_and(|en| t > en)
+                        || filter.as_ref().is_some_and(|n| e.fields().event_name != *n)
+                    {
+                        continue;
+                    }
+                    let key = by.iter().map(|g| oracle_key(*g, e)).collect();
+                    *oracle.entry(key).or_default() += 1;
+                }
+                let c = store.count_at_most(&q, by, 10_000, 100_000).unwrap();
+                let got: HashMap<Vec<String>, u64> = c.groups.iter().cloned().collect();
+                let what = format!("{by:?} {start:?}..{end:?} {filter:?}");
+                assert_eq!(got, oracle, "{what}");
+                assert_eq!(c.total, oracle.values().sum::<u64>(), "{what}");
+                assert!(!c.limit_hit, "{what}");
+                assert_eq!(
+                    store.count(&q, by, 10_000).unwrap().groups,
+                    c.groups,
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sled_counts_equal_the_oracle() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    counts_equal_the_oracle(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_counts_equal_the_oracle() {
+    counts_equal_the_oracle(&MemoryStore::new());
 }

@@ -13,6 +13,8 @@
 //! * [`dicts`]: zstd dictionaries (`m dict/<id>` values): sealing, opening, decompressing, training.
 //! * [`load`](mod@load): the in-memory state read from the files at open and after recovery.
 //! * [`proofs`]: the Merkle log's head, proofs and signed checkpoints.
+//! * [`store`]: the ledger as an [`EventStore`](crate::EventStore), for the collector and the
+//!   conformance suite.
 //!
 //! # Meta values (`m <name>`), written at creation and by every group commit
 //!
@@ -32,6 +34,7 @@ mod prepare;
 mod proofs;
 mod records;
 mod segments;
+mod store;
 mod writer;
 
 use std::collections::HashMap;
@@ -706,41 +709,6 @@ impl Ledger {
             idx.dedup_get(&b)?.map(|(s, _)| s)
         };
         seq.map(|s| self.read(s)).transpose()
-    }
-}
-
-impl crate::EventStore for Ledger {
-    fn append_events(
-        &self,
-        events: &[(CloudTrailEvent, AccountId)],
-    ) -> Result<AppendOutcome, StoreError> {
-        let mut p = self.preparer();
-        let prepared = events
-            .iter()
-            .map(|(e, a)| p.prepare(e, *a))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.append_blocking(prepared)
-    }
-
-    fn query(&self, q: &Query) -> Result<Page, StoreError> {
-        Ledger::query(self, q)
-    }
-
-    fn count(
-        &self,
-        q: &Query,
-        by: &[crate::query::Group],
-        max_groups: usize,
-    ) -> Result<crate::query::Counts, StoreError> {
-        Ledger::count(self, q, by, max_groups)
-    }
-
-    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        Ledger::get(self, account, event_id)
-    }
-
-    fn stats(&self) -> Stats {
-        Ledger::stats(self)
     }
 }
 

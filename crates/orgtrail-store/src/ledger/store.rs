@@ -1,0 +1,142 @@
+//! The ledger as an [`EventStore`]: each method calls the ledger's own (see `mod.rs`,
+//! `records`, `proofs`). Prepared events carry the instance of the ledger that prepared them
+//! (their blind values and dictionary are that store's), and an append refuses any other.
+
+use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_crypto::merkle::Hash;
+
+use super::{AppendOutcome, Health, Ledger, Preparer, Stats};
+use crate::error::StoreError;
+use crate::query::{Counts, Group, Page, Query, StoredEvent};
+use crate::{AppendFuture, EventPreparer, EventStore, PreparedEvent, PreparedKind};
+
+/// A ledger's [`Preparer`] behind [`EventPreparer`].
+#[derive(Debug)]
+struct LedgerPreparer {
+    instance: u64,
+    inner: Preparer,
+}
+
+impl EventPreparer for LedgerPreparer {
+    fn prepare(
+        &mut self,
+        event: &CloudTrailEvent,
+        account: AccountId,
+    ) -> Result<PreparedEvent, StoreError> {
+        Ok(PreparedEvent(PreparedKind::Ledger {
+            store: self.instance,
+            event: self.inner.prepare(event, account)?,
+        }))
+    }
+}
+
+impl EventStore for Ledger {
+    fn append_events(
+        &self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut p = self.preparer();
+        let prepared = events
+            .iter()
+            .map(|(e, a)| p.prepare(e, *a))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_blocking(prepared)
+    }
+
+    fn preparer(&self) -> Box<dyn EventPreparer> {
+        Box::new(LedgerPreparer {
+            instance: self.shared.instance,
+            inner: Ledger::preparer(self),
+        })
+    }
+
+    fn append_prepared(&self, events: Vec<PreparedEvent>) -> AppendFuture<'_> {
+        let instance = self.shared.instance;
+        let prepared = events
+            .into_iter()
+            .map(|PreparedEvent(kind)| match kind {
+                PreparedKind::Ledger { store, event } if store == instance => Ok(event),
+                _ => Err(StoreError::Unavailable {
+                    reason: "events were prepared for another store; prepare them again".into(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>();
+        Box::pin(async move { self.append(prepared?).await })
+    }
+
+    fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        Ledger::query(self, q)
+    }
+
+    fn count(&self, q: &Query, by: &[Group], max_groups: usize) -> Result<Counts, StoreError> {
+        Ledger::count(self, q, by, max_groups)
+    }
+
+    fn count_at_most(
+        &self,
+        q: &Query,
+        by: &[Group],
+        max_groups: usize,
+        max_events: usize,
+    ) -> Result<Counts, StoreError> {
+        Ledger::count_at_most(self, q, by, max_groups, max_events)
+    }
+
+    fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ledger::get(self, account, event_id)
+    }
+
+    fn read(&self, seq: u64) -> Result<StoredEvent, StoreError> {
+        Ledger::read(self, seq)
+    }
+
+    fn stats(&self) -> Stats {
+        Ledger::stats(self)
+    }
+
+    fn health(&self) -> Health {
+        Ledger::health(self)
+    }
+
+    fn origin(&self) -> &str {
+        Ledger::origin(self)
+    }
+
+    fn tree_head(&self) -> Result<(u64, Hash), StoreError> {
+        Ledger::tree_head(self)
+    }
+
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        Ledger::root_at(self, size)
+    }
+
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        Ledger::inclusion_proof(self, seq, size)
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, StoreError> {
+        Ledger::consistency_proof(self, first, second)
+    }
+
+    fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        Ledger::leaves(self, first, count)
+    }
+
+    fn checkpoints_between(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        Ledger::checkpoints_between(self, from, to, limit, newest_first)
+    }
+
+    fn checkpoint_now(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ledger::checkpoint_now_blocking(self)
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        Ledger::close(self)
+    }
+}
