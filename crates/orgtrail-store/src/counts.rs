@@ -35,8 +35,11 @@
 //! # Merging
 //! A delta per group and hour is small, and writing one never rewrites a growing value. Once
 //! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
-//! published): first one batch writes the merged values, then another removes the merged
-//! deltas. A reader skips a delta whose first seq is at most its hour's `through`, so neither a
+//! published): first one batch writes the merged values (each hour, and each day and 32-day
+//! rollup holding it, every value a delta goes into taking it once), then another removes the
+//! merged deltas. The first merge of a store whose hours predate the rollups builds them from
+//! the hours, and marks them ready, in a batch of its own before it; until then counts read
+//! hours only. A reader skips a delta whose first seq is at most its hour's `through`, so neither a
 //! reader running meanwhile nor a crash between the two batches counts anything twice; and a
 //! reader reads the deltas before the merged values, so nothing is missed either.
 //!
