@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `n <first seq u64> <hour u64>` | a *delta*: the counts of the events one group commit newly stored (first seq = the group's) with eventTime in that hour |
 //! | `N <hour u64>` | a *merged* value: the counts of the hour's deltas up to `through`, merged |
-//! | `U <level u8> <bucket u64>` | a *rollup*: the counts of every hour of a day (level 1, bucket `floor(hour / 24)`) or of 32 days (level 2, bucket `floor(hour / 768)`), kept with its hours: the same deltas, merged in the same batch, up to `through` |
+//! | `U <level u8> <bucket u64>` | a *rollup*: the counts of every hour of a day (level 1, bucket `floor(hour / 24)`) or of 32 days (level 2, bucket `floor(hour / 768)`), kept with its hours: the same deltas, merged in the same batch, up to `through`. Level `0x80 \| l` is the same rollup without the user dimension (its rows' user reference is 0) |
 //! | `m counts_rollups` (meta) | `1`: every merged hour is in its rollups (set by the first merge that builds them) |
 //!
 //! `hour` and `bucket` are `floor(eventTime ms / 3_600_000)` as an i64 with its sign bit flipped, big-endian,
@@ -89,15 +89,25 @@ pub(crate) const ROLLUPS_READY: &str = "counts_rollups";
 
 /// Rollup levels, coarsest first: (level, hours a bucket spans). Level 0 is the hour itself.
 const LEVELS: [(u8, i64); 2] = [(2, 24 * 32), (1, 24)];
-/// Every level, the hour included.
-const ALL_LEVELS: [u8; 3] = [0, 1, 2];
+/// Set in a rollup's level: the rollup without the user dimension (far fewer rows: a count
+/// that neither filters nor groups by user reads these).
+const NO_USER: u8 = 0x80;
+/// Every value an hour's counts go into: the hour, then each rollup level in both variants.
+const ALL_LEVELS: [u8; 5] = [0, 1, 2, 1 | NO_USER, 2 | NO_USER];
+/// The user dimension in a row.
+const USER_DIM: usize = 3;
 
-/// The hours a bucket of `level` spans.
+/// The hours a bucket of `level` spans (whichever variant).
 fn span(level: u8) -> i64 {
     LEVELS
         .iter()
-        .find(|(l, _)| *l == level)
+        .find(|(l, _)| *l == level & !NO_USER)
         .map_or(1, |(_, s)| *s)
+}
+
+/// The dimension a value of `level` leaves out, if any.
+fn dropped(level: u8) -> Option<usize> {
+    (level & NO_USER != 0).then_some(USER_DIM)
 }
 
 /// The hours any time in ms can fall in (clamping keeps bucket arithmetic from overflowing).
@@ -313,13 +323,24 @@ impl Builder {
     }
 
     pub(crate) fn add_table(&mut self, t: &Table) {
-        let map: Vec<u32> = t.strings.iter().map(|s| self.intern(s)).collect();
+        self.add_table_without(t, None);
+    }
+
+    /// Adds a table's rows, the dimension `drop` (if any) left out of every row.
+    pub(crate) fn add_table_without(&mut self, t: &Table, drop: Option<usize>) {
+        // The table's references -> this builder's, interned as rows use them.
+        let mut map: Vec<u32> = vec![0; t.strings.len()];
         for (refs, n) in &t.rows {
             let mut r = [0u32; DIMS];
-            for (slot, v) in r.iter_mut().zip(refs) {
-                if *v != 0 {
-                    *slot = map[*v as usize - 1];
+            for (d, (slot, v)) in r.iter_mut().zip(refs).enumerate() {
+                if *v == 0 || Some(d) == drop {
+                    continue;
                 }
+                let i = *v as usize - 1;
+                if map[i] == 0 {
+                    map[i] = self.intern(&t.strings[i]);
+                }
+                *slot = map[i];
             }
             *self.rows.entry(r).or_default() += n;
         }
@@ -582,6 +603,11 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// Whether the count filters or groups by dimension `dim`.
+    fn uses(&self, dim: usize) -> bool {
+        self.by.contains(&dim) || self.filters.iter().any(|(d, _)| *d == dim)
+    }
+
     /// `None` when a filter of `q` is not one of the counters' dimensions, or `q` names an
     /// eventID (the reason is the `Err` text).
     fn new(q: &Query, by: &[Group]) -> Result<Selection, String> {
@@ -927,6 +953,7 @@ impl Writer {
                 through = through_of(&v)?;
                 b.add_table(cached(cache, provider, &key, through, &v)?.as_ref());
             }
+            let drop = dropped(level);
             let mut newest = through;
             for (seq, hour) in deltas {
                 let dk = delta_key(seq, hour);
@@ -949,7 +976,7 @@ impl Writer {
                     }
                 };
                 if let Some(t) = table {
-                    b.add_table(&t);
+                    b.add_table_without(&t, drop);
                     newest = newest.max(seq);
                 }
             }
@@ -976,11 +1003,11 @@ fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), St
         let hour = parse_merged_key(&k)?;
         let through = through_of(&v)?;
         let t = open(provider, &k, &v)?;
-        for (level, span) in LEVELS {
+        for level in ALL_LEVELS.into_iter().filter(|l| *l != 0) {
             let r = rollups
-                .entry((level, hour.div_euclid(span)))
+                .entry((level, hour.div_euclid(span(level))))
                 .or_insert_with(|| (Builder::default(), 0));
-            r.0.add_table(&t);
+            r.0.add_table_without(&t, dropped(level));
             r.1 = r.1.max(through);
         }
     }
@@ -1125,7 +1152,15 @@ pub(crate) fn count_hours(
     let mut acc = Acc::default();
     cache.begin();
     let parts = if rollups_ready(tree)? {
+        // Without the user dimension when the count does not need it.
+        let variant = if sel.uses(USER_DIM) { 0 } else { NO_USER };
         cover(first, last)
+            .into_iter()
+            .map(|(level, lo, hi)| match level {
+                0 => (0, lo, hi),
+                l => (l | variant, lo, hi),
+            })
+            .collect()
     } else {
         vec![(0, first, last)]
     };
