@@ -951,7 +951,14 @@ impl Writer {
             let mut through = 0;
             if let Some(v) = tree.get(&key)? {
                 through = through_of(&v)?;
-                b.add_table(cached(cache, provider, &key, through, &v)?.as_ref());
+                // Hours through the cache, as counts read them; a rollup (large, read by
+                // few counts) is opened here and not kept: its memory is the writer
+                // thread's, and caching it here would hold that thread's pages.
+                if level == 0 {
+                    b.add_table(cached(cache, provider, &key, through, &v)?.as_ref());
+                } else {
+                    b.add_table(&open(provider, &key, &v)?);
+                }
             }
             let drop = dropped(level);
             let mut newest = through;
@@ -983,7 +990,11 @@ impl Writer {
             if newest > through && !b.is_empty() {
                 let t = b.finish();
                 write.insert(key.clone(), seal(provider, &key, newest, &t)?);
-                cache.put(&key, newest, Arc::new(t));
+                if level == 0 {
+                    cache.put(&key, newest, Arc::new(t));
+                } else {
+                    cache.remove(&key);
+                }
             }
         }
         tree.apply_batch(write)?;
