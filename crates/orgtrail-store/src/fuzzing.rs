@@ -54,7 +54,7 @@ pub fn segment(value: &[u8]) -> Result<i64, StoreError> {
     crate::ledger::decode_segment(value).map(|(_, day, _, _)| day)
 }
 
-/// Decodes the plaintext of a counter value (`n`/`N` keys, after AES-GCM) as `stats` does;
+/// Decodes the plaintext of a counter value (`n`/`N`/`U` keys, after AES-GCM) as `stats` does;
 /// returns how many rows it holds.
 pub fn counter_plain(plain: &[u8]) -> Result<usize, StoreError> {
     crate::counts::Table::decode(plain).map(|t| t.rows())

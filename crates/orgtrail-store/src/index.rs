@@ -22,7 +22,7 @@ use orgtrail_core::AccountId;
 use crate::error::StoreError;
 use crate::postings::{Postings, TimeIndex};
 use crate::query::Cursor;
-use crate::run::Run;
+use crate::run::{Run, RunList};
 
 pub(crate) type Blind = [u8; 16];
 
@@ -127,9 +127,19 @@ impl Mem {
     }
 }
 
-/// Decoded posting lists of index runs that are long enough to be worth keeping (popular
-/// values: accounts, eventNames, regions), bounded by weight; shared by every reader.
-pub(crate) struct ListCache(quick_cache::sync::Cache<(u64, u64, Blind), Arc<Postings>, ListWeight>);
+/// Posting lists of index runs that are long enough to be worth keeping (popular values:
+/// accounts, eventNames, regions), bounded by weight; shared by every reader. A list is kept
+/// as stored (for probes through its skip table) and, once a query needs it whole, decoded.
+pub(crate) struct ListCache(quick_cache::sync::Cache<ListKey, Cached, ListWeight>);
+
+/// (run first seq, run end, blind, decoded).
+type ListKey = (u64, u64, Blind, bool);
+
+#[derive(Clone)]
+pub(crate) enum Cached {
+    Decoded(Arc<Postings>),
+    Raw(Arc<RunList>),
+}
 
 impl std::fmt::Debug for ListCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,12 +158,15 @@ pub(crate) const LIST_CACHE_BYTES: u64 = 32 << 20;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListWeight;
 
-impl quick_cache::Weighter<(u64, u64, Blind), Arc<Postings>> for ListWeight {
-    fn weight(&self, _: &(u64, u64, Blind), p: &Arc<Postings>) -> u64 {
-        64 + match p.as_ref() {
-            Postings::Few(v) => 8 * v.len() as u64,
-            // Roaring keeps dense runs of seqs in about 2 bytes each.
-            Postings::Many(_) => 2 * p.len(),
+impl quick_cache::Weighter<ListKey, Cached> for ListWeight {
+    fn weight(&self, _: &ListKey, c: &Cached) -> u64 {
+        64 + match c {
+            Cached::Decoded(p) => match p.as_ref() {
+                Postings::Few(v) => 8 * v.len() as u64,
+                // Roaring keeps dense runs of seqs in about 2 bytes each.
+                Postings::Many(_) => 2 * p.len(),
+            },
+            Cached::Raw(l) => l.bytes() as u64,
         }
     }
 }
@@ -167,17 +180,150 @@ impl ListCache {
         ))
     }
 
-    /// The list of `blind` in `run`, from the cache or read (and kept if long).
+    /// The list of `blind` in `run` for membership probes: decoded if the cache holds it so;
+    /// else as stored, from the cache or read (and kept if long). A long list met a second
+    /// time is decoded and kept decoded instead: the first use of a popular list costs only
+    /// the probes it answers, and the next ones test membership in a bitmap.
+    fn for_probes(&self, run: &Run, blind: &Blind) -> Result<Option<Part>, StoreError> {
+        let decoded = (run.first, run.end(), *blind, true);
+        if let Some(Cached::Decoded(p)) = self.0.get(&decoded) {
+            return Ok(Some(Part::Decoded(p)));
+        }
+        let raw = (run.first, run.end(), *blind, false);
+        if let Some(Cached::Raw(l)) = self.0.get(&raw) {
+            let p = Arc::new(Postings::from_sorted(l.decode()?));
+            self.0.insert(decoded, Cached::Decoded(p.clone()));
+            self.0.remove(&raw);
+            return Ok(Some(Part::Decoded(p)));
+        }
+        let Some(l) = run.list(blind)? else {
+            return Ok(None);
+        };
+        let l = Arc::new(l);
+        if l.len() >= CACHED_LIST_MIN {
+            self.0.insert(raw, Cached::Raw(l.clone()));
+        }
+        Ok(Some(Part::Raw(l)))
+    }
+
+    /// The list of `blind` in `run`, decoded, from the cache or read (and kept if long).
     fn list(&self, run: &Run, blind: &Blind) -> Result<Arc<Postings>, StoreError> {
-        let key = (run.first, run.end(), *blind);
-        if let Some(p) = self.0.get(&key) {
+        let key = (run.first, run.end(), *blind, true);
+        if let Some(Cached::Decoded(p)) = self.0.get(&key) {
             return Ok(p);
         }
-        let p = Arc::new(Postings::from_sorted(run.postings(blind)?));
+        let raw = (run.first, run.end(), *blind, false);
+        let seqs = match self.0.get(&raw) {
+            Some(Cached::Raw(l)) => l.decode()?,
+            _ => match run.list(blind)? {
+                Some(l) => l.decode()?,
+                None => Vec::new(),
+            },
+        };
+        let p = Arc::new(Postings::from_sorted(seqs));
         if p.len() >= CACHED_LIST_MIN {
-            self.0.insert(key, p.clone());
+            self.0.insert(key, Cached::Decoded(p.clone()));
+            self.0.remove(&raw);
         }
         Ok(p)
+    }
+}
+
+/// One list of a run, as a probe finds it.
+enum Part {
+    Decoded(Arc<Postings>),
+    Raw(Arc<RunList>),
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Decoded(p) => p.len(),
+            Part::Raw(l) => l.len(),
+        }
+    }
+}
+
+/// A condition's seqs in one part of the index, before deciding how to use them: whole, or
+/// as stored in a run (any of several lists), to be probed or decoded.
+enum Cand<'a> {
+    Whole(ListRef<'a>),
+    Stored(Vec<Part>),
+}
+
+impl Cand<'_> {
+    /// Entries (for a union, an upper bound).
+    fn len(&self) -> u64 {
+        match self {
+            Cand::Whole(l) => l.len(),
+            Cand::Stored(ls) => ls.iter().map(Part::len).sum(),
+        }
+    }
+
+    /// Every seq, ascending.
+    fn seqs(&self) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Cand::Whole(l) => Ok(l.iter().collect()),
+            Cand::Stored(ls) => {
+                let mut v = Vec::new();
+                for l in ls {
+                    match l {
+                        Part::Decoded(p) => v.extend(p.iter()),
+                        Part::Raw(l) => v.extend(l.decode()?),
+                    }
+                }
+                if ls.len() > 1 {
+                    v.sort_unstable();
+                    v.dedup();
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn prober(&self) -> Prober<'_> {
+        match self {
+            Cand::Whole(l) => Prober::Whole(l),
+            Cand::Stored(ls) => Prober::Stored(
+                ls.iter()
+                    .map(|l| match l {
+                        Part::Decoded(p) => PartProbe::Decoded(p),
+                        Part::Raw(l) => PartProbe::Raw(l.probe()),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Membership tests of ascending seqs in a [`Cand`].
+enum Prober<'a> {
+    Whole(&'a Postings),
+    Stored(Vec<PartProbe<'a>>),
+}
+
+enum PartProbe<'a> {
+    Decoded(&'a Postings),
+    Raw(crate::run::Probe<'a>),
+}
+
+impl Prober<'_> {
+    fn contains(&mut self, seq: u64) -> Result<bool, StoreError> {
+        match self {
+            Prober::Whole(p) => Ok(p.contains(seq)),
+            Prober::Stored(ps) => {
+                for p in ps {
+                    let hit = match p {
+                        PartProbe::Decoded(d) => d.contains(seq),
+                        PartProbe::Raw(r) => r.contains(seq)?,
+                    };
+                    if hit {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -338,6 +484,24 @@ impl<'a> Source<'a> {
         Ok(())
     }
 
+    /// A condition's seqs in this source, read but, in a run, not decoded.
+    fn candidate(&self, cond: &Cond) -> Result<Cand<'a>, StoreError> {
+        match (self, cond) {
+            (Source::Run(r, cache), Cond::AnyOf(blinds)) => {
+                let mut lists = Vec::with_capacity(blinds.len());
+                for b in blinds {
+                    if let Some(l) = cache.for_probes(r, b)?
+                        && l.len() > 0
+                    {
+                        lists.push(l);
+                    }
+                }
+                Ok(Cand::Stored(lists))
+            }
+            _ => Ok(Cand::Whole(self.resolve(cond)?)),
+        }
+    }
+
     /// Up to `limit` (time, seq) of this source meeting every condition, in `lo..=hi`,
     /// newest first.
     fn select(
@@ -351,29 +515,50 @@ impl<'a> Source<'a> {
         if limit == 0 || lo > hi {
             return Ok(out);
         }
-        let lists = conds
+        let cands = conds
             .iter()
-            .map(|c| self.resolve(c))
+            .map(|c| self.candidate(c))
             .collect::<Result<Vec<_>, _>>()?;
-        if lists.iter().any(|l| l.len() == 0) {
+        if cands.iter().any(|l| l.len() == 0) {
             return Ok(out);
         }
-        let smallest = lists
+        let smallest = cands
             .iter()
             .enumerate()
             .min_by_key(|(_, l)| l.len())
             .map(|(i, _)| i);
-        let in_all = |seq: u64, skip: Option<usize>| {
-            lists
-                .iter()
-                .enumerate()
-                .all(|(i, l)| Some(i) == skip || l.contains(seq))
-        };
         match smallest {
-            Some(i) if lists[i].len() <= SCAN_LIMIT => {
-                // The other conditions first (membership is cheap), then times only for
-                // what meets them all.
-                let seqs: Vec<u64> = lists[i].iter().filter(|&s| in_all(s, Some(i))).collect();
+            Some(i) if cands[i].len() <= SCAN_LIMIT => {
+                // The smallest list decoded, the others probed for its seqs only (through
+                // their skip tables in a run: a popular list is never decoded whole here),
+                // then times only for what meets them all.
+                let mut seqs = cands[i].seqs()?;
+                let mut probers: Vec<Prober<'_>> = cands
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, c)| c.prober())
+                    .collect();
+                let mut failed = None;
+                seqs.retain(|&s| {
+                    if failed.is_some() {
+                        return false;
+                    }
+                    for p in &mut probers {
+                        match p.contains(s) {
+                            Ok(true) => {}
+                            Ok(false) => return false,
+                            Err(e) => {
+                                failed = Some(e);
+                                return false;
+                            }
+                        }
+                    }
+                    true
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
                 let times = self.times_of(&seqs)?;
                 out = times
                     .into_iter()
@@ -388,8 +573,15 @@ impl<'a> Source<'a> {
                 out.sort_unstable_by(|a, b| b.cmp(a));
             }
             _ => {
+                // Every list is long: walk the time order, testing membership in the lists
+                // decoded whole (and cached).
+                drop(cands);
+                let lists = conds
+                    .iter()
+                    .map(|c| self.resolve(c))
+                    .collect::<Result<Vec<_>, _>>()?;
                 self.walk_rev(lo, hi, |t, s| {
-                    if in_all(s, None) {
+                    if lists.iter().all(|l| l.contains(s)) {
                         out.push((t, s));
                     }
                     out.len() < limit
@@ -621,5 +813,94 @@ impl Index {
             out.truncate(limit);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn blind(i: u64) -> Blind {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        b[8..].copy_from_slice(&i.to_be_bytes());
+        b
+    }
+
+    /// A popular value (every other event), a medium one (every 7th) and rare ones (one of
+    /// 40 users, every event), over runs of several sizes and the memtable: every selection of
+    /// a rare list with popular ones equals the brute-force answer, whatever the order of the
+    /// conditions and the time range.
+    #[test]
+    fn rare_and_popular_lists_intersect_as_brute_force_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = Index::default();
+        let mut events: Vec<(u64, i64, Vec<u64>)> = Vec::new();
+        let (popular, medium) = (1_000_000u64, 1_000_001u64);
+        let mut seq = 1u64;
+        for chunk in [6_000u64, 2_500, 700, 3_000] {
+            for _ in 0..chunk {
+                let time =
+                    1_000_000 + (seq as i64) * 10 - if seq.is_multiple_of(11) { 500 } else { 0 };
+                let mut vals = vec![seq % 40];
+                if seq.is_multiple_of(2) {
+                    vals.push(popular);
+                }
+                if seq.is_multiple_of(7) {
+                    vals.push(medium);
+                }
+                idx.publish(seq, time, blind(u64::MAX - seq), [0u8; 8]);
+                for v in &vals {
+                    idx.post(blind(*v), seq);
+                }
+                events.push((seq, time, vals));
+                seq += 1;
+            }
+            if chunk != 3_000 {
+                // Written out as a run; the last chunk stays in the memtable.
+                let frozen = idx.freeze().unwrap();
+                let path = frozen.write_run(dir.path(), None).unwrap();
+                idx.install_run(Arc::new(Run::open(&path).unwrap()));
+            }
+        }
+        assert_eq!(idx.runs.len(), 3);
+        let cases: Vec<Vec<Vec<u64>>> = vec![
+            vec![vec![3], vec![popular]],
+            vec![vec![popular], vec![3]],
+            vec![vec![4], vec![popular], vec![medium]],
+            vec![vec![5, 6], vec![popular]],
+            vec![vec![popular], vec![medium]],
+            vec![vec![popular]],
+            vec![vec![9], vec![77]],
+        ];
+        for conds in cases {
+            let cs: Vec<Cond> = conds
+                .iter()
+                .map(|vs| Cond::AnyOf(vs.iter().map(|v| blind(*v)).collect()))
+                .collect();
+            for (start, end, limit) in [
+                (i64::MIN, i64::MAX, 100_000),
+                (1_020_000, 1_090_000, 100_000),
+                (i64::MIN, i64::MAX, 25),
+            ] {
+                let mut want: Vec<(i64, u64)> = events
+                    .iter()
+                    .filter(|(_, t, vals)| {
+                        *t >= start
+                            && *t <= end
+                            && conds.iter().all(|any| any.iter().any(|v| vals.contains(v)))
+                    })
+                    .map(|(s, t, _)| (*t, *s))
+                    .collect();
+                want.sort_unstable_by(|a, b| b.cmp(a));
+                want.truncate(limit);
+                // Twice: the second time the long lists come from the cache.
+                for _ in 0..2 {
+                    let got = idx.select(&cs, start, end, None, limit).unwrap();
+                    assert_eq!(got, want, "{conds:?} {start} {end} {limit}");
+                }
+            }
+        }
     }
 }

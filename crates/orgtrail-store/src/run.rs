@@ -10,14 +10,22 @@
 //!
 //! | part | bytes |
 //! |---|---|
-//! | header | magic `OTRUN` + version `\x00\x00\x01` (8), first seq (u64), n (u32), lowest and highest eventTime in ms (i64, i64; 0 and 0 when n is 0) |
+//! | header | magic `OTRUN` + version `\x00\x00\x02` (8), first seq (u64), n (u32), lowest and highest eventTime in ms (i64, i64; 0 and 0 when n is 0) |
 //! | times | eventTime of each seq in seq order, in blocks of 128: each entry zigzag(time - previous time), the previous of a block's first entry being 0 |
 //! | order | every (eventTime, o), sorted ascending, in blocks of 128: each entry varint(time - previous time) (0 for a block's first, whose time is in the directory), then varint(o) |
 //! | dedup | every (blind(account, eventID) (16), o (u32), first 8 bytes of SHA-256(event bytes)), sorted by blind: 28 bytes each, in blocks of 128 |
-//! | postings | per blind attribute value, sorted by blind: blind (16), varint count, varint byte length of the list, then the list of o ascending as varint gaps (the first gap from 0) |
+//! | postings | per blind attribute value, sorted by blind: blind (16), varint count `k`, varint byte length of the rest of the entry, then the skip table (below), then the list of o ascending as varint gaps (the first gap from 0) |
 //! | bloom | blocked Bloom filter over the dedup blinds: 512-bit blocks (64 bytes), 10 bits per event; block = u64(blind[0..8]) mod blocks; 7 bits set, each 9 bits of u64(blind[8..16]) |
 //! | directory | times: per block (first time i64, offset u32); order: per block (first time i64, offset u32); dedup: per block the first blind (16); postings: (entry count u32) then per ~4 KiB page the first entry starting in it (blind (16), offset u64) |
 //! | footer (fixed, 96 bytes) | offsets of times, order, dedup, postings, bloom, directory and of the footer itself (7 x u64), SHA-256 of header, bloom and directory (32), magic `OTRUNEND` (8) |
+//!
+//! The skip table of a posting list lets a probe decode one block of [`SKIP_EVERY`] entries
+//! instead of the whole list (a rare list intersected with a popular one costs about the rare
+//! one's size). A list of `k` entries has `s = (k - 1) / 128` skip entries when `k >= 1024`
+//! ([`SKIP_FROM`]), else none (`s = 0`, nothing written). Skip entry `j` (`1..=s`) is 8 bytes:
+//! the o of entry `128 j - 1` (u32), then the byte position of entry `128 j` in the gaps,
+//! counted from the first gap (u32). So block `j` is decoded from that position with that o
+//! as the previous value.
 //!
 //! Offsets are from the start of the file. Blinds are HMAC outputs (see the crate docs): no
 //! attribute value, eventID or user is in a run in plaintext.
@@ -41,7 +49,10 @@ use crate::error::StoreError;
 use crate::format::{Reader, put_varint};
 use crate::index::Blind;
 
-const MAGIC: &[u8; 8] = b"OTRUN\x00\x00\x01";
+const MAGIC: &[u8; 8] = b"OTRUN\x00\x00\x02";
+/// Runs written before skip tables (format 2 stores): read as they are, lists without skip
+/// tables; merged or written again in the current layout.
+const MAGIC_V1: &[u8; 8] = b"OTRUN\x00\x00\x01";
 const END_MAGIC: &[u8; 8] = b"OTRUNEND";
 const HEADER_LEN: u64 = 8 + 8 + 4 + 8 + 8;
 const FOOTER_LEN: u64 = 7 * 8 + 32 + 8;
@@ -57,6 +68,54 @@ const PAGE: u64 = 4096;
 const BLOOM_BITS_PER_EVENT: u64 = 10;
 const BLOOM_BLOCK_BITS: u64 = 512;
 const BLOOM_K: u32 = 7;
+/// A posting list this long or longer has a skip table...
+pub(crate) const SKIP_FROM: u64 = 1024;
+/// ...with an entry every this many entries.
+pub(crate) const SKIP_EVERY: u64 = 128;
+const SKIP_ENTRY: usize = 8;
+
+/// How many skip entries a list of `k` entries has.
+fn skips(k: u64) -> usize {
+    if k >= SKIP_FROM {
+        ((k - 1) / SKIP_EVERY) as usize
+    } else {
+        0
+    }
+}
+
+/// The varint at `*pos` of `b`, advancing `pos`; `None` if truncated or too long.
+fn varint_at(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The skip table of a list of `k` entries encoded as `gaps`.
+fn skip_table(k: u64, gaps: &[u8]) -> R<Vec<u8>> {
+    let s = skips(k);
+    let mut out = Vec::with_capacity(s * SKIP_ENTRY);
+    if s == 0 {
+        return Ok(out);
+    }
+    let bad = || StoreError::Corrupt("posting list does not fit its skip table".into());
+    let mut pos = 0usize;
+    let mut o = 0u64;
+    for i in 0..k {
+        if i > 0 && i % SKIP_EVERY == 0 {
+            out.extend_from_slice(&u32::try_from(o).map_err(|_| bad())?.to_be_bytes());
+            out.extend_from_slice(&u32::try_from(pos).map_err(|_| bad())?.to_be_bytes());
+        }
+        o += varint_at(gaps, &mut pos).ok_or_else(bad)?;
+    }
+    Ok(out)
+}
 
 /// The name of the run file of the events `first..end`.
 pub(crate) fn file_name(first: u64, end: u64) -> String {
@@ -294,11 +353,13 @@ where
             post_dir.push((blind, w.pos));
             next_page = (rel / PAGE + 1) * PAGE;
         }
+        let skip = skip_table(k, &list)?;
         head.clear();
         head.extend_from_slice(&blind);
         put_varint(&mut head, k);
-        put_varint(&mut head, list.len() as u64);
+        put_varint(&mut head, (skip.len() + list.len()) as u64);
         w.put(&head).map_err(&e)?;
+        w.put(&skip).map_err(&e)?;
         w.put(&list).map_err(&e)?;
     }
 
@@ -435,6 +496,8 @@ pub(crate) struct Run {
     order_dir: Vec<(i64, u32)>,
     dedup_dir: Vec<Blind>,
     post_dir: Vec<(Blind, u64)>,
+    /// Whether its long posting lists carry skip tables (layout version 2).
+    skip_tables: bool,
 }
 
 impl Run {
@@ -494,9 +557,11 @@ impl Run {
             return Err(bad("checksum mismatch"));
         }
         let mut h = Reader::new(&header, "index run header");
-        if h.take(8)? != MAGIC {
-            return Err(bad("not an index run of this version"));
-        }
+        let skip_tables = match h.take(8)? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(bad("not an index run of a version this orgtrail reads")),
+        };
         let first = h.u64()?;
         let count = h.u32()?;
         let min_time = h.i64()?;
@@ -555,6 +620,7 @@ impl Run {
             order_dir,
             dedup_dir,
             post_dir,
+            skip_tables,
         })
     }
 
@@ -647,10 +713,20 @@ impl Run {
     }
 
     /// The seqs carrying an attribute blind in this run, ascending.
+    #[cfg(test)]
     pub(crate) fn postings(&self, blind: &Blind) -> Result<Vec<u64>, StoreError> {
+        match self.list(blind)? {
+            Some(l) => l.decode(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The count of entries of the list of `blind` and where its skip table starts (its body
+    /// is `len` bytes from there), without reading the list.
+    fn find_list(&self, blind: &Blind) -> Result<Option<(u64, u64, usize)>, StoreError> {
         let i = self.post_dir.partition_point(|(b, _)| b <= blind);
         let Some(i) = i.checked_sub(1) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let mut off = self.post_dir[i].1;
         let end = self.post_dir.get(i + 1).map_or(self.bloom_off, |(_, o)| *o);
@@ -664,36 +740,31 @@ impl Run {
             let len = r.varint()? as usize;
             let head = (16 + varint_len(n) + varint_len(len as u64)) as u64;
             if &b > blind {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             if &b == blind {
-                let start = off + head;
-                let list = self.read_at(start, len)?;
-                let mut lr = Reader::new(&list, "index run posting list");
-                let mut out = Vec::with_capacity(n as usize);
-                let mut o = 0u64;
-                for _ in 0..n {
-                    o += lr.varint()?;
-                    if o >= u64::from(self.count) {
-                        return Err(StoreError::Corrupt(format!(
-                            "index run {}: posting out of range",
-                            self.path.display()
-                        )));
-                    }
-                    out.push(self.first + o);
-                }
-                return Ok(out);
+                return Ok(Some((n, off + head, len)));
             }
             // Skip this entry's list (it may run past the page: then the next entry starts
             // beyond what was read, on a later page).
             let skip = off + head + len as u64;
             if skip >= end {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             r.take(len)?;
             off = skip;
         }
-        Ok(Vec::new())
+        Ok(None)
+    }
+
+    /// The posting list of an attribute blind in this run, read (one positional read) but not
+    /// decoded.
+    pub(crate) fn list(&self, blind: &Blind) -> Result<Option<RunList>, StoreError> {
+        let Some((n, start, len)) = self.find_list(blind)? else {
+            return Ok(None);
+        };
+        let body = self.read_at(start, len)?;
+        RunList::new(self.first, self.count, n, self.skips(n), body).map(Some)
     }
 
     /// The eventTimes of `seqs` (ascending, all in this run), reading each block once.
@@ -898,6 +969,11 @@ impl Run {
         }))
     }
 
+    /// How many skip entries a list of `k` entries has in this run.
+    fn skips(&self, k: u64) -> usize {
+        if self.skip_tables { skips(k) } else { 0 }
+    }
+
     /// Every (attribute blind, count, encoded list), ascending by blind.
     fn postings_seq(&self) -> R<impl Iterator<Item = R<(Blind, u64, Vec<u8>)>> + '_> {
         let mut r = SeqReader::new(&self.path, self.postings_off, self.bloom_off)?;
@@ -925,6 +1001,15 @@ impl Run {
                 let len = r.varint()? as usize;
                 let mut list = vec![0u8; len];
                 r.fill(&mut list)?;
+                // The gaps only: the skip table is made again by whoever writes them.
+                let skip = self.skips(k) * SKIP_ENTRY;
+                if skip > len {
+                    return Err(StoreError::Corrupt(format!(
+                        "index run {}: posting list shorter than its skip table",
+                        r.path.display()
+                    )));
+                }
+                list.drain(..skip);
                 Ok((b, k, list))
             })();
             if item.is_err() {
@@ -1094,6 +1179,133 @@ pub(crate) fn merge(
     )
 }
 
+/// A posting list of a run as stored: its skip table and its gaps, decoded on demand.
+#[derive(Debug, Clone)]
+pub(crate) struct RunList {
+    first: u64,
+    /// Events in the run (every o is below).
+    count: u32,
+    n: u64,
+    /// (o of the entry before block j, position of block j in `gaps`), for j = 1..
+    skip: Vec<(u32, u32)>,
+    gaps: Vec<u8>,
+}
+
+impl RunList {
+    fn new(first: u64, count: u32, n: u64, s: usize, body: Vec<u8>) -> R<RunList> {
+        if body.len() < s * SKIP_ENTRY {
+            return Err(StoreError::Corrupt(
+                "index run posting list shorter than its skip table".into(),
+            ));
+        }
+        let mut r = Reader::new(&body[..s * SKIP_ENTRY], "index run skip table");
+        let mut skip = Vec::with_capacity(s);
+        for _ in 0..s {
+            skip.push((r.u32()?, r.u32()?));
+        }
+        let gaps = body[s * SKIP_ENTRY..].to_vec();
+        Ok(RunList {
+            first,
+            count,
+            n,
+            skip,
+            gaps,
+        })
+    }
+
+    fn corrupt() -> StoreError {
+        StoreError::Corrupt("index run posting list is malformed or out of range".into())
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// Bytes held (for a cache's weight).
+    pub(crate) fn bytes(&self) -> usize {
+        self.gaps.len() + self.skip.len() * 8 + 64
+    }
+
+    /// Every seq, ascending.
+    pub(crate) fn decode(&self) -> R<Vec<u64>> {
+        let mut out = Vec::with_capacity(self.n as usize);
+        let mut pos = 0usize;
+        let mut o = 0u64;
+        for _ in 0..self.n {
+            o += varint_at(&self.gaps, &mut pos).ok_or_else(Self::corrupt)?;
+            if o >= u64::from(self.count) {
+                return Err(Self::corrupt());
+            }
+            out.push(self.first + o);
+        }
+        Ok(out)
+    }
+
+    /// A cursor for membership probes in ascending order.
+    pub(crate) fn probe(&self) -> Probe<'_> {
+        Probe {
+            l: self,
+            pos: 0,
+            prev: None,
+            i: 0,
+            last: 0,
+        }
+    }
+}
+
+/// Membership probes of a [`RunList`]: each jumps by the skip table to the block that may
+/// hold the seq, then decodes forward from there (or from where the previous probe stopped),
+/// so ascending probes cost at most a block's decoding each and never the whole list.
+pub(crate) struct Probe<'a> {
+    l: &'a RunList,
+    /// Position in the gaps of entry `i`.
+    pos: usize,
+    /// The o of entry `i - 1`.
+    prev: Option<u64>,
+    i: u64,
+    /// The last o probed (a smaller one starts over).
+    last: u64,
+}
+
+impl Probe<'_> {
+    pub(crate) fn contains(&mut self, seq: u64) -> R<bool> {
+        let l = self.l;
+        let Some(o) = seq.checked_sub(l.first).filter(|o| *o < u64::from(l.count)) else {
+            return Ok(false);
+        };
+        if o < self.last {
+            (self.pos, self.prev, self.i) = (0, None, 0);
+        }
+        self.last = o;
+        // The block that may hold `o`: after the last skip entry whose o is below it.
+        let j = l.skip.partition_point(|(p, _)| u64::from(*p) < o);
+        if j > 0 {
+            let start = j as u64 * SKIP_EVERY;
+            if start > self.i {
+                let (p, at) = l.skip[j - 1];
+                (self.pos, self.prev, self.i) = (at as usize, Some(u64::from(p)), start);
+            }
+        }
+        loop {
+            if let Some(p) = self.prev
+                && p >= o
+            {
+                return Ok(p == o);
+            }
+            if self.i >= l.n {
+                return Ok(false);
+            }
+            let g = varint_at(&l.gaps, &mut self.pos).ok_or_else(RunList::corrupt)?;
+            let v = self.prev.map_or(g, |p| p + g);
+            if v >= u64::from(l.count) || self.prev.is_some_and(|p| v <= p) {
+                return Err(RunList::corrupt());
+            }
+            self.prev = Some(v);
+            self.i += 1;
+        }
+    }
+}
+
 fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
@@ -1181,6 +1393,10 @@ mod tests {
             if seq % 17 == 3 {
                 m.postings.entry(blind(2, 1)).or_default().push(seq);
             }
+            // Long, with uneven gaps: a skip table over gaps of 1 to 7.
+            if seq % 4 == 0 || seq % 7 == 0 {
+                m.postings.entry(blind(3, 1)).or_default().push(seq);
+            }
             if seq % 3 == 0 {
                 m.postings.entry(blind(seq, 2)).or_default().push(seq);
             }
@@ -1237,6 +1453,24 @@ mod tests {
         assert_eq!(false_hits, 0, "a blind never stored was found");
         for (b, list) in &m.postings {
             assert_eq!(&run.postings(b).unwrap_or_else(|e| panic!("{e}")), list);
+            // Probes through the skip table answer as the list does: ascending (every seq,
+            // then every fifth), and after a step back.
+            let stored = run
+                .list(b)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .expect("stored");
+            assert_eq!(stored.len(), list.len() as u64);
+            let set: std::collections::BTreeSet<u64> = list.iter().copied().collect();
+            for step in [1usize, 5, 300] {
+                let mut p = stored.probe();
+                for seq in (m.first.saturating_sub(2)..m.first + n + 2).step_by(step) {
+                    assert_eq!(p.contains(seq).unwrap(), set.contains(&seq), "seq {seq}");
+                }
+                for &seq in list.iter().rev().step_by(97) {
+                    assert!(p.contains(seq).unwrap());
+                    assert!(!p.contains(seq + n + 5).unwrap());
+                }
+            }
         }
         assert!(
             run.postings(&blind(7, 7))
