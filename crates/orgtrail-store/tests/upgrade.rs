@@ -143,3 +143,133 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
     let r = verify_full(&data, provider, &vk, &[saved]);
     assert!(r.ok(), "{:?}", r.problems);
 }
+
+/// A store of format 2 (written by 14c2679: index runs of layout version 1, records and leaf
+/// hashes inside sled) opens as it is: its events, lookups through its old runs (a posting list
+/// of over 1,024 entries without a skip table, alone and combined with a rarer one) and its
+/// signed tree are as they were; new groups go to the record log beside them.
+#[test]
+fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
+    use orgtrail_store::{Attr, Query};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format2");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_dir(&fixture.join("data"), &data);
+    let keys = fixture.join("keys");
+    let provider = Arc::new(LocalKeyProvider::load(&keys).unwrap());
+    let cfg = || LedgerConfig {
+        index_run_events: 256,
+        ..LedgerConfig::default()
+    };
+    let gz = std::fs::File::open(fixture.join("events.jsonl.gz")).unwrap();
+    let events: Vec<CloudTrailEvent> = std::io::BufReader::new(flate2::read::GzDecoder::new(gz))
+        .lines()
+        .map(|l| CloudTrailEvent::parse(l.unwrap().into_bytes()).unwrap())
+        .collect();
+    let account = |e: &CloudTrailEvent| -> AccountId {
+        e.fields()
+            .recipient_account_id
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let matching = |q: &Query, ledger: &Ledger| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut got = Vec::new();
+        let mut q = q.clone();
+        q.limit = 1000;
+        loop {
+            let page = ledger.query(&q).unwrap();
+            got.extend(page.events.into_iter().map(|e| e.bytes));
+            match page.next_token {
+                Some(t) => q.page_token = Some(t),
+                None => break,
+            }
+        }
+        let mut want: Vec<Vec<u8>> = events
+            .iter()
+            .filter(|e| {
+                q.filters
+                    .iter()
+                    .all(|(a, v)| orgtrail_store::attr_matches(e, &account(e), *a, v))
+            })
+            .map(|e| e.bytes().to_vec())
+            .collect();
+        got.sort();
+        want.sort();
+        (got, want)
+    };
+
+    let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
+    assert_eq!(ledger.stats().events, 1600);
+    for e in &events {
+        let got = ledger
+            .get(&account(e), &e.fields().event_id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.bytes, e.bytes());
+    }
+    let popular = Query {
+        filters: vec![(Attr::Region, "us-east-1".into())],
+        ..Query::default()
+    };
+    let (got, want) = matching(&popular, &ledger);
+    assert!(want.len() > 1024, "a list long enough for a skip table");
+    assert_eq!(got, want);
+    let name = events[7].fields().event_name.clone();
+    let combined = Query {
+        filters: vec![(Attr::Region, "us-east-1".into()), (Attr::EventName, name)],
+        ..Query::default()
+    };
+    let (got, want) = matching(&combined, &ledger);
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+
+    // New groups go to the record log.
+    let fresh: Vec<CloudTrailEvent> = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
+        count: 200,
+        accounts: 2,
+        seed: 61,
+        ..orgtrail_gen::GenConfig::default()
+    })
+    .map(|b| CloudTrailEvent::parse(b).unwrap())
+    .collect();
+    let mut p = ledger.preparer();
+    let prepared = fresh
+        .iter()
+        .map(|e| p.prepare(e, account(e)).unwrap())
+        .collect();
+    assert_eq!(ledger.append_blocking(prepared).unwrap().stored(), 200);
+    drop(p);
+    ledger.close().unwrap();
+    drop(ledger);
+    assert!(data.join("log").read_dir().unwrap().count() >= 1);
+
+    // Marked format 3: an upgrade has nothing to do.
+    let again = upgrade(&data, 256).unwrap();
+    assert_eq!((again.from, again.to), (3, 3));
+    let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
+    assert_eq!(ledger.stats().events, 1800);
+    for e in [&events[0], &events[1599], &fresh[0], &fresh[199]] {
+        let got = ledger
+            .get(&account(e), &e.fields().event_id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.bytes, e.bytes());
+    }
+    ledger.close().unwrap();
+    drop(ledger);
+
+    // The tree the old store signed is the same: its saved checkpoint verifies, and so does
+    // everything after it.
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("checkpoint.json")).unwrap()).unwrap();
+    let saved = SavedCheckpoint {
+        name: "checkpoint.json".into(),
+        note: saved["note"].as_str().unwrap().to_owned(),
+    };
+    let vk = VerifyingKey::load(&keys.join("signing.pub")).unwrap();
+    let r = verify_full(&data, provider, &vk, &[saved]);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.events, 1800);
+}
