@@ -47,7 +47,8 @@
 //! chunks. Older events' index is in immutable run files, merged in the background so that
 //! there are few; memory holds only each run's directory and Bloom filter, about 1.7 bytes
 //! per event (17 MB at 10M events, against 115-150 bytes per event for the whole index in
-//! memory before). The Merkle log keeps its frontier and the last
+//! memory before). Records and leaf hashes are read from the record log (`log`) with
+//! positioned reads, not kept. The Merkle log keeps its frontier and the last
 //! tile's leaves. An open reads the run directories, the memtable's chunks and O(log n)
 //! subtree hashes: about the same time at 10M events as at 10k. The writer
 //! (`ledger::writer`) updates the index only after a group is durable. Appends go through one
