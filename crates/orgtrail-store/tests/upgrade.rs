@@ -25,6 +25,53 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+fn account_of(e: &CloudTrailEvent) -> AccountId {
+    e.fields()
+        .recipient_account_id
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Appends `count` generated events (2 accounts, `seed`) in one batch; returns them.
+fn append_generated(ledger: &Ledger, count: u64, seed: u64) -> Vec<CloudTrailEvent> {
+    let events: Vec<CloudTrailEvent> = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
+        count,
+        accounts: 2,
+        seed,
+        ..orgtrail_gen::GenConfig::default()
+    })
+    .map(|b| CloudTrailEvent::parse(b).unwrap())
+    .collect();
+    let mut p = ledger.preparer();
+    let prepared = events
+        .iter()
+        .map(|e| p.prepare(e, account_of(e)).unwrap())
+        .collect();
+    assert_eq!(
+        ledger.append_blocking(prepared).unwrap().stored() as u64,
+        count
+    );
+    events
+}
+
+/// Full verification of the store in `data` against the checkpoint the fixture saved.
+fn verify_against_saved(
+    fixture: &Path,
+    data: &Path,
+    provider: Arc<LocalKeyProvider>,
+) -> orgtrail_store::VerifyReport {
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("checkpoint.json")).unwrap()).unwrap();
+    let saved = SavedCheckpoint {
+        name: "checkpoint.json".into(),
+        note: saved["note"].as_str().unwrap().to_owned(),
+    };
+    let vk = VerifyingKey::load(&fixture.join("keys/signing.pub")).unwrap();
+    verify_full(data, provider, &vk, &[saved])
+}
+
 #[test]
 fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1");
@@ -91,56 +138,21 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
     );
     assert_eq!((scan.events, scan.limit), (600, 1000));
     // New groups go to the record log, beside the upgraded store's inline values.
-    let fresh: Vec<CloudTrailEvent> = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
-        count: 100,
-        accounts: 2,
-        seed: 99,
-        ..orgtrail_gen::GenConfig::default()
-    })
-    .map(|b| CloudTrailEvent::parse(b).unwrap())
-    .collect();
-    let mut p = ledger.preparer();
-    let prepared = fresh
-        .iter()
-        .map(|e| {
-            let a: AccountId = e
-                .fields()
-                .recipient_account_id
-                .as_ref()
-                .unwrap()
-                .parse()
-                .unwrap();
-            p.prepare(e, a).unwrap()
-        })
-        .collect();
-    let out = ledger.append_blocking(prepared).unwrap();
-    assert_eq!(out.stored(), 100);
-    drop(p);
+    let fresh = append_generated(&ledger, 100, 99);
     ledger.close().unwrap();
     drop(ledger);
     assert!(data.join("log").read_dir().unwrap().count() >= 1);
     let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
     assert_eq!(ledger.stats().events, 700);
     for e in [&fresh[0], &fresh[99]] {
-        let f = e.fields();
-        let a: AccountId = f.recipient_account_id.as_ref().unwrap().parse().unwrap();
-        assert_eq!(
-            ledger.get(&a, &f.event_id).unwrap().unwrap().bytes,
-            e.bytes()
-        );
+        let got = ledger.get(&account_of(e), &e.fields().event_id).unwrap();
+        assert_eq!(got.unwrap().bytes, e.bytes());
     }
     ledger.close().unwrap();
     drop(ledger);
 
     // The tree is the one the old store signed: its saved checkpoint verifies.
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("checkpoint.json")).unwrap()).unwrap();
-    let saved = SavedCheckpoint {
-        name: "checkpoint.json".into(),
-        note: saved["note"].as_str().unwrap().to_owned(),
-    };
-    let vk = VerifyingKey::load(&keys.join("signing.pub")).unwrap();
-    let r = verify_full(&data, provider, &vk, &[saved]);
+    let r = verify_against_saved(&fixture, &data, provider);
     assert!(r.ok(), "{:?}", r.problems);
 }
 
@@ -166,14 +178,7 @@ fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
         .lines()
         .map(|l| CloudTrailEvent::parse(l.unwrap().into_bytes()).unwrap())
         .collect();
-    let account = |e: &CloudTrailEvent| -> AccountId {
-        e.fields()
-            .recipient_account_id
-            .as_ref()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let account = account_of;
     let matching = |q: &Query, ledger: &Ledger| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let mut got = Vec::new();
         let mut q = q.clone();
@@ -226,21 +231,7 @@ fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
     assert_eq!(got, want);
 
     // New groups go to the record log.
-    let fresh: Vec<CloudTrailEvent> = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
-        count: 200,
-        accounts: 2,
-        seed: 61,
-        ..orgtrail_gen::GenConfig::default()
-    })
-    .map(|b| CloudTrailEvent::parse(b).unwrap())
-    .collect();
-    let mut p = ledger.preparer();
-    let prepared = fresh
-        .iter()
-        .map(|e| p.prepare(e, account(e)).unwrap())
-        .collect();
-    assert_eq!(ledger.append_blocking(prepared).unwrap().stored(), 200);
-    drop(p);
+    let fresh = append_generated(&ledger, 200, 61);
     ledger.close().unwrap();
     drop(ledger);
     assert!(data.join("log").read_dir().unwrap().count() >= 1);
@@ -262,14 +253,7 @@ fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
 
     // The tree the old store signed is the same: its saved checkpoint verifies, and so does
     // everything after it.
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("checkpoint.json")).unwrap()).unwrap();
-    let saved = SavedCheckpoint {
-        name: "checkpoint.json".into(),
-        note: saved["note"].as_str().unwrap().to_owned(),
-    };
-    let vk = VerifyingKey::load(&keys.join("signing.pub")).unwrap();
-    let r = verify_full(&data, provider, &vk, &[saved]);
+    let r = verify_against_saved(&fixture, &data, provider);
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.events, 1800);
 }
