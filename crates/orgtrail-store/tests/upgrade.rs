@@ -25,6 +25,40 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A fixture store copied into a temporary directory, with its keys.
+struct Fixture {
+    dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    provider: Arc<LocalKeyProvider>,
+}
+
+impl Fixture {
+    fn copy(name: &str) -> Fixture {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        copy_dir(&dir.join("data"), &data);
+        let provider = Arc::new(LocalKeyProvider::load(&dir.join("keys")).unwrap());
+        Fixture {
+            dir,
+            _tmp: tmp,
+            data,
+            provider,
+        }
+    }
+}
+
+/// Small index runs, so that the fixtures' few events make several.
+fn cfg() -> LedgerConfig {
+    LedgerConfig {
+        index_run_events: 256,
+        ..LedgerConfig::default()
+    }
+}
+
 fn account_of(e: &CloudTrailEvent) -> AccountId {
     e.fields()
         .recipient_account_id
@@ -74,16 +108,12 @@ fn verify_against_saved(
 
 #[test]
 fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1");
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    copy_dir(&fixture.join("data"), &data);
-    let keys = fixture.join("keys");
-    let provider = Arc::new(LocalKeyProvider::load(&keys).unwrap());
-    let cfg = || LedgerConfig {
-        index_run_events: 256,
-        ..LedgerConfig::default()
-    };
+    let Fixture {
+        dir: fixture,
+        _tmp,
+        data,
+        provider,
+    } = Fixture::copy("format1");
 
     let err = Ledger::open(&data, provider.clone(), cfg())
         .unwrap_err()
@@ -163,16 +193,12 @@ fn a_format_1_store_is_refused_then_upgraded_in_place_with_its_tree_unchanged() 
 #[test]
 fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
     use orgtrail_store::{Attr, Query};
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format2");
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    copy_dir(&fixture.join("data"), &data);
-    let keys = fixture.join("keys");
-    let provider = Arc::new(LocalKeyProvider::load(&keys).unwrap());
-    let cfg = || LedgerConfig {
-        index_run_events: 256,
-        ..LedgerConfig::default()
-    };
+    let Fixture {
+        dir: fixture,
+        _tmp,
+        data,
+        provider,
+    } = Fixture::copy("format2");
     let gz = std::fs::File::open(fixture.join("events.jsonl.gz")).unwrap();
     let events: Vec<CloudTrailEvent> = std::io::BufReader::new(flate2::read::GzDecoder::new(gz))
         .lines()
