@@ -115,7 +115,7 @@ pub struct Generator {
     clock_ms: i64,
     recent: Vec<Vec<u8>>,
     recent_next: usize,
-    size_hint: usize,
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -143,7 +143,7 @@ impl Generator {
             clock_ms: cfg.start_unix_secs.saturating_mul(1000),
             recent: Vec::with_capacity(if dup_threshold > 0 { DUP_WINDOW } else { 0 }),
             recent_next: 0,
-            size_hint: 2_048,
+            scratch: Vec::with_capacity(4_096),
         }
     }
 
@@ -155,9 +155,13 @@ impl Generator {
     fn new_event(&mut self) -> Vec<u8> {
         // The first event is at exactly start_unix_secs.
         let now = self.clock_ms.div_euclid(1000);
-        let mut out = Vec::with_capacity(self.size_hint);
-        self.model.write_event(&mut self.rng, now, &mut out);
-        self.size_hint = self.size_hint.max(out.len().next_power_of_two());
+        // Written into a buffer kept across events, then copied out at its exact length: an
+        // event keeps no spare capacity, so what holds many events (a queue of batches) holds
+        // only their bytes.
+        self.scratch.clear();
+        self.model
+            .write_event(&mut self.rng, now, &mut self.scratch);
+        let out = self.scratch.as_slice().to_vec();
         let gap = if self.rng.permille(150) {
             self.rng.below(30)
         } else {
