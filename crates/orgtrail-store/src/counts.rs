@@ -1075,17 +1075,20 @@ impl Writer {
             deltas.dedup();
             let key = unit_key(level, bucket);
             let mut through = 0;
-            // An hour is decoded through the cache, as counts read it. A rollup (large, read
-            // by few counts) is merged as stored (see [`Table::merge_body`]) and not kept: its
-            // memory is the writer thread's, and caching it here would hold that thread's
-            // pages.
+            // An hour is read from the cache if a count put it there, else opened; a rollup
+            // (large, read by few counts) is merged as stored (see [`Table::merge_body`]). The
+            // writer keeps nothing in the cache: an import merges every hour it stores, and
+            // caching each would fill the cache's whole budget with hours no count asked for.
             let mut rollup_body = None;
             let mut b = match tree.get(&key)? {
                 Some(v) => {
                     through = through_of(&v)?;
                     if level == 0 {
                         let mut b = Builder::default();
-                        b.add_table(cached(cache, provider, &key, through, &v)?.as_ref());
+                        match cache.get(&key, through) {
+                            Some(t) => b.add_table(&t),
+                            None => b.add_table(&open(provider, &key, &v)?),
+                        }
                         b
                     } else {
                         let body = body_of_plain(&open_plain(provider, &key, &v)?)?.into_owned();
@@ -1129,13 +1132,8 @@ impl Writer {
                     write.insert(key.clone(), seal_plain(provider, &key, newest, &plain)?);
                     cache.remove(&key);
                 } else {
-                    let t = b.finish();
-                    write.insert(key.clone(), seal(provider, &key, newest, &t)?);
-                    if level == 0 {
-                        cache.put(&key, newest, Arc::new(t));
-                    } else {
-                        cache.remove(&key);
-                    }
+                    write.insert(key.clone(), seal(provider, &key, newest, &b.finish())?);
+                    cache.remove(&key);
                 }
             }
         }
