@@ -673,18 +673,7 @@ impl<'a> Source<'a> {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                let times = self.times_of(&seqs)?;
-                out = times
-                    .into_iter()
-                    .zip(seqs)
-                    .filter(|&e| e >= lo && e <= hi)
-                    .collect();
-                // Only the newest `limit` are wanted: select them in O(n), then sort those.
-                if out.len() > limit {
-                    out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-                    out.truncate(limit);
-                }
-                out.sort_unstable_by(|a, b| b.cmp(a));
+                out = self.newest(&seqs, lo, hi, limit)?;
             }
             None => {
                 // Every list is long: walk the time order, testing membership in the lists
@@ -700,6 +689,77 @@ impl<'a> Source<'a> {
                     }
                     out.len() < limit
                 })?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Source<'_> {
+    /// The newest `limit` (time, seq) of ascending `seqs` in `lo..=hi`, newest first. In a
+    /// run, times are read for the highest seqs first, a growing chunk at a time, until no
+    /// lower seq can be newer than the `limit`-th found: the newest events are mostly the
+    /// last stored, and each block's highest time bounds those of its seqs. (A lower seq of
+    /// the same time ranks after, so a bound equal to the `limit`-th time is enough.)
+    fn newest(
+        &self,
+        seqs: &[u64],
+        lo: (i64, u64),
+        hi: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        let keep = |out: &mut Vec<(i64, u64)>| {
+            // Only the newest `limit` are wanted: select them in O(n), then sort those.
+            if out.len() > limit {
+                out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                out.truncate(limit);
+            }
+            out.sort_unstable_by(|a, b| b.cmp(a));
+        };
+        let Source::Run(r, _) = self else {
+            let times = self.times_of(seqs)?;
+            out.extend(
+                times
+                    .into_iter()
+                    .zip(seqs.iter().copied())
+                    .filter(|&e| e >= lo && e <= hi),
+            );
+            keep(&mut out);
+            return Ok(out);
+        };
+        // The highest time any of seqs[..=k] may have, once more than one chunk is read.
+        let mut bound: Vec<i64> = Vec::new();
+        let mut end = seqs.len();
+        let mut chunk = (2 * limit).max(64);
+        while end > 0 {
+            let start = end.saturating_sub(chunk);
+            let part = &seqs[start..end];
+            let times = self.times_of(part)?;
+            out.extend(
+                times
+                    .into_iter()
+                    .zip(part.iter().copied())
+                    .filter(|&e| e >= lo && e <= hi),
+            );
+            keep(&mut out);
+            end = start;
+            chunk *= 2;
+            if out.len() < limit || end == 0 {
+                continue;
+            }
+            if bound.is_empty() {
+                let bt = r.block_times()?;
+                let mut m = i64::MIN;
+                bound.reserve(seqs.len());
+                for &s in seqs {
+                    let b = (s.saturating_sub(r.first) / BLOCK as u64) as usize;
+                    m = m.max(bt.get(b).map_or(i64::MAX, |x| x.1));
+                    bound.push(m);
+                }
+            }
+            if out.last().is_some_and(|k| bound[end - 1] <= k.0) {
+                break;
             }
         }
         Ok(out)
@@ -1077,7 +1137,7 @@ mod tests {
     }
 
     /// Filters with time ranges narrow and wide, over runs longer than [`SCAN_LIMIT`] and the
-    /// memtable, with late events whose times fall far before their neighbours': every
+    /// memtable, with events whose times fall far before or after their neighbours': every
     /// selection, and every page of it followed through its cursor, equals the brute-force
     /// answer (a narrow window skips the blocks of a run outside it, and must not skip a late
     /// event inside it).
@@ -1092,6 +1152,8 @@ mod tests {
             let t = 1_000_000 + (seq as i64) * 10;
             if seq.is_multiple_of(1009) {
                 t - 200_000 // about 20,000 events late: a block of its own run's far past
+            } else if seq.is_multiple_of(1013) {
+                t + 300_000 // a clock ahead: newer than the 30,000 events after it
             } else if seq.is_multiple_of(11) {
                 t - 500
             } else {
