@@ -731,7 +731,7 @@ impl Source<'_> {
         // The highest time any of seqs[..=k] may have, once more than one chunk is read.
         let mut bound: Vec<i64> = Vec::new();
         let mut end = seqs.len();
-        let mut chunk = (2 * limit).max(64);
+        let mut chunk = limit.saturating_mul(2).max(64);
         while end > 0 {
             let start = end.saturating_sub(chunk);
             let part = &seqs[start..end];
@@ -744,7 +744,7 @@ impl Source<'_> {
             );
             keep(&mut out);
             end = start;
-            chunk *= 2;
+            chunk = chunk.saturating_mul(2);
             if out.len() < limit || end == 0 {
                 continue;
             }
