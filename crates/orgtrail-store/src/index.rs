@@ -609,7 +609,8 @@ impl<'a> Source<'a> {
         let mut few = None;
         if let Some(i) = smallest {
             let n = cands[i].len();
-            let expected = window.as_ref().map_or(n, |w| w.expected(n));
+            // (Without a window, nothing is left out: as many as `n`, too many to try.)
+            let expected = window.as_ref().map_or(u64::MAX, |w| w.expected(n));
             if n <= SCAN_LIMIT || expected <= 2 * SCAN_LIMIT {
                 let mut seqs = cands[i].seqs(window.as_ref().and_then(Window::span))?;
                 if let Some(w) = &mut window {
