@@ -22,7 +22,7 @@ use orgtrail_core::AccountId;
 use crate::error::StoreError;
 use crate::postings::{Postings, TimeIndex};
 use crate::query::Cursor;
-use crate::run::{Run, RunList};
+use crate::run::{BLOCK, Run, RunList, SKIP_EVERY};
 
 pub(crate) type Blind = [u8; 16];
 
@@ -181,9 +181,8 @@ impl ListCache {
     }
 
     /// The list of `blind` in `run` for membership probes: decoded if the cache holds it so;
-    /// else as stored, from the cache or read (and kept if long). A long list met a second
-    /// time is decoded and kept decoded instead: the first use of a popular list costs only
-    /// the probes it answers, and the next ones test membership in a bitmap.
+    /// else as stored, from the cache or read (and kept if long). A lookup decodes it (see
+    /// [`ListCache::decoded`]) only when its probes would decode most of it anyway.
     fn for_probes(&self, run: &Run, blind: &Blind) -> Result<Option<Part>, StoreError> {
         let decoded = (run.first, run.end(), *blind, true);
         if let Some(Cached::Decoded(p)) = self.0.get(&decoded) {
@@ -191,10 +190,7 @@ impl ListCache {
         }
         let raw = (run.first, run.end(), *blind, false);
         if let Some(Cached::Raw(l)) = self.0.get(&raw) {
-            let p = Arc::new(Postings::from_sorted(l.decode()?));
-            self.0.insert(decoded, Cached::Decoded(p.clone()));
-            self.0.remove(&raw);
-            return Ok(Some(Part::Decoded(p)));
+            return Ok(Some(Part::Raw(l, *blind)));
         }
         let Some(l) = run.list(blind)? else {
             return Ok(None);
@@ -203,7 +199,21 @@ impl ListCache {
         if l.len() >= CACHED_LIST_MIN {
             self.0.insert(raw, Cached::Raw(l.clone()));
         }
-        Ok(Some(Part::Raw(l)))
+        Ok(Some(Part::Raw(l, *blind)))
+    }
+
+    /// `l`, the list of `blind` in `run` as stored, decoded (and kept decoded if long, in
+    /// place of the stored form).
+    fn decoded(&self, run: &Run, blind: &Blind, l: &RunList) -> Result<Arc<Postings>, StoreError> {
+        let p = Arc::new(Postings::from_sorted(l.decode()?));
+        if p.len() >= CACHED_LIST_MIN {
+            self.0.insert(
+                (run.first, run.end(), *blind, true),
+                Cached::Decoded(p.clone()),
+            );
+            self.0.remove(&(run.first, run.end(), *blind, false));
+        }
+        Ok(p)
     }
 
     /// The list of `blind` in `run`, decoded, from the cache or read (and kept if long).
@@ -229,17 +239,20 @@ impl ListCache {
     }
 }
 
-/// One list of a run, as a probe finds it.
+/// One list of a run, as a probe finds it: decoded, as stored (with its blind, to be
+/// decoded), or only its seqs in a lookup's span of seqs.
 enum Part {
     Decoded(Arc<Postings>),
-    Raw(Arc<RunList>),
+    Raw(Arc<RunList>, Blind),
+    Span(Vec<u64>),
 }
 
 impl Part {
     fn len(&self) -> u64 {
         match self {
             Part::Decoded(p) => p.len(),
-            Part::Raw(l) => l.len(),
+            Part::Raw(l, _) => l.len(),
+            Part::Span(v) => v.len() as u64,
         }
     }
 }
@@ -260,16 +273,21 @@ impl Cand<'_> {
         }
     }
 
-    /// Every seq, ascending.
-    fn seqs(&self) -> Result<Vec<u64>, StoreError> {
+    /// Every seq in `span` (`from..to`; all of them without one), ascending.
+    fn seqs(&self, span: Option<(u64, u64)>) -> Result<Vec<u64>, StoreError> {
+        let (from, to) = span.unwrap_or((0, u64::MAX));
         match self {
-            Cand::Whole(l) => Ok(l.iter().collect()),
+            Cand::Whole(l) => Ok(l.range(from, to).collect()),
             Cand::Stored(ls) => {
                 let mut v = Vec::new();
                 for l in ls {
                     match l {
-                        Part::Decoded(p) => v.extend(p.iter()),
-                        Part::Raw(l) => v.extend(l.decode()?),
+                        Part::Decoded(p) => v.extend(p.range(from, to)),
+                        Part::Raw(l, _) if span.is_none() => v.extend(l.decode()?),
+                        Part::Raw(l, _) => v.extend(l.decode_range(from, to)?),
+                        Part::Span(s) => {
+                            v.extend(s.iter().copied().filter(|x| (from..to).contains(x)))
+                        }
                     }
                 }
                 if ls.len() > 1 {
@@ -288,7 +306,8 @@ impl Cand<'_> {
                 ls.iter()
                     .map(|l| match l {
                         Part::Decoded(p) => PartProbe::Decoded(p),
-                        Part::Raw(l) => PartProbe::Raw(l.probe()),
+                        Part::Raw(l, _) => PartProbe::Raw(l.probe()),
+                        Part::Span(v) => PartProbe::Sorted(v, 0),
                     })
                     .collect(),
             ),
@@ -305,6 +324,8 @@ enum Prober<'a> {
 enum PartProbe<'a> {
     Decoded(&'a Postings),
     Raw(crate::run::Probe<'a>),
+    /// Ascending seqs and where the previous probe stopped.
+    Sorted(&'a [u64], usize),
 }
 
 impl Prober<'_> {
@@ -316,6 +337,13 @@ impl Prober<'_> {
                     let hit = match p {
                         PartProbe::Decoded(d) => d.contains(seq),
                         PartProbe::Raw(r) => r.contains(seq)?,
+                        PartProbe::Sorted(v, at) => {
+                            if v.get(at.wrapping_sub(1)).is_some_and(|p| *p > seq) {
+                                *at = 0;
+                            }
+                            *at += v[*at..].partition_point(|x| *x < seq);
+                            v.get(*at) == Some(&seq)
+                        }
                     };
                     if hit {
                         return Ok(true);
@@ -502,6 +530,45 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// The seqs of this source that may have a time in `lo..=hi`, when that is not all of
+    /// them: in a run, those of the blocks whose times meet the range (read once per run, see
+    /// [`Run::block_times`]); in a memtable, those whose time is in it.
+    fn window(&self, lo: (i64, u64), hi: (i64, u64)) -> Result<Option<Window<'a>>, StoreError> {
+        let (min_t, max_t) = self.time_bounds();
+        if lo.0 <= min_t && max_t <= hi.0 {
+            return Ok(None);
+        }
+        match *self {
+            Source::Mem(m) => Ok(Some(Window::Mem {
+                m,
+                lo: lo.0,
+                hi: hi.0,
+            })),
+            Source::Run(r, _) => {
+                let mut ranges: Vec<(u64, u64)> = Vec::new();
+                let mut events = 0;
+                for (b, &(a, z)) in r.block_times()?.iter().enumerate() {
+                    if z < lo.0 || a > hi.0 {
+                        continue;
+                    }
+                    let s = r.first + (b * BLOCK) as u64;
+                    let e = (s + BLOCK as u64).min(r.end());
+                    events += e - s;
+                    match ranges.last_mut() {
+                        Some(last) if last.1 == s => last.1 = e,
+                        _ => ranges.push((s, e)),
+                    }
+                }
+                Ok(Some(Window::Blocks {
+                    ranges,
+                    next: 0,
+                    events,
+                    of: u64::from(r.count),
+                }))
+            }
+        }
+    }
+
     /// Up to `limit` (time, seq) of this source meeting every condition, in `lo..=hi`,
     /// newest first.
     fn select(
@@ -515,7 +582,15 @@ impl<'a> Source<'a> {
         if limit == 0 || lo > hi {
             return Ok(out);
         }
-        let cands = conds
+        // (Without conditions the time order is walked: no use for it.)
+        let mut window = match conds.is_empty() {
+            true => None,
+            false => self.window(lo, hi)?,
+        };
+        if window.as_ref().is_some_and(Window::is_empty) {
+            return Ok(out);
+        }
+        let mut cands = conds
             .iter()
             .map(|c| self.candidate(c))
             .collect::<Result<Vec<_>, _>>()?;
@@ -527,12 +602,52 @@ impl<'a> Source<'a> {
             .enumerate()
             .min_by_key(|(_, l)| l.len())
             .map(|(i, _)| i);
-        match smallest {
-            Some(i) if cands[i].len() <= SCAN_LIMIT => {
-                // The smallest list decoded, the others probed for its seqs only (through
-                // their skip tables in a run: a popular list is never decoded whole here),
-                // then times only for what meets them all.
-                let mut seqs = cands[i].seqs()?;
+        // The seqs of the smallest list in the time window, when they are few: taken first,
+        // then probed in the other lists. A narrow window over a long run keeps few of a
+        // long list, so the list is decoded when the share of the run the window covers
+        // leaves few of it; else every list is long and the time order is walked.
+        let mut few = None;
+        if let Some(i) = smallest {
+            let n = cands[i].len();
+            // (Without a window, nothing is left out: as many as `n`, too many to try.)
+            let expected = window.as_ref().map_or(u64::MAX, |w| w.expected(n));
+            if n <= SCAN_LIMIT || expected <= 2 * SCAN_LIMIT {
+                let mut seqs = cands[i].seqs(window.as_ref().and_then(Window::span))?;
+                if let Some(w) = &mut window {
+                    seqs.retain(|&s| w.keep(s));
+                }
+                if n <= SCAN_LIMIT || seqs.len() as u64 <= SCAN_LIMIT {
+                    few = Some((i, seqs));
+                }
+            }
+        }
+        match few {
+            Some((i, mut seqs)) => {
+                // The others probed for those seqs only (through their skip tables in a run),
+                // then times only for what meets them all. A stored list whose part in the
+                // span would be mostly decoded by the probes anyway is decoded instead: that
+                // part only, or, without a span, all of it (and kept).
+                if let Source::Run(r, cache) = self {
+                    let probes = seqs.len() as u64;
+                    let span = window.as_ref().and_then(Window::span);
+                    for (_, c) in cands.iter_mut().enumerate().filter(|(j, _)| *j != i) {
+                        let Cand::Stored(parts) = c else { continue };
+                        for p in parts.iter_mut() {
+                            let Part::Raw(l, b) = p else { continue };
+                            let covered = span.map_or(l.len(), |(a, z)| {
+                                let share = u128::from(l.len()) * u128::from(z - a)
+                                    / u128::from(r.count.max(1));
+                                share as u64
+                            });
+                            if probes * (SKIP_EVERY / 2) >= covered {
+                                *p = match span {
+                                    Some((a, z)) => Part::Span(l.decode_range(a, z)?),
+                                    None => Part::Decoded(cache.decoded(r, b, l)?),
+                                };
+                            }
+                        }
+                    }
+                }
                 let mut probers: Vec<Prober<'_>> = cands
                     .iter()
                     .enumerate()
@@ -559,20 +674,9 @@ impl<'a> Source<'a> {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                let times = self.times_of(&seqs)?;
-                out = times
-                    .into_iter()
-                    .zip(seqs)
-                    .filter(|&e| e >= lo && e <= hi)
-                    .collect();
-                // Only the newest `limit` are wanted: select them in O(n), then sort those.
-                if out.len() > limit {
-                    out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-                    out.truncate(limit);
-                }
-                out.sort_unstable_by(|a, b| b.cmp(a));
+                out = self.newest(&seqs, lo, hi, limit)?;
             }
-            _ => {
+            None => {
                 // Every list is long: walk the time order, testing membership in the lists
                 // decoded whole (and cached).
                 drop(cands);
@@ -589,6 +693,135 @@ impl<'a> Source<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Source<'_> {
+    /// The newest `limit` (time, seq) of ascending `seqs` in `lo..=hi`, newest first. In a
+    /// run, times are read for the highest seqs first, a growing chunk at a time, until no
+    /// lower seq can be newer than the `limit`-th found: the newest events are mostly the
+    /// last stored, and each block's highest time bounds those of its seqs. (A lower seq of
+    /// the same time ranks after, so a bound equal to the `limit`-th time is enough.)
+    fn newest(
+        &self,
+        seqs: &[u64],
+        lo: (i64, u64),
+        hi: (i64, u64),
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        let keep = |out: &mut Vec<(i64, u64)>| {
+            // Only the newest `limit` are wanted: select them in O(n), then sort those.
+            if out.len() > limit {
+                out.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                out.truncate(limit);
+            }
+            out.sort_unstable_by(|a, b| b.cmp(a));
+        };
+        let Source::Run(r, _) = self else {
+            let times = self.times_of(seqs)?;
+            out.extend(
+                times
+                    .into_iter()
+                    .zip(seqs.iter().copied())
+                    .filter(|&e| e >= lo && e <= hi),
+            );
+            keep(&mut out);
+            return Ok(out);
+        };
+        // The highest time any of seqs[..=k] may have, once more than one chunk is read.
+        let mut bound: Vec<i64> = Vec::new();
+        let mut end = seqs.len();
+        let mut chunk = limit.saturating_mul(2).max(64);
+        while end > 0 {
+            let start = end.saturating_sub(chunk);
+            let part = &seqs[start..end];
+            let times = self.times_of(part)?;
+            out.extend(
+                times
+                    .into_iter()
+                    .zip(part.iter().copied())
+                    .filter(|&e| e >= lo && e <= hi),
+            );
+            keep(&mut out);
+            end = start;
+            chunk = chunk.saturating_mul(2);
+            if out.len() < limit || end == 0 {
+                continue;
+            }
+            if bound.is_empty() {
+                let bt = r.block_times()?;
+                let mut m = i64::MIN;
+                bound.reserve(seqs.len());
+                for &s in seqs {
+                    let b = (s.saturating_sub(r.first) / BLOCK as u64) as usize;
+                    m = m.max(bt.get(b).map_or(i64::MAX, |x| x.1));
+                    bound.push(m);
+                }
+            }
+            if out.last().is_some_and(|k| bound[end - 1] <= k.0) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The seqs of one source that may have a time in a lookup's range (see [`Source::window`]).
+enum Window<'a> {
+    /// Ascending, disjoint seq ranges `start..end` (whole blocks of a run), the next one to
+    /// test, the events in them and in the run.
+    Blocks {
+        ranges: Vec<(u64, u64)>,
+        next: usize,
+        events: u64,
+        of: u64,
+    },
+    Mem {
+        m: &'a Mem,
+        lo: i64,
+        hi: i64,
+    },
+}
+
+impl Window<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Window::Blocks { events: 0, .. })
+    }
+
+    /// The seqs from the first that may be in the range to the last, if known.
+    fn span(&self) -> Option<(u64, u64)> {
+        match self {
+            Window::Blocks { ranges, .. } => Some((ranges.first()?.0, ranges.last()?.1)),
+            Window::Mem { .. } => None,
+        }
+    }
+
+    /// How many of a list of `n` entries the window should keep, if the list is spread as
+    /// the events are (a memtable's lists are filtered whatever their length: 0).
+    fn expected(&self, n: u64) -> u64 {
+        match self {
+            Window::Blocks { events, of, .. } => {
+                (u128::from(n) * u128::from(*events) / u128::from((*of).max(1))) as u64
+            }
+            Window::Mem { .. } => 0,
+        }
+    }
+
+    /// Whether `seq` may have a time in the range; seqs must come ascending.
+    fn keep(&mut self, seq: u64) -> bool {
+        match self {
+            Window::Blocks { ranges, next, .. } => {
+                while let Some(&(_, end)) = ranges.get(*next) {
+                    if seq < end {
+                        return ranges[*next].0 <= seq;
+                    }
+                    *next += 1;
+                }
+                false
+            }
+            Window::Mem { m, lo, hi } => m.time_of(seq).is_some_and(|t| t >= *lo && t <= *hi),
+        }
     }
 }
 
@@ -900,6 +1133,112 @@ mod tests {
                     let got = idx.select(&cs, start, end, None, limit).unwrap();
                     assert_eq!(got, want, "{conds:?} {start} {end} {limit}");
                 }
+            }
+        }
+    }
+
+    /// Filters with time ranges narrow and wide, over runs longer than [`SCAN_LIMIT`] and the
+    /// memtable, with events whose times fall far before or after their neighbours': every
+    /// selection, and every page of it followed through its cursor, equals the brute-force
+    /// answer (a narrow window skips the blocks of a run outside it, and must not skip a late
+    /// event inside it).
+    #[test]
+    fn filters_with_narrow_and_wide_time_ranges_select_as_brute_force_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = Index::default();
+        let mut events: Vec<(u64, i64, Vec<u64>)> = Vec::new();
+        let (all, popular, medium) = (2_000_000u64, 2_000_001u64, 2_000_002u64);
+        let mut seq = 1u64;
+        let time_of = |seq: u64| -> i64 {
+            let t = 1_000_000 + (seq as i64) * 10;
+            if seq.is_multiple_of(1009) {
+                t - 200_000 // about 20,000 events late: a block of its own run's far past
+            } else if seq.is_multiple_of(1013) {
+                t + 300_000 // a clock ahead: newer than the 30,000 events after it
+            } else if seq.is_multiple_of(11) {
+                t - 500
+            } else {
+                t
+            }
+        };
+        for chunk in [30_000u64, 20_000, 5_000, 4_000] {
+            for _ in 0..chunk {
+                let time = time_of(seq);
+                let mut vals = vec![all, seq % 40, 1_000 + seq % 997];
+                if seq.is_multiple_of(2) {
+                    vals.push(popular);
+                }
+                if seq.is_multiple_of(7) {
+                    vals.push(medium);
+                }
+                idx.publish(seq, time, blind(u64::MAX - seq), [0u8; 8]);
+                for v in &vals {
+                    idx.post(blind(*v), seq);
+                }
+                events.push((seq, time, vals));
+                seq += 1;
+            }
+            if chunk != 4_000 {
+                let frozen = idx.freeze().unwrap();
+                let path = frozen.write_run(dir.path(), None).unwrap();
+                idx.install_run(Arc::new(Run::open(&path).unwrap()));
+            }
+        }
+        assert_eq!(idx.runs.len(), 3);
+        let cases: Vec<Vec<Vec<u64>>> = vec![
+            vec![vec![3], vec![all]],
+            vec![vec![all], vec![popular]],
+            vec![vec![popular], vec![medium], vec![4]],
+            vec![vec![5, 6], vec![popular]],
+            vec![vec![all]],
+            vec![vec![1_009], vec![popular]],
+            vec![vec![all], vec![popular], vec![medium]],
+            vec![vec![17], vec![1_000 + 17]],
+        ];
+        let ranges = [
+            (i64::MIN, i64::MAX),
+            (1_100_000, 1_101_500), // inside the first run
+            (1_299_000, 1_302_000), // across the first two runs
+            (800_000, 900_000),     // late events only
+            (1_100_000, 1_100_000), // one instant
+            (1_560_000, 1_590_000), // the memtable, and late events of runs
+            (1_050_000, 1_550_000), // most of everything
+            (0, 1_000),             // nothing
+        ];
+        for conds in cases {
+            let cs: Vec<Cond> = conds
+                .iter()
+                .map(|vs| Cond::AnyOf(vs.iter().map(|v| blind(*v)).collect()))
+                .collect();
+            for (start, end) in ranges {
+                let mut want: Vec<(i64, u64)> = events
+                    .iter()
+                    .filter(|(_, t, vals)| {
+                        *t >= start
+                            && *t <= end
+                            && conds.iter().all(|any| any.iter().any(|v| vals.contains(v)))
+                    })
+                    .map(|(s, t, _)| (*t, *s))
+                    .collect();
+                want.sort_unstable_by(|a, b| b.cmp(a));
+                for _ in 0..2 {
+                    let got = idx.select(&cs, start, end, None, 100_000).unwrap();
+                    assert_eq!(got, want, "{conds:?} {start} {end}");
+                }
+                // Page by page through the cursor, in pages of a quarter (at least 7).
+                let page = (want.len() / 4).max(7);
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let got = idx.select(&cs, start, end, after, page).unwrap();
+                    assert!(got.len() <= page);
+                    let Some(&(time, seq)) = got.last() else {
+                        break;
+                    };
+                    paged.extend(got);
+                    after = Some(Cursor { time, seq });
+                }
+                assert_eq!(paged, want, "paged: {conds:?} {start} {end}");
             }
         }
     }

@@ -81,6 +81,21 @@ impl Postings {
         }
     }
 
+    /// The entries in `from..to`, ascending.
+    pub(crate) fn range(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Postings::Few(v) => {
+                let a = v.partition_point(|s| *s < from);
+                Box::new(v[a..].iter().copied().take_while(move |s| *s < to))
+            }
+            Postings::Many(m) => {
+                let mut it = m.iter();
+                it.advance_to(from);
+                Box::new(it.take_while(move |s| *s < to))
+            }
+        }
+    }
+
     /// The entries of any of `lists`.
     pub(crate) fn union(lists: &[&Postings]) -> Postings {
         if let [one] = lists {

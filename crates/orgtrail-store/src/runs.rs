@@ -175,6 +175,14 @@ fn entry(run: &Run) -> Vec<u8> {
     v
 }
 
+/// A run written by a background job, with its blocks' time bounds read while its file is
+/// fresh in the page cache: the first lookup with a time range need not read them. (A failed
+/// read is left to that lookup to report.)
+fn warmed(run: Run) -> Run {
+    let _ = run.block_times();
+    run
+}
+
 /// What a background job makes.
 #[derive(Debug)]
 pub(crate) enum Made {
@@ -216,7 +224,7 @@ impl Job {
         Job::spawn(cancel, move || {
             let p = mem.write_run(&dir, Some(c))?;
             crate::crashpoint::hit("run-written");
-            Ok(Made::Flushed(Run::open(&p)?))
+            Ok(Made::Flushed(warmed(Run::open(&p)?)))
         })
     }
 
@@ -228,7 +236,7 @@ impl Job {
         Job::spawn(cancel, move || {
             let p = run::merge(&dir, &parts, Some(c))?;
             crate::crashpoint::hit("merge-written");
-            Ok(Made::Merged(Run::open(&p)?, parts))
+            Ok(Made::Merged(warmed(Run::open(&p)?), parts))
         })
     }
 

@@ -76,12 +76,17 @@ struct StoreArgs {
     /// event again: minutes at 10M events).
     #[arg(long)]
     no_verify: bool,
+    /// Open the store a previous run built in `--dir` (same events, seed and lookups) and only
+    /// time the lookups, on a sample generated again: for iterating on lookups at 10M events.
+    #[arg(long, hide = true, requires = "dir", conflicts_with = "sizes")]
+    reopen: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Store(a) => match a.sizes.clone() {
             Some(sizes) => crate::cmd::bench_scale::run(&a.child_args(), &sizes, a.dir.as_deref()),
+            None if a.reopen => reopen(a),
             None => store(a),
         },
         What::Transport(a) => crate::cmd::bench_transport::run(a),
@@ -208,54 +213,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let rss_open = Rss::now();
     let usage = ledger.disk_usage()?;
 
-    // Selective lookups: values taken from stored events, spread over the store.
-    let mut kinds: Vec<(&str, Vec<f64>, usize)> = vec![
-        ("username", Vec::new(), 0),
-        ("resource-name", Vec::new(), 0),
-        ("event-id", Vec::new(), 0),
-        ("username+event-name, last 24h", Vec::new(), 0),
-        ("time range, 1 h, no filter", Vec::new(), 0),
-    ];
-    for bytes in &sample {
-        let ev = CloudTrailEvent::parse(bytes.clone())?;
-        let f = ev.fields();
-        let queries: [Option<Query>; 5] = [
-            f.username().map(|u| Query {
-                filters: vec![(Attr::Username, u.to_string())],
-                ..Query::default()
-            }),
-            f.resource_names.first().map(|r| Query {
-                filters: vec![(Attr::ResourceName, r.clone())],
-                ..Query::default()
-            }),
-            Some(Query {
-                event_id: Some(f.event_id.clone()),
-                ..Query::default()
-            }),
-            f.username().map(|u| Query {
-                filters: vec![
-                    (Attr::Username, u.to_string()),
-                    (Attr::EventName, f.event_name.clone()),
-                ],
-                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 86_400_000)),
-                end: Some(f.event_time),
-                ..Query::default()
-            }),
-            Some(Query {
-                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 3_600_000)),
-                end: Some(f.event_time),
-                ..Query::default()
-            }),
-        ];
-        for (k, q) in kinds.iter_mut().zip(queries) {
-            if let Some(q) = q {
-                let t = Instant::now();
-                let page = ledger.query(&q)?;
-                k.1.push(t.elapsed().as_secs_f64() * 1000.0);
-                k.2 += page.events.len();
-            }
-        }
-    }
+    let kinds = time_lookups(&ledger, &sample)?;
     let stats = ledger.stats();
     let stats_lines = stats_latency(&ledger, &sample)?;
 
@@ -390,6 +348,76 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     std::hint::black_box(sink);
+    print_lookups(kinds, &mut figures);
+    for l in stats_lines {
+        println!("{l}");
+    }
+    if a.figures {
+        figures.print_line()?;
+    }
+    if remove {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Latencies (ms) and hits of one kind of lookup.
+type Lookups = Vec<(&'static str, Vec<f64>, usize)>;
+
+/// Times selective lookups of every kind, with values taken from the sampled events (spread
+/// over the store).
+fn time_lookups(ledger: &Ledger, sample: &[Vec<u8>]) -> anyhow::Result<Lookups> {
+    let mut kinds: Lookups = vec![
+        ("username", Vec::new(), 0),
+        ("resource-name", Vec::new(), 0),
+        ("event-id", Vec::new(), 0),
+        ("username+event-name, last 24h", Vec::new(), 0),
+        ("time range, 1 h, no filter", Vec::new(), 0),
+    ];
+    for bytes in sample {
+        let ev = CloudTrailEvent::parse(bytes.clone())?;
+        let f = ev.fields();
+        let queries: [Option<Query>; 5] = [
+            f.username().map(|u| Query {
+                filters: vec![(Attr::Username, u.to_string())],
+                ..Query::default()
+            }),
+            f.resource_names.first().map(|r| Query {
+                filters: vec![(Attr::ResourceName, r.clone())],
+                ..Query::default()
+            }),
+            Some(Query {
+                event_id: Some(f.event_id.clone()),
+                ..Query::default()
+            }),
+            f.username().map(|u| Query {
+                filters: vec![
+                    (Attr::Username, u.to_string()),
+                    (Attr::EventName, f.event_name.clone()),
+                ],
+                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 86_400_000)),
+                end: Some(f.event_time),
+                ..Query::default()
+            }),
+            Some(Query {
+                start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 3_600_000)),
+                end: Some(f.event_time),
+                ..Query::default()
+            }),
+        ];
+        for (k, q) in kinds.iter_mut().zip(queries) {
+            if let Some(q) = q {
+                let t = Instant::now();
+                let page = ledger.query(&q)?;
+                k.1.push(t.elapsed().as_secs_f64() * 1000.0);
+                k.2 += page.events.len();
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+fn print_lookups(kinds: Lookups, figures: &mut Figures) {
     for (name, mut lat, hits) in kinds {
         lat.sort_by(f64::total_cmp);
         figures.latency(&format!("lookup {name}"), &lat);
@@ -402,15 +430,44 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
             hits as f64 / lat.len().max(1) as f64
         );
     }
-    for l in stats_lines {
-        println!("{l}");
-    }
-    if a.figures {
-        figures.print_line()?;
-    }
-    if remove {
-        let _ = std::fs::remove_dir_all(&root);
-    }
+}
+
+/// `--reopen`: the lookups alone, on the store of a previous run in `--dir`.
+fn reopen(a: StoreArgs) -> anyhow::Result<ExitCode> {
+    let root = a.dir.clone().context("--reopen needs --dir")?;
+    let provider = Arc::new(LocalKeyProvider::load(&root.join("keys"))?);
+    // Generating the sample again means generating every event before its last one: kept in
+    // the directory for the next `--reopen`.
+    let kept = root.join(format!("lookup-sample-{}.jsonl", a.lookups));
+    let sample: Vec<Vec<u8>> = match std::fs::read(&kept) {
+        Ok(b) => b
+            .split(|c| *c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Err(_) => {
+            let t = Instant::now();
+            let sample = bench_scale::sample_generated(a.gen_config(), a.lookups);
+            println!(
+                "sample of {} events generated again in {:.1} s",
+                sample.len(),
+                t.elapsed().as_secs_f64()
+            );
+            std::fs::write(&kept, sample.join(&b'\n'))
+                .with_context(|| format!("writing {}", kept.display()))?;
+            sample
+        }
+    };
+    let started = Instant::now();
+    let ledger = Ledger::open(&root.join("data"), provider, LedgerConfig::default())?;
+    println!(
+        "open: {:.3} s for {} events",
+        started.elapsed().as_secs_f64(),
+        ledger.stats().events
+    );
+    let kinds = time_lookups(&ledger, &sample)?;
+    ledger.close()?;
+    print_lookups(kinds, &mut Figures::default());
     Ok(ExitCode::SUCCESS)
 }
 

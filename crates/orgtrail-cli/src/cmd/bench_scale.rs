@@ -67,7 +67,7 @@ pub(crate) fn import_generated(
     cfg: GenConfig,
     lookups: usize,
 ) -> anyhow::Result<Imported> {
-    let step = (cfg.count / lookups.max(1) as u64).max(1);
+    let step = sample_step(&cfg, lookups);
     let (tx, rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(4);
     std::thread::scope(|scope| {
         let generator = scope.spawn(move || {
@@ -120,6 +120,21 @@ pub(crate) fn import_generated(
             gen_secs,
         })
     })
+}
+
+/// Every how many input events [`import_generated`] keeps one in its sample.
+fn sample_step(cfg: &GenConfig, lookups: usize) -> u64 {
+    (cfg.count / lookups.max(1) as u64).max(1)
+}
+
+/// The sample [`import_generated`] keeps of the same events, generated again (up to the last
+/// one it keeps) without importing anything.
+pub(crate) fn sample_generated(cfg: GenConfig, lookups: usize) -> Vec<Vec<u8>> {
+    let step = sample_step(&cfg, lookups);
+    Generator::new(cfg)
+        .step_by(step as usize)
+        .take(lookups)
+        .collect()
 }
 
 /// Times the append-time hashing over the same events, generated again a chunk at a time
