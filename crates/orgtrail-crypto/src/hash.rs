@@ -19,6 +19,34 @@ pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// SHA-256 fed a piece at a time: for what is hashed while it is written or read in chunks,
+/// never whole in memory.
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl std::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sha256(..)")
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +61,9 @@ mod tests {
             "SHA-256(abc) starts ba7816bf"
         );
         assert_eq!(sha256_parts(&[b"a", b"bc"]), h);
+        let mut ctx = Sha256::default();
+        ctx.update(b"ab");
+        ctx.update(b"c");
+        assert_eq!(ctx.finish(), h);
     }
 }

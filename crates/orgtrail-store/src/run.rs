@@ -71,6 +71,8 @@ const PAGE: u64 = 4096;
 const BLOOM_BITS_PER_EVENT: u64 = 10;
 const BLOOM_BLOCK_BITS: u64 = 512;
 const BLOOM_K: u32 = 7;
+/// Words of a Bloom filter written, read and hashed at a time (64 KiB).
+const BLOOM_CHUNK_WORDS: usize = 8192;
 /// A posting list this long or longer has a skip table...
 pub(crate) const SKIP_FROM: u64 = 1024;
 /// ...with an entry every this many entries.
@@ -368,12 +370,31 @@ where
 
     // Bloom.
     let bloom_off = w.pos;
-    let mut bloom_bytes = Vec::with_capacity(bloom.len() * 8);
-    for word in &bloom {
-        bloom_bytes.extend_from_slice(&word.to_be_bytes());
+    // Header, now that the time bounds are known.
+    if n == 0 {
+        (min_time, max_time) = (0, 0);
     }
-    w.put(&bloom_bytes).map_err(&e)?;
-
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&first.to_be_bytes());
+    header.extend_from_slice(&count.to_be_bytes());
+    header.extend_from_slice(&min_time.to_be_bytes());
+    header.extend_from_slice(&max_time.to_be_bytes());
+    // The checksum covers the header, the Bloom filter and the directory. The filter is
+    // written and hashed a chunk at a time: at 16M events it is 20 MB, and a copy of it (or of
+    // all three) doubled the working memory of the largest merges.
+    let mut sum = orgtrail_crypto::hash::Sha256::default();
+    sum.update(&header);
+    let mut chunk = Vec::with_capacity(BLOOM_CHUNK_WORDS * 8);
+    for words in bloom.chunks(BLOOM_CHUNK_WORDS) {
+        chunk.clear();
+        for word in words {
+            chunk.extend_from_slice(&word.to_be_bytes());
+        }
+        w.put(&chunk).map_err(&e)?;
+        sum.update(&chunk);
+    }
+    drop(bloom);
     // Directory.
     let mut directory: Vec<u8> = Vec::new();
     let dir_off = w.pos;
@@ -394,21 +415,7 @@ where
         directory.extend_from_slice(&off.to_be_bytes());
     }
     w.put(&directory).map_err(&e)?;
-
-    // Header, now that the time bounds are known.
-    if n == 0 {
-        (min_time, max_time) = (0, 0);
-    }
-    let mut header = Vec::with_capacity(HEADER_LEN as usize);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&first.to_be_bytes());
-    header.extend_from_slice(&count.to_be_bytes());
-    header.extend_from_slice(&min_time.to_be_bytes());
-    header.extend_from_slice(&max_time.to_be_bytes());
-    let mut hashed = Vec::with_capacity(header.len() + bloom_bytes.len() + directory.len());
-    hashed.extend_from_slice(&header);
-    hashed.extend_from_slice(&bloom_bytes);
-    hashed.extend_from_slice(&directory);
+    sum.update(&directory);
 
     // Footer.
     let footer_off = w.pos;
@@ -424,7 +431,7 @@ where
     ] {
         footer.extend_from_slice(&off.to_be_bytes());
     }
-    footer.extend_from_slice(&orgtrail_crypto::hash::sha256(&hashed));
+    footer.extend_from_slice(&sum.finish());
     footer.extend_from_slice(END_MAGIC);
     w.put(&footer).map_err(&e)?;
 
@@ -550,16 +557,32 @@ impl Run {
         }
         let mut header = vec![0u8; HEADER_LEN as usize];
         file.read_exact_at(&mut header, 0).map_err(&e)?;
-        let mut bloom_bytes = vec![0u8; (dir_off - bloom_off) as usize];
-        file.read_exact_at(&mut bloom_bytes, bloom_off)
-            .map_err(&e)?;
+        // The Bloom filter is read, hashed and decoded a chunk at a time (see `write`).
+        let bloom_len = dir_off - bloom_off;
+        if !bloom_len.is_multiple_of(8) {
+            return Err(bad("Bloom filter size"));
+        }
+        let mut hasher = orgtrail_crypto::hash::Sha256::default();
+        hasher.update(&header);
+        let mut bloom: Vec<u64> = Vec::with_capacity((bloom_len / 8) as usize);
+        let mut chunk = vec![0u8; BLOOM_CHUNK_WORDS * 8];
+        let mut at = bloom_off;
+        while at < dir_off {
+            let len = (dir_off - at).min(chunk.len() as u64) as usize;
+            let buf = &mut chunk[..len];
+            file.read_exact_at(buf, at).map_err(&e)?;
+            hasher.update(buf);
+            bloom.extend(buf.chunks_exact(8).map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                u64::from_be_bytes(a)
+            }));
+            at += len as u64;
+        }
         let mut directory = vec![0u8; (footer_off - dir_off) as usize];
         file.read_exact_at(&mut directory, dir_off).map_err(&e)?;
-        let mut hashed = Vec::with_capacity(header.len() + bloom_bytes.len() + directory.len());
-        hashed.extend_from_slice(&header);
-        hashed.extend_from_slice(&bloom_bytes);
-        hashed.extend_from_slice(&directory);
-        if orgtrail_crypto::hash::sha256(&hashed) != sum {
+        hasher.update(&directory);
+        if hasher.finish() != sum {
             return Err(bad("checksum mismatch"));
         }
         let mut h = Reader::new(&header, "index run header");
@@ -574,17 +597,9 @@ impl Run {
         let max_time = h.i64()?;
         let n = count as usize;
         let blocks = n.div_ceil(BLOCK);
-        if bloom_bytes.len() as u64 != bloom_blocks(u64::from(count)) * (BLOOM_BLOCK_BITS / 8) {
+        if bloom_len != bloom_blocks(u64::from(count)) * (BLOOM_BLOCK_BITS / 8) {
             return Err(bad("Bloom filter size"));
         }
-        let bloom = bloom_bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(c);
-                u64::from_be_bytes(a)
-            })
-            .collect();
         let mut d = Reader::new(&directory, "index run directory");
         let mut times_dir = Vec::with_capacity(blocks);
         for _ in 0..blocks {
