@@ -1061,22 +1061,24 @@ mod tests {
         b
     }
 
-    /// A popular value (every other event), a medium one (every 7th) and rare ones (one of
-    /// 40 users, every event), over runs of several sizes and the memtable: every selection of
-    /// a rare list with popular ones equals the brute-force answer, whatever the order of the
-    /// conditions and the time range.
-    #[test]
-    fn rare_and_popular_lists_intersect_as_brute_force_does() {
-        let dir = tempfile::tempdir().unwrap();
+    /// An index of the events `1..` in chunks of `chunks` events: every chunk but the last is
+    /// written out as a run, the last stays in the memtable. Event `seq` has the time
+    /// `time_of(seq)` and the values `vals_of(seq)`, plus a popular value on every other event
+    /// and a medium one on every 7th. Returns the index and the events as posted.
+    fn build(
+        dir: &std::path::Path,
+        chunks: &[u64],
+        (popular, medium): (u64, u64),
+        time_of: impl Fn(u64) -> i64,
+        vals_of: impl Fn(u64) -> Vec<u64>,
+    ) -> (Index, Vec<(u64, i64, Vec<u64>)>) {
         let mut idx = Index::default();
-        let mut events: Vec<(u64, i64, Vec<u64>)> = Vec::new();
-        let (popular, medium) = (1_000_000u64, 1_000_001u64);
+        let mut events = Vec::new();
         let mut seq = 1u64;
-        for chunk in [6_000u64, 2_500, 700, 3_000] {
-            for _ in 0..chunk {
-                let time =
-                    1_000_000 + (seq as i64) * 10 - if seq.is_multiple_of(11) { 500 } else { 0 };
-                let mut vals = vec![seq % 40];
+        for (i, chunk) in chunks.iter().enumerate() {
+            for _ in 0..*chunk {
+                let time = time_of(seq);
+                let mut vals = vals_of(seq);
                 if seq.is_multiple_of(2) {
                     vals.push(popular);
                 }
@@ -1090,13 +1092,30 @@ mod tests {
                 events.push((seq, time, vals));
                 seq += 1;
             }
-            if chunk != 3_000 {
-                // Written out as a run; the last chunk stays in the memtable.
+            if i + 1 < chunks.len() {
                 let frozen = idx.freeze().unwrap();
-                let path = frozen.write_run(dir.path(), None).unwrap();
+                let path = frozen.write_run(dir, None).unwrap();
                 idx.install_run(Arc::new(Run::open(&path).unwrap()));
             }
         }
+        (idx, events)
+    }
+
+    /// A popular value (every other event), a medium one (every 7th) and rare ones (one of
+    /// 40 users, every event), over runs of several sizes and the memtable: every selection of
+    /// a rare list with popular ones equals the brute-force answer, whatever the order of the
+    /// conditions and the time range.
+    #[test]
+    fn rare_and_popular_lists_intersect_as_brute_force_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (popular, medium) = (1_000_000u64, 1_000_001u64);
+        let (idx, events) = build(
+            dir.path(),
+            &[6_000, 2_500, 700, 3_000],
+            (popular, medium),
+            |seq| 1_000_000 + (seq as i64) * 10 - if seq.is_multiple_of(11) { 500 } else { 0 },
+            |seq| vec![seq % 40],
+        );
         assert_eq!(idx.runs.len(), 3);
         let cases: Vec<Vec<Vec<u64>>> = vec![
             vec![vec![3], vec![popular]],
@@ -1145,10 +1164,7 @@ mod tests {
     #[test]
     fn filters_with_narrow_and_wide_time_ranges_select_as_brute_force_does() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = Index::default();
-        let mut events: Vec<(u64, i64, Vec<u64>)> = Vec::new();
         let (all, popular, medium) = (2_000_000u64, 2_000_001u64, 2_000_002u64);
-        let mut seq = 1u64;
         let time_of = |seq: u64| -> i64 {
             let t = 1_000_000 + (seq as i64) * 10;
             if seq.is_multiple_of(1009) {
@@ -1161,29 +1177,13 @@ mod tests {
                 t
             }
         };
-        for chunk in [30_000u64, 20_000, 5_000, 4_000] {
-            for _ in 0..chunk {
-                let time = time_of(seq);
-                let mut vals = vec![all, seq % 40, 1_000 + seq % 997];
-                if seq.is_multiple_of(2) {
-                    vals.push(popular);
-                }
-                if seq.is_multiple_of(7) {
-                    vals.push(medium);
-                }
-                idx.publish(seq, time, blind(u64::MAX - seq), [0u8; 8]);
-                for v in &vals {
-                    idx.post(blind(*v), seq);
-                }
-                events.push((seq, time, vals));
-                seq += 1;
-            }
-            if chunk != 4_000 {
-                let frozen = idx.freeze().unwrap();
-                let path = frozen.write_run(dir.path(), None).unwrap();
-                idx.install_run(Arc::new(Run::open(&path).unwrap()));
-            }
-        }
+        let (idx, events) = build(
+            dir.path(),
+            &[30_000, 20_000, 5_000, 4_000],
+            (popular, medium),
+            time_of,
+            |seq| vec![all, seq % 40, 1_000 + seq % 997],
+        );
         assert_eq!(idx.runs.len(), 3);
         let cases: Vec<Vec<Vec<u64>>> = vec![
             vec![vec![3], vec![all]],
