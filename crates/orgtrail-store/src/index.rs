@@ -1101,6 +1101,34 @@ mod tests {
         (idx, events)
     }
 
+    /// Conditions on the blinds of values: each inner list is any of its values.
+    fn conds_of(conds: &[Vec<u64>]) -> Vec<Cond> {
+        conds
+            .iter()
+            .map(|vs| Cond::AnyOf(vs.iter().map(|v| blind(*v)).collect()))
+            .collect()
+    }
+
+    /// The (time, seq) of the events in `start..=end` meeting every condition, newest first.
+    fn brute_force(
+        events: &[(u64, i64, Vec<u64>)],
+        conds: &[Vec<u64>],
+        start: i64,
+        end: i64,
+    ) -> Vec<(i64, u64)> {
+        let mut want: Vec<(i64, u64)> = events
+            .iter()
+            .filter(|(_, t, vals)| {
+                *t >= start
+                    && *t <= end
+                    && conds.iter().all(|any| any.iter().any(|v| vals.contains(v)))
+            })
+            .map(|(s, t, _)| (*t, *s))
+            .collect();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        want
+    }
+
     /// A popular value (every other event), a medium one (every 7th) and rare ones (one of
     /// 40 users, every event), over runs of several sizes and the memtable: every selection of
     /// a rare list with popular ones equals the brute-force answer, whatever the order of the
@@ -1127,25 +1155,13 @@ mod tests {
             vec![vec![9], vec![77]],
         ];
         for conds in cases {
-            let cs: Vec<Cond> = conds
-                .iter()
-                .map(|vs| Cond::AnyOf(vs.iter().map(|v| blind(*v)).collect()))
-                .collect();
+            let cs = conds_of(&conds);
             for (start, end, limit) in [
                 (i64::MIN, i64::MAX, 100_000),
                 (1_020_000, 1_090_000, 100_000),
                 (i64::MIN, i64::MAX, 25),
             ] {
-                let mut want: Vec<(i64, u64)> = events
-                    .iter()
-                    .filter(|(_, t, vals)| {
-                        *t >= start
-                            && *t <= end
-                            && conds.iter().all(|any| any.iter().any(|v| vals.contains(v)))
-                    })
-                    .map(|(s, t, _)| (*t, *s))
-                    .collect();
-                want.sort_unstable_by(|a, b| b.cmp(a));
+                let mut want = brute_force(&events, &conds, start, end);
                 want.truncate(limit);
                 // Twice: the second time the long lists come from the cache.
                 for _ in 0..2 {
@@ -1206,21 +1222,9 @@ mod tests {
             (0, 1_000),             // nothing
         ];
         for conds in cases {
-            let cs: Vec<Cond> = conds
-                .iter()
-                .map(|vs| Cond::AnyOf(vs.iter().map(|v| blind(*v)).collect()))
-                .collect();
+            let cs = conds_of(&conds);
             for (start, end) in ranges {
-                let mut want: Vec<(i64, u64)> = events
-                    .iter()
-                    .filter(|(_, t, vals)| {
-                        *t >= start
-                            && *t <= end
-                            && conds.iter().all(|any| any.iter().any(|v| vals.contains(v)))
-                    })
-                    .map(|(s, t, _)| (*t, *s))
-                    .collect();
-                want.sort_unstable_by(|a, b| b.cmp(a));
+                let want = brute_force(&events, &conds, start, end);
                 for _ in 0..2 {
                     let got = idx.select(&cs, start, end, None, 100_000).unwrap();
                     assert_eq!(got, want, "{conds:?} {start} {end}");
