@@ -5,6 +5,8 @@
 //! the public key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::account_of;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -72,15 +74,6 @@ fn events(n: u64, seed: u64) -> Vec<CloudTrailEvent> {
     })
     .map(|b| CloudTrailEvent::parse(b).unwrap())
     .collect()
-}
-
-fn account_of(e: &CloudTrailEvent) -> AccountId {
-    e.fields()
-        .recipient_account_id
-        .as_ref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn append(store: &dyn EventStore, evs: &[CloudTrailEvent]) -> Vec<Appended> {

@@ -1,10 +1,12 @@
 //! The ledger's conformance suite: append, dedup, lookups, restarts, keys, and what is on disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::account_of;
 use std::path::Path;
 use std::sync::Arc;
 
-use orgtrail_core::{AccountId, CloudTrailEvent};
+use orgtrail_core::CloudTrailEvent;
 use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_store::{Appended, Ledger, LedgerConfig, Query};
@@ -38,15 +40,6 @@ fn events(n: u64, seed: u64) -> Vec<CloudTrailEvent> {
     })
     .map(|b| CloudTrailEvent::parse(b).unwrap())
     .collect()
-}
-
-fn account_of(e: &CloudTrailEvent) -> AccountId {
-    e.fields()
-        .recipient_account_id
-        .as_ref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn append(ledger: &Ledger, evs: &[CloudTrailEvent]) -> Vec<Appended> {

@@ -5,6 +5,8 @@
 //! with the same roots, identical proofs that verify with the public key).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::account_of;
 use std::sync::Arc;
 
 use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
@@ -66,15 +68,6 @@ fn pool() -> Vec<CloudTrailEvent> {
 fn forged(e: &CloudTrailEvent) -> CloudTrailEvent {
     let s = String::from_utf8(e.bytes().to_vec()).unwrap();
     CloudTrailEvent::parse(s.replacen("\"eventVersion\"", "\"replayed\":true,\"eventVersion\"", 1))
-        .unwrap()
-}
-
-fn account_of(e: &CloudTrailEvent) -> AccountId {
-    e.fields()
-        .recipient_account_id
-        .as_ref()
-        .unwrap()
-        .parse()
         .unwrap()
 }
 

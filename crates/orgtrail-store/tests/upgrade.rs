@@ -3,6 +3,8 @@
 //! answers from index runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::account_of;
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
@@ -57,15 +59,6 @@ fn cfg() -> LedgerConfig {
         index_run_events: 256,
         ..LedgerConfig::default()
     }
-}
-
-fn account_of(e: &CloudTrailEvent) -> AccountId {
-    e.fields()
-        .recipient_account_id
-        .as_ref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Appends `count` generated events (2 accounts, `seed`) in one batch; returns them.
