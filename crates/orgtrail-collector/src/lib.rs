@@ -138,9 +138,6 @@ pub async fn run(
             provider,
             LedgerConfig {
                 signer,
-                // The collector's hot path is appending; lookups (served later) read few
-                // blocks. A smaller page cache keeps its memory near the index's own.
-                cache_bytes: 16 << 20,
                 reserve_bytes: storage.reserve.as_u64(),
                 index_run_events: storage.index_memtable_events.max(1),
                 ..LedgerConfig::default()

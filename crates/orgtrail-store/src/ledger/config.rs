@@ -36,6 +36,9 @@ pub struct LedgerConfig {
     /// sled's page cache. sled holds small values (locators, the newest index chunks,
     /// counters, subtree hashes); records and leaf hashes are read from the record log through
     /// the operating system's page cache, which does not count as the process's memory.
+    /// sled's memory grows well past this budget as its files grow (its own page table, and
+    /// nodes its segment cleaner rewrites): importing 10M events peaked at 244 MiB with 4 MiB
+    /// and at 291 MiB with 16 MiB, and lookups on the 10M store were as fast with either.
     pub cache_bytes: u64,
     /// zstd level.
     pub zstd_level: i32,
@@ -75,7 +78,7 @@ impl Default for LedgerConfig {
             max_run_events: 1 << 24,
             dict_train_after: 4000,
             max_group_events: 2048,
-            cache_bytes: 16 << 20,
+            cache_bytes: 4 << 20,
             zstd_level: 3,
             signer: None,
             checkpoint_records: 100_000,
