@@ -207,3 +207,101 @@ fn collector_readyz_fails_while_the_store_cannot_write_and_recovers() {
     });
     drop(collector);
 }
+
+/// An agent following a file, with its ops listener on a free port: (process, ops address).
+fn agent_with_ops(cfg: &std::path::Path) -> (std::process::Child, String) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(cfg, format!("{text}follow = true\npoll_ms = 50\n{OPS}")).unwrap();
+    let mut child = common::orgtrail()
+        .args(["agent", "--config", cfg.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = procs::Lines::drain(child.stdout.take().unwrap());
+    let line = out.wait_for(&["orgtrail agent: ops listening on "], WITHIN);
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    (child, addr)
+}
+
+#[test]
+fn agent_metrics_show_what_it_shipped_and_whether_the_collector_is_reachable() {
+    let org = Org::new();
+    let (a, file, want) = events(&org, "a", 300, 23);
+    let (lines, unique) = line_counts(&file, &want);
+    org.issue("agent", "agent", Some(&a));
+    let mut collector = org.collector(0, "");
+    let cfg = org.agent_config("agent", &a, "agent", &file, collector.port);
+    let (mut agent, ops) = agent_with_ops(&cfg);
+    let source = format!("jsonl:{}", file.display());
+    let shipped = [("source", source.as_str()), ("stage", "shipped")];
+
+    wait_until(WITHIN, "every line shipped", || {
+        scrape(&ops).get("orgtrail_agent_events_total", &shipped) == Some(lines as f64)
+    });
+    wait_until(WITHIN, "the spool drained", || {
+        scrape(&ops).get("orgtrail_agent_spool_pending_events", &[]) == Some(0.0)
+    });
+    let m = scrape(&ops);
+    assert_eq!(
+        m.value(
+            "orgtrail_agent_events_total",
+            &[("source", source.as_str()), ("stage", "read")]
+        ),
+        lines as f64
+    );
+    assert_eq!(
+        m.value("orgtrail_agent_duplicates_total", &[]),
+        (lines - unique) as f64
+    );
+    assert_eq!(m.value("orgtrail_agent_collector_reachable", &[]), 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last_ack = m.value("orgtrail_agent_last_ack_timestamp_seconds", &[]);
+    assert!(
+        now - last_ack < 600.0 && last_ack <= now + 1.0,
+        "{last_ack} vs {now}"
+    );
+    assert_eq!(
+        m.value(
+            "orgtrail_agent_dead_lettered_total",
+            &[("reason", "conflict")]
+        ),
+        0.0
+    );
+    assert_eq!(m.value("orgtrail_agent_dead_letters", &[]), 0.0);
+    let retries = m.value("orgtrail_agent_retries_total", &[]);
+    assert_eq!(http(&ops, "GET", "/healthz", b"").0, 200);
+    assert_eq!(
+        http(&ops, "GET", "/readyz", b""),
+        (200, "ready\n".to_string())
+    );
+
+    // The collector stops: the agent says so, in its metrics and its readiness.
+    sigterm(&mut collector);
+    wait_until(WITHIN, "reachability 0", || {
+        scrape(&ops).get("orgtrail_agent_collector_reachable", &[]) == Some(0.0)
+    });
+    let (status, body) = http(&ops, "GET", "/readyz", b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: the collector is not reachable: "),
+        "{body}"
+    );
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert_eq!(
+        http(&ops, "GET", "/healthz", b"").0,
+        200,
+        "alive all the same"
+    );
+    wait_until(WITHIN, "reconnection attempts counted", || {
+        scrape(&ops)
+            .get("orgtrail_agent_retries_total", &[])
+            .is_some_and(|r| r > retries)
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
