@@ -305,3 +305,36 @@ fn agent_metrics_show_what_it_shipped_and_whether_the_collector_is_reachable() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[test]
+fn an_ops_address_that_cannot_be_used_refuses_to_start_saying_why() {
+    let org = Org::new();
+    let cfg = org.collector_config(0, "[ops]\nlisten = \"localhost:9464\"\n");
+    let out = common::run(&["collector", "--config", cfg.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(
+            "\"localhost:9464\" is not an IP address and port: give e.g. \"127.0.0.1:9464\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("line 12"), "names the line: {err}");
+
+    // A port another process holds: refused before the collector says it listens.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let cfg = org.collector_config(0, &format!("[ops]\nlisten = \"{addr}\"\n"));
+    let out = common::run(&["collector", "--config", cfg.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&format!("ops listener: cannot listen on {addr}")),
+        "{err}"
+    );
+    assert!(
+        !common::stdout(&out).contains("listening on"),
+        "{}",
+        common::stdout(&out)
+    );
+}

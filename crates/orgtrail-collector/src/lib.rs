@@ -202,6 +202,13 @@ pub async fn run(
         .await;
     tokio::spawn(watch_health(store.clone(), health_reporter));
 
+    // The ops listener first, so that an address it cannot take stops the start before the
+    // collector says it listens. It lives until `run` returns: probes see the process alive,
+    // and not ready while it stops.
+    let ops_listener = match &cfg.ops {
+        Some(o) => Some(orgtrail_ops::start(o, Arc::new(probe)).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CollectorError::Listen {
@@ -216,16 +223,10 @@ pub async fn run(
         })?;
     on_listen(INGEST_LISTENER, addr);
     tracing::info!(%addr, "collector listening (mutual TLS)");
-    // Lives until `run` returns: probes see the process alive, and not ready while it stops.
-    let _ops = match &cfg.ops {
-        Some(o) => {
-            let l = orgtrail_ops::start(o, Arc::new(probe)).await?;
-            on_listen(OPS_LISTENER, l.local_addr());
-            tracing::info!(addr = %l.local_addr(), "ops listener (plain HTTP): /healthz, /readyz, /metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    if let Some(l) = &ops_listener {
+        on_listen(OPS_LISTENER, l.local_addr());
+        tracing::info!(addr = %l.local_addr(), "ops listener (plain HTTP): /healthz, /readyz, /metrics");
+    }
 
     // Our own accept loop does the TLS handshakes, so that a refused one is logged at warn
     // with its reason (tonic's would log it at debug). Small answers (acks, lookups) go out at
