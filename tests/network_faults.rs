@@ -440,7 +440,7 @@ fn a_blackholed_collector_is_given_up_on_and_delivery_starts_when_it_heals() {
 }
 
 /// The sum of the agent's metric samples whose line contains every one of `parts`, read from
-/// its metrics endpoint.
+/// its ops listener.
 fn metric(addr: &str, parts: &[&str]) -> u64 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -481,7 +481,9 @@ fn backoff_starts_over_after_a_delivery_so_a_short_blip_costs_a_short_wait() {
     );
     std::fs::write(
         &cfg,
-        format!("{text}follow = true\npoll_ms = 50\n[metrics]\nlisten = \"127.0.0.1:0\"\n{FAST_DETECTION}"),
+        format!(
+            "{text}follow = true\npoll_ms = 50\n[ops]\nlisten = \"127.0.0.1:0\"\n{FAST_DETECTION}"
+        ),
     )
     .unwrap();
     let mut child = orgtrail()
@@ -494,7 +496,7 @@ fn backoff_starts_over_after_a_delivery_so_a_short_blip_costs_a_short_wait() {
         .unwrap();
     let out = Lines::drain(child.stdout.take().unwrap());
     let err = Lines::drain(child.stderr.take().unwrap());
-    let line = out.wait_for(&["metrics listening on"], Duration::from_secs(60));
+    let line = out.wait_for(&["ops listening on"], Duration::from_secs(60));
     let metrics = line.rsplit(' ').next().unwrap().to_string();
     // Seven refused attempts (an outage of 6.3 s or more): the backoff has grown to 6.4 s
     // (0.1, 0.2, ... 6.4 s, each plus up to as much jitter).

@@ -302,7 +302,7 @@ fn a_followed_file_survives_rotation_truncation_and_a_restart() {
 #[test]
 fn the_http_source_answers_after_durability_and_a_retry_is_stored_once() {
     let (org, c) = setup();
-    let sources = "[[sources]]\ntype = \"http\"\nname = \"apps\"\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let sources = "[[sources]]\ntype = \"http\"\nname = \"apps\"\nlisten = \"127.0.0.1:0\"\n[ops]\nlisten = \"127.0.0.1:0\"\n";
     let cfg = org.agent_config_with("agent", ACCOUNT, c.port, sources);
     let mut agent = orgtrail()
         .args(["agent", "--config", &p(&cfg)])
@@ -425,7 +425,7 @@ fn the_http_source_answers_after_durability_and_a_retry_is_stored_once() {
     assert_eq!(stored(&org, &c).len(), 3);
 
     // The metrics say what happened, per source.
-    let (status, metrics) = http(&addrs["metrics"], "GET", "/metrics", b"");
+    let (status, metrics) = http(&addrs["ops"], "GET", "/metrics", b"");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("orgtrail_agent_events_total{source=\"apps\",stage=\"read\"} 5"),

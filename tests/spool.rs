@@ -31,7 +31,7 @@ fn wait_until(what: &str, cond: impl FnMut() -> bool) {
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A running agent: its metrics address and its log, collected as it is written.
+/// A running agent: its ops listener's address and its log, collected as it is written.
 struct Agent {
     child: Child,
     metrics: String,
@@ -57,8 +57,8 @@ impl Agent {
         out.read_line(&mut line).unwrap();
         let metrics = line
             .trim()
-            .strip_prefix("orgtrail agent: metrics listening on ")
-            .unwrap_or_else(|| panic!("the agent prints its metrics address: {line:?}"))
+            .strip_prefix("orgtrail agent: ops listening on ")
+            .unwrap_or_else(|| panic!("the agent prints its ops address: {line:?}"))
             .to_string();
         Agent {
             child,
@@ -86,7 +86,7 @@ impl Agent {
     }
 
     fn ready(&self) -> (u16, String) {
-        http(&self.metrics, "GET", "/ready", b"")
+        http(&self.metrics, "GET", "/readyz", b"")
     }
 }
 
@@ -97,7 +97,8 @@ impl Drop for Agent {
     }
 }
 
-/// The agent configuration `name` with its spool in `spool` and metrics on a free port.
+/// The agent configuration `name` with its spool in `spool` and its ops listener on a free
+/// port.
 fn agent_config(
     org: &Org,
     name: &str,
@@ -112,7 +113,7 @@ fn agent_config(
         &format!("spool_dir = \"spool-{name}\"\n"),
         &format!("spool_dir = \"{}\"\n{extra}", p(spool)),
     );
-    std::fs::write(&cfg, format!("{text}[metrics]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    std::fs::write(&cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
     cfg
 }
 
@@ -171,7 +172,13 @@ fn a_full_spool_disk_pauses_the_agent_visibly_and_it_goes_on_by_itself_losing_no
         agent.log_lines("has space again") > 0
     });
     assert_eq!(agent.metric("orgtrail_agent_spool_disk_full"), "0");
-    assert_eq!(agent.ready().0, 200);
+    // Not ready yet all the same: the collector is not there.
+    let (status, body) = agent.ready();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: the collector is not reachable: "),
+        "{body}"
+    );
     assert_eq!(agent.log_lines(full), 1, "one error per episode");
 
     // The collector comes: everything arrives, once.

@@ -66,6 +66,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
         ("orgtrail-crypto", &["orgtrail-core"][..]),
         ("orgtrail-gen", &[][..]),
         ("orgtrail-store", &["orgtrail-core", "orgtrail-crypto"][..]),
+        // The ops listener (HTTP health, readiness, metrics) of the collector and the agent.
+        ("orgtrail-ops", &[][..]),
         (
             "orgtrail-collector",
             &[
@@ -73,6 +75,7 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-proto",
                 "orgtrail-crypto",
                 "orgtrail-store",
+                "orgtrail-ops",
             ][..],
         ),
         (
@@ -82,6 +85,7 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-proto",
                 "orgtrail-crypto",
                 "orgtrail-store",
+                "orgtrail-ops",
             ][..],
         ),
     ]);

@@ -19,6 +19,8 @@ pub(crate) struct Collector {
     pub(crate) child: Child,
     pub(crate) port: u16,
     pub(crate) log: Option<std::io::Lines<BufReader<std::process::ChildStderr>>>,
+    /// The ops listener's address (host:port), when `extra` configured `[ops]`.
+    pub(crate) ops: Option<String>,
 }
 
 impl Drop for Collector {
@@ -131,9 +133,8 @@ impl Org {
             .unwrap();
         let log = child.stderr.take().map(|e| BufReader::new(e).lines());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         let port = match line.trim().rsplit(':').next().map(str::parse) {
             Some(Ok(port)) => port,
             _ => panic!(
@@ -142,7 +143,21 @@ impl Org {
                 std::fs::read_to_string(self.path("collector.stderr")).unwrap_or_default()
             ),
         };
-        Collector { child, port, log }
+        // With `[ops]`, the collector prints the ops listener's address on the next line.
+        let ops = extra.contains("[ops]").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("orgtrail collector: ops listening on ")
+                .unwrap_or_else(|| panic!("the collector prints its ops address: {line:?}"))
+                .to_string()
+        });
+        Collector {
+            child,
+            port,
+            log,
+            ops,
+        }
     }
 
     pub(crate) fn agent_config(

@@ -48,17 +48,24 @@ pub struct AgentConfig {
     /// The trail's event selectors and region filter (`[selectors]`); none: ship everything.
     #[serde(default)]
     pub selectors: Option<crate::selectors::SelectorConfig>,
-    /// A Prometheus endpoint with the agent's counters (`[metrics] listen = "127.0.0.1:9464"`).
+    /// The ops listener (plain HTTP: `/healthz`, `/readyz`, `/metrics`); off when absent.
+    #[serde(default)]
+    pub ops: Option<orgtrail_ops::OpsConfig>,
+    /// The former name of `[ops]` (deprecated, still accepted): after [`AgentConfig::load`]
+    /// its address is in `ops`.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
 }
 
-/// Where the agent serves its metrics.
+/// `[metrics] listen`: the deprecated name of `[ops] listen`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
 }
+
+/// What a deprecated `[metrics]` table says when the agent starts.
+pub const METRICS_DEPRECATED: &str = "[metrics] listen is deprecated: rename the table to [ops] (same address; it also serves /healthz and /readyz)";
 
 /// The agent's certificate and the organization CA.
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +353,14 @@ impl AgentConfig {
                 problems.push(format!("{n}: {} does not exist", f.display()));
             }
         }
+        match (&cfg.ops, &cfg.metrics) {
+            (Some(_), Some(_)) => problems.push(
+                "[metrics] and [ops] are both given: keep [ops] only ([metrics] is its former name)"
+                    .into(),
+            ),
+            (None, Some(m)) => cfg.ops = Some(orgtrail_ops::OpsConfig { listen: m.listen }),
+            _ => {}
+        }
         if cfg.spool_min_free_bytes < MIN_SPOOL_RESERVE {
             problems.push(format!(
                 "spool_min_free_bytes: {} is below the minimum of {MIN_SPOOL_RESERVE} bytes (the spool's state database needs room for its small writes even when the disk is otherwise full)",
@@ -503,8 +518,12 @@ poll_ms = 1000
 # type = "http"
 # listen = "127.0.0.1:4318"
 
-# Prometheus metrics (events read, filtered, spooled, shipped, dead-lettered per source):
-# [metrics]
+# The ops listener, plain HTTP (off when absent): GET /healthz (alive), /readyz (200, or 503
+# with the reason: the spool's disk is full, the collector is not reachable) and /metrics
+# (Prometheus text: events read, filtered, spooled, shipped, dead-lettered per source, ...).
+# No TLS: keep it on loopback or an address only the scraper reaches. ([metrics] is its
+# former, deprecated name.)
+# [ops]
 # listen = "127.0.0.1:9464"
 "#;
 
@@ -518,6 +537,46 @@ mod tests {
         let cfg: AgentConfig = toml::from_str(EXAMPLE).unwrap();
         assert_eq!(cfg.sources.len(), 1);
         assert_eq!(cfg.sources[0].name(), "trail");
+    }
+
+    const BASE: &str = "account = \"111122223333\"\ncollector = \"https://c:1\"\nspool_dir = \"sp\"\n[tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nca = \"ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"-\"\n";
+
+    fn load(text: &str) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        for f in ["a.pem", "a.key", "ca.pem"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        AgentConfig::load(&path)
+    }
+
+    #[test]
+    fn the_ops_listener_and_its_former_name() {
+        let cfg = load(&format!("{BASE}[ops]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+        assert_eq!(cfg.ops.unwrap().listen, "127.0.0.1:9464".parse().unwrap());
+        // The deprecated [metrics] table still works, as [ops].
+        let cfg = load(&format!("{BASE}[metrics]\nlisten = \"127.0.0.1:9465\"\n")).unwrap();
+        assert_eq!(cfg.ops.unwrap().listen, "127.0.0.1:9465".parse().unwrap());
+        assert!(
+            cfg.metrics.is_some(),
+            "kept, so the agent can say it is deprecated"
+        );
+        let e = load(&format!(
+            "{BASE}[ops]\nlisten = \"127.0.0.1:1\"\n[metrics]\nlisten = \"127.0.0.1:2\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p.contains("keep [ops] only")),
+            "{e}"
+        );
+        let e = load(&format!("{BASE}[ops]\nlisten = \"metrics.local:9464\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"metrics.local:9464\" is not an IP address and port"),
+            "{e}"
+        );
+        assert!(load(BASE).unwrap().ops.is_none(), "off by default");
     }
 
     #[test]

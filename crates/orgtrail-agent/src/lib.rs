@@ -21,7 +21,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
-pub use metrics::{Metrics, Summary};
+pub use metrics::{DeadReason, Metrics, Summary};
 use sources::Item;
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolHandle, SpoolOptions};
 
@@ -211,6 +211,7 @@ fn run_spooler(
         }
         for s in &p.dead_sources {
             metrics.source(*s).dead_lettered.inc();
+            metrics.dead_letter(DeadReason::Unreadable);
         }
         metrics
             .spool_pending_bytes
@@ -355,8 +356,8 @@ impl WireLimits {
     }
 }
 
-/// Events to keep as dead letters: (position in a chunk, reason).
-type DeadList = Vec<(usize, String)>;
+/// Events to keep as dead letters: (position in a chunk, reason, its kind).
+type DeadList = Vec<(usize, String, DeadReason)>;
 
 /// Bytes event `e` adds to an encoded `EventBatch` (field tag, length, bytes).
 fn encoded_event_len(e: &[u8]) -> usize {
@@ -389,6 +390,7 @@ fn split_chunk(events: &[bytes::Bytes], limits: WireLimits) -> (Vec<(usize, usiz
                     e.len(),
                     limits.max_message_bytes
                 ),
+                DeadReason::TooLargeToSend,
             ));
             continue;
         }
@@ -567,7 +569,10 @@ async fn ship_once(
     )
     .await;
     let response = match opened {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            metrics.set_reachable(Ok(()));
+            r
+        }
         Ok(Err(s)) => return Err(status_error(&cfg.collector, s)),
         Err(_) => {
             return Err(AgentError::Other(format!(
@@ -606,7 +611,7 @@ async fn ship_once(
                 let len = chunk.events.len();
                 next_from = first + len as u64;
                 let (pieces, too_large) = split_chunk(&chunk.events, *limits);
-                for (i, why) in &too_large {
+                for (i, why, _) in &too_large {
                     tracing::warn!(seq = first + *i as u64, reason = %why, "an event cannot be sent; moved to dead letters");
                 }
                 chunks.insert(
@@ -654,11 +659,21 @@ async fn ship_once(
             if exit_when_drained && source_done.load(Ordering::Acquire) && spool.is_empty().await? {
                 return Ok(Ended::Drained);
             }
-            let _ = tokio::time::timeout(
-                Duration::from_millis(cfg.batch.linger_ms.max(10)),
-                wake.notified(),
-            )
-            .await;
+            // Idle, but still listening: a collector that ends the stream (it stops) or a
+            // connection that breaks is noticed now, not at the next batch, so the agent's
+            // reachability and readiness say so and it reconnects.
+            tokio::select! {
+                _ = tokio::time::timeout(
+                    Duration::from_millis(cfg.batch.linger_ms.max(10)),
+                    wake.notified(),
+                ) => {}
+                ack = acks.message() => match ack {
+                    // Nothing is in flight: an acknowledgement of nothing is ignored.
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(Ended::Reconnect),
+                    Err(s) => return Err(status_error(&cfg.collector, s)),
+                },
+            }
             continue;
         }
         let oldest = batches
@@ -674,17 +689,18 @@ async fn ship_once(
                         continue;
                     };
                     last_ack = tokio::time::Instant::now();
+                    metrics.acknowledged_now();
                     backoff.reset();
                     let Some(c) = chunks.get_mut(&b.chunk) else { continue };
                     c.duplicates += u64::from(ack.duplicates);
                     for r in &ack.rejections {
                         let why = format!("{}: {}", reason_name(r.reason), r.message);
                         tracing::warn!(seq = ack.batch_id + u64::from(r.index), reason = %why, "the collector rejected an event; moved to dead letters");
-                        c.dead.push((b.offset + r.index as usize, why));
+                        c.dead.push((b.offset + r.index as usize, why, DeadReason::rejected(r.reason)));
                     }
                     for i in &ack.conflict_indexes {
                         tracing::warn!(seq = ack.batch_id + u64::from(*i), "the collector holds this eventID with different bytes (a conflict); moved to dead letters");
-                        c.dead.push((b.offset + *i as usize, CONFLICT_REASON.to_owned()));
+                        c.dead.push((b.offset + *i as usize, CONFLICT_REASON.to_owned(), DeadReason::Conflict));
                     }
                     c.outstanding = c.outstanding.saturating_sub(1);
                     if c.outstanding == 0 {
@@ -749,8 +765,16 @@ async fn finish_chunk(
     };
     c.dead.sort_by_key(|d| d.0);
     c.dead.dedup_by_key(|d| d.0);
-    spool.acknowledge((first, c.stored_len), &c.dead).await?;
-    let conflicts = c.dead.iter().filter(|d| d.1 == CONFLICT_REASON).count() as u64;
+    let dead: Vec<(usize, String)> = c.dead.iter().map(|d| (d.0, d.1.clone())).collect();
+    spool.acknowledge((first, c.stored_len), &dead).await?;
+    for d in &c.dead {
+        metrics.dead_letter(d.2);
+    }
+    let conflicts = c
+        .dead
+        .iter()
+        .filter(|d| d.2 == DeadReason::Conflict)
+        .count() as u64;
     metrics.conflicts.add(conflicts);
     metrics.rejected.add(c.dead.len() as u64 - conflicts);
     metrics.duplicates.add(c.duplicates);
@@ -775,10 +799,13 @@ fn status_error(collector: &str, s: tonic::Status) -> AgentError {
     }
 }
 
+/// The name [`run`] gives the ops listener (`[ops] listen`) when it reports it.
+pub const OPS_LISTENER: &str = "ops";
+
 /// Runs the agent. With `exit_when_drained`, sources read what is there (a directory is
 /// scanned once, a followed file read to its end), and the agent returns once the collector
 /// acknowledged everything; otherwise it runs until `shutdown` completes. `on_listen` is called
-/// with the name and address of each listener it opens (http sources, metrics). Returns what
+/// with the name and address of each listener it opens (http sources, [`OPS_LISTENER`]). Returns what
 /// this run shipped and dead-lettered.
 pub async fn run(
     cfg: AgentConfig,
@@ -895,40 +922,21 @@ pub async fn run_with_metrics(
         }
     }
     drop(items_tx);
-    if let Some(m) = &cfg.metrics {
-        let listener = tokio::net::TcpListener::bind(m.listen).await.map_err(|e| {
-            AgentError::Other(format!("metrics: cannot listen on {}: {e}", m.listen))
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| AgentError::Other(e.to_string()))?;
-        on_listen("metrics", addr);
-        let metrics = metrics.clone();
-        let mut stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let ready = metrics.clone();
-            let app = axum::Router::new()
-                .route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let m = metrics.clone();
-                        async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
-                    }),
-                )
-                .route(
-                    "/ready",
-                    axum::routing::get(move || {
-                        let m = ready.clone();
-                        async move { metrics::ready_response(&m) }
-                    }),
-                );
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+    if cfg.metrics.is_some() {
+        tracing::warn!("{}", config::METRICS_DEPRECATED);
     }
+    // Lives until the agent returns.
+    let _ops = match &cfg.ops {
+        Some(o) => {
+            let l = orgtrail_ops::start(o, Arc::new(metrics::Probe::new(metrics.clone())))
+                .await
+                .map_err(|e| AgentError::Other(e.to_string()))?;
+            on_listen(OPS_LISTENER, l.local_addr());
+            tracing::info!(addr = %l.local_addr(), "ops listener (plain HTTP): /healthz, /readyz, /metrics");
+            Some(l)
+        }
+        None => None,
+    };
     let spooler = {
         let (cfg, spool, wake, space, done, metrics, stop) = (
             cfg.clone(),
@@ -974,10 +982,19 @@ pub async fn run_with_metrics(
             {
                 Ok(Ended::Drained) => return Ok(()),
                 Ok(Ended::Reconnect) => {
+                    metrics.set_reachable(Err(
+                        "the stream to the collector ended; reconnecting".into()
+                    ));
+                    metrics.retries.inc();
                     tracing::info!("collector stream ended; reconnecting");
                 }
-                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) if e.is_permanent() => {
+                    metrics.set_reachable(Err(e.to_string()));
+                    return Err(e);
+                }
                 Err(e) => {
+                    metrics.set_reachable(Err(e.to_string()));
+                    metrics.retries.inc();
                     let wait = backoff.next();
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "shipping failed; events stay in the spool");
                     tokio::time::sleep(wait).await;

@@ -1,11 +1,25 @@
-//! The agent's counters, per source: events read, filtered out by selectors, spooled, shipped
-//! (acknowledged by the collector) and dead-lettered. Served in Prometheus' text format when
-//! `[metrics] listen` is set, and logged when the agent stops.
+//! The agent's metrics, served in Prometheus text by the ops listener (`[ops] listen`, see
+//! `orgtrail-ops`) and logged when the agent stops. Every metric name is here.
+//!
+//! Per source: events read, filtered out by selectors, spooled, shipped (acknowledged by the
+//! collector) and dead-lettered. For the agent: acknowledged batches, duplicates, conflicts,
+//! rejections, retries, dead letters by reason, whether the collector is reachable, when the
+//! last acknowledgement came, and the spool's depth, pending bytes, free bytes, dead letters
+//! and disk-full state. Labels come from bounded sets: the configured sources, the fixed
+//! stages, the fixed [`DeadReason`]s.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use orgtrail_ops::prometheus_client;
+use orgtrail_proto::v1::RejectReason;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
@@ -52,6 +66,79 @@ pub struct Metrics {
     pub conflicts: Counter,
     /// Events refused: by the collector with a reason, or too large to send (dead-lettered).
     pub rejected: Counter,
+    /// Connections to the collector made again after a failure or a broken stream.
+    pub retries: Counter,
+    /// Dead letters made in this run, by reason (indexed as [`DeadReason::ALL`]).
+    dead_by_reason: [Counter; DeadReason::ALL.len()],
+    /// Whether the shipper has a stream open to the collector.
+    reachable: AtomicBool,
+    /// Why the collector is not reachable (the last connection error), while it is not.
+    unreachable_why: Mutex<Option<String>>,
+    /// When the collector last acknowledged a batch, Unix seconds (0: not in this run).
+    last_ack_unix: AtomicU64,
+}
+
+/// Why an event became a dead letter: a fixed set, the label of
+/// `orgtrail_agent_dead_lettered_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The source could not read or decode it (a line over the size limit, a corrupt log file).
+    Unreadable,
+    /// Too large for the collector's batch limit.
+    TooLargeToSend,
+    /// The collector holds its eventID with other bytes.
+    Conflict,
+    /// Refused by the collector for this reason.
+    Rejected(RejectReason),
+}
+
+impl DeadReason {
+    /// Every label, in counter order.
+    pub const ALL: [&'static str; 13] = [
+        "unreadable",
+        "too_large_to_send",
+        "conflict",
+        "wrong_account",
+        "account_not_allowed",
+        "too_large",
+        "not_json",
+        "invalid_utf8",
+        "not_an_object",
+        "missing_field",
+        "invalid_field",
+        "too_deep",
+        "rejected",
+    ];
+
+    /// The collector's rejection with this wire reason.
+    pub fn rejected(r: i32) -> DeadReason {
+        DeadReason::Rejected(RejectReason::try_from(r).unwrap_or(RejectReason::Unspecified))
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadReason::Unreadable => "unreadable",
+            DeadReason::TooLargeToSend => "too_large_to_send",
+            DeadReason::Conflict => "conflict",
+            DeadReason::Rejected(r) => match r {
+                RejectReason::WrongAccount => "wrong_account",
+                RejectReason::AccountNotAllowed => "account_not_allowed",
+                RejectReason::TooLarge => "too_large",
+                RejectReason::NotJson => "not_json",
+                RejectReason::InvalidUtf8 => "invalid_utf8",
+                RejectReason::NotAnObject => "not_an_object",
+                RejectReason::MissingField => "missing_field",
+                RejectReason::InvalidField => "invalid_field",
+                RejectReason::TooDeep => "too_deep",
+                RejectReason::Unspecified => "rejected",
+            },
+        }
+    }
+
+    fn index(self) -> usize {
+        let l = self.label();
+        DeadReason::ALL.iter().position(|a| *a == l).unwrap_or(0)
+    }
 }
 
 /// What one run of the agent did, in one line:
@@ -104,7 +191,34 @@ impl Metrics {
             rejected: Counter::default(),
             spool_disk_full: Mutex::new(None),
             spool: OnceLock::new(),
+            retries: Counter::default(),
+            dead_by_reason: Default::default(),
+            reachable: AtomicBool::new(false),
+            unreachable_why: Mutex::new(Some("not connected to the collector yet".into())),
+            last_ack_unix: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a dead letter of this reason.
+    pub fn dead_letter(&self, why: DeadReason) {
+        self.dead_by_reason[why.index()].inc();
+    }
+
+    /// The shipper opened a stream to the collector (`Ok`), or lost it or could not open one
+    /// (`Err(why)`).
+    pub fn set_reachable(&self, r: Result<(), String>) {
+        self.reachable.store(r.is_ok(), Ordering::Relaxed);
+        if let Ok(mut w) = self.unreachable_why.lock() {
+            *w = r.err();
+        }
+    }
+
+    /// The collector acknowledged a batch now.
+    pub fn acknowledged_now(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_ack_unix.store(now, Ordering::Relaxed);
     }
 
     /// The spool whose dead letters and free space are reported.
@@ -125,7 +239,7 @@ impl Metrics {
     }
 
     /// Ready to take events: `Err(why)` while the spool's disk is full.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn spool_readiness(&self) -> Result<(), String> {
         match &*self
             .spool_disk_full
             .lock()
@@ -134,6 +248,21 @@ impl Metrics {
             Some(why) => Err(why.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Ready: the spool can be written and the collector is reachable; else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.spool_readiness()?;
+        if self.reachable.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let why = self
+            .unreachable_why
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .unwrap_or_else(|| "no stream open".into());
+        Err(format!("the collector is not reachable: {why}"))
     }
 
     /// The counters of an agent with this configuration's sources.
@@ -188,102 +317,6 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        type Stage = (&'static str, fn(&SourceMetrics) -> u64);
-        let stages: [Stage; 5] = [
-            ("read", |m| m.read.get()),
-            ("filtered", |m| m.filtered.get()),
-            ("spooled", |m| m.spooled.get()),
-            ("shipped", |m| m.shipped.get()),
-            ("dead_lettered", |m| m.dead_lettered.get()),
-        ];
-        let _ = writeln!(
-            out,
-            "# HELP orgtrail_agent_events_total Events per source and stage: read from the source, filtered out by the trail's selectors, spooled durably, shipped (acknowledged by the collector), dead-lettered."
-        );
-        let _ = writeln!(out, "# TYPE orgtrail_agent_events_total counter");
-        for m in &self.sources {
-            for (stage, get) in &stages {
-                let _ = writeln!(
-                    out,
-                    "orgtrail_agent_events_total{{source=\"{}\",stage=\"{stage}\"}} {}",
-                    escape(&m.name),
-                    get(m)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP orgtrail_agent_batches_acknowledged_total Batches the collector acknowledged."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE orgtrail_agent_batches_acknowledged_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "orgtrail_agent_batches_acknowledged_total {}",
-            self.batches_acknowledged.get()
-        );
-        type Total = (&'static str, &'static str, fn(&Metrics) -> u64);
-        let totals: [Total; 3] = [
-            (
-                "orgtrail_agent_duplicates_total",
-                "Events the collector acknowledged as already stored with the same bytes.",
-                |m| m.duplicates.get(),
-            ),
-            (
-                "orgtrail_agent_conflicts_total",
-                "Events whose eventID the collector holds with different bytes (dead-lettered with the reason conflict).",
-                |m| m.conflicts.get(),
-            ),
-            (
-                "orgtrail_agent_rejected_total",
-                "Events refused by the collector or too large to send (dead-lettered with the reason).",
-                |m| m.rejected.get(),
-            ),
-        ];
-        for (name, help, get) in totals {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", get(self));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP orgtrail_agent_spool_pending_bytes Bytes in the spool waiting for an acknowledgement."
-        );
-        let _ = writeln!(out, "# TYPE orgtrail_agent_spool_pending_bytes gauge");
-        let _ = writeln!(
-            out,
-            "orgtrail_agent_spool_pending_bytes {}",
-            self.spool_pending_bytes.load(Ordering::Relaxed)
-        );
-        let full = u8::from(self.readiness().is_err());
-        let _ = writeln!(
-            out,
-            "# HELP orgtrail_agent_spool_disk_full 1 while the spool's disk is full (below its reserve): the sources are paused."
-        );
-        let _ = writeln!(out, "# TYPE orgtrail_agent_spool_disk_full gauge");
-        let _ = writeln!(out, "orgtrail_agent_spool_disk_full {full}");
-        if let Some(s) = self.spool.get() {
-            let _ = writeln!(
-                out,
-                "# HELP orgtrail_agent_spool_free_bytes Free bytes in the spool's file system."
-            );
-            let _ = writeln!(out, "# TYPE orgtrail_agent_spool_free_bytes gauge");
-            let _ = writeln!(out, "orgtrail_agent_spool_free_bytes {}", s.free_bytes());
-            let _ = writeln!(
-                out,
-                "# HELP orgtrail_agent_dead_letters Dead letters held in the spool."
-            );
-            let _ = writeln!(out, "# TYPE orgtrail_agent_dead_letters gauge");
-            let _ = writeln!(out, "orgtrail_agent_dead_letters {}", s.dead_letter_count());
-        }
-        out
-    }
-
     /// One line per source, for the log.
     pub fn summary(&self) -> Vec<String> {
         self.sources
@@ -304,19 +337,226 @@ impl Metrics {
     }
 }
 
-/// `/ready`: 200 `ready`, or 503 with the reason (the spool's disk is full).
-pub fn ready_response(m: &Metrics) -> (axum::http::StatusCode, String) {
-    match m.readiness() {
-        Ok(()) => (axum::http::StatusCode::OK, "ready\n".into()),
-        Err(why) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        ),
+/// What the agent's ops listener serves.
+#[derive(Debug)]
+pub struct Probe {
+    metrics: Arc<Metrics>,
+    registry: Registry,
+}
+
+impl Probe {
+    pub fn new(metrics: Arc<Metrics>) -> Probe {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exposition(metrics.clone())));
+        Probe { metrics, registry }
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl orgtrail_ops::Probe for Probe {
+    fn readiness(&self) -> Result<(), String> {
+        self.metrics.readiness()
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// The metrics as Prometheus families, read at each scrape.
+#[derive(Debug)]
+struct Exposition(Arc<Metrics>);
+
+fn counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: i64,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let m = &self.0;
+        type Stage = (&'static str, fn(&SourceMetrics) -> u64);
+        let stages: [Stage; 5] = [
+            ("read", |m| m.read.get()),
+            ("filtered", |m| m.filtered.get()),
+            ("spooled", |m| m.spooled.get()),
+            ("shipped", |m| m.shipped.get()),
+            ("dead_lettered", |m| m.dead_lettered.get()),
+        ];
+        let mut family = e.encode_descriptor(
+            "orgtrail_agent_events",
+            "Events per source and stage: read from the source, filtered out by the trail's selectors, spooled durably, shipped (acknowledged by the collector), dead-lettered.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &m.sources {
+            for (stage, get) in &stages {
+                let labels = [("source", s.name.as_str()), ("stage", *stage)];
+                ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = e.encode_descriptor(
+            "orgtrail_agent_dead_lettered",
+            "Events put in the dead-letter area in this run, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, c) in DeadReason::ALL.iter().zip(&m.dead_by_reason) {
+            ConstCounter::new(c.get()).encode(family.encode_family(&[("reason", *reason)])?)?;
+        }
+        for (name, help, v) in [
+            (
+                "orgtrail_agent_batches_acknowledged",
+                "Batches the collector acknowledged.",
+                m.batches_acknowledged.get(),
+            ),
+            (
+                "orgtrail_agent_duplicates",
+                "Events the collector acknowledged as already stored with the same bytes.",
+                m.duplicates.get(),
+            ),
+            (
+                "orgtrail_agent_conflicts",
+                "Events whose eventID the collector holds with different bytes (dead-lettered with the reason conflict).",
+                m.conflicts.get(),
+            ),
+            (
+                "orgtrail_agent_rejected",
+                "Events refused by the collector or too large to send (dead-lettered with the reason).",
+                m.rejected.get(),
+            ),
+            (
+                "orgtrail_agent_retries",
+                "Connections to the collector made again after a failure or a broken stream.",
+                m.retries.get(),
+            ),
+        ] {
+            counter(&mut e, name, help, v)?;
+        }
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        gauge(
+            &mut e,
+            "orgtrail_agent_collector_reachable",
+            "1 while the agent has a stream open to the collector, else 0.",
+            i64::from(m.reachable.load(Ordering::Relaxed)),
+        )?;
+        gauge(
+            &mut e,
+            "orgtrail_agent_last_ack_timestamp_seconds",
+            "When the collector last acknowledged a batch, Unix seconds (0: not since the agent started).",
+            to_i64(m.last_ack_unix.load(Ordering::Relaxed)),
+        )?;
+        gauge(
+            &mut e,
+            "orgtrail_agent_spool_pending_bytes",
+            "Bytes in the spool waiting for an acknowledgement.",
+            to_i64(m.spool_pending_bytes.load(Ordering::Relaxed)),
+        )?;
+        gauge(
+            &mut e,
+            "orgtrail_agent_spool_disk_full",
+            "1 while the spool's disk is full (below its reserve): the sources are paused.",
+            i64::from(m.spool_readiness().is_err()),
+        )?;
+        if let Some(s) = m.spool.get() {
+            gauge(
+                &mut e,
+                "orgtrail_agent_spool_pending_events",
+                "Events in the spool waiting for an acknowledgement (the spool's depth).",
+                to_i64(s.pending_events()),
+            )?;
+            gauge(
+                &mut e,
+                "orgtrail_agent_spool_free_bytes",
+                "Free bytes in the spool's file system.",
+                to_i64(s.free_bytes()),
+            )?;
+            gauge(
+                &mut e,
+                "orgtrail_agent_dead_letters",
+                "Dead letters held in the spool.",
+                to_i64(s.dead_letter_count()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use orgtrail_ops::Probe as _;
+
+    #[test]
+    fn readiness_needs_the_spool_and_the_collector() {
+        let m = Metrics::new(&["a".into()]);
+        let e = m.readiness().unwrap_err();
+        assert!(
+            e.starts_with("the collector is not reachable: not connected"),
+            "{e}"
+        );
+        m.set_reachable(Ok(()));
+        assert_eq!(m.readiness(), Ok(()));
+        m.set_spool_disk_full(Some("spool disk full: 3 bytes free".into()));
+        assert_eq!(m.readiness(), Err("spool disk full: 3 bytes free".into()));
+        m.set_spool_disk_full(None);
+        m.set_reachable(Err("cannot connect to https://c:1: refused".into()));
+        assert_eq!(
+            m.readiness(),
+            Err("the collector is not reachable: cannot connect to https://c:1: refused".into())
+        );
+    }
+
+    #[test]
+    fn every_dead_reason_has_its_own_counter() {
+        let m = Metrics::new(&["a".into()]);
+        m.dead_letter(DeadReason::Conflict);
+        m.dead_letter(DeadReason::rejected(RejectReason::NotJson as i32));
+        m.dead_letter(DeadReason::rejected(9999));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(
+            &mut text,
+            Probe::new(Arc::new(m)).registry(),
+        )
+        .unwrap();
+        for (reason, n) in [
+            ("conflict", 1),
+            ("not_json", 1),
+            ("rejected", 1),
+            ("unreadable", 0),
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "orgtrail_agent_dead_lettered_total{{reason=\"{reason}\"}} {n}\n"
+                )),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("orgtrail_agent_events_total{source=\"a\",stage=\"read\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orgtrail_agent_collector_reachable 0\n"),
+            "{text}"
+        );
+        // Every label set is distinct.
+        let labels: std::collections::HashSet<&str> = DeadReason::ALL.iter().copied().collect();
+        assert_eq!(labels.len(), DeadReason::ALL.len());
+    }
 }

@@ -23,6 +23,9 @@ pub struct CollectorConfig {
     pub limits: Limits,
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The ops listener (plain HTTP: `/healthz`, `/readyz`, `/metrics`); off when absent.
+    #[serde(default)]
+    pub ops: Option<orgtrail_ops::OpsConfig>,
 }
 
 /// How the ledger uses its disk.
@@ -279,13 +282,19 @@ accounts = ["111122223333", "444455556666"]
 
 [storage]
 # Free space kept on the data directory's filesystem. Below it batches are refused with
-# RESOURCE_EXHAUSTED (agents keep them spooled and retry), /ready reports not ready, queries
+# RESOURCE_EXHAUSTED (agents keep them spooled and retry), /readyz reports not ready, queries
 # go on, and ingest resumes by itself when space returns.
 reserve = "128 MiB"
 # The newest events' index is kept in memory (about 250 bytes an event, twice while one part is
 # written out); older events' index is in run files on disk, so memory does not grow with the
 # history.
 index_memtable_events = 131072
+
+# The ops listener, plain HTTP (off when absent): GET /healthz (alive), /readyz (200, or 503
+# with the reason: disk below the reserve, store recovering, shutting down) and /metrics
+# (Prometheus text). No TLS: keep it on loopback or an address only the scraper reaches.
+# [ops]
+# listen = "127.0.0.1:9464"
 
 [limits]
 max_message_bytes = 16777216   # one batch, after decompression

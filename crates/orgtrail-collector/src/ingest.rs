@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authorizer;
 use crate::config::Limits;
+use crate::ops::{BatchCounts, Refusal};
 use crate::status::store_status;
 
 /// The gRPC ingest service.
@@ -31,6 +32,8 @@ pub struct IngestService {
     /// Becomes true when the collector shuts down: streams stop taking batches, finish the
     /// ones in flight, and end.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// Counters for the ops listener.
+    pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
 
 fn peer_certs<T>(req: &Request<T>) -> Option<Vec<Vec<u8>>> {
@@ -128,6 +131,7 @@ async fn handle_batch(
 ) -> Result<BatchAck, Status> {
     let batch_id = batch.batch_id;
     if batch.events.len() > svc.limits.max_batch_events {
+        svc.metrics.refused(Refusal::TooManyEvents);
         return Err(Status::invalid_argument(format!(
             "batch {batch_id} has {} events, more than the limit of {}",
             batch.events.len(),
@@ -143,6 +147,7 @@ async fn handle_batch(
         .ok_or_else(|| Status::unavailable("the collector's worker pool stopped; retry"))?
         .map_err(|e| {
             tracing::error!(%account, batch_id, error = %e, "preparing a batch failed (server fault; the agent retries)");
+            svc.metrics.refused(Refusal::StoreUnavailable);
             store_status(&e)
         })?;
     let outcome = if prepared.is_empty() {
@@ -151,8 +156,10 @@ async fn handle_batch(
         svc.store.append_prepared(prepared).await.map_err(|e| {
             if matches!(e, StoreError::DiskFull { .. }) {
                 tracing::debug!(%account, batch_id, error = %e, "batch refused: disk full");
+                svc.metrics.refused(Refusal::DiskFull);
             } else {
                 tracing::error!(%account, batch_id, error = %e, "storing a batch failed (the agent retries)");
+                svc.metrics.refused(Refusal::StoreUnavailable);
             }
             store_status(&e)
         })?
@@ -189,6 +196,17 @@ async fn handle_batch(
         }
     }
     ack.conflict_indexes = conflict_indexes(n, &ack.rejections, &outcome.results);
+    let reasons: Vec<i32> = ack.rejections.iter().map(|r| r.reason).collect();
+    svc.metrics.batch(
+        &account,
+        BatchCounts {
+            received: n as u64,
+            stored: u64::from(ack.stored),
+            duplicate: u64::from(ack.duplicates),
+            conflicting: u64::from(ack.conflicts),
+        },
+        &reasons,
+    );
     if kept.len() == outcome.results.len() {
         for (event, r) in kept.into_iter().zip(&outcome.results) {
             if let Appended::Stored(seq) = r {
@@ -276,7 +294,14 @@ impl Ingest for IngestService {
     ) -> Result<Response<Self::PushStream>, Status> {
         let certs = peer_certs(&request);
         let addr = request.remote_addr();
-        let peer = self.auth.ingest_peer(certs.as_deref())?;
+        let peer = self.auth.ingest_peer(certs.as_deref()).inspect_err(|s| {
+            self.metrics
+                .refused(if s.code() == tonic::Code::Unauthenticated {
+                    Refusal::Unauthenticated
+                } else {
+                    Refusal::PermissionDenied
+                });
+        })?;
         let account = peer.account;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight * 2);
@@ -306,6 +331,7 @@ impl Ingest for IngestService {
                 let Some(next) = next else {
                     // The revocation list was reloaded.
                     if revocation.is_revoked(&peer.id) {
+                        svc.metrics.refused(Refusal::Revoked);
                         refusal = Some(revoked());
                         break;
                     }
@@ -314,6 +340,7 @@ impl Ingest for IngestService {
                 match next {
                     Ok(Some(batch)) => {
                         if revocation.is_revoked(&peer.id) {
+                            svc.metrics.refused(Refusal::Revoked);
                             refusal = Some(revoked());
                             break;
                         }
@@ -339,6 +366,13 @@ impl Ingest for IngestService {
                     Err(status) => {
                         match inbound_error(&status, &svc.limits) {
                             Some(answer) => {
+                                svc.metrics.refused(
+                                    if answer.code() == tonic::Code::ResourceExhausted {
+                                        Refusal::MessageTooLarge
+                                    } else {
+                                        Refusal::MalformedMessage
+                                    },
+                                );
                                 tracing::warn!(%account, certificate = %peer.id.name, serial = %peer.id.serial, peer = ?addr, code = ?answer.code(), reason = %answer.message(), "ingest stream refused");
                                 refusal = Some(answer);
                             }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod integrity;
+pub mod ops;
 pub mod pool;
 pub mod query;
 pub mod revocation;
@@ -43,6 +44,8 @@ pub enum CollectorError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Ops(#[from] orgtrail_ops::ListenError),
     #[error(transparent)]
     Store(#[from] orgtrail_store::StoreError),
     #[error(transparent)]
@@ -106,12 +109,18 @@ const LIVE_BUFFER: usize = 16_384;
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The name [`run`] gives its gRPC listener when it reports it.
+pub const INGEST_LISTENER: &str = "ingest";
+/// The name [`run`] gives the ops listener (`[ops] listen`) when it reports it.
+pub const OPS_LISTENER: &str = "ops";
+
 /// Runs the collector until `shutdown` completes; then stops accepting, lets in-flight
 /// batches finish, flushes, writes a checkpoint and returns. `on_listen` is called with the
-/// bound address once the port is open.
+/// name and bound address of each listener once its port is open: [`INGEST_LISTENER`] (gRPC
+/// over mutual TLS) first, then [`OPS_LISTENER`] when `[ops]` is configured.
 pub async fn run(
     cfg: CollectorConfig,
-    on_listen: impl FnOnce(SocketAddr),
+    on_listen: impl Fn(&str, SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CollectorError> {
     // Security files first: a bad certificate, key, CA or revocation list refuses to start.
@@ -151,6 +160,8 @@ pub async fn run(
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = Arc::new(auth::Authorizer::new(&cfg.organization, revocation));
     let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
+    let metrics = Arc::new(ops::Metrics::default());
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total));
     let service = ingest::IngestService {
         stopping: stopping.clone(),
         store: store.clone(),
@@ -163,9 +174,18 @@ pub async fn run(
             cfg.limits.max_in_flight_total,
         )
         .map_err(|e| CollectorError::Serve(format!("cannot start worker threads: {e}")))?,
-        in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total)),
+        in_flight: in_flight.clone(),
+        metrics: metrics.clone(),
     };
     let integrity = integrity::IntegrityService::new(store.clone(), auth.clone(), stopping.clone());
+    let probe = ops::Probe::new(
+        &metrics,
+        store.clone(),
+        in_flight,
+        cfg.limits.max_in_flight_total,
+        live.clone(),
+        stopping.clone(),
+    );
     let query = query::QueryService {
         store: store.clone(),
         auth,
@@ -179,6 +199,13 @@ pub async fn run(
         .await;
     tokio::spawn(watch_health(store.clone(), health_reporter));
 
+    // The ops listener first, so that an address it cannot take stops the start before the
+    // collector says it listens. It lives until `run` returns: probes see the process alive,
+    // and not ready while it stops.
+    let ops_listener = match &cfg.ops {
+        Some(o) => Some(orgtrail_ops::start(o, Arc::new(probe)).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CollectorError::Listen {
@@ -191,14 +218,18 @@ pub async fn run(
             addr: cfg.listen,
             source,
         })?;
-    on_listen(addr);
+    on_listen(INGEST_LISTENER, addr);
     tracing::info!(%addr, "collector listening (mutual TLS)");
+    if let Some(l) = &ops_listener {
+        on_listen(OPS_LISTENER, l.local_addr());
+        tracing::info!(addr = %l.local_addr(), "ops listener (plain HTTP): /healthz, /readyz, /metrics");
+    }
 
     // Our own accept loop does the TLS handshakes, so that a refused one is logged at warn
     // with its reason (tonic's would log it at debug). Small answers (acks, lookups) go out at
     // once instead of waiting for the peer's delayed ACK (Nagle): without this every lookup
     // took 40 ms more.
-    let incoming = tls::incoming(listener, tls, stopping.clone());
+    let incoming = tls::incoming(listener, tls, stopping.clone(), metrics);
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

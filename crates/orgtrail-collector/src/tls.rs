@@ -16,6 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::CollectorError;
+use crate::ops::TlsFailure;
 
 /// A handshake that takes longer is abandoned (a client that connects and says nothing).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +69,7 @@ pub(crate) fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     mut stopping: watch::Receiver<bool>,
+    metrics: Arc<crate::ops::Metrics>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -92,19 +94,25 @@ pub(crate) fn incoming(
             let Ok(permit) = handshakes.clone().acquire_owned().await else {
                 break;
             };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
             tokio::spawn(PEER.scope(peer, async move {
                 let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(e)) => log_failure(peer, &e),
-                    Err(_) => tracing::warn!(
-                        %peer,
-                        timeout_s = HANDSHAKE_TIMEOUT.as_secs(),
-                        "TLS handshake timed out"
-                    ),
+                    Ok(Err(e)) => {
+                        metrics.tls_failed(TlsFailure::of(&e));
+                        log_failure(peer, &e);
+                    }
+                    Err(_) => {
+                        metrics.tls_failed(TlsFailure::Timeout);
+                        tracing::warn!(
+                            %peer,
+                            timeout_s = HANDSHAKE_TIMEOUT.as_secs(),
+                            "TLS handshake timed out"
+                        );
+                    }
                 }
             }));
         }

@@ -100,7 +100,7 @@ fn load_and_start(values: [u64; 6]) -> Result<(), TestCaseError> {
             let (tx, rx) = std::sync::mpsc::channel();
             let r = rt.block_on(orgtrail_collector::run(
                 cfg,
-                move |addr| {
+                move |_, addr| {
                     let _ = tx.send(addr);
                 },
                 async {},

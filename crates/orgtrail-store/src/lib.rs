@@ -126,6 +126,15 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn stats(&self) -> Stats;
     /// Whether appends are taken now.
     fn health(&self) -> Health;
+    /// The writer's queue, group-commit times and last checkpoint, for metrics. Cheap: no
+    /// I/O. A store without a writer thread reports nothing.
+    fn writer_stats(&self) -> WriterStats {
+        WriterStats::default()
+    }
+    /// Bytes the store takes on disk; 0 for a store in memory. Blocking: lists files.
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// The checkpoint origin of this store: `orgtrail/<store id>`.
     fn origin(&self) -> &str;
     /// The number of leaves of the Merkle log (= events stored) and its root.
@@ -192,8 +201,8 @@ pub(crate) enum PreparedKind {
 
 pub use error::StoreError;
 pub use ledger::{
-    AppendOutcome, Appended, DEFAULT_RESERVE, Health, Ledger, LedgerConfig, Prepared, Preparer,
-    Stats, free_bytes, open_sled,
+    AppendOutcome, Appended, COMMIT_BUCKETS, CommitLatency, DEFAULT_RESERVE, Health, Ledger,
+    LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
 };
 pub use memory::{MemoryConfig, MemoryStore};
 pub use query::{

@@ -328,6 +328,8 @@ struct Meta {
     segments: BTreeMap<u64, Segment>,
     pending: BTreeMap<u64, Loc>,
     pending_bytes: u64,
+    /// Events in `pending`'s chunks.
+    pending_events: u64,
     next_seq: u64,
     /// Latest source positions (those in live segments win over sled's).
     marks: HashMap<Vec<u8>, Vec<u8>>,
@@ -534,6 +536,7 @@ impl Spool {
                 if !acked.contains(&hd.first_seq) {
                     seg.pending += 1;
                     meta.pending_bytes += HEADER as u64 + u64::from(hd.len);
+                    meta.pending_events += u64::from(hd.count);
                     meta.pending.insert(
                         hd.first_seq,
                         Loc {
@@ -839,6 +842,7 @@ impl Spool {
                 },
             );
             added += HEADER as u64 + u64::from(len);
+            self.meta.pending_events += u64::from(count);
         }
         self.meta.pending_bytes += added;
         for (k, v) in &batch.marks {
@@ -936,6 +940,10 @@ impl Spool {
             .meta
             .pending_bytes
             .saturating_sub(HEADER as u64 + u64::from(loc.len));
+        self.meta.pending_events = self
+            .meta
+            .pending_events
+            .saturating_sub(u64::from(loc.count));
         let emptied = match self.meta.segments.get_mut(&loc.segment) {
             Some(seg) => {
                 seg.pending = seg.pending.saturating_sub(1);
@@ -972,6 +980,11 @@ impl Spool {
     /// Bytes waiting to be acknowledged.
     pub fn pending_bytes(&self) -> u64 {
         self.meta.pending_bytes
+    }
+
+    /// Events waiting to be acknowledged.
+    pub fn pending_events(&self) -> u64 {
+        self.meta.pending_events
     }
 
     /// How many dead letters are held.

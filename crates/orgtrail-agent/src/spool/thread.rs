@@ -41,6 +41,7 @@ enum Cmd {
 #[derive(Debug, Default)]
 struct Shared {
     pending_bytes: AtomicU64,
+    pending_events: AtomicU64,
     dead_letters: AtomicU64,
     free_bytes: AtomicU64,
 }
@@ -63,6 +64,9 @@ fn publish(spool: &Spool, shared: &Shared) {
     shared
         .pending_bytes
         .store(spool.pending_bytes(), Ordering::Relaxed);
+    shared
+        .pending_events
+        .store(spool.pending_events(), Ordering::Relaxed);
     shared
         .dead_letters
         .store(spool.dead_letter_count(), Ordering::Relaxed);
@@ -254,6 +258,11 @@ impl SpoolHandle {
     /// Bytes waiting to be acknowledged (as of the last command).
     pub fn pending_bytes(&self) -> u64 {
         self.shared.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be acknowledged (as of the last command).
+    pub fn pending_events(&self) -> u64 {
+        self.shared.pending_events.load(Ordering::Relaxed)
     }
 
     /// Free bytes in the spool's file system (as of the last quarter second).

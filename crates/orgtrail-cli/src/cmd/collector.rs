@@ -9,7 +9,7 @@ use orgtrail_collector::CollectorConfig;
 
 /// Run the collector: accept agents over gRPC with mutual TLS, store their events durably,
 /// acknowledge each batch once stored. Prints `orgtrail collector listening on ADDR` when
-/// ready. SIGTERM or Ctrl-C: stop accepting, finish in-flight batches, flush, checkpoint,
+/// ready (then `orgtrail collector: ops listening on ADDR` with `[ops]`). SIGTERM or Ctrl-C: stop accepting, finish in-flight batches, flush, checkpoint,
 /// exit 0.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -77,9 +77,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         let stop = shutdown_signal();
         orgtrail_collector::run(
             cfg,
-            |addr| {
+            |name, addr| {
                 let mut out = std::io::stdout();
-                let _ = writeln!(out, "orgtrail collector listening on {addr}");
+                if name == orgtrail_collector::OPS_LISTENER {
+                    let _ = writeln!(out, "orgtrail collector: ops listening on {addr}");
+                } else {
+                    let _ = writeln!(out, "orgtrail collector listening on {addr}");
+                }
                 let _ = out.flush();
             },
             stop,

@@ -244,11 +244,16 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
     let mut ccfg = CollectorConfig::load(&dir.join("collector.toml"))?;
     ccfg.listen = "127.0.0.1:0".parse()?;
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let addr_tx = std::sync::Mutex::new(Some(addr_tx));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(orgtrail_collector::run(
         ccfg,
-        move |a| {
-            let _ = addr_tx.send(a);
+        move |name, a| {
+            if name == orgtrail_collector::INGEST_LISTENER
+                && let Some(tx) = addr_tx.lock().ok().and_then(|mut t| t.take())
+            {
+                let _ = tx.send(a);
+            }
         },
         async move {
             let _ = stop_rx.await;

@@ -35,6 +35,7 @@ mod proofs;
 mod records;
 mod segments;
 mod store;
+mod telemetry;
 mod writer;
 
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
 pub use backend::{free_bytes, open_sled};
 pub use config::{DEFAULT_RESERVE, Health, LedgerConfig};
 pub use prepare::{Prepared, Preparer};
+pub use telemetry::{COMMIT_BUCKETS, CommitLatency, WRITER_QUEUE, WriterStats};
 
 pub(crate) use chunk::load_chunk;
 pub(crate) use records::{block_records, block_v2, next_record};
@@ -134,6 +136,8 @@ struct Shared {
     dict_version: AtomicU32,
     /// Decoded hours of counters.
     counts_cache: crate::counts::Cache,
+    /// Group-commit times and the last checkpoint, for metrics.
+    telemetry: telemetry::Telemetry,
     cfg: LedgerConfig,
 }
 
@@ -306,6 +310,7 @@ impl Ledger {
             dicts: RwLock::new(loaded.dicts),
             dict_version,
             counts_cache: crate::counts::Cache::new(cfg.count_cache_bytes),
+            telemetry: telemetry::Telemetry::default(),
             cfg,
         });
         if read_only {
@@ -315,9 +320,8 @@ impl Ledger {
                 writer: Mutex::new(None),
             });
         }
-        // A few batches wait for the writer (it commits whatever is queued as one group):
-        // enough to keep it busy, few enough that queued events do not pile up in memory.
-        let (tx, rx) = mpsc::channel::<Job>(8);
+        // A few batches wait for the writer (it commits whatever is queued as one group).
+        let (tx, rx) = mpsc::channel::<Job>(WRITER_QUEUE);
         let writer_shared = shared.clone();
         let mut state = WriterState::load(&writer_shared, next_seq)?;
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -335,8 +339,10 @@ impl Ledger {
         })
     }
 
-    /// Whether appends are taken now. A disk-full state is checked again against the
-    /// filesystem, so readiness returns as soon as space does.
+    /// Whether appends are taken now. The free space is checked against the reserve at each
+    /// call (one `statvfs`), so a disk below it is reported before an append meets it, and
+    /// readiness returns as soon as space does. A writer thread that stopped (it never does
+    /// while the ledger is open, short of a bug) is a fault.
     pub fn health(&self) -> Health {
         let h = self
             .shared
@@ -346,7 +352,17 @@ impl Ledger {
             .unwrap_or(Health::Faulted {
                 reason: "the ledger's state lock is poisoned".into(),
             });
-        if let Health::DiskFull { .. } = h {
+        if matches!(h, Health::Ready | Health::DiskFull { .. }) {
+            let writer_stopped = self
+                .tx
+                .lock()
+                .map(|tx| tx.as_ref().is_some_and(mpsc::Sender::is_closed))
+                .unwrap_or(true);
+            if writer_stopped {
+                return Health::Faulted {
+                    reason: "the ledger's writer thread has stopped".into(),
+                };
+            }
             match self.shared.check_space() {
                 Ok(()) => return Health::Ready,
                 Err(StoreError::DiskFull { free, reserve, .. }) => {
@@ -356,6 +372,31 @@ impl Ledger {
             }
         }
         h
+    }
+
+    /// The writer's queue, its group-commit times and the last checkpoint. Cheap: no I/O.
+    pub fn writer_stats(&self) -> WriterStats {
+        let depth = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|tx| {
+                tx.as_ref()
+                    .map(|tx| (tx.max_capacity() - tx.capacity()) as u64)
+            })
+            .unwrap_or(0);
+        self.shared.telemetry.snapshot(depth)
+    }
+
+    /// Bytes the store's files take on disk (sled's files, the record log, the index runs).
+    /// Blocking: lists the data directory (a few dozen files), reads no key.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        telemetry::disk_bytes(&self.shared.path).map_err(|e| {
+            StoreError::Sled(sled::Error::Io(std::io::Error::other(format!(
+                "cannot list {}: {e}",
+                self.shared.path.display()
+            ))))
+        })
     }
 
     /// A per-thread preparer (it owns a zstd compressor).

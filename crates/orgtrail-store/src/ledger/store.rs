@@ -98,6 +98,14 @@ impl EventStore for Ledger {
         Ledger::health(self)
     }
 
+    fn writer_stats(&self) -> super::WriterStats {
+        Ledger::writer_stats(self)
+    }
+
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        Ledger::disk_bytes(self)
+    }
+
     fn origin(&self) -> &str {
         Ledger::origin(self)
     }

@@ -62,6 +62,8 @@ pub(super) struct WriterState {
     frontier: Frontier,
     last_checkpoint_size: u64,
     last_checkpoint_at: std::time::Instant,
+    /// When the last checkpoint was signed (Unix ms), for metrics.
+    last_checkpoint_ms: i64,
     /// Counter deltas waiting to be merged.
     counts: crate::counts::Writer,
     /// Index runs being written or merged in the background.
@@ -115,10 +117,20 @@ impl WriterState {
             .tree
             .frontier
             .clone();
-        let last_checkpoint_size = match sh.tree()?.scan_prefix([CHECKPOINT]).next_back() {
-            Some(kv) => be_u64(&kv?.0[1..])?,
-            None => 0,
-        };
+        let (last_checkpoint_size, last_checkpoint_ms) =
+            match sh.tree()?.scan_prefix([CHECKPOINT]).next_back() {
+                Some(kv) => {
+                    let (k, v) = kv?;
+                    // The signing time is in the note; one that does not parse (it is checked
+                    // by `verify`, not here) only leaves the metric's age unknown.
+                    let ms = Checkpoint::parse_unverified(&String::from_utf8_lossy(&v))
+                        .map_or(0, |c| c.time_ms);
+                    (be_u64(&k[1..])?, ms)
+                }
+                None => (0, 0),
+            };
+        sh.telemetry
+            .checkpointed(last_checkpoint_size, last_checkpoint_ms);
         Ok(WriterState {
             next_seq,
             next_segment,
@@ -127,6 +139,7 @@ impl WriterState {
             frontier,
             last_checkpoint_size,
             last_checkpoint_at: std::time::Instant::now(),
+            last_checkpoint_ms,
             counts: crate::counts::Writer::load(&sh.tree()?, sh.cfg.count_merge_after)?,
             index_jobs: IndexJobs::default(),
             log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
@@ -231,8 +244,12 @@ impl WriterState {
                     continue;
                 }
             }
+            let started = std::time::Instant::now();
             match self.commit(sh, &mut jobs) {
                 Ok(outcomes) => {
+                    sh.telemetry.committed(started.elapsed());
+                    sh.telemetry
+                        .checkpointed(self.last_checkpoint_size, self.last_checkpoint_ms);
                     crate::crashpoint::hit("group-before-ack");
                     for (job, outcome) in jobs.into_iter().zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
@@ -295,12 +312,15 @@ impl WriterState {
         if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
             let mut batch = sled::Batch::default();
             self.checkpoint(sh, &self.frontier.clone(), &mut batch);
-            if let Err(e) = files
+            match files
                 .tree
                 .apply_batch(batch)
                 .and_then(|()| files.db.flush().map(|_| ()))
             {
-                tracing::error!(error = %e, "writing the shutdown checkpoint failed");
+                Ok(()) => sh
+                    .telemetry
+                    .checkpointed(self.last_checkpoint_size, self.last_checkpoint_ms),
+                Err(e) => tracing::error!(error = %e, "writing the shutdown checkpoint failed"),
             }
         }
         // Everything acknowledged was flushed with its group; a failure here loses nothing
@@ -355,6 +375,7 @@ impl WriterState {
         );
         self.last_checkpoint_size = cp.size;
         self.last_checkpoint_at = std::time::Instant::now();
+        self.last_checkpoint_ms = cp.time_ms;
     }
 
     fn segment_for(
@@ -399,7 +420,11 @@ impl WriterState {
     fn commit(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<Vec<AppendOutcome>, StoreError> {
         let saved_seq = self.next_seq;
         let saved_segment = self.next_segment;
-        let saved_cp = (self.last_checkpoint_size, self.last_checkpoint_at);
+        let saved_cp = (
+            self.last_checkpoint_size,
+            self.last_checkpoint_at,
+            self.last_checkpoint_ms,
+        );
         let saved_open: Vec<(AccountId, u64, u64)> =
             self.open.iter().map(|(a, s)| (*a, s.id, s.count)).collect();
         let r = self.commit_inner(sh, jobs);
@@ -407,7 +432,11 @@ impl WriterState {
             // Nothing was published; forget what this group reserved.
             self.next_seq = saved_seq;
             self.next_segment = saved_segment;
-            (self.last_checkpoint_size, self.last_checkpoint_at) = saved_cp;
+            (
+                self.last_checkpoint_size,
+                self.last_checkpoint_at,
+                self.last_checkpoint_ms,
+            ) = saved_cp;
             self.open.retain(|a, s| {
                 saved_open
                     .iter()
