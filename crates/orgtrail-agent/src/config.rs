@@ -12,8 +12,9 @@ pub struct AgentConfig {
     /// The account this agent ships for. Its certificate names it; when given here it must
     /// be the same (a mismatch is refused at start), when absent the certificate's is used.
     /// After [`AgentConfig::load`] it always holds the certificate's account.
+    /// Exactly 12 digits: a typo is refused at load, with its line.
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     /// The collector, e.g. https://collector.example:4317.
     pub collector: String,
     /// The name the collector's certificate is checked against (default: the URL's host).
@@ -248,6 +249,12 @@ impl AgentConfig {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        // `${VAR}` and `${VAR:-default}` from the environment, every unset one named.
+        let text = orgtrail_core::interpolate::interpolate(&text, |v| std::env::var(v).ok())
+            .map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.spool_key_file.as_os_str().is_empty() {
@@ -314,17 +321,7 @@ impl AgentConfig {
                 ));
             }
         }
-        let configured = match cfg.account.as_deref().map(str::parse::<AccountId>) {
-            Some(Ok(a)) => Some(a),
-            Some(Err(_)) => {
-                problems.push(format!(
-                    "account: {:?} is not a 12-digit account id",
-                    cfg.account.as_deref().unwrap_or_default()
-                ));
-                None
-            }
-            None => None,
-        };
+        let configured = cfg.account;
         // A certificate that cannot be read or is not an agent's is reported when the agent
         // starts (and refused by the collector); here only the account is compared.
         if cfg.tls.cert.is_file()
@@ -335,7 +332,7 @@ impl AgentConfig {
                     "account: {c} is not the account of the certificate {} ({a}): the collector would refuse every event; remove `account` (the certificate's is used) or use this account's certificate",
                     cfg.tls.cert.display()
                 )),
-                _ => cfg.account = Some(a.to_string()),
+                _ => cfg.account = Some(a),
             }
         }
         if !cfg.collector.starts_with("https://") {

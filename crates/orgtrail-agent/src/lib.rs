@@ -541,7 +541,7 @@ enum Ended {
 #[tracing::instrument(
     name = "ship",
     skip_all,
-    fields(account = cfg.account.as_deref().unwrap_or_default(), collector = %cfg.collector)
+    fields(account = cfg.account.map(|a| a.to_string()).unwrap_or_default(), collector = %cfg.collector)
 )]
 async fn ship_once(
     cfg: &AgentConfig,

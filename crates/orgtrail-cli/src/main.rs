@@ -62,7 +62,7 @@ enum Command {
     Certs(cmd::certs::Args),
     Collector(cmd::collector::Args),
     Agent(cmd::agent::Args),
-    /// Print commented example configurations.
+    /// Print commented example configurations, or check one.
     Config {
         #[command(subcommand)]
         what: ConfigCommand,
@@ -83,6 +83,7 @@ enum Command {
 enum ConfigCommand {
     /// Print a commented example configuration: `collector` or `agent`.
     Example(cmd::collector::ExampleArgs),
+    Check(cmd::config::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +106,9 @@ fn main() -> ExitCode {
         Command::Config {
             what: ConfigCommand::Example(args),
         } => cmd::collector::example(args),
+        Command::Config {
+            what: ConfigCommand::Check(args),
+        } => cmd::config::check(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
         Command::Stats(args) => cmd::stats::run(*args),

@@ -8,6 +8,7 @@ mod decode;
 mod error;
 mod event;
 mod ids;
+pub mod interpolate;
 mod lenient;
 mod time;
 
