@@ -196,3 +196,59 @@ fn values_come_from_the_environment_with_defaults_and_an_escape() {
         stderr(&out)
     );
 }
+
+#[test]
+fn durations_and_sizes_read_in_human_form_or_as_plain_numbers() {
+    let org = org_with_agent();
+    let src = org.path("events.jsonl");
+    std::fs::write(&src, "").unwrap();
+    let a = org.agent_config("agent", "111122223333", "agent-a", &src, 1);
+    let base = std::fs::read_to_string(&a).unwrap();
+    // Human forms, and the plain numbers of before (milliseconds, bytes) beside them.
+    let human = format!(
+        "spool_max_bytes = \"64MiB\"\nspool_min_free_bytes = 8388608\n{}",
+        base.replace(
+            "[retry]\ninitial_ms = 20\nmax_ms = 200\n",
+            "[retry]\ninitial_ms = \"250ms\"\nmax_ms = \"1m 30s\"\n[batch]\nmax_bytes = \"1 MiB\"\nlinger_ms = 50\n[connection]\nack_timeout_ms = \"2m\"\n",
+        )
+    );
+    assert!(human.contains("250ms"));
+    std::fs::write(&a, &human).unwrap();
+    let out = check(&a, &[], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Out of range in human form is still out of range, in the unit of the name.
+    std::fs::write(&a, human.replace("\"64MiB\"", "\"512KiB\"")).unwrap();
+    let out = check(&a, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("spool_max_bytes"), "{}", stderr(&out));
+
+    // Nonsense is refused with its line and a hint naming both forms.
+    std::fs::write(&a, human.replace("\"250ms\"", "\"5 parsecs\"")).unwrap();
+    let out = check(&a, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let line = human.lines().position(|l| l.contains("250ms")).unwrap() + 1;
+    assert!(err.contains(&format!("line {line}")), "{err}");
+    assert!(
+        err.contains("is not a duration") && err.contains("or a number of milliseconds"),
+        "{err}"
+    );
+
+    let c = org.collector_config(
+        0,
+        "[limits]\nmax_message_bytes = \"32MiB\"\nmax_event_bytes = \"lots\"\n",
+    );
+    let out = check(&c, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not a size") && err.contains("or a number of bytes"),
+        "{err}"
+    );
+    let c = org.collector_config(
+        0,
+        "[limits]\nmax_message_bytes = \"32MiB\"\nmax_event_bytes = 262144\n",
+    );
+    assert!(check(&c, &[], &[]).status.success());
+}

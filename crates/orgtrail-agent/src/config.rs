@@ -29,17 +29,23 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub connection: ConnectionConfig,
-    /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
-    #[serde(default = "default_spool_max")]
+    /// Largest spool, bytes (or a size: "10GiB"). When full, the source pauses; nothing accepted is dropped.
+    #[serde(
+        default = "default_spool_max",
+        deserialize_with = "orgtrail_core::units::bytes"
+    )]
     pub spool_max_bytes: u64,
     /// The spool's data key (32 bytes, mode 0600, created on first run). Default
     /// `SPOOL_DIR/spool.key`; put it on another volume so that a copy of the spool's volume
     /// alone cannot be read.
     #[serde(default)]
     pub spool_key_file: PathBuf,
-    /// Free space kept on the spool's file system, bytes (at least 1 MiB): below it the
+    /// Free space kept on the spool's file system, bytes or a size (at least 1 MiB): below it the
     /// sources pause (and readiness fails) until space returns.
-    #[serde(default = "default_spool_min_free")]
+    #[serde(
+        default = "default_spool_min_free",
+        deserialize_with = "orgtrail_core::units::bytes"
+    )]
     pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
     #[serde(default)]
@@ -82,8 +88,12 @@ pub struct AgentTls {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_events: usize,
+    /// Largest batch on the wire, bytes (or a size: "4MiB").
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_bytes: usize,
-    /// How long a partial batch waits for more events, milliseconds.
+    /// How long a partial batch waits for more events, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub linger_ms: u64,
     /// Batches sent and not yet acknowledged.
     pub max_in_flight: usize,
@@ -119,9 +129,13 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// The first wait after a failure, milliseconds.
+    /// The first wait after a failure, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub initial_ms: u64,
-    /// The longest wait, milliseconds.
+    /// The longest wait, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub max_ms: u64,
 }
 
@@ -130,16 +144,24 @@ pub struct RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionConfig {
     /// Connecting (TCP, TLS handshake and HTTP/2 setup) and opening the stream must finish
-    /// within this, milliseconds.
+    /// within this, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub connect_timeout_ms: u64,
-    /// An HTTP/2 PING is sent this often, also while idle, milliseconds.
+    /// An HTTP/2 PING is sent this often, also while idle, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub keepalive_interval_ms: u64,
-    /// A PING not answered within this closes the connection, milliseconds.
+    /// A PING not answered within this closes the connection, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub keepalive_timeout_ms: u64,
     /// No acknowledgement within this while batches wait (counted from the later of the
     /// oldest batch's sending and the last acknowledgement) tears the stream down (logged at
     /// warn); the agent reconnects and sends every unacknowledged batch again (the collector
-    /// drops duplicates), milliseconds.
+    /// drops duplicates), milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub ack_timeout_ms: u64,
 }
 
@@ -175,8 +197,11 @@ pub enum SourceConfig {
         follow: bool,
         #[serde(default)]
         name: Option<String>,
-        /// How often a followed file is checked for more, milliseconds.
-        #[serde(default = "default_poll_ms")]
+        /// How often a followed file is checked for more, milliseconds (or a duration: "1s").
+        #[serde(
+            default = "default_poll_ms",
+            deserialize_with = "orgtrail_core::units::millis"
+        )]
         poll_ms: u64,
     },
     /// A directory tree in CloudTrail's delivered layout (AWSLogs/...); every new log file's
@@ -185,8 +210,11 @@ pub enum SourceConfig {
         path: PathBuf,
         #[serde(default)]
         name: Option<String>,
-        /// How often the tree is scanned for new files, milliseconds.
-        #[serde(default = "default_poll_ms")]
+        /// How often the tree is scanned for new files, milliseconds (or a duration: "1s").
+        #[serde(
+            default = "default_poll_ms",
+            deserialize_with = "orgtrail_core::units::millis"
+        )]
         poll_ms: u64,
     },
     /// A local HTTP endpoint taking CloudTrail Lake's PutAuditEvents requests.

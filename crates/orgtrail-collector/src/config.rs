@@ -91,11 +91,13 @@ pub struct OrganizationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest gRPC message (one batch), bytes, after decompression.
+    /// Largest gRPC message (one batch), bytes (or a size: "16MiB"), after decompression.
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_message_bytes: usize,
     /// Most events in one batch.
     pub max_batch_events: usize,
-    /// Largest event, bytes (CloudTrail's limit is 256 KiB).
+    /// Largest event, bytes or a size (CloudTrail's limit is 256 KiB).
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_event_bytes: usize,
     /// Batches of one stream being stored at once.
     pub max_in_flight: usize,

@@ -11,6 +11,7 @@ mod ids;
 pub mod interpolate;
 mod lenient;
 mod time;
+pub mod units;
 
 pub use decode::{
     DecodeError, DecodeLimits, Decoder, InputFormat, InputShape, Item, Position, decode_bytes,
