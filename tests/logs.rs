@@ -114,7 +114,7 @@ fn json_logs_are_json_lines_with_spans_and_a_stop_summary_and_no_event_content()
     for step in [
         "batch received",
         "batch prepared",
-        "batch committed",
+        "batch stored",
         "batch acknowledged",
     ] {
         let line = c

@@ -124,8 +124,9 @@ fn prepare_with(
 }
 
 /// One batch from receipt to acknowledgement, in a span of its own (`batch`: account, batch
-/// id, event count; never the events): `batch received`, `batch prepared`, `batch committed`
-/// and `batch acknowledged` (or `batch answered with an error`) at debug.
+/// id, event count; never the events): `batch received`, `batch prepared`, `batch stored`
+/// (committed to the ledger) and `batch acknowledged` (or `batch answered with an error`), at
+/// debug.
 #[tracing::instrument(
     name = "batch",
     skip_all,
@@ -201,7 +202,7 @@ async fn handle_batch(
             store_status(&e)
         })?
     };
-    tracing::debug!(appended = outcome.results.len(), "batch committed");
+    tracing::debug!(appended = outcome.results.len(), "batch stored");
     let wrong_account = rejections
         .iter()
         .filter(|r| r.reason == RejectReason::WrongAccount as i32)
