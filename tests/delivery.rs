@@ -465,7 +465,7 @@ fn exit_when_drained_prints_a_summary_and_fails_on_dead_letters() {
     assert_eq!(
         summary,
         format!(
-            "orgtrail agent: shipped=200 duplicates={} conflicts=0 rejected=0 dead_lettered=1",
+            "orgtrail agent: shipped=200 duplicates={} conflicts=0 rejected=0 dead_lettered=1 read=201",
             200 - want.len()
         )
     );

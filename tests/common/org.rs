@@ -110,9 +110,21 @@ impl Org {
     }
 
     pub(crate) fn collector_with_log(&self, port: u16, extra: &str, log: bool) -> Collector {
+        self.collector_with(port, extra, log, |_| {})
+    }
+
+    /// [`Org::collector_with_log`], with `configure` changing the command last (environment:
+    /// the log format or level).
+    pub(crate) fn collector_with(
+        &self,
+        port: u16,
+        extra: &str,
+        log: bool,
+        configure: impl FnOnce(&mut Command),
+    ) -> Collector {
         let cfg = self.collector_config(port, extra);
-        let mut child = orgtrail()
-            .args(["collector", "--config", &p(&cfg)])
+        let mut cmd = orgtrail();
+        cmd.args(["collector", "--config", &p(&cfg)])
             .env(
                 "ORGTRAIL_LOG",
                 if log {
@@ -128,9 +140,9 @@ impl Org {
                 Stdio::piped()
             } else {
                 Stdio::from(std::fs::File::create(self.path("collector.stderr")).unwrap())
-            })
-            .spawn()
-            .unwrap();
+            });
+        configure(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         let log = child.stderr.take().map(|e| BufReader::new(e).lines());
         let mut line = String::new();
         let mut out = BufReader::new(child.stdout.take().unwrap());

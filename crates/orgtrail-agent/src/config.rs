@@ -12,8 +12,9 @@ pub struct AgentConfig {
     /// The account this agent ships for. Its certificate names it; when given here it must
     /// be the same (a mismatch is refused at start), when absent the certificate's is used.
     /// After [`AgentConfig::load`] it always holds the certificate's account.
+    /// Exactly 12 digits: a typo is refused at load, with its line.
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     /// The collector, e.g. https://collector.example:4317.
     pub collector: String,
     /// The name the collector's certificate is checked against (default: the URL's host).
@@ -28,17 +29,23 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub connection: ConnectionConfig,
-    /// Largest spool, bytes. When full, the source pauses; nothing accepted is dropped.
-    #[serde(default = "default_spool_max")]
+    /// Largest spool, bytes (or a size: "10GiB"). When full, the source pauses; nothing accepted is dropped.
+    #[serde(
+        default = "default_spool_max",
+        deserialize_with = "orgtrail_core::units::bytes"
+    )]
     pub spool_max_bytes: u64,
     /// The spool's data key (32 bytes, mode 0600, created on first run). Default
     /// `SPOOL_DIR/spool.key`; put it on another volume so that a copy of the spool's volume
     /// alone cannot be read.
     #[serde(default)]
     pub spool_key_file: PathBuf,
-    /// Free space kept on the spool's file system, bytes (at least 1 MiB): below it the
+    /// Free space kept on the spool's file system, bytes or a size (at least 1 MiB): below it the
     /// sources pause (and readiness fails) until space returns.
-    #[serde(default = "default_spool_min_free")]
+    #[serde(
+        default = "default_spool_min_free",
+        deserialize_with = "orgtrail_core::units::bytes"
+    )]
     pub spool_min_free_bytes: u64,
     /// One source (`[source]`), or several (`[[sources]]`); at least one in all.
     #[serde(default)]
@@ -81,8 +88,12 @@ pub struct AgentTls {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_events: usize,
+    /// Largest batch on the wire, bytes (or a size: "4MiB").
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_bytes: usize,
-    /// How long a partial batch waits for more events, milliseconds.
+    /// How long a partial batch waits for more events, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub linger_ms: u64,
     /// Batches sent and not yet acknowledged.
     pub max_in_flight: usize,
@@ -118,9 +129,13 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// The first wait after a failure, milliseconds.
+    /// The first wait after a failure, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub initial_ms: u64,
-    /// The longest wait, milliseconds.
+    /// The longest wait, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub max_ms: u64,
 }
 
@@ -129,16 +144,24 @@ pub struct RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionConfig {
     /// Connecting (TCP, TLS handshake and HTTP/2 setup) and opening the stream must finish
-    /// within this, milliseconds.
+    /// within this, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub connect_timeout_ms: u64,
-    /// An HTTP/2 PING is sent this often, also while idle, milliseconds.
+    /// An HTTP/2 PING is sent this often, also while idle, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub keepalive_interval_ms: u64,
-    /// A PING not answered within this closes the connection, milliseconds.
+    /// A PING not answered within this closes the connection, milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub keepalive_timeout_ms: u64,
     /// No acknowledgement within this while batches wait (counted from the later of the
     /// oldest batch's sending and the last acknowledgement) tears the stream down (logged at
     /// warn); the agent reconnects and sends every unacknowledged batch again (the collector
-    /// drops duplicates), milliseconds.
+    /// drops duplicates), milliseconds (or
+    /// a duration: "5s").
+    #[serde(deserialize_with = "orgtrail_core::units::millis")]
     pub ack_timeout_ms: u64,
 }
 
@@ -174,8 +197,11 @@ pub enum SourceConfig {
         follow: bool,
         #[serde(default)]
         name: Option<String>,
-        /// How often a followed file is checked for more, milliseconds.
-        #[serde(default = "default_poll_ms")]
+        /// How often a followed file is checked for more, milliseconds (or a duration: "1s").
+        #[serde(
+            default = "default_poll_ms",
+            deserialize_with = "orgtrail_core::units::millis"
+        )]
         poll_ms: u64,
     },
     /// A directory tree in CloudTrail's delivered layout (AWSLogs/...); every new log file's
@@ -184,8 +210,11 @@ pub enum SourceConfig {
         path: PathBuf,
         #[serde(default)]
         name: Option<String>,
-        /// How often the tree is scanned for new files, milliseconds.
-        #[serde(default = "default_poll_ms")]
+        /// How often the tree is scanned for new files, milliseconds (or a duration: "1s").
+        #[serde(
+            default = "default_poll_ms",
+            deserialize_with = "orgtrail_core::units::millis"
+        )]
         poll_ms: u64,
     },
     /// A local HTTP endpoint taking CloudTrail Lake's PutAuditEvents requests.
@@ -248,6 +277,12 @@ impl AgentConfig {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        // `${VAR}` and `${VAR:-default}` from the environment, every unset one named.
+        let text = orgtrail_core::interpolate::interpolate(&text, |v| std::env::var(v).ok())
+            .map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.spool_key_file.as_os_str().is_empty() {
@@ -314,17 +349,7 @@ impl AgentConfig {
                 ));
             }
         }
-        let configured = match cfg.account.as_deref().map(str::parse::<AccountId>) {
-            Some(Ok(a)) => Some(a),
-            Some(Err(_)) => {
-                problems.push(format!(
-                    "account: {:?} is not a 12-digit account id",
-                    cfg.account.as_deref().unwrap_or_default()
-                ));
-                None
-            }
-            None => None,
-        };
+        let configured = cfg.account;
         // A certificate that cannot be read or is not an agent's is reported when the agent
         // starts (and refused by the collector); here only the account is compared.
         if cfg.tls.cert.is_file()
@@ -335,7 +360,7 @@ impl AgentConfig {
                     "account: {c} is not the account of the certificate {} ({a}): the collector would refuse every event; remove `account` (the certificate's is used) or use this account's certificate",
                     cfg.tls.cert.display()
                 )),
-                _ => cfg.account = Some(a.to_string()),
+                _ => cfg.account = Some(a),
             }
         }
         if !cfg.collector.starts_with("https://") {

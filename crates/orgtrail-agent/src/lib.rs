@@ -535,8 +535,14 @@ enum Ended {
     Reconnect,
 }
 
-/// One connection's worth of shipping.
+/// One connection's worth of shipping, in a span (`ship`: account, collector). Each batch
+/// logs `batch sent` and `batch acknowledged` at debug with its id and counts, never events.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(
+    name = "ship",
+    skip_all,
+    fields(account = cfg.account.map(|a| a.to_string()).unwrap_or_default(), collector = %cfg.collector)
+)]
 async fn ship_once(
     cfg: &AgentConfig,
     spool: &SpoolHandle,
@@ -643,6 +649,7 @@ async fn ship_once(
                 break;
             };
             let id = batch.batch_id;
+            tracing::debug!(batch_id = id, events = batch.events.len(), "batch sent");
             if tx.send(batch).await.is_err() {
                 return Ok(Ended::Reconnect);
             }
@@ -689,6 +696,14 @@ async fn ship_once(
                         continue;
                     };
                     last_ack = tokio::time::Instant::now();
+                    tracing::debug!(
+                        batch_id = ack.batch_id,
+                        stored = ack.stored,
+                        duplicates = ack.duplicates,
+                        conflicts = ack.conflict_indexes.len(),
+                        rejected = ack.rejections.len(),
+                        "batch acknowledged"
+                    );
                     metrics.acknowledged_now();
                     backoff.reset();
                     let Some(c) = chunks.get_mut(&b.chunk) else { continue };
@@ -827,6 +842,7 @@ pub async fn run_with_metrics(
     on_listen: impl Fn(&str, std::net::SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let started = std::time::Instant::now();
     if exit_when_drained
         && let Some(s) = cfg
             .sources
@@ -1031,9 +1047,11 @@ pub async fn run_with_metrics(
     if let Err(e) = spool.flush().await {
         tracing::warn!(error = %e, "could not record the last acknowledgements; those batches will be sent again (the collector drops duplicates)");
     }
+    // Each source's counts, then the totals (the line the CLI also prints).
     for line in metrics.summary() {
         tracing::info!("{line}");
     }
+    metrics.totals().log("agent stopped", started.elapsed());
     match (result, first_error) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) => Ok(()),

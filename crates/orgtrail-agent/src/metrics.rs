@@ -142,7 +142,7 @@ impl DeadReason {
 }
 
 /// What one run of the agent did, in one line:
-/// `shipped=N duplicates=D conflicts=C rejected=R dead_lettered=X`.
+/// `shipped=N duplicates=D conflicts=C rejected=R dead_lettered=X read=N`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Events the collector acknowledged as durable (stored now or before).
@@ -156,15 +156,38 @@ pub struct Summary {
     /// Everything put in the dead-letter area in this run: conflicts, rejections, and what
     /// the sources could not read.
     pub dead_lettered: u64,
+    /// Events the sources read in this run (before the trail's selectors).
+    pub read: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "shipped={} duplicates={} conflicts={} rejected={} dead_lettered={}",
-            self.shipped, self.duplicates, self.conflicts, self.rejected, self.dead_lettered
+            "shipped={} duplicates={} conflicts={} rejected={} dead_lettered={} read={}",
+            self.shipped,
+            self.duplicates,
+            self.conflicts,
+            self.rejected,
+            self.dead_lettered,
+            self.read
         )
+    }
+}
+
+impl Summary {
+    /// Logs the summary at info, each count a field of its own.
+    pub fn log(&self, message: &str, uptime: std::time::Duration) {
+        tracing::info!(
+            read = self.read,
+            shipped = self.shipped,
+            duplicates = self.duplicates,
+            conflicts = self.conflicts,
+            rejected = self.rejected,
+            dead_lettered = self.dead_lettered,
+            uptime_secs = uptime.as_secs(),
+            "{message}"
+        );
     }
 }
 
@@ -279,6 +302,7 @@ impl Metrics {
             conflicts: self.conflicts.get(),
             rejected: self.rejected.get(),
             dead_lettered: self.sources.iter().map(|m| m.dead_lettered.get()).sum(),
+            read: self.sources.iter().map(|m| m.read.get()).sum(),
         }
     }
 

@@ -16,6 +16,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Agents (one per account) ship AWS CloudTrail-format events over gRPC with mutual TLS to a
 /// collector that deduplicates, envelope-encrypts and appends them to a tamper-evident store.
+///
+/// Logs go to standard error. `ORGTRAIL_LOG` chooses what is logged, in tracing's EnvFilter
+/// syntax: a level (`error`, `warn` (the default), `info`, `debug`, `trace`), optionally per
+/// module, e.g. `ORGTRAIL_LOG=info` or `ORGTRAIL_LOG=warn,orgtrail_collector=debug`. At
+/// `info` the collector and agent log their lifecycle and a one-line summary when they stop;
+/// at `debug` one line per batch step. Logs never carry event contents, keys or tokens.
 #[derive(Debug, Parser)]
 #[command(
     name = "orgtrail",
@@ -25,8 +31,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     propagate_version = true
 )]
 struct Cli {
+    /// The format of the log on standard error: `text` (colours only when standard error is
+    /// a terminal) or `json` (one JSON object per line: timestamp, level, target, fields, and
+    /// the spans with their fields).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "ORGTRAIL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +62,7 @@ enum Command {
     Certs(cmd::certs::Args),
     Collector(cmd::collector::Args),
     Agent(cmd::agent::Args),
-    /// Print commented example configurations.
+    /// Print commented example configurations, or check one.
     Config {
         #[command(subcommand)]
         what: ConfigCommand,
@@ -60,6 +83,7 @@ enum Command {
 enum ConfigCommand {
     /// Print a commented example configuration: `collector` or `agent`.
     Example(cmd::collector::ExampleArgs),
+    Check(cmd::config::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,13 +93,7 @@ fn main() -> ExitCode {
 
     quiet_on_closed_stdout();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
@@ -88,6 +106,9 @@ fn main() -> ExitCode {
         Command::Config {
             what: ConfigCommand::Example(args),
         } => cmd::collector::example(args),
+        Command::Config {
+            what: ConfigCommand::Check(args),
+        } => cmd::config::check(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
         Command::Stats(args) => cmd::stats::run(*args),
@@ -107,6 +128,25 @@ fn main() -> ExitCode {
             eprintln!("orgtrail: error: {}", cmd::describe_error(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs to standard error as `format` says, filtered by `ORGTRAIL_LOG` (default `warn`).
+/// Text has ANSI colours only when standard error is a terminal (never in a file or a pipe).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

@@ -74,7 +74,7 @@ impl Authorizer {
         let allowed = if org.allow_any_account && org.accounts.is_empty() {
             None
         } else {
-            Some(org.accounts.iter().filter_map(|a| a.parse().ok()).collect())
+            Some(org.accounts.iter().copied().collect())
         };
         Authorizer {
             allowed,

@@ -72,8 +72,9 @@ pub struct OrganizationConfig {
     pub id: String,
     /// Accounts allowed to ship; empty with `allow_any_account = true` admits any account
     /// with a valid certificate.
+    /// Each exactly 12 digits: a typo is refused at load, with its line.
     #[serde(default)]
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountId>,
     /// Admit any account whose agent certificate the organization CA signed.
     #[serde(default)]
     pub allow_any_account: bool,
@@ -90,11 +91,13 @@ pub struct OrganizationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest gRPC message (one batch), bytes, after decompression.
+    /// Largest gRPC message (one batch), bytes (or a size: "16MiB"), after decompression.
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_message_bytes: usize,
     /// Most events in one batch.
     pub max_batch_events: usize,
-    /// Largest event, bytes (CloudTrail's limit is 256 KiB).
+    /// Largest event, bytes or a size (CloudTrail's limit is 256 KiB).
+    #[serde(deserialize_with = "orgtrail_core::units::bytes_usize")]
     pub max_event_bytes: usize,
     /// Batches of one stream being stored at once.
     pub max_in_flight: usize,
@@ -188,6 +191,12 @@ impl CollectorConfig {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        // `${VAR}` and `${VAR:-default}` from the environment, every unset one named.
+        let text = orgtrail_core::interpolate::interpolate(&text, |v| std::env::var(v).ok())
+            .map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
@@ -235,13 +244,6 @@ impl CollectorConfig {
                 self.keys_dir.display(),
                 self.keys_dir.display()
             ));
-        }
-        for a in &self.organization.accounts {
-            if a.parse::<AccountId>().is_err() {
-                p.push(format!(
-                    "organization.accounts: {a:?} is not a 12-digit account id"
-                ));
-            }
         }
         if self.organization.accounts.is_empty() && !self.organization.allow_any_account {
             p.push("organization: list `accounts`, or set `allow_any_account = true`".into());

@@ -123,6 +123,39 @@ fn prepare_with(
     Ok((prepared, kept, rejections))
 }
 
+/// One batch from receipt to acknowledgement, in a span of its own (`batch`: account, batch
+/// id, event count; never the events): `batch received`, `batch prepared`, `batch stored`
+/// (committed to the ledger) and `batch acknowledged` (or `batch answered with an error`), at
+/// debug.
+#[tracing::instrument(
+    name = "batch",
+    skip_all,
+    fields(account = %account, batch_id = batch.batch_id, events = batch.events.len())
+)]
+async fn answer_batch(
+    svc: IngestService,
+    account: AccountId,
+    peer: &PeerIdentity,
+    batch: EventBatch,
+    tx: &mpsc::Sender<Result<BatchAck, Status>>,
+    global: tokio::sync::OwnedSemaphorePermit,
+) {
+    tracing::debug!("batch received");
+    let ack = handle_batch(svc, account, peer, batch).await;
+    drop(global);
+    match &ack {
+        Ok(a) => tracing::debug!(
+            stored = a.stored,
+            duplicates = a.duplicates,
+            conflicts = a.conflicts,
+            rejected = a.rejections.len(),
+            "batch acknowledged"
+        ),
+        Err(s) => tracing::debug!(code = ?s.code(), "batch answered with an error"),
+    }
+    let _ = tx.send(ack).await;
+}
+
 async fn handle_batch(
     svc: IngestService,
     account: AccountId,
@@ -150,6 +183,11 @@ async fn handle_batch(
             svc.metrics.refused(Refusal::StoreUnavailable);
             store_status(&e)
         })?;
+    tracing::debug!(
+        prepared = prepared.len(),
+        rejected = rejections.len(),
+        "batch prepared"
+    );
     let outcome = if prepared.is_empty() {
         orgtrail_store::AppendOutcome::default()
     } else {
@@ -164,6 +202,7 @@ async fn handle_batch(
             store_status(&e)
         })?
     };
+    tracing::debug!(appended = outcome.results.len(), "batch stored");
     let wrong_account = rejections
         .iter()
         .filter(|r| r.reason == RejectReason::WrongAccount as i32)
@@ -220,7 +259,7 @@ async fn handle_batch(
             }
         }
     }
-    tracing::debug!(%account, batch_id, events = n, stored = ack.stored, duplicates = ack.duplicates, rejected = ack.rejections.len(), "batch stored");
+
     Ok(ack)
 }
 
@@ -356,9 +395,7 @@ impl Ingest for IngestService {
                         let svc = svc.clone();
                         let id = peer.id.clone();
                         tokio::spawn(async move {
-                            let ack = handle_batch(svc, account, &id, batch).await;
-                            drop(global);
-                            let _ = tx.send(ack).await;
+                            answer_batch(svc, account, &id, batch, &tx, global).await;
                             drop(permit);
                         });
                     }

@@ -117,12 +117,14 @@ pub const OPS_LISTENER: &str = "ops";
 /// Runs the collector until `shutdown` completes; then stops accepting, lets in-flight
 /// batches finish, flushes, writes a checkpoint and returns. `on_listen` is called with the
 /// name and bound address of each listener once its port is open: [`INGEST_LISTENER`] (gRPC
-/// over mutual TLS) first, then [`OPS_LISTENER`] when `[ops]` is configured.
+/// over mutual TLS) first, then [`OPS_LISTENER`] when `[ops]` is configured. Returns what
+/// it did since it started (also logged at info as `collector stopped`).
 pub async fn run(
     cfg: CollectorConfig,
     on_listen: impl Fn(&str, SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), CollectorError> {
+) -> Result<ops::Summary, CollectorError> {
+    let started = std::time::Instant::now();
     // Security files first: a bad certificate, key, CA or revocation list refuses to start.
     let own = orgtrail_crypto::tls::load_own(
         &cfg.tls.cert,
@@ -229,7 +231,7 @@ pub async fn run(
     // with its reason (tonic's would log it at debug). Small answers (acks, lookups) go out at
     // once instead of waiting for the peer's delayed ACK (Nagle): without this every lookup
     // took 40 ms more.
-    let incoming = tls::incoming(listener, tls, stopping.clone(), metrics);
+    let incoming = tls::incoming(listener, tls, stopping.clone(), metrics.clone());
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -285,6 +287,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| CollectorError::Serve(e.to_string()))??;
-    tracing::info!("collector stopped cleanly");
-    Ok(())
+    let summary = metrics.summary(started.elapsed());
+    summary.log("collector stopped cleanly");
+    Ok(summary)
 }

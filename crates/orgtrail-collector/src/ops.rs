@@ -11,6 +11,7 @@
 //! in flight and the live followers are read at each scrape.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use orgtrail_core::AccountId;
@@ -178,6 +179,71 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     refused: Family<ReasonLabel, Counter>,
     tls_failures: Family<ReasonLabel, Counter>,
+    /// All accounts together, for the summary when the collector stops.
+    totals: Totals,
+}
+
+/// Counts over all accounts since the collector started.
+#[derive(Debug, Default)]
+struct Totals {
+    received: AtomicU64,
+    stored: AtomicU64,
+    duplicate: AtomicU64,
+    conflicting: AtomicU64,
+    rejected: AtomicU64,
+    refused_batches: AtomicU64,
+}
+
+/// What the collector did since it started, in one line:
+/// `received=N stored=S duplicates=D conflicts=C rejected=R refused_batches=B uptime=Ts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Events received in batches (before validation).
+    pub received: u64,
+    /// Events newly stored.
+    pub stored: u64,
+    /// Events already stored with the same bytes.
+    pub duplicates: u64,
+    /// Events whose eventID is stored with other bytes.
+    pub conflicts: u64,
+    /// Events rejected one by one (invalid, another account's, too large).
+    pub rejected: u64,
+    /// Batches or streams refused whole (the agents send them again).
+    pub refused_batches: u64,
+    /// Whole seconds since the collector started.
+    pub uptime_secs: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "received={} stored={} duplicates={} conflicts={} rejected={} refused_batches={} uptime={}s",
+            self.received,
+            self.stored,
+            self.duplicates,
+            self.conflicts,
+            self.rejected,
+            self.refused_batches,
+            self.uptime_secs
+        )
+    }
+}
+
+impl Summary {
+    /// Logs the summary at info, each count a field of its own.
+    pub fn log(&self, message: &str) {
+        tracing::info!(
+            received = self.received,
+            stored = self.stored,
+            duplicates = self.duplicates,
+            conflicts = self.conflicts,
+            rejected = self.rejected,
+            refused_batches = self.refused_batches,
+            uptime_secs = self.uptime_secs,
+            "{message}"
+        );
+    }
 }
 
 /// What happened to one batch of one account.
@@ -215,6 +281,16 @@ impl Metrics {
             // Created even at 0, so that an account's series exist from its first batch.
             family.get_or_create(&label).inc_by(n);
         }
+        let t = &self.totals;
+        for (total, n) in [
+            (&t.received, c.received),
+            (&t.stored, c.stored),
+            (&t.duplicate, c.duplicate),
+            (&t.conflicting, c.conflicting),
+            (&t.rejected, rejected.len() as u64),
+        ] {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
         for r in rejected {
             self.rejected
                 .get_or_create(&ReasonLabel {
@@ -226,11 +302,26 @@ impl Metrics {
 
     /// Counts a batch or stream refused whole.
     pub(crate) fn refused(&self, why: Refusal) {
+        self.totals.refused_batches.fetch_add(1, Ordering::Relaxed);
         self.refused
             .get_or_create(&ReasonLabel {
                 reason: why.as_str(),
             })
             .inc();
+    }
+
+    /// The totals since start, with the given uptime.
+    pub fn summary(&self, uptime: std::time::Duration) -> Summary {
+        let t = &self.totals;
+        Summary {
+            received: t.received.load(Ordering::Relaxed),
+            stored: t.stored.load(Ordering::Relaxed),
+            duplicates: t.duplicate.load(Ordering::Relaxed),
+            conflicts: t.conflicting.load(Ordering::Relaxed),
+            rejected: t.rejected.load(Ordering::Relaxed),
+            refused_batches: t.refused_batches.load(Ordering::Relaxed),
+            uptime_secs: uptime.as_secs(),
+        }
     }
 
     /// Counts a failed TLS handshake.

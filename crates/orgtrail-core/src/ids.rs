@@ -42,6 +42,16 @@ impl FromStr for AccountId {
     }
 }
 
+/// From a string of exactly 12 digits (configuration files): anything else is refused with
+/// the reason, at the value's place in the file.
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|e: AccountIdError| serde::de::Error::custom(format!("{s:?} is {e}")))
+    }
+}
+
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

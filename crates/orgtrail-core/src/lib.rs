@@ -8,8 +8,10 @@ mod decode;
 mod error;
 mod event;
 mod ids;
+pub mod interpolate;
 mod lenient;
 mod time;
+pub mod units;
 
 pub use decode::{
     DecodeError, DecodeLimits, Decoder, InputFormat, InputShape, Item, Position, decode_bytes,

@@ -27,7 +27,7 @@ pub(crate) struct Args {
     /// exit once every event was acknowledged (for batch jobs and tests): 0 when nothing was
     /// dead-lettered, 1 otherwise; otherwise run until SIGTERM. Not with an http source. Either
     /// way a summary line `orgtrail agent: shipped=N duplicates=D conflicts=C rejected=R
-    /// dead_lettered=X` is printed when the agent stops.
+    /// dead_lettered=X read=N` is printed when the agent stops.
     #[arg(long)]
     exit_when_drained: bool,
 }

@@ -10,7 +10,8 @@ use orgtrail_collector::CollectorConfig;
 /// Run the collector: accept agents over gRPC with mutual TLS, store their events durably,
 /// acknowledge each batch once stored. Prints `orgtrail collector listening on ADDR` when
 /// ready (then `orgtrail collector: ops listening on ADDR` with `[ops]`). SIGTERM or Ctrl-C: stop accepting, finish in-flight batches, flush, checkpoint,
-/// exit 0.
+/// print `orgtrail collector stopped: received=N stored=S duplicates=D conflicts=C rejected=R
+/// refused_batches=B uptime=Ts` (also logged at info) and exit 0.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The configuration file (`orgtrail config example collector` prints a commented one).
@@ -73,7 +74,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("orgtrail-collector")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async {
+    let summary = rt.block_on(async {
         let stop = shutdown_signal();
         orgtrail_collector::run(
             cfg,
@@ -90,5 +91,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .await
     })?;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "orgtrail collector stopped: {summary}");
+    let _ = out.flush();
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ pub(crate) mod bench_scale;
 pub(crate) mod bench_transport;
 pub(crate) mod certs;
 pub(crate) mod collector;
+pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod gen_events;
 pub(crate) mod import;
