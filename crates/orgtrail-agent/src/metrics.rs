@@ -120,18 +120,9 @@ impl DeadReason {
             DeadReason::Unreadable => "unreadable",
             DeadReason::TooLargeToSend => "too_large_to_send",
             DeadReason::Conflict => "conflict",
-            DeadReason::Rejected(r) => match r {
-                RejectReason::WrongAccount => "wrong_account",
-                RejectReason::AccountNotAllowed => "account_not_allowed",
-                RejectReason::TooLarge => "too_large",
-                RejectReason::NotJson => "not_json",
-                RejectReason::InvalidUtf8 => "invalid_utf8",
-                RejectReason::NotAnObject => "not_an_object",
-                RejectReason::MissingField => "missing_field",
-                RejectReason::InvalidField => "invalid_field",
-                RejectReason::TooDeep => "too_deep",
-                RejectReason::Unspecified => "rejected",
-            },
+            // A rejection without a reason is counted as plain "rejected".
+            DeadReason::Rejected(RejectReason::Unspecified) => "rejected",
+            DeadReason::Rejected(r) => r.label(),
         }
     }
 

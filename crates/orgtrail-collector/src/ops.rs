@@ -137,15 +137,7 @@ impl TlsFailure {
             }
             Some(Error::AlertReceived(_)) => TlsFailure::ClientRefused,
             Some(_) => TlsFailure::Other,
-            None if matches!(
-                e.kind(),
-                std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-            ) =>
-            {
-                TlsFailure::Closed
-            }
+            None if crate::tls::closed_early(e) => TlsFailure::Closed,
             None => TlsFailure::Other,
         }
     }
@@ -153,18 +145,9 @@ impl TlsFailure {
 
 /// The label of a per-event rejection reason (the wire's `RejectReason`, a fixed enum).
 fn rejection_label(r: i32) -> &'static str {
-    match RejectReason::try_from(r).unwrap_or(RejectReason::Unspecified) {
-        RejectReason::WrongAccount => "wrong_account",
-        RejectReason::AccountNotAllowed => "account_not_allowed",
-        RejectReason::TooLarge => "too_large",
-        RejectReason::NotJson => "not_json",
-        RejectReason::InvalidUtf8 => "invalid_utf8",
-        RejectReason::NotAnObject => "not_an_object",
-        RejectReason::MissingField => "missing_field",
-        RejectReason::InvalidField => "invalid_field",
-        RejectReason::TooDeep => "too_deep",
-        RejectReason::Unspecified => "unspecified",
-    }
+    RejectReason::try_from(r)
+        .unwrap_or(RejectReason::Unspecified)
+        .label()
 }
 
 /// The collector's counters. Cheap to share (`Arc`).

@@ -50,17 +50,22 @@ fn log_failure(peer: SocketAddr, e: &std::io::Error) {
         Some(tokio_rustls::rustls::Error::InvalidCertificate(_)) => {}
         Some(t) => tracing::warn!(%peer, reason = %describe(&t), "TLS handshake failed"),
         // Connected and left without a word (a port probe): not worth a warning.
-        None if matches!(
-            e.kind(),
-            std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-        ) =>
-        {
+        None if closed_early(e) => {
             tracing::debug!(%peer, error = %e, "connection closed during the TLS handshake");
         }
         None => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
     }
+}
+
+/// True when the peer closed the connection during the handshake without a TLS error (a port
+/// probe, a client that gave up).
+pub(crate) fn closed_early(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 /// Accepted connections whose TLS handshake succeeded. Stops accepting when `stopping`

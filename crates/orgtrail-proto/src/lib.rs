@@ -30,6 +30,24 @@ pub mod limits {
     pub const NEARBY_CHECKPOINTS: usize = 3;
 }
 
+impl v1::RejectReason {
+    /// The reason as a metric label (snake case): `wrong_account`, ..., `unspecified`.
+    pub fn label(self) -> &'static str {
+        match self {
+            v1::RejectReason::WrongAccount => "wrong_account",
+            v1::RejectReason::AccountNotAllowed => "account_not_allowed",
+            v1::RejectReason::TooLarge => "too_large",
+            v1::RejectReason::NotJson => "not_json",
+            v1::RejectReason::InvalidUtf8 => "invalid_utf8",
+            v1::RejectReason::NotAnObject => "not_an_object",
+            v1::RejectReason::MissingField => "missing_field",
+            v1::RejectReason::InvalidField => "invalid_field",
+            v1::RejectReason::TooDeep => "too_deep",
+            v1::RejectReason::Unspecified => "unspecified",
+        }
+    }
+}
+
 impl From<RejectKind> for v1::RejectReason {
     fn from(k: RejectKind) -> Self {
         match k {
