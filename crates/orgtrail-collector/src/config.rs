@@ -197,7 +197,12 @@ impl CollectorConfig {
                 path: path.display().to_string(),
                 problems,
             })?;
-        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        // Every value serde refuses, each with its line, not only the first.
+        let mut cfg: CollectorConfig =
+            orgtrail_core::config_toml::from_toml_all(&text).map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut cfg.data_dir,
