@@ -68,6 +68,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
         ("orgtrail-store", &["orgtrail-core", "orgtrail-crypto"][..]),
         // The ops listener (HTTP health, readiness, metrics) of the collector and the agent.
         ("orgtrail-ops", &[][..]),
+        // EventBridge patterns and the rule engine: JSON in, rule numbers out.
+        ("orgtrail-rules", &["orgtrail-core"][..]),
         (
             "orgtrail-collector",
             &[
