@@ -2,6 +2,7 @@
 //! read and how a condition accepts them ([`leaf`]), a straightforward interpreter
 //! ([`interpret`]) and the compiled [`Engine`] that must answer as it does.
 
+pub mod cloudtrail;
 pub mod engine;
 pub mod interpret;
 pub mod leaf;

@@ -67,16 +67,17 @@ fn pattern_object(depth: u32) -> BoxedStrategy<Value> {
         prop_oneof![3 => leaf, 1 => pattern_object(depth - 1)].boxed()
     };
     let fields = prop::collection::btree_map(prop::sample::select(&KEYS[..]), value, 1..3)
-        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>());
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<Map<_, _>>()
+        });
     if depth == 0 {
         fields.prop_map(Value::Object).boxed()
     } else {
         (
             fields,
-            prop::option::weighted(
-                0.2,
-                prop::collection::vec(pattern_object(depth - 1), 2..3),
-            ),
+            prop::option::weighted(0.2, prop::collection::vec(pattern_object(depth - 1), 2..3)),
         )
             .prop_map(|(mut m, or)| {
                 if let Some(or) = or {
@@ -117,6 +118,9 @@ fn the_generators_make_matches_and_misses() {
     // The property above is not vacuous: generated patterns do match generated events.
     let p = Pattern::from_json(&json!({"a": {"b": ["x"]}})).unwrap();
     assert!(interpret::matches(&p, &json!({"a.b": "x"})));
-    assert!(interpret::matches(&p, &json!({"a": [{"b": "y"}, {"b": "x"}]})));
+    assert!(interpret::matches(
+        &p,
+        &json!({"a": [{"b": "y"}, {"b": "x"}]})
+    ));
     assert!(!interpret::matches(&p, &json!({"a": {"b": "X"}})));
 }
