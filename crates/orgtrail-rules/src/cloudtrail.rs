@@ -93,17 +93,37 @@ pub fn onto_record(pattern: Pattern) -> Result<Pattern, PatternError> {
     Ok(out)
 }
 
+/// Every `detail-type` of a CloudTrail record; the first is the default.
+const DETAIL_TYPE_NAMES: [&str; 5] = [
+    "AWS API Call via CloudTrail",
+    "AWS Console Sign In via CloudTrail",
+    "AWS Service Event via CloudTrail",
+    "AWS Console Action via CloudTrail",
+    "AWS Insight via CloudTrail",
+];
+
+/// The same, as JSON values the engine can hold leaves of (made once).
+static DETAIL_TYPES: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
+    DETAIL_TYPE_NAMES
+        .iter()
+        .map(|n| Value::String((*n).to_owned()))
+        .collect()
+});
+
+static VERSION_VALUE: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::String("0".to_owned()));
+
 /// EventBridge's `detail-type` for a CloudTrail record.
 pub fn detail_type(record: &Value) -> &'static str {
     if record["eventCategory"] == "Insight" {
-        return "AWS Insight via CloudTrail";
+        return DETAIL_TYPE_NAMES[4];
     }
     match record["eventType"].as_str() {
-        Some("AwsConsoleSignIn") => "AWS Console Sign In via CloudTrail",
-        Some("AwsServiceEvent") => "AWS Service Event via CloudTrail",
-        Some("AwsConsoleAction") => "AWS Console Action via CloudTrail",
-        Some("AwsCloudTrailInsight") => "AWS Insight via CloudTrail",
-        _ => "AWS API Call via CloudTrail",
+        Some("AwsConsoleSignIn") => DETAIL_TYPE_NAMES[1],
+        Some("AwsServiceEvent") => DETAIL_TYPE_NAMES[2],
+        Some("AwsConsoleAction") => DETAIL_TYPE_NAMES[3],
+        Some("AwsCloudTrailInsight") => DETAIL_TYPE_NAMES[4],
+        _ => DETAIL_TYPE_NAMES[0],
     }
 }
 
@@ -151,21 +171,22 @@ impl CloudTrailRules {
         } else {
             None
         };
-        let detail_type = self
-            .detail_type
-            .then(|| Value::String(detail_type(record).to_owned()));
-        let version = self.version.then(|| Value::String("0".into()));
+        let detail_type = self.detail_type.then(|| {
+            let t = detail_type(record);
+            &DETAIL_TYPES[DETAIL_TYPE_NAMES.iter().position(|n| *n == t).unwrap_or(0)]
+        });
+        let version = self.version.then(|| &*VERSION_VALUE);
         let mut extra: Vec<(&str, &Value)> = Vec::new();
         if let Some(v) = &source {
             extra.push((SOURCE, v));
         }
-        if let Some(v) = &detail_type {
+        if let Some(v) = detail_type {
             extra.push((DETAIL_TYPE, v));
         }
         if self.id && !record["eventID"].is_null() {
             extra.push((ID, &record["eventID"]));
         }
-        if let Some(v) = &version {
+        if let Some(v) = version {
             extra.push((VERSION, v));
         }
         self.engine.matches(record, &extra, out);

@@ -15,9 +15,12 @@
 //! `numeric`, `cidr` or `exists`) are verified for every event: they cost in proportion to
 //! their number. Anchoring on a prefix costs one lookup per distinct prefix length at that path.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
+
+/// Hash maps keyed by rule values: foldhash (hashbrown's default hasher), seeded per process.
+/// SipHash cost a quarter of matching; the keys are the rules' own values, looked up by an
+/// event's values, and a per-process seed keeps those from being steered into collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::leaf::{Leaf, accepts, alternative_holds};
 use crate::pattern::{Condition, Matcher, Pattern, Scalar};
@@ -25,11 +28,43 @@ use crate::pattern::{Condition, Matcher, Pattern, Scalar};
 type PathId = usize;
 type AltId = u32;
 
-/// A trie node of the paths rules read.
+/// A trie node of the paths rules read. Children are sorted by key, as the keys of a parsed
+/// JSON object are, so that an object and a node's children are walked together in one pass.
 #[derive(Debug, Default)]
 struct Node {
     path: Option<PathId>,
-    children: HashMap<String, Node>,
+    children: Vec<(String, Node)>,
+}
+
+impl Node {
+    fn child(&self, key: &str) -> Option<&Node> {
+        self.children
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.children[i].1)
+    }
+
+    fn child_mut(&mut self, key: &str) -> &mut Node {
+        let i = match self.children.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.children.insert(i, (key.to_owned(), Node::default()));
+                i
+            }
+        };
+        &mut self.children[i].1
+    }
+}
+
+/// `a < b`, comparing inline: most keys differ from a child within a few bytes, and a call to
+/// memcmp per key cost more than the comparison.
+fn less(a: &[u8], b: &[u8]) -> bool {
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(common), b.get(common)) {
+        (Some(x), Some(y)) => x < y,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
 }
 
 /// The anchors at one path.
@@ -58,7 +93,8 @@ pub struct Engine {
     paths: Vec<String>,
     trie: Node,
     alts: Vec<Alt>,
-    index: HashMap<PathId, PathIndex>,
+    /// By path, ascending.
+    index: Vec<(PathId, PathIndex)>,
     /// Alternatives with no anchor: verified for every event.
     scan: Vec<AltId>,
 }
@@ -97,7 +133,8 @@ impl Engine {
     /// Compiles `patterns`; rule `i` is `patterns[i]`.
     pub fn new(patterns: &[Pattern]) -> Engine {
         let mut e = Engine::default();
-        let mut ids: HashMap<String, PathId> = HashMap::new();
+        let mut ids: HashMap<String, PathId> = HashMap::default();
+        let mut index: HashMap<PathId, PathIndex> = HashMap::default();
         for (rule, p) in patterns.iter().enumerate() {
             for alt in &p.alternatives {
                 let paths = alt
@@ -119,12 +156,12 @@ impl Engine {
         for (id, path) in e.paths.iter().enumerate() {
             let mut node = &mut e.trie;
             for seg in path.split('.') {
-                node = node.children.entry(seg.to_owned()).or_default();
+                node = node.child_mut(seg);
             }
             node.path = Some(id);
         }
         // How many alternatives could anchor on each (path, key): anchor each on its rarest.
-        let mut freq: HashMap<(PathId, Key), usize> = HashMap::new();
+        let mut freq: HashMap<(PathId, Key), usize> = HashMap::default();
         for a in &e.alts {
             for (c, p) in a.conditions.iter().zip(&a.paths) {
                 for k in keys(c).into_iter().flatten() {
@@ -154,7 +191,7 @@ impl Engine {
                 e.scan.push(alt_id);
                 continue;
             };
-            let ix = e.index.entry(*p).or_default();
+            let ix = index.entry(*p).or_default();
             for k in ks {
                 match k {
                     Key::Str(s) => ix.strings.entry(s).or_default().push(alt_id),
@@ -193,7 +230,7 @@ impl Engine {
                 }
             }
         }
-        for ix in e.index.values_mut() {
+        for ix in index.values_mut() {
             for list in ix
                 .strings
                 .values_mut()
@@ -204,6 +241,8 @@ impl Engine {
                 list.dedup();
             }
         }
+        e.index = index.into_iter().collect();
+        e.index.sort_by_key(|(p, _)| *p);
         e
     }
 
@@ -226,29 +265,37 @@ impl Engine {
     /// not have (computed fields, such as an EventBridge envelope's `source`).
     pub fn matches(&self, event: &Value, extra: &[(&str, &Value)], out: &mut Vec<usize>) {
         out.clear();
-        let mut leaves: Vec<Vec<Leaf<'_>>> = vec![Vec::new(); self.paths.len()];
+        // Every leaf at a path some rule reads, grouped by path.
+        let mut leaves: Vec<(PathId, Leaf<'_>)> = Vec::with_capacity(self.paths.len());
         flatten(event, &self.trie, &mut Vec::new(), &mut leaves);
         for (path, v) in extra {
             if let Some(id) = self.paths.iter().position(|p| p == path) {
                 push_value(v, id, &mut Vec::new(), &mut leaves);
             }
         }
-        let mut candidates: Vec<AltId> = self.scan.clone();
+        leaves.sort_by_key(|(p, _)| *p);
+        let at = |p: PathId| {
+            let from = leaves.partition_point(|(q, _)| *q < p);
+            let to = leaves.partition_point(|(q, _)| *q <= p);
+            &leaves[from..to]
+        };
+        let mut candidates: Vec<AltId> = Vec::with_capacity(self.scan.len() + 16);
+        candidates.extend_from_slice(&self.scan);
         for (pid, ix) in &self.index {
-            for l in &leaves[*pid] {
+            for (_, l) in at(*pid) {
                 candidates_for(ix, l.value, &mut candidates);
             }
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut refs: Vec<&[Leaf<'_>]> = Vec::new();
+        let mut refs: Vec<&[(PathId, Leaf<'_>)]> = Vec::new();
         for c in candidates {
             let a = &self.alts[c as usize];
-            if out.last() == Some(&a.rule) || out.contains(&a.rule) {
+            if out.contains(&a.rule) {
                 continue;
             }
             refs.clear();
-            refs.extend(a.paths.iter().map(|p| leaves[*p].as_slice()));
+            refs.extend(a.paths.iter().map(|p| at(*p)));
             if alternative_holds(&a.conditions, &refs) {
                 out.push(a.rule);
             }
@@ -295,7 +342,12 @@ fn candidates_for(ix: &PathIndex, v: &Value, out: &mut Vec<AltId>) {
 }
 
 /// Collects the leaves of `v` at the trie's paths.
-fn flatten<'e>(v: &'e Value, node: &Node, ctx: &mut Vec<(usize, u32)>, out: &mut [Vec<Leaf<'e>>]) {
+fn flatten<'e>(
+    v: &'e Value,
+    node: &Node,
+    ctx: &mut Vec<(usize, u32)>,
+    out: &mut Vec<(PathId, Leaf<'e>)>,
+) {
     match v {
         Value::Array(items) => {
             let id = items.as_ptr() as usize;
@@ -309,23 +361,55 @@ fn flatten<'e>(v: &'e Value, node: &Node, ctx: &mut Vec<(usize, u32)>, out: &mut
             if node.children.is_empty() {
                 return;
             }
+            // The object's keys and the node's children, both sorted, walked together: `ci`
+            // is the first child not below the key.
+            let children = &node.children;
+            let Some(last) = children.last().and_then(|(c, _)| c.as_bytes().first()) else {
+                return;
+            };
+            let mut ci = 0;
             for (k, child) in obj {
-                let next = if k.contains('.') {
-                    k.split('.').try_fold(node, |n, seg| n.children.get(seg))
-                } else {
-                    node.children.get(k.as_str())
-                };
-                if let Some(n) = next {
+                let kb = k.as_bytes();
+                while ci < children.len() && less(children[ci].0.as_bytes(), kb) {
+                    ci += 1;
+                }
+                if let Some((c, n)) = children.get(ci)
+                    && c.len() == k.len()
+                    && c == k
+                {
                     flatten(child, n, ctx, out);
+                    continue;
+                }
+                // A key holding several segments (`a.b`) continues a child below it that
+                // starts with the same byte.
+                let mut j = ci;
+                while j > 0 {
+                    j -= 1;
+                    let c = children[j].0.as_bytes();
+                    if c.first() != kb.first() {
+                        break;
+                    }
+                    if kb.len() > c.len() && kb.starts_with(c) && kb[c.len()] == b'.' {
+                        if let Some(n) = k.split('.').try_fold(node, |n, seg| n.child(seg)) {
+                            flatten(child, n, ctx, out);
+                        }
+                        break;
+                    }
+                }
+                if ci == children.len() && kb.first().is_some_and(|f| f > last) {
+                    break;
                 }
             }
         }
         scalar => {
             if let Some(id) = node.path {
-                out[id].push(Leaf {
-                    value: scalar,
-                    arrays: ctx.clone(),
-                });
+                out.push((
+                    id,
+                    Leaf {
+                        value: scalar,
+                        arrays: ctx.clone(),
+                    },
+                ));
             }
         }
     }
@@ -336,7 +420,7 @@ fn push_value<'e>(
     v: &'e Value,
     id: PathId,
     ctx: &mut Vec<(usize, u32)>,
-    out: &mut [Vec<Leaf<'e>>],
+    out: &mut Vec<(PathId, Leaf<'e>)>,
 ) {
     match v {
         Value::Array(items) => {
@@ -348,9 +432,12 @@ fn push_value<'e>(
             }
         }
         Value::Object(_) => {}
-        scalar => out[id].push(Leaf {
-            value: scalar,
-            arrays: ctx.clone(),
-        }),
+        scalar => out.push((
+            id,
+            Leaf {
+                value: scalar,
+                arrays: ctx.clone(),
+            },
+        )),
     }
 }

@@ -25,6 +25,23 @@ pub struct Leaf<'e> {
     pub arrays: Vec<(usize, u32)>,
 }
 
+/// Something that holds a leaf: a leaf, or a leaf beside the number of its path.
+pub trait AsLeaf<'e> {
+    fn leaf(&self) -> &Leaf<'e>;
+}
+
+impl<'e> AsLeaf<'e> for Leaf<'e> {
+    fn leaf(&self) -> &Leaf<'e> {
+        self
+    }
+}
+
+impl<'e> AsLeaf<'e> for (usize, Leaf<'e>) {
+    fn leaf(&self) -> &Leaf<'e> {
+        &self.1
+    }
+}
+
 /// Two leaves may be used together when they agree on every array they share.
 fn agree(a: &Leaf<'_>, b: &Leaf<'_>) -> bool {
     a.arrays
@@ -34,28 +51,51 @@ fn agree(a: &Leaf<'_>, b: &Leaf<'_>) -> bool {
 
 /// Whether one alternative holds, given the leaves at each of its conditions' paths (in the
 /// same order as the conditions).
-pub fn alternative_holds(conditions: &[Condition], leaves: &[&[Leaf<'_>]]) -> bool {
-    // For each condition: it holds by absence (an `exists: false` and no leaf), or the leaves
-    // some matcher accepts.
-    let mut choices: Vec<Vec<&Leaf<'_>>> = Vec::with_capacity(conditions.len());
+pub fn alternative_holds<'e, L: AsLeaf<'e>>(conditions: &[Condition], leaves: &[&[L]]) -> bool {
+    // A condition holds by absence (an `exists: false` and no leaf), or by a leaf some matcher
+    // accepts. A leaf in no array agrees with every other, so a condition one such leaf
+    // satisfies is settled; only conditions whose accepted leaves all sit in arrays need a
+    // choice of leaves that agree (rare: no allocation until then).
+    let accepted = |c: &Condition, l: &Leaf<'e>| c.matchers.iter().any(|m| accepts(m, l.value));
+    let mut in_arrays = false;
     for (c, at) in conditions.iter().zip(leaves) {
-        let absent_ok = at.is_empty() && c.matchers.contains(&Matcher::Exists(false));
-        if absent_ok {
-            continue;
-        }
-        let ok: Vec<&Leaf<'_>> = at
-            .iter()
-            .filter(|l| c.matchers.iter().any(|m| accepts(m, l.value)))
-            .collect();
-        if ok.is_empty() {
+        if at.is_empty() {
+            if c.matchers.contains(&Matcher::Exists(false)) {
+                continue;
+            }
             return false;
+        }
+        let mut some = false;
+        let mut settled = false;
+        for l in at.iter().map(AsLeaf::leaf) {
+            if accepted(c, l) {
+                some = true;
+                if l.arrays.is_empty() {
+                    settled = true;
+                    break;
+                }
+            }
+        }
+        if !some {
+            return false;
+        }
+        in_arrays |= !settled;
+    }
+    if !in_arrays {
+        return true;
+    }
+    let mut choices: Vec<Vec<&Leaf<'e>>> = Vec::with_capacity(conditions.len());
+    for (c, at) in conditions.iter().zip(leaves) {
+        let ok: Vec<&Leaf<'e>> = at
+            .iter()
+            .map(AsLeaf::leaf)
+            .filter(|l| accepted(c, l))
+            .collect();
+        if ok.is_empty() || ok.iter().any(|l| l.arrays.is_empty()) {
+            continue;
         }
         choices.push(ok);
     }
-    if choices.iter().flatten().all(|l| l.arrays.is_empty()) {
-        return true;
-    }
-    // Some leaves sit in arrays: find one leaf per condition that all agree.
     choices.sort_by_key(Vec::len);
     fn search<'a>(choices: &[Vec<&'a Leaf<'a>>], chosen: &mut Vec<&'a Leaf<'a>>) -> bool {
         let Some((first, rest)) = choices.split_first() else {
