@@ -7,6 +7,8 @@ pub mod engine;
 pub mod interpret;
 pub mod leaf;
 pub mod pattern;
+pub mod rule;
 
 pub use engine::Engine;
 pub use pattern::{Pattern, PatternError};
+pub use rule::{Rule, RuleFileError, RuleSet, Severity};

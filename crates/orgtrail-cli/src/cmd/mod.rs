@@ -17,6 +17,7 @@ pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
 pub(crate) mod remote;
+pub(crate) mod rules;
 pub(crate) mod selectors;
 pub(crate) mod stats;
 pub(crate) mod store;
