@@ -175,8 +175,8 @@ impl Engine {
                 .conditions
                 .iter()
                 .zip(&a.paths)
-                .filter_map(|(c, p)| keys(c).map(|ks| (p, ks)))
-                .min_by_key(|(p, ks)| {
+                .filter_map(|(c, p)| keys(c).map(|ks| (c, p, ks)))
+                .min_by_key(|(_, p, ks)| {
                     ks.iter()
                         .map(|k| {
                             let f = freq.get(&(**p, k.clone())).copied().unwrap_or(0);
@@ -187,7 +187,7 @@ impl Engine {
                         })
                         .sum::<usize>()
                 });
-            let Some((p, ks)) = best else {
+            let Some((anchor, p, ks)) = best else {
                 e.scan.push(alt_id);
                 continue;
             };
@@ -196,10 +196,8 @@ impl Engine {
                 match k {
                     Key::Str(s) => ix.strings.entry(s).or_default().push(alt_id),
                     Key::Other(_) => {
-                        // Rebuild the scalar from the condition (numbers, booleans, null).
-                        for m in
-                            &a.conditions[a.paths.iter().position(|x| x == p).unwrap_or(0)].matchers
-                        {
+                        // The anchor's numbers, booleans and nulls, as scalars.
+                        for m in &anchor.matchers {
                             if let Matcher::Exact(s) = m
                                 && !matches!(s, Scalar::String(_))
                             {
