@@ -164,6 +164,11 @@ impl CloudTrailRules {
         })
     }
 
+    /// How many alternatives have no anchor and are verified for every event.
+    pub fn unanchored(&self) -> usize {
+        self.engine.unanchored()
+    }
+
     /// The rules that match `record`, ascending.
     pub fn matches(&self, record: &Value, out: &mut Vec<usize>) {
         let source = if self.source {

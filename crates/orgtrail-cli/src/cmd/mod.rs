@@ -4,6 +4,7 @@ pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod bench_parse;
 pub(crate) mod bench_query;
+pub(crate) mod bench_rules;
 pub(crate) mod bench_scale;
 pub(crate) mod bench_transport;
 pub(crate) mod certs;
