@@ -84,6 +84,36 @@ fn check_and_list_a_good_directory() {
 }
 
 #[test]
+fn the_built_in_cis_pack_lists_and_fires_on_real_events() {
+    let out = run(&["rules", "list", "pack:cis"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("cis-4.3-root-account-usage"), "{text}");
+    assert!(text.contains("(15 rules)"), "{text}");
+    let d = tempfile::tempdir().unwrap();
+    let events = d.path().join("events.jsonl");
+    std::fs::write(&events, corpus()).unwrap();
+    let out = run(&["rules", "test", "pack:cis", p(&events)], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(": cis-4.3-root-account-usage (critical): "),
+        "{text}"
+    );
+    assert!(
+        text.contains(": cis-4.5-cloudtrail-configuration-changes (high): "),
+        "{text}"
+    );
+    let out = run(&["rules", "check", "pack:nope"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no built-in pack \"nope\" (packs: cis)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn every_bad_rule_file_is_named_with_its_reason() {
     let d = rules_dir();
     std::fs::write(

@@ -6,6 +6,7 @@ pub mod cloudtrail;
 pub mod engine;
 pub mod interpret;
 pub mod leaf;
+pub mod packs;
 pub mod pattern;
 pub mod rule;
 

@@ -213,6 +213,23 @@ impl RuleSet {
         })
     }
 
+    /// Loads `source`: a built-in pack written `pack:NAME` (`pack:cis`), or a directory.
+    pub fn load(source: &str) -> Result<RuleSet, Vec<RuleFileError>> {
+        match source.strip_prefix("pack:") {
+            Some(name) => match crate::packs::pack(name) {
+                Some(rules) => RuleSet::new(rules?),
+                None => Err(vec![RuleFileError {
+                    file: PathBuf::from(source),
+                    reason: format!(
+                        "no built-in pack {name:?} (packs: {})",
+                        crate::packs::PACKS.join(", ")
+                    ),
+                }]),
+            },
+            None => RuleSet::load_dir(Path::new(source)),
+        }
+    }
+
     /// Loads every rule file of `dir` (`.toml`, `.json`; hidden files ignored), or every problem.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleFileError>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {

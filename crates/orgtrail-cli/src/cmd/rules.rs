@@ -31,7 +31,7 @@ enum What {
 /// names each bad file with the reason and exits 1.
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
-    /// The rules directory.
+    /// The rules directory, or `pack:cis` for the built-in CIS AWS Foundations v5.0 pack.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 }
@@ -39,7 +39,7 @@ struct CheckArgs {
 /// List the rules of a directory: id, severity, whether enabled, name, file.
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// The rules directory.
+    /// The rules directory, or `pack:cis` for the built-in CIS AWS Foundations v5.0 pack.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 }
@@ -54,7 +54,7 @@ struct ListArgs {
 /// 2 when the rules are invalid (every problem is listed) or on a usage error.
 #[derive(Debug, clap::Args)]
 struct TestArgs {
-    /// The rules directory.
+    /// The rules directory, or `pack:cis` for the built-in CIS AWS Foundations v5.0 pack.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 
@@ -101,7 +101,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The rules of `dir`, or every problem printed and `None`.
 fn load(dir: &std::path::Path) -> Option<RuleSet> {
-    match RuleSet::load_dir(dir) {
+    let loaded = match dir.to_str() {
+        Some(source) => RuleSet::load(source),
+        None => RuleSet::load_dir(dir),
+    };
+    match loaded {
         Ok(s) => Some(s),
         Err(problems) => {
             eprintln!("orgtrail: invalid rules in {}:", dir.display());
