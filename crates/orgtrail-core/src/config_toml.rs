@@ -14,8 +14,10 @@ const MOST_PROBLEMS: usize = 20;
 
 /// Deserializes `text`, or returns every problem found in it.
 pub fn from_toml_all<T: DeserializeOwned>(text: &str) -> Result<T, Vec<String>> {
-    if let Err(e) = text.parse::<toml::Table>() {
-        return Err(vec![e.to_string().trim_end().to_owned()]);
+    if text.parse::<toml::Table>().is_err() {
+        // Not a plain TOML table (a syntax error, or an integer past i64 that `T` may still
+        // read into a u64): read into `T` as is, which reports the one error there is.
+        return toml::from_str::<T>(text).map_err(|e| vec![e.to_string().trim_end().to_owned()]);
     }
     let mut text = text.to_owned();
     let mut problems: Vec<String> = Vec::new();

@@ -167,8 +167,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// is new (with a key), and makes everything durable.
     fn close(&self) -> Result<(), StoreError>;
     /// The alert watermark: every event at or below it has been evaluated by the rules and
-    /// its alerts recorded (see the `outbox` module). 0 when nothing was.
-    fn alerts_through(&self) -> Result<u64, StoreError>;
+    /// its alerts recorded (see the `outbox` module). `None` until one is first recorded.
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError>;
     /// Records the alerts of the events up to `through` and moves the watermark there, in one
     /// atomic, durable write. A watermark already at or past `through` writes nothing.
     fn record_alerts(&self, through: u64, alerts: &[PendingAlert]) -> Result<(), StoreError>;

@@ -50,7 +50,7 @@ struct Inner {
     /// Signed checkpoints by tree size.
     checkpoints: BTreeMap<u64, String>,
     /// The alert watermark and outbox (see the `outbox` module), by (seq, rule).
-    alerts_through: u64,
+    alerts_through: Option<u64>,
     outbox: BTreeMap<(u64, String), Vec<String>>,
 }
 
@@ -432,7 +432,7 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    fn alerts_through(&self) -> Result<u64, StoreError> {
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.lock()?.alerts_through)
     }
 
@@ -451,7 +451,7 @@ impl EventStore for MemoryStore {
             }
         }
         let mut inner = self.lock()?;
-        if inner.alerts_through >= through {
+        if inner.alerts_through.is_some_and(|w| w >= through) {
             return Ok(());
         }
         for a in alerts {
@@ -459,7 +459,7 @@ impl EventStore for MemoryStore {
                 .outbox
                 .insert((a.seq, a.rule.clone()), a.sinks.clone());
         }
-        inner.alerts_through = through;
+        inner.alerts_through = Some(through);
         Ok(())
     }
 

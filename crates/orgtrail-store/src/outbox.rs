@@ -14,7 +14,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `m alerts_through` | the watermark (u64 BE); absent: 0 |
+//! | `m alerts_through` | the watermark (u64 BE); absent until first recorded |
 //! | `o <seq u64 BE> <rule id>` | version (1), the count of pending sinks (u8), then per sink its name's length (u8) and its name |
 //!
 //! Rule ids and sink names are the operator's configuration, not event data; the event an
@@ -91,7 +91,8 @@ pub(crate) fn decode(k: &[u8], v: &[u8]) -> Result<PendingAlert, StoreError> {
 }
 
 /// Records `alerts` and moves the watermark to `through`, atomically and durably. A watermark
-/// at or past `through` already means these were recorded: nothing is written.
+/// at or past `through` already means these were recorded: nothing is written. The first
+/// record (with no alerts) sets where evaluation starts.
 pub(crate) fn record(
     db: &sled::Db,
     tree: &sled::Tree,
@@ -108,7 +109,7 @@ pub(crate) fn record(
         }
     }
     let mark = crate::format::meta_key(THROUGH);
-    if watermark(tree)? >= through {
+    if watermark(tree)?.is_some_and(|w| w >= through) {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
@@ -121,12 +122,12 @@ pub(crate) fn record(
     Ok(())
 }
 
-pub(crate) fn watermark(tree: &sled::Tree) -> Result<u64, StoreError> {
+pub(crate) fn watermark(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
     match tree.get(crate::format::meta_key(THROUGH))? {
-        Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-            StoreError::Corrupt("the alerts watermark is not 8 bytes".into())
-        })?)),
-        None => Ok(0),
+        Some(v) => Ok(Some(u64::from_be_bytes(v.as_ref().try_into().map_err(
+            |_| StoreError::Corrupt("the alerts watermark is not 8 bytes".into()),
+        )?))),
+        None => Ok(None),
     }
 }
 

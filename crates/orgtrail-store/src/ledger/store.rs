@@ -148,7 +148,7 @@ impl EventStore for Ledger {
         Ledger::close(self)
     }
 
-    fn alerts_through(&self) -> Result<u64, StoreError> {
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError> {
         crate::outbox::watermark(&self.shared.tree()?)
     }
 
