@@ -78,6 +78,7 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-crypto",
                 "orgtrail-store",
                 "orgtrail-ops",
+                "orgtrail-rules",
             ][..],
         ),
         (
