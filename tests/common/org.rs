@@ -372,6 +372,15 @@ impl Log {
         }
     }
 
+    /// Like [`Log::wait_for`], but a line already read (while waiting for another) counts:
+    /// for two lines that two tasks of the collector log in either order.
+    pub(crate) fn seen_or_wait_for(&mut self, needle: &str, secs: u64) -> String {
+        if let Some(l) = self.drain().iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        self.wait_for(needle, secs)
+    }
+
     /// Everything logged so far (without waiting).
     pub(crate) fn drain(&mut self) -> &[String] {
         while let Ok(l) = self.rx.try_recv() {
