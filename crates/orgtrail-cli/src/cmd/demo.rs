@@ -298,11 +298,11 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
             "ask the collector (as the auditor, over mutual TLS): who started instance {DOC_INSTANCE}?"
         ),
     );
-    let remote = crate::cmd::remote::Remote {
-        collector: Some(url.clone()),
-        cert: Some(dir.join("auditor.pem")),
-        key: Some(dir.join("auditor.key")),
-        ca: Some(dir.join("ca/ca.pem")),
+    let remote = orgtrail_client::Remote {
+        collector: url.clone(),
+        cert: dir.join("auditor.pem"),
+        key: dir.join("auditor.key"),
+        ca: dir.join("ca/ca.pem"),
         server_name: Some("localhost".into()),
     };
     let answer = ask(&remote).await;
@@ -313,11 +313,11 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
     Ok(found)
 }
 
-async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
+async fn ask(remote: &orgtrail_client::Remote) -> anyhow::Result<bool> {
     use orgtrail_proto::v1 as pb;
-    let mut c = remote.connect().await?;
+    let mut c = crate::cmd::remote::connect(remote).await?;
     let page = c
-        .client
+        .query
         .lookup(pb::LookupRequest {
             filters: vec![
                 pb::Filter {
@@ -338,7 +338,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
     let events: Vec<StoredEvent> = page
         .events
         .into_iter()
-        .map(crate::cmd::remote::from_pb)
+        .map(orgtrail_client::from_pb)
         .collect::<Result<_, _>>()?;
     println!(
         "      $ orgtrail lookup --collector ... --event-name StartInstances --resource-name {DOC_INSTANCE}"
@@ -351,7 +351,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
 
     println!("\n      $ orgtrail stats --collector ... --by account,eventName --top 9");
     let stats = c
-        .client
+        .query
         .stats(pb::StatsRequest {
             group_by: vec![pb::GroupBy::Account as i32, pb::GroupBy::EventName as i32],
             max_groups: 9,
@@ -360,7 +360,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
         .await
         .map_err(|s| c.explain(s))?
         .into_inner();
-    let counts = crate::cmd::stats::counts_from_pb(stats);
+    let counts = orgtrail_client::counts_from_pb(stats);
     let mut out = Vec::new();
     crate::cmd::stats::print_counts(&mut out, &[Group::Account, Group::EventName], &counts)?;
     for l in String::from_utf8_lossy(&out).lines() {
