@@ -147,19 +147,64 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let d = dir.display();
     let port = PORT;
+    let (profile_note, lookup) = match write_profile(&dir) {
+        Ok((path, true)) => (
+            format!(
+                "\n  profile `demo` (the auditor's certificate, the collector on 127.0.0.1:{port}) saved in {}: it is the default",
+                path.display()
+            ),
+            "orgtrail lookup",
+        ),
+        Ok((path, false)) => (
+            format!(
+                "\n  profile `demo` (the auditor's certificate, the collector on 127.0.0.1:{port}) saved in {};\
+                 \n  your default profile is unchanged: use this one with --profile demo or ORGTRAIL_PROFILE=demo",
+                path.display()
+            ),
+            "orgtrail lookup --profile demo",
+        ),
+        Err(e) => (
+            format!(
+                "\n  (no `demo` profile written: {}; the queries below need --collector https://127.0.0.1:{port} --server-name localhost --ca {d}/ca/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key)",
+                crate::cmd::describe_error(&e)
+            ),
+            "orgtrail lookup",
+        ),
+    };
     println!(
-        "\ndone in {:.1} s; everything the demo started has stopped. Go further:\n\
+        "\ndone in {:.1} s; everything the demo started has stopped.{profile_note}\n\nGo further:\n\
          \n  orgtrail collector --config {d}/collector.toml          # listens on 127.0.0.1:{port}\
          \n  orgtrail agent --config {d}/agent-{DOC_ACCOUNT}.toml --exit-when-drained\
-         \n  orgtrail lookup --collector https://127.0.0.1:{port} --server-name localhost --ca {d}/ca/ca.pem \\\
-         \n      --cert {d}/auditor.pem --key {d}/auditor.key --event-name DeleteDBInstance\
-         \n  orgtrail lookup ... --follow                             # events as they arrive\
-         \n  orgtrail stats ... --by user,errorCode --error-code AccessDenied\
+         \n  {lookup} --event-name DeleteDBInstance\
+         \n  {lookup} --follow                             # events as they arrive\
+         \n  {} --by user,errorCode --error-code AccessDenied\
          \n  orgtrail lookup --data-dir {d}/data --keys {d}/keys --username Alice   # offline, collector stopped\
          \n  orgtrail verify --data-dir {d}/data --keys {d}/keys",
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        lookup.replace("lookup", "stats"),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the `demo` profile (the auditor, the collector of the written configuration) into
+/// the user's profile file, keeping the other profiles; it becomes the default only when there
+/// is none. Returns the file and whether `demo` is the default.
+fn write_profile(dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let mut profiles = crate::cmd::remote::load_profiles()?;
+    profiles.add(
+        "demo",
+        orgtrail_client::profile::Profile {
+            collector: Some(format!("https://127.0.0.1:{PORT}")),
+            ca: Some(dir.join("ca/ca.pem")),
+            cert: Some(dir.join("auditor.pem")),
+            key: Some(dir.join("auditor.key")),
+            server_name: Some("localhost".into()),
+        },
+        false,
+    )?;
+    profiles.save()?;
+    let is_default = profiles.file.default.as_deref() == Some("demo");
+    Ok((profiles.path, is_default))
 }
 
 /// Creates what is missing: CA, certificates, keys, configurations. True when the CA was new.

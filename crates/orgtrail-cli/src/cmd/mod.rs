@@ -16,6 +16,7 @@ pub(crate) mod ingest;
 pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
+pub(crate) mod profile;
 pub(crate) mod remote;
 pub(crate) mod selectors;
 pub(crate) mod stats;
