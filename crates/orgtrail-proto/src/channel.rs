@@ -142,3 +142,43 @@ impl tower_service::Service<Uri> for TlsConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config() -> Arc<ClientConfig> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+    }
+
+    #[test]
+    fn only_https_urls_are_accepted_and_the_name_comes_from_the_host_or_the_override() {
+        let e = TlsEndpoint::new("http://127.0.0.1:4317", None, config()).unwrap_err();
+        assert!(e.to_string().contains("TLS only"), "{e}");
+        let e = TlsEndpoint::new("collector:4317", None, config()).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = TlsEndpoint::new("https://h:1", Some("not a name!"), config()).unwrap_err();
+        assert!(matches!(e, UrlError::ServerName { .. }), "{e}");
+
+        let t = TlsEndpoint::new("https://127.0.0.1:4317", None, config()).unwrap();
+        assert_eq!(
+            t.connector.server_name,
+            ServerName::try_from("127.0.0.1").unwrap()
+        );
+        let t = TlsEndpoint::new("https://[::1]:4317", Some("localhost"), config()).unwrap();
+        assert_eq!(
+            t.connector.server_name,
+            ServerName::try_from("localhost").unwrap()
+        );
+        // The requests carry the https origin; the connector gets the plain address.
+        assert_eq!(t.endpoint.uri().to_string(), "http://[::1]:4317/");
+    }
+}
