@@ -323,6 +323,35 @@ fn a_missing_profile_or_file_is_refused_and_nothing_falls_back() {
         &["unknown field `certificate`", "line 12"],
     );
 
+    // Flags that say everything need no profile file, however broken it is: the command
+    // gets as far as connecting (nothing listens on port 1).
+    let (ca, cert, key) = (
+        p(&org.path("ca/ca.pem")),
+        p(&org.path("auditor.pem")),
+        p(&org.path("auditor.key")),
+    );
+    let full = [
+        &question[..],
+        &[
+            "--collector",
+            "https://localhost:1",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ],
+    ]
+    .concat();
+    let o = home.run(&full, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot connect to the collector at https://localhost:1"),
+        "{}",
+        stderr(&o)
+    );
+
     // `profile add` checks the certificate first and refuses plaintext; the file is unchanged.
     std::fs::remove_file(home.config()).unwrap();
     let ca = p(&org.path("ca/ca.pem"));

@@ -356,7 +356,7 @@ impl Layer {
 
 /// Where a resolved setting came from, for error messages.
 #[derive(Debug, Clone, Copy)]
-enum From<'a> {
+enum Source<'a> {
     Flag(&'static str),
     Env(&'static str),
     Profile(&'a str),
@@ -407,21 +407,22 @@ pub fn resolve(
             }
         },
     };
-    let describe = |f: From<'_>| match f {
-        From::Flag(flag) => flag.to_string(),
-        From::Env(var) => var.to_string(),
-        From::Profile(name) => profiles.describe_profile(name),
+    let describe = |f: Source<'_>| match f {
+        Source::Flag(flag) => flag.to_string(),
+        Source::Env(var) => var.to_string(),
+        Source::Profile(name) => profiles.describe_profile(name),
     };
     let pick = |flag: (&Option<String>, &'static str),
                 var: (&Option<String>, &'static str),
                 from_profile: Option<&String>|
-     -> Option<(String, From<'_>)> {
+     -> Option<(String, Source<'_>)> {
         flag.0
             .clone()
-            .map(|v| (v, From::Flag(flag.1)))
-            .or_else(|| var.0.clone().map(|v| (v, From::Env(var.1))))
+            .map(|v| (v, Source::Flag(flag.1)))
+            .or_else(|| var.0.clone().map(|v| (v, Source::Env(var.1))))
             .or_else(|| {
-                profile.and_then(|(name, _)| from_profile.map(|v| (v.clone(), From::Profile(name))))
+                profile
+                    .and_then(|(name, _)| from_profile.map(|v| (v.clone(), Source::Profile(name))))
             })
     };
     let p = profile.map(|(_, p)| p);
@@ -438,7 +439,7 @@ pub fn resolve(
         .clone()
         .or_else(|| env.server_name.clone())
         .or_else(|| match collector_from {
-            From::Profile(_) => p.and_then(|p| p.server_name.clone()),
+            Source::Profile(_) => p.and_then(|p| p.server_name.clone()),
             _ => None,
         });
     let file = |setting: &'static Setting,
@@ -448,9 +449,11 @@ pub fn resolve(
      -> Result<PathBuf, ProfileError> {
         let found = f
             .clone()
-            .map(|v| (v, From::Flag(setting.flag)))
-            .or_else(|| e.clone().map(|v| (v, From::Env(setting.env))))
-            .or_else(|| profile.and_then(|(name, _)| pf.map(|v| (v.clone(), From::Profile(name)))));
+            .map(|v| (v, Source::Flag(setting.flag)))
+            .or_else(|| e.clone().map(|v| (v, Source::Env(setting.env))))
+            .or_else(|| {
+                profile.and_then(|(name, _)| pf.map(|v| (v.clone(), Source::Profile(name))))
+            });
         let Some((path, from)) = found else {
             return Err(ProfileError::Incomplete {
                 collector: collector.clone(),

@@ -19,7 +19,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     target: crate::cmd::remote::Target,
     /// Keep running and print matching events as the collector stores them (remote only).
-    #[arg(long, conflicts_with = "data_dir")]
+    #[arg(long)]
     follow: bool,
     #[command(flatten)]
     filters: Filters,
@@ -137,7 +137,11 @@ impl Filters {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.follow {
-        // A store on disk is not followed.
+        if args.target.data_dir.is_some() {
+            anyhow::bail!(
+                "--follow watches a running collector (a store on disk is not followed): drop --data-dir, and give --collector URL --cert F --key F --ca F or use a profile"
+            );
+        }
         let r = args.target.remote.require(None)?;
         return crate::cmd::remote::runtime()?.block_on(remote(args, r));
     }

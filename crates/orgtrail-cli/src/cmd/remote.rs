@@ -54,7 +54,24 @@ impl Remote {
             server_name: self.server_name.clone(),
         };
         let env = Layer::from_env(&profile::process_env);
-        let profiles = load_profiles()?;
+        // Flags and environment that say everything, and name no profile, need no file (a
+        // script's command line works whatever the user's profile file holds).
+        let either = |a: bool, b: bool| a || b;
+        let complete = flags.profile.is_none()
+            && env.profile.is_none()
+            && either(flags.collector.is_some(), env.collector.is_some())
+            && either(flags.ca.is_some(), env.ca.is_some())
+            && either(flags.cert.is_some(), env.cert.is_some())
+            && either(flags.key.is_some(), env.key.is_some());
+        let profiles = if complete {
+            Profiles {
+                path: profile::config_path(&profile::process_env).unwrap_or_default(),
+                exists: false,
+                file: profile::ConfigFile::default(),
+            }
+        } else {
+            load_profiles()?
+        };
         Ok(profile::resolve(&flags, &env, &profiles)?.map(|r| r.remote))
     }
 
