@@ -106,6 +106,44 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn every_wrong_value_is_reported_at_once_each_with_its_line() {
+    // Values of the wrong type, an unknown key, and a wrong account id in one file: a user
+    // fixing a templated configuration learns every one in one run, not one per run.
+    let org = Org::new();
+    let bad = org.path("typed-collector.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"nowhere\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\ncolour = \"blue\"\n[tls]\ncert = \"c.pem\"\nkey = \"c.key\"\nclient_ca = \"ca.pem\"\n[organization]\nid = \"o\"\naccounts = [\"12345\"]\n[limits]\nmax_in_flight = \"many\"\nmax_event_bytes = \"huge\"\n",
+    )
+    .unwrap();
+    let out = check(&bad, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for want in [
+        "line 1",
+        "invalid socket address",
+        "line 4",
+        "unknown field `colour`",
+        "line 11",
+        "\"12345\" is not an AWS account id",
+        "line 13",
+        "line 14",
+    ] {
+        assert!(err.contains(want), "{want:?} in:\n{err}");
+    }
+    // In the order of their lines.
+    let at = |s: &str| err.find(s).unwrap();
+    assert!(
+        at("line 1,") < at("line 4,") && at("line 4,") < at("line 11,"),
+        "{err}"
+    );
+    assert!(
+        at("line 11,") < at("line 13,") && at("line 13,") < at("line 14,"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_typo_in_an_account_id_is_refused_with_its_line() {
     let org = org_with_agent();
     let c = org.collector_config(0, "");

@@ -79,6 +79,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-store",
             ][..],
         ),
+        // EventBridge patterns and the rule engine: JSON in, rule numbers out.
+        ("orgtrail-rules", &["orgtrail-core"][..]),
         (
             "orgtrail-collector",
             &[

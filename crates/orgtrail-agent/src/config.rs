@@ -283,7 +283,12 @@ impl AgentConfig {
                 path: path.display().to_string(),
                 problems,
             })?;
-        let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        // Every value serde refuses, each with its line, not only the first.
+        let mut cfg: AgentConfig =
+            orgtrail_core::config_toml::from_toml_all(&text).map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.spool_key_file.as_os_str().is_empty() {
             cfg.spool_key_file = cfg.spool_dir.join(crate::spool::KEY_FILE);

@@ -26,6 +26,50 @@ pub struct CollectorConfig {
     /// The ops listener (plain HTTP: `/healthz`, `/readyz`, `/metrics`); off when absent.
     #[serde(default)]
     pub ops: Option<orgtrail_ops::OpsConfig>,
+    /// Detection rules evaluated on every newly stored event (`[rules]`); off when absent.
+    #[serde(default)]
+    pub rules: Option<RulesConfig>,
+    /// Where alerts go (`[[alerts.file]]`).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[rules]`: which rules the collector evaluates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A directory of rule files (`.toml`, `.json`; see `orgtrail rules check`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Built-in packs: `cis` (CIS AWS Foundations v5.0, monitoring 4.1 to 4.15).
+    #[serde(default)]
+    pub packs: Vec<String>,
+}
+
+/// `[alerts]`: the sinks alerts are delivered to, each by a name rules refer to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// JSON-lines files: one alert a line, appended and synced.
+    #[serde(default)]
+    pub file: Vec<FileSinkConfig>,
+}
+
+impl AlertsConfig {
+    /// Every sink's name, in configuration order.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.file.iter().map(|f| f.name.clone()).collect()
+    }
+}
+
+/// `[[alerts.file]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The name rules use in `actions`.
+    pub name: String,
+    /// The file alerts are appended to (created with mode 0600).
+    pub path: PathBuf,
 }
 
 /// How the ledger uses its disk.
@@ -197,7 +241,12 @@ impl CollectorConfig {
                 path: path.display().to_string(),
                 problems,
             })?;
-        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        // Every value serde refuses, each with its line, not only the first.
+        let mut cfg: CollectorConfig =
+            orgtrail_core::config_toml::from_toml_all(&text).map_err(|problems| ConfigError {
+                path: path.display().to_string(),
+                problems,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut cfg.data_dir,
@@ -214,6 +263,16 @@ impl CollectorConfig {
             && r.is_relative()
         {
             *r = base.join(&*r);
+        }
+        if let Some(d) = cfg.rules.as_mut().and_then(|r| r.dir.as_mut())
+            && d.is_relative()
+        {
+            *d = base.join(&*d);
+        }
+        for f in &mut cfg.alerts.file {
+            if f.path.is_relative() {
+                f.path = base.join(&f.path);
+            }
         }
         let problems = cfg.problems();
         if problems.is_empty() {
@@ -249,6 +308,58 @@ impl CollectorConfig {
             p.push("organization: list `accounts`, or set `allow_any_account = true`".into());
         }
         p.extend(self.limits.problems());
+        p.extend(self.alert_problems());
+        p
+    }
+
+    /// Problems of `[rules]` and `[alerts]`: every rule file loads, every sink named once,
+    /// every rule's actions name configured sinks.
+    fn alert_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let names = self.alerts.sink_names();
+        let mut seen = std::collections::HashSet::new();
+        for n in &names {
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            {
+                p.push(format!(
+                    "alerts: sink name {n:?}: use 1 to 64 letters, digits, '-' or '_'"
+                ));
+            }
+            if !seen.insert(n) {
+                p.push(format!("alerts: two sinks are named {n:?}"));
+            }
+        }
+        let Some(rules) = &self.rules else {
+            return p;
+        };
+        if rules.dir.is_none() && rules.packs.is_empty() {
+            p.push(
+                "rules: give `dir` (a directory of rule files) or `packs` (e.g. [\"cis\"])".into(),
+            );
+        }
+        if names.is_empty() {
+            p.push("rules: alerts need somewhere to go: add an [[alerts.file]] sink".into());
+        }
+        match crate::alerts::load_rules(rules) {
+            Ok(set) => {
+                for r in &set.rules {
+                    for a in r.actions.iter().flatten() {
+                        if !names.contains(a) {
+                            p.push(format!(
+                                "rules: rule {} ({}) sends to {a:?}, which no [alerts] sink is named",
+                                r.id,
+                                r.file.display()
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(problems) => p.extend(problems.iter().map(|e| format!("rules: {e}"))),
+        }
         p
     }
 }

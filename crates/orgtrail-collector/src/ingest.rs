@@ -34,6 +34,8 @@ pub struct IngestService {
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// Counters for the ops listener.
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// Woken after each group commit that stored new events (the rule evaluator waits on it).
+    pub(crate) stored: Arc<tokio::sync::Notify>,
 }
 
 fn peer_certs<T>(req: &Request<T>) -> Option<Vec<Vec<u8>>> {
@@ -246,6 +248,9 @@ async fn handle_batch(
         },
         &reasons,
     );
+    if ack.stored > 0 {
+        svc.stored.notify_one();
+    }
     if kept.len() == outcome.results.len() {
         for (event, r) in kept.into_iter().zip(&outcome.results) {
             if let Appended::Stored(seq) = r {

@@ -1,6 +1,7 @@
 //! The orgtrail collector: authenticates every agent by its client certificate, validates and
 //! deduplicates events, and acknowledges each batch only once it is durable in the ledger.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod ingest;
@@ -58,6 +59,8 @@ pub enum CollectorError {
     Tls(String),
     #[error("server failed: {0}")]
     Serve(String),
+    #[error("invalid rules: {0}")]
+    Rules(String),
 }
 
 /// How long in-flight batches may take to finish once shutdown began.
@@ -164,7 +167,9 @@ pub async fn run(
     let (live, _) = tokio::sync::broadcast::channel(LIVE_BUFFER);
     let metrics = Arc::new(ops::Metrics::default());
     let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total));
+    let stored = Arc::new(tokio::sync::Notify::new());
     let service = ingest::IngestService {
+        stored: stored.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
         auth: auth.clone(),
@@ -195,6 +200,50 @@ pub async fn run(
         stopping: stopping.clone(),
         max_stats_events: cfg.limits.max_stats_events,
     };
+    // Detection: rules evaluated on stored events, alerts delivered from the ledger's outbox.
+    if let Some(rules_cfg) = &cfg.rules {
+        let rules = Arc::new(alerts::load_rules(rules_cfg).map_err(|p| {
+            CollectorError::Rules(
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?);
+        let sink_names = cfg.alerts.sink_names();
+        let mut sinks = std::collections::HashMap::new();
+        for f in &cfg.alerts.file {
+            sinks.insert(
+                f.name.clone(),
+                alerts::deliver::Sink::File(alerts::file_sink::FileSink::new(&f.path)),
+            );
+        }
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || alerts::evaluate::start(s.as_ref()))
+            .await
+            .map_err(|e| CollectorError::Serve(e.to_string()))??;
+        tracing::info!(
+            rules = rules.len(),
+            sinks = sinks.len(),
+            "detection rules loaded"
+        );
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let evaluator = alerts::evaluate::Evaluator {
+            store: store.clone(),
+            rules: rules.clone(),
+            sinks: sink_names,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
+        let deliverer = alerts::deliver::Deliverer {
+            store: store.clone(),
+            rules,
+            sinks,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(deliverer.run(wake, stopping.clone()));
+    }
+
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<IngestServer<ingest::IngestService>>()

@@ -162,8 +162,17 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     refused: Family<ReasonLabel, Counter>,
     tls_failures: Family<ReasonLabel, Counter>,
+    alerts_recorded: Counter,
+    alert_deliveries: Family<DeliveryLabel, Counter>,
     /// All accounts together, for the summary when the collector stops.
     totals: Totals,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabel {
+    /// A configured sink's name (a bounded set: the configuration's).
+    sink: String,
+    outcome: &'static str,
 }
 
 /// Counts over all accounts since the collector started.
@@ -352,6 +361,31 @@ impl Metrics {
             "TLS handshakes with clients that failed, by reason",
             self.tls_failures.clone(),
         );
+        r.register(
+            "orgtrail_collector_alerts_recorded",
+            "Alerts recorded in the outbox (one per rule and stored event it fired on)",
+            self.alerts_recorded.clone(),
+        );
+        r.register(
+            "orgtrail_collector_alert_deliveries",
+            "Attempts to deliver an alert to a sink, by sink and outcome (delivered, failed)",
+            self.alert_deliveries.clone(),
+        );
+    }
+
+    /// `n` alerts were recorded.
+    pub(crate) fn alerts_recorded(&self, n: u64) {
+        self.alerts_recorded.inc_by(n);
+    }
+
+    /// One attempt to deliver an alert to `sink`.
+    pub(crate) fn alert_delivery(&self, sink: &str, delivered: bool) {
+        self.alert_deliveries
+            .get_or_create(&DeliveryLabel {
+                sink: sink.to_owned(),
+                outcome: if delivered { "delivered" } else { "failed" },
+            })
+            .inc();
     }
 }
 

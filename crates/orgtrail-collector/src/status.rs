@@ -38,6 +38,7 @@ pub fn store_status(e: &StoreError) -> Status {
         StoreError::BadPageToken => {
             Status::invalid_argument("next_token is not one this collector issued")
         }
+        StoreError::Invalid(_) => Status::internal(e.to_string()),
     }
 }
 

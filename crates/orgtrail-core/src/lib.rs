@@ -4,6 +4,7 @@
 //!
 //! No I/O happens here beyond reading from a caller-supplied `Read`; no tokio, no sled.
 
+pub mod config_toml;
 mod decode;
 mod error;
 mod event;

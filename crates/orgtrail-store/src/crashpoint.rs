@@ -39,6 +39,18 @@ pub const STEPS: &[&str] = &[
 /// `run-register-applied` and `run-registered` points of [`STEPS`]).
 pub const UPGRADE_STEPS: &[&str] = &["upgrade-subtrees-flushed", "upgrade-before-format"];
 
+/// Crash points of the collector's alert pipeline (its hooks call [`hit_alerts`]): after an
+/// evaluated range's alerts are recorded and before any is delivered; after a sink took an
+/// alert and before the outbox notes it.
+pub const ALERT_STEPS: &[&str] = &["alerts-recorded", "alert-sent"];
+
+/// Aborts the process if `ORGTRAIL_CRASH_AT` names `step`, one of [`ALERT_STEPS`].
+#[inline]
+pub fn hit_alerts(step: &'static str) {
+    debug_assert!(ALERT_STEPS.contains(&step), "unlisted crash point {step}");
+    hit(step);
+}
+
 const UNKNOWN: u8 = 0;
 const OFF: u8 = 1;
 const ON: u8 = 2;
@@ -57,7 +69,7 @@ pub(crate) fn hit(step: &'static str) {
 #[cold]
 fn check(step: &'static str) {
     debug_assert!(
-        STEPS.contains(&step) || UPGRADE_STEPS.contains(&step),
+        STEPS.contains(&step) || UPGRADE_STEPS.contains(&step) || ALERT_STEPS.contains(&step),
         "unlisted crash point {step}"
     );
     let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()));

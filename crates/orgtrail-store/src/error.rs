@@ -65,6 +65,10 @@ pub enum StoreError {
     /// A server-side fault that is not the request's: retry.
     #[error("{reason}")]
     Unavailable { reason: String },
+    /// The caller asked for something the store cannot hold (an alert outbox entry out of
+    /// bounds): a bug of the caller, not retried.
+    #[error("invalid request to the store: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -87,7 +91,8 @@ impl StoreError {
             | StoreError::Compression(_)
             | StoreError::BadPageToken
             | StoreError::NoSigner
-            | StoreError::NoStore { .. } => false,
+            | StoreError::NoStore { .. }
+            | StoreError::Invalid(_) => false,
         }
     }
 }

@@ -18,6 +18,8 @@
 //! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
 //! | `n <first seq u64> <hour u64>` | sealed counter delta of one group commit for one UTC hour (see the `counts` module) |
 //! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
+//! | `m alerts_through` | the alert watermark: every event at or below it was evaluated by the rules (u64 BE; see the `outbox` module) |
+//! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
 //! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
@@ -65,6 +67,7 @@ mod index;
 mod ledger;
 mod log;
 mod memory;
+mod outbox;
 mod postings;
 mod query;
 mod recover;
@@ -163,6 +166,17 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Stops taking appends after those already queued, signs a last checkpoint if anything
     /// is new (with a key), and makes everything durable.
     fn close(&self) -> Result<(), StoreError>;
+    /// The alert watermark: every event at or below it has been evaluated by the rules and
+    /// its alerts recorded (see the `outbox` module). `None` until one is first recorded.
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError>;
+    /// Records the alerts of the events up to `through` and moves the watermark there, in one
+    /// atomic, durable write. A watermark already at or past `through` writes nothing.
+    fn record_alerts(&self, through: u64, alerts: &[PendingAlert]) -> Result<(), StoreError>;
+    /// Up to `limit` alerts not yet taken by every sink, oldest event first.
+    fn pending_alerts(&self, limit: usize) -> Result<Vec<PendingAlert>, StoreError>;
+    /// Notes durably that `sink` took the alert of `rule` on the event at `seq`; the alert
+    /// leaves the outbox once no sink is left. Noting it again is no error.
+    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError>;
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -205,6 +219,7 @@ pub use ledger::{
     LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
 };
 pub use memory::{MemoryConfig, MemoryStore};
+pub use outbox::PendingAlert;
 pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
     attr_matches,

@@ -49,6 +49,9 @@ struct Inner {
     frontier: Frontier,
     /// Signed checkpoints by tree size.
     checkpoints: BTreeMap<u64, String>,
+    /// The alert watermark and outbox (see the `outbox` module), by (seq, rule).
+    alerts_through: Option<u64>,
+    outbox: BTreeMap<(u64, String), Vec<String>>,
 }
 
 /// The reference model.
@@ -426,6 +429,63 @@ impl EventStore for MemoryStore {
     fn close(&self) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         self.sign_if_new(&mut inner);
+        Ok(())
+    }
+
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock()?.alerts_through)
+    }
+
+    fn record_alerts(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+    ) -> Result<(), StoreError> {
+        for a in alerts {
+            crate::outbox::check(a)?;
+            if a.seq > through {
+                return Err(StoreError::Invalid(format!(
+                    "an alert on event {} past the watermark {through}",
+                    a.seq
+                )));
+            }
+        }
+        let mut inner = self.lock()?;
+        if inner.alerts_through.is_some_and(|w| w >= through) {
+            return Ok(());
+        }
+        for a in alerts {
+            inner
+                .outbox
+                .insert((a.seq, a.rule.clone()), a.sinks.clone());
+        }
+        inner.alerts_through = Some(through);
+        Ok(())
+    }
+
+    fn pending_alerts(&self, limit: usize) -> Result<Vec<crate::PendingAlert>, StoreError> {
+        Ok(self
+            .lock()?
+            .outbox
+            .iter()
+            .take(limit)
+            .map(|((seq, rule), sinks)| crate::PendingAlert {
+                seq: *seq,
+                rule: rule.clone(),
+                sinks: sinks.clone(),
+            })
+            .collect())
+    }
+
+    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let key = (seq, rule.to_owned());
+        if let Some(sinks) = inner.outbox.get_mut(&key) {
+            sinks.retain(|s| s != sink);
+            if sinks.is_empty() {
+                inner.outbox.remove(&key);
+            }
+        }
         Ok(())
     }
 }

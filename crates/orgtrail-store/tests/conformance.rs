@@ -840,3 +840,133 @@ fn sled_counts_equal_the_oracle() {
 fn memory_counts_equal_the_oracle() {
     counts_equal_the_oracle(&MemoryStore::new());
 }
+
+/// The alert outbox: a watermark that only moves forward with the alerts recorded below it,
+/// alerts pending oldest first until every sink took them, a redelivery noted twice harmless,
+/// and entries out of bounds refused.
+fn alert_outbox(store: &dyn EventStore) {
+    use orgtrail_store::PendingAlert;
+    let alert = |seq: u64, rule: &str, sinks: &[&str]| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    assert_eq!(store.alerts_through().unwrap(), None);
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+    store
+        .record_alerts(
+            5,
+            &[
+                alert(4, "root-login", &["soc", "file"]),
+                alert(2, "trail", &["soc"]),
+            ],
+        )
+        .unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(2, "trail", &["soc"]),
+            alert(4, "root-login", &["soc", "file"])
+        ]
+    );
+    // Recording a range already recorded (a restart evaluating it again) writes nothing.
+    store
+        .record_alerts(5, &[alert(5, "other", &["soc"])])
+        .unwrap();
+    store.record_alerts(3, &[]).unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+    assert_eq!(store.pending_alerts(10).unwrap().len(), 2);
+    // A range with no alerts still moves the watermark.
+    store.record_alerts(9, &[]).unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(9));
+    // Delivery, sink by sink; noting it twice is harmless.
+    store.alert_delivered(4, "root-login", "soc").unwrap();
+    store.alert_delivered(4, "root-login", "soc").unwrap();
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(2, "trail", &["soc"]),
+            alert(4, "root-login", &["file"])
+        ]
+    );
+    store.alert_delivered(2, "trail", "soc").unwrap();
+    store.alert_delivered(4, "root-login", "file").unwrap();
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+    store.alert_delivered(7, "never", "soc").unwrap();
+    // Limits and bounds.
+    store
+        .record_alerts(
+            12,
+            &[
+                alert(10, "a", &["s"]),
+                alert(11, "b", &["s"]),
+                alert(12, "c", &["s"]),
+            ],
+        )
+        .unwrap();
+    assert_eq!(store.pending_alerts(2).unwrap().len(), 2);
+    for bad in [
+        alert(20, "x", &["s"]),
+        alert(13, "", &["s"]),
+        alert(13, "x", &[]),
+    ] {
+        let e = store
+            .record_alerts(15, std::slice::from_ref(&bad))
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{bad:?}: {e}");
+    }
+    assert_eq!(
+        store.alerts_through().unwrap(),
+        Some(12),
+        "a refused record moves nothing"
+    );
+}
+
+#[test]
+fn sled_alert_outbox() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_outbox(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_outbox() {
+    alert_outbox(&MemoryStore::new());
+}
+
+#[test]
+fn sled_alert_outbox_survives_reopening() {
+    use orgtrail_store::PendingAlert;
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = k.path().to_owned();
+    {
+        let store = sled_store(&keys, d.path());
+        store
+            .record_alerts(
+                3,
+                &[PendingAlert {
+                    seq: 3,
+                    rule: "r".into(),
+                    sinks: vec!["soc".into(), "file".into()],
+                }],
+            )
+            .unwrap();
+        store.alert_delivered(3, "r", "soc").unwrap();
+        EventStore::close(&store).unwrap();
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(&keys).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(3));
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![PendingAlert {
+            seq: 3,
+            rule: "r".into(),
+            sinks: vec!["file".into()]
+        }]
+    );
+}

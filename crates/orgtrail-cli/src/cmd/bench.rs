@@ -37,6 +37,9 @@ enum What {
     /// Evaluate 10 advanced event selectors over pre-parsed generated events on one thread:
     /// events/s.
     Selectors(crate::cmd::bench_parse::SelectorsArgs),
+    /// Match pre-parsed generated events against 10, 100 and 1,000 rules of mixed operators
+    /// on one thread: events/s, beside the rate of parsing the same events.
+    Rules(crate::cmd::bench_rules::RulesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +96,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Query(a) => crate::cmd::bench_query::run(a),
         What::Gz(a) => crate::cmd::bench_parse::gz(a),
         What::Selectors(a) => crate::cmd::bench_parse::selectors(a),
+        What::Rules(a) => crate::cmd::bench_rules::rules_bench(a),
     }
 }
 

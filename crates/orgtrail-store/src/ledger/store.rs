@@ -147,4 +147,27 @@ impl EventStore for Ledger {
     fn close(&self) -> Result<(), StoreError> {
         Ledger::close(self)
     }
+
+    fn alerts_through(&self) -> Result<Option<u64>, StoreError> {
+        crate::outbox::watermark(&self.shared.tree()?)
+    }
+
+    fn record_alerts(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+    ) -> Result<(), StoreError> {
+        self.shared.check_space()?;
+        let files = self.shared.files()?;
+        crate::outbox::record(&files.db, &files.tree, through, alerts)
+    }
+
+    fn pending_alerts(&self, limit: usize) -> Result<Vec<crate::PendingAlert>, StoreError> {
+        crate::outbox::pending(&self.shared.tree()?, limit)
+    }
+
+    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::delivered(&files.db, &files.tree, seq, rule, sink)
+    }
 }

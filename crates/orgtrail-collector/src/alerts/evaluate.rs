@@ -1,0 +1,136 @@
+//! Evaluation: the stored events past the alert watermark, in sequence order, matched against
+//! the rules; their alerts and the new watermark recorded in one durable write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orgtrail_rules::RuleSet;
+use orgtrail_store::{EventStore, PendingAlert, StoreError};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+/// Events evaluated and recorded at once.
+const RANGE: u64 = 1024;
+/// How long to wait after a store error before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What evaluation needs.
+pub(crate) struct Evaluator {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) rules: Arc<RuleSet>,
+    pub(crate) sinks: Vec<String>,
+    pub(crate) metrics: Arc<crate::ops::Metrics>,
+}
+
+/// Where evaluation starts the first time rules are on for a store: past everything already
+/// stored (rules apply to events stored from now on; history is not alerted on). Called before
+/// the collector takes events. Later starts resume from the watermark. Blocking.
+pub(crate) fn start(store: &dyn EventStore) -> Result<u64, StoreError> {
+    match store.alerts_through()? {
+        Some(w) => Ok(w),
+        None => {
+            let (head, _) = store.tree_head()?;
+            store.record_alerts(head, &[])?;
+            tracing::info!(
+                through = head,
+                "rules are on for the first time: events stored from now on are evaluated"
+            );
+            Ok(head)
+        }
+    }
+}
+
+impl Evaluator {
+    /// Evaluates until `stopping`: `stored` is woken after each group commit that stored
+    /// events, and anything left from before a restart is caught up first. Wakes `deliver`
+    /// after each recorded range that has alerts.
+    pub(crate) async fn run(
+        self,
+        stored: Arc<Notify>,
+        deliver: Arc<Notify>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        let me = Arc::new(self);
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let m = me.clone();
+            match tokio::task::spawn_blocking(move || m.step()).await {
+                Ok(Ok(Some(alerts))) => {
+                    if alerts > 0 {
+                        deliver.notify_one();
+                    }
+                    continue;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "evaluating rules failed; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the rule evaluation task failed");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+            // Nothing new: wait for the next stored event (or a stop).
+            tokio::select! {
+                () = stored.notified() => {}
+                _ = stopping.changed() => return,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// Evaluates one range past the watermark. `None` when there is nothing new; else how
+    /// many alerts it recorded. Blocking.
+    fn step(&self) -> Result<Option<usize>, StoreError> {
+        let (head, _) = self.store.tree_head()?;
+        let Some(through) = self.store.alerts_through()? else {
+            // Never evaluated: [`start`] sets the watermark before events are taken.
+            return Err(StoreError::Unavailable {
+                reason: "the alert watermark is not set".into(),
+            });
+        };
+        if head <= through {
+            return Ok(None);
+        }
+        let to = head.min(through + RANGE);
+        let mut alerts = Vec::new();
+        let mut hits = Vec::new();
+        for seq in through + 1..=to {
+            let e = self.store.read(seq)?;
+            let record: Value = match serde_json::from_slice(&e.bytes) {
+                Ok(v) => v,
+                Err(err) => {
+                    // Validated when it arrived; never expected.
+                    tracing::error!(seq, error = %err, "a stored event is not JSON; no rule can match it");
+                    continue;
+                }
+            };
+            self.rules.matches(&record, &mut hits);
+            for h in &hits {
+                let rule = &self.rules.rules[*h];
+                alerts.push(PendingAlert {
+                    seq,
+                    rule: rule.id.clone(),
+                    sinks: super::sinks_of(rule, &self.sinks),
+                });
+            }
+        }
+        self.store.record_alerts(to, &alerts)?;
+        orgtrail_store::crashpoint::hit_alerts("alerts-recorded");
+        self.metrics.alerts_recorded(alerts.len() as u64);
+        if !alerts.is_empty() {
+            tracing::info!(
+                events = to - through,
+                alerts = alerts.len(),
+                through = to,
+                "rules evaluated; alerts recorded"
+            );
+        }
+        Ok(Some(alerts.len()))
+    }
+}

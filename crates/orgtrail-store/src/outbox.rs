@@ -1,0 +1,169 @@
+//! The alert outbox: which rules fired on which stored events, and the sinks each alert has not
+//! reached yet, kept durably beside the events so that a collector killed at any moment neither
+//! loses an alert nor makes up a different one.
+//!
+//! Rules are evaluated after the group commit, on stored events in sequence order, driven by a
+//! watermark: every event at or below it has been evaluated and its alerts recorded. Recording
+//! the alerts of a range of events and moving the watermark past it is one atomic, durable
+//! write, so after a crash evaluation resumes just past the watermark and an event's alerts are
+//! recorded exactly once. An alert leaves the outbox once every one of its sinks took it;
+//! delivery is at least once (a crash between a sink's answer and this store's note of it
+//! delivers that alert to that sink again, with the same alert id).
+//!
+//! # In sled
+//!
+//! | key | value |
+//! |---|---|
+//! | `m alerts_through` | the watermark (u64 BE); absent until first recorded |
+//! | `o <seq u64 BE> <rule id>` | version (1), the count of pending sinks (u8), then per sink its name's length (u8) and its name |
+//!
+//! Rule ids and sink names are the operator's configuration, not event data; the event an
+//! alert is about is read back (and decrypted) by its sequence number when it is delivered.
+
+use crate::error::StoreError;
+
+/// One alert still to deliver: the rule that fired on the event at `seq`, and the sinks that
+/// have not taken it yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAlert {
+    pub seq: u64,
+    pub rule: String,
+    pub sinks: Vec<String>,
+}
+
+pub(crate) const OUTBOX: u8 = b'o';
+pub(crate) const THROUGH: &str = "alerts_through";
+const VERSION: u8 = 1;
+
+pub(crate) fn key(seq: u64, rule: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + rule.len());
+    k.push(OUTBOX);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(rule.as_bytes());
+    k
+}
+
+/// Checks what an outbox entry may hold: names of 1 to 255 bytes, at most 255 sinks.
+pub(crate) fn check(a: &PendingAlert) -> Result<(), StoreError> {
+    let bad = |what: String| Err(StoreError::Invalid(what));
+    if a.rule.is_empty() || a.rule.len() > 255 {
+        return bad(format!("alert rule id {:?}: 1 to 255 bytes", a.rule));
+    }
+    if a.sinks.is_empty() || a.sinks.len() > 255 {
+        return bad(format!(
+            "alert of rule {:?}: 1 to 255 sinks, not {}",
+            a.rule,
+            a.sinks.len()
+        ));
+    }
+    if let Some(s) = a.sinks.iter().find(|s| s.is_empty() || s.len() > 255) {
+        return bad(format!("alert sink name {s:?}: 1 to 255 bytes"));
+    }
+    Ok(())
+}
+
+pub(crate) fn encode_sinks(sinks: &[String]) -> Vec<u8> {
+    let mut v = vec![VERSION, sinks.len() as u8];
+    for s in sinks {
+        v.push(s.len() as u8);
+        v.extend_from_slice(s.as_bytes());
+    }
+    v
+}
+
+pub(crate) fn decode(k: &[u8], v: &[u8]) -> Result<PendingAlert, StoreError> {
+    let bad = || StoreError::Corrupt("an alert outbox entry is malformed".into());
+    let seq = u64::from_be_bytes(k.get(1..9).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+    let rule = String::from_utf8(k[9..].to_vec()).map_err(|_| bad())?;
+    if v.first() != Some(&VERSION) {
+        return Err(bad());
+    }
+    let n = *v.get(1).ok_or_else(bad)? as usize;
+    let mut at = 2;
+    let mut sinks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = *v.get(at).ok_or_else(bad)? as usize;
+        let name = v.get(at + 1..at + 1 + len).ok_or_else(bad)?;
+        sinks.push(String::from_utf8(name.to_vec()).map_err(|_| bad())?);
+        at += 1 + len;
+    }
+    Ok(PendingAlert { seq, rule, sinks })
+}
+
+/// Records `alerts` and moves the watermark to `through`, atomically and durably. A watermark
+/// at or past `through` already means these were recorded: nothing is written. The first
+/// record (with no alerts) sets where evaluation starts.
+pub(crate) fn record(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    through: u64,
+    alerts: &[PendingAlert],
+) -> Result<(), StoreError> {
+    for a in alerts {
+        check(a)?;
+        if a.seq > through {
+            return Err(StoreError::Invalid(format!(
+                "an alert on event {} past the watermark {through}",
+                a.seq
+            )));
+        }
+    }
+    let mark = crate::format::meta_key(THROUGH);
+    if watermark(tree)?.is_some_and(|w| w >= through) {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for a in alerts {
+        batch.insert(key(a.seq, &a.rule), encode_sinks(&a.sinks));
+    }
+    batch.insert(mark, &through.to_be_bytes());
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+pub(crate) fn watermark(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
+    match tree.get(crate::format::meta_key(THROUGH))? {
+        Some(v) => Ok(Some(u64::from_be_bytes(v.as_ref().try_into().map_err(
+            |_| StoreError::Corrupt("the alerts watermark is not 8 bytes".into()),
+        )?))),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn pending(tree: &sled::Tree, limit: usize) -> Result<Vec<PendingAlert>, StoreError> {
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix([OUTBOX]).take(limit) {
+        let (k, v) = kv?;
+        out.push(decode(&k, &v)?);
+    }
+    Ok(out)
+}
+
+/// Notes durably that `sink` took the alert of `rule` on event `seq`; the entry goes once no
+/// sink is left. An alert or sink not pending is no error (a redelivery noted twice).
+pub(crate) fn delivered(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    seq: u64,
+    rule: &str,
+    sink: &str,
+) -> Result<(), StoreError> {
+    let k = key(seq, rule);
+    let Some(v) = tree.get(&k)? else {
+        return Ok(());
+    };
+    let mut a = decode(&k, &v)?;
+    let before = a.sinks.len();
+    a.sinks.retain(|s| s != sink);
+    if a.sinks.len() == before {
+        return Ok(());
+    }
+    if a.sinks.is_empty() {
+        tree.remove(&k)?;
+    } else {
+        tree.insert(&k, encode_sinks(&a.sinks))?;
+    }
+    db.flush()?;
+    Ok(())
+}
