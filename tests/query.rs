@@ -6,7 +6,7 @@ mod common;
 #[path = "common/org.rs"]
 mod org;
 
-use common::{orgtrail, run, stderr, stdout};
+use common::{run, stderr, stdout};
 use org::{Collector, Follower, Org, events, p};
 
 fn lookup(args: &[String]) -> std::process::Output {
@@ -16,27 +16,14 @@ fn lookup(args: &[String]) -> std::process::Output {
     run(&all, b"")
 }
 
-/// Ships a file of events with an agent for `account` and waits until all is acknowledged.
-fn ship(org: &Org, c: &Collector, name: &str, account: &str, file: &std::path::Path) {
-    if !org.path(&format!("{name}.pem")).exists() {
-        org.issue(name, "agent", Some(account));
-    }
-    let cfg = org.agent_config(name, account, name, file, c.port);
-    let out = orgtrail()
-        .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 /// Two accounts' events in a collector: (org, collector, account A, account B).
 fn two_accounts() -> (Org, Collector, String, String) {
     let org = Org::new();
     let c = org.collector(0, "");
     let (a, fa, _) = events(&org, "a", 1500, 21);
     let (b, fb, _) = events(&org, "b", 500, 22);
-    ship(&org, &c, "agent-a", &a, &fa);
-    ship(&org, &c, "agent-b", &b, &fb);
+    org.ship(&c, "agent-a", &a, &fa);
+    org.ship(&c, "agent-b", &b, &fb);
     (org, c, a, b)
 }
 
@@ -311,7 +298,7 @@ fn follow_receives_an_event_stored_after_it_started() {
     let name = field(&first, "eventName").as_str().unwrap().to_string();
     // Subscribed (it says so) before anything is shipped.
     let mut follower = Follower::start_with(&org, &c, "auditor", &["--event-name", &name]);
-    ship(&org, &c, "agent-a", &a, &file);
+    org.ship(&c, "agent-a", &a, &file);
     let want: Vec<&str> = text
         .lines()
         .filter(|l| field(l, "eventName") == field(&first, "eventName"))

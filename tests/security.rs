@@ -756,3 +756,77 @@ fn a_reader_revoked_while_following_is_cut_off() {
     logged(&mut log, &["WARN", "refused", &id.serial, "action=follow"]);
     serves_a_good_agent(&org, &c, "good", 18);
 }
+
+/// One TLS handshake with the collector from a plain rustls client: the client connection
+/// after it, or the handshake's error.
+fn handshake(
+    port: u16,
+    config: rustls::ClientConfig,
+) -> Result<rustls::ClientConnection, std::io::Error> {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    Ok(conn)
+}
+
+#[test]
+fn the_collector_speaks_tls_1_3_only_with_the_named_suites() {
+    let org = Org::new();
+    org.issue("auditor", "auditor", None);
+    let c = org.collector(0, "");
+    let own = orgtrail_crypto::tls::load_own(
+        &org.path("auditor.pem"),
+        &org.path("auditor.key"),
+        &org.path("ca/ca.pem"),
+        orgtrail_crypto::tls::Purpose::Client,
+    )
+    .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(own.roots.clone())
+            .with_client_auth_cert(own.chain.clone(), own.key.clone_key())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    };
+
+    // A client offering TLS 1.2 and 1.3 gets 1.3, one of the named suites, and HTTP/2.
+    let conn = handshake(
+        c.port,
+        client(&[&rustls::version::TLS12, &rustls::version::TLS13]),
+    )
+    .unwrap();
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let suite = conn.negotiated_cipher_suite().unwrap().suite();
+    assert!(
+        orgtrail_crypto::tls::CIPHER_SUITES
+            .iter()
+            .any(|s| s.suite() == suite),
+        "{suite:?}"
+    );
+    assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+
+    // A client that speaks TLS 1.2 only is refused in the handshake.
+    let e = handshake(c.port, client(&[&rustls::version::TLS12])).unwrap_err();
+    let tls = orgtrail_crypto::tls::find_tls_error(&e);
+    assert!(
+        matches!(
+            tls,
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::ProtocolVersion
+                    | rustls::AlertDescription::HandshakeFailure
+            ))
+        ),
+        "{e:?}"
+    );
+}

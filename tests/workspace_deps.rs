@@ -68,6 +68,17 @@ fn internal_crates_depend_only_in_allowed_directions() {
         ("orgtrail-store", &["orgtrail-core", "orgtrail-crypto"][..]),
         // The ops listener (HTTP health, readiness, metrics) of the collector and the agent.
         ("orgtrail-ops", &[][..]),
+        // A client of the collector (CLI readers, the demo, the benches): the wire, the TLS
+        // configuration, and the store's query types.
+        (
+            "orgtrail-client",
+            &[
+                "orgtrail-core",
+                "orgtrail-proto",
+                "orgtrail-crypto",
+                "orgtrail-store",
+            ][..],
+        ),
         // EventBridge patterns and the rule engine: JSON in, rule numbers out.
         ("orgtrail-rules", &["orgtrail-core"][..]),
         (

@@ -5,9 +5,27 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// The `orgtrail` binary cargo built for these tests.
+/// The `orgtrail` binary cargo built for these tests, kept away from the user's profiles:
+/// HOME, XDG_CONFIG_HOME and ORGTRAIL_CONFIG point into the build's scratch directory, and the
+/// `ORGTRAIL_*` connection variables of the caller's shell are cleared. A test of profiles
+/// sets its own on the returned command.
 pub(crate) fn orgtrail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_orgtrail"))
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("orgtrail-test-home");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgtrail"));
+    cmd.env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("ORGTRAIL_CONFIG", home.join(".config/orgtrail/config.toml"));
+    for var in [
+        "ORGTRAIL_PROFILE",
+        "ORGTRAIL_COLLECTOR",
+        "ORGTRAIL_CA",
+        "ORGTRAIL_CERT",
+        "ORGTRAIL_KEY",
+        "ORGTRAIL_SERVER_NAME",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// Runs `orgtrail ARGS` with `stdin` as standard input.

@@ -203,6 +203,20 @@ impl Org {
         cfg
     }
 
+    /// Ships a file of events with an agent for `account` (certificate `name`, issued when
+    /// missing) and waits until all is acknowledged.
+    pub(crate) fn ship(&self, c: &Collector, name: &str, account: &str, file: &Path) {
+        if !self.path(&format!("{name}.pem")).exists() {
+            self.issue(name, "agent", Some(account));
+        }
+        let cfg = self.agent_config(name, account, name, file, c.port);
+        let out = orgtrail()
+            .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+
     /// The flags of a remote lookup with the certificate `cert` (auditor or admin).
     pub(crate) fn reader_args(&self, c: &Collector, cert: &str) -> Vec<String> {
         vec![

@@ -18,7 +18,7 @@ use orgtrail_proto::v1::{EventBatch, RejectReason};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
 pub use metrics::{DeadReason, Metrics, Summary};
@@ -77,21 +77,18 @@ fn tls_failure(collector: &str, e: &(dyn std::error::Error + 'static)) -> Option
 /// This agent's certificate, checked at start as the collector will check it: its key
 /// matches, it chains to the CA, it is valid now and meant for client authentication.
 fn check_certificate(cfg: &AgentConfig) -> Result<(), AgentError> {
+    load_certificate(cfg).map(|_| ())
+}
+
+/// [`check_certificate`], keeping what it read for the TLS configuration.
+fn load_certificate(cfg: &AgentConfig) -> Result<orgtrail_crypto::tls::OwnCertificate, AgentError> {
     orgtrail_crypto::tls::load_own(
         &cfg.tls.cert,
         &cfg.tls.key,
         &cfg.tls.ca,
         orgtrail_crypto::tls::Purpose::Client,
     )
-    .map(|_| ())
     .map_err(|e| AgentError::Certificate(e.to_string()))
-}
-
-async fn read_file(p: &std::path::Path) -> Result<Vec<u8>, AgentError> {
-    tokio::fs::read(p).await.map_err(|source| AgentError::Read {
-        path: p.display().to_string(),
-        source,
-    })
 }
 
 /// Makes what the sources read durable in the spool: a chunk (one wire batch) at a time, or
@@ -448,33 +445,25 @@ impl Backoff {
 async fn connect(cfg: &AgentConfig) -> Result<Channel, AgentError> {
     // Checked again before every connection: a certificate that expired while the agent ran
     // stops it with the reason (with TLS 1.3 the collector's refusal may reach the agent only
-    // as a closed connection).
+    // as a closed connection). The files are read on the blocking pool, not the runtime.
     let own = cfg.clone();
-    tokio::task::spawn_blocking(move || check_certificate(&own))
+    let own = tokio::task::spawn_blocking(move || load_certificate(&own))
         .await
         .map_err(|e| AgentError::Other(e.to_string()))??;
-    // PEM reads go through tokio's file API (its blocking pool), not the runtime's workers.
-    let identity = Identity::from_pem(
-        read_file(&cfg.tls.cert).await?,
-        read_file(&cfg.tls.key).await?,
-    );
+    let tls = orgtrail_crypto::tls::client_config(&own)
+        .map_err(|e| AgentError::Certificate(orgtrail_crypto::tls::describe(&e)))?;
     let timeout = Duration::from_millis(cfg.connection.connect_timeout_ms);
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read_file(&cfg.tls.ca).await?))
-        .identity(identity)
-        .timeout(timeout);
-    if let Some(n) = &cfg.server_name {
-        tls = tls.domain_name(n.clone());
-    }
-    let endpoint = Channel::from_shared(cfg.collector.clone())
-        .map_err(|e| AgentError::Other(format!("collector URL {}: {e}", cfg.collector)))?
-        .tls_config(tls)
-        .map_err(|e| AgentError::Other(format!("TLS: {e}")))?
-        .connect_timeout(timeout)
-        .http2_keep_alive_interval(Duration::from_millis(cfg.connection.keepalive_interval_ms))
-        .keep_alive_timeout(Duration::from_millis(cfg.connection.keepalive_timeout_ms))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true);
+    let endpoint =
+        orgtrail_proto::channel::TlsEndpoint::new(&cfg.collector, cfg.server_name.as_deref(), tls)
+            .map_err(|e| AgentError::Other(format!("collector URL: {e}")))?
+            .configure(|e| {
+                e.connect_timeout(timeout)
+                    .http2_keep_alive_interval(Duration::from_millis(
+                        cfg.connection.keepalive_interval_ms,
+                    ))
+                    .keep_alive_timeout(Duration::from_millis(cfg.connection.keepalive_timeout_ms))
+                    .keep_alive_while_idle(true)
+            });
     match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(r) => r.map_err(|e| {
             tls_failure(&cfg.collector, &e).unwrap_or_else(|| {

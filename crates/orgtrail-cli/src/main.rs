@@ -17,6 +17,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Agents (one per account) ship AWS CloudTrail-format events over gRPC with mutual TLS to a
 /// collector that deduplicates, envelope-encrypts and appends them to a tamper-evident store.
 ///
+/// Readers name their collector and certificate once, in a profile (`orgtrail profile add`);
+/// lookup, stats and the integrity commands then need no TLS flags.
+///
 /// Logs go to standard error. `ORGTRAIL_LOG` chooses what is logged, in tracing's EnvFilter
 /// syntax: a level (`error`, `warn` (the default), `info`, `debug`, `trace`), optionally per
 /// module, e.g. `ORGTRAIL_LOG=info` or `ORGTRAIL_LOG=warn,orgtrail_collector=debug`. At
@@ -69,6 +72,7 @@ enum Command {
         what: ConfigCommand,
     },
     Import(cmd::import::Args),
+    Profile(cmd::profile::Args),
     Lookup(Box<cmd::lookup::Args>),
     Stats(Box<cmd::stats::Args>),
     Checkpoint(cmd::integrity::CheckpointArgs),
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             what: ConfigCommand::Check(args),
         } => cmd::config::check(args),
         Command::Import(args) => cmd::import::run(args),
+        Command::Profile(args) => cmd::profile::run(args),
         Command::Lookup(args) => cmd::lookup::run(*args),
         Command::Stats(args) => cmd::stats::run(*args),
         Command::Checkpoint(args) => cmd::integrity::checkpoint(args),

@@ -1,5 +1,11 @@
-//! TLS: the checks a process makes on its own certificate before it starts, the collector's
-//! mutual-TLS server configuration, and precise words for what goes wrong in a handshake.
+//! TLS: the checks a process makes on its own certificate before it starts, the one place
+//! where orgtrail's TLS configurations are built (the collector's server side, and the client
+//! side of agents, the CLI and the benches), and precise words for what goes wrong in a
+//! handshake.
+//!
+//! Both configurations use the aws-lc-rs provider, TLS 1.3 only, the cipher suites named in
+//! [`CIPHER_SUITES`], ALPN `h2`, and mutual authentication against the organization CA. No
+//! other crate builds a `rustls::ServerConfig` or `ClientConfig`.
 //!
 //! Both sides check their own certificate, key and CA with the very verifier the peer will
 //! use (rustls' webpki, aws-lc-rs): a server certificate must chain to the configured CA and
@@ -61,8 +67,22 @@ pub struct OwnCertificate {
     pub identity: Option<crate::certs::PeerIdentity>,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+/// The TLS 1.3 cipher suites orgtrail offers and accepts, in order of preference.
+pub const CIPHER_SUITES: [rustls::SupportedCipherSuite; 3] = [
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+];
+
+/// The only protocol version orgtrail speaks.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// aws-lc-rs, restricted to [`CIPHER_SUITES`] (its default key exchange groups).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
+        cipher_suites: CIPHER_SUITES.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertFileError> {
@@ -405,8 +425,8 @@ impl ClientCertVerifier for ReportingVerifier {
 }
 
 /// The collector's TLS configuration: its own (checked) certificate, client certificates
-/// required and verified against the organization CA, HTTP/2 by ALPN, aws-lc-rs, TLS 1.3 and
-/// 1.2. `on_refused` hears of every client certificate the handshake refuses.
+/// required and verified against the organization CA, HTTP/2 by ALPN, aws-lc-rs, TLS 1.3 with
+/// [`CIPHER_SUITES`]. `on_refused` hears of every client certificate the handshake refuses.
 pub fn server_config(
     own: &OwnCertificate,
     on_refused: OnRefused,
@@ -417,9 +437,21 @@ pub fn server_config(
         .map_err(|e| Error::General(format!("client verifier: {e}")))?;
     let verifier = Arc::new(ReportingVerifier { inner, on_refused });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The TLS configuration of a client of the collector (an agent, a reader, a bench): its own
+/// (checked) certificate presented to the collector, the collector's certificate verified
+/// against the organization CA, HTTP/2 by ALPN, aws-lc-rs, TLS 1.3 with [`CIPHER_SUITES`].
+pub fn client_config(own: &OwnCertificate) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_root_certificates(own.roots.clone())
+        .with_client_auth_cert(own.chain.clone(), own.key.clone_key())?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -491,6 +523,91 @@ mod tests {
         assert!(e.problem.contains("no PEM certificate"), "{e}");
         let e = load_own(&p("nope.pem"), &p("agent.key"), &ca, Purpose::Client).unwrap_err();
         assert!(e.problem.contains("cannot read it"), "{e}");
+    }
+
+    /// Moves TLS records between two in-memory connections until neither has more to say.
+    fn exchange(
+        c: &mut rustls::ClientConnection,
+        s: &mut rustls::ServerConnection,
+    ) -> Result<(), Error> {
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let moved = !buf.is_empty();
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets()?;
+            let mut back = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut back).unwrap();
+            }
+            let answered = !back.is_empty();
+            c.read_tls(&mut &back[..]).unwrap();
+            c.process_new_packets()?;
+            if !moved && !answered {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn client_and_server_speak_tls13_with_the_named_suites_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        init_ca(&d.join("ca"), "o-example", 30).unwrap();
+        issue(&d.join("ca"), &req(Role::Server, 30), &d.join("server")).unwrap();
+        issue(&d.join("ca"), &req(Role::Auditor, 30), &d.join("reader")).unwrap();
+        let ca = d.join("ca/ca.pem");
+        let server = load_own(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            &ca,
+            Purpose::Server,
+        )
+        .unwrap();
+        let reader = load_own(
+            &d.join("reader.pem"),
+            &d.join("reader.key"),
+            &ca,
+            Purpose::Client,
+        )
+        .unwrap();
+        let sc = server_config(&server, Arc::new(|_| {})).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+        let mut c =
+            rustls::ClientConnection::new(client_config(&reader).unwrap(), name.clone()).unwrap();
+        let mut s = rustls::ServerConnection::new(sc.clone()).unwrap();
+        exchange(&mut c, &mut s).unwrap();
+        assert!(!c.is_handshaking() && !s.is_handshaking());
+        assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        let suite = c.negotiated_cipher_suite().unwrap().suite();
+        assert!(
+            CIPHER_SUITES.iter().any(|s| s.suite() == suite),
+            "{suite:?}"
+        );
+        assert_eq!(c.alpn_protocol(), Some(&b"h2"[..]));
+        // The server saw the reader's certificate.
+        assert!(s.peer_certificates().is_some_and(|p| !p.is_empty()));
+
+        // A client that offers TLS 1.2 only is refused by the server.
+        let old = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(reader.roots.clone())
+        .with_client_auth_cert(reader.chain.clone(), reader.key.clone_key())
+        .unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(old), name).unwrap();
+        let mut s = rustls::ServerConnection::new(sc).unwrap();
+        let e = exchange(&mut c, &mut s).unwrap_err();
+        assert!(
+            matches!(e, Error::PeerIncompatible(_)),
+            "a TLS 1.2 client is refused: {e:?}"
+        );
     }
 
     #[test]

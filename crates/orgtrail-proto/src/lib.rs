@@ -15,6 +15,8 @@ pub mod v1 {
     tonic::include_proto!("orgtrail.v1");
 }
 
+pub mod channel;
+
 use orgtrail_core::{EventError, RejectKind};
 
 /// Metadata keys by which the collector tells an agent its limits (in the response headers of

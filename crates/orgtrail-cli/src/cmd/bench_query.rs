@@ -173,14 +173,14 @@ fn run_in(root: &Path, a: &QueryArgs) -> anyhow::Result<std::process::ExitCode> 
         .worker_threads(2)
         .build()?;
     let (lat, acks) = rt.block_on(async {
-        let remote = crate::cmd::remote::Remote {
-            collector: Some(format!("https://127.0.0.1:{port}")),
-            cert: Some(root.join("auditor.pem")),
-            key: Some(root.join("auditor.key")),
-            ca: Some(root.join("ca/ca.pem")),
+        let remote = orgtrail_client::Remote {
+            collector: format!("https://127.0.0.1:{port}"),
+            cert: root.join("auditor.pem"),
+            key: root.join("auditor.key"),
+            ca: root.join("ca/ca.pem"),
             server_name: Some("localhost".into()),
         };
-        let mut c = remote.connect().await?;
+        let mut c = crate::cmd::remote::connect(&remote).await?;
         let ingest = tokio::spawn({
             let root = root.to_path_buf();
             let (rate, secs) = (a.rate, a.seconds);
@@ -196,7 +196,7 @@ fn run_in(root: &Path, a: &QueryArgs) -> anyhow::Result<std::process::ExitCode> 
             i += 1;
             let t = Instant::now();
             let r = c
-                .client
+                .query
                 .lookup(pb::LookupRequest {
                     filters: filters.clone(),
                     event_id: id.clone(),

@@ -2,7 +2,7 @@
 //! machine, over mutual TLS on loopback.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,9 +10,7 @@ use anyhow::{Context, bail};
 use orgtrail_crypto::certs::{self, IssueRequest, Role};
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_proto::v1::EventBatch;
-use orgtrail_proto::v1::ingest_client::IngestClient;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TransportArgs {
@@ -217,19 +215,17 @@ pub(crate) async fn latency(
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<Vec<f64>> {
-    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("reading {}", p.display()));
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(root.join("ca/ca.pem"))?))
-        .identity(Identity::from_pem(
-            read(root.join("agent.pem"))?,
-            read(root.join("agent.key"))?,
-        ))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))?
-        .tls_config(tls)?
-        .connect()
-        .await?;
-    let mut client = IngestClient::new(channel)
+    // The agent's certificate, over the same client as the readers'.
+    let remote = orgtrail_client::Remote {
+        collector: format!("https://127.0.0.1:{port}"),
+        ca: root.join("ca/ca.pem"),
+        cert: root.join("agent.pem"),
+        key: root.join("agent.key"),
+        server_name: Some("localhost".into()),
+    };
+    let mut client = crate::cmd::remote::connect(&remote)
+        .await?
+        .ingest()
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
     let per_batch = (rate / 100).max(1);

@@ -147,19 +147,64 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let d = dir.display();
     let port = PORT;
+    let (profile_note, lookup) = match write_profile(&dir) {
+        Ok((path, true)) => (
+            format!(
+                "\n  profile `demo` (the auditor's certificate, the collector on 127.0.0.1:{port}) saved in {}: it is the default",
+                path.display()
+            ),
+            "orgtrail lookup",
+        ),
+        Ok((path, false)) => (
+            format!(
+                "\n  profile `demo` (the auditor's certificate, the collector on 127.0.0.1:{port}) saved in {};\
+                 \n  your default profile is unchanged: use this one with --profile demo or ORGTRAIL_PROFILE=demo",
+                path.display()
+            ),
+            "orgtrail lookup --profile demo",
+        ),
+        Err(e) => (
+            format!(
+                "\n  (no `demo` profile written: {}; the queries below need --collector https://127.0.0.1:{port} --server-name localhost --ca {d}/ca/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key)",
+                crate::cmd::describe_error(&e)
+            ),
+            "orgtrail lookup",
+        ),
+    };
     println!(
-        "\ndone in {:.1} s; everything the demo started has stopped. Go further:\n\
+        "\ndone in {:.1} s; everything the demo started has stopped.{profile_note}\n\nGo further:\n\
          \n  orgtrail collector --config {d}/collector.toml          # listens on 127.0.0.1:{port}\
          \n  orgtrail agent --config {d}/agent-{DOC_ACCOUNT}.toml --exit-when-drained\
-         \n  orgtrail lookup --collector https://127.0.0.1:{port} --server-name localhost --ca {d}/ca/ca.pem \\\
-         \n      --cert {d}/auditor.pem --key {d}/auditor.key --event-name DeleteDBInstance\
-         \n  orgtrail lookup ... --follow                             # events as they arrive\
-         \n  orgtrail stats ... --by user,errorCode --error-code AccessDenied\
+         \n  {lookup} --event-name DeleteDBInstance\
+         \n  {lookup} --follow                             # events as they arrive\
+         \n  {} --by user,errorCode --error-code AccessDenied\
          \n  orgtrail lookup --data-dir {d}/data --keys {d}/keys --username Alice   # offline, collector stopped\
          \n  orgtrail verify --data-dir {d}/data --keys {d}/keys",
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        lookup.replace("lookup", "stats"),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the `demo` profile (the auditor, the collector of the written configuration) into
+/// the user's profile file, keeping the other profiles; it becomes the default only when there
+/// is none. Returns the file and whether `demo` is the default.
+fn write_profile(dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let mut profiles = crate::cmd::remote::load_profiles()?;
+    profiles.add(
+        "demo",
+        orgtrail_client::profile::Profile {
+            collector: Some(format!("https://127.0.0.1:{PORT}")),
+            ca: Some(dir.join("ca/ca.pem")),
+            cert: Some(dir.join("auditor.pem")),
+            key: Some(dir.join("auditor.key")),
+            server_name: Some("localhost".into()),
+        },
+        false,
+    )?;
+    profiles.save()?;
+    let is_default = profiles.file.default.as_deref() == Some("demo");
+    Ok((profiles.path, is_default))
 }
 
 /// Creates what is missing: CA, certificates, keys, configurations. True when the CA was new.
@@ -298,11 +343,11 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
             "ask the collector (as the auditor, over mutual TLS): who started instance {DOC_INSTANCE}?"
         ),
     );
-    let remote = crate::cmd::remote::Remote {
-        collector: Some(url.clone()),
-        cert: Some(dir.join("auditor.pem")),
-        key: Some(dir.join("auditor.key")),
-        ca: Some(dir.join("ca/ca.pem")),
+    let remote = orgtrail_client::Remote {
+        collector: url.clone(),
+        cert: dir.join("auditor.pem"),
+        key: dir.join("auditor.key"),
+        ca: dir.join("ca/ca.pem"),
         server_name: Some("localhost".into()),
     };
     let answer = ask(&remote).await;
@@ -313,11 +358,11 @@ async fn pipeline(dir: &Path, accounts: &[String]) -> anyhow::Result<bool> {
     Ok(found)
 }
 
-async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
+async fn ask(remote: &orgtrail_client::Remote) -> anyhow::Result<bool> {
     use orgtrail_proto::v1 as pb;
-    let mut c = remote.connect().await?;
+    let mut c = crate::cmd::remote::connect(remote).await?;
     let page = c
-        .client
+        .query
         .lookup(pb::LookupRequest {
             filters: vec![
                 pb::Filter {
@@ -338,7 +383,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
     let events: Vec<StoredEvent> = page
         .events
         .into_iter()
-        .map(crate::cmd::remote::from_pb)
+        .map(orgtrail_client::from_pb)
         .collect::<Result<_, _>>()?;
     println!(
         "      $ orgtrail lookup --collector ... --event-name StartInstances --resource-name {DOC_INSTANCE}"
@@ -351,7 +396,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
 
     println!("\n      $ orgtrail stats --collector ... --by account,eventName --top 9");
     let stats = c
-        .client
+        .query
         .stats(pb::StatsRequest {
             group_by: vec![pb::GroupBy::Account as i32, pb::GroupBy::EventName as i32],
             max_groups: 9,
@@ -360,7 +405,7 @@ async fn ask(remote: &crate::cmd::remote::Remote) -> anyhow::Result<bool> {
         .await
         .map_err(|s| c.explain(s))?
         .into_inner();
-    let counts = crate::cmd::stats::counts_from_pb(stats);
+    let counts = orgtrail_client::counts_from_pb(stats);
     let mut out = Vec::new();
     crate::cmd::stats::print_counts(&mut out, &[Group::Account, Group::EventName], &counts)?;
     for l in String::from_utf8_lossy(&out).lines() {

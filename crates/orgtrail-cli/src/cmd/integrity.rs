@@ -22,13 +22,14 @@ use orgtrail_store::{
 };
 use serde_json::{Value, json};
 
-use crate::cmd::remote::{Remote, Target};
+use crate::cmd::remote::{Remote, Target, Where};
 
 /// Print the latest signed checkpoint of a store as JSON: (tree size, root hash, time), signed
 /// with the store's signing key. Keep such files outside the system: `orgtrail verify
 /// --checkpoint FILE` later proves the store still holds exactly what the checkpoint covered.
 ///
-/// With --collector URL --cert F --key F --ca F (an auditor or admin certificate), the
+/// With a collector (the profile's, or --collector URL --cert F --key F --ca F; an auditor or
+/// admin certificate), the
 /// checkpoint comes live from a running collector: its signed note is the C2SP
 /// tlog-checkpoint text an external witness can check and co-sign.
 #[derive(Debug, clap::Args)]
@@ -56,19 +57,16 @@ pub(crate) struct CheckpointArgs {
 /// With --public-key instead of --keys, an auditor without the master key checks the tree
 /// from the stored leaf hashes and the checkpoints; the output says what could not be checked.
 ///
-/// With --collector URL --cert F --key F --ca F --public-key signing.pub, a running collector
+/// Without --data-dir, with --public-key signing.pub and a collector (the profile's, or
+/// --collector URL --cert F --key F --ca F), a running collector
 /// streams its stored leaf hashes and checkpoints and this command rebuilds the tree and checks
 /// every checkpoint itself (the collector is not asked whether it is fine). Full verification
 /// with the master key is offline only: it refuses a store a collector has open.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The store's data directory (offline; the collector must not be running on it).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "collector",
-        conflicts_with = "collector"
-    )]
+    /// The store's data directory (offline; the collector must not be running on it). Without
+    /// it, the collector of the flags, the environment or the profile is verified.
+    #[arg(long, value_name = "DIR", conflicts_with = "collector")]
     data_dir: Option<PathBuf>,
     /// Directory holding keyring.json and signing.pub (full verification, offline only).
     #[arg(
@@ -92,7 +90,8 @@ pub(crate) struct VerifyArgs {
 /// tree size, audit path and the signed checkpoint. Anyone can check it with
 /// `orgtrail verify-proof FILE --public-key signing.pub`, without access to the store.
 ///
-/// With --collector URL --cert F --key F --ca F, the proof comes live from a running collector
+/// With a collector (the profile's, or --collector URL --cert F --key F --ca F), the proof
+/// comes live from a running collector
 /// (an auditor limited to some accounts gets proofs of those accounts' events only).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProofArgs {
@@ -126,7 +125,8 @@ pub(crate) struct VerifyProofArgs {
 /// store (and written with --out, to be checked elsewhere); with --proof and --public-key, a
 /// saved proof is checked offline.
 ///
-/// With --collector URL --cert F --key F --ca F --public-key signing.pub, a running collector
+/// Without --data-dir, with --public-key signing.pub and a collector (the profile's, or
+/// --collector URL --cert F --key F --ca F), a running collector
 /// makes the proof; given one checkpoint file only, the newer is the collector's newest
 /// checkpoint (does what I saved on Monday still hold?).
 #[derive(Debug, clap::Args)]
@@ -202,13 +202,11 @@ fn write_out(out: Option<&Path>, v: &Value) -> anyhow::Result<()> {
 }
 
 pub(crate) fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
-    let found = if args.target.is_remote() {
-        remote_checkpoint(&args.target.remote, args.new, args.size)?
+    let found = if let Where::Remote(r) = args.target.resolve()? {
+        remote_checkpoint(&r, args.new, args.size)?
     } else {
         let (Some(keys), Some(data_dir)) = (&args.target.keys, &args.target.data_dir) else {
-            bail!(
-                "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
-            );
+            bail!("a store on disk needs --data-dir DIR --keys DIR");
         };
         if args.new {
             let ledger = crate::cmd::keys::open(keys, data_dir)?;
@@ -253,12 +251,12 @@ pub(crate) fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
 
 /// The newest checkpoint (signed now first, with `new`) or the one at `size`, from a collector.
 fn remote_checkpoint(
-    remote: &Remote,
+    remote: &orgtrail_client::Remote,
     new: bool,
     size: Option<u64>,
 ) -> anyhow::Result<Option<(u64, String)>> {
     crate::cmd::remote::runtime()?.block_on(async {
-        let c = remote.connect().await?;
+        let c = crate::cmd::remote::connect(remote).await?;
         let mut ic = c.integrity();
         let r = match size {
             Some(tree_size) => {
@@ -275,7 +273,7 @@ fn remote_checkpoint(
                 let cp = cp.into_inner();
                 Ok(Some((cp.tree_size, cp.note)))
             }
-            Err(s) => Err(c.explain(s)),
+            Err(s) => Err(c.explain(s).into()),
         }
     })
 }
@@ -317,14 +315,20 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             note: read_note(p)?,
         });
     }
-    if args.remote.collector.is_some() {
+    if args.data_dir.is_none() {
+        if args.keys.is_some() {
+            bail!("--keys (full verification) needs --data-dir DIR: it is offline only");
+        }
+        let remote = args.remote.require(Some(
+            "--data-dir DIR (--keys DIR or --public-key F) for a store on disk",
+        ))?;
         let Some(pk) = &args.public_key else {
             bail!(
                 "verifying a running collector needs --public-key signing.pub (full verification with --keys is offline only)"
             );
         };
         let vk = VerifyingKey::load(pk)?;
-        let report = match remote_verify(&args.remote, vk, saved) {
+        let report = match remote_verify(&remote, vk, saved) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!(
@@ -337,7 +341,7 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(print_report(&report));
     }
     let Some(data_dir) = &args.data_dir else {
-        bail!("give --data-dir DIR, or --collector URL for a running collector");
+        bail!("give --data-dir DIR, or --collector URL (or a profile) for a running collector");
     };
     let report = match (&args.keys, &args.public_key) {
         (Some(keys), _) => {
@@ -360,13 +364,13 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// Streams a collector's log and verifies it here. An error (the stream broke off, the
 /// collector refused) means nothing may be claimed.
 fn remote_verify(
-    remote: &Remote,
+    remote: &orgtrail_client::Remote,
     key: VerifyingKey,
     saved: Vec<SavedCheckpoint>,
 ) -> anyhow::Result<VerifyReport> {
     use pb::public_verify_message::Item;
     crate::cmd::remote::runtime()?.block_on(async {
-        let c = remote.connect().await?;
+        let c = crate::cmd::remote::connect(remote).await?;
         let mut stream = c
             .integrity()
             .public_verify(pb::PublicVerifyRequest {})
@@ -409,15 +413,13 @@ fn proof_json(
 }
 
 pub(crate) fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
-    if args.target.is_remote() {
-        let v = remote_proof(&args)?;
+    if let Where::Remote(r) = args.target.resolve()? {
+        let v = remote_proof(&args, &r)?;
         write_out(args.out.as_deref(), &v)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(keys), Some(data_dir)) = (&args.target.keys, &args.target.data_dir) else {
-        bail!(
-            "say where to look: --collector URL --cert F --key F --ca F for a running collector, or --data-dir DIR --keys DIR for a store on disk"
-        );
+        bail!("a store on disk needs --data-dir DIR --keys DIR");
     };
     let ledger = crate::cmd::keys::open(keys, data_dir)?;
     let event = ledger
@@ -472,9 +474,9 @@ fn to_hashes(list: Vec<Vec<u8>>, what: &str) -> anyhow::Result<Vec<Hash>> {
 
 /// An inclusion proof from a collector, as the proof file. Checked for shape here; whether
 /// it proves anything is `verify-proof`'s business (with the public key).
-fn remote_proof(args: &ProofArgs) -> anyhow::Result<Value> {
+fn remote_proof(args: &ProofArgs, remote: &orgtrail_client::Remote) -> anyhow::Result<Value> {
     crate::cmd::remote::runtime()?.block_on(async {
-        let c = args.target.remote.connect().await?;
+        let c = crate::cmd::remote::connect(remote).await?;
         let r = c
             .integrity()
             .inclusion_proof(pb::InclusionProofRequest {
@@ -571,14 +573,17 @@ pub(crate) fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn verify_consistency_cmd(args: VerifyConsistencyArgs) -> anyhow::Result<ExitCode> {
-    let (old_note, new_note, proof, vk) = if args.remote.collector.is_some() {
+    let (old_note, new_note, proof, vk) = if args.proof.is_none() && args.data_dir.is_none() {
+        let remote = args.remote.require(Some(
+            "--data-dir DIR --keys DIR to make the proof from a store, or --proof F --public-key F to check a saved one",
+        ))?;
         let Some(pk) = &args.public_key else {
             bail!("checking a collector's consistency proof needs --public-key signing.pub");
         };
         let vk = VerifyingKey::load(pk)?;
         let old = read_note(&args.checkpoints[0])?;
         let new = args.checkpoints.get(1).map(|p| read_note(p)).transpose()?;
-        let (old_note, new_note, proof) = remote_consistency(&args.remote, old, new)?;
+        let (old_note, new_note, proof) = remote_consistency(&remote, old, new)?;
         if let Some(out) = &args.out {
             write_out(
                 Some(out),
@@ -682,7 +687,7 @@ pub(crate) fn verify_consistency_cmd(args: VerifyConsistencyArgs) -> anyhow::Res
 /// checkpoint): (older note, newer note, proof). The notes are the caller's own files where
 /// given, so the proof is checked against what the auditor saved, not what the collector says.
 fn remote_consistency(
-    remote: &Remote,
+    remote: &orgtrail_client::Remote,
     old: String,
     new: Option<String>,
 ) -> anyhow::Result<(String, String, Vec<Hash>)> {
@@ -697,7 +702,7 @@ fn remote_consistency(
         );
     }
     crate::cmd::remote::runtime()?.block_on(async {
-        let c = remote.connect().await?;
+        let c = crate::cmd::remote::connect(remote).await?;
         let r = c
             .integrity()
             .consistency_proof(pb::ConsistencyProofRequest { old_size, new_size })

@@ -6,18 +6,20 @@ use std::process::ExitCode;
 use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
 use orgtrail_store::{Attr, Query, StoredEvent};
 
+use crate::cmd::remote::Where;
+
 /// Find events: who, when, from where, what resource, what outcome. Filters combine (AND)
 /// with a time range; events come newest first. No filter lists every event.
 ///
-/// Ask a running collector with --collector URL --cert F --key F --ca F (an auditor or admin
-/// certificate), or open a store on disk with --data-dir DIR --keys DIR (the collector must
-/// not be running on it).
+/// Ask a running collector: the one of your profile (`orgtrail profile add`), or
+/// --collector URL --cert F --key F --ca F (an auditor or admin certificate); or open a store
+/// on disk with --data-dir DIR --keys DIR (the collector must not be running on it).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     target: crate::cmd::remote::Target,
     /// Keep running and print matching events as the collector stores them (remote only).
-    #[arg(long, requires = "collector")]
+    #[arg(long)]
     follow: bool,
     #[command(flatten)]
     filters: Filters,
@@ -134,13 +136,17 @@ impl Filters {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.follow && !args.target.is_remote() {
-        anyhow::bail!(
-            "--follow watches a running collector: give --collector URL --cert F --key F --ca F (a store on disk is not followed)"
-        );
+    if args.follow {
+        if args.target.data_dir.is_some() {
+            anyhow::bail!(
+                "--follow watches a running collector (a store on disk is not followed): drop --data-dir, and give --collector URL --cert F --key F --ca F or use a profile"
+            );
+        }
+        let r = args.target.remote.require(None)?;
+        return crate::cmd::remote::runtime()?.block_on(remote(args, r));
     }
-    if args.target.is_remote() {
-        return crate::cmd::remote::runtime()?.block_on(remote(args));
+    if let Where::Remote(r) = args.target.resolve()? {
+        return crate::cmd::remote::runtime()?.block_on(remote(args, r));
     }
     let ledger = args.target.open_offline()?;
     let mut q = args.filters.to_query();
@@ -162,14 +168,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remote(args: Args) -> anyhow::Result<ExitCode> {
+async fn remote(args: Args, r: orgtrail_client::Remote) -> anyhow::Result<ExitCode> {
     use orgtrail_proto::v1 as pb;
-    let mut c = args.target.remote.connect().await?;
+    let mut c = crate::cmd::remote::connect(&r).await?;
     let q = args.filters.to_query();
-    let filters = crate::cmd::remote::filters(&q);
+    let filters = orgtrail_client::filters(&q);
     let stdout = io::stdout();
     if args.follow {
-        return follow(&args, c, filters).await;
+        return follow(&args, &r, c, filters).await;
     }
     let mut events = Vec::new();
     // One event by account and eventID: asked directly.
@@ -181,7 +187,7 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
         q.end,
     ) {
         match c
-            .client
+            .query
             .get_event(pb::GetEventRequest {
                 account: acct.to_string(),
                 event_id: id.clone(),
@@ -190,11 +196,11 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
         {
             Ok(r) => {
                 if let Some(e) = r.into_inner().event {
-                    events.push(crate::cmd::remote::from_pb(e)?);
+                    events.push(orgtrail_client::from_pb(e)?);
                 }
             }
             Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(c.explain(s)),
+            Err(s) => return Err(c.explain(s).into()),
         }
         let mut out = io::BufWriter::new(stdout.lock());
         print_events(&mut out, &events, &args.output)?;
@@ -204,7 +210,7 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
     let mut token = String::new();
     while events.len() < args.max {
         let page = c
-            .client
+            .query
             .lookup(pb::LookupRequest {
                 filters: filters.clone(),
                 event_id: q.event_id.clone().unwrap_or_default(),
@@ -217,7 +223,7 @@ async fn remote(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|s| c.explain(s))?
             .into_inner();
         for e in page.events {
-            events.push(crate::cmd::remote::from_pb(e)?);
+            events.push(orgtrail_client::from_pb(e)?);
         }
         if page.next_token.is_empty() {
             break;
@@ -239,6 +245,7 @@ const FOLLOW_RETRIES: u32 = 10;
 /// with status 1 after [`FOLLOW_RETRIES`] failed attempts in a row.
 async fn follow(
     args: &Args,
+    r: &orgtrail_client::Remote,
     mut c: crate::cmd::remote::Client,
     filters: Vec<orgtrail_proto::v1::Filter>,
 ) -> anyhow::Result<ExitCode> {
@@ -251,7 +258,7 @@ async fn follow(
     let mut announced = false;
     loop {
         let why = match c
-            .client
+            .query
             .follow(pb::FollowRequest {
                 filters: filters.clone(),
                 after_seq: position,
@@ -259,7 +266,7 @@ async fn follow(
             .await
         {
             // Refusals (permissions, bad filters, too far behind) are final.
-            Err(s) if !retryable(&s) => return Err(c.explain(s)),
+            Err(s) if !retryable(&s) => return Err(c.explain(s).into()),
             Err(s) => c.explain(s).to_string(),
             Ok(r) => {
                 let mut stream = r.into_inner();
@@ -280,7 +287,7 @@ async fn follow(
                             break "the collector ended the stream (it stopped or restarted)"
                                 .to_string();
                         }
-                        Err(s) if !retryable(&s) => return Err(c.explain(s)),
+                        Err(s) if !retryable(&s) => return Err(c.explain(s).into()),
                         Err(s) => break c.explain(s).to_string(),
                     };
                     failures = 0;
@@ -296,7 +303,7 @@ async fn follow(
                     // stored concurrently may arrive slightly out of seq order; a stream cut
                     // exactly between them can skip the earlier ones.)
                     position = Some(seen.max(msg.seq));
-                    let e = crate::cmd::remote::from_pb(msg)?;
+                    let e = orgtrail_client::from_pb(msg)?;
                     let mut out = stdout.lock();
                     print_one(&mut out, &e, &args.output)?;
                     out.flush()?;
@@ -319,7 +326,7 @@ async fn follow(
         );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-        if let Ok(fresh) = args.target.remote.connect().await {
+        if let Ok(fresh) = crate::cmd::remote::Client::connect(r).await {
             c = fresh;
         }
     }

@@ -17,6 +17,7 @@ pub(crate) mod ingest;
 pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;
+pub(crate) mod profile;
 pub(crate) mod remote;
 pub(crate) mod rules;
 pub(crate) mod selectors;

@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use orgtrail_core::Timestamp;
-use orgtrail_store::{Counts, Group, ScanPart, TimeSpan};
+use orgtrail_store::{Counts, Group};
+
+use crate::cmd::remote::Where;
 
 /// Count events, grouped: which accounts, services and calls are busiest, who calls, what
 /// fails. Takes the same filters and time range as `lookup`.
@@ -58,8 +60,8 @@ fn group_name(g: Group) -> &'static str {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let counts = if args.target.is_remote() {
-        crate::cmd::remote::runtime()?.block_on(remote(&args))?
+    let counts = if let Where::Remote(r) = args.target.resolve()? {
+        crate::cmd::remote::runtime()?.block_on(remote(&args, &r))?
     } else {
         let ledger = args.target.open_offline()?;
         let c = ledger.count_at_most(
@@ -78,9 +80,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remote(args: &Args) -> anyhow::Result<Counts> {
+async fn remote(args: &Args, r: &orgtrail_client::Remote) -> anyhow::Result<Counts> {
     use orgtrail_proto::v1 as pb;
-    let mut c = args.target.remote.connect().await?;
+    let mut c = crate::cmd::remote::connect(r).await?;
     let q = args.filters.to_query();
     let by = args
         .by
@@ -97,9 +99,9 @@ async fn remote(args: &Args) -> anyhow::Result<Counts> {
         })
         .collect();
     let r = c
-        .client
+        .query
         .stats(pb::StatsRequest {
-            filters: crate::cmd::remote::filters(&q),
+            filters: orgtrail_client::filters(&q),
             start_ms: q.start.map(Timestamp::millis),
             end_ms: q.end.map(Timestamp::millis),
             group_by: by,
@@ -109,25 +111,7 @@ async fn remote(args: &Args) -> anyhow::Result<Counts> {
         .await
         .map_err(|s| c.explain(s))?
         .into_inner();
-    Ok(counts_from_pb(r))
-}
-
-/// The counts a `Stats` answer carries.
-pub(crate) fn counts_from_pb(r: orgtrail_proto::v1::StatsResponse) -> Counts {
-    Counts {
-        groups: r.groups.into_iter().map(|g| (g.key, g.count)).collect(),
-        total: r.total,
-        limit_hit: r.limit_hit,
-        exact: r.exact.then_some(TimeSpan {
-            start: r.exact_start_ms,
-            end: r.exact_end_ms,
-        }),
-        scan: (!r.scan_reason.is_empty()).then_some(ScanPart {
-            reason: r.scan_reason,
-            events: r.scanned_events,
-            limit: r.scan_limit,
-        }),
-    }
+    Ok(orgtrail_client::counts_from_pb(r))
 }
 
 /// Where the counts came from: which part exactly from the counters, which by a bounded scan.
