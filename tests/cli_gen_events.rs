@@ -116,3 +116,55 @@ fn start_time_sets_the_first_event_time() {
             .starts_with("2030-05-06T07:08:")
     );
 }
+
+/// `--account ID` makes events an agent of that account may ship: every event's
+/// recipientAccountId is one of the given accounts; a malformed id is refused, and so is
+/// `--account` with `--accounts`.
+#[test]
+fn events_for_given_accounts() {
+    let out = run(
+        &[
+            "gen-events",
+            "--count",
+            "2000",
+            "--account",
+            "111122223333",
+            "--account",
+            "444455556666",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let owners: HashSet<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["recipientAccountId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let want: HashSet<String> = ["111122223333", "444455556666"]
+        .map(String::from)
+        .into_iter()
+        .collect();
+    assert_eq!(owners, want);
+    let v = run(&["validate", "-"], &out.stdout);
+    assert_eq!(stdout(&v), "valid=2000 invalid=0\n");
+
+    let bad = run(&["gen-events", "--account", "11112222333"], b"");
+    assert!(!bad.status.success());
+    assert!(
+        common::stderr(&bad).contains("not an AWS account id"),
+        "{}",
+        common::stderr(&bad)
+    );
+    let both = run(
+        &["gen-events", "--account", "111122223333", "--accounts", "2"],
+        b"",
+    );
+    assert!(!both.status.success());
+    assert!(
+        common::stderr(&both).contains("cannot be used with"),
+        "{}",
+        common::stderr(&both)
+    );
+}

@@ -93,9 +93,9 @@ fn call_region(rng: &mut Rng, acct: &Account) -> &'static str {
 }
 
 impl Model {
-    pub(crate) fn new(seed: u64, accounts: u32) -> Self {
+    pub(crate) fn new(seed: u64, accounts: u32, given: &[String]) -> Self {
         Self {
-            world: World::new(seed, accounts),
+            world: World::new(seed, accounts, given),
             tables: KINDS
                 .iter()
                 .map(|(_, k)| Table::new(kind_mask(*k)))

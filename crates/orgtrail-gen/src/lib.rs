@@ -132,7 +132,15 @@ impl std::fmt::Debug for Generator {
 impl Generator {
     /// Builds the seeded world; generation is lazy.
     pub fn new(cfg: GenConfig) -> Self {
-        let model = Model::new(cfg.seed, cfg.accounts.max(1));
+        Self::with_accounts(cfg, &[])
+    }
+
+    /// Like [`Generator::new`], but the events belong to the accounts `ids` (12-digit AWS
+    /// account ids, as `recipientAccountId` and in ARNs) instead of accounts drawn from the
+    /// seed; `cfg.accounts` is then ignored. An empty `ids` is [`Generator::new`]. Everything
+    /// else still follows the seed.
+    pub fn with_accounts(cfg: GenConfig, ids: &[String]) -> Self {
+        let model = Model::new(cfg.seed, cfg.accounts.max(1), ids);
         let dup_threshold = prob_threshold(cfg.dup_rate);
         Self {
             model,

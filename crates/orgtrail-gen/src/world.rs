@@ -245,8 +245,14 @@ pub fn account_ids(seed: u64, k: u32) -> Vec<String> {
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, accounts: u32) -> Self {
-        let ids = account_ids(seed, accounts.max(1));
+    /// The world of `seed`: `accounts` accounts with ids drawn from the seed, or the ids
+    /// `given` when it is not empty (then `accounts` is ignored).
+    pub(crate) fn new(seed: u64, accounts: u32, given: &[String]) -> Self {
+        let ids = if given.is_empty() {
+            account_ids(seed, accounts.max(1))
+        } else {
+            given.to_vec()
+        };
         let accounts = ids
             .iter()
             .enumerate()

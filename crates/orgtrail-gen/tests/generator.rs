@@ -113,6 +113,45 @@ fn account_ids_are_distinct_twelve_digits_and_seeded() {
     assert_eq!(g.account_ids().len(), 1);
 }
 
+/// `with_accounts` puts every event in the accounts given (recipientAccountId and the
+/// account in ARNs), and the seed still fixes the rest.
+#[test]
+fn given_accounts_own_every_event() {
+    let ids = vec!["111122223333".to_string(), "444455556666".to_string()];
+    let c = GenConfig {
+        count: 5_000,
+        seed: 4,
+        ..GenConfig::default()
+    };
+    let g = Generator::with_accounts(c.clone(), &ids);
+    assert_eq!(g.account_ids(), &ids[..]);
+    let events: Vec<Vec<u8>> = g.collect();
+    assert_eq!(events.len(), 5_000);
+    let drawn = account_ids(4, 3);
+    let mut seen = HashSet::new();
+    for bytes in &events {
+        let m = parse(bytes);
+        let owner = s(&m, "recipientAccountId").to_string();
+        assert!(ids.contains(&owner), "{owner}");
+        let text = String::from_utf8_lossy(bytes);
+        for d in &drawn {
+            assert!(!text.contains(d.as_str()), "a drawn account {d} in {text}");
+        }
+        seen.insert(owner);
+    }
+    assert_eq!(seen.len(), 2, "both accounts get events");
+    assert_eq!(
+        events,
+        Generator::with_accounts(c.clone(), &ids).collect::<Vec<_>>(),
+        "same seed and accounts, same bytes"
+    );
+    assert_eq!(
+        Generator::with_accounts(c.clone(), &[]).collect::<Vec<_>>(),
+        generate(c),
+        "no accounts given: the seed's"
+    );
+}
+
 #[test]
 fn every_event_is_a_well_formed_record() {
     let c = GenConfig {

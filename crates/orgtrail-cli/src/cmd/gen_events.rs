@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use orgtrail_core::Timestamp;
+use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_gen::{GenConfig, Generator};
 
 /// Print realistic CloudTrail events as JSON lines: a weighted mix of read and write APIs across
@@ -15,9 +15,15 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1000)]
     count: u64,
 
-    /// How many accounts the events belong to (recipientAccountId).
+    /// How many accounts the events belong to (recipientAccountId), with ids drawn from the
+    /// seed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     accounts: u32,
+
+    /// The account the events belong to (repeat for several), instead of accounts drawn from
+    /// the seed: give the account of the agent that ships them, whose certificate names it.
+    #[arg(long = "account", value_name = "ID", conflicts_with = "accounts")]
+    account: Vec<AccountId>,
 
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
@@ -57,10 +63,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.start {
         cfg.start_unix_secs = t.millis().div_euclid(1000);
     }
+    let mut ids: Vec<String> = Vec::new();
+    for a in &args.account {
+        let a = a.to_string();
+        if !ids.contains(&a) {
+            ids.push(a);
+        }
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = (|| -> io::Result<()> {
-        for event in Generator::new(cfg) {
+        for event in Generator::with_accounts(cfg, &ids) {
             out.write_all(&event)?;
             out.write_all(b"\n")?;
         }
