@@ -65,6 +65,11 @@ fn chart_lints_renders_and_passes_kubernetes_validate_strict() {
             && text.contains("1 ServiceMonitor(s) checked structurally"),
         "{text}"
     );
+    // Bad values (unquoted or malformed accounts, duplicates, no sources, ...) are refused.
+    assert!(
+        text.contains("8 kinds of bad values refused with their reason: ok"),
+        "{text}"
+    );
     assert!(!text.contains("FAILED"), "{text}");
 }
 
@@ -597,6 +602,14 @@ fn kube_play_of_the_rendered_pods_ships_agent_events_to_the_collector_pod() {
     assert_eq!(stdout(&left).trim(), "", "volumes left behind");
     let pods = podman(&["pod", "ps", "-q", "--filter", &format!("name={unique}")]);
     assert_eq!(stdout(&pods).trim(), "", "pods left behind");
+    let secrets = podman(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(!stdout(&secrets).contains(&unique), "secrets left behind");
+    let networks = podman(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!stdout(&networks).contains(&unique), "network left behind");
+    assert!(
+        !podman(&["image", "exists", &tag]).status.success(),
+        "image left behind"
+    );
     eprintln!(
         "kube play test: {} events from the agent pod in the collector pod; {:.1} s wall",
         want.len(),

@@ -265,8 +265,43 @@ def lint(values_files: list[str], problems: list[str]) -> None:
         problems.append(f"lint {values_files or 'defaults'}: {e}")
 
 
+# Values the chart must refuse to render, each with (part of) the message that says why.
+REFUSALS = [
+    ({"agents": [{"account": 111122223333, "sources": [{"type": "jsonl", "path": "-"}]}]},
+     "must be quoted"),
+    ({"agents": [{"account": "11112222333", "sources": [{"type": "jsonl", "path": "-"}]}]},
+     "is not 12 digits"),
+    ({"agents": [{"account": "111122223333", "sources": [{"type": "jsonl", "path": "-"}]},
+                 {"account": "111122223333", "sources": [{"type": "jsonl", "path": "-"}]}]},
+     "is listed twice"),
+    ({"agents": [{"account": "111122223333"}]}, "give at least one entry in `sources`"),
+    ({"agents": [{"account": "111122223333",
+                  "sources": [{"type": "jsonl", "path": "-", "nested": {"a": 1}}]}]},
+     "a nested table is not supported"),
+    ({"agents": [{"account": "111122223333", "spool": {"type": "hostPath"},
+                  "sources": [{"type": "jsonl", "path": "-"}]}]},
+     "give emptyDir or persistentVolumeClaim"),
+    ({"organization": {"allowAnyAccount": False}}, "the collector would admit nobody"),
+    ({"organization": {"accounts": ["1234"]}}, "is not a quoted string of 12 digits"),
+]
+
+
+def check_refusals(problems: list[str]) -> int:
+    for values, want in REFUSALS:
+        try:
+            render(values, "orgtrail", "orgtrail")
+        except helm_python.HelmError as e:
+            if want not in str(e):
+                problems.append(f"values {values} refused, but not with {want!r}: {e}")
+            continue
+        problems.append(f"values {values} rendered; want a refusal with {want!r}")
+    return len(REFUSALS)
+
+
 def cmd_check(_args) -> int:
     problems: list[str] = []
+    refused = check_refusals(problems)
+    print(f"{refused} kinds of bad values refused with their reason: {'ok' if not problems else 'FAILED'}")
     cases = [[]] + [[f] for f in sorted(glob.glob(os.path.join(CHART, "ci", "*-values.yaml")))]
     total = unvalidated = 0
     for files in cases:
