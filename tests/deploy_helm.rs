@@ -344,7 +344,7 @@ fn logs(containers: &[&str]) -> String {
 fn poll<T>(
     within: Duration,
     what: &str,
-    diag: impl Fn() -> String,
+    diag: &dyn Fn() -> String,
     mut f: impl FnMut() -> Option<T>,
 ) -> T {
     let end = Instant::now() + within;
@@ -358,6 +358,58 @@ fn poll<T>(
             diag()
         );
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits up to 120 s for `GET ip:9464/path` to answer 200.
+fn answers_200(ip: &str, path: &str, diag: &dyn Fn() -> String) {
+    poll(
+        Duration::from_secs(120),
+        &format!("GET {ip}:9464{path} answers 200"),
+        diag,
+        || get(&format!("{ip}:9464"), path).filter(|(s, _)| *s == 200),
+    );
+}
+
+/// The auditor asking the collector pod at its address, by the name in its certificate.
+struct Auditor<'a> {
+    org: &'a Org,
+    service: &'a str,
+}
+
+impl Auditor<'_> {
+    fn ask(&self, ip: &str, cmd: &str, extra: &[&str]) -> Output {
+        let o = self.org;
+        let mut args = vec![
+            cmd.to_string(),
+            "--collector".into(),
+            format!("https://{ip}:4317"),
+            "--server-name".into(),
+            self.service.to_string(),
+            "--ca".into(),
+            p(&o.path("ca/ca.pem")),
+            "--cert".into(),
+            p(&o.path("auditor.pem")),
+            "--key".into(),
+            p(&o.path("auditor.key")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, b"")
+    }
+
+    /// Every stored event (as JSON lines) once there are at least `n`, polled up to 120 s.
+    fn events_when(&self, ip: &str, n: usize, diag: &dyn Fn() -> String) -> Vec<String> {
+        poll(
+            Duration::from_secs(120),
+            &format!("the collector pod at {ip} holds the agent's {n} events"),
+            diag,
+            || {
+                let out = self.ask(ip, "lookup", &["--output", "jsonl", "--max", "100000"]);
+                let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+                (out.status.success() && lines.len() >= n).then_some(lines)
+            },
+        )
     }
 }
 
@@ -498,6 +550,17 @@ fn kube_play_of_the_rendered_pods_ships_agent_events_to_the_collector_pod() {
         "--values",
         &p(&values_file),
     ]);
+    let kube_again = org.path("kube-again.yaml");
+    check_py(&[
+        "podman",
+        "--out",
+        &p(&kube_again),
+        "--name",
+        &unique,
+        "--values",
+        &p(&values_file),
+        "--collector-only",
+    ]);
     for kind in ["Service/", "NetworkPolicy/"] {
         assert!(left_out.contains(kind), "{left_out}");
     }
@@ -512,6 +575,7 @@ fn kube_play_of_the_rendered_pods_ships_agent_events_to_the_collector_pod() {
     let collector_c = format!("{service}-collector");
     let agent_c = format!("{agent_pod}-agent");
     let diag = || logs(&[&collector_c, &agent_c]);
+    let diag: &dyn Fn() -> String = &diag;
 
     // The security context reached the containers: uid 65532, read-only root, no capabilities.
     for c in [&collector_c, &agent_c] {
@@ -534,58 +598,23 @@ fn kube_play_of_the_rendered_pods_ships_agent_events_to_the_collector_pod() {
     // an httpGet probe with curl inside the container, which a FROM-scratch image lacks).
     let collector_ip = pod_ip(&service, &network);
     let agent_ip = pod_ip(&agent_pod, &network);
-    for (ip, path) in [
-        (&collector_ip, "/healthz"),
-        (&collector_ip, "/readyz"),
-        (&agent_ip, "/healthz"),
-        (&agent_ip, "/readyz"),
-    ] {
-        poll(
-            Duration::from_secs(120),
-            &format!("GET {ip}:9464{path} answers 200"),
-            diag,
-            || get(&format!("{ip}:9464"), path).filter(|(s, _)| *s == 200),
-        );
+    for ip in [&collector_ip, &agent_ip] {
+        for path in ["/healthz", "/readyz"] {
+            answers_200(ip, path, diag);
+        }
     }
 
     // An auditor asks the collector pod, by the name in its certificate (the Service's), and
     // gets exactly the agent's events.
-    let ask = |extra: &[&str]| {
-        let mut args = vec![
-            "--collector".to_string(),
-            format!("https://{collector_ip}:4317"),
-            "--server-name".into(),
-            service.clone(),
-            "--ca".into(),
-            p(&org.path("ca/ca.pem")),
-            "--cert".into(),
-            p(&org.path("auditor.pem")),
-            "--key".into(),
-            p(&org.path("auditor.key")),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+    let auditor = Auditor {
+        org: &org,
+        service: &service,
     };
-    let stored: Vec<String> = poll(
-        Duration::from_secs(120),
-        &format!("the collector pod holds the agent's {} events", want.len()),
-        diag,
-        || {
-            let mut args = vec!["lookup".to_string()];
-            args.extend(ask(&["--output", "jsonl", "--max", "100000"]));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = run(&args, b"");
-            let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
-            (out.status.success() && lines.len() >= want.len()).then_some(lines)
-        },
-    );
+    let stored = auditor.events_when(&collector_ip, want.len(), diag);
     let got: HashSet<String> = stored.iter().cloned().collect();
     assert_eq!(got.len(), stored.len(), "nothing stored twice");
     assert_eq!(got, want, "exactly the agent's events, byte for byte");
-    let mut args = vec!["stats".to_string()];
-    args.extend(ask(&["--by", "account"]));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let stats = run(&args, b"");
+    let stats = auditor.ask(&collector_ip, "stats", &["--by", "account"]);
     assert!(stats.status.success(), "{}", stderr(&stats));
     assert!(
         stdout(&stats).contains(&account) && stdout(&stats).contains(&want.len().to_string()),
@@ -596,6 +625,21 @@ fn kube_play_of_the_rendered_pods_ships_agent_events_to_the_collector_pod() {
     // The collector's metrics count them, on the port the ServiceMonitor scrapes.
     let (_, metrics) = get(&format!("{collector_ip}:9464"), "/metrics").unwrap();
     assert!(metrics.contains(&account), "metrics name the account");
+
+    // The ledger lives on the claim: the collector pod recreated alone (no agent to ship
+    // anything again), on the claim's volume kept as a StatefulSet's is, holds every event.
+    podman_ok(&["kube", "down", &p(&kube)]);
+    guard.kube = Some(kube_again.clone());
+    podman_ok(&["kube", "play", "--network", &network, &p(&kube_again)]);
+    let collector_ip = pod_ip(&service, &network);
+    answers_200(&collector_ip, "/readyz", diag);
+    let again = auditor.events_when(&collector_ip, want.len(), diag);
+    assert_eq!(again.len(), want.len(), "nothing stored twice");
+    assert_eq!(
+        again.into_iter().collect::<HashSet<_>>(),
+        want,
+        "the recreated collector pod holds the same events"
+    );
 
     drop(guard);
     let left = podman(&["volume", "ls", "-q", "--filter", &format!("name={unique}")]);

@@ -9,7 +9,7 @@
     check.py render --out DIR [--values FILE]... [--name N] [--namespace NS]
                                      render: DIR/manifests.yaml, and each ConfigMap's entries as
                                      DIR/configmaps/NAME/KEY
-    check.py podman --out FILE [--values FILE]... [--name N]
+    check.py podman --out FILE [--values FILE]... [--name N] [--collector-only]
                                      render, then keep what `podman kube play` (4.3) runs: the
                                      ConfigMaps, the PersistentVolumeClaims, the agent Deployments,
                                      and the collector StatefulSet as a Pod named like its Service
@@ -414,6 +414,13 @@ def to_podman(docs: list[dict]) -> tuple[list[dict], list[str]]:
 def cmd_podman(args) -> int:
     docs = render(load_values(args.values), args.name, args.namespace)
     out, left = to_podman(docs)
+    if args.collector_only:
+        # For a second play after `kube down`: the collector's Pod and ConfigMap alone, without
+        # its claim, whose volume is there already (podman refuses to create it again), as a
+        # StatefulSet's claims outlive its pods.
+        out = [d for d in out
+               if d["kind"] in ("Pod", "ConfigMap")
+               and d["metadata"]["labels"].get("app.kubernetes.io/component") == "collector"]
     with open(args.out, "w") as fh:
         yaml.safe_dump_all(out, fh)
     print("left out (podman kube play 4.3 does not run these kinds): " + ", ".join(left), file=sys.stderr)
@@ -430,6 +437,9 @@ def main() -> int:
         s.add_argument("--values", action="append", default=[])
         s.add_argument("--name", default="orgtrail")
         s.add_argument("--namespace", default="orgtrail")
+        if name == "podman":
+            s.add_argument("--collector-only", action="store_true",
+                           help="the collector's Pod and ConfigMap only (its claim's volume exists)")
     args = p.parse_args()
     try:
         if args.cmd == "render":
