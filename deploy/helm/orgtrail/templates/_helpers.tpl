@@ -106,6 +106,8 @@ is the default, written out because podman's kube play (4.3) fails without it. *
 account = {{ .account | quote }}
 collector = {{ printf "https://%s:%v" (include "orgtrail.collector" $root) $c.grpcPort | quote }}
 spool_dir = "/var/lib/orgtrail/spool"
+spool_max_bytes = {{ $a.spool.maxBytes | toJson }}
+spool_min_free_bytes = {{ $a.spool.minFreeBytes | toJson }}
 
 [tls]
 cert = "/etc/orgtrail/tls/tls.crt"
