@@ -32,8 +32,11 @@ their `ops` port). Any other warning is an error.
 Beyond the schemas, every rendered pod must run as uid 65532, non-root, with a read-only root
 filesystem, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault, resources
 set, and liveness and readiness probes on the ops port's /healthz and /readyz; each Service must
-select pods that have the ports it targets; no Secret may be rendered (keys never come from
-values); and there is one agent Deployment per listed account.
+select pods that have the ports it targets; the agents' NetworkPolicy must let them out only to
+the collector's gRPC port and DNS (port 53), and the collector's let gRPC in from the agents and
+the ops port in from monitoring only; no Secret may be rendered (keys never come from values);
+there is one agent Deployment per listed account; and bad values (malformed or unquoted
+accounts, an account twice, an agent without sources, ...) are refused with their reason.
 """
 
 from __future__ import annotations
@@ -192,6 +195,47 @@ def check_services(docs: list[dict], problems: list[str]) -> None:
             problems.append(f"StatefulSet/{d['metadata']['name']}: serviceName {d['spec']['serviceName']} is not rendered")
 
 
+def check_network_policies(docs: list[dict], problems: list[str]) -> None:
+    pols = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+            for d in docs if d["kind"] == "NetworkPolicy"}
+    if set(pols) != {"collector", "agent"}:
+        problems.append(f"want a NetworkPolicy for the collector and one for the agents, got {sorted(pols)}")
+        return
+    collector = next(tpl for w, tpl in pods_of(docs) if w["kind"] == "StatefulSet")
+    clabels = collector["metadata"]["labels"]
+    grpc = next(p["containerPort"] for c in collector["spec"]["containers"]
+                for p in c["ports"] if p["name"] == "grpc")
+    a = pols["agent"]["spec"]
+    if "Egress" not in a.get("policyTypes", []):
+        problems.append("agents' NetworkPolicy does not restrict egress")
+    for rule in a.get("egress", []):
+        ports = {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+        to_collector = all("podSelector" in t and "namespaceSelector" not in t
+                           and selects(t["podSelector"]["matchLabels"], clabels)
+                           for t in rule.get("to", [])) and rule.get("to")
+        if to_collector and ports == {(grpc, "TCP")}:
+            continue
+        if ports and {p for p, _ in ports} == {53}:
+            continue
+        problems.append(f"agents' NetworkPolicy lets them out beyond the collector and DNS: {rule}")
+    c = pols["collector"]["spec"]
+    if "Ingress" not in c.get("policyTypes", []):
+        problems.append("collector's NetworkPolicy does not restrict ingress")
+    agents = [tpl["metadata"]["labels"] for w, tpl in pods_of(docs) if w["kind"] == "Deployment"]
+    for rule in c.get("ingress", []):
+        ports = {p["port"] for p in rule.get("ports", [])}
+        if ports not in ({"grpc"}, {"ops"}):
+            problems.append(f"collector's NetworkPolicy opens ports other than grpc or ops: {rule}")
+        if not rule.get("from"):
+            problems.append(f"collector's NetworkPolicy admits everyone on {ports}")
+        if ports == {"grpc"}:
+            for labels in agents:
+                if not any("podSelector" in f and "namespaceSelector" not in f
+                           and selects(f["podSelector"]["matchLabels"], labels)
+                           for f in rule["from"]):
+                    problems.append("collector's NetworkPolicy does not admit the agents on grpc")
+
+
 def check_service_monitor(sm: dict, docs: list[dict], problems: list[str]) -> None:
     where = f"ServiceMonitor/{sm['metadata']['name']}"
     spec = sm.get("spec", {})
@@ -313,6 +357,7 @@ def cmd_check(_args) -> int:
         kinds = sorted({d["kind"] for d in docs})
         check_pods(docs, values, problems)
         check_services(docs, problems)
+        check_network_policies(docs, problems)
         for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
             check_service_monitor(sm, docs, problems)
         if values.get("serviceMonitor", {}).get("enabled") and "ServiceMonitor" not in kinds:
