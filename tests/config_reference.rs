@@ -59,7 +59,7 @@ fn documented(doc: &str, title: &str) -> Vec<Key> {
 
 /// The table a key belongs to: "" (top level), "tls", "sources[jsonl]", "selectors.basic[]".
 fn table_of(key: &str) -> (&str, &str) {
-    for arr in ["sources[", "selectors.basic[]"] {
+    for arr in ["sources[", "selectors.basic[]", "alerts.file[]"] {
         if key.starts_with(arr)
             && let Some(i) = key.find("].")
         {
@@ -102,7 +102,14 @@ fn render(entries: &[(String, String)]) -> String {
             }
             arrays.push(("sources".into(), body));
         } else if let Some(t) = table.strip_suffix("[]") {
-            arrays.push((t.into(), line));
+            // The keys of one array table go in one table.
+            match arrays
+                .iter_mut()
+                .find(|(a, body)| a == t && !body.contains(&format!("{k} = ")))
+            {
+                Some((_, body)) => body.push_str(&line),
+                None => arrays.push((t.into(), line)),
+            }
         } else {
             match tables.iter_mut().find(|(t, _)| t == table) {
                 Some((_, body)) => body.push_str(&line),
@@ -141,6 +148,9 @@ const COLLECTOR_BASE: &[(&str, &str)] = &[
     ("tls.client_ca", "\"ca/ca.pem\""),
     ("organization.id", "\"o-example\""),
     ("organization.accounts", "[\"123456789012\"]"),
+    // A sink, so that the documented rules have somewhere to send alerts.
+    ("alerts.file[].name", "\"soc\""),
+    ("alerts.file[].path", "\"alerts.jsonl\""),
 ];
 
 const AGENT_BASE: &[(&str, &str)] = &[
@@ -176,6 +186,7 @@ fn org() -> Org {
     std::fs::write(d("events.jsonl"), "").unwrap();
     std::fs::write(d("revoked.txt"), "# none yet\n").unwrap();
     std::fs::create_dir_all(d("cloudtrail")).unwrap();
+    std::fs::create_dir_all(d("rules")).unwrap();
     std::fs::write(
         d("trail-selectors.json"),
         r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly","IncludeManagementEvents":true,"DataResources":[],"ExcludeManagementEventSources":[]}]}"#,
@@ -260,7 +271,17 @@ fn every_accepted_key_is_documented() {
             "Collector",
             "collector",
             COLLECTOR_BASE,
-            &["", "tls", "organization", "limits", "storage", "ops"][..],
+            &[
+                "",
+                "tls",
+                "organization",
+                "limits",
+                "storage",
+                "ops",
+                "rules",
+                "alerts",
+                "alerts.file[]",
+            ][..],
         ),
         (
             "Agent",

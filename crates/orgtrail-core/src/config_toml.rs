@@ -69,8 +69,15 @@ fn blank(text: &mut String, span: std::ops::Range<usize>, missing: bool) -> Opti
     let mut end = text[span.end..]
         .find('\n')
         .map_or(text.len(), |i| span.end + i);
+    let at_header = text[start..].trim_start().starts_with('[');
+    if !missing && at_header {
+        // A value's error reported at a table's header (serde loses the place inside
+        // internally tagged enums): blanking the header would move its keys into the table
+        // before it and report them wrongly. Stop here.
+        return None;
+    }
     if missing {
-        if !text[start..].trim_start().starts_with('[') {
+        if !at_header {
             return None;
         }
         // The table runs to the next header.
@@ -176,6 +183,31 @@ mod tests {
         eprintln!("{all}");
         assert!(all.contains("missing field `key`"), "{all}");
         assert!(all.contains("line 2"), "{all}");
+    }
+
+    #[test]
+    fn an_error_placed_at_a_table_header_is_reported_without_a_cascade() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum Source {
+            A { path: String },
+            B { path: String },
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct WithSources {
+            tls: Tls,
+            source: Option<Source>,
+            #[serde(default)]
+            sources: Vec<Source>,
+        }
+        let text = "[tls]\ncert = \"c\"\nkey = \"k\"\n[source]\ntype = \"a\"\npath = \"p\"\n[[sources]]\ntype = \"b\"\npath = \"q\"\nzz = 1\n";
+        let p = from_toml_all::<WithSources>(text).unwrap_err();
+        let all = p.join("\n---\n");
+        assert_eq!(p.len(), 1, "{all}");
+        assert!(all.contains("unknown field `zz`"), "{all}");
     }
 
     #[test]
