@@ -2,6 +2,7 @@
 //! the binary under test, and `deploy/compose/compose.yaml` under podman and podman-compose.
 //!
 //! - the compose file passes the compose-spec JSON schema (and a broken copy does not);
+//! - deploy/Dockerfile passes hadolint and keeps build.sh's layout (user, volume, entrypoint);
 //! - the image runs `--version` on a read-only root as uid 65532, and `orgtrail collector` in it
 //!   answers `/healthz` and `/readyz` on its ops listener;
 //! - compose: `up` brings the init services, the collector and both agents up; every record
@@ -139,6 +140,42 @@ fn compose_file_passes_the_compose_spec_schema() {
         common::stdout(&out),
         common::stderr(&out)
     );
+}
+
+/// `deploy/Dockerfile` cannot be built here (its base images are out of reach), so it is
+/// linted, and its runtime stage is held to the layout of the image the tests do run.
+#[test]
+fn dockerfile_passes_hadolint_and_keeps_the_layout_of_build_sh() {
+    let dockerfile = repo().join("deploy/Dockerfile");
+    let out = output(tool("hadolint").arg(&dockerfile));
+    assert!(
+        out.status.success(),
+        "hadolint deploy/Dockerfile:\n{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    let docker = std::fs::read_to_string(&dockerfile).unwrap();
+    let script = std::fs::read_to_string(repo().join("deploy/image/build.sh")).unwrap();
+    let runtime = docker.split("\nFROM ").last().expect("a runtime stage");
+    assert!(
+        runtime.starts_with("gcr.io/distroless/cc-debian12:nonroot"),
+        "{runtime}"
+    );
+    for line in [
+        "USER 65532:65532",
+        "WORKDIR /var/lib/orgtrail",
+        r#"VOLUME ["/var/lib/orgtrail"]"#,
+        r#"ENTRYPOINT ["/usr/local/bin/orgtrail"]"#,
+    ] {
+        assert!(
+            runtime.lines().any(|l| l == line),
+            "Dockerfile lacks {line}"
+        );
+        assert!(script.lines().any(|l| l == line), "build.sh lacks {line}");
+    }
+    assert!(docker.contains("cargo build --release --locked"));
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
 }
 
 /// A container and a volume of the image test; removed on drop.
@@ -490,4 +527,81 @@ fn compose_up_ships_both_accounts_answers_a_lookup_and_down_leaves_nothing() {
         "compose timings: up {up:?}, events of both agents counted after {flowed:?}, down -v {down:?}, whole test {:?}",
         t0.elapsed()
     );
+}
+
+/// What the compose `init` services run: once to create, then again and again to keep.
+#[test]
+fn certs_bootstrap_and_keys_init_if_missing_keep_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let bootstrap = |agents: &[&str]| {
+        let mut c = common::orgtrail();
+        c.args(["certs", "bootstrap", "--dir"]).arg(&pki).args([
+            "--server",
+            "collector",
+            "--auditor",
+        ]);
+        for a in agents {
+            c.args(["--agent", a]);
+        }
+        output(&mut c)
+    };
+    let first = bootstrap(&["123456789012"]);
+    assert!(first.status.success(), "{}", common::stderr(&first));
+    assert_eq!(
+        common::stdout(&first)
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["created", "issued", "issued", "issued"],
+        "{}",
+        common::stdout(&first)
+    );
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let (ca, agent) = (read("ca/ca.pem"), read("agent-123456789012.pem"));
+
+    // Again, with one more account: everything kept, only the new agent issued.
+    let again = bootstrap(&["123456789012", "347283850106"]);
+    assert!(again.status.success(), "{}", common::stderr(&again));
+    let text = common::stdout(&again);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("kept ")).count(),
+        4,
+        "{text}"
+    );
+    assert!(
+        text.contains("issued ") && text.contains("agent-347283850106.pem"),
+        "{text}"
+    );
+    assert_eq!(read("ca/ca.pem"), ca);
+    assert_eq!(read("agent-123456789012.pem"), agent);
+
+    // Half a pair is an error naming both files, and nothing is overwritten.
+    std::fs::remove_file(pki.join("agent-123456789012.key")).unwrap();
+    let half = bootstrap(&["123456789012"]);
+    assert_eq!(half.status.code(), Some(2));
+    let err = common::stderr(&half);
+    assert!(
+        err.contains("agent-123456789012.pem exist") && err.contains("agent-123456789012.key"),
+        "{err}"
+    );
+    assert_eq!(read("agent-123456789012.pem"), agent);
+
+    let keys = dir.path().join("keys");
+    let init = |extra: &[&str]| {
+        output(
+            common::orgtrail()
+                .args(["keys", "init", "--out"])
+                .arg(&keys)
+                .args(extra),
+        )
+    };
+    assert!(init(&["--if-missing"]).status.success());
+    let keyring = std::fs::read(keys.join("keyring.json")).unwrap();
+    let kept = init(&["--if-missing"]);
+    assert!(kept.status.success(), "{}", common::stderr(&kept));
+    assert!(common::stdout(&kept).starts_with("kept the existing keys"));
+    assert_eq!(std::fs::read(keys.join("keyring.json")).unwrap(), keyring);
+    // Without the flag, existing keys are still refused.
+    assert!(!init(&[]).status.success());
 }
