@@ -58,6 +58,30 @@ enum CertsCommand {
         #[arg(long, value_name = "OUT")]
         out: PathBuf,
     },
+    /// Create what a small deployment needs in one directory, keeping whatever exists already
+    /// (so it can run on every start, as deploy/compose's init service does): the CA in
+    /// DIR/ca/, the collector's certificate DIR/collector.pem (with --server), one
+    /// DIR/agent-ACCOUNT.pem per --agent, and DIR/auditor.pem (with --auditor), each with its
+    /// .key (mode 0600). A file that is there without its pair is an error, never overwritten.
+    Bootstrap {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The organization id written into the CA and every certificate it issues.
+        #[arg(long, default_value = "o-example")]
+        org: String,
+        /// A DNS name the collector answers to (repeatable): issues DIR/collector.pem.
+        #[arg(long = "server", value_name = "DNS")]
+        servers: Vec<String>,
+        /// An agent's account (repeatable): issues DIR/agent-ACCOUNT.pem.
+        #[arg(long = "agent", value_name = "ACCOUNT")]
+        agents: Vec<AccountId>,
+        /// Issue DIR/auditor.pem, an auditor of every account.
+        #[arg(long)]
+        auditor: bool,
+        /// Validity of the certificates in days (the CA: 3650).
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -108,6 +132,60 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 id.fingerprint
             );
         }
+        CertsCommand::Bootstrap {
+            dir,
+            org,
+            servers,
+            agents,
+            auditor,
+            days,
+        } => bootstrap(&dir, &org, servers, &agents, auditor, days)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bootstrap(
+    dir: &std::path::Path,
+    org: &str,
+    servers: Vec<String>,
+    agents: &[AccountId],
+    auditor: bool,
+    days: u32,
+) -> anyhow::Result<()> {
+    let ca = dir.join("ca");
+    if super::all_exist(&[ca.join("ca.pem"), ca.join("ca.key")])? {
+        println!("kept {}", ca.join("ca.pem").display());
+    } else {
+        certs::init_ca(&ca, org, 3650)?;
+        println!("created {}", ca.join("ca.pem").display());
+    }
+    let mut wanted = Vec::new();
+    if !servers.is_empty() {
+        wanted.push((Role::Server, Vec::new(), servers, "collector".to_string()));
+    }
+    for a in agents {
+        wanted.push((Role::Agent, vec![*a], Vec::new(), format!("agent-{a}")));
+    }
+    if auditor {
+        wanted.push((Role::Auditor, Vec::new(), Vec::new(), "auditor".to_string()));
+    }
+    for (role, accounts, dns, file) in wanted {
+        let out = dir.join(&file);
+        let (pem, key) = (out.with_extension("pem"), out.with_extension("key"));
+        if super::all_exist(&[pem.clone(), key])? {
+            println!("kept {}", pem.display());
+            continue;
+        }
+        let req = IssueRequest {
+            role,
+            accounts,
+            name: file,
+            dns,
+            ips: Vec::new(),
+            days,
+        };
+        certs::issue(&ca, &req, &out)?;
+        println!("issued {}", pem.display());
+    }
+    Ok(())
 }

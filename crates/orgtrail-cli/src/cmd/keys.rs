@@ -26,6 +26,10 @@ enum KeysCommand {
         /// Directory to create the keys in (created with mode 0700 if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Do nothing when DIR already holds all three files (an init step run on every
+        /// start, as in deploy/compose). Some but not all of them is still an error.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Add a new master key version; new segments are sealed under it, old ones stay readable.
     Rotate {
@@ -68,7 +72,16 @@ fn keyring_path(dir: &Path) -> PathBuf {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        KeysCommand::Init { out } => {
+        KeysCommand::Init { out, if_missing } => {
+            let files = [
+                keyring_path(&out),
+                out.join("signing.key"),
+                out.join("signing.pub"),
+            ];
+            if if_missing && super::all_exist(&files)? {
+                println!("kept the existing keys in {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             if !out.exists() {
                 create_private_dir(&out)?;
             }

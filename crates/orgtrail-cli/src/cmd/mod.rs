@@ -96,6 +96,30 @@ pub(crate) fn describe_error(e: &anyhow::Error) -> String {
     line
 }
 
+/// For `--if-missing`: true when every one of `files` exists, false when none does, and an
+/// error naming what is there and what is missing when only some do (a half-made set is not
+/// something to keep, nor to overwrite blindly).
+pub(crate) fn all_exist(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
+    let (there, missing): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.exists());
+    if missing.is_empty() {
+        return Ok(true);
+    }
+    if there.is_empty() {
+        return Ok(false);
+    }
+    let list = |v: &[&std::path::PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    anyhow::bail!(
+        "{} exist(s) but {} do(es) not: remove the partial set or restore the missing files",
+        list(&there),
+        list(&missing)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
