@@ -4,6 +4,8 @@
 //! missing-field reading each rule documents) says it should.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_rules::RuleSet;
 use serde_json::{Value, json};
@@ -412,20 +414,7 @@ fn each_rule_fires_where_it_must_and_not_where_it_must_not() {
 #[test]
 fn on_real_and_generated_events_the_pack_fires_where_the_benchmark_says() {
     let set = pack();
-    let mut events: Vec<Value> = Vec::new();
-    for f in [
-        "awsdocs.jsonl",
-        "opensearch-catalog.jsonl",
-        "panther-analysis.jsonl",
-    ] {
-        let path = format!(
-            "{}/../../tests/fixtures/corpus/events/{f}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        for l in std::fs::read_to_string(path).unwrap().lines() {
-            events.push(serde_json::from_str(l).unwrap());
-        }
-    }
+    let mut events: Vec<Value> = common::corpus_records();
     events.extend(
         Generator::new(GenConfig {
             count: 50_000,

@@ -3,26 +3,14 @@
 //! AWS builds it) the interpreter matches: on real CloudTrail records from the corpus.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use orgtrail_rules::cloudtrail::{CloudTrailRules, envelope};
 use orgtrail_rules::{Pattern, interpret};
 use serde_json::{Value, json};
 
 fn records() -> Vec<Value> {
-    let mut out = Vec::new();
-    for f in [
-        "awsdocs.jsonl",
-        "opensearch-catalog.jsonl",
-        "panther-analysis.jsonl",
-    ] {
-        let path = format!(
-            "{}/../../tests/fixtures/corpus/events/{f}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        for l in std::fs::read_to_string(path).unwrap().lines() {
-            out.push(serde_json::from_str(l).unwrap());
-        }
-    }
-    out
+    common::corpus_records()
 }
 
 /// (record form, envelope form) of the same intent.

@@ -108,7 +108,11 @@ impl Deliverer {
                 a.seq
             )))
         })?;
-        let event_id = record["eventID"].as_str().unwrap_or_default().to_owned();
+        // A record without an eventID is stored under the id derived from its bytes (as
+        // dedup keys it), and its alert id derives from that one.
+        let event_id = record["eventID"]
+            .as_str()
+            .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
         let id = alert_id(&a.rule, e.account.as_str(), &event_id);
         let body = match self.rules.rules.iter().find(|r| r.id == a.rule) {
             Some(rule) => payload(&record, &id, rule),
