@@ -59,7 +59,12 @@ fn documented(doc: &str, title: &str) -> Vec<Key> {
 
 /// The table a key belongs to: "" (top level), "tls", "sources[jsonl]", "selectors.basic[]".
 fn table_of(key: &str) -> (&str, &str) {
-    for arr in ["sources[", "selectors.basic[]", "alerts.file[]"] {
+    for arr in [
+        "sources[",
+        "selectors.basic[]",
+        "alerts.file[]",
+        "alerts.webhook[]",
+    ] {
         if key.starts_with(arr)
             && let Some(i) = key.find("].")
         {
@@ -151,6 +156,13 @@ const COLLECTOR_BASE: &[(&str, &str)] = &[
     // A sink, so that the documented rules have somewhere to send alerts.
     ("alerts.file[].name", "\"soc\""),
     ("alerts.file[].path", "\"alerts.jsonl\""),
+    // A webhook sink, so that each of its keys is tried in a complete table.
+    ("alerts.webhook[].name", "\"hook\""),
+    (
+        "alerts.webhook[].url",
+        "\"https://alerts.example/orgtrail\"",
+    ),
+    ("alerts.webhook[].secret_file", "\"webhook.secret\""),
 ];
 
 const AGENT_BASE: &[(&str, &str)] = &[
@@ -185,6 +197,7 @@ fn org() -> Org {
     std::fs::copy(d("server.key"), d("collector.key")).unwrap();
     std::fs::write(d("events.jsonl"), "").unwrap();
     std::fs::write(d("revoked.txt"), "# none yet\n").unwrap();
+    std::fs::write(d("webhook.secret"), "not-a-real-secret\n").unwrap();
     std::fs::create_dir_all(d("cloudtrail")).unwrap();
     std::fs::create_dir_all(d("rules")).unwrap();
     std::fs::write(
@@ -281,6 +294,7 @@ fn every_accepted_key_is_documented() {
                 "rules",
                 "alerts",
                 "alerts.file[]",
+                "alerts.webhook[]",
             ][..],
         ),
         (

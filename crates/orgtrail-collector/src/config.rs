@@ -53,12 +53,19 @@ pub struct AlertsConfig {
     /// JSON-lines files: one alert a line, appended and synced.
     #[serde(default)]
     pub file: Vec<FileSinkConfig>,
+    /// Webhooks: each alert POSTed as JSON, signed with HMAC-SHA-256.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSinkConfig>,
 }
 
 impl AlertsConfig {
     /// Every sink's name, in configuration order.
     pub fn sink_names(&self) -> Vec<String> {
-        self.file.iter().map(|f| f.name.clone()).collect()
+        self.file
+            .iter()
+            .map(|f| f.name.clone())
+            .chain(self.webhook.iter().map(|w| w.name.clone()))
+            .collect()
     }
 }
 
@@ -70,6 +77,112 @@ pub struct FileSinkConfig {
     pub name: String,
     /// The file alerts are appended to (created with mode 0600).
     pub path: PathBuf,
+}
+
+/// `[[alerts.webhook]]`: alerts POSTed to an HTTP(S) receiver (see `alerts::webhook` for the
+/// request and its signature).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    /// The name rules use in `actions`.
+    pub name: String,
+    /// The receiver: `https://HOST[:PORT]/PATH` (or `http://`, for a receiver on the same
+    /// host or a trusted network).
+    pub url: String,
+    /// A file holding the HMAC-SHA-256 key the requests are signed with (its bytes, a
+    /// trailing newline dropped). Missing, empty or unreadable refuses to start.
+    pub secret_file: PathBuf,
+    /// A PEM file of the CA(s) an `https://` receiver's certificate must chain to (a private
+    /// CA); without it, Mozilla's roots (compiled in).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connecting (TCP and TLS) must finish within this, milliseconds (or a duration: "5s").
+    #[serde(
+        default = "webhook_defaults::connect_timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub connect_timeout_ms: u64,
+    /// One request (connecting included) must be answered within this, milliseconds (or a
+    /// duration: "10s").
+    #[serde(
+        default = "webhook_defaults::timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub timeout_ms: u64,
+    /// Attempts at one alert before it becomes a dead letter for this sink.
+    #[serde(default = "webhook_defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// The first wait after a failed attempt, milliseconds (or a duration: "200ms"); it
+    /// doubles (with jitter) up to `backoff_max_ms`.
+    #[serde(
+        default = "webhook_defaults::backoff_initial_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub backoff_initial_ms: u64,
+    /// The longest wait between attempts, milliseconds (or a duration: "1m").
+    #[serde(
+        default = "webhook_defaults::backoff_max_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub backoff_max_ms: u64,
+}
+
+/// The defaults of `[[alerts.webhook]]`.
+pub mod webhook_defaults {
+    pub(crate) fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub(crate) fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub(crate) fn max_attempts() -> u32 {
+        10
+    }
+    pub(crate) fn backoff_initial_ms() -> u64 {
+        200
+    }
+    pub(crate) fn backoff_max_ms() -> u64 {
+        60_000
+    }
+}
+
+impl WebhookSinkConfig {
+    /// Every problem of this sink's settings, its secret and CA files read.
+    pub fn problems(&self) -> Vec<String> {
+        let at = format!("alerts.webhook {:?}", self.name);
+        let mut p = Vec::new();
+        if let Err(e) = crate::alerts::webhook::Target::parse(&self.url) {
+            p.push(format!("{at}: url: {e}"));
+        }
+        if let Err(e) = crate::alerts::webhook::read_secret(&self.secret_file) {
+            p.push(format!("{at}: secret_file: {e}"));
+        }
+        if let Some(ca) = &self.ca_file
+            && let Err(e) = orgtrail_crypto::tls::read_roots(ca)
+        {
+            p.push(format!("{at}: ca_file: {e}"));
+        }
+        for (key, v, least, most) in [
+            ("connect_timeout_ms", self.connect_timeout_ms, 1, 600_000),
+            ("timeout_ms", self.timeout_ms, 1, 600_000),
+            ("backoff_initial_ms", self.backoff_initial_ms, 1, 3_600_000),
+            ("backoff_max_ms", self.backoff_max_ms, 1, 86_400_000),
+            ("max_attempts", u64::from(self.max_attempts), 1, 1_000_000),
+        ] {
+            if !(least..=most).contains(&v) {
+                p.push(format!(
+                    "{at}: {key} = {v} is out of range: give {least} to {most}"
+                ));
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            p.push(format!(
+                "{at}: backoff_max_ms ({}) is smaller than backoff_initial_ms ({})",
+                self.backoff_max_ms, self.backoff_initial_ms
+            ));
+        }
+        p
+    }
 }
 
 /// How the ledger uses its disk.
@@ -274,6 +387,13 @@ impl CollectorConfig {
                 f.path = base.join(&f.path);
             }
         }
+        for w in &mut cfg.alerts.webhook {
+            for p in std::iter::once(&mut w.secret_file).chain(w.ca_file.as_mut()) {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -333,6 +453,9 @@ impl CollectorConfig {
                 p.push(format!("alerts: two sinks are named {n:?}"));
             }
         }
+        for w in &self.alerts.webhook {
+            p.extend(w.problems());
+        }
         let Some(rules) = &self.rules else {
             return p;
         };
@@ -342,7 +465,7 @@ impl CollectorConfig {
             );
         }
         if names.is_empty() {
-            p.push("rules: alerts need somewhere to go: add an [[alerts.file]] sink".into());
+            p.push("rules: alerts need somewhere to go: add an [[alerts.file]] or [[alerts.webhook]] sink".into());
         }
         match crate::alerts::load_rules(rules) {
             Ok(set) => {

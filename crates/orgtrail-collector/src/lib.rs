@@ -61,6 +61,9 @@ pub enum CollectorError {
     Serve(String),
     #[error("invalid rules: {0}")]
     Rules(String),
+    /// An alert sink that cannot be set up (its message names the sink and the file).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// How long in-flight batches may take to finish once shutdown began.
@@ -216,6 +219,13 @@ pub async fn run(
             sinks.insert(
                 f.name.clone(),
                 alerts::deliver::Sink::File(alerts::file_sink::FileSink::new(&f.path)),
+            );
+        }
+        for w in &cfg.alerts.webhook {
+            let sink = alerts::webhook::WebhookSink::new(w).map_err(CollectorError::Sink)?;
+            sinks.insert(
+                w.name.clone(),
+                alerts::deliver::Sink::Webhook(Box::new(sink)),
             );
         }
         let s = store.clone();

@@ -164,8 +164,16 @@ pub struct Metrics {
     tls_failures: Family<ReasonLabel, Counter>,
     alerts_recorded: Counter,
     alert_deliveries: Family<DeliveryLabel, Counter>,
+    alert_dead_letters: Family<SinkLabel, Counter>,
+    alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
     /// All accounts together, for the summary when the collector stops.
     totals: Totals,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    /// A configured sink's name (a bounded set: the configuration's).
+    sink: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -371,6 +379,31 @@ impl Metrics {
             "Attempts to deliver an alert to a sink, by sink and outcome (delivered, failed)",
             self.alert_deliveries.clone(),
         );
+        r.register(
+            "orgtrail_collector_alert_dead_letters",
+            "Alerts a sink gave up on (attempts exhausted, or refused by the receiver) and kept as dead letters, by sink",
+            self.alert_dead_letters.clone(),
+        );
+        r.register(
+            "orgtrail_collector_alert_dead_letters_held",
+            "Alert dead letters in the ledger, waiting for `orgtrail alerts dead-letters --retry`",
+            self.alert_dead_letters_held.clone(),
+        );
+    }
+
+    /// `sink` gave up on an alert: one more dead letter held.
+    pub(crate) fn alert_dead_lettered(&self, sink: &str) {
+        self.alert_dead_letters
+            .get_or_create(&SinkLabel {
+                sink: sink.to_owned(),
+            })
+            .inc();
+        self.alert_dead_letters_held.inc();
+    }
+
+    /// The dead letters held, as counted from the ledger at start.
+    pub(crate) fn set_dead_letters_held(&self, n: i64) {
+        self.alert_dead_letters_held.set(n);
     }
 
     /// `n` alerts were recorded.

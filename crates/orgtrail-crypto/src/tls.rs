@@ -456,6 +456,36 @@ pub fn client_config(own: &OwnCertificate) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of the webhook alert sink, a client of servers outside the
+/// organization: the server's certificate verified against `ca_file` (a PEM bundle, for a
+/// receiver with a private CA) or else Mozilla's roots compiled in (`webpki-roots`; not the
+/// system's store, which the FROM-scratch image does not have); no client certificate;
+/// aws-lc-rs with its default suites, TLS 1.3 and 1.2 (receivers outside our control may
+/// not speak 1.3 yet); ALPN `http/1.1`.
+pub fn https_client_config(
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, CertFileError> {
+    let roots = match ca_file {
+        Some(path) => read_roots(path)?,
+        None => Arc::new(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
+    };
+    let problem = |e: Error| CertFileError {
+        path: ca_file.map(Path::to_owned).unwrap_or_default(),
+        problem: format!("cannot build a TLS configuration: {e}"),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+    .map_err(problem)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
 //! | `m alerts_through` | the alert watermark: every event at or below it was evaluated by the rules (u64 BE; see the `outbox` module) |
 //! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
+//! | `D <seq u64> <rule id length u8> <rule id> <sink>` | an alert a sink gave up on (a dead letter): version, attempts, when, the last error (see the `outbox` module) |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
 //! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
@@ -177,6 +178,22 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Notes durably that `sink` took the alert of `rule` on the event at `seq`; the alert
     /// leaves the outbox once no sink is left. Noting it again is no error.
     fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError>;
+    /// Up to `limit` alerts of the outbox after the one of (`seq`, `rule`) in outbox order
+    /// (oldest event first), or from the first with `None`: a sink's delivery loop reads on
+    /// from the last alert it handled.
+    fn pending_alerts_after(
+        &self,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError>;
+    /// Moves (alert, sink) from the outbox to a dead letter, in one atomic, durable write.
+    /// False (nothing written) when that sink is not pending for that alert.
+    fn dead_letter_alert(&self, letter: &DeadLetter) -> Result<bool, StoreError>;
+    /// Up to `limit` dead letters, oldest event first.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Moves the dead letters of `sink` (or all) back to the outbox, in one atomic, durable
+    /// write; returns those moved.
+    fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -219,7 +236,7 @@ pub use ledger::{
     LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
 };
 pub use memory::{MemoryConfig, MemoryStore};
-pub use outbox::PendingAlert;
+pub use outbox::{DeadLetter, MAX_ERROR as MAX_DEAD_LETTER_ERROR, PendingAlert};
 pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
     attr_matches,

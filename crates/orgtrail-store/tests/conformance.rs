@@ -970,3 +970,186 @@ fn sled_alert_outbox_survives_reopening() {
         }]
     );
 }
+
+/// Dead letters: a sink that gave up moves (alert, sink) out of the outbox into a dead letter
+/// (the other sinks keep the alert pending), listed oldest first with its attempts and error;
+/// a retry (of one sink or all) moves it back; a sink not pending makes no dead letter; and
+/// each sink's delivery loop reads the outbox on from the last alert it handled.
+fn alert_dead_letters(store: &dyn EventStore) {
+    use orgtrail_store::{DeadLetter, PendingAlert};
+    let alert = |seq: u64, rule: &str, sinks: &[&str]| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let dead = |seq: u64, rule: &str, sink: &str| DeadLetter {
+        seq,
+        rule: rule.into(),
+        sink: sink.into(),
+        attempts: 10,
+        at_ms: 1_700_000_000_000,
+        error: "HTTP 500 Internal Server Error".into(),
+    };
+    store
+        .record_alerts(
+            9,
+            &[
+                alert(3, "root-login", &["hook", "log"]),
+                alert(5, "trail", &["hook"]),
+                alert(7, "keys", &["log"]),
+            ],
+        )
+        .unwrap();
+    // Reading on from a position.
+    let after = |a: Option<(u64, &str)>| {
+        store
+            .pending_alerts_after(a, 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(after(None), vec![3, 5, 7]);
+    assert_eq!(after(Some((3, "root-login"))), vec![5, 7]);
+    assert_eq!(after(Some((5, "trail"))), vec![7]);
+    assert_eq!(after(Some((7, "keys"))), Vec::<u64>::new());
+    assert_eq!(store.pending_alerts_after(None, 2).unwrap().len(), 2);
+
+    assert!(
+        store
+            .dead_letter_alert(&dead(3, "root-login", "hook"))
+            .unwrap()
+    );
+    assert!(store.dead_letter_alert(&dead(5, "trail", "hook")).unwrap());
+    // Not pending for that sink: nothing happens.
+    assert!(!store.dead_letter_alert(&dead(7, "keys", "hook")).unwrap());
+    assert!(!store.dead_letter_alert(&dead(8, "none", "hook")).unwrap());
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![alert(3, "root-login", &["log"]), alert(7, "keys", &["log"])],
+        "the other sink keeps the alert; an alert left with no sink leaves the outbox"
+    );
+    assert_eq!(
+        store.dead_letters(10).unwrap(),
+        vec![dead(3, "root-login", "hook"), dead(5, "trail", "hook")]
+    );
+    assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+    // A long error is cut, on a character boundary.
+    store
+        .record_alerts(10, &[alert(10, "long", &["x"])])
+        .unwrap();
+    let mut long = dead(10, "long", "x");
+    long.error = "é".repeat(1000);
+    assert!(store.dead_letter_alert(&long).unwrap());
+    let kept = store.dead_letters(10).unwrap().pop().unwrap();
+    assert!(
+        kept.error.len() <= orgtrail_store::MAX_DEAD_LETTER_ERROR,
+        "{}",
+        kept.error.len()
+    );
+    assert!(kept.error.starts_with("éé"));
+    // Retry one sink: only its dead letters go back, and the outbox holds them again.
+    let moved = store.retry_dead_letters(Some("x")).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(store.dead_letters(10).unwrap().len(), 2);
+    let moved = store.retry_dead_letters(None).unwrap();
+    assert_eq!(
+        moved,
+        vec![dead(3, "root-login", "hook"), dead(5, "trail", "hook")]
+    );
+    assert!(store.dead_letters(10).unwrap().is_empty());
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(3, "root-login", &["log", "hook"]),
+            alert(5, "trail", &["hook"]),
+            alert(7, "keys", &["log"]),
+            alert(10, "long", &["x"]),
+        ]
+    );
+    assert!(store.retry_dead_letters(None).unwrap().is_empty());
+    // Out of bounds.
+    let e = store.dead_letter_alert(&dead(3, "", "hook")).unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+}
+
+#[test]
+fn sled_alert_dead_letters() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_dead_letters(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_dead_letters() {
+    alert_dead_letters(&MemoryStore::new());
+}
+
+#[test]
+fn sled_dead_letters_survive_reopening() {
+    use orgtrail_store::{DeadLetter, PendingAlert};
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = k.path().to_owned();
+    let letter = DeadLetter {
+        seq: 2,
+        rule: "r".into(),
+        sink: "hook".into(),
+        attempts: 3,
+        at_ms: 5,
+        error: "connection refused".into(),
+    };
+    {
+        let store = sled_store(&keys, d.path());
+        store
+            .record_alerts(
+                2,
+                &[PendingAlert {
+                    seq: 2,
+                    rule: "r".into(),
+                    sinks: vec!["hook".into()],
+                }],
+            )
+            .unwrap();
+        assert!(store.dead_letter_alert(&letter).unwrap());
+        EventStore::close(&store).unwrap();
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(&keys).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.dead_letters(10).unwrap(), vec![letter]);
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+}
+
+/// Two sinks noting the same alert at once never undo each other's note.
+#[test]
+fn sled_concurrent_delivery_notes_are_all_kept() {
+    use orgtrail_store::PendingAlert;
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = Arc::new(sled_store(k.path(), d.path()));
+    let sinks: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let alerts: Vec<PendingAlert> = (1..=50)
+        .map(|seq| PendingAlert {
+            seq,
+            rule: "r".into(),
+            sinks: sinks.clone(),
+        })
+        .collect();
+    store.record_alerts(50, &alerts).unwrap();
+    let threads: Vec<_> = sinks
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            std::thread::spawn(move || {
+                for seq in 1..=50 {
+                    store.alert_delivered(seq, "r", &s).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(store.pending_alerts(100).unwrap().is_empty());
+}

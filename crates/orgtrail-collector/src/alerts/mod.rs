@@ -11,7 +11,10 @@
 //!    with exponential backoff while a sink fails, and is noted per sink once taken. A crash
 //!    between a sink taking an alert and the note delivers it to that sink again: delivery is
 //!    at least once, always with the same alert id ([`payload::alert_id`], derived from the
-//!    rule, the account and the eventID), so that a receiver drops a redelivery.
+//!    rule, the account and the eventID), so that a receiver drops a redelivery. Each sink
+//!    has a delivery loop of its own, so a failing sink holds back only its own alerts; a
+//!    webhook gives up on an alert after `max_attempts` (or a refusal) and keeps it as a dead
+//!    letter in the ledger until an operator re-drives it.
 //!
 //! Nothing of an event is logged: alerts are named by alert id, rule and sink.
 
@@ -19,6 +22,7 @@ pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
 pub mod payload;
+pub mod webhook;
 
 use orgtrail_rules::{RuleFileError, RuleSet};
 

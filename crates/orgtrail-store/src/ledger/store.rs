@@ -170,4 +170,26 @@ impl EventStore for Ledger {
         let files = self.shared.files()?;
         crate::outbox::delivered(&files.db, &files.tree, seq, rule, sink)
     }
+
+    fn pending_alerts_after(
+        &self,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<crate::PendingAlert>, StoreError> {
+        crate::outbox::pending_after(&self.shared.tree()?, after, limit)
+    }
+
+    fn dead_letter_alert(&self, letter: &crate::DeadLetter) -> Result<bool, StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::dead_letter(&files.db, &files.tree, letter)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        crate::outbox::dead_letters(&self.shared.tree()?, limit)
+    }
+
+    fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::retry_dead(&files.db, &files.tree, sink)
+    }
 }
