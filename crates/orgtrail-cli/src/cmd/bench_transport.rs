@@ -61,9 +61,20 @@ pub(crate) fn start_collector(
     exe: &Path,
     root: &Path,
 ) -> anyhow::Result<(std::process::Child, u16)> {
+    start_collector_with(exe, root, "")
+}
+
+/// [`start_collector`] with `extra` appended to its configuration (rules, alert sinks).
+pub(crate) fn start_collector_with(
+    exe: &Path,
+    root: &Path,
+    extra: &str,
+) -> anyhow::Result<(std::process::Child, u16)> {
     write(
         &root.join("collector.toml"),
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n{extra}"
+        ),
     )?;
     let mut collector = Command::new(exe)
         .args(["collector", "--config"])
