@@ -456,6 +456,62 @@ pub fn client_config(own: &OwnCertificate) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of orgtrail as a client of a service outside the organization's PKI
+/// (the NATS server of an alert sink): the service's certificate verified against the CA
+/// certificates of `ca`, else against the system's roots; with `own` = (certificate, key),
+/// that certificate presented for mutual TLS. aws-lc-rs, TLS 1.3 only, [`CIPHER_SUITES`], no
+/// ALPN. Every refusal names the file and the problem.
+pub fn external_client_config(
+    ca: Option<&Path>,
+    own: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, CertFileError> {
+    let roots = match ca {
+        Some(ca) => read_roots(ca)?,
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                let problem = found.errors.first().map_or_else(
+                    || "no CA certificates found".to_owned(),
+                    ToString::to_string,
+                );
+                return Err(file_error(
+                    Path::new("the system's roots"),
+                    format!("{problem}: give a CA file"),
+                ));
+            }
+            Arc::new(roots)
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| file_error(Path::new("TLS"), describe(&e)))?
+        .with_root_certificates(roots);
+    match own {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = read_certificates(cert)?;
+            let key_pem = read(key)?;
+            let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                file_error(
+                    key,
+                    format!("not a PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"),
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| match e {
+                    Error::InconsistentKeys(_) => file_error(
+                        key,
+                        format!("is not the key of the certificate {}", cert.display()),
+                    ),
+                    e => file_error(cert, describe(&e)),
+                })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -22,20 +21,25 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 pub(crate) enum Sink {
     File(FileSink),
+    Nats(Box<super::nats_sink::NatsSink>),
 }
 
 impl Sink {
-    /// Delivers one alert. Blocking.
-    fn send(&mut self, body: &[u8]) -> Result<(), String> {
+    /// Delivers one alert. Blocking (called on a blocking thread of the runtime).
+    fn send(&mut self, body: &[u8], alert_id: &str, rule: &str) -> Result<(), String> {
         match self {
             Sink::File(f) => f.send(body).map_err(|e| e.to_string()),
+            Sink::Nats(n) => tokio::runtime::Handle::try_current()
+                .map_err(|e| e.to_string())?
+                .block_on(n.send(body, alert_id, rule)),
         }
     }
 }
 
 pub(crate) struct Deliverer {
     pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rules in force (for a rule's name and severity in the payload).
+    pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: HashMap<String, Sink>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
@@ -114,7 +118,8 @@ impl Deliverer {
             .as_str()
             .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
         let id = alert_id(&a.rule, e.account.as_str(), &event_id);
-        let body = match self.rules.rules.iter().find(|r| r.id == a.rule) {
+        let rules = self.rules.current();
+        let body = match rules.rules.iter().find(|r| r.id == a.rule) {
             Some(rule) => payload(&record, &id, rule),
             // The rule was removed since it fired: the alert still goes out, as recorded.
             None => {
@@ -137,7 +142,7 @@ impl Deliverer {
                     .map_err(Stop::Store)?;
                 continue;
             };
-            match sink.send(&bytes) {
+            match sink.send(&bytes, &id, &a.rule) {
                 Ok(()) => {
                     orgtrail_store::crashpoint::hit_alerts("alert-sent");
                     self.store
