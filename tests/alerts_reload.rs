@@ -20,19 +20,24 @@ use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
-fn rule(org: &Org, file: &str, id: &str, e: &Value) {
-    // Written aside and renamed in, as an editor or a deployment would.
+/// Writes a rule file aside and renames it in, as an editor or a deployment would (a poll
+/// never sees it half written).
+fn put(org: &Org, file: &str, text: &str) {
     let tmp = org.path(&format!("rules/.{file}.tmp"));
-    std::fs::write(
-        &tmp,
-        serde_json::json!({
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, org.path(&format!("rules/{file}"))).unwrap();
+}
+
+fn rule(org: &Org, file: &str, id: &str, e: &Value) {
+    put(
+        org,
+        file,
+        &serde_json::json!({
             "id": id,
             "pattern": {"eventSource": [e["eventSource"]], "eventName": [e["eventName"]]}
         })
         .to_string(),
-    )
-    .unwrap();
-    std::fs::rename(tmp, org.path(&format!("rules/{file}"))).unwrap();
+    );
 }
 
 /// The alerts delivered so far: (rule id, eventID).
@@ -146,11 +151,11 @@ fn rules_reload_on_change_and_sighup_and_a_broken_set_keeps_the_old_one() {
     wait_alerts(&want, "rules a and b on part 1, b not on part 0");
 
     // A broken file: the whole set is refused, named in the log; a and b go on firing.
-    std::fs::write(
-        org.path("rules/broken.json"),
+    put(
+        &org,
+        "broken.json",
         r#"{"id": "broken", "pattern": {"eventName": []}}"#,
-    )
-    .unwrap();
+    );
     procs::wait_until(WITHIN, "the broken set refused", || {
         reloads(&c, "refused") == 1.0
     });
@@ -188,5 +193,26 @@ fn rules_reload_on_change_and_sighup_and_a_broken_set_keeps_the_old_one() {
         "{log}"
     );
     assert_eq!(reloads(&c, "refused"), 1.0);
+    org::sigterm(&mut c);
+}
+
+#[test]
+fn without_rules_a_sighup_is_logged_and_the_collector_goes_on() {
+    let org = Org::new();
+    let mut c = org.collector(0, "");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    procs::wait_until(WITHIN, "the SIGHUP logged", || {
+        std::fs::read_to_string(org.path("collector.stderr"))
+            .unwrap()
+            .contains("SIGHUP: no [rules] configured, nothing to reload")
+    });
+    assert!(
+        c.child.try_wait().unwrap().is_none(),
+        "SIGHUP does not stop the collector"
+    );
     org::sigterm(&mut c);
 }

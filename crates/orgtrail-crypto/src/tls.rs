@@ -693,4 +693,26 @@ mod tests {
         let io = std::io::Error::other("received fatal alert: Nonsense");
         assert_eq!(find_tls_error(&io), None);
     }
+
+    #[test]
+    fn an_external_client_configuration_names_the_file_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        init_ca(&d.join("ca"), "o-example", 30).unwrap();
+        issue(&d.join("ca"), &req(Role::Admin, 30), &d.join("c")).unwrap();
+        issue(&d.join("ca"), &req(Role::Agent, 30), &d.join("other")).unwrap();
+        let ca = d.join("ca/ca.pem");
+        let p = |n: &str| d.join(n);
+        assert!(external_client_config(Some(&ca), None).is_ok());
+        assert!(external_client_config(Some(&ca), Some((&p("c.pem"), &p("c.key")))).is_ok());
+        let e = external_client_config(Some(&p("missing.pem")), None).unwrap_err();
+        assert_eq!(e.path, p("missing.pem"));
+        let e =
+            external_client_config(Some(&ca), Some((&p("c.pem"), &p("other.key")))).unwrap_err();
+        assert_eq!(e.path, p("other.key"), "{e}");
+        assert!(
+            e.problem.contains("is not the key of the certificate"),
+            "{e}"
+        );
+    }
 }

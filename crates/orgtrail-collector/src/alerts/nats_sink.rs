@@ -299,7 +299,6 @@ impl NatsSink {
                 ));
             }
         };
-        tracing::info!(sink = %self.name, "connected to NATS");
         self.client = Some(client.clone());
         Ok(client)
     }
@@ -361,7 +360,7 @@ impl NatsSink {
 fn log_event(sink: &str, event: async_nats::Event) {
     use async_nats::Event;
     match event {
-        Event::Connected => tracing::info!(sink, "NATS connection (re)established"),
+        Event::Connected => tracing::info!(sink, "connected to NATS"),
         Event::Disconnected => tracing::warn!(sink, "NATS connection lost; reconnecting"),
         Event::LameDuckMode => tracing::info!(sink, "the NATS server is entering lame duck mode"),
         Event::ServerError(e) => {
