@@ -51,7 +51,8 @@ pub(crate) struct NatsSink {
     connect_timeout: Duration,
     publish_timeout: Duration,
     jetstream: bool,
-    client: Option<async_nats::Client>,
+    /// Opened on the first alert, then kept (the client reconnects by itself).
+    client: tokio::sync::Mutex<Option<async_nats::Client>>,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -255,7 +256,7 @@ impl NatsSink {
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             publish_timeout: Duration::from_millis(cfg.publish_timeout_ms),
             jetstream: cfg.jetstream,
-            client: None,
+            client: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -283,8 +284,10 @@ impl NatsSink {
     }
 
     /// The connection, opened if it is not yet.
-    async fn client(&mut self) -> Result<async_nats::Client, String> {
-        if let Some(c) = &self.client {
+    async fn client(&self) -> Result<async_nats::Client, String> {
+        // An async lock, held while connecting: one connection, however many callers.
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let options = self.options()?;
@@ -299,17 +302,12 @@ impl NatsSink {
                 ));
             }
         };
-        self.client = Some(client.clone());
+        *slot = Some(client.clone());
         Ok(client)
     }
 
     /// Publishes one alert; `Ok` once the server (or, with JetStream, a stream) has it.
-    pub(crate) async fn send(
-        &mut self,
-        body: &[u8],
-        alert_id: &str,
-        rule: &str,
-    ) -> Result<(), String> {
+    pub(crate) async fn send(&self, body: &[u8], alert_id: &str, rule: &str) -> Result<(), String> {
         let client = self.client().await?;
         if client.connection_state() != async_nats::connection::State::Connected {
             // The client reconnects by itself; nothing is queued meanwhile.
