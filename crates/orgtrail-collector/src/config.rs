@@ -35,7 +35,7 @@ pub struct CollectorConfig {
 }
 
 /// `[rules]`: which rules the collector evaluates.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// A directory of rule files (`.toml`, `.json`; see `orgtrail rules check`).
@@ -44,6 +44,27 @@ pub struct RulesConfig {
     /// Built-in packs: `cis` (CIS AWS Foundations v5.0, monitoring 4.1 to 4.15).
     #[serde(default)]
     pub packs: Vec<String>,
+    /// How often `dir` is checked for changed rule files (their names and contents), which
+    /// are then reloaded, milliseconds (or a duration: "1s"); 0: only on SIGHUP.
+    #[serde(
+        default = "default_rules_poll_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub poll_ms: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: None,
+            packs: Vec::new(),
+            poll_ms: default_rules_poll_ms(),
+        }
+    }
+}
+
+fn default_rules_poll_ms() -> u64 {
+    1_000
 }
 
 /// `[alerts]`: the sinks alerts are delivered to, each by a name rules refer to.
@@ -56,6 +77,9 @@ pub struct AlertsConfig {
     /// Webhooks: each alert POSTed as JSON, signed with HMAC-SHA-256.
     #[serde(default)]
     pub webhook: Vec<WebhookSinkConfig>,
+    /// NATS subjects: one message an alert, its id in the `Nats-Msg-Id` header.
+    #[serde(default)]
+    pub nats: Vec<NatsSinkConfig>,
 }
 
 impl AlertsConfig {
@@ -65,6 +89,7 @@ impl AlertsConfig {
             .iter()
             .map(|f| f.name.clone())
             .chain(self.webhook.iter().map(|w| w.name.clone()))
+            .chain(self.nats.iter().map(|n| n.name.clone()))
             .collect()
     }
 }
@@ -182,6 +207,100 @@ impl WebhookSinkConfig {
             ));
         }
         p
+    }
+}
+
+/// `[[alerts.nats]]`: a NATS subject alerts are published to. Secrets come from files only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// The name rules use in `actions`.
+    pub name: String,
+    /// The servers, `nats://HOST:PORT` or `tls://HOST:PORT` (TLS required); the client
+    /// connects to one of them and moves to another when it fails.
+    pub urls: Vec<String>,
+    /// The subject each alert is published to (no wildcards).
+    pub subject: String,
+    /// A file holding the token the server requires (`authorization { token }`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A user name, with `password_file`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A file holding the password of `user`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`): the client signs the server's challenge with it.
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A credentials file (`.creds`: a user JWT and its nkey seed), as `nsc` writes it.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// The CA certificates (PEM) the server's certificate must chain to; TLS is then
+    /// required. Without it a `tls://` URL is checked against Mozilla's roots (compiled in).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with `key_file`; TLS is then required.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The key of `cert_file` (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Connecting (TCP, TLS, the NATS handshake) must finish within this, milliseconds (or
+    /// a duration: "5s").
+    #[serde(
+        default = "default_nats_connect_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub connect_timeout_ms: u64,
+    /// A publish must be taken within this (flushed to the server, or acknowledged by
+    /// JetStream), milliseconds (or a duration: "10s"); else it is tried again later.
+    #[serde(
+        default = "default_nats_publish_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub publish_timeout_ms: u64,
+    /// Publish through JetStream: an alert counts as taken only once a stream stored it and
+    /// acknowledged it (a stream must capture `subject`). Otherwise once the server has it.
+    #[serde(default)]
+    pub jetstream: bool,
+}
+
+fn default_nats_connect_ms() -> u64 {
+    5_000
+}
+
+fn default_nats_publish_ms() -> u64 {
+    10_000
+}
+
+impl NatsSinkConfig {
+    /// The secret and certificate files it names, by key.
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        [
+            ("token_file", &self.token_file),
+            ("password_file", &self.password_file),
+            ("nkey_seed_file", &self.nkey_seed_file),
+            ("creds_file", &self.creds_file),
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.as_deref().map(|p| (k, p)))
+        .collect()
+    }
+
+    fn paths_mut(&mut self) -> [&mut Option<PathBuf>; 7] {
+        [
+            &mut self.token_file,
+            &mut self.password_file,
+            &mut self.nkey_seed_file,
+            &mut self.creds_file,
+            &mut self.ca_file,
+            &mut self.cert_file,
+            &mut self.key_file,
+        ]
     }
 }
 
@@ -394,6 +513,13 @@ impl CollectorConfig {
                 }
             }
         }
+        for n in &mut cfg.alerts.nats {
+            for p in n.paths_mut().into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -455,6 +581,13 @@ impl CollectorConfig {
         }
         for w in &self.alerts.webhook {
             p.extend(w.problems());
+        }
+        for n in &self.alerts.nats {
+            p.extend(
+                crate::alerts::nats_sink::problems(n)
+                    .into_iter()
+                    .map(|m| format!("alerts.nats[{}]: {m}", n.name)),
+            );
         }
         let Some(rules) = &self.rules else {
             return p;

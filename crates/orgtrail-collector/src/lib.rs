@@ -205,14 +205,16 @@ pub async fn run(
     };
     // Detection: rules evaluated on stored events, alerts delivered from the ledger's outbox.
     if let Some(rules_cfg) = &cfg.rules {
-        let rules = Arc::new(alerts::load_rules(rules_cfg).map_err(|p| {
+        // Taken before the load: a change while loading is reloaded at the first poll.
+        let seen = alerts::reload::fingerprint(rules_cfg.dir.as_deref());
+        let rules = alerts::load_rules(rules_cfg).map_err(|p| {
             CollectorError::Rules(
                 p.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
             )
-        })?);
+        })?;
         let sink_names = cfg.alerts.sink_names();
         let mut sinks = std::collections::HashMap::new();
         for f in &cfg.alerts.file {
@@ -228,6 +230,12 @@ pub async fn run(
                 alerts::deliver::Sink::Webhook(Box::new(sink)),
             );
         }
+        for n in &cfg.alerts.nats {
+            let sink = alerts::nats_sink::NatsSink::new(n).map_err(|p| {
+                CollectorError::Sink(format!("alert sink {}: {}", n.name, p.join("; ")))
+            })?;
+            sinks.insert(n.name.clone(), alerts::deliver::Sink::Nats(Box::new(sink)));
+        }
         let s = store.clone();
         tokio::task::spawn_blocking(move || alerts::evaluate::start(s.as_ref()))
             .await
@@ -237,21 +245,33 @@ pub async fn run(
             sinks = sinks.len(),
             "detection rules loaded"
         );
+        metrics.rules_loaded(rules.len());
+        let (swap, live_rules) = alerts::reload::live(rules);
+        let reloader = alerts::reload::Reloader::new(
+            rules_cfg.clone(),
+            sink_names.clone(),
+            swap,
+            metrics.clone(),
+            seen,
+        );
+        tokio::spawn(reloader.run(stopping.clone()));
         let wake = Arc::new(tokio::sync::Notify::new());
         let evaluator = alerts::evaluate::Evaluator {
             store: store.clone(),
-            rules: rules.clone(),
+            rules: live_rules.clone(),
             sinks: sink_names,
             metrics: metrics.clone(),
         };
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
         let deliverer = alerts::deliver::Deliverer {
             store: store.clone(),
-            rules,
+            rules: live_rules,
             sinks,
             metrics: metrics.clone(),
         };
         tokio::spawn(deliverer.run(wake, stopping.clone()));
+    } else {
+        alerts::reload::ignore_hangups(stopping.clone());
     }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();

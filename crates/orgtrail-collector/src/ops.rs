@@ -22,7 +22,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 /// Distinct account labels at most; later accounts count under `other`.
@@ -166,6 +166,9 @@ pub struct Metrics {
     alert_deliveries: Family<DeliveryLabel, Counter>,
     alert_dead_letters: Family<SinkLabel, Counter>,
     alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
+    rules_reloads: Family<OutcomeLabel, Counter>,
+    rules_loaded: Gauge,
+    rules_loaded_at: Gauge<f64, AtomicU64>,
     /// All accounts together, for the summary when the collector stops.
     totals: Totals,
 }
@@ -180,6 +183,11 @@ struct SinkLabel {
 struct DeliveryLabel {
     /// A configured sink's name (a bounded set: the configuration's).
     sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
     outcome: &'static str,
 }
 
@@ -389,6 +397,21 @@ impl Metrics {
             "Alert dead letters in the ledger, waiting for `orgtrail alerts dead-letters --retry`",
             self.alert_dead_letters_held.clone(),
         );
+        r.register(
+            "orgtrail_collector_rules_reloads",
+            "Reloads of the detection rules (a rule file changed, or SIGHUP), by outcome (ok, refused: the rules in force stay)",
+            self.rules_reloads.clone(),
+        );
+        r.register(
+            "orgtrail_collector_rules_loaded",
+            "Detection rules in force (0 without [rules])",
+            self.rules_loaded.clone(),
+        );
+        r.register(
+            "orgtrail_collector_rules_loaded_timestamp_seconds",
+            "Unix time the rules in force were loaded (0 without [rules])",
+            self.rules_loaded_at.clone(),
+        );
     }
 
     /// `sink` gave up on an alert: one more dead letter held.
@@ -404,6 +427,21 @@ impl Metrics {
     /// The dead letters held, as counted from the ledger at start.
     pub(crate) fn set_dead_letters_held(&self, n: i64) {
         self.alert_dead_letters_held.set(n);
+    }
+
+    /// A reload of the rules was taken (`ok`) or refused.
+    pub(crate) fn rules_reloaded(&self, ok: bool) {
+        self.rules_reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: if ok { "ok" } else { "refused" },
+            })
+            .inc();
+    }
+
+    /// A set of `n` rules is now in force (loaded at start or reloaded).
+    pub(crate) fn rules_loaded(&self, n: usize) {
+        self.rules_loaded.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.rules_loaded_at.set(now_ms() as f64 / 1000.0);
     }
 
     /// `n` alerts were recorded.

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use bytes::Bytes;
-use orgtrail_rules::RuleSet;
 use orgtrail_store::{DeadLetter, EventStore, PendingAlert, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -41,12 +40,15 @@ const IDLE_RESCAN: Duration = Duration::from_secs(5);
 pub(crate) enum Sink {
     File(FileSink),
     Webhook(Box<WebhookSink>),
+    Nats(Box<super::nats_sink::NatsSink>),
 }
 
 /// One alert as a sink receives it.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
     pub(crate) id: String,
+    /// The rule that fired.
+    pub(crate) rule: String,
     pub(crate) body: Bytes,
 }
 
@@ -112,6 +114,8 @@ impl Sink {
         match self {
             Sink::File(_) => RetryPolicy::FOREVER,
             Sink::Webhook(w) => w.policy,
+            // A publish that failed is retried, never dropped.
+            Sink::Nats(_) => RetryPolicy::FOREVER,
         }
     }
 
@@ -126,13 +130,18 @@ impl Sink {
                 }
             }
             Sink::Webhook(w) => w.send(&alert.id, &alert.body).await,
+            Sink::Nats(n) => n
+                .send(&alert.body, &alert.id, &alert.rule)
+                .await
+                .map_err(Failure::retry),
         }
     }
 }
 
 pub(crate) struct Deliverer {
     pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rules in force (for a rule's name and severity in the payload).
+    pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: HashMap<String, Sink>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
@@ -140,7 +149,7 @@ pub(crate) struct Deliverer {
 /// What every sink's loop shares.
 struct Shared {
     store: Arc<dyn EventStore>,
-    rules: Arc<RuleSet>,
+    rules: super::reload::LiveRules,
     metrics: Arc<crate::ops::Metrics>,
 }
 
@@ -416,7 +425,8 @@ fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
         .as_str()
         .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
     let id = alert_id(&a.rule, e.account.as_str(), &event_id);
-    let body = match s.rules.rules.iter().find(|r| r.id == a.rule) {
+    let rules = s.rules.current();
+    let body = match rules.rules.iter().find(|r| r.id == a.rule) {
         Some(rule) => payload(&record, &id, rule),
         // The rule was removed since it fired: the alert still goes out, as recorded.
         None => {
@@ -430,6 +440,7 @@ fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
     };
     Ok(Outgoing {
         id,
+        rule: a.rule.clone(),
         body: Bytes::from(body.to_string()),
     })
 }

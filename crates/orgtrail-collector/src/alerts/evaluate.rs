@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -17,7 +16,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// What evaluation needs.
 pub(crate) struct Evaluator {
     pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rules in force, swapped by a reload; each range is evaluated with one set.
+    pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: Vec<String>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
@@ -98,6 +98,7 @@ impl Evaluator {
             return Ok(None);
         }
         let to = head.min(through + RANGE);
+        let rules = self.rules.current();
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
         for seq in through + 1..=to {
@@ -110,9 +111,9 @@ impl Evaluator {
                     continue;
                 }
             };
-            self.rules.matches(&record, &mut hits);
+            rules.matches(&record, &mut hits);
             for h in &hits {
-                let rule = &self.rules.rules[*h];
+                let rule = &rules.rules[*h];
                 alerts.push(PendingAlert {
                     seq,
                     rule: rule.id.clone(),

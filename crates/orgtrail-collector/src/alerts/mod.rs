@@ -21,7 +21,9 @@
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
+pub(crate) mod nats_sink;
 pub mod payload;
+pub(crate) mod reload;
 pub mod webhook;
 
 use orgtrail_rules::{RuleFileError, RuleSet};

@@ -157,9 +157,11 @@ impl WebhookSink {
         let secret =
             read_secret(&cfg.secret_file).map_err(|e| format!("{at}: secret_file: {e}"))?;
         let tls = if target.https {
-            let config = orgtrail_crypto::tls::https_client_config(cfg.ca_file.as_deref())
-                .map_err(|e| format!("{at}: ca_file: {e}"))?;
-            Some(TlsConnector::from(config))
+            let mut config =
+                orgtrail_crypto::tls::external_client_config(cfg.ca_file.as_deref(), None)
+                    .map_err(|e| format!("{at}: ca_file: {e}"))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(TlsConnector::from(std::sync::Arc::new(config)))
         } else {
             None
         };
