@@ -6,8 +6,9 @@
 //!   message per alert;
 //! - the server down when the alerts are recorded: they are retried, and arrive (through
 //!   JetStream, acknowledged) once it is started, each once;
-//! - the collector killed (abort, as `kill -9`) right after the server took an alert: after a
-//!   restart that alert comes again under the same id, and no other alert twice.
+//! - with a user and a password file, the collector killed (abort, as `kill -9`) right after
+//!   the server took an alert: after a restart that alert comes again under the same id, and
+//!   no other alert twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -310,9 +311,21 @@ fn with_the_server_down_alerts_wait_and_arrive_once_through_jetstream_when_it_st
 fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no_other() {
     let org = Org::new();
     let (account, file, want) = setup(&org, 53);
-    let server = NatsServer::start(&org.path(""), None, &[]);
-    let sub = Subscriber::start(async_nats::ConnectOptions::new(), &server.url());
-    let extra = sink(&server.url(), "");
+    // A user and password (from a file) this time.
+    let server = NatsServer::start(
+        &org.path(""),
+        None,
+        &["--user", "orgtrail", "--pass", "pw-s3cret"],
+    );
+    let sub = Subscriber::start(
+        async_nats::ConnectOptions::with_user_and_password("orgtrail".into(), "pw-s3cret".into()),
+        &server.url(),
+    );
+    std::fs::write(org.path("nats.password"), "pw-s3cret\n").unwrap();
+    let extra = sink(
+        &server.url(),
+        "user = \"orgtrail\"\npassword_file = \"nats.password\"\n",
+    );
     let mut c = org.collector_with(0, &extra, false, |cmd| {
         cmd.env("ORGTRAIL_CRASH_AT", "alert-sent");
     });
