@@ -170,4 +170,13 @@ impl EventStore for Ledger {
         let files = self.shared.files()?;
         crate::outbox::delivered(&files.db, &files.tree, seq, rule, sink)
     }
+
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<crate::AlertRef>, StoreError> {
+        crate::alertlog::read(&self.shared.tree()?, from, limit, newest_first)
+    }
 }
