@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
+use orgtrail_proto::v1::alerts_server::AlertsServer;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
@@ -201,6 +202,9 @@ pub async fn run(
         max_stats_events: cfg.limits.max_stats_events,
     };
     // Detection: rules evaluated on stored events, alerts delivered from the ledger's outbox.
+    // `recorded` wakes alert followers; kept here so that it lives as long as the server.
+    let (recorded, recorded_rx) = tokio::sync::watch::channel(0u64);
+    let mut loaded_rules = None;
     if let Some(rules_cfg) = &cfg.rules {
         let rules = Arc::new(alerts::load_rules(rules_cfg).map_err(|p| {
             CollectorError::Rules(
@@ -233,7 +237,9 @@ pub async fn run(
             rules: rules.clone(),
             sinks: sink_names,
             metrics: metrics.clone(),
+            recorded: recorded.clone(),
         };
+        loaded_rules = Some(rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
         let deliverer = alerts::deliver::Deliverer {
             store: store.clone(),
@@ -243,6 +249,14 @@ pub async fn run(
         };
         tokio::spawn(deliverer.run(wake, stopping.clone()));
     }
+
+    let alerts_service = alerts::history::AlertsService {
+        store: store.clone(),
+        auth: query.auth.clone(),
+        rules: loaded_rules,
+        recorded: recorded_rx,
+        stopping: stopping.clone(),
+    };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -296,6 +310,13 @@ pub async fn run(
         )
         .add_service(
             QueryServer::new(query)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            AlertsServer::new(alerts_service)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)

@@ -18,6 +18,7 @@
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
+pub mod history;
 pub mod payload;
 
 use orgtrail_rules::{RuleFileError, RuleSet};
