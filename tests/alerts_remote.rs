@@ -2,8 +2,9 @@
 //! collector over mutual TLS, with its rules firing on events a real agent shipped. What a
 //! reader sees is exactly what the collector's file sink received, alert for alert and byte
 //! for byte of JSON, under the same ids; only auditor and admin certificates may read it; an
-//! auditor limited to accounts sees only theirs; the history survives a restart, and a
-//! follower resumes across one without missing or repeating an alert.
+//! auditor limited to accounts sees only theirs; the history survives a restart (and the
+//! removal of the rule that fired), and a follower resumes across a restart without missing
+//! or repeating an alert.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -327,6 +328,32 @@ fn follow_prints_new_alerts_resumes_across_a_restart_and_the_history_survives() 
     // Nothing more arrived than the sink received.
     assert_eq!(early.out.text().lines().count(), n);
     assert_eq!(late.out.text().lines().count(), s.want[1].len());
+    drop((early, late));
+
+    // The rule removed (another in its place): its alerts stay listed under their ids and
+    // rule id, without the name and severity only the rule knew.
+    let mut c = c;
+    sigterm(&mut c);
+    drop(c);
+    std::fs::write(
+        org.path("rules/watched.json"),
+        r#"{"id": "another", "severity": "low", "pattern": {"eventName": ["NothingLikeThis"]}}"#,
+    )
+    .unwrap();
+    let c = org.collector(0, SINK_AND_RULES);
+    let mut after = listed(&org, &c, "auditor", &[]);
+    after.reverse();
+    assert_eq!(ids(&after), ids(&received));
+    for (a, r) in after.iter().zip(&received) {
+        assert_eq!(a["rule-id"], RULE);
+        assert_eq!(a["detail"], r["detail"]);
+        assert!(
+            a.get("severity").is_none() && a.get("rule-name").is_none(),
+            "{a}"
+        );
+    }
+    assert_eq!(listed(&org, &c, "auditor", &["--rule", RULE]).len(), n);
+    assert!(listed(&org, &c, "auditor", &["--severity", "high"]).is_empty());
 }
 
 #[test]
