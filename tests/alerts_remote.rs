@@ -374,3 +374,26 @@ fn an_agent_may_not_follow_alerts() {
         "{err}"
     );
 }
+
+#[test]
+fn a_follower_whose_certificate_is_revoked_is_cut_off() {
+    let org = Org::new();
+    org.issue("auditor", "auditor", None);
+    std::fs::create_dir(org.path("rules")).unwrap();
+    let revoked = org.path("revoked.txt");
+    std::fs::write(&revoked, "# nobody yet\n").unwrap();
+    let c = org.collector(0, &format!("revoked = \"revoked.txt\"\n{SINK_AND_RULES}"));
+    let mut follow = Follow::start(&org, &c, "auditor");
+    let pem = std::fs::read_to_string(org.path("auditor.pem")).unwrap();
+    let id = orgtrail_crypto::certs::identity_from_der(
+        &orgtrail_crypto::certs::pem_to_der(&pem).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&revoked, format!("{}  # lost laptop\n", id.serial)).unwrap();
+    let status = procs::wait_exit(&mut follow.child, Duration::from_secs(60), &follow.err);
+    assert!(!status.success());
+    let err = follow
+        .err
+        .wait_for(&["is revoked"], Duration::from_secs(60));
+    assert!(err.contains(&id.serial), "{err}");
+}
