@@ -61,11 +61,7 @@ enum Command {
     Validate(cmd::validate::Args),
     Selectors(cmd::selectors::Args),
     Rules(cmd::rules::Args),
-    /// Alerts the collector raised: dead letters (alerts a sink gave up on).
-    Alerts {
-        #[command(subcommand)]
-        what: AlertsCommand,
-    },
+    Alerts(cmd::alerts::Args),
     GenEvents(cmd::gen_events::Args),
     Keys(cmd::keys::Args),
     Certs(cmd::certs::Args),
@@ -90,11 +86,6 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum AlertsCommand {
-    DeadLetters(cmd::alerts_dead_letters::Args),
-}
-
-#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print a commented example configuration: `collector` or `agent`.
     Example(cmd::collector::ExampleArgs),
@@ -114,9 +105,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Selectors(args) => cmd::selectors::run(args),
         Command::Rules(args) => cmd::rules::run(args),
-        Command::Alerts {
-            what: AlertsCommand::DeadLetters(args),
-        } => cmd::alerts_dead_letters::run(args),
+        Command::Alerts(args) => cmd::alerts::run(args),
         Command::GenEvents(args) => cmd::gen_events::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Certs(args) => cmd::certs::run(args),

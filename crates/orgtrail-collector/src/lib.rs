@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
+use orgtrail_proto::v1::alerts_server::AlertsServer;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
@@ -204,6 +205,9 @@ pub async fn run(
         max_stats_events: cfg.limits.max_stats_events,
     };
     // Detection: rules evaluated on stored events, alerts delivered from the ledger's outbox.
+    // `recorded` wakes alert followers; kept here so that it lives as long as the server.
+    let (recorded, recorded_rx) = tokio::sync::watch::channel(0u64);
+    let mut loaded_rules = None;
     if let Some(rules_cfg) = &cfg.rules {
         // Taken before the load: a change while loading is reloaded at the first poll.
         let seen = alerts::reload::fingerprint(rules_cfg.dir.as_deref());
@@ -261,7 +265,9 @@ pub async fn run(
             rules: live_rules.clone(),
             sinks: sink_names,
             metrics: metrics.clone(),
+            recorded: recorded.clone(),
         };
+        loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
         let deliverer = alerts::deliver::Deliverer {
             store: store.clone(),
@@ -273,6 +279,14 @@ pub async fn run(
     } else {
         alerts::reload::ignore_hangups(stopping.clone());
     }
+
+    let alerts_service = alerts::history::AlertsService {
+        store: store.clone(),
+        auth: query.auth.clone(),
+        rules: loaded_rules,
+        recorded: recorded_rx,
+        stopping: stopping.clone(),
+    };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -326,6 +340,13 @@ pub async fn run(
         )
         .add_service(
             QueryServer::new(query)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            AlertsServer::new(alerts_service)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)

@@ -21,6 +21,7 @@
 //! | `m alerts_through` | the alert watermark: every event at or below it was evaluated by the rules (u64 BE; see the `outbox` module) |
 //! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
 //! | `D <seq u64> <rule id length u8> <rule id> <sink>` | an alert a sink gave up on (a dead letter): version, attempts, when, the last error (see the `outbox` module) |
+//! | `a <seq u64> <rule id>` | the alert history, every alert recorded (kept after delivery): version, recorded time (see the `alertlog` module) |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
 //! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
@@ -58,6 +59,7 @@
 //! writer thread ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled
 //! and the run files and run on the caller's thread (async callers use `spawn_blocking`).
 
+mod alertlog;
 mod counts;
 pub mod crashpoint;
 mod error;
@@ -194,6 +196,16 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Moves the dead letters of `sink` (or all) back to the outbox, in one atomic, durable
     /// write; returns those moved.
     fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Up to `limit` alerts of the history (every alert recorded, delivered or not; see the
+    /// `alertlog` module): oldest first, strictly after the alert `from` names as (seq, rule
+    /// id), else from the first; or with `newest_first`, newest first, strictly before
+    /// `from`, else from the last.
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<AlertRef>, StoreError>;
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -230,6 +242,7 @@ pub(crate) enum PreparedKind {
     Plain(Box<(CloudTrailEvent, AccountId)>),
 }
 
+pub use alertlog::AlertRef;
 pub use error::StoreError;
 pub use ledger::{
     AppendOutcome, Appended, COMMIT_BUCKETS, CommitLatency, DEFAULT_RESERVE, Health, Ledger,

@@ -54,6 +54,8 @@ struct Inner {
     outbox: BTreeMap<(u64, String), Vec<String>>,
     /// Dead letters by (seq, rule, sink).
     dead: BTreeMap<(u64, String, String), crate::DeadLetter>,
+    /// The alert history (see the `alertlog` module): recorded time by (seq, rule).
+    history: BTreeMap<(u64, String), orgtrail_core::Timestamp>,
 }
 
 /// The reference model.
@@ -461,6 +463,12 @@ impl EventStore for MemoryStore {
                 .outbox
                 .insert((a.seq, a.rule.clone()), a.sinks.clone());
         }
+        if !alerts.is_empty() {
+            let at = crate::alertlog::stamp(inner.history.values().next_back().copied());
+            for a in alerts {
+                inner.history.insert((a.seq, a.rule.clone()), at);
+            }
+        }
         inner.alerts_through = Some(through);
         Ok(())
     }
@@ -570,5 +578,39 @@ impl EventStore for MemoryStore {
             (a.seq, a.rule.len(), &a.rule, &a.sink).cmp(&(b.seq, b.rule.len(), &b.rule, &b.sink))
         });
         Ok(moved)
+    }
+
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<crate::AlertRef>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock()?;
+        let pos = from.map(|(s, r)| (s, r.to_owned()));
+        let entry =
+            |((seq, rule), at): (&(u64, String), &orgtrail_core::Timestamp)| crate::AlertRef {
+                seq: *seq,
+                rule: rule.clone(),
+                recorded: *at,
+            };
+        Ok(match (pos, newest_first) {
+            (None, false) => inner.history.iter().take(limit).map(entry).collect(),
+            (None, true) => inner.history.iter().rev().take(limit).map(entry).collect(),
+            (Some(p), false) => inner
+                .history
+                .range((Bound::Excluded(p), Bound::Unbounded))
+                .take(limit)
+                .map(entry)
+                .collect(),
+            (Some(p), true) => inner
+                .history
+                .range(..p)
+                .rev()
+                .take(limit)
+                .map(entry)
+                .collect(),
+        })
     }
 }

@@ -153,6 +153,8 @@ pub(crate) fn record(
     for a in alerts {
         batch.insert(key(a.seq, &a.rule), encode_sinks(&a.sinks));
     }
+    // The alert history (see the `alertlog` module), in the same write.
+    crate::alertlog::add(&mut batch, tree, alerts)?;
     batch.insert(mark, &through.to_be_bytes());
     tree.apply_batch(batch)?;
     db.flush()?;

@@ -1153,3 +1153,135 @@ fn sled_concurrent_delivery_notes_are_all_kept() {
     }
     assert!(store.pending_alerts(100).unwrap().is_empty());
 }
+
+/// The alert history: every alert recorded, in (seq, rule) order, kept after delivery, never
+/// twice for a range recorded again, read page by page both ways, with recorded times that
+/// never go backwards.
+fn alert_history(store: &dyn EventStore) {
+    use orgtrail_store::PendingAlert;
+    let alert = |seq: u64, rule: &str| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: vec!["soc".into()],
+    };
+    let keys = |v: Vec<orgtrail_store::AlertRef>| -> Vec<(u64, String)> {
+        v.into_iter().map(|a| (a.seq, a.rule)).collect()
+    };
+    let k = |seq: u64, rule: &str| (seq, rule.to_owned());
+    assert!(store.alert_history(None, 10, false).unwrap().is_empty());
+    assert!(store.alert_history(None, 10, true).unwrap().is_empty());
+    let before = Timestamp(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
+    );
+    store
+        .record_alerts(5, &[alert(4, "root"), alert(2, "trail"), alert(4, "keys")])
+        .unwrap();
+    // Recorded again (a restart evaluating the range again): nothing new.
+    store.record_alerts(5, &[alert(5, "other")]).unwrap();
+    store.record_alerts(8, &[]).unwrap();
+    store.record_alerts(9, &[alert(9, "root")]).unwrap();
+    let all = store.alert_history(None, 100, false).unwrap();
+    assert_eq!(
+        keys(all.clone()),
+        vec![k(2, "trail"), k(4, "keys"), k(4, "root"), k(9, "root")]
+    );
+    assert!(all.iter().all(|a| a.recorded >= before), "{all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0].recorded <= w[1].recorded),
+        "recorded times never go back: {all:?}"
+    );
+    // Delivered alerts leave the outbox, not the history.
+    for a in store.pending_alerts(100).unwrap() {
+        store.alert_delivered(a.seq, &a.rule, "soc").unwrap();
+    }
+    assert!(store.pending_alerts(100).unwrap().is_empty());
+    assert_eq!(store.alert_history(None, 100, false).unwrap(), all);
+    // Pages, oldest first and newest first, each strictly past its cursor.
+    assert_eq!(
+        keys(store.alert_history(None, 2, false).unwrap()),
+        vec![k(2, "trail"), k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "keys")), 2, false).unwrap()),
+        vec![k(4, "root"), k(9, "root")]
+    );
+    assert!(
+        store
+            .alert_history(Some((9, "root")), 2, false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        keys(store.alert_history(None, 3, true).unwrap()),
+        vec![k(9, "root"), k(4, "root"), k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "keys")), 3, true).unwrap()),
+        vec![k(2, "trail")]
+    );
+    // A cursor need not name an alert: it is a position.
+    assert_eq!(
+        keys(store.alert_history(Some((3, "")), 1, false).unwrap()),
+        vec![k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "z")), 5, true).unwrap()),
+        vec![k(4, "root"), k(4, "keys"), k(2, "trail")]
+    );
+    assert!(store.alert_history(None, 0, false).unwrap().is_empty());
+    // A refused record adds nothing to the history.
+    let _ = store
+        .record_alerts(12, &[alert(11, "fine"), alert(13, "past")])
+        .unwrap_err();
+    assert_eq!(store.alert_history(None, 100, false).unwrap().len(), 4);
+}
+
+#[test]
+fn sled_alert_history() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_history(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_history() {
+    alert_history(&MemoryStore::new());
+}
+
+#[test]
+fn sled_alert_history_survives_reopening() {
+    use orgtrail_store::PendingAlert;
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = k.path().to_owned();
+    let first = {
+        let store = sled_store(&keys, d.path());
+        store
+            .record_alerts(
+                3,
+                &[PendingAlert {
+                    seq: 3,
+                    rule: "r".into(),
+                    sinks: vec!["soc".into()],
+                }],
+            )
+            .unwrap();
+        store.alert_delivered(3, "r", "soc").unwrap();
+        let h = store.alert_history(None, 10, false).unwrap();
+        EventStore::close(&store).unwrap();
+        h
+    };
+    assert_eq!(first.len(), 1);
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(&keys).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.alert_history(None, 10, false).unwrap(), first);
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+}

@@ -31,7 +31,13 @@ pub(crate) struct Args {
     sink: Option<String>,
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+impl Args {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        run(self)
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = if args.retry {
         crate::cmd::keys::open(&args.keys, &args.data_dir)?
     } else {

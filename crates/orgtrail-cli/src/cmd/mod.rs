@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod agent;
+pub(crate) mod alerts;
 pub(crate) mod alerts_dead_letters;
 pub(crate) mod bench;
 pub(crate) mod bench_alerts;

@@ -20,6 +20,8 @@ pub(crate) struct Evaluator {
     pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: Vec<String>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// Bumped after each write that recorded alerts: wakes alert followers.
+    pub(crate) recorded: watch::Sender<u64>,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -123,6 +125,9 @@ impl Evaluator {
         }
         self.store.record_alerts(to, &alerts)?;
         orgtrail_store::crashpoint::hit_alerts("alerts-recorded");
+        if !alerts.is_empty() {
+            self.recorded.send_modify(|n| *n = n.wrapping_add(1));
+        }
         self.metrics.alerts_recorded(alerts.len() as u64);
         if !alerts.is_empty() {
             tracing::info!(

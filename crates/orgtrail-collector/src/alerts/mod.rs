@@ -21,6 +21,7 @@
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
+pub mod history;
 pub(crate) mod nats_sink;
 pub mod payload;
 pub(crate) mod reload;

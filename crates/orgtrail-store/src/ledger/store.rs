@@ -192,4 +192,13 @@ impl EventStore for Ledger {
         let files = self.shared.files()?;
         crate::outbox::retry_dead(&files.db, &files.tree, sink)
     }
+
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<crate::AlertRef>, StoreError> {
+        crate::alertlog::read(&self.shared.tree()?, from, limit, newest_first)
+    }
 }
