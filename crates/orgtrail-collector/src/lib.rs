@@ -233,6 +233,7 @@ pub async fn run(
             rules: rules.clone(),
             sinks: sink_names,
             metrics: metrics.clone(),
+            thresholds: Default::default(),
         };
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
         let deliverer = alerts::deliver::Deliverer {

@@ -20,6 +20,8 @@ pub(crate) struct Evaluator {
     pub(crate) rules: Arc<RuleSet>,
     pub(crate) sinks: Vec<String>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// The threshold rules' windows.
+    pub(crate) thresholds: super::threshold::Thresholds,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -98,6 +100,7 @@ impl Evaluator {
             return Ok(None);
         }
         let to = head.min(through + RANGE);
+        let mut windows = self.thresholds.step(&*self.store, &self.rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
         for seq in through + 1..=to {
@@ -113,6 +116,10 @@ impl Evaluator {
             self.rules.matches(&record, &mut hits);
             for h in &hits {
                 let rule = &self.rules.rules[*h];
+                // A threshold rule fires only on the event that crosses its threshold.
+                if rule.threshold.is_some() && !windows.observe(rule, &record, seq) {
+                    continue;
+                }
                 alerts.push(PendingAlert {
                     seq,
                     rule: rule.id.clone(),
@@ -120,7 +127,9 @@ impl Evaluator {
                 });
             }
         }
-        self.store.record_alerts(to, &alerts)?;
+        self.store
+            .record_alerts_with_windows(to, &alerts, &windows.changes())?;
+        self.metrics.threshold_groups_evicted(windows.recorded(to));
         orgtrail_store::crashpoint::hit_alerts("alerts-recorded");
         self.metrics.alerts_recorded(alerts.len() as u64);
         if !alerts.is_empty() {

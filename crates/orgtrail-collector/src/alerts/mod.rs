@@ -13,12 +13,16 @@
 //!    at least once, always with the same alert id ([`payload::alert_id`], derived from the
 //!    rule, the account and the eventID), so that a receiver drops a redelivery.
 //!
+//! Threshold rules ([`threshold`]) fire on the event that makes a count over a window cross
+//! their threshold; their windows are written with each range's alerts and watermark.
+//!
 //! Nothing of an event is logged: alerts are named by alert id, rule and sink.
 
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
 pub mod payload;
+pub(crate) mod threshold;
 
 use orgtrail_rules::{RuleFileError, RuleSet};
 
