@@ -70,7 +70,8 @@ struct ListArgs {
 /// JSON lines, single events); `-` reads standard input. Each event is checked as a CloudTrail
 /// record first; rules written against the EventBridge envelope match it as AWS would deliver
 /// it. Prints one line per match, `FILE: POSITION: RULE (severity): eventName`, then
-/// `events=N matches=M`. Exit status: 0 when every event was read, 1 when some were invalid,
+/// `events=N matches=M`. A threshold rule counts its matches in input order by eventTime and
+/// is listed only on the event that crosses its threshold. Exit status: 0 when every event was read, 1 when some were invalid,
 /// 2 when the rules are invalid (every problem is listed) or on a usage error.
 #[derive(Debug, clap::Args)]
 struct TestArgs {
@@ -271,6 +272,9 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut tally = Tally::default();
     let mut hits = Vec::new();
+    // Threshold rules count their matches in the order of the input, by eventTime, and fire
+    // only on the event that crosses their threshold, as in the collector.
+    let mut windows = orgtrail_rules::Windows::default();
     for path in &a.events {
         let name = path.display().to_string();
         let reader = match crate::cmd::open_input(path) {
@@ -294,8 +298,18 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                 None => set.matches(event, &mut hits),
             }
             for h in &hits {
-                tally.matches += 1;
                 let rule = &set.rules[*h];
+                if let Some(th) = &rule.threshold {
+                    let crossed =
+                        orgtrail_rules::threshold::event_time_ms(event).is_some_and(|t| {
+                            windows.observe(&rule.id, th, th.group_key(event), t, index + 1)
+                                == orgtrail_rules::threshold::Outcome::Fired
+                        });
+                    if !crossed {
+                        continue;
+                    }
+                }
+                tally.matches += 1;
                 match a.output {
                     Output::Jsonl => writeln!(
                         out,
@@ -318,6 +332,16 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                                 interpret::explain(&rule.pattern, &envelope(event))
                             };
                             write!(out, ": {}", why.unwrap_or_default())?;
+                            if let Some(th) = &rule.threshold {
+                                write!(
+                                    out,
+                                    "; and more than {} such events within {}",
+                                    th.count, th.spec.window
+                                )?;
+                                if !th.group_by.is_empty() {
+                                    write!(out, " of the same {}", th.group_by.join(", "))?;
+                                }
+                            }
                         }
                         writeln!(out)?;
                     }

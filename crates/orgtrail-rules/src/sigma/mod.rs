@@ -65,6 +65,13 @@ pub struct Translated {
     pub origin: Origin,
 }
 
+impl Translated {
+    /// The rule as it loads from the written file.
+    pub fn rule(&self) -> Result<crate::Rule, String> {
+        write::check(self)
+    }
+}
+
 /// One Sigma file's translation.
 #[derive(Debug, Clone)]
 pub struct Translation {
