@@ -16,6 +16,10 @@
 //!   `N` to `N + 1`: once per crossing. While more than `N` events stay within the window, no
 //!   event fires again; the group re-arms when events leave the window and the count falls
 //!   back to `N` or below, and fires again on the next crossing.
+//! - **Distinct values**: with `distinct = "path"`, the count is of the different values at
+//!   that path among the group's matching events within the window (each value counted once,
+//!   by its newest event), not of the events: `count = 1`, `distinct = "eventName"` fires when
+//!   two different calls of the pattern happen within the window (a correlation).
 //! - **Memory**: a group keeps at most `N + 1` event times (the newest; enough to know whether
 //!   the count exceeds `N`), and a [`Windows`] at most `max_groups` groups per rule. A new
 //!   group beyond that evicts the group whose newest event is oldest, counted in
@@ -60,6 +64,11 @@ pub struct ThresholdSpec {
     /// Dotted paths whose values make the group key; empty: one group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_by: Vec<String>,
+    /// Count distinct values of this dotted path instead of events: fires when more than
+    /// `count` different values occur within the window (a correlation: `distinct =
+    /// "eventName"`, `count = 1` fires when two different calls happen close together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<String>,
 }
 
 /// A checked threshold.
@@ -68,6 +77,7 @@ pub struct Threshold {
     pub count: u64,
     pub window_ms: i64,
     pub group_by: Vec<String>,
+    pub distinct: Option<String>,
     /// As written, for listing.
     pub spec: ThresholdSpec,
 }
@@ -100,49 +110,62 @@ impl Threshold {
                 spec.group_by.len()
             ));
         }
-        if let Some(bad) = spec
-            .group_by
-            .iter()
-            .find(|p| p.is_empty() || p.split('.').any(str::is_empty))
-        {
+        let bad_path = |p: &String| p.is_empty() || p.split('.').any(str::is_empty);
+        if let Some(bad) = spec.group_by.iter().find(|p| bad_path(p)) {
             return Err(format!("threshold group_by: {bad:?} is not a dotted path"));
+        }
+        if let Some(bad) = spec.distinct.as_ref().filter(|p| bad_path(p)) {
+            return Err(format!("threshold distinct: {bad:?} is not a dotted path"));
         }
         Ok(Threshold {
             count: spec.count,
             window_ms,
             group_by: spec.group_by.clone(),
+            distinct: spec.distinct.clone(),
             spec,
         })
     }
 
     /// The group key of `record`: the JSON of the values at each `group_by` path.
     pub fn group_key(&self, record: &Value) -> String {
-        let mut key = String::new();
-        for (i, path) in self.group_by.iter().enumerate() {
-            if i > 0 {
-                key.push('\u{1f}');
-            }
-            let leaves = leaves_at(record, path);
-            if leaves.is_empty() {
-                key.push('-');
-            }
-            for (j, l) in leaves.iter().enumerate() {
-                if j > 0 {
-                    key.push(',');
-                }
-                key.push_str(&l.value.to_string());
-            }
-        }
-        if key.len() > MAX_KEY {
-            let h = |seed: u64| {
-                let mut s = foldhash::fast::FixedState::with_seed(seed).build_hasher();
-                s.write(key.as_bytes());
-                s.finish()
-            };
-            key = format!("#{:016x}{:016x}", h(1), h(2));
-        }
-        key
+        values_key(&self.group_by, record)
     }
+
+    /// The value counted for `record` when the threshold counts distinct values.
+    pub fn distinct_value(&self, record: &Value) -> Option<String> {
+        self.distinct
+            .as_ref()
+            .map(|p| values_key(std::slice::from_ref(p), record))
+    }
+}
+
+/// The JSON of the values at each path (`-` for none), hashed when long.
+fn values_key(paths: &[String], record: &Value) -> String {
+    let mut key = String::new();
+    for (i, path) in paths.iter().enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        let leaves = leaves_at(record, path);
+        if leaves.is_empty() {
+            key.push('-');
+        }
+        for (j, l) in leaves.iter().enumerate() {
+            if j > 0 {
+                key.push(',');
+            }
+            key.push_str(&l.value.to_string());
+        }
+    }
+    if key.len() > MAX_KEY {
+        let h = |seed: u64| {
+            let mut s = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+            s.write(key.as_bytes());
+            s.finish()
+        };
+        key = format!("#{:016x}{:016x}", h(1), h(2));
+    }
+    key
 }
 
 /// What [`Windows::observe`] did with one matching event.
@@ -160,8 +183,20 @@ pub enum Outcome {
 struct Group {
     /// The newest event time seen in the group.
     newest: i64,
-    /// The newest `count + 1` (time, seq) within the window.
+    /// The newest `count + 1` (time, seq) within the window (with `distinct`: the newest
+    /// event of each value, of the newest `count + 1` values).
     entries: BTreeSet<(i64, u64)>,
+    /// With `distinct`: value -> its entry, and seq -> value.
+    slots: HashMap<String, (i64, u64)>,
+    slot_of: HashMap<u64, String>,
+}
+
+impl Group {
+    fn drop_entry(&mut self, s: u64) {
+        if let Some(v) = self.slot_of.remove(&s) {
+            self.slots.remove(&v);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +259,34 @@ impl Windows {
         time_ms: i64,
         seq: u64,
     ) -> Outcome {
+        self.observe_slot(rule, threshold, key, None, time_ms, seq)
+    }
+
+    /// [`Windows::observe`] with the group key (and the distinct value) read from `record`.
+    pub fn observe_record(
+        &mut self,
+        rule: &str,
+        threshold: &Threshold,
+        record: &Value,
+        time_ms: i64,
+        seq: u64,
+    ) -> Outcome {
+        let key = threshold.group_key(record);
+        let slot = threshold.distinct_value(record);
+        self.observe_slot(rule, threshold, key, slot, time_ms, seq)
+    }
+
+    /// [`Windows::observe`], counting `slot` (the event's distinct value, for a threshold with
+    /// `distinct`) rather than the event.
+    pub fn observe_slot(
+        &mut self,
+        rule: &str,
+        threshold: &Threshold,
+        key: String,
+        slot: Option<String>,
+        time_ms: i64,
+        seq: u64,
+    ) -> Outcome {
         if self
             .rules
             .get(rule)
@@ -258,7 +321,7 @@ impl Windows {
         let fresh = !r.groups.contains_key(&key);
         let g = r.groups.entry(key.clone()).or_insert_with(|| Group {
             newest: time_ms,
-            entries: BTreeSet::new(),
+            ..Group::default()
         });
         let old_newest = g.newest;
         let newest = if fresh {
@@ -273,6 +336,7 @@ impl Windows {
                 break;
             }
             g.entries.pop_first();
+            g.drop_entry(s);
             self.changes.insert((rule.to_owned(), s), false);
         }
         if !fresh {
@@ -288,16 +352,45 @@ impl Windows {
             return Outcome::Late;
         }
         let before = g.entries.len();
-        if g.entries.insert((time_ms, seq)) {
-            self.changes.insert((rule.to_owned(), seq), true);
+        let mut added = false;
+        match slot {
+            None => {
+                if g.entries.insert((time_ms, seq)) {
+                    self.changes.insert((rule.to_owned(), seq), true);
+                    added = true;
+                }
+            }
+            Some(v) => match g.slots.get(&v).copied() {
+                // The value is counted already, by a newer (or this) event.
+                Some(have) if have >= (time_ms, seq) => {}
+                have => {
+                    if let Some((t0, s0)) = have {
+                        // A newer event of a value counted already: it stands for it now.
+                        g.entries.remove(&(t0, s0));
+                        g.slot_of.remove(&s0);
+                        self.changes.insert((rule.to_owned(), s0), false);
+                    } else {
+                        added = true;
+                    }
+                    g.entries.insert((time_ms, seq));
+                    g.slots.insert(v.clone(), (time_ms, seq));
+                    g.slot_of.insert(seq, v);
+                    self.changes.insert((rule.to_owned(), seq), true);
+                }
+            },
         }
         if g.entries.len() > keep
             && let Some((_, s)) = g.entries.pop_first()
         {
+            g.drop_entry(s);
             self.changes.insert((rule.to_owned(), s), false);
         }
         r.by_newest.insert((newest, key));
-        if before + 1 == keep && g.entries.len() == keep && g.entries.contains(&(time_ms, seq)) {
+        if added
+            && before + 1 == keep
+            && g.entries.len() == keep
+            && g.entries.contains(&(time_ms, seq))
+        {
             Outcome::Fired
         } else {
             Outcome::Counted
@@ -339,6 +432,19 @@ impl Windows {
         seq: u64,
     ) {
         self.observe(rule, threshold, key, time_ms, seq);
+        self.changes.clear();
+    }
+
+    /// [`Windows::restore`] with the group key (and distinct value) read from `record`.
+    pub fn restore_record(
+        &mut self,
+        rule: &str,
+        threshold: &Threshold,
+        record: &Value,
+        time_ms: i64,
+        seq: u64,
+    ) {
+        self.observe_record(rule, threshold, record, time_ms, seq);
         self.changes.clear();
     }
 
@@ -456,6 +562,7 @@ mod tests {
             count,
             window: window.into(),
             group_by: group_by.iter().map(|s| s.to_string()).collect(),
+            distinct: None,
         })
         .unwrap()
     }
@@ -605,6 +712,80 @@ mod tests {
     }
 
     #[test]
+    fn distinct_counts_values_not_events() {
+        // Two different calls within 5 minutes, in either order: the second value fires.
+        let th = Threshold::from_spec(ThresholdSpec {
+            count: 1,
+            window: "5m".into(),
+            group_by: vec![],
+            distinct: Some("eventName".into()),
+        })
+        .unwrap();
+        let call = |name: &str| serde_json::json!({"eventName": name});
+        let mut w = Windows::default();
+        let mut fired = Vec::new();
+        for (i, (name, m)) in [
+            ("Verify", 0),
+            ("Verify", 1),
+            ("Verify", 2),
+            ("Enable", 3),
+            ("Enable", 4),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if w.observe_record("r", &th, &call(name), m * MIN, i as u64 + 1) == Outcome::Fired {
+                fired.push(i + 1);
+            }
+        }
+        assert_eq!(
+            fired,
+            [4],
+            "repeats of one value never fire; the second value does"
+        );
+        // Each value is kept by its newest event only.
+        assert_eq!(w.kept(), [("r".to_string(), 3), ("r".to_string(), 5)]);
+        // Farther apart than the window: nothing.
+        let mut w = Windows::default();
+        assert_eq!(
+            w.observe_record("r", &th, &call("Enable"), 0, 1),
+            Outcome::Counted
+        );
+        assert_eq!(
+            w.observe_record("r", &th, &call("Verify"), 6 * MIN, 2),
+            Outcome::Counted
+        );
+        // Restored from what was recorded, the windows decide the same.
+        let mut a = Windows::default();
+        let mut b = Windows::default();
+        let events = [
+            ("A", 0),
+            ("B", 1),
+            ("A", 7),
+            ("A", 8),
+            ("C", 9),
+            ("B", 20),
+            ("C", 21),
+        ];
+        for (i, (name, m)) in events.iter().enumerate().take(4) {
+            a.observe_record("r", &th, &call(name), m * MIN, i as u64 + 1);
+        }
+        for (_, seq) in a.kept() {
+            let (name, m) = events[seq as usize - 1];
+            b.restore_record("r", &th, &call(name), m * MIN, seq);
+        }
+        assert_eq!(a.kept(), b.kept());
+        for (i, (name, m)) in events.iter().enumerate().skip(4) {
+            let s = i as u64 + 1;
+            assert_eq!(
+                a.observe_record("r", &th, &call(name), m * MIN, s),
+                b.observe_record("r", &th, &call(name), m * MIN, s),
+                "event {s}"
+            );
+        }
+    }
+
+    #[test]
     fn the_group_cap_evicts_the_stalest_group_and_counts_it() {
         let th = t(5, "10m", &["g"]);
         let mut w = Windows::new(2);
@@ -624,6 +805,7 @@ mod tests {
                 count,
                 window: window.into(),
                 group_by: g.iter().map(|s| s.to_string()).collect(),
+                distinct: None,
             })
             .unwrap_err()
         };

@@ -133,9 +133,9 @@ fn written_rule_files_load_back_with_the_sigma_id_author_and_license() {
 }
 
 #[test]
-fn the_8_aggregation_rules_import_6_as_threshold_rules_and_refuse_2_correlations() {
+fn the_8_aggregation_rules_import_7_as_threshold_rules_and_refuse_near() {
     let r = import("aggregations");
-    assert_eq!(r.counts(), (6, 0, 2));
+    assert_eq!(r.counts(), (6, 1, 1), "{:#?}", r.rules);
     let files = by_file(&r);
     let macie = files["aws_macic_evasion.yml"].rule.as_ref().unwrap();
     let th = macie.threshold.as_ref().unwrap();
@@ -149,18 +149,68 @@ fn the_8_aggregation_rules_import_6_as_threshold_rules_and_refuse_2_correlations
         listing.pattern,
         serde_json::json!({"eventName": [{"prefix": {"equals-ignore-case": "list"}}]})
     );
-    for (f, want) in [
-        ("aws_lambda_function_created_or_invoked.yml", "`near`"),
-        (
-            "aws_ses_messaging_enabled.yml",
-            "timeframe 5m without an aggregation",
+    match &files["aws_lambda_function_created_or_invoked.yml"].outcome {
+        Outcome::Refused(why) => assert!(why.contains("`near`"), "{why}"),
+        o => panic!("{o:?}"),
+    }
+    // `selection1 and selection2` within 5m: one event cannot be both; the timeframe means a
+    // correlation, imported as two distinct eventNames within 5 minutes, with that caveat.
+    let ses = &files["aws_ses_messaging_enabled.yml"];
+    match &ses.outcome {
+        Outcome::Caveats(cs) => assert!(
+            cs[0].contains("needs one event to match every selection"),
+            "{cs:?}"
         ),
-    ] {
-        match &files[f].outcome {
-            Outcome::Refused(why) => assert!(why.contains(want), "{f}: {why}"),
-            o => panic!("{f}: {o:?}"),
+        o => panic!("{o:?}"),
+    }
+    let rule = ses.rule.as_ref().unwrap().rule().unwrap();
+    let th = rule.threshold.clone().unwrap();
+    assert_eq!(
+        (th.count, th.window_ms, th.distinct.as_deref()),
+        (1, 300_000, Some("eventName"))
+    );
+    let call = |name: &str, minute: i64| {
+        serde_json::json!({"eventSource": "ses.amazonaws.com", "eventName": name,
+                           "eventTime": format!("2026-11-27T10:{minute:02}:00Z")})
+    };
+    let set = RuleSet::new(vec![rule.clone()]).unwrap();
+    let mut w = Windows::default();
+    let mut fired = Vec::new();
+    for (i, e) in [
+        call("VerifyEmailIdentity", 0),
+        call("VerifyEmailIdentity", 1),
+        call("ListIdentities", 2),
+        call("UpdateAccountSendingEnabled", 4),
+        call("UpdateAccountSendingEnabled", 5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut hits = Vec::new();
+        set.matches(e, &mut hits);
+        if hits.is_empty() {
+            continue;
+        }
+        let t = orgtrail_rules::threshold::event_time_ms(e).unwrap();
+        if w.observe_record(&rule.id, &th, e, t, i as u64 + 1) == Counted::Fired {
+            fired.push(i);
         }
     }
+    assert_eq!(
+        fired,
+        [3],
+        "both calls within 5 minutes: one alert, on the second kind"
+    );
+    // The seven written files load back with their thresholds.
+    let out = tempfile::tempdir().unwrap();
+    let translated: Vec<&sigma::Translated> =
+        r.rules.iter().filter_map(|t| t.rule.as_ref()).collect();
+    sigma::write::write_all(&translated, out.path()).unwrap();
+    let set = RuleSet::load_dir(out.path()).unwrap();
+    assert_eq!(set.len(), 7);
+    assert!(set.rules.iter().all(|r| r.threshold.is_some()));
+    let loaded = set.rules.iter().find(|r| r.id == rule.id).unwrap();
+    assert_eq!(loaded.threshold, rule.threshold);
 }
 
 /// How the translation of a Sigma rule must answer one of Panther's test cases, and why when

@@ -302,7 +302,7 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                 if let Some(th) = &rule.threshold {
                     let crossed =
                         orgtrail_rules::threshold::event_time_ms(event).is_some_and(|t| {
-                            windows.observe(&rule.id, th, th.group_key(event), t, index + 1)
+                            windows.observe_record(&rule.id, th, event, t, index + 1)
                                 == orgtrail_rules::threshold::Outcome::Fired
                         });
                     if !crossed {
@@ -333,11 +333,18 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                             };
                             write!(out, ": {}", why.unwrap_or_default())?;
                             if let Some(th) = &rule.threshold {
-                                write!(
-                                    out,
-                                    "; and more than {} such events within {}",
-                                    th.count, th.spec.window
-                                )?;
+                                match &th.distinct {
+                                    Some(d) => write!(
+                                        out,
+                                        "; and more than {} different {d} values within {}",
+                                        th.count, th.spec.window
+                                    )?,
+                                    None => write!(
+                                        out,
+                                        "; and more than {} such events within {}",
+                                        th.count, th.spec.window
+                                    )?,
+                                }
                                 if !th.group_by.is_empty() {
                                     write!(out, " of the same {}", th.group_by.join(", "))?;
                                 }

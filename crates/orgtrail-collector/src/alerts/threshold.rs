@@ -60,6 +60,18 @@ impl Thresholds {
             *guard = None;
             *guard = Some(restore(store, rules, through)?);
         }
+        // Rules gone, disabled or with another threshold since (a reload) count no more; what
+        // they kept is dropped from the ledger with the next write.
+        if let Some(s) = guard.as_mut() {
+            s.windows.retain(|id, th| {
+                rules
+                    .rules
+                    .binary_search_by(|r| r.id.as_str().cmp(id))
+                    .ok()
+                    .map(|i| &rules.rules[i])
+                    .is_some_and(|r| r.enabled && r.threshold.as_ref() == Some(th))
+            });
+        }
         let evictions_before = guard.as_ref().map_or(0, |s| s.windows.evictions());
         Ok(Step {
             guard,
@@ -83,9 +95,7 @@ impl Step<'_> {
         let Some(time) = threshold::event_time_ms(record) else {
             return false;
         };
-        s.windows
-            .observe(&rule.id, th, th.group_key(record), time, seq)
-            == Outcome::Fired
+        s.windows.observe_record(&rule.id, th, record, time, seq) == Outcome::Fired
     }
 
     /// What to write with the alerts.
@@ -150,7 +160,7 @@ fn restore(store: &dyn EventStore, rules: &RuleSet, through: u64) -> Result<Stat
         let Some((_, record)) = &last else { continue };
         match (&rule.threshold, threshold::event_time_ms(record)) {
             (Some(th), Some(time)) => {
-                windows.restore(&rule.id, th, th.group_key(record), time, *seq);
+                windows.restore_record(&rule.id, th, record, time, *seq);
             }
             _ => stale.push((rule_id.clone(), *seq)),
         }

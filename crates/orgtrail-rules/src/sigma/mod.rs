@@ -28,6 +28,115 @@ use crate::Severity;
 use crate::rule::Origin;
 use crate::threshold::ThresholdSpec;
 
+/// A correlation read from a `timeframe` without an aggregation.
+struct Correlation {
+    pattern: Value,
+    threshold: ThresholdSpec,
+    caveats: Vec<String>,
+}
+
+/// `sel1 and sel2 [and ...]` (or `all of sel*`) with a `timeframe`, where the selections are
+/// maps alike but for one field, each with one plain value: as written, one event would have
+/// to match them all, which it cannot (the field differs); what the timeframe says is a
+/// correlation, events with each value within the timeframe. That is a threshold counting the
+/// distinct values of the field: more than (selections - 1) within the window.
+fn correlation(
+    detection: &serde_json::Map<String, Value>,
+    cond: &condition::Cond,
+    timeframe: &str,
+    text: &str,
+) -> Option<Correlation> {
+    use condition::Cond;
+    let mut names: Vec<String> = Vec::new();
+    let parts: Vec<&Cond> = match cond {
+        Cond::And(parts) => parts.iter().collect(),
+        c @ Cond::Of { all: true, .. } => vec![c],
+        _ => return None,
+    };
+    for p in parts {
+        match p {
+            Cond::Name(n) => names.push(n.clone()),
+            Cond::Of {
+                all: true,
+                names: pat,
+            } => {
+                let star = pat.trim_end_matches('*');
+                names.extend(
+                    detection
+                        .keys()
+                        .filter(|k| *k != "condition" && *k != "timeframe")
+                        .filter(|k| {
+                            pat == "them"
+                                || (pat.ends_with('*') && k.starts_with(star))
+                                || *k == pat
+                        })
+                        .cloned(),
+                );
+            }
+            _ => return None,
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.len() < 2 {
+        return None;
+    }
+    let maps: Vec<&serde_json::Map<String, Value>> = names
+        .iter()
+        .map(|n| detection.get(n).and_then(Value::as_object))
+        .collect::<Option<_>>()?;
+    let keys: Vec<&String> = maps[0].keys().collect();
+    if maps.iter().any(|m| !m.keys().eq(keys.iter().copied())) {
+        return None;
+    }
+    let differing: Vec<&String> = keys
+        .iter()
+        .copied()
+        .filter(|k| maps.iter().any(|m| m[*k] != maps[0][*k]))
+        .collect();
+    let [field] = differing.as_slice() else {
+        return None;
+    };
+    if field.contains('|') {
+        return None;
+    }
+    let mut values: Vec<String> = Vec::new();
+    for m in &maps {
+        let v = m[*field].as_str()?;
+        if v.contains(['*', '?']) {
+            return None;
+        }
+        values.push(v.to_ascii_lowercase());
+    }
+    let mut unique = values.clone();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != values.len() {
+        return None;
+    }
+    let selections = boolean::Selections::new(detection).ok()?;
+    let any = Cond::Or(names.iter().map(|n| Cond::Name(n.clone())).collect());
+    let (pattern, mut caveats) = selections.pattern(&any).ok()?;
+    caveats.insert(
+        0,
+        format!(
+            "as written, `{}` needs one event to match every selection, which none can ({field} differs); translated as the correlation its timeframe describes: events with each of the {} {field} values within {timeframe} of each other, in any order, counted across all accounts (the rule has no group)",
+            text.trim(),
+            names.len()
+        ),
+    );
+    Some(Correlation {
+        pattern,
+        threshold: ThresholdSpec {
+            count: names.len() as u64 - 1,
+            window: timeframe.to_owned(),
+            group_by: Vec::new(),
+            distinct: Some((*field).clone()),
+        },
+        caveats,
+    })
+}
+
 /// The license of SigmaHQ's rules.
 pub const LICENSE: &str = "DRL-1.1";
 const LICENSE_URL: &str = "https://github.com/SigmaHQ/Detection-Rule-License";
@@ -196,12 +305,15 @@ pub fn translate(yaml: &str, file: &Path) -> Translation {
     });
     let threshold = match (&agg, &timeframe) {
         (None, None) => None,
-        (None, Some(tf)) => {
-            return fail(format!(
-                "timeframe {tf} without an aggregation: the rule correlates several events within {tf} (condition `{}`), which one event's pattern cannot express, and a count over one pattern would not mean the same",
-                condition.trim()
-            ));
-        }
+        (None, Some(tf)) => match correlation(detection, &cond, tf, &condition) {
+            Some(c) => return finish(file, &doc, c.pattern, Some(c.threshold), c.caveats),
+            None => {
+                return fail(format!(
+                    "timeframe {tf} without an aggregation: the rule correlates several events within {tf} (condition `{}`), which one event's pattern cannot express, and a count over one pattern would not mean the same",
+                    condition.trim()
+                ));
+            }
+        },
         (Some(_), None) => {
             return fail(
                 "count() without a timeframe: a count needs a window (add `timeframe`)".into(),
@@ -212,6 +324,7 @@ pub fn translate(yaml: &str, file: &Path) -> Translation {
                 count: a.more_than,
                 window: tf.clone(),
                 group_by: a.by.clone(),
+                distinct: None,
             };
             if let Err(e) = crate::threshold::Threshold::from_spec(spec.clone()) {
                 return fail(e);
@@ -227,6 +340,20 @@ pub fn translate(yaml: &str, file: &Path) -> Translation {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    finish(file, &doc, pattern, threshold, caveats)
+}
+
+/// The translated rule from its pattern, threshold and caveats, with the Sigma rule's
+/// metadata; refused if it does not pass the rule checks.
+fn finish(
+    file: &Path,
+    doc: &document::SigmaDoc,
+    pattern: Value,
+    threshold: Option<ThresholdSpec>,
+    caveats: Vec<String>,
+) -> Translation {
+    let title = doc.title.clone().unwrap_or_default();
+    let fail = |reason: String| refused(file, doc.id.clone(), title.clone(), reason);
     let id = match &doc.id {
         Some(id) if valid_id(id) => id.clone(),
         Some(id) => return fail(format!("its id {id:?} cannot be a rule id")),
