@@ -266,6 +266,7 @@ pub async fn run(
             sinks: sink_names,
             metrics: metrics.clone(),
             recorded: recorded.clone(),
+            thresholds: Default::default(),
         };
         loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));

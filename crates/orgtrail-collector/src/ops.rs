@@ -163,6 +163,7 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     tls_failures: Family<ReasonLabel, Counter>,
     alerts_recorded: Counter,
+    threshold_groups_evicted: Counter,
     alert_deliveries: Family<DeliveryLabel, Counter>,
     alert_dead_letters: Family<SinkLabel, Counter>,
     alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
@@ -383,6 +384,11 @@ impl Metrics {
             self.alerts_recorded.clone(),
         );
         r.register(
+            "orgtrail_collector_threshold_groups_evicted",
+            "Groups of threshold rules dropped to stay within the cap of tracked groups per rule (their counts start over)",
+            self.threshold_groups_evicted.clone(),
+        );
+        r.register(
             "orgtrail_collector_alert_deliveries",
             "Attempts to deliver an alert to a sink, by sink and outcome (delivered, failed)",
             self.alert_deliveries.clone(),
@@ -447,6 +453,11 @@ impl Metrics {
     /// `n` alerts were recorded.
     pub(crate) fn alerts_recorded(&self, n: u64) {
         self.alerts_recorded.inc_by(n);
+    }
+
+    /// `n` groups of threshold rules were evicted.
+    pub(crate) fn threshold_groups_evicted(&self, n: u64) {
+        self.threshold_groups_evicted.inc_by(n);
     }
 
     /// One attempt to deliver an alert to `sink`.

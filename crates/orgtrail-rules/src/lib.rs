@@ -9,7 +9,10 @@ pub mod leaf;
 pub mod packs;
 pub mod pattern;
 pub mod rule;
+pub mod sigma;
+pub mod threshold;
 
 pub use engine::Engine;
 pub use pattern::{Pattern, PatternError};
-pub use rule::{Rule, RuleFileError, RuleSet, Severity};
+pub use rule::{Origin, Rule, RuleFileError, RuleSet, Severity};
+pub use threshold::{Threshold, Windows};

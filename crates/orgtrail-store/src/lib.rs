@@ -206,6 +206,28 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<AlertRef>, StoreError>;
+    /// [`EventStore::record_alerts`], with the threshold windows' changes in the same atomic,
+    /// durable write (see the `outbox` module). A store that keeps no windows takes only
+    /// empty changes.
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[PendingAlert],
+        windows: &WindowChanges,
+    ) -> Result<(), StoreError> {
+        if windows.is_empty() {
+            self.record_alerts(through, alerts)
+        } else {
+            Err(StoreError::Unavailable {
+                reason: "this store keeps no threshold windows".into(),
+            })
+        }
+    }
+    /// Every (rule id, seq) the threshold windows keep, as the last
+    /// [`EventStore::record_alerts_with_windows`] left them.
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -249,7 +271,7 @@ pub use ledger::{
     LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
 };
 pub use memory::{MemoryConfig, MemoryStore};
-pub use outbox::{DeadLetter, MAX_ERROR as MAX_DEAD_LETTER_ERROR, PendingAlert};
+pub use outbox::{DeadLetter, MAX_ERROR as MAX_DEAD_LETTER_ERROR, PendingAlert, WindowChanges};
 pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
     attr_matches,

@@ -56,6 +56,8 @@ struct Inner {
     dead: BTreeMap<(u64, String, String), crate::DeadLetter>,
     /// The alert history (see the `alertlog` module): recorded time by (seq, rule).
     history: BTreeMap<(u64, String), orgtrail_core::Timestamp>,
+    /// The threshold windows' state: (rule, seq) kept.
+    windows: std::collections::BTreeSet<(String, u64)>,
 }
 
 /// The reference model.
@@ -612,5 +614,32 @@ impl EventStore for MemoryStore {
                 .map(entry)
                 .collect(),
         })
+    }
+
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+        windows: &crate::WindowChanges,
+    ) -> Result<(), StoreError> {
+        for (rule, seq) in windows.kept.iter().chain(&windows.dropped) {
+            crate::outbox::window_key(rule, *seq)?;
+        }
+        if self.lock()?.alerts_through.is_some_and(|w| w >= through) {
+            return Ok(());
+        }
+        self.record_alerts(through, alerts)?;
+        let mut inner = self.lock()?;
+        for k in &windows.dropped {
+            inner.windows.remove(k);
+        }
+        for k in &windows.kept {
+            inner.windows.insert(k.clone());
+        }
+        Ok(())
+    }
+
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.lock()?.windows.iter().cloned().collect())
     }
 }

@@ -17,11 +17,17 @@
 //! | `m alerts_through` | the watermark (u64 BE); absent until first recorded |
 //! | `o <seq u64 BE> <rule id>` | version (1), the count of pending sinks (u8), then per sink its name's length (u8) and its name |
 //! | `D <seq u64 BE> <rule id length u8> <rule id> <sink name>` | a dead letter: version (1), attempts (u32 BE), when it was given up (ms since the Unix epoch, u64 BE), then the last error (UTF-8, at most 512 bytes; never the alert's body) |
+//! | `w <rule id length u8> <rule id> <seq u64 BE>` | empty: the threshold windows of that rule keep the event at `seq` |
 //!
 //! Every change to `o` and `D` entries after they are recorded (a sink's delivery noted, a
 //! dead letter made or re-driven) is a read-modify-write under one process-wide lock, written
 //! as one `sled::Batch` and flushed: sinks are delivered to concurrently, and two notes on
 //! one alert must not undo each other.
+//!
+//! The `w` keys are the state of the threshold rules' sliding windows (which stored events
+//! each rule's groups still count), changed in the same atomic write as the alerts and the
+//! watermark, so that after a crash the windows are rebuilt, by reading those events again,
+//! exactly as they were at the watermark. They hold sequence numbers only, no event data.
 //!
 //! Rule ids and sink names are the operator's configuration, not event data; the event an
 //! alert is about is read back (and decrypted) by its sequence number when it is delivered.
@@ -136,6 +142,46 @@ pub(crate) fn record(
     through: u64,
     alerts: &[PendingAlert],
 ) -> Result<(), StoreError> {
+    record_with_windows(db, tree, through, alerts, &WindowChanges::default())
+}
+
+/// Changes to the threshold windows' state: (rule id, seq) pairs now kept, and no longer kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowChanges {
+    pub kept: Vec<(String, u64)>,
+    pub dropped: Vec<(String, u64)>,
+}
+
+impl WindowChanges {
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.dropped.is_empty()
+    }
+}
+
+pub(crate) const WINDOWS: u8 = b'w';
+
+pub(crate) fn window_key(rule: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
+    if rule.is_empty() || rule.len() > 255 {
+        return Err(StoreError::Invalid(format!(
+            "threshold rule id {rule:?}: 1 to 255 bytes"
+        )));
+    }
+    let mut k = Vec::with_capacity(10 + rule.len());
+    k.push(WINDOWS);
+    k.push(rule.len() as u8);
+    k.extend_from_slice(rule.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    Ok(k)
+}
+
+/// [`record`], and the threshold windows' changes in the same atomic, durable write.
+pub(crate) fn record_with_windows(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    through: u64,
+    alerts: &[PendingAlert],
+    windows: &WindowChanges,
+) -> Result<(), StoreError> {
     for a in alerts {
         check(a)?;
         if a.seq > through {
@@ -145,7 +191,6 @@ pub(crate) fn record(
             )));
         }
     }
-    let mark = crate::format::meta_key(THROUGH);
     if watermark(tree)?.is_some_and(|w| w >= through) {
         return Ok(());
     }
@@ -153,12 +198,38 @@ pub(crate) fn record(
     for a in alerts {
         batch.insert(key(a.seq, &a.rule), encode_sinks(&a.sinks));
     }
+    for (rule, seq) in &windows.dropped {
+        batch.remove(window_key(rule, *seq)?);
+    }
+    for (rule, seq) in &windows.kept {
+        batch.insert(window_key(rule, *seq)?, &[] as &[u8]);
+    }
     // The alert history (see the `alertlog` module), in the same write.
     crate::alertlog::add(&mut batch, tree, alerts)?;
-    batch.insert(mark, &through.to_be_bytes());
+    batch.insert(crate::format::meta_key(THROUGH), &through.to_be_bytes());
     tree.apply_batch(batch)?;
     db.flush()?;
     Ok(())
+}
+
+/// Every (rule id, seq) the threshold windows keep, by rule then seq.
+pub(crate) fn windows(tree: &sled::Tree) -> Result<Vec<(String, u64)>, StoreError> {
+    let bad = || StoreError::Corrupt("a threshold window entry is malformed".into());
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix([WINDOWS]) {
+        let (k, _) = kv?;
+        let n = *k.get(1).ok_or_else(bad)? as usize;
+        let rule = k.get(2..2 + n).ok_or_else(bad)?;
+        let seq = k.get(2 + n..10 + n).ok_or_else(bad)?;
+        if k.len() != 10 + n {
+            return Err(bad());
+        }
+        out.push((
+            String::from_utf8(rule.to_vec()).map_err(|_| bad())?,
+            u64::from_be_bytes(seq.try_into().map_err(|_| bad())?),
+        ));
+    }
+    Ok(out)
 }
 
 pub(crate) fn watermark(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {

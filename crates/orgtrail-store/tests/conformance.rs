@@ -1285,3 +1285,60 @@ fn sled_alert_history_survives_reopening() {
     assert_eq!(store.alert_history(None, 10, false).unwrap(), first);
     assert!(store.pending_alerts(10).unwrap().is_empty());
 }
+
+/// The threshold windows' state moves with the alert watermark, in one write; a range already
+/// recorded changes nothing.
+fn threshold_windows(store: &dyn EventStore) {
+    use orgtrail_store::WindowChanges;
+    let ch = |kept: &[(&str, u64)], dropped: &[(&str, u64)]| WindowChanges {
+        kept: kept.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect(),
+        dropped: dropped.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect(),
+    };
+    assert!(store.threshold_windows().unwrap().is_empty());
+    store
+        .record_alerts_with_windows(3, &[], &ch(&[("burst", 1), ("burst", 3), ("b2", 2)], &[]))
+        .unwrap();
+    store
+        .record_alerts_with_windows(5, &[], &ch(&[("burst", 5)], &[("burst", 1)]))
+        .unwrap();
+    // Already recorded: nothing moves.
+    store
+        .record_alerts_with_windows(4, &[], &ch(&[("x", 4)], &[("burst", 3)]))
+        .unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+    assert_eq!(
+        store.threshold_windows().unwrap(),
+        vec![
+            ("b2".to_owned(), 2),
+            ("burst".to_owned(), 3),
+            ("burst".to_owned(), 5)
+        ]
+    );
+    let e = store
+        .record_alerts_with_windows(6, &[], &ch(&[("", 6)], &[]))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+}
+
+#[test]
+fn sled_threshold_windows_survive_reopening() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    {
+        let store = sled_store(k.path(), d.path());
+        threshold_windows(&store);
+        EventStore::close(&store).unwrap();
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(k.path()).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.threshold_windows().unwrap().len(), 3);
+}
+
+#[test]
+fn memory_threshold_windows() {
+    threshold_windows(&MemoryStore::new());
+}

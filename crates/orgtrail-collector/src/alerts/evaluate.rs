@@ -22,6 +22,8 @@ pub(crate) struct Evaluator {
     pub(crate) metrics: Arc<crate::ops::Metrics>,
     /// Bumped after each write that recorded alerts: wakes alert followers.
     pub(crate) recorded: watch::Sender<u64>,
+    /// The threshold rules' windows.
+    pub(crate) thresholds: super::threshold::Thresholds,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -101,6 +103,7 @@ impl Evaluator {
         }
         let to = head.min(through + RANGE);
         let rules = self.rules.current();
+        let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
         for seq in through + 1..=to {
@@ -116,6 +119,10 @@ impl Evaluator {
             rules.matches(&record, &mut hits);
             for h in &hits {
                 let rule = &rules.rules[*h];
+                // A threshold rule fires only on the event that crosses its threshold.
+                if rule.threshold.is_some() && !windows.observe(rule, &record, seq) {
+                    continue;
+                }
                 alerts.push(PendingAlert {
                     seq,
                     rule: rule.id.clone(),
@@ -123,7 +130,9 @@ impl Evaluator {
                 });
             }
         }
-        self.store.record_alerts(to, &alerts)?;
+        self.store
+            .record_alerts_with_windows(to, &alerts, &windows.changes())?;
+        self.metrics.threshold_groups_evicted(windows.recorded(to));
         orgtrail_store::crashpoint::hit_alerts("alerts-recorded");
         if !alerts.is_empty() {
             self.recorded.send_modify(|n| *n = n.wrapping_add(1));

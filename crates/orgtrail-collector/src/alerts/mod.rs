@@ -16,6 +16,9 @@
 //!    webhook gives up on an alert after `max_attempts` (or a refusal) and keeps it as a dead
 //!    letter in the ledger until an operator re-drives it.
 //!
+//! Threshold rules ([`threshold`]) fire on the event that makes a count over a window cross
+//! their threshold; their windows are written with each range's alerts and watermark.
+//!
 //! Nothing of an event is logged: alerts are named by alert id, rule and sink.
 
 pub(crate) mod deliver;
@@ -25,6 +28,7 @@ pub mod history;
 pub(crate) mod nats_sink;
 pub mod payload;
 pub(crate) mod reload;
+pub(crate) mod threshold;
 pub mod webhook;
 
 use orgtrail_rules::{RuleFileError, RuleSet};

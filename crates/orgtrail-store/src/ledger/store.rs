@@ -201,4 +201,19 @@ impl EventStore for Ledger {
     ) -> Result<Vec<crate::AlertRef>, StoreError> {
         crate::alertlog::read(&self.shared.tree()?, from, limit, newest_first)
     }
+
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+        windows: &crate::WindowChanges,
+    ) -> Result<(), StoreError> {
+        self.shared.check_space()?;
+        let files = self.shared.files()?;
+        crate::outbox::record_with_windows(&files.db, &files.tree, through, alerts, windows)
+    }
+
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        crate::outbox::windows(&self.shared.tree()?)
+    }
 }
