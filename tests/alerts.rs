@@ -479,7 +479,8 @@ fn a_webhook_that_keeps_failing_dead_letters_and_retry_delivers_them() {
             .matches("alert delivery given up")
             .count()
     };
-    procs::wait_until(Duration::from_secs(60), "every alert dead-lettered", || {
+    // Each alert: two attempts and a durable write; generous for a loaded machine.
+    procs::wait_until(Duration::from_secs(180), "every alert dead-lettered", || {
         given_up() >= want.len()
     });
     let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
@@ -534,7 +535,7 @@ fn a_webhook_that_keeps_failing_dead_letters_and_retry_delivers_them() {
     r.always(0);
     let _c = org.collector(0, &extra);
     procs::wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         "every re-driven alert taken",
         || r.taken().len() >= want.len(),
     );
