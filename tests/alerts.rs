@@ -480,9 +480,11 @@ fn a_webhook_that_keeps_failing_dead_letters_and_retry_delivers_them() {
             .count()
     };
     // Each alert: two attempts and a durable write; generous for a loaded machine.
-    procs::wait_until(Duration::from_secs(180), "every alert dead-lettered", || {
-        given_up() >= want.len()
-    });
+    procs::wait_until(
+        Duration::from_secs(180),
+        "every alert dead-lettered",
+        || given_up() >= want.len(),
+    );
     let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
     let line = log
         .lines()
