@@ -239,26 +239,6 @@ fn row(a: &Alert) -> [String; 6] {
 
 fn print_table(out: &mut impl Write, alerts: &[Alert]) -> io::Result<()> {
     let rows: Vec<[String; 6]> = alerts.iter().map(row).collect();
-    let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = *w));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    writeln!(out, "{}", line(HEADER.to_vec()))?;
-    for r in &rows {
-        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
-    }
+    super::table::write(out, &HEADER, &rows)?;
     writeln!(out, "({} alerts)", alerts.len())
 }

@@ -26,6 +26,7 @@ pub(crate) mod rules;
 pub(crate) mod selectors;
 pub(crate) mod stats;
 pub(crate) mod store;
+pub(crate) mod table;
 pub(crate) mod validate;
 
 use std::io::{self, Read};
