@@ -2,6 +2,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod bench;
+pub(crate) mod bench_ingest_rules;
 pub(crate) mod bench_parse;
 pub(crate) mod bench_query;
 pub(crate) mod bench_rules;
