@@ -43,6 +43,9 @@ enum What {
     /// Alert latency: from an event's acknowledgement to its alert's arrival at a webhook on
     /// loopback (a real collector, one rule firing on every event), p50 and p99.
     Alerts(crate::cmd::bench_alerts::AlertsArgs),
+    /// Ingest throughput of one agent into a collector with rules (100 by default) against
+    /// one with none, in the same run, and when evaluation caught up.
+    IngestRules(crate::cmd::bench_ingest_rules::IngestRulesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +104,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Selectors(a) => crate::cmd::bench_parse::selectors(a),
         What::Rules(a) => crate::cmd::bench_rules::rules_bench(a),
         What::Alerts(a) => crate::cmd::bench_alerts::run(a),
+        What::IngestRules(a) => crate::cmd::bench_ingest_rules::run(a),
     }
 }
 

@@ -140,8 +140,13 @@ fn run_in(root: &Path, a: &AlertsArgs) -> anyhow::Result<std::process::ExitCode>
     let extra = format!(
         "[rules]\ndir = \"rules\"\n[[alerts.webhook]]\nname = \"hook\"\nurl = \"{url}\"\nsecret_file = \"webhook.secret\"\n"
     );
-    let (mut collector, port) =
-        crate::cmd::bench_transport::start_collector_with(&exe, root, &extra)?;
+    let (mut collector, port, _) = crate::cmd::bench_transport::start_collector_with(
+        &exe,
+        root,
+        "collector.toml",
+        "data",
+        &extra,
+    )?;
     println!(
         "{count} events, one per batch, at {} events/s; each fires one alert to a webhook on loopback",
         a.rate

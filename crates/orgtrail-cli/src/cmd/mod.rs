@@ -5,6 +5,7 @@ pub(crate) mod alerts;
 pub(crate) mod alerts_dead_letters;
 pub(crate) mod bench;
 pub(crate) mod bench_alerts;
+pub(crate) mod bench_ingest_rules;
 pub(crate) mod bench_parse;
 pub(crate) mod bench_query;
 pub(crate) mod bench_rules;
