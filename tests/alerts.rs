@@ -4,6 +4,11 @@
 //! an id derived from the rule, the account and the eventID. Killed (abort, as `kill -9`)
 //! right after recording alerts, or right after a sink took one, the collector delivers every
 //! alert after a restart, under the same ids.
+//!
+//! The webhook sink: signed requests over HTTP and HTTPS (a private CA), a failing receiver
+//! retried without holding back the file sink, dead letters after `max_attempts` server faults
+//! or at once on a client error (400), re-driven by `orgtrail alerts dead-letters --retry`,
+//! and `Retry-After` honoured.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -568,4 +573,78 @@ fn a_webhook_without_its_secret_refuses_to_start_naming_the_file() {
         err.contains("missing.secret") && err.contains("is empty"),
         "{err}"
     );
+}
+
+#[test]
+fn a_webhook_refusing_with_400_dead_letters_each_alert_after_one_attempt() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 56);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    // A client error: the same bytes would be refused again, so no retries (max_attempts
+    // stays at its default of 10).
+    r.always(400);
+    let extra = webhook_only(&extra, &webhook_sink(&org, &r.url(), ""));
+    let mut c = org.collector(0, &extra);
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    let given_up = || {
+        std::fs::read_to_string(org.path("collector.stderr"))
+            .unwrap()
+            .matches("alert delivery given up")
+            .count()
+    };
+    procs::wait_until(
+        Duration::from_secs(180),
+        "every alert dead-lettered",
+        || given_up() >= want.len(),
+    );
+    assert_eq!(r.requests(), want.len(), "one attempt each, never retried");
+    org::sigterm(&mut c);
+    drop(c);
+    let (out, lines) = dead_letters(&org, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let ids: HashSet<String> = lines
+        .iter()
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            assert_eq!(cols[4], "1", "one attempt: {l}");
+            assert!(cols[6].starts_with("HTTP 400"), "{l}");
+            cols[0].to_owned()
+        })
+        .collect();
+    assert_eq!(ids, wanted_ids(&account, &want));
+}
+
+#[test]
+fn a_webhook_asking_to_retry_after_n_seconds_is_not_tried_again_sooner() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 57);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    // The first request is answered 429 with Retry-After: 2, far above the backoff of 20 ms
+    // (and within the longest wait, 5 s, which caps it).
+    r.retry_after(2);
+    r.fail_next(1, 429);
+    let extra = webhook_only(
+        &extra,
+        &webhook_sink(&org, &r.url(), "")
+            .replace("backoff_max_ms = \"200ms\"", "backoff_max_ms = \"5s\""),
+    );
+    let c = org.collector(0, &extra);
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    procs::wait_until(Duration::from_secs(60), "every alert taken", || {
+        r.taken().len() >= want.len()
+    });
+    let arrivals = r.arrivals();
+    let waited = arrivals[1] - arrivals[0];
+    assert!(
+        waited >= Duration::from_secs(2),
+        "the second attempt came {waited:?} after the 429, before Retry-After's 2 s"
+    );
+    let times = taken_ids(&r, &account, &want);
+    assert_eq!(
+        times.keys().cloned().collect::<HashSet<_>>(),
+        wanted_ids(&account, &want)
+    );
+    assert!(times.values().all(|n| *n == 1), "{times:?}");
 }

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ struct State {
     bad: Vec<String>,
     /// Every request seen, taken or not.
     requests: usize,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 struct Shared {
@@ -38,6 +40,8 @@ struct Shared {
     /// Answered to every request while not 0 (after `fail_next` is used up).
     always: AtomicU16,
     fail_status: AtomicU16,
+    /// Sent as `Retry-After: N` (seconds) with failure answers while not 0.
+    retry_after: AtomicU64,
 }
 
 /// A running receiver (its threads end with the test process).
@@ -80,6 +84,7 @@ impl Receiver {
             fail_next: AtomicUsize::new(0),
             always: AtomicU16::new(0),
             fail_status: AtomicU16::new(500),
+            retry_after: AtomicU64::new(0),
         });
         let s = shared.clone();
         let is_tls = tls.is_some();
@@ -124,6 +129,16 @@ impl Receiver {
         self.shared.always.store(status, Ordering::SeqCst);
     }
 
+    /// Sends `Retry-After: secs` with each failure answer (0: none).
+    pub(crate) fn retry_after(&self, secs: u64) {
+        self.shared.retry_after.store(secs, Ordering::SeqCst);
+    }
+
+    /// When each request arrived, in order.
+    pub(crate) fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.state.lock().unwrap().arrivals.clone()
+    }
+
     /// What it took, in order.
     pub(crate) fn taken(&self) -> Vec<Taken> {
         self.shared.state.lock().unwrap().taken.clone()
@@ -140,10 +155,15 @@ impl Receiver {
     }
 }
 
-fn respond(w: &mut impl Write, status: u16) -> std::io::Result<()> {
+fn respond(w: &mut impl Write, status: u16, retry_after: u64) -> std::io::Result<()> {
+    let extra = if status >= 300 && retry_after > 0 {
+        format!("Retry-After: {retry_after}\r\n")
+    } else {
+        String::new()
+    };
     write!(
         w,
-        "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+        "HTTP/1.1 {status} X\r\n{extra}Content-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
     )?;
     w.flush()
 }
@@ -177,7 +197,8 @@ fn serve(s: &Shared, stream: impl Read + Write) {
             return;
         }
         let status = answer(s, &headers, &body);
-        if respond(r.get_mut(), status).is_err() {
+        let retry_after = s.retry_after.load(Ordering::SeqCst);
+        if respond(r.get_mut(), status, retry_after).is_err() {
             return;
         }
     }
@@ -187,6 +208,7 @@ fn serve(s: &Shared, stream: impl Read + Write) {
 fn answer(s: &Shared, headers: &std::collections::HashMap<String, String>, body: &[u8]) -> u16 {
     let mut st = s.state.lock().unwrap();
     st.requests += 1;
+    st.arrivals.push(std::time::Instant::now());
     if s.fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
