@@ -35,10 +35,10 @@ type AltId = u32;
 struct Node {
     path: Option<PathId>,
     children: Vec<(String, Node)>,
-    /// The children whose keys start with byte `b` are `children[by_first[b]..by_first[b +
-    /// 1]]` (they are sorted): most keys of an event's object start with a byte no child
-    /// starts with, and are passed over without a comparison.
-    by_first: Vec<u32>,
+    /// The children whose keys start with byte `b` are `children[lo..hi]` where `(lo, hi) =
+    /// by_first[b]` (they are sorted): keys of an event's object that start with a byte no
+    /// child starts with are passed over without a comparison. Empty until the trie is sealed.
+    by_first: Box<[(u32, u32)]>,
     /// A child's key is empty (a pattern's `a..b`): every key must be looked at.
     empty_child: bool,
 }
@@ -47,13 +47,14 @@ impl Node {
     /// Fills the first-byte filters, once the trie is built.
     fn seal(&mut self) {
         self.empty_child = self.children.first().is_some_and(|(k, _)| k.is_empty());
-        self.by_first = (0..=256usize)
+        let starts: Vec<u32> = (0..=256usize)
             .map(|b| {
                 self.children.partition_point(|(k, _)| {
                     k.as_bytes().first().is_none_or(|f| usize::from(*f) < b)
                 }) as u32
             })
             .collect();
+        self.by_first = starts.windows(2).map(|w| (w[0], w[1])).collect();
         for (_, n) in &mut self.children {
             n.seal();
         }
@@ -69,16 +70,18 @@ impl Node {
         let Some(first) = key.first() else {
             return Err(false);
         };
-        let b = usize::from(*first);
-        // `by_first` has 257 entries once sealed; an unsealed node has no children to find.
-        let (Some(lo), Some(hi)) = (self.by_first.get(b), self.by_first.get(b + 1)) else {
+        // 256 entries once sealed; an unsealed node has no children to find.
+        let Some(&(lo, hi)) = self.by_first.get(usize::from(*first)) else {
             return Err(false);
         };
         if lo == hi {
             // Most keys of an object: no child starts with their first byte.
             return Err(false);
         }
-        self.find_among(&self.children[*lo as usize..*hi as usize], key)
+        match self.children.get(lo as usize..hi as usize) {
+            Some(same_first) => self.find_among(same_first, key),
+            None => Err(false),
+        }
     }
 
     #[inline]
@@ -403,13 +406,30 @@ impl Engine {
         if !leaves.is_sorted_by_key(|(p, _)| *p) {
             leaves.sort_by_key(|(p, _)| *p);
         }
-        let at = |p: PathId| {
-            let from = leaves.partition_point(|(q, _)| *q < p);
-            let len = leaves[from..].iter().take_while(|(q, _)| *q == p).count();
-            &leaves[from..from + len]
-        };
         SCRATCH.with_borrow_mut(|scratch| {
-            let Scratch { candidates, lower } = scratch;
+            let Scratch {
+                candidates,
+                lower,
+                spans,
+            } = scratch;
+            // Where each path's leaves are, in one pass over them.
+            spans.clear();
+            spans.resize(self.paths.len(), (0, 0));
+            let mut i = 0;
+            while let Some((p, _)) = leaves.get(i) {
+                let from = i;
+                while leaves.get(i).is_some_and(|(q, _)| q == p) {
+                    i += 1;
+                }
+                if let Some(span) = spans.get_mut(*p) {
+                    *span = (from, i);
+                }
+            }
+            let spans = &*spans;
+            let at = |p: PathId| match spans.get(p) {
+                Some(&(from, to)) => leaves.get(from..to).unwrap_or_default(),
+                None => &[],
+            };
             candidates.clear();
             candidates.extend_from_slice(&self.scan);
             for (pid, ix) in &self.index {
@@ -468,7 +488,18 @@ impl<'e> Flat<'e> {
 
     /// Adds a computed value's leaves at path `id`.
     pub fn push(&mut self, id: PathId, v: &'e Value) {
-        push_value(v, id, &mut Vec::new(), &mut self.leaves);
+        match v {
+            Value::Array(_) | Value::Object(_) => {
+                push_value(v, id, &mut Vec::new(), &mut self.leaves);
+            }
+            scalar => self.leaves.push((
+                id,
+                Leaf {
+                    value: scalar,
+                    arrays: Vec::new(),
+                },
+            )),
+        }
     }
 }
 
@@ -479,6 +510,8 @@ struct Scratch {
     candidates: Vec<AltId>,
     /// A value lower-cased, for `equals-ignore-case` and case-insensitive prefixes.
     lower: String,
+    /// By path: the range of a flattened event's leaves at that path.
+    spans: Vec<(usize, usize)>,
 }
 
 thread_local! {
@@ -552,6 +585,18 @@ fn flatten<'e>(
             }
             for (k, child) in obj {
                 match node.find(k.as_bytes()) {
+                    // A scalar, as most fields are: its leaf without another call.
+                    Ok(n) if !matches!(child, Value::Array(_) | Value::Object(_)) => {
+                        if let Some(id) = n.path {
+                            out.push((
+                                id,
+                                Leaf {
+                                    value: child,
+                                    arrays: ctx.clone(),
+                                },
+                            ));
+                        }
+                    }
                     Ok(n) => flatten(child, n, ctx, out),
                     // A key holding several segments (`a.b`) continues the path of each.
                     Err(true) => {
