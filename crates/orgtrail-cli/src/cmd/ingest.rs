@@ -94,13 +94,13 @@ pub(crate) fn ingest(
             ordinal += 1;
             batch.push((event, owner));
             if batch.len() == batch_events {
-                let next = match recycle_rx.try_recv() {
-                    Ok(mut used) => {
-                        used.clear();
-                        used
-                    }
-                    Err(_) => Vec::with_capacity(batch_events),
-                };
+                // Every batch that came back is emptied now (none waits full), one reused.
+                let mut next = None;
+                while let Ok(mut used) = recycle_rx.try_recv() {
+                    used.clear();
+                    next.get_or_insert(used);
+                }
+                let next = next.unwrap_or_else(|| Vec::with_capacity(batch_events));
                 let b = std::mem::replace(&mut batch, next);
                 if work_tx.send((first, ordinal, b)).is_err() {
                     anyhow::bail!("the ingest workers stopped");
