@@ -690,6 +690,8 @@ pub struct Decoder<'r> {
     shape: InputShape,
     gzip: bool,
     limits: DecodeLimits,
+    /// The line being read (JSON lines), reused from line to line.
+    line: Vec<u8>,
 }
 
 impl fmt::Debug for Decoder<'_> {
@@ -805,6 +807,7 @@ impl<'r> Decoder<'r> {
             shape: InputShape::Event,
             gzip,
             limits,
+            line: Vec::new(),
         };
         match format {
             InputFormat::JsonLines => {
@@ -1121,9 +1124,9 @@ impl Iterator for Decoder<'_> {
                 } else {
                     // Room for surrounding whitespace; the event itself is checked exactly.
                     let cap = max_event as u64 + 4096;
-                    let mut line = Vec::new();
+                    let line = &mut self.line;
                     loop {
-                        match read_line_bounded(src, &mut line, cap) {
+                        match read_line_bounded(src, line, cap) {
                             Err(e) => {
                                 *done = true;
                                 failure = Some(e);
@@ -1145,7 +1148,7 @@ impl Iterator for Decoder<'_> {
                             }
                             Ok(LineRead::Line) => {
                                 *line_no += 1;
-                                let t = trim(&line);
+                                let t = trim(line);
                                 if t.is_empty() {
                                     continue;
                                 }

@@ -62,7 +62,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use orgtrail_core::{AccountId, EventFields, Timestamp};
+use orgtrail_core::Timestamp;
+#[cfg(test)]
+use orgtrail_core::{AccountId, EventFields};
 use orgtrail_crypto::keyring::WRAPPED_LEN;
 use orgtrail_crypto::{KeyProvider, NONCE_LEN, WrappedKey};
 
@@ -266,7 +268,7 @@ fn dim_of_group(g: Group) -> usize {
 /// The values an event is counted under: account, eventSource, eventName, user (as
 /// LookupEvents shows it), errorCode, region; `None` where the event has none.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub(crate) struct Dims(pub(crate) [Option<Box<str>>; DIMS]);
+pub(crate) struct Dims(pub(crate) [Option<std::sync::Arc<str>>; DIMS]);
 
 impl std::fmt::Debug for Dims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -276,8 +278,11 @@ impl std::fmt::Debug for Dims {
 }
 
 impl Dims {
+    /// The values of `f` owned by `account`. The preparer builds the same from its cache
+    /// (tested against this).
+    #[cfg(test)]
     pub(crate) fn of(f: &EventFields, account: &AccountId) -> Self {
-        let b = |s: &str| Some(Box::<str>::from(s));
+        let b = |s: &str| Some(std::sync::Arc::<str>::from(s));
         Dims([
             b(account.as_str()),
             b(&f.event_source),
@@ -1478,7 +1483,7 @@ mod tests {
     }
 
     fn dims(e: &Ev) -> Dims {
-        Dims(e.vals.map(|v| v.map(Box::from)))
+        Dims(e.vals.map(|v| v.map(std::sync::Arc::from)))
     }
 
     fn provider() -> Arc<dyn KeyProvider> {

@@ -39,10 +39,16 @@ pub(crate) fn ingest(
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * 2);
     let work_rx = Mutex::new(work_rx);
     let (ack_tx, ack_rx) = mpsc::channel::<(u64, u64, Pending)>();
+    // Batches go back to the feeding thread once prepared, to be emptied there: the events
+    // were allocated there, and freeing memory on the thread that allocated it is much
+    // cheaper than freeing it on another one (a fifth of the allocator's work was that).
+    let (recycle_tx, recycle_rx) =
+        mpsc::sync_channel::<Vec<(CloudTrailEvent, AccountId)>>(workers * 4);
     std::thread::scope(|scope| -> anyhow::Result<Totals> {
         let mut handles = Vec::new();
         for _ in 0..workers {
             let ack_tx = ack_tx.clone();
+            let recycle_tx = recycle_tx.clone();
             let work_rx = &work_rx;
             handles.push(scope.spawn(move || -> anyhow::Result<()> {
                 let mut preparer = ledger.preparer();
@@ -58,6 +64,8 @@ pub(crate) fn ingest(
                     for (event, owner) in &batch {
                         prepared.push(preparer.prepare(event, *owner)?);
                     }
+                    // Full (the feeder is behind): the batch is freed here instead.
+                    let _ = recycle_tx.try_send(batch);
                     let pending = ledger.submit_blocking(prepared)?;
                     if ack_tx.send((first, last, pending)).is_err() {
                         return Ok(());
@@ -66,6 +74,7 @@ pub(crate) fn ingest(
             }));
         }
         drop(ack_tx);
+        drop(recycle_tx);
         let settler = scope.spawn(move || -> anyhow::Result<Totals> {
             let mut t = Totals::default();
             for (first, last, p) in ack_rx {
@@ -85,7 +94,14 @@ pub(crate) fn ingest(
             ordinal += 1;
             batch.push((event, owner));
             if batch.len() == batch_events {
-                let b = std::mem::replace(&mut batch, Vec::with_capacity(batch_events));
+                // Every batch that came back is emptied now (none waits full), one reused.
+                let mut next = None;
+                while let Ok(mut used) = recycle_rx.try_recv() {
+                    used.clear();
+                    next.get_or_insert(used);
+                }
+                let next = next.unwrap_or_else(|| Vec::with_capacity(batch_events));
+                let b = std::mem::replace(&mut batch, next);
                 if work_tx.send((first, ordinal, b)).is_err() {
                     anyhow::bail!("the ingest workers stopped");
                 }

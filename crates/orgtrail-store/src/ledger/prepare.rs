@@ -5,7 +5,6 @@
 //! `orgtrail_crypto::blind`); the dedup blind of an event is the blind of
 //! `account || 0 || eventID` under the attribute `dedup`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -48,26 +47,40 @@ pub struct Preparer {
     shared: Arc<Shared>,
     dict_id: u32,
     compressor: Option<zstd::bulk::Compressor<'static>>,
-    /// Blind values of low-cardinality attributes (account, region, eventName, ...), which
-    /// repeat in nearly every event: computing each HMAC once per thread is enough.
-    cache: Vec<HashMap<String, Blind>>,
+    /// Blind values of attributes whose values repeat (account, region, eventName, user,
+    /// access key, resource names, ...): computing each HMAC once per thread is enough. The
+    /// value is kept shared, so that the counters take it without an allocation per event.
+    cache: Vec<FastMap<Arc<str>, Blind>>,
+    /// zstd's output, reused: each event keeps an exact-size copy of it.
+    scratch: Vec<u8>,
 }
+
+/// The maps of the preparer's caches (short strings; foldhash is several times faster than
+/// SipHash on them, and the values are not chosen by an attacker who sees the seed).
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Attributes whose values repeat enough to cache their blind values.
 pub(super) fn cacheable(attr: Attr) -> bool {
-    matches!(
-        attr,
-        Attr::Account
-            | Attr::Region
-            | Attr::EventName
-            | Attr::EventSource
-            | Attr::ReadOnly
-            | Attr::ErrorCode
-            | Attr::ResourceType
-    )
+    cache_max(attr) > 0
 }
 
-/// Most blind values cached per attribute.
+/// Most blind values cached per attribute (0: not cached). Low-cardinality attributes keep
+/// nearly all their values; users, access keys and resource names repeat too, but have many
+/// more values, so they keep fewer (a full cache is cleared and fills again).
+pub(super) fn cache_max(attr: Attr) -> usize {
+    match attr {
+        Attr::Account
+        | Attr::Region
+        | Attr::EventName
+        | Attr::EventSource
+        | Attr::ReadOnly
+        | Attr::ErrorCode
+        | Attr::ResourceType => BLIND_CACHE_MAX,
+        Attr::Username | Attr::AccessKeyId | Attr::ResourceName => 8192,
+    }
+}
+
+/// Most blind values cached per low-cardinality attribute.
 pub(super) const BLIND_CACHE_MAX: usize = 50_000;
 
 impl std::fmt::Debug for Preparer {
@@ -84,7 +97,8 @@ impl Preparer {
             shared,
             dict_id: u32::MAX,
             compressor: None,
-            cache: (0..Attr::COUNT).map(|_| HashMap::new()).collect(),
+            cache: (0..Attr::COUNT).map(|_| FastMap::default()).collect(),
+            scratch: Vec::new(),
         }
     }
 
@@ -123,41 +137,68 @@ impl Preparer {
             self.dict_id = current;
         }
         let bytes = event.bytes();
-        let mut compressed = match self.compressor.as_mut() {
+        // zstd writes into the reused buffer (sized for the worst case once); the event keeps
+        // an exact-size copy, as it waits in the writer's queue.
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+        match self.compressor.as_mut() {
             Some(c) => c
-                .compress(bytes)
+                .compress_to_buffer(bytes, &mut self.scratch)
                 .map_err(|e| StoreError::Compression(e.to_string()))?,
             None => return Err(StoreError::Compression("no compressor".into())),
         };
-        // zstd sizes its output for the worst case (about the input's size); a prepared event
-        // waits in the writer's queue, so it keeps only what it needs.
-        compressed.shrink_to_fit();
+        let compressed = self.scratch.clone();
         let f = event.fields();
         let b = &sh.blinder;
         let cache = &mut self.cache;
         let mut postings: Vec<Blind> = Vec::with_capacity(12);
-        for (attr, value) in attribute_values(f, &account) {
-            let v = if cacheable(attr) {
+        // The counted values: account, eventSource, eventName, user, errorCode, region (the
+        // order of `counts::Dims`), taken from the cache where it holds them.
+        let mut dims: [Option<Arc<str>>; crate::counts::DIMS] = Default::default();
+        for_each_attribute(f, &account, |attr, value| {
+            let slot = match attr {
+                Attr::Account => Some(0),
+                Attr::EventSource => Some(1),
+                Attr::EventName => Some(2),
+                Attr::Username => Some(3),
+                Attr::ErrorCode => Some(4),
+                Attr::Region => Some(5),
+                _ => None,
+            };
+            let max = cache_max(attr);
+            let v = if max > 0 {
                 let map = &mut cache[attr.index()];
-                match map.get(value) {
-                    Some(v) => *v,
+                match map.get_key_value(value) {
+                    Some((k, v)) => {
+                        if let Some(i) = slot {
+                            dims[i] = Some(k.clone());
+                        }
+                        *v
+                    }
                     None => {
                         let v = b.blind(attr.tag(), value.as_bytes());
-                        if map.len() >= BLIND_CACHE_MAX {
+                        if map.len() >= max {
                             map.clear();
                         }
-                        map.insert(value.to_owned(), v);
+                        let k: Arc<str> = Arc::from(value);
+                        if let Some(i) = slot {
+                            dims[i] = Some(k.clone());
+                        }
+                        map.insert(k, v);
                         v
                     }
                 }
             } else {
+                if let Some(i) = slot {
+                    dims[i] = Some(Arc::from(value));
+                }
                 b.blind(attr.tag(), value.as_bytes())
             };
             if !postings.contains(&v) {
                 postings.push(v);
             }
-        }
-        postings.shrink_to_fit();
+        });
         let hash = sha256(bytes);
         Ok(Prepared {
             account,
@@ -169,7 +210,7 @@ impl Preparer {
             dict_id: self.dict_id,
             sample: (self.dict_id == 0).then(|| bytes.to_vec()),
             event_id: f.event_id.clone(),
-            dims: crate::counts::Dims::of(f, &account),
+            dims: crate::counts::Dims(dims),
         })
     }
 }
@@ -180,42 +221,132 @@ pub(super) fn attribute_values<'a>(
     account: &'a AccountId,
 ) -> Vec<(Attr, &'a str)> {
     let mut v = Vec::with_capacity(12);
-    v.push((Attr::Account, account.as_str()));
+    for_each_attribute(f, account, |a, s| v.push((a, s)));
+    v
+}
+
+/// Calls `visit` with each (attribute, value) pair an event is indexed under, in the order of
+/// [`attribute_values`], without collecting them.
+pub(super) fn for_each_attribute<'a>(
+    f: &'a orgtrail_core::EventFields,
+    account: &'a AccountId,
+    mut visit: impl FnMut(Attr, &'a str),
+) {
+    visit(Attr::Account, account.as_str());
     if let Some(r) = &f.aws_region {
-        v.push((Attr::Region, r.as_str()));
+        visit(Attr::Region, r.as_str());
     }
-    v.push((Attr::EventName, f.event_name.as_str()));
-    v.push((Attr::EventSource, f.event_source.as_str()));
+    visit(Attr::EventName, f.event_name.as_str());
+    visit(Attr::EventSource, f.event_source.as_str());
     if let Some(ro) = f.read_only {
-        v.push((Attr::ReadOnly, if ro { "true" } else { "false" }));
+        visit(Attr::ReadOnly, if ro { "true" } else { "false" });
     }
     if let Some(u) = f.username() {
-        v.push((Attr::Username, u));
+        visit(Attr::Username, u);
     }
     if let Some(k) = f
         .user_identity
         .as_ref()
         .and_then(|u| u.access_key_id.as_deref())
     {
-        v.push((Attr::AccessKeyId, k));
+        visit(Attr::AccessKeyId, k);
     }
     if let Some(e) = &f.error_code {
-        v.push((Attr::ErrorCode, e.as_str()));
+        visit(Attr::ErrorCode, e.as_str());
     }
     for n in &f.resource_names {
-        v.push((Attr::ResourceName, n.as_str()));
+        visit(Attr::ResourceName, n.as_str());
     }
-    for t in f.resource_types() {
-        v.push((Attr::ResourceType, t));
+    if !f.resources.is_empty() {
+        for t in f.resource_types() {
+            visit(Attr::ResourceType, t);
+        }
     }
-    v
 }
 
 /// The dedup blind of (account, eventID).
 pub(super) fn dedup_blind(b: &BlindIndexer, account: &AccountId, event_id: &str) -> Blind {
-    let mut v = Vec::with_capacity(13 + event_id.len());
-    v.extend_from_slice(account.as_str().as_bytes());
+    // Account ids are 12 digits and eventIDs are UUIDs: a stack buffer holds nearly all.
+    let mut buf = [0u8; 64];
+    let a = account.as_str().as_bytes();
+    let need = a.len() + 1 + event_id.len();
+    if need <= buf.len() {
+        buf[..a.len()].copy_from_slice(a);
+        buf[a.len()] = 0;
+        buf[a.len() + 1..need].copy_from_slice(event_id.as_bytes());
+        return b.blind(b"dedup", &buf[..need]);
+    }
+    let mut v = Vec::with_capacity(need);
+    v.extend_from_slice(a);
     v.push(0);
     v.extend_from_slice(event_id.as_bytes());
     b.blind(b"dedup", &v)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use orgtrail_core::{AccountId, CloudTrailEvent};
+    use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
+
+    use super::{attribute_values, dedup_blind};
+    use crate::counts::Dims;
+    use crate::index::Blind;
+    use crate::{Ledger, LedgerConfig};
+
+    /// The caches change nothing: every prepared event carries the blind values and counted
+    /// values computed from scratch, over enough events that the small caches fill and clear.
+    #[test]
+    fn cached_blinds_and_counted_values_equal_fresh_ones() {
+        let keys = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        Keyring::generate("2026-11-24T00:00:00Z")
+            .unwrap()
+            .save_new(&keys.path().join("keyring.json"))
+            .unwrap();
+        let provider: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::load(keys.path()).unwrap());
+        let ledger = Ledger::open(data.path(), provider, LedgerConfig::default()).unwrap();
+        let mut p = ledger.preparer();
+        let events = orgtrail_gen::Generator::new(orgtrail_gen::GenConfig {
+            count: 20_000,
+            accounts: 5,
+            seed: 9,
+            ..orgtrail_gen::GenConfig::default()
+        });
+        let b = &ledger.shared.blinder;
+        for bytes in events {
+            let e = CloudTrailEvent::parse(bytes).unwrap();
+            let f = e.fields();
+            let account: AccountId = f.recipient_account_id.as_ref().unwrap().parse().unwrap();
+            let prepared = p.prepare(&e, account).unwrap();
+            let mut want: Vec<Blind> = Vec::new();
+            for (attr, value) in attribute_values(f, &account) {
+                let v = b.blind(attr.tag(), value.as_bytes());
+                if !want.contains(&v) {
+                    want.push(v);
+                }
+            }
+            assert_eq!(prepared.postings, want);
+            assert!(prepared.dims == Dims::of(f, &account));
+            assert_eq!(prepared.dedup, dedup_blind(b, &account, &f.event_id));
+            assert_eq!(prepared.event_id, f.event_id);
+        }
+        ledger.close().unwrap();
+    }
+
+    /// An eventID too long for the stack buffer gets the same dedup blind as the plain layout.
+    #[test]
+    fn long_event_ids_blind_like_short_ones() {
+        let k = orgtrail_crypto::BlindIndexer::generate_key().unwrap();
+        let b = orgtrail_crypto::BlindIndexer::new(&k);
+        let account: AccountId = "123456789012".parse().unwrap();
+        for id in ["e", &"x".repeat(51), &"y".repeat(52), &"z".repeat(300)] {
+            let mut v = b"123456789012".to_vec();
+            v.push(0);
+            v.extend_from_slice(id.as_bytes());
+            assert_eq!(dedup_blind(&b, &account, id), b.blind(b"dedup", &v));
+        }
+    }
 }

@@ -101,6 +101,10 @@ struct Open {
 pub(super) struct BlockEncoder {
     max: u16,
     open: Option<Open>,
+    /// The buffers of the last block sealed, reused by the next one.
+    spare: Option<(Vec<u8>, Vec<u8>)>,
+    /// The plaintext being sealed, reused from block to block.
+    plain: Vec<u8>,
 }
 
 impl BlockEncoder {
@@ -109,6 +113,8 @@ impl BlockEncoder {
         BlockEncoder {
             max: u16::try_from(max.max(1)).unwrap_or(u16::MAX),
             open: None,
+            spare: None,
+            plain: Vec::new(),
         }
     }
 
@@ -131,16 +137,22 @@ impl BlockEncoder {
                 && o.first + u64::from(o.count) == seq
         });
         let closed = if joins { None } else { self.finish()? };
-        let o = self.open.get_or_insert_with(|| Open {
-            first: seq,
-            segment,
-            account: *account,
-            dict,
-            key: key.clone(),
-            count: 0,
-            lens: Vec::new(),
-            records: Vec::new(),
-        });
+        if self.open.is_none() {
+            let (lens, records) = self.spare.take().unwrap_or_default();
+            self.open = Some(Open {
+                first: seq,
+                segment,
+                account: *account,
+                dict,
+                key: key.clone(),
+                count: 0,
+                lens,
+                records,
+            });
+        }
+        let Some(o) = self.open.as_mut() else {
+            return Err(StoreError::Corrupt("no open record block".into()));
+        };
         put_varint(&mut o.lens, compressed.len() as u64);
         o.records.extend_from_slice(compressed);
         o.count += 1;
@@ -152,8 +164,14 @@ impl BlockEncoder {
         let Some(mut o) = self.open.take() else {
             return Ok(None);
         };
-        let mut plain = std::mem::take(&mut o.lens);
+        let plain = &mut self.plain;
+        plain.clear();
+        plain.extend_from_slice(&o.lens);
         plain.extend_from_slice(&o.records);
+        o.lens.clear();
+        o.records.clear();
+        self.spare = Some((std::mem::take(&mut o.lens), std::mem::take(&mut o.records)));
+        let plain = &self.plain;
         let mut v = Vec::with_capacity(V2_HEADER + plain.len() + orgtrail_crypto::TAG_LEN);
         v.push(BLOCK_V2);
         v.extend_from_slice(&o.count.to_be_bytes());
@@ -161,7 +179,7 @@ impl BlockEncoder {
         v.extend_from_slice(&o.dict.to_be_bytes());
         v.extend_from_slice(&[0u8; NONCE_LEN]);
         let aad = block_aad(o.segment, o.first, o.count, &o.account, o.dict);
-        let nonce = o.key.seal_into(&aad, &plain, &mut v)?;
+        let nonce = o.key.seal_into(&aad, plain, &mut v)?;
         v[V2_HEADER - NONCE_LEN..V2_HEADER].copy_from_slice(&nonce);
         Ok(Some((o.first, v)))
     }

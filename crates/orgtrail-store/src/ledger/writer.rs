@@ -378,14 +378,16 @@ impl WriterState {
         self.last_checkpoint_ms = cp.time_ms;
     }
 
+    /// The segment the next record of `account` goes to, at `now` (Unix ms; one reading of
+    /// the clock per group commit).
     fn segment_for(
         &mut self,
         sh: &Shared,
         account: AccountId,
+        now: i64,
         batch: &mut sled::Batch,
         new_segments: &mut Vec<(u64, SegmentInfo, Arc<DataKey>)>,
     ) -> Result<(u64, Arc<DataKey>), StoreError> {
-        let now = now_ms();
         let day = now.div_euclid(86_400_000);
         if let Some(s) = self.open.get_mut(&account)
             && s.day == day
@@ -458,7 +460,11 @@ impl WriterState {
         let mut new_segments = Vec::new();
         // Dedup, in the order the events came: against the index and the group itself.
         let mut fresh: Vec<super::Prepared> = Vec::new();
-        let mut pending: BlindMap<(usize, [u8; 8])> = BlindMap::default();
+        let queued: usize = jobs.iter().map(|j| j.events.len()).sum();
+        let mut pending: BlindMap<(usize, [u8; 8])> =
+            BlindMap::with_capacity_and_hasher(queued, Default::default());
+        // Bytes of the group's records, to size its frame once.
+        let mut record_bytes = 0usize;
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
         let mut tally = crate::counts::Tally::default();
         {
@@ -481,6 +487,7 @@ impl WriterState {
                         }));
                     } else {
                         pending.insert(ev.dedup, (fresh.len(), h8));
+                        record_bytes += ev.compressed.len();
                         job_slots.push(Slot::New(fresh.len()));
                         fresh.push(ev);
                     }
@@ -497,17 +504,21 @@ impl WriterState {
         let mut block = BlockEncoder::new(sh.cfg.block_records);
         // The group's frame in the log: its blocks, then its leaf hashes.
         let (log_file, log_offset) = self.log.next_frame()?;
+        // Records, at most two length bytes each, block headers and tags, then the leaves.
+        let blocks = fresh.len() / sh.cfg.block_records.max(1) + self.open.len() + jobs.len() + 1;
         let mut frame = Frame {
             file: log_file,
             offset: log_offset,
-            bytes: Vec::new(),
+            bytes: Vec::with_capacity(record_bytes + fresh.len() * (3 + 32) + blocks * 64),
         };
+        let now = now_ms();
         for i in order {
             let ev = &mut fresh[i];
             let seq = self.next_seq;
             self.next_seq += 1;
             seq_of[i] = seq;
-            let (segment, key) = self.segment_for(sh, ev.account, &mut batch, &mut new_segments)?;
+            let (segment, key) =
+                self.segment_for(sh, ev.account, now, &mut batch, &mut new_segments)?;
             if let Some((first, value)) =
                 block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?
             {
