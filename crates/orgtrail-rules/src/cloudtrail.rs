@@ -200,6 +200,17 @@ impl CloudTrailRules {
         Ok(CloudTrailRules { engine, computed })
     }
 
+    /// The record's own top-level fields these rules read (the first segment of each path,
+    /// and the fields the envelope's computed values come from, `eventID` included).
+    pub fn record_fields(&self) -> impl Iterator<Item = &str> {
+        self.engine
+            .paths()
+            .iter()
+            .filter(|p| !p.starts_with('$'))
+            .map(|p| p.split('.').next().unwrap_or_default())
+            .chain(self.computed.id.map(|_| "eventID"))
+    }
+
     /// How many alternatives have no anchor and are verified for every event.
     pub fn unanchored(&self) -> usize {
         self.engine.unanchored()

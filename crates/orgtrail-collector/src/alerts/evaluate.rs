@@ -108,7 +108,8 @@ impl Evaluator {
         let mut hits = Vec::new();
         for seq in through + 1..=to {
             let e = self.store.read(seq)?;
-            let record: Value = match serde_json::from_slice(&e.bytes) {
+            // Only the fields the rules and thresholds read are built into values.
+            let record: Value = match rules.parse_record(&e.bytes) {
                 Ok(v) => v,
                 Err(err) => {
                     // Validated when it arrived; never expected.
