@@ -243,3 +243,329 @@ fn config_check_refuses_rules_that_cannot_alert() {
     let out = common::run(&["config", "check", cfg.to_str().unwrap()], b"");
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
+
+// ---- The webhook sink -------------------------------------------------------------------
+
+#[path = "common/webhook.rs"]
+mod webhook;
+
+const SECRET: &str = "a-shared-webhook-secret";
+
+/// A `[[alerts.webhook]]` table for `url` (secret in webhook.secret), with `more` keys.
+fn webhook_sink(org: &Org, url: &str, more: &str) -> String {
+    std::fs::write(org.path("webhook.secret"), format!("{SECRET}\n")).unwrap();
+    format!(
+        "[[alerts.webhook]]\nname = \"hook\"\nurl = \"{url}\"\nsecret_file = \"webhook.secret\"\nbackoff_initial_ms = \"20ms\"\nbackoff_max_ms = \"200ms\"\n{more}"
+    )
+}
+
+/// The rules of [`setup`] with only a webhook sink (no file sink).
+fn webhook_only(extra: &str, sink: &str) -> String {
+    let rules = extra.split("[[alerts.file]]").next().unwrap();
+    format!("{rules}{sink}")
+}
+
+/// How many times each alert id was taken; every taken alert checked against `want`.
+fn taken_ids(
+    r: &webhook::Receiver,
+    account: &str,
+    want: &BTreeMap<String, Value>,
+) -> BTreeMap<String, usize> {
+    let mut times = BTreeMap::new();
+    for t in r.taken() {
+        check_alert(&t.body, account, want);
+        *times.entry(t.id).or_default() += 1;
+    }
+    times
+}
+
+fn wanted_ids(account: &str, want: &BTreeMap<String, Value>) -> HashSet<String> {
+    want.keys().map(|e| alert_id(RULE, account, e)).collect()
+}
+
+#[test]
+fn a_webhook_gets_every_alert_once_signed_beside_the_file_sink() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 51);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    let extra = format!("{extra}{}", webhook_sink(&org, &r.url(), ""));
+    let c = org.collector(0, &extra);
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    procs::wait_until(Duration::from_secs(60), "every alert taken", || {
+        r.taken().len() >= want.len() && alerts(&org).len() >= want.len()
+    });
+    let times = taken_ids(&r, &account, &want);
+    assert!(
+        r.bad().is_empty(),
+        "every signature verifies: {:?}",
+        r.bad()
+    );
+    assert_eq!(
+        times.keys().cloned().collect::<HashSet<_>>(),
+        wanted_ids(&account, &want)
+    );
+    assert!(times.values().all(|n| *n == 1), "each once: {times:?}");
+    // The webhook's body is the file sink's line: the same payload.
+    let lines: HashSet<String> = alerts(&org).iter().map(Value::to_string).collect();
+    for t in r.taken() {
+        assert!(lines.contains(&t.body.to_string()), "{}", t.body);
+    }
+    assert_eq!(r.requests(), want.len(), "no request beyond the alerts");
+}
+
+#[test]
+fn an_https_webhook_with_a_private_ca_gets_every_alert() {
+    use rustls::pki_types::pem::PemObject;
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 52);
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(org.path("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(org.path("server.key")).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let r = webhook::Receiver::start_with(SECRET.as_bytes(), Some(std::sync::Arc::new(tls)));
+    assert!(r.url().starts_with("https://127.0.0.1:"));
+    let sink = webhook_sink(&org, &r.url(), "ca_file = \"ca/ca.pem\"\n");
+    let c = org.collector(0, &webhook_only(&extra, &sink));
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    procs::wait_until(Duration::from_secs(60), "every alert taken", || {
+        r.taken().len() >= want.len()
+    });
+    let times = taken_ids(&r, &account, &want);
+    assert_eq!(times.len(), want.len());
+    assert!(r.bad().is_empty(), "{:?}", r.bad());
+}
+
+#[test]
+fn killed_after_the_webhook_took_an_alert_it_comes_again_under_the_same_id() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 53);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    let extra = webhook_only(&extra, &webhook_sink(&org, &r.url(), ""));
+    let mut c = org.collector_with(0, &extra, false, |cmd| {
+        cmd.env("ORGTRAIL_CRASH_AT", "alert-sent");
+    });
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    let mut agent = spawn_agent(&cfg);
+    let crashed = procs::wait_exit(
+        &mut c.child,
+        Duration::from_secs(120),
+        &procs::Lines::drain(std::io::empty()),
+    );
+    assert!(!crashed.success(), "the collector aborted at alert-sent");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    drop(c);
+    // The receiver took exactly one alert before the kill (the outbox never noted it).
+    let before = r.taken();
+    assert_eq!(before.len(), 1, "one alert taken before the kill");
+    let first = before[0].id.clone();
+    let stored: HashSet<String> = org
+        .stored()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["eventID"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expect: BTreeMap<String, Value> = want
+        .into_iter()
+        .filter(|(id, _)| stored.contains(id))
+        .collect();
+    let _c = org.collector(0, &extra);
+    procs::wait_until(
+        Duration::from_secs(60),
+        "every alert taken after the restart",
+        || r.taken().len() > expect.len(),
+    );
+    let times = taken_ids(&r, &account, &expect);
+    assert_eq!(
+        times.keys().cloned().collect::<HashSet<_>>(),
+        wanted_ids(&account, &expect),
+        "an alert for every matching stored event, no other"
+    );
+    assert_eq!(
+        times[&first], 2,
+        "the alert taken before the kill came again, same id"
+    );
+    assert!(
+        times.iter().all(|(id, n)| *id == first || *n == 1),
+        "every other alert once: {times:?}"
+    );
+    assert!(r.bad().is_empty(), "{:?}", r.bad());
+}
+
+#[test]
+fn a_failing_webhook_is_retried_and_never_holds_back_the_file_sink() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 54);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    // Server faults first (retried with backoff; max_attempts is far off)...
+    r.always(503);
+    let extra = format!(
+        "{extra}{}",
+        webhook_sink(&org, &r.url(), "max_attempts = 1000\n")
+    );
+    let c = org.collector(0, &extra);
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    // ...while the file sink, with a loop of its own, gets every alert.
+    procs::wait_until(
+        Duration::from_secs(60),
+        "the file sink gets every alert",
+        || alerts(&org).len() >= want.len(),
+    );
+    assert!(r.requests() >= 2, "the webhook was tried, and tried again");
+    assert!(r.taken().is_empty());
+    // Then the receiver fails three more requests (500) and recovers: every alert arrives,
+    // each once.
+    r.fail_next(3, 500);
+    r.always(0);
+    procs::wait_until(Duration::from_secs(60), "every alert taken", || {
+        r.taken().len() >= want.len()
+    });
+    let times = taken_ids(&r, &account, &want);
+    assert_eq!(
+        times.keys().cloned().collect::<HashSet<_>>(),
+        wanted_ids(&account, &want)
+    );
+    assert!(times.values().all(|n| *n == 1), "{times:?}");
+    assert_eq!(alerts(&org).len(), want.len(), "the file sink: each once");
+}
+
+/// The lines of `orgtrail alerts dead-letters` (with `more` flags): (stdout lines, stderr).
+fn dead_letters(org: &Org, more: &[&str]) -> (std::process::Output, Vec<String>) {
+    let data = org::p(&org.path("data"));
+    let keys = org::p(&org.path("keys"));
+    let mut args = vec![
+        "alerts",
+        "dead-letters",
+        "--data-dir",
+        &data,
+        "--keys",
+        &keys,
+    ];
+    args.extend_from_slice(more);
+    let out = common::run(&args, b"");
+    let lines = common::stdout(&out).lines().map(str::to_owned).collect();
+    (out, lines)
+}
+
+#[test]
+fn a_webhook_that_keeps_failing_dead_letters_and_retry_delivers_them() {
+    let org = Org::new();
+    let (account, file, want, extra) = setup(&org, 55);
+    let r = webhook::Receiver::start(SECRET.as_bytes());
+    r.always(500);
+    let extra = webhook_only(&extra, &webhook_sink(&org, &r.url(), "max_attempts = 2\n"));
+    let mut c = org.collector(0, &extra);
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    let given_up = || {
+        std::fs::read_to_string(org.path("collector.stderr"))
+            .unwrap()
+            .matches("alert delivery given up")
+            .count()
+    };
+    // Each alert: two attempts and a durable write; generous for a loaded machine.
+    procs::wait_until(
+        Duration::from_secs(180),
+        "every alert dead-lettered",
+        || given_up() >= want.len(),
+    );
+    let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("alert delivery given up"))
+        .unwrap();
+    for part in [
+        "alert=",
+        "rule=watched-call",
+        "sink=hook",
+        "attempts=2",
+        "HTTP 500",
+    ] {
+        assert!(line.contains(part), "{line}");
+    }
+    assert_eq!(r.requests(), 2 * want.len(), "two attempts each");
+    // Not while the collector runs on the store.
+    let (out, _) = dead_letters(&org, &[]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("in use"),
+        "{}",
+        common::stderr(&out)
+    );
+    org::sigterm(&mut c);
+    drop(c);
+    let (out, lines) = dead_letters(&org, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(lines.len(), want.len(), "{lines:?}");
+    let ids: HashSet<String> = lines
+        .iter()
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            assert_eq!(cols[1], RULE, "{l}");
+            assert_eq!(cols[2], "hook", "{l}");
+            assert!(cols[3].parse::<u64>().is_ok(), "{l}");
+            assert_eq!(cols[4], "2", "{l}");
+            assert!(cols[6].starts_with("HTTP 500"), "{l}");
+            cols[0].to_owned()
+        })
+        .collect();
+    assert_eq!(ids, wanted_ids(&account, &want));
+    // Only another sink's: none.
+    let (_, none) = dead_letters(&org, &["--sink", "other"]);
+    assert!(none.is_empty());
+    // Re-driven with the receiver healthy: each delivered once, under the same id.
+    let (out, moved) = dead_letters(&org, &["--retry", "--sink", "hook"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(moved.len(), want.len());
+    assert!(dead_letters(&org, &[]).1.is_empty(), "none left");
+    r.always(0);
+    let _c = org.collector(0, &extra);
+    procs::wait_until(
+        Duration::from_secs(180),
+        "every re-driven alert taken",
+        || r.taken().len() >= want.len(),
+    );
+    let times = taken_ids(&r, &account, &want);
+    assert_eq!(times.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(times.values().all(|n| *n == 1), "{times:?}");
+}
+
+#[test]
+fn a_webhook_without_its_secret_refuses_to_start_naming_the_file() {
+    let org = Org::new();
+    std::fs::create_dir(org.path("rules")).unwrap();
+    let sink = "[[alerts.webhook]]\nname = \"hook\"\nurl = \"https://alerts.example/x\"\nsecret_file = \"missing.secret\"\n";
+    let cfg = org.collector_config(0, &format!("[rules]\npacks = [\"cis\"]\n{sink}"));
+    let out = common::run(&["collector", "--config", &org::p(&cfg)], b"");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("secret_file") && err.contains("missing.secret"),
+        "{err}"
+    );
+    // Empty: refused too.
+    std::fs::write(org.path("missing.secret"), "\n").unwrap();
+    let out = common::run(&["collector", "--config", &org::p(&cfg)], b"");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("missing.secret") && err.contains("is empty"),
+        "{err}"
+    );
+}

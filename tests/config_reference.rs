@@ -59,7 +59,13 @@ fn documented(doc: &str, title: &str) -> Vec<Key> {
 
 /// The table a key belongs to: "" (top level), "tls", "sources[jsonl]", "selectors.basic[]".
 fn table_of(key: &str) -> (&str, &str) {
-    for arr in ["sources[", "selectors.basic[]", "alerts.file[]"] {
+    for arr in [
+        "sources[",
+        "selectors.basic[]",
+        "alerts.file[]",
+        "alerts.webhook[]",
+        "alerts.nats[]",
+    ] {
         if key.starts_with(arr)
             && let Some(i) = key.find("].")
         {
@@ -151,6 +157,17 @@ const COLLECTOR_BASE: &[(&str, &str)] = &[
     // A sink, so that the documented rules have somewhere to send alerts.
     ("alerts.file[].name", "\"soc\""),
     ("alerts.file[].path", "\"alerts.jsonl\""),
+    // A webhook sink, so that each of its keys is tried in a complete table.
+    ("alerts.webhook[].name", "\"hook\""),
+    (
+        "alerts.webhook[].url",
+        "\"https://alerts.example/orgtrail\"",
+    ),
+    ("alerts.webhook[].secret_file", "\"webhook.secret\""),
+    // A NATS sink, so that its keys can be tried (`config check` does not connect).
+    ("alerts.nats[].name", "\"bus\""),
+    ("alerts.nats[].urls", "[\"nats://127.0.0.1:4222\"]"),
+    ("alerts.nats[].subject", "\"orgtrail.alerts\""),
 ];
 
 const AGENT_BASE: &[(&str, &str)] = &[
@@ -185,8 +202,19 @@ fn org() -> Org {
     std::fs::copy(d("server.key"), d("collector.key")).unwrap();
     std::fs::write(d("events.jsonl"), "").unwrap();
     std::fs::write(d("revoked.txt"), "# none yet\n").unwrap();
+    std::fs::write(d("webhook.secret"), "not-a-real-secret\n").unwrap();
     std::fs::create_dir_all(d("cloudtrail")).unwrap();
     std::fs::create_dir_all(d("rules")).unwrap();
+    // The NATS sink's secret files: a token, an nkey seed and a credentials file (the seed of
+    // async-nats' documentation, nobody's secret).
+    std::fs::write(d("nats.token"), "token\n").unwrap();
+    let seed = "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM";
+    std::fs::write(d("nats.nk"), format!("{seed}\n")).unwrap();
+    std::fs::write(
+        d("nats.creds"),
+        format!("-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJqd3QiLCJhbGciOiJlZDI1NTE5In0.e30.sig\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"),
+    )
+    .unwrap();
     std::fs::write(
         d("trail-selectors.json"),
         r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly","IncludeManagementEvents":true,"DataResources":[],"ExcludeManagementEventSources":[]}]}"#,
@@ -281,6 +309,8 @@ fn every_accepted_key_is_documented() {
                 "rules",
                 "alerts",
                 "alerts.file[]",
+                "alerts.webhook[]",
+                "alerts.nats[]",
             ][..],
         ),
         (

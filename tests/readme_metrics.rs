@@ -234,6 +234,9 @@ fn the_readme_lists_every_metric_served() {
             "orgtrail_collector_refusals_total",
             // No rules in this run: no alert is delivered.
             "orgtrail_collector_alert_deliveries_total",
+            "orgtrail_collector_alert_dead_letters_total",
+            // No rules, so no reload.
+            "orgtrail_collector_rules_reloads_total",
         ],
     );
     agree("agent", &agent_rows, &exposed(&agent_ops), &[]);

@@ -301,3 +301,98 @@ fn raw_mode_answers_every_conformance_case_as_aws_did() {
         );
     }
 }
+
+/// `rules import-sigma` on SigmaHQ's CloudTrail rules: a table of every rule (exact, with its
+/// caveats, or refused with the reason), the counts, and with `--out` one YAML rule file per
+/// translated rule, which `rules check` accepts and `rules test` fires on a matching event.
+#[test]
+fn import_sigma_reports_every_rule_and_writes_files_that_load() {
+    let sigma = fixtures().join("sigma/rules");
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("imported");
+    let o = run(&["rules", "import-sigma", p(&sigma), "--out", p(&dir)], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("rules=57 exact=46 with_caveats=6 refused=5"),
+        "{text}"
+    );
+    assert!(text.contains("wrote 52 rule files"), "{text}");
+    let refused = text.lines().filter(|l| l.contains("  refused  ")).count();
+    let reasons = text.lines().filter(|l| l.contains("reason: ")).count();
+    assert_eq!((refused, reasons), (5, 5), "{text}");
+    assert!(
+        text.contains("caveat: userAgent: Sigma's `contains` is case-insensitive"),
+        "{text}"
+    );
+    let o = run(&["rules", "check", p(&dir)], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("52 rules, 52 enabled, all valid"));
+    // The root-usage rule fires on a root call and not on the same call by a user.
+    let events = out.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"eventTime":"2026-11-27T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"192.0.2.1","userAgent":"aws-cli","requestID":"r1","eventID":"11111111-1111-4111-8111-111111111111","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#,
+            "\n",
+            r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/a","accountId":"111122223333"},"eventTime":"2026-11-27T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"192.0.2.1","userAgent":"aws-cli","requestID":"r2","eventID":"11111111-1111-4111-8111-111111111112","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let o = run(
+        &["rules", "test", p(&dir), p(&events), "--output", "jsonl"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        hits,
+        [serde_json::json!({"event": 0, "rule": "8ad1600d-e9dc-4251-b0ee-a65268f29add"})],
+        "only the root call fires, and only the root-usage rule"
+    );
+}
+
+/// A dry run counts a threshold rule's matches in input order, by eventTime: the imported
+/// Sigma rule `count() > 10` within 30m fires on the 11th of twelve calls a minute apart, once.
+#[test]
+fn a_dry_run_fires_a_threshold_rule_once_on_the_event_that_crosses_it() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("imported");
+    let sigma = fixtures().join("sigma/aggregations");
+    let o = run(&["rules", "import-sigma", p(&sigma), "--out", p(&dir)], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("rules=8 exact=6 with_caveats=1 refused=1"));
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            serde_json::json!({
+                "eventVersion": "1.08",
+                "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/a", "accountId": "111122223333"},
+                "eventTime": format!("2026-11-27T10:{i:02}:00Z"),
+                "eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstanceAttribute",
+                "requestParameters": {"attribute": "userData", "instanceId": format!("i-{i}")},
+                "awsRegion": "us-east-1", "sourceIPAddress": "192.0.2.1", "userAgent": "aws-cli",
+                "requestID": format!("r{i}"), "eventID": format!("11111111-1111-4111-8111-{i:012}"),
+                "eventType": "AwsApiCall", "recipientAccountId": "111122223333"
+            })
+            .to_string()
+        })
+        .collect();
+    let events = out.path().join("userdata.jsonl");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let o = run(&["rules", "test", p(&dir), p(&events), "--explain"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("line 11: 26ff4080-194e-47e7-9889-ef7602efed0c (medium)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("more than 10 such events within 30m"),
+        "{text}"
+    );
+    assert!(text.ends_with("events=12 matches=1\n"), "{text}");
+}

@@ -100,6 +100,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-crypto",
                 "orgtrail-store",
                 "orgtrail-ops",
+                // The trail selectors and the field-path layer they share with the rules.
+                "orgtrail-rules",
             ][..],
         ),
     ]);

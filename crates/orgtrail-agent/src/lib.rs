@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod metrics;
-pub mod selectors;
+/// The trail's event selectors: they live in `orgtrail-rules`, beside the rule engine, so that
+/// the agent, the collector and the CLI share one field-path and matching layer.
+pub use orgtrail_rules::selectors;
 pub mod sources;
 pub mod spool;
 

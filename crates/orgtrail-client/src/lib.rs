@@ -1,5 +1,5 @@
 //! A client of the orgtrail collector, shared by the `orgtrail` commands that ask a running
-//! collector (lookup, stats, follow, checkpoint, proof, verify), the demo and the benches.
+//! collector (lookup, stats, follow, checkpoint, proof, verify, alerts), the demo and the benches.
 //!
 //! [`Client::connect`] checks the reader's own certificate as the collector will (key, CA,
 //! validity, clientAuth), connects over mutual TLS with the configuration built by
@@ -8,6 +8,7 @@
 //! certificate, which role and which account were involved. [`profile`] reads and writes the
 //! reader's named profiles (where the collector is, which certificate to use).
 
+pub mod alerts;
 pub mod profile;
 
 use std::path::PathBuf;

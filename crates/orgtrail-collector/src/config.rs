@@ -35,7 +35,7 @@ pub struct CollectorConfig {
 }
 
 /// `[rules]`: which rules the collector evaluates.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// A directory of rule files (`.toml`, `.json`; see `orgtrail rules check`).
@@ -44,6 +44,27 @@ pub struct RulesConfig {
     /// Built-in packs: `cis` (CIS AWS Foundations v5.0, monitoring 4.1 to 4.15).
     #[serde(default)]
     pub packs: Vec<String>,
+    /// How often `dir` is checked for changed rule files (their names and contents), which
+    /// are then reloaded, milliseconds (or a duration: "1s"); 0: only on SIGHUP.
+    #[serde(
+        default = "default_rules_poll_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub poll_ms: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: None,
+            packs: Vec::new(),
+            poll_ms: default_rules_poll_ms(),
+        }
+    }
+}
+
+fn default_rules_poll_ms() -> u64 {
+    1_000
 }
 
 /// `[alerts]`: the sinks alerts are delivered to, each by a name rules refer to.
@@ -53,12 +74,23 @@ pub struct AlertsConfig {
     /// JSON-lines files: one alert a line, appended and synced.
     #[serde(default)]
     pub file: Vec<FileSinkConfig>,
+    /// Webhooks: each alert POSTed as JSON, signed with HMAC-SHA-256.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSinkConfig>,
+    /// NATS subjects: one message an alert, its id in the `Nats-Msg-Id` header.
+    #[serde(default)]
+    pub nats: Vec<NatsSinkConfig>,
 }
 
 impl AlertsConfig {
     /// Every sink's name, in configuration order.
     pub fn sink_names(&self) -> Vec<String> {
-        self.file.iter().map(|f| f.name.clone()).collect()
+        self.file
+            .iter()
+            .map(|f| f.name.clone())
+            .chain(self.webhook.iter().map(|w| w.name.clone()))
+            .chain(self.nats.iter().map(|n| n.name.clone()))
+            .collect()
     }
 }
 
@@ -70,6 +102,206 @@ pub struct FileSinkConfig {
     pub name: String,
     /// The file alerts are appended to (created with mode 0600).
     pub path: PathBuf,
+}
+
+/// `[[alerts.webhook]]`: alerts POSTed to an HTTP(S) receiver (see `alerts::webhook` for the
+/// request and its signature).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    /// The name rules use in `actions`.
+    pub name: String,
+    /// The receiver: `https://HOST[:PORT]/PATH` (or `http://`, for a receiver on the same
+    /// host or a trusted network).
+    pub url: String,
+    /// A file holding the HMAC-SHA-256 key the requests are signed with (its bytes, a
+    /// trailing newline dropped). Missing, empty or unreadable refuses to start.
+    pub secret_file: PathBuf,
+    /// A PEM file of the CA(s) an `https://` receiver's certificate must chain to (a private
+    /// CA); without it, Mozilla's roots (compiled in).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connecting (TCP and TLS) must finish within this, milliseconds (or a duration: "5s").
+    #[serde(
+        default = "webhook_defaults::connect_timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub connect_timeout_ms: u64,
+    /// One request (connecting included) must be answered within this, milliseconds (or a
+    /// duration: "10s").
+    #[serde(
+        default = "webhook_defaults::timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub timeout_ms: u64,
+    /// Attempts at one alert before it becomes a dead letter for this sink.
+    #[serde(default = "webhook_defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// The first wait after a failed attempt, milliseconds (or a duration: "200ms"); it
+    /// doubles (with jitter) up to `backoff_max_ms`.
+    #[serde(
+        default = "webhook_defaults::backoff_initial_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub backoff_initial_ms: u64,
+    /// The longest wait between attempts, milliseconds (or a duration: "1m").
+    #[serde(
+        default = "webhook_defaults::backoff_max_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub backoff_max_ms: u64,
+}
+
+/// The defaults of `[[alerts.webhook]]`.
+pub mod webhook_defaults {
+    pub(crate) fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub(crate) fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub(crate) fn max_attempts() -> u32 {
+        10
+    }
+    pub(crate) fn backoff_initial_ms() -> u64 {
+        200
+    }
+    pub(crate) fn backoff_max_ms() -> u64 {
+        60_000
+    }
+}
+
+impl WebhookSinkConfig {
+    /// Every problem of this sink's settings, its secret and CA files read.
+    pub fn problems(&self) -> Vec<String> {
+        let at = format!("alerts.webhook {:?}", self.name);
+        let mut p = Vec::new();
+        if let Err(e) = crate::alerts::webhook::Target::parse(&self.url) {
+            p.push(format!("{at}: url: {e}"));
+        }
+        if let Err(e) = crate::alerts::webhook::read_secret(&self.secret_file) {
+            p.push(format!("{at}: secret_file: {e}"));
+        }
+        if let Some(ca) = &self.ca_file
+            && let Err(e) = orgtrail_crypto::tls::read_roots(ca)
+        {
+            p.push(format!("{at}: ca_file: {e}"));
+        }
+        for (key, v, least, most) in [
+            ("connect_timeout_ms", self.connect_timeout_ms, 1, 600_000),
+            ("timeout_ms", self.timeout_ms, 1, 600_000),
+            ("backoff_initial_ms", self.backoff_initial_ms, 1, 3_600_000),
+            ("backoff_max_ms", self.backoff_max_ms, 1, 86_400_000),
+            ("max_attempts", u64::from(self.max_attempts), 1, 1_000_000),
+        ] {
+            if !(least..=most).contains(&v) {
+                p.push(format!(
+                    "{at}: {key} = {v} is out of range: give {least} to {most}"
+                ));
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            p.push(format!(
+                "{at}: backoff_max_ms ({}) is smaller than backoff_initial_ms ({})",
+                self.backoff_max_ms, self.backoff_initial_ms
+            ));
+        }
+        p
+    }
+}
+
+/// `[[alerts.nats]]`: a NATS subject alerts are published to. Secrets come from files only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// The name rules use in `actions`.
+    pub name: String,
+    /// The servers, `nats://HOST:PORT` or `tls://HOST:PORT` (TLS required); the client
+    /// connects to one of them and moves to another when it fails.
+    pub urls: Vec<String>,
+    /// The subject each alert is published to (no wildcards).
+    pub subject: String,
+    /// A file holding the token the server requires (`authorization { token }`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A user name, with `password_file`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A file holding the password of `user`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`): the client signs the server's challenge with it.
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A credentials file (`.creds`: a user JWT and its nkey seed), as `nsc` writes it.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// The CA certificates (PEM) the server's certificate must chain to; TLS is then
+    /// required. Without it a `tls://` URL is checked against Mozilla's roots (compiled in).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with `key_file`; TLS is then required.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The key of `cert_file` (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Connecting (TCP, TLS, the NATS handshake) must finish within this, milliseconds (or
+    /// a duration: "5s").
+    #[serde(
+        default = "default_nats_connect_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub connect_timeout_ms: u64,
+    /// A publish must be taken within this (flushed to the server, or acknowledged by
+    /// JetStream), milliseconds (or a duration: "10s"); else it is tried again later.
+    #[serde(
+        default = "default_nats_publish_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub publish_timeout_ms: u64,
+    /// Publish through JetStream: an alert counts as taken only once a stream stored it and
+    /// acknowledged it (a stream must capture `subject`). Otherwise once the server has it.
+    #[serde(default)]
+    pub jetstream: bool,
+}
+
+fn default_nats_connect_ms() -> u64 {
+    5_000
+}
+
+fn default_nats_publish_ms() -> u64 {
+    10_000
+}
+
+impl NatsSinkConfig {
+    /// The secret and certificate files it names, by key.
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        [
+            ("token_file", &self.token_file),
+            ("password_file", &self.password_file),
+            ("nkey_seed_file", &self.nkey_seed_file),
+            ("creds_file", &self.creds_file),
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.as_deref().map(|p| (k, p)))
+        .collect()
+    }
+
+    fn paths_mut(&mut self) -> [&mut Option<PathBuf>; 7] {
+        [
+            &mut self.token_file,
+            &mut self.password_file,
+            &mut self.nkey_seed_file,
+            &mut self.creds_file,
+            &mut self.ca_file,
+            &mut self.cert_file,
+            &mut self.key_file,
+        ]
+    }
 }
 
 /// How the ledger uses its disk.
@@ -274,6 +506,20 @@ impl CollectorConfig {
                 f.path = base.join(&f.path);
             }
         }
+        for w in &mut cfg.alerts.webhook {
+            for p in std::iter::once(&mut w.secret_file).chain(w.ca_file.as_mut()) {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        for n in &mut cfg.alerts.nats {
+            for p in n.paths_mut().into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -333,6 +579,16 @@ impl CollectorConfig {
                 p.push(format!("alerts: two sinks are named {n:?}"));
             }
         }
+        for w in &self.alerts.webhook {
+            p.extend(w.problems());
+        }
+        for n in &self.alerts.nats {
+            p.extend(
+                crate::alerts::nats_sink::problems(n)
+                    .into_iter()
+                    .map(|m| format!("alerts.nats[{}]: {m}", n.name)),
+            );
+        }
         let Some(rules) = &self.rules else {
             return p;
         };
@@ -342,7 +598,7 @@ impl CollectorConfig {
             );
         }
         if names.is_empty() {
-            p.push("rules: alerts need somewhere to go: add an [[alerts.file]] sink".into());
+            p.push("rules: alerts need somewhere to go: add an [[alerts.file]] or [[alerts.webhook]] sink".into());
         }
         match crate::alerts::load_rules(rules) {
             Ok(set) => {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
+use orgtrail_proto::v1::alerts_server::AlertsServer;
 use orgtrail_proto::v1::ingest_server::IngestServer;
 use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
@@ -61,6 +62,9 @@ pub enum CollectorError {
     Serve(String),
     #[error("invalid rules: {0}")]
     Rules(String),
+    /// An alert sink that cannot be set up (its message names the sink and the file).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// How long in-flight batches may take to finish once shutdown began.
@@ -201,15 +205,20 @@ pub async fn run(
         max_stats_events: cfg.limits.max_stats_events,
     };
     // Detection: rules evaluated on stored events, alerts delivered from the ledger's outbox.
+    // `recorded` wakes alert followers; kept here so that it lives as long as the server.
+    let (recorded, recorded_rx) = tokio::sync::watch::channel(0u64);
+    let mut loaded_rules = None;
     if let Some(rules_cfg) = &cfg.rules {
-        let rules = Arc::new(alerts::load_rules(rules_cfg).map_err(|p| {
+        // Taken before the load: a change while loading is reloaded at the first poll.
+        let seen = alerts::reload::fingerprint(rules_cfg.dir.as_deref());
+        let rules = alerts::load_rules(rules_cfg).map_err(|p| {
             CollectorError::Rules(
                 p.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
             )
-        })?);
+        })?;
         let sink_names = cfg.alerts.sink_names();
         let mut sinks = std::collections::HashMap::new();
         for f in &cfg.alerts.file {
@@ -217,6 +226,19 @@ pub async fn run(
                 f.name.clone(),
                 alerts::deliver::Sink::File(alerts::file_sink::FileSink::new(&f.path)),
             );
+        }
+        for w in &cfg.alerts.webhook {
+            let sink = alerts::webhook::WebhookSink::new(w).map_err(CollectorError::Sink)?;
+            sinks.insert(
+                w.name.clone(),
+                alerts::deliver::Sink::Webhook(Box::new(sink)),
+            );
+        }
+        for n in &cfg.alerts.nats {
+            let sink = alerts::nats_sink::NatsSink::new(n).map_err(|p| {
+                CollectorError::Sink(format!("alert sink {}: {}", n.name, p.join("; ")))
+            })?;
+            sinks.insert(n.name.clone(), alerts::deliver::Sink::Nats(Box::new(sink)));
         }
         let s = store.clone();
         tokio::task::spawn_blocking(move || alerts::evaluate::start(s.as_ref()))
@@ -227,22 +249,45 @@ pub async fn run(
             sinks = sinks.len(),
             "detection rules loaded"
         );
+        metrics.rules_loaded(rules.len());
+        let (swap, live_rules) = alerts::reload::live(rules);
+        let reloader = alerts::reload::Reloader::new(
+            rules_cfg.clone(),
+            sink_names.clone(),
+            swap,
+            metrics.clone(),
+            seen,
+        );
+        tokio::spawn(reloader.run(stopping.clone()));
         let wake = Arc::new(tokio::sync::Notify::new());
         let evaluator = alerts::evaluate::Evaluator {
             store: store.clone(),
-            rules: rules.clone(),
+            rules: live_rules.clone(),
             sinks: sink_names,
             metrics: metrics.clone(),
+            recorded: recorded.clone(),
+            thresholds: Default::default(),
         };
+        loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
         let deliverer = alerts::deliver::Deliverer {
             store: store.clone(),
-            rules,
+            rules: live_rules,
             sinks,
             metrics: metrics.clone(),
         };
         tokio::spawn(deliverer.run(wake, stopping.clone()));
+    } else {
+        alerts::reload::ignore_hangups(stopping.clone());
     }
+
+    let alerts_service = alerts::history::AlertsService {
+        store: store.clone(),
+        auth: query.auth.clone(),
+        rules: loaded_rules,
+        recorded: recorded_rx,
+        stopping: stopping.clone(),
+    };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -296,6 +341,13 @@ pub async fn run(
         )
         .add_service(
             QueryServer::new(query)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            AlertsServer::new(alerts_service)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)

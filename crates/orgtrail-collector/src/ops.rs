@@ -22,7 +22,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 /// Distinct account labels at most; later accounts count under `other`.
@@ -163,15 +163,32 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     tls_failures: Family<ReasonLabel, Counter>,
     alerts_recorded: Counter,
+    threshold_groups_evicted: Counter,
     alert_deliveries: Family<DeliveryLabel, Counter>,
+    alert_dead_letters: Family<SinkLabel, Counter>,
+    alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
+    rules_reloads: Family<OutcomeLabel, Counter>,
+    rules_loaded: Gauge,
+    rules_loaded_at: Gauge<f64, AtomicU64>,
     /// All accounts together, for the summary when the collector stops.
     totals: Totals,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    /// A configured sink's name (a bounded set: the configuration's).
+    sink: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabel {
     /// A configured sink's name (a bounded set: the configuration's).
     sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
     outcome: &'static str,
 }
 
@@ -367,15 +384,80 @@ impl Metrics {
             self.alerts_recorded.clone(),
         );
         r.register(
+            "orgtrail_collector_threshold_groups_evicted",
+            "Groups of threshold rules dropped to stay within the cap of tracked groups per rule (their counts start over)",
+            self.threshold_groups_evicted.clone(),
+        );
+        r.register(
             "orgtrail_collector_alert_deliveries",
             "Attempts to deliver an alert to a sink, by sink and outcome (delivered, failed)",
             self.alert_deliveries.clone(),
         );
+        r.register(
+            "orgtrail_collector_alert_dead_letters",
+            "Alerts a sink gave up on (attempts exhausted, or refused by the receiver) and kept as dead letters, by sink",
+            self.alert_dead_letters.clone(),
+        );
+        r.register(
+            "orgtrail_collector_alert_dead_letters_held",
+            "Alert dead letters in the ledger, waiting for `orgtrail alerts dead-letters --retry`",
+            self.alert_dead_letters_held.clone(),
+        );
+        r.register(
+            "orgtrail_collector_rules_reloads",
+            "Reloads of the detection rules (a rule file changed, or SIGHUP), by outcome (ok, refused: the rules in force stay)",
+            self.rules_reloads.clone(),
+        );
+        r.register(
+            "orgtrail_collector_rules_loaded",
+            "Detection rules in force (0 without [rules])",
+            self.rules_loaded.clone(),
+        );
+        r.register(
+            "orgtrail_collector_rules_loaded_timestamp_seconds",
+            "Unix time the rules in force were loaded (0 without [rules])",
+            self.rules_loaded_at.clone(),
+        );
+    }
+
+    /// `sink` gave up on an alert: one more dead letter held.
+    pub(crate) fn alert_dead_lettered(&self, sink: &str) {
+        self.alert_dead_letters
+            .get_or_create(&SinkLabel {
+                sink: sink.to_owned(),
+            })
+            .inc();
+        self.alert_dead_letters_held.inc();
+    }
+
+    /// The dead letters held, as counted from the ledger at start.
+    pub(crate) fn set_dead_letters_held(&self, n: i64) {
+        self.alert_dead_letters_held.set(n);
+    }
+
+    /// A reload of the rules was taken (`ok`) or refused.
+    pub(crate) fn rules_reloaded(&self, ok: bool) {
+        self.rules_reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: if ok { "ok" } else { "refused" },
+            })
+            .inc();
+    }
+
+    /// A set of `n` rules is now in force (loaded at start or reloaded).
+    pub(crate) fn rules_loaded(&self, n: usize) {
+        self.rules_loaded.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.rules_loaded_at.set(now_ms() as f64 / 1000.0);
     }
 
     /// `n` alerts were recorded.
     pub(crate) fn alerts_recorded(&self, n: u64) {
         self.alerts_recorded.inc_by(n);
+    }
+
+    /// `n` groups of threshold rules were evicted.
+    pub(crate) fn threshold_groups_evicted(&self, n: u64) {
+        self.threshold_groups_evicted.inc_by(n);
     }
 
     /// One attempt to deliver an alert to `sink`.

@@ -19,6 +19,18 @@ pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// HMAC-SHA-256 under `key` over the concatenation of `parts` (RFC 2104).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
 /// SHA-256 fed a piece at a time: for what is hashed while it is written or read in chunks,
 /// never whole in memory.
 pub struct Sha256(aws_lc_rs::digest::Context);
@@ -65,5 +77,16 @@ mod tests {
         ctx.update(b"ab");
         ctx.update(b"c");
         assert_eq!(ctx.finish(), h);
+    }
+
+    #[test]
+    fn hmac_known_answer() {
+        // RFC 4231, test case 2.
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

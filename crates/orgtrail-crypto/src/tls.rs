@@ -456,6 +456,51 @@ pub fn client_config(own: &OwnCertificate) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of orgtrail as a client of a service outside the organization's PKI
+/// (an alert sink's webhook receiver or NATS server): the service's certificate verified
+/// against the CA certificates of `ca` (a PEM bundle, for a private CA), else against Mozilla's
+/// roots compiled in (`webpki-roots`; not the system's store, which the FROM-scratch image does
+/// not have); with `own` = (certificate, key), that certificate presented for mutual TLS.
+/// aws-lc-rs with its default suites, TLS 1.3 and 1.2 (services outside our control may not
+/// speak 1.3 yet); no ALPN (the caller sets it). Every refusal names the file and the problem.
+pub fn external_client_config(
+    ca: Option<&Path>,
+    own: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, CertFileError> {
+    let roots = match ca {
+        Some(ca) => read_roots(ca)?,
+        None => Arc::new(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| file_error(Path::new("TLS"), describe(&e)))?
+        .with_root_certificates(roots);
+    match own {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = read_certificates(cert)?;
+            let key_pem = read(key)?;
+            let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                file_error(
+                    key,
+                    format!("not a PEM private key (PKCS#8, SEC1 or PKCS#1): {e}"),
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| match e {
+                    Error::InconsistentKeys(_) => file_error(
+                        key,
+                        format!("is not the key of the certificate {}", cert.display()),
+                    ),
+                    e => file_error(cert, describe(&e)),
+                })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,5 +681,27 @@ mod tests {
         );
         let io = std::io::Error::other("received fatal alert: Nonsense");
         assert_eq!(find_tls_error(&io), None);
+    }
+
+    #[test]
+    fn an_external_client_configuration_names_the_file_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        init_ca(&d.join("ca"), "o-example", 30).unwrap();
+        issue(&d.join("ca"), &req(Role::Admin, 30), &d.join("c")).unwrap();
+        issue(&d.join("ca"), &req(Role::Agent, 30), &d.join("other")).unwrap();
+        let ca = d.join("ca/ca.pem");
+        let p = |n: &str| d.join(n);
+        assert!(external_client_config(Some(&ca), None).is_ok());
+        assert!(external_client_config(Some(&ca), Some((&p("c.pem"), &p("c.key")))).is_ok());
+        let e = external_client_config(Some(&p("missing.pem")), None).unwrap_err();
+        assert_eq!(e.path, p("missing.pem"));
+        let e =
+            external_client_config(Some(&ca), Some((&p("c.pem"), &p("other.key")))).unwrap_err();
+        assert_eq!(e.path, p("other.key"), "{e}");
+        assert!(
+            e.problem.contains("is not the key of the certificate"),
+            "{e}"
+        );
     }
 }

@@ -29,7 +29,7 @@
 
 use serde_json::Value;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, PathId};
 use crate::pattern::{Pattern, PatternError};
 
 /// The computed envelope fields, as the engine sees them.
@@ -115,10 +115,31 @@ static VERSION_VALUE: std::sync::LazyLock<Value> =
 
 /// EventBridge's `detail-type` for a CloudTrail record.
 pub fn detail_type(record: &Value) -> &'static str {
-    if record["eventCategory"] == "Insight" {
+    detail_type_of(record.get("eventCategory"), record.get("eventType"))
+}
+
+/// EventBridge's `source` for a CloudTrail record: `aws.` and the service of its eventSource.
+pub fn source(record: &Value) -> Option<String> {
+    record["eventSource"].as_str().map(source_of)
+}
+
+/// EventBridge's `source` for an eventSource: `aws.` and its service.
+fn source_of(event_source: &str) -> String {
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
+    let mut out = String::with_capacity(4 + service.len());
+    out.push_str("aws.");
+    out.push_str(service);
+    out
+}
+
+/// EventBridge's `detail-type` from a record's eventCategory and eventType.
+fn detail_type_of(category: Option<&Value>, event_type: Option<&Value>) -> &'static str {
+    if category.and_then(Value::as_str) == Some("Insight") {
         return DETAIL_TYPE_NAMES[4];
     }
-    match record["eventType"].as_str() {
+    match event_type.and_then(Value::as_str) {
         Some("AwsConsoleSignIn") => DETAIL_TYPE_NAMES[1],
         Some("AwsServiceEvent") => DETAIL_TYPE_NAMES[2],
         Some("AwsConsoleAction") => DETAIL_TYPE_NAMES[3],
@@ -127,23 +148,26 @@ pub fn detail_type(record: &Value) -> &'static str {
     }
 }
 
-/// EventBridge's `source` for a CloudTrail record: `aws.` and the service of its eventSource.
-pub fn source(record: &Value) -> Option<String> {
-    let s = record["eventSource"].as_str()?;
-    Some(format!(
-        "aws.{}",
-        s.strip_suffix(".amazonaws.com").unwrap_or(s)
-    ))
+/// The record fields the computed envelope fields are made of; the engine collects them as
+/// it flattens an event, so that computing them looks nothing up again.
+const EVENT_SOURCE: &str = "eventSource";
+const EVENT_TYPE: &str = "eventType";
+const EVENT_CATEGORY: &str = "eventCategory";
+
+/// Path numbers of the computed fields some rule reads, and of the fields they come from.
+#[derive(Debug, Default)]
+struct Computed {
+    source: Option<(PathId, PathId)>,
+    detail_type: Option<(PathId, PathId, PathId)>,
+    id: Option<PathId>,
+    version: Option<PathId>,
 }
 
 /// Compiled rules over CloudTrail records, in record or envelope form.
 #[derive(Debug)]
 pub struct CloudTrailRules {
     engine: Engine,
-    source: bool,
-    detail_type: bool,
-    id: bool,
-    version: bool,
+    computed: Computed,
 }
 
 impl CloudTrailRules {
@@ -154,14 +178,26 @@ impl CloudTrailRules {
             .enumerate()
             .map(|(i, p)| onto_record(p).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let engine = Engine::new(&patterns);
-        Ok(CloudTrailRules {
-            source: engine.reads(SOURCE),
-            detail_type: engine.reads(DETAIL_TYPE),
-            id: engine.reads(ID),
-            version: engine.reads(VERSION),
-            engine,
-        })
+        let reads = |path: &str| patterns.iter().any(|p| p.paths().any(|q| q == path));
+        let mut aux = Vec::new();
+        if reads(SOURCE) {
+            aux.push(EVENT_SOURCE);
+        }
+        if reads(DETAIL_TYPE) {
+            aux.extend([EVENT_CATEGORY, EVENT_TYPE]);
+        }
+        let engine = Engine::with_paths(&patterns, &aux);
+        let id = |p: &str| engine.path_id(p);
+        let computed = Computed {
+            source: id(SOURCE).zip(id(EVENT_SOURCE)),
+            detail_type: match (id(DETAIL_TYPE), id(EVENT_CATEGORY), id(EVENT_TYPE)) {
+                (Some(d), Some(c), Some(t)) => Some((d, c, t)),
+                _ => None,
+            },
+            id: id(ID),
+            version: id(VERSION),
+        };
+        Ok(CloudTrailRules { engine, computed })
     }
 
     /// How many alternatives have no anchor and are verified for every event.
@@ -171,30 +207,31 @@ impl CloudTrailRules {
 
     /// The rules that match `record`, ascending.
     pub fn matches(&self, record: &Value, out: &mut Vec<usize>) {
-        let source = if self.source {
-            source(record).map(Value::String)
-        } else {
-            None
-        };
-        let detail_type = self.detail_type.then(|| {
-            let t = detail_type(record);
-            &DETAIL_TYPES[DETAIL_TYPE_NAMES.iter().position(|n| *n == t).unwrap_or(0)]
-        });
-        let version = self.version.then(|| &*VERSION_VALUE);
-        let mut extra: Vec<(&str, &Value)> = Vec::new();
-        if let Some(v) = &source {
-            extra.push((SOURCE, v));
+        // Declared before the flattened event, which may hold a leaf of it.
+        let source: Value;
+        let c = &self.computed;
+        let mut flat = self.engine.flatten(record);
+        if let Some((at, from)) = c.source
+            && let Some(Value::String(s)) = flat.first(from)
+        {
+            source = Value::String(source_of(s));
+            flat.push(at, &source);
         }
-        if let Some(v) = detail_type {
-            extra.push((DETAIL_TYPE, v));
+        if let Some((at, category, event_type)) = c.detail_type {
+            let t = detail_type_of(flat.first(category), flat.first(event_type));
+            let i = DETAIL_TYPE_NAMES.iter().position(|n| *n == t).unwrap_or(0);
+            flat.push(at, &DETAIL_TYPES[i]);
         }
-        if self.id && !record["eventID"].is_null() {
-            extra.push((ID, &record["eventID"]));
+        if let Some(at) = c.id
+            && let Some(v) = record.get("eventID")
+            && !v.is_null()
+        {
+            flat.push(at, v);
         }
-        if let Some(v) = version {
-            extra.push((VERSION, v));
+        if let Some(at) = c.version {
+            flat.push(at, &VERSION_VALUE);
         }
-        self.engine.matches(record, &extra, out);
+        self.engine.matches_flat(flat, out);
     }
 }
 

@@ -22,10 +22,11 @@ use serde_json::Value;
 /// event's values, and a per-process seed keeps those from being steered into collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-use crate::leaf::{Leaf, accepts, alternative_holds};
+use crate::leaf::{Leaf, alternative_holds, equal};
 use crate::pattern::{Condition, Matcher, Pattern, Scalar};
 
-type PathId = usize;
+/// The number of a path an engine reads.
+pub type PathId = usize;
 type AltId = u32;
 
 /// A trie node of the paths rules read. Children are sorted by key, as the keys of a parsed
@@ -34,9 +35,64 @@ type AltId = u32;
 struct Node {
     path: Option<PathId>,
     children: Vec<(String, Node)>,
+    /// The children whose keys start with byte `b` are `children[by_first[b]..by_first[b +
+    /// 1]]` (they are sorted): most keys of an event's object start with a byte no child
+    /// starts with, and are passed over without a comparison.
+    by_first: Vec<u32>,
+    /// A child's key is empty (a pattern's `a..b`): every key must be looked at.
+    empty_child: bool,
 }
 
 impl Node {
+    /// Fills the first-byte filters, once the trie is built.
+    fn seal(&mut self) {
+        self.empty_child = self.children.first().is_some_and(|(k, _)| k.is_empty());
+        self.by_first = (0..=256usize)
+            .map(|b| {
+                self.children.partition_point(|(k, _)| {
+                    k.as_bytes().first().is_none_or(|f| usize::from(*f) < b)
+                }) as u32
+            })
+            .collect();
+        for (_, n) in &mut self.children {
+            n.seal();
+        }
+    }
+
+    /// The child whose key is exactly `key` (`Ok`), or whether some child's key followed by a
+    /// dot starts `key` (`Err(true)`: `key` holds several segments of a path).
+    #[inline]
+    fn find(&self, key: &[u8]) -> Result<&Node, bool> {
+        let mut dotted = false;
+        let same_first = match key.first() {
+            Some(b) => {
+                let b = usize::from(*b);
+                match (self.by_first.get(b), self.by_first.get(b + 1)) {
+                    (Some(lo), Some(hi)) => &self.children[*lo as usize..*hi as usize],
+                    _ => &[],
+                }
+            }
+            None => &[],
+        };
+        let empty = if self.empty_child {
+            &self.children[..1]
+        } else {
+            &[]
+        };
+        for (c, n) in empty.iter().chain(same_first) {
+            let c = c.as_bytes();
+            if c.len() == key.len() {
+                // Inline: keys are short, and a call to memcmp per key cost more.
+                if c.iter().zip(key).all(|(a, b)| a == b) {
+                    return Ok(n);
+                }
+            } else if c.len() < key.len() && key[c.len()] == b'.' && key.starts_with(c) {
+                dotted = true;
+            }
+        }
+        Err(dotted)
+    }
+
     fn child(&self, key: &str) -> Option<&Node> {
         self.children
             .binary_search_by(|(k, _)| k.as_str().cmp(key))
@@ -53,17 +109,6 @@ impl Node {
             }
         };
         &mut self.children[i].1
-    }
-}
-
-/// `a < b`, comparing inline: most keys differ from a child within a few bytes, and a call to
-/// memcmp per key cost more than the comparison.
-fn less(a: &[u8], b: &[u8]) -> bool {
-    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    match (a.get(common), b.get(common)) {
-        (Some(x), Some(y)) => x < y,
-        (None, Some(_)) => true,
-        (_, None) => false,
     }
 }
 
@@ -132,8 +177,21 @@ fn keys(c: &Condition) -> Option<Vec<Key>> {
 impl Engine {
     /// Compiles `patterns`; rule `i` is `patterns[i]`.
     pub fn new(patterns: &[Pattern]) -> Engine {
+        Engine::with_paths(patterns, &[])
+    }
+
+    /// Compiles `patterns`, and collects the leaves at `paths` too when an event is flattened
+    /// (for fields computed from the event's own, such as an envelope's `source`: see
+    /// [`Flat::first`]).
+    pub fn with_paths(patterns: &[Pattern], paths: &[&str]) -> Engine {
         let mut e = Engine::default();
         let mut ids: HashMap<String, PathId> = HashMap::default();
+        for p in paths {
+            ids.entry((*p).to_owned()).or_insert_with(|| {
+                e.paths.push((*p).to_owned());
+                e.paths.len() - 1
+            });
+        }
         let mut index: HashMap<PathId, PathIndex> = HashMap::default();
         for (rule, p) in patterns.iter().enumerate() {
             for alt in &p.alternatives {
@@ -153,6 +211,24 @@ impl Engine {
                 });
             }
         }
+        // Paths numbered in the order the trie walk meets them (segment by segment, computed
+        // paths such as `$envelope.source`, pushed after the walk, last), so that a flattened
+        // event's leaves come out grouped by path without sorting in the common case.
+        let mut order: Vec<PathId> = (0..e.paths.len()).collect();
+        fn walk_order(p: &str) -> (bool, Vec<&str>) {
+            (p.starts_with('$'), p.split('.').collect())
+        }
+        order.sort_by(|a, b| walk_order(&e.paths[*a]).cmp(&walk_order(&e.paths[*b])));
+        let mut renumber = vec![0; e.paths.len()];
+        for (new, old) in order.iter().enumerate() {
+            renumber[*old] = new;
+        }
+        e.paths = order.iter().map(|old| e.paths[*old].clone()).collect();
+        for a in &mut e.alts {
+            for p in &mut a.paths {
+                *p = renumber[*p];
+            }
+        }
         for (id, path) in e.paths.iter().enumerate() {
             let mut node = &mut e.trie;
             for seg in path.split('.') {
@@ -160,6 +236,7 @@ impl Engine {
             }
             node.path = Some(id);
         }
+        e.trie.seal();
         // How many alternatives could anchor on each (path, key): anchor each on its rarest.
         let mut freq: HashMap<(PathId, Key), usize> = HashMap::default();
         for a in &e.alts {
@@ -259,23 +336,44 @@ impl Engine {
         self.scan.len()
     }
 
+    /// The number of `path` (a path some rule reads, or one given to
+    /// [`Engine::with_paths`]).
+    pub fn path_id(&self, path: &str) -> Option<PathId> {
+        self.paths.iter().position(|p| p == path)
+    }
+
     /// The rules that match `event`, ascending. `extra` adds leaves at paths the event does
     /// not have (computed fields, such as an EventBridge envelope's `source`).
     pub fn matches(&self, event: &Value, extra: &[(&str, &Value)], out: &mut Vec<usize>) {
-        out.clear();
-        // Every leaf at a path some rule reads, grouped by path.
-        let mut leaves: Vec<(PathId, Leaf<'_>)> = Vec::with_capacity(self.paths.len());
-        flatten(event, &self.trie, &mut Vec::new(), &mut leaves);
+        let mut flat = self.flatten(event);
         for (path, v) in extra {
-            if let Some(id) = self.paths.iter().position(|p| p == path) {
-                push_value(v, id, &mut Vec::new(), &mut leaves);
+            if let Some(id) = self.path_id(path) {
+                flat.push(id, v);
             }
         }
-        leaves.sort_by_key(|(p, _)| *p);
+        self.matches_flat(flat, out);
+    }
+
+    /// Every leaf of `event` at a path some rule reads (or given to [`Engine::with_paths`]):
+    /// the event walked once, along the paths' trie only.
+    pub fn flatten<'e>(&self, event: &'e Value) -> Flat<'e> {
+        let mut leaves = Vec::with_capacity(self.paths.len() + 4);
+        flatten(event, &self.trie, &mut Vec::new(), &mut leaves);
+        Flat { leaves }
+    }
+
+    /// The rules that match a flattened event, ascending.
+    pub fn matches_flat(&self, flat: Flat<'_>, out: &mut Vec<usize>) {
+        out.clear();
+        let mut leaves = flat.leaves;
+        // Grouped by path. The trie walk yields them nearly in order.
+        if !leaves.is_sorted_by_key(|(p, _)| *p) {
+            leaves.sort_by_key(|(p, _)| *p);
+        }
         let at = |p: PathId| {
             let from = leaves.partition_point(|(q, _)| *q < p);
-            let to = leaves.partition_point(|(q, _)| *q <= p);
-            &leaves[from..to]
+            let len = leaves[from..].iter().take_while(|(q, _)| *q == p).count();
+            &leaves[from..from + len]
         };
         let mut candidates: Vec<AltId> = Vec::with_capacity(self.scan.len() + 16);
         candidates.extend_from_slice(&self.scan);
@@ -284,9 +382,12 @@ impl Engine {
                 candidates_for(ix, l.value, &mut candidates);
             }
         }
+        if candidates.is_empty() {
+            return;
+        }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut refs: Vec<&[(PathId, Leaf<'_>)]> = Vec::new();
+        let mut refs: Vec<&[(PathId, Leaf<'_>)]> = Vec::with_capacity(8);
         for c in candidates {
             let a = &self.alts[c as usize];
             if out.contains(&a.rule) {
@@ -302,6 +403,28 @@ impl Engine {
     }
 }
 
+/// The leaves of one event at the paths an [`Engine`] reads, each with the number of its path.
+#[derive(Debug)]
+pub struct Flat<'e> {
+    leaves: Vec<(PathId, Leaf<'e>)>,
+}
+
+impl<'e> Flat<'e> {
+    /// The value at path `id` reached through no array (for a path of one segment: the
+    /// event's own field, when it is a scalar), if any.
+    pub fn first(&self, id: PathId) -> Option<&'e Value> {
+        self.leaves
+            .iter()
+            .find(|(p, l)| *p == id && l.arrays.is_empty())
+            .map(|(_, l)| l.value)
+    }
+
+    /// Adds a computed value's leaves at path `id`.
+    pub fn push(&mut self, id: PathId, v: &'e Value) {
+        push_value(v, id, &mut Vec::new(), &mut self.leaves);
+    }
+}
+
 fn candidates_for(ix: &PathIndex, v: &Value, out: &mut Vec<AltId>) {
     match v {
         Value::String(s) => {
@@ -309,8 +432,25 @@ fn candidates_for(ix: &PathIndex, v: &Value, out: &mut Vec<AltId>) {
                 out.extend_from_slice(l);
             }
             if !ix.lower.is_empty() || !ix.iprefixes.is_empty() {
-                let lower = s.to_lowercase();
-                if let Some(l) = ix.lower.get(&lower) {
+                // Lower-cased on the stack when short and ASCII, as most values are.
+                let mut buf = [0u8; 128];
+                let owned;
+                let short = (s.len() <= buf.len() && s.is_ascii())
+                    .then(|| {
+                        let b = &mut buf[..s.len()];
+                        b.copy_from_slice(s.as_bytes());
+                        b.make_ascii_lowercase();
+                        std::str::from_utf8(b).ok()
+                    })
+                    .flatten();
+                let lower: &str = match short {
+                    Some(l) => l,
+                    None => {
+                        owned = s.to_lowercase();
+                        &owned
+                    }
+                };
+                if let Some(l) = ix.lower.get(lower) {
                     out.extend_from_slice(l);
                 }
                 for len in &ix.iprefix_lens {
@@ -331,7 +471,7 @@ fn candidates_for(ix: &PathIndex, v: &Value, out: &mut Vec<AltId>) {
         }
         other => {
             for (s, l) in &ix.others {
-                if accepts(&Matcher::Exact(s.clone()), other) {
+                if equal(s, other) {
                     out.extend_from_slice(l);
                 }
             }
@@ -359,43 +499,16 @@ fn flatten<'e>(
             if node.children.is_empty() {
                 return;
             }
-            // The object's keys and the node's children, both sorted, walked together: `ci`
-            // is the first child not below the key.
-            let children = &node.children;
-            let Some(last) = children.last().and_then(|(c, _)| c.as_bytes().first()) else {
-                return;
-            };
-            let mut ci = 0;
             for (k, child) in obj {
-                let kb = k.as_bytes();
-                while ci < children.len() && less(children[ci].0.as_bytes(), kb) {
-                    ci += 1;
-                }
-                if let Some((c, n)) = children.get(ci)
-                    && c.len() == k.len()
-                    && c == k
-                {
-                    flatten(child, n, ctx, out);
-                    continue;
-                }
-                // A key holding several segments (`a.b`) continues a child below it that
-                // starts with the same byte.
-                let mut j = ci;
-                while j > 0 {
-                    j -= 1;
-                    let c = children[j].0.as_bytes();
-                    if c.first() != kb.first() {
-                        break;
-                    }
-                    if kb.len() > c.len() && kb.starts_with(c) && kb[c.len()] == b'.' {
+                match node.find(k.as_bytes()) {
+                    Ok(n) => flatten(child, n, ctx, out),
+                    // A key holding several segments (`a.b`) continues the path of each.
+                    Err(true) => {
                         if let Some(n) = k.split('.').try_fold(node, |n, seg| n.child(seg)) {
                             flatten(child, n, ctx, out);
                         }
-                        break;
                     }
-                }
-                if ci == children.len() && kb.first().is_some_and(|f| f > last) {
-                    break;
+                    Err(false) => {}
                 }
             }
         }

@@ -117,37 +117,13 @@ pub fn alternative_holds<'e, L: AsLeaf<'e>>(conditions: &[Condition], leaves: &[
 
 /// Whether matcher `m` accepts one leaf value. `exists: true` accepts any leaf; `exists:
 /// false` none (it holds only by absence).
+#[inline]
 pub fn accepts(m: &Matcher, v: &Value) -> bool {
+    if let Value::String(s) = v {
+        return accepts_str(m, s);
+    }
     match m {
         Matcher::Exact(s) => equal(s, v),
-        Matcher::Prefix {
-            prefix,
-            ignore_case,
-        } => v.as_str().is_some_and(|s| {
-            if *ignore_case {
-                lower_starts_with(s, prefix)
-            } else {
-                s.starts_with(prefix.as_str())
-            }
-        }),
-        Matcher::Suffix {
-            suffix,
-            ignore_case,
-        } => v.as_str().is_some_and(|s| {
-            if *ignore_case {
-                s.to_lowercase().ends_with(suffix.as_str())
-            } else {
-                s.ends_with(suffix.as_str())
-            }
-        }),
-        Matcher::EqualsIgnoreCase(want) => v.as_str().is_some_and(|s| {
-            if s.is_ascii() && want.is_ascii() {
-                s.eq_ignore_ascii_case(want)
-            } else {
-                s.to_lowercase() == *want
-            }
-        }),
-        Matcher::Wildcard(w) => v.as_str().is_some_and(|s| wildcard_matches(w, s)),
         Matcher::AnythingBut(but) => anything_but(but, v),
         Matcher::Numeric { lower, upper } => v.as_f64().is_some_and(|x| {
             lower.is_none_or(|b| {
@@ -164,8 +140,83 @@ pub fn accepts(m: &Matcher, v: &Value) -> bool {
                 }
             })
         }),
-        Matcher::Cidr(c) => v.as_str().is_some_and(|s| in_cidr(c, s)),
         Matcher::Exists(want) => *want,
+        // The string operators accept only strings.
+        Matcher::Prefix { .. }
+        | Matcher::Suffix { .. }
+        | Matcher::EqualsIgnoreCase(_)
+        | Matcher::Wildcard(_)
+        | Matcher::Cidr(_) => false,
+    }
+}
+
+/// The three exact comparisons of strings: what an exact value, a `prefix` and a `suffix`
+/// of a pattern do, and what a trail selector's `Equals`, `StartsWith` and `EndsWith` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrOp {
+    Equals,
+    Prefix,
+    Suffix,
+}
+
+/// Whether `s` holds `v` as `op` says (case-sensitive, byte for byte).
+#[inline]
+pub fn str_op(op: StrOp, s: &str, v: &str) -> bool {
+    match op {
+        StrOp::Equals => s == v,
+        StrOp::Prefix => s.starts_with(v),
+        StrOp::Suffix => s.ends_with(v),
+    }
+}
+
+/// Whether matcher `m` accepts a string leaf `s`: the one comparison of strings that rules
+/// and trail selectors share (an exact value, a prefix, a suffix, ...).
+#[inline]
+pub fn accepts_str(m: &Matcher, s: &str) -> bool {
+    match m {
+        Matcher::Exact(Scalar::String(want)) => str_op(StrOp::Equals, s, want),
+        Matcher::Exact(_) | Matcher::Numeric { .. } => false,
+        Matcher::Prefix {
+            prefix,
+            ignore_case,
+        } => {
+            if *ignore_case {
+                lower_starts_with(s, prefix)
+            } else {
+                str_op(StrOp::Prefix, s, prefix)
+            }
+        }
+        Matcher::Suffix {
+            suffix,
+            ignore_case,
+        } => {
+            if *ignore_case {
+                lower_ends_with(s, suffix)
+            } else {
+                str_op(StrOp::Suffix, s, suffix)
+            }
+        }
+        Matcher::EqualsIgnoreCase(want) => {
+            if s.is_ascii() && want.is_ascii() {
+                s.eq_ignore_ascii_case(want)
+            } else {
+                s.to_lowercase() == *want
+            }
+        }
+        Matcher::Wildcard(w) => wildcard_matches(w, s),
+        Matcher::AnythingBut(but) => anything_but_str(but, s),
+        Matcher::Cidr(c) => in_cidr(c, s),
+        Matcher::Exists(want) => *want,
+    }
+}
+
+fn lower_ends_with(s: &str, lower_suffix: &str) -> bool {
+    if s.is_ascii() {
+        s.len() >= lower_suffix.len()
+            && s.as_bytes()[s.len() - lower_suffix.len()..]
+                .eq_ignore_ascii_case(lower_suffix.as_bytes())
+    } else {
+        s.to_lowercase().ends_with(lower_suffix)
     }
 }
 
@@ -190,21 +241,30 @@ pub fn equal(s: &Scalar, v: &Value) -> bool {
 }
 
 fn anything_but(but: &AnythingBut, v: &Value) -> bool {
+    match (but, v) {
+        (_, Value::String(s)) => anything_but_str(but, s),
+        (AnythingBut::Values(list), v) => !list.iter().any(|s| equal(s, v)),
+        // The string exclusions do not exclude what is not a string.
+        _ => true,
+    }
+}
+
+fn anything_but_str(but: &AnythingBut, s: &str) -> bool {
     match but {
-        AnythingBut::Values(list) => !list.iter().any(|s| equal(s, v)),
-        AnythingBut::Prefix(list) => v
-            .as_str()
-            .is_none_or(|s| !list.iter().any(|p| s.starts_with(p.as_str()))),
-        AnythingBut::Suffix(list) => v
-            .as_str()
-            .is_none_or(|s| !list.iter().any(|p| s.ends_with(p.as_str()))),
-        AnythingBut::EqualsIgnoreCase(list) => v.as_str().is_none_or(|s| {
-            let l = s.to_lowercase();
-            !list.contains(&l)
-        }),
-        AnythingBut::Wildcard(list) => v
-            .as_str()
-            .is_none_or(|s| !list.iter().any(|w| wildcard_matches(w, s))),
+        AnythingBut::Values(list) => !list
+            .iter()
+            .any(|x| matches!(x, Scalar::String(a) if a == s)),
+        AnythingBut::Prefix(list) => !list.iter().any(|p| s.starts_with(p.as_str())),
+        AnythingBut::Suffix(list) => !list.iter().any(|p| s.ends_with(p.as_str())),
+        AnythingBut::EqualsIgnoreCase(list) => {
+            if s.is_ascii() {
+                !list.iter().any(|w| s.eq_ignore_ascii_case(w))
+            } else {
+                let l = s.to_lowercase();
+                !list.contains(&l)
+            }
+        }
+        AnythingBut::Wildcard(list) => !list.iter().any(|w| wildcard_matches(w, s)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Rules: a pattern with an id, a name, a description, a severity and the alert sinks it goes
 //! to, kept one per file in a directory.
 //!
-//! A rule file is TOML (`.toml`) or JSON (`.json`). Only `id` and `pattern` are required:
+//! A rule file is TOML (`.toml`), JSON (`.json`) or YAML (`.yaml`, `.yml`), one schema for all
+//! three. Only `id` and `pattern` are required:
 //!
 //! ```toml
 //! id = "root-console-login"                # letters, digits, '-', '_', '.'; unique in the directory
@@ -20,6 +21,21 @@
 //! {"id": "root-console-login", "pattern": {"detail": {"userIdentity": {"type": ["Root"]}}}}
 //! ```
 //!
+//! ```yaml
+//! id: root-console-login
+//! pattern:
+//!   eventName: [ConsoleLogin]
+//!   userIdentity: {type: [Root]}
+//! ```
+//!
+//! Two optional tables go beyond a pattern:
+//! - `threshold = { count = N, window = "10m", group_by = ["userIdentity.arn"] }`: the rule
+//!   fires when more than N matching events of one group fall within the window (see
+//!   [`crate::threshold`]);
+//! - `origin`: where a rule came from, for rules translated from elsewhere (`orgtrail rules
+//!   import-sigma` writes it: the source rule's id, author, references, license, and how
+//!   exactly it was translated). It changes nothing in matching.
+//!
 //! Files with other extensions, and hidden files, are ignored. Loading a directory reports
 //! every bad file at once, each with the reason; a set with any bad file is refused whole, so
 //! that a collector keeps the rules it had.
@@ -31,6 +47,7 @@ use serde_json::Value;
 
 use crate::cloudtrail::CloudTrailRules;
 use crate::pattern::Pattern;
+use crate::threshold::{Threshold, ThresholdSpec};
 
 /// How serious a rule's alerts are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
@@ -72,6 +89,54 @@ struct RuleFile {
     #[serde(default = "yes")]
     enabled: bool,
     pattern: Value,
+    #[serde(default)]
+    threshold: Option<ThresholdSpec>,
+    #[serde(default)]
+    origin: Option<Origin>,
+}
+
+/// Where a translated rule came from (`orgtrail rules import-sigma` fills it in). Kept with the
+/// rule so that a license's attribution (the Sigma rules' DRL 1.1 asks for the author and the
+/// rule id) travels with it; matching ignores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The kind of source: `sigma`.
+    pub source: String,
+    /// The source rule's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub falsepositives: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The source file it was translated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The license of the source rule, e.g. `DRL-1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The attribution the license asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
+    /// How the translation went: `exact` or `with caveats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<String>,
+    /// Each way the translation differs from the source's meaning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -89,6 +154,11 @@ pub struct Rule {
     pub actions: Option<Vec<String>>,
     pub enabled: bool,
     pub pattern: Pattern,
+    /// A count over a window per group, when the rule has one: it then fires on the event
+    /// that crosses the threshold, not on every match.
+    pub threshold: Option<Threshold>,
+    /// Where a translated rule came from.
+    pub origin: Option<Origin>,
     /// Where it was read from.
     pub file: PathBuf,
 }
@@ -126,7 +196,8 @@ impl Rule {
             Some("toml") => {
                 toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?
             }
-            _ => return Err(fail("a rule file is .toml or .json".into())),
+            Some("yaml" | "yml") => from_yaml(&text).map_err(fail)?,
+            _ => return Err(fail("a rule file is .toml, .json, .yaml or .yml".into())),
         };
         Rule::from_raw(raw, file).map_err(fail)
     }
@@ -158,6 +229,7 @@ impl Rule {
         {
             return Err(format!("actions: {bad:?} is not a sink name"));
         }
+        let threshold = raw.threshold.map(Threshold::from_spec).transpose()?;
         Ok(Rule {
             name: raw.name.unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
@@ -166,6 +238,8 @@ impl Rule {
             actions: raw.actions,
             enabled: raw.enabled,
             pattern,
+            threshold,
+            origin: raw.origin,
             file: file.to_owned(),
         })
     }
@@ -230,7 +304,8 @@ impl RuleSet {
         }
     }
 
-    /// Loads every rule file of `dir` (`.toml`, `.json`; hidden files ignored), or every problem.
+    /// Loads every rule file of `dir` (`.toml`, `.json`, `.yaml`, `.yml`; hidden files
+    /// ignored), or every problem.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleFileError>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![RuleFileError {
@@ -249,7 +324,10 @@ impl RuleSet {
                         .and_then(|n| n.to_str())
                         .is_some_and(|n| n.starts_with('.'));
                     let ext = path.extension().and_then(|x| x.to_str());
-                    if !hidden && matches!(ext, Some("toml" | "json")) && path.is_file() {
+                    if !hidden
+                        && matches!(ext, Some("toml" | "json" | "yaml" | "yml"))
+                        && path.is_file()
+                    {
                         files.push(path);
                     }
                 }
@@ -288,6 +366,19 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// A YAML rule file: one document, read with serde-saphyr (no unsafe code, alias and depth
+/// budgets); its errors name the line and column.
+fn from_yaml(text: &str) -> Result<RuleFile, String> {
+    serde_saphyr::from_str::<RuleFile>(text).map_err(|e| yaml_error(&e.to_string()))
+}
+
+/// serde-saphyr's message on one line: its first line names the line and column (`line 4
+/// column 11: unknown variant ...`); the snippet under it is left out.
+pub(crate) fn yaml_error(message: &str) -> String {
+    let first = message.lines().next().unwrap_or("invalid YAML").trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 #[cfg(test)]
@@ -356,6 +447,59 @@ mod tests {
         std::fs::remove_file(d.path().join("typo.toml")).unwrap();
         let e = RuleSet::load_dir(d.path()).unwrap_err();
         assert!(e[0].to_string().contains("is also the id of"), "{:?}", e);
+    }
+
+    #[test]
+    fn yaml_rule_files_load_and_their_errors_name_the_line() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "root.yaml",
+            "id: root-login\nseverity: high\npattern:\n  eventName: [ConsoleLogin]\n  userIdentity: {type: [Root]}\n",
+        );
+        write(
+            d.path(),
+            "burst.yml",
+            "id: burst\npattern: {eventName: [{prefix: List}]}\nthreshold: {count: 2, window: 10m, group_by: [userIdentity.arn]}\n",
+        );
+        let set = RuleSet::load_dir(d.path()).unwrap();
+        assert_eq!(set.len(), 2);
+        let burst = set.rules.iter().find(|r| r.id == "burst").unwrap();
+        let th = burst.threshold.as_ref().unwrap();
+        assert_eq!((th.count, th.window_ms), (2, 600_000));
+        let mut out = Vec::new();
+        set.matches(
+            &serde_json::json!({"eventName": "ConsoleLogin", "userIdentity": {"type": "Root"}}),
+            &mut out,
+        );
+        assert_eq!(set.rules[out[0]].id, "root-login");
+
+        write(
+            d.path(),
+            "bad.yaml",
+            "id: bad\npattern:\n  a: [1]\nseverity: severe\n",
+        );
+        write(d.path(), "broken.yml", "id: b\npattern:\n  a: [1\n");
+        write(
+            d.path(),
+            "window.yaml",
+            "id: w\npattern: {a: [1]}\nthreshold: {count: 1, window: soon}\n",
+        );
+        let e = RuleSet::load_dir(d.path()).unwrap_err();
+        let all = e
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("bad.yaml: line 4 column 11: unknown variant `severe`"),
+            "{all}"
+        );
+        assert!(all.contains("broken.yml: line 3 column"), "{all}");
+        assert!(
+            all.contains("window.yaml: threshold window \"soon\""),
+            "{all}"
+        );
     }
 
     #[test]

@@ -124,3 +124,37 @@ fn the_generators_make_matches_and_misses() {
     ));
     assert!(!interpret::matches(&p, &json!({"a": {"b": "X"}})));
 }
+
+#[test]
+fn dotted_keys_and_empty_segments_reach_the_same_paths() {
+    // The engine's trie walk looks keys up by their first byte; keys that hold several
+    // segments, and empty segments (`x..y`), must still reach their paths as the
+    // interpreter's walk does.
+    let patterns: Vec<Pattern> = [
+        json!({"x..y": [1]}),
+        json!({"a": {"b.c": ["v"]}}),
+        json!({"$or": [{"ab": ["w"]}, {"a": {"b": [{"prefix": "p"}]}}]}),
+    ]
+    .iter()
+    .map(|p| Pattern::from_json(p).unwrap())
+    .collect();
+    let engine = Engine::new(&patterns);
+    let mut out = Vec::new();
+    for e in [
+        json!({"x": {"": {"y": 1}}}),
+        json!({"x..y": 1}),
+        json!({"x.": {"y": 1}}),
+        json!({"a.b.c": "v", "ab": "w"}),
+        json!({"a": {"b": {"c": "v"}}, "a.b": "pq"}),
+        json!({"a": [{"b.c": "v"}, {"b": "px"}]}),
+        json!({"a": {"b": "x"}, "ab": "x"}),
+    ] {
+        engine.matches(&e, &[], &mut out);
+        let want: Vec<usize> = (0..patterns.len())
+            .filter(|i| interpret::matches(&patterns[*i], &e))
+            .collect();
+        assert_eq!(out, want, "event {e}");
+    }
+    engine.matches(&json!({"x..y": 1, "a.b": "p"}), &[], &mut out);
+    assert_eq!(out, vec![0, 2], "the test is not vacuous");
+}

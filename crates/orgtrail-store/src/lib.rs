@@ -20,6 +20,8 @@
 //! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
 //! | `m alerts_through` | the alert watermark: every event at or below it was evaluated by the rules (u64 BE; see the `outbox` module) |
 //! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
+//! | `D <seq u64> <rule id length u8> <rule id> <sink>` | an alert a sink gave up on (a dead letter): version, attempts, when, the last error (see the `outbox` module) |
+//! | `a <seq u64> <rule id>` | the alert history, every alert recorded (kept after delivery): version, recorded time (see the `alertlog` module) |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
 //! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
@@ -57,6 +59,7 @@
 //! writer thread ([`Ledger::append`]); reads ([`Ledger::query`], [`Ledger::get`]) block on sled
 //! and the run files and run on the caller's thread (async callers use `spawn_blocking`).
 
+mod alertlog;
 mod counts;
 pub mod crashpoint;
 mod error;
@@ -177,6 +180,54 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Notes durably that `sink` took the alert of `rule` on the event at `seq`; the alert
     /// leaves the outbox once no sink is left. Noting it again is no error.
     fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError>;
+    /// Up to `limit` alerts of the outbox after the one of (`seq`, `rule`) in outbox order
+    /// (oldest event first), or from the first with `None`: a sink's delivery loop reads on
+    /// from the last alert it handled.
+    fn pending_alerts_after(
+        &self,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError>;
+    /// Moves (alert, sink) from the outbox to a dead letter, in one atomic, durable write.
+    /// False (nothing written) when that sink is not pending for that alert.
+    fn dead_letter_alert(&self, letter: &DeadLetter) -> Result<bool, StoreError>;
+    /// Up to `limit` dead letters, oldest event first.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Moves the dead letters of `sink` (or all) back to the outbox, in one atomic, durable
+    /// write; returns those moved.
+    fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Up to `limit` alerts of the history (every alert recorded, delivered or not; see the
+    /// `alertlog` module): oldest first, strictly after the alert `from` names as (seq, rule
+    /// id), else from the first; or with `newest_first`, newest first, strictly before
+    /// `from`, else from the last.
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<AlertRef>, StoreError>;
+    /// [`EventStore::record_alerts`], with the threshold windows' changes in the same atomic,
+    /// durable write (see the `outbox` module). A store that keeps no windows takes only
+    /// empty changes.
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[PendingAlert],
+        windows: &WindowChanges,
+    ) -> Result<(), StoreError> {
+        if windows.is_empty() {
+            self.record_alerts(through, alerts)
+        } else {
+            Err(StoreError::Unavailable {
+                reason: "this store keeps no threshold windows".into(),
+            })
+        }
+    }
+    /// Every (rule id, seq) the threshold windows keep, as the last
+    /// [`EventStore::record_alerts_with_windows`] left them.
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -213,13 +264,14 @@ pub(crate) enum PreparedKind {
     Plain(Box<(CloudTrailEvent, AccountId)>),
 }
 
+pub use alertlog::AlertRef;
 pub use error::StoreError;
 pub use ledger::{
     AppendOutcome, Appended, COMMIT_BUCKETS, CommitLatency, DEFAULT_RESERVE, Health, Ledger,
     LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
 };
 pub use memory::{MemoryConfig, MemoryStore};
-pub use outbox::PendingAlert;
+pub use outbox::{DeadLetter, MAX_ERROR as MAX_DEAD_LETTER_ERROR, PendingAlert, WindowChanges};
 pub use query::{
     Attr, Counts, DEFAULT_PAGE, Group, MAX_PAGE, Page, Query, ScanPart, StoredEvent, TimeSpan,
     attr_matches,

@@ -52,6 +52,12 @@ struct Inner {
     /// The alert watermark and outbox (see the `outbox` module), by (seq, rule).
     alerts_through: Option<u64>,
     outbox: BTreeMap<(u64, String), Vec<String>>,
+    /// Dead letters by (seq, rule, sink).
+    dead: BTreeMap<(u64, String, String), crate::DeadLetter>,
+    /// The alert history (see the `alertlog` module): recorded time by (seq, rule).
+    history: BTreeMap<(u64, String), orgtrail_core::Timestamp>,
+    /// The threshold windows' state: (rule, seq) kept.
+    windows: std::collections::BTreeSet<(String, u64)>,
 }
 
 /// The reference model.
@@ -459,6 +465,12 @@ impl EventStore for MemoryStore {
                 .outbox
                 .insert((a.seq, a.rule.clone()), a.sinks.clone());
         }
+        if !alerts.is_empty() {
+            let at = crate::alertlog::stamp(inner.history.values().next_back().copied());
+            for a in alerts {
+                inner.history.insert((a.seq, a.rule.clone()), at);
+            }
+        }
         inner.alerts_through = Some(through);
         Ok(())
     }
@@ -487,5 +499,147 @@ impl EventStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn pending_alerts_after(
+        &self,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<crate::PendingAlert>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock()?;
+        let from = match after {
+            Some((seq, rule)) => Bound::Excluded((seq, rule.to_owned())),
+            None => Bound::Unbounded,
+        };
+        Ok(inner
+            .outbox
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|((seq, rule), sinks)| crate::PendingAlert {
+                seq: *seq,
+                rule: rule.clone(),
+                sinks: sinks.clone(),
+            })
+            .collect())
+    }
+
+    fn dead_letter_alert(&self, letter: &crate::DeadLetter) -> Result<bool, StoreError> {
+        crate::outbox::check_dead(letter)?;
+        let mut inner = self.lock()?;
+        let key = (letter.seq, letter.rule.clone());
+        let Some(sinks) = inner.outbox.get_mut(&key) else {
+            return Ok(false);
+        };
+        let before = sinks.len();
+        sinks.retain(|s| *s != letter.sink);
+        if sinks.len() == before {
+            return Ok(false);
+        }
+        if sinks.is_empty() {
+            inner.outbox.remove(&key);
+        }
+        let mut d = letter.clone();
+        d.error = crate::outbox::cut_error(&d.error);
+        inner
+            .dead
+            .insert((d.seq, d.rule.clone(), d.sink.clone()), d);
+        Ok(true)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        // Ordered as the ledger's keys are: seq, then rule id by length, then bytes.
+        let inner = self.lock()?;
+        let mut all: Vec<crate::DeadLetter> = inner.dead.values().cloned().collect();
+        all.sort_by(|a, b| {
+            (a.seq, a.rule.len(), &a.rule, &a.sink).cmp(&(b.seq, b.rule.len(), &b.rule, &b.sink))
+        });
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        let mut inner = self.lock()?;
+        let keys: Vec<(u64, String, String)> = inner
+            .dead
+            .keys()
+            .filter(|(_, _, s)| sink.is_none_or(|want| want == s))
+            .cloned()
+            .collect();
+        let mut moved = Vec::new();
+        for k in keys {
+            if let Some(d) = inner.dead.remove(&k) {
+                let sinks = inner.outbox.entry((d.seq, d.rule.clone())).or_default();
+                if !sinks.contains(&d.sink) {
+                    sinks.push(d.sink.clone());
+                }
+                moved.push(d);
+            }
+        }
+        moved.sort_by(|a, b| {
+            (a.seq, a.rule.len(), &a.rule, &a.sink).cmp(&(b.seq, b.rule.len(), &b.rule, &b.sink))
+        });
+        Ok(moved)
+    }
+
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<crate::AlertRef>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock()?;
+        let pos = from.map(|(s, r)| (s, r.to_owned()));
+        let entry =
+            |((seq, rule), at): (&(u64, String), &orgtrail_core::Timestamp)| crate::AlertRef {
+                seq: *seq,
+                rule: rule.clone(),
+                recorded: *at,
+            };
+        Ok(match (pos, newest_first) {
+            (None, false) => inner.history.iter().take(limit).map(entry).collect(),
+            (None, true) => inner.history.iter().rev().take(limit).map(entry).collect(),
+            (Some(p), false) => inner
+                .history
+                .range((Bound::Excluded(p), Bound::Unbounded))
+                .take(limit)
+                .map(entry)
+                .collect(),
+            (Some(p), true) => inner
+                .history
+                .range(..p)
+                .rev()
+                .take(limit)
+                .map(entry)
+                .collect(),
+        })
+    }
+
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+        windows: &crate::WindowChanges,
+    ) -> Result<(), StoreError> {
+        for (rule, seq) in windows.kept.iter().chain(&windows.dropped) {
+            crate::outbox::window_key(rule, *seq)?;
+        }
+        if self.lock()?.alerts_through.is_some_and(|w| w >= through) {
+            return Ok(());
+        }
+        self.record_alerts(through, alerts)?;
+        let mut inner = self.lock()?;
+        for k in &windows.dropped {
+            inner.windows.remove(k);
+        }
+        for k in &windows.kept {
+            inner.windows.insert(k.clone());
+        }
+        Ok(())
+    }
+
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.lock()?.windows.iter().cloned().collect())
     }
 }

@@ -34,6 +34,7 @@ impl PrefixUsage {
             b's' => "segments",
             b'c' => "checkpoints",
             b'm' => "meta (dictionaries, counters)",
+            b'a' => "alert history",
             _ => "other",
         }
     }

@@ -970,3 +970,375 @@ fn sled_alert_outbox_survives_reopening() {
         }]
     );
 }
+
+/// Dead letters: a sink that gave up moves (alert, sink) out of the outbox into a dead letter
+/// (the other sinks keep the alert pending), listed oldest first with its attempts and error;
+/// a retry (of one sink or all) moves it back; a sink not pending makes no dead letter; and
+/// each sink's delivery loop reads the outbox on from the last alert it handled.
+fn alert_dead_letters(store: &dyn EventStore) {
+    use orgtrail_store::{DeadLetter, PendingAlert};
+    let alert = |seq: u64, rule: &str, sinks: &[&str]| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let dead = |seq: u64, rule: &str, sink: &str| DeadLetter {
+        seq,
+        rule: rule.into(),
+        sink: sink.into(),
+        attempts: 10,
+        at_ms: 1_700_000_000_000,
+        error: "HTTP 500 Internal Server Error".into(),
+    };
+    store
+        .record_alerts(
+            9,
+            &[
+                alert(3, "root-login", &["hook", "log"]),
+                alert(5, "trail", &["hook"]),
+                alert(7, "keys", &["log"]),
+            ],
+        )
+        .unwrap();
+    // Reading on from a position.
+    let after = |a: Option<(u64, &str)>| {
+        store
+            .pending_alerts_after(a, 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(after(None), vec![3, 5, 7]);
+    assert_eq!(after(Some((3, "root-login"))), vec![5, 7]);
+    assert_eq!(after(Some((5, "trail"))), vec![7]);
+    assert_eq!(after(Some((7, "keys"))), Vec::<u64>::new());
+    assert_eq!(store.pending_alerts_after(None, 2).unwrap().len(), 2);
+
+    assert!(
+        store
+            .dead_letter_alert(&dead(3, "root-login", "hook"))
+            .unwrap()
+    );
+    assert!(store.dead_letter_alert(&dead(5, "trail", "hook")).unwrap());
+    // Not pending for that sink: nothing happens.
+    assert!(!store.dead_letter_alert(&dead(7, "keys", "hook")).unwrap());
+    assert!(!store.dead_letter_alert(&dead(8, "none", "hook")).unwrap());
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![alert(3, "root-login", &["log"]), alert(7, "keys", &["log"])],
+        "the other sink keeps the alert; an alert left with no sink leaves the outbox"
+    );
+    assert_eq!(
+        store.dead_letters(10).unwrap(),
+        vec![dead(3, "root-login", "hook"), dead(5, "trail", "hook")]
+    );
+    assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+    // A long error is cut, on a character boundary.
+    store
+        .record_alerts(10, &[alert(10, "long", &["x"])])
+        .unwrap();
+    let mut long = dead(10, "long", "x");
+    long.error = "é".repeat(1000);
+    assert!(store.dead_letter_alert(&long).unwrap());
+    let kept = store.dead_letters(10).unwrap().pop().unwrap();
+    assert!(
+        kept.error.len() <= orgtrail_store::MAX_DEAD_LETTER_ERROR,
+        "{}",
+        kept.error.len()
+    );
+    assert!(kept.error.starts_with("éé"));
+    // Retry one sink: only its dead letters go back, and the outbox holds them again.
+    let moved = store.retry_dead_letters(Some("x")).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(store.dead_letters(10).unwrap().len(), 2);
+    let moved = store.retry_dead_letters(None).unwrap();
+    assert_eq!(
+        moved,
+        vec![dead(3, "root-login", "hook"), dead(5, "trail", "hook")]
+    );
+    assert!(store.dead_letters(10).unwrap().is_empty());
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(3, "root-login", &["log", "hook"]),
+            alert(5, "trail", &["hook"]),
+            alert(7, "keys", &["log"]),
+            alert(10, "long", &["x"]),
+        ]
+    );
+    assert!(store.retry_dead_letters(None).unwrap().is_empty());
+    // Out of bounds.
+    let e = store.dead_letter_alert(&dead(3, "", "hook")).unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+}
+
+#[test]
+fn sled_alert_dead_letters() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_dead_letters(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_dead_letters() {
+    alert_dead_letters(&MemoryStore::new());
+}
+
+#[test]
+fn sled_dead_letters_survive_reopening() {
+    use orgtrail_store::{DeadLetter, PendingAlert};
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = k.path().to_owned();
+    let letter = DeadLetter {
+        seq: 2,
+        rule: "r".into(),
+        sink: "hook".into(),
+        attempts: 3,
+        at_ms: 5,
+        error: "connection refused".into(),
+    };
+    {
+        let store = sled_store(&keys, d.path());
+        store
+            .record_alerts(
+                2,
+                &[PendingAlert {
+                    seq: 2,
+                    rule: "r".into(),
+                    sinks: vec!["hook".into()],
+                }],
+            )
+            .unwrap();
+        assert!(store.dead_letter_alert(&letter).unwrap());
+        EventStore::close(&store).unwrap();
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(&keys).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.dead_letters(10).unwrap(), vec![letter]);
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+}
+
+/// Two sinks noting the same alert at once never undo each other's note.
+#[test]
+fn sled_concurrent_delivery_notes_are_all_kept() {
+    use orgtrail_store::PendingAlert;
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = Arc::new(sled_store(k.path(), d.path()));
+    let sinks: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let alerts: Vec<PendingAlert> = (1..=50)
+        .map(|seq| PendingAlert {
+            seq,
+            rule: "r".into(),
+            sinks: sinks.clone(),
+        })
+        .collect();
+    store.record_alerts(50, &alerts).unwrap();
+    let threads: Vec<_> = sinks
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            std::thread::spawn(move || {
+                for seq in 1..=50 {
+                    store.alert_delivered(seq, "r", &s).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(store.pending_alerts(100).unwrap().is_empty());
+}
+
+/// The alert history: every alert recorded, in (seq, rule) order, kept after delivery, never
+/// twice for a range recorded again, read page by page both ways, with recorded times that
+/// never go backwards.
+fn alert_history(store: &dyn EventStore) {
+    use orgtrail_store::PendingAlert;
+    let alert = |seq: u64, rule: &str| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: vec!["soc".into()],
+    };
+    let keys = |v: Vec<orgtrail_store::AlertRef>| -> Vec<(u64, String)> {
+        v.into_iter().map(|a| (a.seq, a.rule)).collect()
+    };
+    let k = |seq: u64, rule: &str| (seq, rule.to_owned());
+    assert!(store.alert_history(None, 10, false).unwrap().is_empty());
+    assert!(store.alert_history(None, 10, true).unwrap().is_empty());
+    let before = Timestamp(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
+    );
+    store
+        .record_alerts(5, &[alert(4, "root"), alert(2, "trail"), alert(4, "keys")])
+        .unwrap();
+    // Recorded again (a restart evaluating the range again): nothing new.
+    store.record_alerts(5, &[alert(5, "other")]).unwrap();
+    store.record_alerts(8, &[]).unwrap();
+    store.record_alerts(9, &[alert(9, "root")]).unwrap();
+    let all = store.alert_history(None, 100, false).unwrap();
+    assert_eq!(
+        keys(all.clone()),
+        vec![k(2, "trail"), k(4, "keys"), k(4, "root"), k(9, "root")]
+    );
+    assert!(all.iter().all(|a| a.recorded >= before), "{all:?}");
+    assert!(
+        all.windows(2).all(|w| w[0].recorded <= w[1].recorded),
+        "recorded times never go back: {all:?}"
+    );
+    // Delivered alerts leave the outbox, not the history.
+    for a in store.pending_alerts(100).unwrap() {
+        store.alert_delivered(a.seq, &a.rule, "soc").unwrap();
+    }
+    assert!(store.pending_alerts(100).unwrap().is_empty());
+    assert_eq!(store.alert_history(None, 100, false).unwrap(), all);
+    // Pages, oldest first and newest first, each strictly past its cursor.
+    assert_eq!(
+        keys(store.alert_history(None, 2, false).unwrap()),
+        vec![k(2, "trail"), k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "keys")), 2, false).unwrap()),
+        vec![k(4, "root"), k(9, "root")]
+    );
+    assert!(
+        store
+            .alert_history(Some((9, "root")), 2, false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        keys(store.alert_history(None, 3, true).unwrap()),
+        vec![k(9, "root"), k(4, "root"), k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "keys")), 3, true).unwrap()),
+        vec![k(2, "trail")]
+    );
+    // A cursor need not name an alert: it is a position.
+    assert_eq!(
+        keys(store.alert_history(Some((3, "")), 1, false).unwrap()),
+        vec![k(4, "keys")]
+    );
+    assert_eq!(
+        keys(store.alert_history(Some((4, "z")), 5, true).unwrap()),
+        vec![k(4, "root"), k(4, "keys"), k(2, "trail")]
+    );
+    assert!(store.alert_history(None, 0, false).unwrap().is_empty());
+    // A refused record adds nothing to the history.
+    let _ = store
+        .record_alerts(12, &[alert(11, "fine"), alert(13, "past")])
+        .unwrap_err();
+    assert_eq!(store.alert_history(None, 100, false).unwrap().len(), 4);
+}
+
+#[test]
+fn sled_alert_history() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_history(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_history() {
+    alert_history(&MemoryStore::new());
+}
+
+#[test]
+fn sled_alert_history_survives_reopening() {
+    use orgtrail_store::PendingAlert;
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = k.path().to_owned();
+    let first = {
+        let store = sled_store(&keys, d.path());
+        store
+            .record_alerts(
+                3,
+                &[PendingAlert {
+                    seq: 3,
+                    rule: "r".into(),
+                    sinks: vec!["soc".into()],
+                }],
+            )
+            .unwrap();
+        store.alert_delivered(3, "r", "soc").unwrap();
+        let h = store.alert_history(None, 10, false).unwrap();
+        EventStore::close(&store).unwrap();
+        h
+    };
+    assert_eq!(first.len(), 1);
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(&keys).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.alert_history(None, 10, false).unwrap(), first);
+    assert!(store.pending_alerts(10).unwrap().is_empty());
+}
+
+/// The threshold windows' state moves with the alert watermark, in one write; a range already
+/// recorded changes nothing.
+fn threshold_windows(store: &dyn EventStore) {
+    use orgtrail_store::WindowChanges;
+    let ch = |kept: &[(&str, u64)], dropped: &[(&str, u64)]| WindowChanges {
+        kept: kept.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect(),
+        dropped: dropped.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect(),
+    };
+    assert!(store.threshold_windows().unwrap().is_empty());
+    store
+        .record_alerts_with_windows(3, &[], &ch(&[("burst", 1), ("burst", 3), ("b2", 2)], &[]))
+        .unwrap();
+    store
+        .record_alerts_with_windows(5, &[], &ch(&[("burst", 5)], &[("burst", 1)]))
+        .unwrap();
+    // Already recorded: nothing moves.
+    store
+        .record_alerts_with_windows(4, &[], &ch(&[("x", 4)], &[("burst", 3)]))
+        .unwrap();
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+    assert_eq!(
+        store.threshold_windows().unwrap(),
+        vec![
+            ("b2".to_owned(), 2),
+            ("burst".to_owned(), 3),
+            ("burst".to_owned(), 5)
+        ]
+    );
+    let e = store
+        .record_alerts_with_windows(6, &[], &ch(&[("", 6)], &[]))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+    assert_eq!(store.alerts_through().unwrap(), Some(5));
+}
+
+#[test]
+fn sled_threshold_windows_survive_reopening() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    {
+        let store = sled_store(k.path(), d.path());
+        threshold_windows(&store);
+        EventStore::close(&store).unwrap();
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(k.path()).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(store.threshold_windows().unwrap().len(), 3);
+}
+
+#[test]
+fn memory_threshold_windows() {
+    threshold_windows(&MemoryStore::new());
+}

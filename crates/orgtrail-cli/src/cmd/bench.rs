@@ -40,6 +40,12 @@ enum What {
     /// Match pre-parsed generated events against 10, 100 and 1,000 rules of mixed operators
     /// on one thread: events/s, beside the rate of parsing the same events.
     Rules(crate::cmd::bench_rules::RulesArgs),
+    /// Alert latency: from an event's acknowledgement to its alert's arrival at a webhook on
+    /// loopback (a real collector, one rule firing on every event), p50 and p99.
+    Alerts(crate::cmd::bench_alerts::AlertsArgs),
+    /// Ingest throughput of one agent into a collector with rules (100 by default) against
+    /// one with none, in the same run, and when evaluation caught up.
+    IngestRules(crate::cmd::bench_ingest_rules::IngestRulesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +103,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Gz(a) => crate::cmd::bench_parse::gz(a),
         What::Selectors(a) => crate::cmd::bench_parse::selectors(a),
         What::Rules(a) => crate::cmd::bench_rules::rules_bench(a),
+        What::Alerts(a) => crate::cmd::bench_alerts::run(a),
+        What::IngestRules(a) => crate::cmd::bench_ingest_rules::run(a),
     }
 }
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use orgtrail_agent::selectors::Selectors;
 use orgtrail_core::{CloudTrailEvent, DecodeLimits, Decoder, EventFields, InputFormat};
 use orgtrail_gen::{GenConfig, Generator};
+use orgtrail_rules::selectors::Selectors;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GzArgs {
@@ -224,7 +224,7 @@ errorCode = { equals = ["VpceAccessDenied"] }
 "#;
 
 pub(crate) fn selectors(a: SelectorsArgs) -> anyhow::Result<ExitCode> {
-    let cfg = orgtrail_agent::selectors::SelectorConfig::from_agent_toml(BENCH_SELECTORS)
+    let cfg = orgtrail_rules::selectors::SelectorConfig::from_agent_toml(BENCH_SELECTORS)
         .map_err(anyhow::Error::msg)?;
     let sel = Selectors::compile(&cfg, None)
         .map_err(|p| anyhow::anyhow!("benchmark selectors invalid: {p:?}"))?;

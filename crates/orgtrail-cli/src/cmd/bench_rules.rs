@@ -28,13 +28,13 @@ pub(crate) struct RulesArgs {
 }
 
 /// The values the generated events hold, to write rules that sometimes match.
-struct Vocabulary {
+pub(crate) struct Vocabulary {
     names: Vec<String>,
     sources: Vec<String>,
     regions: Vec<String>,
 }
 
-fn vocabulary(events: &[Value]) -> Vocabulary {
+pub(crate) fn vocabulary(events: &[Value]) -> Vocabulary {
     let pick = |field: &str| -> Vec<String> {
         events
             .iter()
@@ -53,7 +53,13 @@ fn vocabulary(events: &[Value]) -> Vocabulary {
 /// `n` rules cycling through the operators: exact names (most rules, as real rule sets are),
 /// envelope-form source plus name, prefixes, `equals-ignore-case`, an error's presence, CIDR,
 /// `anything-but`, wildcard ARNs, suffixes and `$or`.
-fn rules(n: usize, v: &Vocabulary) -> anyhow::Result<Vec<Pattern>> {
+/// One benchmark rule: its pattern as written, and checked.
+pub(crate) struct BenchRule {
+    pub(crate) json: Value,
+    pub(crate) pattern: Pattern,
+}
+
+pub(crate) fn rules(n: usize, v: &Vocabulary) -> anyhow::Result<Vec<BenchRule>> {
     let at = |list: &Vec<String>, i: usize| list[i % list.len().max(1)].clone();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -79,7 +85,8 @@ fn rules(n: usize, v: &Vocabulary) -> anyhow::Result<Vec<Pattern>> {
                 json!({"$or": [{"eventName": [name]}, {"userIdentity": {"type": ["Root"]}, "eventName": [{"suffix": "Policy"}]}]})
             }
         };
-        out.push(Pattern::from_json(&p).with_context(|| format!("benchmark rule {i}: {p}"))?);
+        let pattern = Pattern::from_json(&p).with_context(|| format!("benchmark rule {i}: {p}"))?;
+        out.push(BenchRule { json: p, pattern });
     }
     Ok(out)
 }
@@ -127,7 +134,11 @@ pub(crate) fn rules_bench(a: RulesArgs) -> anyhow::Result<ExitCode> {
         "RULES", "EVENTS/S", "NS/EVENT", "MATCHES", "/ PARSE", "UNANCHORED"
     );
     for count in &a.rules {
-        let engine = CloudTrailRules::new(rules(*count, &vocab)?)
+        let patterns = rules(*count, &vocab)?
+            .into_iter()
+            .map(|r| r.pattern)
+            .collect();
+        let engine = CloudTrailRules::new(patterns)
             .map_err(|(i, e)| anyhow::anyhow!("benchmark rule {i}: {e}"))?;
         let mut hits = Vec::new();
         let (d, matches) = best_of(a.rounds, || {

@@ -42,7 +42,7 @@ pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -61,29 +61,79 @@ pub(crate) fn start_collector(
     exe: &Path,
     root: &Path,
 ) -> anyhow::Result<(std::process::Child, u16)> {
-    write(
-        &root.join("collector.toml"),
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n",
-    )?;
-    let mut collector = Command::new(exe)
-        .args(["collector", "--config"])
-        .arg(root.join("collector.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("collector address")?;
-    Ok((collector, port))
+    let (child, port, _) = start_collector_with(exe, root, "collector.toml", "data", "")?;
+    Ok((child, port))
 }
 
-fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCode> {
+/// [`start_collector`] with the configuration file `config` (written in `root`), the data
+/// directory `data` and `extra` appended to the configuration (e.g. `[rules]`, `[ops]`);
+/// returns the ops listener's address too when `extra` configures one.
+pub(crate) fn start_collector_with(
+    exe: &Path,
+    root: &Path,
+    config: &str,
+    data: &str,
+    extra: &str,
+) -> anyhow::Result<(std::process::Child, u16, Option<String>)> {
+    write(
+        &root.join(config),
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\nkeys_dir = \"keys\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.pem\"\n[organization]\nid = \"o-bench\"\nallow_any_account = true\n{extra}"
+        ),
+    )?;
+    let log = root.join(format!("{config}.stderr"));
+    let mut collector = Command::new(exe)
+        .args(["collector", "--config"])
+        .arg(root.join(config))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let mut out = BufReader::new(collector.stdout.take().context("collector stdout")?);
+    let mut ops = None;
+    let mut port = None;
+    let want_ops = extra.contains("[ops]");
+    while port.is_none() || (want_ops && ops.is_none()) {
+        let mut line = String::new();
+        if out.read_line(&mut line)? == 0 {
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("the collector stopped before it listened: {}", why.trim());
+        }
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains("ops listening on") {
+            ops = Some(addr);
+        } else if line.contains("listening on") {
+            port = Some(
+                addr.rsplit(':')
+                    .next()
+                    .unwrap_or_default()
+                    .parse::<u16>()
+                    .context("collector address")?,
+            );
+        }
+    }
+    let port = port.context("collector address")?;
+    // Keep reading its output, so that the collector never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Ok((collector, port, ops))
+}
+
+/// What [`prepare`] made in a bench's directory.
+pub(crate) struct Prepared {
+    pub(crate) exe: std::path::PathBuf,
+    pub(crate) account: String,
+    /// Bytes of `events.jsonl`.
+    pub(crate) raw_bytes: u64,
+}
+
+/// Makes `root` ready for a collector and an agent: a CA, the collector's certificate, keys,
+/// `events.jsonl` with `events` generated events of one account, and that account's agent
+/// certificate.
+pub(crate) fn prepare(root: &Path, events: u64) -> anyhow::Result<Prepared> {
     let exe = std::env::current_exe()?;
     certs::init_ca(&root.join("ca"), "o-bench", 30)?;
     certs::issue(
@@ -106,9 +156,9 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
     if !status.success() {
         bail!("keys init failed");
     }
-    println!("generating {} events for one account", a.events);
+    println!("generating {events} events for one account");
     let gen_cfg = GenConfig {
-        count: a.events,
+        count: events,
         accounts: 1,
         seed: 3,
         ..GenConfig::default()
@@ -137,6 +187,19 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
         },
         &root.join("agent"),
     )?;
+    Ok(Prepared {
+        exe,
+        account,
+        raw_bytes,
+    })
+}
+
+fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCode> {
+    let Prepared {
+        exe,
+        account,
+        raw_bytes,
+    } = prepare(root, a.events)?;
     let (mut collector, port) = start_collector(&exe, root)?;
     write(
         &root.join("agent.toml"),

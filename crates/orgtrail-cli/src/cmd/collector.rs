@@ -11,7 +11,8 @@ use orgtrail_collector::CollectorConfig;
 /// acknowledge each batch once stored. Prints `orgtrail collector listening on ADDR` when
 /// ready (then `orgtrail collector: ops listening on ADDR` with `[ops]`). SIGTERM or Ctrl-C: stop accepting, finish in-flight batches, flush, checkpoint,
 /// print `orgtrail collector stopped: received=N stored=S duplicates=D conflicts=C rejected=R
-/// refused_batches=B uptime=Ts` (also logged at info) and exit 0.
+/// refused_batches=B uptime=Ts` (also logged at info) and exit 0. SIGHUP: reload the rules of
+/// `[rules]` (a bad set is refused and the rules in force stay).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The configuration file (`orgtrail config example collector` prints a commented one).

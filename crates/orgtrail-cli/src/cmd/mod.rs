@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
 pub(crate) mod agent;
+pub(crate) mod alerts;
+pub(crate) mod alerts_dead_letters;
 pub(crate) mod bench;
+pub(crate) mod bench_alerts;
+pub(crate) mod bench_ingest_rules;
 pub(crate) mod bench_parse;
 pub(crate) mod bench_query;
 pub(crate) mod bench_rules;
@@ -23,6 +27,7 @@ pub(crate) mod rules;
 pub(crate) mod selectors;
 pub(crate) mod stats;
 pub(crate) mod store;
+pub(crate) mod table;
 pub(crate) mod validate;
 
 use std::io::{self, Read};

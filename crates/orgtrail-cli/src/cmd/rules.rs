@@ -1,5 +1,5 @@
-//! `orgtrail rules check|list|test`: rule files checked, listed, and tried on events without
-//! a collector.
+//! `orgtrail rules check|list|test|import-sigma`: rule files checked, listed, tried on events
+//! without a collector, and translated from SigmaHQ's CloudTrail rules.
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
@@ -23,9 +23,29 @@ enum What {
     Check(CheckArgs),
     List(ListArgs),
     Test(TestArgs),
+    ImportSigma(ImportSigmaArgs),
 }
 
-/// Check every rule file of a directory (.toml and .json; hidden files ignored).
+/// Translate SigmaHQ CloudTrail rules (logsource aws/cloudtrail) into orgtrail rule files.
+///
+/// Reads every .yml/.yaml under DIR. Each rule is reported exact, with caveats (each caveat
+/// stated), or refused (with the reason); then the counts. With --out, writes one YAML rule
+/// file per translated rule there, keeping the Sigma rule's id (as the rule id), title,
+/// author, references, false positives and the DRL 1.1 attribution. Exit status 0 when DIR
+/// was read (refusals are part of the report), 1 when it could not be read or written.
+#[derive(Debug, clap::Args)]
+struct ImportSigmaArgs {
+    /// The directory of Sigma rules (searched recursively).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+
+    /// Where to write the translated rule files (created if missing). Without it, only the
+    /// report is printed.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// Check every rule file of a directory (.toml, .json, .yaml, .yml; hidden files ignored).
 ///
 /// Prints one line and exits 0 when every file is a valid rule and the ids are unique; else
 /// names each bad file with the reason and exits 1.
@@ -50,7 +70,8 @@ struct ListArgs {
 /// JSON lines, single events); `-` reads standard input. Each event is checked as a CloudTrail
 /// record first; rules written against the EventBridge envelope match it as AWS would deliver
 /// it. Prints one line per match, `FILE: POSITION: RULE (severity): eventName`, then
-/// `events=N matches=M`. Exit status: 0 when every event was read, 1 when some were invalid,
+/// `events=N matches=M`. A threshold rule counts its matches in input order by eventTime and
+/// is listed only on the event that crosses its threshold. Exit status: 0 when every event was read, 1 when some were invalid,
 /// 2 when the rules are invalid (every problem is listed) or on a usage error.
 #[derive(Debug, clap::Args)]
 struct TestArgs {
@@ -96,7 +117,63 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Check(a) => check(&a),
         What::List(a) => list(&a),
         What::Test(a) => test(&a),
+        What::ImportSigma(a) => import_sigma(&a),
     }
+}
+
+fn import_sigma(a: &ImportSigmaArgs) -> anyhow::Result<ExitCode> {
+    use orgtrail_rules::sigma::{self, Outcome};
+    let report = sigma::import_dir(&a.dir)
+        .with_context(|| format!("cannot read the Sigma rules in {}", a.dir.display()))?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let file_w = report
+        .rules
+        .iter()
+        .map(|t| t.file.display().to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    writeln!(out, "{:file_w$}  {:12}  ID / REASON", "FILE", "RESULT")?;
+    for t in &report.rules {
+        let file = t.file.display().to_string();
+        let id = t.sigma_id.as_deref().unwrap_or("-");
+        match &t.outcome {
+            Outcome::Exact => writeln!(out, "{file:file_w$}  {:12}  {id}", "exact")?,
+            Outcome::Caveats(cs) => {
+                writeln!(out, "{file:file_w$}  {:12}  {id}", "with caveats")?;
+                for c in cs {
+                    writeln!(out, "{:file_w$}  {:12}    caveat: {c}", "", "")?;
+                }
+            }
+            Outcome::Refused(why) => {
+                writeln!(out, "{file:file_w$}  {:12}  {id}", "refused")?;
+                writeln!(out, "{:file_w$}  {:12}    reason: {why}", "", "")?;
+            }
+        }
+    }
+    let (exact, caveats, refused) = report.counts();
+    writeln!(
+        out,
+        "rules={} exact={exact} with_caveats={caveats} refused={refused}",
+        report.rules.len()
+    )?;
+    if let Some(dir) = &a.out {
+        let rules: Vec<&sigma::Translated> = report
+            .rules
+            .iter()
+            .filter_map(|t| t.rule.as_ref())
+            .collect();
+        let written = sigma::write::write_all(&rules, dir)
+            .with_context(|| format!("cannot write the rule files into {}", dir.display()))?;
+        writeln!(
+            out,
+            "wrote {} rule files to {}",
+            written.len(),
+            dir.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The rules of `dir`, or every problem printed and `None`.
@@ -195,6 +272,9 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut tally = Tally::default();
     let mut hits = Vec::new();
+    // Threshold rules count their matches in the order of the input, by eventTime, and fire
+    // only on the event that crosses their threshold, as in the collector.
+    let mut windows = orgtrail_rules::Windows::default();
     for path in &a.events {
         let name = path.display().to_string();
         let reader = match crate::cmd::open_input(path) {
@@ -218,8 +298,18 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                 None => set.matches(event, &mut hits),
             }
             for h in &hits {
-                tally.matches += 1;
                 let rule = &set.rules[*h];
+                if let Some(th) = &rule.threshold {
+                    let crossed =
+                        orgtrail_rules::threshold::event_time_ms(event).is_some_and(|t| {
+                            windows.observe_record(&rule.id, th, event, t, index + 1)
+                                == orgtrail_rules::threshold::Outcome::Fired
+                        });
+                    if !crossed {
+                        continue;
+                    }
+                }
+                tally.matches += 1;
                 match a.output {
                     Output::Jsonl => writeln!(
                         out,
@@ -242,6 +332,23 @@ fn test(a: &TestArgs) -> anyhow::Result<ExitCode> {
                                 interpret::explain(&rule.pattern, &envelope(event))
                             };
                             write!(out, ": {}", why.unwrap_or_default())?;
+                            if let Some(th) = &rule.threshold {
+                                match &th.distinct {
+                                    Some(d) => write!(
+                                        out,
+                                        "; and more than {} different {d} values within {}",
+                                        th.count, th.spec.window
+                                    )?,
+                                    None => write!(
+                                        out,
+                                        "; and more than {} such events within {}",
+                                        th.count, th.spec.window
+                                    )?,
+                                }
+                                if !th.group_by.is_empty() {
+                                    write!(out, " of the same {}", th.group_by.join(", "))?;
+                                }
+                            }
                         }
                         writeln!(out)?;
                     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orgtrail_agent::selectors::{SelectorConfig, Selectors};
 use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
+use orgtrail_rules::selectors::{SelectorConfig, Selectors};
 
 /// Work with CloudTrail event selectors.
 #[derive(Debug, clap::Args)]

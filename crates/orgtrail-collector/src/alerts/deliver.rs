@@ -1,170 +1,446 @@
-//! Delivery: every alert in the outbox to each of its pending sinks, oldest first; a sink that
-//! fails is retried with exponential backoff (and the alerts behind it wait, in order), and a
-//! sink that took an alert is noted in the outbox at once.
+//! Delivery: one loop per sink, each reading the outbox in order (oldest event first) and
+//! delivering the alerts that name its sink, one at a time. A sink that fails is retried with
+//! exponential backoff, and only its own alerts wait behind it: a failing webhook never holds
+//! back the file sink. A sink that took an alert is noted in the outbox at once.
+//!
+//! A sink with `max_attempts` (the webhook) gives up on an alert after that many failed
+//! attempts, or at once when the receiver refused it for good (see `webhook`): the (alert,
+//! sink) becomes a dead letter in the ledger, in the same write that takes it out of the
+//! outbox, with a warning naming the alert id, rule, sink, attempts and last error. Attempts
+//! are counted in memory: a restart starts the count over for the alert being retried (the
+//! dead letters themselves are durable). The file sink has no limit: it retries until the
+//! disk takes the line.
+//!
+//! Everything that touches sled (reading the outbox and the event, notes, dead letters) and
+//! the file sink's write and sync run on blocking threads; the webhook's request is async.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use orgtrail_rules::RuleSet;
-use orgtrail_store::{EventStore, PendingAlert, StoreError};
+use bytes::Bytes;
+use orgtrail_store::{DeadLetter, EventStore, PendingAlert, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::file_sink::FileSink;
 use super::payload::{alert_id, payload};
+use super::webhook::WebhookSink;
 
 /// Alerts read from the outbox at once.
 const BATCH: usize = 256;
+/// The wait after a store error before trying again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often an idle loop looks at the outbox even without a wake-up.
+const IDLE_RESCAN: Duration = Duration::from_secs(5);
 
 /// A configured sink.
 #[derive(Debug)]
 pub(crate) enum Sink {
     File(FileSink),
+    Webhook(Box<WebhookSink>),
+    Nats(Box<super::nats_sink::NatsSink>),
+}
+
+/// One alert as a sink receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) id: String,
+    /// The rule that fired.
+    pub(crate) rule: String,
+    pub(crate) body: Bytes,
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What went wrong, for the log and the dead letter (never the alert's body).
+    pub(crate) error: String,
+    /// The receiver refused this alert for good: trying again would not help.
+    pub(crate) permanent: bool,
+    /// The receiver asked for this wait before the next attempt (`Retry-After`).
+    pub(crate) wait: Option<Duration>,
+}
+
+impl Failure {
+    pub(crate) fn retry(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: false,
+            wait: None,
+        }
+    }
+
+    pub(crate) fn permanent(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: true,
+            wait: None,
+        }
+    }
+}
+
+/// How a sink retries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// Attempts before a dead letter; `None`: retry forever.
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+}
+
+impl RetryPolicy {
+    /// The file sink's: forever, 200 ms doubling up to a minute.
+    const FOREVER: RetryPolicy = RetryPolicy {
+        max_attempts: None,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(60),
+    };
+
+    fn backoff(&self) -> backon::ExponentialBackoff {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
 }
 
 impl Sink {
-    /// Delivers one alert. Blocking.
-    fn send(&mut self, body: &[u8]) -> Result<(), String> {
+    /// Its retry policy.
+    fn policy(&self) -> RetryPolicy {
         match self {
-            Sink::File(f) => f.send(body).map_err(|e| e.to_string()),
+            Sink::File(_) => RetryPolicy::FOREVER,
+            Sink::Webhook(w) => w.policy,
+            // A publish that failed is retried, never dropped.
+            Sink::Nats(_) => RetryPolicy::FOREVER,
+        }
+    }
+
+    /// Delivers one alert.
+    async fn send(&self, alert: &Outgoing) -> Result<(), Failure> {
+        match self {
+            Sink::File(f) => {
+                let (f, body) = (f.clone(), alert.body.clone());
+                match tokio::task::spawn_blocking(move || f.send(&body)).await {
+                    Ok(r) => r.map_err(|e| Failure::retry(e.to_string())),
+                    Err(e) => Err(Failure::retry(format!("the file write task failed: {e}"))),
+                }
+            }
+            Sink::Webhook(w) => w.send(&alert.id, &alert.body).await,
+            Sink::Nats(n) => n
+                .send(&alert.body, &alert.id, &alert.rule)
+                .await
+                .map_err(Failure::retry),
         }
     }
 }
 
 pub(crate) struct Deliverer {
     pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rules in force (for a rule's name and severity in the payload).
+    pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: HashMap<String, Sink>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
 
-/// Why a round of delivery stopped early.
-enum Stop {
-    /// A sink failed: wait, then try again.
-    SinkFailed,
-    Store(StoreError),
+/// What every sink's loop shares.
+struct Shared {
+    store: Arc<dyn EventStore>,
+    rules: super::reload::LiveRules,
+    metrics: Arc<crate::ops::Metrics>,
+}
+
+/// Runs `f` on a blocking thread (sled never blocks the runtime).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Unavailable {
+            reason: format!("an alert delivery task failed: {e}"),
+        }),
+    }
+}
+
+/// Sleeps `d`; false when `stopping` came first.
+async fn pause(d: Duration, stopping: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => !*stopping.borrow(),
+        _ = stopping.changed() => false,
+    }
 }
 
 impl Deliverer {
+    /// Starts one delivery loop per sink, then passes every wake-up (`wake`: alerts were
+    /// recorded) on to all of them, until `stopping`.
     pub(crate) async fn run(self, wake: Arc<Notify>, mut stopping: watch::Receiver<bool>) {
-        let me = Arc::new(std::sync::Mutex::new(self));
-        let mut backoff = new_backoff();
-        loop {
-            if *stopping.borrow() {
-                return;
+        let shared = Arc::new(Shared {
+            store: self.store,
+            rules: self.rules,
+            metrics: self.metrics,
+        });
+        let names: Vec<String> = self.sinks.keys().cloned().collect();
+        let (tick, ticks) = watch::channel(0u64);
+        // Alerts pending for a sink no longer configured become its dead letters (nothing
+        // can take them; `alerts dead-letters` shows them, `--retry` once it is back).
+        let s = shared.clone();
+        match blocking(move || sweep(&*s.store, &names)).await {
+            Ok(gone) => {
+                for sink in gone {
+                    shared.metrics.alert_dead_lettered(&sink);
+                }
             }
-            let m = me.clone();
-            let round = tokio::task::spawn_blocking(move || match m.lock() {
-                Ok(mut d) => d.round(),
-                Err(_) => Ok(false),
-            })
-            .await;
-            let wait = match round {
-                // Delivered a full batch: there may be more.
-                Ok(Ok(true)) => {
-                    backoff = new_backoff();
-                    continue;
-                }
-                Ok(Ok(false)) => {
-                    backoff = new_backoff();
-                    None
-                }
-                Ok(Err(Stop::SinkFailed)) => Some(backoff.next().unwrap_or(MAX_WAIT)),
-                Ok(Err(Stop::Store(e))) => {
-                    tracing::warn!(error = %e, "reading the alert outbox failed; retrying");
-                    Some(Duration::from_secs(1))
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the alert delivery task failed");
-                    Some(Duration::from_secs(1))
-                }
+            Err(e) => tracing::warn!(error = %e, "checking the outbox for removed sinks failed"),
+        }
+        let s = shared.clone();
+        match blocking(move || s.store.dead_letters(usize::MAX)).await {
+            Ok(d) => shared.metrics.set_dead_letters_held(d.len() as i64),
+            Err(e) => tracing::warn!(error = %e, "counting the alert dead letters failed"),
+        }
+        for (name, sink) in self.sinks {
+            let lp = SinkLoop {
+                policy: sink.policy(),
+                name,
+                sink,
+                shared: shared.clone(),
             };
+            tokio::spawn(lp.run(ticks.clone(), stopping.clone()));
+        }
+        loop {
             tokio::select! {
-                () = wake.notified(), if wait.is_none() => {}
-                () = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(5))) => {}
+                () = wake.notified() => tick.send_modify(|n| *n = n.wrapping_add(1)),
                 _ = stopping.changed() => return,
             }
         }
     }
+}
 
-    /// Delivers what the outbox holds, oldest first, up to [`BATCH`] alerts. True when it
-    /// delivered a full batch (more may wait). Blocking.
-    fn round(&mut self) -> Result<bool, Stop> {
-        let pending = self.store.pending_alerts(BATCH).map_err(Stop::Store)?;
-        let full = pending.len() == BATCH;
-        for a in &pending {
-            self.deliver(a)?;
-        }
-        Ok(full)
-    }
-
-    fn deliver(&mut self, a: &PendingAlert) -> Result<(), Stop> {
-        let e = self.store.read(a.seq).map_err(Stop::Store)?;
-        let record: Value = serde_json::from_slice(&e.bytes).map_err(|err| {
-            Stop::Store(StoreError::Corrupt(format!(
-                "event {} is not JSON: {err}",
-                a.seq
-            )))
-        })?;
-        // A record without an eventID is stored under the id derived from its bytes (as
-        // dedup keys it), and its alert id derives from that one.
-        let event_id = record["eventID"]
-            .as_str()
-            .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
-        let id = alert_id(&a.rule, e.account.as_str(), &event_id);
-        let body = match self.rules.rules.iter().find(|r| r.id == a.rule) {
-            Some(rule) => payload(&record, &id, rule),
-            // The rule was removed since it fired: the alert still goes out, as recorded.
-            None => {
-                let mut v = orgtrail_rules::cloudtrail::envelope(&record);
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("id".into(), Value::String(id.clone()));
-                    o.insert("rule-id".into(), Value::String(a.rule.clone()));
-                }
-                v
-            }
+/// Moves every (alert, sink) pending for a sink not in `names` to the dead letters; returns
+/// the sink of each. Blocking.
+fn sweep(store: &dyn EventStore, names: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut after: Option<(u64, String)> = None;
+    let mut n = Vec::new();
+    loop {
+        let page =
+            store.pending_alerts_after(after.as_ref().map(|(s, r)| (*s, r.as_str())), BATCH)?;
+        let Some(last) = page.last() else {
+            return Ok(n);
         };
-        let bytes = body.to_string().into_bytes();
-        for name in &a.sinks {
-            let Some(sink) = self.sinks.get_mut(name) else {
-                // Its sink was removed from the configuration: nothing can take it.
-                tracing::warn!(alert = %id, rule = %a.rule, sink = %name, "alert for a sink no longer configured; dropped for that sink");
-                self.metrics.alert_delivery(name, false);
-                self.store
-                    .alert_delivered(a.seq, &a.rule, name)
-                    .map_err(Stop::Store)?;
-                continue;
-            };
-            match sink.send(&bytes) {
-                Ok(()) => {
-                    orgtrail_store::crashpoint::hit_alerts("alert-sent");
-                    self.store
-                        .alert_delivered(a.seq, &a.rule, name)
-                        .map_err(Stop::Store)?;
-                    self.metrics.alert_delivery(name, true);
-                    tracing::debug!(alert = %id, rule = %a.rule, sink = %name, "alert delivered");
-                }
-                Err(err) => {
-                    self.metrics.alert_delivery(name, false);
-                    tracing::warn!(alert = %id, rule = %a.rule, sink = %name, error = %err, "alert delivery failed; retrying");
-                    return Err(Stop::SinkFailed);
+        after = Some((last.seq, last.rule.clone()));
+        for a in &page {
+            for sink in a.sinks.iter().filter(|s| !names.contains(s)) {
+                let letter = DeadLetter {
+                    seq: a.seq,
+                    rule: a.rule.clone(),
+                    sink: sink.clone(),
+                    attempts: 0,
+                    at_ms: now_ms(),
+                    error: format!("the sink {sink:?} is no longer configured"),
+                };
+                if store.dead_letter_alert(&letter)? {
+                    n.push(sink.clone());
+                    tracing::warn!(seq = a.seq, rule = %a.rule, sink = %sink, "alert for a sink no longer configured: kept as a dead letter (see `orgtrail alerts dead-letters`)");
                 }
             }
         }
-        Ok(())
     }
 }
 
-/// The longest wait between attempts at a failing sink.
-const MAX_WAIT: Duration = Duration::from_secs(60);
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
-fn new_backoff() -> backon::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(MAX_WAIT)
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// One sink's delivery loop.
+struct SinkLoop {
+    name: String,
+    sink: Sink,
+    policy: RetryPolicy,
+    shared: Arc<Shared>,
+}
+
+/// How one alert's delivery ended.
+enum Outcome {
+    /// Taken, or a dead letter: go on to the next.
+    Done,
+    /// The store failed: read the outbox again from this alert.
+    StoreFailed(StoreError),
+    Stopping,
+}
+
+impl SinkLoop {
+    async fn run(self, mut ticks: watch::Receiver<u64>, mut stopping: watch::Receiver<bool>) {
+        // The last outbox entry this loop handled: it reads on from there. Entries are only
+        // added past it while running (re-driven dead letters come back while the collector
+        // is stopped), so nothing for this sink is skipped.
+        let mut cursor: Option<(u64, String)> = None;
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            // Seen before reading: an alert recorded after the read wakes the next wait.
+            ticks.borrow_and_update();
+            let s = self.shared.clone();
+            let after = cursor.clone();
+            let page = blocking(move || {
+                s.store
+                    .pending_alerts_after(after.as_ref().map(|(q, r)| (*q, r.as_str())), BATCH)
+            })
+            .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(sink = %self.name, error = %e, "reading the alert outbox failed; retrying");
+                    if !pause(STORE_RETRY, &mut stopping).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if page.is_empty() {
+                tokio::select! {
+                    r = ticks.changed() => if r.is_err() { return },
+                    _ = stopping.changed() => return,
+                    () = tokio::time::sleep(IDLE_RESCAN) => {}
+                }
+                continue;
+            }
+            for a in page {
+                if a.sinks.contains(&self.name) {
+                    match self.deliver(&a, &mut stopping).await {
+                        Outcome::Done => {}
+                        Outcome::Stopping => return,
+                        Outcome::StoreFailed(e) => {
+                            tracing::warn!(sink = %self.name, seq = a.seq, rule = %a.rule, error = %e, "alert delivery: the store failed; retrying");
+                            if !pause(STORE_RETRY, &mut stopping).await {
+                                return;
+                            }
+                            break;
+                        }
+                    }
+                }
+                cursor = Some((a.seq, a.rule));
+            }
+        }
+    }
+
+    /// Delivers one alert to this loop's sink: retried until taken, a dead letter, or a stop.
+    async fn deliver(&self, a: &PendingAlert, stopping: &mut watch::Receiver<bool>) -> Outcome {
+        let s = self.shared.clone();
+        let pending = a.clone();
+        let out = match blocking(move || build(&s, &pending)).await {
+            Ok(o) => o,
+            Err(e) => return Outcome::StoreFailed(e),
+        };
+        let metrics = &self.shared.metrics;
+        let mut backoff = self.policy.backoff();
+        let mut attempts: u32 = 0;
+        loop {
+            attempts = attempts.saturating_add(1);
+            let failure = match self.sink.send(&out).await {
+                Ok(()) => {
+                    orgtrail_store::crashpoint::hit_alerts("alert-sent");
+                    metrics.alert_delivery(&self.name, true);
+                    let (s, seq, rule, sink) = (
+                        self.shared.clone(),
+                        a.seq,
+                        a.rule.clone(),
+                        self.name.clone(),
+                    );
+                    return match blocking(move || s.store.alert_delivered(seq, &rule, &sink)).await
+                    {
+                        Ok(()) => {
+                            tracing::debug!(alert = %out.id, rule = %a.rule, sink = %self.name, attempts, "alert delivered");
+                            Outcome::Done
+                        }
+                        // Taken but not noted: it goes again (at least once, same id).
+                        Err(e) => Outcome::StoreFailed(e),
+                    };
+                }
+                Err(f) => f,
+            };
+            metrics.alert_delivery(&self.name, false);
+            let give_up =
+                failure.permanent || self.policy.max_attempts.is_some_and(|m| attempts >= m);
+            if give_up {
+                let letter = DeadLetter {
+                    seq: a.seq,
+                    rule: a.rule.clone(),
+                    sink: self.name.clone(),
+                    attempts,
+                    at_ms: now_ms(),
+                    error: failure.error.clone(),
+                };
+                let s = self.shared.clone();
+                return match blocking(move || s.store.dead_letter_alert(&letter)).await {
+                    Ok(made) => {
+                        if made {
+                            metrics.alert_dead_lettered(&self.name);
+                        }
+                        tracing::warn!(
+                            alert = %out.id,
+                            rule = %a.rule,
+                            sink = %self.name,
+                            attempts,
+                            error = %failure.error,
+                            "alert delivery given up: kept as a dead letter (`orgtrail alerts dead-letters` lists them, `--retry` sends them again)"
+                        );
+                        Outcome::Done
+                    }
+                    Err(e) => Outcome::StoreFailed(e),
+                };
+            }
+            let mut wait = backoff.next().unwrap_or(self.policy.max);
+            if let Some(asked) = failure.wait {
+                wait = wait.max(asked.min(self.policy.max));
+            }
+            tracing::warn!(
+                alert = %out.id,
+                rule = %a.rule,
+                sink = %self.name,
+                attempt = attempts,
+                error = %failure.error,
+                retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "alert delivery failed; retrying"
+            );
+            if !pause(wait, stopping).await {
+                return Outcome::Stopping;
+            }
+        }
+    }
+}
+
+/// The alert as sinks receive it: its id and payload, from the event read back. Blocking.
+fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
+    let e = s.store.read(a.seq)?;
+    let record: Value = serde_json::from_slice(&e.bytes)
+        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", a.seq)))?;
+    // A record without an eventID is stored under the id derived from its bytes (as dedup
+    // keys it), and its alert id derives from that one.
+    let event_id = record["eventID"]
+        .as_str()
+        .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
+    let id = alert_id(&a.rule, e.account.as_str(), &event_id);
+    let rules = s.rules.current();
+    let body = match rules.rules.iter().find(|r| r.id == a.rule) {
+        Some(rule) => payload(&record, &id, rule),
+        // The rule was removed since it fired: the alert still goes out, as recorded.
+        None => {
+            let mut v = orgtrail_rules::cloudtrail::envelope(&record);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("id".into(), Value::String(id.clone()));
+                o.insert("rule-id".into(), Value::String(a.rule.clone()));
+            }
+            v
+        }
+    };
+    Ok(Outgoing {
+        id,
+        rule: a.rule.clone(),
+        body: Bytes::from(body.to_string()),
+    })
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -17,9 +16,14 @@ const RETRY: Duration = Duration::from_secs(1);
 /// What evaluation needs.
 pub(crate) struct Evaluator {
     pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rules in force, swapped by a reload; each range is evaluated with one set.
+    pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: Vec<String>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// Bumped after each write that recorded alerts: wakes alert followers.
+    pub(crate) recorded: watch::Sender<u64>,
+    /// The threshold rules' windows.
+    pub(crate) thresholds: super::threshold::Thresholds,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -98,6 +102,8 @@ impl Evaluator {
             return Ok(None);
         }
         let to = head.min(through + RANGE);
+        let rules = self.rules.current();
+        let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
         for seq in through + 1..=to {
@@ -110,9 +116,13 @@ impl Evaluator {
                     continue;
                 }
             };
-            self.rules.matches(&record, &mut hits);
+            rules.matches(&record, &mut hits);
             for h in &hits {
-                let rule = &self.rules.rules[*h];
+                let rule = &rules.rules[*h];
+                // A threshold rule fires only on the event that crosses its threshold.
+                if rule.threshold.is_some() && !windows.observe(rule, &record, seq) {
+                    continue;
+                }
                 alerts.push(PendingAlert {
                     seq,
                     rule: rule.id.clone(),
@@ -120,8 +130,13 @@ impl Evaluator {
                 });
             }
         }
-        self.store.record_alerts(to, &alerts)?;
+        self.store
+            .record_alerts_with_windows(to, &alerts, &windows.changes())?;
+        self.metrics.threshold_groups_evicted(windows.recorded(to));
         orgtrail_store::crashpoint::hit_alerts("alerts-recorded");
+        if !alerts.is_empty() {
+            self.recorded.send_modify(|n| *n = n.wrapping_add(1));
+        }
         self.metrics.alerts_recorded(alerts.len() as u64);
         if !alerts.is_empty() {
             tracing::info!(

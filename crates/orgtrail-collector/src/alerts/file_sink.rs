@@ -4,26 +4,32 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-/// An open alerts file.
-#[derive(Debug)]
+/// An alerts file, opened on first use. Cheap to clone (its delivery loop hands a clone to a
+/// blocking thread for each write).
+#[derive(Debug, Clone)]
 pub(crate) struct FileSink {
     path: PathBuf,
-    file: Option<std::fs::File>,
+    file: Arc<Mutex<Option<std::fs::File>>>,
 }
 
 impl FileSink {
     pub(crate) fn new(path: &Path) -> FileSink {
         FileSink {
             path: path.to_owned(),
-            file: None,
+            file: Arc::new(Mutex::new(None)),
         }
     }
 
     /// Appends one line and syncs it. Blocking.
-    pub(crate) fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() {
-            self.file = Some(
+    pub(crate) fn send(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("the alerts file's lock is poisoned"))?;
+        if file.is_none() {
+            *file = Some(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -31,7 +37,7 @@ impl FileSink {
                     .open(&self.path)?,
             );
         }
-        let result = self.file.as_mut().map_or(Ok(()), |f| {
+        let result = file.as_mut().map_or(Ok(()), |f| {
             let mut buf = Vec::with_capacity(line.len() + 1);
             buf.extend_from_slice(line);
             buf.push(b'\n');
@@ -39,7 +45,7 @@ impl FileSink {
         });
         if result.is_err() {
             // Reopened on the next try (the file may have been moved or its disk replaced).
-            self.file = None;
+            *file = None;
         }
         result
     }

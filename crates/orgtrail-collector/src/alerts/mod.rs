@@ -11,14 +11,25 @@
 //!    with exponential backoff while a sink fails, and is noted per sink once taken. A crash
 //!    between a sink taking an alert and the note delivers it to that sink again: delivery is
 //!    at least once, always with the same alert id ([`payload::alert_id`], derived from the
-//!    rule, the account and the eventID), so that a receiver drops a redelivery.
+//!    rule, the account and the eventID), so that a receiver drops a redelivery. Each sink
+//!    has a delivery loop of its own, so a failing sink holds back only its own alerts; a
+//!    webhook gives up on an alert after `max_attempts` (or a refusal) and keeps it as a dead
+//!    letter in the ledger until an operator re-drives it.
+//!
+//! Threshold rules ([`threshold`]) fire on the event that makes a count over a window cross
+//! their threshold; their windows are written with each range's alerts and watermark.
 //!
 //! Nothing of an event is logged: alerts are named by alert id, rule and sink.
 
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
+pub mod history;
+pub(crate) mod nats_sink;
 pub mod payload;
+pub(crate) mod reload;
+pub(crate) mod threshold;
+pub mod webhook;
 
 use orgtrail_rules::{RuleFileError, RuleSet};
 

@@ -42,6 +42,35 @@ pub fn payload(record: &Value, alert_id: &str, rule: &orgtrail_rules::Rule) -> V
     v
 }
 
+/// The alert of the rule `rule_id` on a stored event: its id and its payload, exactly as sinks
+/// receive it. `rule` is that rule if it is still loaded; the alert of a rule removed since it
+/// fired keeps its `rule-id` and has no `rule-name` or `severity`. A record without an eventID
+/// is stored under the id derived from its bytes (as dedup keys it), and its alert id derives
+/// from that one.
+pub fn of_stored(
+    e: &orgtrail_store::StoredEvent,
+    rule_id: &str,
+    rule: Option<&orgtrail_rules::Rule>,
+) -> Result<(String, Value), serde_json::Error> {
+    let record: Value = serde_json::from_slice(&e.bytes)?;
+    let event_id = record["eventID"]
+        .as_str()
+        .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
+    let id = alert_id(rule_id, e.account.as_str(), &event_id);
+    let body = match rule {
+        Some(rule) => payload(&record, &id, rule),
+        None => {
+            let mut v = orgtrail_rules::cloudtrail::envelope(&record);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("id".into(), Value::String(id.clone()));
+                o.insert("rule-id".into(), Value::String(rule_id.to_owned()));
+            }
+            v
+        }
+    };
+    Ok((id, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

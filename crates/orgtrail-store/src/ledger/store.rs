@@ -170,4 +170,50 @@ impl EventStore for Ledger {
         let files = self.shared.files()?;
         crate::outbox::delivered(&files.db, &files.tree, seq, rule, sink)
     }
+
+    fn pending_alerts_after(
+        &self,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<crate::PendingAlert>, StoreError> {
+        crate::outbox::pending_after(&self.shared.tree()?, after, limit)
+    }
+
+    fn dead_letter_alert(&self, letter: &crate::DeadLetter) -> Result<bool, StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::dead_letter(&files.db, &files.tree, letter)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        crate::outbox::dead_letters(&self.shared.tree()?, limit)
+    }
+
+    fn retry_dead_letters(&self, sink: Option<&str>) -> Result<Vec<crate::DeadLetter>, StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::retry_dead(&files.db, &files.tree, sink)
+    }
+
+    fn alert_history(
+        &self,
+        from: Option<(u64, &str)>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<crate::AlertRef>, StoreError> {
+        crate::alertlog::read(&self.shared.tree()?, from, limit, newest_first)
+    }
+
+    fn record_alerts_with_windows(
+        &self,
+        through: u64,
+        alerts: &[crate::PendingAlert],
+        windows: &crate::WindowChanges,
+    ) -> Result<(), StoreError> {
+        self.shared.check_space()?;
+        let files = self.shared.files()?;
+        crate::outbox::record_with_windows(&files.db, &files.tree, through, alerts, windows)
+    }
+
+    fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        crate::outbox::windows(&self.shared.tree()?)
+    }
 }

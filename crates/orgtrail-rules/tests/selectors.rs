@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use orgtrail_agent::selectors::{SelectorConfig, Selectors, parse_aws_json};
 use orgtrail_core::{CloudTrailEvent, EventFields};
+use orgtrail_rules::selectors::{SelectorConfig, Selectors, parse_aws_json};
 use serde_json::{Value, json};
 
 fn corpus() -> PathBuf {

@@ -1,0 +1,199 @@
+//! `orgtrail bench ingest-rules`: what evaluating rules costs ingest. One agent ships the same
+//! events into a fresh collector twice per round, both real processes over mutual TLS on
+//! loopback: once with no rules, once with `--rules` rules of mixed operators (the rules of
+//! `orgtrail bench rules`); the best rate of each is reported with their ratio. With rules, it
+//! also waits until every alert the rules make is recorded (read from the ops listener's
+//! metrics), and reports when evaluation caught up.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use orgtrail_rules::cloudtrail::CloudTrailRules;
+use serde_json::{Value, json};
+
+use crate::cmd::bench_rules;
+use crate::cmd::bench_transport::{self, Prepared, write};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct IngestRulesArgs {
+    /// Events shipped per run.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Rules the collector evaluates in the runs with rules.
+    #[arg(long, default_value_t = 100)]
+    rules: usize,
+    /// Rounds of (no rules, rules); the best rate of each is reported.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+}
+
+pub(crate) fn run(a: IngestRulesArgs) -> anyhow::Result<ExitCode> {
+    let root = std::env::temp_dir().join(format!(
+        "orgtrail-bench-ingest-rules-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&root)?;
+    let result = run_in(&root, &a);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+/// Writes the rules as JSON rule files in `root/rules`; returns how many alerts they make on
+/// the events of `root/events.jsonl`.
+fn write_rules(root: &Path, n: usize) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(root.join("events.jsonl"))?;
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let patterns = bench_rules::rules(n, &bench_rules::vocabulary(&events))?;
+    let dir = root.join("rules");
+    std::fs::create_dir_all(&dir)?;
+    for (i, p) in patterns.iter().enumerate() {
+        write(
+            &dir.join(format!("bench-{i:04}.json")),
+            &json!({"id": format!("bench-{i:04}"), "pattern": p.json}).to_string(),
+        )?;
+    }
+    let engine = CloudTrailRules::new(patterns.into_iter().map(|p| p.pattern).collect())
+        .map_err(|(i, e)| anyhow::anyhow!("benchmark rule {i}: {e}"))?;
+    let mut hits = Vec::new();
+    let mut alerts = 0u64;
+    for e in &events {
+        engine.matches(e, &mut hits);
+        alerts += hits.len() as u64;
+    }
+    Ok(alerts)
+}
+
+/// The value of a counter in the ops listener's metrics at `addr`.
+fn counter(addr: &str, name: &str) -> anyhow::Result<u64> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+/// One run: a fresh collector (with rules or not), the agent ships every event; returns the
+/// ingest rate and, with rules, the seconds until every expected alert was recorded.
+fn one_run(
+    p: &Prepared,
+    root: &Path,
+    run: u32,
+    with_rules: bool,
+    expected_alerts: u64,
+    events: u64,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let data = format!("data-{run}");
+    let spool = format!("spool-{run}");
+    let extra = if with_rules {
+        // Alerts are delivered too: appended to a JSON-lines file, as the simplest sink.
+        "[ops]\nlisten = \"127.0.0.1:0\"\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"
+    } else {
+        "[ops]\nlisten = \"127.0.0.1:0\"\n"
+    };
+    let (mut collector, port, ops) = bench_transport::start_collector_with(
+        &p.exe,
+        root,
+        &format!("collector-{run}.toml"),
+        &data,
+        extra,
+    )?;
+    let ops = ops.context("the collector did not print its ops address")?;
+    write(
+        &root.join("agent.toml"),
+        &format!(
+            "account = \"{}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"{spool}\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n",
+            p.account
+        ),
+    )?;
+    let started = Instant::now();
+    let status = Command::new(&p.exe)
+        .args(["agent", "--exit-when-drained", "--config"])
+        .arg(root.join("agent.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let _ = collector.kill();
+        bail!("the agent failed");
+    }
+    let mut caught_up = None;
+    if with_rules {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let n = counter(&ops, "orgtrail_collector_alerts_recorded")?;
+            if n >= expected_alerts {
+                caught_up = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = collector.kill();
+                bail!(
+                    "evaluation did not record the {expected_alerts} alerts within 300 s ({n} recorded)"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(collector.id().to_string())
+        .status();
+    collector.wait()?;
+    let _ = std::fs::remove_dir_all(root.join(&data));
+    let _ = std::fs::remove_dir_all(root.join(&spool));
+    let _ = std::fs::remove_file(root.join("alerts.jsonl"));
+    Ok((events as f64 / secs, caught_up))
+}
+
+fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
+    let p = bench_transport::prepare(root, a.events)?;
+    let expected = write_rules(root, a.rules)?;
+    println!(
+        "{} rules, which make {expected} alerts on these events; {} round(s) of (no rules, rules)",
+        a.rules, a.rounds
+    );
+    let (mut none, mut with, mut lag) = (0f64, 0f64, f64::MAX);
+    let mut run = 0;
+    for round in 0..a.rounds.max(1) {
+        for with_rules in [false, true] {
+            let (rate, caught_up) = one_run(&p, root, run, with_rules, expected, a.events)?;
+            run += 1;
+            match caught_up {
+                Some(t) => println!(
+                    "round {round}: {} rules: {rate:.0} events/s ingested; every alert recorded {t:.2} s after the start",
+                    a.rules
+                ),
+                None => println!("round {round}: no rules: {rate:.0} events/s ingested"),
+            }
+            if with_rules {
+                with = with.max(rate);
+                lag = lag.min(caught_up.unwrap_or(f64::MAX));
+            } else {
+                none = none.max(rate);
+            }
+        }
+    }
+    println!(
+        "ingest with {} rules: {with:.0} events/s; with none: {none:.0} events/s; ratio {:.1}% (target >= 95%); evaluation caught up {lag:.2} s after the start (ingest of the run took {:.2} s)",
+        a.rules,
+        100.0 * with / none,
+        a.events as f64 / with
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,395 @@
+//! The NATS alert sink end to end, against a real `nats-server` on loopback: an agent ships
+//! real-shaped events over mutual TLS, the collector stores them, a rule fires, and each alert
+//! is one NATS message on the subject: the EventBridge envelope as its body, its alert id in
+//! the `Nats-Msg-Id` and `Orgtrail-Alert-Id` headers, its rule in `Orgtrail-Rule-Id`.
+//! - over mutual TLS (the organization's CA) with a token read from a file: exactly one
+//!   message per alert;
+//! - the server down when the alerts are recorded: they are retried, and arrive (through
+//!   JetStream, acknowledged) once it is started, each once;
+//! - with a user and a password file, the collector killed (abort, as `kill -9`) right after
+//!   the server took an alert: after a restart that alert comes again under the same id, and
+//!   no other alert twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+#[path = "common/org.rs"]
+mod org;
+#[path = "common/procs.rs"]
+mod procs;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nats::NatsServer;
+use org::{Org, agent_drains, events, p, spawn_agent};
+use orgtrail_collector::alerts::payload::alert_id;
+use serde_json::Value;
+
+const RULE: &str = "watched-call";
+const SUBJECT: &str = "orgtrail.alerts";
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// Events, a rule on the first event's call (envelope form), and what it must fire on:
+/// (account, events file, eventID -> event).
+fn setup(org: &Org, seed: u64) -> (String, std::path::PathBuf, BTreeMap<String, Value>) {
+    let (account, file, unique) = events(org, "events", 2000, seed);
+    let parsed: Vec<Value> = unique
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &parsed[0];
+    let want: BTreeMap<String, Value> = parsed
+        .iter()
+        .filter(|e| {
+            e["eventName"] == first["eventName"] && e["eventSource"] == first["eventSource"]
+        })
+        .map(|e| (e["eventID"].as_str().unwrap().to_owned(), e.clone()))
+        .collect();
+    let service = first["eventSource"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(".amazonaws.com");
+    std::fs::create_dir(org.path("rules")).unwrap();
+    std::fs::write(
+        org.path("rules/watched.json"),
+        serde_json::json!({
+            "id": RULE, "severity": "high",
+            "pattern": {"source": [format!("aws.{service}")], "detail": {"eventName": [first["eventName"]]}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    org.issue("agent-a", "agent", Some(&account));
+    (account, file, want)
+}
+
+/// One message as received: its headers of interest and its body.
+#[derive(Debug, Clone)]
+struct Got {
+    msg_id: String,
+    alert_id: String,
+    rule_id: String,
+    body: Value,
+}
+
+fn header(h: Option<&async_nats::HeaderMap>, name: &str) -> String {
+    h.and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn received(h: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Got {
+    Got {
+        msg_id: header(h, "Nats-Msg-Id"),
+        alert_id: header(h, "Orgtrail-Alert-Id"),
+        rule_id: header(h, "Orgtrail-Rule-Id"),
+        body: serde_json::from_slice(payload).unwrap(),
+    }
+}
+
+/// A core NATS subscriber on [`SUBJECT`], collecting what arrives on a thread of its own.
+struct Subscriber {
+    got: Arc<Mutex<Vec<Got>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Subscriber {
+    /// Subscribes (and waits until the server has the subscription).
+    fn start(options: async_nats::ConnectOptions, url: &str) -> Subscriber {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mut sub = runtime.block_on(async {
+            let client = options.connect(url).await.unwrap();
+            let sub = client.subscribe(SUBJECT).await.unwrap();
+            client.flush().await.unwrap();
+            // The client lives as long as the subscription's task.
+            (client, sub)
+        });
+        let g = got.clone();
+        runtime.spawn(async move {
+            use tokio_stream::StreamExt;
+            let _client = &sub.0;
+            while let Some(m) = sub.1.next().await {
+                g.lock()
+                    .unwrap()
+                    .push(received(m.headers.as_ref(), &m.payload));
+            }
+        });
+        Subscriber {
+            got,
+            _runtime: runtime,
+        }
+    }
+
+    fn messages(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// Each message is one wanted alert: the envelope of its event, its id in the headers.
+fn check(m: &Got, account: &str, want: &BTreeMap<String, Value>) {
+    let a = &m.body;
+    let event_id = a["detail"]["eventID"].as_str().unwrap();
+    let e = want
+        .get(event_id)
+        .unwrap_or_else(|| panic!("an alert on an event the rule does not match: {a}"));
+    assert_eq!(&a["detail"], e, "the alert carries the event as stored");
+    let id = alert_id(RULE, account, event_id);
+    assert_eq!(a["id"], id.as_str());
+    assert_eq!(m.msg_id, id, "Nats-Msg-Id is the alert id");
+    assert_eq!(m.alert_id, id, "Orgtrail-Alert-Id is the alert id");
+    assert_eq!(m.rule_id, RULE);
+    assert_eq!(a["rule-id"], RULE);
+    assert_eq!(a["severity"], "high");
+    assert_eq!(a["detail-type"], "AWS API Call via CloudTrail");
+    assert_eq!(a["account"], account);
+    assert_eq!(a["version"], "0");
+}
+
+fn sink(url: &str, extra: &str) -> String {
+    format!(
+        "[rules]\ndir = \"rules\"\n[[alerts.nats]]\nname = \"bus\"\nurls = [\"{url}\"]\nsubject = \"{SUBJECT}\"\n{extra}"
+    )
+}
+
+#[test]
+fn over_mutual_tls_with_a_token_each_alert_is_one_message_carrying_its_id() {
+    let org = Org::new();
+    let (account, file, want) = setup(&org, 51);
+    // The server's certificate and the collector's client certificate from the organization
+    // CA; the server requires both a client certificate and the token.
+    org.issue("nats-client", "admin", None);
+    std::fs::write(org.path("nats.token"), "s3cret-token\n").unwrap();
+    let d = |n: &str| p(&org.path(n));
+    let server = NatsServer::start(
+        &org.path(""),
+        None,
+        &[
+            "--auth",
+            "s3cret-token",
+            "--tlsverify",
+            "--tlscert",
+            &d("server.pem"),
+            "--tlskey",
+            &d("server.key"),
+            "--tlscacert",
+            &d("ca/ca.pem"),
+        ],
+    );
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let sub = Subscriber::start(
+        async_nats::ConnectOptions::with_token("s3cret-token".into())
+            .require_tls(true)
+            .add_root_certificates(org.path("ca/ca.pem"))
+            .add_client_certificate(org.path("nats-client.pem"), org.path("nats-client.key")),
+        &url,
+    );
+    // A missing token file refuses the configuration, naming the file.
+    let cfg = org.collector_config(0, &sink(&url, "token_file = \"missing.token\"\n"));
+    let out = common::run(&["config", "check", &p(&cfg)], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("alerts.nats[bus]: token_file: ")
+            && err.contains("missing.token: cannot read it"),
+        "{err}"
+    );
+    let c = org.collector(
+        0,
+        &sink(
+            &url,
+            "token_file = \"nats.token\"\nca_file = \"ca/ca.pem\"\ncert_file = \"nats-client.pem\"\nkey_file = \"nats-client.key\"\n",
+        ),
+    );
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    procs::wait_until(WITHIN, "every alert published", || {
+        sub.messages().len() >= want.len()
+    });
+    let msgs = sub.messages();
+    assert_eq!(
+        msgs.len(),
+        want.len(),
+        "one message per matching stored event"
+    );
+    let ids: HashSet<&str> = msgs.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no alert twice");
+    for m in &msgs {
+        check(m, &account, &want);
+    }
+    let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
+    assert!(!log.contains("s3cret-token"), "the token is never logged");
+}
+
+#[test]
+fn with_the_server_down_alerts_wait_and_arrive_once_through_jetstream_when_it_starts() {
+    let org = Org::new();
+    let (account, file, want) = setup(&org, 52);
+    let store = p(&org.path("jetstream"));
+    // A stream on the subject, stored in files, then the server stopped.
+    let mut server = NatsServer::start(&org.path(""), None, &["-js", "-sd", &store]);
+    let port = server.port;
+    let url = server.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "ALERTS".into(),
+            subjects: vec![SUBJECT.into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    server.stop();
+
+    let c = org.collector(
+        0,
+        &format!(
+            "[ops]\nlisten = \"127.0.0.1:0\"\n{}",
+            sink(&url, "jetstream = true\nconnect_timeout_ms = \"2s\"\n")
+        ),
+    );
+    let ops = c.ops.clone().unwrap();
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+    // Ingest does not wait for the sink; delivery fails and is retried.
+    procs::wait_until(WITHIN, "a failed delivery counted", || {
+        common::http(&ops, "GET", "/metrics", b"")
+            .1
+            .contains("orgtrail_collector_alert_deliveries_total{sink=\"bus\",outcome=\"failed\"}")
+    });
+    let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
+    assert!(log.contains("alert delivery failed; retrying"), "{log}");
+
+    let _server = NatsServer::start(&org.path(""), Some(port), &["-js", "-sd", &store]);
+    let msgs = rt.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream("ALERTS").await.unwrap();
+        let end = tokio::time::Instant::now() + WITHIN;
+        loop {
+            let n = stream.info().await.unwrap().state.messages;
+            if n >= want.len() as u64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{n} of {} alerts in the stream within {WITHIN:?}",
+                want.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Delivered in order: everything the collector had is in; anything more would be too.
+        let n = stream.info().await.unwrap().state.messages;
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let m = stream.get_raw_message(seq).await.unwrap();
+            out.push(received(Some(&m.headers), &m.payload));
+        }
+        out
+    });
+    assert_eq!(
+        msgs.len(),
+        want.len(),
+        "one message per matching stored event"
+    );
+    let ids: HashSet<&str> = msgs.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no alert twice");
+    for m in &msgs {
+        check(m, &account, &want);
+    }
+    drop(c);
+}
+
+#[test]
+fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no_other() {
+    let org = Org::new();
+    let (account, file, want) = setup(&org, 53);
+    // A user and password (from a file) this time.
+    let server = NatsServer::start(
+        &org.path(""),
+        None,
+        &["--user", "orgtrail", "--pass", "pw-s3cret"],
+    );
+    let sub = Subscriber::start(
+        async_nats::ConnectOptions::with_user_and_password("orgtrail".into(), "pw-s3cret".into()),
+        &server.url(),
+    );
+    std::fs::write(org.path("nats.password"), "pw-s3cret\n").unwrap();
+    let extra = sink(
+        &server.url(),
+        "user = \"orgtrail\"\npassword_file = \"nats.password\"\n",
+    );
+    let mut c = org.collector_with(0, &extra, false, |cmd| {
+        cmd.env("ORGTRAIL_CRASH_AT", "alert-sent");
+    });
+    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
+    let mut agent = spawn_agent(&cfg);
+    let crashed = procs::wait_exit(
+        &mut c.child,
+        Duration::from_secs(120),
+        &procs::Lines::drain(std::io::empty()),
+    );
+    assert!(!crashed.success(), "the collector aborted at alert-sent");
+    let stderr = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
+    assert!(
+        stderr.contains("crash point alert-sent reached"),
+        "{stderr}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    drop(c);
+    // The server took exactly one alert before the kill.
+    procs::wait_until(WITHIN, "the alert taken before the kill", || {
+        !sub.messages().is_empty()
+    });
+    let before = sub.messages();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let stored: HashSet<String> = org
+        .stored()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["eventID"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expect: BTreeMap<String, Value> = want
+        .into_iter()
+        .filter(|(id, _)| stored.contains(id))
+        .collect();
+    let c = org.collector(0, &extra);
+    procs::wait_until(WITHIN, "every alert published after the restart", || {
+        sub.messages().len() > expect.len()
+    });
+    let msgs = sub.messages();
+    let mut times: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &msgs {
+        check(m, &account, &expect);
+        *times.entry(m.msg_id.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        times.len(),
+        expect.len(),
+        "an alert for every matching stored event"
+    );
+    assert_eq!(msgs.len(), expect.len() + 1, "{times:?}");
+    assert_eq!(
+        times[&before[0].msg_id], 2,
+        "the alert taken before the kill came again"
+    );
+    assert!(
+        times
+            .iter()
+            .all(|(id, n)| *n == 1 || id == &before[0].msg_id),
+        "{times:?}"
+    );
+    drop(c);
+}
