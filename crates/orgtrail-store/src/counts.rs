@@ -38,7 +38,9 @@
 //! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
 //! published): first it writes the merged values one at a time (each hour, and each day and
 //! 32-day rollup holding it, every value a delta goes into taking it once), then one batch
-//! removes the merged deltas. The first merge of a store whose hours predate the rollups builds them from
+//! removes the merged deltas. It works one bucket (an hour, a day, 32 days) at a time, and
+//! opens each delta of the bucket on its own, once for both variants of a rollup: memory
+//! holds one bucket's values and one delta, not every delta of the merge. The first merge of a store whose hours predate the rollups builds them from
 //! the hours, and marks them ready, in a batch of its own before it; until then counts read
 //! hours only. A reader skips a delta whose first seq is at most the `through` of the value it
 //! reads for the delta's hour, so neither a reader running meanwhile nor a crash between any two
@@ -1263,93 +1265,136 @@ impl Writer {
         if !rollups_ready(tree)? {
             build_rollups(tree, provider)?;
         }
-        // Each waiting delta goes into its hour and into the rollups of that hour.
-        let mut by_unit: BTreeMap<(u8, i64), Vec<(u64, i64)>> = BTreeMap::new();
+        // Each waiting delta goes into its hour, its day and its 32 days (a rollup in both
+        // variants, with and without the user dimension). Buckets are merged one at a time,
+        // and a bucket's deltas are opened one at a time, each once for the variants it goes
+        // into: memory holds one bucket's values being built and one delta, never every delta
+        // of the merge (128 deltas decoded were most of a merge's working memory).
+        let mut by_bucket: BTreeMap<(u8, i64), Vec<(u64, i64)>> = BTreeMap::new();
         for &(seq, hour) in &self.pending {
-            for level in ALL_LEVELS {
-                by_unit
+            for level in [0, 1, 2] {
+                by_bucket
                     .entry((level, hour.div_euclid(span(level))))
                     .or_default()
                     .push((seq, hour));
             }
         }
-        // Each delta is opened once, whatever the number of values it goes into.
-        let mut opened: HashMap<(u64, i64), Option<Arc<Table>>> = HashMap::new();
         let mut remove = sled::Batch::default();
-        for ((level, bucket), mut deltas) in by_unit {
+        for ((level, bucket), mut deltas) in by_bucket {
             deltas.sort_unstable();
             deltas.dedup();
-            let key = unit_key(level, bucket);
-            let mut through = 0;
-            // An hour is read from the cache if a count put it there, else opened; a rollup
-            // (large, read by few counts) is merged as stored (see [`Table::merge_plain`]). The
-            // writer keeps nothing in the cache: an import merges every hour it stores, and
-            // caching each would fill the cache's whole budget with hours no count asked for.
-            let mut rollup_body = None;
-            let mut b = match tree.get(&key)? {
-                Some(v) => {
-                    through = through_of(&v)?;
-                    if level == 0 {
-                        let mut b = Builder::default();
-                        match cache.get(&key, through) {
-                            Some(t) => b.add_table(&t),
-                            None => b.add_table(&open(provider, &key, &v)?),
-                        }
-                        b
-                    } else {
-                        let plain = open_plain(provider, &key, &v)?;
-                        let strings = plain_strings(&plain)?;
-                        rollup_body = Some(plain);
-                        Builder::over(strings)
-                    }
-                }
-                None => Builder::default(),
+            let variants: &[u8] = if level == 0 {
+                &[0]
+            } else {
+                &[level, level | NO_USER]
             };
-            let drop = dropped(level);
-            let mut newest = through;
+            let mut units = Vec::with_capacity(variants.len());
+            for &v in variants {
+                units.push(Unit::load(tree, provider, cache, v, bucket)?);
+            }
             for (seq, hour) in deltas {
                 let dk = delta_key(seq, hour);
                 if level == 0 {
                     remove.remove(&dk[..]);
                     cache.remove(&dk);
                 }
-                if seq <= through {
-                    continue; // merged before; only its removal was lost
+                // A delta at or below a value's `through` was merged before (only its removal
+                // was lost).
+                if units.iter().all(|u| seq <= u.through) {
+                    continue;
                 }
-                let table = match opened.get(&(seq, hour)) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = match tree.get(dk)? {
-                            Some(v) => Some(Arc::new(open(provider, &dk, &v)?)),
-                            None => None,
-                        };
-                        opened.insert((seq, hour), t.clone());
-                        t
-                    }
+                let Some(v) = tree.get(dk)? else {
+                    continue;
                 };
-                if let Some(t) = table {
-                    b.add_table_without(&t, drop);
-                    newest = newest.max(seq);
+                let table = open(provider, &dk, &v)?;
+                for u in units.iter_mut().filter(|u| seq > u.through) {
+                    u.b.add_table_without(&table, dropped(u.level));
+                    u.newest = u.newest.max(seq);
                 }
             }
             // Each value is written as soon as it is built, on its own: it is consistent by
             // itself (every delta at or below its `through` is in it), and holding every new
             // value of a merge for one batch held several MB of 32-day rollups at once.
-            if newest > through && !b.is_empty() {
-                let sealed = match rollup_body {
-                    Some(old) => {
-                        let plain = Table::merge_plain(&old, b)?;
-                        std::mem::drop(old);
-                        seal_plain(provider, &key, newest, &plain)?
-                    }
-                    None => seal(provider, &key, newest, &b.finish())?,
-                };
-                tree.insert(&key[..], sealed)?;
-                cache.remove(&key);
+            for u in units {
+                u.write(tree, provider, cache)?;
             }
         }
         tree.apply_batch(remove)?;
         self.pending.clear();
+        Ok(())
+    }
+}
+
+/// A value a merge is building: an hour, or a rollup (see [`Writer::merge`]).
+struct Unit {
+    level: u8,
+    key: Vec<u8>,
+    /// The stored value's `through` (0 if there is none), and the newest delta added.
+    through: u64,
+    newest: u64,
+    b: Builder,
+    /// A rollup's stored plaintext, merged as stored (see [`Table::merge_plain`]).
+    rollup_body: Option<Vec<u8>>,
+}
+
+impl Unit {
+    /// The value of `level` for `bucket` as stored. An hour is read from the cache if a count
+    /// put it there, else opened; a rollup (large, read by few counts) is merged as stored.
+    /// The writer keeps nothing in the cache: an import merges every hour it stores, and
+    /// caching each would fill the cache's whole budget with hours no count asked for.
+    fn load(
+        tree: &sled::Tree,
+        provider: &dyn KeyProvider,
+        cache: &Cache,
+        level: u8,
+        bucket: i64,
+    ) -> Result<Unit, StoreError> {
+        let key = unit_key(level, bucket);
+        let mut unit = Unit {
+            level,
+            key,
+            through: 0,
+            newest: 0,
+            b: Builder::default(),
+            rollup_body: None,
+        };
+        if let Some(v) = tree.get(&unit.key)? {
+            unit.through = through_of(&v)?;
+            unit.newest = unit.through;
+            if level == 0 {
+                match cache.get(&unit.key, unit.through) {
+                    Some(t) => unit.b.add_table(&t),
+                    None => unit.b.add_table(&open(provider, &unit.key, &v)?),
+                }
+            } else {
+                let plain = open_plain(provider, &unit.key, &v)?;
+                unit.b = Builder::over(plain_strings(&plain)?);
+                unit.rollup_body = Some(plain);
+            }
+        }
+        Ok(unit)
+    }
+
+    /// Writes the value if a delta was added to it.
+    fn write(
+        self,
+        tree: &sled::Tree,
+        provider: &dyn KeyProvider,
+        cache: &Cache,
+    ) -> Result<(), StoreError> {
+        if self.newest <= self.through || self.b.is_empty() {
+            return Ok(());
+        }
+        let sealed = match self.rollup_body {
+            Some(old) => {
+                let plain = Table::merge_plain(&old, self.b)?;
+                std::mem::drop(old);
+                seal_plain(provider, &self.key, self.newest, &plain)?
+            }
+            None => seal(provider, &self.key, self.newest, &self.b.finish())?,
+        };
+        tree.insert(&self.key[..], sealed)?;
+        cache.remove(&self.key);
         Ok(())
     }
 }
