@@ -9,6 +9,9 @@ mod cmd;
 
 /// mimalloc: the event path allocates many small strings on one thread and frees them on
 /// another (prepare workers -> ledger writer); glibc's arenas contend on that (measured).
+/// The `system-allocator` feature keeps the system's malloc instead, for heap profilers that
+/// hook malloc (heaptrack): `cargo build --release --features system-allocator`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

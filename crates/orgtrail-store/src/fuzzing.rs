@@ -61,12 +61,16 @@ pub fn counter_plain(plain: &[u8]) -> Result<usize, StoreError> {
 }
 
 /// Reads an `r` and an `h` value as the record log's locators, as every reader of those values
-/// does first: (block locator (file, offset, length), leaf count and where the leaves are).
+/// does first: (the first block's locator (file, offset, length), leaf count and where the
+/// leaves are).
 pub type Located = (Option<(u32, u64, u64)>, u64, Option<(u32, u64, u64)>);
 
 /// Parses `value` as a located (or inline) `r` value and as an `h` value.
 pub fn locators(value: &[u8]) -> Result<Located, StoreError> {
-    let b = crate::log::block_loc(value)?.map(|l| (l.file, l.offset, l.len));
+    let b = crate::log::blocks_of(0, value)?
+        .first()
+        .and_then(|b| b.loc)
+        .map(|l| (l.file, l.offset, l.len));
     let n = crate::log::leaf_count(value)?;
     let h = crate::log::leaves_loc(value)?.map(|l| (l.file, l.offset, l.len));
     Ok((b, n, h))

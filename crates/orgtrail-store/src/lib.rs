@@ -9,7 +9,7 @@
 //! | `m next_seq`, `m next_segment` | next sequence number / segment id (u64 BE) |
 //! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
 //! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
-//! | `r <first seq u64>` | where a record block is in the record log (19 bytes, see the `log` module); the block: version, count (u16), segment (u64), dictionary id (u32), nonce (12), AES-256-GCM(its records' lengths and zstd frames) with tag (see `ledger::records`) |
+//! | `r <first seq u64>` | where the record blocks of one group commit are in the record log: file, offset, and per block its count and length (one value per group; stores written before hold one per block, 19 bytes; see the `log` module); a block: version, count (u16), segment (u64), dictionary id (u32), nonce (12), AES-256-GCM(its records' lengths and zstd frames) with tag (see `ledger::records`) |
 //! | `x <first seq u64>` | index chunk of one group commit not yet in an index run: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
 //! | `h <first seq u64>` | where the group's Merkle leaf hashes are in the record log (17 bytes, see `log`), 32 bytes each (see the `tree` module for the leaf data) |
 //! | `t <height u8> <index u64>` | the hash of a complete perfect Merkle subtree of 256 leaves or more (32 bytes) |

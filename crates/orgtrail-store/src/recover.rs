@@ -126,14 +126,7 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
         Ok(u64::from(u32::from_be_bytes(c)))
     })?;
     let hashes = runs(tree, HASHES, base, crate::log::leaf_count)?;
-    let records = runs(tree, RECORDS, base, |v| {
-        // version (1), count (u16)
-        let c = v
-            .get(1..3)
-            .and_then(|s| <[u8; 2]>::try_from(s).ok())
-            .ok_or_else(|| StoreError::Corrupt("record block header too short".into()))?;
-        Ok(u64::from(u16::from_be_bytes(c)))
-    })?;
+    let records = runs(tree, RECORDS, base, crate::log::record_count)?;
     let mut end = contiguous_end(&chunks, base)
         .min(contiguous_end(&hashes, base))
         .min(stored_next.saturating_sub(1));

@@ -135,17 +135,23 @@ fn with_tree(data: &Path, f: impl FnOnce(&sled::Tree)) {
 }
 
 /// Changes the bytes that the `r` or `h` value at `k` locates in the record log (layouts in
-/// the store's `log` module): `f` gets them and changes them in place.
+/// the store's `log` module): `f` gets them and changes them in place. For `r`, `k` names the
+/// first seq of a record block (see [`blocks`]), whichever group's value locates it.
 fn tamper_log(data: &Path, k: &[u8], f: impl FnOnce(&mut [u8])) {
     use std::os::unix::fs::FileExt;
-    let mut v = Vec::new();
-    with_tree(data, |t| v = t.get(k).unwrap().unwrap().to_vec());
-    assert_eq!(v[0], 0x80, "the value is a locator");
     let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
     let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap());
     let (file, offset, len) = if k[0] == b'r' {
-        (be32(&v[3..7]), be64(&v[7..15]), u64::from(be32(&v[15..19])))
+        let seq = be64(&k[1..9]);
+        let b = located_blocks(data)
+            .into_iter()
+            .find(|b| b.0 == seq)
+            .expect("a block starts there");
+        (b.2, b.3, b.4)
     } else {
+        let mut v = Vec::new();
+        with_tree(data, |t| v = t.get(k).unwrap().unwrap().to_vec());
+        assert_eq!(v[0], 0x80, "the value is a locator");
         (
             be32(&v[5..9]),
             be64(&v[9..17]),
@@ -168,14 +174,54 @@ fn tamper_log(data: &Path, k: &[u8], f: impl FnOnce(&mut [u8])) {
 /// The record blocks, (first seq, count), in order. Blocks hold records of one account, so
 /// where they start depends on how the accounts' events interleave.
 fn blocks(data: &Path) -> Vec<(u64, u64)> {
+    located_blocks(data)
+        .into_iter()
+        .map(|b| (b.0, b.1))
+        .collect()
+}
+
+/// Every record block as its group's `r` value locates it (layout in the store's `log`
+/// module): (first seq, count, file, offset, length).
+fn located_blocks(data: &Path) -> Vec<(u64, u64, u32, u64, u64)> {
+    let be16 = |b: &[u8]| u16::from_be_bytes(b.try_into().unwrap());
+    let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+    let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap());
     let mut out = Vec::new();
     with_tree(data, |t| {
         for kv in t.scan_prefix([b'r']) {
             let (k, v) = kv.unwrap();
-            let first = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            out.push((first, u64::from(u16::from_be_bytes([v[1], v[2]]))));
+            assert_eq!(v[0], 0x81, "a group's blocks, located");
+            let mut first = be64(&k[1..9]);
+            let file = be32(&v[1..5]);
+            let mut offset = be64(&v[5..13]);
+            for i in 0..usize::from(be16(&v[13..15])) {
+                let e = &v[15 + 6 * i..21 + 6 * i];
+                let (count, len) = (u64::from(be16(&e[..2])), u64::from(be32(&e[2..])));
+                out.push((first, count, file, offset, len));
+                first += count;
+                offset += len;
+            }
         }
     });
+    out
+}
+
+/// The `r` values, one per group commit: (first seq, count of records).
+fn values(data: &Path) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut groups = Vec::new();
+    with_tree(data, |t| {
+        groups = t
+            .scan_prefix([b'r'])
+            .map(|kv| u64::from_be_bytes(kv.unwrap().0[1..9].try_into().unwrap()))
+            .collect();
+    });
+    for (first, count, ..) in located_blocks(data) {
+        match out.last_mut() {
+            Some(last) if !groups.contains(&first) => last.1 += count,
+            _ => out.push((first, count)),
+        }
+    }
     out
 }
 
@@ -252,7 +298,7 @@ fn a_covered_up_leaf_hash_is_detected() {
 #[test]
 fn a_deleted_record_is_detected() {
     let f = fixture(120);
-    let (first, count) = blocks(&f.data)[2];
+    let (first, count) = values(&f.data)[1];
     with_tree(&f.data, |t| {
         t.remove(key(b'r', first)).unwrap();
     });
@@ -270,8 +316,8 @@ fn a_deleted_record_is_detected() {
 #[test]
 fn swapped_records_are_detected() {
     let f = fixture(120);
-    let b = blocks(&f.data);
-    // Two blocks of the same size, so that only their places (the AAD) tell them apart.
+    let b = values(&f.data);
+    // Two groups of the same size, so that only their places (the AAD) tell them apart.
     let (a, b) = b
         .iter()
         .enumerate()
@@ -296,7 +342,7 @@ fn swapped_records_are_detected() {
 #[test]
 fn an_inserted_record_is_detected() {
     let f = fixture(120);
-    let (first, count) = blocks(&f.data)[0];
+    let (first, count) = values(&f.data)[0];
     with_tree(&f.data, |t| {
         let a = t.get(key(b'r', first)).unwrap().unwrap();
         t.insert(key(b'r', 121), a).unwrap();
@@ -529,18 +575,68 @@ fn tear_last_group_in(t: &sled::Tree, part: &str) {
         }
         // As a write that failed on a full disk once left: the chunk gone, and only some of
         // the group's record blocks, not the first, still there.
+        // Earlier versions of format 2 wrote a locator per block (a group's are one value
+        // now), which such a write could leave in part.
         "chunk and some records" => {
             t.remove(key(b'x', 81)).unwrap();
-            let blocks: Vec<_> = t
-                .range(key(b'r', 81)..key(b'r', 121))
-                .map(|kv| kv.unwrap().0)
-                .collect();
+            let v = t.remove(key(b'r', 81)).unwrap().unwrap();
+            let blocks = one_value_per_block(81, &v);
             assert!(blocks.len() >= 3, "the group has several blocks");
-            t.remove(&blocks[0]).unwrap();
-            t.remove(&blocks[2]).unwrap();
+            for (i, (first, value)) in blocks.into_iter().enumerate() {
+                if i != 0 && i != 2 {
+                    t.insert(key(b'r', first), value).unwrap();
+                }
+            }
         }
         other => panic!("{other}"),
     }
+}
+
+/// A group's `r` value (first seq `first`) as earlier versions of format 2 wrote it: one value
+/// per block, `0x80, count (u16), file (u32), offset (u64), length (u32)` (see the store's
+/// `log` module).
+fn one_value_per_block(first: u64, v: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    assert_eq!(v[0], 0x81, "a group's blocks, located");
+    let n = usize::from(u16::from_be_bytes([v[13], v[14]]));
+    let mut offset = u64::from_be_bytes(v[5..13].try_into().unwrap());
+    let mut seq = first;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let e = &v[15 + 6 * i..21 + 6 * i];
+        let mut b = vec![0x80];
+        b.extend_from_slice(&e[..2]);
+        b.extend_from_slice(&v[1..5]);
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&e[2..6]);
+        out.push((seq, b));
+        seq += u64::from(u16::from_be_bytes([e[0], e[1]]));
+        offset += u64::from(u32::from_be_bytes(e[2..6].try_into().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn records_located_a_block_per_value_as_earlier_versions_wrote_them_still_read() {
+    let f = fixture(120);
+    with_tree(&f.data, |t| {
+        let groups: Vec<_> = t.scan_prefix([b'r']).map(|kv| kv.unwrap()).collect();
+        assert_eq!(groups.len(), 3, "one value per group");
+        for (k, v) in groups {
+            let first = u64::from_be_bytes(k[1..9].try_into().unwrap());
+            t.remove(&k).unwrap();
+            for (seq, value) in one_value_per_block(first, &v) {
+                t.insert(key(b'r', seq), value).unwrap();
+            }
+        }
+    });
+    let r = f.full(&[]);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.events, 120);
+    let ledger = f.open();
+    for seq in 1..=120 {
+        ledger.read(seq).unwrap();
+    }
+    ledger.close().unwrap();
 }
 
 /// Counts from the counters equal counts from decrypting every record.
@@ -611,8 +707,8 @@ fn a_missing_group_before_the_last_is_corruption_and_nothing_is_deleted() {
     );
     with_tree(&f.data, |t| {
         assert!(t.get(key(b'x', 81)).unwrap().is_some(), "nothing deleted");
-        let last_block = t.scan_prefix([b'r']).next_back().unwrap().unwrap().0;
-        assert!(last_block.as_ref() > &key(b'r', 81)[..], "nothing deleted");
+        let last_group = t.scan_prefix([b'r']).next_back().unwrap().unwrap().0;
+        assert_eq!(last_group.as_ref(), &key(b'r', 81)[..], "nothing deleted");
     });
 }
 

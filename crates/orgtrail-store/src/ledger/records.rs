@@ -1,6 +1,6 @@
 //! Record blocks: the sealed events.
 //!
-//! # `r <first seq u64 BE>` (record block value, version 2: written now)
+//! # Record block, version 2 (written now; in the record log, where its group's `r <first seq u64 BE>` value locates it, see the `log` module)
 //!
 //! | bytes | field |
 //! |---|---|
@@ -277,6 +277,11 @@ impl Shared {
     }
 }
 
+/// A record read (or why it could not be).
+type Read = Result<(AccountId, Vec<u8>), StoreError>;
+/// Takes each record of a block in turn, read on demand (see [`Ledger::for_each_record`]).
+type Emit<'a> = dyn FnMut(u64, &mut dyn FnMut() -> Read) -> Result<(), StoreError> + 'a;
+
 impl Ledger {
     /// Record blocks must cover sequence numbers 1..=n exactly, in order.
     pub(crate) fn record_layout_problems(&self, n: u64) -> Result<Vec<String>, StoreError> {
@@ -285,9 +290,7 @@ impl Ledger {
         for kv in self.shared.tree()?.scan_prefix([RECORDS]) {
             let (k, v) = kv?;
             let first = be_u64(&k[1..])?;
-            let mut r = Reader::new(&v, "record block");
-            let _version = r.u8()?;
-            let count = u64::from(r.u16()?);
+            let count = crate::log::record_count(&v)?;
             if first > n {
                 problems.push(format!(
                     "records {first}..{} lie beyond the log's {n} events: they were inserted",
@@ -319,8 +322,13 @@ impl Ledger {
         if block_key.first() != Some(&RECORDS) {
             return Err(StoreError::Corrupt(format!("record {seq} is missing")));
         }
-        let first = be_u64(&block_key[1..])?;
-        let block = sh.log.block(&block)?;
+        let b = crate::log::blocks_of(be_u64(&block_key[1..])?, &block)?
+            .into_iter()
+            .rfind(|b| b.first <= seq)
+            .filter(|b| seq < b.first + u64::from(b.count))
+            .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))?;
+        let first = b.first;
+        let block = sh.log.block(&b, &block)?;
         let mut r = Reader::new(&block, "record block");
         let version = r.u8()?;
         let count = r.u16()?;
@@ -410,69 +418,14 @@ impl Ledger {
             next = seq + 1;
             Ok(())
         };
-        for kv in tree.range(start..key(RECORDS, last.saturating_add(1)).to_vec()) {
+        let values = tree.range(start..key(RECORDS, last.saturating_add(1)).to_vec());
+        for kv in values {
             let (k, located) = kv?;
-            let block_first = be_u64(&k[1..])?;
-            let block = match sh.log.block(&located) {
-                Ok(b) => b,
-                Err(e) => {
-                    // Its records are reported missing; the layout check names the block.
-                    tracing::warn!(first = block_first, error = %e, "a record block cannot be read");
+            for b in crate::log::blocks_of(be_u64(&k[1..])?, &located)? {
+                if b.first > last || b.first + u64::from(b.count) <= first {
                     continue;
                 }
-            };
-            let mut r = Reader::new(&block, "record block");
-            let version = r.u8()?;
-            let count = r.u16()?;
-            match version {
-                BLOCK_V2 => {
-                    let end = block_first + u64::from(count);
-                    if end <= first {
-                        continue;
-                    }
-                    let blk = block_v2(&mut r)?;
-                    let asked = block_first.max(first);
-                    let opened = sh.open_block(block_first, count, asked, &blk).and_then(
-                        |(account, plain)| {
-                            let recs = block_records(&plain, count)?
-                                .into_iter()
-                                .map(<[u8]>::to_vec)
-                                .collect::<Vec<_>>();
-                            Ok((account, recs))
-                        },
-                    );
-                    match opened {
-                        Ok((account, recs)) => {
-                            for (seq, rec) in (block_first..).zip(&recs) {
-                                emit(seq, &mut || Ok((account, sh.decompress(blk.dict, rec)?)))?;
-                            }
-                        }
-                        Err(e) => {
-                            let why = e.to_string();
-                            let open_failed = matches!(e, StoreError::RecordOpen { .. });
-                            for seq in block_first..end {
-                                emit(seq, &mut || {
-                                    Err(if open_failed {
-                                        StoreError::RecordOpen {
-                                            seq,
-                                            source: orgtrail_crypto::CryptoError::OpenFailed,
-                                        }
-                                    } else {
-                                        StoreError::Corrupt(format!("record {seq}: {why}"))
-                                    })
-                                })?;
-                            }
-                        }
-                    }
-                }
-                BLOCK_V1 => {
-                    for i in 0..u64::from(count) {
-                        let seq = block_first + i;
-                        let rec = next_record(&mut r)?;
-                        emit(seq, &mut || sh.open_record(seq, &rec))?;
-                    }
-                }
-                _ => continue,
+                self.for_block(&b, &located, first, &mut emit)?;
             }
         }
         while next <= last {
@@ -481,6 +434,81 @@ impl Ledger {
                 Err(StoreError::Corrupt(format!("record {next} is missing"))),
             )?;
             next += 1;
+        }
+        Ok(())
+    }
+
+    /// Hands `emit` each record of block `b` of the `r` value `located` (see
+    /// [`Ledger::for_each_record`]).
+    fn for_block(
+        &self,
+        b: &crate::log::BlockRef,
+        located: &[u8],
+        first: u64,
+        emit: &mut Emit<'_>,
+    ) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        let block_first = b.first;
+        let block = match sh.log.block(b, located) {
+            Ok(b) => b,
+            Err(e) => {
+                // Its records are reported missing; the layout check names the block.
+                tracing::warn!(first = block_first, error = %e, "a record block cannot be read");
+                return Ok(());
+            }
+        };
+        let mut r = Reader::new(&block, "record block");
+        let version = r.u8()?;
+        let count = r.u16()?;
+        match version {
+            BLOCK_V2 => {
+                let end = block_first + u64::from(count);
+                if end <= first {
+                    return Ok(());
+                }
+                let blk = block_v2(&mut r)?;
+                let asked = block_first.max(first);
+                let opened =
+                    sh.open_block(block_first, count, asked, &blk)
+                        .and_then(|(account, plain)| {
+                            let recs = block_records(&plain, count)?
+                                .into_iter()
+                                .map(<[u8]>::to_vec)
+                                .collect::<Vec<_>>();
+                            Ok((account, recs))
+                        });
+                match opened {
+                    Ok((account, recs)) => {
+                        for (seq, rec) in (block_first..).zip(&recs) {
+                            emit(seq, &mut || Ok((account, sh.decompress(blk.dict, rec)?)))?;
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        let open_failed = matches!(e, StoreError::RecordOpen { .. });
+                        for seq in block_first..end {
+                            emit(seq, &mut || {
+                                Err(if open_failed {
+                                    StoreError::RecordOpen {
+                                        seq,
+                                        source: orgtrail_crypto::CryptoError::OpenFailed,
+                                    }
+                                } else {
+                                    StoreError::Corrupt(format!("record {seq}: {why}"))
+                                })
+                            })?;
+                        }
+                    }
+                }
+            }
+            BLOCK_V1 => {
+                for i in 0..u64::from(count) {
+                    let seq = block_first + i;
+                    let rec = next_record(&mut r)?;
+                    emit(seq, &mut || sh.open_record(seq, &rec))?;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

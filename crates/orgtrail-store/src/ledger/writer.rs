@@ -77,24 +77,56 @@ struct Frame {
     file: u32,
     offset: u64,
     bytes: Vec<u8>,
+    /// The blocks not located yet: the first one's seq and offset, and each (count, length).
+    blocks: Option<(u64, u64)>,
+    pending: Vec<(u16, u32)>,
 }
 
 impl Frame {
-    /// Adds a record block to the frame and its locator (`r <first>`) to `batch`.
-    fn block(&mut self, batch: &mut sled::Batch, first: u64, value: Vec<u8>) {
+    fn new(file: u32, offset: u64) -> Frame {
+        Frame {
+            file,
+            offset,
+            bytes: Vec::new(),
+            blocks: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds a record block to the frame; its locator goes into the group's `r` value (see
+    /// [`Frame::locate`]).
+    fn block(
+        &mut self,
+        batch: &mut sled::Batch,
+        first: u64,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let count = value
             .get(1..3)
             .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-        let loc = crate::log::Loc {
-            file: self.file,
-            offset: self.offset + self.bytes.len() as u64,
-            len: value.len() as u64,
-        };
-        batch.insert(
-            &key_bytes(RECORDS, first)[..],
-            crate::log::block_locator(count, loc),
-        );
+        let len = u32::try_from(value.len())
+            .map_err(|_| StoreError::Corrupt("a record block of more than 4 GiB".into()))?;
+        if self.blocks.is_none() {
+            self.blocks = Some((first, self.offset + self.bytes.len() as u64));
+        }
+        self.pending.push((count, len));
         self.bytes.extend_from_slice(&value);
+        if self.pending.len() >= crate::log::GROUP_BLOCKS {
+            self.locate(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the `r` value locating the blocks added since the last one to `batch`.
+    fn locate(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        if let Some((first, offset)) = self.blocks.take() {
+            batch.insert(
+                &key_bytes(RECORDS, first)[..],
+                crate::log::group_locator(self.file, offset, &self.pending)?,
+            );
+            self.pending.clear();
+        }
+        Ok(())
     }
 }
 
@@ -506,11 +538,10 @@ impl WriterState {
         let (log_file, log_offset) = self.log.next_frame()?;
         // Records, at most two length bytes each, block headers and tags, then the leaves.
         let blocks = fresh.len() / sh.cfg.block_records.max(1) + self.open.len() + jobs.len() + 1;
-        let mut frame = Frame {
-            file: log_file,
-            offset: log_offset,
-            bytes: Vec::with_capacity(record_bytes + fresh.len() * (3 + 32) + blocks * 64),
-        };
+        let mut frame = Frame::new(log_file, log_offset);
+        frame
+            .bytes
+            .reserve(record_bytes + fresh.len() * (3 + 32) + blocks * 64);
         let now = now_ms();
         for i in order {
             let ev = &mut fresh[i];
@@ -522,7 +553,7 @@ impl WriterState {
             if let Some((first, value)) =
                 block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?
             {
-                frame.block(&mut batch, first, value);
+                frame.block(&mut batch, first, value)?;
             }
             if let Some(s) = ev.sample.take() {
                 self.dict.offer(s, sh.cfg.dict_train_after);
@@ -535,8 +566,9 @@ impl WriterState {
             stored.push((seq, ev.time, ev.dedup, h8, ev.account, postings, leaf));
         }
         if let Some((first, value)) = block.finish()? {
-            frame.block(&mut batch, first, value);
+            frame.block(&mut batch, first, value)?;
         }
+        frame.locate(&mut batch)?;
         let outcomes: Vec<AppendOutcome> = slots
             .into_iter()
             .map(|job_slots| AppendOutcome {
