@@ -136,22 +136,10 @@ fn crash_at(step: &str, seed: u64, again: usize) -> BTreeMap<String, usize> {
     let _ = agent.kill();
     let _ = agent.wait();
     drop(c);
-    let stored: HashSet<String> = org
-        .stored()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["eventID"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    // What the kill left stored (read offline, before a restart).
+    let expect = org.keep_stored(want);
     // Restarted (the agent's events are already stored: what the crash left must go out).
     let c = org.collector(0, &extra);
-    let expect: BTreeMap<String, Value> = want
-        .into_iter()
-        .filter(|(id, _)| stored.contains(id))
-        .collect();
     assert!(
         !expect.is_empty(),
         "the crash came after some matching events were stored"
@@ -375,20 +363,8 @@ fn killed_after_the_webhook_took_an_alert_it_comes_again_under_the_same_id() {
     let before = r.taken();
     assert_eq!(before.len(), 1, "one alert taken before the kill");
     let first = before[0].id.clone();
-    let stored: HashSet<String> = org
-        .stored()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["eventID"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let expect: BTreeMap<String, Value> = want
-        .into_iter()
-        .filter(|(id, _)| stored.contains(id))
-        .collect();
+    // What the kill left stored (read offline, before a restart).
+    let expect = org.keep_stored(want);
     let _c = org.collector(0, &extra);
     procs::wait_until(
         Duration::from_secs(60),
@@ -450,6 +426,14 @@ fn a_failing_webhook_is_retried_and_never_holds_back_the_file_sink() {
     assert_eq!(alerts(&org).len(), want.len(), "the file sink: each once");
 }
 
+/// How many alert deliveries the collector has given up (dead-lettered), from its log.
+fn given_up(org: &Org) -> usize {
+    std::fs::read_to_string(org.path("collector.stderr"))
+        .unwrap()
+        .matches("alert delivery given up")
+        .count()
+}
+
 /// The lines of `orgtrail alerts dead-letters` (with `more` flags): (stdout lines, stderr).
 fn dead_letters(org: &Org, more: &[&str]) -> (std::process::Output, Vec<String>) {
     let data = org::p(&org.path("data"));
@@ -478,17 +462,11 @@ fn a_webhook_that_keeps_failing_dead_letters_and_retry_delivers_them() {
     let mut c = org.collector(0, &extra);
     let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
     agent_drains(spawn_agent(&cfg), 120);
-    let given_up = || {
-        std::fs::read_to_string(org.path("collector.stderr"))
-            .unwrap()
-            .matches("alert delivery given up")
-            .count()
-    };
     // Each alert: two attempts and a durable write; generous for a loaded machine.
     procs::wait_until(
         Duration::from_secs(180),
         "every alert dead-lettered",
-        || given_up() >= want.len(),
+        || given_up(&org) >= want.len(),
     );
     let log = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
     let line = log
@@ -587,16 +565,10 @@ fn a_webhook_refusing_with_400_dead_letters_each_alert_after_one_attempt() {
     let mut c = org.collector(0, &extra);
     let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
     agent_drains(spawn_agent(&cfg), 120);
-    let given_up = || {
-        std::fs::read_to_string(org.path("collector.stderr"))
-            .unwrap()
-            .matches("alert delivery given up")
-            .count()
-    };
     procs::wait_until(
         Duration::from_secs(180),
         "every alert dead-lettered",
-        || given_up() >= want.len(),
+        || given_up(&org) >= want.len(),
     );
     assert_eq!(r.requests(), want.len(), "one attempt each, never retried");
     org::sigterm(&mut c);

@@ -359,20 +359,8 @@ fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no
     });
     let before = sub.messages();
     assert_eq!(before.len(), 1, "{before:?}");
-    let stored: HashSet<String> = org
-        .stored()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["eventID"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let expect: BTreeMap<String, Value> = want
-        .into_iter()
-        .filter(|(id, _)| stored.contains(id))
-        .collect();
+    // What the kill left stored (read offline, before a restart).
+    let expect = org.keep_stored(want);
     let c = org.collector(0, &extra);
     procs::wait_until(WITHIN, "every alert published after the restart", || {
         sub.messages().len() > expect.len()
@@ -446,20 +434,8 @@ fn three_sinks_across_a_kill(step: &str, seed: u64) -> usize {
     let _ = agent.kill();
     let _ = agent.wait();
     drop(c);
-    let stored: HashSet<String> = org
-        .stored()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["eventID"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let expect: BTreeMap<String, Value> = want
-        .into_iter()
-        .filter(|(id, _)| stored.contains(id))
-        .collect();
+    // What the kill left stored (read offline, before a restart).
+    let expect = org.keep_stored(want);
     assert!(!expect.is_empty(), "some matching events were stored");
     let wanted: HashSet<String> = expect.keys().map(|e| alert_id(RULE, &account, e)).collect();
     let file_alerts = || -> Vec<Value> {

@@ -251,6 +251,28 @@ impl Org {
         assert!(out.status.success(), "{}", common::stderr(&out));
         stdout(&out).lines().map(str::to_string).collect()
     }
+
+    /// Of `events` (eventID -> event), those the store holds: what a kill left stored. Reads
+    /// the store offline, so the collector must be stopped.
+    pub(crate) fn keep_stored(
+        &self,
+        events: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let stored: HashSet<String> = self
+            .stored()
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["eventID"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        events
+            .into_iter()
+            .filter(|(id, _)| stored.contains(id))
+            .collect()
+    }
 }
 
 /// Generated events for one account: (account, file, the unique lines).
