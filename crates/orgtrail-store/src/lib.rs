@@ -128,6 +128,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn get(&self, account: &AccountId, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// The event stored at sequence number `seq` (1-based); an error if there is none.
     fn read(&self, seq: u64) -> Result<StoredEvent, StoreError>;
+    /// The events stored at `first..=last`, in order, each as [`EventStore::read`] answers it
+    /// (an error if one is missing). A store may read them together: the ledger opens each
+    /// record block once for the range, not once per record.
+    fn read_range(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        (first..=last).map(|seq| self.read(seq)).collect()
+    }
     /// Counts.
     fn stats(&self) -> Stats;
     /// Whether appends are taken now.

@@ -595,6 +595,20 @@ fn log_and_proofs(store: &dyn EventStore, key: &VerifyingKey) {
         (1300, 4, 0)
     );
 
+    // Ranges read as each of their records does, across block boundaries; none beyond the log.
+    for (a, b) in [(1, 1300), (1, 1), (15, 40), (1299, 1300), (700, 699)] {
+        let want: Vec<StoredEvent> = (a..=b).map(|s| store.read(s).unwrap()).collect();
+        assert_eq!(store.read_range(a, b).unwrap(), want, "{a}..={b}");
+    }
+    assert!(matches!(
+        store.read_range(1290, 1301),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.read_range(0, 3),
+        Err(StoreError::Corrupt(_))
+    ));
+
     // Nothing beyond the log.
     assert!(matches!(store.read(1301), Err(StoreError::Corrupt(_))));
     assert!(matches!(store.read(0), Err(StoreError::Corrupt(_))));

@@ -106,8 +106,10 @@ impl Evaluator {
         let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
-        for seq in through + 1..=to {
-            let e = self.store.read(seq)?;
+        // Read a range at a time: each record block is opened once, not once per record.
+        let events = self.store.read_range(through + 1, to)?;
+        for e in events {
+            let seq = e.seq;
             // Only the fields the rules and thresholds read are built into values.
             let record: Value = match rules.parse_record(&e.bytes) {
                 Ok(v) => v,

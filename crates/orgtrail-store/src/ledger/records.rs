@@ -379,6 +379,38 @@ impl Ledger {
         })
     }
 
+    /// The records `first..=last`, in order, each as [`Ledger::read`] answers it, with each
+    /// record block read and opened once for the range (a block holds up to 16 records, and
+    /// [`Ledger::read`] opens the whole block for one).
+    pub fn read_range(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let sh = &self.shared;
+        let mut out = Vec::with_capacity(
+            usize::try_from(last.saturating_sub(first) + 1)
+                .unwrap_or(0)
+                .min(4096),
+        );
+        if first == 0 {
+            return Err(StoreError::Corrupt("record 0 is missing".into()));
+        }
+        self.for_each_record(first, last, |seq, rec| {
+            let (account, bytes) = rec?;
+            let time = sh
+                .index
+                .read()
+                .map_err(|_| StoreError::WriterGone)?
+                .time_of(seq)?
+                .ok_or_else(|| StoreError::Corrupt(format!("record {seq} has no index entry")))?;
+            out.push(StoredEvent {
+                seq,
+                account,
+                time: Timestamp(time),
+                bytes,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Calls `f` with every record in `first..=last`, in order, reading and opening each block
     /// once: the record's (account, bytes), or why it could not be read (a block that fails to
     /// open fails for each of its records). Blocks that are missing or out of place are

@@ -90,6 +90,10 @@ impl EventStore for Ledger {
         Ledger::read(self, seq)
     }
 
+    fn read_range(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        Ledger::read_range(self, first, last)
+    }
+
     fn stats(&self) -> Stats {
         Ledger::stats(self)
     }
