@@ -82,7 +82,8 @@ pub(crate) struct Loc {
 impl Loc {
     /// The (file, offset) just past these bytes.
     pub(crate) fn end(&self) -> (u32, u64) {
-        (self.file, self.offset + self.len)
+        // Saturating: a corrupt locator must fail where it is read, not panic here.
+        (self.file, self.offset.saturating_add(self.len))
     }
 }
 
@@ -168,8 +169,11 @@ pub(crate) fn blocks_of(first: u64, v: &[u8]) -> Result<Vec<BlockRef>, StoreErro
             count,
             loc: Some(Loc { file, offset, len }),
         });
-        seq += u64::from(count);
-        offset += len;
+        // A corrupt value must not overflow: it is refused as corruption.
+        let overflow =
+            || StoreError::Corrupt("record group locator: sequence or offset overflows".into());
+        seq = seq.checked_add(u64::from(count)).ok_or_else(overflow)?;
+        offset = offset.checked_add(len).ok_or_else(overflow)?;
     }
     Ok(out)
 }
@@ -472,6 +476,20 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_value_whose_offsets_overflow_is_corrupt_not_a_panic() {
+        // Found by the ledger_record fuzz target: a block at offset 2^64 - 53,504 of 0x12000000
+        // bytes.
+        let mut v = vec![LOCATED_GROUP, 0, 0, 1, 0xff];
+        v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x2f, 0x00]);
+        v.extend_from_slice(&[0, 1, 0x35, 0, 0x12, 0, 0, 0]);
+        assert!(matches!(blocks_of(0, &v), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            blocks_of(u64::MAX, &v),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 
     #[test]
     fn a_group_value_locates_its_blocks_one_after_the_other() {
