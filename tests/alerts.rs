@@ -12,6 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/crash.rs"]
+mod crash;
 #[path = "common/org.rs"]
 mod org;
 #[path = "common/procs.rs"]
@@ -117,25 +119,7 @@ fn each_stored_event_fires_once_and_duplicates_never() {
 fn crash_at(step: &str, seed: u64, again: usize) -> BTreeMap<String, usize> {
     let org = Org::new();
     let (account, file, want, extra) = setup(&org, seed);
-    let mut c = org.collector_with(0, &extra, false, |cmd| {
-        cmd.env("ORGTRAIL_CRASH_AT", step);
-    });
-    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
-    let mut agent = spawn_agent(&cfg);
-    let crashed = procs::wait_exit(
-        &mut c.child,
-        Duration::from_secs(120),
-        &procs::Lines::drain(std::io::empty()),
-    );
-    assert!(!crashed.success(), "the collector aborted at {step}");
-    let stderr = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
-    assert!(
-        stderr.contains(&format!("crash point {step} reached")),
-        "{stderr}"
-    );
-    let _ = agent.kill();
-    let _ = agent.wait();
-    drop(c);
+    crash::until_crash(&org, &extra, step, &account, &file);
     // What the kill left stored (read offline, before a restart).
     let expect = org.keep_stored(want);
     // Restarted (the agent's events are already stored: what the crash left must go out).
@@ -345,20 +329,7 @@ fn killed_after_the_webhook_took_an_alert_it_comes_again_under_the_same_id() {
     let (account, file, want, extra) = setup(&org, 53);
     let r = webhook::Receiver::start(SECRET.as_bytes());
     let extra = webhook_only(&extra, &webhook_sink(&org, &r.url(), ""));
-    let mut c = org.collector_with(0, &extra, false, |cmd| {
-        cmd.env("ORGTRAIL_CRASH_AT", "alert-sent");
-    });
-    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
-    let mut agent = spawn_agent(&cfg);
-    let crashed = procs::wait_exit(
-        &mut c.child,
-        Duration::from_secs(120),
-        &procs::Lines::drain(std::io::empty()),
-    );
-    assert!(!crashed.success(), "the collector aborted at alert-sent");
-    let _ = agent.kill();
-    let _ = agent.wait();
-    drop(c);
+    crash::until_crash(&org, &extra, "alert-sent", &account, &file);
     // The receiver took exactly one alert before the kill (the outbox never noted it).
     let before = r.taken();
     assert_eq!(before.len(), 1, "one alert taken before the kill");

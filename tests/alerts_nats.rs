@@ -18,6 +18,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/crash.rs"]
+mod crash;
 #[path = "common/nats.rs"]
 mod nats;
 #[path = "common/org.rs"]
@@ -334,25 +336,7 @@ fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no
         &server.url(),
         "user = \"orgtrail\"\npassword_file = \"nats.password\"\n",
     );
-    let mut c = org.collector_with(0, &extra, false, |cmd| {
-        cmd.env("ORGTRAIL_CRASH_AT", "alert-sent");
-    });
-    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
-    let mut agent = spawn_agent(&cfg);
-    let crashed = procs::wait_exit(
-        &mut c.child,
-        Duration::from_secs(120),
-        &procs::Lines::drain(std::io::empty()),
-    );
-    assert!(!crashed.success(), "the collector aborted at alert-sent");
-    let stderr = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
-    assert!(
-        stderr.contains("crash point alert-sent reached"),
-        "{stderr}"
-    );
-    let _ = agent.kill();
-    let _ = agent.wait();
-    drop(c);
+    crash::until_crash(&org, &extra, "alert-sent", &account, &file);
     // The server took exactly one alert before the kill.
     procs::wait_until(WITHIN, "the alert taken before the kill", || {
         !sub.messages().is_empty()
@@ -415,25 +399,7 @@ fn three_sinks_across_a_kill(step: &str, seed: u64) -> usize {
         sink(&server.url(), ""),
         hook.url()
     );
-    let mut c = org.collector_with(0, &extra, false, |cmd| {
-        cmd.env("ORGTRAIL_CRASH_AT", step);
-    });
-    let cfg = org.agent_config("agent", &account, "agent-a", &file, c.port);
-    let mut agent = spawn_agent(&cfg);
-    let crashed = procs::wait_exit(
-        &mut c.child,
-        Duration::from_secs(120),
-        &procs::Lines::drain(std::io::empty()),
-    );
-    assert!(!crashed.success(), "the collector aborted at {step}");
-    let stderr = std::fs::read_to_string(org.path("collector.stderr")).unwrap();
-    assert!(
-        stderr.contains(&format!("crash point {step} reached")),
-        "{stderr}"
-    );
-    let _ = agent.kill();
-    let _ = agent.wait();
-    drop(c);
+    crash::until_crash(&org, &extra, step, &account, &file);
     // What the kill left stored (read offline, before a restart).
     let expect = org.keep_stored(want);
     assert!(!expect.is_empty(), "some matching events were stored");
