@@ -36,6 +36,8 @@ pub struct IngestService {
     pub(crate) metrics: Arc<crate::ops::Metrics>,
     /// Woken after each group commit that stored new events (the rule evaluator waits on it).
     pub(crate) stored: Arc<tokio::sync::Notify>,
+    /// With rules on: where the events just stored are kept for the rule evaluator.
+    pub(crate) recent: Option<Arc<crate::alerts::recent::Recent>>,
 }
 
 fn peer_certs<T>(req: &Request<T>) -> Option<Vec<Vec<u8>>> {
@@ -84,8 +86,8 @@ fn prepare_with(
     batch: EventBatch,
 ) -> Result<PreparedBatch, StoreError> {
     let mut prepared = Vec::with_capacity(batch.events.len());
-    // The parsed events are kept only while someone follows live.
-    let keep = svc.live.receiver_count() > 0;
+    // The parsed events are kept only while someone follows live, or for the rule evaluator.
+    let keep = svc.live.receiver_count() > 0 || svc.recent.is_some();
     let mut kept = Vec::new();
     let mut rejections = Vec::new();
     for (i, bytes) in batch.events.into_iter().enumerate() {
@@ -248,21 +250,33 @@ async fn handle_batch(
         },
         &reasons,
     );
+    if kept.len() == outcome.results.len() {
+        let live = svc.live.receiver_count() > 0;
+        let mut fresh = Vec::new();
+        for (event, r) in kept.into_iter().zip(&outcome.results) {
+            let Appended::Stored(seq) = r else { continue };
+            if !live {
+                fresh.push((*seq, event.into_bytes()));
+                continue;
+            }
+            if svc.recent.is_some() {
+                fresh.push((*seq, event.bytes().to_vec()));
+            }
+            let time = event.fields().event_time;
+            let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
+                seq: *seq,
+                account,
+                time,
+                event,
+            }));
+        }
+        if let Some(recent) = &svc.recent {
+            recent.add(fresh);
+        }
+    }
+    // After the events were kept: the evaluator it wakes finds them.
     if ack.stored > 0 {
         svc.stored.notify_one();
-    }
-    if kept.len() == outcome.results.len() {
-        for (event, r) in kept.into_iter().zip(&outcome.results) {
-            if let Appended::Stored(seq) = r {
-                let time = event.fields().event_time;
-                let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
-                    seq: *seq,
-                    account,
-                    time,
-                    event,
-                }));
-            }
-        }
     }
 
     Ok(ack)

@@ -172,8 +172,13 @@ pub async fn run(
     let metrics = Arc::new(ops::Metrics::default());
     let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total));
     let stored = Arc::new(tokio::sync::Notify::new());
+    let recent = cfg
+        .rules
+        .is_some()
+        .then(|| Arc::new(alerts::recent::Recent::default()));
     let service = ingest::IngestService {
         stored: stored.clone(),
+        recent: recent.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
         auth: auth.clone(),
@@ -267,6 +272,7 @@ pub async fn run(
             metrics: metrics.clone(),
             recorded: recorded.clone(),
             thresholds: Default::default(),
+            recent: recent.unwrap_or_default(),
         };
         loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));

@@ -461,13 +461,14 @@ impl Metrics {
     }
 
     /// One attempt to deliver an alert to `sink`.
-    pub(crate) fn alert_delivery(&self, sink: &str, delivered: bool) {
+    /// `alerts` attempts to deliver an alert to `sink` (a batch counts each of its alerts).
+    pub(crate) fn alert_delivery(&self, sink: &str, delivered: bool, alerts: u64) {
         self.alert_deliveries
             .get_or_create(&DeliveryLabel {
                 sink: sink.to_owned(),
                 outcome: if delivered { "delivered" } else { "failed" },
             })
-            .inc();
+            .inc_by(alerts);
     }
 }
 

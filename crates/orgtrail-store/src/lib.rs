@@ -185,7 +185,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn pending_alerts(&self, limit: usize) -> Result<Vec<PendingAlert>, StoreError>;
     /// Notes durably that `sink` took the alert of `rule` on the event at `seq`; the alert
     /// leaves the outbox once no sink is left. Noting it again is no error.
-    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError>;
+    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError> {
+        self.alerts_delivered(sink, &[(seq, rule.to_owned())])
+    }
+    /// Notes durably, in one atomic write, that `sink` took each alert of `taken` (the event's
+    /// sequence number, the rule): a sink that takes alerts in batches is noted once per batch.
+    /// Alerts not pending for that sink are passed over, as by [`EventStore::alert_delivered`].
+    fn alerts_delivered(&self, sink: &str, taken: &[(u64, String)]) -> Result<(), StoreError>;
     /// Up to `limit` alerts of the outbox after the one of (`seq`, `rule`) in outbox order
     /// (oldest event first), or from the first with `None`: a sink's delivery loop reads on
     /// from the last alert it handled.

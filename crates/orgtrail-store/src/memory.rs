@@ -489,13 +489,14 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
-    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError> {
+    fn alerts_delivered(&self, sink: &str, taken: &[(u64, String)]) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        let key = (seq, rule.to_owned());
-        if let Some(sinks) = inner.outbox.get_mut(&key) {
-            sinks.retain(|s| s != sink);
-            if sinks.is_empty() {
-                inner.outbox.remove(&key);
+        for key in taken {
+            if let Some(sinks) = inner.outbox.get_mut(key) {
+                sinks.retain(|s| s != sink);
+                if sinks.is_empty() {
+                    inner.outbox.remove(key);
+                }
             }
         }
         Ok(())

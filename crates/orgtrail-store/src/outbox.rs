@@ -250,18 +250,22 @@ pub(crate) fn pending(tree: &sled::Tree, limit: usize) -> Result<Vec<PendingAler
     Ok(out)
 }
 
-/// Notes durably that `sink` took the alert of `rule` on event `seq`; the entry goes once no
-/// sink is left. An alert or sink not pending is no error (a redelivery noted twice).
+/// Notes durably, in one write, that `sink` took the alert of each (`seq`, `rule`) of `taken`;
+/// an entry goes once no sink is left. An alert or sink not pending is no error (a redelivery
+/// noted twice).
 pub(crate) fn delivered(
     db: &sled::Db,
     tree: &sled::Tree,
-    seq: u64,
-    rule: &str,
     sink: &str,
+    taken: &[(u64, String)],
 ) -> Result<(), StoreError> {
     let _guard = changes();
     let mut batch = sled::Batch::default();
-    if !take_sink(tree, &mut batch, seq, rule, sink)? {
+    let mut any = false;
+    for (seq, rule) in taken {
+        any |= take_sink(tree, &mut batch, *seq, rule, sink)?;
+    }
+    if !any {
         return Ok(());
     }
     tree.apply_batch(batch)?;

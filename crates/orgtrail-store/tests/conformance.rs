@@ -935,6 +935,34 @@ fn alert_outbox(store: &dyn EventStore) {
         Some(12),
         "a refused record moves nothing"
     );
+    // A batch noted at once: only what was pending for that sink changes; repeats, unknown
+    // alerts and other sinks' alerts are passed over.
+    store
+        .record_alerts(14, &[alert(13, "d", &["s", "t"]), alert(14, "e", &["t"])])
+        .unwrap();
+    store
+        .alerts_delivered(
+            "s",
+            &[
+                (10, "a".into()),
+                (11, "b".into()),
+                (11, "b".into()),
+                (13, "d".into()),
+                (14, "e".into()),
+                (99, "never".into()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(12, "c", &["s"]),
+            alert(13, "d", &["t"]),
+            alert(14, "e", &["t"])
+        ]
+    );
+    store.alerts_delivered("s", &[]).unwrap();
+    assert_eq!(store.pending_alerts(10).unwrap().len(), 3);
 }
 
 #[test]

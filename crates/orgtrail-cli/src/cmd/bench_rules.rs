@@ -32,6 +32,31 @@ pub(crate) struct Vocabulary {
     names: Vec<String>,
     sources: Vec<String>,
     regions: Vec<String>,
+    /// Only rare event names: the rules are keyed on them (see [`Vocabulary::rare`]).
+    rare: bool,
+}
+
+impl Vocabulary {
+    /// A vocabulary of the event names that each make at most `share` of `events`: rules
+    /// written with it fire rarely, as detection rules for unusual actions do. Every rule is
+    /// then keyed on an event name (the one keyed on an event source gets a name too).
+    pub(crate) fn rare(events: &[Value], share: f64) -> Vocabulary {
+        let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in events {
+            if let Some(n) = e["eventName"].as_str() {
+                *count.entry(n).or_default() += 1;
+            }
+        }
+        let most = (share * events.len() as f64) as usize;
+        let mut v = vocabulary(events);
+        v.names = count
+            .into_iter()
+            .filter(|(_, c)| *c <= most)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        v.rare = true;
+        v
+    }
 }
 
 pub(crate) fn vocabulary(events: &[Value]) -> Vocabulary {
@@ -47,6 +72,7 @@ pub(crate) fn vocabulary(events: &[Value]) -> Vocabulary {
         names: pick("eventName"),
         sources: pick("eventSource"),
         regions: pick("awsRegion"),
+        rare: false,
     }
 }
 
@@ -78,6 +104,9 @@ pub(crate) fn rules(n: usize, v: &Vocabulary) -> anyhow::Result<Vec<BenchRule>> 
             }
             6 => json!({"eventName": [name], "sourceIPAddress": [{"cidr": "10.0.0.0/8"}]}),
             7 => json!({"eventName": [name], "awsRegion": [{"anything-but": at(&v.regions, i)}]}),
+            8 if v.rare => {
+                json!({"eventName": [name], "userIdentity": {"arn": [{"wildcard": "arn:aws:iam::*:user/*"}]}})
+            }
             8 => {
                 json!({"eventSource": [source], "userIdentity": {"arn": [{"wildcard": "arn:aws:iam::*:user/*"}]}})
             }

@@ -1,7 +1,10 @@
 //! Delivery: one loop per sink, each reading the outbox in order (oldest event first) and
-//! delivering the alerts that name its sink, one at a time. A sink that fails is retried with
-//! exponential backoff, and only its own alerts wait behind it: a failing webhook never holds
-//! back the file sink. A sink that took an alert is noted in the outbox at once.
+//! delivering the alerts that name its sink: one at a time to a webhook or NATS, and to the
+//! file sink as a batch (the alerts of one outbox read, up to 256, written and synced at once).
+//! A sink that fails is retried with exponential backoff, and only its own alerts wait behind
+//! it: a failing webhook never holds back the file sink. A sink that took an alert (or a batch)
+//! is noted in the outbox at once, in one write; a crash between the two delivers that alert
+//! (or batch) to that sink again, under the same ids.
 //!
 //! A sink with `max_attempts` (the webhook) gives up on an alert after that many failed
 //! attempts, or at once when the receiver refused it for good (see `webhook`): the (alert,
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use bytes::Bytes;
-use orgtrail_store::{DeadLetter, EventStore, PendingAlert, StoreError};
+use orgtrail_store::{DeadLetter, EventStore, PendingAlert, StoreError, StoredEvent};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -108,6 +111,16 @@ impl RetryPolicy {
     }
 }
 
+/// Appends alerts to a file sink, on a blocking thread.
+async fn to_file(f: &FileSink, alerts: &[Outgoing]) -> Result<(), Failure> {
+    let f = f.clone();
+    let bodies: Vec<Bytes> = alerts.iter().map(|a| a.body.clone()).collect();
+    match tokio::task::spawn_blocking(move || f.send(&bodies)).await {
+        Ok(r) => r.map_err(|e| Failure::retry(e.to_string())),
+        Err(e) => Err(Failure::retry(format!("the file write task failed: {e}"))),
+    }
+}
+
 impl Sink {
     /// Its retry policy.
     fn policy(&self) -> RetryPolicy {
@@ -119,16 +132,27 @@ impl Sink {
         }
     }
 
+    /// Whether it takes its alerts in batches (one write and sync for many: the file).
+    fn takes_batches(&self) -> bool {
+        matches!(self, Sink::File(_))
+    }
+
+    /// Delivers alerts: any number to a sink that takes batches, else one.
+    async fn send_all(&self, alerts: &[Outgoing]) -> Result<(), Failure> {
+        match (self, alerts) {
+            (Sink::File(f), _) => to_file(f, alerts).await,
+            (_, [one]) => self.send(one).await,
+            (_, _) => Err(Failure::retry(format!(
+                "{} alerts at once to a sink that takes one at a time",
+                alerts.len()
+            ))),
+        }
+    }
+
     /// Delivers one alert.
     async fn send(&self, alert: &Outgoing) -> Result<(), Failure> {
         match self {
-            Sink::File(f) => {
-                let (f, body) = (f.clone(), alert.body.clone());
-                match tokio::task::spawn_blocking(move || f.send(&body)).await {
-                    Ok(r) => r.map_err(|e| Failure::retry(e.to_string())),
-                    Err(e) => Err(Failure::retry(format!("the file write task failed: {e}"))),
-                }
-            }
+            Sink::File(f) => to_file(f, std::slice::from_ref(alert)).await,
             Sink::Webhook(w) => w.send(&alert.id, &alert.body).await,
             Sink::Nats(n) => n
                 .send(&alert.body, &alert.id, &alert.rule)
@@ -291,7 +315,7 @@ impl SinkLoop {
                     .pending_alerts_after(after.as_ref().map(|(q, r)| (*q, r.as_str())), BATCH)
             })
             .await;
-            let page = match page {
+            let mut page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(sink = %self.name, error = %e, "reading the alert outbox failed; retrying");
@@ -307,6 +331,28 @@ impl SinkLoop {
                     _ = stopping.changed() => return,
                     () = tokio::time::sleep(IDLE_RESCAN) => {}
                 }
+                continue;
+            }
+            if self.sink.takes_batches() {
+                let mine: Vec<PendingAlert> = page
+                    .iter()
+                    .filter(|a| a.sinks.contains(&self.name))
+                    .cloned()
+                    .collect();
+                if !mine.is_empty() {
+                    match self.deliver_batch(mine, &mut stopping).await {
+                        Outcome::Done => {}
+                        Outcome::Stopping => return,
+                        Outcome::StoreFailed(e) => {
+                            tracing::warn!(sink = %self.name, error = %e, "alert delivery: the store failed; retrying");
+                            if !pause(STORE_RETRY, &mut stopping).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                cursor = page.pop().map(|a| (a.seq, a.rule));
                 continue;
             }
             for a in page {
@@ -344,7 +390,7 @@ impl SinkLoop {
             let failure = match self.sink.send(&out).await {
                 Ok(()) => {
                     orgtrail_store::crashpoint::hit_alerts("alert-sent");
-                    metrics.alert_delivery(&self.name, true);
+                    metrics.alert_delivery(&self.name, true, 1);
                     let (s, seq, rule, sink) = (
                         self.shared.clone(),
                         a.seq,
@@ -363,7 +409,7 @@ impl SinkLoop {
                 }
                 Err(f) => f,
             };
-            metrics.alert_delivery(&self.name, false);
+            metrics.alert_delivery(&self.name, false, 1);
             let give_up =
                 failure.permanent || self.policy.max_attempts.is_some_and(|m| attempts >= m);
             if give_up {
@@ -414,11 +460,114 @@ impl SinkLoop {
     }
 }
 
+impl SinkLoop {
+    /// Delivers a batch of alerts to a sink that takes batches (it never gives up on one):
+    /// retried as a whole until taken, or a stop, then noted in one write.
+    async fn deliver_batch(
+        &self,
+        batch: Vec<PendingAlert>,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let s = self.shared.clone();
+        let pending = batch.clone();
+        let outs = match blocking(move || build_all(&s, &pending)).await {
+            Ok(o) => o,
+            Err(e) => return Outcome::StoreFailed(e),
+        };
+        let n = outs.len() as u64;
+        let metrics = &self.shared.metrics;
+        let mut backoff = self.policy.backoff();
+        let mut attempts: u32 = 0;
+        loop {
+            attempts = attempts.saturating_add(1);
+            match self.sink.send_all(&outs).await {
+                Ok(()) => {
+                    orgtrail_store::crashpoint::hit_alerts("alert-sent");
+                    metrics.alert_delivery(&self.name, true, n);
+                    let (s, sink) = (self.shared.clone(), self.name.clone());
+                    let taken: Vec<(u64, String)> =
+                        batch.into_iter().map(|a| (a.seq, a.rule)).collect();
+                    return match blocking(move || s.store.alerts_delivered(&sink, &taken)).await {
+                        Ok(()) => {
+                            tracing::debug!(alerts = n, sink = %self.name, attempts, "alerts delivered");
+                            Outcome::Done
+                        }
+                        // Taken but not noted: they go again (at least once, same ids).
+                        Err(e) => Outcome::StoreFailed(e),
+                    };
+                }
+                Err(failure) => {
+                    metrics.alert_delivery(&self.name, false, n);
+                    let wait = backoff.next().unwrap_or(self.policy.max);
+                    tracing::warn!(
+                        alerts = n,
+                        first = %outs.first().map_or("", |o| o.id.as_str()),
+                        sink = %self.name,
+                        attempt = attempts,
+                        error = %failure.error,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "alert delivery failed; retrying"
+                    );
+                    if !pause(wait, stopping).await {
+                        return Outcome::Stopping;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The alert as sinks receive it: its id and payload, from the event read back. Blocking.
 fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
     let e = s.store.read(a.seq)?;
-    let record: Value = serde_json::from_slice(&e.bytes)
-        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", a.seq)))?;
+    let record = parse(&e)?;
+    Ok(outgoing(s, a, &e, &record))
+}
+
+/// The alerts of a batch as sinks receive them. Events are read back once each, and a batch
+/// of nearby events as one range (each record block opened once). Blocking.
+fn build_all(s: &Shared, batch: &[PendingAlert]) -> Result<Vec<Outgoing>, StoreError> {
+    let (Some(first), Some(last)) = (
+        batch.iter().map(|a| a.seq).min(),
+        batch.iter().map(|a| a.seq).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut events: HashMap<u64, (StoredEvent, Value)> = HashMap::new();
+    // A range is worth reading when most of its events have an alert.
+    if last - first < 2 * batch.len() as u64 {
+        let wanted: std::collections::HashSet<u64> = batch.iter().map(|a| a.seq).collect();
+        for e in s.store.read_range(first, last)? {
+            if wanted.contains(&e.seq) {
+                let record = parse(&e)?;
+                events.insert(e.seq, (e, record));
+            }
+        }
+    }
+    batch
+        .iter()
+        .map(|a| {
+            let (e, record) = match events.entry(a.seq) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let e = s.store.read(a.seq)?;
+                    let record = parse(&e)?;
+                    v.insert((e, record))
+                }
+            };
+            Ok(outgoing(s, a, e, record))
+        })
+        .collect()
+}
+
+/// A stored event as JSON.
+fn parse(e: &StoredEvent) -> Result<Value, StoreError> {
+    serde_json::from_slice(&e.bytes)
+        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", e.seq)))
+}
+
+/// The alert of `a` on the event `e` (`record` parsed).
+fn outgoing(s: &Shared, a: &PendingAlert, e: &StoredEvent, record: &Value) -> Outgoing {
     // A record without an eventID is stored under the id derived from its bytes (as dedup
     // keys it), and its alert id derives from that one.
     let event_id = record["eventID"]
@@ -427,10 +576,10 @@ fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
     let id = alert_id(&a.rule, e.account.as_str(), &event_id);
     let rules = s.rules.current();
     let body = match rules.rules.iter().find(|r| r.id == a.rule) {
-        Some(rule) => payload(&record, &id, rule),
+        Some(rule) => payload(record, &id, rule),
         // The rule was removed since it fired: the alert still goes out, as recorded.
         None => {
-            let mut v = orgtrail_rules::cloudtrail::envelope(&record);
+            let mut v = orgtrail_rules::cloudtrail::envelope(record);
             if let Some(o) = v.as_object_mut() {
                 o.insert("id".into(), Value::String(id.clone()));
                 o.insert("rule-id".into(), Value::String(a.rule.clone()));
@@ -438,9 +587,9 @@ fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
             v
         }
     };
-    Ok(Outgoing {
+    Outgoing {
         id,
         rule: a.rule.clone(),
         body: Bytes::from(body.to_string()),
-    })
+    }
 }

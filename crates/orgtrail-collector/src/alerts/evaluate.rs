@@ -24,6 +24,8 @@ pub(crate) struct Evaluator {
     pub(crate) recorded: watch::Sender<u64>,
     /// The threshold rules' windows.
     pub(crate) thresholds: super::threshold::Thresholds,
+    /// Events just stored, kept by the ingest service so that they need not be read back.
+    pub(crate) recent: Arc<super::recent::Recent>,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -88,6 +90,31 @@ impl Evaluator {
         }
     }
 
+    /// The events at `first..=last`, in order: those the ingest service kept in memory, the
+    /// rest read back from the store, each gap as one range (each record block opened once).
+    /// Blocking.
+    fn events(&self, first: u64, last: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut kept = self.recent.take(first, last);
+        let mut out = Vec::with_capacity(usize::try_from(last - first + 1).unwrap_or(0));
+        let mut seq = first;
+        while seq <= last {
+            if let Some(bytes) = kept.remove(&seq) {
+                out.push((seq, bytes));
+                seq += 1;
+                continue;
+            }
+            let gap_end = kept.keys().next().map_or(last, |s| s - 1);
+            out.extend(
+                self.store
+                    .read_range(seq, gap_end)?
+                    .into_iter()
+                    .map(|e| (e.seq, e.bytes)),
+            );
+            seq = gap_end + 1;
+        }
+        Ok(out)
+    }
+
     /// Evaluates one range past the watermark. `None` when there is nothing new; else how
     /// many alerts it recorded. Blocking.
     fn step(&self) -> Result<Option<usize>, StoreError> {
@@ -106,12 +133,9 @@ impl Evaluator {
         let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
-        // Read a range at a time: each record block is opened once, not once per record.
-        let events = self.store.read_range(through + 1, to)?;
-        for e in events {
-            let seq = e.seq;
+        for (seq, bytes) in self.events(through + 1, to)? {
             // Only the fields the rules and thresholds read are built into values.
-            let record: Value = match rules.parse_record(&e.bytes) {
+            let record: Value = match rules.parse_record(&bytes) {
                 Ok(v) => v,
                 Err(err) => {
                     // Validated when it arrived; never expected.

@@ -1,5 +1,7 @@
 //! The JSON-lines file sink: one alert a line, appended and synced before the alert counts as
-//! taken. The file is created with mode 0600 (alerts carry the event).
+//! taken. Alerts come in batches (those pending when the sink's loop reads the outbox): a batch
+//! is written at once and synced once. The file is created with mode 0600 (alerts carry the
+//! event).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,8 +24,8 @@ impl FileSink {
         }
     }
 
-    /// Appends one line and syncs it. Blocking.
-    pub(crate) fn send(&self, line: &[u8]) -> std::io::Result<()> {
+    /// Appends one line per alert and syncs them. Blocking.
+    pub(crate) fn send(&self, lines: &[bytes::Bytes]) -> std::io::Result<()> {
         let mut file = self
             .file
             .lock()
@@ -38,9 +40,11 @@ impl FileSink {
             );
         }
         let result = file.as_mut().map_or(Ok(()), |f| {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
+            let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+            for line in lines {
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+            }
             f.write_all(&buf).and_then(|()| f.sync_data())
         });
         if result.is_err() {

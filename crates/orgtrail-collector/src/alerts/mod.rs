@@ -2,7 +2,8 @@
 //! reliably as events are stored.
 //!
 //! 1. **Evaluate** ([`evaluate`]): after the group commit, the stored events past the
-//!    ledger's alert watermark are read back in sequence order, matched against the rules, and
+//!    ledger's alert watermark are taken in sequence order (from memory, [`recent`], or read
+//!    back from the ledger), matched against the rules, and
 //!    their alerts recorded in the ledger's outbox together with the new watermark, in one
 //!    durable write. Only stored events are evaluated (a duplicate gets no sequence number),
 //!    and each (rule, event) once: a crash before that write evaluates the range again, a
@@ -27,6 +28,7 @@ pub(crate) mod file_sink;
 pub mod history;
 pub(crate) mod nats_sink;
 pub mod payload;
+pub(crate) mod recent;
 pub(crate) mod reload;
 pub(crate) mod threshold;
 pub mod webhook;

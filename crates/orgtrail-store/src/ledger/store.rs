@@ -170,9 +170,9 @@ impl EventStore for Ledger {
         crate::outbox::pending(&self.shared.tree()?, limit)
     }
 
-    fn alert_delivered(&self, seq: u64, rule: &str, sink: &str) -> Result<(), StoreError> {
+    fn alerts_delivered(&self, sink: &str, taken: &[(u64, String)]) -> Result<(), StoreError> {
         let files = self.shared.files()?;
-        crate::outbox::delivered(&files.db, &files.tree, seq, rule, sink)
+        crate::outbox::delivered(&files.db, &files.tree, sink, taken)
     }
 
     fn pending_alerts_after(
