@@ -79,8 +79,9 @@ fn write_rules(root: &Path, n: usize, rare: Option<f64>) -> anyhow::Result<u64> 
     Ok(alerts)
 }
 
-/// The value of a counter in the ops listener's metrics at `addr`.
-fn counter(addr: &str, name: &str) -> anyhow::Result<u64> {
+/// The value of a counter in the ops listener's metrics at `addr`: the first series of `name`
+/// whose line holds `label` (`""`: any).
+fn counter(addr: &str, name: &str, label: &str) -> anyhow::Result<u64> {
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -91,15 +92,25 @@ fn counter(addr: &str, name: &str) -> anyhow::Result<u64> {
     s.read_to_string(&mut text)?;
     Ok(text
         .lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(label))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64))
 }
 
+/// What one run measured.
+struct Run {
+    /// Events ingested per second.
+    rate: f64,
+    /// The collector's CPU seconds.
+    cpu: f64,
+    /// With rules: seconds from the start until every alert was recorded, and delivered.
+    caught_up: Option<(f64, f64)>,
+}
+
 /// One run: a fresh collector (with rules or not), the agent ships every event; returns the
-/// ingest rate, the collector's CPU seconds (until every alert was recorded, with rules) and,
-/// with rules, the seconds until every expected alert was recorded.
+/// ingest rate, the collector's CPU seconds (with rules: until every alert was delivered) and,
+/// with rules, the seconds until every expected alert was recorded, and delivered.
 fn one_run(
     p: &Prepared,
     root: &Path,
@@ -107,7 +118,7 @@ fn one_run(
     with_rules: bool,
     expected_alerts: u64,
     events: u64,
-) -> anyhow::Result<(f64, f64, Option<f64>)> {
+) -> anyhow::Result<Run> {
     let data = format!("data-{run}");
     let spool = format!("spool-{run}");
     let extra = if with_rules {
@@ -145,20 +156,33 @@ fn one_run(
     }
     let mut caught_up = None;
     if with_rules {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let n = counter(&ops, "orgtrail_collector_alerts_recorded")?;
-            if n >= expected_alerts {
-                caught_up = Some(started.elapsed().as_secs_f64());
-                break;
+        let wait = |what: &str, name: &str, label: &str| -> anyhow::Result<f64> {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let n = counter(&ops, name, label)?;
+                if n >= expected_alerts {
+                    return Ok(started.elapsed().as_secs_f64());
+                }
+                if Instant::now() > deadline {
+                    bail!("the {expected_alerts} alerts were not {what} within 300 s ({n} were)");
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            if Instant::now() > deadline {
+        };
+        let waited = wait("recorded", "orgtrail_collector_alerts_recorded", "").and_then(|r| {
+            let d = wait(
+                "delivered",
+                "orgtrail_collector_alert_deliveries_total",
+                "outcome=\"delivered\"",
+            )?;
+            Ok((r, d))
+        });
+        match waited {
+            Ok(t) => caught_up = Some(t),
+            Err(e) => {
                 let _ = collector.kill();
-                bail!(
-                    "evaluation did not record the {expected_alerts} alerts within 300 s ({n} recorded)"
-                );
+                return Err(e);
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
     let cpu = bench_transport::cpu_seconds(collector.id()).unwrap_or(f64::NAN);
@@ -170,7 +194,11 @@ fn one_run(
     let _ = std::fs::remove_dir_all(root.join(&data));
     let _ = std::fs::remove_dir_all(root.join(&spool));
     let _ = std::fs::remove_file(root.join("alerts.jsonl"));
-    Ok((events as f64 / secs, cpu, caught_up))
+    Ok(Run {
+        rate: events as f64 / secs,
+        cpu,
+        caught_up,
+    })
 }
 
 fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
@@ -189,8 +217,8 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
             run += 1;
             let per_k = 1e6 * cpu / a.events as f64;
             match caught_up {
-                Some(t) => println!(
-                    "round {round}: {} rules: {rate:.0} events/s ingested; every alert recorded {t:.2} s after the start; collector CPU {per_k:.0} ms per 1,000 events",
+                Some((t, d)) => println!(
+                    "round {round}: {} rules: {rate:.0} events/s ingested; every alert recorded {t:.2} s and delivered {d:.2} s after the start; collector CPU {per_k:.0} ms per 1,000 events",
                     a.rules
                 ),
                 None => println!(
@@ -199,7 +227,7 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
             }
             if with_rules {
                 with = with.max(rate);
-                lag = lag.min(caught_up.unwrap_or(f64::MAX));
+                lag = lag.min(caught_up.map_or(f64::MAX, |(t, _)| t));
                 cpu_with = cpu_with.min(cpu);
             } else {
                 none = none.max(rate);
@@ -214,7 +242,7 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
         a.events as f64 / with
     );
     println!(
-        "collector CPU, least of the rounds: {:.2} s with rules, {:.2} s with none: evaluating and recording alerts cost {:.0}% more collector CPU",
+        "collector CPU, least of the rounds: {:.2} s with rules, {:.2} s with none: evaluating, recording and delivering alerts cost {:.0}% more collector CPU",
         cpu_with,
         cpu_none,
         100.0 * (cpu_with / cpu_none - 1.0)
