@@ -213,7 +213,11 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
     let mut run = 0;
     for round in 0..a.rounds.max(1) {
         for with_rules in [false, true] {
-            let (rate, cpu, caught_up) = one_run(&p, root, run, with_rules, expected, a.events)?;
+            let Run {
+                rate,
+                cpu,
+                caught_up,
+            } = one_run(&p, root, run, with_rules, expected, a.events)?;
             run += 1;
             let per_k = 1e6 * cpu / a.events as f64;
             match caught_up {

@@ -28,7 +28,6 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::file_sink::FileSink;
-use super::payload::{alert_id, payload};
 use super::webhook::WebhookSink;
 
 /// Alerts read from the outbox at once.
@@ -566,27 +565,12 @@ fn parse(e: &StoredEvent) -> Result<Value, StoreError> {
         .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", e.seq)))
 }
 
-/// The alert of `a` on the event `e` (`record` parsed).
+/// The alert of `a` on the event `e` (`record` parsed), as sinks receive it.
 fn outgoing(s: &Shared, a: &PendingAlert, e: &StoredEvent, record: &Value) -> Outgoing {
-    // A record without an eventID is stored under the id derived from its bytes (as dedup
-    // keys it), and its alert id derives from that one.
-    let event_id = record["eventID"]
-        .as_str()
-        .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
-    let id = alert_id(&a.rule, e.account.as_str(), &event_id);
     let rules = s.rules.current();
-    let body = match rules.rules.iter().find(|r| r.id == a.rule) {
-        Some(rule) => payload(record, &id, rule),
-        // The rule was removed since it fired: the alert still goes out, as recorded.
-        None => {
-            let mut v = orgtrail_rules::cloudtrail::envelope(record);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("id".into(), Value::String(id.clone()));
-                o.insert("rule-id".into(), Value::String(a.rule.clone()));
-            }
-            v
-        }
-    };
+    // A rule removed since it fired: the alert still goes out, as recorded.
+    let rule = rules.rules.iter().find(|r| r.id == a.rule);
+    let (id, body) = super::payload::of_record(e, record, &a.rule, rule);
     Outgoing {
         id,
         rule: a.rule.clone(),

@@ -53,14 +53,24 @@ pub fn of_stored(
     rule: Option<&orgtrail_rules::Rule>,
 ) -> Result<(String, Value), serde_json::Error> {
     let record: Value = serde_json::from_slice(&e.bytes)?;
+    Ok(of_record(e, &record, rule_id, rule))
+}
+
+/// [`of_stored`] with the event's record already parsed (`record`: `e`'s bytes as JSON).
+pub fn of_record(
+    e: &orgtrail_store::StoredEvent,
+    record: &Value,
+    rule_id: &str,
+    rule: Option<&orgtrail_rules::Rule>,
+) -> (String, Value) {
     let event_id = record["eventID"]
         .as_str()
         .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
     let id = alert_id(rule_id, e.account.as_str(), &event_id);
     let body = match rule {
-        Some(rule) => payload(&record, &id, rule),
+        Some(rule) => payload(record, &id, rule),
         None => {
-            let mut v = orgtrail_rules::cloudtrail::envelope(&record);
+            let mut v = orgtrail_rules::cloudtrail::envelope(record);
             if let Some(o) = v.as_object_mut() {
                 o.insert("id".into(), Value::String(id.clone()));
                 o.insert("rule-id".into(), Value::String(rule_id.to_owned()));
@@ -68,7 +78,7 @@ pub fn of_stored(
             v
         }
     };
-    Ok((id, body))
+    (id, body)
 }
 
 #[cfg(test)]
