@@ -200,14 +200,15 @@ impl CloudTrailRules {
         Ok(CloudTrailRules { engine, computed })
     }
 
-    /// The record's own top-level fields these rules read (the first segment of each path,
-    /// and the fields the envelope's computed values come from, `eventID` included).
-    pub fn record_fields(&self) -> impl Iterator<Item = &str> {
+    /// The paths of the record these rules read (dotted, from the top), and the fields the
+    /// envelope's computed values come from (`eventID` included): see
+    /// [`crate::RuleSet::parse_record`].
+    pub fn record_paths(&self) -> impl Iterator<Item = &str> {
         self.engine
             .paths()
             .iter()
             .filter(|p| !p.starts_with('$'))
-            .map(|p| p.split('.').next().unwrap_or_default())
+            .map(String::as_str)
             .chain(self.computed.id.map(|_| "eventID"))
     }
 

@@ -253,9 +253,9 @@ pub struct RuleSet {
     /// The enabled rules; match numbers index `enabled`.
     matcher: CloudTrailRules,
     enabled: Vec<usize>,
-    /// The top-level fields of a record that matching and thresholds read: see
+    /// The paths of a record that matching and thresholds read, as a tree: see
     /// [`RuleSet::parse_record`].
-    fields: std::collections::BTreeSet<String>,
+    wanted: Want,
 }
 
 impl RuleSet {
@@ -283,19 +283,21 @@ impl RuleSet {
                         reason: format!("pattern: {e}"),
                     }]
                 })?;
-        let mut fields: std::collections::BTreeSet<String> =
-            matcher.record_fields().map(str::to_owned).collect();
+        let mut wanted = Want::default();
+        for p in matcher.record_paths() {
+            wanted.add(p);
+        }
         for t in enabled.iter().filter_map(|i| rules[*i].threshold.as_ref()) {
-            fields.insert("eventTime".to_owned());
+            wanted.add("eventTime");
             for p in t.group_by.iter().chain(t.distinct.as_ref()) {
-                fields.insert(p.split('.').next().unwrap_or_default().to_owned());
+                wanted.add(p);
             }
         }
         Ok(RuleSet {
             rules,
             matcher,
             enabled,
-            fields,
+            wanted,
         })
     }
 
@@ -363,25 +365,24 @@ impl RuleSet {
         RuleSet::new(rules)
     }
 
-    /// A stored record parsed for [`RuleSet::matches`] and the thresholds: only the top-level
-    /// fields they read (and any field whose name holds a dot, which may continue a path) are
-    /// parsed into values; the rest are skipped without being built. Matching it answers as
-    /// matching the whole record does, at a fraction of the cost of parsing a whole record
-    /// (`requestParameters`, `responseElements` and the like are skipped unless a rule reads
-    /// them). A field name written with escapes falls back to parsing the whole record.
+    /// A stored record parsed for [`RuleSet::matches`] and the thresholds: only the paths they
+    /// read are parsed into values, in one pass (of `userIdentity`, only `arn` when that is
+    /// what the rules read; through arrays, each element alike), and any member whose name
+    /// holds a dot (which may continue a path) whole; the rest is skipped without being built.
+    /// Matching it answers as matching the whole record does, at a fraction of the cost of
+    /// parsing a whole record. A name written with escapes is unescaped as a whole parse would.
     pub fn parse_record(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
-        use serde_json::value::RawValue;
-        let top: Vec<(&str, &RawValue)> = match serde_json::from_slice::<TopLevel<'_>>(bytes) {
-            Ok(TopLevel(t)) => t,
-            Err(_) => return serde_json::from_slice(bytes),
-        };
-        let mut record = serde_json::Map::new();
-        for (k, raw) in top {
-            if self.fields.contains(k) || k.contains('.') {
-                record.insert(k.to_owned(), serde_json::from_str(raw.get())?);
-            }
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match Pruned(&self.wanted)
+            .deserialize(&mut de)
+            .and_then(|record| de.end().map(|()| record))
+        {
+            Ok(record @ Value::Object(_)) => Ok(record),
+            Ok(_) => serde_json::from_slice(bytes),
+            // Not an object: parsed whole, for the same answer (or error) as before.
+            Err(_) => serde_json::from_slice(bytes),
         }
-        Ok(Value::Object(record))
     }
 
     /// The rules that match a CloudTrail record, by position in [`RuleSet::rules`], ascending.
@@ -414,32 +415,106 @@ pub(crate) fn yaml_error(message: &str) -> String {
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
-/// A JSON object's members in order, names borrowed and values left as raw JSON (a name with
-/// escapes cannot be borrowed: an error, and the caller parses the whole record instead).
-struct TopLevel<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+/// The paths a rule set reads, as a tree of member names: a node that is `whole` is built
+/// entirely; otherwise only its children are (see [`RuleSet::parse_record`]).
+#[derive(Debug, Default, Clone)]
+struct Want {
+    whole: bool,
+    children: std::collections::BTreeMap<String, Want>,
+}
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
+impl Want {
+    /// Adds a dotted path: its last member is built whole.
+    fn add(&mut self, path: &str) {
+        let mut at = self;
+        for segment in path.split('.') {
+            at = at.children.entry(segment.to_owned()).or_default();
+        }
+        at.whole = true;
+    }
+}
+
+/// Builds a JSON value pruned to a [`Want`]: objects keep the members it names (and members
+/// whose name holds a dot, whole); arrays keep every element, pruned alike; scalars are kept.
+/// A later duplicate name wins, as in a whole parse.
+struct Pruned<'w>(&'w Want);
+
+/// A member name: borrowed from the input unless it holds escapes.
+struct Name<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = TopLevel<'de>;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a member name")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(32));
-                while let Some(member) =
-                    map.next_entry::<&'de str, &'de serde_json::value::RawValue>()?
-                {
-                    members.push(member);
-                }
-                Ok(TopLevel(members))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
             }
         }
-        d.deserialize_map(Members)
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.0.whole {
+            return Value::deserialize(d);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pruned<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            if let Some(child) = self.0.children.get(name.as_ref()) {
+                let v = map.next_value_seed(Pruned(child))?;
+                out.insert(name.into_owned(), v);
+            } else if name.contains('.') {
+                let v: Value = map.next_value()?;
+                out.insert(name.into_owned(), v);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Pruned(self.0))? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 

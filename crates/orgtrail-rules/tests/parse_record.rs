@@ -1,4 +1,4 @@
-//! `RuleSet::parse_record` parses only the top-level fields a rule set reads: matching what it
+//! `RuleSet::parse_record` parses only the paths a rule set reads: matching what it
 //! returns answers exactly as matching the whole record does, for the CIS pack and for rules in
 //! both forms (envelope `source`, `detail-type`, `id`; nested and dotted paths; `exists:
 //! false`; a threshold's group and time), on the real corpus, generated events and records
@@ -79,6 +79,14 @@ fn a_partly_parsed_record_matches_as_the_whole_record_does() {
         r#"{"eventSource":"s3.amazonaws.com","requestParameters":{"bucketName":"b"}}"#,
         r#"{"event\u0053ource":"s3.amazonaws.com","eventTime":"2026-11-27T10:00:00Z"}"#,
         r#"{"eventSource":"s3.amazonaws.com","errorCode":"AccessDenied","errorCode":null}"#,
+        // Pruned below the top: a dotted name inside an object, arrays of objects and of
+        // arrays, a scalar where an object was expected, escapes in a nested name.
+        r#"{"userIdentity":{"sessionContext.sessionIssuer":{"type":"Role"},"arn":"x"}}"#,
+        r#"{"userIdentity":{"sessionContext":[{"sessionIssuer":[{"type":"Role"}]},{"sessionIssuer":{"type":"User"}}]}}"#,
+        r#"{"resources":[[{"type":"AWS::S3::Object"}],{"type":"AWS::S3::Bucket","ARN":"a"}]}"#,
+        r#"{"userIdentity":"root","resources":7,"eventName":"GetObject","sourceIPAddress":"1.2.3.4"}"#,
+        r#"{"userIdentity":{"sessionContext":{"session\u0049ssuer":{"type":"Role"}}}}"#,
+        r#"{"eventName":"GetObject","eventTime":"2026-11-27T10:00:00Z","userIdentity":{"arn":"a","arn":"b"},"sourceIPAddress":"1.2.3.4"}"#,
     ] {
         check(set, text.as_bytes());
     }
