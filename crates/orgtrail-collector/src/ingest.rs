@@ -53,9 +53,30 @@ fn reject(index: usize, reason: RejectReason, message: String) -> Rejection {
     }
 }
 
-/// A validated, prepared batch: what to store, the parsed events for live followers, and the
-/// events rejected for a property of their own.
-type PreparedBatch = (Vec<PreparedEvent>, Vec<CloudTrailEvent>, Vec<Rejection>);
+/// A validated, prepared batch: what to store, what is kept of the events for after the commit,
+/// and the events rejected for a property of their own.
+type PreparedBatch = (Vec<PreparedEvent>, Kept, Vec<Rejection>);
+
+/// What is kept of a batch's prepared events (in order) for after its group commit.
+enum Kept {
+    /// Nothing: no one follows live and no rules are on.
+    Nothing,
+    /// The parsed events, for live followers (and their bytes for the rule evaluator).
+    Events(Vec<CloudTrailEvent>),
+    /// Only the bytes, for the rule evaluator: the parsed fields are dropped on the worker
+    /// thread that made them.
+    Bytes(Vec<Vec<u8>>),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Kept::Nothing => 0,
+            Kept::Events(e) => e.len(),
+            Kept::Bytes(b) => b.len(),
+        }
+    }
+}
 
 /// Validates and prepares a batch (CPU work, on a blocking thread). Only a property of an
 /// event itself (not JSON, too large, another account's) rejects it; a failure of the server
@@ -86,9 +107,14 @@ fn prepare_with(
     batch: EventBatch,
 ) -> Result<PreparedBatch, StoreError> {
     let mut prepared = Vec::with_capacity(batch.events.len());
-    // The parsed events are kept only while someone follows live, or for the rule evaluator.
-    let keep = svc.live.receiver_count() > 0 || svc.recent.is_some();
-    let mut kept = Vec::new();
+    // The parsed events are kept only while someone follows live; their bytes for the rules.
+    let mut kept = if svc.live.receiver_count() > 0 {
+        Kept::Events(Vec::new())
+    } else if svc.recent.is_some() {
+        Kept::Bytes(Vec::new())
+    } else {
+        Kept::Nothing
+    };
     let mut rejections = Vec::new();
     for (i, bytes) in batch.events.into_iter().enumerate() {
         let event = match CloudTrailEvent::parse_with_limit(bytes, svc.limits.max_event_bytes) {
@@ -120,8 +146,10 @@ fn prepare_with(
             }
         }
         prepared.push(preparer.prepare(&event, account)?);
-        if keep {
-            kept.push(event);
+        match &mut kept {
+            Kept::Nothing => {}
+            Kept::Events(e) => e.push(event),
+            Kept::Bytes(b) => b.push(event.into_bytes()),
         }
     }
     Ok((prepared, kept, rejections))
@@ -251,24 +279,35 @@ async fn handle_batch(
         &reasons,
     );
     if kept.len() == outcome.results.len() {
-        let live = svc.live.receiver_count() > 0;
+        let stored = |r: &Appended| match r {
+            Appended::Stored(seq) => Some(*seq),
+            _ => None,
+        };
         let mut fresh = Vec::new();
-        for (event, r) in kept.into_iter().zip(&outcome.results) {
-            let Appended::Stored(seq) = r else { continue };
-            if !live {
-                fresh.push((*seq, event.into_bytes()));
-                continue;
+        match kept {
+            Kept::Nothing => {}
+            Kept::Bytes(bytes) => {
+                for (b, r) in bytes.into_iter().zip(&outcome.results) {
+                    if let Some(seq) = stored(r) {
+                        fresh.push((seq, b));
+                    }
+                }
             }
-            if svc.recent.is_some() {
-                fresh.push((*seq, event.bytes().to_vec()));
+            Kept::Events(events) => {
+                for (event, r) in events.into_iter().zip(&outcome.results) {
+                    let Some(seq) = stored(r) else { continue };
+                    if svc.recent.is_some() {
+                        fresh.push((seq, event.bytes().to_vec()));
+                    }
+                    let time = event.fields().event_time;
+                    let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
+                        seq,
+                        account,
+                        time,
+                        event,
+                    }));
+                }
             }
-            let time = event.fields().event_time;
-            let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
-                seq: *seq,
-                account,
-                time,
-                event,
-            }));
         }
         if let Some(recent) = &svc.recent {
             recent.add(fresh);
