@@ -35,9 +35,11 @@
 //! replaces). A run file that no sled entry names is a leftover of a crash and is removed at
 //! open; an entry whose file is missing or whose checksum fails is corruption.
 //!
-//! In memory, an open run keeps its header, directory and Bloom filter: about 1.7 bytes per
-//! event. Everything else is read with positional reads, served by the operating system's
-//! page cache. Once a lookup with a time range needs them (or when this process wrote the
+//! In memory, an open run keeps its header and directory: about 0.45 bytes per event. Its
+//! Bloom filter (1.25 bytes per event) is checked at open, and kept in memory only if the index
+//! says so (the newest runs, within `index_filter_bytes`, see `Index::place_blooms`); otherwise
+//! a probe reads the one 64-byte block it needs. Everything else is read with positional
+//! reads, served by the operating system's page cache. Once a lookup with a time range needs them (or when this process wrote the
 //! run), it also keeps the lowest and highest eventTime of each block of the times section,
 //! read from that section once: 16 bytes per 128 events. A lookup skips the seqs of the
 //! blocks whose times miss its range, and reads the times of the highest seqs first.
@@ -501,7 +503,11 @@ pub(crate) struct Run {
     dedup_off: u64,
     postings_off: u64,
     bloom_off: u64,
-    bloom: Vec<u64>,
+    /// Blocks of the Bloom filter.
+    bloom_blocks: u64,
+    /// The Bloom filter, when the index keeps it in memory (see [`Run::keep_bloom`]); else a
+    /// probe reads its one block from the file.
+    bloom: std::sync::RwLock<Option<Box<[u64]>>>,
     times_dir: Vec<(i64, u32)>,
     order_dir: Vec<(i64, u32)>,
     dedup_dir: Vec<Blind>,
@@ -562,9 +568,9 @@ impl Run {
         if !bloom_len.is_multiple_of(8) {
             return Err(bad("Bloom filter size"));
         }
+        // Checked here, but not kept: the index decides which runs keep theirs in memory.
         let mut hasher = orgtrail_crypto::hash::Sha256::default();
         hasher.update(&header);
-        let mut bloom: Vec<u64> = Vec::with_capacity((bloom_len / 8) as usize);
         let mut chunk = vec![0u8; BLOOM_CHUNK_WORDS * 8];
         let mut at = bloom_off;
         while at < dir_off {
@@ -572,13 +578,9 @@ impl Run {
             let buf = &mut chunk[..len];
             file.read_exact_at(buf, at).map_err(&e)?;
             hasher.update(buf);
-            bloom.extend(buf.chunks_exact(8).map(|c| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(c);
-                u64::from_be_bytes(a)
-            }));
             at += len as u64;
         }
+        drop(chunk);
         let mut directory = vec![0u8; (footer_off - dir_off) as usize];
         file.read_exact_at(&mut directory, dir_off).map_err(&e)?;
         hasher.update(&directory);
@@ -636,7 +638,8 @@ impl Run {
             dedup_off,
             postings_off,
             bloom_off,
-            bloom,
+            bloom_blocks: bloom_blocks(u64::from(count)),
+            bloom: std::sync::RwLock::new(None),
             times_dir,
             order_dir,
             dedup_dir,
@@ -688,17 +691,73 @@ impl Run {
         (self.count as usize - i * BLOCK).min(BLOCK)
     }
 
+    /// Bytes of the Bloom filter (in the file, and in memory when kept).
+    pub(crate) fn bloom_bytes(&self) -> u64 {
+        self.bloom_blocks * (BLOOM_BLOCK_BITS / 8)
+    }
+
+    /// Whether the Bloom filter is in memory.
+    pub(crate) fn bloom_resident(&self) -> bool {
+        self.bloom.read().is_ok_and(|b| b.is_some())
+    }
+
+    /// Keeps the Bloom filter in memory (read from the file, which [`Run::open`] checked), or
+    /// lets it go: then each probe reads the one block it needs (64 bytes, one positional
+    /// read, served by the operating system's page cache).
+    pub(crate) fn keep_bloom(&self, keep: bool) -> Result<(), StoreError> {
+        if keep == self.bloom_resident() {
+            return Ok(());
+        }
+        let words = if keep {
+            let bytes = self.read_at(self.bloom_off, self.bloom_bytes() as usize)?;
+            let words: Box<[u64]> = bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    u64::from_be_bytes(a)
+                })
+                .collect();
+            Some(words)
+        } else {
+            None
+        };
+        let mut g = self
+            .bloom
+            .write()
+            .map_err(|_| StoreError::Corrupt("an index run's filter lock is poisoned".into()))?;
+        *g = words;
+        Ok(())
+    }
+
     /// Whether the Bloom filter may hold `blind` (false: surely not in this run).
-    pub(crate) fn may_contain(&self, blind: &Blind) -> bool {
-        let blocks = (self.bloom.len() / 8) as u64;
-        let (block, bits) = bloom_bits(blind, blocks);
-        bits.iter()
-            .all(|&bit| self.bloom[block * 8 + (bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+    pub(crate) fn may_contain(&self, blind: &Blind) -> Result<bool, StoreError> {
+        let (block, bits) = bloom_bits(blind, self.bloom_blocks);
+        let test = |words: &[u64]| {
+            bits.iter()
+                .all(|&bit| words[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+        };
+        if let Ok(g) = self.bloom.read()
+            && let Some(words) = g.as_ref()
+        {
+            return Ok(test(&words[block * 8..block * 8 + 8]));
+        }
+        let mut b = [0u8; 64];
+        self.file
+            .read_exact_at(&mut b, self.bloom_off + block as u64 * 64)
+            .map_err(io_err(&self.path))?;
+        let mut words = [0u64; 8];
+        for (w, c) in words.iter_mut().zip(b.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            *w = u64::from_be_bytes(a);
+        }
+        Ok(test(&words))
     }
 
     /// The (seq, hash prefix) stored under a dedup blind in this run.
     pub(crate) fn dedup(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
-        if self.count == 0 || !self.may_contain(blind) {
+        if self.count == 0 || !self.may_contain(blind)? {
             return Ok(None);
         }
         let i = self.dedup_dir.partition_point(|b| b <= blind);
@@ -1548,11 +1607,30 @@ mod tests {
     fn check(run: &Run, m: &Model) {
         let n = m.times.len() as u64;
         assert_eq!((run.first, run.end()), (m.first, m.first + n));
-        for (b, seq, h8) in m.dedup.iter().step_by(7) {
-            assert_eq!(
-                run.dedup(b).unwrap_or_else(|e| panic!("{e}")),
-                Some((*seq, *h8))
-            );
+        // The filter as written is the filter of every dedup blind.
+        let mut want = vec![0u64; (run.bloom_blocks * 8) as usize];
+        for (b, _, _) in &m.dedup {
+            let (block, bits) = bloom_bits(b, run.bloom_blocks);
+            for bit in bits {
+                want[block * 8 + (bit / 64) as usize] |= 1u64 << (bit % 64);
+            }
+        }
+        run.keep_bloom(true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            run.bloom.read().unwrap().as_deref(),
+            Some(&want[..]),
+            "the Bloom filter as stored"
+        );
+        // Probed in memory and from the file alike.
+        for keep in [true, false] {
+            run.keep_bloom(keep).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(run.bloom_resident(), keep);
+            for (b, seq, h8) in m.dedup.iter().step_by(7) {
+                assert_eq!(
+                    run.dedup(b).unwrap_or_else(|e| panic!("{e}")),
+                    Some((*seq, *h8))
+                );
+            }
         }
         let false_hits = (0..2000u64)
             .filter(|i| {

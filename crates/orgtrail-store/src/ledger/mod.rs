@@ -288,7 +288,14 @@ impl Ledger {
         if !cfg.read_only {
             crate::recover::apply(&tree, &db, &plan)?;
         }
-        let loaded = load(&tree, provider.as_ref(), dir, !cfg.read_only, plan.end)?;
+        let loaded = load(
+            &tree,
+            provider.as_ref(),
+            dir,
+            !cfg.read_only,
+            plan.end,
+            cfg.index_filter_bytes,
+        )?;
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
             None => return Err(StoreError::Corrupt("store has no id".into())),
