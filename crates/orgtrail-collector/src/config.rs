@@ -317,6 +317,11 @@ pub struct StorageConfig {
     /// The index of older events is on disk, so memory does not grow with the history: about
     /// 250 bytes per event of this (twice, while one is written out).
     pub index_memtable_events: u64,
+    /// Memory for the Bloom filters of index run files (10 bits per event), e.g. "4 MiB". The
+    /// newest runs keep theirs in memory while they fit; a new event is checked against each
+    /// other run's filter with one read of 64 bytes from the file (the page cache serves it).
+    /// Without a bound they would grow with the history.
+    pub index_filter_memory: bytesize::ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -324,6 +329,9 @@ impl Default for StorageConfig {
         StorageConfig {
             reserve: bytesize::ByteSize::b(orgtrail_store::DEFAULT_RESERVE),
             index_memtable_events: orgtrail_store::LedgerConfig::default().index_run_events,
+            index_filter_memory: bytesize::ByteSize::b(
+                orgtrail_store::LedgerConfig::default().index_filter_bytes,
+            ),
         }
     }
 }
@@ -658,6 +666,9 @@ reserve = "128 MiB"
 # written out); older events' index is in run files on disk, so memory does not grow with the
 # history.
 index_memtable_events = 131072
+# Memory for the Bloom filters of older index runs (10 bits an event): the newest runs keep
+# theirs in memory while they fit, the others are read 64 bytes at a time from the page cache.
+index_filter_memory = "4 MiB"
 
 # The ops listener, plain HTTP (off when absent): GET /healthz (alive), /readyz (200, or 503
 # with the reason: disk below the reserve, store recovering, shutting down) and /metrics

@@ -158,6 +158,7 @@ pub async fn run(
                 signer,
                 reserve_bytes: storage.reserve.as_u64(),
                 index_run_events: storage.index_memtable_events.max(1),
+                index_filter_bytes: storage.index_filter_memory.as_u64(),
                 ..LedgerConfig::default()
             },
         )

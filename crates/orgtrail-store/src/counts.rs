@@ -38,9 +38,10 @@
 //! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
 //! published): first it writes the merged values one at a time (each hour, and each day and
 //! 32-day rollup holding it, every value a delta goes into taking it once), then one batch
-//! removes the merged deltas. It works one bucket (an hour, a day, 32 days) at a time, and
-//! opens each delta of the bucket on its own, once for both variants of a rollup: memory
-//! holds one bucket's values and one delta, not every delta of the merge. The first merge of a store whose hours predate the rollups builds them from
+//! removes the merged deltas. It builds one value (an hour, or one variant of a day or 32-day
+//! rollup) at a time, opening each of its deltas on its own (a rollup's deltas once per
+//! variant): memory holds one value being built and one delta, not every delta of the merge,
+//! nor both variants of a rollup. The first merge of a store whose hours predate the rollups builds them from
 //! the hours, and marks them ready, in a batch of its own before it; until then counts read
 //! hours only. A reader skips a delta whose first seq is at most the `through` of the value it
 //! reads for the delta's hour, so neither a reader running meanwhile nor a crash between any two
@@ -1271,10 +1272,10 @@ impl Writer {
             build_rollups(tree, provider)?;
         }
         // Each waiting delta goes into its hour, its day and its 32 days (a rollup in both
-        // variants, with and without the user dimension). Buckets are merged one at a time,
-        // and a bucket's deltas are opened one at a time, each once for the variants it goes
-        // into: memory holds one bucket's values being built and one delta, never every delta
-        // of the merge (128 deltas decoded were most of a merge's working memory).
+        // variants, with and without the user dimension). Values are built one at a time, and
+        // a value's deltas are opened one at a time: memory holds one value being built and
+        // one delta, never every delta of the merge (128 deltas decoded were most of a merge's
+        // working memory), nor both variants of a rollup.
         let mut by_bucket: BTreeMap<(u8, i64), Vec<(u64, i64)>> = BTreeMap::new();
         for &(seq, hour) in &self.pending {
             for level in [0, 1, 2] {
@@ -1293,34 +1294,34 @@ impl Writer {
             } else {
                 &[level, level | NO_USER]
             };
-            let mut units = Vec::with_capacity(variants.len());
-            for &v in variants {
-                units.push(Unit::load(tree, provider, cache, v, bucket)?);
-            }
-            for (seq, hour) in deltas {
-                let dk = delta_key(seq, hour);
+            for (seq, hour) in &deltas {
                 if level == 0 {
+                    let dk = delta_key(*seq, *hour);
                     remove.remove(&dk[..]);
                     cache.remove(&dk);
                 }
-                // A delta at or below a value's `through` was merged before (only its removal
-                // was lost).
-                if units.iter().all(|u| seq <= u.through) {
-                    continue;
-                }
-                let Some(v) = tree.get(dk)? else {
-                    continue;
-                };
-                let table = open(provider, &dk, &v)?;
-                for u in units.iter_mut().filter(|u| seq > u.through) {
+            }
+            // One value at a time, each written as soon as it is built: it is consistent by
+            // itself (every delta at or below its `through` is in it). A rollup's two variants
+            // are built one after the other, each opening the bucket's deltas again (they are
+            // small): holding both at once, with and without the user dimension, held two
+            // strings tables of a month's distinct groups.
+            for &v in variants {
+                let mut u = Unit::load(tree, provider, cache, v, bucket)?;
+                for &(seq, hour) in &deltas {
+                    // A delta at or below the value's `through` was merged before (only its
+                    // removal was lost).
+                    if seq <= u.through {
+                        continue;
+                    }
+                    let dk = delta_key(seq, hour);
+                    let Some(val) = tree.get(dk)? else {
+                        continue;
+                    };
+                    let table = open(provider, &dk, &val)?;
                     u.b.add_table_without(&table, dropped(u.level));
                     u.newest = u.newest.max(seq);
                 }
-            }
-            // Each value is written as soon as it is built, on its own: it is consistent by
-            // itself (every delta at or below its `through` is in it), and holding every new
-            // value of a merge for one batch held several MB of 32-day rollups at once.
-            for u in units {
                 u.write(tree, provider, cache)?;
             }
         }

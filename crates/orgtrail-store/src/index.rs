@@ -847,6 +847,8 @@ pub(crate) struct Index {
     pub(crate) tree: crate::tree::TreeState,
     /// Long posting lists read from the runs.
     pub(crate) lists: ListCache,
+    /// Bytes of run Bloom filters kept in memory (see [`Index::place_blooms`]).
+    pub(crate) bloom_budget: u64,
 }
 
 impl Default for Index {
@@ -858,9 +860,14 @@ impl Default for Index {
             lists: ListCache::new(LIST_CACHE_BYTES),
             accounts: BTreeSet::new(),
             tree: crate::tree::TreeState::default(),
+            bloom_budget: BLOOM_BYTES,
         }
     }
 }
+
+/// The default memory for the Bloom filters of index runs: 4 MiB, the filters of about 3.3M
+/// events.
+pub(crate) const BLOOM_BYTES: u64 = 4 << 20;
 
 impl Index {
     /// Events indexed.
@@ -975,6 +982,24 @@ impl Index {
         Some(frozen)
     }
 
+    /// Decides which runs keep their Bloom filter in memory: the newest, as long as their
+    /// filters fit in `bloom_budget` together. Every append probes every run's filter once per
+    /// new event, so what counts is how many runs are probed on disk: the newest runs are the
+    /// smallest (merges make the older ones large), and the budget holds as many as it can.
+    /// A filter that cannot be read stays on disk (its probes report the error).
+    pub(crate) fn place_blooms(&self) {
+        let mut used = 0u64;
+        for r in self.runs.iter().rev() {
+            let fits = used + r.bloom_bytes() <= self.bloom_budget;
+            if fits {
+                used += r.bloom_bytes();
+            }
+            if let Err(e) = r.keep_bloom(fits) {
+                tracing::warn!(error = %e, "cannot read an index run's Bloom filter into memory; probes read it from the file");
+            }
+        }
+    }
+
     /// Replaces the frozen memtable by the run written from it.
     pub(crate) fn install_run(&mut self, run: Arc<Run>) {
         if self
@@ -984,6 +1009,7 @@ impl Index {
         {
             self.frozen = None;
             self.runs.push(run);
+            self.place_blooms();
         }
     }
 
@@ -1002,6 +1028,7 @@ impl Index {
                 .all(|(a, b)| Arc::ptr_eq(a, b));
         if same && merged.first == first.first {
             self.runs.splice(at..at + parts.len(), [merged]);
+            self.place_blooms();
         }
     }
 
@@ -1245,5 +1272,62 @@ mod tests {
                 assert_eq!(paged, want, "paged: {conds:?} {start} {end}");
             }
         }
+    }
+
+    /// The runs' Bloom filters in memory stay within their budget however many runs there
+    /// are (the newest are kept), and dedup answers the same from filters in memory and on
+    /// disk.
+    #[test]
+    fn run_filters_in_memory_stay_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // Twelve runs of 2,000 events (a filter of 2,560 bytes each), then the memtable.
+        let (mut idx, events) = build(dir.path(), &[2000; 13], (1, 2), |s| s as i64, |_| vec![]);
+        let resident =
+            |idx: &Index| -> Vec<bool> { idx.runs.iter().map(|r| r.bloom_resident()).collect() };
+        let each = idx.runs[0].bloom_bytes();
+        assert_eq!(
+            resident(&idx),
+            vec![true; 12],
+            "the default budget holds them all"
+        );
+        for budget in [0, each, 5 * each + 1, 20 * each] {
+            idx.bloom_budget = budget;
+            idx.place_blooms();
+            let kept: u64 = idx
+                .runs
+                .iter()
+                .filter(|r| r.bloom_resident())
+                .map(|r| r.bloom_bytes())
+                .sum();
+            assert!(
+                kept <= budget,
+                "{kept} bytes of filters kept, budget {budget}"
+            );
+            let n = (budget / each).min(12) as usize;
+            let want: Vec<bool> = (0..12).map(|i| i >= 12 - n).collect();
+            assert_eq!(
+                resident(&idx),
+                want,
+                "the newest runs keep theirs, budget {budget}"
+            );
+            for (seq, _, _) in events.iter().step_by(97) {
+                assert_eq!(
+                    idx.dedup_get(&blind(u64::MAX - seq)).unwrap().map(|h| h.0),
+                    Some(*seq)
+                );
+            }
+            for i in 0..500u64 {
+                assert_eq!(idx.dedup_get(&blind(u64::MAX / 2 - i)).unwrap(), None);
+            }
+        }
+        // A new run takes its place among the newest: the budget still holds.
+        idx.bloom_budget = 3 * each;
+        idx.place_blooms();
+        let frozen = idx.freeze().unwrap();
+        let path = frozen.write_run(dir.path(), None).unwrap();
+        idx.install_run(Arc::new(Run::open(&path).unwrap()));
+        let mut want = vec![false; 10];
+        want.extend([true; 3]);
+        assert_eq!(resident(&idx), want);
     }
 }

@@ -49,9 +49,10 @@
 //! The newest events' index (dedup, postings, times) is in memory: the memtable, at most
 //! `index_run_events` events (and one more being written out), rebuilt at open from their
 //! chunks. Older events' index is in immutable run files, merged in the background so that
-//! there are few; memory holds only each run's directory and Bloom filter, about 1.7 bytes
-//! per event (17 MB at 10M events, against 115-150 bytes per event for the whole index in
-//! memory before). Records and leaf hashes are read from the record log (`log`) with
+//! there are few; memory holds only each run's directory, about 0.45 bytes per event (4-5 MB
+//! at 10M events, against 115-150 bytes per event for the whole index in memory before), and
+//! the Bloom filters of the newest runs within `index_filter_bytes` (4 MiB by default; the
+//! other runs' filters are probed on disk, 64 bytes a probe). Records and leaf hashes are read from the record log (`log`) with
 //! positioned reads, not kept. The Merkle log keeps its frontier and the last
 //! tile's leaves. An open reads the run directories, the memtable's chunks and O(log n)
 //! subtree hashes: about the same time at 10M events as at 10k. The writer

@@ -35,9 +35,12 @@
 //! replaces). A run file that no sled entry names is a leftover of a crash and is removed at
 //! open; an entry whose file is missing or whose checksum fails is corruption.
 //!
-//! In memory, an open run keeps its header, directory and Bloom filter: about 1.7 bytes per
-//! event. Everything else is read with positional reads, served by the operating system's
-//! page cache. Once a lookup with a time range needs them (or when this process wrote the
+//! In memory, an open run keeps its header and directory: about 0.45 bytes per event. Its
+//! Bloom filter (1.25 bytes per event) is checked at open, and kept in memory only if the index
+//! says so (the newest runs, within `index_filter_bytes`, see `Index::place_blooms`); otherwise
+//! a probe reads the one 64-byte block it needs. A filter larger than 2 MiB is written a window
+//! at a time (one pass over the dedup section per window), never held whole. Everything else
+//! is read with positional reads, served by the operating system's page cache. Once a lookup with a time range needs them (or when this process wrote the
 //! run), it also keeps the lowest and highest eventTime of each block of the times section,
 //! read from that section once: 16 bytes per 128 events. A lookup skips the seqs of the
 //! blocks whose times miss its range, and reads the times of the highest seqs first.
@@ -73,6 +76,13 @@ const BLOOM_BLOCK_BITS: u64 = 512;
 const BLOOM_K: u32 = 7;
 /// Words of a Bloom filter written, read and hashed at a time (64 KiB).
 const BLOOM_CHUNK_WORDS: usize = 8192;
+/// A Bloom filter larger than this (a run of more than about 1.6M events) is built this many
+/// bytes at a time, each part from one pass over the run's dedup section.
+#[cfg(not(test))]
+const BLOOM_WINDOW_BYTES: u64 = 2 << 20;
+/// Four blocks, so that the unit tests' runs are built a window at a time.
+#[cfg(test)]
+const BLOOM_WINDOW_BYTES: u64 = 256;
 /// A posting list this long or longer has a skip table...
 pub(crate) const SKIP_FROM: u64 = 1024;
 /// ...with an entry every this many entries.
@@ -317,7 +327,10 @@ where
     // Dedup, and the Bloom filter over it.
     let dedup_off = w.pos;
     let blocks = bloom_blocks(n as u64);
-    let mut bloom = vec![0u64; (blocks * BLOOM_BLOCK_BITS / 64) as usize];
+    // A small filter is built while the dedup entries pass; a large one (a large merge) a
+    // window at a time afterwards, from the dedup section read back (see below).
+    let whole = blocks * (BLOOM_BLOCK_BITS / 8) <= BLOOM_WINDOW_BYTES;
+    let mut bloom = vec![0u64; if whole { (blocks * 8) as usize } else { 0 }];
     let mut dedup_dir: Vec<Blind> = Vec::with_capacity(n.div_ceil(BLOCK));
     seen = 0;
     for entry in dedup {
@@ -331,9 +344,11 @@ where
         w.put(&blind).map_err(&e)?;
         w.put(&off(seq)?.to_be_bytes()).map_err(&e)?;
         w.put(&h8).map_err(&e)?;
-        let (block, bits) = bloom_bits(&blind, blocks);
-        for bit in bits {
-            bloom[block * 8 + (bit / 64) as usize] |= 1u64 << (bit % 64);
+        if whole {
+            let (block, bits) = bloom_bits(&blind, blocks);
+            for bit in bits {
+                bloom[block * 8 + (bit / 64) as usize] |= 1u64 << (bit % 64);
+            }
         }
         seen += 1;
     }
@@ -386,36 +401,70 @@ where
     let mut sum = orgtrail_crypto::hash::Sha256::default();
     sum.update(&header);
     let mut chunk = Vec::with_capacity(BLOOM_CHUNK_WORDS * 8);
-    for words in bloom.chunks(BLOOM_CHUNK_WORDS) {
-        chunk.clear();
-        for word in words {
-            chunk.extend_from_slice(&word.to_be_bytes());
+    let mut put_words = |w: &mut Counting<BufWriter<File>>, words: &[u64]| -> R<()> {
+        for words in words.chunks(BLOOM_CHUNK_WORDS) {
+            chunk.clear();
+            for word in words {
+                chunk.extend_from_slice(&word.to_be_bytes());
+            }
+            w.put(&chunk).map_err(&e)?;
+            sum.update(&chunk);
         }
-        w.put(&chunk).map_err(&e)?;
-        sum.update(&chunk);
+        Ok(())
+    };
+    if whole {
+        put_words(&mut w, &bloom)?;
+    } else {
+        // A window of blocks at a time, each from one pass over the dedup section as written:
+        // memory holds one window, not a filter as large as the run (20 MB at 16M events).
+        w.inner.flush().map_err(&e)?;
+        let window = BLOOM_WINDOW_BYTES / 64;
+        let mut win = vec![0u64; (window * 8) as usize];
+        let mut from = 0u64;
+        while from < blocks {
+            if stopped() {
+                return cancelled(&tmp);
+            }
+            let to = (from + window).min(blocks);
+            let win = &mut win[..((to - from) * 8) as usize];
+            win.fill(0);
+            let mut r = SeqReader::new(&tmp, dedup_off, postings_off)?;
+            for _ in 0..n {
+                let blind: Blind = r.array()?;
+                let _: [u8; DEDUP_ENTRY - 16] = r.array()?;
+                let (block, bits) = bloom_bits(&blind, blocks);
+                let block = block as u64;
+                if (from..to).contains(&block) {
+                    let at = ((block - from) * 8) as usize;
+                    for bit in bits {
+                        win[at + (bit / 64) as usize] |= 1u64 << (bit % 64);
+                    }
+                }
+            }
+            put_words(&mut w, win)?;
+            from = to;
+        }
     }
     drop(bloom);
-    // Directory.
-    let mut directory: Vec<u8> = Vec::new();
+    // Directory, written and hashed as it goes (a copy of it whole was 4 MB at 8M events).
     let dir_off = w.pos;
-    for (t, off) in &times_dir {
-        directory.extend_from_slice(&t.to_be_bytes());
-        directory.extend_from_slice(&off.to_be_bytes());
-    }
-    for (t, off) in &order_dir {
-        directory.extend_from_slice(&t.to_be_bytes());
-        directory.extend_from_slice(&off.to_be_bytes());
+    let mut put = |w: &mut Counting<BufWriter<File>>, b: &[u8]| -> R<()> {
+        w.put(b).map_err(&e)?;
+        sum.update(b);
+        Ok(())
+    };
+    for (t, off) in times_dir.iter().chain(&order_dir) {
+        put(&mut w, &t.to_be_bytes())?;
+        put(&mut w, &off.to_be_bytes())?;
     }
     for b in &dedup_dir {
-        directory.extend_from_slice(b);
+        put(&mut w, b)?;
     }
-    directory.extend_from_slice(&(post_dir.len() as u32).to_be_bytes());
+    put(&mut w, &(post_dir.len() as u32).to_be_bytes())?;
     for (b, off) in &post_dir {
-        directory.extend_from_slice(b);
-        directory.extend_from_slice(&off.to_be_bytes());
+        put(&mut w, b)?;
+        put(&mut w, &off.to_be_bytes())?;
     }
-    w.put(&directory).map_err(&e)?;
-    sum.update(&directory);
 
     // Footer.
     let footer_off = w.pos;
@@ -501,7 +550,11 @@ pub(crate) struct Run {
     dedup_off: u64,
     postings_off: u64,
     bloom_off: u64,
-    bloom: Vec<u64>,
+    /// Blocks of the Bloom filter.
+    bloom_blocks: u64,
+    /// The Bloom filter, when the index keeps it in memory (see [`Run::keep_bloom`]); else a
+    /// probe reads its one block from the file.
+    bloom: std::sync::RwLock<Option<Box<[u64]>>>,
     times_dir: Vec<(i64, u32)>,
     order_dir: Vec<(i64, u32)>,
     dedup_dir: Vec<Blind>,
@@ -562,9 +615,9 @@ impl Run {
         if !bloom_len.is_multiple_of(8) {
             return Err(bad("Bloom filter size"));
         }
+        // Checked here, but not kept: the index decides which runs keep theirs in memory.
         let mut hasher = orgtrail_crypto::hash::Sha256::default();
         hasher.update(&header);
-        let mut bloom: Vec<u64> = Vec::with_capacity((bloom_len / 8) as usize);
         let mut chunk = vec![0u8; BLOOM_CHUNK_WORDS * 8];
         let mut at = bloom_off;
         while at < dir_off {
@@ -572,13 +625,9 @@ impl Run {
             let buf = &mut chunk[..len];
             file.read_exact_at(buf, at).map_err(&e)?;
             hasher.update(buf);
-            bloom.extend(buf.chunks_exact(8).map(|c| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(c);
-                u64::from_be_bytes(a)
-            }));
             at += len as u64;
         }
+        drop(chunk);
         let mut directory = vec![0u8; (footer_off - dir_off) as usize];
         file.read_exact_at(&mut directory, dir_off).map_err(&e)?;
         hasher.update(&directory);
@@ -636,7 +685,8 @@ impl Run {
             dedup_off,
             postings_off,
             bloom_off,
-            bloom,
+            bloom_blocks: bloom_blocks(u64::from(count)),
+            bloom: std::sync::RwLock::new(None),
             times_dir,
             order_dir,
             dedup_dir,
@@ -688,17 +738,73 @@ impl Run {
         (self.count as usize - i * BLOCK).min(BLOCK)
     }
 
+    /// Bytes of the Bloom filter (in the file, and in memory when kept).
+    pub(crate) fn bloom_bytes(&self) -> u64 {
+        self.bloom_blocks * (BLOOM_BLOCK_BITS / 8)
+    }
+
+    /// Whether the Bloom filter is in memory.
+    pub(crate) fn bloom_resident(&self) -> bool {
+        self.bloom.read().is_ok_and(|b| b.is_some())
+    }
+
+    /// Keeps the Bloom filter in memory (read from the file, which [`Run::open`] checked), or
+    /// lets it go: then each probe reads the one block it needs (64 bytes, one positional
+    /// read, served by the operating system's page cache).
+    pub(crate) fn keep_bloom(&self, keep: bool) -> Result<(), StoreError> {
+        if keep == self.bloom_resident() {
+            return Ok(());
+        }
+        let words = if keep {
+            let bytes = self.read_at(self.bloom_off, self.bloom_bytes() as usize)?;
+            let words: Box<[u64]> = bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    u64::from_be_bytes(a)
+                })
+                .collect();
+            Some(words)
+        } else {
+            None
+        };
+        let mut g = self
+            .bloom
+            .write()
+            .map_err(|_| StoreError::Corrupt("an index run's filter lock is poisoned".into()))?;
+        *g = words;
+        Ok(())
+    }
+
     /// Whether the Bloom filter may hold `blind` (false: surely not in this run).
-    pub(crate) fn may_contain(&self, blind: &Blind) -> bool {
-        let blocks = (self.bloom.len() / 8) as u64;
-        let (block, bits) = bloom_bits(blind, blocks);
-        bits.iter()
-            .all(|&bit| self.bloom[block * 8 + (bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+    pub(crate) fn may_contain(&self, blind: &Blind) -> Result<bool, StoreError> {
+        let (block, bits) = bloom_bits(blind, self.bloom_blocks);
+        let test = |words: &[u64]| {
+            bits.iter()
+                .all(|&bit| words[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+        };
+        if let Ok(g) = self.bloom.read()
+            && let Some(words) = g.as_ref()
+        {
+            return Ok(test(&words[block * 8..block * 8 + 8]));
+        }
+        let mut b = [0u8; 64];
+        self.file
+            .read_exact_at(&mut b, self.bloom_off + block as u64 * 64)
+            .map_err(io_err(&self.path))?;
+        let mut words = [0u64; 8];
+        for (w, c) in words.iter_mut().zip(b.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            *w = u64::from_be_bytes(a);
+        }
+        Ok(test(&words))
     }
 
     /// The (seq, hash prefix) stored under a dedup blind in this run.
     pub(crate) fn dedup(&self, blind: &Blind) -> Result<Option<(u64, [u8; 8])>, StoreError> {
-        if self.count == 0 || !self.may_contain(blind) {
+        if self.count == 0 || !self.may_contain(blind)? {
             return Ok(None);
         }
         let i = self.dedup_dir.partition_point(|b| b <= blind);
@@ -1203,7 +1309,23 @@ pub(crate) fn merge(
             Ok(x) => x,
             Err(e) => return Some(Err(e)),
         };
-        let mut out = Vec::with_capacity(list.len());
+        // The parts of this blind, taken before joining them, so that the joined list is
+        // allocated once at its size: grown by doubling, a popular value's list (millions of
+        // entries in the largest merges) took up to three times its size at once.
+        let mut parts = vec![(k, list, run_first)];
+        while let Some(Ok((b, _, _, _))) = lists.peek() {
+            if *b != blind {
+                break;
+            }
+            match lists.next() {
+                Some(Ok((_, k, list, run_first))) => parts.push((k, list, run_first)),
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        // A part's first gap grows by at most the 10 bytes of a varint.
+        let size: usize = parts.iter().map(|p| p.1.len() + 10).sum();
+        let mut out = Vec::with_capacity(size);
         let mut total = 0u64;
         let mut prev: Option<u64> = None;
         let mut add = |k: u64, list: &[u8], run_first: u64| -> R<()> {
@@ -1225,16 +1347,8 @@ pub(crate) fn merge(
             total += k;
             Ok(())
         };
-        if let Err(e) = add(k, &list, run_first) {
-            return Some(Err(e));
-        }
-        while let Some(Ok((b, _, _, _))) = lists.peek() {
-            if *b != blind {
-                break;
-            }
-            if let Some(Ok((_, k, list, run_first))) = lists.next()
-                && let Err(e) = add(k, &list, run_first)
-            {
+        for (k, list, run_first) in parts {
+            if let Err(e) = add(k, &list, run_first) {
                 return Some(Err(e));
             }
         }
@@ -1548,11 +1662,31 @@ mod tests {
     fn check(run: &Run, m: &Model) {
         let n = m.times.len() as u64;
         assert_eq!((run.first, run.end()), (m.first, m.first + n));
-        for (b, seq, h8) in m.dedup.iter().step_by(7) {
-            assert_eq!(
-                run.dedup(b).unwrap_or_else(|e| panic!("{e}")),
-                Some((*seq, *h8))
-            );
+        // The filter as written (whole, or a window at a time for all but the smallest runs
+        // here) is the filter of every dedup blind.
+        let mut want = vec![0u64; (run.bloom_blocks * 8) as usize];
+        for (b, _, _) in &m.dedup {
+            let (block, bits) = bloom_bits(b, run.bloom_blocks);
+            for bit in bits {
+                want[block * 8 + (bit / 64) as usize] |= 1u64 << (bit % 64);
+            }
+        }
+        run.keep_bloom(true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            run.bloom.read().unwrap().as_deref(),
+            Some(&want[..]),
+            "the Bloom filter as stored"
+        );
+        // Probed in memory and from the file alike.
+        for keep in [true, false] {
+            run.keep_bloom(keep).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(run.bloom_resident(), keep);
+            for (b, seq, h8) in m.dedup.iter().step_by(7) {
+                assert_eq!(
+                    run.dedup(b).unwrap_or_else(|e| panic!("{e}")),
+                    Some((*seq, *h8))
+                );
+            }
         }
         let false_hits = (0..2000u64)
             .filter(|i| {

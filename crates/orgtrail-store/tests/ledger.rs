@@ -593,3 +593,42 @@ fn a_truncated_index_chunk_is_reported_at_open() {
         "{e}"
     );
 }
+
+/// A decrypting count reads its hits a page at a time (4,096): across pages it counts every
+/// event once, stops exactly at its limit, and says whether more matched.
+#[test]
+fn a_decrypting_count_pages_through_its_hits() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ledger = Ledger::open(d.path(), provider(k.path()), cfg()).unwrap();
+    let evs = events(9000, 41);
+    let stored = append(&ledger, &evs)
+        .iter()
+        .filter(|a| matches!(a, Appended::Stored(_)))
+        .count() as u64;
+    let by = [
+        orgtrail_store::Group::Account,
+        orgtrail_store::Group::EventName,
+    ];
+    let counted = ledger
+        .count_at_most(&Query::default(), &by, 10_000, 0)
+        .unwrap();
+    assert_eq!(counted.total, stored);
+    for (limit, total, hit) in [
+        (usize::MAX, stored, false),
+        (stored as usize, stored, false),
+        (stored as usize - 1, stored - 1, true),
+        (4096, 4096, true),
+        (4097, 4097, true),
+        (8192, 8192, true),
+        (1, 1, true),
+    ] {
+        let c = ledger
+            .count_by_scan(&Query::default(), &by, 10_000, limit)
+            .unwrap();
+        assert_eq!((c.total, c.limit_hit), (total, hit), "limit {limit}");
+        if !hit {
+            assert_eq!(c.groups, counted.groups);
+        }
+    }
+    ledger.close().unwrap();
+}

@@ -67,6 +67,12 @@ pub struct LedgerConfig {
     pub index_run_events: u64,
     /// The largest index run a merge makes: runs stop merging beyond it.
     pub max_run_events: u64,
+    /// Memory for the Bloom filters of index runs (10 bits per event), in bytes. The newest
+    /// runs keep theirs in memory while they fit; an append probes the filter of each other
+    /// run with one positional read of 64 bytes per new event (served by the operating
+    /// system's page cache). Without this bound the filters grow with the history, about
+    /// 1.25 bytes per stored event.
+    pub index_filter_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -76,6 +82,7 @@ impl Default for LedgerConfig {
             block_records: 16,
             index_run_events: 1 << 17,
             max_run_events: 1 << 24,
+            index_filter_bytes: crate::index::BLOOM_BYTES,
             dict_train_after: 4000,
             max_group_events: 2048,
             cache_bytes: 4 << 20,

@@ -31,6 +31,7 @@ pub(super) fn load(
     data: &std::path::Path,
     writable: bool,
     end: u64,
+    bloom_budget: u64,
 ) -> Result<Loaded, StoreError> {
     // Segments.
     let mut segments = HashMap::new();
@@ -64,6 +65,8 @@ pub(super) fn load(
         index.accounts.insert(s.account);
     }
     index.runs = crate::runs::load(tree, data, writable)?;
+    index.bloom_budget = bloom_budget;
+    index.place_blooms();
     let base = index.runs.last().map_or(1, |r| r.end());
     if base > next_seq {
         return Err(StoreError::Corrupt(format!(

@@ -71,6 +71,9 @@ use prepare::{BLIND_CACHE_MAX, attribute_values, cacheable, dedup_blind};
 use segments::{BLIND_KEY_CONTEXT, SegmentInfo};
 use writer::WriterState;
 
+/// Hits a decrypting count selects at a time.
+const SCAN_PAGE: usize = 4096;
+
 /// How long closing waits for the writer to finish what is queued.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -285,7 +288,14 @@ impl Ledger {
         if !cfg.read_only {
             crate::recover::apply(&tree, &db, &plan)?;
         }
-        let loaded = load(&tree, provider.as_ref(), dir, !cfg.read_only, plan.end)?;
+        let loaded = load(
+            &tree,
+            provider.as_ref(),
+            dir,
+            !cfg.read_only,
+            plan.end,
+            cfg.index_filter_bytes,
+        )?;
         let origin = match tree.get(meta_key("store_id"))? {
             Some(id) => format!("orgtrail/{}", String::from_utf8_lossy(&id)),
             None => return Err(StoreError::Corrupt("store has no id".into())),
@@ -672,17 +682,31 @@ impl Ledger {
         max_events: usize,
         c: &mut crate::query::Counter,
     ) -> Result<(u64, bool), StoreError> {
-        let mut hits = self.select(q, None, max_events.saturating_add(1))?;
-        let limit_hit = hits.len() > max_events;
-        hits.truncate(max_events);
-        for &(_, seq) in &hits {
-            let e = self.read(seq)?;
-            let ev = orgtrail_core::CloudTrailEvent::parse(e.bytes).map_err(|err| {
-                StoreError::Corrupt(format!("record {seq} no longer parses: {err}"))
-            })?;
-            c.add(by, &ev, &e.account);
+        // A page of hits at a time: memory holds one page, whatever `max_events` is (a scan
+        // of everything once collected 16 bytes per stored event before reading any).
+        let mut after: Option<Cursor> = None;
+        let mut n = 0usize;
+        loop {
+            let take = (max_events - n).min(SCAN_PAGE);
+            if take == 0 {
+                // The limit is reached: say whether anything more matched.
+                let more = !self.select(q, after, 1)?.is_empty();
+                return Ok((n as u64, more));
+            }
+            let hits = self.select(q, after, take)?;
+            for &(_, seq) in &hits {
+                let e = self.read(seq)?;
+                let ev = orgtrail_core::CloudTrailEvent::parse(e.bytes).map_err(|err| {
+                    StoreError::Corrupt(format!("record {seq} no longer parses: {err}"))
+                })?;
+                c.add(by, &ev, &e.account);
+            }
+            n += hits.len();
+            match hits.last() {
+                Some(&(time, seq)) if hits.len() == take => after = Some(Cursor { time, seq }),
+                _ => return Ok((n as u64, false)),
+            }
         }
-        Ok((hits.len() as u64, limit_hit))
     }
 
     /// Counter values on disk: (deltas, merged hours, bytes of keys and values).

@@ -378,7 +378,14 @@ impl WriterState {
         let tree = db.open_tree("ledger")?;
         let plan = crate::recover::plan(&tree)?;
         crate::recover::apply(&tree, &db, &plan)?;
-        let loaded = load(&tree, sh.provider.as_ref(), &sh.path, true, plan.end)?;
+        let loaded = load(
+            &tree,
+            sh.provider.as_ref(),
+            &sh.path,
+            true,
+            plan.end,
+            sh.cfg.index_filter_bytes,
+        )?;
         *sh.index.write().map_err(|_| StoreError::WriterGone)? = loaded.index;
         *sh.segments.write().map_err(|_| StoreError::WriterGone)? = loaded.segments;
         sh.dict_version
