@@ -136,15 +136,16 @@ impl Sink {
         matches!(self, Sink::File(_))
     }
 
-    /// Delivers alerts: any number to a sink that takes batches, else one.
-    async fn send_all(&self, alerts: &[Outgoing]) -> Result<(), Failure> {
-        match (self, alerts) {
-            (Sink::File(f), _) => to_file(f, alerts).await,
-            (_, [one]) => self.send(one).await,
-            (_, _) => Err(Failure::retry(format!(
-                "{} alerts at once to a sink that takes one at a time",
-                alerts.len()
-            ))),
+    /// Delivers a batch: at once to a sink that takes batches, else one alert after another.
+    async fn send_batch(&self, alerts: &[Outgoing]) -> Result<(), Failure> {
+        match self {
+            Sink::File(f) => to_file(f, alerts).await,
+            Sink::Webhook(_) | Sink::Nats(_) => {
+                for a in alerts {
+                    self.send(a).await?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -439,20 +440,16 @@ impl SinkLoop {
                     Err(e) => Outcome::StoreFailed(e),
                 };
             }
-            let mut wait = backoff.next().unwrap_or(self.policy.max);
-            if let Some(asked) = failure.wait {
-                wait = wait.max(asked.min(self.policy.max));
-            }
-            tracing::warn!(
-                alert = %out.id,
-                rule = %a.rule,
-                sink = %self.name,
-                attempt = attempts,
-                error = %failure.error,
-                retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "alert delivery failed; retrying"
-            );
-            if !pause(wait, stopping).await {
+            if !self
+                .wait_to_retry(
+                    &mut backoff,
+                    &failure,
+                    (&out.id, &a.rule, 1),
+                    attempts,
+                    stopping,
+                )
+                .await
+            {
                 return Outcome::Stopping;
             }
         }
@@ -460,6 +457,34 @@ impl SinkLoop {
 }
 
 impl SinkLoop {
+    /// Waits out a failed attempt: the backoff's next delay, at least what the receiver asked
+    /// for (within the policy's maximum), logged with the alert it holds back (the first of
+    /// `alerts`, with its rule). False when `stopping` came first.
+    async fn wait_to_retry(
+        &self,
+        backoff: &mut backon::ExponentialBackoff,
+        failure: &Failure,
+        (alert, rule, alerts): (&str, &str, u64),
+        attempts: u32,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut wait = backoff.next().unwrap_or(self.policy.max);
+        if let Some(asked) = failure.wait {
+            wait = wait.max(asked.min(self.policy.max));
+        }
+        tracing::warn!(
+            alert,
+            rule,
+            alerts,
+            sink = %self.name,
+            attempt = attempts,
+            error = %failure.error,
+            retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "alert delivery failed; retrying"
+        );
+        pause(wait, stopping).await
+    }
+
     /// Delivers a batch of alerts to a sink that takes batches (it never gives up on one):
     /// retried as a whole until taken, or a stop, then noted in one write.
     async fn deliver_batch(
@@ -479,7 +504,7 @@ impl SinkLoop {
         let mut attempts: u32 = 0;
         loop {
             attempts = attempts.saturating_add(1);
-            match self.sink.send_all(&outs).await {
+            match self.sink.send_batch(&outs).await {
                 Ok(()) => {
                     orgtrail_store::crashpoint::hit_alerts("alert-sent");
                     metrics.alert_delivery(&self.name, true, n);
@@ -497,17 +522,13 @@ impl SinkLoop {
                 }
                 Err(failure) => {
                     metrics.alert_delivery(&self.name, false, n);
-                    let wait = backoff.next().unwrap_or(self.policy.max);
-                    tracing::warn!(
-                        alerts = n,
-                        first = %outs.first().map_or("", |o| o.id.as_str()),
-                        sink = %self.name,
-                        attempt = attempts,
-                        error = %failure.error,
-                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "alert delivery failed; retrying"
-                    );
-                    if !pause(wait, stopping).await {
+                    let (id, rule) = outs
+                        .first()
+                        .map_or(("", ""), |o| (o.id.as_str(), o.rule.as_str()));
+                    if !self
+                        .wait_to_retry(&mut backoff, &failure, (id, rule, n), attempts, stopping)
+                        .await
+                    {
                         return Outcome::Stopping;
                     }
                 }

@@ -365,7 +365,18 @@ impl Ledger {
                 )));
             }
         };
-        let time = sh
+        self.stored_event(seq, account, bytes)
+    }
+
+    /// A record read and opened, with its time from the index.
+    fn stored_event(
+        &self,
+        seq: u64,
+        account: AccountId,
+        bytes: Vec<u8>,
+    ) -> Result<StoredEvent, StoreError> {
+        let time = self
+            .shared
             .index
             .read()
             .map_err(|_| StoreError::WriterGone)?
@@ -383,7 +394,6 @@ impl Ledger {
     /// record block read and opened once for the range (a block holds up to 16 records, and
     /// [`Ledger::read`] opens the whole block for one).
     pub fn read_range(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        let sh = &self.shared;
         let mut out = Vec::with_capacity(
             usize::try_from(last.saturating_sub(first) + 1)
                 .unwrap_or(0)
@@ -394,18 +404,7 @@ impl Ledger {
         }
         self.for_each_record(first, last, |seq, rec| {
             let (account, bytes) = rec?;
-            let time = sh
-                .index
-                .read()
-                .map_err(|_| StoreError::WriterGone)?
-                .time_of(seq)?
-                .ok_or_else(|| StoreError::Corrupt(format!("record {seq} has no index entry")))?;
-            out.push(StoredEvent {
-                seq,
-                account,
-                time: Timestamp(time),
-                bytes,
-            });
+            out.push(self.stored_event(seq, account, bytes)?);
             Ok(())
         })?;
         Ok(out)
