@@ -63,9 +63,10 @@ enum Kept {
     Nothing,
     /// The parsed events, for live followers (and their bytes for the rule evaluator).
     Events(Vec<CloudTrailEvent>),
-    /// Only the bytes, for the rule evaluator: the parsed fields are dropped on the worker
-    /// thread that made them.
-    Bytes(Vec<Vec<u8>>),
+    /// What the rule evaluator needs: the bytes, or that the rules in force rule the event
+    /// out (screened here, by the fields the validation parsed). The parsed fields are dropped
+    /// on the worker thread that made them.
+    Bytes(Vec<crate::alerts::recent::Entry>),
 }
 
 impl Kept {
@@ -111,9 +112,14 @@ fn prepare_with(
     let mut kept = if svc.live.receiver_count() > 0 {
         Kept::Events(Vec::new())
     } else if svc.recent.is_some() {
-        Kept::Bytes(Vec::new())
+        Kept::Bytes(Vec::with_capacity(batch.events.len()))
     } else {
         Kept::Nothing
+    };
+    // The rules in force, to screen the events by: one set for the whole batch.
+    let screen = match &kept {
+        Kept::Bytes(_) => svc.recent.as_ref().and_then(|r| r.rules()),
+        _ => None,
     };
     let mut rejections = Vec::new();
     for (i, bytes) in batch.events.into_iter().enumerate() {
@@ -149,7 +155,7 @@ fn prepare_with(
         match &mut kept {
             Kept::Nothing => {}
             Kept::Events(e) => e.push(event),
-            Kept::Bytes(b) => b.push(event.into_bytes()),
+            Kept::Bytes(b) => b.push(crate::alerts::recent::Entry::of(event, screen.as_ref())),
         }
     }
     Ok((prepared, kept, rejections))
@@ -297,7 +303,8 @@ async fn handle_batch(
                 for (event, r) in events.into_iter().zip(&outcome.results) {
                     let Some(seq) = stored(r) else { continue };
                     if svc.recent.is_some() {
-                        fresh.push((seq, event.bytes().to_vec()));
+                        let bytes = event.bytes().to_vec();
+                        fresh.push((seq, crate::alerts::recent::Entry::Bytes(bytes)));
                     }
                     let time = event.fields().event_time;
                     let _ = svc.live.send(Arc::new(crate::query::LiveEvent {

@@ -266,6 +266,9 @@ pub async fn run(
         );
         tokio::spawn(reloader.run(stopping.clone()));
         let wake = Arc::new(tokio::sync::Notify::new());
+        // Rules are on, so the ingest service keeps events for them.
+        let recent = recent.unwrap_or_default();
+        recent.screen_with(live_rules.clone());
         let evaluator = alerts::evaluate::Evaluator {
             store: store.clone(),
             rules: live_rules.clone(),
@@ -273,7 +276,7 @@ pub async fn run(
             metrics: metrics.clone(),
             recorded: recorded.clone(),
             thresholds: Default::default(),
-            recent: recent.unwrap_or_default(),
+            recent: recent.clone(),
         };
         loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));

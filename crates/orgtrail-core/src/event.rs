@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::error::EventError;
-use crate::lenient::{JsonKind, LBool, LList, LObj, LStr, Val};
+use crate::lenient::{JsonKind, LBool, LList, LObj, LStr, Seen, Val};
 use crate::time::Timestamp;
 
 /// CloudTrail's limit on the size of one event: 256 KiB.
@@ -113,6 +113,37 @@ pub struct EventFields {
     /// identifiers in `requestParameters` (bucketName, instanceId(s), roleName, userName,
     /// dBInstanceIdentifier, functionName, keyId, ...) and in `responseElements.instancesSet`.
     pub resource_names: Vec<String>,
+    /// Which of the top-level fields read leniently (kept only when strings) the event has
+    /// with a value of another type, null included: with it, `None` in one of those fields
+    /// tells an absent member from one that is not a string.
+    pub other_types: OtherTypes,
+}
+
+/// The top-level fields of [`EventFields`] that are kept only when they are strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lenient {
+    EventType,
+    AwsRegion,
+    ErrorCode,
+    ErrorMessage,
+    SourceIpAddress,
+    UserAgent,
+}
+
+impl Lenient {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of [`Lenient`] fields: those present with a value that is not a string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherTypes(u8);
+
+impl OtherTypes {
+    pub fn contains(self, field: Lenient) -> bool {
+        self.0 & field.bit() != 0
+    }
 }
 
 impl EventFields {
@@ -370,11 +401,11 @@ struct RawEvent<'a> {
     #[serde(rename = "eventSource", borrow)]
     event_source: Option<Val<'a>>,
     #[serde(rename = "eventType", borrow)]
-    event_type: LStr<'a>,
+    event_type: Seen<'a>,
     #[serde(rename = "eventCategory", borrow)]
     event_category: LStr<'a>,
     #[serde(rename = "awsRegion", borrow)]
-    aws_region: LStr<'a>,
+    aws_region: Seen<'a>,
     #[serde(rename = "recipientAccountId", borrow)]
     recipient_account_id: Option<Val<'a>>,
     #[serde(rename = "readOnly")]
@@ -382,13 +413,13 @@ struct RawEvent<'a> {
     #[serde(rename = "managementEvent")]
     management_event: LBool,
     #[serde(rename = "errorCode", borrow)]
-    error_code: LStr<'a>,
+    error_code: Seen<'a>,
     #[serde(rename = "errorMessage", borrow)]
-    error_message: LStr<'a>,
+    error_message: Seen<'a>,
     #[serde(rename = "sourceIPAddress", borrow)]
-    source_ip_address: LStr<'a>,
+    source_ip_address: Seen<'a>,
     #[serde(rename = "userAgent", borrow)]
-    user_agent: LStr<'a>,
+    user_agent: Seen<'a>,
     #[serde(rename = "sessionCredentialFromConsole")]
     session_credential_from_console: LBool,
     #[serde(rename = "userIdentity", borrow)]
@@ -569,7 +600,21 @@ impl RawEvent<'_> {
             field: "eventTime",
             reason: e.to_string(),
         })?;
-        let event_type = self.event_type.owned();
+        let mut other_types = OtherTypes::default();
+        let mut lenient = |v: Seen<'_>, field: Lenient| match v.0 {
+            None => None,
+            Some(Val::Str(s)) => Some(s.into_owned()),
+            Some(Val::Other(_)) => {
+                other_types.0 |= field.bit();
+                None
+            }
+        };
+        let event_type = lenient(self.event_type, Lenient::EventType);
+        let aws_region = lenient(self.aws_region, Lenient::AwsRegion);
+        let error_code = lenient(self.error_code, Lenient::ErrorCode);
+        let error_message = lenient(self.error_message, Lenient::ErrorMessage);
+        let source_ip_address = lenient(self.source_ip_address, Lenient::SourceIpAddress);
+        let user_agent = lenient(self.user_agent, Lenient::UserAgent);
         let insight = self.insight_details.0;
         let is_insight = insight.is_some() || event_type.as_deref() == Some("AwsCloudTrailInsight");
         let (insight_source, insight_name) = match insight {
@@ -677,14 +722,15 @@ impl RawEvent<'_> {
             event_source,
             event_type,
             event_category,
-            aws_region: self.aws_region.owned(),
+            other_types,
+            aws_region,
             recipient_account_id,
             read_only: self.read_only.0,
             management_event: self.management_event.0,
-            error_code: self.error_code.owned(),
-            error_message: self.error_message.owned(),
-            source_ip_address: self.source_ip_address.owned(),
-            user_agent: self.user_agent.owned(),
+            error_code,
+            error_message,
+            source_ip_address,
+            user_agent,
             session_credential_from_console: self.session_credential_from_console.0,
             user_identity,
             resources,

@@ -114,6 +114,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Val<'a> {
     }
 }
 
+/// Any value, null included, of a member that may be absent: unlike [`LStr`], tells an absent
+/// member (`None`, by `#[serde(default)]`) from one that is there and is not a string.
+#[derive(Debug, Default)]
+pub(crate) struct Seen<'a>(pub(crate) Option<Val<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Seen<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Seen(Some(Val::deserialize(d)?)))
+    }
+}
+
 /// A string if the value is one, else nothing.
 #[derive(Debug, Default)]
 pub(crate) struct LStr<'a>(pub(crate) Option<Cow<'a, str>>);

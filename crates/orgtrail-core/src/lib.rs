@@ -19,8 +19,8 @@ pub use decode::{
 };
 pub use error::{EventError, RejectKind};
 pub use event::{
-    CloudTrailEvent, EventCategory, EventFields, MAX_DEPTH, MAX_EVENT_BYTES, Resource,
-    UserIdentity, derived_event_id, parse_fields,
+    CloudTrailEvent, EventCategory, EventFields, Lenient, MAX_DEPTH, MAX_EVENT_BYTES, OtherTypes,
+    Resource, UserIdentity, derived_event_id, parse_fields,
 };
 pub use ids::{AccountId, AccountIdError};
 pub use time::{Timestamp, TimestampError};

@@ -31,11 +31,12 @@ use serde_json::Value;
 
 use crate::engine::{Engine, PathId};
 use crate::pattern::{Pattern, PatternError};
+use crate::screen::Known;
 
 /// The computed envelope fields, as the engine sees them.
 const SOURCE: &str = "$envelope.source";
-const DETAIL_TYPE: &str = "$envelope.detail-type";
-const ID: &str = "$envelope.id";
+pub(crate) const DETAIL_TYPE: &str = "$envelope.detail-type";
+pub(crate) const ID: &str = "$envelope.id";
 const VERSION: &str = "$envelope.version";
 
 const ENVELOPE_ONLY: [&str; 8] = [
@@ -136,10 +137,18 @@ fn source_of(event_source: &str) -> String {
 
 /// EventBridge's `detail-type` from a record's eventCategory and eventType.
 fn detail_type_of(category: Option<&Value>, event_type: Option<&Value>) -> &'static str {
-    if category.and_then(Value::as_str) == Some("Insight") {
+    detail_type_of_str(
+        category.and_then(Value::as_str) == Some("Insight"),
+        event_type.and_then(Value::as_str),
+    )
+}
+
+/// The same, from whether eventCategory is `Insight` and eventType when it is a string.
+pub(crate) fn detail_type_of_str(insight: bool, event_type: Option<&str>) -> &'static str {
+    if insight {
         return DETAIL_TYPE_NAMES[4];
     }
-    match event_type.and_then(Value::as_str) {
+    match event_type {
         Some("AwsConsoleSignIn") => DETAIL_TYPE_NAMES[1],
         Some("AwsServiceEvent") => DETAIL_TYPE_NAMES[2],
         Some("AwsConsoleAction") => DETAIL_TYPE_NAMES[3],
@@ -186,7 +195,7 @@ impl CloudTrailRules {
         if reads(DETAIL_TYPE) {
             aux.extend([EVENT_CATEGORY, EVENT_TYPE]);
         }
-        let engine = Engine::with_paths(&patterns, &aux);
+        let engine = Engine::with_screen(&patterns, &aux, crate::screen::screenable);
         let id = |p: &str| engine.path_id(p);
         let computed = Computed {
             source: id(SOURCE).zip(id(EVENT_SOURCE)),
@@ -210,6 +219,25 @@ impl CloudTrailRules {
             .filter(|p| !p.starts_with('$'))
             .map(String::as_str)
             .chain(self.computed.id.map(|_| "eventID"))
+    }
+
+    /// Whether some rule may match a record of which only a few fields are known (`known`
+    /// answers for a record path, or for [`DETAIL_TYPE`] and [`ID`]): `false` proves that no
+    /// rule matches. See [`Engine::may_match`].
+    pub fn may_match<'k>(&self, known: impl Fn(&str) -> Known<'k>) -> bool {
+        let paths = self.engine.paths();
+        self.engine.may_match(|id| match paths[id].as_str() {
+            SOURCE => match known(EVENT_SOURCE) {
+                Known::Str(s) => Known::Owned(source_of(s)),
+                other => other,
+            },
+            // Asked as such: it depends on whether the record is an Insight, which only the
+            // caller knows for certain.
+            DETAIL_TYPE => known(DETAIL_TYPE),
+            ID => known(ID),
+            VERSION => Known::Str("0"),
+            record => known(record),
+        })
     }
 
     /// How many alternatives have no anchor and are verified for every event.

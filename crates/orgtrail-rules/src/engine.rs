@@ -24,6 +24,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 
 use crate::leaf::{Leaf, alternative_holds, equal};
 use crate::pattern::{Condition, Matcher, Pattern, Scalar};
+use crate::screen::Known;
 
 /// The number of a path an engine reads.
 pub type PathId = usize;
@@ -178,6 +179,14 @@ pub struct Engine {
     index: Vec<(PathId, PathIndex)>,
     /// Alternatives with no anchor: verified for every event.
     scan: Vec<AltId>,
+    /// The screen (see [`Engine::may_match`]): the alternatives anchored on screenable paths
+    /// only, by path, ascending;
+    /// with the alternatives anchored at each;
+    screen: Vec<(PathId, PathIndex, Vec<AltId>)>,
+    /// the alternatives with no such anchor, screened condition by condition;
+    screen_rest: Vec<AltId>,
+    /// and by path number, whether a caller may know its value.
+    screenable: Vec<bool>,
 }
 
 /// What an anchor condition's matcher is hashed by.
@@ -220,6 +229,16 @@ impl Engine {
     /// (for fields computed from the event's own, such as an envelope's `source`: see
     /// [`Flat::first`]).
     pub fn with_paths(patterns: &[Pattern], paths: &[&str]) -> Engine {
+        Engine::with_screen(patterns, paths, |p| p.starts_with('$') || !p.contains('.'))
+    }
+
+    /// [`Engine::with_paths`], with the paths a caller can know values of without the event
+    /// (see [`Engine::anchor_paths`]): by default those at the top, and computed ones.
+    pub fn with_screen(
+        patterns: &[Pattern],
+        paths: &[&str],
+        screenable: impl Fn(&str) -> bool,
+    ) -> Engine {
         let mut e = Engine::default();
         let mut ids: HashMap<String, PathId> = HashMap::default();
         for p in paths {
@@ -228,7 +247,6 @@ impl Engine {
                 e.paths.len() - 1
             });
         }
-        let mut index: HashMap<PathId, PathIndex> = HashMap::default();
         for (rule, p) in patterns.iter().enumerate() {
             for alt in &p.alternatives {
                 let paths = alt
@@ -282,78 +300,30 @@ impl Engine {
                 }
             }
         }
-        for (alt_id, a) in e.alts.iter().enumerate() {
-            let alt_id = alt_id as AltId;
-            let best = a
-                .conditions
-                .iter()
-                .zip(&a.paths)
-                .filter_map(|(c, p)| keys(c).map(|ks| (c, p, ks)))
-                .min_by_key(|(_, p, ks)| {
-                    ks.iter()
-                        .map(|k| {
-                            let f = freq.get(&(**p, k.clone())).copied().unwrap_or(0);
-                            match k {
-                                Key::Prefix(_) | Key::IPrefix(_) => 4 * f + 4,
-                                _ => f,
-                            }
-                        })
-                        .sum::<usize>()
-                });
-            let Some((anchor, p, ks)) = best else {
-                e.scan.push(alt_id);
-                continue;
-            };
-            let ix = index.entry(*p).or_default();
-            for k in ks {
-                match k {
-                    Key::Str(s) => ix.strings.entry(s).or_default().push(alt_id),
-                    Key::Other(_) => {
-                        // The anchor's numbers, booleans and nulls, as scalars.
-                        for m in &anchor.matchers {
-                            if let Matcher::Exact(s) = m
-                                && !matches!(s, Scalar::String(_))
-                            {
-                                match ix.others.iter_mut().find(|(o, _)| o == s) {
-                                    Some((_, v)) => {
-                                        if v.last() != Some(&alt_id) {
-                                            v.push(alt_id);
-                                        }
-                                    }
-                                    None => ix.others.push((s.clone(), vec![alt_id])),
-                                }
-                            }
-                        }
-                    }
-                    Key::Lower(s) => ix.lower.entry(s).or_default().push(alt_id),
-                    Key::Prefix(s) => {
-                        if !ix.prefix_lens.contains(&s.len()) {
-                            ix.prefix_lens.push(s.len());
-                        }
-                        ix.prefixes.entry(s).or_default().push(alt_id);
-                    }
-                    Key::IPrefix(s) => {
-                        if !ix.iprefix_lens.contains(&s.len()) {
-                            ix.iprefix_lens.push(s.len());
-                        }
-                        ix.iprefixes.entry(s).or_default().push(alt_id);
-                    }
-                }
-            }
-        }
-        for ix in index.values_mut() {
-            for list in ix
-                .strings
-                .values_mut()
-                .chain(ix.lower.values_mut())
-                .chain(ix.prefixes.values_mut())
-                .chain(ix.iprefixes.values_mut())
-            {
-                list.dedup();
-            }
-        }
-        e.index = index.into_iter().collect();
-        e.index.sort_by_key(|(p, _)| *p);
+        (e.index, e.scan) = build_index(&e.alts, &freq, |_| true);
+        // The screen: each alternative anchored on a field a caller may know without parsing
+        // the record.
+        e.screenable = e.paths.iter().map(|p| screenable(p)).collect();
+        let (screen, rest) = build_index(&e.alts, &freq, |p| e.screenable[p]);
+        e.screen = screen
+            .into_iter()
+            .map(|(p, ix)| {
+                let mut alts: Vec<AltId> = ix
+                    .strings
+                    .values()
+                    .chain(ix.lower.values())
+                    .chain(ix.prefixes.values())
+                    .chain(ix.iprefixes.values())
+                    .chain(ix.others.iter().map(|(_, l)| l))
+                    .flatten()
+                    .copied()
+                    .collect();
+                alts.sort_unstable();
+                alts.dedup();
+                (p, ix, alts)
+            })
+            .collect();
+        e.screen_rest = rest;
         e
     }
 
@@ -370,6 +340,58 @@ impl Engine {
     /// How many alternatives are verified for every event (they have no anchor).
     pub fn unanchored(&self) -> usize {
         self.scan.len()
+    }
+
+    /// Whether some rule may match an event of which only the values at screenable paths
+    /// (see [`Engine::with_screen`]) may be known: `value_of` answers by path number. `false`
+    /// proves that no rule matches; an unknown value never leads to `false`.
+    ///
+    /// Each alternative is screened by an anchor at a screenable path where it has one (a
+    /// hash lookup of the known value). Those it leaves in, those whose anchor's value is not
+    /// known and those with no screenable anchor are then checked condition by condition: each
+    /// condition at a screenable path whose value is known is evaluated on that value (or on
+    /// its absence) as matching would; one that fails rules the alternative out.
+    pub fn may_match<'k>(&self, value_of: impl Fn(PathId) -> Known<'k>) -> bool {
+        // The alternatives to check condition by condition: those whose anchor a known value
+        // hits, those whose anchor's value is not known, and those with no screenable anchor.
+        let mut check: Vec<AltId> = self.screen_rest.clone();
+        for (p, ix, anchored) in &self.screen {
+            match value_of(*p) {
+                Known::Str(s) => self.anchored(ix, s, &mut check),
+                Known::Owned(s) => self.anchored(ix, &s, &mut check),
+                Known::Absent => {}
+                Known::Unknown => check.extend_from_slice(anchored),
+            }
+        }
+        'alts: for a in &check {
+            let alt = &self.alts[*a as usize];
+            for (c, p) in alt.conditions.iter().zip(&alt.paths) {
+                if !self.screenable.get(*p).copied().unwrap_or(false) {
+                    continue;
+                }
+                let value = match value_of(*p) {
+                    Known::Str(s) => Some(Value::String(s.to_owned())),
+                    Known::Owned(s) => Some(Value::String(s)),
+                    Known::Absent => None,
+                    Known::Unknown => continue,
+                };
+                let leaf = value.as_ref().map(|value| Leaf {
+                    value,
+                    arrays: Vec::new(),
+                });
+                let leaves: &[Leaf<'_>] = leaf.as_slice();
+                if !alternative_holds(std::slice::from_ref(c), &[leaves]) {
+                    continue 'alts;
+                }
+            }
+            return true;
+        }
+        false
+    }
+
+    /// The alternatives whose anchor in `ix` a string leaf hits, added to `out`.
+    fn anchored(&self, ix: &PathIndex, value: &str, out: &mut Vec<AltId>) {
+        SCRATCH.with_borrow_mut(|scratch| candidates_for_str(ix, value, out, &mut scratch.lower));
     }
 
     /// The number of `path` (a path some rule reads, or one given to
@@ -470,6 +492,92 @@ impl Engine {
     }
 }
 
+/// Anchors each alternative on its rarest anchorable condition at a path `eligible` allows
+/// (see the module docs): the index by path, ascending, and the alternatives left without an
+/// anchor.
+fn build_index(
+    alts: &[Alt],
+    freq: &HashMap<(PathId, Key), usize>,
+    eligible: impl Fn(PathId) -> bool,
+) -> (Vec<(PathId, PathIndex)>, Vec<AltId>) {
+    let mut index: HashMap<PathId, PathIndex> = HashMap::default();
+    let mut scan = Vec::new();
+    for (alt_id, a) in alts.iter().enumerate() {
+        let alt_id = alt_id as AltId;
+        let best = a
+            .conditions
+            .iter()
+            .zip(&a.paths)
+            .filter(|(_, p)| eligible(**p))
+            .filter_map(|(c, p)| keys(c).map(|ks| (c, p, ks)))
+            .min_by_key(|(_, p, ks)| {
+                ks.iter()
+                    .map(|k| {
+                        let f = freq.get(&(**p, k.clone())).copied().unwrap_or(0);
+                        match k {
+                            Key::Prefix(_) | Key::IPrefix(_) => 4 * f + 4,
+                            _ => f,
+                        }
+                    })
+                    .sum::<usize>()
+            });
+        let Some((anchor, p, ks)) = best else {
+            scan.push(alt_id);
+            continue;
+        };
+        let ix = index.entry(*p).or_default();
+        for k in ks {
+            match k {
+                Key::Str(s) => ix.strings.entry(s).or_default().push(alt_id),
+                Key::Other(_) => {
+                    // The anchor's numbers, booleans and nulls, as scalars.
+                    for m in &anchor.matchers {
+                        if let Matcher::Exact(s) = m
+                            && !matches!(s, Scalar::String(_))
+                        {
+                            match ix.others.iter_mut().find(|(o, _)| o == s) {
+                                Some((_, v)) => {
+                                    if v.last() != Some(&alt_id) {
+                                        v.push(alt_id);
+                                    }
+                                }
+                                None => ix.others.push((s.clone(), vec![alt_id])),
+                            }
+                        }
+                    }
+                }
+                Key::Lower(s) => ix.lower.entry(s).or_default().push(alt_id),
+                Key::Prefix(s) => {
+                    if !ix.prefix_lens.contains(&s.len()) {
+                        ix.prefix_lens.push(s.len());
+                    }
+                    ix.prefixes.entry(s).or_default().push(alt_id);
+                }
+                Key::IPrefix(s) => {
+                    if !ix.iprefix_lens.contains(&s.len()) {
+                        ix.iprefix_lens.push(s.len());
+                    }
+                    ix.iprefixes.entry(s).or_default().push(alt_id);
+                }
+            }
+        }
+    }
+    for ix in index.values_mut() {
+        for list in ix
+            .strings
+            .values_mut()
+            .chain(ix.lower.values_mut())
+            .chain(ix.prefixes.values_mut())
+            .chain(ix.iprefixes.values_mut())
+        {
+            list.dedup();
+        }
+    }
+    let mut index: Vec<(PathId, PathIndex)> = index.into_iter().collect();
+    index.sort_by_key(|(p, _)| *p);
+    (index, scan)
+}
+
 /// The leaves of one event at the paths an [`Engine`] reads, each with the number of its path.
 #[derive(Debug)]
 pub struct Flat<'e> {
@@ -520,45 +628,48 @@ thread_local! {
 
 fn candidates_for(ix: &PathIndex, v: &Value, out: &mut Vec<AltId>, lower: &mut String) {
     match v {
-        Value::String(s) => {
-            if let Some(l) = ix.strings.get(s.as_str()) {
-                out.extend_from_slice(l);
-            }
-            if !ix.lower.is_empty() || !ix.iprefixes.is_empty() {
-                // Lower-cased into a reused buffer: ASCII in place, as most values are.
-                lower.clear();
-                if s.is_ascii() {
-                    lower.push_str(s);
-                    lower.make_ascii_lowercase();
-                } else {
-                    lower.push_str(&s.to_lowercase());
-                }
-                let lower = lower.as_str();
-                if let Some(l) = ix.lower.get(lower) {
-                    out.extend_from_slice(l);
-                }
-                for len in &ix.iprefix_lens {
-                    if lower.is_char_boundary(*len)
-                        && let Some(l) = ix.iprefixes.get(&lower[..*len])
-                    {
-                        out.extend_from_slice(l);
-                    }
-                }
-            }
-            for len in &ix.prefix_lens {
-                if s.is_char_boundary(*len)
-                    && let Some(l) = ix.prefixes.get(&s[..*len])
-                {
-                    out.extend_from_slice(l);
-                }
-            }
-        }
+        Value::String(s) => candidates_for_str(ix, s, out, lower),
         other => {
             for (s, l) in &ix.others {
                 if equal(s, other) {
                     out.extend_from_slice(l);
                 }
             }
+        }
+    }
+}
+
+/// [`candidates_for`] a string leaf.
+fn candidates_for_str(ix: &PathIndex, s: &str, out: &mut Vec<AltId>, lower: &mut String) {
+    if let Some(l) = ix.strings.get(s) {
+        out.extend_from_slice(l);
+    }
+    if !ix.lower.is_empty() || !ix.iprefixes.is_empty() {
+        // Lower-cased into a reused buffer: ASCII in place, as most values are.
+        lower.clear();
+        if s.is_ascii() {
+            lower.push_str(s);
+            lower.make_ascii_lowercase();
+        } else {
+            lower.push_str(&s.to_lowercase());
+        }
+        let lower = lower.as_str();
+        if let Some(l) = ix.lower.get(lower) {
+            out.extend_from_slice(l);
+        }
+        for len in &ix.iprefix_lens {
+            if lower.is_char_boundary(*len)
+                && let Some(l) = ix.iprefixes.get(&lower[..*len])
+            {
+                out.extend_from_slice(l);
+            }
+        }
+    }
+    for len in &ix.prefix_lens {
+        if s.is_char_boundary(*len)
+            && let Some(l) = ix.prefixes.get(&s[..*len])
+        {
+            out.extend_from_slice(l);
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod leaf;
 pub mod packs;
 pub mod pattern;
 pub mod rule;
+pub mod screen;
 pub mod selectors;
 pub mod sigma;
 pub mod threshold;

@@ -251,7 +251,7 @@ pub struct RuleSet {
     /// Enabled and disabled, sorted by id.
     pub rules: Vec<Rule>,
     /// The enabled rules; match numbers index `enabled`.
-    matcher: CloudTrailRules,
+    pub(crate) matcher: CloudTrailRules,
     enabled: Vec<usize>,
     /// The paths of a record that matching and thresholds read, as a tree: see
     /// [`RuleSet::parse_record`].

@@ -3,6 +3,7 @@
 //! arrays of values and of objects, keys with dots), many rules at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use orgtrail_rules::screen::Known;
 use orgtrail_rules::{Engine, Pattern, interpret};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -109,6 +110,13 @@ proptest! {
                 .map(|(i, _)| i)
                 .collect();
             prop_assert_eq!(&out, &want, "event {}", e);
+            // Screening by the top-level fields never rules out an event a rule matches.
+            let ruled_out = !engine.may_match(|id| match e.get(&engine.paths()[id]) {
+                None => Known::Absent,
+                Some(Value::String(s)) => Known::Str(s),
+                Some(_) => Known::Unknown,
+            });
+            prop_assert!(!ruled_out || want.is_empty(), "event {} ruled out", e);
         }
     }
 }

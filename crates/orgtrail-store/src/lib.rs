@@ -180,7 +180,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// its alerts recorded (see the `outbox` module). `None` until one is first recorded.
     fn alerts_through(&self) -> Result<Option<u64>, StoreError>;
     /// Records the alerts of the events up to `through` and moves the watermark there, in one
-    /// atomic, durable write. A watermark already at or past `through` writes nothing.
+    /// atomic write, durable when it records an alert or sets the first watermark. A
+    /// watermark only moved past events without alerts may be lost in a crash (the next
+    /// durable write of the store keeps it): those events are then evaluated again, and make
+    /// no alert again. A watermark already at or past `through` writes nothing.
     fn record_alerts(&self, through: u64, alerts: &[PendingAlert]) -> Result<(), StoreError>;
     /// Up to `limit` alerts not yet taken by every sink, oldest event first.
     fn pending_alerts(&self, limit: usize) -> Result<Vec<PendingAlert>, StoreError>;
@@ -219,8 +222,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<AlertRef>, StoreError>;
-    /// [`EventStore::record_alerts`], with the threshold windows' changes in the same atomic,
-    /// durable write (see the `outbox` module). A store that keeps no windows takes only
+    /// [`EventStore::record_alerts`], with the threshold windows' changes in the same atomic
+    /// write, durable as that one is, and when it changes a window (see the `outbox` module). A store that keeps no windows takes only
     /// empty changes.
     fn record_alerts_with_windows(
         &self,

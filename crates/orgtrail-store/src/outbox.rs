@@ -6,7 +6,10 @@
 //! watermark: every event at or below it has been evaluated and its alerts recorded. Recording
 //! the alerts of a range of events and moving the watermark past it is one atomic, durable
 //! write, so after a crash evaluation resumes just past the watermark and an event's alerts are
-//! recorded exactly once. An alert leaves the outbox once every one of its sinks took it;
+//! recorded exactly once. A range without alerts (or threshold window changes) is written but
+//! not flushed: most ranges, with detection rules. If a crash loses that watermark, the range
+//! is evaluated again and again makes no alert; the next flush of the store (the next group
+//! commit's) makes it durable. An alert leaves the outbox once every one of its sinks took it;
 //! delivery is at least once (a crash between a sink's answer and this store's note of it
 //! delivers that alert to that sink again, with the same alert id).
 //!
@@ -174,7 +177,8 @@ pub(crate) fn window_key(rule: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
     Ok(k)
 }
 
-/// [`record`], and the threshold windows' changes in the same atomic, durable write.
+/// [`record`], and the threshold windows' changes in the same atomic write (durable when it
+/// records an alert, changes a window, or sets the first watermark).
 pub(crate) fn record_with_windows(
     db: &sled::Db,
     tree: &sled::Tree,
@@ -191,7 +195,8 @@ pub(crate) fn record_with_windows(
             )));
         }
     }
-    if watermark(tree)?.is_some_and(|w| w >= through) {
+    let before = watermark(tree)?;
+    if before.is_some_and(|w| w >= through) {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
@@ -208,7 +213,13 @@ pub(crate) fn record_with_windows(
     crate::alertlog::add(&mut batch, tree, alerts)?;
     batch.insert(crate::format::meta_key(THROUGH), &through.to_be_bytes());
     tree.apply_batch(batch)?;
-    db.flush()?;
+    // A watermark moved past events that made no alert and changed no window need not be
+    // durable at once: sled writes it out with the next flush (the next group commit's), and
+    // if a crash loses it, those events are evaluated again and make no alert again. The
+    // first watermark is durable at once: it says where evaluation starts.
+    if !alerts.is_empty() || !windows.is_empty() || before.is_none() {
+        db.flush()?;
+    }
     Ok(())
 }
 

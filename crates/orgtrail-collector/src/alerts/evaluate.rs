@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
+
+use super::recent::Entry;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -90,16 +93,28 @@ impl Evaluator {
         }
     }
 
-    /// The events at `first..=last`, in order: those the ingest service kept in memory, the
-    /// rest read back from the store, each gap as one range (each record block opened once).
-    /// Blocking.
-    fn events(&self, first: u64, last: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The events at `first..=last` that `rules` must match, in order: those the ingest
+    /// service kept in memory, the rest read back from the store, each gap as one range (each
+    /// record block opened once). Events the ingest service screened out under the same rules
+    /// are passed over; those screened under rules since replaced are read back. Blocking.
+    fn events(
+        &self,
+        first: u64,
+        last: u64,
+        rules: &Arc<RuleSet>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut kept = self.recent.take(first, last);
+        kept.retain(|_, e| match e {
+            Entry::Bytes(_) => true,
+            Entry::RuledOut(by) => Arc::ptr_eq(by, rules),
+        });
         let mut out = Vec::with_capacity(usize::try_from(last - first + 1).unwrap_or(0));
         let mut seq = first;
         while seq <= last {
-            if let Some(bytes) = kept.remove(&seq) {
-                out.push((seq, bytes));
+            if let Some(entry) = kept.remove(&seq) {
+                if let Entry::Bytes(bytes) = entry {
+                    out.push((seq, bytes));
+                }
                 seq += 1;
                 continue;
             }
@@ -133,7 +148,7 @@ impl Evaluator {
         let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
-        for (seq, bytes) in self.events(through + 1, to)? {
+        for (seq, bytes) in self.events(through + 1, to, &rules)? {
             // Only the fields the rules and thresholds read are built into values.
             let record: Value = match rules.parse_record(&bytes) {
                 Ok(v) => v,
