@@ -126,13 +126,20 @@ pub fn source(record: &Value) -> Option<String> {
 
 /// EventBridge's `source` for an eventSource: `aws.` and its service.
 fn source_of(event_source: &str) -> String {
+    let mut out = String::new();
+    write_source(&mut out, event_source);
+    out
+}
+
+/// Writes EventBridge's `source` for an eventSource over `out`.
+fn write_source(out: &mut String, event_source: &str) {
     let service = event_source
         .strip_suffix(".amazonaws.com")
         .unwrap_or(event_source);
-    let mut out = String::with_capacity(4 + service.len());
+    out.clear();
+    out.reserve(4 + service.len());
     out.push_str("aws.");
     out.push_str(service);
-    out
 }
 
 /// EventBridge's `detail-type` from a record's eventCategory and eventType.
@@ -247,16 +254,13 @@ impl CloudTrailRules {
 
     /// The rules that match `record`, ascending.
     pub fn matches(&self, record: &Value, out: &mut Vec<usize>) {
-        // Declared before the flattened event, which may hold a leaf of it.
-        let source: Value;
+        // Declared before the flattened event, which may hold a leaf of it: the last event's
+        // source, whose buffer is written over (no allocation per event).
+        let mut source = LAST_SOURCE.take();
         let c = &self.computed;
         let mut flat = self.engine.flatten(record);
-        if let Some((at, from)) = c.source
-            && let Some(Value::String(s)) = flat.first(from)
-        {
-            source = Value::String(source_of(s));
-            flat.push(at, &source);
-        }
+        // Pushed in the order of their path numbers (`$envelope.detail-type`, `.id`, `.source`,
+        // `.version`, after the record's own), so that the leaves need no sorting.
         if let Some((at, category, event_type)) = c.detail_type {
             let t = detail_type_of(flat.first(category), flat.first(event_type));
             let i = DETAIL_TYPE_NAMES.iter().position(|n| *n == t).unwrap_or(0);
@@ -268,11 +272,28 @@ impl CloudTrailRules {
         {
             flat.push(at, v);
         }
+        if let Some((at, from)) = c.source
+            && let Some(Value::String(s)) = flat.first(from)
+        {
+            let mut buf = match std::mem::take(&mut source) {
+                Value::String(b) => b,
+                _ => String::new(),
+            };
+            write_source(&mut buf, s);
+            source = Value::String(buf);
+            flat.push(at, &source);
+        }
         if let Some(at) = c.version {
             flat.push(at, &VERSION_VALUE);
         }
         self.engine.matches_flat(flat, out);
+        LAST_SOURCE.set(source);
     }
+}
+
+thread_local! {
+    /// The last `source` computed on this thread, its buffer reused by the next.
+    static LAST_SOURCE: std::cell::Cell<Value> = const { std::cell::Cell::new(Value::Null) };
 }
 
 /// The EventBridge envelope of a CloudTrail record, as AWS would deliver it (`id` is the

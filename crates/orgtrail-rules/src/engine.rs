@@ -3,7 +3,13 @@
 //! The cost of matching one event does not grow with the number of rules in the common case:
 //!
 //! 1. **Flatten once.** The paths any rule reads form a trie; the event is walked once along
-//!    it, touching only those fields, and the leaves at each path are collected.
+//!    it, touching only those fields, and the leaves at each path are collected. An object is
+//!    entered only if some path goes through it, and its members are then passed over in order
+//!    against the trie node's children (most fail a first-byte test). Looking each child up by
+//!    key instead (`Map::get`, serde_json's BTreeMap, a string comparison per B-tree key) cost
+//!    more: 3,792 instructions per event against 2,236 for this walk, on the generated events
+//!    of `orgtrail bench rules` with its 100 rules; and a member whose name holds a dot
+//!    (`{"a.b": 1}` is at `a.b`) can only be found by looking at every name.
 //! 2. **Index.** Each alternative of each pattern has an anchor: one of its conditions whose
 //!    matchers are all exact values, `equals-ignore-case` or non-empty prefixes, chosen to be
 //!    the one fewest other alternatives share. Anchors are hashed by (path, value), so an

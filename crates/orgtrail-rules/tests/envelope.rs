@@ -88,3 +88,37 @@ fn record_fields_beside_envelope_fields_are_refused() {
     assert!(e.1.to_string().contains("eventName"), "{}", e.1);
     assert!(e.1.to_string().contains("under detail"), "{}", e.1);
 }
+
+#[test]
+fn an_events_source_is_its_own_whatever_came_before() {
+    // The computed source of one event must not answer for the next, on the same thread:
+    // one with an eventSource, one without (no source: only `exists: false` holds), one with
+    // another, one whose eventSource is not a string.
+    let patterns = [
+        json!({"source": ["aws.iam"]}),
+        json!({"source": [{"exists": false}]}),
+        json!({"source": [{"anything-but": "aws.iam"}]}),
+    ];
+    let rules = CloudTrailRules::new(
+        patterns
+            .iter()
+            .map(|p| Pattern::from_json(p).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let events = [
+        json!({"eventSource": "iam.amazonaws.com", "eventName": "DeleteUser"}),
+        json!({"eventName": "DeleteUser"}),
+        json!({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"}),
+        json!({"eventSource": "iam.amazonaws.com", "eventName": "ListUsers"}),
+        json!({"eventSource": 7, "eventName": "Odd"}),
+    ];
+    let want: [&[usize]; 5] = [&[0], &[1], &[2], &[0], &[1]];
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        for (e, w) in events.iter().zip(want) {
+            rules.matches(e, &mut out);
+            assert_eq!(out, w, "on {e}");
+        }
+    }
+}
