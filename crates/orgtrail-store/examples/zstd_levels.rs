@@ -1,11 +1,11 @@
 //! zstd levels measured against each other for the ledger's records: each event compressed on
-//! its own with the store's dictionary (trained as the ledger trains it, on the first 4,000
+//! its own with the store's dictionary (trained as the ledger trains it, on the first `--train`
 //! events), with the preparer's frame settings (no dictionary id, no content size). Prints, per
 //! level, the compressed bytes per event and the time per event on one core.
 //!
 //! ```text
 //! cargo run --release -p orgtrail-store --example zstd_levels -- [--events 100000] [--seed 7]
-//!     [--levels -5,-3,-1,1,2,3]
+//!     [--train 4000] [--levels -5,-3,-1,1,2,3]
 //! ```
 
 // A measurement tool: a failure is a bug of the tool, reported by a panic.
@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use orgtrail_gen::{GenConfig, Generator};
 
-const TRAIN: usize = 4000;
 const PASSES: usize = 5;
 
 /// This thread's CPU time (user and system), from `/proc/thread-self/stat` (clock ticks of
@@ -32,6 +31,8 @@ fn thread_cpu_secs() -> f64 {
 fn main() {
     let mut events = 100_000u64;
     let mut seed = 7u64;
+    // Events the dictionary is trained on (the ledger's `dict_train_after`).
+    let mut train_n = 4000usize;
     let mut levels: Vec<String> = ["-5", "-3", "-1", "1", "2", "3"].map(String::from).to_vec();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -39,22 +40,23 @@ fn main() {
         match a.as_str() {
             "--events" => events = v.parse().unwrap(),
             "--seed" => seed = v.parse().unwrap(),
+            "--train" => train_n = v.parse().unwrap(),
             "--levels" => levels = v.split(',').map(String::from).collect(),
             other => panic!("unknown flag {other}"),
         }
     }
     let all: Vec<Vec<u8>> = Generator::new(GenConfig {
-        count: events + TRAIN as u64,
+        count: events + train_n as u64,
         accounts: 20,
         seed,
         ..GenConfig::default()
     })
     .collect();
-    let (train, test) = all.split_at(TRAIN);
+    let (train, test) = all.split_at(train_n);
     let (t, cpu) = (Instant::now(), thread_cpu_secs());
     let dict = zstd::dict::from_samples(train, 112_640).unwrap();
     println!(
-        "training on {TRAIN} events: {:.2} s CPU ({:.2} s wall)",
+        "training on {train_n} events: {:.2} s CPU ({:.2} s wall)",
         thread_cpu_secs() - cpu,
         t.elapsed().as_secs_f64()
     );
