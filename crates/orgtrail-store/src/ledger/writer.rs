@@ -28,6 +28,10 @@ use crate::format::{CHECKPOINT, CHUNK, RECORDS, SEGMENT, meta_key};
 use crate::index::{Blind, BlindMap};
 use crate::tree::{HASHES, event_leaf};
 
+/// The largest frame buffer the writer keeps for the next group (a group of big events makes
+/// a bigger one, freed after its group).
+const FRAME_KEEP: usize = 8 << 20;
+
 /// How often a faulted writer tries to reopen the store.
 const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -70,6 +74,10 @@ pub(super) struct WriterState {
     index_jobs: IndexJobs,
     /// The record log's end, where the next group's frame goes.
     log: crate::log::LogWriter,
+    /// The last group's frame buffer, emptied, kept for the next group. A group's frame is a
+    /// few MiB; a fresh one per group had the allocator hand its pages back and fault them in
+    /// again at every group.
+    frame_buf: Vec<u8>,
 }
 
 /// A group's frame in the record log, being built: where it goes and its bytes so far.
@@ -83,11 +91,13 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(file: u32, offset: u64) -> Frame {
+    /// A frame at `offset` of log file `file`, built in `bytes` (emptied first).
+    fn new(file: u32, offset: u64, mut bytes: Vec<u8>) -> Frame {
+        bytes.clear();
         Frame {
             file,
             offset,
-            bytes: Vec::new(),
+            bytes,
             blocks: None,
             pending: Vec::new(),
         }
@@ -175,6 +185,7 @@ impl WriterState {
             counts: crate::counts::Writer::load(&sh.tree()?, sh.cfg.count_merge_after)?,
             index_jobs: IndexJobs::default(),
             log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
+            frame_buf: Vec::new(),
         })
     }
 
@@ -498,8 +509,8 @@ impl WriterState {
         let mut batch = sled::Batch::default();
         let mut new_segments = Vec::new();
         // Dedup, in the order the events came: against the index and the group itself.
-        let mut fresh: Vec<super::Prepared> = Vec::new();
         let queued: usize = jobs.iter().map(|j| j.events.len()).sum();
+        let mut fresh: Vec<super::Prepared> = Vec::with_capacity(queued);
         let mut pending: BlindMap<(usize, [u8; 8])> =
             BlindMap::with_capacity_and_hasher(queued, Default::default());
         // Bytes of the group's records, to size its frame once.
@@ -545,7 +556,7 @@ impl WriterState {
         let (log_file, log_offset) = self.log.next_frame()?;
         // Records, at most two length bytes each, block headers and tags, then the leaves.
         let blocks = fresh.len() / sh.cfg.block_records.max(1) + self.open.len() + jobs.len() + 1;
-        let mut frame = Frame::new(log_file, log_offset);
+        let mut frame = Frame::new(log_file, log_offset, std::mem::take(&mut self.frame_buf));
         frame
             .bytes
             .reserve(record_bytes + fresh.len() * (3 + 32) + blocks * 64);
@@ -658,6 +669,9 @@ impl WriterState {
             .map_err(|source| StoreError::Write { source })?;
         crate::crashpoint::hit("group-after-flush");
         self.log.committed(frame.bytes.len() as u64);
+        if frame.bytes.capacity() <= FRAME_KEEP {
+            self.frame_buf = std::mem::take(&mut frame.bytes);
+        }
         self.frontier = frontier.clone();
         self.counts.committed(count_keys);
 
