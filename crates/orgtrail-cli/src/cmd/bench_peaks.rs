@@ -32,6 +32,8 @@ struct State {
     boundary: u64,
     /// The peak of each finished window, KiB.
     peaks: Vec<u64>,
+    /// The RSS at the end of each finished window, KiB.
+    ends: Vec<u64>,
     /// The peak before the first reset (process start to the import's start), KiB.
     before: u64,
     /// False once a reset failed: the windows are not measured.
@@ -77,6 +79,7 @@ impl WindowPeaks {
         let overall = s.peaks.iter().copied().max().unwrap_or(0).max(s.before);
         Peaks {
             window: self.window,
+            ends: if s.works { s.ends } else { Vec::new() },
             windows: if s.works { s.peaks } else { Vec::new() },
             overall_kib: overall,
         }
@@ -85,7 +88,9 @@ impl WindowPeaks {
 
 impl State {
     fn end_window(&mut self) {
-        self.peaks.push(Rss::now().peak_kib);
+        let rss = Rss::now();
+        self.peaks.push(rss.peak_kib);
+        self.ends.push(rss.now_kib);
         self.works = reset_peak();
     }
 }
@@ -98,6 +103,8 @@ pub(crate) struct Peaks {
     /// The peak of each window in order, KiB (the last may be shorter). Empty where the peak
     /// could not be reset.
     pub(crate) windows: Vec<u64>,
+    /// The RSS at the end of each window, KiB: what stays between the peaks.
+    pub(crate) ends: Vec<u64>,
     /// The peak of the process up to the import's end (the windows' peaks and what came
     /// before them), KiB: what VmHWM would read had it never been reset.
     pub(crate) overall_kib: u64,
@@ -129,6 +136,15 @@ impl Peaks {
             "memory by window of {} acknowledged events (peak RSS in each, MiB): {}",
             self.window,
             list.join(" ")
+        );
+        let ends: Vec<String> = self
+            .ends
+            .iter()
+            .map(|&k| format!("{:.1}", mib(k)))
+            .collect();
+        println!(
+            "memory at the end of each window (RSS, MiB): {}",
+            ends.join(" ")
         );
         println!(
             "memory in one run: peak RSS {:.1} MiB over the first {} events, {:.1} MiB over the last ones, {:.2}x",
