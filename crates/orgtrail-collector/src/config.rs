@@ -322,6 +322,11 @@ pub struct StorageConfig {
     /// other run's filter with one read of 64 bytes from the file (the page cache serves it).
     /// Without a bound they would grow with the history.
     pub index_filter_memory: bytesize::ByteSize,
+    /// The size at which a part of a counter rollup (a day's or 32 days' counts, which grow
+    /// with the distinct groups of their time) is full, e.g. "1 MiB": the writer then starts a
+    /// new part instead of rewriting the whole rollup, so that what a merge of the counters
+    /// holds does not grow with the history.
+    pub count_rollup_part: bytesize::ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -331,6 +336,9 @@ impl Default for StorageConfig {
             index_memtable_events: orgtrail_store::LedgerConfig::default().index_run_events,
             index_filter_memory: bytesize::ByteSize::b(
                 orgtrail_store::LedgerConfig::default().index_filter_bytes,
+            ),
+            count_rollup_part: bytesize::ByteSize::b(
+                orgtrail_store::LedgerConfig::default().count_rollup_part_bytes as u64,
             ),
         }
     }
@@ -669,6 +677,9 @@ index_memtable_events = 131072
 # Memory for the Bloom filters of older index runs (10 bits an event): the newest runs keep
 # theirs in memory while they fit, the others are read 64 bytes at a time from the page cache.
 index_filter_memory = "4 MiB"
+# A counter rollup (a day's or 32 days' counts) is kept in parts of about this size: a full
+# part is never rewritten, so merging the counters holds at most about this much of one.
+count_rollup_part = "1 MiB"
 
 # The ops listener, plain HTTP (off when absent): GET /healthz (alive), /readyz (200, or 503
 # with the reason: disk below the reserve, store recovering, shutting down) and /metrics

@@ -159,6 +159,8 @@ pub async fn run(
                 reserve_bytes: storage.reserve.as_u64(),
                 index_run_events: storage.index_memtable_events.max(1),
                 index_filter_bytes: storage.index_filter_memory.as_u64(),
+                count_rollup_part_bytes: usize::try_from(storage.count_rollup_part.as_u64())
+                    .unwrap_or(usize::MAX),
                 ..LedgerConfig::default()
             },
         )

@@ -8,7 +8,8 @@
 //! |---|---|
 //! | `n <first seq u64> <hour u64>` | a *delta*: the counts of the events one group commit newly stored (first seq = the group's) with eventTime in that hour |
 //! | `N <hour u64>` | a *merged* value: the counts of the hour's deltas up to `through`, merged |
-//! | `U <level u8> <bucket u64>` | a *rollup*: the counts of every hour of a day (level 1, bucket `floor(hour / 24)`) or of 32 days (level 2, bucket `floor(hour / 768)`), kept with its hours: the same deltas, merged in the same batch, up to `through`. Level `0x80 \| l` is the same rollup without the user dimension (its rows' user reference is 0) |
+//! | `U <level u8> <bucket u64>` | a *rollup*: the counts of every hour of a day (level 1, bucket `floor(hour / 24)`) or of 32 days (level 2, bucket `floor(hour / 768)`), kept with its hours: the same deltas, merged in the same batch, up to `through`. Level `0x80 \| l` is the same rollup without the user dimension (its rows' user reference is 0). This is the rollup's part 0 |
+//! | `U <level u8> <bucket u64> <part u16>` | part `part` (1, 2, ...) of the same rollup: a merge adds only to a bucket's last part, and starts the next part once the last one's stored value reaches `count_rollup_part_bytes` (see [Parts](#parts)). The rollup's counts are the sum of its parts' |
 //! | `m counts_rollups` (meta) | `1`: every merged hour is in its rollups (set by the first merge that builds them) |
 //!
 //! `hour` is `floor(eventTime ms / 3_600_000)`, and `bucket` a rollup's number as above, each
@@ -48,6 +49,23 @@
 //! of these writes counts anything twice (a merge after the crash skips, in each value, the
 //! deltas at or below its `through`); and a reader reads the deltas before the merged values,
 //! and the deltas are removed only after every value is written, so nothing is missed either.
+//!
+//! # Parts
+//! A rollup of 32 days grows with the distinct groups of a month, without bound in the number
+//! of users, and a merge rewrote it whole: it read the old value, wrote the new one and sealed
+//! it, and sled copied it again, so a merge's working memory grew with the history. (On the
+//! generator's events it stays small: at 10M events, 25 days, a 1 MiB limit made two parts
+//! more than there were rollups, and the import's peak did not change measurably.)
+//! A rollup is therefore kept in parts of at most about `count_rollup_part_bytes`: a merge
+//! loads only the bucket's last part, and once that part is stored at that size or larger it
+//! writes the deltas into a new, empty part instead (whose number is one higher). Earlier
+//! parts are never written again. Each part is sealed under its own key like any other value,
+//! and its `through` is the newest delta it holds; the parts of a bucket hold disjoint deltas,
+//! and every delta at or below the largest `through` of a bucket's parts is in one of them
+//! (a merge takes every waiting delta at once, into the last part), so a delta is skipped
+//! against that largest `through`, and the crash argument above holds for the last part as
+//! for a single value. A group may have rows in several parts: a count adds them. A store
+//! written before parts has only part 0, and reads as before.
 //!
 //! # Reading
 //! A query's whole hours are summed from the counters, using the coarsest values that fit in
@@ -93,6 +111,8 @@ pub(crate) const DELTA: u8 = b'n';
 pub(crate) const MERGED: u8 = b'N';
 /// Key prefix of rollups (days, 32 days).
 pub(crate) const ROLLUP: u8 = b'U';
+/// The size at which a rollup's last part is full by default (see [Parts](self#parts)).
+pub(crate) const ROLLUP_PART_BYTES: usize = 1 << 20;
 /// Meta key: the rollups hold every merged hour (see the module docs).
 pub(crate) const ROLLUPS_READY: &str = "counts_rollups";
 
@@ -165,30 +185,54 @@ pub(crate) fn merged_key(hour: i64) -> [u8; 9] {
     k
 }
 
-pub(crate) fn rollup_key(level: u8, bucket: i64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[0] = ROLLUP;
-    k[1] = level;
-    k[2..].copy_from_slice(&hour_key(bucket));
+/// The key of part `part` of a rollup: part 0's is the rollup's key as it always was, a later
+/// part's adds the part's number (u16, big-endian), so that a bucket's parts sort together,
+/// in order, right after its part 0.
+pub(crate) fn rollup_key(level: u8, bucket: i64, part: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12);
+    k.push(ROLLUP);
+    k.push(level);
+    k.extend_from_slice(&hour_key(bucket));
+    if part > 0 {
+        k.extend_from_slice(&part.to_be_bytes());
+    }
     k
 }
 
-/// The key of the value of `level` covering bucket `bucket` (level 0: the merged hour).
+/// The key of the value of `level` covering bucket `bucket` (level 0: the merged hour), or of
+/// a rollup's first part.
 fn unit_key(level: u8, bucket: i64) -> Vec<u8> {
     match level {
         0 => merged_key(bucket).to_vec(),
-        l => rollup_key(l, bucket).to_vec(),
+        l => rollup_key(l, bucket, 0),
     }
 }
 
-/// (level, bucket) of a value key of level 0 (merged hour) or a rollup.
+/// The last key a value of `level` covering bucket `bucket` may have (a rollup's last part).
+fn unit_key_last(level: u8, bucket: i64) -> Vec<u8> {
+    match level {
+        0 => merged_key(bucket).to_vec(),
+        l => rollup_key(l, bucket, u16::MAX),
+    }
+}
+
+/// (level, bucket) of a value key of level 0 (merged hour) or of any part of a rollup.
 fn parse_unit_key(k: &[u8]) -> Result<(u8, i64), StoreError> {
+    parse_part_key(k).map(|(level, bucket, _)| (level, bucket))
+}
+
+/// (level, bucket, part) of a value key (level 0, a merged hour, has only part 0).
+fn parse_part_key(k: &[u8]) -> Result<(u8, i64, u16), StoreError> {
     match k.first() {
-        Some(&MERGED) => Ok((0, parse_merged_key(k)?)),
-        Some(&ROLLUP) if k.len() == 10 && span(k[1]) > 1 => {
+        Some(&MERGED) => Ok((0, parse_merged_key(k)?, 0)),
+        Some(&ROLLUP) if (k.len() == 10 || k.len() == 12) && span(k[1]) > 1 => {
             let mut b = [0u8; 8];
-            b.copy_from_slice(&k[2..]);
-            Ok((k[1], hour_from_key(b)))
+            b.copy_from_slice(&k[2..10]);
+            let part = match k.get(10..12) {
+                Some(p) => u16::from_be_bytes([p[0], p[1]]),
+                None => 0,
+            };
+            Ok((k[1], hour_from_key(b), part))
         }
         _ => Err(StoreError::Corrupt("counter rollup key".into())),
     }
@@ -1228,10 +1272,52 @@ pub(crate) struct Writer {
     pending: Vec<(u64, i64)>,
     /// Merge once this many deltas wait.
     merge_after: usize,
+    /// A rollup part stored at this many bytes or more is full: a merge starts the next part
+    /// (see [Parts](self#parts)). 0: one part, however large.
+    part_bytes: usize,
+    last_parts: LastParts,
+}
+
+/// The last part of the rollups a merge wrote or read lately, so that a merge finds a
+/// bucket's last part with one read instead of reading every part (sled's reverse iteration,
+/// which would find it directly, panics on some trees).
+#[derive(Debug, Default)]
+struct LastParts(HashMap<(u8, i64), u16>);
+
+impl LastParts {
+    /// Buckets remembered at most (a merge touches one or two buckets of each level): beyond
+    /// it the memory is dropped and found again from the tree.
+    const MAX: usize = 1024;
+
+    /// The last part of rollup `level` for `bucket` stored (0 when there is none).
+    fn last(&mut self, tree: &sled::Tree, level: u8, bucket: i64) -> Result<u16, StoreError> {
+        if let Some(p) = self.0.get(&(level, bucket)) {
+            return Ok(*p);
+        }
+        // The bucket's parts share its part 0's key as their prefix, and sort by part.
+        let mut last = 0;
+        for kv in tree.scan_prefix(rollup_key(level, bucket, 0)) {
+            let (k, _) = kv?;
+            last = parse_part_key(&k)?.2;
+        }
+        self.written(level, bucket, last);
+        Ok(last)
+    }
+
+    fn written(&mut self, level: u8, bucket: i64, part: u16) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert((level, bucket), part);
+    }
 }
 
 impl Writer {
-    pub(crate) fn load(tree: &sled::Tree, merge_after: usize) -> Result<Self, StoreError> {
+    pub(crate) fn load(
+        tree: &sled::Tree,
+        merge_after: usize,
+        part_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let mut pending = Vec::new();
         for kv in tree.scan_prefix([DELTA]) {
             let (k, _) = kv?;
@@ -1240,6 +1326,8 @@ impl Writer {
         Ok(Writer {
             pending,
             merge_after,
+            part_bytes,
+            last_parts: LastParts::default(),
         })
     }
 
@@ -1307,7 +1395,14 @@ impl Writer {
             // small): holding both at once, with and without the user dimension, held two
             // strings tables of a month's distinct groups.
             for &v in variants {
-                let mut u = Unit::load(tree, provider, cache, v, bucket)?;
+                let mut u = Unit::load(
+                    tree,
+                    provider,
+                    cache,
+                    (v, bucket),
+                    self.part_bytes,
+                    &mut self.last_parts,
+                )?;
                 for &(seq, hour) in &deltas {
                     // A delta at or below the value's `through` was merged before (only its
                     // removal was lost).
@@ -1322,7 +1417,7 @@ impl Writer {
                     u.b.add_table_without(&table, dropped(u.level));
                     u.newest = u.newest.max(seq);
                 }
-                u.write(tree, provider, cache)?;
+                u.write(tree, provider, cache, &mut self.last_parts)?;
             }
         }
         tree.apply_batch(remove)?;
@@ -1335,7 +1430,10 @@ impl Writer {
 struct Unit {
     level: u8,
     key: Vec<u8>,
-    /// The stored value's `through` (0 if there is none), and the newest delta added.
+    /// A rollup's part the value is (0 for an hour).
+    part: u16,
+    /// The stored value's `through` (0 if there is none; for a rollup's new part, the `through`
+    /// of the part before it), and the newest delta added.
     through: u64,
     newest: u64,
     b: Builder,
@@ -1345,26 +1443,53 @@ struct Unit {
 
 impl Unit {
     /// The value of `level` for `bucket` as stored. An hour is read from the cache if a count
-    /// put it there, else opened; a rollup (large, read by few counts) is merged as stored.
+    /// put it there, else opened; a rollup (large, read by few counts) is merged as stored,
+    /// into its last part, or into a new part after it when that one is stored at
+    /// `part_bytes` or more (0: no limit).
     /// The writer keeps nothing in the cache: an import merges every hour it stores, and
     /// caching each would fill the cache's whole budget with hours no count asked for.
     fn load(
         tree: &sled::Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
-        level: u8,
-        bucket: i64,
+        (level, bucket): (u8, i64),
+        part_bytes: usize,
+        last_parts: &mut LastParts,
     ) -> Result<Unit, StoreError> {
-        let key = unit_key(level, bucket);
         let mut unit = Unit {
             level,
-            key,
+            key: unit_key(level, bucket),
+            part: 0,
             through: 0,
             newest: 0,
             b: Builder::default(),
             rollup_body: None,
         };
-        if let Some(v) = tree.get(&unit.key)? {
+        let stored = if level == 0 {
+            tree.get(&unit.key)?
+        } else {
+            let part = last_parts.last(tree, level, bucket)?;
+            unit.key = rollup_key(level, bucket, part);
+            unit.part = part;
+            match tree.get(&unit.key)? {
+                None => None,
+                Some(v) => {
+                    match part.checked_add(1) {
+                        Some(next) if part_bytes > 0 && v.len() >= part_bytes => {
+                            // Full: the deltas go into the next part, from empty; those at or
+                            // below this part's `through` are in the parts already.
+                            unit.key = rollup_key(level, bucket, next);
+                            unit.part = next;
+                            unit.through = through_of(&v)?;
+                            unit.newest = unit.through;
+                            None
+                        }
+                        _ => Some(v),
+                    }
+                }
+            }
+        };
+        if let Some(v) = stored {
             unit.through = through_of(&v)?;
             unit.newest = unit.through;
             if level == 0 {
@@ -1381,15 +1506,23 @@ impl Unit {
         Ok(unit)
     }
 
-    /// Writes the value if a delta was added to it.
+    /// Writes the value if a delta was added to it; a rollup's part written is then its
+    /// bucket's last.
     fn write(
         self,
         tree: &sled::Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
+        last_parts: &mut LastParts,
     ) -> Result<(), StoreError> {
         if self.newest <= self.through || self.b.is_empty() {
             return Ok(());
+        }
+        if let Some((_, bucket)) = (self.level != 0)
+            .then(|| parse_unit_key(&self.key))
+            .transpose()?
+        {
+            last_parts.written(self.level, bucket, self.part);
         }
         let sealed = match self.rollup_body {
             Some(old) => {
@@ -1425,7 +1558,7 @@ fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), St
     }
     let mut batch = sled::Batch::default();
     for ((level, bucket), (b, through)) in rollups {
-        let k = rollup_key(level, bucket);
+        let k = rollup_key(level, bucket, 0);
         batch.insert(&k[..], seal(provider, &k, through, &b.finish())?);
     }
     batch.insert(crate::format::meta_key(ROLLUPS_READY), &[1u8][..]);
@@ -1597,11 +1730,14 @@ pub(crate) fn count_hours(
     }
     let mut throughs: HashMap<(u8, i64), u64> = HashMap::new();
     for &(level, lo, hi) in &parts {
-        for kv in tree.range(unit_key(level, lo)..=unit_key(level, hi)) {
+        for kv in tree.range(unit_key(level, lo)..=unit_key_last(level, hi)) {
             let (k, v) = kv?;
             let unit = parse_unit_key(&k)?;
             let through = through_of(&v)?;
-            throughs.insert(unit, through);
+            // A rollup's parts: a delta is in one of them if it is at or below the largest
+            // `through` (see [Parts](self#parts)).
+            let t = throughs.entry(unit).or_insert(through);
+            *t = (*t).max(through);
             cached(cache, provider, &k, through, &v)?.tally(sel, &mut acc);
         }
     }
@@ -1867,16 +2003,18 @@ mod tests {
         q: &Query,
         by: &[Group],
     ) -> Result<(), TestCaseError> {
-        check_cut(groups, merges, None, q, by)
+        check_cut(groups, merges, None, 0, q, by)
     }
 
     /// [`check`], with each merge cut as a crash would cut it when `cut` is given: the merge
     /// wrote only the values `cut` marks (by their order of keys) and removed no delta, and
-    /// the writer starts again from what is stored (as at an open).
+    /// the writer starts again from what is stored (as at an open). Rollup parts are full at
+    /// `part_bytes` (0: one part).
     fn check_cut(
         groups: &[Vec<Ev>],
         merges: &[bool],
         cut: Option<&[bool]>,
+        part_bytes: usize,
         q: &Query,
         by: &[Group],
     ) -> Result<(), TestCaseError> {
@@ -1885,7 +2023,7 @@ mod tests {
         let tree = db.open_tree("ledger").unwrap();
         let p = provider();
         let mut cache = Cache::new(1 << 20);
-        let mut w = Writer::load(&tree, MAX_PENDING).unwrap();
+        let mut w = Writer::load(&tree, MAX_PENDING, part_bytes).unwrap();
         let mut seq = 1u64;
         let mut all = Vec::new();
         for (i, g) in groups.iter().enumerate() {
@@ -1933,7 +2071,7 @@ mod tests {
                         }
                     }
                     cache = Cache::new(1 << 20);
-                    w = Writer::load(&tree, MAX_PENDING).unwrap();
+                    w = Writer::load(&tree, MAX_PENDING, part_bytes).unwrap();
                 }
             }
             seq += g.len() as u64 + 1;
@@ -2112,7 +2250,20 @@ mod tests {
             cut in proptest::collection::vec(any::<bool>(), 24),
         ) {
             let (q, by) = query_of(&c);
-            check_cut(&c.groups, &merges, Some(&cut), &q, &by)?;
+            check_cut(&c.groups, &merges, Some(&cut), 0, &q, &by)?;
+        }
+
+        /// The same with rollups kept in parts (every merge after a bucket's first starts a
+        /// part of its own, or parts of a few hundred bytes): the parts add up to the oracle's
+        /// counts, also when a merge is cut between its writes.
+        #[test]
+        fn rollups_in_parts_count_every_event_once(
+            (c, merges) in wide_case(),
+            cut in proptest::option::of(proptest::collection::vec(any::<bool>(), 24)),
+            part_bytes in prop_oneof![Just(1usize), Just(400usize)],
+        ) {
+            let (q, by) = query_of(&c);
+            check_cut(&c.groups, &merges, cut.as_deref(), part_bytes, &q, &by)?;
         }
 
         /// The same over 80 days: counts read from 32-day and day rollups in the middle of a
@@ -2306,7 +2457,7 @@ mod tests {
             c.finish(10).total
         };
         assert_eq!(count(), 3);
-        let mut w = Writer::load(&tree, MAX_PENDING).unwrap();
+        let mut w = Writer::load(&tree, MAX_PENDING, 0).unwrap();
         w.merge(&tree, p.as_ref(), &cache).unwrap();
         assert_eq!(count(), 3);
         assert_eq!(tree.scan_prefix([DELTA]).count(), 0);

@@ -11,6 +11,7 @@ use orgtrail_crypto::{Keyring, LocalKeyProvider};
 use orgtrail_gen::GenConfig;
 use orgtrail_store::{Attr, Group, Ledger, LedgerConfig, Query};
 
+use crate::cmd::bench_peaks::WindowPeaks;
 use crate::cmd::bench_scale::{self, Figures, Rss};
 
 /// Measure orgtrail's components and print the figures.
@@ -89,6 +90,11 @@ struct StoreArgs {
     /// time the lookups, on a sample generated again: for iterating on lookups at 10M events.
     #[arg(long, hide = true, requires = "dir", conflicts_with = "sizes")]
     reopen: bool,
+    /// Also print the peak RSS of each window of this many acknowledged events within the
+    /// import: the first window's and the last window's peaks and their ratio are the memory
+    /// target's figures, measured in one process.
+    #[arg(long, default_value_t = 1_000_000, value_name = "EVENTS")]
+    rss_window: u64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -211,9 +217,18 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let data = root.join("data");
     let ledger = Ledger::open(&data, provider.clone(), LedgerConfig::default())?;
     let started = Instant::now();
-    let imported = bench_scale::import_generated(&ledger, a.gen_config(), a.lookups)?;
+    let windows = WindowPeaks::start(a.rss_window);
+    let imported = bench_scale::import_generated(&ledger, a.gen_config(), a.lookups, &|f, l| {
+        windows.acked(f, l)
+    })?;
     let import_secs = started.elapsed().as_secs_f64();
-    let rss_import = Rss::now();
+    let peaks = windows.finish();
+    peaks.print();
+    // The windows reset the kernel's peak: the import's is the largest of theirs.
+    let rss_import = Rss {
+        peak_kib: peaks.overall_kib,
+        ..Rss::now()
+    };
     let (totals, sample, raw_bytes) = (imported.totals, imported.sample, imported.raw_bytes);
     ledger.close()?;
     drop(ledger);
@@ -223,6 +238,10 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let ledger = Ledger::open(&data, provider, LedgerConfig::default())?;
     let open_secs = started.elapsed().as_secs_f64();
     let rss_open = Rss::now();
+    let rss_open = Rss {
+        peak_kib: rss_open.peak_kib.max(rss_import.peak_kib),
+        ..rss_open
+    };
     let usage = ledger.disk_usage()?;
 
     let kinds = time_lookups(&ledger, &sample)?;
@@ -318,6 +337,7 @@ fn store(a: StoreArgs) -> anyhow::Result<ExitCode> {
     figures.add("stored events", stats.events as f64);
     figures.add("import, events/s", n / import_secs);
     figures.memory(rss_import, rss_open);
+    figures.window_peaks(&peaks);
     figures.add("open, s", open_secs);
     figures.add(
         "disk, bytes per stored event",
@@ -569,6 +589,8 @@ impl StoreArgs {
             self.seed.to_string(),
             "--lookups".into(),
             self.lookups.to_string(),
+            "--rss-window".into(),
+            self.rss_window.to_string(),
         ];
         if self.no_verify {
             args.push("--no-verify".into());

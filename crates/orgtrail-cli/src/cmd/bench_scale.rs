@@ -14,6 +14,7 @@ use orgtrail_core::{AccountId, CloudTrailEvent};
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_store::Ledger;
 
+use crate::cmd::bench_peaks::Peaks;
 use crate::cmd::ingest::Totals;
 
 /// Generated events handed from the generator's thread to the importing one at a time.
@@ -61,11 +62,13 @@ pub(crate) struct Imported {
 
 /// Imports `cfg.count` generated events into `ledger` through the bulk ingest pipeline while a
 /// thread of its own generates them, a chunk at a time: memory holds a few chunks, not the
-/// input.
+/// input. `on_ack(first, last)` is told of each batch once it is durable (see
+/// [`crate::cmd::ingest::ingest`]).
 pub(crate) fn import_generated(
     ledger: &Ledger,
     cfg: GenConfig,
     lookups: usize,
+    on_ack: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Imported> {
     let step = sample_step(&cfg, lookups);
     let (tx, rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(4);
@@ -90,7 +93,7 @@ pub(crate) fn import_generated(
         // next send fails instead of blocking once the import stopped.
         let mut rx = Some(rx);
         let totals =
-            crate::cmd::ingest::ingest(ledger, crate::cmd::ingest::BATCH, &|_, _| {}, |push| {
+            crate::cmd::ingest::ingest(ledger, crate::cmd::ingest::BATCH, on_ack, |push| {
                 for chunk in rx.take().into_iter().flatten() {
                     for bytes in chunk {
                         raw_bytes += bytes.len() as u64 + 1;
@@ -209,6 +212,16 @@ impl Figures {
         self.add("RSS after reopen, MiB", mib(reopened.now_kib));
     }
 
+    /// The first window's peak RSS, the last's and their ratio (see [`Peaks`]), when measured.
+    pub(crate) fn window_peaks(&mut self, peaks: &Peaks) {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        if let Some((first, last)) = peaks.first_or_only() {
+            self.add(PEAK_FIRST, mib(first));
+            self.add(PEAK_LAST, mib(last));
+            self.add(PEAK_RATIO, last as f64 / first.max(1) as f64);
+        }
+    }
+
     /// The `figures [[name, value], ..]` line that `--sizes` reads from its children.
     pub(crate) fn print_line(&self) -> anyhow::Result<()> {
         println!("{FIGURES}{}", serde_json::to_string(&self.0)?);
@@ -221,6 +234,9 @@ impl Figures {
 }
 
 const FIGURES: &str = "figures ";
+const PEAK_FIRST: &str = "peak RSS, first window of import, MiB";
+const PEAK_LAST: &str = "peak RSS, last window of import, MiB";
+const PEAK_RATIO: &str = "peak RSS, last window / first";
 
 /// `bench store --sizes`: one child process per size (so that each has its own peak RSS and
 /// allocator), their output passed through, then a table of every size's figures and the
@@ -318,6 +334,17 @@ fn print_side_by_side(all: &[(u64, Figures)]) {
             "  peak RSS {} MiB (<= 256 MiB), {r:.2}x the smaller size's (<= 1.10x)",
             last.get("peak RSS during import, MiB")
                 .map_or("-".into(), fmt)
+        );
+    }
+    if let (Some(first), Some(last_w), Some(r)) = (
+        last.get(PEAK_FIRST),
+        last.get(PEAK_LAST),
+        last.get(PEAK_RATIO),
+    ) {
+        println!(
+            "  in the run of {last_n} alone: peak RSS {} MiB over its last window of events, {} MiB over its first, {r:.2}x (<= 1.10x)",
+            fmt(last_w),
+            fmt(first)
         );
     }
     if let Some(r) = ratio("import, events/s") {

@@ -7,6 +7,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_alerts;
 pub(crate) mod bench_ingest_rules;
 pub(crate) mod bench_parse;
+pub(crate) mod bench_peaks;
 pub(crate) mod bench_query;
 pub(crate) mod bench_rules;
 pub(crate) mod bench_scale;

@@ -62,6 +62,11 @@ pub struct LedgerConfig {
     /// Counter deltas (one per group commit and hour it touches) that wait before the writer
     /// merges them into one value per hour.
     pub count_merge_after: usize,
+    /// A counter rollup (a day's or 32 days' counts) is kept in parts: once its last part is
+    /// stored at this many bytes, a merge starts the next one instead of rewriting it. Bounds
+    /// what a merge holds (a 32-day rollup grows with a month's distinct groups, and was read,
+    /// rewritten, sealed and copied by sled whole at every merge). 0: no limit.
+    pub count_rollup_part_bytes: usize,
     /// Events the in-memory index (the memtable) holds before it is written out as an index
     /// run file. Memory for the index is about twice this times 250 bytes.
     pub index_run_events: u64,
@@ -95,6 +100,7 @@ impl Default for LedgerConfig {
             count_cache_bytes: 32 << 20,
             count_scan_limit: 100_000,
             count_merge_after: crate::counts::MAX_PENDING,
+            count_rollup_part_bytes: crate::counts::ROLLUP_PART_BYTES,
         }
     }
 }

@@ -182,7 +182,11 @@ impl WriterState {
             last_checkpoint_size,
             last_checkpoint_at: std::time::Instant::now(),
             last_checkpoint_ms,
-            counts: crate::counts::Writer::load(&sh.tree()?, sh.cfg.count_merge_after)?,
+            counts: crate::counts::Writer::load(
+                &sh.tree()?,
+                sh.cfg.count_merge_after,
+                sh.cfg.count_rollup_part_bytes,
+            )?,
             index_jobs: IndexJobs::default(),
             log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
             frame_buf: Vec::new(),
