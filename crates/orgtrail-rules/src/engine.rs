@@ -360,7 +360,8 @@ impl Engine {
     pub fn may_match<'k>(&self, value_of: impl Fn(PathId) -> Known<'k>) -> bool {
         // The alternatives to check condition by condition: those whose anchor a known value
         // hits, those whose anchor's value is not known, and those with no screenable anchor.
-        let mut check: Vec<AltId> = self.screen_rest.clone();
+        // (No allocation for an event whose anchors hit nothing.)
+        let mut check: Vec<AltId> = Vec::new();
         for (p, ix, anchored) in &self.screen {
             match value_of(*p) {
                 Known::Str(s) => self.anchored(ix, s, &mut check),
@@ -369,7 +370,7 @@ impl Engine {
                 Known::Unknown => check.extend_from_slice(anchored),
             }
         }
-        'alts: for a in &check {
+        'alts: for a in self.screen_rest.iter().chain(&check) {
             let alt = &self.alts[*a as usize];
             for (c, p) in alt.conditions.iter().zip(&alt.paths) {
                 if !self.screenable.get(*p).copied().unwrap_or(false) {

@@ -127,24 +127,20 @@ impl Peaks {
             println!("memory by window: not measured (the peak RSS cannot be reset here)");
             return;
         };
-        let list: Vec<String> = self
-            .windows
-            .iter()
-            .map(|&k| format!("{:.1}", mib(k)))
-            .collect();
+        let list = |kibs: &[u64]| {
+            kibs.iter()
+                .map(|&k| format!("{:.1}", mib(k)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         println!(
             "memory by window of {} acknowledged events (peak RSS in each, MiB): {}",
             self.window,
-            list.join(" ")
+            list(&self.windows)
         );
-        let ends: Vec<String> = self
-            .ends
-            .iter()
-            .map(|&k| format!("{:.1}", mib(k)))
-            .collect();
         println!(
             "memory at the end of each window (RSS, MiB): {}",
-            ends.join(" ")
+            list(&self.ends)
         );
         println!(
             "memory in one run: peak RSS {:.1} MiB over the first {} events, {:.1} MiB over the last ones, {:.2}x",
