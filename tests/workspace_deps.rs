@@ -81,6 +81,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
         ),
         // EventBridge patterns and the rule engine: JSON in, rule numbers out.
         ("orgtrail-rules", &["orgtrail-core"][..]),
+        // Insights: calls in, Insight events and a serializable state out (no I/O).
+        ("orgtrail-insights", &["orgtrail-core"][..]),
         (
             "orgtrail-collector",
             &[
@@ -145,19 +147,21 @@ fn internal_crates_depend_only_in_allowed_directions() {
 }
 
 #[test]
-fn core_stays_free_of_io_runtimes() {
+fn core_and_insights_stay_free_of_io_runtimes() {
     let md = metadata();
-    let core = md["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "orgtrail-core")
-        .unwrap();
-    for dep in core["dependencies"].as_array().unwrap() {
-        let d = dep["name"].as_str().unwrap();
-        assert!(
-            !["tokio", "tonic", "sled", "rustls", "aws-lc-rs"].contains(&d),
-            "orgtrail-core must not depend on {d}"
-        );
+    for name in ["orgtrail-core", "orgtrail-insights"] {
+        let krate = md["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap();
+        for dep in krate["dependencies"].as_array().unwrap() {
+            let d = dep["name"].as_str().unwrap();
+            assert!(
+                !["tokio", "tonic", "sled", "rustls", "aws-lc-rs"].contains(&d),
+                "{name} must not depend on {d}"
+            );
+        }
     }
 }
