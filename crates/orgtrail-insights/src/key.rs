@@ -200,6 +200,15 @@ impl SeriesKey {
     }
 }
 
+/// The account of an encoded key, without allocating.
+pub(crate) fn account_of(encoded: &str) -> &str {
+    Parts {
+        rest: encoded.get(1..).unwrap_or(""),
+    }
+    .next()
+    .unwrap_or("")
+}
+
 struct Parts<'a> {
     rest: &'a str,
 }

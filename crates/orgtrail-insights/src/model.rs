@@ -259,6 +259,22 @@ mod tests {
         assert_eq!(b.duration(10), 10);
     }
 
+    /// The table in docs/insights.md.
+    #[test]
+    fn the_documented_bounds_hold() {
+        let (p, z) = (1e-7, upper_tail_z(1e-7));
+        let poisson = |mu: f64| Baseline {
+            mean: mu,
+            var: mu,
+            history: 10_080,
+        };
+        let got: Vec<u32> = [0.0, 0.01, 1.0, 10.0, 100.0]
+            .iter()
+            .map(|&mu| poisson(mu).bound(p, z, 5))
+            .collect();
+        assert_eq!(got, [5, 5, 11, 31, 157]);
+    }
+
     #[test]
     fn zero_to_two_calls_is_not_unusual() {
         let mut b = Baseline::default();

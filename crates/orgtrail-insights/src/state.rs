@@ -11,7 +11,8 @@
 //!  "epoch":M,"now":M,"wall":M|null,            unix minutes (null: not yet set)
 //!  "stats":{...Stats},
 //!  "series":[{"key":"C12:111122223333...",     SeriesKey::encoded
-//!             "mean":f,"var":f,"history":n,     the baseline (crate::model)
+//!             "mean":"f","var":"f","history":n, the baseline (crate::model); "f": a float as a
+//!                                               string, exact (ExactF64)
 //!             "closed_through":M,"open":[n,..], counts of minutes closed_through+1+i
 //!             "last_seen":M,
 //!             "baseline_attr":[[[v,w],..],x3],  sketches: userIdentityArn, userAgent, errorCode
@@ -31,7 +32,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attribution::{Attribution, Interner, SKETCH_SLOTS, Sketch};
+use crate::attribution::Attribution;
 use crate::config::InsightsConfig;
 use crate::detector::{Active, Detector, OPEN, Series, Stats};
 use crate::key::SeriesKey;
@@ -53,7 +54,36 @@ pub enum StateError {
     Key { index: usize },
 }
 
-type Sketches = [Vec<(String, f64)>; 3];
+type Sketches = [Vec<(String, ExactF64)>; 3];
+
+/// A float written as a string in Rust's shortest round-trip form (`"4.640419242139213"`):
+/// serde_json's own float parsing may miss by one unit in the last place, and a restored
+/// detector must be the one that was saved, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExactF64(pub f64);
+
+impl Serialize for ExactF64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExactF64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse()
+            .map(ExactF64)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number")))
+    }
+}
+
+fn exact(lists: [Vec<(String, f64)>; 3]) -> Sketches {
+    lists.map(|l| l.into_iter().map(|(v, w)| (v, ExactF64(w))).collect())
+}
+
+fn plain(lists: Sketches) -> [Vec<(String, f64)>; 3] {
+    lists.map(|l| l.into_iter().map(|(v, w)| (v, w.0)).collect())
+}
 
 /// Version 1 of the persisted state (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,8 +101,8 @@ pub struct StateV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesV1 {
     pub key: String,
-    pub mean: f64,
-    pub var: f64,
+    pub mean: ExactF64,
+    pub var: ExactF64,
     pub history: u32,
     pub closed_through: i64,
     pub open: Vec<u32>,
@@ -86,35 +116,13 @@ pub struct SeriesV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveV1 {
     pub start: i64,
-    pub baseline_average: f64,
+    pub baseline_average: ExactF64,
     pub baseline_duration: u32,
     pub baseline_top: Sketches,
     pub last_unusual: i64,
     pub span_count: u64,
     pub trailing_count: u64,
     pub normal_run: u32,
-}
-
-fn sketches_out(a: &Attribution) -> Sketches {
-    a.by.clone().map(|s| {
-        s.slots
-            .into_iter()
-            .map(|(v, w)| (v.to_string(), w))
-            .collect()
-    })
-}
-
-fn sketches_in(s: Sketches, interner: &mut Interner) -> Attribution {
-    Attribution {
-        by: s.map(|slots| Sketch {
-            slots: slots
-                .into_iter()
-                .filter(|(_, w)| w.is_finite() && *w > 0.0)
-                .take(SKETCH_SLOTS)
-                .map(|(v, w)| (interner.intern(&v), w))
-                .collect(),
-        }),
-    }
 }
 
 impl Detector {
@@ -125,19 +133,19 @@ impl Detector {
             .iter()
             .map(|(k, s)| SeriesV1 {
                 key: k.to_string(),
-                mean: s.baseline.mean,
-                var: s.baseline.var,
+                mean: ExactF64(s.baseline.mean),
+                var: ExactF64(s.baseline.var),
                 history: s.baseline.history,
                 closed_through: s.closed_through,
                 open: s.open.to_vec(),
                 last_seen: s.last_seen,
-                baseline_attr: sketches_out(&s.base_attr),
-                recent_attr: sketches_out(&s.recent),
+                baseline_attr: exact(s.base_attr.lists()),
+                recent_attr: exact(s.recent.lists()),
                 active: s.active.as_ref().map(|a| ActiveV1 {
                     start: a.start,
-                    baseline_average: a.baseline_average,
+                    baseline_average: ExactF64(a.baseline_average),
                     baseline_duration: a.baseline_duration,
-                    baseline_top: a.baseline_top.clone(),
+                    baseline_top: exact(a.baseline_top.clone()),
                     last_unusual: a.last_unusual,
                     span_count: a.span_count,
                     trailing_count: a.trailing_count,
@@ -185,27 +193,32 @@ impl Detector {
             }
             let series = Series {
                 baseline: Baseline {
-                    mean: s.mean,
-                    var: s.var,
+                    mean: s.mean.0,
+                    var: s.var.0,
                     history: s.history,
                 },
                 closed_through: s.closed_through,
                 open,
                 last_seen: s.last_seen,
-                base_attr: sketches_in(s.baseline_attr, &mut d.interner),
-                recent: sketches_in(s.recent_attr, &mut d.interner),
-                active: s.active.map(|a| Active {
-                    start: a.start,
-                    baseline_average: a.baseline_average,
-                    baseline_duration: a.baseline_duration,
-                    baseline_top: a.baseline_top,
-                    last_unusual: a.last_unusual,
-                    span_count: a.span_count,
-                    trailing_count: a.trailing_count,
-                    normal_run: a.normal_run,
+                base_attr: Attribution::from_lists(plain(s.baseline_attr), &mut d.interner),
+                recent: Attribution::from_lists(plain(s.recent_attr), &mut d.interner),
+                active: s.active.map(|a| {
+                    Box::new(Active {
+                        start: a.start,
+                        baseline_average: a.baseline_average.0,
+                        baseline_duration: a.baseline_duration,
+                        baseline_top: plain(a.baseline_top),
+                        last_unusual: a.last_unusual,
+                        span_count: a.span_count,
+                        trailing_count: a.trailing_count,
+                        normal_run: a.normal_run,
+                    })
                 }),
                 bound: None,
             };
+            if series.active.is_some() {
+                d.active.insert(s.key.clone().into_boxed_str());
+            }
             d.series.insert(s.key.into_boxed_str(), series);
         }
         Ok(d)
