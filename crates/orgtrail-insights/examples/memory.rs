@@ -64,10 +64,16 @@ fn main() {
     }
     let after = rss_kib();
     let stats = d.stats();
+    let t = std::time::Instant::now();
     let state = d.to_bytes();
+    let write_ms = t.elapsed().as_millis();
+    let t = std::time::Instant::now();
+    let restored = Detector::from_bytes(d.config().clone(), &state).map(|r| r.stats().tracked_keys);
+    let read_ms = t.elapsed().as_millis();
     println!(
         "{} keys tracked ({} evicted), {} interned values: resident {} KiB before, {} KiB after: \
-         {:.0} bytes per key; persisted state {} bytes ({:.0} per key)",
+         {:.0} bytes per key; persisted state {} bytes ({:.0} per key), written in {write_ms} ms, \
+         read back ({restored:?} keys) in {read_ms} ms",
         stats.tracked_keys,
         stats.evicted_keys,
         d.interned_values(),

@@ -174,34 +174,24 @@ impl Attribution {
         [0, 1, 2].map(|a| self.top(a, average))
     }
 
-    /// Every slot as (value, weight) lists per attribute, for the persisted state.
-    pub(crate) fn lists(&self) -> [Vec<(String, f64)>; 3] {
-        [0u8, 1, 2].map(|a| {
-            self.slots
-                .iter()
-                .filter(|s| s.attr == a)
-                .map(|s| (s.value.to_string(), f64::from(s.weight)))
-                .collect()
-        })
-    }
-
-    /// The inverse of [`Attribution::lists`].
-    pub(crate) fn from_lists(lists: [Vec<(String, f64)>; 3], interner: &mut Interner) -> Self {
-        let mut slots = Vec::new();
-        for (attr, list) in lists.into_iter().enumerate() {
-            for (v, w) in list
-                .into_iter()
-                .filter(|(_, w)| w.is_finite() && *w > 0.0)
-                .take(SKETCH_SLOTS)
+    /// Rebuilds from (attribute, value, weight) slots, dropping what is out of range.
+    pub(crate) fn from_slots(slots: impl IntoIterator<Item = (u8, Arc<str>, f32)>) -> Self {
+        let mut out = Attribution::default();
+        for (attr, value, weight) in slots {
+            let held = out.slots.iter().filter(|s| s.attr == attr).count();
+            if usize::from(attr) < ATTRIBUTES.len()
+                && held < SKETCH_SLOTS
+                && weight.is_finite()
+                && weight > 0.0
             {
-                slots.push(Slot {
-                    attr: attr as u8,
-                    value: interner.intern(&v),
-                    weight: w as f32,
+                out.slots.push(Slot {
+                    attr,
+                    value,
+                    weight,
                 });
             }
         }
-        Attribution { slots }
+        out
     }
 }
 
@@ -246,7 +236,11 @@ mod tests {
         assert_eq!(names, ["b", "c", "a"]);
         let sum: f64 = top.iter().map(|t| t.1).sum();
         assert!((sum - 0.6).abs() < 1e-9);
-        let back = Attribution::from_lists(s.lists(), &mut i);
+        let back = Attribution::from_slots(
+            s.slots
+                .iter()
+                .map(|x| (x.attr, Arc::clone(&x.value), x.weight)),
+        );
         assert_eq!(back, s);
     }
 

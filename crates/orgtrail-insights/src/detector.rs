@@ -108,7 +108,9 @@ pub(crate) struct Series {
 }
 
 /// Detects unusual call and error rates; see the module doc.
-#[derive(Debug)]
+///
+/// `Debug` shows counters only: the state holds user ARNs and user agents, event data that
+/// stays out of logs.
 pub struct Detector {
     pub(crate) config: InsightsConfig,
     window: u32,
@@ -129,7 +131,23 @@ pub struct Detector {
     buf: String,
 }
 
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("now", &self.now)
+            .field("stats", &self.stats())
+            .field("open_insights", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Detector {
+    /// A detector with no history, after checking `config` ([`InsightsConfig::validate`]).
+    pub fn try_new(config: InsightsConfig) -> Result<Self, crate::ConfigError> {
+        config.validate()?;
+        Ok(Detector::new(config))
+    }
+
     /// A detector with no history. The configuration must have passed
     /// [`InsightsConfig::validate`]; out-of-range values are clamped.
     pub fn new(config: InsightsConfig) -> Self {

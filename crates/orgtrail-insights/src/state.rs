@@ -8,27 +8,34 @@
 //!
 //! ```text
 //! {"format":"orgtrail-insights-state","version":1,
-//!  "epoch":M,"now":M,"wall":M|null,            unix minutes (null: not yet set)
+//!  "epoch":M,"now":M,"wall":M|null,        unix minutes (null: not yet set)
 //!  "stats":{...Stats},
-//!  "series":[{"key":"C12:111122223333...",     SeriesKey::encoded
-//!             "mean":"f","var":"f","history":n, the baseline (crate::model); "f": a float as a
-//!                                               string, exact (ExactF64)
-//!             "closed_through":M,"open":[n,..], counts of minutes closed_through+1+i
+//!  "values":["arn:aws:...","aws-cli/2",..], every attribution value once; slots refer to
+//!                                           them by index
+//!  "series":[{"key":"C12:111122223333...", SeriesKey::encoded
+//!             "mean":"f","var":"f",         the baseline (crate::model); "f" is a float
+//!             "history":n,                  written as a string, exactly (ExactF64/ExactF32)
+//!             "closed_through":M,
+//!             "open":[n,..],                counts of minutes closed_through+1+i
 //!             "last_seen":M,
-//!             "baseline_attr":[[[v,w],..],x3],  sketches: userIdentityArn, userAgent, errorCode
-//!             "recent_attr":[[[v,w],..],x3],
-//!             "active":null|{"start":M,"baseline_average":f,"baseline_duration":n,
-//!                            "baseline_top":[[[v,avg],..],x3],"last_unusual":M,
-//!                            "span_count":n,"trailing_count":n,"normal_run":n}}]}
+//!             "baseline":[[a,i,"w"],..],    slots: attribute (0 userIdentityArn, 1 userAgent,
+//!             "recent":[[a,i,"w"],..],      2 errorCode), value index, weight
+//!             "active":{"start":M,"baseline_average":"f","baseline_duration":n,   (absent:
+//!                       "baseline_top":[[a,i,"avg"],..],"last_unusual":M,          none open)
+//!                       "span_count":n,"trailing_count":n,"normal_run":n}}]}
 //! ```
 //!
-//! Series are written in key order, so the same state gives the same bytes. A reader refuses
-//! another `format` or a `version` it does not know ([`StateError`]); a new version gets a new
-//! struct and a conversion from the old one. Restoring under a different configuration keeps
-//! the baselines; open counts beyond a smaller `lateness_minutes` are folded at the next close
-//! as they are (the slots are positional). Size: about 150 bytes per key plus its values.
+//! Series are written in key order and values in the order first met, so the same state gives
+//! the same bytes. A reader refuses another `format` or a `version` it does not know
+//! ([`StateError`]), and a value index out of range; a new version gets a new struct and a
+//! conversion from the old one. Restoring under a different configuration keeps the
+//! baselines; open counts beyond a smaller `lateness_minutes` are folded at the next close as
+//! they are (the slots are positional). Size: see docs/insights.md.
+//!
+//! The state holds user ARNs and user agents: it is event data, to be stored sealed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,40 +57,40 @@ pub enum StateError {
     Format { found: String },
     #[error("insights state version {found} is not supported (this build reads version 1)")]
     Version { found: u32 },
-    #[error("insights state: series {index} has an invalid key")]
+    #[error("insights state: series {index} has an invalid or repeated key")]
     Key { index: usize },
+    #[error("insights state: series {index} refers to value {value}, past the value table")]
+    Value { index: usize, value: u32 },
 }
 
-type Sketches = [Vec<(String, ExactF64)>; 3];
+macro_rules! exact_float {
+    ($name:ident, $t:ty) => {
+        /// A float written as a string in Rust's shortest round-trip form
+        /// (`"4.640419242139213"`): serde_json's own float parsing may miss by one unit in
+        /// the last place, and a restored detector must be the one that was saved, bit for
+        /// bit.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub struct $name(pub $t);
 
-/// A float written as a string in Rust's shortest round-trip form (`"4.640419242139213"`):
-/// serde_json's own float parsing may miss by one unit in the last place, and a restored
-/// detector must be the one that was saved, bit for bit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ExactF64(pub f64);
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0)
+            }
+        }
 
-impl Serialize for ExactF64 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse()
+                    .map($name)
+                    .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number")))
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for ExactF64 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse()
-            .map(ExactF64)
-            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number")))
-    }
-}
-
-fn exact(lists: [Vec<(String, f64)>; 3]) -> Sketches {
-    lists.map(|l| l.into_iter().map(|(v, w)| (v, ExactF64(w))).collect())
-}
-
-fn plain(lists: Sketches) -> [Vec<(String, f64)>; 3] {
-    lists.map(|l| l.into_iter().map(|(v, w)| (v, w.0)).collect())
-}
+exact_float!(ExactF64, f64);
+exact_float!(ExactF32, f32);
 
 /// Version 1 of the persisted state (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +101,8 @@ pub struct StateV1 {
     pub now: Option<i64>,
     pub wall: Option<i64>,
     pub stats: Stats,
+    /// Every attribution value once.
+    pub values: Vec<String>,
     pub series: Vec<SeriesV1>,
 }
 
@@ -107,8 +116,11 @@ pub struct SeriesV1 {
     pub closed_through: i64,
     pub open: Vec<u32>,
     pub last_seen: i64,
-    pub baseline_attr: Sketches,
-    pub recent_attr: Sketches,
+    /// (attribute, value index, weight).
+    pub baseline: Vec<(u8, u32, ExactF32)>,
+    /// (attribute, value index, weight).
+    pub recent: Vec<(u8, u32, ExactF32)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<ActiveV1>,
 }
 
@@ -118,19 +130,48 @@ pub struct ActiveV1 {
     pub start: i64,
     pub baseline_average: ExactF64,
     pub baseline_duration: u32,
-    pub baseline_top: Sketches,
+    /// (attribute, value index, calls per minute), as reported at the Start.
+    pub baseline_top: Vec<(u8, u32, ExactF64)>,
     pub last_unusual: i64,
     pub span_count: u64,
     pub trailing_count: u64,
     pub normal_run: u32,
 }
 
+/// Values numbered in the order first met.
+#[derive(Default)]
+struct Table {
+    index: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Table {
+    fn id(&mut self, v: &str) -> u32 {
+        if let Some(&i) = self.index.get(v) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.index.insert(v.to_owned(), i);
+        self.values.push(v.to_owned());
+        i
+    }
+
+    fn slots(&mut self, a: &Attribution) -> Vec<(u8, u32, ExactF32)> {
+        a.slots
+            .iter()
+            .map(|s| (s.attr, self.id(&s.value), ExactF32(s.weight)))
+            .collect()
+    }
+}
+
 impl Detector {
     /// The state to persist.
     pub fn snapshot(&self) -> StateV1 {
-        let mut series: Vec<SeriesV1> = self
-            .series
-            .iter()
+        let mut keys: Vec<(&Box<str>, &Series)> = self.series.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut table = Table::default();
+        let series = keys
+            .into_iter()
             .map(|(k, s)| SeriesV1 {
                 key: k.to_string(),
                 mean: ExactF64(s.baseline.mean),
@@ -139,13 +180,19 @@ impl Detector {
                 closed_through: s.closed_through,
                 open: s.open.to_vec(),
                 last_seen: s.last_seen,
-                baseline_attr: exact(s.base_attr.lists()),
-                recent_attr: exact(s.recent.lists()),
+                baseline: table.slots(&s.base_attr),
+                recent: table.slots(&s.recent),
                 active: s.active.as_ref().map(|a| ActiveV1 {
                     start: a.start,
                     baseline_average: ExactF64(a.baseline_average),
                     baseline_duration: a.baseline_duration,
-                    baseline_top: exact(a.baseline_top.clone()),
+                    baseline_top: a
+                        .baseline_top
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(attr, list)| list.iter().map(move |v| (attr as u8, v)))
+                        .map(|(attr, (v, avg))| (attr, table.id(v), ExactF64(*avg)))
+                        .collect(),
                     last_unusual: a.last_unusual,
                     span_count: a.span_count,
                     trailing_count: a.trailing_count,
@@ -153,7 +200,6 @@ impl Detector {
                 }),
             })
             .collect();
-        series.sort_by(|a, b| a.key.cmp(&b.key));
         StateV1 {
             format: FORMAT.to_owned(),
             version: 1,
@@ -161,6 +207,7 @@ impl Detector {
             now: self.now,
             wall: self.wall,
             stats: self.stats(),
+            values: table.values,
             series,
         }
     }
@@ -182,15 +229,50 @@ impl Detector {
         d.now = state.now;
         d.wall = state.wall;
         d.stats = state.stats;
+        let values: Vec<Arc<str>> = state.values.iter().map(|v| d.interner.intern(v)).collect();
         let mut seen = HashSet::new();
         for (index, s) in state.series.into_iter().enumerate() {
             if SeriesKey::from_encoded(&s.key).is_none() || !seen.insert(s.key.clone()) {
                 return Err(StateError::Key { index });
             }
+            let value = |i: u32| {
+                values
+                    .get(i as usize)
+                    .cloned()
+                    .ok_or(StateError::Value { index, value: i })
+            };
+            let slots = |list: Vec<(u8, u32, ExactF32)>| -> Result<Attribution, StateError> {
+                let resolved = list
+                    .into_iter()
+                    .map(|(a, i, w)| Ok((a, value(i)?, w.0)))
+                    .collect::<Result<Vec<_>, StateError>>()?;
+                Ok(Attribution::from_slots(resolved))
+            };
             let mut open = [0u32; OPEN];
-            for (slot, c) in open.iter_mut().zip(s.open) {
-                *slot = c;
+            for (slot, c) in open.iter_mut().zip(&s.open) {
+                *slot = *c;
             }
+            let active = match s.active {
+                None => None,
+                Some(a) => {
+                    let mut top: [Vec<(String, f64)>; 3] = Default::default();
+                    for (attr, i, avg) in a.baseline_top {
+                        if let Some(list) = top.get_mut(usize::from(attr)) {
+                            list.push((value(i)?.to_string(), avg.0));
+                        }
+                    }
+                    Some(Box::new(Active {
+                        start: a.start,
+                        baseline_average: a.baseline_average.0,
+                        baseline_duration: a.baseline_duration,
+                        baseline_top: top,
+                        last_unusual: a.last_unusual,
+                        span_count: a.span_count,
+                        trailing_count: a.trailing_count,
+                        normal_run: a.normal_run,
+                    }))
+                }
+            };
             let series = Series {
                 baseline: Baseline {
                     mean: s.mean.0,
@@ -200,20 +282,9 @@ impl Detector {
                 closed_through: s.closed_through,
                 open,
                 last_seen: s.last_seen,
-                base_attr: Attribution::from_lists(plain(s.baseline_attr), &mut d.interner),
-                recent: Attribution::from_lists(plain(s.recent_attr), &mut d.interner),
-                active: s.active.map(|a| {
-                    Box::new(Active {
-                        start: a.start,
-                        baseline_average: a.baseline_average.0,
-                        baseline_duration: a.baseline_duration,
-                        baseline_top: plain(a.baseline_top),
-                        last_unusual: a.last_unusual,
-                        span_count: a.span_count,
-                        trailing_count: a.trailing_count,
-                        normal_run: a.normal_run,
-                    })
-                }),
+                base_attr: slots(s.baseline)?,
+                recent: slots(s.recent)?,
+                active,
                 bound: None,
             };
             if series.active.is_some() {
@@ -226,8 +297,7 @@ impl Detector {
 
     /// [`Detector::snapshot`] as compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Plain data: serializing cannot fail (non-finite floats become null and are refused
-        // by nothing on the way back but a zero baseline).
+        // Plain data (strings, integers, floats as strings): serializing cannot fail.
         serde_json::to_vec(&self.snapshot()).unwrap_or_default()
     }
 

@@ -108,8 +108,14 @@ fn states_of_another_format_or_version_are_refused() {
     let mut out = Vec::new();
     bad_key.observe(&write_call("CreateUser", MONDAY), &mut out);
     let mut s = bad_key.snapshot();
+    let mut bad_value = s.clone();
     s.series[0].key = "C3:abc".into();
     assert!(matches!(refuse(s), Some(StateError::Key { index: 0 })));
+    bad_value.values.clear();
+    assert!(matches!(
+        refuse(bad_value),
+        Some(StateError::Value { index: 0, value: 0 })
+    ));
 }
 
 fn write_call(name: &str, minute: i64) -> Call<'_> {

@@ -126,6 +126,13 @@ fn a_write_spike_starts_within_two_minutes_and_ends_after_recovery() {
     let stats = feed.detector.stats();
     assert_eq!((stats.insights_started, stats.insights_ended), (1, 1));
     assert_eq!(feed.detector.open_insights(), 0);
+    // The detector's Debug (what a log line would show) carries no event data.
+    let debug = format!("{:?}", feed.detector);
+    assert!(debug.contains("insights_started: 1"), "{debug}");
+    assert!(
+        !debug.contains("mallory") && !debug.contains("arn:"),
+        "{debug}"
+    );
 }
 
 #[test]
