@@ -36,8 +36,9 @@
 //! [`crate::attribution`]; at most 8 values per attribute, 24 bytes a slot). Measured with the
 //! `memory` example: about 620 bytes per key at 100,000 keys. At most `max_tracked_keys` keys
 //! are kept; inserting beyond that evicts the 1/16 least recently seen keys, those without an
-//! open Insight first ([`Stats::evicted_keys`]). A key evicted and seen again starts from a
-//! zero baseline.
+//! open Insight first ([`Stats::evicted_keys`]); an open Insight evicted is ended then (its End
+//! written), so every Start has its End. A key evicted and seen again starts from a zero
+//! baseline.
 
 use std::collections::{HashMap, HashSet};
 
@@ -306,7 +307,7 @@ impl Detector {
         encode_into(&mut buf, t, call);
         if !self.series.contains_key(buf.as_str()) {
             if self.series.len() >= self.config.max_tracked_keys.max(1) {
-                self.evict();
+                self.evict(out);
             }
             let s = self.new_series();
             self.series.insert(buf.as_str().into(), s);
@@ -330,38 +331,29 @@ impl Detector {
         let was_active = s.active.is_some();
         close_through(&ctx, &buf, s, target, &mut self.stats, out);
         let offset = call.minute - s.closed_through - 1;
-        let Some(slot) = usize::try_from(offset).ok().filter(|&i| i < OPEN) else {
-            self.stats.late_events += 1;
-            if was_active && s.active.is_none() {
-                self.active.remove(buf.as_str());
-            }
-            self.buf = buf;
-            return;
-        };
-        s.open[slot] = s.open[slot].saturating_add(1);
-        s.last_seen = s.last_seen.max(call.minute);
-        let n = f64::from(s.baseline.history.saturating_add(1).min(window).max(1));
-        if s.active.is_none() {
-            s.base_attr.add(values, 1.0 / n);
-        }
-        s.recent.add(values, 1.0);
-        if s.active.is_none() && s.baseline.history >= min_history {
-            let bound = *s
-                .bound
-                .get_or_insert_with(|| s.baseline.bound(eff.sensitivity, eff.z, eff.min_count));
-            if s.open[slot] >= bound {
-                let key = SeriesKey::from_boxed(buf.as_str().into());
-                start(
-                    &key,
-                    s,
-                    call.minute,
-                    s.open[slot],
-                    window,
-                    &mut self.stats,
-                    out,
-                );
+        match usize::try_from(offset).ok().filter(|&i| i < OPEN) {
+            None => self.stats.late_events += 1,
+            Some(slot) => {
+                s.open[slot] = s.open[slot].saturating_add(1);
+                s.last_seen = s.last_seen.max(call.minute);
+                let n = f64::from(s.baseline.history.saturating_add(1).min(window).max(1));
+                if s.active.is_none() {
+                    s.base_attr.add(values, 1.0 / n);
+                }
+                s.recent.add(values, 1.0);
+                if s.active.is_none() && s.baseline.history >= min_history {
+                    let bound = *s.bound.get_or_insert_with(|| {
+                        s.baseline.bound(eff.sensitivity, eff.z, eff.min_count)
+                    });
+                    if s.open[slot] >= bound {
+                        let key = SeriesKey::from_boxed(buf.as_str().into());
+                        let count = s.open[slot];
+                        start(&key, s, call.minute, count, window, &mut self.stats, out);
+                    }
+                }
             }
         }
+        // Closing may have ended an Insight (or, rarely, started one); counting may start one.
         match (was_active, s.active.is_some()) {
             (false, true) => {
                 self.active.insert(buf.as_str().into());
@@ -396,7 +388,10 @@ impl Detector {
         }
     }
 
-    fn evict(&mut self) {
+    /// Evicts the least recently seen sixteenth of the keys, those without an open Insight
+    /// first. An open Insight evicted is ended now (its End written), so that every Start has
+    /// its End.
+    fn evict(&mut self, out: &mut Vec<InsightEvent>) {
         let mut order: Vec<(bool, i64, &Box<str>)> = self
             .series
             .iter()
@@ -406,7 +401,16 @@ impl Detector {
         let n = (order.len() / 16).max(1);
         let victims: Vec<Box<str>> = order.iter().take(n).map(|v| v.2.clone()).collect();
         for v in victims {
-            self.series.remove(&v);
+            if let Some(mut s) = self.series.remove(&v)
+                && s.active.is_some()
+            {
+                end(
+                    &SeriesKey::from_boxed(v.clone()),
+                    &mut s,
+                    &mut self.stats,
+                    out,
+                );
+            }
             self.active.remove(&v);
         }
         self.stats.evicted_keys += n as u64;
@@ -617,4 +621,113 @@ fn end(key: &SeriesKey, s: &mut Series, stats: &mut Stats, out: &mut Vec<Insight
         0.0
     });
     stats.insights_ended += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// `n` calls of key `k`, `back` minutes before the clock (may be late).
+        Calls { k: usize, n: u32, back: i64 },
+        /// The clock moves on by this many minutes.
+        Advance(i64),
+        /// A restart through the persisted bytes.
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0usize..3, 1u32..40, 0i64..4).prop_map(|(k, n, back)| Op::Calls { k, n, back }),
+            4 => (1i64..30).prop_map(Op::Advance),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    fn config() -> InsightsConfig {
+        InsightsConfig {
+            enabled: true,
+            min_history_ms: 5 * 60_000,
+            max_tracked_keys: 2,
+            ..InsightsConfig::default()
+        }
+    }
+
+    proptest! {
+        /// Whatever the order of calls, clock moves, evictions and restarts: the set of open
+        /// Insights matches the keys', every End follows its Start with the same ids, and no
+        /// Insight starts twice.
+        #[test]
+        fn starts_and_ends_pair_up(ops in proptest::collection::vec(op(), 1..120)) {
+            let names = ["CreateUser", "DeleteUser", "PutRolePolicy"];
+            let mut d = Detector::new(config());
+            let mut out = Vec::new();
+            let mut now = 29_000_000i64;
+            d.advance(now, &mut out);
+            for op in ops {
+                match op {
+                    Op::Calls { k, n, back } => {
+                        let call = Call {
+                            account: "111122223333",
+                            region: "us-east-1",
+                            event_source: "iam.amazonaws.com",
+                            event_name: names[k],
+                            minute: now - back,
+                            read_only: Some(false),
+                            management: true,
+                            error_code: None,
+                            user_arn: Some("arn:aws:iam::111122223333:user/u"),
+                            user_agent: Some("ua"),
+                        };
+                        for _ in 0..n {
+                            d.observe(&call, &mut out);
+                        }
+                    }
+                    Op::Advance(m) => {
+                        now += m;
+                        d.advance(now, &mut out);
+                    }
+                    Op::Restart => {
+                        let bytes = d.to_bytes();
+                        d = Detector::from_bytes(config(), &bytes).map_err(|e| {
+                            TestCaseError::fail(e.to_string())
+                        })?;
+                    }
+                }
+                let open = d.series.values().filter(|s| s.active.is_some()).count();
+                prop_assert_eq!(open, d.active.len());
+                prop_assert!(d.series.len() <= 2);
+            }
+            // Silence: every open Insight ends.
+            d.advance(now + 100, &mut out);
+            prop_assert_eq!(d.open_insights(), 0);
+            let mut open: HashMap<String, &InsightEvent> = HashMap::new();
+            for e in &out {
+                match e.state {
+                    InsightState::Start => {
+                        // The same key and minute give the same ids: an Insight may start
+                        // again with them only once the earlier one has ended.
+                        prop_assert!(open.insert(e.shared_event_id.clone(), e).is_none());
+                    }
+                    InsightState::End => {
+                        let s = open.remove(&e.shared_event_id);
+                        prop_assert!(s.is_some(), "End without Start");
+                        let s = s.unwrap_or(e);
+                        prop_assert_eq!(&s.key, &e.key);
+                        prop_assert!(e.event_minute > s.event_minute);
+                        prop_assert_eq!(
+                            i64::from(e.insight_duration),
+                            e.event_minute - s.event_minute
+                        );
+                    }
+                }
+            }
+            prop_assert!(open.is_empty(), "Start without End: {:?}", open.keys());
+        }
+    }
 }
