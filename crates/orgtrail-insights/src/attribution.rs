@@ -8,7 +8,7 @@
 //! the sketch, and any value with more than `1/SKETCH_SLOTS` of the total is tracked. The top 5
 //! are reported.
 //!
-//! Values are interned ([`Interner`]): one copy of each ARN or user agent string is shared by
+//! Values are interned (`Interner`): one copy of each ARN or user agent string is shared by
 //! every key and sketch holding it, so a slot is a pointer, an `f32` weight and the attribute
 //! (24 bytes).
 

@@ -20,7 +20,11 @@
 //! - Ids: `sharedEventID` is a UUID-shaped hash of the key and the first minute; `eventID` of
 //!   the key, the first minute and the state. The same Insight found again (a replay after a
 //!   restart) gets the same ids, so the ledger's (account, eventID) dedup keeps one copy.
-//! - Averages are calls per minute, rounded to 10 decimals (AWS writes `0.0000882145`).
+//! - Averages are calls per minute, rounded to 10 decimals (AWS writes `0.0000882145`). The
+//!   Start is written as soon as the first unusual minute reaches the bound, so its
+//!   `insight.average` is the count at that moment (the bound) and `insightDuration` 1; the End
+//!   carries the average over the whole Insight. `baseline` is the baseline when the Insight
+//!   started, on both.
 
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 //! events in CloudTrail's own format.
 //!
 //! - [`key`]: what is counted, and under which key.
-//! - [`model`](crate::model): the baseline and the bound (orgtrail's model; AWS publishes none).
+//! - [`model`]: the baseline and the bound (orgtrail's model; AWS publishes none).
 //! - [`detector`]: minute counts, the clock, Start and End, bounded memory.
 //! - [`attribution`]: top userIdentityArn, userAgent and errorCode values per key.
 //! - [`event`]: the Insight event's JSON and its deterministic ids.
@@ -33,7 +33,7 @@ pub mod config;
 pub mod detector;
 pub mod event;
 pub mod key;
-pub(crate) mod model;
+pub mod model;
 pub mod state;
 
 pub use config::{AccountInsights, ConfigError, InsightsConfig};

@@ -232,3 +232,37 @@ fn keys_are_in_cloudtrails_order_and_attributions_sorted() -> Result<(), serde_j
     }
     Ok(())
 }
+
+#[test]
+fn a_rule_on_the_insight_detail_type_fires_on_the_start() -> Result<(), Box<dyn std::error::Error>>
+{
+    use orgtrail_rules::Pattern;
+    use orgtrail_rules::cloudtrail::CloudTrailRules;
+    let patterns = [
+        r#"{"detail-type": ["AWS Insight via CloudTrail"],
+            "detail": {"insightDetails": {"state": ["Start"], "insightType": ["ApiCallRateInsight"]}}}"#,
+        r#"{"detail-type": ["AWS API Call via CloudTrail"]}"#,
+    ];
+    let mut compiled = Vec::new();
+    for p in patterns {
+        compiled.push(Pattern::from_json(&serde_json::from_str(p)?)?);
+    }
+    let rules = CloudTrailRules::new(compiled).map_err(|(i, e)| format!("pattern {i}: {e}"))?;
+    let mut fired = Vec::new();
+    for e in produced() {
+        let record: Value = serde_json::from_slice(&e.to_json())?;
+        let mut out = Vec::new();
+        rules.matches(&record, &mut out);
+        fired.push((e.key.insight_type(), e.state, out));
+    }
+    for (t, state, out) in &fired {
+        let want: &[usize] = if *t == InsightType::ApiCallRate && *state == InsightState::Start {
+            &[0]
+        } else {
+            &[]
+        };
+        assert_eq!(out, want, "{t:?} {state:?}");
+    }
+    assert!(fired.iter().any(|f| f.2 == [0]));
+    Ok(())
+}
