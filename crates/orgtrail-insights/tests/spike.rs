@@ -261,3 +261,70 @@ fn disabled_types_accounts_and_sources_count_nothing() {
     );
     assert_eq!(off.detector.stats().tracked_keys, 0, "off by default");
 }
+
+#[test]
+fn account_overrides_apply_to_their_account_only() {
+    use orgtrail_insights::{AccountInsights, Call, Detector};
+    let mut config = enabled();
+    config.accounts.insert(
+        "444455556666".into(),
+        AccountInsights {
+            enabled: Some(false),
+            ..AccountInsights::default()
+        },
+    );
+    config.accounts.insert(
+        "777788889999".into(),
+        AccountInsights {
+            min_count: Some(50),
+            ..AccountInsights::default()
+        },
+    );
+    let mut d = Detector::try_new(config).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    let call = |account, minute| Call {
+        account,
+        region: "us-east-1",
+        event_source: "iam.amazonaws.com",
+        event_name: "CreateUser",
+        minute,
+        read_only: Some(false),
+        management: true,
+        error_code: None,
+        user_arn: None,
+        user_agent: None,
+    };
+    for m in MONDAY..MONDAY + 90 {
+        d.advance(m, &mut out);
+    }
+    let m = MONDAY + 90;
+    for _ in 0..20 {
+        for account in [common::ACCOUNT, "444455556666", "777788889999"] {
+            d.observe(&call(account, m), &mut out);
+        }
+    }
+    // Default account: 20 calls from nothing start an Insight; the disabled account is not
+    // even tracked; the account with min_count 50 does not start at 20.
+    let accounts: Vec<&str> = out.iter().map(|e| e.account()).collect();
+    assert_eq!(accounts, [common::ACCOUNT]);
+    assert_eq!(d.stats().tracked_keys, 2);
+}
+
+#[test]
+fn a_call_one_minute_late_counts_and_two_minutes_late_does_not() {
+    let mut feed = Feed::new(enabled());
+    let spec = Spec::write("iam.amazonaws.com", "CreateUser");
+    for m in MONDAY..MONDAY + 90 {
+        feed.advance(m);
+    }
+    // The clock is at MONDAY+89; lateness 1: minute 88 is still open, 87 is closed.
+    feed.events(&spec, MONDAY + 88, 5);
+    assert_eq!(
+        feed.out.len(),
+        1,
+        "five calls in minute 88 start an Insight"
+    );
+    assert_eq!(feed.out[0].event_minute, MONDAY + 88);
+    feed.events(&spec, MONDAY + 87, 5);
+    assert_eq!(feed.detector.stats().late_events, 5);
+}
