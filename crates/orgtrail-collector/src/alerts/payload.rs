@@ -18,15 +18,16 @@ pub fn alert_id(rule: &str, account: &str, event_id: &str) -> String {
         h.update([0u8]);
     }
     let d = h.finalize();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    for (i, b) in d[..16].iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 /// The alert of the rule `rule_id` on a stored event: its id and its payload, exactly as sinks
@@ -185,6 +186,22 @@ mod tests {
         assert_ne!(a, alert_id("other", "111122223333", "e1"));
         // No ambiguity from concatenation.
         assert_ne!(alert_id("a", "b1", "c"), alert_id("ab", "1", "c"));
+        // The first 16 bytes of the SHA-256, as a UUID.
+        let mut h = Sha256::new();
+        h.update(b"orgtrail/alert/v1\x00root-login\x00111122223333\x00e1\x00");
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let uuid = [
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..],
+        ]
+        .join("-");
+        assert_eq!(a, uuid);
     }
 
     fn stored(bytes: &[u8]) -> StoredEvent {
