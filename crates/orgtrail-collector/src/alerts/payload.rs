@@ -37,10 +37,10 @@ pub fn alert_id(rule: &str, account: &str, event_id: &str) -> String {
 /// alert id derives from that one.
 ///
 /// The envelope's keys come in name order, and its `detail` is the record's stored bytes as
-/// they are: only the few fields the envelope is made of are read, the record is never built
-/// into a value nor written again. A record those fields cannot be read from alone (a
-/// field named twice, bytes spread over lines, which would split a line of the file sink) is
-/// parsed in full and written compact.
+/// they are (a key given twice stays twice): only the few fields the envelope is made of are
+/// read, the record is never built into a value nor written again. A record those fields
+/// cannot be read from alone (one of them named twice), or spread over lines (which would
+/// split a line of the file sink), is parsed in full and written compact.
 pub fn of_stored(
     e: &orgtrail_store::StoredEvent,
     rule_id: &str,
