@@ -408,7 +408,9 @@ fn three_sinks_across_a_kill(step: &str, seed: u64) -> usize {
     let file_alerts = || -> Vec<Value> {
         std::fs::read_to_string(org.path("alerts.jsonl"))
             .unwrap_or_default()
-            .lines()
+            // Whole lines only: the sink may be in the middle of appending one.
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };

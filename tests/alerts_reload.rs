@@ -44,7 +44,9 @@ fn rule(org: &Org, file: &str, id: &str, e: &Value) {
 fn alerts(org: &Org) -> BTreeSet<(String, String)> {
     std::fs::read_to_string(org.path("alerts.jsonl"))
         .unwrap_or_default()
-        .lines()
+        // Whole lines only: the sink may be in the middle of appending one.
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| {
             let a: Value = serde_json::from_str(l).unwrap();
             (

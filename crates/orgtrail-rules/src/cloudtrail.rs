@@ -125,7 +125,7 @@ pub fn source(record: &Value) -> Option<String> {
 }
 
 /// EventBridge's `source` for an eventSource: `aws.` and its service.
-fn source_of(event_source: &str) -> String {
+pub fn source_of(event_source: &str) -> String {
     let mut out = String::new();
     write_source(&mut out, event_source);
     out
@@ -151,7 +151,7 @@ fn detail_type_of(category: Option<&Value>, event_type: Option<&Value>) -> &'sta
 }
 
 /// The same, from whether eventCategory is `Insight` and eventType when it is a string.
-pub(crate) fn detail_type_of_str(insight: bool, event_type: Option<&str>) -> &'static str {
+pub fn detail_type_of_str(insight: bool, event_type: Option<&str>) -> &'static str {
     if insight {
         return DETAIL_TYPE_NAMES[4];
     }

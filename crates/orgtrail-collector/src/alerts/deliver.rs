@@ -24,7 +24,6 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use bytes::Bytes;
 use orgtrail_store::{DeadLetter, EventStore, PendingAlert, StoreError, StoredEvent};
-use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::file_sink::FileSink;
@@ -540,8 +539,7 @@ impl SinkLoop {
 /// The alert as sinks receive it: its id and payload, from the event read back. Blocking.
 fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
     let e = s.store.read(a.seq)?;
-    let record = parse(&e)?;
-    Ok(outgoing(s, a, &e, &record))
+    outgoing(s, a, &e)
 }
 
 /// The alerts of a batch as sinks receive them. Events are read back once each, and a batch
@@ -553,48 +551,38 @@ fn build_all(s: &Shared, batch: &[PendingAlert]) -> Result<Vec<Outgoing>, StoreE
     ) else {
         return Ok(Vec::new());
     };
-    let mut events: HashMap<u64, (StoredEvent, Value)> = HashMap::new();
+    let mut events: HashMap<u64, StoredEvent> = HashMap::new();
     // A range is worth reading when most of its events have an alert.
     if last - first < 2 * batch.len() as u64 {
         let wanted: std::collections::HashSet<u64> = batch.iter().map(|a| a.seq).collect();
         for e in s.store.read_range(first, last)? {
             if wanted.contains(&e.seq) {
-                let record = parse(&e)?;
-                events.insert(e.seq, (e, record));
+                events.insert(e.seq, e);
             }
         }
     }
     batch
         .iter()
         .map(|a| {
-            let (e, record) = match events.entry(a.seq) {
+            let e = match events.entry(a.seq) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let e = s.store.read(a.seq)?;
-                    let record = parse(&e)?;
-                    v.insert((e, record))
-                }
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(s.store.read(a.seq)?),
             };
-            Ok(outgoing(s, a, e, record))
+            outgoing(s, a, e)
         })
         .collect()
 }
 
-/// A stored event as JSON.
-fn parse(e: &StoredEvent) -> Result<Value, StoreError> {
-    serde_json::from_slice(&e.bytes)
-        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", e.seq)))
-}
-
-/// The alert of `a` on the event `e` (`record` parsed), as sinks receive it.
-fn outgoing(s: &Shared, a: &PendingAlert, e: &StoredEvent, record: &Value) -> Outgoing {
+/// The alert of `a` on the event `e`, as sinks receive it.
+fn outgoing(s: &Shared, a: &PendingAlert, e: &StoredEvent) -> Result<Outgoing, StoreError> {
     let rules = s.rules.current();
     // A rule removed since it fired: the alert still goes out, as recorded.
     let rule = rules.rules.iter().find(|r| r.id == a.rule);
-    let (id, body) = super::payload::of_record(e, record, &a.rule, rule);
-    Outgoing {
+    let (id, body) = super::payload::of_stored(e, &a.rule, rule)
+        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", e.seq)))?;
+    Ok(Outgoing {
         id,
         rule: a.rule.clone(),
-        body: Bytes::from(body.to_string()),
-    }
+        body: Bytes::from(body),
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 
-use super::recent::Entry;
+use super::recent::Kept;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -103,30 +103,38 @@ impl Evaluator {
         last: u64,
         rules: &Arc<RuleSet>,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut kept = self.recent.take(first, last);
-        kept.retain(|_, e| match e {
-            Entry::Bytes(_) => true,
-            Entry::RuledOut(by) => Arc::ptr_eq(by, rules),
-        });
+        let kept = self.recent.take(first, last);
         let mut out = Vec::with_capacity(usize::try_from(last - first + 1).unwrap_or(0));
-        let mut seq = first;
-        while seq <= last {
-            if let Some(entry) = kept.remove(&seq) {
-                if let Entry::Bytes(bytes) = entry {
-                    out.push((seq, bytes));
-                }
-                seq += 1;
-                continue;
+        // What is kept, in order; what is missing (or screened under other rules) is read
+        // back, each gap as one range.
+        let read_back = |from: u64, to: u64, out: &mut Vec<(u64, Vec<u8>)>| {
+            if from <= to {
+                out.extend(
+                    self.store
+                        .read_range(from, to)?
+                        .into_iter()
+                        .map(|e| (e.seq, e.bytes)),
+                );
             }
-            let gap_end = kept.keys().next().map_or(last, |s| s - 1);
-            out.extend(
-                self.store
-                    .read_range(seq, gap_end)?
-                    .into_iter()
-                    .map(|e| (e.seq, e.bytes)),
-            );
-            seq = gap_end + 1;
+            Ok::<(), StoreError>(())
+        };
+        let mut gap = first;
+        for (at, k) in kept {
+            match k {
+                Kept::Bytes(bytes) => {
+                    read_back(gap, at - 1, &mut out)?;
+                    out.push((at, bytes));
+                    gap = at + 1;
+                }
+                Kept::RuledOut { last: end, by } if Arc::ptr_eq(&by, rules) => {
+                    read_back(gap, at - 1, &mut out)?;
+                    gap = end + 1;
+                }
+                // Screened under rules since replaced: read back with the gap.
+                Kept::RuledOut { .. } => {}
+            }
         }
+        read_back(gap, last, &mut out)?;
         Ok(out)
     }
 

@@ -191,7 +191,7 @@ fn read(
                         recorded_ms: t,
                         account: e.account.to_string(),
                         seq,
-                        payload: body.to_string().into_bytes(),
+                        payload: body,
                     });
                     if found.alerts.len() >= want {
                         found.more = true;
