@@ -5,8 +5,13 @@
 //!
 //! ```text
 //! cargo run --release -p orgtrail-store --example zstd_levels -- [--events 100000] [--seed 7]
-//!     [--train 4000] [--levels -5,-3,-1,1,2,3]
+//!     [--train 4000] [--levels -5,-3,-1,1,2,3] [--blocks 1,4,16]
 //! ```
+//!
+//! `--blocks K,...` also measures each level with the events compressed K at a time, one frame
+//! per K consecutive events of one account (a record block compressed whole instead of each
+//! record on its own), and prints beside it the time to decompress one whole block (what a
+//! lookup of one event would then pay) against decompressing one event's frame.
 
 // A measurement tool: a failure is a bug of the tool, reported by a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,6 +39,7 @@ fn main() {
     // Events the dictionary is trained on (the ledger's `dict_train_after`).
     let mut train_n = 4000usize;
     let mut levels: Vec<String> = ["-5", "-3", "-1", "1", "2", "3"].map(String::from).to_vec();
+    let mut blocks: Vec<usize> = vec![1];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().expect("a value after each flag");
@@ -42,6 +48,7 @@ fn main() {
             "--seed" => seed = v.parse().unwrap(),
             "--train" => train_n = v.parse().unwrap(),
             "--levels" => levels = v.split(',').map(String::from).collect(),
+            "--blocks" => blocks = v.split(',').map(|b| b.parse().unwrap()).collect(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -67,6 +74,14 @@ fn main() {
         raw as f64 / test.len() as f64
     );
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(1 << 20));
+    for &k in &blocks {
+        if k > 1 {
+            block_mode(&dict, test, k, &levels);
+        }
+    }
+    if !blocks.contains(&1) {
+        return;
+    }
     for spec in levels {
         // LEVEL or LEVEL/HASHLOG/CHAINLOG (the logs also size the dictionary's tables); a
         // leading `n`: without the dictionary.
@@ -92,9 +107,11 @@ fn main() {
         // The first pass warms up; then the thread's CPU time over `PASSES` passes (the
         // machine may be shared: CPU time varies less with the load than the clock).
         let mut bytes = 0usize;
+        let mut frames = Vec::with_capacity(test.len());
         for e in test {
             out.clear();
             bytes += c.compress_to_buffer(e, &mut out).unwrap();
+            frames.push(out.clone());
         }
         let (t, cpu) = (Instant::now(), thread_cpu_secs());
         for _ in 0..PASSES {
@@ -104,11 +121,98 @@ fn main() {
             }
         }
         let n = (test.len() * PASSES) as f64;
-        println!(
-            "level {spec:>9}: {:6.1} bytes/event, {:5.2} µs CPU/event ({:5.2} µs wall)",
-            bytes as f64 / test.len() as f64,
+        let (per_event, wall) = (
             (thread_cpu_secs() - cpu) * 1e6 / n,
             t.elapsed().as_secs_f64() * 1e6 / n,
+        );
+        let mut d =
+            zstd::bulk::Decompressor::with_dictionary(if use_dict { &dict } else { &[] }).unwrap();
+        let mut back = Vec::with_capacity(1 << 20);
+        let t = Instant::now();
+        for f in &frames {
+            back.clear();
+            d.decompress_to_buffer(f, &mut back).unwrap();
+        }
+        println!(
+            "level {spec:>9}: {:6.1} bytes/event, {per_event:5.2} µs CPU/event ({wall:5.2} µs wall), {:5.2} µs to decompress one",
+            bytes as f64 / test.len() as f64,
+            t.elapsed().as_secs_f64() * 1e6 / frames.len() as f64,
+        );
+    }
+}
+
+/// The account an event belongs to (its `recipientAccountId`), found without parsing.
+fn account_of(e: &[u8]) -> &[u8] {
+    let key = b"\"recipientAccountId\":\"";
+    let at = e.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    &e[at..at + 12]
+}
+
+/// Each level with `k` events of one account per frame (the writer's record blocks: each
+/// account's events in arrival order, cut every `k`), with the frame settings of the
+/// preparer. Prints bytes and CPU per event, and the time to decompress a whole block.
+fn block_mode(dict: &[u8], test: &[Vec<u8>], k: usize, levels: &[String]) {
+    let mut by_account: std::collections::BTreeMap<&[u8], Vec<&[u8]>> = Default::default();
+    for e in test {
+        by_account.entry(account_of(e)).or_default().push(e);
+    }
+    // Each block's plaintext: the LEB128 lengths, then the events.
+    let mut plains: Vec<Vec<u8>> = Vec::new();
+    for evs in by_account.values() {
+        for chunk in evs.chunks(k) {
+            let mut p = Vec::new();
+            for e in chunk {
+                let mut n = e.len();
+                while n >= 0x80 {
+                    p.push((n as u8 & 0x7f) | 0x80);
+                    n >>= 7;
+                }
+                p.push(n as u8);
+            }
+            for e in chunk {
+                p.extend_from_slice(e);
+            }
+            plains.push(p);
+        }
+    }
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(k << 16));
+    for spec in levels {
+        let level: i32 = spec.parse().unwrap();
+        let mut c = zstd::bulk::Compressor::with_dictionary(level, dict).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
+            .unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
+            .unwrap();
+        let mut frames = Vec::with_capacity(plains.len());
+        for p in &plains {
+            out.clear();
+            c.compress_to_buffer(p, &mut out).unwrap();
+            frames.push(out.clone());
+        }
+        let bytes: usize = frames.iter().map(Vec::len).sum();
+        let cpu = thread_cpu_secs();
+        for _ in 0..PASSES {
+            for p in &plains {
+                out.clear();
+                c.compress_to_buffer(p, &mut out).unwrap();
+            }
+        }
+        let per_event = (thread_cpu_secs() - cpu) * 1e6 / (test.len() * PASSES) as f64;
+        let mut d = zstd::bulk::Decompressor::with_dictionary(dict).unwrap();
+        let mut back = Vec::with_capacity(k * (1 << 16));
+        let t = Instant::now();
+        for _ in 0..PASSES {
+            for f in &frames {
+                back.clear();
+                d.decompress_to_buffer(f, &mut back).unwrap();
+            }
+        }
+        let per_block = t.elapsed().as_secs_f64() * 1e6 / (frames.len() * PASSES) as f64;
+        println!(
+            "level {spec:>3} block {k:>3}: {:6.1} bytes/event, {:5.2} µs CPU/event, {:6.2} µs to decompress a block",
+            bytes as f64 / test.len() as f64,
+            per_event,
+            per_block,
         );
     }
 }

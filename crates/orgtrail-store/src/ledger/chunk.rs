@@ -41,7 +41,7 @@ pub(super) fn encode_chunk(first_seq: u64, stored: &[StoredEntry]) -> Vec<u8> {
         if !accounts.contains(account) {
             accounts.push(*account);
         }
-        for p in postings {
+        for p in postings.as_slice() {
             values.entry(*p).or_default().push(i as u32);
         }
     }

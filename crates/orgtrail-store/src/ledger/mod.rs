@@ -5,6 +5,7 @@
 //! * [`backend`]: opening sled, the open database, free space. (The recovery, verification and
 //!   Merkle modules of the crate still read the sled tree directly.)
 //! * [`prepare`]: [`Preparer`] and [`Prepared`]: compression and blind index values, on any thread.
+//! * `small`: the blind values and eventID a prepared event carries inline.
 //! * [`writer`]: the writer thread: reserve checks, group commit, recovery after a failed
 //!   write, checkpoints, segment choice.
 //! * [`records`]: record blocks (`r` values): their byte layout, encoding, reading records.
@@ -34,6 +35,7 @@ mod prepare;
 mod proofs;
 mod records;
 mod segments;
+mod small;
 mod store;
 mod telemetry;
 mod writer;

@@ -13,6 +13,7 @@ use orgtrail_crypto::BlindIndexer;
 use orgtrail_crypto::hash::sha256;
 
 use super::Shared;
+use super::small::{Blinds, EventIdBuf};
 use crate::error::StoreError;
 use crate::index::Blind;
 use crate::query::Attr;
@@ -21,11 +22,13 @@ use crate::query::Attr;
 /// by [`Preparer::prepare`] on any thread, so the writer thread only seals and writes.
 pub struct Prepared {
     pub(super) account: AccountId,
-    pub(super) event_id: String,
+    /// Inline, as are the blind values: the writer's thread drops the prepared event (see
+    /// the `small` module).
+    pub(super) event_id: EventIdBuf,
     pub(super) time: i64,
     pub(super) dedup: Blind,
     pub(super) hash: [u8; 32],
-    pub(super) postings: Vec<Blind>,
+    pub(super) postings: Blinds,
     pub(super) compressed: Vec<u8>,
     pub(super) dict_id: u32,
     pub(super) sample: Option<Vec<u8>>,
@@ -152,7 +155,7 @@ impl Preparer {
         let f = event.fields();
         let b = &sh.blinder;
         let cache = &mut self.cache;
-        let mut postings: Vec<Blind> = Vec::with_capacity(12);
+        let mut postings = Blinds::default();
         // The counted values: account, eventSource, eventName, user, errorCode, region (the
         // order of `counts::Dims`), taken from the cache where it holds them.
         let mut dims: [Option<Arc<str>>; crate::counts::DIMS] = Default::default();
@@ -195,9 +198,7 @@ impl Preparer {
                 }
                 b.blind(attr.tag(), value.as_bytes())
             };
-            if !postings.contains(&v) {
-                postings.push(v);
-            }
+            postings.push_distinct(v);
         });
         let hash = sha256(bytes);
         Ok(Prepared {
@@ -209,7 +210,7 @@ impl Preparer {
             compressed,
             dict_id: self.dict_id,
             sample: (self.dict_id == 0).then(|| bytes.to_vec()),
-            event_id: f.event_id.clone(),
+            event_id: EventIdBuf::new(&f.event_id),
             dims: crate::counts::Dims(dims),
         })
     }
@@ -328,10 +329,10 @@ mod tests {
                     want.push(v);
                 }
             }
-            assert_eq!(prepared.postings, want);
+            assert_eq!(prepared.postings.as_slice(), &want[..]);
             assert!(prepared.dims == Dims::of(f, &account));
             assert_eq!(prepared.dedup, dedup_blind(b, &account, &f.event_id));
-            assert_eq!(prepared.event_id, f.event_id);
+            assert_eq!(prepared.event_id.as_str(), f.event_id);
         }
         ledger.close().unwrap();
     }

@@ -22,6 +22,7 @@ use super::dicts::{Trainer, dict_key, seal_dict};
 use super::load::load;
 use super::records::BlockEncoder;
 use super::segments::{SegmentInfo, encode_segment, segment_context};
+use super::small::Blinds;
 use super::{AppendOutcome, Appended, Health, Job, Shared, be_u64, key_bytes};
 use crate::error::StoreError;
 use crate::format::{CHECKPOINT, CHUNK, RECORDS, SEGMENT, meta_key};
@@ -36,7 +37,7 @@ const FRAME_KEEP: usize = 8 << 20;
 const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored by a group.
-pub(super) type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Vec<Blind>, Hash);
+pub(super) type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Blinds, Hash);
 
 /// What dedup decided for one event of a group, before sequence numbers are given.
 enum Slot {
@@ -583,7 +584,7 @@ impl WriterState {
             let mut h8 = [0u8; 8];
             h8.copy_from_slice(&ev.hash[..8]);
             tally.add(ev.time, std::mem::take(&mut ev.dims));
-            let leaf = event_leaf(seq, ev.account.as_str(), &ev.event_id, &ev.hash);
+            let leaf = event_leaf(seq, ev.account.as_str(), ev.event_id.as_str(), &ev.hash);
             let postings = std::mem::take(&mut ev.postings);
             stored.push((seq, ev.time, ev.dedup, h8, ev.account, postings, leaf));
         }
@@ -694,8 +695,8 @@ impl WriterState {
             for (seq, time, dedup, h8, account, postings, _) in stored {
                 idx.publish(seq, time, dedup, h8);
                 idx.accounts.insert(account);
-                for p in postings {
-                    idx.post(p, seq);
+                for p in postings.as_slice() {
+                    idx.post(*p, seq);
                 }
             }
         }
