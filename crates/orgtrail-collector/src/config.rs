@@ -32,6 +32,10 @@ pub struct CollectorConfig {
     /// Where alerts go (`[[alerts.file]]`).
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Insights (`[insights]`): unusual rates of write calls and errors, written as Insight
+    /// events (see docs/insights.md); off unless `enabled = true`.
+    #[serde(default)]
+    pub insights: orgtrail_insights::InsightsConfig,
 }
 
 /// `[rules]`: which rules the collector evaluates.
@@ -571,6 +575,10 @@ impl CollectorConfig {
         }
         p.extend(self.limits.problems());
         p.extend(self.alert_problems());
+        if let Err(e) = self.insights.validate() {
+            // Each problem names its key (`insights.min_count: ...`).
+            p.extend(e.problems);
+        }
         p
     }
 
@@ -723,5 +731,34 @@ mod tests {
             toml::from_str::<CollectorConfig>(&format!("{base}[storage]\nreserve = \"lots\"\n"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn insights_are_off_by_default_and_every_problem_is_reported() {
+        let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
+        let cfg: CollectorConfig = toml::from_str(base).unwrap();
+        assert!(!cfg.insights.enabled);
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[insights]\nenabled = true\nmin_history_ms = \"30m\"\n"
+        ))
+        .unwrap();
+        assert!(cfg.insights.enabled);
+        assert_eq!(cfg.insights.min_history_ms, 30 * 60_000);
+        assert!(
+            toml::from_str::<CollectorConfig>(&format!("{base}[insights]\nenable = true\n"))
+                .is_err(),
+            "an unknown key is refused"
+        );
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[insights]\nenabled = true\nmin_count = 0\nlateness_minutes = 9\n"
+        ))
+        .unwrap();
+        let problems = cfg.problems();
+        for key in ["insights.min_count", "insights.lateness_minutes"] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} in {problems:?}"
+            );
+        }
     }
 }
