@@ -167,3 +167,134 @@ fn encode(out: &[InsightEvent]) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use orgtrail_core::CloudTrailEvent;
+    use orgtrail_store::{Appended, MemoryStore};
+
+    const ACCOUNT: &str = "111122223333";
+
+    fn call(n: u64, minute: i64) -> CloudTrailEvent {
+        let json = serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/u"},
+            "eventTime": orgtrail_core::Timestamp::from_unix_secs(minute * 60).to_string(),
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateUser",
+            "awsRegion": "us-east-1",
+            "eventID": format!("00000000-0000-4000-8000-{n:012}"),
+            "eventType": "AwsApiCall",
+            "readOnly": false,
+            "managementEvent": true,
+            "eventCategory": "Management",
+            "recipientAccountId": ACCOUNT,
+        });
+        CloudTrailEvent::parse(json.to_string()).unwrap()
+    }
+
+    fn feeder(store: &Arc<MemoryStore>) -> Feeder {
+        let config = InsightsConfig {
+            enabled: true,
+            min_history_ms: 30 * 60_000,
+            ..InsightsConfig::default()
+        };
+        let fed = start(store.as_ref(), &config).unwrap();
+        Feeder {
+            store: store.clone(),
+            config,
+            metrics: Arc::default(),
+            fed: Mutex::new(fed),
+        }
+    }
+
+    /// One call every 4 minutes for two hours, then 40 in one minute: what a step finds.
+    fn traffic(store: &MemoryStore) {
+        let account: AccountId = ACCOUNT.parse().unwrap();
+        let t0 = 29_000_000;
+        let mut evs: Vec<_> = (0..30)
+            .map(|i| (call(i, t0 + i as i64 * 4), account))
+            .collect();
+        evs.extend((0..40).map(|i| (call(100 + i, t0 + 125), account)));
+        store.append_events(&evs).unwrap();
+    }
+
+    fn store_found(store: &MemoryStore, found: &Found) -> Vec<Appended> {
+        let evs: Vec<_> = found
+            .events
+            .iter()
+            .map(|(a, json)| (CloudTrailEvent::parse(json.clone()).unwrap(), *a))
+            .collect();
+        store.append_events(&evs).unwrap().results
+    }
+
+    #[test]
+    fn history_is_not_replayed_on_the_first_start() {
+        let store = Arc::new(MemoryStore::new());
+        traffic(&store);
+        let f = feeder(&store);
+        assert!(f.step().unwrap().is_none(), "past everything stored");
+        assert_eq!(store.insights_state().unwrap().unwrap().through, 70);
+    }
+
+    /// Killed after a step found a Start but before it was stored, or after it was stored but
+    /// before the state was saved: the restarted feeder finds the same event (same bytes,
+    /// same id) and the ledger keeps one copy; once saved, nothing is found again.
+    #[test]
+    fn a_crash_at_any_point_neither_loses_nor_doubles_an_insight() {
+        let store = Arc::new(MemoryStore::new());
+        let f = feeder(&store);
+        traffic(&store);
+        let first = f.step().unwrap().unwrap();
+        assert_eq!(first.events.len(), 1, "one Start");
+        assert_eq!(first.through, 70);
+        drop(f); // killed before storing it
+
+        let f = feeder(&store);
+        let again = f.step().unwrap().unwrap();
+        assert_eq!(again.events, first.events, "found again, the same bytes");
+        assert!(matches!(
+            store_found(&store, &again)[..],
+            [Appended::Stored(71)]
+        ));
+        drop(f); // killed before saving the state
+
+        let f = feeder(&store);
+        let third = f.step().unwrap().unwrap();
+        assert_eq!(third.events, first.events);
+        assert!(
+            matches!(store_found(&store, &third)[..], [Appended::Duplicate(71)]),
+            "the ledger keeps one copy"
+        );
+        // That step fed the stored Insight event too (counted as nothing).
+        assert_eq!(third.through, 71);
+        f.save(third.through, true).unwrap();
+        drop(f);
+
+        let f = feeder(&store);
+        assert!(f.step().unwrap().is_none(), "nothing is fed again");
+        assert_eq!(store.stats().events, 71, "one Insight event stored, once");
+    }
+
+    /// An open Insight ends by the wall clock alone, with its Start's sharedEventID; a
+    /// detector that has seen no call does not move its clock (older events must not all be
+    /// late).
+    #[test]
+    fn the_clock_ends_an_insight_during_silence() {
+        let store = Arc::new(MemoryStore::new());
+        let f = feeder(&store);
+        assert!(f.tick(29_000_000 * 60_000).unwrap().events.is_empty());
+        traffic(&store);
+        let start = f.step().unwrap().unwrap();
+        assert_eq!(start.events.len(), 1);
+        let end = f.tick((29_000_000 + 125 + 10) * 60_000).unwrap();
+        assert_eq!(end.events.len(), 1, "the End");
+        let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+        let (s, e) = (json(&start.events[0].1), json(&end.events[0].1));
+        assert_eq!(s["insightDetails"]["state"], "Start");
+        assert_eq!(e["insightDetails"]["state"], "End");
+        assert_eq!(s["sharedEventID"], e["sharedEventID"]);
+    }
+}
