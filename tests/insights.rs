@@ -12,6 +12,9 @@ mod org;
 #[path = "common/procs.rs"]
 mod procs;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use org::{Org, agent_drains, spawn_agent};
@@ -81,30 +84,56 @@ fn alerts(org: &Org) -> Vec<Value> {
         .collect()
 }
 
-/// The Insight events a remote lookup (as an auditor) finds among the CreateUser events.
-fn insights(org: &Org, c: &org::Collector) -> Vec<Value> {
-    let mut args = org.reader_args(c, "auditor");
-    args.extend(
-        [
-            "--event-name",
-            "CreateUser",
-            "--max",
-            "1000",
-            "--output",
-            "jsonl",
-        ]
-        .map(String::from),
-    );
-    let mut all = vec!["lookup".to_owned()];
-    all.extend(args);
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+/// What `orgtrail ARGS... <remote as the auditor> EXTRA...` prints, as JSON lines.
+fn remote(org: &Org, c: &org::Collector, args: &[&str], extra: &[&str]) -> Vec<Value> {
+    let reader = org.reader_args(c, "auditor");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(reader.iter().map(String::as_str));
+    all.extend(extra);
     let out = common::run(&all, b"");
     assert!(out.status.success(), "{}", common::stderr(&out));
     common::stdout(&out)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["eventCategory"] == "Insight")
         .collect()
+}
+
+/// The Insight events `orgtrail insights list` shows (as the auditor).
+fn insights(org: &Org, c: &org::Collector) -> Vec<Value> {
+    let got = remote(org, c, &["insights", "list"], &["--output", "jsonl"]);
+    assert!(
+        got.iter().all(|e| e["eventCategory"] == "Insight"),
+        "{got:?}"
+    );
+    got
+}
+
+/// `orgtrail insights follow` (as the auditor), subscribed: its lines on a channel.
+fn follow(org: &Org, c: &org::Collector) -> (std::process::Child, mpsc::Receiver<Value>) {
+    let mut child = common::orgtrail()
+        .args(["insights", "follow"])
+        .args(org.reader_args(c, "auditor"))
+        .args(["--output", "jsonl"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("following events"), "{line}");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in out.lines() {
+            let Ok(l) = l else { return };
+            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
 }
 
 fn state(e: &Value) -> &str {
@@ -144,6 +173,23 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
     let attributed = start["insightDetails"]["insightContext"]["attributions"].to_string();
     assert!(attributed.contains(BURST_USER), "{attributed}");
 
+    // `lookup` finds it too, by the call it is about; `insights list` showed only it.
+    let by_name = remote(
+        &org,
+        &c,
+        &["lookup"],
+        &[
+            "--event-name",
+            "CreateUser",
+            "--max",
+            "1000",
+            "--output",
+            "jsonl",
+        ],
+    );
+    assert_eq!(by_name.len(), 71, "70 calls and the Insight");
+    assert!(by_name.contains(&start));
+
     // The rule on the Insight's detail-type delivered an alert about it.
     procs::wait_until(Duration::from_secs(60), "the Start alerted on", || {
         !alerts(&org).is_empty()
@@ -158,6 +204,7 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
     c.child.wait().unwrap();
     drop(c);
     let c = org.collector(0, EXTRA);
+    let (mut follower, followed) = follow(&org, &c);
     procs::wait_until(Duration::from_secs(240), "the End Insight stored", || {
         found = insights(&org, &c);
         found.iter().any(|e| state(e) == "End")
@@ -167,6 +214,12 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
     assert_eq!((starts.len(), ends.len()), (1, 1), "{found:?}");
     assert_eq!(ends[0]["sharedEventID"], start["sharedEventID"]);
     assert_ne!(ends[0]["eventID"], start["eventID"]);
+    // A follower of Insights saw the End as it was stored, and nothing else.
+    let seen = followed.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(&seen, ends[0]);
+    assert!(followed.try_recv().is_err());
+    follower.kill().unwrap();
+    follower.wait().unwrap();
     procs::wait_until(Duration::from_secs(60), "the End alerted on", || {
         alerts(&org)
             .iter()
