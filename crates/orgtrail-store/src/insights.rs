@@ -22,7 +22,8 @@
 //! The data key's context is `"insights/state"`; the AAD is `"orgtrail/insights/v1" ||
 //! watermark`, so a watermark changed on disk fails to open. The state holds user ARNs and
 //! user agents: it is event data, and exists on disk only sealed. A new data key per write
-//! (random nonces never repeat under one key).
+//! (random nonces never repeat under one key). `Ledger::rewrap` (`orgtrail keys rewrap`)
+//! rewraps its data key under the current master key, and `Ledger::key_versions` counts it.
 
 use orgtrail_crypto::keyring::WRAPPED_LEN;
 use orgtrail_crypto::{KeyProvider, NONCE_LEN, WrappedKey};
@@ -132,5 +133,44 @@ pub(crate) fn record(
     }
     tree.insert(meta_key(KEY), seal(provider, through, state)?)?;
     db.flush()?;
+    Ok(())
+}
+
+/// The wrapped data key of a value.
+fn wrapped_of(v: &[u8]) -> Result<WrappedKey, StoreError> {
+    let w = v
+        .get(9..9 + WRAPPED_LEN)
+        .ok_or_else(|| StoreError::Corrupt("the insights state is too short".into()))?;
+    Ok(WrappedKey::from_bytes(w)?)
+}
+
+/// Rewraps the state's data key if it is not under the current master key; swapped only if
+/// the value did not change meanwhile (a value written since is under the current key).
+/// Returns how many keys were rewrapped (0 or 1).
+pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<usize, StoreError> {
+    let k = meta_key(KEY);
+    let Some(v) = tree.get(&k)? else {
+        return Ok(0);
+    };
+    let wrapped = wrapped_of(&v)?;
+    if wrapped.master_version == provider.current_version() {
+        return Ok(0);
+    }
+    let new = provider.rewrap(&wrapped, CONTEXT)?;
+    let mut nv = v.to_vec();
+    nv[9..9 + WRAPPED_LEN].copy_from_slice(&new.to_bytes());
+    Ok(usize::from(
+        tree.compare_and_swap(&k, Some(&v), Some(nv))?.is_ok(),
+    ))
+}
+
+/// Adds the master key version of the state's data key to `m`.
+pub(crate) fn key_versions(
+    tree: &sled::Tree,
+    m: &mut std::collections::HashMap<u32, usize>,
+) -> Result<(), StoreError> {
+    if let Some(v) = tree.get(meta_key(KEY))? {
+        *m.entry(wrapped_of(&v)?.master_version).or_default() += 1;
+    }
     Ok(())
 }
