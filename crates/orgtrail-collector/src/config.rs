@@ -695,6 +695,14 @@ count_rollup_part = "1 MiB"
 # [ops]
 # listen = "127.0.0.1:9464"
 
+# Insights (off unless enabled): unusual rates of write calls and of errors per account,
+# region, eventSource and eventName, stored as CloudTrail Insight events (docs/insights.md).
+# [insights]
+# enabled = true
+# min_history_ms = "1h"        # a key's baseline must cover this before it can fire
+# sensitivity = 1e-7           # smaller: fewer Insights
+# min_count = 5                # calls a minute needs to start one, whatever the baseline
+
 [limits]
 max_message_bytes = 16777216   # one batch, after decompression
 max_batch_events = 10000
