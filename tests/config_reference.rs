@@ -311,6 +311,8 @@ fn every_accepted_key_is_documented() {
                 "alerts.file[]",
                 "alerts.webhook[]",
                 "alerts.nats[]",
+                "insights",
+                "insights.accounts.\"123456789012\"",
             ][..],
         ),
         (

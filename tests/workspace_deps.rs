@@ -92,6 +92,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-store",
                 "orgtrail-ops",
                 "orgtrail-rules",
+                // Insights: the detector fed with stored events (issue 15).
+                "orgtrail-insights",
             ][..],
         ),
         (

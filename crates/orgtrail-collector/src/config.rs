@@ -32,6 +32,10 @@ pub struct CollectorConfig {
     /// Where alerts go (`[[alerts.file]]`).
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Insights (`[insights]`): unusual rates of write calls and errors, written as Insight
+    /// events (see docs/insights.md); off unless `enabled = true`.
+    #[serde(default)]
+    pub insights: orgtrail_insights::InsightsConfig,
 }
 
 /// `[rules]`: which rules the collector evaluates.
@@ -571,6 +575,10 @@ impl CollectorConfig {
         }
         p.extend(self.limits.problems());
         p.extend(self.alert_problems());
+        if let Err(e) = self.insights.validate() {
+            // Each problem names its key (`insights.min_count: ...`).
+            p.extend(e.problems);
+        }
         p
     }
 
@@ -687,6 +695,14 @@ count_rollup_part = "1 MiB"
 # [ops]
 # listen = "127.0.0.1:9464"
 
+# Insights (off unless enabled): unusual rates of write calls and of errors per account,
+# region, eventSource and eventName, stored as CloudTrail Insight events (docs/insights.md).
+# [insights]
+# enabled = true
+# min_history_ms = "1h"        # a key's baseline must cover this before it can fire
+# sensitivity = 1e-7           # smaller: fewer Insights
+# min_count = 5                # calls a minute needs to start one, whatever the baseline
+
 [limits]
 max_message_bytes = 16777216   # one batch, after decompression
 max_batch_events = 10000
@@ -723,5 +739,34 @@ mod tests {
             toml::from_str::<CollectorConfig>(&format!("{base}[storage]\nreserve = \"lots\"\n"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn insights_are_off_by_default_and_every_problem_is_reported() {
+        let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
+        let cfg: CollectorConfig = toml::from_str(base).unwrap();
+        assert!(!cfg.insights.enabled);
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[insights]\nenabled = true\nmin_history_ms = \"30m\"\n"
+        ))
+        .unwrap();
+        assert!(cfg.insights.enabled);
+        assert_eq!(cfg.insights.min_history_ms, 30 * 60_000);
+        assert!(
+            toml::from_str::<CollectorConfig>(&format!("{base}[insights]\nenable = true\n"))
+                .is_err(),
+            "an unknown key is refused"
+        );
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[insights]\nenabled = true\nmin_count = 0\nlateness_minutes = 9\n"
+        ))
+        .unwrap();
+        let problems = cfg.problems();
+        for key in ["insights.min_count", "insights.lateness_minutes"] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} in {problems:?}"
+            );
+        }
     }
 }

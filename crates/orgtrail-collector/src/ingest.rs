@@ -34,8 +34,9 @@ pub struct IngestService {
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// Counters for the ops listener.
     pub(crate) metrics: Arc<crate::ops::Metrics>,
-    /// Woken after each group commit that stored new events (the rule evaluator waits on it).
-    pub(crate) stored: Arc<tokio::sync::Notify>,
+    /// Each woken after each group commit that stored new events (the rule evaluator and the
+    /// Insights task wait on theirs).
+    pub(crate) stored: Arc<[Arc<tokio::sync::Notify>]>,
     /// With rules on: where the events just stored are kept for the rule evaluator.
     pub(crate) recent: Option<Arc<crate::alerts::recent::Recent>>,
 }
@@ -179,7 +180,7 @@ async fn answer_batch(
     global: tokio::sync::OwnedSemaphorePermit,
 ) {
     tracing::debug!("batch received");
-    let ack = handle_batch(svc, account, peer, batch).await;
+    let ack = handle_batch(svc, account, Some(peer), batch).await;
     drop(global);
     match &ack {
         Ok(a) => tracing::debug!(
@@ -194,10 +195,34 @@ async fn answer_batch(
     let _ = tx.send(ack).await;
 }
 
+/// Stores events the collector made itself (Insight events) as a batch of `account`: the same
+/// validation, dedup, live followers, rule evaluator and metrics as an agent's batch. Returns
+/// once they are durable; an event refused for a property of its own is an error, as is a
+/// store failure (retried by the caller).
+pub(crate) async fn append_own(
+    svc: &IngestService,
+    account: AccountId,
+    events: Vec<Vec<u8>>,
+) -> Result<BatchAck, Status> {
+    let batch = EventBatch {
+        batch_id: 0,
+        events: events.into_iter().map(Into::into).collect(),
+    };
+    let ack = handle_batch(svc.clone(), account, None, batch).await?;
+    if let Some(r) = ack.rejections.first() {
+        return Err(Status::internal(format!(
+            "an event the collector made was rejected: {}",
+            r.message
+        )));
+    }
+    Ok(ack)
+}
+
+/// One batch, of an agent (`peer`) or of the collector itself (`None`).
 async fn handle_batch(
     svc: IngestService,
     account: AccountId,
-    peer: &PeerIdentity,
+    peer: Option<&PeerIdentity>,
     batch: EventBatch,
 ) -> Result<BatchAck, Status> {
     let batch_id = batch.batch_id;
@@ -249,8 +274,8 @@ async fn handle_batch(
         // A security event: an agent sent events of an account that is not its own. Logged
         // without the events.
         tracing::warn!(
-            certificate = %peer.name,
-            serial = %peer.serial,
+            certificate = %peer.map_or("(the collector)", |p| p.name.as_str()),
+            serial = %peer.map_or("", |p| p.serial.as_str()),
             %account,
             batch_id,
             events = wrong_account,
@@ -322,7 +347,9 @@ async fn handle_batch(
     }
     // After the events were kept: the evaluator it wakes finds them.
     if ack.stored > 0 {
-        svc.stored.notify_one();
+        for n in svc.stored.iter() {
+            n.notify_one();
+        }
     }
 
     Ok(ack)

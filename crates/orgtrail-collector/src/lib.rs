@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod ingest;
+mod insights;
 pub mod integrity;
 pub mod ops;
 pub mod pool;
@@ -175,12 +176,13 @@ pub async fn run(
     let metrics = Arc::new(ops::Metrics::default());
     let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_in_flight_total));
     let stored = Arc::new(tokio::sync::Notify::new());
+    let insights_stored = Arc::new(tokio::sync::Notify::new());
     let recent = cfg
         .rules
         .is_some()
         .then(|| Arc::new(alerts::recent::Recent::default()));
     let service = ingest::IngestService {
-        stored: stored.clone(),
+        stored: Arc::new([stored.clone(), insights_stored.clone()]),
         recent: recent.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
@@ -291,6 +293,24 @@ pub async fn run(
         tokio::spawn(deliverer.run(wake, stopping.clone()));
     } else {
         alerts::reload::ignore_hangups(stopping.clone());
+    }
+
+    // Insights: stored events fed to the detector; the Insight events it finds stored through
+    // the ingest path (after the rules' set-up: the evaluator sees them as ordinary events).
+    if cfg.insights.enabled {
+        let s = store.clone();
+        let c = cfg.insights.clone();
+        let fed = tokio::task::spawn_blocking(move || insights::start(s.as_ref(), &c))
+            .await
+            .map_err(|e| CollectorError::Serve(e.to_string()))??;
+        let feeder = insights::Feeder {
+            store: store.clone(),
+            config: cfg.insights.clone(),
+            metrics: metrics.clone(),
+            fed: std::sync::Mutex::new(fed),
+        };
+        tokio::spawn(feeder.run(service.clone(), insights_stored, stopping.clone()));
+        tracing::info!("Insights on");
     }
 
     let alerts_service = alerts::history::AlertsService {

@@ -150,6 +150,52 @@ fn rejection_label(r: i32) -> &'static str {
         .label()
 }
 
+/// The Insights detector's metrics.
+#[derive(Debug, Default)]
+struct InsightsMetrics {
+    started: Counter,
+    ended: Counter,
+    tracked: Gauge,
+    evicted: Counter,
+    late: Counter,
+    future: Counter,
+}
+
+impl InsightsMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "orgtrail_collector_insights_started",
+            "Insights started (Start events written), ApiCallRateInsight and ApiErrorRateInsight",
+            self.started.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_ended",
+            "Insights ended (End events written)",
+            self.ended.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_tracked_keys",
+            "Keys (account, region, eventSource, eventName[, errorCode]) the Insights detector tracks",
+            self.tracked.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_keys_evicted",
+            "Keys the Insights detector dropped to stay within max_tracked_keys (their baselines start over)",
+            self.evicted.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_late_calls",
+            "Calls not counted by the Insights detector: their minute was already closed",
+            self.late.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_future_calls",
+            "Calls not counted by the Insights detector: stamped too far past the wall clock",
+            self.future.clone(),
+        );
+    }
+}
+
 /// The collector's counters. Cheap to share (`Arc`).
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -164,6 +210,8 @@ pub struct Metrics {
     tls_failures: Family<ReasonLabel, Counter>,
     alerts_recorded: Counter,
     threshold_groups_evicted: Counter,
+    /// Insights (`[insights]`): what the detector did since the start.
+    insights: InsightsMetrics,
     alert_deliveries: Family<DeliveryLabel, Counter>,
     alert_dead_letters: Family<SinkLabel, Counter>,
     alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
@@ -408,6 +456,7 @@ impl Metrics {
             "Reloads of the detection rules (a rule file changed, or SIGHUP), by outcome (ok, refused: the rules in force stay)",
             self.rules_reloads.clone(),
         );
+        self.insights.register(r);
         r.register(
             "orgtrail_collector_rules_loaded",
             "Detection rules in force (0 without [rules])",
@@ -453,6 +502,31 @@ impl Metrics {
     /// `n` alerts were recorded.
     pub(crate) fn alerts_recorded(&self, n: u64) {
         self.alerts_recorded.inc_by(n);
+    }
+
+    /// The Insights detector's counters moved from `before` to `after` (both cumulative, as
+    /// the detector keeps them across restarts): the differences are counted.
+    pub(crate) fn insights(
+        &self,
+        before: &orgtrail_insights::Stats,
+        after: &orgtrail_insights::Stats,
+    ) {
+        let m = &self.insights;
+        m.started.inc_by(
+            after
+                .insights_started
+                .saturating_sub(before.insights_started),
+        );
+        m.ended
+            .inc_by(after.insights_ended.saturating_sub(before.insights_ended));
+        m.evicted
+            .inc_by(after.evicted_keys.saturating_sub(before.evicted_keys));
+        m.late
+            .inc_by(after.late_events.saturating_sub(before.late_events));
+        m.future
+            .inc_by(after.future_events.saturating_sub(before.future_events));
+        m.tracked
+            .set(i64::try_from(after.tracked_keys).unwrap_or(i64::MAX));
     }
 
     /// `n` groups of threshold rules were evicted.

@@ -22,6 +22,7 @@
 //! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
 //! | `D <seq u64> <rule id length u8> <rule id> <sink>` | an alert a sink gave up on (a dead letter): version, attempts, when, the last error (see the `outbox` module) |
 //! | `a <seq u64> <rule id>` | the alert history, every alert recorded (kept after delivery): version, recorded time (see the `alertlog` module) |
+//! | `m insights` | the Insights watermark and the detector's state, sealed under a data key of its own (see the `insights` module) |
 //!
 //! Each value's byte layout is documented beside its codec: `ledger::records` (`r`),
 //! `ledger::chunk` (`x`), `ledger::segments` (`s`), `ledger::dicts` (`m dict/`), `tree` (`h`,
@@ -68,6 +69,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+mod insights;
 mod ledger;
 mod log;
 mod memory;
@@ -244,6 +246,22 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
         Ok(Vec::new())
     }
+    /// The Insights detector's state and watermark as last recorded (see the `insights`
+    /// module), opened; `None` before the first record. A store that keeps none answers
+    /// `None`.
+    fn insights_state(&self) -> Result<Option<InsightsState>, StoreError> {
+        Ok(None)
+    }
+    /// Records the detector's `state` after every stored event through `through`, with that
+    /// watermark, in one durable write; the state is sealed under the store's keys. A
+    /// watermark already past `through` writes nothing; one at `through` is replaced (the
+    /// detector's clock may move without new events). Append the Insight events the range
+    /// produced first: after a crash the range is fed again from the older state.
+    fn record_insights(&self, _through: u64, _state: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            reason: "this store keeps no insights state".into(),
+        })
+    }
 }
 
 /// What [`EventStore::append_prepared`] returns.
@@ -282,6 +300,7 @@ pub(crate) enum PreparedKind {
 
 pub use alertlog::AlertRef;
 pub use error::StoreError;
+pub use insights::InsightsState;
 pub use ledger::{
     AppendOutcome, Appended, COMMIT_BUCKETS, CommitLatency, DEFAULT_RESERVE, Health, Ledger,
     LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,

@@ -58,6 +58,8 @@ struct Inner {
     history: BTreeMap<(u64, String), orgtrail_core::Timestamp>,
     /// The threshold windows' state: (rule, seq) kept.
     windows: std::collections::BTreeSet<(String, u64)>,
+    /// The Insights watermark and state (see the `insights` module).
+    insights: Option<crate::InsightsState>,
 }
 
 /// The reference model.
@@ -642,5 +644,21 @@ impl EventStore for MemoryStore {
 
     fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
         Ok(self.lock()?.windows.iter().cloned().collect())
+    }
+
+    fn insights_state(&self) -> Result<Option<crate::InsightsState>, StoreError> {
+        Ok(self.lock()?.insights.clone())
+    }
+
+    fn record_insights(&self, through: u64, state: &[u8]) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.insights.as_ref().is_some_and(|s| s.through > through) {
+            return Ok(());
+        }
+        inner.insights = Some(crate::InsightsState {
+            through,
+            state: state.to_vec(),
+        });
+        Ok(())
     }
 }

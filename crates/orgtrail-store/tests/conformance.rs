@@ -1384,3 +1384,71 @@ fn sled_threshold_windows_survive_reopening() {
 fn memory_threshold_windows() {
     threshold_windows(&MemoryStore::new());
 }
+
+/// The Insights state and watermark move together; a watermark past the one given keeps
+/// what was recorded; one at it is replaced.
+fn insights_state(store: &dyn EventStore) {
+    assert_eq!(store.insights_state().unwrap(), None);
+    store.record_insights(0, b"first").unwrap();
+    let s = store.insights_state().unwrap().unwrap();
+    assert_eq!((s.through, s.state.as_slice()), (0, &b"first"[..]));
+    store.record_insights(7, b"{\"arn\":\"secret\"}").unwrap();
+    store
+        .record_insights(7, b"{\"arn\":\"clock moved\"}")
+        .unwrap();
+    // Older: nothing moves.
+    store.record_insights(5, b"older").unwrap();
+    let s = store.insights_state().unwrap().unwrap();
+    assert_eq!(
+        (s.through, s.state.as_slice()),
+        (7, &b"{\"arn\":\"clock moved\"}"[..])
+    );
+}
+
+#[test]
+fn memory_insights_state() {
+    insights_state(&MemoryStore::new());
+}
+
+#[test]
+fn sled_insights_state_survives_reopening_sealed() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    {
+        let store = sled_store(k.path(), d.path());
+        insights_state(&store);
+        EventStore::close(&store).unwrap();
+    }
+    // Never plaintext on disk: the state's user ARN is in no file of the store.
+    for f in walk(d.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(12).any(|w| w == b"clock moved\""),
+            "plaintext state in {}",
+            f.display()
+        );
+    }
+    let store = Ledger::open(
+        d.path(),
+        Arc::new(LocalKeyProvider::load(k.path()).unwrap()),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    let s = store.insights_state().unwrap().unwrap();
+    assert_eq!(
+        (s.through, s.state.as_slice()),
+        (7, &b"{\"arn\":\"clock moved\"}"[..])
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use orgtrail_core::CloudTrailEvent;
 use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
 use orgtrail_gen::{GenConfig, Generator};
-use orgtrail_store::{Appended, Ledger, LedgerConfig, Query};
+use orgtrail_store::{Appended, EventStore, Ledger, LedgerConfig, Query};
 
 fn provider(dir: &Path) -> Arc<dyn KeyProvider> {
     let path = dir.join("keyring.json");
@@ -278,6 +278,7 @@ fn rotate_then_rewrap_then_retire_keeps_everything_readable() {
     {
         let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
         append(&ledger, &evs[..200]);
+        ledger.record_insights(200, b"detector state").unwrap();
         ledger.close().unwrap();
     }
     let path = keys.path().join("keyring.json");
@@ -326,6 +327,12 @@ fn rotate_then_rewrap_then_retire_keeps_everything_readable() {
         .count_at_most(&Query::default(), &[orgtrail_store::Group::Region], 10, 0)
         .unwrap();
     assert_eq!((c.total, c.scan.is_none()), (400, true));
+    // The Insights state was rewrapped too.
+    let s = ledger.insights_state().unwrap().unwrap();
+    assert_eq!(
+        (s.through, s.state.as_slice()),
+        (200, &b"detector state"[..])
+    );
 }
 
 #[test]

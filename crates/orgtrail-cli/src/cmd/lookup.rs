@@ -30,6 +30,34 @@ pub(crate) struct Args {
     /// original bytes, one per line).
     #[arg(long, default_value = "table", value_parser = ["table", "json", "jsonl"])]
     output: String,
+    /// Only Insight events (`eventCategory` Insight), filtered here: set by `orgtrail
+    /// insights`. The store has no index on the category, so every page of the other filters
+    /// and the time range is read.
+    #[arg(skip)]
+    pub(crate) insights_only: bool,
+}
+
+impl Args {
+    /// Follow instead of listing.
+    pub(crate) fn set_follow(&mut self) {
+        self.follow = true;
+    }
+
+    /// Events per page asked for, `have` already kept.
+    fn page(&self, have: usize) -> usize {
+        if self.insights_only {
+            orgtrail_store::MAX_PAGE
+        } else {
+            (self.max - have).min(orgtrail_store::MAX_PAGE)
+        }
+    }
+
+    /// Whether `e` is printed.
+    fn keep(&self, e: &StoredEvent) -> bool {
+        !self.insights_only
+            || orgtrail_core::parse_fields(&e.bytes, orgtrail_core::MAX_EVENT_BYTES)
+                .is_ok_and(|f| f.is_insight())
+    }
 }
 
 /// Filters shared by the offline and the remote lookup.
@@ -152,15 +180,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut q = args.filters.to_query();
     let mut events = Vec::new();
     while events.len() < args.max {
-        q.limit = (args.max - events.len()).min(orgtrail_store::MAX_PAGE);
+        q.limit = args.page(events.len());
         let page = ledger.query(&q)?;
-        events.extend(page.events);
+        events.extend(page.events.into_iter().filter(|e| args.keep(e)));
         match page.next_token {
             Some(t) => q.page_token = Some(t),
             None => break,
         }
     }
     ledger.close()?;
+    events.truncate(args.max);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     print_events(&mut out, &events, &args.output)?;
@@ -216,20 +245,24 @@ async fn remote(args: Args, r: orgtrail_client::Remote) -> anyhow::Result<ExitCo
                 event_id: q.event_id.clone().unwrap_or_default(),
                 start_ms: q.start.map(Timestamp::millis),
                 end_ms: q.end.map(Timestamp::millis),
-                max_results: (args.max - events.len()).min(orgtrail_store::MAX_PAGE) as u32,
+                max_results: args.page(events.len()) as u32,
                 next_token: token,
             })
             .await
             .map_err(|s| c.explain(s))?
             .into_inner();
         for e in page.events {
-            events.push(orgtrail_client::from_pb(e)?);
+            let e = orgtrail_client::from_pb(e)?;
+            if args.keep(&e) {
+                events.push(e);
+            }
         }
         if page.next_token.is_empty() {
             break;
         }
         token = page.next_token;
     }
+    events.truncate(args.max);
     let mut out = io::BufWriter::new(stdout.lock());
     print_events(&mut out, &events, &args.output)?;
     out.flush()?;
@@ -304,6 +337,9 @@ async fn follow(
                     // exactly between them can skip the earlier ones.)
                     position = Some(seen.max(msg.seq));
                     let e = orgtrail_client::from_pb(msg)?;
+                    if !args.keep(&e) {
+                        continue;
+                    }
                     let mut out = stdout.lock();
                     print_one(&mut out, &e, &args.output)?;
                     out.flush()?;

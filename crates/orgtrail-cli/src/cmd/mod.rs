@@ -19,6 +19,7 @@ pub(crate) mod demo;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;
+pub(crate) mod insights;
 pub(crate) mod integrity;
 pub(crate) mod keys;
 pub(crate) mod lookup;

@@ -167,6 +167,7 @@ impl Ledger {
         let files = sh.files()?;
         files.tree.apply_batch(batch)?;
         n += crate::counts::rewrap(&files.tree, sh.provider.as_ref())?;
+        n += crate::insights::rewrap(&files.tree, sh.provider.as_ref())?;
         files.db.flush()?;
         if let Ok(mut segs) = sh.segments.write() {
             for (id, account, wrapped) in updated {
@@ -201,6 +202,7 @@ impl Ledger {
                 .or_default() += 1;
         }
         crate::counts::key_versions(&self.shared.tree()?, &mut m)?;
+        crate::insights::key_versions(&self.shared.tree()?, &mut m)?;
         let mut v: Vec<_> = m.into_iter().collect();
         v.sort_unstable();
         Ok(v)

@@ -220,4 +220,20 @@ impl EventStore for Ledger {
     fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {
         crate::outbox::windows(&self.shared.tree()?)
     }
+
+    fn insights_state(&self) -> Result<Option<crate::InsightsState>, StoreError> {
+        crate::insights::read(self.shared.provider.as_ref(), &self.shared.tree()?)
+    }
+
+    fn record_insights(&self, through: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.shared.check_space()?;
+        let files = self.shared.files()?;
+        crate::insights::record(
+            self.shared.provider.as_ref(),
+            &files.db,
+            &files.tree,
+            through,
+            state,
+        )
+    }
 }

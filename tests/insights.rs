@@ -1,0 +1,228 @@
+//! Insights end to end: an agent ships two hours of ordinary write calls (in time order) and
+//! then a burst in the current minute over mutual TLS; the collector, with `[insights]` on,
+//! stores a Start Insight event of that account in CloudTrail's format, which a remote lookup
+//! finds and on which a rule on `detail-type: "AWS Insight via CloudTrail"` delivers an alert.
+//! Killed (`kill -9`) after the Start and restarted, the collector resumes from its stored
+//! state and writes the End once, with the Start's `sharedEventID`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/org.rs"]
+mod org;
+#[path = "common/procs.rs"]
+mod procs;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use org::{Org, agent_drains, spawn_agent};
+use orgtrail_core::Timestamp;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "111122223333";
+const BURST_USER: &str = "arn:aws:iam::111122223333:user/burst";
+
+fn call(id: &str, unix_secs: i64, user: &str) -> String {
+    json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "arn": user, "accountId": ACCOUNT, "userName": user.rsplit('/').next().unwrap()},
+        "eventTime": Timestamp::from_unix_secs(unix_secs).to_string(),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateUser",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "aws-cli/2.15.0",
+        "requestParameters": {"userName": id},
+        "responseElements": null,
+        "requestID": id,
+        "eventID": id,
+        "readOnly": false,
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": "Management"
+    })
+    .to_string()
+}
+
+/// Two hours of one CreateUser every 4 minutes (ending 3 minutes ago), then 40 in the current
+/// minute by another user.
+fn traffic() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = now - now % 60;
+    let mut lines = Vec::new();
+    for i in 0..30 {
+        let t = minute - 180 - (29 - i) * 240;
+        lines.push(call(
+            &format!("00000000-0000-4000-8000-{i:012}"),
+            t,
+            "arn:aws:iam::111122223333:user/ops",
+        ));
+    }
+    for i in 0..40 {
+        lines.push(call(
+            &format!("00000000-0000-4000-9000-{i:012}"),
+            minute + (now - minute).min(59),
+            BURST_USER,
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+const EXTRA: &str = "[insights]\nenabled = true\nmin_history_ms = \"30m\"\nend_after_minutes = 1\nlateness_minutes = 0\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"log\"\npath = \"alerts.jsonl\"\n";
+
+fn alerts(org: &Org) -> Vec<Value> {
+    std::fs::read_to_string(org.path("alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What `orgtrail ARGS... <remote as the auditor> EXTRA...` prints, as JSON lines.
+fn remote(org: &Org, c: &org::Collector, args: &[&str], extra: &[&str]) -> Vec<Value> {
+    let reader = org.reader_args(c, "auditor");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(reader.iter().map(String::as_str));
+    all.extend(extra);
+    let out = common::run(&all, b"");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect()
+}
+
+/// The Insight events `orgtrail insights list` shows (as the auditor).
+fn insights(org: &Org, c: &org::Collector) -> Vec<Value> {
+    let got = remote(org, c, &["insights", "list"], &["--output", "jsonl"]);
+    assert!(
+        got.iter().all(|e| e["eventCategory"] == "Insight"),
+        "{got:?}"
+    );
+    got
+}
+
+/// `orgtrail insights follow` (as the auditor), subscribed: its lines on a channel.
+fn follow(org: &Org, c: &org::Collector) -> (std::process::Child, mpsc::Receiver<Value>) {
+    let mut child = common::orgtrail()
+        .args(["insights", "follow"])
+        .args(org.reader_args(c, "auditor"))
+        .args(["--output", "jsonl"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("following events"), "{line}");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in out.lines() {
+            let Ok(l) = l else { return };
+            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn state(e: &Value) -> &str {
+    e["insightDetails"]["state"].as_str().unwrap()
+}
+
+#[test]
+fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_kill() {
+    let org = Org::new();
+    org.issue("agent-a", "agent", Some(ACCOUNT));
+    org.issue("auditor", "auditor", None);
+    std::fs::create_dir(org.path("rules")).unwrap();
+    std::fs::write(
+        org.path("rules/insight.json"),
+        json!({"id": "insight", "severity": "medium", "pattern": {"detail-type": ["AWS Insight via CloudTrail"]}}).to_string(),
+    )
+    .unwrap();
+    let file = org.path("calls.jsonl");
+    std::fs::write(&file, traffic()).unwrap();
+    let mut c = org.collector(0, EXTRA);
+    let cfg = org.agent_config("agent", ACCOUNT, "agent-a", &file, c.port);
+    agent_drains(spawn_agent(&cfg), 120);
+
+    // The Start, stored as an event of the account, found by a remote lookup.
+    let mut found = Vec::new();
+    procs::wait_until(Duration::from_secs(60), "the Start Insight stored", || {
+        found = insights(&org, &c);
+        !found.is_empty()
+    });
+    assert_eq!(found.len(), 1, "one Insight event: {found:?}");
+    let start = found[0].clone();
+    assert_eq!(state(&start), "Start");
+    assert_eq!(start["eventType"], "AwsCloudTrailInsight");
+    assert_eq!(start["recipientAccountId"], ACCOUNT);
+    assert_eq!(start["insightDetails"]["insightType"], "ApiCallRateInsight");
+    assert_eq!(start["insightDetails"]["eventSource"], "iam.amazonaws.com");
+    let attributed = start["insightDetails"]["insightContext"]["attributions"].to_string();
+    assert!(attributed.contains(BURST_USER), "{attributed}");
+
+    // `lookup` finds it too, by the call it is about; `insights list` showed only it.
+    let by_name = remote(
+        &org,
+        &c,
+        &["lookup"],
+        &[
+            "--event-name",
+            "CreateUser",
+            "--max",
+            "1000",
+            "--output",
+            "jsonl",
+        ],
+    );
+    assert_eq!(by_name.len(), 71, "70 calls and the Insight");
+    assert!(by_name.contains(&start));
+
+    // The rule on the Insight's detail-type delivered an alert about it.
+    procs::wait_until(Duration::from_secs(60), "the Start alerted on", || {
+        !alerts(&org).is_empty()
+    });
+    let a = &alerts(&org)[0];
+    assert_eq!(a["detail-type"], "AWS Insight via CloudTrail");
+    assert_eq!(a["rule-id"], "insight");
+    assert_eq!(a["detail"]["eventID"], start["eventID"]);
+
+    // kill -9, restart: the stored state has the open Insight; the wall clock ends it.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    drop(c);
+    let c = org.collector(0, EXTRA);
+    let (mut follower, followed) = follow(&org, &c);
+    procs::wait_until(Duration::from_secs(240), "the End Insight stored", || {
+        found = insights(&org, &c);
+        found.iter().any(|e| state(e) == "End")
+    });
+    let starts: Vec<&Value> = found.iter().filter(|e| state(e) == "Start").collect();
+    let ends: Vec<&Value> = found.iter().filter(|e| state(e) == "End").collect();
+    assert_eq!((starts.len(), ends.len()), (1, 1), "{found:?}");
+    assert_eq!(ends[0]["sharedEventID"], start["sharedEventID"]);
+    assert_ne!(ends[0]["eventID"], start["eventID"]);
+    // A follower of Insights saw the End as it was stored, and nothing else.
+    let seen = followed.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(&seen, ends[0]);
+    assert!(followed.try_recv().is_err());
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    procs::wait_until(Duration::from_secs(60), "the End alerted on", || {
+        alerts(&org)
+            .iter()
+            .any(|a| a["detail"]["eventID"] == ends[0]["eventID"])
+    });
+}
