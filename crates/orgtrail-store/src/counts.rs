@@ -67,6 +67,15 @@
 //! for a single value. A group may have rows in several parts: a count adds them. A store
 //! written before parts has only part 0, and reads as before.
 //!
+//! # A merge's memory
+//! What a merge holds is bounded by `count_rollup_part_bytes` and by the deltas it takes
+//! (`count_merge_after`), not by the history: for a rollup, the last part's stored value and
+//! its plaintext (compressed as stored), the new plaintext being written, and the deltas' rows
+//! with their own strings. The deltas' strings are interned on their own, then given the
+//! part's numbers while its string table is read as a stream (see [`Table::merge_plain`]): a
+//! map of every string of the part, to intern the deltas over, was an import's largest
+//! growing allocation (the users of a month are many), and more so each time it grew.
+//!
 //! # Reading
 //! A query's whole hours are summed from the counters, using the coarsest values that fit in
 //! the range: 32-day rollups in the middle, then days, then hours only at the edges (so a
@@ -365,7 +374,8 @@ pub(crate) struct Builder {
 
 impl Builder {
     /// A builder whose strings start as `strings` (a table's, in order): the rows it builds
-    /// refer to them by the same numbers, so they merge with that table's rows as stored.
+    /// refer to them by the same numbers (the reference a merge's output is tested against).
+    #[cfg(test)]
     fn over(strings: Vec<Box<str>>) -> Builder {
         let ids = strings
             .iter()
@@ -499,18 +509,56 @@ impl Table {
         ))
     }
 
-    /// Merges `add` (a builder made [`Builder::over`] the strings of the value whose plaintext
-    /// is `plain`, see [`plain_strings`]) into that value, returning the new plaintext. The
-    /// value is read as a stream, twice (decompressed on the fly when it is compressed): once
-    /// to count the merged rows and the body's length, which come before the rows, then to
-    /// write them, one at a time, beside the added rows sorted, into a streaming compressor.
-    /// So memory holds the old and new plaintexts (compressed) and the added rows, never a
-    /// body decoded: a 32-day rollup grows with the month's distinct groups (about 18 MB of
-    /// body, 4.7 MB compressed, at 10M generated events), and decoded bodies in and out of a
-    /// merge were the largest working memory of an import, growing with history.
+    /// Merges `add` (the rows to add, its strings interned on their own, see
+    /// [`Builder::add_table_without`]) into the value whose plaintext is `plain`, returning the
+    /// new plaintext: the same bytes as decoding the value, interning `add`'s strings over its
+    /// strings (new ones after them, in `add`'s order), adding the rows and encoding it again.
+    ///
+    /// The value is read as a stream, several times (decompressed on the fly when it is
+    /// compressed): its strings once, to find those `add` uses, then its rows once to count the
+    /// merged rows and the body's length, which come before the rows, then strings and rows
+    /// again to write them, one at a time, beside the added rows sorted, into a streaming
+    /// compressor. So memory holds the old and new plaintexts (compressed), the added rows and
+    /// their strings, never a body decoded nor the value's strings: a 32-day rollup grows with
+    /// the month's distinct groups and users, and decoded bodies, or a map of every string of
+    /// the rollup (to intern the added rows over), were the largest working memory of an
+    /// import, growing with history.
     fn merge_plain(plain: &[u8], add: Builder) -> Result<Vec<u8>, StoreError> {
-        let Builder { strings, rows, .. } = add;
-        let mut add: Vec<([u32; DIMS], u64)> = rows.into_iter().collect();
+        let Builder {
+            strings: add_strings,
+            ids: add_ids,
+            rows,
+        } = add;
+        // `add`'s references -> the merged value's: the stored strings keep their numbers,
+        // those `add` brings anew follow them, in `add`'s order.
+        let mut remap = vec![0u32; add_strings.len() + 1];
+        let mut old = BodyStream::open(plain)?;
+        let old_count = old.varint()?;
+        let mut old_strings_len = 0u64;
+        let mut buf = Vec::new();
+        for i in 0..old_count {
+            let s = old.string(&mut buf)?;
+            old_strings_len += varint_len(s.len() as u64) + s.len() as u64;
+            if let Some(&r) = add_ids.get(s) {
+                remap[r as usize] = u32::try_from(i + 1)
+                    .map_err(|_| StoreError::Corrupt("counter value strings".into()))?;
+            }
+        }
+        drop((old, add_ids));
+        let mut next = old_count;
+        let mut fresh: Vec<&str> = Vec::new();
+        for (i, s) in add_strings.iter().enumerate() {
+            if remap[i + 1] == 0 {
+                next += 1;
+                remap[i + 1] = u32::try_from(next)
+                    .map_err(|_| StoreError::Corrupt("counter value strings".into()))?;
+                fresh.push(s);
+            }
+        }
+        let mut add: Vec<([u32; DIMS], u64)> = rows
+            .into_iter()
+            .map(|(refs, n)| (refs.map(|r| remap[r as usize]), n))
+            .collect();
         add.sort_unstable();
         // Pass 1: the merged rows' count and bytes.
         let mut count = 0u64;
@@ -523,34 +571,48 @@ impl Table {
             count += 1;
             Ok(())
         })?;
-        let mut head = Vec::with_capacity(16 + strings.len() * 16);
-        put_varint(&mut head, strings.len() as u64);
-        for s in &strings {
-            put_varint(&mut head, s.len() as u64);
-            head.extend_from_slice(s.as_bytes());
+        let mut fresh_head = Vec::with_capacity(16 + fresh.len() * 16);
+        for s in &fresh {
+            put_varint(&mut fresh_head, s.len() as u64);
+            fresh_head.extend_from_slice(s.as_bytes());
         }
-        put_varint(&mut head, count);
-        let body_len = head.len() as u64 + rows_len;
+        let body_len = varint_len(next)
+            + old_strings_len
+            + fresh_head.len() as u64
+            + varint_len(count)
+            + rows_len;
         if body_len > MAX_PLAIN as u64 {
             return Err(StoreError::Corrupt(format!(
                 "a merged counter value would hold {body_len} bytes, more than {MAX_PLAIN}"
             )));
         }
-        // Pass 2: the body, written as it is merged.
-        let compress = body_len >= ZSTD_FROM as u64;
-        let mut out = Vec::with_capacity(if compress {
-            plain.len() + plain.len() / 4 + 64
-        } else {
-            body_len as usize + 1
-        });
-        out.push(u8::from(compress));
-        let zerr = |e: std::io::Error| StoreError::Compression(e.to_string());
-        let mut written = 0u64;
-        let out = if compress {
-            use std::io::Write;
-            put_varint(&mut out, body_len);
-            let mut z = zstd::stream::write::Encoder::new(out, 3).map_err(zerr)?;
-            z.write_all(&head).map_err(zerr)?;
+        // Pass 2: the body, written as it is merged: the strings (the stored ones read again,
+        // one at a time), then the rows.
+        let write_body = |w: &mut dyn std::io::Write| -> Result<u64, StoreError> {
+            let zerr = |e: std::io::Error| StoreError::Compression(e.to_string());
+            let mut head = Vec::with_capacity(10);
+            put_varint(&mut head, next);
+            w.write_all(&head).map_err(zerr)?;
+            let mut old = BodyStream::open(plain)?;
+            if old.varint()? != old_count {
+                return Err(StoreError::Corrupt(
+                    "a counter value changed between the passes of its merge".into(),
+                ));
+            }
+            let mut buf = Vec::new();
+            for _ in 0..old_count {
+                let s = old.string(&mut buf)?;
+                head.clear();
+                put_varint(&mut head, s.len() as u64);
+                w.write_all(&head).map_err(zerr)?;
+                w.write_all(s.as_bytes()).map_err(zerr)?;
+            }
+            drop(old);
+            w.write_all(&fresh_head).map_err(zerr)?;
+            head.clear();
+            put_varint(&mut head, count);
+            w.write_all(&head).map_err(zerr)?;
+            let mut written = 0u64;
             let mut row = Vec::with_capacity(64);
             merge_rows(&mut BodyStream::open(plain)?, &add, |refs, n| {
                 row.clear();
@@ -559,20 +621,26 @@ impl Table {
                 }
                 put_varint(&mut row, n);
                 written += 1;
-                z.write_all(&row).map_err(zerr)
+                w.write_all(&row).map_err(zerr)
             })?;
-            z.finish().map_err(zerr)?
+            Ok(written)
+        };
+        let compress = body_len >= ZSTD_FROM as u64;
+        let mut out = Vec::with_capacity(if compress {
+            plain.len() + plain.len() / 4 + 64
         } else {
-            out.extend_from_slice(&head);
-            merge_rows(&mut BodyStream::open(plain)?, &add, |refs, n| {
-                for r in refs {
-                    put_varint(&mut out, u64::from(*r));
-                }
-                put_varint(&mut out, n);
-                written += 1;
-                Ok(())
-            })?;
-            out
+            body_len as usize + 1
+        });
+        out.push(u8::from(compress));
+        let zerr = |e: std::io::Error| StoreError::Compression(e.to_string());
+        let (out, written) = if compress {
+            put_varint(&mut out, body_len);
+            let mut z = zstd::stream::write::Encoder::new(out, 3).map_err(zerr)?;
+            let written = write_body(&mut z)?;
+            (z.finish().map_err(zerr)?, written)
+        } else {
+            let written = write_body(&mut out)?;
+            (out, written)
         };
         if written != count {
             return Err(StoreError::Corrupt(
@@ -1023,8 +1091,9 @@ fn merge_rows(
     Ok(())
 }
 
-/// The strings of the body of a value's plaintext (see [`plain_of_body`]), read as a stream:
-/// what a merge interns new rows over (see [`Table::merge_plain`]).
+/// The strings of the body of a value's plaintext (see [`plain_of_body`]), read as a stream
+/// (the strings a merge's output is tested against).
+#[cfg(test)]
 fn plain_strings(plain: &[u8]) -> Result<Vec<Box<str>>, StoreError> {
     let mut b = BodyStream::open(plain)?;
     let ns = b.varint()?;
@@ -1110,6 +1179,20 @@ impl<'a> BodyStream<'a> {
             }
         }
         Err(StoreError::Corrupt("counter value: varint too long".into()))
+    }
+
+    /// The next string of the body's string table (after its count, read with
+    /// [`BodyStream::varint`]), read into `buf`.
+    fn string<'b>(&mut self, buf: &'b mut Vec<u8>) -> Result<&'b str, StoreError> {
+        let len = self.varint()?;
+        if len > self.left {
+            return Err(StoreError::Corrupt("counter string length".into()));
+        }
+        buf.clear();
+        buf.resize(len as usize, 0);
+        self.exact(buf)?;
+        std::str::from_utf8(buf)
+            .map_err(|_| StoreError::Corrupt("counter string is not UTF-8".into()))
     }
 
     /// The next row, the strings skipped first; `None` after the last, which must end the
@@ -1498,9 +1581,9 @@ impl Unit {
                     None => unit.b.add_table(&open(provider, &unit.key, &v)?),
                 }
             } else {
-                let plain = open_plain(provider, &unit.key, &v)?;
-                unit.b = Builder::over(plain_strings(&plain)?);
-                unit.rollup_body = Some(plain);
+                // The deltas' rows are interned on their own, and mapped to the stored
+                // strings as the merge streams them (see [`Table::merge_plain`]).
+                unit.rollup_body = Some(open_plain(provider, &unit.key, &v)?);
             }
         }
         Ok(unit)
@@ -2207,11 +2290,21 @@ mod tests {
             let mut raw = vec![0u8];
             raw.extend_from_slice(&body);
             for plain in [raw, compressed] {
+            // The reference: the added rows interned over the stored strings, then encoded.
             let mut over = Builder::over(plain_strings(&plain).unwrap());
+            over.add_table(&stored);
+            let mut add = Builder::default();
             for t in &adds {
                 over.add_table_without(t, drop);
+                add.add_table_without(t, drop);
             }
-            let merged = Table::decode(&Table::merge_plain(&plain, over).unwrap()).unwrap();
+            let merged_plain = Table::merge_plain(&plain, add).unwrap();
+            // The same bytes: the format does not depend on how the merge interns.
+            prop_assert_eq!(
+                body_of_plain(&merged_plain).unwrap().into_owned(),
+                over.finish().encode_body()
+            );
+            let merged = Table::decode(&merged_plain).unwrap();
             prop_assert!(merged.rows.windows(2).all(|w| w[0].0 < w[1].0));
             let named = |t: &Table| {
                 let mut rows: Vec<(Vec<Option<Box<str>>>, u64)> = t

@@ -119,7 +119,7 @@ impl Mem {
                 postings: lists.into_iter().map(move |(b, p)| {
                     let mut out = Vec::new();
                     crate::run::encode_list(base, p.iter(), &mut out, None);
-                    Ok((*b, out, p.len()))
+                    Ok((*b, out.into(), p.len()))
                 }),
                 cancel,
             },

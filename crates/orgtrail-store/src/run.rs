@@ -113,23 +113,63 @@ fn varint_at(b: &[u8], pos: &mut usize) -> Option<u64> {
 }
 
 /// The skip table of a list of `k` entries encoded as `gaps`.
-fn skip_table(k: u64, gaps: &[u8]) -> R<Vec<u8>> {
+fn skip_table(k: u64, gaps: &Gaps) -> R<Vec<u8>> {
     let s = skips(k);
     let mut out = Vec::with_capacity(s * SKIP_ENTRY);
     if s == 0 {
         return Ok(out);
     }
     let bad = || StoreError::Corrupt("posting list does not fit its skip table".into());
+    // A piece holds whole varints: an entry never straddles two.
+    let mut pieces = gaps.slices();
+    let mut piece: &[u8] = &[];
+    let mut base = 0usize;
     let mut pos = 0usize;
     let mut o = 0u64;
     for i in 0..k {
+        while pos == piece.len() {
+            base += piece.len();
+            piece = pieces.next().ok_or_else(bad)?;
+            pos = 0;
+        }
         if i > 0 && i % SKIP_EVERY == 0 {
             out.extend_from_slice(&u32::try_from(o).map_err(|_| bad())?.to_be_bytes());
-            out.extend_from_slice(&u32::try_from(pos).map_err(|_| bad())?.to_be_bytes());
+            out.extend_from_slice(&u32::try_from(base + pos).map_err(|_| bad())?.to_be_bytes());
         }
-        o += varint_at(gaps, &mut pos).ok_or_else(bad)?;
+        o += varint_at(piece, &mut pos).ok_or_else(bad)?;
     }
     Ok(out)
+}
+
+/// The gaps of a posting list as written, in pieces each of whole varints: a merge joins the
+/// lists of one value from several runs without copying them into one (only each part's first
+/// gap changes), so that its largest list, a popular value's in the largest merges (millions of
+/// entries), is held once, not twice.
+#[derive(Debug, Default)]
+pub(crate) struct Gaps {
+    /// (a first gap re-encoded, a list, where the list's own gaps start in it).
+    pieces: Vec<(Vec<u8>, Vec<u8>, usize)>,
+}
+
+impl From<Vec<u8>> for Gaps {
+    fn from(list: Vec<u8>) -> Self {
+        Gaps {
+            pieces: vec![(Vec::new(), list, 0)],
+        }
+    }
+}
+
+impl Gaps {
+    fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.pieces
+            .iter()
+            .flat_map(|(head, list, from)| [&head[..], &list[*from..]])
+            .filter(|b| !b.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.slices().map(<[u8]>::len).sum()
+    }
 }
 
 /// The name of the run file of the events `first..end`.
@@ -213,7 +253,7 @@ where
     T: Iterator<Item = R<i64>>,
     O: Iterator<Item = R<(i64, u64)>>,
     D: Iterator<Item = R<(Blind, u64, [u8; 8])>>,
-    P: Iterator<Item = R<(Blind, Vec<u8>, u64)>>,
+    P: Iterator<Item = R<(Blind, Gaps, u64)>>,
 {
     let Parts {
         first,
@@ -380,7 +420,9 @@ where
         put_varint(&mut head, (skip.len() + list.len()) as u64);
         w.put(&head).map_err(&e)?;
         w.put(&skip).map_err(&e)?;
-        w.put(&list).map_err(&e)?;
+        for piece in list.slices() {
+            w.put(piece).map_err(&e)?;
+        }
     }
 
     // Bloom.
@@ -1309,9 +1351,8 @@ pub(crate) fn merge(
             Ok(x) => x,
             Err(e) => return Some(Err(e)),
         };
-        // The parts of this blind, taken before joining them, so that the joined list is
-        // allocated once at its size: grown by doubling, a popular value's list (millions of
-        // entries in the largest merges) took up to three times its size at once.
+        // The parts of this blind, joined as they are (see [`Gaps`]): copied into one list,
+        // a popular value's list (millions of entries in the largest merges) was held twice.
         let mut parts = vec![(k, list, run_first)];
         while let Some(Ok((b, _, _, _))) = lists.peek() {
             if *b != blind {
@@ -1323,32 +1364,37 @@ pub(crate) fn merge(
                 None => break,
             }
         }
-        // A part's first gap grows by at most the 10 bytes of a varint.
-        let size: usize = parts.iter().map(|p| p.1.len() + 10).sum();
-        let mut out = Vec::with_capacity(size);
+        let mut out = Gaps {
+            pieces: Vec::with_capacity(parts.len()),
+        };
         let mut total = 0u64;
         let mut prev: Option<u64> = None;
-        let mut add = |k: u64, list: &[u8], run_first: u64| -> R<()> {
-            let mut r = Reader::new(list, "index run posting list");
+        let mut add = |k: u64, mut list: Vec<u8>, run_first: u64| -> R<()> {
+            let mut r = Reader::new(&list, "index run posting list");
             let shift = run_first - first;
             let mut o = 0u64;
+            let mut head = Vec::new();
+            let mut from = 0;
             for i in 0..k {
                 let g = r.varint()?;
                 o += g;
                 if i == 0 {
-                    put_varint(&mut out, shift + o - prev.unwrap_or(0));
-                } else {
-                    put_varint(&mut out, g);
+                    put_varint(&mut head, shift + o - prev.unwrap_or(0));
+                    from = list.len() - r.remaining();
                 }
             }
+            // Bytes after the list's `k` gaps are not part of it.
+            let end = list.len() - r.remaining();
+            list.truncate(end);
             if k > 0 {
                 prev = Some(shift + o);
+                out.pieces.push((head, list, from));
             }
             total += k;
             Ok(())
         };
         for (k, list, run_first) in parts {
-            if let Err(e) = add(k, &list, run_first) {
+            if let Err(e) = add(k, list, run_first) {
                 return Some(Err(e));
             }
         }
@@ -1651,7 +1697,7 @@ mod tests {
                 postings: m.postings.iter().map(move |(b, l)| {
                     let mut out = Vec::new();
                     encode_list(first, l.iter().copied(), &mut out, None);
-                    Ok((*b, out, l.len() as u64))
+                    Ok((*b, out.into(), l.len() as u64))
                 }),
                 cancel: None,
             },
@@ -1832,6 +1878,12 @@ mod tests {
             &Run::open(&merged).unwrap_or_else(|e| panic!("{e}")),
             &whole,
         );
+        // The same file as one written from everything at once: lists joined from parts
+        // (their skip tables across the parts' boundaries included) are the lists as written.
+        let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let direct = write_model(other.path(), &whole);
+        let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read(&merged) == read(&direct));
     }
 
     #[test]

@@ -11,6 +11,13 @@ use tokio::sync::oneshot;
 /// Events per batch handed to a worker (and submitted to the writer).
 pub(crate) const BATCH: usize = 2000;
 
+/// Batches submitted to the writer and not yet acknowledged, at most: one being committed and
+/// two waiting keep the writer busy (it commits a batch as one group). The writer's own queue
+/// holds more ([`orgtrail_store::WRITER_QUEUE`] appends, for many small ones from the network),
+/// and filled with prepared batches it was a backlog of about 2 MiB each that an import held
+/// whenever the writer was the slower side, more so the larger the store.
+pub(crate) const IN_FLIGHT: usize = 3;
+
 /// What the ledger answered, summed.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Totals {
@@ -39,6 +46,9 @@ pub(crate) fn ingest(
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * 2);
     let work_rx = Mutex::new(work_rx);
     let (ack_tx, ack_rx) = mpsc::channel::<(u64, u64, Pending)>();
+    // One token per batch in flight (see [`IN_FLIGHT`]): a worker sends one before it
+    // submits, the settler takes one back once a batch is acknowledged.
+    let (token_tx, token_rx) = mpsc::sync_channel::<()>(IN_FLIGHT);
     // Batches go back to the feeding thread once prepared, to be emptied there: the events
     // were allocated there, and freeing memory on the thread that allocated it is much
     // cheaper than freeing it on another one (a fifth of the allocator's work was that).
@@ -49,6 +59,7 @@ pub(crate) fn ingest(
         for _ in 0..workers {
             let ack_tx = ack_tx.clone();
             let recycle_tx = recycle_tx.clone();
+            let token_tx = token_tx.clone();
             let work_rx = &work_rx;
             handles.push(scope.spawn(move || -> anyhow::Result<()> {
                 let mut preparer = ledger.preparer();
@@ -66,6 +77,10 @@ pub(crate) fn ingest(
                     }
                     // Full (the feeder is behind): the batch is freed here instead.
                     let _ = recycle_tx.try_send(batch);
+                    if token_tx.send(()).is_err() {
+                        // The settler stopped; its error is reported.
+                        return Ok(());
+                    }
                     let pending = ledger.submit_blocking(prepared)?;
                     if ack_tx.send((first, last, pending)).is_err() {
                         return Ok(());
@@ -75,10 +90,13 @@ pub(crate) fn ingest(
         }
         drop(ack_tx);
         drop(recycle_tx);
+        drop(token_tx);
         let settler = scope.spawn(move || -> anyhow::Result<Totals> {
             let mut t = Totals::default();
             for (first, last, p) in ack_rx {
                 let outcome = p.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+                // The batch's token was sent before it was submitted.
+                let _ = token_rx.recv();
                 t.stored += outcome.stored() as u64;
                 t.duplicates += outcome.duplicates() as u64;
                 t.conflicts += outcome.conflicts() as u64;
