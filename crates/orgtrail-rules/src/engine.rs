@@ -29,7 +29,9 @@
 //! rules` (100 rules) from 4,296 to 4,124 instructions per event. In the walk, each trie node's
 //! first-byte buckets also hold the lengths of their children's keys: a member as long as none
 //! of them, with no dot where one of theirs would end, is passed over without comparing bytes
-//! (4,021 instructions per event; the median of three callgrind runs each, 4,288-4,299 before).
+//! (4,021 instructions per event). The spans of an event's leaves by path are then found in
+//! one pass over them: 3,944 instructions per event (median of four callgrind runs; 4,297
+//! before this round, 8.2% fewer).
 
 use serde_json::Value;
 
@@ -573,14 +575,16 @@ impl Engine {
                 spans.resize(self.paths.len(), (0, 0, 0));
             }
             let stamp = *stamp;
-            let mut i = 0;
-            while let Some((p, _)) = leaves.get(i) {
-                let from = i;
-                while leaves.get(i).is_some_and(|(q, _)| q == p) {
-                    i += 1;
-                }
+            // The leaves are grouped by path: a path's span starts at its first leaf and is
+            // stretched over each next one.
+            for (i, (p, _)) in leaves.iter().enumerate() {
+                let i = i as u32;
                 if let Some(span) = spans.get_mut(*p) {
-                    *span = (stamp, from as u32, i as u32);
+                    if span.0 == stamp {
+                        span.2 = i + 1;
+                    } else {
+                        *span = (stamp, i, i + 1);
+                    }
                 }
             }
             let spans = &*spans;
