@@ -321,8 +321,12 @@ fn chart(first: i64, counts: &[u64], mark: impl Fn(i64) -> &'static str) -> Stri
     for (i, &n) in counts.iter().enumerate() {
         let m = first + i as i64;
         let bar = usize::try_from(n.saturating_mul(BAR as u64).div_ceil(top)).unwrap_or(BAR);
-        let line = format!("{} {n:>width$} {}{}", hhmm(m), "#".repeat(bar), mark(m));
-        s += line.trim_end();
+        s += &format!("{} {n:>width$}", hhmm(m));
+        if bar > 0 {
+            s.push(' ');
+            s += &"#".repeat(bar);
+        }
+        s += mark(m);
         s.push('\n');
     }
     s
