@@ -13,6 +13,7 @@ mod org;
 mod procs;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -136,6 +137,61 @@ fn follow(org: &Org, c: &org::Collector) -> (std::process::Child, mpsc::Receiver
     (child, rx)
 }
 
+/// What `orgtrail insights explain ID` prints, asked of the collector as the auditor.
+fn explain_remote(org: &Org, c: &org::Collector, id: &str) -> String {
+    let out = common::run(
+        &[
+            &["insights", "explain", id][..],
+            &org.reader_args(c, "auditor")
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        ]
+        .concat(),
+        b"",
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout(&out)
+}
+
+/// The chart shows one minute of `burst` calls at the Start, with the longest bar, the
+/// baseline's minutes of one call before it, and the burst's user in the attributions table.
+fn assert_burst_charted(text: &str, burst: u64) {
+    let start = text
+        .lines()
+        .find(|l| l.ends_with("<- Start"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        start.contains(&format!(" {burst} {} <- Start", "#".repeat(50))),
+        "{text}"
+    );
+    let chart: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("calls per minute"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    // 30 minutes before the Start: one baseline call every 4 minutes.
+    let ones = chart
+        .iter()
+        .take(30)
+        .filter(|l| l.split_whitespace().nth(1) == Some("1"))
+        .count();
+    assert!((7..=8).contains(&ones), "{text}");
+    let table = text.split("attributions").nth(1).unwrap();
+    let burst_row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("userIdentityArn") && l.contains(BURST_USER))
+        .unwrap_or_else(|| panic!("{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        burst_row.len(),
+        4,
+        "its insight and baseline averages: {text}"
+    );
+}
+
 fn state(e: &Value) -> &str {
     e["insightDetails"]["state"].as_str().unwrap()
 }
@@ -172,6 +228,14 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
     assert_eq!(start["insightDetails"]["eventSource"], "iam.amazonaws.com");
     let attributed = start["insightDetails"]["insightContext"]["attributions"].to_string();
     assert!(attributed.contains(BURST_USER), "{attributed}");
+
+    // `insights explain` (as the auditor) charts the key's calls per minute around it.
+    let text = explain_remote(&org, &c, start["eventID"].as_str().unwrap());
+    assert!(
+        text.starts_with("ApiCallRateInsight open of iam.amazonaws.com CreateUser"),
+        "{text}"
+    );
+    assert_burst_charted(&text, 40);
 
     // `lookup` finds it too, by the call it is about; `insights list` showed only it.
     let by_name = remote(
@@ -225,4 +289,126 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
             .iter()
             .any(|a| a["detail"]["eventID"] == ends[0]["eventID"])
     });
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `orgtrail ARGS... --data-dir data --keys keys` (offline).
+fn offline(org: &Org, args: &[&str]) -> std::process::Output {
+    let (data, keys) = (org.path("data"), org.path("keys"));
+    common::run(
+        &[args, &["--data-dir", s(&data), "--keys", s(&keys)][..]].concat(),
+        b"",
+    )
+}
+
+#[test]
+fn replay_finds_the_insight_of_imported_events_once_and_explain_charts_it() {
+    let org = Org::new();
+    // Yesterday's traffic, imported: two hours of baseline, then the burst. Import alone
+    // fires no Insight.
+    let yesterday = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 86_400;
+    let minute = yesterday - yesterday % 60;
+    let mut lines = Vec::new();
+    for i in 0..30 {
+        let t = minute - 180 - (29 - i) * 240;
+        lines.push(call(
+            &format!("00000000-0000-4000-8000-{i:012}"),
+            t,
+            "arn:aws:iam::111122223333:user/ops",
+        ));
+    }
+    for i in 0..40 {
+        lines.push(call(
+            &format!("00000000-0000-4000-9000-{i:012}"),
+            minute + 30,
+            BURST_USER,
+        ));
+    }
+    let file = org.path("calls.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = offline(&org, &["import", s(&file)]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let list = |org: &Org| -> Vec<Value> {
+        let out = offline(org, &["insights", "list", "--output", "jsonl"]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        common::stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert!(list(&org).is_empty());
+
+    // Refused while a collector runs on the store.
+    let mut c = org.collector(0, "");
+    let out = offline(&org, &["insights", "replay", "--since", "2d"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("in use"),
+        "{}",
+        common::stderr(&out)
+    );
+    org::sigterm(&mut c);
+    drop(c);
+
+    // The Start of the burst, and its End (the detector's clock is moved to now).
+    let out = offline(&org, &["insights", "replay", "--since", "2d"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(
+        common::stdout(&out).trim(),
+        "fed=70 found=2 stored=2 duplicates=0"
+    );
+    let found = list(&org);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let start = found.iter().find(|e| state(e) == "Start").unwrap();
+    let end = found.iter().find(|e| state(e) == "End").unwrap();
+    assert_eq!(start["sharedEventID"], end["sharedEventID"]);
+    assert_eq!(
+        start["eventTime"],
+        Timestamp::from_unix_secs(minute).to_string(),
+        "the burst's minute"
+    );
+    // A rerun stores nothing new.
+    let out = offline(&org, &["insights", "replay", "--since", "2d"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(
+        common::stdout(&out).trim(),
+        "fed=70 found=2 stored=0 duplicates=2"
+    );
+    assert_eq!(list(&org).len(), 2);
+
+    // Explained from either state: the burst at the Start, the End marked, attributions.
+    for id in [&start["eventID"], &end["eventID"]] {
+        let out = offline(&org, &["insights", "explain", id.as_str().unwrap()]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let text = common::stdout(&out);
+        assert!(text.starts_with("ApiCallRateInsight ended of iam.amazonaws.com CreateUser in account 111122223333 (us-east-1)"), "{text}");
+        assert_burst_charted(&text, 40);
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with("<- End")).count(),
+            1,
+            "{text}"
+        );
+    }
+    // An eventID that is not an Insight's.
+    let out = offline(
+        &org,
+        &[
+            "insights",
+            "explain",
+            "00000000-0000-4000-9000-000000000001",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("no Insight event"),
+        "{}",
+        common::stderr(&out)
+    );
 }

@@ -159,6 +159,7 @@ struct InsightsMetrics {
     evicted: Counter,
     late: Counter,
     future: Counter,
+    fed_through: Gauge,
 }
 
 impl InsightsMetrics {
@@ -192,6 +193,11 @@ impl InsightsMetrics {
             "orgtrail_collector_insights_future_calls",
             "Calls not counted by the Insights detector: stamped too far past the wall clock",
             self.future.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_fed_through",
+            "Sequence number of the last stored event fed to the Insights detector (its watermark)",
+            self.fed_through.clone(),
         );
     }
 }
@@ -510,8 +516,11 @@ impl Metrics {
         &self,
         before: &orgtrail_insights::Stats,
         after: &orgtrail_insights::Stats,
+        through: u64,
     ) {
         let m = &self.insights;
+        m.fed_through
+            .set(i64::try_from(through).unwrap_or(i64::MAX));
         m.started.inc_by(
             after
                 .insights_started

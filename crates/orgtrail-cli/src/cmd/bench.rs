@@ -47,6 +47,10 @@ enum What {
     /// Ingest throughput of one agent into a collector with rules (100 by default) against
     /// one with none, in the same run, and when evaluation caught up.
     IngestRules(crate::cmd::bench_ingest_rules::IngestRulesArgs),
+    /// Ingest throughput of one agent into a collector with Insights on against one with them
+    /// off, in the same run, alternated; the collector's CPU on and off, counted until the
+    /// detector was fed every event.
+    IngestInsights(crate::cmd::bench_ingest_insights::IngestInsightsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,6 +115,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Rules(a) => crate::cmd::bench_rules::rules_bench(a),
         What::Alerts(a) => crate::cmd::bench_alerts::run(a),
         What::IngestRules(a) => crate::cmd::bench_ingest_rules::run(a),
+        What::IngestInsights(a) => crate::cmd::bench_ingest_insights::run(a),
     }
 }
 

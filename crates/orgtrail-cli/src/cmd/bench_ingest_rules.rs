@@ -1,21 +1,20 @@
 //! `orgtrail bench ingest-rules`: what evaluating rules costs ingest. One agent ships the same
 //! events into a fresh collector twice per round, both real processes over mutual TLS on
-//! loopback: once with no rules, once with `--rules` rules of mixed operators (the rules of
-//! `orgtrail bench rules`); the best rate of each is reported with their ratio. With rules, it
-//! also waits until every alert the rules make is recorded (read from the ops listener's
-//! metrics), and reports when evaluation caught up.
+//! loopback ([`bench_ingest_ab`]): once with no rules, once with `--rules` rules of mixed
+//! operators (the rules of `orgtrail bench rules`); the best rate of each is reported with
+//! their ratio. With rules, it also waits until every alert the rules make is recorded (read
+//! from the ops listener's metrics), and reports when evaluation caught up.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::{Context, bail};
 use orgtrail_rules::cloudtrail::CloudTrailRules;
 use serde_json::{Value, json};
 
+use crate::cmd::bench_ingest_ab::{self, Moments, Side, wait_for};
 use crate::cmd::bench_rules;
-use crate::cmd::bench_transport::{self, Prepared, write};
+use crate::cmd::bench_transport::{self, write};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestRulesArgs {
@@ -79,126 +78,62 @@ fn write_rules(root: &Path, n: usize, rare: Option<f64>) -> anyhow::Result<u64> 
     Ok(alerts)
 }
 
-/// The value of a counter in the ops listener's metrics at `addr`: the first series of `name`
-/// whose line holds `label` (`""`: any).
-fn counter(addr: &str, name: &str, label: &str) -> anyhow::Result<u64> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(label))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
-}
-
-/// What one run measured.
-struct Run {
-    /// Events ingested per second.
-    rate: f64,
-    /// The collector's CPU seconds.
-    cpu: f64,
-    /// With rules: seconds from the start until every alert was recorded, and delivered.
-    caught_up: Option<(f64, f64)>,
-}
-
-/// One run: a fresh collector (with rules or not), the agent ships every event; returns the
-/// ingest rate, the collector's CPU seconds (with rules: until every alert was delivered) and,
-/// with rules, the seconds until every expected alert was recorded, and delivered.
-fn one_run(
-    p: &Prepared,
-    root: &Path,
-    run: u32,
-    with_rules: bool,
+/// The collector with rules, alerts delivered to a JSON-lines file (the simplest sink); it
+/// settles when every expected alert was recorded, and delivered.
+struct WithRules {
+    /// The benchmark's directory: the alerts file of a run is removed once it settled.
+    root: std::path::PathBuf,
+    rules: usize,
     expected_alerts: u64,
-    events: u64,
-) -> anyhow::Result<Run> {
-    let data = format!("data-{run}");
-    let spool = format!("spool-{run}");
-    let extra = if with_rules {
-        // Alerts are delivered too: appended to a JSON-lines file, as the simplest sink.
-        "[ops]\nlisten = \"127.0.0.1:0\"\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"
-    } else {
-        "[ops]\nlisten = \"127.0.0.1:0\"\n"
-    };
-    let (mut collector, port, ops) = bench_transport::start_collector_with(
-        &p.exe,
-        root,
-        &format!("collector-{run}.toml"),
-        &data,
-        extra,
-    )?;
-    let ops = ops.context("the collector did not print its ops address")?;
-    write(
-        &root.join("agent.toml"),
-        &format!(
-            "account = \"{}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"{spool}\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n",
-            p.account
-        ),
-    )?;
-    let started = Instant::now();
-    let status = Command::new(&p.exe)
-        .args(["agent", "--exit-when-drained", "--config"])
-        .arg(root.join("agent.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    let secs = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let _ = collector.kill();
-        bail!("the agent failed");
+}
+
+impl Side for WithRules {
+    fn name(&self) -> String {
+        format!("{} rules", self.rules)
     }
-    let mut caught_up = None;
-    if with_rules {
-        let wait = |what: &str, name: &str, label: &str| -> anyhow::Result<f64> {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            loop {
-                let n = counter(&ops, name, label)?;
-                if n >= expected_alerts {
-                    return Ok(started.elapsed().as_secs_f64());
-                }
-                if Instant::now() > deadline {
-                    bail!("the {expected_alerts} alerts were not {what} within 300 s ({n} were)");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        };
-        let waited = wait("recorded", "orgtrail_collector_alerts_recorded", "").and_then(|r| {
-            let d = wait(
-                "delivered",
-                "orgtrail_collector_alert_deliveries_total",
-                "outcome=\"delivered\"",
-            )?;
-            Ok((r, d))
-        });
-        match waited {
-            Ok(t) => caught_up = Some(t),
-            Err(e) => {
-                let _ = collector.kill();
-                return Err(e);
-            }
-        }
+    fn config(&self) -> String {
+        "[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"
+            .to_owned()
     }
-    let cpu = bench_transport::cpu_seconds(collector.id()).unwrap_or(f64::NAN);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(collector.id().to_string())
-        .status();
-    collector.wait()?;
-    let _ = std::fs::remove_dir_all(root.join(&data));
-    let _ = std::fs::remove_dir_all(root.join(&spool));
-    let _ = std::fs::remove_file(root.join("alerts.jsonl"));
-    Ok(Run {
-        rate: events as f64 / secs,
-        cpu,
-        caught_up,
-    })
+    fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments> {
+        let n = self.expected_alerts;
+        let recorded = wait_for(
+            ops,
+            "orgtrail_collector_alerts_recorded",
+            "",
+            n,
+            started,
+            "alerts recorded",
+        )?;
+        let delivered = wait_for(
+            ops,
+            "orgtrail_collector_alert_deliveries_total",
+            "outcome=\"delivered\"",
+            n,
+            started,
+            "alerts delivered",
+        )?;
+        let _ = std::fs::remove_file(self.root.join("alerts.jsonl"));
+        Ok(vec![
+            ("every alert recorded", recorded),
+            ("and delivered", delivered),
+        ])
+    }
+}
+
+/// The collector without rules.
+struct NoRules;
+
+impl Side for NoRules {
+    fn name(&self) -> String {
+        "no rules".to_owned()
+    }
+    fn config(&self) -> String {
+        String::new()
+    }
+    fn settle(&self, _: &str, _: Instant) -> anyhow::Result<Moments> {
+        Ok(Vec::new())
+    }
 }
 
 fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
@@ -208,37 +143,16 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
         "{} rules, which make {expected} alerts on these events; {} round(s) of (no rules, rules)",
         a.rules, a.rounds
     );
-    let (mut none, mut with, mut lag) = (0f64, 0f64, f64::MAX);
-    let (mut cpu_none, mut cpu_with) = (f64::MAX, f64::MAX);
-    let mut run = 0;
-    for round in 0..a.rounds.max(1) {
-        for with_rules in [false, true] {
-            let Run {
-                rate,
-                cpu,
-                caught_up,
-            } = one_run(&p, root, run, with_rules, expected, a.events)?;
-            run += 1;
-            let per_k = 1e6 * cpu / a.events as f64;
-            match caught_up {
-                Some((t, d)) => println!(
-                    "round {round}: {} rules: {rate:.0} events/s ingested; every alert recorded {t:.2} s and delivered {d:.2} s after the start; collector CPU {per_k:.0} ms per 1,000 events",
-                    a.rules
-                ),
-                None => println!(
-                    "round {round}: no rules: {rate:.0} events/s ingested; collector CPU {per_k:.0} ms per 1,000 events"
-                ),
-            }
-            if with_rules {
-                with = with.max(rate);
-                lag = lag.min(caught_up.map_or(f64::MAX, |(t, _)| t));
-                cpu_with = cpu_with.min(cpu);
-            } else {
-                none = none.max(rate);
-                cpu_none = cpu_none.min(cpu);
-            }
-        }
-    }
+    let with_rules = WithRules {
+        root: root.to_owned(),
+        rules: a.rules,
+        expected_alerts: expected,
+    };
+    let [none, with] =
+        bench_ingest_ab::rounds(&p, root, a.events, a.rounds, [&NoRules, &with_rules])?;
+    let lag = with.settled.unwrap_or(f64::NAN);
+    let (cpu_with, cpu_none) = (with.cpu, none.cpu);
+    let (with, none) = (with.rate, none.rate);
     println!(
         "ingest with {} rules: {with:.0} events/s; with none: {none:.0} events/s; ratio {:.1}% (target >= 95%); evaluation caught up {lag:.2} s after the start (ingest of the run took {:.2} s)",
         a.rules,

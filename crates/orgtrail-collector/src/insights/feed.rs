@@ -134,7 +134,7 @@ impl Feeder {
     pub(crate) fn save(&self, through: u64, found_any: bool) -> Result<(), StoreError> {
         let mut fed = self.lock();
         let stats = fed.detector.stats();
-        self.metrics.insights(&fed.told, &stats);
+        self.metrics.insights(&fed.told, &stats, through);
         fed.told = stats;
         if !found_any && fed.saved_at.elapsed() < SAVE_EVERY {
             return Ok(());

@@ -1,0 +1,179 @@
+//! The harness shared by `orgtrail bench ingest-rules` and `orgtrail bench ingest-insights`:
+//! one agent ships the same events into a fresh collector per run, both real processes over
+//! mutual TLS on loopback, alternating a baseline collector (A) and one with a feature on (B),
+//! round after round, so that both sides see the same load on a busy machine. Each run reports
+//! the ingest rate (events shipped over the seconds the agent took to drain), and the
+//! collector's CPU seconds once its background work (the [`Side::settle`] wait) was done.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cmd::bench_transport::{self, Prepared, write};
+
+/// Moments a run reached: a label and the seconds since the agent started.
+pub(crate) type Moments = Vec<(&'static str, f64)>;
+
+/// One side of the comparison.
+pub(crate) trait Side {
+    /// Named in the per-round lines, e.g. "no rules", "Insights on".
+    fn name(&self) -> String;
+    /// Collector configuration beyond the ops listener (which the harness adds).
+    fn config(&self) -> String;
+    /// Called once the agent drained, with the ops listener's address: waits until the
+    /// collector's background work on the run's events is done. Returns the moments reached
+    /// (a label and the seconds since the agent started), for the report.
+    fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments>;
+}
+
+/// The best of a side's runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Best {
+    /// Highest ingest rate, events/s.
+    pub(crate) rate: f64,
+    /// Least collector CPU seconds.
+    pub(crate) cpu: f64,
+    /// Earliest first settle moment (seconds after the start), if the side reports any.
+    pub(crate) settled: Option<f64>,
+}
+
+/// Runs `rounds` rounds of (A, B) on the prepared events; prints one line per run and returns
+/// the best of each side.
+pub(crate) fn rounds(
+    p: &Prepared,
+    root: &Path,
+    events: u64,
+    rounds: u32,
+    sides: [&dyn Side; 2],
+) -> anyhow::Result<[Best; 2]> {
+    let mut best = [Best {
+        rate: 0.0,
+        cpu: f64::MAX,
+        settled: None,
+    }; 2];
+    let mut run = 0;
+    for round in 0..rounds.max(1) {
+        for (i, side) in sides.iter().enumerate() {
+            let (rate, cpu, moments) = one_run(p, root, run, *side, events)?;
+            run += 1;
+            let per_k = 1e6 * cpu / events as f64;
+            let said: String = moments
+                .iter()
+                .map(|(what, t)| format!("; {what} {t:.2} s after the start"))
+                .collect();
+            println!(
+                "round {round}: {}: {rate:.0} events/s ingested{said}; collector CPU {per_k:.0} ms per 1,000 events",
+                side.name()
+            );
+            let b = &mut best[i];
+            b.rate = b.rate.max(rate);
+            b.cpu = b.cpu.min(cpu);
+            if let Some(&(_, t)) = moments.first() {
+                b.settled = Some(b.settled.map_or(t, |s| s.min(t)));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// One run: a fresh collector configured by `side`, the agent ships every event; returns the
+/// ingest rate, the collector's CPU seconds once `side` settled, and the settle moments.
+fn one_run(
+    p: &Prepared,
+    root: &Path,
+    run: u32,
+    side: &dyn Side,
+    events: u64,
+) -> anyhow::Result<(f64, f64, Moments)> {
+    let data = format!("data-{run}");
+    let spool = format!("spool-{run}");
+    let extra = format!("[ops]\nlisten = \"127.0.0.1:0\"\n{}", side.config());
+    let (mut collector, port, ops) = bench_transport::start_collector_with(
+        &p.exe,
+        root,
+        &format!("collector-{run}.toml"),
+        &data,
+        &extra,
+    )?;
+    let ops = ops.context("the collector did not print its ops address")?;
+    write(
+        &root.join("agent.toml"),
+        &format!(
+            "account = \"{}\"\ncollector = \"https://127.0.0.1:{port}\"\nserver_name = \"localhost\"\nspool_dir = \"{spool}\"\n[tls]\ncert = \"agent.pem\"\nkey = \"agent.key\"\nca = \"ca/ca.pem\"\n[source]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n",
+            p.account
+        ),
+    )?;
+    let started = Instant::now();
+    let status = Command::new(&p.exe)
+        .args(["agent", "--exit-when-drained", "--config"])
+        .arg(root.join("agent.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let _ = collector.kill();
+        bail!("the agent failed");
+    }
+    let moments = match side.settle(&ops, started) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = collector.kill();
+            return Err(e);
+        }
+    };
+    let cpu = bench_transport::cpu_seconds(collector.id()).unwrap_or(f64::NAN);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(collector.id().to_string())
+        .status();
+    collector.wait()?;
+    let _ = std::fs::remove_dir_all(root.join(&data));
+    let _ = std::fs::remove_dir_all(root.join(&spool));
+    Ok((events as f64 / secs, cpu, moments))
+}
+
+/// The value of a metric in the ops listener's metrics at `addr`: the first series of `name`
+/// whose line holds `label` (`""`: any); 0 when absent.
+pub(crate) fn metric(addr: &str, name: &str, label: &str) -> anyhow::Result<u64> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+/// Polls the metric until it reaches `at_least` (at most 300 s); returns the seconds since
+/// `started`. `what` names the wait in the error.
+pub(crate) fn wait_for(
+    ops: &str,
+    name: &str,
+    label: &str,
+    at_least: u64,
+    started: Instant,
+    what: &str,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = metric(ops, name, label)?;
+        if n >= at_least {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: {name} did not reach {at_least} within 300 s (it is {n})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
