@@ -289,10 +289,15 @@ pub fn parse_fields(bytes: &[u8], max_bytes: usize) -> Result<EventFields, Event
 /// Identical bytes get the same id, so redelivered 1.0 records still deduplicate.
 pub fn derived_event_id(bytes: &[u8]) -> String {
     use sha2::Digest;
+    uuid_from_digest(&sha2::Sha256::digest(bytes).into())
+}
+
+/// The first 128 bits of a SHA-256 digest written as a UUID of version 8 ("custom"), the shape
+/// of a CloudTrail eventID: the ids orgtrail derives ([`derived_event_id`], Insight events).
+pub fn uuid_from_digest(digest: &[u8; 32]) -> String {
     use std::fmt::Write;
-    let d = sha2::Sha256::digest(bytes);
     let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
+    b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let mut s = String::with_capacity(36);

@@ -20,7 +20,7 @@ pub use decode::{
 pub use error::{EventError, RejectKind};
 pub use event::{
     CloudTrailEvent, EventCategory, EventFields, Lenient, MAX_DEPTH, MAX_EVENT_BYTES, OtherTypes,
-    Resource, UserIdentity, derived_event_id, parse_fields,
+    Resource, UserIdentity, derived_event_id, parse_fields, uuid_from_digest,
 };
 pub use ids::{AccountId, AccountIdError};
 pub use time::{Timestamp, TimestampError};

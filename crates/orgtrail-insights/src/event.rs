@@ -230,26 +230,13 @@ impl InsightEvent {
 /// A UUID-shaped id (version 8, "custom") from SHA-256 over `parts`, each length-prefixed.
 pub(crate) fn derived_id(parts: &[&[u8]]) -> String {
     use sha2::Digest;
-    use std::fmt::Write;
     let mut h = sha2::Sha256::new();
     h.update(b"orgtrail-insights/v1");
     for p in parts {
         h.update((p.len() as u64).to_be_bytes());
         h.update(p);
     }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        let _ = write!(s, "{byte:02x}");
-    }
-    s
+    orgtrail_core::uuid_from_digest(&h.finalize().into())
 }
 
 /// `sharedEventID` of the Insight of `key` that started at `start_minute`.
