@@ -48,14 +48,9 @@ fn call(id: &str, unix_secs: i64, user: &str) -> String {
     .to_string()
 }
 
-/// Two hours of one CreateUser every 4 minutes (ending 3 minutes ago), then 40 in the current
-/// minute by another user.
-fn traffic() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let minute = now - now % 60;
+/// Two hours of one CreateUser every 4 minutes (ending 3 minutes before `minute`), then 40 at
+/// `burst_at` (a second of `minute`) by another user.
+fn baseline_and_burst(minute: i64, burst_at: i64) -> String {
     let mut lines = Vec::new();
     for i in 0..30 {
         let t = minute - 180 - (29 - i) * 240;
@@ -68,11 +63,21 @@ fn traffic() -> String {
     for i in 0..40 {
         lines.push(call(
             &format!("00000000-0000-4000-9000-{i:012}"),
-            minute + (now - minute).min(59),
+            burst_at,
             BURST_USER,
         ));
     }
     lines.join("\n") + "\n"
+}
+
+/// [`baseline_and_burst`] ending in the current minute.
+fn traffic() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = now - now % 60;
+    baseline_and_burst(minute, minute + (now - minute).min(59))
 }
 
 const EXTRA: &str = "[insights]\nenabled = true\nmin_history_ms = \"30m\"\nend_after_minutes = 1\nlateness_minutes = 0\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"log\"\npath = \"alerts.jsonl\"\n";
@@ -315,24 +320,8 @@ fn replay_finds_the_insight_of_imported_events_once_and_explain_charts_it() {
         .as_secs() as i64
         - 86_400;
     let minute = yesterday - yesterday % 60;
-    let mut lines = Vec::new();
-    for i in 0..30 {
-        let t = minute - 180 - (29 - i) * 240;
-        lines.push(call(
-            &format!("00000000-0000-4000-8000-{i:012}"),
-            t,
-            "arn:aws:iam::111122223333:user/ops",
-        ));
-    }
-    for i in 0..40 {
-        lines.push(call(
-            &format!("00000000-0000-4000-9000-{i:012}"),
-            minute + 30,
-            BURST_USER,
-        ));
-    }
     let file = org.path("calls.jsonl");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&file, baseline_and_burst(minute, minute + 30)).unwrap();
     let out = offline(&org, &["import", s(&file)]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let list = |org: &Org| -> Vec<Value> {
