@@ -83,6 +83,12 @@ fn internal_crates_depend_only_in_allowed_directions() {
         ("orgtrail-rules", &["orgtrail-core"][..]),
         // Insights: calls in, Insight events and a serializable state out (no I/O).
         ("orgtrail-insights", &["orgtrail-core"][..]),
+        // CloudTrail's files in a bucket or a directory: key layout, digests, validate-logs
+        // (issue 16); RSA verification and SHA-256 through orgtrail-crypto.
+        (
+            "orgtrail-trailfiles",
+            &["orgtrail-core", "orgtrail-crypto"][..],
+        ),
         (
             "orgtrail-collector",
             &[

@@ -62,6 +62,7 @@ enum LogFormat {
 enum Command {
     Demo(cmd::demo::Args),
     Validate(cmd::validate::Args),
+    ValidateLogs(cmd::validate_logs::Args),
     Selectors(cmd::selectors::Args),
     Rules(cmd::rules::Args),
     Alerts(cmd::alerts::Args),
@@ -107,6 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::ValidateLogs(args) => cmd::validate_logs::run(args),
         Command::Selectors(args) => cmd::selectors::run(args),
         Command::Rules(args) => cmd::rules::run(args),
         Command::Alerts(args) => cmd::alerts::run(args),

@@ -40,6 +40,10 @@ pub enum CryptoError {
     SealFailed,
     #[error("signing key {path} is malformed: {reason}")]
     MalformedSigningKey { path: PathBuf, reason: String },
+    #[error("public key is malformed: {reason}")]
+    MalformedPublicKey { reason: String },
+    #[error("signing failed")]
+    SignFailed,
     #[error("cannot retire master key v{version}: {reason}")]
     CannotRetire { version: u32, reason: String },
 }

@@ -8,6 +8,7 @@
 //!   reveal no attribute value;
 //! * [`hash`]: SHA-256 digests;
 //! * [`signing`]: the Ed25519 key pair that signs checkpoints;
+//! * [`rsa`]: RSA PKCS#1 v1.5 SHA-256 (`SHA256withRSA`), which signs CloudTrail's digest files;
 //! * [`tls`]: checks of a process's own certificate at start, the collector's mutual-TLS
 //!   configuration, and precise words for handshake failures.
 //!
@@ -23,6 +24,7 @@ pub mod hash;
 pub mod keyfile;
 pub mod keyring;
 pub mod merkle;
+pub mod rsa;
 pub mod signing;
 pub mod tls;
 

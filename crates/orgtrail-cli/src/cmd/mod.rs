@@ -35,6 +35,7 @@ pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod table;
 pub(crate) mod validate;
+pub(crate) mod validate_logs;
 
 use std::io::{self, Read};
 use std::path::Path;

@@ -1,0 +1,103 @@
+//! Streaming gzip inflation with SHA-256 of the inflated bytes.
+//!
+//! CloudTrail writes each file as one gzip member; data after it (a second member, junk)
+//! makes the file invalid, as does a size beyond the caller's limit. Nothing is held in memory
+//! beyond one buffer, unless the caller asks for the inflated bytes (digests, which are small).
+
+use std::io::{BufRead, BufReader, Read};
+
+use flate2::bufread::GzDecoder;
+use orgtrail_crypto::hash::Sha256;
+
+/// Why a gzip file could not be inflated.
+#[derive(Debug, thiserror::Error)]
+pub enum InflateError {
+    #[error("not a valid gzip file: {0}")]
+    Corrupt(#[source] std::io::Error),
+    #[error("data after the end of the gzip member")]
+    TrailingData,
+    #[error("inflates to more than {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// Inflates `input`, returning the SHA-256 of the inflated bytes and, when `keep` is set, the
+/// bytes themselves. Refuses more than `limit` inflated bytes.
+pub fn inflate_and_hash(
+    input: impl Read,
+    limit: u64,
+    keep: bool,
+) -> Result<([u8; 32], Vec<u8>), InflateError> {
+    let mut gz = GzDecoder::new(BufReader::with_capacity(CHUNK, input));
+    let mut hasher = Sha256::default();
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(InflateError::Corrupt(e)),
+        };
+        total += n as u64;
+        if total > limit {
+            return Err(InflateError::TooLarge { limit });
+        }
+        hasher.update(&buf[..n]);
+        if keep {
+            kept.extend_from_slice(&buf[..n]);
+        }
+    }
+    let mut rest = gz.into_inner();
+    let trailing = rest.fill_buf().map_err(InflateError::Corrupt)?;
+    if !trailing.is_empty() {
+        return Err(InflateError::TrailingData);
+    }
+    Ok((hasher.finish(), kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn hashes_the_inflated_bytes() {
+        let (h, kept) = inflate_and_hash(&gz(b"abc")[..], 10, true).unwrap();
+        assert_eq!(crate::hex::encode(&h)[..8], *"ba7816bf");
+        assert_eq!(kept, b"abc");
+    }
+
+    #[test]
+    fn trailing_data_a_second_member_and_oversize_are_refused() {
+        let mut junk = gz(b"abc");
+        junk.extend_from_slice(b"x");
+        assert!(matches!(
+            inflate_and_hash(&junk[..], 10, false),
+            Err(InflateError::TrailingData)
+        ));
+        let mut two = gz(b"abc");
+        two.extend_from_slice(&gz(b"def"));
+        assert!(matches!(
+            inflate_and_hash(&two[..], 10, false),
+            Err(InflateError::TrailingData)
+        ));
+        assert!(matches!(
+            inflate_and_hash(&gz(b"abcdef")[..], 5, false),
+            Err(InflateError::TooLarge { limit: 5 })
+        ));
+        assert!(matches!(
+            inflate_and_hash(&b"plain text"[..], 100, false),
+            Err(InflateError::Corrupt(_))
+        ));
+    }
+}

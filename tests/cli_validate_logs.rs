@@ -1,0 +1,231 @@
+//! `orgtrail validate-logs` on a real trail tree (digests chained and signed with an RSA key
+//! made here), as a user runs it: text, JSON, exit codes, refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+// The trail builder the library's own tests use.
+#[path = "../crates/orgtrail-trailfiles/tests/support/mod.rs"]
+mod support;
+
+use common::{run, stderr, stdout};
+use support::{BUCKET, Keys, Signer, Trail};
+
+struct Tree {
+    dir: tempfile::TempDir,
+    trail: Trail,
+}
+
+impl Tree {
+    fn new(hours: usize) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::new();
+        let root = dir.path().join("bucket");
+        let trail = Trail::build(&root, &keys, hours, |_| Signer::Trail, None);
+        keys.write_list(&dir.path().join("keys.json"));
+        Tree { dir, trail }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "validate-logs".into(),
+            self.trail.root.display().to_string(),
+            "--public-keys".into(),
+            self.dir.path().join("keys.json").display().to_string(),
+            "--bucket".into(),
+            BUCKET.into(),
+        ]
+    }
+
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, b"")
+    }
+}
+
+#[test]
+fn an_intact_trail_validates_with_exit_0() {
+    let t = Tree::new(4);
+    let out = t.run(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("Results found for 2024-03-01T00:00:00Z to 2024-03-01T04:00:00Z:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n4/4 digest files valid\n8/8 log files valid\n"),
+        "{text}"
+    );
+    assert!(!text.contains("INVALID"), "{text}");
+}
+
+#[test]
+fn tampering_is_reported_by_key_with_exit_1() {
+    let t = Tree::new(5);
+    let d = &t.trail.digests;
+    std::fs::remove_file(t.trail.path(&d[2])).unwrap();
+    let modified = &t.trail.logs[3][0];
+    std::fs::write(t.trail.path(modified), support::gzip(b"{\"Records\":[]}")).unwrap();
+    let out = t.run(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Digest file\t{}\tINVALID: not found (named by {})\n",
+            d[2], d[3]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Log file\t{modified}\tINVALID: hash value doesn't match"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("3/5 digest files valid, 2/5 digest files INVALID"),
+        "{text}"
+    );
+
+    let out = t.run(&["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let findings = v["report"]["findings"].as_array().unwrap();
+    let has = |key: &str, kind: &str| {
+        findings
+            .iter()
+            .any(|f| f["key"] == key && f["kind"] == kind)
+    };
+    assert!(has(&d[2], "digest_missing"), "{findings:#?}");
+    assert!(has(&d[1], "digest_no_signature"), "{findings:#?}");
+    assert!(has(modified, "log_modified"), "{findings:#?}");
+    assert!(has(&t.trail.logs[2][0], "log_unlisted"), "{findings:#?}");
+    assert_eq!(v["report"]["digests_valid"], 3);
+}
+
+#[test]
+fn a_wrong_bucket_name_makes_every_digest_moved() {
+    let t = Tree::new(2);
+    let mut args = t.args();
+    args[5] = "another-bucket".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("INVALID: has been moved from its original location s3://trail-bucket/")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_reason() {
+    let t = Tree::new(1);
+    let keys = t.dir.path().join("keys.json").display().to_string();
+
+    let out = run(
+        &[
+            "validate-logs",
+            "s3://bucket/prefix",
+            "--public-keys",
+            &keys,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not supported yet"),
+        "{}",
+        stderr(&out)
+    );
+
+    let root = t.trail.root.display().to_string();
+    let out = run(&["validate-logs", &root], b"");
+    assert_eq!(out.status.code(), Some(2), "--public-keys is required");
+
+    let out = run(
+        &[
+            "validate-logs",
+            &root,
+            "--public-keys",
+            &keys,
+            "--start",
+            "yesterday",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("RFC 3339"), "{}", stderr(&out));
+
+    let out = run(
+        &[
+            "validate-logs",
+            &root,
+            "--public-keys",
+            &keys,
+            "--start",
+            "2024-03-02T00:00:00Z",
+            "--end",
+            "2024-03-01T00:00:00Z",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is after --end"), "{}", stderr(&out));
+
+    let bad_keys = t.dir.path().join("bad.json");
+    std::fs::write(
+        &bad_keys,
+        b"{\"PublicKeyList\":[{\"Fingerprint\":\"aa\",\"Value\":\"!!\"}]}",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "validate-logs",
+            &root,
+            "--public-keys",
+            bad_keys.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("PublicKeyList[0]"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(
+        &[
+            "validate-logs",
+            "/nonexistent/trail",
+            "--public-keys",
+            &keys,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_explains_the_signature_sidecar() {
+    let out = run(&["validate-logs", "--help"], b"");
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for needle in [
+        "head-object",
+        ".sig",
+        "previousDigestHashValue",
+        "list-public-keys",
+        "Exit status",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
