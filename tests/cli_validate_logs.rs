@@ -229,3 +229,34 @@ fn help_explains_the_signature_sidecar() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[test]
+fn one_modified_log_file_prints_as_the_readme_shows() {
+    let t = Tree::new(5);
+    let modified = &t.trail.logs[3][0];
+    std::fs::write(t.trail.path(modified), support::gzip(b"{\"Records\":[]}")).unwrap();
+    let out = t.run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("Validating log files in ")
+            && lines[0].ends_with(" between the oldest digest and the newest"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "");
+    assert!(
+        lines[2].starts_with(&format!(
+            "Log file\t{modified}\tINVALID: hash value doesn't match: the digest says "
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        lines[3..].join("\n"),
+        "\nResults requested for the oldest digest to the newest\n\
+         Results found for 2024-03-01T00:00:00Z to 2024-03-01T05:00:00Z:\n\
+         \n\
+         5/5 digest files valid\n\
+         9/10 log files valid, 1/10 log files INVALID"
+    );
+}
