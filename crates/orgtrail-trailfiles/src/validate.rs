@@ -24,8 +24,8 @@
 //!    cover (from the oldest digest's start to the newest one's start, so that files still
 //!    waiting for their digest are not blamed), are reported as unlisted.
 //!
-//! Memory holds the list of keys and the log keys digests list; file contents are streamed
-//! (digests, which are small, are held one at a time).
+//! Memory holds the digest keys and the log keys no digest has listed yet (about 200 bytes a
+//! file); file contents are streamed (digests, which are small, are held one at a time).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -71,7 +71,17 @@ pub fn validate(
     opts: &ValidateOptions,
 ) -> Result<Report, TrailFilesError> {
     let mut chains: BTreeMap<ChainId, BTreeSet<(Timestamp, String)>> = BTreeMap::new();
-    let mut logs: BTreeMap<Location, Vec<(Timestamp, String)>> = BTreeMap::new();
+    // Log keys present and not yet listed by any digest read; what is left at the end is
+    // checked against the period the digests cover. Keys far outside the requested range are
+    // not kept.
+    let mut unlisted: HashSet<String> = HashSet::new();
+    let keep_log = |t: Timestamp| {
+        opts.start
+            .is_none_or(|s| t.millis() >= s.millis() - 2 * HOUR_MS)
+            && opts
+                .end
+                .is_none_or(|e| t.millis() <= e.millis() + 3 * HOUR_MS)
+    };
     for key in store.list()? {
         let Some(tk) = TrailKey::parse(&key) else {
             continue;
@@ -82,7 +92,11 @@ pub fn validate(
                     chains.entry(chain).or_default().insert((tk.stamp, key));
                 }
             }
-            None => logs.entry(tk.location).or_default().push((tk.stamp, key)),
+            None => {
+                if keep_log(tk.stamp) {
+                    unlisted.insert(key);
+                }
+            }
         }
     }
     let mut v = Validator {
@@ -90,13 +104,13 @@ pub fn validate(
         keys,
         opts,
         report: Report::default(),
-        listed: HashSet::new(),
+        unlisted,
         windows: BTreeMap::new(),
     };
     for (chain, pending) in chains {
         v.walk(&chain, pending);
     }
-    v.unlisted(logs);
+    v.report_unlisted();
     Ok(v.report)
 }
 
@@ -105,8 +119,8 @@ struct Validator<'a> {
     keys: &'a PublicKeySet,
     opts: &'a ValidateOptions,
     report: Report,
-    /// Log keys listed by any digest that could be parsed.
-    listed: HashSet<String>,
+    /// Log keys in the store that no digest read so far lists.
+    unlisted: HashSet<String>,
     /// Per location: the earliest and latest `digestStartTime` of the digests read.
     windows: BTreeMap<Location, (Timestamp, Timestamp)>,
 }
@@ -172,7 +186,10 @@ impl Validator<'_> {
                 break;
             }
             pending.remove(&(stamp, key.clone()));
-            reached.insert(key.clone());
+            if !reached.insert(key.clone()) {
+                // Only forged links could loop; never walk one twice.
+                break;
+            }
             let counted = self.in_range(stamp);
             let outcome = if counted {
                 self.check_digest(&key, &link, &chain.location, chain.backfill)
@@ -394,7 +411,7 @@ impl Validator<'_> {
             }
         };
         for lf in &digest.log_files {
-            self.listed.insert(lf.s3_object.clone());
+            self.unlisted.remove(&lf.s3_object);
         }
         if !backfill {
             let w = self
@@ -611,23 +628,28 @@ impl Validator<'_> {
         }
     }
 
-    fn unlisted(&mut self, logs: BTreeMap<Location, Vec<(Timestamp, String)>>) {
-        for (location, mut files) in logs {
+    fn report_unlisted(&mut self) {
+        let mut left: Vec<(Location, Timestamp, String)> = std::mem::take(&mut self.unlisted)
+            .into_iter()
+            .filter_map(|key| {
+                let tk = TrailKey::parse(&key)?;
+                Some((tk.location, tk.stamp, key))
+            })
+            .collect();
+        left.sort();
+        for (location, stamp, key) in left {
             let Some((from, until)) = self.windows.get(&location).copied() else {
                 continue;
             };
-            files.sort();
-            for (stamp, key) in files {
-                if stamp >= from && stamp < until && !self.listed.contains(&key) {
-                    self.report.logs_invalid += 1;
-                    self.report.push(
-                        &key,
-                        K::LogUnlisted,
-                        format!(
-                            "in the period the digests cover ({from} to {until}) but listed in no digest"
-                        ),
-                    );
-                }
+            if stamp >= from && stamp < until {
+                self.report.logs_invalid += 1;
+                self.report.push(
+                    &key,
+                    K::LogUnlisted,
+                    format!(
+                        "in the period the digests cover ({from} to {until}) but listed in no digest"
+                    ),
+                );
             }
         }
     }
