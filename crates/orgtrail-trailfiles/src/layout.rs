@@ -242,3 +242,56 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text: no panic, and whatever parses is a key of CloudTrail's shape.
+        #[test]
+        fn never_panics(key in "\\PC{0,200}") {
+            if let Some(k) = TrailKey::parse(&key) {
+                prop_assert!(key.contains("AWSLogs/"));
+                prop_assert_eq!(k.location.account.len(), 12);
+            }
+        }
+
+        /// Generated keys parse back to what made them.
+        #[test]
+        fn generated_keys_round_trip(
+            prefix in "([a-z0-9-]{1,8}/){0,2}",
+            org in proptest::option::of("o-[a-z0-9]{4,10}"),
+            account in "[0-9]{12}",
+            region in "[a-z]{2}-[a-z]{4,9}-[1-3]",
+            trail in "[A-Za-z0-9._-]{1,20}(_[A-Za-z0-9]{1,5})?",
+            secs in 0i64..4_000_000_000,
+            backfill in any::<bool>(),
+        ) {
+            let t = Timestamp::from_unix_secs(secs).to_string();
+            let (y, mo, d) = (&t[0..4], &t[5..7], &t[8..10]);
+            let (h, mi, s) = (&t[11..13], &t[14..16], &t[17..19]);
+            let org_seg = org.as_ref().map(|o| format!("{o}/")).unwrap_or_default();
+            let suffix = if backfill { "_backfill" } else { "" };
+            let key = format!(
+                "{prefix}AWSLogs/{org_seg}{account}/CloudTrail-Digest/{region}/{y}/{mo}/{d}/{account}_CloudTrail-Digest_{region}_{trail}_us-east-1_{y}{mo}{d}T{h}{mi}{s}Z{suffix}.json.gz"
+            );
+            let k = TrailKey::parse(&key).unwrap();
+            prop_assert_eq!(k.stamp, Timestamp::from_unix_secs(secs));
+            prop_assert_eq!(&k.location.prefix, prefix.trim_end_matches('/'));
+            prop_assert_eq!(&k.location.org_id, &org);
+            prop_assert_eq!(
+                k.kind,
+                FileKind::Digest { trail: trail.clone(), home_region: "us-east-1".into(), backfill }
+            );
+            let log = format!(
+                "{prefix}AWSLogs/{org_seg}{account}/CloudTrail/{region}/{y}/{mo}/{d}/{account}_CloudTrail_{region}_{y}{mo}{d}T{h}{mi}Z_AbC123.json.gz"
+            );
+            let l = TrailKey::parse(&log).unwrap();
+            prop_assert_eq!(l.kind, FileKind::Log);
+            prop_assert_eq!(l.stamp.millis(), secs * 1000 - (secs % 60) * 1000);
+        }
+    }
+}

@@ -13,7 +13,8 @@ pub enum FindingKind {
     DigestMissing,
     /// More digests are missing before the one named as missing: the time between the digest
     /// found next and the missing one's successor spans more than one digest period. The
-    /// finding names the digest found next; the missing ones' keys are named by nothing left.
+    /// finding names the digest found next (the missing ones' keys are named by nothing left)
+    /// and counts as one invalid digest, whatever the length of the hole.
     DigestsMissingBefore,
     /// Not gzip, trailing data, not JSON, or a required field is absent.
     DigestInvalidFormat,

@@ -170,7 +170,9 @@ fn two_deleted_digests_in_a_row_are_both_reported() {
         .find(|f| f.kind == K::DigestsMissingBefore)
         .unwrap();
     assert!(
-        before.message.starts_with("1 more digest(s)"),
+        before.message.starts_with(
+            "1 more digest between this one (ending 2024-03-01T02:00:00Z) and the missing "
+        ),
         "{}",
         before.message
     );
@@ -384,4 +386,30 @@ fn the_time_range_limits_what_is_counted() {
     // newest one's signature; the deleted 01:00 one is outside the range.
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert_eq!(r.digests_valid, 3, "{r:#?}");
+}
+
+#[test]
+fn a_longer_hole_is_one_finding_that_says_how_long() {
+    let c = honest(7);
+    let d = &c.trail.digests;
+    c.trail.save_signature(1);
+    for key in &d[2..5] {
+        std::fs::remove_file(c.trail.path(key)).unwrap();
+    }
+    let r = run(&c);
+    let before = r
+        .findings
+        .iter()
+        .find(|f| f.kind == K::DigestsMissingBefore)
+        .unwrap();
+    assert_eq!(before.key, d[1]);
+    assert!(
+        before
+            .message
+            .starts_with("up to 2 more digests (or a period when logging was off)"),
+        "{}",
+        before.message
+    );
+    // d[4] named as missing, plus one finding for the rest of the hole.
+    assert_eq!((r.digests_valid, r.digests_invalid), (4, 2));
 }
