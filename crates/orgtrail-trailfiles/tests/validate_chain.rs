@@ -413,3 +413,31 @@ fn a_longer_hole_is_one_finding_that_says_how_long() {
     // d[4] named as missing, plus one finding for the rest of the hole.
     assert_eq!((r.digests_valid, r.digests_invalid), (4, 2));
 }
+
+#[test]
+fn backfill_digests_are_a_chain_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::new();
+    let standard = Trail::build(dir.path(), &keys, 3, |_| Signer::Trail, None);
+    let backfill = Trail::build_backfill(dir.path(), &keys, 3);
+    keys.write_list(&dir.path().join("keys.json"));
+    let key_set =
+        PublicKeySet::from_json(&std::fs::read(dir.path().join("keys.json")).unwrap(), "k")
+            .unwrap();
+    let c = Case {
+        _dir: dir,
+        trail: standard,
+        keys: key_set,
+    };
+    let r = run(&c);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!((r.chains, r.digests_valid), (2, 6));
+    // Each chain needs its own newest signature.
+    std::fs::remove_file(backfill.path(&format!("{}.sig", backfill.digests[2]))).unwrap();
+    let r = run(&c);
+    assert_eq!(
+        found(&r),
+        set(&[(&backfill.digests[2], K::DigestNoSignature)])
+    );
+    assert_eq!(r.digests_valid, 5);
+}

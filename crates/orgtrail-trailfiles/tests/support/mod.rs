@@ -132,6 +132,23 @@ impl Trail {
         signer: impl Fn(usize) -> Signer,
         gap_at: Option<usize>,
     ) -> Trail {
+        Self::build_full(root, prefix, false, keys, hours, signer, gap_at)
+    }
+
+    /// A chain of backfill digests (`..._backfill.json.gz`) over the same hours and log files.
+    pub(crate) fn build_backfill(root: &Path, keys: &Keys, hours: usize) -> Trail {
+        Self::build_full(root, "", true, keys, hours, |_| Signer::Trail, None)
+    }
+
+    fn build_full(
+        root: &Path,
+        prefix: &str,
+        backfill: bool,
+        keys: &Keys,
+        hours: usize,
+        signer: impl Fn(usize) -> Signer,
+        gap_at: Option<usize>,
+    ) -> Trail {
         let mut signatures = Vec::new();
         let mut digests = Vec::new();
         let mut logs = Vec::new();
@@ -159,7 +176,10 @@ impl Trail {
                 }));
                 hour_logs.push(key);
             }
-            let key = format!("{prefix}{}", digest_key(end));
+            let mut key = format!("{prefix}{}", digest_key(end));
+            if backfill {
+                key = key.replace(".json.gz", "_backfill.json.gz");
+            }
             let prev = if gap_at == Some(i) {
                 None
             } else {
