@@ -206,3 +206,82 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use orgtrail_core::CloudTrailEvent;
+    use orgtrail_store::MemoryStore;
+
+    const ACCOUNT: &str = "111122223333";
+
+    fn call(n: u64, minute: i64) -> (CloudTrailEvent, AccountId) {
+        let json = serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/u"},
+            "eventTime": orgtrail_core::Timestamp::from_unix_secs(minute * 60).to_string(),
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateUser",
+            "awsRegion": "us-east-1",
+            "eventID": format!("00000000-0000-4000-8000-{n:012}"),
+            "eventType": "AwsApiCall",
+            "readOnly": false,
+            "managementEvent": true,
+            "eventCategory": "Management",
+            "recipientAccountId": ACCOUNT,
+        });
+        (
+            CloudTrailEvent::parse(json.to_string()).unwrap(),
+            ACCOUNT.parse().unwrap(),
+        )
+    }
+
+    fn config() -> InsightsConfig {
+        InsightsConfig {
+            min_history_ms: 30 * 60_000,
+            ..InsightsConfig::default()
+        }
+    }
+
+    /// Two hours of one call every 4 minutes, then 40 in one minute (minute 29,000,125).
+    fn traffic(store: &MemoryStore) {
+        let t0 = 29_000_000;
+        let mut evs: Vec<_> = (0..30).map(|i| call(i, t0 + i as i64 * 4)).collect();
+        evs.extend((0..40).map(|i| call(100 + i, t0 + 125)));
+        store.append_events(&evs).unwrap();
+    }
+
+    /// A replay finds the burst's Start and (its clock moved to now) End, with the same bytes
+    /// each time (so the ledger's dedup keeps one copy of a rerun), feeds only the events
+    /// stamped since the start, and neither reads nor writes the live detector's state.
+    #[test]
+    fn a_replay_finds_the_same_insights_each_time_and_leaves_the_live_state_alone() {
+        let store = MemoryStore::new();
+        let live = b"the live detector's state";
+        store.record_insights(3, live).unwrap();
+        traffic(&store);
+        let now = (29_000_000 + 200) * 60_000;
+        let first = replay_since(&store, config(), 0, now).unwrap();
+        assert_eq!((first.read, first.fed, first.through), (70, 70, 70));
+        let states: Vec<String> = first
+            .events
+            .iter()
+            .map(|(a, json)| {
+                assert_eq!(a.as_str(), ACCOUNT);
+                let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+                v["insightDetails"]["state"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(states, ["Start", "End"]);
+        let again = replay_since(&store, config(), 0, now).unwrap();
+        assert_eq!(again.events, first.events, "the same events, byte for byte");
+        let state = store.insights_state().unwrap().unwrap();
+        assert_eq!((state.through, &state.state[..]), (3, &live[..]));
+
+        // Since the burst's minute: the baseline is not fed, and without one nothing fires.
+        let late = replay_since(&store, config(), (29_000_000 + 125) * 60_000, now).unwrap();
+        assert_eq!((late.read, late.fed), (70, 40));
+        assert!(late.events.is_empty());
+    }
+}
