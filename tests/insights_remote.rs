@@ -3,7 +3,8 @@
 //! Insights on (so its live detector never watches them), get their Insight events from a
 //! remote `orgtrail insights replay` as an admin (an auditor is refused); a second replay adds
 //! nothing. `lookup --event-category Insight` and `--insight-type` find those events and
-//! nothing else, remotely and offline, through the store's index.
+//! nothing else, remotely and offline, through the store's index. On a store written before
+//! those attributes were indexed, the lookups say from which seq their answer is complete.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -271,4 +272,78 @@ fn remote_replay_as_admin_stores_the_insights_once_and_lookup_finds_them_by_cate
     );
     let out = offline(&org, &["insights", "list", "--output", "jsonl"]);
     assert_eq!(ids(&events(&out)), ids(&found));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A store written before eventCategory and insightType were indexed (the store crate's format
+/// 2 fixture, 1,600 events): an Insight event imported now is found by both lookups and by
+/// `insights list`, and each says on stderr from which seq its answer is complete; a lookup
+/// by another attribute says nothing.
+#[test]
+fn on_a_store_written_before_category_indexing_lookups_by_it_say_they_may_be_partial() {
+    let org = Org::new();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../orgtrail-store/tests/fixtures/format2");
+    copy_dir(&fixture.join("data"), &org.path("data"));
+    copy_dir(&fixture.join("keys"), &org.path("keys"));
+    let insight = json!({
+        "eventVersion": "1.09",
+        "eventTime": "2026-11-20T10:00:00Z",
+        "awsRegion": "us-east-1",
+        "eventID": "00000000-0000-4000-9999-000000000001",
+        "eventType": "AwsCloudTrailInsight",
+        "recipientAccountId": ACCOUNT,
+        "sharedEventID": "00000000-0000-4000-9999-000000000002",
+        "insightDetails": {
+            "state": "Start",
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateUser",
+            "insightType": "ApiCallRateInsight",
+            "insightContext": {"statistics": {"baseline": {"average": 0.1}, "insight": {"average": 40.0}, "insightDuration": 1, "baselineDuration": 120}}
+        },
+        "eventCategory": "Insight"
+    });
+    let file = org.path("insight.jsonl");
+    std::fs::write(&file, format!("{insight}\n")).unwrap();
+    let out = offline(&org, &["import", s(&file)]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let note = "note: this store indexes eventCategory and insightType only for the events stored from seq 1601 on";
+    for args in [
+        &["lookup", "--event-category", "Insight"][..],
+        &["lookup", "--insight-type", "ApiCallRateInsight"][..],
+        &["insights", "list"][..],
+    ] {
+        let out = offline(&org, &[args, &["--output", "jsonl"]].concat());
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        assert!(
+            common::stderr(&out).contains(note),
+            "{args:?}: {}",
+            common::stderr(&out)
+        );
+        let found: Vec<Value> = common::stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(found, vec![insight.clone()], "{args:?}");
+    }
+    let out = offline(&org, &["lookup", "--region", "us-east-1", "--max", "1"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        !common::stderr(&out).contains("note:"),
+        "{}",
+        common::stderr(&out)
+    );
 }
