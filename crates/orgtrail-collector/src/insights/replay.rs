@@ -150,7 +150,7 @@ impl InsightsApi for InsightsService {
             .auth
             .admin(certs.as_deref(), "insights replay", "replay Insights")?;
         let since_ms = request.into_inner().since_ms;
-        let Ok(_permit) = self.running.clone().try_acquire_owned() else {
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
             return Err(Status::aborted(
                 "an Insights replay is already running on this collector; try again once it ends",
             ));
@@ -159,8 +159,10 @@ impl InsightsApi for InsightsService {
         let store = self.store.clone();
         let config = self.config.clone();
         let now = now_ms();
-        let found = crate::status::blocking("insights replay", move || {
-            replay_since(store.as_ref(), config, since_ms, now)
+        // The scan holds the permit: a caller that hangs up does not stop it, and no other
+        // replay starts before it ends.
+        let (found, _permit) = crate::status::blocking("insights replay", move || {
+            replay_since(store.as_ref(), config, since_ms, now).map(|f| (f, permit))
         })
         .await?;
         let n = found.events.len() as u64;
