@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("orgtrail/v1/query.proto"),
         root.join("orgtrail/v1/integrity.proto"),
         root.join("orgtrail/v1/alerts.proto"),
+        root.join("orgtrail/v1/insights.proto"),
     ];
     let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure()

@@ -158,6 +158,11 @@ impl Client {
         IntegrityClient::new(self.channel.clone()).accept_compressed(CompressionEncoding::Zstd)
     }
 
+    /// The collector's Insights administration on the same connection (an admin certificate).
+    pub fn insights(&self) -> orgtrail_proto::v1::insights_client::InsightsClient<Channel> {
+        orgtrail_proto::v1::insights_client::InsightsClient::new(self.channel.clone())
+    }
+
     /// The collector's ingest service on the same connection (an agent's certificate).
     pub fn ingest(&self) -> IngestClient<Channel> {
         IngestClient::new(self.channel.clone())
@@ -220,6 +225,8 @@ fn attribute(a: Attr) -> pb::Attribute {
         Attr::ResourceName => pb::Attribute::ResourceName,
         Attr::ResourceType => pb::Attribute::ResourceType,
         Attr::ErrorCode => pb::Attribute::ErrorCode,
+        Attr::EventCategory => pb::Attribute::EventCategory,
+        Attr::InsightType => pb::Attribute::InsightType,
     }
 }
 

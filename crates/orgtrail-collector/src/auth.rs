@@ -127,6 +127,26 @@ impl Authorizer {
         Ok(id)
     }
 
+    /// An admin certificate, for an administrative action (`action` names it in logs, `verb`
+    /// in the refusal: "only admin certificates may {verb}"); any other role is refused with
+    /// PERMISSION_DENIED.
+    pub fn admin(
+        &self,
+        certs: Option<&[Vec<u8>]>,
+        action: &str,
+        verb: &str,
+    ) -> Result<PeerIdentity, Status> {
+        let id = self.identify(certs, action)?;
+        if id.role == Role::Admin {
+            return Ok(id);
+        }
+        let status = Status::permission_denied(format!(
+            "certificate {} has role {}: only admin certificates may {verb}",
+            id.name, id.role
+        ));
+        Err(refused(Some(&id), action, status))
+    }
+
     /// What a querying peer may read: auditor and admin certificates only; an auditor
     /// certificate naming accounts reads only those.
     pub fn read_scope(&self, certs: Option<&[Vec<u8>]>) -> Result<ReadScope, Status> {

@@ -22,6 +22,7 @@ use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::SigningKey;
 use orgtrail_proto::v1::alerts_server::AlertsServer;
 use orgtrail_proto::v1::ingest_server::IngestServer;
+use orgtrail_proto::v1::insights_server::InsightsServer;
 use orgtrail_proto::v1::integrity_server::IntegrityServer;
 use orgtrail_proto::v1::query_server::QueryServer;
 use orgtrail_store::{EventStore, Ledger, LedgerConfig};
@@ -29,6 +30,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
 pub use config::{CollectorConfig, ConfigError, EXAMPLE};
+pub use insights::{Replayed, replay_since};
 
 /// Why the collector could not run.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +315,14 @@ pub async fn run(
         tracing::info!("Insights on");
     }
 
+    // `orgtrail insights replay` against this collector (admins): a detector of its own.
+    let insights_service = insights::InsightsService::new(
+        store.clone(),
+        query.auth.clone(),
+        cfg.insights.clone(),
+        service.clone(),
+    );
+
     let alerts_service = alerts::history::AlertsService {
         store: store.clone(),
         auth: query.auth.clone(),
@@ -385,6 +395,7 @@ pub async fn run(
                 .send_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip),
         )
+        .add_service(InsightsServer::new(insights_service))
         .add_service(
             IntegrityServer::new(integrity)
                 .accept_compressed(CompressionEncoding::Zstd)

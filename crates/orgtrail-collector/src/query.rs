@@ -87,6 +87,8 @@ fn attr(a: i32) -> Result<Attr, Status> {
             A::ResourceName => Attr::ResourceName,
             A::ResourceType => Attr::ResourceType,
             A::ErrorCode => Attr::ErrorCode,
+            A::EventCategory => Attr::EventCategory,
+            A::InsightType => Attr::InsightType,
             A::Unspecified => {
                 return Err(Status::invalid_argument("a filter without an attribute"));
             }
@@ -177,6 +179,7 @@ impl QueryApi for QueryService {
         Ok(Response::new(pb::LookupResponse {
             events: page.events.into_iter().map(to_pb).collect(),
             next_token: page.next_token.unwrap_or_default(),
+            indexed_from_seq: page.indexed_from,
         }))
     }
 

@@ -96,6 +96,9 @@ pub struct EventFields {
     pub event_source: String,
     pub event_type: Option<String>,
     pub event_category: EventCategory,
+    /// `insightDetails.insightType` of an Insight event (`ApiCallRateInsight`,
+    /// `ApiErrorRateInsight`); `None` for other events, and when it is not a string.
+    pub insight_type: Option<String>,
     pub aws_region: Option<String>,
     /// As written in the event; `None` when absent. Which account an event belongs to is decided
     /// by the collector (this, else the sending agent's account), never by rewriting the bytes.
@@ -573,6 +576,8 @@ struct RawInsight<'a> {
     event_source: LStr<'a>,
     #[serde(rename = "eventName", borrow)]
     event_name: LStr<'a>,
+    #[serde(rename = "insightType", borrow)]
+    insight_type: LStr<'a>,
 }
 
 fn push_name(out: &mut Vec<String>, name: LStr<'_>) {
@@ -622,9 +627,9 @@ impl RawEvent<'_> {
         let user_agent = lenient(self.user_agent, Lenient::UserAgent);
         let insight = self.insight_details.0;
         let is_insight = insight.is_some() || event_type.as_deref() == Some("AwsCloudTrailInsight");
-        let (insight_source, insight_name) = match insight {
-            Some(i) => (i.event_source.0, i.event_name.0),
-            None => (None, None),
+        let (insight_source, insight_name, insight_type) = match insight {
+            Some(i) => (i.event_source.0, i.event_name.0, i.insight_type.owned()),
+            None => (None, None, None),
         };
         let event_source = match optional_strict(self.event_source, "eventSource")? {
             Some(s) => s.into_owned(),
@@ -727,6 +732,7 @@ impl RawEvent<'_> {
             event_source,
             event_type,
             event_category,
+            insight_type,
             other_types,
             aws_region,
             recipient_account_id,

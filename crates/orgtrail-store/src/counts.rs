@@ -306,7 +306,12 @@ fn dim_of_attr(a: Attr) -> Option<usize> {
         Attr::Username => Some(3),
         Attr::ErrorCode => Some(4),
         Attr::Region => Some(5),
-        Attr::ReadOnly | Attr::AccessKeyId | Attr::ResourceName | Attr::ResourceType => None,
+        Attr::ReadOnly
+        | Attr::AccessKeyId
+        | Attr::ResourceName
+        | Attr::ResourceType
+        | Attr::EventCategory
+        | Attr::InsightType => None,
     }
 }
 

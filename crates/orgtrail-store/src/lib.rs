@@ -7,6 +7,7 @@
 //! | `m format` | format version (u64 BE), 2 |
 //! | `m blind_key` | the blind-index key, wrapped by the master key (64 bytes) |
 //! | `m next_seq`, `m next_segment` | next sequence number / segment id (u64 BE) |
+//! | `m attrs_from` | the first sequence number indexed under eventCategory and insightType (u64 BE; see `ledger`) |
 //! | `m dict/<u32>` | a zstd dictionary trained on this store's first events, sealed: wrapped key (64), nonce (12), AES-256-GCM(dictionary) |
 //! | `s <segment u64>` | segment: version, account (12 ASCII digits), UTC day, created ms, wrapped data key |
 //! | `r <first seq u64>` | where the record blocks of one group commit are in the record log: file, offset, and per block its count and length (one value per group; stores written before hold one per block, 19 bytes; see the `log` module); a block: version, count (u16), segment (u64), dictionary id (u32), nonce (12), AES-256-GCM(its records' lengths and zstd frames) with tag (see `ledger::records`) |

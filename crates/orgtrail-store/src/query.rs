@@ -13,8 +13,13 @@ pub const DEFAULT_PAGE: usize = 50;
 /// Largest page size.
 pub const MAX_PAGE: usize = 1000;
 
-/// An indexed attribute: CloudTrail's LookupEvents attributes, plus account, region and
-/// errorCode. (EventId is looked up through the dedup index, see [`Query::event_id`].)
+/// An indexed attribute: CloudTrail's LookupEvents attributes, plus account, region,
+/// errorCode, eventCategory and insightDetails.insightType. (EventId is looked up through the
+/// dedup index, see [`Query::event_id`].)
+///
+/// [`Attr::EventCategory`] and [`Attr::InsightType`] were added to the index later: a ledger
+/// written before holds them only for the events stored after the upgrade, and a lookup by
+/// them says so ([`Page::indexed_from`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Attr {
     Account,
@@ -27,11 +32,23 @@ pub enum Attr {
     ResourceName,
     ResourceType,
     ErrorCode,
+    /// `eventCategory` (`Management`, `Data`, `Insight`, ...; `Management` when absent, or
+    /// `Insight` for an Insight event).
+    EventCategory,
+    /// `insightDetails.insightType` of an Insight event (`ApiCallRateInsight`,
+    /// `ApiErrorRateInsight`).
+    InsightType,
 }
 
 impl Attr {
     /// How many attributes there are.
-    pub(crate) const COUNT: usize = 10;
+    pub(crate) const COUNT: usize = 12;
+
+    /// Whether the index holds this attribute only from some sequence number on in a store
+    /// written before it was indexed (see [`Page::indexed_from`]).
+    pub fn indexed_late(self) -> bool {
+        matches!(self, Attr::EventCategory | Attr::InsightType)
+    }
 
     /// A dense index, 0..COUNT.
     pub(crate) fn index(self) -> usize {
@@ -51,6 +68,8 @@ impl Attr {
             Attr::ResourceName => b"resourceName",
             Attr::ResourceType => b"resourceType",
             Attr::ErrorCode => b"errorCode",
+            Attr::EventCategory => b"eventCategory",
+            Attr::InsightType => b"insightType",
         }
     }
 }
@@ -91,6 +110,8 @@ pub fn attr_matches(ev: &CloudTrailEvent, account: &AccountId, attr: Attr, value
         Attr::ResourceName => f.resource_names.iter().any(|n| n == value),
         Attr::ResourceType => f.resource_types().contains(&value),
         Attr::ErrorCode => f.error_code.as_deref() == Some(value),
+        Attr::EventCategory => f.event_category.as_str() == value,
+        Attr::InsightType => f.insight_type.as_deref() == Some(value),
     }
 }
 
@@ -149,6 +170,11 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// Pass as [`Query::page_token`] for the next page; `None` on the last page.
     pub next_token: Option<String>,
+    /// `Some(n)` when a filter is on an attribute this store indexes only from sequence
+    /// number `n` on ([`Attr::indexed_late`]: a store written before that attribute was
+    /// indexed): the events stored before `n` were not searched by it, and the answer may
+    /// miss some of them. `None`: the answer is complete.
+    pub indexed_from: Option<u64>,
 }
 
 impl Page {
@@ -165,7 +191,11 @@ impl Page {
         } else {
             None
         };
-        Page { events, next_token }
+        Page {
+            events,
+            next_token,
+            indexed_from: None,
+        }
     }
 }
 

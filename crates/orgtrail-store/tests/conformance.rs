@@ -184,6 +184,89 @@ fn memory_every_attribute_newest_first() {
 }
 
 #[test]
+fn sled_insight_events_by_category_and_type() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    insight_events_by_category_and_type(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_insight_events_by_category_and_type() {
+    insight_events_by_category_and_type(&MemoryStore::new());
+}
+
+/// Insight events among ordinary ones: a lookup by eventCategory Insight finds them and
+/// nothing else; by insightType, those of that type; by eventCategory Management, the others
+/// (a category absent from an event counts as Management). The answer is complete (a store
+/// created with these attributes indexes them from its first event).
+fn insight_events_by_category_and_type(store: &dyn EventStore) {
+    let mut evs = events(600, 11);
+    let account = account_of(&evs[0]).to_string();
+    let minute = evs[300].fields().event_time.millis() / 60_000;
+    let insights = [
+        common::insight_event(&account, 1, minute, "Start", "ApiCallRateInsight"),
+        common::insight_event(&account, 2, minute + 9, "End", "ApiCallRateInsight"),
+        common::insight_event(&account, 3, minute + 1, "Start", "ApiErrorRateInsight"),
+    ];
+    // Spread through the batches, and across an index run boundary (runs of 50 events).
+    for (i, e) in insights.iter().enumerate() {
+        evs.insert(100 + 200 * i, e.clone());
+    }
+    assert!(
+        append(store, &evs)
+            .iter()
+            .all(|r| matches!(r, Appended::Stored(_)))
+    );
+    let by = |attr: Attr, value: &str| {
+        let q = Query {
+            filters: vec![(attr, value.to_owned())],
+            limit: 1000,
+            ..Query::default()
+        };
+        let page = store.query(&q).unwrap();
+        assert_eq!(page.indexed_from, None, "{attr:?}: a complete answer");
+        all(store, q)
+    };
+    let is_insight = |e: &CloudTrailEvent| e.fields().is_insight();
+    let got = by(Attr::EventCategory, "Insight");
+    assert_eq!(got.len(), 3);
+    assert_eq!(bytes(&got), expected(&evs, is_insight));
+    let got = by(Attr::InsightType, "ApiCallRateInsight");
+    assert_eq!(
+        bytes(&got),
+        expected(&evs, |e| e.fields().insight_type.as_deref()
+            == Some("ApiCallRateInsight"))
+    );
+    assert_eq!(got.len(), 2);
+    let got = by(Attr::InsightType, "ApiErrorRateInsight");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bytes, insights[2].bytes());
+    let management = expected(&evs, |e| {
+        e.fields().event_category == orgtrail_core::EventCategory::Management
+    });
+    assert!(management.len() > 100);
+    assert_eq!(bytes(&by(Attr::EventCategory, "Management")), management);
+    // Combined with another filter and a time range.
+    let q = Query {
+        filters: vec![
+            (Attr::EventCategory, "Insight".into()),
+            (Attr::Account, account.clone()),
+        ],
+        start: Some(Timestamp(minute * 60_000 + 30_000)),
+        limit: 1000,
+        ..Query::default()
+    };
+    let got = all(store, q);
+    assert_eq!(
+        bytes(&got),
+        vec![insights[1].bytes().to_vec(), insights[2].bytes().to_vec()]
+    );
+    assert!(
+        by(Attr::InsightType, "ApiCallRate").is_empty(),
+        "exact values only"
+    );
+}
+
+#[test]
 fn sled_duplicates_and_conflicts() {
     let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     duplicates_and_conflicts(&sled_store(k.path(), d.path()));

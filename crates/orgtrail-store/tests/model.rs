@@ -44,8 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (proptest::collection::vec((0..POOL, proptest::bool::weighted(0.1)), 1..25), any::<bool>())
             .prop_map(|(items, prepared)| Op::Append(items, prepared)),
         1 => Just(Op::Reopen),
-        4 => (0..POOL, 0u8..8, 1usize..40).prop_map(|(i, k, l)| Op::Query(i, k, l)),
-        3 => (0..POOL, 0u8..8, 0u8..4, 1u8..64).prop_map(|(i, k, r, b)| Op::Count(i, k, r, b)),
+        4 => (0..POOL, 0u8..10, 1usize..40).prop_map(|(i, k, l)| Op::Query(i, k, l)),
+        3 => (0..POOL, 0u8..10, 0u8..4, 1u8..64).prop_map(|(i, k, r, b)| Op::Count(i, k, r, b)),
         1 => Just(Op::Checkpoint),
         3 => (0..POOL, any::<u8>()).prop_map(|(i, f)| Op::Prove(i, f)),
         1 => any::<u8>().prop_map(Op::Read),
@@ -54,15 +54,33 @@ fn op() -> impl Strategy<Value = Op> {
 
 const POOL: usize = 150;
 
+/// Generated events, and every tenth an Insight event (of the account and around the time
+/// of the event before it).
 fn pool() -> Vec<CloudTrailEvent> {
-    Generator::new(GenConfig {
+    let mut v: Vec<CloudTrailEvent> = Generator::new(GenConfig {
         count: POOL as u64,
         accounts: 3,
         seed: 99,
         ..GenConfig::default()
     })
     .map(|b| CloudTrailEvent::parse(b).unwrap())
-    .collect()
+    .collect();
+    for i in (9..POOL).step_by(10) {
+        let before = &v[i - 1];
+        let (state, kind) = match i % 3 {
+            0 => ("Start", "ApiCallRateInsight"),
+            1 => ("End", "ApiCallRateInsight"),
+            _ => ("Start", "ApiErrorRateInsight"),
+        };
+        v[i] = common::insight_event(
+            account_of(before).as_str(),
+            i as u32,
+            before.fields().event_time.millis() / 60_000,
+            state,
+            kind,
+        );
+    }
+    v
 }
 
 fn forged(e: &CloudTrailEvent) -> CloudTrailEvent {
@@ -94,6 +112,15 @@ fn query_for(e: &CloudTrailEvent, kind: u8, limit: usize) -> Query {
             q.start = Some(Timestamp(f.event_time.millis() - 30_000));
             q.end = Some(f.event_time);
         }
+        7 => q
+            .filters
+            .push((Attr::EventCategory, f.event_category.as_str().to_owned())),
+        8 => q.filters.push((
+            Attr::InsightType,
+            f.insight_type
+                .clone()
+                .unwrap_or_else(|| "ApiCallRateInsight".into()),
+        )),
         _ => q.filters.push((
             Attr::ResourceName,
             f.resource_names.first().cloned().unwrap_or_default(),
@@ -143,6 +170,10 @@ fn pages(store: &dyn EventStore, mut q: Query) -> Vec<(Vec<StoredEvent>, Option<
     let mut out = Vec::new();
     loop {
         let p = store.query(&q).unwrap();
+        assert_eq!(
+            p.indexed_from, None,
+            "every attribute indexed from the first event"
+        );
         let next = p.next_token.clone();
         out.push((p.events, p.next_token));
         match next {

@@ -276,3 +276,78 @@ fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.events, 1800);
 }
+
+/// A store written before eventCategory and insightType were indexed (the format 2 fixture):
+/// its old events are not in those indexes, and every lookup by them says from which sequence
+/// number it is complete; the events stored after the upgrade are found. Lookups by the other
+/// attributes stay complete, the mark survives a reopen, and full verification does not count
+/// the old events' absence from the new indexes as damage.
+#[test]
+fn a_store_written_before_category_indexing_says_from_where_lookups_by_it_are_complete() {
+    use orgtrail_store::{Attr, EventStore, Query};
+    let Fixture {
+        dir: fixture,
+        _tmp,
+        data,
+        provider,
+    } = Fixture::copy("format2");
+    let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
+    assert_eq!(
+        ledger.attrs_indexed_from(),
+        1601,
+        "after the 1,600 old events"
+    );
+    let account = "111111111111";
+    let insights = [
+        common::insight_event(account, 1, 29_000_000, "Start", "ApiCallRateInsight"),
+        common::insight_event(account, 2, 29_000_009, "End", "ApiCallRateInsight"),
+        common::insight_event(account, 3, 29_000_001, "Start", "ApiErrorRateInsight"),
+    ];
+    let batch: Vec<(CloudTrailEvent, AccountId)> = insights
+        .iter()
+        .map(|e| (e.clone(), account.parse().unwrap()))
+        .collect();
+    assert_eq!(ledger.append_events(&batch).unwrap().stored(), 3);
+    let check = |ledger: &Ledger| {
+        let by = |attr: Attr, value: &str| {
+            ledger
+                .query(&Query {
+                    filters: vec![(attr, value.to_owned())],
+                    limit: 1000,
+                    ..Query::default()
+                })
+                .unwrap()
+        };
+        let page = by(Attr::EventCategory, "Insight");
+        assert_eq!(page.events.len(), 3);
+        assert_eq!(
+            page.indexed_from,
+            Some(1601),
+            "the answer says it may be partial"
+        );
+        let page = by(Attr::InsightType, "ApiErrorRateInsight");
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].bytes, insights[2].bytes());
+        assert_eq!(page.indexed_from, Some(1601));
+        let page = by(Attr::EventCategory, "Management");
+        assert!(
+            page.events.is_empty(),
+            "the old events are not in the new index"
+        );
+        assert_eq!(page.indexed_from, Some(1601));
+        let page = by(Attr::Region, "us-east-1");
+        assert!(!page.events.is_empty());
+        assert_eq!(page.indexed_from, None, "other attributes: complete");
+    };
+    check(&ledger);
+    ledger.close().unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&data, provider.clone(), cfg()).unwrap();
+    assert_eq!(ledger.attrs_indexed_from(), 1601);
+    check(&ledger);
+    ledger.close().unwrap();
+    drop(ledger);
+    let r = verify_against_saved(&fixture, &data, provider);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.events, 1603);
+}

@@ -1,46 +1,50 @@
-//! `orgtrail insights replay`: offline, feeds the stored events stamped since T, in sequence
-//! order (the order the collector feeds them), through a fresh detector, and stores the
-//! Insight events it finds in the same store as ordinary events of their account
-//! (deduplicated: the ids of Insight events are derived from their key, first minute and the
-//! detector's state, so a rerun over the same events stores nothing new). The collector's own
-//! detector state is neither read nor changed.
+//! `orgtrail insights replay`: feeds the stored events stamped since T, in sequence order (the
+//! order the collector feeds them), through a fresh detector, and stores the Insight events it
+//! finds as ordinary events of their account (deduplicated: the ids of Insight events are
+//! derived from their key, first minute and the detector's state, so a rerun over the same
+//! events stores nothing new). Against a running collector (an admin certificate: the
+//! `Insights.Replay` RPC, the collector's own `[insights]` tuning), or offline in a store on
+//! disk. Both find the Insights with one function, `orgtrail_collector::replay_since`; the
+//! collector's own detector state is neither read nor changed.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orgtrail_core::{AccountId, CloudTrailEvent, Timestamp};
-use orgtrail_insights::{Call, Detector, InsightsConfig};
+use orgtrail_core::{CloudTrailEvent, Timestamp};
+use orgtrail_insights::InsightsConfig;
 
 use crate::cmd::ingest::{BATCH, ingest};
-
-/// Events read from the store at once.
-const RANGE: u64 = 1024;
+use crate::cmd::remote::Where;
 
 /// Find the Insights of events already stored (backfilled, imported, or stored before
 /// Insights were on): feeds every stored event stamped at or after --since, in the order they
-/// were stored, through a fresh detector, and stores the Insight events it finds in that store.
-/// Offline: the collector must not be running on the store (it is refused while in use).
-/// Reruns are idempotent (the same Insights have the same eventIDs). The detector uses the
-/// [insights] section of --config (a collector configuration), or the defaults; at the end its
-/// clock is moved to now, so that Insights back within bounds since are ended.
-/// Prints `fed=N found=F stored=S duplicates=D`.
+/// were stored, through a fresh detector, and stores the Insight events it finds. Reruns are
+/// idempotent (the same Insights have the same eventIDs). At the end the detector's clock is
+/// moved to now, so that Insights back within bounds since are ended.
+///
+/// Against a running collector (the one of your profile, or --collector URL --cert F --key F
+/// --ca F): an admin certificate only (auditors are refused); the collector replays with its
+/// own [insights] tuning and stores the Insight events through its ingest path, without
+/// touching its live detector. Offline with --data-dir DIR --keys DIR: the collector must not
+/// be running on the store (it is refused while in use); the detector uses the [insights]
+/// section of --config (a collector configuration), or the defaults.
+///
+/// An Insight already stored (same key, first minute and state) is not stored twice.
+/// Prints `fed=N found=F stored=S duplicates=D` (and ` conflicts=C` for Insights already
+/// stored with other statistics: kept out).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReplayArgs {
     /// Events stamped at or after this: an RFC 3339 time (2026-11-20T00:00:00Z), or a
     /// duration back from now (7d, 12h).
     #[arg(long, value_parser = parse_since)]
     since: Timestamp,
-    /// The store's data directory.
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Directory holding keyring.json.
-    #[arg(long, value_name = "DIR")]
-    keys: PathBuf,
-    /// A collector configuration whose [insights] section tunes the detector (its `enabled`
-    /// is ignored: replay is asked for).
-    #[arg(long, value_name = "FILE")]
+    #[command(flatten)]
+    target: crate::cmd::remote::Target,
+    /// Offline: a collector configuration whose [insights] section tunes the detector (its
+    /// `enabled` is ignored: replay is asked for). A running collector uses its own.
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
     config: Option<PathBuf>,
 }
 
@@ -59,7 +63,13 @@ fn now_ms() -> i64 {
 }
 
 pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &a.config {
+    if let Where::Remote(r) = a.target.resolve()? {
+        return crate::cmd::remote::runtime()?.block_on(remote(&a, &r));
+    }
+    let (Some(keys), Some(data_dir)) = (&a.target.keys, &a.target.data_dir) else {
+        anyhow::bail!("a store on disk needs --data-dir DIR --keys DIR");
+    };
+    let config = match &a.config {
         Some(p) => {
             orgtrail_collector::CollectorConfig::load(p)
                 .with_context(|| format!("reading {}", p.display()))?
@@ -67,55 +77,65 @@ pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         None => InsightsConfig::default(),
     };
-    config.enabled = true;
-    let mut detector = Detector::try_new(config)?;
-    let ledger = crate::cmd::keys::open(&a.keys, &a.data_dir)?;
-    let (head, _) = ledger.tree_head()?;
-    let since = a.since.millis();
-    let mut found = Vec::new();
-    let mut fed = 0u64;
-    let mut first = 1;
-    while first <= head {
-        let last = head.min(first + RANGE - 1);
-        for e in ledger.read_range(first, last)? {
-            if e.time.millis() < since {
-                continue;
-            }
-            let Ok(fields) = orgtrail_core::parse_fields(&e.bytes, orgtrail_core::MAX_EVENT_BYTES)
-            else {
-                continue;
-            };
-            let account = e.account.to_string();
-            if let Some(call) = Call::from_fields(&account, &fields) {
-                detector.observe(&call, &mut found);
-                fed += 1;
-            }
-        }
-        first = last + 1;
-    }
-    if detector.now().is_some() {
-        detector.advance(now_ms().div_euclid(60_000), &mut found);
-    }
-    let n = found.len();
+    let ledger = crate::cmd::keys::open(keys, data_dir)?;
+    let found = orgtrail_collector::replay_since(&ledger, config, a.since.millis(), now_ms())?;
+    let n = found.events.len();
     let totals = ingest(&ledger, BATCH, &|_, _| {}, |push| {
-        for f in &found {
-            let account: AccountId = f
-                .account()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("an Insight event's account is not an account id"))?;
-            let event = CloudTrailEvent::parse(f.to_json())
+        for (account, json) in &found.events {
+            let event = CloudTrailEvent::parse(json.clone())
                 .context("an Insight event does not validate")?;
-            push(event, account)?;
+            push(event, *account)?;
         }
         Ok(())
     })?;
     ledger.close().context("closing the store")?;
+    print(
+        found.fed,
+        n as u64,
+        totals.stored,
+        totals.duplicates,
+        totals.conflicts,
+    )
+}
+
+/// Asks the collector to replay (`Insights.Replay`); it answers once what it found is durable.
+async fn remote(a: &ReplayArgs, r: &orgtrail_client::Remote) -> anyhow::Result<ExitCode> {
+    let c = crate::cmd::remote::connect(r).await?;
+    let done = c
+        .insights()
+        .replay(orgtrail_proto::v1::ReplayRequest {
+            since_ms: a.since.millis(),
+        })
+        .await
+        .map_err(|s| c.explain(s))?
+        .into_inner();
+    print(
+        done.fed,
+        done.found,
+        done.stored,
+        done.duplicates,
+        done.conflicts,
+    )
+}
+
+/// `fed=N found=F stored=S duplicates=D`, and ` conflicts=C` when some were found with an
+/// eventID stored with other bytes (kept out: the stored event stays).
+fn print(
+    fed: u64,
+    found: u64,
+    stored: u64,
+    duplicates: u64,
+    conflicts: u64,
+) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
-    writeln!(
+    write!(
         out,
-        "fed={fed} found={n} stored={} duplicates={}",
-        totals.stored, totals.duplicates
+        "fed={fed} found={found} stored={stored} duplicates={duplicates}"
     )?;
+    if conflicts > 0 {
+        write!(out, " conflicts={conflicts}")?;
+    }
+    writeln!(out)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

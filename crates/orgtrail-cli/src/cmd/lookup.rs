@@ -30,11 +30,6 @@ pub(crate) struct Args {
     /// original bytes, one per line).
     #[arg(long, default_value = "table", value_parser = ["table", "json", "jsonl"])]
     output: String,
-    /// Only Insight events (`eventCategory` Insight), filtered here: set by `orgtrail
-    /// insights`. The store has no index on the category, so every page of the other filters
-    /// and the time range is read.
-    #[arg(skip)]
-    pub(crate) insights_only: bool,
 }
 
 impl Args {
@@ -43,21 +38,24 @@ impl Args {
         self.follow = true;
     }
 
-    /// Events per page asked for, `have` already kept.
-    fn page(&self, have: usize) -> usize {
-        if self.insights_only {
-            orgtrail_store::MAX_PAGE
-        } else {
-            (self.max - have).min(orgtrail_store::MAX_PAGE)
-        }
+    /// Only Insight events (`eventCategory` Insight, through the index): set by `orgtrail
+    /// insights list|follow`.
+    pub(crate) fn insights_only(&mut self) {
+        self.filters.event_category = Some("Insight".into());
     }
 
-    /// Whether `e` is printed.
-    fn keep(&self, e: &StoredEvent) -> bool {
-        !self.insights_only
-            || orgtrail_core::parse_fields(&e.bytes, orgtrail_core::MAX_EVENT_BYTES)
-                .is_ok_and(|f| f.is_insight())
+    /// Events per page asked for, `have` already kept.
+    fn page(&self, have: usize) -> usize {
+        (self.max - have).min(orgtrail_store::MAX_PAGE)
     }
+}
+
+/// What a lookup tells on stderr when the store indexes a filter's attribute only from some
+/// seq on (a store written before eventCategory and insightType were indexed).
+pub(crate) fn warn_partial(from: u64) {
+    eprintln!(
+        "orgtrail: note: this store indexes eventCategory and insightType only for the events stored from seq {from} on (it was written before they were indexed): older matching events are not in this answer"
+    );
 }
 
 /// Filters shared by the offline and the remote lookup.
@@ -89,6 +87,15 @@ pub(crate) struct Filters {
     /// e.g. AccessDenied.
     #[arg(long)]
     pub(crate) error_code: Option<String>,
+    /// eventCategory: Management (also events without one), Data, Insight, NetworkActivity.
+    /// Indexed since this version: on a store written before, only events stored after the
+    /// upgrade are found, and the answer says so on stderr.
+    #[arg(long, value_name = "CATEGORY")]
+    pub(crate) event_category: Option<String>,
+    /// insightDetails.insightType of Insight events. Indexed since this version, as
+    /// --event-category.
+    #[arg(long, value_name = "TYPE", value_parser = ["ApiCallRateInsight", "ApiErrorRateInsight"])]
+    pub(crate) insight_type: Option<String>,
     /// Events at or after this time (RFC 3339).
     #[arg(long, value_parser = parse_time, conflicts_with = "since")]
     pub(crate) start: Option<Timestamp>,
@@ -142,6 +149,8 @@ impl Filters {
         add(Attr::ReadOnly, &self.read_only);
         add(Attr::Region, &self.region);
         add(Attr::ErrorCode, &self.error_code);
+        add(Attr::EventCategory, &self.event_category);
+        add(Attr::InsightType, &self.insight_type);
         add(Attr::Account, &self.account.map(|a| a.to_string()));
         let start = self.start.or_else(|| {
             self.since.map(|d| {
@@ -179,10 +188,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ledger = args.target.open_offline()?;
     let mut q = args.filters.to_query();
     let mut events = Vec::new();
+    let mut partial = None;
     while events.len() < args.max {
         q.limit = args.page(events.len());
         let page = ledger.query(&q)?;
-        events.extend(page.events.into_iter().filter(|e| args.keep(e)));
+        partial = partial.or(page.indexed_from);
+        events.extend(page.events);
         match page.next_token {
             Some(t) => q.page_token = Some(t),
             None => break,
@@ -190,6 +201,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     ledger.close()?;
     events.truncate(args.max);
+    if let Some(from) = partial {
+        warn_partial(from);
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     print_events(&mut out, &events, &args.output)?;
@@ -237,6 +251,7 @@ async fn remote(args: Args, r: orgtrail_client::Remote) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let mut token = String::new();
+    let mut partial = None;
     while events.len() < args.max {
         let page = c
             .query
@@ -251,11 +266,9 @@ async fn remote(args: Args, r: orgtrail_client::Remote) -> anyhow::Result<ExitCo
             .await
             .map_err(|s| c.explain(s))?
             .into_inner();
+        partial = partial.or(page.indexed_from_seq);
         for e in page.events {
-            let e = orgtrail_client::from_pb(e)?;
-            if args.keep(&e) {
-                events.push(e);
-            }
+            events.push(orgtrail_client::from_pb(e)?);
         }
         if page.next_token.is_empty() {
             break;
@@ -263,6 +276,9 @@ async fn remote(args: Args, r: orgtrail_client::Remote) -> anyhow::Result<ExitCo
         token = page.next_token;
     }
     events.truncate(args.max);
+    if let Some(from) = partial {
+        warn_partial(from);
+    }
     let mut out = io::BufWriter::new(stdout.lock());
     print_events(&mut out, &events, &args.output)?;
     out.flush()?;
@@ -337,9 +353,6 @@ async fn follow(
                     // exactly between them can skip the earlier ones.)
                     position = Some(seen.max(msg.seq));
                     let e = orgtrail_client::from_pb(msg)?;
-                    if !args.keep(&e) {
-                        continue;
-                    }
                     let mut out = stdout.lock();
                     print_one(&mut out, &e, &args.output)?;
                     out.flush()?;

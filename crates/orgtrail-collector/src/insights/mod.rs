@@ -27,11 +27,14 @@
 //!   more again, with the same outcome.
 
 mod feed;
+mod replay;
 mod run;
 
 use std::time::Duration;
 
 pub(crate) use feed::{Feeder, start};
+pub(crate) use replay::InsightsService;
+pub use replay::{Replayed, replay_since};
 
 /// Stored events fed at once.
 const RANGE: u64 = 1024;

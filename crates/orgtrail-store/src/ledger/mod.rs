@@ -25,6 +25,7 @@
 //! | `m blind_key` | the blind-index key, wrapped by the master key (64 bytes, context `blind-index-key`) |
 //! | `m store_id` | 16 random bytes as 32 lowercase hex digits; the checkpoint origin is `orgtrail/<id>` |
 //! | `m next_seq`, `m next_segment` | the next sequence number / segment id (u64 BE) |
+//! | `m attrs_from` | the first sequence number indexed under eventCategory and insightType (u64 BE): 1 for a store created with them, else the next sequence number when a version indexing them first opened the store for writing (the events before it were indexed without them, see [`Attr::indexed_late`]) |
 
 mod backend;
 mod chunk;
@@ -143,6 +144,9 @@ struct Shared {
     counts_cache: crate::counts::Cache,
     /// Group-commit times and the last checkpoint, for metrics.
     telemetry: telemetry::Telemetry,
+    /// `m attrs_from`: the first seq indexed under the attributes indexed late
+    /// ([`Attr::indexed_late`]).
+    attrs_from: u64,
     cfg: LedgerConfig,
 }
 
@@ -303,6 +307,7 @@ impl Ledger {
             None => return Err(StoreError::Corrupt("store has no id".into())),
         };
 
+        let attrs_from = attrs_from(&tree, loaded.next_seq, cfg.read_only)?;
         let dict_version = AtomicU32::new(loaded.dicts.current);
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let read_only = cfg.read_only;
@@ -323,6 +328,7 @@ impl Ledger {
             dict_version,
             counts_cache: crate::counts::Cache::new(cfg.count_cache_bytes),
             telemetry: telemetry::Telemetry::default(),
+            attrs_from,
             cfg,
         });
         if read_only {
@@ -533,6 +539,10 @@ impl Ledger {
         }
         let mut seen: Vec<Blind> = Vec::new();
         for (attr, value) in attribute_values(f, &account) {
+            if attr.indexed_late() && seq < self.shared.attrs_from {
+                // Stored before this attribute was indexed.
+                continue;
+            }
             let p = if cacheable(attr) {
                 if cache.len() > BLIND_CACHE_MAX {
                     cache.clear();
@@ -604,7 +614,22 @@ impl Ledger {
         for &(_, seq) in hits.iter().take(limit) {
             events.push(self.read(seq)?);
         }
-        Ok(Page::new(events, more))
+        let mut page = Page::new(events, more);
+        page.indexed_from = self.incomplete_from(q);
+        Ok(page)
+    }
+
+    /// `Some(n)` when `q` filters on an attribute this store indexes only from seq `n` on,
+    /// and events were stored before `n` (see [`Page::indexed_from`]).
+    fn incomplete_from(&self, q: &Query) -> Option<u64> {
+        let from = self.shared.attrs_from;
+        (from > 1 && q.filters.iter().any(|(a, _)| a.indexed_late())).then_some(from)
+    }
+
+    /// The first seq indexed under the attributes indexed late ([`Attr::indexed_late`]):
+    /// 1 for a store created by a version that indexes them.
+    pub fn attrs_indexed_from(&self) -> u64 {
+        self.shared.attrs_from
     }
 
     /// Counts the events matching `q` (paging aside), grouped: whole UTC hours from the
@@ -631,7 +656,7 @@ impl Ledger {
     ) -> Result<crate::query::Counts, StoreError> {
         let sh = &self.shared;
         let complete = crate::counts::cover_all(&sh.tree()?)?;
-        crate::counts::answer(
+        let mut counts = crate::counts::answer(
             q,
             by,
             max_groups,
@@ -650,7 +675,16 @@ impl Ledger {
                 )
             },
             |sq, limit, out| self.scan_into(sq, by, limit, out),
-        )
+        )?;
+        // A filter on an attribute indexed late is never served by the counters: the scan
+        // selects through the index, which does not hold it for the oldest events.
+        if let (Some(from), Some(scan)) = (self.incomplete_from(q), counts.scan.as_mut()) {
+            scan.reason = format!(
+                "{}; events stored before seq {from} are not indexed by eventCategory or insightType and were not counted",
+                scan.reason
+            );
+        }
+        Ok(counts)
     }
 
     /// Counts by decrypting every matching event, at most `max_events` of them (the newest):
@@ -784,6 +818,24 @@ impl Drop for Ledger {
         let _ = self.close();
     }
 }
+
+/// Reads `m attrs_from`; when absent (a store created before eventCategory and insightType
+/// were indexed, or a new one), records it as `next_seq` (1 for a new store), durably, before
+/// anything else is written. A read-only open of a store without it writes nothing: none of
+/// its events are indexed by them.
+fn attrs_from(tree: &sled::Tree, next_seq: u64, read_only: bool) -> Result<u64, StoreError> {
+    if let Some(v) = tree.get(meta_key(ATTRS_FROM))? {
+        return be_u64(&v);
+    }
+    if !read_only {
+        tree.insert(meta_key(ATTRS_FROM), next_seq.to_be_bytes().to_vec())?;
+        tree.flush()?;
+    }
+    Ok(next_seq)
+}
+
+/// Meta key: see [`attrs_from`].
+const ATTRS_FROM: &str = "attrs_from";
 
 fn key_bytes(prefix: u8, n: u64) -> [u8; 9] {
     format::key(prefix, n)

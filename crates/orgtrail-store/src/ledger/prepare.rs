@@ -78,7 +78,9 @@ pub(super) fn cache_max(attr: Attr) -> usize {
         | Attr::EventSource
         | Attr::ReadOnly
         | Attr::ErrorCode
-        | Attr::ResourceType => BLIND_CACHE_MAX,
+        | Attr::ResourceType
+        | Attr::EventCategory
+        | Attr::InsightType => BLIND_CACHE_MAX,
         Attr::Username | Attr::AccessKeyId | Attr::ResourceName => 8192,
     }
 }
@@ -262,6 +264,10 @@ pub(super) fn for_each_attribute<'a>(
         for t in f.resource_types() {
             visit(Attr::ResourceType, t);
         }
+    }
+    visit(Attr::EventCategory, f.event_category.as_str());
+    if let Some(t) = &f.insight_type {
+        visit(Attr::InsightType, t.as_str());
     }
 }
 
