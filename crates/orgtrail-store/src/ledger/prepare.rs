@@ -135,6 +135,11 @@ impl Preparer {
                 // MAX_EVENT_BYTES: the frame header needs neither (6 bytes per event).
                 c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
                 c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))?;
+                let log = sh.cfg.zstd_table_log;
+                if log > 0 {
+                    c.set_parameter(zstd::zstd_safe::CParameter::HashLog(log))?;
+                    c.set_parameter(zstd::zstd_safe::CParameter::ChainLog(log))?;
+                }
                 Ok(c)
             })
             .map_err(|e| StoreError::Compression(e.to_string()))?;
