@@ -39,6 +39,9 @@ pub struct IngestService {
     pub(crate) stored: Arc<[Arc<tokio::sync::Notify>]>,
     /// With rules on: where the events just stored are kept for the rule evaluator.
     pub(crate) recent: Option<Arc<crate::alerts::recent::Recent>>,
+    /// With Insights on: where the calls of the events just stored are kept for the
+    /// Insights feeder.
+    pub(crate) insights: Option<Arc<crate::insights::recent::Recent>>,
 }
 
 fn peer_certs<T>(req: &Request<T>) -> Option<Vec<Vec<u8>>> {
@@ -54,9 +57,14 @@ fn reject(index: usize, reason: RejectReason, message: String) -> Rejection {
     }
 }
 
-/// A validated, prepared batch: what to store, what is kept of the events for after the commit,
-/// and the events rejected for a property of their own.
-type PreparedBatch = (Vec<PreparedEvent>, Kept, Vec<Rejection>);
+/// A validated, prepared batch: what to store, what is kept of the events for after the commit
+/// (and, with Insights on, their calls), and the events rejected for a property of their own.
+struct PreparedBatch {
+    prepared: Vec<PreparedEvent>,
+    kept: Kept,
+    calls: Option<Vec<crate::insights::recent::Entry>>,
+    rejections: Vec<Rejection>,
+}
 
 /// What is kept of a batch's prepared events (in order) for after its group commit.
 enum Kept {
@@ -122,6 +130,10 @@ fn prepare_with(
         Kept::Bytes(_) => svc.recent.as_ref().and_then(|r| r.rules()),
         _ => None,
     };
+    let mut calls = svc
+        .insights
+        .as_ref()
+        .map(|_| Vec::with_capacity(batch.events.len()));
     let mut rejections = Vec::new();
     for (i, bytes) in batch.events.into_iter().enumerate() {
         let event = match CloudTrailEvent::parse_with_limit(bytes, svc.limits.max_event_bytes) {
@@ -153,13 +165,21 @@ fn prepare_with(
             }
         }
         prepared.push(preparer.prepare(&event, account)?);
+        if let Some(c) = &mut calls {
+            c.push(crate::insights::recent::entry(account, event.fields()));
+        }
         match &mut kept {
             Kept::Nothing => {}
             Kept::Events(e) => e.push(event),
-            Kept::Bytes(b) => b.push(crate::alerts::recent::Entry::of(event, screen.as_ref())),
+            Kept::Bytes(b) => b.push(crate::alerts::recent::entry(event, screen.as_ref())),
         }
     }
-    Ok((prepared, kept, rejections))
+    Ok(PreparedBatch {
+        prepared,
+        kept,
+        calls,
+        rejections,
+    })
 }
 
 /// One batch from receipt to acknowledgement, in a span of its own (`batch`: account, batch
@@ -236,7 +256,12 @@ async fn handle_batch(
     }
     let n = batch.events.len();
     let s2 = svc.clone();
-    let (prepared, kept, rejections) = svc
+    let PreparedBatch {
+        prepared,
+        kept,
+        calls,
+        rejections,
+    } = svc
         .cpu
         .run(move || prepare_batch(&s2, account, batch))
         .await
@@ -309,11 +334,21 @@ async fn handle_batch(
         },
         &reasons,
     );
+    let stored = |r: &Appended| match r {
+        Appended::Stored(seq) => Some(*seq),
+        _ => None,
+    };
+    if let (Some(calls), Some(recent)) = (calls, &svc.insights)
+        && calls.len() == outcome.results.len()
+    {
+        let fresh = calls
+            .into_iter()
+            .zip(&outcome.results)
+            .filter_map(|(c, r)| stored(r).map(|seq| (seq, c)))
+            .collect();
+        recent.add(fresh);
+    }
     if kept.len() == outcome.results.len() {
-        let stored = |r: &Appended| match r {
-            Appended::Stored(seq) => Some(*seq),
-            _ => None,
-        };
         let mut fresh = Vec::new();
         match kept {
             Kept::Nothing => {}
@@ -329,7 +364,7 @@ async fn handle_batch(
                     let Some(seq) = stored(r) else { continue };
                     if svc.recent.is_some() {
                         let bytes = event.bytes().to_vec();
-                        fresh.push((seq, crate::alerts::recent::Entry::Bytes(bytes)));
+                        fresh.push((seq, crate::alerts::recent::Entry::Value(bytes)));
                     }
                     let time = event.fields().event_time;
                     let _ = svc.live.send(Arc::new(crate::query::LiveEvent {
@@ -345,7 +380,7 @@ async fn handle_batch(
             recent.add(fresh);
         }
     }
-    // After the events were kept: the evaluator it wakes finds them.
+    // After the events were kept: the evaluator and the Insights feeder it wakes find them.
     if ack.stored > 0 {
         for n in svc.stored.iter() {
             n.notify_one();

@@ -7,6 +7,7 @@ pub mod config;
 pub mod ingest;
 mod insights;
 pub mod integrity;
+mod just_stored;
 pub mod ops;
 pub mod pool;
 pub mod query;
@@ -183,9 +184,11 @@ pub async fn run(
         .rules
         .is_some()
         .then(|| Arc::new(alerts::recent::Recent::default()));
+    let insights_recent = cfg.insights.enabled.then(|| Arc::new(insights::recent()));
     let service = ingest::IngestService {
         stored: Arc::new([stored.clone(), insights_stored.clone()]),
         recent: recent.clone(),
+        insights: insights_recent.clone(),
         stopping: stopping.clone(),
         store: store.clone(),
         auth: auth.clone(),
@@ -299,7 +302,8 @@ pub async fn run(
 
     // Insights: stored events fed to the detector; the Insight events it finds stored through
     // the ingest path (after the rules' set-up: the evaluator sees them as ordinary events).
-    if cfg.insights.enabled {
+    let mut insights_task = None;
+    if let Some(recent) = insights_recent {
         let s = store.clone();
         let c = cfg.insights.clone();
         let fed = tokio::task::spawn_blocking(move || insights::start(s.as_ref(), &c))
@@ -309,9 +313,14 @@ pub async fn run(
             store: store.clone(),
             config: cfg.insights.clone(),
             metrics: metrics.clone(),
+            recent,
             fed: std::sync::Mutex::new(fed),
         };
-        tokio::spawn(feeder.run(service.clone(), insights_stored, stopping.clone()));
+        insights_task = Some(tokio::spawn(feeder.run(
+            service.clone(),
+            insights_stored,
+            stopping.clone(),
+        )));
         tracing::info!("Insights on");
     }
 
@@ -427,7 +436,15 @@ pub async fn run(
         }
     }
 
-    // Stopped accepting; in-flight batches have been answered. Flush and checkpoint.
+    // Stopped accepting; in-flight batches have been answered. The Insights task saves its
+    // state (bounded: a stuck disk must not hold shutdown; the state is saved durably or not
+    // at all, and what was not is fed again at the next start).
+    if let Some(task) = insights_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("the Insights task did not stop in time; its state was not saved");
+    }
+    // Flush and checkpoint.
     tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| CollectorError::Serve(e.to_string()))??;

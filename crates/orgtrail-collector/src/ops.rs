@@ -160,6 +160,7 @@ struct InsightsMetrics {
     late: Counter,
     future: Counter,
     fed_through: Gauge,
+    read_back: Counter,
 }
 
 impl InsightsMetrics {
@@ -198,6 +199,11 @@ impl InsightsMetrics {
             "orgtrail_collector_insights_fed_through",
             "Sequence number of the last stored event fed to the Insights detector (its watermark)",
             self.fed_through.clone(),
+        );
+        r.register(
+            "orgtrail_collector_insights_read_back",
+            "Stored events the Insights feeder read back from the ledger: not kept in memory by the ingest path (before a restart, over its capacity, or appended by another path)",
+            self.read_back.clone(),
         );
     }
 }
@@ -536,6 +542,17 @@ impl Metrics {
             .inc_by(after.future_events.saturating_sub(before.future_events));
         m.tracked
             .set(i64::try_from(after.tracked_keys).unwrap_or(i64::MAX));
+    }
+
+    /// The Insights feeder read `n` stored events back from the ledger.
+    pub(crate) fn insights_read_back(&self, n: u64) {
+        self.insights.read_back.inc_by(n);
+    }
+
+    /// Stored events the Insights feeder read back, since the start.
+    #[cfg(test)]
+    pub(crate) fn insights_read_back_total(&self) -> u64 {
+        self.insights.read_back.get()
     }
 
     /// `n` groups of threshold rules were evicted.

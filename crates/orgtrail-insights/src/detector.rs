@@ -259,11 +259,11 @@ impl Detector {
     /// Counts one call. An Insight that it starts is appended to `out`, as are any that moving
     /// the clock to the call's minute ends.
     pub fn observe(&mut self, call: &Call<'_>, out: &mut Vec<InsightEvent>) {
-        let write = call.is_write();
-        let error = call.is_error();
-        if !write && !error {
+        if !call.is_counted() {
             return;
         }
+        let write = call.is_write();
+        let error = call.is_error();
         let eff = self.eff(call.account);
         let write = write && eff.api_call_rate;
         let error = error && eff.api_error_rate;

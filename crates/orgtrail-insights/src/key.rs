@@ -71,6 +71,12 @@ impl<'a> Call<'a> {
     pub fn is_error(&self) -> bool {
         self.management && self.error_code.is_some()
     }
+
+    /// Counted by either: the detector passes over any other call
+    /// ([`crate::Detector::observe`] does nothing with it).
+    pub fn is_counted(&self) -> bool {
+        self.is_write() || self.is_error()
+    }
 }
 
 /// The key of one series: the insight type and (account, region, eventSource, eventName

@@ -3,6 +3,7 @@
 //! events in CloudTrail's own format.
 //!
 //! - [`key`]: what is counted, and under which key.
+//! - [`record`]: a call owned, to be fed later.
 //! - [`model`]: the baseline and the bound (orgtrail's model; AWS publishes none).
 //! - [`detector`]: minute counts, the clock, Start and End, bounded memory.
 //! - [`attribution`]: top userIdentityArn, userAgent and errorCode values per key.
@@ -34,10 +35,12 @@ pub mod detector;
 pub mod event;
 pub mod key;
 pub mod model;
+pub mod record;
 pub mod state;
 
 pub use config::{AccountInsights, ConfigError, InsightsConfig};
 pub use detector::{Detector, Stats};
 pub use event::{AttributionReport, EVENT_VERSION, InsightEvent, InsightState};
 pub use key::{Call, InsightType, SeriesKey};
+pub use record::CallRecord;
 pub use state::{StateError, StateV1};

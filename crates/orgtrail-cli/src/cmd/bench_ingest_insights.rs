@@ -2,7 +2,8 @@
 //! events into a fresh collector twice per round ([`bench_ingest_ab`]): once without
 //! `[insights]`, once with Insights on (the defaults); the best rate of each is reported with
 //! their ratio, and the collector's CPU, counted with Insights on until the detector was fed
-//! every stored event (`orgtrail_collector_insights_fed_through`).
+//! every stored event (`orgtrail_collector_insights_fed_through`), and how many stored events
+//! the feeder read back from the ledger (`orgtrail_collector_insights_read_back_total`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,6 +69,12 @@ impl Side for Insights {
             started,
             "Insights feeding",
         )?;
+        // The calls the ingest path kept in memory need no reading back.
+        let read_back =
+            bench_ingest_ab::metric(ops, "orgtrail_collector_insights_read_back_total", "")?;
+        println!(
+            "  Insights on: {read_back} of {stored} stored events read back from the ledger to feed the detector"
+        );
         Ok(vec![("the detector was fed every event", fed)])
     }
 }

@@ -121,17 +121,17 @@ impl Evaluator {
         let mut gap = first;
         for (at, k) in kept {
             match k {
-                Kept::Bytes(bytes) => {
+                Kept::Value(bytes) => {
                     read_back(gap, at - 1, &mut out)?;
                     out.push((at, bytes));
                     gap = at + 1;
                 }
-                Kept::RuledOut { last: end, by } if Arc::ptr_eq(&by, rules) => {
+                Kept::Pass { last: end, by } if Arc::ptr_eq(&by, rules) => {
                     read_back(gap, at - 1, &mut out)?;
                     gap = end + 1;
                 }
                 // Screened under rules since replaced: read back with the gap.
-                Kept::RuledOut { .. } => {}
+                Kept::Pass { .. } => {}
             }
         }
         read_back(gap, last, &mut out)?;

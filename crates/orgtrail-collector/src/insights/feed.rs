@@ -9,6 +9,7 @@ use orgtrail_core::AccountId;
 use orgtrail_insights::{Call, Detector, InsightEvent, InsightsConfig, Stats};
 use orgtrail_store::{EventStore, StoreError};
 
+use super::recent::{Kept, Recent};
 use super::{RANGE, SAVE_EVERY};
 
 /// The detector and where it is in the ledger.
@@ -16,8 +17,12 @@ pub(crate) struct Fed {
     detector: Detector,
     /// Every stored event at or below it has been fed to `detector`.
     through: u64,
-    /// When the state was last saved.
+    /// When the state was last saved, and with which watermark.
     saved_at: Instant,
+    saved_through: u64,
+    /// Stored events past the watermark when it was loaded: stored while no detector was
+    /// fed (Insights off, or the collector down).
+    behind: bool,
     /// The detector's counters when the metrics were last told.
     told: Stats,
 }
@@ -27,6 +32,8 @@ pub(crate) struct Feeder {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) config: InsightsConfig,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// The calls of events just stored, kept by the ingest service.
+    pub(crate) recent: Arc<Recent>,
     pub(crate) fed: Mutex<Fed>,
 }
 
@@ -41,6 +48,7 @@ pub(crate) struct Found {
 /// store) a new one whose watermark is past everything already stored, recorded at once.
 /// Called before the collector takes events.
 pub(crate) fn start(store: &dyn EventStore, config: &InsightsConfig) -> Result<Fed, StoreError> {
+    let (head, _) = store.tree_head()?;
     let (detector, through) = match store.insights_state()? {
         Some(s) => {
             let d = Detector::from_bytes(config.clone(), &s.state).map_err(|e| {
@@ -57,7 +65,6 @@ pub(crate) fn start(store: &dyn EventStore, config: &InsightsConfig) -> Result<F
         None => {
             let d = Detector::try_new(config.clone())
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            let (head, _) = store.tree_head()?;
             store.record_insights(head, &d.to_bytes())?;
             tracing::info!(
                 through = head,
@@ -71,6 +78,8 @@ pub(crate) fn start(store: &dyn EventStore, config: &InsightsConfig) -> Result<F
         detector,
         through,
         saved_at: Instant::now(),
+        saved_through: through,
+        behind: head > through,
         told,
     })
 }
@@ -84,31 +93,33 @@ impl Feeder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Feeds the next range of stored events past the watermark. `None` when there is none.
+    /// Feeds the next range of stored events past the watermark: the calls the ingest path
+    /// kept ([`super::recent`]), the rest read back from the store, each gap as one range.
+    /// `None` when there is none.
     pub(crate) fn step(&self) -> Result<Option<Found>, StoreError> {
         let mut fed = self.lock();
         let (head, _) = self.store.tree_head()?;
         if head <= fed.through {
             return Ok(None);
         }
-        let to = head.min(fed.through + RANGE);
-        let events = self.store.read_range(fed.through + 1, to)?;
+        let (first, to) = (fed.through + 1, head.min(fed.through + RANGE));
+        let kept = self.recent.take(first, to);
         let mut out = Vec::new();
-        for e in &events {
-            let fields = match orgtrail_core::parse_fields(&e.bytes, orgtrail_core::MAX_EVENT_BYTES)
-            {
-                Ok(f) => f,
-                Err(err) => {
-                    // Validated when it arrived; never expected.
-                    tracing::error!(seq = e.seq, error = %err, "a stored event does not parse; not counted");
-                    continue;
+        let mut read_back = 0;
+        let mut gap = first;
+        for (at, k) in kept {
+            read_back += feed_stored(&*self.store, &mut fed.detector, gap, at - 1, &mut out)?;
+            gap = match k {
+                Kept::Value(r) => {
+                    fed.detector
+                        .observe(&r.call.call(r.account.as_str()), &mut out);
+                    at + 1
                 }
+                Kept::Pass { last, .. } => last + 1,
             };
-            let account = e.account.to_string();
-            if let Some(call) = Call::from_fields(&account, &fields) {
-                fed.detector.observe(&call, &mut out);
-            }
         }
+        read_back += feed_stored(&*self.store, &mut fed.detector, gap, to, &mut out)?;
+        self.metrics.insights_read_back(read_back);
         fed.through = to;
         Ok(Some(Found {
             events: encode(&out)?,
@@ -116,13 +127,17 @@ impl Feeder {
         }))
     }
 
-    /// Moves the detector's clock to the wall clock's minute (once it has seen a call).
-    pub(crate) fn tick(&self, now_ms: i64) -> Result<Found, StoreError> {
+    /// Moves the detector's clock to the wall clock's minute: once it has seen a call, or
+    /// when `resuming` with stored events past the watermark (they were stored while no
+    /// detector was fed: those older than the lateness window are late, as they would have
+    /// been for a running detector, whose clock the wall clock moves every [`super::TICK`]).
+    pub(crate) fn tick(&self, now_ms: i64, resuming: bool) -> Result<Found, StoreError> {
         let mut fed = self.lock();
         let mut out = Vec::new();
-        if fed.detector.now().is_some() {
+        if fed.detector.now().is_some() || (resuming && fed.behind) {
             fed.detector.advance(now_ms.div_euclid(60_000), &mut out);
         }
+        fed.behind = false;
         Ok(Found {
             events: encode(&out)?,
             through: fed.through,
@@ -130,18 +145,36 @@ impl Feeder {
     }
 
     /// Saves the state with the watermark `through` (after the Insight events found up to it
-    /// were stored): at once when `found_any`, else once [`SAVE_EVERY`] has passed.
+    /// were stored): at once when `found_any`; else once [`SAVE_EVERY`] has passed, if the
+    /// watermark moved (a clock moved alone is moved again by the wall clock after a restart).
     pub(crate) fn save(&self, through: u64, found_any: bool) -> Result<(), StoreError> {
         let mut fed = self.lock();
         let stats = fed.detector.stats();
         self.metrics.insights(&fed.told, &stats, through);
         fed.told = stats;
-        if !found_any && fed.saved_at.elapsed() < SAVE_EVERY {
+        if !found_any && (through == fed.saved_through || fed.saved_at.elapsed() < SAVE_EVERY) {
             return Ok(());
         }
+        self.record(&mut fed, through)
+    }
+
+    /// Saves the state if the watermark moved since it was last saved: when the collector
+    /// stops, so that a restart feeds nothing again. Every Insight event found up to the
+    /// watermark must be stored.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let mut fed = self.lock();
+        if fed.through == fed.saved_through {
+            return Ok(());
+        }
+        let through = fed.through;
+        self.record(&mut fed, through)
+    }
+
+    fn record(&self, fed: &mut Fed, through: u64) -> Result<(), StoreError> {
         let bytes = fed.detector.to_bytes();
         self.store.record_insights(through, &bytes)?;
         fed.saved_at = Instant::now();
+        fed.saved_through = through;
         Ok(())
     }
 
@@ -154,6 +187,35 @@ impl Feeder {
         *fed = Fed { told, ..fresh };
         Ok(())
     }
+}
+
+/// Feeds `detector` the stored events `from..=to` (none when `from > to`), read back from
+/// the store. Returns how many were read.
+fn feed_stored(
+    store: &dyn EventStore,
+    detector: &mut Detector,
+    from: u64,
+    to: u64,
+    out: &mut Vec<InsightEvent>,
+) -> Result<u64, StoreError> {
+    if from > to {
+        return Ok(0);
+    }
+    let events = store.read_range(from, to)?;
+    for e in &events {
+        let fields = match orgtrail_core::parse_fields(&e.bytes, orgtrail_core::MAX_EVENT_BYTES) {
+            Ok(f) => f,
+            Err(err) => {
+                // Validated when it arrived; never expected.
+                tracing::error!(seq = e.seq, error = %err, "a stored event does not parse; not counted");
+                continue;
+            }
+        };
+        if let Some(call) = Call::from_fields(e.account.as_str(), &fields) {
+            detector.observe(&call, out);
+        }
+    }
+    Ok(events.len() as u64)
 }
 
 /// The events' JSON with their accounts.
@@ -196,6 +258,10 @@ mod tests {
     }
 
     fn feeder(store: &Arc<MemoryStore>) -> Feeder {
+        feeder_of(store.clone())
+    }
+
+    fn feeder_of(store: Arc<dyn EventStore>) -> Feeder {
         let config = InsightsConfig {
             enabled: true,
             min_history_ms: 30 * 60_000,
@@ -203,22 +269,60 @@ mod tests {
         };
         let fed = start(store.as_ref(), &config).unwrap();
         Feeder {
-            store: store.clone(),
+            store,
             config,
             metrics: Arc::default(),
+            recent: Arc::new(super::super::recent()),
             fed: Mutex::new(fed),
         }
     }
 
-    /// One call every 4 minutes for two hours, then 40 in one minute: what a step finds.
-    fn traffic(store: &MemoryStore) {
+    const T0: i64 = 29_000_000;
+
+    /// One call every 4 minutes for two hours from minute [`T0`].
+    fn baseline() -> Vec<CloudTrailEvent> {
+        (0..30).map(|i| call(i, T0 + i as i64 * 4)).collect()
+    }
+
+    /// 40 calls in minute `T0 + 125`.
+    fn burst() -> Vec<CloudTrailEvent> {
+        (0..40).map(|i| call(100 + i, T0 + 125)).collect()
+    }
+
+    /// Stores `events`; returns their sequence numbers with them.
+    fn store_events(
+        store: &dyn EventStore,
+        events: Vec<CloudTrailEvent>,
+    ) -> Vec<(u64, CloudTrailEvent)> {
         let account: AccountId = ACCOUNT.parse().unwrap();
-        let t0 = 29_000_000;
-        let mut evs: Vec<_> = (0..30)
-            .map(|i| (call(i, t0 + i as i64 * 4), account))
-            .collect();
-        evs.extend((0..40).map(|i| (call(100 + i, t0 + 125), account)));
-        store.append_events(&evs).unwrap();
+        let evs: Vec<_> = events.into_iter().map(|e| (e, account)).collect();
+        let out = store.append_events(&evs).unwrap();
+        out.results
+            .iter()
+            .zip(evs)
+            .map(|(r, (e, _))| match r {
+                Appended::Stored(seq) => (*seq, e),
+                other => panic!("not stored: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The baseline, then the burst: what a step finds.
+    fn traffic(store: &dyn EventStore) -> Vec<(u64, CloudTrailEvent)> {
+        let mut evs = baseline();
+        evs.extend(burst());
+        store_events(store, evs)
+    }
+
+    /// What the ingest service keeps of `stored` for the feeder.
+    fn keep(f: &Feeder, stored: &[(u64, CloudTrailEvent)]) {
+        let account: AccountId = ACCOUNT.parse().unwrap();
+        f.recent.add(
+            stored
+                .iter()
+                .map(|(seq, e)| (*seq, super::super::recent::entry(account, e.fields())))
+                .collect(),
+        );
     }
 
     fn store_found(store: &MemoryStore, found: &Found) -> Vec<Appended> {
@@ -233,7 +337,7 @@ mod tests {
     #[test]
     fn history_is_not_replayed_on_the_first_start() {
         let store = Arc::new(MemoryStore::new());
-        traffic(&store);
+        traffic(store.as_ref());
         let f = feeder(&store);
         assert!(f.step().unwrap().is_none(), "past everything stored");
         assert_eq!(store.insights_state().unwrap().unwrap().through, 70);
@@ -246,7 +350,7 @@ mod tests {
     fn a_crash_at_any_point_neither_loses_nor_doubles_an_insight() {
         let store = Arc::new(MemoryStore::new());
         let f = feeder(&store);
-        traffic(&store);
+        traffic(store.as_ref());
         let first = f.step().unwrap().unwrap();
         assert_eq!(first.events.len(), 1, "one Start");
         assert_eq!(first.through, 70);
@@ -285,16 +389,142 @@ mod tests {
     fn the_clock_ends_an_insight_during_silence() {
         let store = Arc::new(MemoryStore::new());
         let f = feeder(&store);
-        assert!(f.tick(29_000_000 * 60_000).unwrap().events.is_empty());
-        traffic(&store);
+        assert!(
+            f.tick(29_000_000 * 60_000, false)
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        traffic(store.as_ref());
         let start = f.step().unwrap().unwrap();
         assert_eq!(start.events.len(), 1);
-        let end = f.tick((29_000_000 + 125 + 10) * 60_000).unwrap();
+        let end = f.tick((29_000_000 + 125 + 10) * 60_000, false).unwrap();
         assert_eq!(end.events.len(), 1, "the End");
         let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
         let (s, e) = (json(&start.events[0].1), json(&end.events[0].1));
         assert_eq!(s["insightDetails"]["state"], "Start");
         assert_eq!(e["insightDetails"]["state"], "End");
         assert_eq!(s["sharedEventID"], e["sharedEventID"]);
+    }
+
+    /// The calls kept by the ingest path, with gaps (a full cache, events of another path)
+    /// read back from the store, feed the detector exactly as reading everything back does:
+    /// the same Insight events, byte for byte, and the same state.
+    #[test]
+    fn kept_calls_and_events_read_back_find_the_same_insights() {
+        let (kept, read) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let (fk, fr) = (feeder(&kept), feeder(&read));
+        let stored = traffic(kept.as_ref());
+        traffic(read.as_ref());
+        // Kept: the first 20, then 36..=70 (15 not kept, as when the cache is full).
+        keep(&fk, &stored[..20]);
+        keep(&fk, &stored[35..]);
+        let (a, b) = (fk.step().unwrap().unwrap(), fr.step().unwrap().unwrap());
+        assert_eq!(a.events.len(), 1, "one Start");
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.through, b.through);
+        assert_eq!(fk.metrics.insights_read_back_total(), 15);
+        assert_eq!(fr.metrics.insights_read_back_total(), 70);
+        assert_eq!(fk.lock().detector.to_bytes(), fr.lock().detector.to_bytes());
+
+        // The Start stored in each; then one more call: kept (an Insight event is passed
+        // over) against read back, the same again.
+        let (sk, sr) = (store_found(&kept, &a), store_found(&read, &b));
+        assert_eq!(sk, sr);
+        let more = store_events(kept.as_ref(), vec![call(500, T0 + 126)]);
+        store_events(read.as_ref(), vec![call(500, T0 + 126)]);
+        let insight = kept.read_range(71, 71).unwrap();
+        let insight = CloudTrailEvent::parse(insight[0].bytes.clone()).unwrap();
+        keep(&fk, &[(71, insight)]);
+        keep(&fk, &more);
+        let (a, b) = (fk.step().unwrap().unwrap(), fr.step().unwrap().unwrap());
+        assert_eq!((a.through, b.through), (72, 72));
+        assert_eq!(
+            fk.metrics.insights_read_back_total(),
+            15,
+            "nothing read back"
+        );
+        assert_eq!(fk.lock().detector.to_bytes(), fr.lock().detector.to_bytes());
+    }
+
+    /// Fed from what the ingest path kept, on a ledger on disk: the Insight found is stored
+    /// sealed, and neither it nor the state leaves the calls' plaintext in any file.
+    #[test]
+    fn no_plaintext_of_the_kept_calls_lands_on_disk() {
+        let keys = orgtrail_crypto::Keyring::generate("2026-11-27T00:00:00Z").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = orgtrail_store::Ledger::open(
+            dir.path(),
+            Arc::new(orgtrail_crypto::LocalKeyProvider::new(keys)),
+            orgtrail_store::LedgerConfig::default(),
+        )
+        .unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(ledger);
+        let f = feeder_of(store.clone());
+        let stored = traffic(store.as_ref());
+        keep(&f, &stored);
+        let found = f.step().unwrap().unwrap();
+        assert_eq!(found.events.len(), 1, "one Start");
+        assert_eq!(f.metrics.insights_read_back_total(), 0);
+        let evs: Vec<_> = found
+            .events
+            .iter()
+            .map(|(a, json)| (CloudTrailEvent::parse(json.clone()).unwrap(), *a))
+            .collect();
+        store.append_events(&evs).unwrap();
+        f.save(found.through, true).unwrap();
+        drop(f);
+        store.close().unwrap();
+        drop(store);
+        let marker = b"arn:aws:iam::111122223333:user/u";
+        let mut files = vec![dir.path().to_path_buf()];
+        let mut seen = 0;
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            seen += 1;
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "plaintext in {}",
+                p.display()
+            );
+        }
+        assert!(seen > 0, "the ledger wrote files");
+    }
+
+    /// Turned off, then on again: the calls stored meanwhile (a burst included) are older
+    /// than the lateness window when the detector resumes with its clock moved to the wall
+    /// clock, so they fire nothing for that past period. Without that move they would.
+    #[test]
+    fn events_stored_while_insights_were_off_fire_nothing_when_turned_on_again() {
+        let store = Arc::new(MemoryStore::new());
+        let f = feeder(&store);
+        store_events(store.as_ref(), baseline());
+        let fed = f.step().unwrap().unwrap();
+        assert!(fed.events.is_empty());
+        f.save(fed.through, true).unwrap();
+        drop(f); // off
+
+        store_events(store.as_ref(), burst());
+        // On again, an hour after the burst.
+        let f = feeder(&store);
+        let resumed = f.tick((T0 + 185) * 60_000, true).unwrap();
+        assert!(resumed.events.is_empty());
+        let fed = f.step().unwrap().unwrap();
+        assert!(fed.events.is_empty(), "no Insight for the past period");
+        assert_eq!(f.lock().detector.stats().late_events, 40);
+        drop(f);
+
+        // The same stored state fed through its old clock finds the burst.
+        let f = feeder(&store);
+        assert_eq!(f.step().unwrap().unwrap().events.len(), 1);
+        drop(f);
+        // On again within the lateness window of the burst (a quick restart): found too.
+        let f = feeder(&store);
+        assert!(f.tick((T0 + 125) * 60_000, true).unwrap().events.is_empty());
+        assert_eq!(f.step().unwrap().unwrap().events.len(), 1);
     }
 }

@@ -14,8 +14,9 @@ use crate::ingest::IngestService;
 
 impl Feeder {
     /// Feeds until `stopping`: `stored` is woken after each group commit that stored events;
-    /// anything left from before a restart is caught up first. `ingest` stores the Insight
-    /// events found.
+    /// anything left from before a restart is caught up first, with the detector's clock
+    /// first moved to the wall clock ([`Feeder::tick`], resuming). `ingest` stores the
+    /// Insight events found. Saves the state when it stops ([`Feeder::flush`]).
     pub(crate) async fn run(
         self,
         ingest: IngestService,
@@ -25,9 +26,22 @@ impl Feeder {
         let me = Arc::new(self);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resuming = true;
+        while resuming {
+            let m = me.clone();
+            let now = now_ms();
+            let r = match blocking(move || m.tick(now, true)).await {
+                Ok(found) => me.store_and_save(&ingest, found).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => resuming = false,
+                Err(e) => me.failed(&e).await,
+            }
+        }
         loop {
             if *stopping.borrow() {
-                return;
+                return me.stop().await;
             }
             let m = me.clone();
             let step = blocking(move || m.step()).await;
@@ -49,7 +63,7 @@ impl Feeder {
                 _ = tick.tick() => {
                     let m = me.clone();
                     let now = now_ms();
-                    let r = match blocking(move || m.tick(now)).await {
+                    let r = match blocking(move || m.tick(now, false)).await {
                         Ok(found) => me.store_and_save(&ingest, found).await,
                         Err(e) => Err(e),
                     };
@@ -57,8 +71,16 @@ impl Feeder {
                         me.failed(&e).await;
                     }
                 }
-                _ = stopping.changed() => return,
+                _ = stopping.changed() => return me.stop().await,
             }
+        }
+    }
+
+    /// Saves the state as fed (every Insight event found is stored by now).
+    async fn stop(self: &Arc<Self>) {
+        let m = self.clone();
+        if let Err(e) = blocking(move || m.flush()).await {
+            tracing::warn!(error = %e, "Insights: saving the state at stop failed; the events since the last save are fed again at the next start");
         }
     }
 
