@@ -67,6 +67,13 @@
 //! for a single value. A group may have rows in several parts: a count adds them. A store
 //! written before parts has only part 0, and reads as before.
 //!
+//! A part is full at `count_rollup_part_bytes` or more, and a merge adds all its deltas to
+//! the last part, so a part can exceed that size by one merge's counts. Smaller parts were
+//! measured (2026-11-28, 10M generated events): at 64 KiB the parts averaged about 250 KB
+//! (109 rollup keys instead of 52), the counters took 6.6 instead of 5.4 bytes per stored
+//! event (a group's strings and rows repeat in each part it has rows in), and the import's
+//! peak RSS did not change measurably, so the default stays 1 MiB.
+//!
 //! # A merge's memory
 //! What a merge holds is bounded by `count_rollup_part_bytes` and by the deltas it takes
 //! (`count_merge_after`), not by the history: for a rollup, the last part's stored value and

@@ -1028,6 +1028,14 @@ impl Index {
                 .all(|(a, b)| Arc::ptr_eq(a, b));
         if same && merged.first == first.first {
             self.runs.splice(at..at + parts.len(), [merged]);
+            // The parts' filters go first: the caller (and a reader) may still hold the
+            // parts, and their filters, kept until the last holder drops them, were alive
+            // beside the merged run's while it read its own.
+            for p in parts {
+                if let Err(e) = p.keep_bloom(false) {
+                    tracing::warn!(error = %e, "cannot let a merged index run's Bloom filter go");
+                }
+            }
             self.place_blooms();
         }
     }
@@ -1329,5 +1337,34 @@ mod tests {
         let mut want = vec![false; 10];
         want.extend([true; 3]);
         assert_eq!(resident(&idx), want);
+    }
+
+    /// Once a merge is installed, the runs it replaced hold no filter in memory, even while
+    /// something still holds them (the merge job does until it is done), so the filters in
+    /// memory never exceed the budget by the replaced runs'; and dedup answers as before.
+    #[test]
+    fn a_merge_lets_the_replaced_runs_filters_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut idx, events) = build(dir.path(), &[2000; 5], (1, 2), |s| s as i64, |_| vec![]);
+        let parts: Vec<Arc<Run>> = idx.runs[..3].to_vec();
+        assert!(parts.iter().all(|r| r.bloom_resident()));
+        let path = crate::run::merge(dir.path(), &parts, None).unwrap();
+        idx.install_merge(Arc::new(Run::open(&path).unwrap()), &parts);
+        assert_eq!(idx.runs.len(), 2);
+        assert!(
+            parts.iter().all(|r| !r.bloom_resident()),
+            "the replaced runs' filters are let go"
+        );
+        assert!(idx.runs.iter().all(|r| r.bloom_resident()));
+        for (seq, _, _) in events.iter().step_by(53) {
+            assert_eq!(
+                idx.dedup_get(&blind(u64::MAX - seq)).unwrap().map(|h| h.0),
+                Some(*seq)
+            );
+            // A run still held by someone answers from its file.
+            if let Some(p) = parts.iter().find(|p| p.first <= *seq && *seq < p.end()) {
+                assert!(p.may_contain(&blind(u64::MAX - seq)).unwrap());
+            }
+        }
     }
 }

@@ -798,15 +798,18 @@ impl Run {
             return Ok(());
         }
         let words = if keep {
-            let bytes = self.read_at(self.bloom_off, self.bloom_bytes() as usize)?;
-            let words: Box<[u64]> = bytes
-                .chunks_exact(8)
-                .map(|c| {
+            // Read a piece at a time into the words: reading the whole filter first held it
+            // twice (up to the filters' whole budget more, at the moment a merge installs).
+            let mut words = vec![0u64; (self.bloom_bytes() / 8) as usize].into_boxed_slice();
+            for (i, piece) in words.chunks_mut(BLOOM_CHUNK_WORDS).enumerate() {
+                let off = self.bloom_off + (i * BLOOM_CHUNK_WORDS * 8) as u64;
+                let bytes = self.read_at(off, piece.len() * 8)?;
+                for (w, c) in piece.iter_mut().zip(bytes.chunks_exact(8)) {
                     let mut a = [0u8; 8];
                     a.copy_from_slice(c);
-                    u64::from_be_bytes(a)
-                })
-                .collect();
+                    *w = u64::from_be_bytes(a);
+                }
+            }
             Some(words)
         } else {
             None

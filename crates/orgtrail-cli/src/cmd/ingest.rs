@@ -43,7 +43,10 @@ pub(crate) fn ingest(
 ) -> anyhow::Result<Totals> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let batch_events = batch_events.max(1);
-    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * 2);
+    // One parsed batch waiting per worker: parsing is the faster side, so this queue is full
+    // whenever the writer is the slower one, and each batch holds its events parsed (about
+    // 6 MB). Twice as many waited before, and a slower writer (a larger store) kept them.
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers);
     let work_rx = Mutex::new(work_rx);
     let (ack_tx, ack_rx) = mpsc::channel::<(u64, u64, Pending)>();
     // One token per batch in flight (see [`IN_FLIGHT`]): a worker sends one before it
