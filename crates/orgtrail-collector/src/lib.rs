@@ -278,6 +278,8 @@ pub async fn run(
         // Rules are on, so the ingest service keeps events for them.
         let recent = recent.unwrap_or_default();
         recent.screen_with(live_rules.clone());
+        // The events that make alerts, handed from the evaluator to the delivery loops.
+        let fired = Arc::new(alerts::fired::Fired::default());
         let evaluator = alerts::evaluate::Evaluator {
             store: store.clone(),
             rules: live_rules.clone(),
@@ -286,6 +288,7 @@ pub async fn run(
             recorded: recorded.clone(),
             thresholds: Default::default(),
             recent: recent.clone(),
+            fired: fired.clone(),
         };
         loaded_rules = Some(live_rules.clone());
         tokio::spawn(evaluator.run(stored, wake.clone(), stopping.clone()));
@@ -294,6 +297,7 @@ pub async fn run(
             rules: live_rules,
             sinks,
             metrics: metrics.clone(),
+            fired,
         };
         tokio::spawn(deliverer.run(wake, stopping.clone()));
     } else {

@@ -199,6 +199,15 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// sequence number, the rule): a sink that takes alerts in batches is noted once per batch.
     /// Alerts not pending for that sink are passed over, as by [`EventStore::alert_delivered`].
     fn alerts_delivered(&self, sink: &str, taken: &[(u64, String)]) -> Result<(), StoreError>;
+    /// [`EventStore::alerts_delivered`] for alerts as a delivery loop read them from the
+    /// outbox (with [`EventStore::pending_alerts_after`]), their sinks as they were then: an
+    /// alert whose only pending sink was `sink` leaves the outbox without being read again.
+    /// While the store is open, an alert's pending sinks only ever shrink (dead letters are
+    /// re-driven by a process that opened the store alone), so that is the same write.
+    fn alerts_taken(&self, sink: &str, taken: &[PendingAlert]) -> Result<(), StoreError> {
+        let t: Vec<(u64, String)> = taken.iter().map(|a| (a.seq, a.rule.clone())).collect();
+        self.alerts_delivered(sink, &t)
+    }
     /// Up to `limit` alerts of the outbox after the one of (`seq`, `rule`) in outbox order
     /// (oldest event first), or from the first with `None`: a sink's delivery loop reads on
     /// from the last alert it handled.

@@ -284,6 +284,34 @@ pub(crate) fn delivered(
     Ok(())
 }
 
+/// [`delivered`], for alerts as read from the outbox: an alert whose only pending sink was
+/// `sink` when read is removed without reading its entry again (its sinks can only have
+/// shrunk since: see `EventStore::alerts_taken`); the others as [`delivered`] does.
+pub(crate) fn taken(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    sink: &str,
+    taken: &[PendingAlert],
+) -> Result<(), StoreError> {
+    let _guard = changes();
+    let mut batch = sled::Batch::default();
+    let mut any = false;
+    for a in taken {
+        if matches!(a.sinks.as_slice(), [only] if only == sink) {
+            batch.remove(key(a.seq, &a.rule));
+            any = true;
+        } else {
+            any |= take_sink(tree, &mut batch, a.seq, &a.rule, sink)?;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
 /// Adds to `batch` the removal of `sink` from the outbox entry of (`seq`, `rule`) (and of the
 /// entry once no sink is left). False when that sink is not pending there.
 fn take_sink(

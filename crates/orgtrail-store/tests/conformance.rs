@@ -1046,6 +1046,29 @@ fn alert_outbox(store: &dyn EventStore) {
     );
     store.alerts_delivered("s", &[]).unwrap();
     assert_eq!(store.pending_alerts(10).unwrap().len(), 3);
+    // Taken as a delivery loop read them: an alert whose only sink this was leaves the
+    // outbox; one with other sinks keeps them.
+    store
+        .record_alerts(16, &[alert(15, "f", &["s"]), alert(16, "g", &["s", "t"])])
+        .unwrap();
+    let read = store.pending_alerts_after(Some((14, "e")), 10).unwrap();
+    assert_eq!(
+        read,
+        vec![alert(15, "f", &["s"]), alert(16, "g", &["s", "t"])]
+    );
+    store.alerts_taken("s", &read).unwrap();
+    assert_eq!(
+        store.pending_alerts(10).unwrap(),
+        vec![
+            alert(12, "c", &["s"]),
+            alert(13, "d", &["t"]),
+            alert(14, "e", &["t"]),
+            alert(16, "g", &["t"])
+        ]
+    );
+    // Taken again (a redelivery noted twice): no error, nothing else changes.
+    store.alerts_taken("s", &read).unwrap();
+    assert_eq!(store.pending_alerts(10).unwrap().len(), 4);
 }
 
 #[test]

@@ -167,6 +167,8 @@ pub(crate) struct Deliverer {
     pub(crate) rules: super::reload::LiveRules,
     pub(crate) sinks: HashMap<String, Sink>,
     pub(crate) metrics: Arc<crate::ops::Metrics>,
+    /// The events that just made alerts, kept by the evaluator: not read back.
+    pub(crate) fired: Arc<super::fired::Fired>,
 }
 
 /// What every sink's loop shares.
@@ -174,6 +176,7 @@ struct Shared {
     store: Arc<dyn EventStore>,
     rules: super::reload::LiveRules,
     metrics: Arc<crate::ops::Metrics>,
+    fired: Arc<super::fired::Fired>,
 }
 
 /// Runs `f` on a blocking thread (sled never blocks the runtime).
@@ -204,6 +207,7 @@ impl Deliverer {
             store: self.store,
             rules: self.rules,
             metrics: self.metrics,
+            fired: self.fired,
         });
         let names: Vec<String> = self.sinks.keys().cloned().collect();
         let (tick, ticks) = watch::channel(0u64);
@@ -390,13 +394,11 @@ impl SinkLoop {
                 Ok(()) => {
                     orgtrail_store::crashpoint::hit_alerts("alert-sent");
                     metrics.alert_delivery(&self.name, true, 1);
-                    let (s, seq, rule, sink) = (
-                        self.shared.clone(),
-                        a.seq,
-                        a.rule.clone(),
-                        self.name.clone(),
-                    );
-                    return match blocking(move || s.store.alert_delivered(seq, &rule, &sink)).await
+                    let (s, taken, sink) = (self.shared.clone(), a.clone(), self.name.clone());
+                    return match blocking(move || {
+                        s.store.alerts_taken(&sink, std::slice::from_ref(&taken))
+                    })
+                    .await
                     {
                         Ok(()) => {
                             tracing::debug!(alert = %out.id, rule = %a.rule, sink = %self.name, attempts, "alert delivered");
@@ -508,9 +510,7 @@ impl SinkLoop {
                     orgtrail_store::crashpoint::hit_alerts("alert-sent");
                     metrics.alert_delivery(&self.name, true, n);
                     let (s, sink) = (self.shared.clone(), self.name.clone());
-                    let taken: Vec<(u64, String)> =
-                        batch.into_iter().map(|a| (a.seq, a.rule)).collect();
-                    return match blocking(move || s.store.alerts_delivered(&sink, &taken)).await {
+                    return match blocking(move || s.store.alerts_taken(&sink, &batch)).await {
                         Ok(()) => {
                             tracing::debug!(alerts = n, sink = %self.name, attempts, "alerts delivered");
                             Outcome::Done
@@ -536,26 +536,39 @@ impl SinkLoop {
     }
 }
 
-/// The alert as sinks receive it: its id and payload, from the event read back. Blocking.
+/// The alert as sinks receive it: its id and payload, from the event kept by the evaluator or
+/// read back. Blocking.
 fn build(s: &Shared, a: &PendingAlert) -> Result<Outgoing, StoreError> {
+    if let Some(f) = s.fired.take(a.seq, 1) {
+        return outgoing(s, a, &f.account, &f.bytes);
+    }
     let e = s.store.read(a.seq)?;
-    outgoing(s, a, &e)
+    outgoing(s, a, &e.account, &e.bytes)
 }
 
-/// The alerts of a batch as sinks receive them. Events are read back once each, and a batch
-/// of nearby events as one range (each record block opened once). Blocking.
+/// The alerts of a batch as sinks receive them. Events the evaluator kept are not read back;
+/// the others are read back once each, and a batch of nearby events as one range (each record
+/// block opened once). Blocking.
 fn build_all(s: &Shared, batch: &[PendingAlert]) -> Result<Vec<Outgoing>, StoreError> {
-    let (Some(first), Some(last)) = (
-        batch.iter().map(|a| a.seq).min(),
-        batch.iter().map(|a| a.seq).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
+    // The batch is in outbox order: an event's alerts are next to each other.
+    let mut kept: HashMap<u64, super::fired::FiredEvent> = HashMap::new();
+    let mut missing: Vec<u64> = Vec::new();
+    for same in batch.chunk_by(|x, y| x.seq == y.seq) {
+        let seq = same[0].seq;
+        match s.fired.take(seq, same.len()) {
+            Some(f) => {
+                kept.insert(seq, f);
+            }
+            None => missing.push(seq),
+        }
+    }
     let mut events: HashMap<u64, StoredEvent> = HashMap::new();
     // A range is worth reading when most of its events have an alert.
-    if last - first < 2 * batch.len() as u64 {
-        let wanted: std::collections::HashSet<u64> = batch.iter().map(|a| a.seq).collect();
-        for e in s.store.read_range(first, last)? {
+    if let (Some(first), Some(last)) = (missing.iter().min(), missing.iter().max())
+        && last - first < 2 * missing.len() as u64
+    {
+        let wanted: std::collections::HashSet<u64> = missing.iter().copied().collect();
+        for e in s.store.read_range(*first, *last)? {
             if wanted.contains(&e.seq) {
                 events.insert(e.seq, e);
             }
@@ -564,22 +577,34 @@ fn build_all(s: &Shared, batch: &[PendingAlert]) -> Result<Vec<Outgoing>, StoreE
     batch
         .iter()
         .map(|a| {
+            if let Some(f) = kept.get(&a.seq) {
+                return outgoing(s, a, &f.account, &f.bytes);
+            }
             let e = match events.entry(a.seq) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(s.store.read(a.seq)?),
             };
-            outgoing(s, a, e)
+            outgoing(s, a, &e.account, &e.bytes)
         })
         .collect()
 }
 
-/// The alert of `a` on the event `e`, as sinks receive it.
-fn outgoing(s: &Shared, a: &PendingAlert, e: &StoredEvent) -> Result<Outgoing, StoreError> {
+/// The alert of `a` on the event stored under `account` as `bytes`, as sinks receive it.
+fn outgoing(
+    s: &Shared,
+    a: &PendingAlert,
+    account: &orgtrail_core::AccountId,
+    bytes: &[u8],
+) -> Result<Outgoing, StoreError> {
     let rules = s.rules.current();
     // A rule removed since it fired: the alert still goes out, as recorded.
-    let rule = rules.rules.iter().find(|r| r.id == a.rule);
-    let (id, body) = super::payload::of_stored(e, &a.rule, rule)
-        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", e.seq)))?;
+    let rule = rules
+        .rules
+        .binary_search_by(|r| r.id.as_str().cmp(&a.rule))
+        .ok()
+        .map(|i| &rules.rules[i]);
+    let (id, body) = super::payload::of_record(account, bytes, &a.rule, rule)
+        .map_err(|err| StoreError::Corrupt(format!("event {} is not JSON: {err}", a.seq)))?;
     Ok(Outgoing {
         id,
         rule: a.rule.clone(),

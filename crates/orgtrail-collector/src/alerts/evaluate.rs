@@ -4,12 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgtrail_core::AccountId;
 use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 
 use super::recent::Kept;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
+
+/// A stored event to match: its sequence number, its account when known (read back), and its
+/// bytes.
+type ToMatch = (u64, Option<AccountId>, Vec<u8>);
 
 /// Events evaluated and recorded at once.
 const RANGE: u64 = 1024;
@@ -29,6 +34,8 @@ pub(crate) struct Evaluator {
     pub(crate) thresholds: super::threshold::Thresholds,
     /// Events just stored, kept by the ingest service so that they need not be read back.
     pub(crate) recent: Arc<super::recent::Recent>,
+    /// Where the events that made alerts are kept for the delivery loops.
+    pub(crate) fired: Arc<super::fired::Fired>,
 }
 
 /// Where evaluation starts the first time rules are on for a store: past everything already
@@ -95,25 +102,26 @@ impl Evaluator {
 
     /// The events at `first..=last` that `rules` must match, in order: those the ingest
     /// service kept in memory, the rest read back from the store, each gap as one range (each
-    /// record block opened once). Events the ingest service screened out under the same rules
-    /// are passed over; those screened under rules since replaced are read back. Blocking.
+    /// record block opened once), with their accounts. Events the ingest service screened out
+    /// under the same rules are passed over; those screened under rules since replaced are
+    /// read back. Blocking.
     fn events(
         &self,
         first: u64,
         last: u64,
         rules: &Arc<RuleSet>,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<ToMatch>, StoreError> {
         let kept = self.recent.take(first, last);
         let mut out = Vec::with_capacity(usize::try_from(last - first + 1).unwrap_or(0));
         // What is kept, in order; what is missing (or screened under other rules) is read
         // back, each gap as one range.
-        let read_back = |from: u64, to: u64, out: &mut Vec<(u64, Vec<u8>)>| {
+        let read_back = |from: u64, to: u64, out: &mut Vec<ToMatch>| {
             if from <= to {
                 out.extend(
                     self.store
                         .read_range(from, to)?
                         .into_iter()
-                        .map(|e| (e.seq, e.bytes)),
+                        .map(|e| (e.seq, Some(e.account), e.bytes)),
                 );
             }
             Ok::<(), StoreError>(())
@@ -123,7 +131,7 @@ impl Evaluator {
             match k {
                 Kept::Value(bytes) => {
                     read_back(gap, at - 1, &mut out)?;
-                    out.push((at, bytes));
+                    out.push((at, None, bytes));
                     gap = at + 1;
                 }
                 Kept::Pass { last: end, by } if Arc::ptr_eq(&by, rules) => {
@@ -156,7 +164,7 @@ impl Evaluator {
         let mut windows = self.thresholds.step(&*self.store, &rules, through)?;
         let mut alerts = Vec::new();
         let mut hits = Vec::new();
-        for (seq, bytes) in self.events(through + 1, to, &rules)? {
+        for (seq, account, bytes) in self.events(through + 1, to, &rules)? {
             // Only the fields the rules and thresholds read are built into values.
             let record: Value = match rules.parse_record(&bytes) {
                 Ok(v) => v,
@@ -167,6 +175,7 @@ impl Evaluator {
                 }
             };
             rules.matches(&record, &mut hits);
+            let before = alerts.len();
             for h in &hits {
                 let rule = &rules.rules[*h];
                 // A threshold rule fires only on the event that crosses its threshold.
@@ -178,6 +187,11 @@ impl Evaluator {
                     rule: rule.id.clone(),
                     sinks: super::sinks_of(rule, &self.sinks),
                 });
+            }
+            // Kept before the alerts are recorded: a delivery loop that reads them finds it.
+            if alerts.len() > before {
+                let builds = alerts[before..].iter().map(|a| a.sinks.len()).sum();
+                self.fired.add(seq, account, bytes, builds);
             }
         }
         self.store

@@ -25,6 +25,7 @@
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
+pub(crate) mod fired;
 pub mod history;
 pub(crate) mod nats_sink;
 pub mod payload;

@@ -46,25 +46,36 @@ pub fn of_stored(
     rule_id: &str,
     rule: Option<&orgtrail_rules::Rule>,
 ) -> Result<(String, Vec<u8>), serde_json::Error> {
-    let bytes = e.bytes.trim_ascii();
+    of_record(&e.account, &e.bytes, rule_id, rule)
+}
+
+/// [`of_stored`] from the stored bytes of an event and the account it is stored under.
+pub fn of_record(
+    account: &orgtrail_core::AccountId,
+    stored: &[u8],
+    rule_id: &str,
+    rule: Option<&orgtrail_rules::Rule>,
+) -> Result<(String, Vec<u8>), serde_json::Error> {
+    let bytes = stored.trim_ascii();
     let one_line = !bytes.contains(&b'\n') && !bytes.contains(&b'\r');
     let head = match serde_json::from_slice::<Head>(bytes) {
         Ok(head) if one_line => head,
         _ => {
             return Ok(of_value(
-                e,
-                &serde_json::from_slice(&e.bytes)?,
+                account,
+                stored,
+                &serde_json::from_slice(stored)?,
                 rule_id,
                 rule,
             ));
         }
     };
     let id = match head.event_id.as_ref().and_then(Value::as_str) {
-        Some(id) => alert_id(rule_id, e.account.as_str(), id),
+        Some(id) => alert_id(rule_id, account.as_str(), id),
         None => alert_id(
             rule_id,
-            e.account.as_str(),
-            &orgtrail_core::derived_event_id(&e.bytes),
+            account.as_str(),
+            &orgtrail_core::derived_event_id(stored),
         ),
     };
     let detail_type = cloudtrail::detail_type_of_str(
@@ -146,15 +157,16 @@ fn write(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) -> Result<(), serde_j
 /// [`of_stored`] from the record parsed in full (`record`: `e`'s bytes as JSON): the envelope
 /// built as a value and written compact.
 fn of_value(
-    e: &orgtrail_store::StoredEvent,
+    account: &orgtrail_core::AccountId,
+    stored: &[u8],
     record: &Value,
     rule_id: &str,
     rule: Option<&orgtrail_rules::Rule>,
 ) -> (String, Vec<u8>) {
     let event_id = record["eventID"]
         .as_str()
-        .map_or_else(|| orgtrail_core::derived_event_id(&e.bytes), str::to_owned);
-    let id = alert_id(rule_id, e.account.as_str(), &event_id);
+        .map_or_else(|| orgtrail_core::derived_event_id(stored), str::to_owned);
+    let id = alert_id(rule_id, account.as_str(), &event_id);
     let mut v = cloudtrail::envelope(record);
     if let Some(o) = v.as_object_mut() {
         o.insert("id".into(), Value::String(id.clone()));
@@ -263,7 +275,7 @@ mod tests {
             let record: Value = serde_json::from_slice(&bytes).unwrap();
             for rule in [Some(rule()), None] {
                 let (id, body) = of_stored(&e, "r1", rule.as_ref()).unwrap();
-                let (want_id, want) = of_value(&e, &record, "r1", rule.as_ref());
+                let (want_id, want) = of_value(&e.account, &e.bytes, &record, "r1", rule.as_ref());
                 assert_eq!(id, want_id);
                 let got: Value = serde_json::from_slice(&body).unwrap();
                 let want: Value = serde_json::from_slice(&want).unwrap();

@@ -175,6 +175,11 @@ impl EventStore for Ledger {
         crate::outbox::delivered(&files.db, &files.tree, sink, taken)
     }
 
+    fn alerts_taken(&self, sink: &str, taken: &[crate::PendingAlert]) -> Result<(), StoreError> {
+        let files = self.shared.files()?;
+        crate::outbox::taken(&files.db, &files.tree, sink, taken)
+    }
+
     fn pending_alerts_after(
         &self,
         after: Option<(u64, &str)>,
