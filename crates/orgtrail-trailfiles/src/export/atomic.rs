@@ -2,7 +2,12 @@
 //! scratch directory (on the same file system as the archive), flushed to disk, renamed to
 //! their final name, and the directory that now holds them flushed too. A crash leaves a
 //! temporary file (removed by the next export), never a partial file under a final name.
+//!
+//! A directory that receives many files in a run is flushed once, before the run is
+//! committed ([`Dirs::sync`]): until then the run is pending, and a crash makes the next
+//! export write the same files again.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,19 +54,46 @@ pub(super) fn ensure_dir(root: &Path, dir: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Moves a finished temporary file (already flushed) to `dest`, creating its directory.
-pub(super) fn publish(root: &Path, tmp: &Path, dest: &Path) -> Result<(), ExportError> {
+/// Directories that received files and are still to be flushed.
+#[derive(Debug, Default)]
+pub(super) struct Dirs(BTreeSet<PathBuf>);
+
+impl Dirs {
+    /// Flushes every directory that received a file.
+    pub(super) fn sync(&mut self) -> Result<(), ExportError> {
+        for d in std::mem::take(&mut self.0) {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves a finished temporary file (already flushed) to `dest`, creating its directory; the
+/// directory is flushed by [`Dirs::sync`].
+pub(super) fn publish(
+    root: &Path,
+    tmp: &Path,
+    dest: &Path,
+    dirs: &mut Dirs,
+) -> Result<(), ExportError> {
     let dir = dest.parent().unwrap_or(root);
     ensure_dir(root, dir)?;
     std::fs::rename(tmp, dest).map_err(io(dest, "renaming into place"))?;
-    sync_dir(dir)
+    dirs.0.insert(dir.to_owned());
+    Ok(())
 }
 
-/// Writes `bytes` to `dest` atomically, through `tmp`.
-pub(super) fn write(root: &Path, tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+/// Writes `bytes` to `tmp` and flushes it, for [`publish`].
+pub(super) fn write_tmp(tmp: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     let mut f = File::create(tmp).map_err(io(tmp, "creating"))?;
     f.write_all(bytes).map_err(io(tmp, "writing"))?;
-    f.sync_all().map_err(io(tmp, "flushing"))?;
-    drop(f);
-    publish(root, tmp, dest)
+    f.sync_all().map_err(io(tmp, "flushing"))
+}
+
+/// Writes `bytes` to `dest` atomically, through `tmp`, and flushes its directory.
+pub(super) fn write(root: &Path, tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    write_tmp(tmp, bytes)?;
+    let mut dirs = Dirs::default();
+    publish(root, tmp, dest, &mut dirs)?;
+    dirs.sync()
 }

@@ -10,6 +10,7 @@
 //! delivered, and lists them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use orgtrail_core::Timestamp;
 use orgtrail_crypto::hash::sha256;
@@ -30,7 +31,7 @@ const HASH_ALGORITHM: &str = "SHA-256";
 /// updated to the new heads. Returns how many digests were written.
 pub(super) fn write_digests(
     layout: &Layout,
-    tmp_dir: &std::path::Path,
+    tmp_dir: &Path,
     signer: &SigningKey,
     written: &[Written],
     chains: &mut BTreeMap<String, ChainHead>,
@@ -48,6 +49,7 @@ pub(super) fn write_digests(
     }
     let fingerprint = crate::public_keys::ed25519_fingerprint(&signer.public_key());
     let mut count = 0u64;
+    let mut dirs = atomic::Dirs::default();
     for (chain, hours) in by_chain {
         for (hour, mut files) in hours {
             files.sort_by(|a, b| a.key.cmp(&b.key));
@@ -95,18 +97,12 @@ pub(super) fn write_digests(
             let path = layout.path_of(&key);
             let mut sig_path = path.clone().into_os_string();
             sig_path.push(".sig");
-            atomic::write(
-                &layout.root,
-                &tmp_dir.join("digest.sig.tmp"),
-                std::path::Path::new(&sig_path),
-                format!("{signature}\n").as_bytes(),
-            )?;
-            atomic::write(
-                &layout.root,
-                &tmp_dir.join("digest.json.gz.tmp"),
-                &path,
-                &gzip(&json).map_err(atomic::io(&path, "compressing"))?,
-            )?;
+            let (sig_tmp, gz_tmp) = (tmp_dir.join("digest.sig.tmp"), tmp_dir.join("digest.tmp"));
+            atomic::write_tmp(&sig_tmp, format!("{signature}\n").as_bytes())?;
+            let gz = gzip(&json).map_err(atomic::io(&path, "compressing"))?;
+            atomic::write_tmp(&gz_tmp, &gz)?;
+            atomic::publish(&layout.root, &sig_tmp, Path::new(&sig_path), &mut dirs)?;
+            atomic::publish(&layout.root, &gz_tmp, &path, &mut dirs)?;
             chains.insert(
                 chain.clone(),
                 ChainHead {
@@ -119,6 +115,7 @@ pub(super) fn write_digests(
             count += 1;
         }
     }
+    dirs.sync()?;
     Ok(count)
 }
 

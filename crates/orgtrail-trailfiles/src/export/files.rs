@@ -67,6 +67,7 @@ pub(super) struct LogWriter<'a> {
     open: HashMap<Group, Open>,
     tick: u64,
     pub(super) written: Vec<Written>,
+    dirs: atomic::Dirs,
 }
 
 const HEAD: &[u8] = b"{\"Records\":[";
@@ -81,6 +82,7 @@ impl<'a> LogWriter<'a> {
             open: HashMap::new(),
             tick: 0,
             written: Vec::new(),
+            dirs: atomic::Dirs::default(),
         }
     }
 
@@ -171,7 +173,12 @@ impl<'a> LogWriter<'a> {
             .map_err(atomic::io(&f.tmp, "reading the size of"))?
             .len();
         drop(file);
-        atomic::publish(&self.layout.root, &f.tmp, &self.layout.path_of(&f.key))?;
+        atomic::publish(
+            &self.layout.root,
+            &f.tmp,
+            &self.layout.path_of(&f.key),
+            &mut self.dirs,
+        )?;
         self.written.push(Written {
             group: group.clone(),
             key: f.key,
@@ -183,13 +190,14 @@ impl<'a> LogWriter<'a> {
         Ok(())
     }
 
-    /// Closes every open file.
+    /// Closes every open file and flushes the directories that received files.
     pub(super) fn finish(mut self) -> Result<Vec<Written>, ExportError> {
         let mut groups: Vec<Group> = self.open.keys().cloned().collect();
         groups.sort();
         for g in groups {
             self.close(&g)?;
         }
+        self.dirs.sync()?;
         Ok(self.written)
     }
 }
