@@ -22,8 +22,10 @@ use orgtrail_crypto::hash::Sha256;
 use super::{ExportError, Layout, atomic};
 use crate::hex;
 
-/// Most log files open at once (each holds a gzip encoder of a few hundred KiB).
-pub(super) const OPEN_FILES: usize = 32;
+/// Most log files open at once (each holds a gzip encoder, about 300 KiB, and a 16 KiB
+/// buffer). Enough for a busy organization's accounts and regions of one hour: fewer open
+/// files split hours into many small files, and each file costs a flush.
+pub(super) const OPEN_FILES: usize = 256;
 
 pub(super) const HOUR_MS: i64 = 3600 * 1000;
 
@@ -137,7 +139,7 @@ impl<'a> LogWriter<'a> {
         let tmp = self.tmp_dir.join(format!("{seq:016x}.json.gz.tmp"));
         let file = File::create(&tmp).map_err(atomic::io(&tmp, "creating"))?;
         let mut gz = GzEncoder::new(
-            BufWriter::with_capacity(64 * 1024, file),
+            BufWriter::with_capacity(16 * 1024, file),
             Compression::default(),
         );
         gz.write_all(HEAD).map_err(atomic::io(&tmp, "writing"))?;
