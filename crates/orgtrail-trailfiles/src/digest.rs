@@ -8,12 +8,17 @@
 //! digestEndTime "\n" digestS3Bucket "/" digestS3Object "\n" hex(sha256(inflated digest)) "\n" previousDigestSignature-or-"null"
 //! ```
 //!
-//! checked as RSA PKCS#1 v1.5 with SHA-256 (`SHA256withRSA`).
+//! checked as RSA PKCS#1 v1.5 with SHA-256 (`SHA256withRSA`), or, in orgtrail's own
+//! archives, as Ed25519 ([`ED25519_ALGORITHM`]).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The one signature algorithm CloudTrail uses for digests.
 pub const SIGNATURE_ALGORITHM: &str = "SHA256withRSA";
+
+/// The algorithm of orgtrail's own digests (`orgtrail export`): Ed25519 over the same string
+/// to sign, with the store's signing key. AWS's tools know only `SHA256withRSA`.
+pub const ED25519_ALGORITHM: &str = "Ed25519";
 
 /// A digest file as CloudTrail writes it. Unknown fields are ignored (CloudTrail may add some);
 /// the fields that `aws cloudtrail validate-logs` requires are required here too, and

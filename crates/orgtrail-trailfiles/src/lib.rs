@@ -6,7 +6,9 @@
 //! * [`inflate`]: streaming gzip with SHA-256 of the inflated bytes;
 //! * [`ObjectStore`]: list, read, and read a digest's signature metadata; [`DirStore`] for a
 //!   directory, an S3 client later;
-//! * [`validate()`]: `aws cloudtrail validate-logs`, with the chain checked more strictly.
+//! * [`validate()`]: `aws cloudtrail validate-logs`, with the chain checked more strictly;
+//! * [`export`]: a store's events as an archive in CloudTrail's layout, with orgtrail digest
+//!   files signed with the store's Ed25519 key.
 //!
 //! Problems with trail files are [`Finding`]s in a [`Report`], never errors: an error means
 //! the validation itself could not run (unreadable key file, unlistable tree).
@@ -14,6 +16,7 @@
 pub mod digest;
 mod dir_store;
 mod error;
+pub mod export;
 pub mod hex;
 pub mod inflate;
 pub mod layout;
@@ -25,8 +28,11 @@ mod validate;
 pub use digest::{DigestFile, LogFileEntry};
 pub use dir_store::DirStore;
 pub use error::{ReadError, TrailFilesError};
+pub use export::{
+    EventSource, ExportError, ExportFilter, ExportOptions, ExportSummary, SourceEvent,
+};
 pub use layout::{ChainId, FileKind, Location, TrailKey};
-pub use public_keys::{PublicKeyEntry, PublicKeySet};
+pub use public_keys::{DigestKey, PublicKeyEntry, PublicKeySet};
 pub use report::{Finding, FindingKind, Report};
-pub use store::ObjectStore;
+pub use store::{ObjectStore, log_keys};
 pub use validate::{ValidateOptions, validate};

@@ -10,14 +10,54 @@
 //! shows both). A digest names its key by `digestPublicKeyFingerprint`, matched against
 //! `Fingerprint` (case-insensitively), as aws-cli does. Validity times may be ISO 8601 text
 //! (aws-cli's default output) or epoch seconds (`cli_timestamp_format = none`).
+//!
+//! orgtrail's own archives (`orgtrail export`) sign their digests with the store's Ed25519
+//! signing key instead (`digestSignatureAlgorithm` `Ed25519`): [`PublicKeySet::add_ed25519`]
+//! adds that key, named by [`ed25519_fingerprint`]. A digest verifies only under a key of
+//! the algorithm it names.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use orgtrail_core::Timestamp;
 use orgtrail_crypto::rsa::RsaPublicKey;
+use orgtrail_crypto::signing::VerifyingKey;
 use serde_json::Value;
 
 use crate::TrailFilesError;
+use crate::digest::{ED25519_ALGORITHM, SIGNATURE_ALGORITHM};
+
+/// A key that verifies digest signatures: CloudTrail's RSA keys, or orgtrail's Ed25519 key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestKey {
+    /// `SHA256withRSA`: RSA PKCS#1 v1.5 with SHA-256 (CloudTrail).
+    Rsa(RsaPublicKey),
+    /// `Ed25519` (orgtrail export).
+    Ed25519(VerifyingKey),
+}
+
+impl DigestKey {
+    /// The `digestSignatureAlgorithm` this key verifies.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            DigestKey::Rsa(_) => SIGNATURE_ALGORITHM,
+            DigestKey::Ed25519(_) => ED25519_ALGORITHM,
+        }
+    }
+
+    /// True when `sig` signs `msg` under this key.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            DigestKey::Rsa(k) => k.verify_pkcs1_sha256(msg, sig),
+            DigestKey::Ed25519(k) => k.verify(msg, sig),
+        }
+    }
+}
+
+/// The `digestPublicKeyFingerprint` of an Ed25519 key: the first 16 bytes of the SHA-256 of
+/// the raw 32-byte public key, in hex (32 characters, the length of CloudTrail's).
+pub fn ed25519_fingerprint(raw: &[u8; 32]) -> String {
+    crate::hex::encode(&orgtrail_crypto::hash::sha256(raw)[..16])
+}
 
 /// Tolerance around a key's validity window: aws-cli queries keys with a two-hour buffer
 /// around the range it checks, because a digest written right after a rotation instant can
@@ -29,7 +69,7 @@ pub const VALIDITY_SLACK_MS: i64 = 2 * 3600 * 1000;
 pub struct PublicKeyEntry {
     /// The fingerprint, lower case.
     pub fingerprint: String,
-    pub key: RsaPublicKey,
+    pub key: DigestKey,
     pub valid_from: Option<Timestamp>,
     pub valid_until: Option<Timestamp>,
 }
@@ -99,7 +139,7 @@ impl PublicKeySet {
             };
             keys.push(PublicKeyEntry {
                 fingerprint,
-                key,
+                key: DigestKey::Rsa(key),
                 valid_from: time("ValidityStartTime")?,
                 valid_until: time("ValidityEndTime")?,
             });
@@ -108,6 +148,16 @@ impl PublicKeySet {
             return Err(bad("\"PublicKeyList\" is empty".into()));
         }
         Ok(PublicKeySet { keys })
+    }
+
+    /// Adds orgtrail's Ed25519 signing key (`signing.pub`), valid at any time.
+    pub fn add_ed25519(&mut self, key: VerifyingKey) {
+        self.keys.push(PublicKeyEntry {
+            fingerprint: ed25519_fingerprint(key.raw()),
+            key: DigestKey::Ed25519(key),
+            valid_from: None,
+            valid_until: None,
+        });
     }
 
     /// Adds the keys of `other`.
@@ -166,9 +216,9 @@ mod tests {
         let set = PublicKeySet::from_json(&text, "keys.json").unwrap();
         assert_eq!(set.len(), 2);
         let ka = set.by_fingerprint("aa11").next().unwrap();
-        assert_eq!(ka.key, a.public_key().unwrap());
+        assert_eq!(ka.key, DigestKey::Rsa(a.public_key().unwrap()));
         let kb = set.by_fingerprint("BB22").next().unwrap();
-        assert_eq!(kb.key, b.public_key().unwrap());
+        assert_eq!(kb.key, DigestKey::Rsa(b.public_key().unwrap()));
         assert_eq!(set.by_fingerprint("cc33").count(), 0);
         let jan = Timestamp::parse("2024-06-01T00:00:00Z").unwrap();
         assert!(ka.valid_at(jan));

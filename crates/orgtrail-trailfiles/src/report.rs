@@ -24,7 +24,7 @@ pub enum FindingKind {
     DigestUnknownKey,
     /// The key exists but its validity window does not cover the digest's end time.
     DigestKeyNotValid,
-    /// `digestSignatureAlgorithm` is not `SHA256withRSA`.
+    /// `digestSignatureAlgorithm` is neither `SHA256withRSA` nor `Ed25519`.
     DigestUnsupportedAlgorithm,
     /// The signature does not verify (altered digest, or signed by another key).
     DigestBadSignature,

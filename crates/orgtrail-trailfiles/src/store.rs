@@ -25,3 +25,15 @@ pub trait ObjectStore {
     /// The hex signature kept with a digest object (S3: `x-amz-meta-signature`), if any.
     fn signature(&self, key: &str) -> Result<Option<String>, ReadError>;
 }
+
+/// The keys of CloudTrail log files in `store` (digests, sidecars and other files left out),
+/// sorted: per account and region, in time order.
+pub fn log_keys(store: &dyn ObjectStore) -> Result<Vec<String>, TrailFilesError> {
+    let mut keys: Vec<String> = store
+        .list()?
+        .into_iter()
+        .filter(|k| crate::TrailKey::parse(k).is_some_and(|t| t.kind == crate::FileKind::Log))
+        .collect();
+    keys.sort();
+    Ok(keys)
+}

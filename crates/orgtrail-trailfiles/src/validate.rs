@@ -9,7 +9,8 @@
 //!    its own metadata when present.
 //! 2. A digest must be gzip JSON with aws-cli's required fields, lie where it says it does
 //!    (`digestS3Bucket`/`digestS3Object`), name a known public key valid at its end time, and
-//!    verify as `SHA256withRSA` over the string to sign.
+//!    verify as `SHA256withRSA` over the string to sign (or as `Ed25519`, orgtrail's own
+//!    archives, under a key of that algorithm).
 //! 3. Stricter than aws-cli: when the successor is valid, its `previousDigestHashValue` must be
 //!    the SHA-256 of this inflated digest, and its `previousDigestSignature` must equal this
 //!    digest's own metadata signature when it has one. After a missing digest, the time left
@@ -31,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use orgtrail_core::Timestamp;
 
-use crate::digest::{DigestFile, SIGNATURE_ALGORITHM};
+use crate::digest::{DigestFile, ED25519_ALGORITHM, SIGNATURE_ALGORITHM};
 use crate::inflate::inflate_and_hash;
 use crate::layout::{ChainId, Location, TrailKey};
 use crate::report::{FindingKind as K, Report};
@@ -527,13 +528,18 @@ impl Validator<'_> {
             (Some(m), None) => Some(m),
             (None, l) => l.clone(),
         };
-        if let Some(a) = &d.digest_signature_algorithm
-            && a != SIGNATURE_ALGORITHM
-        {
+        // Absent means CloudTrail's own algorithm.
+        let algorithm = d
+            .digest_signature_algorithm
+            .as_deref()
+            .unwrap_or(SIGNATURE_ALGORITHM);
+        if algorithm != SIGNATURE_ALGORITHM && algorithm != ED25519_ALGORITHM {
             self.report.push(
                 key,
                 K::DigestUnsupportedAlgorithm,
-                format!("signature algorithm {a} is not {SIGNATURE_ALGORITHM}"),
+                format!(
+                    "signature algorithm {algorithm} is neither {SIGNATURE_ALGORITHM} nor {ED25519_ALGORITHM}"
+                ),
             );
             return Outcome::Invalid(Some(Box::new(p)));
         }
@@ -550,12 +556,20 @@ impl Validator<'_> {
             return Outcome::Invalid(Some(Box::new(p)));
         };
         let fingerprint = &d.digest_public_key_fingerprint;
-        let candidates: Vec<_> = self.keys.by_fingerprint(fingerprint).collect();
+        let candidates: Vec<_> = self
+            .keys
+            .by_fingerprint(fingerprint)
+            .filter(|k| k.key.algorithm() == algorithm)
+            .collect();
         if candidates.is_empty() {
             self.report.push(
                 key,
                 K::DigestUnknownKey,
-                format!("public key not found for fingerprint {fingerprint}"),
+                if algorithm == SIGNATURE_ALGORITHM {
+                    format!("public key not found for fingerprint {fingerprint}")
+                } else {
+                    format!("{algorithm} public key not found for fingerprint {fingerprint}")
+                },
             );
             return Outcome::Invalid(Some(Box::new(p)));
         }
@@ -575,7 +589,7 @@ impl Validator<'_> {
         let verified = hex::decode(&signature).is_some_and(|sig| {
             current
                 .iter()
-                .any(|k| k.key.verify_pkcs1_sha256(to_sign.as_bytes(), &sig))
+                .any(|k| k.key.verify(to_sign.as_bytes(), &sig))
         });
         if !verified {
             self.report.push(

@@ -12,6 +12,10 @@ use crate::cmd::ingest::ingest;
 /// Import CloudTrail events into a store (backfill, forensics on a copied store): delivered
 /// log files, JSON lines or single events, plain or gzip, `-` for standard input.
 ///
+/// A directory is read as a copy of a trail's bucket or an `orgtrail export` archive: every
+/// CloudTrail log file under it (`.../AWSLogs/[o-ID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/
+/// *.json.gz`), in key order; digest files, their `.sig` files and anything else are skipped.
+///
 /// Each event belongs to its recipientAccountId; `--account` names the owner of events that
 /// carry none (without it they are rejected). Events already stored are counted as duplicates,
 /// an eventID stored before with different bytes as a conflict. Prints
@@ -35,8 +39,8 @@ pub(crate) struct Args {
     /// in input order) is durable in the store.
     #[arg(long)]
     progress: bool,
-    /// Files to import; `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// Files to import; `-` reads standard input; a directory, its CloudTrail log files.
+    #[arg(required = true, value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
     #[command(flatten)]
     tuning: Tuning,
@@ -64,6 +68,7 @@ struct Tuning {
 /// Reads and validates on this thread, prepares on one worker per core, and keeps the ledger
 /// writer busy (see `ingest`).
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let files = expand(&args.files)?;
     let t = &args.tuning;
     let ledger = crate::cmd::keys::open_tuned(&args.keys, &args.data_dir, |cfg| {
         if let Some(n) = t.max_group_events {
@@ -87,7 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let totals = ingest(&ledger, args.tuning.batch_events, &on_ack, |push| {
-        for path in &args.files {
+        for path in &files {
             let name = path.display().to_string();
             let decoder = match crate::cmd::open_decoder(path, args.format, DecodeLimits::default())
             {
@@ -143,6 +148,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The files to read: each directory replaced by its CloudTrail log files, in key order.
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        if p.is_dir() {
+            let store = orgtrail_trailfiles::DirStore::new(p, None, "")?;
+            let keys = orgtrail_trailfiles::log_keys(&store)
+                .with_context(|| format!("listing {}", p.display()))?;
+            out.extend(keys.iter().map(|k| p.join(k)));
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn owner(event: &CloudTrailEvent, fallback: Option<AccountId>) -> Result<AccountId, String> {

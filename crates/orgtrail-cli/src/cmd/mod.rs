@@ -18,6 +18,7 @@ pub(crate) mod certs;
 pub(crate) mod collector;
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod export;
 pub(crate) mod gen_events;
 pub(crate) mod import;
 pub(crate) mod ingest;

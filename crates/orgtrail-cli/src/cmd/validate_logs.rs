@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use orgtrail_core::Timestamp;
+use orgtrail_crypto::signing::VerifyingKey;
 use orgtrail_trailfiles::{DirStore, FindingKind, PublicKeySet, Report, ValidateOptions, validate};
 use serde_json::json;
 
@@ -28,6 +29,9 @@ use serde_json::json;
 /// Older digests take their signature from their successor's previousDigestSignature (or from
 /// their own .sig when present, which is then compared with it).
 ///
+/// An archive written by `orgtrail export` is checked the same way with the store's own key:
+/// `--public-key signing.pub` (its digests say `digestSignatureAlgorithm` "Ed25519").
+///
 /// Prints each problem as `Digest file|Log file <TAB> KEY <TAB> INVALID: reason`, then a summary
 /// like aws-cli's. Exit status: 0 when everything is valid, 1 when anything is invalid, 2 on a
 /// usage error (bad arguments, unreadable key file or directory).
@@ -41,8 +45,13 @@ pub(crate) struct Args {
 
     /// The JSON that `aws cloudtrail list-public-keys` prints (may be repeated, e.g. one file
     /// per home region). Keys are base64 DER, PKCS#1 or SubjectPublicKeyInfo.
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required_unless_present = "public_key")]
     public_keys: Vec<PathBuf>,
+
+    /// An orgtrail store's Ed25519 public key (`signing.pub`, as `orgtrail keys init` writes
+    /// it), for an archive `orgtrail export` wrote (may be repeated).
+    #[arg(long, value_name = "FILE")]
+    public_key: Vec<PathBuf>,
 
     /// Validate digests that end at or after this time (RFC 3339, e.g. 2024-03-01T00:00:00Z).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -89,6 +98,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         let text =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         keys.extend(PublicKeySet::from_json(&text, &path.display().to_string())?);
+    }
+    for path in &args.public_key {
+        keys.add_ed25519(
+            VerifyingKey::load(path).with_context(|| format!("reading {}", path.display()))?,
+        );
     }
     let store = DirStore::new(&args.location, args.bucket.clone(), &args.prefix)?;
     let opts = ValidateOptions {
