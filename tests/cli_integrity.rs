@@ -47,7 +47,7 @@ fn an_auditor_checks_checkpoints_proofs_and_a_rollback() {
 
     // A copy of the store as it is today (what an attacker could put back later).
     let old_copy = dir.path().join("old");
-    copy_dir(&data, &old_copy);
+    common::copy_dir(&data, &old_copy);
 
     // Tomorrow: more events, a newer checkpoint.
     assert!(
@@ -256,17 +256,4 @@ fn an_auditor_checks_checkpoints_proofs_and_a_rollback() {
         "{}",
         common::stderr(&out)
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

@@ -347,19 +347,6 @@ fn a_crash_at_every_step_of_a_group_commit_loses_nothing_acknowledged_and_stores
     });
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// `orgtrail store upgrade` of a format 1 store, aborted at each of its steps: the store stays
 /// refused as format 1 (never half-read), and running the upgrade again finishes it with the
 /// same events and the same tree (the fixture's old checkpoint verifies).
@@ -375,7 +362,7 @@ fn an_upgrade_aborted_at_any_step_is_finished_by_running_it_again() {
     steps.extend(["run-tmp-synced", "run-register-applied", "run-registered"]);
     for step in steps {
         let data = dir.path().join(step);
-        copy_dir(&fixture.join("data"), &data);
+        common::copy_dir(&fixture.join("data"), &data);
         let d = data.to_str().unwrap();
         let upgrade = [
             "store",

@@ -274,19 +274,6 @@ fn remote_replay_as_admin_stores_the_insights_once_and_lookup_finds_them_by_cate
     assert_eq!(ids(&events(&out)), ids(&found));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// A store written before eventCategory and insightType were indexed (the store crate's format
 /// 2 fixture, 1,600 events): an Insight event imported now is found by both lookups and by
 /// `insights list`, and each says on stderr from which seq its answer is complete; a lookup
@@ -296,8 +283,8 @@ fn on_a_store_written_before_category_indexing_lookups_by_it_say_they_may_be_par
     let org = Org::new();
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../orgtrail-store/tests/fixtures/format2");
-    copy_dir(&fixture.join("data"), &org.path("data"));
-    copy_dir(&fixture.join("keys"), &org.path("keys"));
+    common::copy_dir(&fixture.join("data"), &org.path("data"));
+    common::copy_dir(&fixture.join("keys"), &org.path("keys"));
     let insight = json!({
         "eventVersion": "1.09",
         "eventTime": "2026-11-20T10:00:00Z",

@@ -231,15 +231,16 @@ fn encode(out: &[InsightEvent]) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use orgtrail_core::CloudTrailEvent;
     use orgtrail_store::{Appended, MemoryStore};
 
-    const ACCOUNT: &str = "111122223333";
+    pub(in crate::insights) const ACCOUNT: &str = "111122223333";
 
-    fn call(n: u64, minute: i64) -> CloudTrailEvent {
+    /// A write call of `ACCOUNT` stamped in `minute`: what the Insights tests feed.
+    pub(in crate::insights) fn call(n: u64, minute: i64) -> CloudTrailEvent {
         let json = serde_json::json!({
             "eventVersion": "1.09",
             "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/u"},

@@ -216,25 +216,11 @@ mod tests {
     use orgtrail_core::CloudTrailEvent;
     use orgtrail_store::MemoryStore;
 
-    const ACCOUNT: &str = "111122223333";
+    use crate::insights::feed::tests::ACCOUNT;
 
     fn call(n: u64, minute: i64) -> (CloudTrailEvent, AccountId) {
-        let json = serde_json::json!({
-            "eventVersion": "1.09",
-            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/u"},
-            "eventTime": orgtrail_core::Timestamp::from_unix_secs(minute * 60).to_string(),
-            "eventSource": "iam.amazonaws.com",
-            "eventName": "CreateUser",
-            "awsRegion": "us-east-1",
-            "eventID": format!("00000000-0000-4000-8000-{n:012}"),
-            "eventType": "AwsApiCall",
-            "readOnly": false,
-            "managementEvent": true,
-            "eventCategory": "Management",
-            "recipientAccountId": ACCOUNT,
-        });
         (
-            CloudTrailEvent::parse(json.to_string()).unwrap(),
+            crate::insights::feed::tests::call(n, minute),
             ACCOUNT.parse().unwrap(),
         )
     }
