@@ -47,7 +47,7 @@ fn an_auditor_checks_checkpoints_proofs_and_a_rollback() {
 
     // A copy of the store as it is today (what an attacker could put back later).
     let old_copy = dir.path().join("old");
-    common::copy_dir(&data, &old_copy);
+    common::fs::copy_dir(&data, &old_copy);
 
     // Tomorrow: more events, a newer checkpoint.
     assert!(

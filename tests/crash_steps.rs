@@ -362,7 +362,7 @@ fn an_upgrade_aborted_at_any_step_is_finished_by_running_it_again() {
     steps.extend(["run-tmp-synced", "run-register-applied", "run-registered"]);
     for step in steps {
         let data = dir.path().join(step);
-        common::copy_dir(&fixture.join("data"), &data);
+        common::fs::copy_dir(&fixture.join("data"), &data);
         let d = data.to_str().unwrap();
         let upgrade = [
             "store",

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/iam_calls.rs"]
+mod iam_calls;
 #[path = "common/org.rs"]
 mod org;
 #[path = "common/procs.rs"]
@@ -18,56 +20,24 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use iam_calls::{ACCOUNT, Calls};
 use org::{Org, agent_drains, spawn_agent};
 use orgtrail_core::Timestamp;
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "111122223333";
 const BURST_USER: &str = "arn:aws:iam::111122223333:user/burst";
-
-fn call(id: &str, unix_secs: i64, user: &str) -> String {
-    json!({
-        "eventVersion": "1.09",
-        "userIdentity": {"type": "IAMUser", "arn": user, "accountId": ACCOUNT, "userName": user.rsplit('/').next().unwrap()},
-        "eventTime": Timestamp::from_unix_secs(unix_secs).to_string(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": "CreateUser",
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "198.51.100.7",
-        "userAgent": "aws-cli/2.15.0",
-        "requestParameters": {"userName": id},
-        "responseElements": null,
-        "requestID": id,
-        "eventID": id,
-        "readOnly": false,
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management"
-    })
-    .to_string()
-}
 
 /// Two hours of one CreateUser every 4 minutes (ending 3 minutes before `minute`), then 40 at
 /// `burst_at` (a second of `minute`) by another user.
 fn baseline_and_burst(minute: i64, burst_at: i64) -> String {
-    let mut lines = Vec::new();
-    for i in 0..30 {
-        let t = minute - 180 - (29 - i) * 240;
-        lines.push(call(
-            &format!("00000000-0000-4000-8000-{i:012}"),
-            t,
-            "arn:aws:iam::111122223333:user/ops",
-        ));
-    }
-    for i in 0..40 {
-        lines.push(call(
-            &format!("00000000-0000-4000-9000-{i:012}"),
-            burst_at,
-            BURST_USER,
-        ));
-    }
-    lines.join("\n") + "\n"
+    let calls = Calls {
+        name: "CreateUser",
+        error: false,
+        baseline_tag: 8000,
+        burst_tag: 9000,
+        burst_user: BURST_USER,
+    };
+    iam_calls::baseline_and_burst(minute, burst_at, &calls).join("\n") + "\n"
 }
 
 /// [`baseline_and_burst`] ending in the current minute.

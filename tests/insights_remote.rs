@@ -8,68 +8,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/iam_calls.rs"]
+mod iam_calls;
 #[path = "common/org.rs"]
 mod org;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use iam_calls::{ACCOUNT, Calls};
 use org::Org;
-use orgtrail_core::Timestamp;
 use serde_json::{Value, json};
-
-const ACCOUNT: &str = "111122223333";
-
-/// A management call of `name` at `unix_secs` (a read with an AccessDenied error, or a
-/// successful write).
-fn call(id: &str, unix_secs: i64, name: &str, error: bool) -> String {
-    let mut v = json!({
-        "eventVersion": "1.09",
-        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ops", "accountId": ACCOUNT, "userName": "ops"},
-        "eventTime": Timestamp::from_unix_secs(unix_secs).to_string(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": name,
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "198.51.100.7",
-        "userAgent": "aws-cli/2.15.0",
-        "requestParameters": {"userName": id},
-        "responseElements": null,
-        "requestID": id,
-        "eventID": id,
-        "readOnly": error,
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management"
-    });
-    if error {
-        v["errorCode"] = json!("AccessDenied");
-        v["errorMessage"] = json!("not authorized");
-    }
-    v.to_string()
-}
 
 /// Yesterday, for `name`: two hours of one call every 4 minutes, then 40 in one minute.
 fn baseline_and_burst(minute: i64, name: &str, error: bool, tag: u32) -> Vec<String> {
-    let mut lines = Vec::new();
-    for i in 0..30 {
-        let t = minute - 180 - (29 - i) * 240;
-        lines.push(call(
-            &format!("00000000-0000-4000-{tag:04}-{i:012}"),
-            t,
-            name,
-            error,
-        ));
-    }
-    for i in 0..40 {
-        lines.push(call(
-            &format!("00000000-0000-4000-{:04}-{i:012}", tag + 1),
-            minute + 30,
-            name,
-            error,
-        ));
-    }
-    lines
+    let calls = Calls {
+        name,
+        error,
+        baseline_tag: tag,
+        burst_tag: tag + 1,
+        burst_user: iam_calls::OPS,
+    };
+    iam_calls::baseline_and_burst(minute, minute + 30, &calls)
 }
 
 const EXTRA: &str = "[insights]\nenabled = true\nmin_history_ms = \"30m\"\nend_after_minutes = 1\nlateness_minutes = 0\n";
@@ -283,8 +243,8 @@ fn on_a_store_written_before_category_indexing_lookups_by_it_say_they_may_be_par
     let org = Org::new();
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../orgtrail-store/tests/fixtures/format2");
-    common::copy_dir(&fixture.join("data"), &org.path("data"));
-    common::copy_dir(&fixture.join("keys"), &org.path("keys"));
+    common::fs::copy_dir(&fixture.join("data"), &org.path("data"));
+    common::fs::copy_dir(&fixture.join("keys"), &org.path("keys"));
     let insight = json!({
         "eventVersion": "1.09",
         "eventTime": "2026-11-20T10:00:00Z",

@@ -89,16 +89,4 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, S
     (status, body)
 }
 
-/// Copies the directory tree `from` to `to` (created): a test's own copy of a stored fixture.
-pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+pub(crate) mod fs;

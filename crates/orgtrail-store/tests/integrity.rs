@@ -1,6 +1,9 @@
 //! Tamper evidence: `verify` finds every kind of tampering, names it, and proofs check out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../../tests/common/fs.rs"]
+mod fs;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -409,7 +412,7 @@ fn a_store_replaced_by_an_older_copy_is_detected() {
     let f = fixture(100);
     // Keep a copy of the store as it is now...
     let old = f._dir.path().join("old-copy");
-    copy_dir(&f.data, &old);
+    fs::copy_dir(&f.data, &old);
     // ...let it grow, and have the auditor save a checkpoint...
     f.append(
         &Generator::new(GenConfig {
@@ -424,7 +427,7 @@ fn a_store_replaced_by_an_older_copy_is_detected() {
     let saved = f.latest();
     // ...then put the old copy back.
     std::fs::remove_dir_all(&f.data).unwrap();
-    copy_dir(&old, &f.data);
+    fs::copy_dir(&old, &f.data);
     let r = f.full(std::slice::from_ref(&saved));
     assert!(
         has(
@@ -524,19 +527,6 @@ fn every_event_has_an_inclusion_proof_and_checkpoints_are_consistent() {
                 a.size,
                 b.size
             );
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
         }
     }
 }

@@ -6,6 +6,9 @@
 mod common;
 use common::account_of;
 use std::io::BufRead;
+#[path = "../../../tests/common/fs.rs"]
+mod fs;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,19 +16,6 @@ use orgtrail_core::{AccountId, CloudTrailEvent};
 use orgtrail_crypto::LocalKeyProvider;
 use orgtrail_crypto::signing::VerifyingKey;
 use orgtrail_store::{Ledger, LedgerConfig, SavedCheckpoint, upgrade, verify_full};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
 
 /// A fixture store copied into a temporary directory, with its keys.
 struct Fixture {
@@ -42,7 +32,7 @@ impl Fixture {
             .join(name);
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        copy_dir(&dir.join("data"), &data);
+        fs::copy_dir(&dir.join("data"), &data);
         let provider = Arc::new(LocalKeyProvider::load(&dir.join("keys")).unwrap());
         Fixture {
             dir,
