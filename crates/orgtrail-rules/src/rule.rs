@@ -245,6 +245,9 @@ impl Rule {
     }
 }
 
+/// The field of a record that names the account it is stored under.
+const RECIPIENT: &str = "recipientAccountId";
+
 /// The rules of a directory, compiled.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -284,6 +287,9 @@ impl RuleSet {
                     }]
                 })?;
         let mut wanted = Want::default();
+        // The account a record is stored under, which an alert's delivery needs: read here
+        // so that the collector need not parse the record a second time for it.
+        wanted.add(RECIPIENT);
         for p in matcher.record_paths() {
             wanted.add(p);
         }
@@ -371,6 +377,7 @@ impl RuleSet {
     /// holds a dot (which may continue a path) whole; the rest is skipped without being built.
     /// Matching it answers as matching the whole record does, at a fraction of the cost of
     /// parsing a whole record. A name written with escapes is unescaped as a whole parse would.
+    /// `recipientAccountId` is always parsed (see [`RuleSet::recipient`]).
     pub fn parse_record(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
         use serde::de::DeserializeSeed;
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -383,6 +390,12 @@ impl RuleSet {
             // Not an object: parsed whole, for the same answer (or error) as before.
             Err(_) => serde_json::from_slice(bytes),
         }
+    }
+
+    /// The `recipientAccountId` of a record from [`RuleSet::parse_record`] (or of a whole
+    /// record), when it is a string.
+    pub fn recipient(record: &Value) -> Option<&str> {
+        record.get(RECIPIENT).and_then(Value::as_str)
     }
 
     /// The rules that match a CloudTrail record, by position in [`RuleSet::rules`], ascending.

@@ -103,3 +103,16 @@ fn a_partly_parsed_record_matches_as_the_whole_record_does() {
         ["absent"]
     );
 }
+
+#[test]
+fn a_partly_parsed_record_names_its_account_whatever_the_rules_read() {
+    let bytes = br#"{"eventName":"GetObject","recipientAccountId":"111122223333","requestParameters":{"bucketName":"b"}}"#;
+    for set in [rules(), RuleSet::load("pack:cis").unwrap()] {
+        let part = set.parse_record(bytes).unwrap();
+        assert_eq!(RuleSet::recipient(&part), Some("111122223333"));
+    }
+    let none = rules()
+        .parse_record(br#"{"eventName":"GetObject"}"#)
+        .unwrap();
+    assert_eq!(RuleSet::recipient(&none), None);
+}

@@ -189,7 +189,13 @@ impl Evaluator {
                 });
             }
             // Kept before the alerts are recorded: a delivery loop that reads them finds it.
-            if alerts.len() > before {
+            // An event kept by the ingest service comes without its account: the one it is
+            // stored under is its `recipientAccountId` (see `fired`), parsed with the record.
+            if alerts.len() > before
+                && let Some(account) = account.or_else(|| {
+                    RuleSet::recipient(&record).and_then(|s| s.parse::<AccountId>().ok())
+                })
+            {
                 let builds = alerts[before..].iter().map(|a| a.sinks.len()).sum();
                 self.fired.add(seq, account, bytes, builds);
             }

@@ -12,8 +12,10 @@
 //!
 //! An event taken from [`super::recent`] comes without its account: the account it is stored
 //! under is then its `recipientAccountId`, which the ingest service refuses to store under any
-//! other account. An event with no `recipientAccountId` (stored under its certificate's
-//! account) is kept only when its account is known (read back from the ledger).
+//! other account (the evaluator takes it from the record it parsed to match, which always
+//! holds that field: `RuleSet::parse_record`). An event with no `recipientAccountId` (stored
+//! under its certificate's account) is kept only when its account is known (read back from
+//! the ledger).
 //!
 //! An event is kept until each of its alerts was built once for each of its sinks (the count
 //! the evaluator gives), so that memory holds only what delivery has not reached yet, and is
@@ -51,30 +53,11 @@ struct Inner {
     bytes: usize,
 }
 
-/// The `recipientAccountId` of a record, if it names a valid account; every other field is
-/// skipped unread.
-fn recipient(bytes: &[u8]) -> Option<AccountId> {
-    #[derive(serde::Deserialize)]
-    struct Recipient<'a> {
-        #[serde(rename = "recipientAccountId", borrow)]
-        account: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Recipient<'_>>(bytes)
-        .ok()?
-        .account?
-        .parse()
-        .ok()
-}
-
 impl Fired {
-    /// Keeps the event at `seq` (its stored bytes, and its account if known; else its
-    /// `recipientAccountId`, see the module docs) for `uses` builds of its alerts (one per
-    /// alert and sink). An event whose account is not known is not kept. The oldest events
-    /// make room.
-    pub(crate) fn add(&self, seq: u64, account: Option<AccountId>, bytes: Vec<u8>, uses: usize) {
-        let Some(account) = account.or_else(|| recipient(&bytes)) else {
-            return;
-        };
+    /// Keeps the event at `seq` (its stored bytes, and the account it is stored under: see
+    /// the module docs) for `uses` builds of its alerts (one per alert and sink). The oldest
+    /// events make room.
+    pub(crate) fn add(&self, seq: u64, account: AccountId, bytes: Vec<u8>, uses: usize) {
         if bytes.len() > CAPACITY {
             return;
         }
@@ -130,8 +113,9 @@ mod tests {
     fn keeps_events_with_a_known_account_until_built_and_no_more_than_its_capacity() {
         let f = Fired::default();
         let with = format!(r#"{{"eventID":"e1","recipientAccountId":"{A}"}}"#);
+        let a: AccountId = A.parse().unwrap();
         // Two alerts (or sinks) to build.
-        f.add(1, None, with.clone().into_bytes(), 2);
+        f.add(1, a, with.clone().into_bytes(), 2);
         let got = f.take(1, 1).unwrap();
         assert_eq!(got.account.as_str(), A);
         assert_eq!(&*got.bytes, with.as_bytes());
@@ -140,18 +124,17 @@ mod tests {
             f.take(1, 1).is_none(),
             "forgotten once built as often as kept for"
         );
-        // No recipientAccountId and no account given: not kept (read back instead).
-        f.add(2, None, br#"{"eventID":"e2"}"#.to_vec(), 1);
+        // Never kept: read back.
         assert!(f.take(2, 1).is_none());
-        // A given account is kept as given.
+        // The account is kept as given.
         let b: AccountId = "444455556666".parse().unwrap();
-        f.add(3, Some(b), br#"{"eventID":"e3"}"#.to_vec(), 1);
+        f.add(3, b, br#"{"eventID":"e3"}"#.to_vec(), 1);
         assert_eq!(f.take(3, 1).unwrap().account, b);
         // Room is made by dropping the oldest.
-        f.add(3, Some(b), br#"{"eventID":"e3"}"#.to_vec(), 1);
+        f.add(3, b, br#"{"eventID":"e3"}"#.to_vec(), 1);
         let big = vec![b' '; CAPACITY / 2 + 1];
-        f.add(4, Some(b), big.clone(), 1);
-        f.add(5, Some(b), big, 1);
+        f.add(4, b, big.clone(), 1);
+        f.add(5, b, big, 1);
         assert!(f.take(3, 1).is_none() && f.take(4, 1).is_none());
         assert!(f.take(5, 1).is_some());
         assert_eq!(f.inner.lock().unwrap().bytes, 0);
