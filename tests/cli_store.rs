@@ -317,7 +317,7 @@ fn a_format_1_store_is_refused_until_store_upgrade_converts_it() {
     let refused = run(&lookup, b"");
     assert!(!refused.status.success());
     assert!(
-        stderr(&refused).contains("has format 1, this orgtrail reads format 3")
+        stderr(&refused).contains("has format 1, this orgtrail reads format 4")
             && stderr(&refused).contains("orgtrail store upgrade --data-dir"),
         "{}",
         stderr(&refused)
@@ -335,7 +335,7 @@ fn a_format_1_store_is_refused_until_store_upgrade_converts_it() {
     );
     assert!(up.status.success(), "{}", stderr(&up));
     assert!(
-        stdout(&up).contains("from format 1 to 3: 600 events"),
+        stdout(&up).contains("from format 1 to 4: 600 events"),
         "{}",
         stdout(&up)
     );
@@ -351,7 +351,7 @@ fn a_format_1_store_is_refused_until_store_upgrade_converts_it() {
         b"",
     );
     assert!(
-        stdout(&again).contains("already format 3; nothing to do"),
+        stdout(&again).contains("already format 4; nothing to do"),
         "{}",
         stdout(&again)
     );

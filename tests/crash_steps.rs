@@ -400,7 +400,7 @@ fn an_upgrade_aborted_at_any_step_is_finished_by_running_it_again() {
         );
         let again = run(&upgrade, b"");
         assert!(
-            again.status.success() && stdout(&again).contains("from format 1 to 3: 600 events"),
+            again.status.success() && stdout(&again).contains("from format 1 to 4: 600 events"),
             "{step}: upgrade again: {}{}",
             stdout(&again),
             stderr(&again)

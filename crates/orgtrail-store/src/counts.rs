@@ -11,6 +11,7 @@
 //! | `U <level u8> <bucket u64>` | a *rollup*: the counts of every hour of a day (level 1, bucket `floor(hour / 24)`) or of 32 days (level 2, bucket `floor(hour / 768)`), kept with its hours: the same deltas, merged in the same batch, up to `through`. Level `0x80 \| l` is the same rollup without the user dimension (its rows' user reference is 0). This is the rollup's part 0 |
 //! | `U <level u8> <bucket u64> <part u16>` | part `part` (1, 2, ...) of the same rollup: a merge adds only to a bucket's last part, and starts the next part once the last one's stored value reaches `count_rollup_part_bytes` (see [Parts](#parts)). The rollup's counts are the sum of its parts' |
 //! | `m counts_rollups` (meta) | `1`: every merged hour is in its rollups (set by the first merge that builds them) |
+//! | `k <length u8> <value key> <through u64> <piece u16>` | piece `piece` (0, 1, ...) of the merged hour or rollup part stored under `value key` (of that length) whose `through` this is: a value longer than [`PIECE_BYTES`] (2 KiB) is stored in pieces of that size, and its key holds a head instead (see [Pieces](#pieces)) |
 //!
 //! `hour` is `floor(eventTime ms / 3_600_000)`, and `bucket` a rollup's number as above, each
 //! as an i64 with its sign bit flipped, big-endian, so keys sort by time. Rollups are sealed
@@ -33,6 +34,25 @@
 //! and only for newly stored events (never a duplicate or a conflict): counts are exactly as
 //! durable as the events. A torn tail group is cut at open by its first seq (`recover`): its
 //! deltas carry that seq in their keys, so the same cut removes them (see [`tail_keys`]).
+//!
+//! # Pieces
+//! A merged hour or a rollup part of more than [`PIECE_BYTES`] (2 KiB) sealed bytes (an hour
+//! of the generator's events is about 60 KB, a rollup part up to about 1 MiB) is stored in
+//! pieces: the sealed value, cut into pieces of that size, each under its own `k` key, and
+//! under the value's key a head: `0x82 (where a sealed value has its version) | through (u64)
+//! | length of the sealed value (u32) | pieces (u16)`. A value is written in one `sled::Batch`
+//! with its pieces and the removal of the pieces of the value it replaces (their keys carry
+//! the replaced value's `through`, so the two never share a key): a crash leaves the old value
+//! whole or the new one. A reader that finds a head reads the pieces with its `through`; if
+//! they are gone, a merge replaced the value meanwhile, and it reads the key again.
+//!
+//! Why: sled 0.34 charges a page in its cache by its size in its log, but writes a page of
+//! more than 128 KiB (a leaf of up to 16 values) to a blob file of its own and charges only the
+//! pointer to it (about 25 bytes). Leaves of merged hours and rollups were all of that kind, so
+//! every one a merge read or wrote stayed in memory outside `cache_bytes`: at 10M generated
+//! events about 25 MiB of the import's peak (heaptrack, against none at 1M). Pieces of 2 KiB
+//! keep every leaf far below 128 KiB, so sled's cache budget holds them. Values written inline
+//! (by earlier versions, or 2 KiB or less) are read as they are.
 //!
 //! # Merging
 //! A delta per group and hour is small, and writing one never rewrites a growing value. Once
@@ -127,6 +147,20 @@ pub(crate) const DELTA: u8 = b'n';
 pub(crate) const MERGED: u8 = b'N';
 /// Key prefix of rollups (days, 32 days).
 pub(crate) const ROLLUP: u8 = b'U';
+/// Key prefix of the pieces of large merged values (see [Pieces](self#pieces)).
+pub(crate) const PIECE: u8 = b'k';
+/// The first byte of the head of a value stored in pieces, where a sealed value has its
+/// version.
+const PIECES_TAG: u8 = 0x82;
+/// Bytes of a head: tag, `through` (u64), length of the sealed value (u32), pieces (u16).
+const HEAD_LEN: usize = 1 + 8 + 4 + 2;
+/// A sealed value longer than this is stored in pieces of at most this many bytes.
+#[cfg(not(test))]
+pub(crate) const PIECE_BYTES: usize = 2048;
+/// Small, so that the unit tests' values are in pieces (at least 73 bytes: the first piece
+/// holds the wrapped key, see [`rewrap`]).
+#[cfg(test)]
+pub(crate) const PIECE_BYTES: usize = 128;
 /// The size at which a rollup's last part is full by default (see [Parts](self#parts)).
 pub(crate) const ROLLUP_PART_BYTES: usize = 1 << 20;
 /// Meta key: the rollups hold every merged hour (see the module docs).
@@ -1299,12 +1333,151 @@ fn seal_plain(
 }
 
 /// The `through` of a value, read without opening it.
+/// The `through` of a value, read without opening it: of a sealed value, or of the head of one
+/// stored in pieces (both keep it at the same place).
 pub(crate) fn through_of(v: &[u8]) -> Result<u64, StoreError> {
     let mut r = Reader::new(v, "counter value");
-    if r.u8()? != VERSION {
+    if !matches!(r.u8()?, VERSION | PIECES_TAG) {
         return Err(StoreError::Corrupt("unknown counter value version".into()));
     }
     r.u64()
+}
+
+/// The head of a value stored in pieces (see [Pieces](self#pieces)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    through: u64,
+    len: u32,
+    pieces: u16,
+}
+
+impl Head {
+    /// The head stored as `v`, or `None` when `v` is a sealed value itself.
+    fn of(v: &[u8]) -> Result<Option<Head>, StoreError> {
+        if v.first() != Some(&PIECES_TAG) {
+            return Ok(None);
+        }
+        let mut r = Reader::new(&v[1..], "counter value head");
+        let h = Head {
+            through: r.u64()?,
+            len: r.u32()?,
+            pieces: r.u16()?,
+        };
+        if !r.done() || h.pieces == 0 {
+            return Err(StoreError::Corrupt("counter value head".into()));
+        }
+        Ok(Some(h))
+    }
+
+    fn encode(&self) -> [u8; HEAD_LEN] {
+        let mut out = [0u8; HEAD_LEN];
+        out[0] = PIECES_TAG;
+        out[1..9].copy_from_slice(&self.through.to_be_bytes());
+        out[9..13].copy_from_slice(&self.len.to_be_bytes());
+        out[13..15].copy_from_slice(&self.pieces.to_be_bytes());
+        out
+    }
+}
+
+/// The keys of the pieces of the value of `key` with this `through` share this prefix.
+fn piece_prefix(key: &[u8], through: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + key.len() + 8 + 2);
+    k.push(PIECE);
+    k.push(key.len() as u8);
+    k.extend_from_slice(key);
+    k.extend_from_slice(&through.to_be_bytes());
+    k
+}
+
+fn piece_key(key: &[u8], through: u64, i: u16) -> Vec<u8> {
+    let mut k = piece_prefix(key, through);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// Adds the sealed value `sealed` of `key` to `batch`, replacing `old` (what is stored under
+/// `key` now, if anything: a sealed value or a head): a value longer than [`PIECE_BYTES`] is
+/// stored in pieces, and the pieces of the value replaced are removed in the same batch.
+fn put_value(
+    batch: &mut sled::Batch,
+    key: &[u8],
+    sealed: &[u8],
+    old: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    if let Some(h) = old.map(Head::of).transpose()?.flatten() {
+        for i in 0..h.pieces {
+            batch.remove(piece_key(key, h.through, i));
+        }
+    }
+    if sealed.len() <= PIECE_BYTES {
+        batch.insert(key, sealed);
+        return Ok(());
+    }
+    let too_large = || StoreError::Corrupt("counter value too large".into());
+    let through = through_of(sealed)?;
+    let head = Head {
+        through,
+        len: u32::try_from(sealed.len()).map_err(|_| too_large())?,
+        pieces: u16::try_from(sealed.len().div_ceil(PIECE_BYTES)).map_err(|_| too_large())?,
+    };
+    for (i, p) in sealed.chunks(PIECE_BYTES).enumerate() {
+        batch.insert(piece_key(key, through, i as u16), p);
+    }
+    batch.insert(key, &head.encode()[..]);
+    Ok(())
+}
+
+/// The sealed value of `key`, whose stored value is `v` (a sealed value, or a head whose
+/// pieces are read). `None` when the value was replaced while its pieces were read (by a
+/// merge, which removes the pieces of the value it replaces): read `key` again.
+fn assemble(
+    tree: &sled::Tree,
+    key: &[u8],
+    v: sled::IVec,
+) -> Result<Option<sled::IVec>, StoreError> {
+    let Some(h) = Head::of(&v)? else {
+        return Ok(Some(v));
+    };
+    let mut out = Vec::with_capacity(h.len as usize);
+    let mut n = 0u16;
+    for kv in tree.scan_prefix(piece_prefix(key, h.through)) {
+        let (_, p) = kv?;
+        out.extend_from_slice(&p);
+        n = n.saturating_add(1);
+    }
+    if n == h.pieces && out.len() == h.len as usize {
+        return Ok(Some(out.into()));
+    }
+    if tree.get(key)?.as_deref() != Some(&v[..]) {
+        return Ok(None);
+    }
+    Err(StoreError::Corrupt(format!(
+        "counter value in pieces: {n} pieces of {} bytes where its head says {} of {}",
+        out.len(),
+        h.pieces,
+        h.len
+    )))
+}
+
+/// The sealed value of `key` as stored now (read again if a merge replaces it meanwhile), and
+/// what `key` itself holds (the value, or its head).
+fn get_value(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+    // A merge replaces a value at most once per merge; a reader losing this many races in a
+    // row is far behind a writer that is itself slowed by much more than this read.
+    for _ in 0..64 {
+        let Some(raw) = tree.get(key)? else {
+            return Ok(None);
+        };
+        if let Some(v) = assemble(tree, key, raw.clone())? {
+            return Ok(Some((v, raw)));
+        }
+    }
+    Err(StoreError::Unavailable {
+        reason: "a counter value kept changing while it was read".into(),
+    })
 }
 
 /// Opens the value of `key`.
@@ -1534,6 +1707,9 @@ struct Unit {
     b: Builder,
     /// A rollup's stored plaintext, merged as stored (see [`Table::merge_plain`]).
     rollup_body: Option<Vec<u8>>,
+    /// What `key` holds now (the sealed value, or the head of its pieces), which the write
+    /// replaces.
+    stored: Option<sled::IVec>,
 }
 
 impl Unit {
@@ -1559,16 +1735,17 @@ impl Unit {
             newest: 0,
             b: Builder::default(),
             rollup_body: None,
+            stored: None,
         };
         let stored = if level == 0 {
-            tree.get(&unit.key)?
+            get_value(tree, &unit.key)?
         } else {
             let part = last_parts.last(tree, level, bucket)?;
             unit.key = rollup_key(level, bucket, part);
             unit.part = part;
-            match tree.get(&unit.key)? {
+            match get_value(tree, &unit.key)? {
                 None => None,
-                Some(v) => {
+                Some((v, raw)) => {
                     match part.checked_add(1) {
                         Some(next) if part_bytes > 0 && v.len() >= part_bytes => {
                             // Full: the deltas go into the next part, from empty; those at or
@@ -1579,12 +1756,13 @@ impl Unit {
                             unit.newest = unit.through;
                             None
                         }
-                        _ => Some(v),
+                        _ => Some((v, raw)),
                     }
                 }
             }
         };
-        if let Some(v) = stored {
+        if let Some((v, raw)) = stored {
+            unit.stored = Some(raw);
             unit.through = through_of(&v)?;
             unit.newest = unit.through;
             if level == 0 {
@@ -1627,7 +1805,11 @@ impl Unit {
             }
             None => seal(provider, &self.key, self.newest, &self.b.finish())?,
         };
-        tree.insert(&self.key[..], sealed)?;
+        // The value, its pieces, and the removal of the pieces it replaces: one batch.
+        let mut batch = sled::Batch::default();
+        put_value(&mut batch, &self.key, &sealed, self.stored.as_deref())?;
+        drop(sealed);
+        tree.apply_batch(batch)?;
         cache.remove(&self.key);
         Ok(())
     }
@@ -1639,8 +1821,11 @@ impl Unit {
 fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), StoreError> {
     let mut rollups: BTreeMap<(u8, i64), (Builder, u64)> = BTreeMap::new();
     for kv in tree.scan_prefix([MERGED]) {
-        let (k, v) = kv?;
+        let (k, _) = kv?;
         let hour = parse_merged_key(&k)?;
+        let Some((v, _)) = get_value(tree, &k)? else {
+            continue;
+        };
         let through = through_of(&v)?;
         let t = open(provider, &k, &v)?;
         for level in ALL_LEVELS.into_iter().filter(|l| *l != 0) {
@@ -1654,7 +1839,12 @@ fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), St
     let mut batch = sled::Batch::default();
     for ((level, bucket), (b, through)) in rollups {
         let k = rollup_key(level, bucket, 0);
-        batch.insert(&k[..], seal(provider, &k, through, &b.finish())?);
+        put_value(
+            &mut batch,
+            &k,
+            &seal(provider, &k, through, &b.finish())?,
+            None,
+        )?;
     }
     batch.insert(crate::format::meta_key(ROLLUPS_READY), &[1u8][..]);
     tree.apply_batch(batch)?;
@@ -1828,12 +2018,14 @@ pub(crate) fn count_hours(
         for kv in tree.range(unit_key(level, lo)..=unit_key_last(level, hi)) {
             let (k, v) = kv?;
             let unit = parse_unit_key(&k)?;
-            let through = through_of(&v)?;
+            let Some((through, table)) = cached_value(tree, cache, provider, &k, v)? else {
+                continue;
+            };
             // A rollup's parts: a delta is in one of them if it is at or below the largest
             // `through` (see [Parts](self#parts)).
             let t = throughs.entry(unit).or_insert(through);
             *t = (*t).max(through);
-            cached(cache, provider, &k, through, &v)?.tally(sel, &mut acc);
+            table.tally(sel, &mut acc);
         }
     }
     for (seq, hour, unit, v) in deltas {
@@ -1844,6 +2036,31 @@ pub(crate) fn count_hours(
     }
     acc.into_counter(sel.by.len(), out);
     Ok(())
+}
+
+/// The `through` and table of the merged value of `key`, whose stored value (or head) was
+/// read as `v`: from the cache, or assembled from its pieces and opened (and cached). A value
+/// a merge replaced meanwhile is read again; `None` if it is gone.
+fn cached_value(
+    tree: &sled::Tree,
+    cache: &Cache,
+    provider: &dyn KeyProvider,
+    key: &[u8],
+    v: sled::IVec,
+) -> Result<Option<(u64, Arc<Table>)>, StoreError> {
+    let through = through_of(&v)?;
+    if let Some(t) = cache.get(key, through) {
+        return Ok(Some((through, t)));
+    }
+    let v = match assemble(tree, key, v)? {
+        Some(v) => v,
+        None => match get_value(tree, key)? {
+            Some((v, _)) => v,
+            None => return Ok(None),
+        },
+    };
+    let through = through_of(&v)?;
+    Ok(Some((through, cached(cache, provider, key, through, &v)?)))
 }
 
 /// The table of a value, from the cache or opened (and cached).
@@ -1871,6 +2088,10 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
     for prefix in [DELTA, MERGED, ROLLUP] {
         for kv in tree.scan_prefix([prefix]) {
             let (k, v) = kv?;
+            // The wrapped key of a value in pieces is in its first piece (at the same place).
+            let Some((at, v)) = wrapped_at(tree, &k, v)? else {
+                continue;
+            };
             let w = v
                 .get(9..9 + WRAPPED_LEN)
                 .ok_or_else(|| StoreError::Corrupt("counter value too short".into()))?;
@@ -1881,7 +2102,7 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
             let new = provider.rewrap(&wrapped, &context(&k))?;
             let mut nv = v.to_vec();
             nv[9..9 + WRAPPED_LEN].copy_from_slice(&new.to_bytes());
-            if tree.compare_and_swap(&k, Some(&v), Some(nv))?.is_ok() {
+            if tree.compare_and_swap(&at, Some(&v), Some(nv))?.is_ok() {
                 n += 1;
             }
         }
@@ -1889,11 +2110,28 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
     Ok(n)
 }
 
+/// Where the wrapped data key of the value of `key` (stored as `v`) is, and what that key
+/// holds: `key` itself, or the first piece of a value in pieces. `None` if that piece is gone
+/// (a merge replaced the value, under the current master key).
+fn wrapped_at(
+    tree: &sled::Tree,
+    key: &[u8],
+    v: sled::IVec,
+) -> Result<Option<(Vec<u8>, sled::IVec)>, StoreError> {
+    match Head::of(&v)? {
+        None => Ok(Some((key.to_vec(), v))),
+        Some(h) => {
+            let at = piece_key(key, h.through, 0);
+            Ok(tree.get(&at)?.map(|p| (at, p)))
+        }
+    }
+}
+
 /// (deltas, merged hours and rollups, bytes of their keys and values).
 pub(crate) fn footprint(tree: &sled::Tree) -> Result<(u64, u64, u64), StoreError> {
-    let mut n = [0u64; 3];
+    let mut n = [0u64; 4];
     let mut bytes = 0u64;
-    for (i, prefix) in [DELTA, MERGED, ROLLUP].into_iter().enumerate() {
+    for (i, prefix) in [DELTA, MERGED, ROLLUP, PIECE].into_iter().enumerate() {
         for kv in tree.scan_prefix([prefix]) {
             let (k, v) = kv?;
             n[i] += 1;
@@ -1910,7 +2148,10 @@ pub(crate) fn key_versions(
 ) -> Result<(), StoreError> {
     for prefix in [DELTA, MERGED, ROLLUP] {
         for kv in tree.scan_prefix([prefix]) {
-            let (_, v) = kv?;
+            let (k, v) = kv?;
+            let Some((_, v)) = wrapped_at(tree, &k, v)? else {
+                continue;
+            };
             let w = v
                 .get(9..9 + WRAPPED_LEN)
                 .ok_or_else(|| StoreError::Corrupt("counter value too short".into()))?;
@@ -1971,6 +2212,84 @@ mod tests {
 
     fn provider() -> Arc<dyn KeyProvider> {
         Arc::new(LocalKeyProvider::new(Keyring::generate("t").unwrap()))
+    }
+
+    /// Merged values longer than a piece are stored in pieces (under `k` keys, with a head
+    /// under their own key) and open to the same tables; rotating the master key and rewrapping
+    /// reaches their data keys (in their first pieces), and they still open with the new key
+    /// only.
+    #[test]
+    fn values_in_pieces_open_and_are_rewrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .open()
+            .unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        Keyring::generate("t1")
+            .unwrap()
+            .save_new(&dir.path().join("keyring.json"))
+            .unwrap();
+        let p1: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::load(dir.path()).unwrap());
+        let cache = Cache::new(1 << 20);
+        let mut w = Writer::load(&tree, MAX_PENDING, 0).unwrap();
+        let users: Vec<&'static str> = (0..40)
+            .map(|i| &*Box::leak(format!("user-{i:03}").into_boxed_str()))
+            .collect();
+        for (g, seq) in [(0usize, 1u64), (1, 100), (2, 200)] {
+            let mut tally = Tally::default();
+            for (i, u) in users.iter().enumerate() {
+                let e = Ev {
+                    time: (g as i64) * HOUR_MS + i as i64,
+                    vals: [
+                        Some("111111111111"),
+                        Some("s3"),
+                        Some("GetObject"),
+                        Some(*u),
+                        None,
+                        Some("eu-west-1"),
+                    ],
+                };
+                tally.add(e.time, dims(&e));
+            }
+            let mut batch = sled::Batch::default();
+            let keys = stage(p1.as_ref(), seq, tally, &mut batch).unwrap();
+            tree.apply_batch(batch).unwrap();
+            w.committed(keys);
+        }
+        w.merge(&tree, p1.as_ref(), &cache).unwrap();
+        assert!(tree.scan_prefix([PIECE]).count() > 3, "values in pieces");
+        let tables = |p: &dyn KeyProvider| -> Vec<(Vec<u8>, usize, usize)> {
+            [MERGED, ROLLUP]
+                .into_iter()
+                .flat_map(|prefix| tree.scan_prefix([prefix]))
+                .map(|kv| {
+                    let (k, raw) = kv.unwrap();
+                    let (v, _) = get_value(&tree, &k).unwrap().unwrap();
+                    let t = open(p, &k, &v).unwrap();
+                    (k.to_vec(), raw.len(), t.rows())
+                })
+                .collect()
+        };
+        let before = tables(p1.as_ref());
+        assert!(
+            before.iter().any(|(_, raw, _)| *raw == HEAD_LEN),
+            "{before:?}"
+        );
+        assert!(before.iter().all(|(_, _, rows)| *rows > 0));
+
+        let mut kr = Keyring::load(&dir.path().join("keyring.json")).unwrap();
+        kr.rotate("t2").unwrap();
+        kr.save(&dir.path().join("keyring.json")).unwrap();
+        let p2: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::load(dir.path()).unwrap());
+        assert!(rewrap(&tree, p2.as_ref()).unwrap() >= before.len());
+        let mut versions = HashMap::new();
+        key_versions(&tree, &mut versions).unwrap();
+        assert_eq!(versions.keys().copied().collect::<Vec<_>>(), vec![2]);
+        kr.retire(1).unwrap();
+        kr.save(&dir.path().join("keyring.json")).unwrap();
+        let p3: Arc<dyn KeyProvider> = Arc::new(LocalKeyProvider::load(dir.path()).unwrap());
+        assert_eq!(tables(p3.as_ref()), before);
     }
 
     const GROUPS: [Group; 6] = [
@@ -2132,7 +2451,7 @@ mod tests {
             w.committed(keys);
             if merges.get(i).copied().unwrap_or(false) {
                 let before: BTreeMap<Vec<u8>, Option<sled::IVec>> = match cut {
-                    Some(_) => [DELTA, MERGED, ROLLUP]
+                    Some(_) => [DELTA, MERGED, ROLLUP, PIECE]
                         .into_iter()
                         .flat_map(|prefix| tree.scan_prefix([prefix]))
                         .map(|kv| kv.map(|(k, v)| (k.to_vec(), Some(v))).unwrap())
@@ -2150,8 +2469,27 @@ mod tests {
                         .filter(|(k, v)| before.get(&k[..]) != Some(&Some(v.clone())))
                         .map(|(k, _)| k.to_vec())
                         .collect();
+                    // A value in pieces comes back with its pieces (a value and its pieces are
+                    // written in one batch).
+                    let pieces_of = |k: &[u8]| {
+                        let mut p = vec![PIECE, k.len() as u8];
+                        p.extend_from_slice(k);
+                        p
+                    };
                     for (j, k) in written.iter().enumerate() {
                         if !cut.get(j).copied().unwrap_or(false) {
+                            for kv in tree.scan_prefix(pieces_of(k)) {
+                                tree.remove(kv.unwrap().0).unwrap();
+                            }
+                            let p = pieces_of(k);
+                            for (pk, pv) in before.range(p.clone()..) {
+                                if !pk.starts_with(&p) {
+                                    break;
+                                }
+                                if let Some(pv) = pv {
+                                    tree.insert(&pk[..], pv.clone()).unwrap();
+                                }
+                            }
                             match before.get(k) {
                                 Some(Some(v)) => tree.insert(&k[..], v.clone()).unwrap(),
                                 _ => tree.remove(&k[..]).unwrap(),

@@ -2,11 +2,14 @@
 
 use crate::error::StoreError;
 
-/// 3: record blocks and leaf hashes in the record log (`log/`, see the `log` module), sled
-/// keeping their locators; a format 2 store opens as it is (its inline values are still read)
-/// and is marked 3. 2: the index in run files (`i` entries, `index/`), Merkle subtree hashes
-/// (`t`); format 1 kept every index chunk and rebuilt the index in memory at open.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// 4: Merkle subtree hashes (`t`) stored from tiles of 4,096 leaves instead of 256 (see the
+/// `tree` module); a format 2 or 3 store opens as it is (it holds every subtree of 4,096
+/// leaves or more) and is marked 4 at its first writable open. 3: record blocks and leaf
+/// hashes in the record log (`log/`, see the `log` module), sled keeping their locators; a
+/// format 2 store's inline values are still read. 2: the index in run files (`i` entries,
+/// `index/`), Merkle subtree hashes (`t`); format 1 kept every index chunk and rebuilt the
+/// index in memory at open.
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 pub(crate) const META: u8 = b'm';
 pub(crate) const SEGMENT: u8 = b's';

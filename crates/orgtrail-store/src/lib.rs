@@ -13,12 +13,14 @@
 //! | `r <first seq u64>` | where the record blocks of one group commit are in the record log: file, offset, and per block its count and length (one value per group; stores written before hold one per block, 19 bytes; see the `log` module); a block: version, count (u16), segment (u64), dictionary id (u32), nonce (12), AES-256-GCM(its records' lengths and zstd frames) with tag (see `ledger::records`) |
 //! | `x <first seq u64>` | index chunk of one group commit not yet in an index run: version, first seq, count; per event eventTime (i64 ms), dedup blind (16), first 8 bytes of SHA-256(bytes); the accounts (u16 count, 12 digits each); then every blind value (16) with the positions of the events carrying it (LEB128 count, then LEB128 gaps) |
 //! | `h <first seq u64>` | where the group's Merkle leaf hashes are in the record log (17 bytes, see `log`), 32 bytes each (see the `tree` module for the leaf data) |
-//! | `t <height u8> <index u64>` | the hash of a complete perfect Merkle subtree of 256 leaves or more (32 bytes) |
+//! | `t <height u8> <index u64>` | the hash of a complete perfect Merkle subtree of 4,096 leaves or more (32 bytes; stores of formats 2 and 3 also hold those of 256 to 2,048 leaves, no longer read) |
 //! | `i <first seq u64>` | an index run: version (1), event count (u32); its file is `index/run-<first>-<end>.idx` (see the `run` module for its layout) |
 //! | `c <tree size u64>` | a signed checkpoint (C2SP tlog-checkpoint as an Ed25519 signed note) |
 //! | `m store_id` | 16 random bytes (hex), the checkpoint origin `orgtrail/<id>` |
 //! | `n <first seq u64> <hour u64>` | sealed counter delta of one group commit for one UTC hour (see the `counts` module) |
-//! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas |
+//! | `N <hour u64>` | sealed counters of one UTC hour, merged from its deltas (or, when longer than 2 KiB, the head of its pieces) |
+//! | `U <level u8> <bucket u64> [<part u16>]` | sealed counters of a day or of 32 days, a rollup of the hours (or the head of its pieces; see the `counts` module) |
+//! | `k <length u8> <value key> <through u64> <piece u16>` | a 2 KiB piece of a merged value longer than that (see the `counts` module) |
 //! | `m alerts_through` | the alert watermark: every event at or below it was evaluated by the rules (u64 BE; see the `outbox` module) |
 //! | `o <seq u64> <rule id>` | an alert not yet taken by every sink: version, then the pending sinks' names (see the `outbox` module) |
 //! | `D <seq u64> <rule id length u8> <rule id> <sink>` | an alert a sink gave up on (a dead letter): version, attempts, when, the last error (see the `outbox` module) |

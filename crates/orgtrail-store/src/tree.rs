@@ -6,12 +6,24 @@
 //! without the store's keys.
 //!
 //! On disk: one value per group commit, `h <first seq>` -> the group's leaf hashes (32 bytes
-//! each); and the hash of every complete, aligned perfect subtree of 256 leaves or more,
-//! `t <height u8> <index u64>` -> 32 bytes (the subtree over leaves
+//! each); and the hash of every complete, aligned perfect subtree of [`TILE`] (4,096) leaves or
+//! more, `t <height u8> <index u64>` -> 32 bytes (the subtree over leaves
 //! `index * 2^height .. (index + 1) * 2^height`), written in the batch of the group commit
-//! that completes it (about 0.25 bytes per event). In memory: only the frontier and the leaves
-//! of the last, incomplete tile. An open reads O(log n) subtree hashes and at most 255 leaf
-//! hashes; a proof reads O(log n) subtree hashes and the 256 leaf hashes of one or two tiles.
+//! that completes it (about 0.02 bytes per event). In memory: only the frontier and the leaves
+//! of the last, incomplete tile (at most 128 KiB). An open reads O(log n) subtree hashes and at
+//! most 4,095 leaf hashes; a proof reads O(log n) subtree hashes and the 4,096 leaf hashes of
+//! one or two tiles (128 KiB each, one or two positioned reads of the record log).
+//!
+//! # Tiles of 4,096 leaves (format 4)
+//!
+//! Stores of formats 2 and 3 kept tiles of 256 leaves: a `t` key for every perfect subtree of
+//! height 8 or more, about 7,400 keys per million events. sled splits its leaves at 16 keys and
+//! keeps bookkeeping per leaf in memory for as long as the store is open, so these keys were
+//! most of sled's keys and of the memory that grew with the history. With tiles of 4,096 leaves
+//! (height 12) there are 16 times fewer. Such a store already holds every subtree of height 12
+//! or more, so it is read as it is: its keys of heights 8 to 11 are no longer read (nor
+//! written), and it is marked format 4 at its first writable open, since a reader of format 3
+//! would look for them in what is written afterwards.
 
 use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
 
@@ -21,8 +33,10 @@ use crate::log::LogReader;
 
 pub(crate) const HASHES: u8 = b'h';
 pub(crate) const SUBTREES: u8 = b't';
-const TILE: u64 = 256;
-const TILE_HEIGHT: u32 = 8;
+/// Leaves of a tile: subtrees this large or larger are stored, smaller ones are computed from
+/// the leaf hashes.
+pub(crate) const TILE: u64 = 1 << TILE_HEIGHT;
+pub(crate) const TILE_HEIGHT: u32 = 12;
 
 /// Leaf data of one event.
 pub fn leaf_data(seq: u64, account: &str, event_id: &str, content_hash: &Hash) -> Vec<u8> {
@@ -71,7 +85,7 @@ pub(crate) fn subtree_key(height: u32, index: u64) -> [u8; 10] {
     k
 }
 
-/// Appends `leaves` to `frontier`, reporting every perfect subtree of 256 leaves or more they
+/// Appends `leaves` to `frontier`, reporting every perfect subtree of [`TILE`] leaves or more they
 /// complete as (height, index, hash): what the group commit stores.
 pub(crate) fn push_leaves(
     frontier: &mut Frontier,
@@ -309,7 +323,8 @@ mod tests {
         let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("t").unwrap_or_else(|e| panic!("{e}"));
         let log = LogReader::new(dir.path());
-        let all = leaves(3000);
+        // Five tiles and some: subtrees of heights 12 to 14 are stored.
+        let all = leaves(5 * TILE + 1234);
         let mut published = TreeState::default();
         let mut frontier = Frontier::new();
         let mut i = 0usize;
@@ -333,9 +348,9 @@ mod tests {
             assert_eq!(published.frontier, pushed, "size {end}");
             assert_eq!(loaded.tail, published.tail, "size {end}");
             i = end;
-            step = step * 3 % 701 + 1;
+            step = step * 3 % 2801 + 1;
         }
-        for height in 8..=11u32 {
+        for height in TILE_HEIGHT..=14u32 {
             let width = 1usize << height;
             for k in 0..all.len() / width {
                 assert_eq!(
@@ -345,16 +360,23 @@ mod tests {
                 );
             }
         }
-        let state = TreeState::load(&tree, &log, 3000).unwrap_or_else(|e| panic!("{e}"));
+        // Nothing smaller than a tile is stored.
+        assert!(
+            tree.get(subtree_key(TILE_HEIGHT - 1, 0))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+        let size = all.len() as u64;
+        let state = TreeState::load(&tree, &log, size).unwrap_or_else(|e| panic!("{e}"));
         let root = merkle::root(&all);
-        for seq in [0u64, 255, 256, 1999, 2999] {
+        for seq in [0u64, TILE - 1, TILE, 3 * TILE + 7, size - 1] {
             let proof =
-                merkle::inclusion_proof(&mut StoreSubtrees::new(&state, &tree, &log), seq, 3000)
+                merkle::inclusion_proof(&mut StoreSubtrees::new(&state, &tree, &log), seq, size)
                     .unwrap_or_else(|e| panic!("{e:?}"));
             assert!(merkle::verify_inclusion(
                 &all[seq as usize],
                 seq,
-                3000,
+                size,
                 &proof,
                 &root
             ));

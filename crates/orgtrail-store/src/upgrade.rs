@@ -62,8 +62,9 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
     if found == FORMAT_VERSION {
         return Ok(report);
     }
-    if found == 2 {
-        // Format 3 reads format 2's values as they are (see `log`): only the number changes.
+    if found == 2 || found == 3 {
+        // Format 4 reads the values of formats 2 and 3 as they are (see `log` and `tree`):
+        // only the number changes.
         tree.insert(
             meta_key("format"),
             u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),

@@ -35,6 +35,12 @@ impl PrefixUsage {
             b'c' => "checkpoints",
             b'm' => "meta (dictionaries, counters)",
             b'a' => "alert history",
+            b't' => "Merkle subtree hashes",
+            b'i' => "index runs",
+            b'n' => "counter deltas",
+            b'N' => "counters, merged hours",
+            b'U' => "counters, rollups",
+            b'k' => "counters, pieces of merged values",
             _ => "other",
         }
     }

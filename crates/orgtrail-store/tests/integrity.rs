@@ -895,7 +895,7 @@ fn a_store_of_format_1_is_refused_with_the_way_to_upgrade_it() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("has format 1, this orgtrail reads format 3"),
+        err.contains("has format 1, this orgtrail reads format 4"),
         "{err}"
     );
     assert!(err.contains("orgtrail store upgrade --data-dir"), "{err}");

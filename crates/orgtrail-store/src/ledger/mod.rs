@@ -245,15 +245,18 @@ impl Ledger {
         match tree.get(meta_key("format"))? {
             Some(v) => {
                 let found = u32::try_from(be_u64(&v)?).unwrap_or(u32::MAX);
-                if found == 2 && !cfg.read_only {
-                    // Format 3 reads format 2's values as they are (see `log`); from now on
-                    // groups go to the record log, which format 2 readers do not know.
+                let older = found == 2 || found == 3;
+                if older && !cfg.read_only {
+                    // Format 3 reads format 2's values as they are (see `log`), and format 4
+                    // those of formats 2 and 3 (see `tree`): from now on groups go to the
+                    // record log, and Merkle tiles are of 4,096 leaves, which older readers do
+                    // not know.
                     tree.insert(
                         meta_key("format"),
                         u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
                     )?;
                     db.flush()?;
-                } else if found != FORMAT_VERSION && found != 2 {
+                } else if found != FORMAT_VERSION && !older {
                     return Err(StoreError::Format {
                         path: path_s,
                         found,
