@@ -1009,19 +1009,66 @@ pub(crate) fn answer(
     Ok(counts)
 }
 
+/// The hash of counted values that a [`Tally`] keys them by: computed where the event is
+/// prepared, so that the writer's thread does not hash six strings per event. One random
+/// seed per process (the values come from events).
+pub(crate) fn dims_hash(dims: &Dims) -> u64 {
+    static STATE: std::sync::LazyLock<foldhash::fast::RandomState> =
+        std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+    std::hash::BuildHasher::hash_one(&*STATE, dims)
+}
+
+/// Counted values with their [`dims_hash`].
+#[derive(Debug, PartialEq, Eq)]
+struct Hashed {
+    hash: u64,
+    dims: Dims,
+}
+
+impl std::hash::Hash for Hashed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a [`Hashed`]'s hash through.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The counts of one group commit's newly stored events, by hour.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    hours: BTreeMap<i64, FastMap<Dims, u64>>,
+    hours: BTreeMap<i64, HashMap<Hashed, u64, std::hash::BuildHasherDefault<PassHasher>>>,
 }
 
 impl Tally {
+    #[cfg(test)]
     pub(crate) fn add(&mut self, time_ms: i64, dims: Dims) {
+        let hash = dims_hash(&dims);
+        self.add_hashed(time_ms, dims, hash);
+    }
+
+    /// Counts an event at `time_ms` under `dims`, whose [`dims_hash`] is `hash`.
+    pub(crate) fn add_hashed(&mut self, time_ms: i64, dims: Dims, hash: u64) {
         *self
             .hours
             .entry(hour_of(time_ms))
             .or_default()
-            .entry(dims)
+            .entry(Hashed { hash, dims })
             .or_default() += 1;
     }
 }
@@ -1029,8 +1076,22 @@ impl Tally {
 /// The plaintext of a value: codec, then the body, compressed when that pays.
 fn plain_of_body(body: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     if body.len() >= ZSTD_FROM {
-        let z =
-            zstd::bulk::compress(&body, 3).map_err(|e| StoreError::Compression(e.to_string()))?;
+        // One compression context per thread, reused: a fresh one per value (the writer
+        // seals a delta per hour of every group) allocated and zeroed its tables each time.
+        thread_local! {
+            static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let z = CCTX
+            .with(|c| {
+                let mut c = c.borrow_mut();
+                let c = match c.as_mut() {
+                    Some(c) => c,
+                    None => c.insert(zstd::bulk::Compressor::new(3)?),
+                };
+                c.compress(&body)
+            })
+            .map_err(|e| StoreError::Compression(e.to_string()))?;
         if z.len() + z.len() / 8 < body.len() {
             let mut out = Vec::with_capacity(z.len() + 6);
             out.push(1);
@@ -1525,7 +1586,7 @@ pub(crate) fn stage(
     for (hour, rows) in tally.hours {
         let mut b = Builder::default();
         for (d, n) in &rows {
-            b.add(d, *n);
+            b.add(&d.dims, *n);
         }
         let k = delta_key(first_seq, hour);
         batch.insert(&k[..], seal(provider, &k, first_seq, &b.finish())?);

@@ -971,6 +971,15 @@ impl Index {
         self.mem.postings.entry(blind).or_default().push(seq);
     }
 
+    /// Posts `blind` for the events at `first + l` for each `l` of `locals` (ascending): one
+    /// lookup of the list for all of them.
+    pub(crate) fn post_positions(&mut self, blind: Blind, first: u64, locals: &[u32]) {
+        let list = self.mem.postings.entry(blind).or_default();
+        for l in locals {
+            list.push(first + u64::from(*l));
+        }
+    }
+
     /// Moves the memtable aside to be written as a run (there must be no frozen one).
     pub(crate) fn freeze(&mut self) -> Option<Arc<Mem>> {
         if self.frozen.is_some() || self.mem.len() == 0 {

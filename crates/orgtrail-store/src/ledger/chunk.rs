@@ -25,9 +25,21 @@ use crate::error::StoreError;
 use crate::format::{self, Reader};
 use crate::index::{Blind, BlindMap, Index};
 
+/// A group's index chunk, and what the writer publishes in memory from the same pass: the
+/// group's accounts and its postings by value.
+pub(super) struct Chunk {
+    /// The chunk's value, as stored.
+    pub(super) bytes: Vec<u8>,
+    /// The distinct accounts of the group's events, in order of first appearance.
+    pub(super) accounts: Vec<AccountId>,
+    /// Each blind value with the positions (0-based in the chunk, ascending) of the events
+    /// indexed under it, in ascending order of the blind bytes.
+    pub(super) postings: Vec<(Blind, Vec<u32>)>,
+}
+
 /// Encodes the index chunk of a group whose stored events, in order, are `stored`, the first
 /// at `first_seq`.
-pub(super) fn encode_chunk(first_seq: u64, stored: &[StoredEntry]) -> Vec<u8> {
+pub(super) fn encode_chunk(first_seq: u64, stored: &[StoredEntry<'_>]) -> Chunk {
     let mut chunk = Vec::with_capacity(16 + stored.len() * 64);
     chunk.push(1);
     chunk.extend_from_slice(&first_seq.to_be_bytes());
@@ -63,7 +75,11 @@ pub(super) fn encode_chunk(first_seq: u64, stored: &[StoredEntry]) -> Vec<u8> {
             prev = *l;
         }
     }
-    chunk
+    Chunk {
+        bytes: chunk,
+        accounts,
+        postings: sorted,
+    }
 }
 
 /// Loads an index chunk into `index`, which must hold exactly the events before it.

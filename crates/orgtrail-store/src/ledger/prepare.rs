@@ -34,6 +34,8 @@ pub struct Prepared {
     pub(super) sample: Option<Vec<u8>>,
     /// The values the event is counted under (see the `counts` module).
     pub(super) dims: crate::counts::Dims,
+    /// Their hash (`counts::dims_hash`), computed here instead of on the writer's thread.
+    pub(super) dims_hash: u64,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -208,6 +210,7 @@ impl Preparer {
             postings.push_distinct(v);
         });
         let hash = sha256(bytes);
+        let dims = crate::counts::Dims(dims);
         Ok(Prepared {
             account,
             time: f.event_time.millis(),
@@ -218,7 +221,8 @@ impl Preparer {
             dict_id: self.dict_id,
             sample: (self.dict_id == 0).then(|| bytes.to_vec()),
             event_id: EventIdBuf::new(&f.event_id),
-            dims: crate::counts::Dims(dims),
+            dims_hash: crate::counts::dims_hash(&dims),
+            dims,
         })
     }
 }

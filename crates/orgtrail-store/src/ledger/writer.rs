@@ -36,8 +36,9 @@ const FRAME_KEEP: usize = 8 << 20;
 /// How often a faulted writer tries to reopen the store.
 const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored by a group.
-pub(super) type StoredEntry = (u64, i64, Blind, [u8; 8], AccountId, Blinds, Hash);
+/// (seq, eventTime, dedup blind, hash prefix, account, postings, leaf hash) of an event stored
+/// by a group. The postings stay in the prepared event (in its job), borrowed.
+pub(super) type StoredEntry<'a> = (u64, i64, Blind, [u8; 8], AccountId, &'a Blinds, Hash);
 
 /// What dedup decided for one event of a group, before sequence numbers are given.
 enum Slot {
@@ -515,7 +516,10 @@ impl WriterState {
         let mut new_segments = Vec::new();
         // Dedup, in the order the events came: against the index and the group itself.
         let queued: usize = jobs.iter().map(|j| j.events.len()).sum();
-        let mut fresh: Vec<super::Prepared> = Vec::with_capacity(queued);
+        // The new events, as (job, event) positions: the prepared events stay in their jobs
+        // (a prepared event is a few hundred bytes; moving each one cost a copy) and are
+        // dropped with them once answered.
+        let mut fresh: Vec<(usize, usize)> = Vec::with_capacity(queued);
         let mut pending: BlindMap<(usize, [u8; 8])> =
             BlindMap::with_capacity_and_hasher(queued, Default::default());
         // Bytes of the group's records, to size its frame once.
@@ -524,9 +528,9 @@ impl WriterState {
         let mut tally = crate::counts::Tally::default();
         {
             let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
-            for job in jobs.iter_mut() {
+            for (j, job) in jobs.iter().enumerate() {
                 let mut job_slots = Vec::with_capacity(job.events.len());
-                for ev in job.events.drain(..) {
+                for (k, ev) in job.events.iter().enumerate() {
                     let mut h8 = [0u8; 8];
                     h8.copy_from_slice(&ev.hash[..8]);
                     if let Some(&(i, other)) = pending.get(&ev.dedup) {
@@ -544,7 +548,7 @@ impl WriterState {
                         pending.insert(ev.dedup, (fresh.len(), h8));
                         record_bytes += ev.compressed.len();
                         job_slots.push(Slot::New(fresh.len()));
-                        fresh.push(ev);
+                        fresh.push((j, k));
                     }
                 }
                 slots.push(job_slots);
@@ -553,9 +557,11 @@ impl WriterState {
         // Sequence numbers account by account (each account's events in the order they came),
         // so that each account's events form runs that blocks of one segment can hold.
         let mut order: Vec<usize> = (0..fresh.len()).collect();
-        order.sort_by_key(|&i| fresh[i].account);
+        order.sort_by_key(|&i| {
+            let (j, k) = fresh[i];
+            jobs[j].events[k].account
+        });
         let mut seq_of = vec![0u64; fresh.len()];
-        let mut stored: Vec<StoredEntry> = Vec::with_capacity(fresh.len());
         let mut block = BlockEncoder::new(sh.cfg.block_records);
         // The group's frame in the log: its blocks, then its leaf hashes.
         let (log_file, log_offset) = self.log.next_frame()?;
@@ -566,8 +572,9 @@ impl WriterState {
             .bytes
             .reserve(record_bytes + fresh.len() * (3 + 32) + blocks * 64);
         let now = now_ms();
-        for i in order {
-            let ev = &mut fresh[i];
+        for &i in &order {
+            let (j, k) = fresh[i];
+            let ev = &mut jobs[j].events[k];
             let seq = self.next_seq;
             self.next_seq += 1;
             seq_of[i] = seq;
@@ -581,13 +588,22 @@ impl WriterState {
             if let Some(s) = ev.sample.take() {
                 self.dict.offer(s, sh.cfg.dict_train_after);
             }
-            let mut h8 = [0u8; 8];
-            h8.copy_from_slice(&ev.hash[..8]);
-            tally.add(ev.time, std::mem::take(&mut ev.dims));
-            let leaf = event_leaf(seq, ev.account.as_str(), ev.event_id.as_str(), &ev.hash);
-            let postings = std::mem::take(&mut ev.postings);
-            stored.push((seq, ev.time, ev.dedup, h8, ev.account, postings, leaf));
+            tally.add_hashed(ev.time, std::mem::take(&mut ev.dims), ev.dims_hash);
         }
+        // The stored events in sequence order, their postings borrowed from their jobs.
+        let jobs: &[Job] = jobs;
+        let stored: Vec<StoredEntry<'_>> = order
+            .iter()
+            .map(|&i| {
+                let (j, k) = fresh[i];
+                let ev = &jobs[j].events[k];
+                let seq = seq_of[i];
+                let mut h8 = [0u8; 8];
+                h8.copy_from_slice(&ev.hash[..8]);
+                let leaf = event_leaf(seq, ev.account.as_str(), ev.event_id.as_str(), &ev.hash);
+                (seq, ev.time, ev.dedup, h8, ev.account, &ev.postings, leaf)
+            })
+            .collect();
         if let Some((first, value)) = block.finish()? {
             frame.block(&mut batch, first, value)?;
         }
@@ -609,11 +625,18 @@ impl WriterState {
                     .collect(),
             })
             .collect();
-        // The index chunk of this group.
-        if !stored.is_empty() {
-            let chunk = encode_chunk(first_seq, &stored);
-            batch.insert(&key_bytes(CHUNK, first_seq)[..], chunk);
-        }
+        // The index chunk of this group; its accounts and postings by value are published
+        // from it below.
+        let chunk = if stored.is_empty() {
+            None
+        } else {
+            let mut chunk = encode_chunk(first_seq, &stored);
+            batch.insert(
+                &key_bytes(CHUNK, first_seq)[..],
+                std::mem::take(&mut chunk.bytes),
+            );
+            Some(chunk)
+        };
         // The counters of what this group newly stores, in the same batch.
         let count_keys = crate::counts::stage(sh.provider.as_ref(), first_seq, tally, &mut batch)?;
         // The group's leaf hashes, and a checkpoint when one is due.
@@ -692,11 +715,13 @@ impl WriterState {
         {
             let mut idx = sh.index.write().map_err(|_| StoreError::WriterGone)?;
             idx.tree.apply(frontier, &group_leaves);
-            for (seq, time, dedup, h8, account, postings, _) in stored {
+            for (seq, time, dedup, h8, ..) in stored {
                 idx.publish(seq, time, dedup, h8);
-                idx.accounts.insert(account);
-                for p in postings.as_slice() {
-                    idx.post(*p, seq);
+            }
+            if let Some(chunk) = chunk {
+                idx.accounts.extend(chunk.accounts);
+                for (blind, locals) in &chunk.postings {
+                    idx.post_positions(*blind, first_seq, locals);
                 }
             }
         }
