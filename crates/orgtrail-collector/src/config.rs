@@ -848,6 +848,36 @@ mod tests {
     }
 
     #[test]
+    fn the_archive_is_off_by_default_and_every_problem_is_reported() {
+        let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
+        let cfg: CollectorConfig = toml::from_str(base).unwrap();
+        assert!(cfg.archive.is_none());
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[archive]\ndir = \"a\"\ninterval_ms = \"5s\"\nmax_file_bytes = \"1 MiB\"\n"
+        ))
+        .unwrap();
+        let a = cfg.archive.unwrap();
+        assert_eq!((a.interval_ms, a.max_file_bytes), (5_000, 1 << 20));
+        assert_eq!(a.max_batch_events, 100_000);
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[archive]\ndir = \"a\"\nbucket = \"No_Such\"\ninterval_ms = 1\nmax_batch_events = 0\n"
+        ))
+        .unwrap();
+        let problems = cfg.problems();
+        for what in [
+            "archive: bucket",
+            "archive.interval_ms",
+            "archive.max_batch_events",
+            "no signing.key",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(what)),
+                "{what} in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn insights_are_off_by_default_and_every_problem_is_reported() {
         let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
         let cfg: CollectorConfig = toml::from_str(base).unwrap();
