@@ -16,8 +16,9 @@
 //!   and a digest listing that pass's files, chained to the previous one. Files are never
 //!   appended to or rewritten once committed; readers (Athena, DuckDB) see each event once.
 //! * **Throttled.** A pass runs every `interval_ms` and writes at most `max_batch_events`;
-//!   with more behind, the next pass waits as long as the last one took, so catching up uses
-//!   at most about half of one core. Each pass runs on a blocking thread, never on the async
+//!   with more behind, the next pass waits so that passes take at most `max_busy_percent` of
+//!   one core (50: as long as the last one took). Log files are gzipped at `gzip_level` (1 by
+//!   default: the least CPU). Each pass runs on a blocking thread, never on the async
 //!   runtime; it reads the ledger as queries do (the writer thread is not involved).
 //! * **Targets.** A pass writes through [`Target`]: a directory today; an S3 target plugs in
 //!   as another variant.
@@ -145,7 +146,8 @@ impl Sink {
                         );
                     }
                     if s.through < s.head {
-                        wait = took.min(interval);
+                        let p = self.config.max_busy_percent.clamp(1, 100);
+                        wait = (took * (100 - p) / p).min(interval);
                     }
                 }
                 Ok(Err(e)) => {

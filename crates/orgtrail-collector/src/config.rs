@@ -75,6 +75,13 @@ pub struct ArchiveConfig {
         deserialize_with = "orgtrail_core::units::bytes"
     )]
     pub max_file_bytes: u64,
+    /// gzip level of the log files, 1 (least CPU) to 9 (smallest files).
+    #[serde(default = "archive_defaults::gzip_level")]
+    pub gzip_level: u32,
+    /// While catching up, the share of one core's time the passes may take, 1 to 100 (after
+    /// a pass of t seconds the next waits t * (100 - p) / p).
+    #[serde(default = "archive_defaults::max_busy_percent")]
+    pub max_busy_percent: u32,
 }
 
 mod archive_defaults {
@@ -90,6 +97,12 @@ mod archive_defaults {
     pub(super) fn max_file_bytes() -> u64 {
         8 << 20
     }
+    pub(super) fn gzip_level() -> u32 {
+        1
+    }
+    pub(super) fn max_busy_percent() -> u32 {
+        50
+    }
 }
 
 impl ArchiveConfig {
@@ -101,6 +114,7 @@ impl ArchiveConfig {
             org_id: self.org_id.clone(),
             max_file_bytes: self.max_file_bytes,
             max_events: Some(self.max_batch_events),
+            gzip_level: self.gzip_level,
             ..orgtrail_trailfiles::ExportOptions::default()
         }
     }
@@ -116,6 +130,9 @@ impl ArchiveConfig {
         }
         if self.max_batch_events == 0 {
             p.push("archive.max_batch_events: at least 1".into());
+        }
+        if !(1..=100).contains(&self.max_busy_percent) {
+            p.push("archive.max_busy_percent: 1 to 100".into());
         }
         if !keys_dir.join("signing.key").is_file() {
             p.push(format!(

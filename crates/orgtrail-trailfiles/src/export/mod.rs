@@ -108,6 +108,10 @@ pub struct ExportOptions {
     pub filter: ExportFilter,
     /// Largest inflated log file. DuckDB's `read_json` reads objects up to 16 MiB by default.
     pub max_file_bytes: u64,
+    /// gzip level of the log files, 1 (fastest) to 9 (smallest); 6 by default. The
+    /// collector's sink uses 1 by default (`archive.gzip_level`): measured, level 6 made
+    /// files 0.59x the size for 2.4x the CPU.
+    pub gzip_level: u32,
     /// Most events one call exports past what is already exported (`None`: all up to the
     /// store's head). A bounded call is a complete run: the next call goes on from there.
     pub max_events: Option<u64>,
@@ -125,6 +129,7 @@ impl Default for ExportOptions {
             org_id: None,
             filter: ExportFilter::default(),
             max_file_bytes: 8 << 20,
+            gzip_level: 6,
             max_events: None,
             step_hook: None,
         }
@@ -360,6 +365,7 @@ pub fn export(
         through,
         filter: opts.filter.clone(),
         max_file_bytes: opts.max_file_bytes,
+        gzip_level: opts.gzip_level,
     };
     st.pending = Some(this.clone());
     state::save(&meta, &st)?;
@@ -415,6 +421,12 @@ pub fn check_options(opts: &ExportOptions) -> Result<(), ExportError> {
             "--since {s} is not before --until {u}"
         )));
     }
+    if !(1..=9).contains(&opts.gzip_level) {
+        return Err(ExportError::Invalid(format!(
+            "gzip level {}: 1 to 9",
+            opts.gzip_level
+        )));
+    }
     if opts.max_file_bytes < 1024 {
         return Err(ExportError::Invalid(
             "the largest log file must be at least 1 KiB".into(),
@@ -451,7 +463,7 @@ fn run(
             h(step);
         }
     };
-    let mut writer = LogWriter::new(layout, tmp, this.max_file_bytes);
+    let mut writer = LogWriter::new(layout, tmp, this.max_file_bytes, this.gzip_level);
     let mut next = st.done_through(&this.filter) + 1;
     while next <= this.through {
         let last = (next + CHUNK - 1).min(this.through);
