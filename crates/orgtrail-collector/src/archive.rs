@@ -147,7 +147,7 @@ impl Sink {
                     }
                     if s.through < s.head {
                         let p = self.config.max_busy_percent.clamp(1, 100);
-                        wait = (took * (100 - p) / p).min(interval);
+                        wait = took * (100 - p) / p;
                     }
                 }
                 Ok(Err(e)) => {

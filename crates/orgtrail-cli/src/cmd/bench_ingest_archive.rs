@@ -24,6 +24,12 @@ pub(crate) struct IngestArchiveArgs {
     /// The sink's `interval_ms` (short, so that it writes while the events arrive).
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
+    /// The sink's `max_busy_percent`.
+    #[arg(long, default_value_t = 50)]
+    max_busy_percent: u32,
+    /// The sink's `gzip_level`.
+    #[arg(long, default_value_t = 1)]
+    gzip_level: u32,
 }
 
 pub(crate) fn run(a: IngestArchiveArgs) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,8 @@ pub(crate) fn run(a: IngestArchiveArgs) -> anyhow::Result<ExitCode> {
 struct Archive<'a> {
     on: bool,
     interval_ms: u64,
+    busy: u32,
+    gzip: u32,
     root: &'a Path,
     run: Cell<u32>,
 }
@@ -56,9 +64,11 @@ impl Side for Archive<'_> {
         }
         self.run.set(self.run.get() + 1);
         format!(
-            "[archive]\ndir = \"archive-{}\"\ninterval_ms = {}\n",
+            "[archive]\ndir = \"archive-{}\"\ninterval_ms = {}\nmax_busy_percent = {}\ngzip_level = {}\n",
             self.run.get(),
-            self.interval_ms
+            self.interval_ms,
+            self.busy,
+            self.gzip
         )
     }
     fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments> {
@@ -89,12 +99,14 @@ impl Side for Archive<'_> {
 fn run_in(root: &Path, a: &IngestArchiveArgs) -> anyhow::Result<ExitCode> {
     let p = bench_transport::prepare(root, a.events)?;
     println!(
-        "{} events; {} round(s) of (archive off, archive on every {} ms)",
-        a.events, a.rounds, a.interval_ms
+        "{} events; {} round(s) of (archive off, archive on every {} ms, max_busy_percent {}, gzip_level {})",
+        a.events, a.rounds, a.interval_ms, a.max_busy_percent, a.gzip_level
     );
     let side = |on| Archive {
         on,
         interval_ms: a.interval_ms,
+        busy: a.max_busy_percent,
+        gzip: a.gzip_level,
         root,
         run: Cell::new(0),
     };
