@@ -168,6 +168,8 @@ const COLLECTOR_BASE: &[(&str, &str)] = &[
     ("alerts.nats[].name", "\"bus\""),
     ("alerts.nats[].urls", "[\"nats://127.0.0.1:4222\"]"),
     ("alerts.nats[].subject", "\"orgtrail.alerts\""),
+    // The archive sink, so that its keys are tried in a complete table.
+    ("archive.dir", "\"archive\""),
 ];
 
 const AGENT_BASE: &[(&str, &str)] = &[
@@ -313,6 +315,7 @@ fn every_accepted_key_is_documented() {
                 "alerts.nats[]",
                 "insights",
                 "insights.accounts.\"123456789012\"",
+                "archive",
             ][..],
         ),
         (

@@ -100,6 +100,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-rules",
                 // Insights: the detector fed with stored events (issue 15).
                 "orgtrail-insights",
+                // The continuous archive sink: the export in CloudTrail's layout (issue 16).
+                "orgtrail-trailfiles",
             ][..],
         ),
         (

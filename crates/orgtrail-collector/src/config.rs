@@ -36,6 +36,112 @@ pub struct CollectorConfig {
     /// events (see docs/insights.md); off unless `enabled = true`.
     #[serde(default)]
     pub insights: orgtrail_insights::InsightsConfig,
+    /// The continuous archive (`[archive]`): every stored event written once into an archive
+    /// in CloudTrail's layout, with signed digests; off when absent.
+    #[serde(default)]
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[archive]`: where and how often the collector archives stored events (see the
+/// `archive` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The archive directory (created if missing): `AWSLogs/...` and `.orgtrail-export/`.
+    pub dir: PathBuf,
+    /// The S3 bucket the digests name (each digest signs its bucket and key). Fixed for an
+    /// archive.
+    #[serde(default = "archive_defaults::bucket")]
+    pub bucket: String,
+    /// The S3 key prefix `dir` stands for ("" for the bucket's root). Fixed for an archive.
+    #[serde(default)]
+    pub prefix: String,
+    /// An organization id (`o-...`): keys start `AWSLogs/o-ID/ACCOUNT/`. Fixed for an archive.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// How often the sink looks for newly stored events, milliseconds (or a duration).
+    #[serde(
+        default = "archive_defaults::interval_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub interval_ms: u64,
+    /// Most events one pass writes; with more behind, the next pass starts after a pause as
+    /// long as this one took.
+    #[serde(default = "archive_defaults::max_batch_events")]
+    pub max_batch_events: u64,
+    /// Largest inflated log file, bytes (or a size).
+    #[serde(
+        default = "archive_defaults::max_file_bytes",
+        deserialize_with = "orgtrail_core::units::bytes"
+    )]
+    pub max_file_bytes: u64,
+    /// gzip level of the log files, 1 (least CPU) to 9 (smallest files).
+    #[serde(default = "archive_defaults::gzip_level")]
+    pub gzip_level: u32,
+    /// While catching up, the share of one core's time the passes may take, 1 to 100 (after
+    /// a pass of t seconds the next waits t * (100 - p) / p).
+    #[serde(default = "archive_defaults::max_busy_percent")]
+    pub max_busy_percent: u32,
+}
+
+mod archive_defaults {
+    pub(super) fn bucket() -> String {
+        orgtrail_trailfiles::export::DEFAULT_BUCKET.into()
+    }
+    pub(super) fn interval_ms() -> u64 {
+        60_000
+    }
+    pub(super) fn max_batch_events() -> u64 {
+        100_000
+    }
+    pub(super) fn max_file_bytes() -> u64 {
+        8 << 20
+    }
+    pub(super) fn gzip_level() -> u32 {
+        1
+    }
+    pub(super) fn max_busy_percent() -> u32 {
+        50
+    }
+}
+
+impl ArchiveConfig {
+    /// The export's options for one pass.
+    pub fn export_options(&self) -> orgtrail_trailfiles::ExportOptions {
+        orgtrail_trailfiles::ExportOptions {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            org_id: self.org_id.clone(),
+            max_file_bytes: self.max_file_bytes,
+            max_events: Some(self.max_batch_events),
+            gzip_level: self.gzip_level,
+            ..orgtrail_trailfiles::ExportOptions::default()
+        }
+    }
+
+    /// Every problem of these settings.
+    pub fn problems(&self, keys_dir: &Path) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = orgtrail_trailfiles::export::check_options(&self.export_options()) {
+            p.push(format!("archive: {e}"));
+        }
+        if !(100..=86_400_000).contains(&self.interval_ms) {
+            p.push("archive.interval_ms: 100 ms to 1 day".into());
+        }
+        if self.max_batch_events == 0 {
+            p.push("archive.max_batch_events: at least 1".into());
+        }
+        if !(1..=100).contains(&self.max_busy_percent) {
+            p.push("archive.max_busy_percent: 1 to 100".into());
+        }
+        if !keys_dir.join("signing.key").is_file() {
+            p.push(format!(
+                "archive: the digests are signed with the store's signing key, and {} has no signing.key (`orgtrail keys init`)",
+                keys_dir.display()
+            ));
+        }
+        p
+    }
 }
 
 /// `[rules]`: which rules the collector evaluates.
@@ -521,6 +627,11 @@ impl CollectorConfig {
         {
             *d = base.join(&*d);
         }
+        if let Some(a) = cfg.archive.as_mut()
+            && a.dir.is_relative()
+        {
+            a.dir = base.join(&a.dir);
+        }
         for f in &mut cfg.alerts.file {
             if f.path.is_relative() {
                 f.path = base.join(&f.path);
@@ -575,6 +686,9 @@ impl CollectorConfig {
         }
         p.extend(self.limits.problems());
         p.extend(self.alert_problems());
+        if let Some(a) = &self.archive {
+            p.extend(a.problems(&self.keys_dir));
+        }
         if let Err(e) = self.insights.validate() {
             // Each problem names its key (`insights.min_count: ...`).
             p.extend(e.problems);
@@ -697,6 +811,15 @@ count_rollup_part = "1 MiB"
 
 # Insights (off unless enabled): unusual rates of write calls and of errors per account,
 # region, eventSource and eventName, stored as CloudTrail Insight events (docs/insights.md).
+# The continuous archive (off when absent): every stored event written once, in CloudTrail's
+# own layout (AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/...json.gz) with digests signed by
+# keys_dir/signing.key, for Athena, DuckDB and `orgtrail validate-logs` (docs/archive-sql.md).
+# [archive]
+# dir = "archive"
+# bucket = "orgtrail-archive"  # the bucket the digests name, if the archive is copied to S3
+# interval_ms = "60s"          # how often newly stored events are written
+# max_batch_events = 100000    # most events a pass writes
+
 # [insights]
 # enabled = true
 # min_history_ms = "1h"        # a key's baseline must cover this before it can fire
@@ -739,6 +862,36 @@ mod tests {
             toml::from_str::<CollectorConfig>(&format!("{base}[storage]\nreserve = \"lots\"\n"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_archive_is_off_by_default_and_every_problem_is_reported() {
+        let base = "data_dir = \"d\"\nkeys_dir = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"a\"\n[organization]\nid = \"o\"\n";
+        let cfg: CollectorConfig = toml::from_str(base).unwrap();
+        assert!(cfg.archive.is_none());
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[archive]\ndir = \"a\"\ninterval_ms = \"5s\"\nmax_file_bytes = \"1 MiB\"\n"
+        ))
+        .unwrap();
+        let a = cfg.archive.unwrap();
+        assert_eq!((a.interval_ms, a.max_file_bytes), (5_000, 1 << 20));
+        assert_eq!(a.max_batch_events, 100_000);
+        let cfg: CollectorConfig = toml::from_str(&format!(
+            "{base}[archive]\ndir = \"a\"\nbucket = \"No_Such\"\ninterval_ms = 1\nmax_batch_events = 0\n"
+        ))
+        .unwrap();
+        let problems = cfg.problems();
+        for what in [
+            "archive: bucket",
+            "archive.interval_ms",
+            "archive.max_batch_events",
+            "no signing.key",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(what)),
+                "{what} in {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! deduplicates events, and acknowledges each batch only once it is durable in the ledger.
 
 pub mod alerts;
+pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod ingest;
@@ -152,6 +153,7 @@ pub async fn run(
     } else {
         None
     };
+    let archive_signer = signer.clone();
     let data_dir = cfg.data_dir.clone();
     let storage = cfg.storage.clone();
     let ledger = tokio::task::spawn_blocking(move || {
@@ -328,6 +330,25 @@ pub async fn run(
         tracing::info!("Insights on");
     }
 
+    // The continuous archive: stored events written in CloudTrail's layout, a pass at a time.
+    let archive_task = match (&cfg.archive, archive_signer) {
+        (Some(a), Some(signer)) => Some(tokio::spawn(
+            archive::Sink {
+                store: store.clone(),
+                signer,
+                config: a.clone(),
+                metrics: metrics.clone(),
+            }
+            .run(stopping.clone()),
+        )),
+        (Some(_), None) => {
+            return Err(CollectorError::Sink(
+                "archive: keys_dir has no signing.key to sign the digests with".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+
     // `orgtrail insights replay` against this collector (admins): a detector of its own.
     let insights_service = insights::InsightsService::new(
         store.clone(),
@@ -447,6 +468,13 @@ pub async fn run(
         && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
     {
         tracing::warn!("the Insights task did not stop in time; its state was not saved");
+    }
+    // A pass under way finishes (bounded, as the Insights task: what it did not commit is
+    // written again at the next start).
+    if let Some(task) = archive_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("the archive pass did not finish in time; the next start writes it again");
     }
     // Flush and checkpoint.
     tokio::task::spawn_blocking(move || store.close())

@@ -208,6 +208,52 @@ impl InsightsMetrics {
     }
 }
 
+/// The archive sink's metrics (`[archive]`; zero without it).
+#[derive(Debug, Default)]
+struct ArchiveMetrics {
+    through: Gauge,
+    lag: Gauge,
+    events: Counter,
+    files: Counter,
+    digests: Counter,
+    errors: Counter,
+}
+
+impl ArchiveMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "orgtrail_collector_archive_exported_through",
+            "Sequence number through which every stored event is in the archive (its durable watermark)",
+            self.through.clone(),
+        );
+        r.register(
+            "orgtrail_collector_archive_lag_events",
+            "Stored events not yet in the archive, when the sink last looked",
+            self.lag.clone(),
+        );
+        r.register(
+            "orgtrail_collector_archive_events",
+            "Events the archive sink wrote into log files",
+            self.events.clone(),
+        );
+        r.register(
+            "orgtrail_collector_archive_files",
+            "Log files the archive sink wrote",
+            self.files.clone(),
+        );
+        r.register(
+            "orgtrail_collector_archive_digests",
+            "Digest files the archive sink wrote",
+            self.digests.clone(),
+        );
+        r.register(
+            "orgtrail_collector_archive_errors",
+            "Archive passes that failed (retried at the next interval)",
+            self.errors.clone(),
+        );
+    }
+}
+
 /// The collector's counters. Cheap to share (`Arc`).
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -224,6 +270,8 @@ pub struct Metrics {
     threshold_groups_evicted: Counter,
     /// Insights (`[insights]`): what the detector did since the start.
     insights: InsightsMetrics,
+    /// The archive sink (`[archive]`).
+    archive: ArchiveMetrics,
     alert_deliveries: Family<DeliveryLabel, Counter>,
     alert_dead_letters: Family<SinkLabel, Counter>,
     alert_dead_letters_held: prometheus_client::metrics::gauge::Gauge,
@@ -469,6 +517,7 @@ impl Metrics {
             self.rules_reloads.clone(),
         );
         self.insights.register(r);
+        self.archive.register(r);
         r.register(
             "orgtrail_collector_rules_loaded",
             "Detection rules in force (0 without [rules])",
@@ -542,6 +591,22 @@ impl Metrics {
             .inc_by(after.future_events.saturating_sub(before.future_events));
         m.tracked
             .set(i64::try_from(after.tracked_keys).unwrap_or(i64::MAX));
+    }
+
+    /// An archive pass wrote `s`.
+    pub(crate) fn archived(&self, s: &orgtrail_trailfiles::ExportSummary) {
+        let m = &self.archive;
+        m.through.set(i64::try_from(s.through).unwrap_or(i64::MAX));
+        m.lag
+            .set(i64::try_from(s.head.saturating_sub(s.through)).unwrap_or(i64::MAX));
+        m.events.inc_by(s.events);
+        m.files.inc_by(s.files);
+        m.digests.inc_by(s.digests);
+    }
+
+    /// An archive pass failed.
+    pub(crate) fn archive_failed(&self) {
+        self.archive.errors.inc();
     }
 
     /// The Insights feeder read `n` stored events back from the ledger.

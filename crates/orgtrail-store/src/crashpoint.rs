@@ -44,6 +44,17 @@ pub const UPGRADE_STEPS: &[&str] = &["upgrade-subtrees-flushed", "upgrade-before
 /// alert and before the outbox notes it.
 pub const ALERT_STEPS: &[&str] = &["alerts-recorded", "alert-sent"];
 
+/// Crash points of the collector's archive sink (its export calls [`hit_archive`]): log files
+/// in place and no digest yet; digests in place and the run not committed to the watermark.
+pub const ARCHIVE_STEPS: &[&str] = &["archive-files-written", "archive-digests-written"];
+
+/// Aborts the process if `ORGTRAIL_CRASH_AT` names `step`, one of [`ARCHIVE_STEPS`].
+#[inline]
+pub fn hit_archive(step: &'static str) {
+    debug_assert!(ARCHIVE_STEPS.contains(&step), "unlisted crash point {step}");
+    hit(step);
+}
+
 /// Aborts the process if `ORGTRAIL_CRASH_AT` names `step`, one of [`ALERT_STEPS`].
 #[inline]
 pub fn hit_alerts(step: &'static str) {
@@ -69,7 +80,10 @@ pub(crate) fn hit(step: &'static str) {
 #[cold]
 fn check(step: &'static str) {
     debug_assert!(
-        STEPS.contains(&step) || UPGRADE_STEPS.contains(&step) || ALERT_STEPS.contains(&step),
+        STEPS.contains(&step)
+            || UPGRADE_STEPS.contains(&step)
+            || ALERT_STEPS.contains(&step)
+            || ARCHIVE_STEPS.contains(&step),
         "unlisted crash point {step}"
     );
     let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()));

@@ -362,3 +362,70 @@ fn a_prefix_and_an_organization_id_are_in_every_key_and_validate() {
             .any(|f| f.kind == FindingKind::DigestMoved)
     );
 }
+
+thread_local! {
+    /// The step [`crash_at`] stops the export at, as the collector's crash points do.
+    static CRASH_AT: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+fn crash_at(step: &'static str) {
+    if CRASH_AT.with(Cell::get) == Some(step) {
+        panic!("crash point {step}");
+    }
+}
+
+/// The collector's archive sink: bounded runs every few seconds over a growing store, some
+/// stopped at each crash point and finished by the next run. Every event is archived once;
+/// the files a stopped run left are written again under the same names with the same bytes;
+/// the archive validates, its digests chained across the runs.
+#[test]
+fn bounded_runs_stopped_at_each_step_archive_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, _) = SigningKey::generate().unwrap();
+    let mut source = Source::new(0);
+    let opts = ExportOptions {
+        max_events: Some(70),
+        step_hook: Some(crash_at),
+        ..ExportOptions::default()
+    };
+    let mut through = 0;
+    for round in 0..12u64 {
+        source.grow(45);
+        let step = match round % 3 {
+            0 => None,
+            1 => Some("archive-files-written"),
+            _ => Some("archive-digests-written"),
+        };
+        if let Some(step) = step {
+            CRASH_AT.with(|c| c.set(Some(step)));
+            let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                export(dir.path(), &source, &signer, &opts)
+            }));
+            CRASH_AT.with(|c| c.set(None));
+            assert!(crashed.is_err(), "round {round} stopped at {step}");
+        }
+        let left = all_files(dir.path());
+        let s = export(dir.path(), &source, &signer, &opts).unwrap();
+        assert_eq!(s.finished_interrupted, step.is_some());
+        assert!(s.through > through && s.through - through <= 140, "{s:?}");
+        assert_eq!(s.head, source.events.len() as u64);
+        through = s.through;
+        // What the stopped run left is written again as it was.
+        let now = all_files(dir.path());
+        for (k, bytes) in &left {
+            assert_eq!(now.get(k), Some(bytes), "{k} rewritten differently");
+        }
+    }
+    // Catch up, then nothing new: no run, no write.
+    while through < source.events.len() as u64 {
+        through = export(dir.path(), &source, &signer, &opts).unwrap().through;
+    }
+    let before = all_files(dir.path());
+    let idle = export(dir.path(), &source, &signer, &opts).unwrap();
+    assert_eq!((idle.events, idle.files, idle.through), (0, 0, through));
+    assert_eq!(all_files(dir.path()), before);
+    exactly_once(dir.path(), &source);
+    let r = validate_dir(dir.path(), &signer);
+    assert!(r.is_valid(), "{:?}", r.findings);
+    assert_eq!(r.chains, 4);
+}

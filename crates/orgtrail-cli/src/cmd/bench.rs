@@ -51,6 +51,10 @@ enum What {
     /// off, in the same run, alternated; the collector's CPU on and off, counted until the
     /// detector was fed every event.
     IngestInsights(crate::cmd::bench_ingest_insights::IngestInsightsArgs),
+    /// Ingest throughput of one agent into a collector with the continuous archive on
+    /// (`[archive]`, writing every second) against one without, in the same run, alternated;
+    /// the collector's CPU on and off, counted until every event was archived.
+    IngestArchive(crate::cmd::bench_ingest_archive::IngestArchiveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,10 +120,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Alerts(a) => crate::cmd::bench_alerts::run(a),
         What::IngestRules(a) => crate::cmd::bench_ingest_rules::run(a),
         What::IngestInsights(a) => crate::cmd::bench_ingest_insights::run(a),
+        What::IngestArchive(a) => crate::cmd::bench_ingest_archive::run(a),
     }
 }
 
-fn dir_size(p: &Path) -> u64 {
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {

@@ -127,6 +127,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             accounts: args.account.iter().copied().collect(),
         },
         max_file_bytes: args.max_file_bytes,
+        ..ExportOptions::default()
     };
     let started = Instant::now();
     let to = Path::new(&args.to);

@@ -6,6 +6,7 @@ pub(crate) mod alerts_dead_letters;
 pub(crate) mod bench;
 pub(crate) mod bench_alerts;
 pub(crate) mod bench_ingest_ab;
+pub(crate) mod bench_ingest_archive;
 pub(crate) mod bench_ingest_insights;
 pub(crate) mod bench_ingest_rules;
 pub(crate) mod bench_parse;

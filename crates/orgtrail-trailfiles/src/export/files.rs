@@ -66,6 +66,7 @@ pub(super) struct LogWriter<'a> {
     layout: &'a Layout,
     tmp_dir: PathBuf,
     max_file_bytes: u64,
+    level: Compression,
     open: HashMap<Group, Open>,
     tick: u64,
     pub(super) written: Vec<Written>,
@@ -76,11 +77,17 @@ const HEAD: &[u8] = b"{\"Records\":[";
 const TAIL: &[u8] = b"]}";
 
 impl<'a> LogWriter<'a> {
-    pub(super) fn new(layout: &'a Layout, tmp_dir: &Path, max_file_bytes: u64) -> Self {
+    pub(super) fn new(
+        layout: &'a Layout,
+        tmp_dir: &Path,
+        max_file_bytes: u64,
+        gzip_level: u32,
+    ) -> Self {
         LogWriter {
             layout,
             tmp_dir: tmp_dir.to_owned(),
             max_file_bytes,
+            level: Compression::new(gzip_level),
             open: HashMap::new(),
             tick: 0,
             written: Vec::new(),
@@ -138,10 +145,7 @@ impl<'a> LogWriter<'a> {
         let key = self.layout.log_key(group, seq);
         let tmp = self.tmp_dir.join(format!("{seq:016x}.json.gz.tmp"));
         let file = File::create(&tmp).map_err(atomic::io(&tmp, "creating"))?;
-        let mut gz = GzEncoder::new(
-            BufWriter::with_capacity(16 * 1024, file),
-            Compression::default(),
-        );
+        let mut gz = GzEncoder::new(BufWriter::with_capacity(16 * 1024, file), self.level);
         gz.write_all(HEAD).map_err(atomic::io(&tmp, "writing"))?;
         let mut hasher = Sha256::default();
         hasher.update(HEAD);

@@ -20,6 +20,13 @@
 //! * Atomic ([`atomic`]): every file is written aside, flushed, renamed into place and its
 //!   directory flushed; the state is committed after the last digest.
 //!
+//! * Incremental ([`ExportOptions::max_events`]): the collector's archive sink calls
+//!   [`export`] every few seconds with a bound on the events of one run; the state file's
+//!   committed runs are its durable watermark (the ledger sequence number exported through),
+//!   and an interrupted bounded run is finished by the next call with the same files. A call
+//!   with nothing new writes nothing. An hour still receiving events gets a new file (and a
+//!   new digest, chained) at each run that has events of it: files are never appended to.
+//!
 //! The events come from an [`EventSource`] (the CLI's adapter over the store), read in
 //! sequence order a chunk at a time: memory holds the open files' encoders and one small
 //! entry per file written (for the digests), never the events of a whole run.
@@ -101,6 +108,17 @@ pub struct ExportOptions {
     pub filter: ExportFilter,
     /// Largest inflated log file. DuckDB's `read_json` reads objects up to 16 MiB by default.
     pub max_file_bytes: u64,
+    /// gzip level of the log files, 1 (fastest) to 9 (smallest); 6 by default. The
+    /// collector's sink uses 1 by default (`archive.gzip_level`): measured, level 6 made
+    /// files 0.59x the size for 2.4x the CPU.
+    pub gzip_level: u32,
+    /// Most events one call exports past what is already exported (`None`: all up to the
+    /// store's head). A bounded call is a complete run: the next call goes on from there.
+    pub max_events: Option<u64>,
+    /// Called at each step where a crash leaves a distinct state (the crash-point hook of
+    /// the collector's sink): `archive-files-written` (log files in place, no digest yet) and
+    /// `archive-digests-written` (digests in place, the run not yet committed).
+    pub step_hook: Option<fn(&'static str)>,
 }
 
 impl Default for ExportOptions {
@@ -111,6 +129,9 @@ impl Default for ExportOptions {
             org_id: None,
             filter: ExportFilter::default(),
             max_file_bytes: 8 << 20,
+            gzip_level: 6,
+            max_events: None,
+            step_hook: None,
         }
     }
 }
@@ -132,6 +153,9 @@ pub struct ExportSummary {
     pub finished_interrupted: bool,
     /// The newest sequence number exported through.
     pub through: u64,
+    /// The store's newest sequence number when the export read it (`through` is lower when
+    /// `max_events` bounded the run).
+    pub head: u64,
 }
 
 /// Why an export could not run or stopped.
@@ -311,36 +335,50 @@ pub fn export(
         },
     };
     let layout = Layout::new(dir, opts);
+    let ctx = Ctx {
+        layout: &layout,
+        tmp: &tmp,
+        source,
+        signer,
+        hook: opts.step_hook,
+    };
     let mut summary = ExportSummary::default();
     if let Some(pending) = st.pending.clone() {
         summary.finished_interrupted = true;
-        run(
-            &layout,
-            &tmp,
-            source,
-            signer,
-            &mut st,
-            pending,
-            &mut summary,
-        )?;
+        run(&ctx, &mut st, pending, &mut summary)?;
         state::save(&meta, &st)?;
     }
     let head = source.head().map_err(ExportError::Source)?;
+    let done = st.done_through(&opts.filter);
+    let through = match opts.max_events {
+        Some(max) => head.min(done.saturating_add(max.max(1))),
+        None => head,
+    };
+    summary.head = head;
+    if through <= done {
+        // Nothing new: no run, no state write (the sink asks every few seconds).
+        summary.through = done;
+        drop(lock);
+        return Ok(summary);
+    }
     let this = Run {
-        through: head,
+        through,
         filter: opts.filter.clone(),
         max_file_bytes: opts.max_file_bytes,
+        gzip_level: opts.gzip_level,
     };
     st.pending = Some(this.clone());
     state::save(&meta, &st)?;
-    run(&layout, &tmp, source, signer, &mut st, this, &mut summary)?;
+    run(&ctx, &mut st, this, &mut summary)?;
     state::save(&meta, &st)?;
-    summary.through = head;
+    summary.through = through;
     drop(lock);
     Ok(summary)
 }
 
-fn check_options(opts: &ExportOptions) -> Result<(), ExportError> {
+/// Checks the options before anything is written: the bucket, prefix and organization id are
+/// usable in S3 keys, the time range is not empty, the file bound is sane.
+pub fn check_options(opts: &ExportOptions) -> Result<(), ExportError> {
     let bucket_ok = (3..=63).contains(&opts.bucket.len())
         && opts
             .bucket
@@ -383,6 +421,12 @@ fn check_options(opts: &ExportOptions) -> Result<(), ExportError> {
             "--since {s} is not before --until {u}"
         )));
     }
+    if !(1..=9).contains(&opts.gzip_level) {
+        return Err(ExportError::Invalid(format!(
+            "gzip level {}: 1 to 9",
+            opts.gzip_level
+        )));
+    }
     if opts.max_file_bytes < 1024 {
         return Err(ExportError::Invalid(
             "the largest log file must be at least 1 KiB".into(),
@@ -391,17 +435,35 @@ fn check_options(opts: &ExportOptions) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// What every run of one export uses.
+struct Ctx<'a> {
+    layout: &'a Layout,
+    tmp: &'a Path,
+    source: &'a dyn EventSource,
+    signer: &'a SigningKey,
+    hook: Option<fn(&'static str)>,
+}
+
 /// Exports one run and commits it into `st` (the caller saves `st`).
 fn run(
-    layout: &Layout,
-    tmp: &Path,
-    source: &dyn EventSource,
-    signer: &SigningKey,
+    ctx: &Ctx<'_>,
     st: &mut State,
     this: Run,
     summary: &mut ExportSummary,
 ) -> Result<(), ExportError> {
-    let mut writer = LogWriter::new(layout, tmp, this.max_file_bytes);
+    let Ctx {
+        layout,
+        tmp,
+        source,
+        signer,
+        hook,
+    } = *ctx;
+    let hook = |step| {
+        if let Some(h) = hook {
+            h(step);
+        }
+    };
+    let mut writer = LogWriter::new(layout, tmp, this.max_file_bytes, this.gzip_level);
     let mut next = st.done_through(&this.filter) + 1;
     while next <= this.through {
         let last = (next + CHUNK - 1).min(this.through);
@@ -426,10 +488,12 @@ fn run(
         next = last + 1;
     }
     let written = writer.finish()?;
+    hook("archive-files-written");
     summary.files += written.len() as u64;
     summary.gz_bytes += written.iter().map(|w| w.gz_bytes).sum::<u64>();
     let mut chains = st.chains.clone();
     summary.digests += digests::write_digests(layout, tmp, signer, &written, &mut chains)?;
+    hook("archive-digests-written");
     st.commit(this, chains);
     Ok(())
 }

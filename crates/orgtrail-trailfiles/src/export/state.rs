@@ -70,6 +70,14 @@ pub(super) struct Run {
     pub(super) filter: ExportFilter,
     /// Largest inflated log file of the run (a rerun of a pending run uses the same).
     pub(super) max_file_bytes: u64,
+    /// gzip level of the run's log files (a rerun of a pending run uses the same); 6 in
+    /// state files written before it was recorded.
+    #[serde(default = "default_gzip_level")]
+    pub(super) gzip_level: u32,
+}
+
+fn default_gzip_level() -> u32 {
+    6
 }
 
 /// The newest digest of a chain: what the next digest links to.
@@ -241,6 +249,7 @@ mod tests {
             through,
             filter,
             max_file_bytes: 1,
+            gzip_level: 6,
         };
         s.commit(run(10, f(Some(100), None, &[])), BTreeMap::new());
         s.commit(run(20, f(None, Some(50), &[])), BTreeMap::new());

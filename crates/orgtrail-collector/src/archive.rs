@@ -1,0 +1,164 @@
+//! The continuous archive sink (`[archive]`): every stored event written once into an archive
+//! in CloudTrail's own layout, with chained digests signed by the store's key, while the
+//! collector runs. The writer is orgtrail-trailfiles' `export`, called one bounded pass at a
+//! time over the live store.
+//!
+//! * **Watermark.** The export's state file (`DIR/.orgtrail-export/state.json`) records the
+//!   sequence number every stored event is archived through. A pass records itself as pending
+//!   (flushed), writes its log files and digests (each written aside, flushed, renamed, its
+//!   directory flushed), then commits the new watermark (flushed). After a crash anywhere in
+//!   between, the next pass (at the next start) runs the pending pass again against the same
+//!   committed state: the same files under the same names with the same bytes, replacing what
+//!   the crash left. So no stored event is lost or written into two files, whatever the
+//!   crash point (`archive-files-written`, `archive-digests-written`).
+//! * **An hour still receiving events** gets a new log file at each pass that has events of
+//!   it (named by its first sequence number, as CloudTrail delivers several files an hour),
+//!   and a digest listing that pass's files, chained to the previous one. Files are never
+//!   appended to or rewritten once committed; readers (Athena, DuckDB) see each event once.
+//! * **Throttled.** A pass runs every `interval_ms` and writes at most `max_batch_events`;
+//!   with more behind, the next pass waits so that passes take at most `max_busy_percent` of
+//!   one core (50: as long as the last one took). Log files are gzipped at `gzip_level` (1 by
+//!   default: the least CPU). Each pass runs on a blocking thread, never on the async
+//!   runtime; it reads the ledger as queries do (the writer thread is not involved).
+//! * **Targets.** A pass writes through [`Target`]: a directory today; an S3 target plugs in
+//!   as another variant.
+//! * **Errors** (a full disk, an unreadable record) are logged and counted
+//!   (`orgtrail_collector_archive_errors_total`), and the pass is tried again at the next
+//!   interval; ingest never waits for the archive.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orgtrail_crypto::signing::SigningKey;
+use orgtrail_store::EventStore;
+use orgtrail_trailfiles::{EventSource, ExportError, ExportOptions, ExportSummary, SourceEvent};
+
+use crate::config::ArchiveConfig;
+use crate::ops::Metrics;
+
+/// Where a pass writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A directory (a local copy of the bucket, or a mount).
+    Dir(PathBuf),
+}
+
+impl Target {
+    /// Writes one bounded pass of `source` into the archive.
+    fn pass(
+        &self,
+        source: &dyn EventSource,
+        signer: &SigningKey,
+        opts: &ExportOptions,
+    ) -> Result<ExportSummary, ExportError> {
+        match self {
+            Target::Dir(dir) => orgtrail_trailfiles::export::export(dir, source, signer, opts),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Dir(dir) => dir.display().to_string(),
+        }
+    }
+}
+
+/// The live store as the export reads it.
+struct StoreSource(Arc<dyn EventStore>);
+
+impl EventSource for StoreSource {
+    fn origin(&self) -> String {
+        self.0.origin().to_owned()
+    }
+
+    fn head(&self) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.tree_head()?.0)
+    }
+
+    fn read(
+        &self,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<SourceEvent>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self
+            .0
+            .read_range(first, last)?
+            .into_iter()
+            .map(|e| SourceEvent {
+                seq: e.seq,
+                account: e.account,
+                time: e.time,
+                bytes: e.bytes,
+            })
+            .collect())
+    }
+}
+
+/// The sink: runs passes until the collector stops.
+pub(crate) struct Sink {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) signer: Arc<SigningKey>,
+    pub(crate) config: ArchiveConfig,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Sink {
+    /// Runs a pass at once, then every `interval_ms` (sooner while catching up), until
+    /// `stopping`. A pass under way when the collector stops is finished first (the caller
+    /// awaits this task before closing the store).
+    pub(crate) async fn run(self, mut stopping: tokio::sync::watch::Receiver<bool>) {
+        let target = Target::Dir(self.config.dir.clone());
+        let mut opts = self.config.export_options();
+        opts.step_hook = Some(orgtrail_store::crashpoint::hit_archive);
+        let interval = Duration::from_millis(self.config.interval_ms);
+        tracing::info!(dir = %target.describe(), interval_ms = self.config.interval_ms, "archive sink on");
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let started = Instant::now();
+            let (store, signer, t, o) = (
+                self.store.clone(),
+                self.signer.clone(),
+                target.clone(),
+                opts.clone(),
+            );
+            let outcome =
+                tokio::task::spawn_blocking(move || t.pass(&StoreSource(store), &signer, &o)).await;
+            let took = started.elapsed();
+            wait = interval;
+            match outcome {
+                Ok(Ok(s)) => {
+                    self.metrics.archived(&s);
+                    if s.events > 0 || s.finished_interrupted {
+                        tracing::info!(
+                            events = s.events,
+                            files = s.files,
+                            digests = s.digests,
+                            through = s.through,
+                            lag = s.head.saturating_sub(s.through),
+                            ms = took.as_millis() as u64,
+                            finished_interrupted = s.finished_interrupted,
+                            "archived"
+                        );
+                    }
+                    if s.through < s.head {
+                        let p = self.config.max_busy_percent.clamp(1, 100);
+                        wait = took * (100 - p) / p;
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.metrics.archive_failed();
+                    tracing::warn!(error = %e, "archive pass failed; trying again at the next interval");
+                }
+                Err(e) => {
+                    self.metrics.archive_failed();
+                    tracing::error!(error = %e, "archive pass stopped");
+                }
+            }
+        }
+    }
+}
