@@ -79,6 +79,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-store",
             ][..],
         ),
+        // S3 (issue 16): the only owner of object_store, with no internal dependency.
+        ("orgtrail-s3", &[][..]),
         // EventBridge patterns and the rule engine: JSON in, rule numbers out.
         ("orgtrail-rules", &["orgtrail-core"][..]),
         // Insights: calls in, Insight events and a serializable state out (no I/O).
@@ -112,6 +114,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-ops",
                 // The trail selectors and the field-path layer they share with the rules.
                 "orgtrail-rules",
+                // The `s3` source's client (issue 16).
+                "orgtrail-s3",
             ][..],
         ),
     ]);
