@@ -37,10 +37,11 @@ pub fn connect(o: &S3Options) -> Result<AmazonS3, S3Error> {
     } else if let Some(ps) = o.path_style {
         b = b.with_virtual_hosted_style_request(!ps);
     }
-    if let (Some(k), Some(s)) = (&o.access_key_id_file, &o.secret_access_key_file) {
-        b = b
-            .with_access_key_id(read_secret(k, &place)?)
-            .with_secret_access_key(read_secret(s, &place)?);
+    if let Some(k) = &o.access_key_id_file {
+        b = b.with_access_key_id(read_secret(k, &place)?);
+    }
+    if let Some(s) = &o.secret_access_key_file {
+        b = b.with_secret_access_key(read_secret(s, &place)?);
     }
     if let Some(t) = &o.session_token_file {
         b = b.with_token(read_secret(t, &place)?);
