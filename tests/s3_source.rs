@@ -374,3 +374,55 @@ fn a_wrong_secret_stops_the_agent_with_a_clear_error_that_does_not_show_it() {
     assert!(!text.contains("wrong-secret-do-not-print-77"), "{text}");
     assert!(!text.contains(SECRET_KEY), "{text}");
 }
+
+#[test]
+fn a_bucket_that_goes_away_and_comes_back_loses_nothing() {
+    let (org, c, mut weed, b) = setup();
+    let evs = generated(200, 64);
+    let want: HashSet<String> = evs.iter().map(|l| id(l)).collect();
+    for (i, chunk) in evs[..120].chunks(40).enumerate() {
+        b.put(&key(&format!("01{i}0"), "before"), log_file(chunk), &[])
+            .unwrap();
+    }
+    let secret = weed.secret_access_key_file();
+    let cfg = org.agent_config_with(
+        "agent",
+        ACCOUNT,
+        c.port,
+        &source(&weed, &secret, "poll_ms = \"100ms\"\n"),
+    );
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "the first files read", || {
+        objects(&ops, "shipped") == 3.0
+    });
+
+    // The server dies: listings fail, counted; the agent stays up and marks nothing.
+    weed.kill();
+    let errors = |ops: &str| {
+        prom::scrape(ops)
+            .get(
+                "orgtrail_agent_s3_errors_total",
+                &[("source", SOURCE), ("kind", "transient")],
+            )
+            .unwrap_or(0.0)
+    };
+    wait_until(WITHIN, "a failed listing counted", || errors(&ops) >= 1.0);
+    assert!(agent.try_wait().unwrap().is_none(), "{}", log.text());
+
+    // Back on the same ports with its data, and two more files: all of them read once.
+    weed.restart();
+    let b = Blocking::owned(&weed.options(BUCKET)).unwrap();
+    for (i, chunk) in evs[120..].chunks(40).enumerate() {
+        b.put(&key(&format!("00{i}0"), "after"), log_file(chunk), &[])
+            .unwrap();
+    }
+    wait_until(WITHIN, "the files put after the restart read", || {
+        objects(&ops, "shipped") == 5.0
+    });
+    wait_until(WITHIN, "every event acknowledged", || {
+        acknowledged(&ops) == want.len() as f64
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    stored_exactly_once(&org, &c, &want);
+}

@@ -86,8 +86,10 @@ pub fn run(ctx: &Ctx, cfg: &S3SourceConfig, handle: Handle) -> Result<(), S3Erro
                     .store(unix_now().max(0) as u64, Ordering::Relaxed);
                 m.s3_failing
                     .store(state.failing.len() as u64, Ordering::Relaxed);
-                m.s3_processed
-                    .store(state.done.len() as u64, Ordering::Relaxed);
+                m.s3_processed.store(
+                    state.done.values().map(|d| d.len() as u64).sum(),
+                    Ordering::Relaxed,
+                );
                 if ctx.once {
                     return Ok(());
                 }
@@ -98,6 +100,7 @@ pub fn run(ctx: &Ctx, cfg: &S3SourceConfig, handle: Handle) -> Result<(), S3Erro
             Err(e) if first && e.is_permanent() => return Err(e),
             Err(e) if ctx.once => return Err(e),
             Err(e) => {
+                ctx.metrics.source(ctx.index).s3_error(e.kind());
                 tracing::warn!(source = %ctx.name, error = %e, retry_in_ms = backoff_ms, "S3 listing failed; the pass is abandoned");
                 if !ctx.pause(backoff_ms) {
                     return Ok(());
@@ -126,8 +129,9 @@ fn unix_now() -> i64 {
 /// What a source keeps between passes.
 #[derive(Debug, Default)]
 struct State {
-    /// Objects read whole (or digests counted), by [`plan::done_hash`] of mark key and ETag.
-    done: HashSet<u128>,
+    /// Objects read whole (or digests counted), by day, by [`plan::done_hash`] of mark key and
+    /// ETag.
+    done: HashMap<Day, HashSet<u128>>,
     /// Objects whose read failed for a transfer reason, and why.
     failing: HashMap<String, String>,
 }
@@ -207,6 +211,7 @@ fn pass(
 ) -> Result<(), S3Error> {
     let locs = locations(client, cfg)?;
     let days = plan::days(Day::of_unix_secs(unix_now()), cfg.lookback_days);
+    forget_before(ctx, cfg, state, days[0]);
     for loc in &locs {
         for day in &days {
             let objects = client.list_all(&format!("{loc}{}", day.path()), cfg.max_keys)?;
@@ -226,6 +231,24 @@ fn pass(
     Ok(())
 }
 
+/// Forgets the processed keys of the days before `first` (no longer listed), in memory and
+/// in the spool.
+fn forget_before(ctx: &Ctx, cfg: &S3SourceConfig, state: &mut State, first: Day) {
+    state.done.retain(|d, _| *d >= first);
+    let from = plan::bucket_prefix(&cfg.bucket);
+    let mut to = from.clone();
+    to.extend_from_slice(first.compact().as_bytes());
+    match ctx.spool.forget_marks(&from, &to) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(source = %ctx.name, forgotten = n, "processed S3 keys past the lookback forgotten")
+        }
+        Err(e) => {
+            tracing::warn!(source = %ctx.name, error = %e, "cannot forget processed S3 keys past the lookback; trying again at the next pass")
+        }
+    }
+}
+
 /// Handles one listed object. `Ok(false)` when the agent is stopping; `Err` only for an
 /// error that stops the pass (refused credentials).
 fn object(
@@ -239,17 +262,17 @@ fn object(
     let m = ctx.metrics.source(ctx.index);
     let mark = plan::mark_key(&cfg.bucket, day, &o.key);
     let h = plan::done_hash(&mark, &o.etag);
-    if state.done.contains(&h) || !plan::is_log_file(&o.key) {
+    if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !plan::is_log_file(&o.key) {
         return Ok(true);
     }
     if plan::is_digest(&o.key) {
         m.s3_object(S3Outcome::Digest);
-        state.done.insert(h);
+        state.done.entry(day).or_default().insert(h);
         return Ok(true);
     }
     let skip = match ctx.spool.mark(&mark).as_deref().and_then(Mark::decode) {
         Some(Mark::Done(e)) if e == o.etag => {
-            state.done.insert(h);
+            state.done.entry(day).or_default().insert(h);
             return Ok(true);
         }
         Some(Mark::Part(e, n)) if e == o.etag => n,
@@ -268,7 +291,7 @@ fn object(
     };
     if o.size > MAX_FILE_BYTES {
         m.s3_object(S3Outcome::Dead);
-        state.done.insert(h);
+        state.done.entry(day).or_default().insert(h);
         return Ok(ctx.dead(
             format!(
                 "s3://{}/{}: {} bytes, larger than CloudTrail's limit of {MAX_FILE_BYTES} bytes for a log file",
@@ -314,7 +337,7 @@ fn object(
                 return Ok(true);
             }
             m.s3_object(S3Outcome::Dead);
-            state.done.insert(h);
+            state.done.entry(day).or_default().insert(h);
             return Ok(ctx.dead(format!("{name}: {e}"), Vec::new()) && done_mark(ctx));
         }
     };
@@ -362,7 +385,7 @@ fn object(
         }
     }
     state.failing.remove(&o.key);
-    state.done.insert(h);
+    state.done.entry(day).or_default().insert(h);
     m.s3_object(S3Outcome::Shipped);
     m.s3_bytes.add(o.size);
     tracing::debug!(source = %ctx.name, key = %o.key, records = n, "S3 log file read");

@@ -43,13 +43,19 @@ pub(crate) fn days(today: Day, lookback_days: u32) -> Vec<Day> {
     (today.0 - back..=today.0).map(Day).collect()
 }
 
-/// The processed-set mark of `key` in `bucket` under `day`: the day first, so that the
-/// marks of days past the lookback are one range.
-pub(crate) fn mark_key(bucket: &str, day: Day, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(bucket.len() + key.len() + 14);
+/// `"s3\0" bucket "\0"`: the start of every mark of `bucket`.
+pub(crate) fn bucket_prefix(bucket: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 4);
     k.extend_from_slice(b"s3\0");
     k.extend_from_slice(bucket.as_bytes());
     k.push(0);
+    k
+}
+
+/// The processed-set mark of `key` in `bucket` under `day`: the day first, so that the
+/// marks of days past the lookback are one range.
+pub(crate) fn mark_key(bucket: &str, day: Day, key: &str) -> Vec<u8> {
+    let mut k = bucket_prefix(bucket);
     k.extend_from_slice(day.compact().as_bytes());
     k.push(0);
     k.extend_from_slice(key.as_bytes());
@@ -136,6 +142,11 @@ mod tests {
             assert_eq!(Mark::decode(&m.encode()), Some(m));
         }
         assert!(mark_key("b", Day(10), "z") < mark_key("b", Day(11), "a"));
+        assert!(mark_key("b", Day(10), "z").starts_with(&bucket_prefix("b")));
+        // Every mark of a day before `first` sorts before bucket_prefix ‖ first.
+        let mut to = bucket_prefix("b");
+        to.extend_from_slice(Day(11).compact().as_bytes());
+        assert!(mark_key("b", Day(10), "zzz") < to && mark_key("b", Day(11), "") >= to);
         assert!(is_digest(
             "AWSLogs/1/CloudTrail-Digest/r/2026/01/01/1_CloudTrail-Digest_r_t_r_20260101T000000Z.json.gz"
         ));
