@@ -86,10 +86,11 @@ fn internal_crates_depend_only_in_allowed_directions() {
         // Insights: calls in, Insight events and a serializable state out (no I/O).
         ("orgtrail-insights", &["orgtrail-core"][..]),
         // CloudTrail's files in a bucket or a directory: key layout, digests, validate-logs
-        // (issue 16); RSA verification and SHA-256 through orgtrail-crypto.
+        // (issue 16); RSA verification and SHA-256 through orgtrail-crypto; buckets read in place
+        // through orgtrail-s3.
         (
             "orgtrail-trailfiles",
-            &["orgtrail-core", "orgtrail-crypto"][..],
+            &["orgtrail-core", "orgtrail-crypto", "orgtrail-s3"][..],
         ),
         (
             "orgtrail-collector",

@@ -70,7 +70,7 @@ impl S3Options {
         if let Some(e) = &self.endpoint {
             if e.starts_with("http://") && !self.allow_http {
                 p.push(format!(
-                    "endpoint {e} is plain http: set allow_http = true to permit it (loopback test servers only)"
+                    "endpoint {e} is plain http: permit it explicitly with allow_http = true (--allow-http; loopback test servers only)"
                 ));
             } else if !e.starts_with("http://") && !e.starts_with("https://") {
                 p.push(format!(
