@@ -426,3 +426,56 @@ fn a_bucket_that_goes_away_and_comes_back_loses_nothing() {
     let _ = agent.wait();
     stored_exactly_once(&org, &c, &want);
 }
+
+#[test]
+fn fifty_files_survive_three_kill_9s_at_different_points_exactly_once() {
+    let (org, c, weed, b) = setup();
+    let evs = generated(3_000, 65);
+    let want: HashSet<String> = evs.iter().map(|l| id(l)).collect();
+    for (i, chunk) in evs.chunks(60).enumerate() {
+        // Stamps spread over the day, put in a shuffled order.
+        let n = (i * 37) % 50;
+        b.put(
+            &key(
+                &format!("{:02}{:02}", n / 3, (n % 3) * 20),
+                &format!("k{i:02}"),
+            ),
+            log_file(chunk),
+            &[],
+        )
+        .unwrap();
+    }
+    let secret = weed.secret_access_key_file();
+    let cfg = org.agent_config_with(
+        "agent",
+        ACCOUNT,
+        c.port,
+        &source(&weed, &secret, "poll_ms = \"100ms\"\nmax_keys = 7\n"),
+    );
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    // Killed (SIGKILL) once it has spooled at least 100, 400 and 700 events in that run (or
+    // finished a pass, when less was left).
+    for at in [100.0, 400.0, 700.0] {
+        std::fs::write(&cfg, &base).unwrap();
+        let (mut agent, ops, _log) = agent_with_ops(&cfg);
+        wait_until(WITHIN, "events spooled", || {
+            prom::scrape(&ops)
+                .get(
+                    "orgtrail_agent_events_total",
+                    &[("source", SOURCE), ("stage", "spooled")],
+                )
+                .unwrap_or(0.0)
+                >= at
+                || gauge(&ops, "orgtrail_agent_s3_last_pass_timestamp_seconds") > 0.0
+        });
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+    std::fs::write(&cfg, &base).unwrap();
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stored_exactly_once(&org, &c, &want);
+}

@@ -320,6 +320,11 @@ impl BodyReader {
         &self.etag
     }
 
+    /// How many times the body was asked for again after breaking off.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
+    }
+
     /// Set when a read failed for a transfer reason (not the object's content).
     pub fn failure(&self) -> Arc<OnceLock<S3Error>> {
         self.failure.clone()

@@ -113,3 +113,78 @@ fn listing_reading_metadata_and_each_failure_kind() {
         assert!(!s.contains("not-the-secret-zz9"), "{s}");
     }
 }
+
+/// A loopback TCP proxy to `to` that cuts the first connection after `cut_after` bytes from
+/// the server (a body that breaks off mid-transfer); later connections pass whole.
+fn cutting_proxy(to: u16, cut_after: usize) -> u16 {
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let first = Arc::new(AtomicBool::new(true));
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { return };
+            let server = TcpStream::connect(("127.0.0.1", to)).unwrap();
+            let cut = first.swap(false, Ordering::SeqCst);
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut s_in, mut c_out) = (server, client);
+                let mut sent = 0usize;
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match s_in.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let n = if cut { n.min(cut_after - sent) } else { n };
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if cut && sent >= cut_after {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(Shutdown::Both);
+                let _ = s_in.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_body_that_breaks_off_is_read_whole_from_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&dir.path().join("weed"));
+    let b = weed.bucket("trail-cut");
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let etag = b.put("AWSLogs/big.json.gz", body.clone(), &[]).unwrap();
+
+    // Through a proxy that cuts the first connection 1 MB into the answer.
+    let mut o = weed.options("trail-cut");
+    o.endpoint = Some(format!(
+        "http://127.0.0.1:{}",
+        cutting_proxy(weed.s3_port(), 1_000_000)
+    ));
+    o.max_retries = 0;
+    let c = Blocking::owned(&o).unwrap();
+    let mut r = c.open("AWSLogs/big.json.gz", Some(&etag)).unwrap();
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert!(
+        got == body,
+        "read {} bytes, the object has {}",
+        got.len(),
+        body.len()
+    );
+    assert!(r.failure().get().is_none());
+    assert_eq!(r.resumes(), 1, "asked again once, from where it stopped");
+}
