@@ -125,21 +125,31 @@ fn usage_errors_exit_2_with_a_reason() {
     let t = Tree::new(1);
     let keys = t.dir.path().join("keys.json").display().to_string();
 
+    // An s3:// location is checked before any request: a name S3 cannot have, plain http
+    // without --allow-http (s3_validate_logs.rs reads real buckets).
     let out = run(
-        &[
-            "validate-logs",
-            "s3://bucket/prefix",
-            "--public-keys",
-            &keys,
-        ],
+        &["validate-logs", "s3://b3/prefix", "--public-keys", &keys],
         b"",
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("not supported yet"),
+        stderr(&out).contains("bucket \"b3\" is not an S3 bucket name"),
         "{}",
         stderr(&out)
     );
+    let out = run(
+        &[
+            "validate-logs",
+            "s3://trail-bucket",
+            "--public-keys",
+            &keys,
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("allow_http"), "{}", stderr(&out));
 
     let root = t.trail.root.display().to_string();
     let out = run(&["validate-logs", &root], b"");

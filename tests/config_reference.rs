@@ -93,15 +93,16 @@ fn render(entries: &[(String, String)]) -> String {
             .and_then(|t| t.strip_suffix(']'))
         {
             let mut body = format!("type = \"{ty}\"\n");
-            let path = match ty {
-                "jsonl" => Some("\"other.jsonl\""),
-                "cloudtrail_dir" => Some("\"cloudtrail\""),
+            let required = match ty {
+                "jsonl" => Some(("path", "\"other.jsonl\"")),
+                "cloudtrail_dir" => Some(("path", "\"cloudtrail\"")),
+                "s3" => Some(("bucket", "\"acme-cloudtrail\"")),
                 _ => None,
             };
-            if let Some(path) = path
-                && k != "path"
+            if let Some((rk, rv)) = required
+                && k != rk
             {
-                body.push_str(&format!("path = {path}\n"));
+                body.push_str(&format!("{rk} = {rv}\n"));
             }
             if k != "type" {
                 body.push_str(&line);
@@ -205,6 +206,10 @@ fn org() -> Org {
     std::fs::write(d("events.jsonl"), "").unwrap();
     std::fs::write(d("revoked.txt"), "# none yet\n").unwrap();
     std::fs::write(d("webhook.secret"), "not-a-real-secret\n").unwrap();
+    // The s3 source's credential files.
+    std::fs::write(d("s3.key-id"), "AKIAEXAMPLE\n").unwrap();
+    std::fs::write(d("s3.secret"), "not-a-real-secret\n").unwrap();
+    std::fs::write(d("s3.token"), "not-a-real-token\n").unwrap();
     std::fs::create_dir_all(d("cloudtrail")).unwrap();
     std::fs::create_dir_all(d("rules")).unwrap();
     // The NATS sink's secret files: a token, an nkey seed and a credentials file (the seed of
@@ -334,6 +339,7 @@ fn every_accepted_key_is_documented() {
                 "sources[jsonl]",
                 "sources[cloudtrail_dir]",
                 "sources[http]",
+                "sources[s3]",
                 "selectors.basic[]",
             ][..],
         ),

@@ -239,7 +239,21 @@ fn the_readme_lists_every_metric_served() {
             "orgtrail_collector_rules_reloads_total",
         ],
     );
-    agree("agent", &agent_rows, &exposed(&agent_ops), &[]);
+    // The `s3` source's families are served only by an agent with an `s3` source; the
+    // s3_source test checks them against this table.
+    agree(
+        "agent",
+        &agent_rows,
+        &exposed(&agent_ops),
+        &[
+            "orgtrail_agent_s3_objects_total",
+            "orgtrail_agent_s3_object_bytes_total",
+            "orgtrail_agent_s3_errors_total",
+            "orgtrail_agent_s3_failing_objects",
+            "orgtrail_agent_s3_processed_keys",
+            "orgtrail_agent_s3_last_pass_timestamp_seconds",
+        ],
+    );
     let _ = agent.kill();
     let _ = agent.wait();
 }

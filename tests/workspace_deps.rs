@@ -79,15 +79,18 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-store",
             ][..],
         ),
+        // S3 (issue 16): the only owner of object_store, with no internal dependency.
+        ("orgtrail-s3", &[][..]),
         // EventBridge patterns and the rule engine: JSON in, rule numbers out.
         ("orgtrail-rules", &["orgtrail-core"][..]),
         // Insights: calls in, Insight events and a serializable state out (no I/O).
         ("orgtrail-insights", &["orgtrail-core"][..]),
         // CloudTrail's files in a bucket or a directory: key layout, digests, validate-logs
-        // (issue 16); RSA verification and SHA-256 through orgtrail-crypto.
+        // (issue 16); RSA verification and SHA-256 through orgtrail-crypto; buckets read in place
+        // through orgtrail-s3.
         (
             "orgtrail-trailfiles",
-            &["orgtrail-core", "orgtrail-crypto"][..],
+            &["orgtrail-core", "orgtrail-crypto", "orgtrail-s3"][..],
         ),
         (
             "orgtrail-collector",
@@ -114,6 +117,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-ops",
                 // The trail selectors and the field-path layer they share with the rules.
                 "orgtrail-rules",
+                // The `s3` source's client (issue 16).
+                "orgtrail-s3",
             ][..],
         ),
     ]);

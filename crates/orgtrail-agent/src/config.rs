@@ -217,6 +217,9 @@ pub enum SourceConfig {
         )]
         poll_ms: u64,
     },
+    /// An existing trail's S3 bucket (any S3-compatible endpoint): every log file in the
+    /// lookback window is shipped once, late and out-of-order files included.
+    S3(Box<S3SourceConfig>),
     /// A local HTTP endpoint taking CloudTrail Lake's PutAuditEvents requests.
     Http {
         #[serde(default = "default_http_listen")]
@@ -233,6 +236,11 @@ impl SourceConfig {
             SourceConfig::Jsonl { name: Some(n), .. }
             | SourceConfig::CloudtrailDir { name: Some(n), .. }
             | SourceConfig::Http { name: Some(n), .. } => n.clone(),
+            SourceConfig::S3(s) => match &s.name {
+                Some(n) => n.clone(),
+                None if s.prefix.is_empty() => format!("s3:{}", s.bucket),
+                None => format!("s3:{}/{}", s.bucket, s.prefix),
+            },
             SourceConfig::Jsonl { path, .. } => format!("jsonl:{}", path.display()),
             SourceConfig::CloudtrailDir { path, .. } => {
                 format!("cloudtrail_dir:{}", path.display())
@@ -244,6 +252,178 @@ impl SourceConfig {
 
 fn default_poll_ms() -> u64 {
     1000
+}
+
+/// The `s3` source: an existing trail's bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3SourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The trail's bucket.
+    pub bucket: String,
+    /// The trail's key prefix, before `AWSLogs/` ("" for none).
+    #[serde(default)]
+    pub prefix: String,
+    /// The organization trail's id (`o-...`): only `AWSLogs/o-.../` is read. Unset: both an
+    /// account trail's `AWSLogs/ACCOUNT/` and any organization's are read.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// Accounts to read (12 digits each); empty: every account found in the bucket.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Regions to read; empty: every region found.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Read CloudTrail Insights files (`CloudTrail-Insight/`) too.
+    #[serde(default = "default_true")]
+    pub insights: bool,
+    /// An S3-compatible endpoint (`https://...`); unset: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket's region (signing region).
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Path-style requests; unset: path style exactly when `endpoint` is set.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Permits an `http://` endpoint (a loopback test server).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// A PEM CA bundle trusted beside the system's (an on-premises store's private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding the access key id (with `secret_access_key_file`). Unset: the `AWS_*`
+    /// environment, web identity, or the instance metadata service.
+    #[serde(default)]
+    pub access_key_id_file: Option<PathBuf>,
+    /// A file holding the secret access key.
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding a session token (temporary credentials).
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    /// Days before today (UTC) listed again at every pass, so a late file is still read; the
+    /// processed set keeps this window (yesterday is always listed).
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    /// How often the lookback window is listed, milliseconds (or a duration: "1m").
+    #[serde(
+        default = "default_s3_poll_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub poll_ms: u64,
+    /// Keys per listing request (1 to 1000).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// A whole request, body included, milliseconds (or a duration).
+    #[serde(
+        default = "default_s3_request_timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub request_timeout_ms: u64,
+    /// Retries of a request that failed for a transient reason (connection, 5xx).
+    #[serde(default = "default_s3_max_retries")]
+    pub max_retries: usize,
+    /// How long those retries may take in all, milliseconds (or a duration).
+    #[serde(
+        default = "default_s3_retry_timeout_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub retry_timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+fn default_lookback_days() -> u32 {
+    2
+}
+fn default_s3_poll_ms() -> u64 {
+    60_000
+}
+fn default_max_keys() -> usize {
+    1000
+}
+fn default_s3_request_timeout_ms() -> u64 {
+    120_000
+}
+fn default_s3_max_retries() -> usize {
+    10
+}
+fn default_s3_retry_timeout_ms() -> u64 {
+    180_000
+}
+
+impl S3SourceConfig {
+    /// The client's options.
+    pub fn options(&self) -> orgtrail_s3::S3Options {
+        let mut o = orgtrail_s3::S3Options::new(&self.bucket);
+        o.endpoint = self.endpoint.clone();
+        o.region = self.region.clone();
+        o.path_style = self.path_style;
+        o.allow_http = self.allow_http;
+        o.ca_file = self.ca_file.clone();
+        o.access_key_id_file = self.access_key_id_file.clone();
+        o.secret_access_key_file = self.secret_access_key_file.clone();
+        o.session_token_file = self.session_token_file.clone();
+        o.request_timeout = std::time::Duration::from_millis(self.request_timeout_ms);
+        o.max_retries = self.max_retries;
+        o.retry_timeout = std::time::Duration::from_millis(self.retry_timeout_ms);
+        o
+    }
+
+    /// Every problem with this source's settings.
+    fn problems(&self, name: &str) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .options()
+            .problems()
+            .into_iter()
+            .map(|e| format!("source {name:?}: {e}"))
+            .collect();
+        for a in &self.accounts {
+            if a.len() != 12 || !a.bytes().all(|c| c.is_ascii_digit()) {
+                p.push(format!(
+                    "source {name:?}: accounts: {a:?} is not a 12-digit account id"
+                ));
+            }
+        }
+        if let Some(o) = &self.organization_id {
+            let ok = o.len() >= 12
+                && o.len() <= 34
+                && o.starts_with("o-")
+                && o[2..]
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            if !ok {
+                p.push(format!(
+                    "source {name:?}: organization_id: {o:?} is not an organization id (o- and 10 to 32 lowercase letters or digits)"
+                ));
+            }
+        }
+        if self.prefix.starts_with('/') || self.prefix.contains("//") {
+            p.push(format!(
+                "source {name:?}: prefix {:?} must not start with / or hold an empty segment",
+                self.prefix
+            ));
+        }
+        if !(1..=1000).contains(&self.max_keys) {
+            p.push(format!(
+                "source {name:?}: max_keys must be 1 to 1000, not {}",
+                self.max_keys
+            ));
+        }
+        if self.lookback_days > 90 {
+            p.push(format!(
+                "source {name:?}: lookback_days must be at most 90, not {}",
+                self.lookback_days
+            ));
+        }
+        p
+    }
 }
 
 fn default_http_listen() -> std::net::SocketAddr {
@@ -331,6 +511,25 @@ impl AgentConfig {
                     }
                 }
                 SourceConfig::Http { .. } => {}
+                SourceConfig::S3(s3) => {
+                    for f in [
+                        &mut s3.ca_file,
+                        &mut s3.access_key_id_file,
+                        &mut s3.secret_access_key_file,
+                        &mut s3.session_token_file,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        if f.is_relative() {
+                            *f = base.join(&*f);
+                        }
+                    }
+                }
+            }
+            let name = s.name();
+            if let SourceConfig::S3(s3) = &*s {
+                problems.extend(s3.problems(&name));
             }
             if let SourceConfig::Jsonl {
                 path, follow: true, ..

@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
-pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, SourceConfig};
+pub use config::{AgentConfig, ConfigError, EXAMPLE, MetricsConfig, S3SourceConfig, SourceConfig};
 pub use metrics::{DeadReason, Metrics, Summary};
 use sources::Item;
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolHandle, SpoolOptions};
@@ -46,6 +46,10 @@ pub enum AgentError {
     /// revoked or from an unknown CA; the collector's not from the trusted CA).
     #[error("certificate problem, not retrying: {0}")]
     Certificate(String),
+    /// A source that retrying cannot mend (an S3 bucket that refuses the credentials or does
+    /// not exist): the agent stops.
+    #[error("source stopped, not retrying: {0}")]
+    Source(String),
     #[error("{0}")]
     Other(String),
 }
@@ -53,7 +57,10 @@ pub enum AgentError {
 impl AgentError {
     /// True for errors that retrying cannot mend: the agent stops and says why.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, AgentError::Refused(_) | AgentError::Certificate(_))
+        matches!(
+            self,
+            AgentError::Refused(_) | AgentError::Certificate(_) | AgentError::Source(_)
+        )
     }
 }
 
@@ -875,6 +882,9 @@ pub async fn run_with_metrics(
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (items_tx, items_rx) = std::sync::mpsc::sync_channel::<Item>(cfg.batch.max_events);
+    // A source that stops for good says so here, and the agent stops with its error.
+    let (fatal_tx, mut fatal_rx) =
+        tokio::sync::mpsc::channel::<AgentError>(cfg.sources.len().max(1));
 
     let mut threads = Vec::new();
     let mut tasks = Vec::new();
@@ -904,6 +914,18 @@ pub async fn run_with_metrics(
                     source_failed(&ctx.name, r)
                 }));
             }
+            SourceConfig::S3(s3) => {
+                let handle = tokio::runtime::Handle::current();
+                let fatal = fatal_tx.clone();
+                threads.push(tokio::task::spawn_blocking(move || {
+                    sources::s3::run(&ctx, &s3, handle).map_err(|e| {
+                        tracing::error!(source = %ctx.name, error = %e, "source stopped");
+                        let msg = format!("source {}: {e}", ctx.name);
+                        let _ = fatal.try_send(AgentError::Source(msg.clone()));
+                        AgentError::Source(msg)
+                    })
+                }));
+            }
             SourceConfig::Http { listen, .. } => {
                 let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                     AgentError::Other(format!(
@@ -929,6 +951,7 @@ pub async fn run_with_metrics(
         }
     }
     drop(items_tx);
+    drop(fatal_tx);
     if cfg.metrics.is_some() {
         tracing::warn!("{}", config::METRICS_DEPRECATED);
     }
@@ -1016,6 +1039,7 @@ pub async fn run_with_metrics(
     let result = tokio::select! {
         r = &mut shipper => r,
         _ = &mut shutdown => Ok(()),
+        Some(e) = fatal_rx.recv() => Err(e),
     };
     // Stop the sources; what they handed over is spooled before the agent returns.
     stop.store(true, Ordering::Release);

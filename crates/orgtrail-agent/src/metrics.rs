@@ -46,6 +46,61 @@ pub struct SourceMetrics {
     pub spooled: Counter,
     pub shipped: Counter,
     pub dead_lettered: Counter,
+    /// Set by an `s3` source: its families below are served.
+    pub s3: AtomicBool,
+    /// Objects by [`S3Outcome`].
+    pub s3_objects: [Counter; S3Outcome::ALL.len()],
+    /// Bytes of the objects read whole.
+    pub s3_bytes: Counter,
+    /// Failed requests by kind ([`S3_ERROR_KINDS`]).
+    pub s3_errors: [Counter; S3_ERROR_KINDS.len()],
+    /// Objects whose read failed at the last pass (tried again at the next).
+    pub s3_failing: AtomicU64,
+    /// Objects in the in-memory processed set.
+    pub s3_processed: AtomicU64,
+    /// When the last pass over the lookback window ended, Unix seconds.
+    pub s3_last_pass: AtomicU64,
+}
+
+/// What became of an S3 object: the `outcome` label of `orgtrail_agent_s3_objects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Outcome {
+    /// Read whole and handed to the spool.
+    Shipped,
+    /// Larger than CloudTrail's limit: a dead letter, unread.
+    Dead,
+    /// A digest file: counted, never opened.
+    Digest,
+    /// Read again: its ETag differs from the one read before.
+    Overwritten,
+    /// Gone or replaced between the listing and the read (the next pass decides).
+    Vanished,
+}
+
+impl S3Outcome {
+    pub const ALL: [&'static str; 5] = ["shipped", "dead", "digest", "overwritten", "vanished"];
+}
+
+/// The `kind` label of `orgtrail_agent_s3_errors_total` (`orgtrail_s3::S3Error::kind`).
+pub const S3_ERROR_KINDS: [&str; 6] = [
+    "auth",
+    "no_such_bucket",
+    "not_found",
+    "changed",
+    "transient",
+    "config",
+];
+
+impl SourceMetrics {
+    pub fn s3_object(&self, o: S3Outcome) {
+        self.s3_objects[o as usize].inc();
+    }
+
+    pub fn s3_error(&self, kind: &str) {
+        if let Some(i) = S3_ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.s3_errors[i].inc();
+        }
+    }
 }
 
 /// All counters. The last "source" stands for events spooled before this run started, whose
@@ -401,6 +456,75 @@ fn gauge(
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// The `s3` sources' families (served once an `s3` source runs).
+fn encode_s3(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt::Error> {
+    let s3: Vec<&SourceMetrics> = m
+        .sources
+        .iter()
+        .filter(|s| s.s3.load(Ordering::Relaxed))
+        .collect();
+    let mut family = e.encode_descriptor(
+        "orgtrail_agent_s3_objects",
+        "S3 objects by outcome: shipped (read whole), dead (over CloudTrail's size limit), digest (never opened), overwritten (read again under a new ETag), vanished (gone or replaced before the read).",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in &s3 {
+        for (o, c) in S3Outcome::ALL.iter().zip(&s.s3_objects) {
+            ConstCounter::new(c.get())
+                .encode(family.encode_family(&[("source", s.name.as_str()), ("outcome", *o)])?)?;
+        }
+    }
+    let mut family = e.encode_descriptor(
+        "orgtrail_agent_s3_object_bytes",
+        "Bytes of the S3 objects read whole.",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in &s3 {
+        ConstCounter::new(s.s3_bytes.get())
+            .encode(family.encode_family(&[("source", s.name.as_str())])?)?;
+    }
+    let mut family = e.encode_descriptor(
+        "orgtrail_agent_s3_errors",
+        "Failed S3 requests (after the client's retries), by kind.",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in &s3 {
+        for (k, c) in S3_ERROR_KINDS.iter().zip(&s.s3_errors) {
+            ConstCounter::new(c.get())
+                .encode(family.encode_family(&[("source", s.name.as_str()), ("kind", *k)])?)?;
+        }
+    }
+    type Gauge = (&'static str, &'static str, fn(&SourceMetrics) -> u64);
+    let gauges: [Gauge; 3] = [
+        (
+            "orgtrail_agent_s3_failing_objects",
+            "S3 objects whose read failed at the last pass (tried again at every pass).",
+            |s| s.s3_failing.load(Ordering::Relaxed),
+        ),
+        (
+            "orgtrail_agent_s3_processed_keys",
+            "S3 objects in the source's in-memory processed set.",
+            |s| s.s3_processed.load(Ordering::Relaxed),
+        ),
+        (
+            "orgtrail_agent_s3_last_pass_timestamp_seconds",
+            "When the last pass over the lookback window ended, Unix seconds (0: none yet).",
+            |s| s.s3_last_pass.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in &s3 {
+            ConstGauge::new(i64::try_from(get(s)).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&[("source", s.name.as_str())])?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for Exposition {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let m = &self.0;
@@ -423,6 +547,9 @@ impl Collector for Exposition {
                 let labels = [("source", s.name.as_str()), ("stage", *stage)];
                 ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
             }
+        }
+        if m.sources.iter().any(|s| s.s3.load(Ordering::Relaxed)) {
+            encode_s3(&mut e, m)?;
         }
         let mut family = e.encode_descriptor(
             "orgtrail_agent_dead_lettered",

@@ -15,6 +15,10 @@ pub enum TrailFilesError {
     },
     #[error("{path} is not a directory")]
     NotADirectory { path: PathBuf },
+    /// An object store that cannot be listed (refused credentials, a missing bucket, a server
+    /// that does not answer).
+    #[error("{store}: {reason}")]
+    Store { store: String, reason: String },
 }
 
 /// Why an object could not be read.

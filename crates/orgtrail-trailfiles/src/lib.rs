@@ -22,6 +22,7 @@ pub mod inflate;
 pub mod layout;
 pub mod public_keys;
 mod report;
+mod s3_store;
 mod store;
 mod validate;
 
@@ -34,5 +35,6 @@ pub use export::{
 pub use layout::{ChainId, FileKind, Location, TrailKey};
 pub use public_keys::{DigestKey, PublicKeyEntry, PublicKeySet};
 pub use report::{Finding, FindingKind, Report};
+pub use s3_store::S3Store;
 pub use store::{ObjectStore, log_keys};
 pub use validate::{ValidateOptions, validate};

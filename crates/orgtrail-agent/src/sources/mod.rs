@@ -5,6 +5,7 @@
 pub mod dir;
 pub mod http;
 pub mod jsonl;
+pub mod s3;
 
 use std::sync::mpsc::SyncSender;
 

@@ -877,6 +877,31 @@ impl Spool {
         }
     }
 
+    /// Forgets the marks whose keys are in `from..to` (positions a source no longer needs: the
+    /// `s3` source's processed keys of days past its lookback), in memory, in live segments
+    /// (so that retiring them does not write them back) and in the state database. Not
+    /// flushed: a forgetting lost in a crash is done again. Returns how many were forgotten.
+    pub fn forget_marks(&mut self, from: &[u8], to: &[u8]) -> Result<usize, SpoolError> {
+        let in_range = |k: &[u8]| k >= from && k < to;
+        let before = self.meta.marks.len();
+        self.meta.marks.retain(|k, _| !in_range(k));
+        let mut n = before - self.meta.marks.len();
+        for seg in self.meta.segments.values_mut() {
+            seg.marks.retain(|(k, _)| !in_range(k));
+        }
+        let (mut lo, mut hi) = (vec![MARK], vec![MARK]);
+        lo.extend_from_slice(from);
+        hi.extend_from_slice(to);
+        let mut b = sled::Batch::default();
+        for kv in self.state.range(lo..hi) {
+            let (k, _) = kv?;
+            b.remove(k);
+            n += 1;
+        }
+        self.state.apply_batch(b)?;
+        Ok(n)
+    }
+
     /// The next pending chunk starting at or after `from`.
     pub fn chunk_from(&self, from: u64) -> Result<Option<Chunk>, SpoolError> {
         let Some((&first_seq, &loc)) = self.meta.pending.range(from..).next() else {

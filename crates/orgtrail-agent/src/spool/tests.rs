@@ -328,6 +328,61 @@ fn marks_are_durable_with_the_events_and_outlive_their_segment() {
 }
 
 #[test]
+fn forgotten_marks_are_gone_from_memory_live_segments_and_the_state_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = |k: &str| (k.as_bytes().to_vec(), b"d e".to_vec());
+    {
+        let mut s = Spool::open_dir(dir.path()).unwrap();
+        // Day 01's marks go to the state database with their acknowledged segment...
+        let mut b = AppendBatch {
+            events: vec![b"a".to_vec()],
+            dead: Vec::new(),
+            marks: vec![
+                mark("s3\x00b\x0020260101\x00k1"),
+                mark("s3\x00b\x0020260102\x00k2"),
+            ],
+        };
+        s.append_batch(&mut b, 10, 1 << 20).unwrap();
+        let c = s.chunk_from(0).unwrap().unwrap();
+        s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+        s.flush().unwrap();
+        // ...day 01 again and day 03 stay in the live segment.
+        let mut b = AppendBatch {
+            events: vec![b"b".to_vec()],
+            dead: Vec::new(),
+            marks: vec![
+                mark("s3\x00b\x0020260101\x00k3"),
+                mark("s3\x00b\x0020260103\x00k4"),
+                mark("s3\x00c\x0020260101\x00k5"),
+            ],
+        };
+        s.append_batch(&mut b, 10, 1 << 20).unwrap();
+        assert_eq!(
+            s.forget_marks(b"s3\x00b\x00", b"s3\x00b\x0020260103")
+                .unwrap(),
+            3
+        );
+        for k in ["k1", "k2", "k3"] {
+            let day = match k {
+                "k1" | "k3" => "20260101",
+                _ => "20260102",
+            };
+            assert_eq!(s.mark(format!("s3\x00b\x00{day}\x00{k}").as_bytes()), None);
+        }
+        // The newer day and the other bucket stay; acknowledging the live segment does not
+        // bring the forgotten marks back.
+        let c = s.chunk_from(c.first_seq + 1).unwrap().unwrap();
+        s.acknowledge((c.first_seq, c.stored_len), &[]).unwrap();
+        s.flush().unwrap();
+    }
+    let s = Spool::open_dir(dir.path()).unwrap();
+    assert_eq!(s.mark(b"s3\x00b\x0020260101\x00k3"), None);
+    assert_eq!(s.mark(b"s3\x00b\x0020260101\x00k1"), None);
+    assert!(s.mark(b"s3\x00b\x0020260103\x00k4").is_some());
+    assert!(s.mark(b"s3\x00c\x0020260101\x00k5").is_some());
+}
+
+#[test]
 fn below_the_reserve_an_append_writes_nothing_and_can_be_retried() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(SpoolOptions {

@@ -32,6 +32,7 @@ enum Cmd {
         Reply<Result<(), SpoolError>>,
     ),
     Mark(Vec<u8>, Reply<Option<Vec<u8>>>),
+    ForgetMarks(Vec<u8>, Vec<u8>, Reply<Result<usize, SpoolError>>),
     IsEmpty(Reply<bool>),
     Flush(Reply<Result<(), SpoolError>>),
     Tick,
@@ -115,6 +116,9 @@ fn serve(
             }
             Cmd::Mark(key, reply) => {
                 let _ = reply.send(spool.mark(&key));
+            }
+            Cmd::ForgetMarks(from, to, reply) => {
+                let _ = reply.send(spool.forget_marks(&from, &to));
             }
             Cmd::IsEmpty(reply) => {
                 let _ = reply.send(spool.is_empty());
@@ -242,6 +246,12 @@ impl SpoolHandle {
     /// Makes acknowledgements durable and deletes the drained segment (a clean stop).
     pub async fn flush(&self) -> Result<(), SpoolError> {
         self.ask(Cmd::Flush).await?
+    }
+
+    /// Forgets the marks in `from..to` (see [`Spool::forget_marks`]). Blocking: for source
+    /// threads.
+    pub fn forget_marks(&self, from: &[u8], to: &[u8]) -> Result<usize, SpoolError> {
+        self.ask_blocking(|r| Cmd::ForgetMarks(from.to_vec(), to.to_vec(), r))?
     }
 
     /// A source's durable position (see [`Spool::mark`]). Blocking: for source threads.

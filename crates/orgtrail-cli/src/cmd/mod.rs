@@ -32,6 +32,7 @@ pub(crate) mod lookup;
 pub(crate) mod profile;
 pub(crate) mod remote;
 pub(crate) mod rules;
+pub(crate) mod s3_args;
 pub(crate) mod selectors;
 pub(crate) mod stats;
 pub(crate) mod store;

@@ -1,5 +1,5 @@
-//! `orgtrail validate-logs`: CloudTrail digest validation of a local copy of a trail's bucket
-//! (the logic is in orgtrail-trailfiles).
+//! `orgtrail validate-logs`: CloudTrail digest validation of a trail's bucket, in place
+//! (`s3://`) or a local copy of it (the logic is in orgtrail-trailfiles).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,11 +8,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use orgtrail_core::Timestamp;
 use orgtrail_crypto::signing::VerifyingKey;
-use orgtrail_trailfiles::{DirStore, FindingKind, PublicKeySet, Report, ValidateOptions, validate};
+use orgtrail_s3::S3Url;
+use orgtrail_trailfiles::{
+    DirStore, FindingKind, ObjectStore, PublicKeySet, Report, S3Store, ValidateOptions, validate,
+};
 use serde_json::json;
 
 /// Validate CloudTrail log files with CloudTrail's own digest files, like
-/// `aws cloudtrail validate-logs`, on a local copy of the trail's bucket
+/// `aws cloudtrail validate-logs`, on the trail's bucket itself (`s3://BUCKET[/PREFIX]`, on AWS
+/// or any S3-compatible --endpoint) or on a local copy of it
 /// (`aws s3 sync s3://BUCKET[/PREFIX] DIR`).
 ///
 /// For each trail, account and region, the digest chain is walked from the newest digest to
@@ -23,8 +27,9 @@ use serde_json::json;
 /// itself), several digests deleted in a row are all counted, digests no chain reaches are
 /// reported, and log files that no digest lists are reported as unlisted.
 ///
-/// The newest digest's signature is not in the file: S3 keeps it in the object's metadata.
-/// Save it beside the digest as `<digest file>.sig`, e.g.
+/// The newest digest's signature is not in the file: S3 keeps it in the object's metadata
+/// (`x-amz-meta-signature`), where an s3:// location reads it. For a copy, save it beside the
+/// digest as `<digest file>.sig`, e.g.
 /// `aws s3api head-object --bucket B --key K --query Metadata.signature --output text > DIR/K.sig`.
 /// Older digests take their signature from their successor's previousDigestSignature (or from
 /// their own .sig when present, which is then compared with it).
@@ -37,10 +42,9 @@ use serde_json::json;
 /// usage error (bad arguments, unreadable key file or directory).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The directory holding a copy of the trail's bucket, in CloudTrail's layout
-    /// (`[PREFIX/]AWSLogs/[o-ID/]ACCOUNT/CloudTrail[-Digest]/REGION/YYYY/MM/DD/...`).
-    /// `s3://` locations are not supported yet.
-    #[arg(value_name = "DIR")]
+    /// The trail's bucket, `s3://BUCKET[/PREFIX]`, or a directory holding a copy of it, in
+    /// CloudTrail's layout (`[PREFIX/]AWSLogs/[o-ID/]ACCOUNT/CloudTrail[-Digest]/REGION/YYYY/MM/DD/...`).
+    #[arg(value_name = "DIR|s3://BUCKET[/PREFIX]")]
     location: String,
 
     /// The JSON that `aws cloudtrail list-public-keys` prints (may be repeated, e.g. one file
@@ -61,8 +65,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     end: Option<Timestamp>,
 
-    /// The bucket DIR is a copy of. When given, each digest's digestS3Bucket (and each log
-    /// file's s3Bucket) must name it; when not, bucket names are not checked.
+    /// The bucket DIR is a copy of (for s3://, the location's bucket). When given, each
+    /// digest's digestS3Bucket (and each log file's s3Bucket) must name it; when not, bucket
+    /// names are not checked.
     #[arg(long, value_name = "NAME")]
     bucket: Option<String>,
 
@@ -74,6 +79,9 @@ pub(crate) struct Args {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    s3: super::s3_args::S3Args,
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -81,13 +89,6 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.location.starts_with("s3://") {
-        bail!(
-            "{}: validating in S3 directly is not supported yet; copy the trail first \
-             (aws s3 sync s3://BUCKET[/PREFIX] DIR) and validate the directory",
-            args.location
-        );
-    }
     if let (Some(s), Some(e)) = (args.start, args.end)
         && s > e
     {
@@ -104,13 +105,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             VerifyingKey::load(path).with_context(|| format!("reading {}", path.display()))?,
         );
     }
-    let store = DirStore::new(&args.location, args.bucket.clone(), &args.prefix)?;
+    let store: Box<dyn ObjectStore> = if args.location.starts_with("s3://") {
+        let url = S3Url::parse(&args.location)?;
+        if !args.prefix.is_empty() {
+            bail!("--prefix is for a directory; an s3:// location names its prefix itself");
+        }
+        if let Some(b) = &args.bucket
+            && *b != url.bucket
+        {
+            bail!("--bucket {b} differs from the bucket of {}", args.location);
+        }
+        Box::new(S3Store::new(&args.s3.options(&url.bucket)?, &url.prefix)?)
+    } else {
+        Box::new(DirStore::new(
+            &args.location,
+            args.bucket.clone(),
+            &args.prefix,
+        )?)
+    };
     let opts = ValidateOptions {
         start: args.start,
         end: args.end,
         ..ValidateOptions::default()
     };
-    let report = validate(&store, &keys, &opts)?;
+    let report = validate(store.as_ref(), &keys, &opts)?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     if args.json {

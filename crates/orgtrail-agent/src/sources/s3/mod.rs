@@ -1,0 +1,393 @@
+//! The `s3` source: an existing trail's bucket, on AWS or any S3-compatible endpoint.
+//!
+//! # Listing
+//!
+//! A pass finds the locations (`[prefix/]AWSLogs/[o-org/]ACCOUNT/CloudTrail[-Insight]/REGION/`,
+//! by delimiter listings, filtered by `accounts` and `regions`) and lists every day prefix
+//! `LOC/YYYY/MM/DD/` from `today - lookback_days` to today (UTC, yesterday always) through every
+//! continuation page, then handles the keys in key order. Keys are checked against the
+//! processed set, never against a last-key cursor: CloudTrail delivers out of key order, and a
+//! file that arrives late with a key sorting before ones already read is found at the next
+//! pass (a `start-after` cursor would skip it for good).
+//!
+//! # The processed set
+//!
+//! Spool marks, keyed `"s3\0" bucket "\0" YYYYMMDD "\0" key` (the day first, so days past the
+//! lookback are one range), valued `d ETAG` (read whole) or `p N ETAG` (the first N records are
+//! spooled). A mark goes to the spooler in the same channel as the events before it, so it is
+//! appended with them in one durable write and is never durable before them: *processed* means
+//! the `d` mark only. After a `kill -9` an object with a `p` mark is read again from the start
+//! and its first N records are skipped; at most [`PART_EVERY`]` - 1` records are spooled twice,
+//! and the collector's (account, eventID) dedup drops them. An object overwritten with another
+//! ETag is read again. Memory holds a 16-byte hash per object read whole.
+//!
+//! # Objects
+//!
+//! Digest files (`CloudTrail-Digest`) are counted and never opened. An object larger than
+//! CloudTrail's 50 MB is a dead letter unread; others are streamed (never held whole) with the
+//! `cloudtrail_dir` limits. A corrupt gzip gives its good records, then one dead letter. An
+//! object that vanished or changed between the listing and the read gets no mark (the next pass
+//! decides); a transfer failure after the client's retries leaves the object unmarked and
+//! counted in `orgtrail_agent_s3_failing_objects`, and it is tried again at every pass.
+//!
+//! # Failures
+//!
+//! Refused credentials or a missing bucket at the first listing stop the agent with a non-zero
+//! exit and a message naming the server's error code (never the secret). Later, a refused or
+//! failed listing abandons the pass and backs off (1 s doubling to 5 min), reconnecting (the
+//! key files are read again).
+
+mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
+use orgtrail_s3::{Blocking, Listed, S3Error};
+use tokio::runtime::Handle;
+
+use super::dir::{MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES};
+use super::{Ctx, Item};
+use crate::config::S3SourceConfig;
+use crate::metrics::S3Outcome;
+use plan::{Day, Mark};
+
+/// A `p` mark is handed over after this many records of an object.
+pub const PART_EVERY: u64 = 1000;
+
+/// The crash point of the end-to-end test: with `ORGTRAIL_CRASH_AT=s3-after-part-mark`, the
+/// agent aborts once the first `p` mark is durable (as a `kill -9` would stop it there).
+const CRASH_AFTER_PART: &str = "s3-after-part-mark";
+
+fn crash_after_part() -> bool {
+    static AT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| std::env::var("ORGTRAIL_CRASH_AT").is_ok_and(|v| v == CRASH_AFTER_PART))
+}
+
+/// Runs the source on this `spawn_blocking` thread (requests are made on `handle`'s runtime).
+/// Returns only when the agent stops, after one pass with `ctx.once`, or with a permanent
+/// error.
+pub fn run(ctx: &Ctx, cfg: &S3SourceConfig, handle: Handle) -> Result<(), S3Error> {
+    ctx.metrics
+        .source(ctx.index)
+        .s3
+        .store(true, Ordering::Relaxed);
+    let mut client = Blocking::in_runtime(&cfg.options(), handle.clone())?;
+    let mut state = State::default();
+    let mut first = true;
+    let mut backoff_ms = 1000u64;
+    loop {
+        match pass(ctx, cfg, &client, &mut state) {
+            Ok(()) => {
+                first = false;
+                backoff_ms = 1000;
+                let m = ctx.metrics.source(ctx.index);
+                m.s3_last_pass
+                    .store(unix_now().max(0) as u64, Ordering::Relaxed);
+                m.s3_failing
+                    .store(state.failing.len() as u64, Ordering::Relaxed);
+                m.s3_processed.store(
+                    state.done.values().map(|d| d.len() as u64).sum(),
+                    Ordering::Relaxed,
+                );
+                if ctx.once {
+                    return Ok(());
+                }
+                if !ctx.pause(cfg.poll_ms) {
+                    return Ok(());
+                }
+            }
+            Err(e) if first && e.is_permanent() => return Err(e),
+            Err(e) if ctx.once => return Err(e),
+            Err(e) => {
+                ctx.metrics.source(ctx.index).s3_error(e.kind());
+                tracing::warn!(source = %ctx.name, error = %e, retry_in_ms = backoff_ms, "S3 listing failed; the pass is abandoned");
+                if !ctx.pause(backoff_ms) {
+                    return Ok(());
+                }
+                backoff_ms = (backoff_ms * 2).min(300_000);
+                if e.is_permanent() {
+                    // Rotated keys: read the key files again.
+                    match Blocking::in_runtime(&cfg.options(), handle.clone()) {
+                        Ok(c) => client = c,
+                        Err(e) => {
+                            tracing::warn!(source = %ctx.name, error = %e, "cannot reconnect")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What a source keeps between passes.
+#[derive(Debug, Default)]
+struct State {
+    /// Objects read whole (or digests counted), by day, by [`plan::done_hash`] of mark key and
+    /// ETag.
+    done: HashMap<Day, HashSet<u128>>,
+    /// Objects whose read failed for a transfer reason, and why.
+    failing: HashMap<String, String>,
+}
+
+/// The common prefixes under `prefix` (every page).
+fn prefixes(client: &Blocking, prefix: &str, max_keys: usize) -> Result<Vec<String>, S3Error> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let p = client.list_page(prefix, true, None, token, max_keys)?;
+        out.extend(p.prefixes);
+        match p.next {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The last segment of a prefix ending in `/`.
+fn last_segment(p: &str) -> &str {
+    p.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The locations `.../CloudTrail[-Insight]/REGION/` this source reads.
+fn locations(client: &Blocking, cfg: &S3SourceConfig) -> Result<Vec<String>, S3Error> {
+    let mut base = cfg.prefix.trim_matches('/').to_string();
+    if !base.is_empty() {
+        base.push('/');
+    }
+    base.push_str("AWSLogs/");
+    let is_account = |s: &str| s.len() == 12 && s.bytes().all(|c| c.is_ascii_digit());
+    let mut accounts = Vec::new();
+    let tops = match &cfg.organization_id {
+        Some(o) => vec![format!("{base}{o}/")],
+        None => prefixes(client, &base, cfg.max_keys)?,
+    };
+    for top in tops {
+        let seg = last_segment(&top);
+        if seg.starts_with("o-") {
+            for a in prefixes(client, &top, cfg.max_keys)? {
+                if is_account(last_segment(&a)) {
+                    accounts.push(a);
+                }
+            }
+        } else if is_account(seg) {
+            accounts.push(top);
+        }
+    }
+    accounts
+        .retain(|a| cfg.accounts.is_empty() || cfg.accounts.iter().any(|x| x == last_segment(a)));
+    let mut locs = Vec::new();
+    for a in accounts {
+        let mut kinds = vec!["CloudTrail/"];
+        if cfg.insights {
+            kinds.push("CloudTrail-Insight/");
+        }
+        for k in kinds {
+            for r in prefixes(client, &format!("{a}{k}"), cfg.max_keys)? {
+                if cfg.regions.is_empty() || cfg.regions.iter().any(|x| x == last_segment(&r)) {
+                    locs.push(r);
+                }
+            }
+        }
+    }
+    Ok(locs)
+}
+
+/// One pass over the lookback window.
+fn pass(
+    ctx: &Ctx,
+    cfg: &S3SourceConfig,
+    client: &Blocking,
+    state: &mut State,
+) -> Result<(), S3Error> {
+    let locs = locations(client, cfg)?;
+    let days = plan::days(Day::of_unix_secs(unix_now()), cfg.lookback_days);
+    forget_before(ctx, cfg, state, days[0]);
+    for loc in &locs {
+        for day in &days {
+            let objects = client.list_all(&format!("{loc}{}", day.path()), cfg.max_keys)?;
+            for o in objects {
+                if ctx.stopping() {
+                    return Ok(());
+                }
+                if !object(ctx, cfg, client, state, *day, &o)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !state.failing.is_empty() {
+        tracing::warn!(source = %ctx.name, failing = state.failing.len(), "S3 objects could not be read in this pass; they are tried again at the next");
+    }
+    Ok(())
+}
+
+/// Forgets the processed keys of the days before `first` (no longer listed), in memory and
+/// in the spool.
+fn forget_before(ctx: &Ctx, cfg: &S3SourceConfig, state: &mut State, first: Day) {
+    state.done.retain(|d, _| *d >= first);
+    let from = plan::bucket_prefix(&cfg.bucket);
+    let mut to = from.clone();
+    to.extend_from_slice(first.compact().as_bytes());
+    match ctx.spool.forget_marks(&from, &to) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(source = %ctx.name, forgotten = n, "processed S3 keys past the lookback forgotten")
+        }
+        Err(e) => {
+            tracing::warn!(source = %ctx.name, error = %e, "cannot forget processed S3 keys past the lookback; trying again at the next pass")
+        }
+    }
+}
+
+/// Handles one listed object. `Ok(false)` when the agent is stopping; `Err` only for an
+/// error that stops the pass (refused credentials).
+fn object(
+    ctx: &Ctx,
+    cfg: &S3SourceConfig,
+    client: &Blocking,
+    state: &mut State,
+    day: Day,
+    o: &Listed,
+) -> Result<bool, S3Error> {
+    let m = ctx.metrics.source(ctx.index);
+    let mark = plan::mark_key(&cfg.bucket, day, &o.key);
+    let h = plan::done_hash(&mark, &o.etag);
+    if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !plan::is_log_file(&o.key) {
+        return Ok(true);
+    }
+    if plan::is_digest(&o.key) {
+        m.s3_object(S3Outcome::Digest);
+        state.done.entry(day).or_default().insert(h);
+        return Ok(true);
+    }
+    let skip = match ctx.spool.mark(&mark).as_deref().and_then(Mark::decode) {
+        Some(Mark::Done(e)) if e == o.etag => {
+            state.done.entry(day).or_default().insert(h);
+            return Ok(true);
+        }
+        Some(Mark::Part(e, n)) if e == o.etag => n,
+        Some(_) => {
+            tracing::warn!(source = %ctx.name, key = %o.key, "S3 object overwritten since it was read (another ETag); reading it again");
+            m.s3_object(S3Outcome::Overwritten);
+            0
+        }
+        None => 0,
+    };
+    let done_mark = |ctx: &Ctx| {
+        ctx.send(Item::Mark {
+            key: mark.clone(),
+            value: Mark::Done(o.etag.clone()).encode(),
+        })
+    };
+    if o.size > MAX_FILE_BYTES {
+        m.s3_object(S3Outcome::Dead);
+        state.done.entry(day).or_default().insert(h);
+        return Ok(ctx.dead(
+            format!(
+                "s3://{}/{}: {} bytes, larger than CloudTrail's limit of {MAX_FILE_BYTES} bytes for a log file",
+                cfg.bucket, o.key, o.size
+            ),
+            Vec::new(),
+        ) && done_mark(ctx));
+    }
+    let reader = match client.open(&o.key, Some(&o.etag)) {
+        Ok(r) => r,
+        Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
+            // Gone or replaced since the listing: the next pass sees what is there.
+            m.s3_object(S3Outcome::Vanished);
+            return Ok(true);
+        }
+        Err(e) if e.is_permanent() => {
+            m.s3_error(e.kind());
+            return Err(e);
+        }
+        Err(e) => {
+            m.s3_error(e.kind());
+            tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "cannot read S3 object; trying again at the next pass");
+            state.failing.insert(o.key.clone(), e.to_string());
+            return Ok(true);
+        }
+    };
+    let failure = reader.failure();
+    let name = format!("s3://{}/{}", cfg.bucket, o.key);
+    let limits = DecodeLimits {
+        max_document_bytes: MAX_DECOMPRESSED_BYTES,
+        ..DecodeLimits::default()
+    };
+    let transfer_failed = |state: &mut State, e: &S3Error| {
+        m.s3_error(e.kind());
+        tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "S3 object transfer failed; trying again at the next pass");
+        state.failing.insert(o.key.clone(), e.to_string());
+    };
+    let decoder = match Decoder::new(reader, InputFormat::LogFile, limits) {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(f) = failure.get() {
+                transfer_failed(state, f);
+                return Ok(true);
+            }
+            m.s3_object(S3Outcome::Dead);
+            state.done.entry(day).or_default().insert(h);
+            return Ok(ctx.dead(format!("{name}: {e}"), Vec::new()) && done_mark(ctx));
+        }
+    };
+    let mut n = 0u64;
+    for item in decoder {
+        let ok = match item {
+            Ok(item) => {
+                n += 1;
+                if n <= skip {
+                    continue;
+                }
+                match item.result {
+                    Ok(ev) => ctx.event(ev),
+                    Err(reason) => {
+                        ctx.dead(format!("{name}: {}: {reason}", item.position), Vec::new())
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(f) = failure.get() {
+                    transfer_failed(state, f);
+                    return Ok(true);
+                }
+                // Unreadable from here on (corrupt gzip, too large once inflated): the good
+                // records before are handed over, this is one dead letter.
+                ctx.dead(format!("{name}: {e}"), Vec::new())
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+        if n.is_multiple_of(PART_EVERY) && n > skip {
+            if !ctx.send(Item::Mark {
+                key: mark.clone(),
+                value: Mark::Part(o.etag.clone(), n).encode(),
+            }) {
+                return Ok(false);
+            }
+            if crash_after_part() && ctx.durable().is_ok() {
+                eprintln!(
+                    "orgtrail: crash point {CRASH_AFTER_PART} reached (ORGTRAIL_CRASH_AT): aborting"
+                );
+                std::process::abort();
+            }
+        }
+    }
+    state.failing.remove(&o.key);
+    state.done.entry(day).or_default().insert(h);
+    m.s3_object(S3Outcome::Shipped);
+    m.s3_bytes.add(o.size);
+    tracing::debug!(source = %ctx.name, key = %o.key, records = n, "S3 log file read");
+    Ok(done_mark(ctx))
+}
