@@ -373,7 +373,7 @@ fn same_chain(a: &Path, b: &Path) -> bool {
 }
 
 #[test]
-fn export_is_refused_while_a_collector_runs_on_the_store_and_s3_is_not_supported_yet() {
+fn export_is_refused_while_a_collector_runs_on_the_store_and_s3_needs_a_state_dir() {
     let org = Org::new();
     let events = run(&["gen-events", "--count", "200", "--accounts", "1"], b"");
     std::fs::write(org.path("events.jsonl"), &events.stdout).unwrap();
@@ -418,5 +418,9 @@ fn export_is_refused_while_a_collector_runs_on_the_store_and_s3_is_not_supported
         &[],
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("an s3:// export needs --state-dir DIR"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_crypto::signing::SigningKey;
+use orgtrail_s3::{Blocking, S3Url};
 use orgtrail_store::Ledger;
-use orgtrail_trailfiles::export::{DEFAULT_BUCKET, export};
+use orgtrail_trailfiles::export::{DEFAULT_BUCKET, export, export_s3};
 use orgtrail_trailfiles::{EventSource, ExportFilter, ExportOptions, SourceEvent};
 
 /// Export a store's events as an archive in CloudTrail's own layout, with digest files signed
@@ -27,7 +29,11 @@ use orgtrail_trailfiles::{EventSource, ExportFilter, ExportOptions, SourceEvent}
 ///
 /// Running it again exports only events no earlier export to DIR wrote (the state is in
 /// DIR/.orgtrail-export/), so a rerun never duplicates an event; an interrupted export is
-/// finished by the next. Prints `exported events=N files=F digests=D ...`.
+/// finished by the next.
+///
+/// `--to s3://BUCKET[/PREFIX] --state-dir S` PUTs the same objects into the bucket (the
+/// digests sign that bucket and key), the state staying in the local S; check it with
+/// `orgtrail validate-logs s3://BUCKET[/PREFIX] --public-key KEYS/signing.pub`. Prints `exported events=N files=F digests=D ...`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The store's data directory (the collector must not be running on it).
@@ -36,9 +42,15 @@ pub(crate) struct Args {
     /// Directory holding keyring.json and signing.key (digests are signed with it).
     #[arg(long, value_name = "DIR")]
     keys: PathBuf,
-    /// The archive directory (created if missing). `s3://` is not supported yet.
-    #[arg(long, value_name = "DIR")]
+    /// The archive directory (created if missing), or `s3://BUCKET[/PREFIX]`: each log file
+    /// and digest PUT there (the digest's signature in `x-amz-meta-signature`, and a `.sig`
+    /// object), with the export's state kept in --state-dir.
+    #[arg(long, value_name = "DIR|s3://BUCKET[/PREFIX]")]
     to: String,
+    /// For an s3:// --to: the local directory holding the export's lock, state (what was
+    /// exported) and scratch files. Keep it: a rerun with it exports only what is new.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Export events whose eventTime is at or after this (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<Timestamp>,
@@ -63,6 +75,8 @@ pub(crate) struct Args {
     /// default).
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     max_file_bytes: u64,
+    #[command(flatten)]
+    s3: super::s3_args::S3Args,
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -101,13 +115,30 @@ impl EventSource for LedgerSource<'_> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.to.starts_with("s3://") {
-        bail!(
-            "{}: exporting to S3 is not supported yet; export to a directory and copy it \
-             (aws s3 sync DIR s3://BUCKET/PREFIX, with --bucket BUCKET --prefix PREFIX here)",
-            args.to
-        );
-    }
+    let s3 = if args.to.starts_with("s3://") {
+        let url = S3Url::parse(&args.to)?;
+        let Some(state_dir) = args.state_dir.clone() else {
+            bail!(
+                "{}: an s3:// export needs --state-dir DIR, a local directory for its state (what was exported); keep it for the next run",
+                args.to
+            );
+        };
+        if args.bucket != DEFAULT_BUCKET && args.bucket != url.bucket {
+            bail!("--bucket is for a directory; an s3:// --to names its bucket itself");
+        }
+        if !args.prefix.is_empty() {
+            bail!("--prefix is for a directory; an s3:// --to names its prefix itself");
+        }
+        let client = Blocking::owned(&args.s3.options(&url.bucket)?)?;
+        Some((url, state_dir, Arc::new(client)))
+    } else {
+        if args.state_dir.is_some() {
+            bail!(
+                "--state-dir is for an s3:// --to; a directory keeps its state in DIR/.orgtrail-export/"
+            );
+        }
+        None
+    };
     let signing = args.keys.join("signing.key");
     if !signing.exists() {
         bail!(
@@ -117,9 +148,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let signer = SigningKey::load(&signing)?;
     let ledger = crate::cmd::keys::open_read_only(&args.keys, &args.data_dir)?;
+    let (bucket, prefix) = match &s3 {
+        Some((url, _, _)) => (url.bucket.clone(), url.prefix.clone()),
+        None => (args.bucket.clone(), args.prefix.clone()),
+    };
     let opts = ExportOptions {
-        bucket: args.bucket.clone(),
-        prefix: args.prefix.clone(),
+        bucket,
+        prefix,
         org_id: args.org_id.clone(),
         filter: ExportFilter {
             since: args.since,
@@ -130,9 +165,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ExportOptions::default()
     };
     let started = Instant::now();
-    let to = Path::new(&args.to);
-    let summary = export(to, &LedgerSource(&ledger), &signer, &opts)
-        .with_context(|| format!("exporting to {}", to.display()));
+    let summary = match s3 {
+        Some((_, state_dir, client)) => {
+            export_s3(&state_dir, client, &LedgerSource(&ledger), &signer, &opts)
+        }
+        None => export(Path::new(&args.to), &LedgerSource(&ledger), &signer, &opts),
+    }
+    .with_context(|| format!("exporting to {}", args.to));
     ledger.close().context("closing the store")?;
     let s = summary?;
     let secs = started.elapsed().as_secs_f64();

@@ -18,7 +18,7 @@ use orgtrail_crypto::signing::SigningKey;
 
 use super::files::{HOUR_MS, Written};
 use super::state::ChainHead;
-use super::{ExportError, Layout, atomic};
+use super::{ExportError, Layout, atomic, target};
 use crate::digest::{DigestFile, ED25519_ALGORITHM, LogFileEntry};
 use crate::hex;
 
@@ -94,15 +94,8 @@ pub(super) fn write_digests(
             })?;
             let hash = hex::encode(&sha256(&json));
             let signature = hex::encode(&signer.sign(digest.string_to_sign(&hash).as_bytes()));
-            let path = layout.path_of(&key);
-            let mut sig_path = path.clone().into_os_string();
-            sig_path.push(".sig");
-            let (sig_tmp, gz_tmp) = (tmp_dir.join("digest.sig.tmp"), tmp_dir.join("digest.tmp"));
-            atomic::write_tmp(&sig_tmp, format!("{signature}\n").as_bytes())?;
-            let gz = gzip(&json).map_err(atomic::io(&path, "compressing"))?;
-            atomic::write_tmp(&gz_tmp, &gz)?;
-            atomic::publish(&layout.root, &sig_tmp, Path::new(&sig_path), &mut dirs)?;
-            atomic::publish(&layout.root, &gz_tmp, &path, &mut dirs)?;
+            let gz = gzip(&json).map_err(atomic::io(&layout.path_of(&key), "compressing"))?;
+            target::put_digest(layout, tmp_dir, &key, gz, &signature, &mut dirs)?;
             chains.insert(
                 chain.clone(),
                 ChainHead {

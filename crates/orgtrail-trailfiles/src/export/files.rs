@@ -19,7 +19,7 @@ use flate2::write::GzEncoder;
 use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_crypto::hash::Sha256;
 
-use super::{ExportError, Layout, atomic};
+use super::{ExportError, Layout, atomic, target};
 use crate::hex;
 
 /// Most log files open at once (each holds a gzip encoder, about 300 KiB, and a 16 KiB
@@ -179,12 +179,7 @@ impl<'a> LogWriter<'a> {
             .map_err(atomic::io(&f.tmp, "reading the size of"))?
             .len();
         drop(file);
-        atomic::publish(
-            &self.layout.root,
-            &f.tmp,
-            &self.layout.path_of(&f.key),
-            &mut self.dirs,
-        )?;
+        target::put_file(self.layout, &f.tmp, &f.key, &mut self.dirs)?;
         self.written.push(Written {
             group: group.clone(),
             key: f.key,

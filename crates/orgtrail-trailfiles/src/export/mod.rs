@@ -19,6 +19,9 @@
 //!   exports only what no run has, and an interrupted run is finished by the next one.
 //! * Atomic ([`atomic`]): every file is written aside, flushed, renamed into place and its
 //!   directory flushed; the state is committed after the last digest.
+//! * To S3 ([`export_s3`], [`target`]): the same objects PUT into a bucket, each digest with
+//!   its signature in `x-amz-meta-signature`; the lock, state and scratch files stay in a
+//!   local state directory. A rerun of a pending run PUTs the same names and bytes.
 //!
 //! * Incremental ([`ExportOptions::max_events`]): the collector's archive sink calls
 //!   [`export`] every few seconds with a bound on the events of one run; the state file's
@@ -35,19 +38,23 @@ mod atomic;
 mod digests;
 mod files;
 mod state;
+mod target;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_crypto::signing::SigningKey;
+use orgtrail_s3::Blocking;
 
 pub use digests::TRAIL_NAME;
 pub use state::ExportFilter;
 
 use files::{Group, HOUR_MS, LogWriter};
 use state::{Run, State};
+use target::Target;
 
 /// The directory beside `AWSLogs` that holds the export's own files.
 pub const META_DIR: &str = ".orgtrail-export";
@@ -178,6 +185,8 @@ pub enum ExportError {
     Source(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Invalid(String),
+    #[error("writing to S3: {0}")]
+    S3(#[source] orgtrail_s3::S3Error),
 }
 
 /// Keys and paths of one archive.
@@ -187,10 +196,11 @@ pub(crate) struct Layout {
     pub(crate) bucket: String,
     /// With its trailing `/`, or "".
     key_prefix: String,
+    pub(crate) target: Target,
 }
 
 impl Layout {
-    fn new(root: &Path, opts: &ExportOptions) -> Self {
+    fn new(root: &Path, opts: &ExportOptions, target: Target) -> Self {
         let prefix = opts.prefix.trim_matches('/');
         let mut key_prefix = String::new();
         if !prefix.is_empty() {
@@ -206,6 +216,7 @@ impl Layout {
             root: root.to_owned(),
             bucket: opts.bucket.clone(),
             key_prefix,
+            target,
         }
     }
 
@@ -264,19 +275,70 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
     check_options(opts)?;
+    std::fs::create_dir_all(dir).map_err(atomic::io(dir, "creating"))?;
+    let meta = dir.join(META_DIR);
+    if !state::path(&meta).exists() && dir.join("AWSLogs").exists() {
+        return Err(ExportError::Refused {
+            dir: dir.to_owned(),
+            reason: "already holds AWSLogs/ that orgtrail export did not write (no .orgtrail-export/state.json); export into a new directory".into(),
+        });
+    }
+    export_with(dir, &meta, Target::Dir, source, signer, opts)
+}
+
+/// Exports the events of `source` into the bucket of `client`, under `opts.prefix` (which
+/// with `opts.bucket` must name that bucket): each log file and digest PUT, the lock, state
+/// and scratch files kept in the local `state_dir` (see [`target`]'s docs). A fresh
+/// `state_dir` refuses a location that already holds `AWSLogs/`.
+pub fn export_s3(
+    state_dir: &Path,
+    client: Arc<Blocking>,
+    source: &dyn EventSource,
+    signer: &SigningKey,
+    opts: &ExportOptions,
+) -> Result<ExportSummary, ExportError> {
+    check_options(opts)?;
+    std::fs::create_dir_all(state_dir).map_err(atomic::io(state_dir, "creating"))?;
+    if !state::path(state_dir).exists() {
+        let layout = Layout::new(state_dir, opts, Target::Dir);
+        let page = client
+            .list_page(&layout.key_prefix, false, None, None, 1)
+            .map_err(ExportError::S3)?;
+        if !page.objects.is_empty() {
+            return Err(ExportError::Refused {
+                dir: state_dir.to_owned(),
+                reason: format!(
+                    "holds no export state, and {} already holds {} that it did not record; give the --state-dir of the export that wrote them, or export to a new prefix",
+                    client.place(),
+                    layout.key_prefix
+                ),
+            });
+        }
+    }
+    export_with(
+        state_dir,
+        state_dir,
+        Target::S3(client),
+        source,
+        signer,
+        opts,
+    )
+}
+
+/// The export into `target`, with its own files (lock, state, tmp) in `meta`.
+fn export_with(
+    dir: &Path,
+    meta: &Path,
+    target: Target,
+    source: &dyn EventSource,
+    signer: &SigningKey,
+    opts: &ExportOptions,
+) -> Result<ExportSummary, ExportError> {
     let refused = |reason: String| ExportError::Refused {
         dir: dir.to_owned(),
         reason,
     };
-    std::fs::create_dir_all(dir).map_err(atomic::io(dir, "creating"))?;
-    let meta = dir.join(META_DIR);
-    let had_state = state::path(&meta).exists();
-    if !had_state && dir.join("AWSLogs").exists() {
-        return Err(refused(
-            "already holds AWSLogs/ that orgtrail export did not write (no .orgtrail-export/state.json); export into a new directory".into(),
-        ));
-    }
-    std::fs::create_dir_all(&meta).map_err(atomic::io(&meta, "creating"))?;
+    std::fs::create_dir_all(meta).map_err(atomic::io(meta, "creating"))?;
     let lock_path = meta.join("lock");
     let lock = File::create(&lock_path).map_err(atomic::io(&lock_path, "creating"))?;
     match lock.try_lock() {
@@ -295,7 +357,7 @@ pub fn export(
     std::fs::create_dir_all(&tmp).map_err(atomic::io(&tmp, "creating"))?;
 
     let origin = source.origin();
-    let mut st = match state::load(&meta)? {
+    let mut st = match state::load(meta)? {
         Some(s) => {
             let mismatch = |what: &str, had: &str, now: &str| {
                 refused(format!(
@@ -334,7 +396,7 @@ pub fn export(
             chains: BTreeMap::new(),
         },
     };
-    let layout = Layout::new(dir, opts);
+    let layout = Layout::new(dir, opts, target);
     let ctx = Ctx {
         layout: &layout,
         tmp: &tmp,
@@ -346,7 +408,7 @@ pub fn export(
     if let Some(pending) = st.pending.clone() {
         summary.finished_interrupted = true;
         run(&ctx, &mut st, pending, &mut summary)?;
-        state::save(&meta, &st)?;
+        state::save(meta, &st)?;
     }
     let head = source.head().map_err(ExportError::Source)?;
     let done = st.done_through(&opts.filter);
@@ -368,9 +430,9 @@ pub fn export(
         gzip_level: opts.gzip_level,
     };
     st.pending = Some(this.clone());
-    state::save(&meta, &st)?;
+    state::save(meta, &st)?;
     run(&ctx, &mut st, this, &mut summary)?;
-    state::save(&meta, &st)?;
+    state::save(meta, &st)?;
     summary.through = through;
     drop(lock);
     Ok(summary)
