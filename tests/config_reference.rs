@@ -321,6 +321,7 @@ fn every_accepted_key_is_documented() {
                 "insights",
                 "insights.accounts.\"123456789012\"",
                 "archive",
+                "archive.s3",
             ][..],
         ),
         (

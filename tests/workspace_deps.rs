@@ -105,6 +105,8 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-insights",
                 // The continuous archive sink: the export in CloudTrail's layout (issue 16).
                 "orgtrail-trailfiles",
+                // The archive sink's S3 target (`[archive.s3]`, issue 16).
+                "orgtrail-s3",
             ][..],
         ),
         (

@@ -20,8 +20,10 @@
 //!   one core (50: as long as the last one took). Log files are gzipped at `gzip_level` (1 by
 //!   default: the least CPU). Each pass runs on a blocking thread, never on the async
 //!   runtime; it reads the ledger as queries do (the writer thread is not involved).
-//! * **Targets.** A pass writes through [`Target`]: a directory today; an S3 target plugs in
-//!   as another variant.
+//! * **Targets.** A pass writes through [`Target`]: a directory, or with `[archive.s3]` the
+//!   bucket `archive.bucket` under `archive.prefix` (each log file and digest PUT, the
+//!   digest's signature in `x-amz-meta-signature`; the state stays in `dir`). A crash between
+//!   the PUTs and the commit makes the next pass PUT the same names with the same bytes.
 //! * **Errors** (a full disk, an unreadable record) are logged and counted
 //!   (`orgtrail_collector_archive_errors_total`), and the pass is tried again at the next
 //!   interval; ingest never waits for the archive.
@@ -42,6 +44,11 @@ use crate::ops::Metrics;
 pub enum Target {
     /// A directory (a local copy of the bucket, or a mount).
     Dir(PathBuf),
+    /// A bucket: the objects PUT there, the lock and state in `state_dir`.
+    S3 {
+        state_dir: PathBuf,
+        client: Arc<orgtrail_s3::Blocking>,
+    },
 }
 
 impl Target {
@@ -54,12 +61,20 @@ impl Target {
     ) -> Result<ExportSummary, ExportError> {
         match self {
             Target::Dir(dir) => orgtrail_trailfiles::export::export(dir, source, signer, opts),
+            Target::S3 { state_dir, client } => orgtrail_trailfiles::export::export_s3(
+                state_dir,
+                client.clone(),
+                source,
+                signer,
+                opts,
+            ),
         }
     }
 
     fn describe(&self) -> String {
         match self {
             Target::Dir(dir) => dir.display().to_string(),
+            Target::S3 { client, .. } => client.place().to_string(),
         }
     }
 }
@@ -108,7 +123,23 @@ impl Sink {
     /// `stopping`. A pass under way when the collector stops is finished first (the caller
     /// awaits this task before closing the store).
     pub(crate) async fn run(self, mut stopping: tokio::sync::watch::Receiver<bool>) {
-        let target = Target::Dir(self.config.dir.clone());
+        let target = match &self.config.s3 {
+            None => Target::Dir(self.config.dir.clone()),
+            Some(s3) => {
+                let o = s3.options(&self.config.bucket);
+                match orgtrail_s3::Blocking::in_runtime(&o, tokio::runtime::Handle::current()) {
+                    Ok(client) => Target::S3 {
+                        state_dir: self.config.dir.clone(),
+                        client: Arc::new(client),
+                    },
+                    Err(e) => {
+                        self.metrics.archive_failed();
+                        tracing::error!(error = %e, "archive sink off: no S3 client");
+                        return;
+                    }
+                }
+            }
+        };
         let mut opts = self.config.export_options();
         opts.step_hook = Some(orgtrail_store::crashpoint::hit_archive);
         let interval = Duration::from_millis(self.config.interval_ms);

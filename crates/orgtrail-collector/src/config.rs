@@ -48,6 +48,7 @@ pub struct CollectorConfig {
 #[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// The archive directory (created if missing): `AWSLogs/...` and `.orgtrail-export/`.
+    /// With `[archive.s3]`, only the export's lock, state and scratch files.
     pub dir: PathBuf,
     /// The S3 bucket the digests name (each digest signs its bucket and key). Fixed for an
     /// archive.
@@ -82,6 +83,60 @@ pub struct ArchiveConfig {
     /// a pass of t seconds the next waits t * (100 - p) / p).
     #[serde(default = "archive_defaults::max_busy_percent")]
     pub max_busy_percent: u32,
+    /// `[archive.s3]`: PUT the archive into `s3://bucket/prefix` instead of writing it under
+    /// `dir` (which then keeps only the state).
+    #[serde(default)]
+    pub s3: Option<ArchiveS3Config>,
+}
+
+/// `[archive.s3]`: how the archive sink reaches its bucket (`archive.bucket`, under
+/// `archive.prefix`). Secrets come from the `*_file`s, else the `AWS_*` environment, web
+/// identity or the instance metadata service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveS3Config {
+    /// An S3-compatible endpoint; none: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket's region (the signing region); "us-east-1" when unset.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style requests; unset: exactly when `endpoint` is set.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Permit a plain `http://` endpoint (loopback test servers only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// A PEM CA trusted beside the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding the access key id.
+    #[serde(default)]
+    pub access_key_id_file: Option<PathBuf>,
+    /// A file holding the secret access key.
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding a session token (temporary credentials).
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+}
+
+impl ArchiveS3Config {
+    /// The client's options for `bucket`.
+    pub fn options(&self, bucket: &str) -> orgtrail_s3::S3Options {
+        let mut o = orgtrail_s3::S3Options::new(bucket);
+        o.endpoint = self.endpoint.clone();
+        if let Some(r) = &self.region {
+            o.region = r.clone();
+        }
+        o.path_style = self.path_style;
+        o.allow_http = self.allow_http;
+        o.ca_file = self.ca_file.clone();
+        o.access_key_id_file = self.access_key_id_file.clone();
+        o.secret_access_key_file = self.secret_access_key_file.clone();
+        o.session_token_file = self.session_token_file.clone();
+        o
+    }
 }
 
 mod archive_defaults {
@@ -133,6 +188,11 @@ impl ArchiveConfig {
         }
         if !(1..=100).contains(&self.max_busy_percent) {
             p.push("archive.max_busy_percent: 1 to 100".into());
+        }
+        if let Some(s3) = &self.s3 {
+            for e in s3.options(&self.bucket).problems() {
+                p.push(format!("archive.s3: {e}"));
+            }
         }
         if !keys_dir.join("signing.key").is_file() {
             p.push(format!(
@@ -627,10 +687,25 @@ impl CollectorConfig {
         {
             *d = base.join(&*d);
         }
-        if let Some(a) = cfg.archive.as_mut()
-            && a.dir.is_relative()
-        {
-            a.dir = base.join(&a.dir);
+        if let Some(a) = cfg.archive.as_mut() {
+            if a.dir.is_relative() {
+                a.dir = base.join(&a.dir);
+            }
+            if let Some(s3) = a.s3.as_mut() {
+                for p in [
+                    &mut s3.ca_file,
+                    &mut s3.access_key_id_file,
+                    &mut s3.secret_access_key_file,
+                    &mut s3.session_token_file,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                }
+            }
         }
         for f in &mut cfg.alerts.file {
             if f.path.is_relative() {
