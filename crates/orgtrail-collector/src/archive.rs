@@ -18,8 +18,10 @@
 //! * **Throttled.** A pass runs every `interval_ms` and writes at most `max_batch_events`;
 //!   with more behind, the next pass waits so that passes take at most `max_busy_percent` of
 //!   one core (50: as long as the last one took). Log files are gzipped at `gzip_level` (1 by
-//!   default: the least CPU). Each pass runs on a blocking thread, never on the async
-//!   runtime; it reads the ledger as queries do (the writer thread is not involved).
+//!   default: the least CPU). Each pass runs on a thread of its own, never on the async
+//!   runtime, at nice [`PASS_NICE`] (Linux: the nice value is per thread), so that on a busy
+//!   machine the scheduler gives ingest's threads the CPU first and the pass the rest; it
+//!   reads the ledger as queries do (the writer thread is not involved).
 //! * **Targets.** A pass writes through [`Target`]: a directory, or with `[archive.s3]` the
 //!   bucket `archive.bucket` under `archive.prefix` (each log file and digest PUT, the
 //!   digest's signature in `x-amz-meta-signature`; the state stays in `dir`). A crash between
@@ -110,6 +112,48 @@ impl EventSource for StoreSource {
     }
 }
 
+/// The nice value of a pass's thread: a thread at nice 10 gets about a tenth of the CPU a
+/// nice-0 thread competing for the same core gets, and all of an idle core. Not 19 (or
+/// `SCHED_IDLE`): on a machine kept busy by other work the archive must still keep up.
+pub const PASS_NICE: i32 = 10;
+
+/// Runs `f` on a new thread lowered to [`PASS_NICE`] and awaits its result. A thread of its
+/// own, not the runtime's blocking pool: an unprivileged thread cannot raise its priority
+/// back, and the pool's threads also serve queries.
+async fn on_low_priority_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PassThreadError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("archive-pass".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(PassThreadError::Spawn)?;
+    rx.await.map_err(|_| PassThreadError::Panicked)
+}
+
+/// Why a pass's thread gave no result.
+#[derive(Debug, thiserror::Error)]
+enum PassThreadError {
+    #[error("cannot start the archive pass thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the archive pass panicked")]
+    Panicked,
+}
+
+/// Lowers the calling thread (only: Linux keeps the nice value per thread, and
+/// `setpriority(PRIO_PROCESS, tid)` sets that thread's) to [`PASS_NICE`]; where that fails, the pass runs at the
+/// normal priority (still throttled by `max_busy_percent`).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), PASS_NICE)
+    {
+        tracing::debug!(error = %e, "archive pass at normal priority");
+    }
+}
+
 /// The sink: runs passes until the collector stops.
 pub(crate) struct Sink {
     pub(crate) store: Arc<dyn EventStore>,
@@ -158,7 +202,7 @@ impl Sink {
                 opts.clone(),
             );
             let outcome =
-                tokio::task::spawn_blocking(move || t.pass(&StoreSource(store), &signer, &o)).await;
+                on_low_priority_thread(move || t.pass(&StoreSource(store), &signer, &o)).await;
             let took = started.elapsed();
             wait = interval;
             match outcome {

@@ -37,6 +37,7 @@
 mod atomic;
 mod digests;
 mod files;
+mod region;
 mod state;
 mod target;
 
@@ -53,6 +54,7 @@ pub use digests::TRAIL_NAME;
 pub use state::ExportFilter;
 
 use files::{Group, HOUR_MS, LogWriter};
+use region::region_of;
 use state::{Run, State};
 use target::Target;
 
@@ -245,25 +247,6 @@ impl Layout {
             "{}{account}/CloudTrail-Digest/{region}/{y}/{m}/{d}/{account}_CloudTrail-Digest_{region}_{TRAIL_NAME}_{region}_{y}{m}{d}T{h}{mi}{s}Z.json.gz",
             self.key_prefix,
         )
-    }
-}
-
-/// The region segment of an event's keys: its awsRegion when that is a plain region name,
-/// else `unknown`.
-fn region_of(bytes: &[u8]) -> String {
-    let region = orgtrail_core::parse_fields(bytes, usize::MAX)
-        .ok()
-        .and_then(|f| f.aws_region);
-    match region {
-        Some(r)
-            if !r.is_empty()
-                && r.len() <= 32
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
-        {
-            r
-        }
-        _ => "unknown".into(),
     }
 }
 
