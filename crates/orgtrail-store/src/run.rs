@@ -121,54 +121,152 @@ fn skip_table(k: u64, gaps: &Gaps) -> R<Vec<u8>> {
     }
     let bad = || StoreError::Corrupt("posting list does not fit its skip table".into());
     // A piece holds whole varints: an entry never straddles two.
-    let mut pieces = gaps.slices();
-    let mut piece: &[u8] = &[];
     let mut base = 0usize;
-    let mut pos = 0usize;
     let mut o = 0u64;
-    for i in 0..k {
-        while pos == piece.len() {
-            base += piece.len();
-            piece = pieces.next().ok_or_else(bad)?;
-            pos = 0;
+    let mut i = 0u64;
+    gaps.for_each_piece(|piece| {
+        let mut pos = 0usize;
+        while pos < piece.len() && i < k {
+            if i > 0 && i.is_multiple_of(SKIP_EVERY) {
+                out.extend_from_slice(&u32::try_from(o).map_err(|_| bad())?.to_be_bytes());
+                out.extend_from_slice(&u32::try_from(base + pos).map_err(|_| bad())?.to_be_bytes());
+            }
+            o += varint_at(piece, &mut pos).ok_or_else(bad)?;
+            i += 1;
         }
-        if i > 0 && i % SKIP_EVERY == 0 {
-            out.extend_from_slice(&u32::try_from(o).map_err(|_| bad())?.to_be_bytes());
-            out.extend_from_slice(&u32::try_from(base + pos).map_err(|_| bad())?.to_be_bytes());
-        }
-        o += varint_at(piece, &mut pos).ok_or_else(bad)?;
+        base += piece.len();
+        Ok(())
+    })?;
+    if i < k {
+        return Err(bad());
     }
     Ok(out)
 }
 
+/// Bytes of a posting list read from its run file at a time while a merge joins it.
+#[cfg(not(test))]
+const BODY_CHUNK: usize = 64 << 10;
+/// Small and odd in tests, so that reads cut varints of two bytes.
+#[cfg(test)]
+const BODY_CHUNK: usize = 37;
+/// A merge leaves posting lists longer than this in their run file and reads them a chunk at
+/// a time as it writes them (twice: once for the skip table, once to copy them), instead of
+/// holding them: the largest merges join lists of millions of entries (a value nearly every
+/// event has, such as eventCategory `Management`: about 1 byte per event, 8 MiB at 8M events).
+#[cfg(not(test))]
+const BODY_IN_MEMORY_MAX: u64 = 64 << 10;
+/// Small in tests, so that the merge tests join lists left in their files.
+#[cfg(test)]
+const BODY_IN_MEMORY_MAX: u64 = 64;
+
+/// The gaps of one run's posting list: in memory, or left in its run file.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Mem(Vec<u8>),
+    /// `len` bytes at `off` of `file` (at `path`).
+    File {
+        file: File,
+        path: PathBuf,
+        off: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Mem(v) => v.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Calls `f` with the bytes from `from` on, in pieces of whole varints (a read chunk is
+    /// cut after its last complete varint; the rest starts the next piece). The last piece
+    /// holds whatever the body ends with.
+    fn for_each_piece(&self, from: u64, f: &mut dyn FnMut(&[u8]) -> R<()>) -> R<()> {
+        match self {
+            Body::Mem(v) => {
+                let b = v.get(from as usize..).unwrap_or_default();
+                if !b.is_empty() {
+                    f(b)?;
+                }
+                Ok(())
+            }
+            Body::File {
+                file,
+                path,
+                off,
+                len,
+            } => {
+                let end = off + len;
+                let mut at = off + from.min(*len);
+                let mut buf: Vec<u8> = Vec::with_capacity(BODY_CHUNK + 16);
+                while at < end {
+                    let n = (end - at).min(BODY_CHUNK as u64) as usize;
+                    let have = buf.len();
+                    buf.resize(have + n, 0);
+                    file.read_exact_at(&mut buf[have..], at)
+                        .map_err(io_err(path))?;
+                    at += n as u64;
+                    let cut = if at == end {
+                        buf.len()
+                    } else {
+                        buf.iter().rposition(|b| b & 0x80 == 0).map_or(0, |p| p + 1)
+                    };
+                    if cut > 0 {
+                        f(&buf[..cut])?;
+                        buf.drain(..cut);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps the first `n` bytes.
+    fn truncate(&mut self, n: u64) {
+        match self {
+            Body::Mem(v) => v.truncate(n as usize),
+            Body::File { len, .. } => *len = (*len).min(n),
+        }
+    }
+}
+
 /// The gaps of a posting list as written, in pieces each of whole varints: a merge joins the
 /// lists of one value from several runs without copying them into one (only each part's first
-/// gap changes), so that its largest list, a popular value's in the largest merges (millions of
-/// entries), is held once, not twice.
+/// gap changes). A part's list longer than [`BODY_IN_MEMORY_MAX`] is not held at all: it is
+/// read from its run file a chunk at a time (see [`Body`]).
 #[derive(Debug, Default)]
 pub(crate) struct Gaps {
     /// (a first gap re-encoded, a list, where the list's own gaps start in it).
-    pieces: Vec<(Vec<u8>, Vec<u8>, usize)>,
+    pieces: Vec<(Vec<u8>, Body, u64)>,
 }
 
 impl From<Vec<u8>> for Gaps {
     fn from(list: Vec<u8>) -> Self {
         Gaps {
-            pieces: vec![(Vec::new(), list, 0)],
+            pieces: vec![(Vec::new(), Body::Mem(list), 0)],
         }
     }
 }
 
 impl Gaps {
-    fn slices(&self) -> impl Iterator<Item = &[u8]> {
-        self.pieces
-            .iter()
-            .flat_map(|(head, list, from)| [&head[..], &list[*from..]])
-            .filter(|b| !b.is_empty())
+    /// Calls `f` with the gaps in order, in non-empty pieces of whole varints.
+    fn for_each_piece(&self, mut f: impl FnMut(&[u8]) -> R<()>) -> R<()> {
+        for (head, list, from) in &self.pieces {
+            if !head.is_empty() {
+                f(head)?;
+            }
+            list.for_each_piece(*from, &mut f)?;
+        }
+        Ok(())
     }
 
     fn len(&self) -> usize {
-        self.slices().map(<[u8]>::len).sum()
+        self.pieces
+            .iter()
+            .map(|(head, list, from)| head.len() + list.len().saturating_sub(*from) as usize)
+            .sum()
     }
 }
 
@@ -420,9 +518,7 @@ where
         put_varint(&mut head, (skip.len() + list.len()) as u64);
         w.put(&head).map_err(&e)?;
         w.put(&skip).map_err(&e)?;
-        for piece in list.slices() {
-            w.put(piece).map_err(&e)?;
-        }
+        list.for_each_piece(|piece| w.put(piece).map_err(&e))?;
     }
 
     // Bloom.
@@ -1115,6 +1211,8 @@ impl Run {
 struct SeqReader {
     r: std::io::BufReader<std::io::Take<File>>,
     path: PathBuf,
+    /// The file offset of the next byte.
+    pos: u64,
 }
 
 impl SeqReader {
@@ -1126,12 +1224,30 @@ impl SeqReader {
         Ok(SeqReader {
             r: std::io::BufReader::with_capacity(1 << 16, f.take(to.saturating_sub(from))),
             path: path.to_owned(),
+            pos: from,
         })
     }
 
     fn fill(&mut self, buf: &mut [u8]) -> R<()> {
         use std::io::Read;
-        self.r.read_exact(buf).map_err(io_err(&self.path))
+        self.r.read_exact(buf).map_err(io_err(&self.path))?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads past the next `n` bytes.
+    fn skip(&mut self, n: u64) -> R<()> {
+        use std::io::Read;
+        let got = std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink())
+            .map_err(io_err(&self.path))?;
+        if got != n {
+            return Err(StoreError::Corrupt(format!(
+                "index run {}: section ends inside a posting list",
+                self.path.display()
+            )));
+        }
+        self.pos += n;
+        Ok(())
     }
 
     fn array<const N: usize>(&mut self) -> R<[u8; N]> {
@@ -1201,7 +1317,9 @@ impl Run {
     }
 
     /// Every (attribute blind, count, encoded list), ascending by blind.
-    fn postings_seq(&self) -> R<impl Iterator<Item = R<(Blind, u64, Vec<u8>)>> + '_> {
+    /// Every posting list (blind, entry count, gaps without the skip table), ascending by
+    /// blind. A list longer than [`BODY_IN_MEMORY_MAX`] stays in the file.
+    fn postings_seq(&self) -> R<impl Iterator<Item = R<(Blind, u64, Body)>> + '_> {
         let mut r = SeqReader::new(&self.path, self.postings_off, self.bloom_off)?;
         let mut done = false;
         Ok(std::iter::from_fn(move || {
@@ -1215,7 +1333,7 @@ impl Run {
                     done = true;
                     return None;
                 }
-                Ok(_) => {}
+                Ok(_) => r.pos += 1,
                 Err(e) => {
                     done = true;
                     return Some(Err(io_err(&r.path)(e)));
@@ -1224,19 +1342,34 @@ impl Run {
             let item = (|| {
                 r.fill(&mut b[1..])?;
                 let k = r.varint()?;
-                let len = r.varint()? as usize;
-                let mut list = vec![0u8; len];
-                r.fill(&mut list)?;
+                let len = r.varint()?;
                 // The gaps only: the skip table is made again by whoever writes them.
-                let skip = self.skips(k) * SKIP_ENTRY;
+                let skip = (self.skips(k) * SKIP_ENTRY) as u64;
                 if skip > len {
                     return Err(StoreError::Corrupt(format!(
                         "index run {}: posting list shorter than its skip table",
                         r.path.display()
                     )));
                 }
-                list.drain(..skip);
-                Ok((b, k, list))
+                if len - skip > BODY_IN_MEMORY_MAX {
+                    let off = r.pos + skip;
+                    r.skip(len)?;
+                    let file = self.file.try_clone().map_err(io_err(&self.path))?;
+                    return Ok((
+                        b,
+                        k,
+                        Body::File {
+                            file,
+                            path: self.path.clone(),
+                            off,
+                            len: len - skip,
+                        },
+                    ));
+                }
+                let mut list = vec![0u8; len as usize];
+                r.fill(&mut list)?;
+                list.drain(..skip as usize);
+                Ok((b, k, Body::Mem(list)))
             })();
             if item.is_err() {
                 done = true;
@@ -1330,6 +1463,7 @@ pub(crate) fn merge(
     let mut order = Vec::with_capacity(runs.len());
     let mut dedup = Vec::with_capacity(runs.len());
     let mut postings = Vec::with_capacity(runs.len());
+    let bad_list = || StoreError::Corrupt("index run posting list shorter than its count".into());
     for r in runs {
         times.push(r.times_seq()?);
         order.push(r.order_seq()?);
@@ -1344,7 +1478,7 @@ pub(crate) fn merge(
     let dedup = MergeBy::new(dedup, |e: &R<(Blind, u64, [u8; 8])>| {
         e.as_ref().ok().map(|x| x.0)
     });
-    let mut lists = MergeBy::new(postings, |e: &R<(Blind, u64, Vec<u8>, u64)>| {
+    let mut lists = MergeBy::new(postings, |e: &R<(Blind, u64, Body, u64)>| {
         e.as_ref().ok().map(|x| x.0)
     })
     .peekable();
@@ -1372,22 +1506,32 @@ pub(crate) fn merge(
         };
         let mut total = 0u64;
         let mut prev: Option<u64> = None;
-        let mut add = |k: u64, mut list: Vec<u8>, run_first: u64| -> R<()> {
-            let mut r = Reader::new(&list, "index run posting list");
+        let mut add = |k: u64, mut list: Body, run_first: u64| -> R<()> {
             let shift = run_first - first;
             let mut o = 0u64;
             let mut head = Vec::new();
-            let mut from = 0;
-            for i in 0..k {
-                let g = r.varint()?;
-                o += g;
-                if i == 0 {
-                    put_varint(&mut head, shift + o - prev.unwrap_or(0));
-                    from = list.len() - r.remaining();
+            let mut from = 0u64;
+            let mut i = 0u64;
+            let mut base = 0u64;
+            let mut end = 0u64;
+            list.for_each_piece(0, &mut |piece: &[u8]| {
+                let mut pos = 0usize;
+                while pos < piece.len() && i < k {
+                    o += varint_at(piece, &mut pos).ok_or_else(bad_list)?;
+                    if i == 0 {
+                        put_varint(&mut head, shift + o - prev.unwrap_or(0));
+                        from = base + pos as u64;
+                    }
+                    i += 1;
+                    end = base + pos as u64;
                 }
+                base += piece.len() as u64;
+                Ok(())
+            })?;
+            if i < k {
+                return Err(bad_list());
             }
             // Bytes after the list's `k` gaps are not part of it.
-            let end = list.len() - r.remaining();
             list.truncate(end);
             if k > 0 {
                 prev = Some(shift + o);
@@ -1841,7 +1985,15 @@ mod tests {
     #[test]
     fn merged_runs_answer_as_one_run_of_everything() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let whole = model(1, 9_000);
+        let mut whole = model(1, 9_000);
+        // Gaps of up to 151: varints of two bytes, which the merge reads from the parts' files
+        // in chunks that cut some of them (see `BODY_CHUNK`).
+        whole.postings.insert(
+            blind(4, 1),
+            (1..9_001)
+                .filter(|s| s % 150 == 0 || s % 151 == 0)
+                .collect(),
+        );
         let mut runs = Vec::new();
         for (a, b) in [
             (1u64, 2_001u64),
