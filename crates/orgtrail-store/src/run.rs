@@ -150,8 +150,8 @@ const BODY_CHUNK: usize = 64 << 10;
 #[cfg(test)]
 const BODY_CHUNK: usize = 37;
 /// A merge leaves posting lists longer than this in their run file and reads them a chunk at
-/// a time as it writes them (twice: once for the skip table, once to copy them), instead of
-/// holding them: the largest merges join lists of millions of entries (a value nearly every
+/// a time as it writes them (three passes, served by the page cache: for the last entry, for
+/// the skip table, to copy them), instead of holding them: the largest merges join lists of millions of entries (a value nearly every
 /// event has, such as eventCategory `Management`: about 1 byte per event, 8 MiB at 8M events).
 #[cfg(not(test))]
 const BODY_IN_MEMORY_MAX: u64 = 64 << 10;
