@@ -81,10 +81,12 @@ impl Target {
     }
 }
 
-/// The live store as the export reads it.
-struct StoreSource(Arc<dyn EventStore>);
+/// A store as the export reads it, in sequence order: the live store (this sink) or a
+/// stopped one (`orgtrail export`).
+#[derive(Debug)]
+pub struct StoreSource<'a>(pub &'a dyn EventStore);
 
-impl EventSource for StoreSource {
+impl EventSource for StoreSource<'_> {
     fn origin(&self) -> String {
         self.0.origin().to_owned()
     }
@@ -202,7 +204,7 @@ impl Sink {
                 opts.clone(),
             );
             let outcome =
-                on_low_priority_thread(move || t.pass(&StoreSource(store), &signer, &o)).await;
+                on_low_priority_thread(move || t.pass(&StoreSource(&*store), &signer, &o)).await;
             let took = started.elapsed();
             wait = interval;
             match outcome {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use orgtrail_collector::archive::StoreSource;
 use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_crypto::signing::SigningKey;
 use orgtrail_s3::{Blocking, S3Url};
-use orgtrail_store::Ledger;
 use orgtrail_trailfiles::export::{DEFAULT_BUCKET, export, export_s3};
-use orgtrail_trailfiles::{EventSource, ExportFilter, ExportOptions, SourceEvent};
+use orgtrail_trailfiles::{ExportFilter, ExportOptions};
 
 /// Export a store's events as an archive in CloudTrail's own layout, with digest files signed
 /// by the store's signing key, for Athena, DuckDB and `orgtrail validate-logs` (offline: no
@@ -83,37 +83,6 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse(s).map_err(|e| e.to_string())
 }
 
-/// The store, read in sequence order.
-struct LedgerSource<'a>(&'a Ledger);
-
-impl EventSource for LedgerSource<'_> {
-    fn origin(&self) -> String {
-        self.0.origin().to_owned()
-    }
-
-    fn head(&self) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.0.tree_head()?.0)
-    }
-
-    fn read(
-        &self,
-        first: u64,
-        last: u64,
-    ) -> Result<Vec<SourceEvent>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self
-            .0
-            .read_range(first, last)?
-            .into_iter()
-            .map(|e| SourceEvent {
-                seq: e.seq,
-                account: e.account,
-                time: e.time,
-                bytes: e.bytes,
-            })
-            .collect())
-    }
-}
-
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let s3 = if args.to.starts_with("s3://") {
         let url = S3Url::parse(&args.to)?;
@@ -167,9 +136,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let summary = match s3 {
         Some((_, state_dir, client)) => {
-            export_s3(&state_dir, client, &LedgerSource(&ledger), &signer, &opts)
+            export_s3(&state_dir, client, &StoreSource(&ledger), &signer, &opts)
         }
-        None => export(Path::new(&args.to), &LedgerSource(&ledger), &signer, &opts),
+        None => export(Path::new(&args.to), &StoreSource(&ledger), &signer, &opts),
     }
     .with_context(|| format!("exporting to {}", args.to));
     ledger.close().context("closing the store")?;
