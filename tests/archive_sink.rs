@@ -6,6 +6,8 @@
 //! `orgtrail import` of the archive gives a store with the same events and counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/archive.rs"]
+mod archive;
 mod common;
 #[path = "common/crash.rs"]
 mod crash;
@@ -16,52 +18,16 @@ mod procs;
 #[path = "common/prom.rs"]
 mod prom;
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{run, stderr, stdout};
+use archive::{BUCKET, by_file, tree};
+use common::stdout;
 use org::{Org, events, p, spawn_agent};
 
-const BUCKET: &str = "example-archive";
 /// Small passes and files, so that a crash finds several files of a pass in place.
 const ARCHIVE: &str = "[archive]\ndir = \"archive\"\nbucket = \"example-archive\"\ninterval_ms = 100\nmax_batch_events = 400\nmax_file_bytes = \"64 KiB\"\n";
 const OPS: &str = "[ops]\nlisten = \"127.0.0.1:0\"\n";
-
-/// Every record of every log file under `dir/AWSLogs`: record text -> the files holding it.
-fn archived(dir: &Path) -> BTreeMap<String, Vec<PathBuf>> {
-    let mut out: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    let mut stack = vec![dir.join("AWSLogs")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = path.to_str().unwrap();
-            if !name.contains("/CloudTrail/") || !name.ends_with(".json.gz") {
-                continue;
-            }
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
-                .read_to_string(&mut text)
-                .unwrap();
-            let f: BTreeMap<String, Vec<Box<serde_json::value::RawValue>>> =
-                serde_json::from_str(&text).unwrap();
-            for r in &f["Records"] {
-                out.entry(r.get().to_owned())
-                    .or_default()
-                    .push(path.clone());
-            }
-        }
-    }
-    out
-}
 
 fn pending(org: &Org) -> bool {
     let state: serde_json::Value = serde_json::from_slice(
@@ -72,24 +38,11 @@ fn pending(org: &Org) -> bool {
 }
 
 fn stats(org: &Org, data: &str) -> String {
-    let o = run(
-        &[
-            "stats",
-            "--data-dir",
-            &p(&org.path(data)),
-            "--keys",
-            &p(&org.path("keys")),
-            "--start",
-            "2000-01-01T00:00:00Z",
-            "--by",
-            "account,region,eventName",
-            "--top",
-            "1000",
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
+    archive::stats(
+        &org.path(data),
+        &org.path("keys"),
+        "account,region,eventName",
+    )
 }
 
 #[test]
@@ -103,7 +56,7 @@ fn the_archive_holds_every_stored_event_once_across_kills_validates_and_imports_
     crash::until_crash(&org, ARCHIVE, "archive-files-written", &account, &file);
     assert!(pending(&org), "the kill left a pass unfinished");
     assert!(
-        !archived(&org.path("archive")).is_empty(),
+        !by_file(&tree(&org.path("archive"))).is_empty(),
         "the kill left log files in place"
     );
     crash::until_crash(&org, ARCHIVE, "archive-digests-written", &account, &file);
@@ -130,7 +83,7 @@ fn the_archive_holds_every_stored_event_once_across_kills_validates_and_imports_
     // Every stored event in exactly one log file, byte for byte, and nothing else.
     let stored = org.stored();
     assert!(stored.len() > 2500, "{} stored", stored.len());
-    let records = archived(&org.path("archive"));
+    let records = by_file(&tree(&org.path("archive")));
     let twice: Vec<_> = records.iter().filter(|(_, f)| f.len() > 1).collect();
     assert!(twice.is_empty(), "records in two files: {twice:?}");
     let want: HashSet<&str> = stored.iter().map(String::as_str).collect();
@@ -139,34 +92,14 @@ fn the_archive_holds_every_stored_event_once_across_kills_validates_and_imports_
     assert!(got == want, "the archive holds exactly the stored events");
 
     // The store's public key alone validates it.
-    let v = run(
-        &[
-            "validate-logs",
-            &p(&org.path("archive")),
-            "--public-key",
-            &p(&org.path("keys/signing.pub")),
-            "--bucket",
-            BUCKET,
-        ],
-        b"",
+    archive::all_valid(
+        &p(&org.path("archive")),
+        &org.path("keys/signing.pub"),
+        &["--bucket".into(), BUCKET.into()],
     );
-    let text = stdout(&v);
-    assert_eq!(v.status.code(), Some(0), "{text}{}", stderr(&v));
-    assert!(!text.contains("INVALID"), "{text}");
 
     // It imports back: the same events, the same counts.
-    let o = run(
-        &[
-            "import",
-            "--data-dir",
-            &p(&org.path("data2")),
-            "--keys",
-            &p(&org.path("keys")),
-            &p(&org.path("archive")),
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = archive::import(&org.path("data2"), &org.path("keys"), &org.path("archive"));
     assert_eq!(
         stdout(&o).trim(),
         format!(

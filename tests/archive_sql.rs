@@ -4,6 +4,8 @@
 //! error code are the counts `orgtrail stats` gives for the same store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/archive.rs"]
+mod archive;
 mod common;
 #[path = "common/org.rs"]
 mod org;
@@ -12,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{run, stderr, stdout};
 use org::p;
 
 /// (group values, count), sorted.
@@ -59,24 +60,7 @@ print(json.dumps([["-" if v is None else str(v) for v in r] for r in rows]))
 
 /// `orgtrail stats --by BY` of the store, every group.
 fn stats(dir: &Path, by: &str) -> Counts {
-    let o = run(
-        &[
-            "stats",
-            "--data-dir",
-            &p(&dir.join("data")),
-            "--keys",
-            &p(&dir.join("keys")),
-            "--start",
-            "2000-01-01T00:00:00Z",
-            "--by",
-            by,
-            "--top",
-            "100000",
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
+    let text = archive::stats(&dir.join("data"), &dir.join("keys"), by);
     let mut out: Counts = Vec::new();
     for line in text.lines().skip(1) {
         if line.is_empty() || line.starts_with('(') {
@@ -116,63 +100,18 @@ fn sql_counts(view: &str, columns: &str) -> Counts {
 fn duckdb_over_an_export_counts_what_orgtrail_stats_counts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        run(&["keys", "init", "--out", &p(&d.join("keys"))], b"")
-            .status
-            .success()
+    archive::store(
+        d,
+        &[("4", "2026-11-01T00:00:00Z"), ("5", "2026-11-02T09:00:00Z")],
+        2000,
     );
-    let mut all = Vec::new();
-    for (seed, start) in [("4", "2026-11-01T00:00:00Z"), ("5", "2026-11-02T09:00:00Z")] {
-        let e = run(
-            &[
-                "gen-events",
-                "--count",
-                "2000",
-                "--account",
-                "111122223333",
-                "--account",
-                "444455556666",
-                "--seed",
-                seed,
-                "--start",
-                start,
-            ],
-            b"",
-        );
-        assert!(e.status.success());
-        all.extend_from_slice(&e.stdout);
-    }
-    std::fs::write(d.join("events.jsonl"), &all).unwrap();
-    let o = run(
-        &[
-            "import",
-            "--data-dir",
-            &p(&d.join("data")),
-            "--keys",
-            &p(&d.join("keys")),
-            &p(&d.join("events.jsonl")),
-        ],
-        b"",
+    let o = archive::export(
+        &d.join("data"),
+        &d.join("keys"),
+        &p(&d.join("archive")),
+        &[],
     );
-    assert_eq!(
-        stdout(&o).trim(),
-        "stored=4000 duplicates=0 conflicts=0 rejected=0",
-        "{}",
-        stderr(&o)
-    );
-    let o = run(
-        &[
-            "export",
-            "--data-dir",
-            &p(&d.join("data")),
-            "--keys",
-            &p(&d.join("keys")),
-            "--to",
-            &p(&d.join("archive")),
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", common::stderr(&o));
 
     let view = documented_view(&d.join("archive"));
     let total = duckdb(

@@ -5,19 +5,18 @@
 //! store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/archive.rs"]
+mod archive;
 mod common;
 #[path = "common/org.rs"]
 mod org;
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use archive::{BUCKET, field, import, records, tree};
 use common::{run, stderr, stdout};
 use org::{Org, p};
-
-const BUCKET: &str = "example-archive";
-const START: &str = "2020-01-01T00:00:00Z";
 
 struct Store {
     dir: tempfile::TempDir,
@@ -28,47 +27,19 @@ impl Store {
     /// hours apart.
     fn new(n: usize) -> Store {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store { dir };
-        assert!(
-            run(&["keys", "init", "--out", &s.p("keys")], b"")
-                .status
-                .success()
+        archive::store(
+            dir.path(),
+            &[
+                ("1", "2026-11-01T00:00:00Z"),
+                ("2", "2026-11-01T03:00:00Z"),
+                ("3", "2026-11-01T06:00:00Z"),
+            ],
+            n / 3,
         );
-        let mut all = Vec::new();
-        for (seed, start) in [
-            ("1", "2026-11-01T00:00:00Z"),
-            ("2", "2026-11-01T03:00:00Z"),
-            ("3", "2026-11-01T06:00:00Z"),
-        ] {
-            let events = run(
-                &[
-                    "gen-events",
-                    "--count",
-                    &(n / 3).to_string(),
-                    "--account",
-                    "111122223333",
-                    "--account",
-                    "444455556666",
-                    "--seed",
-                    seed,
-                    "--start",
-                    start,
-                ],
-                b"",
-            );
-            assert!(events.status.success());
-            all.extend_from_slice(&events.stdout);
-        }
-        std::fs::write(s.path("events.jsonl"), &all).unwrap();
-        let o = s.import("data", &s.p("events.jsonl"));
-        assert_eq!(
-            stdout(&o).trim(),
-            format!("stored={n} duplicates=0 conflicts=0 rejected=0")
-        );
-        s
+        Store { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
 
@@ -77,19 +48,7 @@ impl Store {
     }
 
     fn import(&self, data: &str, input: &str) -> std::process::Output {
-        let o = run(
-            &[
-                "import",
-                "--data-dir",
-                &self.p(data),
-                "--keys",
-                &self.p("keys"),
-                input,
-            ],
-            b"",
-        );
-        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-        o
+        import(&self.path(data), &self.path("keys"), &self.path(input))
     }
 
     fn export(&self, extra: &[&str]) -> std::process::Output {
@@ -102,16 +61,10 @@ impl Store {
     }
 
     fn validate(&self) -> std::process::Output {
-        run(
-            &[
-                "validate-logs",
-                &self.p("archive"),
-                "--public-key",
-                &self.p("keys/signing.pub"),
-                "--bucket",
-                BUCKET,
-            ],
-            b"",
+        archive::validate_logs(
+            &self.p("archive"),
+            &self.path("keys/signing.pub"),
+            &["--bucket".into(), BUCKET.into()],
         )
     }
 
@@ -125,7 +78,7 @@ impl Store {
                 "--keys",
                 &self.p("keys"),
                 "--start",
-                START,
+                "2020-01-01T00:00:00Z",
                 "--max",
                 "1000000",
                 "--output",
@@ -140,126 +93,28 @@ impl Store {
     }
 
     fn stats(&self, data: &str) -> String {
-        let o = run(
-            &[
-                "stats",
-                "--data-dir",
-                &self.p(data),
-                "--keys",
-                &self.p("keys"),
-                "--start",
-                START,
-                "--by",
-                "account,region,eventName",
-                "--top",
-                "1000",
-            ],
-            b"",
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o)
+        archive::stats(
+            &self.path(data),
+            &self.path("keys"),
+            "account,region,eventName",
+        )
     }
 }
 
 fn export(data: &Path, keys: &Path, to: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "export".to_owned(),
-        "--data-dir".into(),
-        p(data),
-        "--keys".into(),
-        p(keys),
-        "--to".into(),
-        p(to),
-        "--bucket".into(),
-        BUCKET.into(),
-    ];
+    let mut args = vec!["--bucket".to_owned(), BUCKET.into()];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args, b"")
-}
-
-/// `exported events=N ...`: the value of `name`.
-fn field(out: &str, name: &str) -> u64 {
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("{name} in {out}"))
-        .parse()
-        .unwrap()
-}
-
-/// Relative path -> bytes of every file under `dir/AWSLogs`.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.join("AWSLogs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(dir).unwrap().to_owned();
-                out.insert(rel, std::fs::read(e.path()).unwrap());
-            }
-        }
-    }
-    out
+    archive::export(data, keys, &p(to), &args)
 }
 
 /// Every record of every exported log file, sorted.
-fn exported(files: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (path, gz) in files {
-        let name = path.to_str().unwrap();
-        if !name.contains("/CloudTrail/") || name.ends_with(".sig") {
-            continue;
-        }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let n = v["Records"].as_array().unwrap().len();
-        // The records are the stored bytes: split the array's text at the top level.
-        let body = text
-            .strip_prefix("{\"Records\":[")
-            .and_then(|t| t.strip_suffix("]}"))
-            .unwrap();
-        let records = split_top_level(body);
-        assert_eq!(records.len(), n, "{name}");
-        out.extend(records);
-    }
+fn exported(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut out: Vec<String> = files
+        .iter()
+        .filter(|(k, _)| archive::is_log_file(k))
+        .flat_map(|(_, gz)| records(gz))
+        .collect();
     out.sort();
-    out
-}
-
-/// `a,b,c` where each item is a JSON object (commas inside strings and objects kept).
-fn split_top_level(body: &str) -> Vec<String> {
-    let (mut depth, mut in_str, mut esc, mut start) = (0i32, false, false, 0usize);
-    let mut out = Vec::new();
-    for (i, c) in body.char_indices() {
-        if in_str {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, '\\') => esc = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(body[start..i].to_owned());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if !body.is_empty() {
-        out.push(body[start..].to_owned());
-    }
     out
 }
 
@@ -276,9 +131,7 @@ fn an_export_holds_every_event_once_validates_and_imports_back() {
     let files = tree(&s.path("archive"));
     assert_eq!(exported(&files), s.stored("data"));
     assert!(
-        files
-            .keys()
-            .any(|k| k.to_str().unwrap().ends_with(".json.gz.sig")),
+        files.keys().any(|k| k.ends_with(".json.gz.sig")),
         "digests have their signature beside them"
     );
 
@@ -303,7 +156,7 @@ fn an_export_holds_every_event_once_validates_and_imports_back() {
     assert_eq!(tree(&s.path("archive")), files);
 
     // The archive imports into a fresh store as the same events, with the same counts.
-    let o = s.import("data2", &s.p("archive"));
+    let o = s.import("data2", "archive");
     assert_eq!(
         stdout(&o).trim(),
         "stored=3000 duplicates=0 conflicts=0 rejected=0"
@@ -311,18 +164,15 @@ fn an_export_holds_every_event_once_validates_and_imports_back() {
     assert_eq!(s.stored("data2"), s.stored("data"));
     assert_eq!(s.stats("data2"), s.stats("data"));
     // Into the store it came from: every event a duplicate (same bytes), none a conflict.
-    let o = s.import("data", &s.p("archive"));
+    let o = s.import("data", "archive");
     assert_eq!(
         stdout(&o).trim(),
         "stored=0 duplicates=3000 conflicts=0 rejected=0"
     );
 
     // Tampering is reported by key.
-    let logs: Vec<&PathBuf> = files
-        .keys()
-        .filter(|k| k.to_str().unwrap().contains("/CloudTrail/"))
-        .collect();
-    let modified = logs[0].to_str().unwrap();
+    let logs: Vec<&String> = files.keys().filter(|k| archive::is_log_file(k)).collect();
+    let modified = logs[0].as_str();
     let mut text = String::new();
     flate2::read::GzDecoder::new(&files[logs[0]][..])
         .read_to_string(&mut text)
@@ -334,18 +184,15 @@ fn an_export_holds_every_event_once_validates_and_imports_back() {
         common::gzip(changed.as_bytes()),
     )
     .unwrap();
-    let digests: Vec<&PathBuf> = files
+    let digests: Vec<&String> = files
         .keys()
-        .filter(|k| {
-            let k = k.to_str().unwrap();
-            k.contains("/CloudTrail-Digest/") && k.ends_with(".json.gz")
-        })
+        .filter(|k| k.contains("/CloudTrail-Digest/") && k.ends_with(".json.gz"))
         .collect();
     // One in the middle of its chain: an account and region with three or more.
     let deleted = digests
         .windows(3)
         .find(|w| same_chain(w[0], w[2]))
-        .map(|w| w[1].to_str().unwrap())
+        .map(|w| w[1].as_str())
         .unwrap();
     std::fs::remove_file(s.path("archive").join(deleted)).unwrap();
     let v = s.validate();
@@ -364,11 +211,11 @@ fn an_export_holds_every_event_once_validates_and_imports_back() {
 }
 
 /// Two digest keys of the same account and region.
-fn same_chain(a: &Path, b: &Path) -> bool {
-    let chain = |k: &Path| {
-        let parts: Vec<String> = k.iter().map(|c| c.to_str().unwrap().to_owned()).collect();
-        (parts[1].clone(), parts[3].clone())
-    };
+fn same_chain(a: &str, b: &str) -> bool {
+    fn chain(k: &str) -> (&str, &str) {
+        let parts: Vec<&str> = k.split('/').collect();
+        (parts[1], parts[3])
+    }
     chain(a) == chain(b)
 }
 
@@ -377,18 +224,11 @@ fn export_is_refused_while_a_collector_runs_on_the_store_and_s3_needs_a_state_di
     let org = Org::new();
     let events = run(&["gen-events", "--count", "200", "--accounts", "1"], b"");
     std::fs::write(org.path("events.jsonl"), &events.stdout).unwrap();
-    let o = run(
-        &[
-            "import",
-            "--data-dir",
-            &p(&org.path("data")),
-            "--keys",
-            &p(&org.path("keys")),
-            &p(&org.path("events.jsonl")),
-        ],
-        b"",
+    import(
+        &org.path("data"),
+        &org.path("keys"),
+        &org.path("events.jsonl"),
     );
-    assert!(o.status.success(), "{}", stderr(&o));
     let mut c = org.collector(0, "");
     let o = export(
         &org.path("data"),

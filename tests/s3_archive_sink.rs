@@ -4,6 +4,8 @@
 //! archive valid in place, and every stored event is in exactly one log object, byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/archive.rs"]
+mod archive;
 mod common;
 #[path = "common/org.rs"]
 mod org;
@@ -12,15 +14,13 @@ mod procs;
 #[path = "common/prom.rs"]
 mod prom;
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{run, stderr, stdout};
+use archive::BUCKET;
 use org::{Org, events, p, spawn_agent};
 use orgtrail_s3::test_server::Weed;
 
-const BUCKET: &str = "example-archive";
 const PREFIX: &str = "sink";
 
 #[test]
@@ -60,49 +60,24 @@ fn the_sink_puts_every_stored_event_once_into_the_bucket_and_it_validates_in_pla
     );
 
     // Every stored event in exactly one log object, byte for byte.
-    let mut records: BTreeMap<String, usize> = BTreeMap::new();
-    for o in bucket
-        .list_all(&format!("{PREFIX}/AWSLogs/"), 1000)
-        .unwrap()
-    {
-        if !o.key.contains("/CloudTrail/") {
-            continue;
-        }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(bucket.open(&o.key, None).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-        let f: BTreeMap<String, Vec<Box<serde_json::value::RawValue>>> =
-            serde_json::from_str(&text).unwrap();
-        for r in &f["Records"] {
-            *records.entry(r.get().to_owned()).or_default() += 1;
-        }
-    }
+    let records = archive::by_file(&archive::bucket_tree(
+        &bucket,
+        &format!("{PREFIX}/AWSLogs/"),
+    ));
     let stored = org.stored();
     assert!(stored.len() > 1000, "{} stored", stored.len());
-    assert!(records.values().all(|n| *n == 1), "an event in two objects");
-    let want: std::collections::BTreeSet<&str> = stored.iter().map(String::as_str).collect();
-    let got: std::collections::BTreeSet<&str> = records.keys().map(String::as_str).collect();
+    assert!(
+        records.values().all(|f| f.len() == 1),
+        "an event in two objects"
+    );
+    let want: BTreeSet<&str> = stored.iter().map(String::as_str).collect();
+    let got: BTreeSet<&str> = records.keys().map(String::as_str).collect();
     assert!(got == want, "the bucket holds exactly the stored events");
 
     // The store's public key validates the archive in the bucket.
-    let v = run(
-        &[
-            "validate-logs",
-            &format!("s3://{BUCKET}/{PREFIX}"),
-            "--public-key",
-            &p(&org.path("keys/signing.pub")),
-            "--endpoint",
-            &weed.endpoint(),
-            "--allow-http",
-            "--access-key-id-file",
-            &p(&weed.access_key_id_file()),
-            "--secret-access-key-file",
-            &p(&weed.secret_access_key_file()),
-        ],
-        b"",
+    archive::all_valid(
+        &format!("s3://{BUCKET}/{PREFIX}"),
+        &org.path("keys/signing.pub"),
+        &archive::s3_flags(&weed, &weed.secret_access_key_file()),
     );
-    let text = stdout(&v);
-    assert_eq!(v.status.code(), Some(0), "{text}{}", stderr(&v));
-    assert!(!text.contains("INVALID"), "{text}");
 }

@@ -6,16 +6,18 @@
 //! a wrong secret is refused clearly and claims nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/archive.rs"]
+mod archive;
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{run, stderr, stdout};
+use archive::{BUCKET, field};
+use common::{stderr, stdout};
 use orgtrail_s3::Blocking;
 use orgtrail_s3::test_server::Weed;
 
-const BUCKET: &str = "example-archive";
 const PREFIX: &str = "trail/logs";
 
 fn p(path: &Path) -> String {
@@ -32,38 +34,7 @@ impl T {
     /// Keys, a store of 300 events of two accounts over several hours, and an empty bucket.
     fn new() -> T {
         let dir = tempfile::tempdir().unwrap();
-        let path = |n: &str| p(&dir.path().join(n));
-        assert!(
-            run(&["keys", "init", "--out", &path("keys")], b"")
-                .status
-                .success()
-        );
-        let events = run(
-            &[
-                "gen-events",
-                "--count",
-                "300",
-                "--accounts",
-                "2",
-                "--start",
-                "2026-11-01T00:00:00Z",
-            ],
-            b"",
-        );
-        assert!(events.status.success());
-        std::fs::write(dir.path().join("events.jsonl"), &events.stdout).unwrap();
-        let o = run(
-            &[
-                "import",
-                "--data-dir",
-                &path("data"),
-                "--keys",
-                &path("keys"),
-                &path("events.jsonl"),
-            ],
-            b"",
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        archive::store(dir.path(), &[("1", "2026-11-01T00:00:00Z")], 300);
         let weed = Weed::start(&dir.path().join("weed"));
         let bucket = weed.bucket(BUCKET);
         T { dir, weed, bucket }
@@ -74,30 +45,11 @@ impl T {
     }
 
     fn s3_flags(&self, secret: &Path) -> Vec<String> {
-        vec![
-            "--endpoint".into(),
-            self.weed.endpoint(),
-            "--allow-http".into(),
-            "--access-key-id-file".into(),
-            p(&self.weed.access_key_id_file()),
-            "--secret-access-key-file".into(),
-            p(secret),
-        ]
+        archive::s3_flags(&self.weed, secret)
     }
 
     fn export(&self, to: &str, extra: &[String]) -> std::process::Output {
-        let mut args = vec![
-            "export".to_owned(),
-            "--data-dir".into(),
-            p(&self.path("data")),
-            "--keys".into(),
-            p(&self.path("keys")),
-            "--to".into(),
-            to.into(),
-        ];
-        args.extend(extra.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&args, b"")
+        archive::export(&self.path("data"), &self.path("keys"), to, extra)
     }
 
     fn export_s3(&self, secret: &Path) -> std::process::Output {
@@ -117,36 +69,6 @@ impl T {
         }
         out
     }
-}
-
-/// `exported events=N ...`: the value of `name`.
-fn field(out: &str, name: &str) -> u64 {
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("{name} in {out}"))
-        .parse()
-        .unwrap()
-}
-
-/// `PREFIX/` + relative path -> bytes of every file under `dir/AWSLogs`.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.join("AWSLogs")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(dir).unwrap().to_owned();
-                out.insert(
-                    format!("{PREFIX}/{}", rel.display()),
-                    std::fs::read(e.path()).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -170,17 +92,11 @@ fn an_s3_export_validates_in_place_equals_the_directory_export_and_a_rerun_puts_
     );
 
     // validate-logs on the bucket itself: every digest's signature from its metadata.
-    let mut args: Vec<String> = vec![
-        "validate-logs".into(),
-        format!("s3://{BUCKET}/{PREFIX}"),
-        "--public-key".into(),
-        p(&t.path("keys/signing.pub")),
-    ];
-    args.extend(t.s3_flags(&secret));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let v = run(&args, b"");
-    let vtext = stdout(&v);
-    assert_eq!(v.status.code(), Some(0), "{vtext}{}", stderr(&v));
+    let vtext = archive::all_valid(
+        &format!("s3://{BUCKET}/{PREFIX}"),
+        &t.path("keys/signing.pub"),
+        &t.s3_flags(&secret),
+    );
     assert!(
         vtext.contains(&format!(
             "{digests}/{digests} digest files valid\n{files}/{files} log files valid"
@@ -205,7 +121,11 @@ fn an_s3_export_validates_in_place_equals_the_directory_export_and_a_rerun_puts_
         .map(|(k, (b, _))| (k.clone(), b.clone()))
         .collect();
     assert_eq!(bytes.len() as u64, files + 2 * digests);
-    assert_eq!(bytes, tree(&t.path("archive")));
+    let dir: BTreeMap<String, Vec<u8>> = archive::tree(&t.path("archive"))
+        .into_iter()
+        .map(|(k, b)| (format!("{PREFIX}/{k}"), b))
+        .collect();
+    assert_eq!(bytes, dir);
     // Each digest carries its signature (the .sig object's text) in its metadata.
     for (k, (b, _)) in objects.iter().filter(|(k, _)| k.ends_with(".sig")) {
         let digest = k.strip_suffix(".sig").unwrap();
