@@ -13,88 +13,42 @@ mod org;
 mod procs;
 #[path = "common/prom.rs"]
 mod prom;
+#[path = "common/sources.rs"]
+mod sources;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{gzip, orgtrail, run, stderr, stdout};
+use common::{gzip, orgtrail, stderr};
 use org::{Collector, Org, p};
 use orgtrail_s3::Blocking;
 use orgtrail_s3::test_server::{SECRET_KEY, Weed};
 use procs::{Lines, wait_exit, wait_until};
+use sources::{ACCOUNT, agent_drained, generated, id, stored_exactly_once};
 
-const ACCOUNT: &str = "123456789012";
 const ORG_ID: &str = "o-abcdef1234";
 const BUCKET: &str = "trail-src";
 const SOURCE: &str = "bucket";
 const WITHIN: Duration = Duration::from_secs(90);
 
 fn setup() -> (Org, Collector, Weed, Blocking) {
-    let org = Org::new();
-    let c = org.collector(0, "");
-    org.issue("admin", "admin", None);
-    org.issue("agent", "agent", Some(ACCOUNT));
+    let (org, c) = sources::setup();
     let weed = Weed::start(&org.path("weed"));
     let b = weed.bucket(BUCKET);
     (org, c, weed, b)
 }
 
-/// Every event stored, as JSON lines.
-fn stored(org: &Org, c: &Collector) -> Vec<String> {
-    let mut args = vec!["lookup".to_string()];
-    args.extend(org.reader_args(c, "admin"));
-    args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, b"");
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).lines().map(String::from).collect()
-}
-
-fn id(line: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(line).unwrap()["eventID"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Stored exactly the events `want` (by eventID), each once.
-fn stored_exactly_once(org: &Org, c: &Collector, want: &HashSet<String>) {
-    let s = stored(org, c);
-    let ids: Vec<String> = s.iter().map(|l| id(l)).collect();
-    let unique: HashSet<String> = ids.iter().cloned().collect();
-    assert_eq!(unique.len(), ids.len(), "nothing stored twice");
-    assert_eq!(&unique, want, "every event stored, and nothing else");
-}
-
-/// Generated events relabelled to ACCOUNT, as JSON lines.
-fn generated(count: u64, seed: u64) -> Vec<String> {
-    let o = run(
-        &[
-            "gen-events",
-            "--count",
-            &count.to_string(),
-            "--accounts",
-            "1",
-            "--seed",
-            &seed.to_string(),
-        ],
-        b"",
-    );
-    let text = stdout(&o);
-    let first = text.lines().next().unwrap();
-    let acct = serde_json::from_str::<serde_json::Value>(first).unwrap()["recipientAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    text.replace(&acct, ACCOUNT)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
+/// A gzipped log file of `records`.
 fn log_file(records: &[String]) -> Vec<u8> {
-    gzip(format!("{{\"Records\":[{}]}}", records.join(",")).as_bytes())
+    gzip(&sources::log_file(records))
+}
+
+/// Puts a log file of `records` at `key`; returns their eventIDs.
+fn put(b: &Blocking, key: &str, records: &[String]) -> Vec<String> {
+    b.put(key, log_file(records), &[]).unwrap();
+    records.iter().map(|l| id(l)).collect()
 }
 
 /// Today (UTC) as (YYYY, MM, DD).
@@ -122,18 +76,20 @@ fn key(hhmm: &str, tag: &str) -> String {
     )
 }
 
-/// The source table for this bucket on `weed`.
-fn source(weed: &Weed, secret_file: &std::path::Path, extra: &str) -> String {
-    format!(
+/// The agent's configuration (in the organization) with one source: this bucket on `weed`,
+/// signed with the secret in `secret_file`, with `extra` keys.
+fn agent_config(org: &Org, c: &Collector, weed: &Weed, secret_file: &Path, extra: &str) -> PathBuf {
+    let source = format!(
         "[[sources]]\ntype = \"s3\"\nname = \"{SOURCE}\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nallow_http = true\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\nlookback_days = 1\nmax_retries = 2\nretry_timeout_ms = \"2s\"\n{extra}",
         weed.endpoint(),
         p(&weed.access_key_id_file()),
         p(secret_file),
-    )
+    );
+    org.agent_config_with("agent", ACCOUNT, c.port, &source)
 }
 
 /// A running agent (not `--exit-when-drained`) and its ops address.
-fn agent_with_ops(cfg: &std::path::Path) -> (std::process::Child, String, Lines) {
+fn agent_with_ops(cfg: &Path) -> (std::process::Child, String, Lines) {
     let text = std::fs::read_to_string(cfg).unwrap();
     std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
     let mut child = orgtrail()
@@ -179,13 +135,9 @@ fn files_out_of_order_late_during_listing_and_overwritten_are_each_stored_once()
     let evs = generated(2_000, 61);
     let mut chunks = evs.chunks(40);
     let mut want: HashSet<String> = HashSet::new();
-    let put = |want: &mut HashSet<String>, k: &str, records: &[String]| {
-        want.extend(records.iter().map(|l| id(l)));
-        b.put(k, log_file(records), &[]).unwrap();
-    };
     // Out of key order: 03:00, 01:00, 02:00.
     for hhmm in ["0300", "0100", "0200"] {
-        put(&mut want, &key(hhmm, "a"), chunks.next().unwrap());
+        want.extend(put(&b, &key(hhmm, "a"), chunks.next().unwrap()));
     }
     // A digest named file where log files are: counted, never parsed (no dead letter).
     let (y, m, d) = today();
@@ -197,11 +149,12 @@ fn files_out_of_order_late_during_listing_and_overwritten_are_each_stored_once()
     .unwrap();
 
     let secret = weed.secret_access_key_file();
-    let cfg = org.agent_config_with(
-        "agent",
-        ACCOUNT,
-        c.port,
-        &source(&weed, &secret, "poll_ms = \"100ms\"\nmax_keys = 2\n"),
+    let cfg = agent_config(
+        &org,
+        &c,
+        &weed,
+        &secret,
+        "poll_ms = \"100ms\"\nmax_keys = 2\n",
     );
     let (mut agent, ops, log) = agent_with_ops(&cfg);
     wait_until(WITHIN, "the three files read", || {
@@ -212,7 +165,7 @@ fn files_out_of_order_late_during_listing_and_overwritten_are_each_stored_once()
     // Late: a file whose key sorts before every key read, after passes went past them.
     let pass = gauge(&ops, "orgtrail_agent_s3_last_pass_timestamp_seconds");
     assert!(pass > 0.0);
-    put(&mut want, &key("0000", "late"), chunks.next().unwrap());
+    want.extend(put(&b, &key("0000", "late"), chunks.next().unwrap()));
     wait_until(WITHIN, "the late file read", || {
         objects(&ops, "shipped") == 4.0
     });
@@ -228,23 +181,20 @@ fn files_out_of_order_late_during_listing_and_overwritten_are_each_stored_once()
             )
         })
         .collect();
-    for (_, r) in &more {
-        want.extend(r.iter().map(|l| id(l)));
-    }
     let writer = std::thread::spawn(move || {
         let b = Blocking::owned(&opts).unwrap();
-        for (k, r) in more {
-            b.put(&k, log_file(&r), &[]).unwrap();
-        }
+        more.iter()
+            .flat_map(|(k, r)| put(&b, k, r))
+            .collect::<Vec<_>>()
     });
-    writer.join().unwrap();
+    want.extend(writer.join().unwrap());
     wait_until(WITHIN, "the 30 files put while listing read", || {
         objects(&ops, "shipped") == 34.0
     });
 
     // Overwritten: the same key with other content (another ETag) is read again.
     let k = key("0100", "a");
-    put(&mut want, &k, chunks.next().unwrap());
+    want.extend(put(&b, &k, chunks.next().unwrap()));
     wait_until(WITHIN, "the overwritten file read again", || {
         objects(&ops, "shipped") == 35.0
     });
@@ -298,23 +248,18 @@ fn an_agent_aborted_after_a_partial_object_mark_ships_the_object_exactly_once() 
     let evs = generated(3_600, 62);
     let want: HashSet<String> = evs.iter().map(|l| id(l)).collect();
     // The big object sorts first; two small ones after it.
-    b.put(&key("0100", "big"), log_file(&evs[..3_500]), &[])
-        .unwrap();
-    b.put(&key("0200", "s1"), log_file(&evs[3_500..3_550]), &[])
-        .unwrap();
-    b.put(&key("0300", "s2"), log_file(&evs[3_550..]), &[])
-        .unwrap();
+    put(&b, &key("0100", "big"), &evs[..3_500]);
+    put(&b, &key("0200", "s1"), &evs[3_500..3_550]);
+    put(&b, &key("0300", "s2"), &evs[3_550..]);
     let secret = weed.secret_access_key_file();
-    let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &source(&weed, &secret, ""));
+    let cfg = agent_config(&org, &c, &weed, &secret, "");
     let once = |crash: bool| {
-        let mut cmd = orgtrail();
-        cmd.args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
-            .env("ORGTRAIL_LOG", "info")
-            .env("NO_COLOR", "1");
-        if crash {
-            cmd.env("ORGTRAIL_CRASH_AT", "s3-after-part-mark");
-        }
-        cmd.output().unwrap()
+        let env: &[(&str, &str)] = if crash {
+            &[("ORGTRAIL_CRASH_AT", "s3-after-part-mark")]
+        } else {
+            &[]
+        };
+        agent_drained(&cfg, env)
     };
     let o = once(true);
     assert!(!o.status.success());
@@ -345,11 +290,10 @@ fn an_agent_aborted_after_a_partial_object_mark_ships_the_object_exactly_once() 
 #[test]
 fn a_wrong_secret_stops_the_agent_with_a_clear_error_that_does_not_show_it() {
     let (org, c, weed, b) = setup();
-    b.put(&key("0100", "a"), log_file(&generated(5, 63)), &[])
-        .unwrap();
+    put(&b, &key("0100", "a"), &generated(5, 63));
     let wrong = org.path("wrong-secret");
     std::fs::write(&wrong, "wrong-secret-do-not-print-77\n").unwrap();
-    let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &source(&weed, &wrong, ""));
+    let cfg = agent_config(&org, &c, &weed, &wrong, "");
     let mut agent = orgtrail()
         .args(["agent", "--config", &p(&cfg)])
         .env("NO_COLOR", "1")
@@ -381,16 +325,10 @@ fn a_bucket_that_goes_away_and_comes_back_loses_nothing() {
     let evs = generated(200, 64);
     let want: HashSet<String> = evs.iter().map(|l| id(l)).collect();
     for (i, chunk) in evs[..120].chunks(40).enumerate() {
-        b.put(&key(&format!("01{i}0"), "before"), log_file(chunk), &[])
-            .unwrap();
+        put(&b, &key(&format!("01{i}0"), "before"), chunk);
     }
     let secret = weed.secret_access_key_file();
-    let cfg = org.agent_config_with(
-        "agent",
-        ACCOUNT,
-        c.port,
-        &source(&weed, &secret, "poll_ms = \"100ms\"\n"),
-    );
+    let cfg = agent_config(&org, &c, &weed, &secret, "poll_ms = \"100ms\"\n");
     let (mut agent, ops, log) = agent_with_ops(&cfg);
     wait_until(WITHIN, "the first files read", || {
         objects(&ops, "shipped") == 3.0
@@ -413,8 +351,7 @@ fn a_bucket_that_goes_away_and_comes_back_loses_nothing() {
     weed.restart();
     let b = Blocking::owned(&weed.options(BUCKET)).unwrap();
     for (i, chunk) in evs[120..].chunks(40).enumerate() {
-        b.put(&key(&format!("00{i}0"), "after"), log_file(chunk), &[])
-            .unwrap();
+        put(&b, &key(&format!("00{i}0"), "after"), chunk);
     }
     wait_until(WITHIN, "the files put after the restart read", || {
         objects(&ops, "shipped") == 5.0
@@ -435,22 +372,22 @@ fn fifty_files_survive_three_kill_9s_at_different_points_exactly_once() {
     for (i, chunk) in evs.chunks(60).enumerate() {
         // Stamps spread over the day, put in a shuffled order.
         let n = (i * 37) % 50;
-        b.put(
+        put(
+            &b,
             &key(
                 &format!("{:02}{:02}", n / 3, (n % 3) * 20),
                 &format!("k{i:02}"),
             ),
-            log_file(chunk),
-            &[],
-        )
-        .unwrap();
+            chunk,
+        );
     }
     let secret = weed.secret_access_key_file();
-    let cfg = org.agent_config_with(
-        "agent",
-        ACCOUNT,
-        c.port,
-        &source(&weed, &secret, "poll_ms = \"100ms\"\nmax_keys = 7\n"),
+    let cfg = agent_config(
+        &org,
+        &c,
+        &weed,
+        &secret,
+        "poll_ms = \"100ms\"\nmax_keys = 7\n",
     );
     let base = std::fs::read_to_string(&cfg).unwrap();
     // Killed (SIGKILL) once it has spooled at least 100, 400 and 700 events in that run (or
@@ -472,10 +409,7 @@ fn fifty_files_survive_three_kill_9s_at_different_points_exactly_once() {
         agent.wait().unwrap();
     }
     std::fs::write(&cfg, &base).unwrap();
-    let o = orgtrail()
-        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
-        .output()
-        .unwrap();
+    let o = agent_drained(&cfg, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     stored_exactly_once(&org, &c, &want);
 }

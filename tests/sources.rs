@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/org.rs"]
 mod org;
+#[path = "common/sources.rs"]
+mod sources;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,75 +16,12 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::{fixtures, gzip, http, orgtrail, run, stderr, stdout};
-use org::{Collector, Follower, Org, p};
-
-const ACCOUNT: &str = "123456789012";
-
-fn setup() -> (Org, Collector) {
-    let org = Org::new();
-    let c = org.collector(0, "");
-    org.issue("admin", "admin", None);
-    org.issue("agent", "agent", Some(ACCOUNT));
-    (org, c)
-}
-
-/// Every event stored, as JSON lines.
-fn stored(org: &Org, c: &Collector) -> Vec<String> {
-    let mut args = vec!["lookup".to_string()];
-    args.extend(org.reader_args(c, "admin"));
-    args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, b"");
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).lines().map(String::from).collect()
-}
-
-fn id(line: &str) -> String {
-    // Records of eventVersion 1.0 have no eventID.
-    serde_json::from_str::<serde_json::Value>(line).unwrap()["eventID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Generated events relabelled to ACCOUNT, as JSON lines.
-fn generated(count: u64, seed: u64) -> Vec<String> {
-    let o = run(
-        &[
-            "gen-events",
-            "--count",
-            &count.to_string(),
-            "--accounts",
-            "1",
-            "--seed",
-            &seed.to_string(),
-        ],
-        b"",
-    );
-    let text = stdout(&o);
-    let first = text.lines().next().unwrap();
-    let acct = serde_json::from_str::<serde_json::Value>(first).unwrap()["recipientAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    text.replace(&acct, ACCOUNT)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-fn log_file(records: &[String]) -> Vec<u8> {
-    format!("{{\"Records\":[{}]}}", records.join(",")).into_bytes()
-}
+use org::{Follower, p};
+use sources::{ACCOUNT, agent_drained, generated, id, log_file, setup, stored};
 
 /// Runs the agent once over its sources until all is acknowledged; returns its log.
-fn agent_once(org: &Org, cfg: &Path) -> String {
-    let o = orgtrail()
-        .args(["agent", "--exit-when-drained", "--config", &p(cfg)])
-        .env("ORGTRAIL_LOG", "info")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+fn agent_once(cfg: &Path) -> String {
+    let o = agent_drained(cfg, &[]);
     let log = stderr(&o);
     // Exit 0 exactly when the summary line says nothing was dead-lettered.
     let summary = stdout(&o);
@@ -92,7 +31,6 @@ fn agent_once(org: &Org, cfg: &Path) -> String {
         summary.contains("dead_lettered=0"),
         "{summary}\n{log}"
     );
-    let _ = org;
     log
 }
 
@@ -172,7 +110,7 @@ fn a_cloudtrail_log_tree_is_shipped_exactly_once_across_a_restart() {
         p(&root)
     );
     let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
-    let log = agent_once(&org, &cfg);
+    let log = agent_once(&cfg);
     let first_read = read_count(&log, "trail");
     let stored1 = stored(&org, &c);
     let key = |l: &String| {
@@ -218,7 +156,7 @@ fn a_cloudtrail_log_tree_is_shipped_exactly_once_across_a_restart() {
     // Restart with one new file: only it is read.
     let more = generated(300, 42);
     std::fs::write(day.join(name("0300", "new")), gzip(&log_file(&more))).unwrap();
-    let log = agent_once(&org, &cfg);
+    let log = agent_once(&cfg);
     assert_eq!(read_count(&log, "trail"), 300, "{log}");
     let stored2 = stored(&org, &c);
     assert_eq!(stored2.len(), stored1.len() + 300);
@@ -476,7 +414,7 @@ fn a_pasted_aws_selector_configuration_ships_only_what_it_selects() {
         p(&file)
     );
     let cfg = org.agent_config_with("agent", ACCOUNT, c.port, &sources);
-    let log = agent_once(&org, &cfg);
+    let log = agent_once(&cfg);
     // The oracle: the documented meaning of those selectors, evaluated on the JSON.
     let selected: Vec<&String> = evs
         .iter()
