@@ -1,9 +1,10 @@
-//! The harness shared by `orgtrail bench ingest-rules` and `orgtrail bench ingest-insights`:
-//! one agent ships the same events into a fresh collector per run, both real processes over
+//! The harness shared by `orgtrail bench ingest-rules`, `ingest-insights` and
+//! `ingest-archive`: one agent ships the same events into a fresh collector per run, both real processes over
 //! mutual TLS on loopback, alternating a baseline collector (A) and one with a feature on (B),
 //! round after round, so that both sides see the same load on a busy machine. Each run reports
 //! the ingest rate (events shipped over the seconds the agent took to drain), and the
 //! collector's CPU seconds once its background work (the [`Side::settle`] wait) was done.
+//! [`on_off`] runs a whole bench of a [`Feature`] on against off.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -77,6 +78,111 @@ pub(crate) fn rounds(
         }
     }
     Ok(best)
+}
+
+/// A collector feature measured on (B) against off (A, none of its configuration), by
+/// [`on_off`].
+pub(crate) trait Feature {
+    /// As the per-run lines name it: "archive" ("archive on", "archive off").
+    fn name(&self) -> &'static str;
+    /// As the summary names it: "the archive" ("ingest with the archive on: ...").
+    fn subject(&self) -> &'static str;
+    /// The collector configuration that turns it on.
+    fn config(&self) -> String;
+    /// [`Side::settle`] of a run with it on.
+    fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments>;
+    /// The summary's name for the earliest settle moment: "every event archived".
+    fn settled(&self) -> &'static str;
+    /// Said after the ratio, e.g. " (target >= 95%)".
+    fn target(&self) -> &'static str {
+        ""
+    }
+}
+
+/// A [`Feature`] on or off, as one side of the rounds.
+struct Switch<'a, F> {
+    feature: &'a F,
+    on: bool,
+}
+
+impl<F: Feature> Side for Switch<'_, F> {
+    fn name(&self) -> String {
+        format!(
+            "{} {}",
+            self.feature.name(),
+            if self.on { "on" } else { "off" }
+        )
+    }
+    fn config(&self) -> String {
+        if self.on {
+            self.feature.config()
+        } else {
+            String::new()
+        }
+    }
+    fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments> {
+        if self.on {
+            self.feature.settle(ops, started)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// `orgtrail bench ingest-BENCH`: in a scratch directory of its own (removed afterwards),
+/// `events` prepared events shipped in `rounds` rounds of (off, on) of the feature that
+/// `feature` makes for that directory; prints each run (the header naming the rounds as
+/// `what`), then the best ingest rates with their ratio and the least collector CPU of each
+/// side.
+pub(crate) fn on_off<F: Feature>(
+    bench: &str,
+    events: u64,
+    rounds: u32,
+    what: &str,
+    feature: impl FnOnce(&Path) -> F,
+) -> anyhow::Result<()> {
+    let root = std::env::temp_dir().join(format!(
+        "orgtrail-bench-ingest-{bench}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&root)?;
+    let result = on_off_in(&root, events, rounds, what, &feature(&root));
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+fn on_off_in(
+    root: &Path,
+    events: u64,
+    rounds_n: u32,
+    what: &str,
+    feature: &impl Feature,
+) -> anyhow::Result<()> {
+    let p = bench_transport::prepare(root, events)?;
+    println!("{events} events; {rounds_n} round(s) of ({what})");
+    let off = Switch { feature, on: false };
+    let on = Switch { feature, on: true };
+    let [off, on] = rounds(&p, root, events, rounds_n, [&off, &on])?;
+    println!(
+        "ingest with {} on: {:.0} events/s; off: {:.0} events/s; ratio {:.1}%{}; {} {:.2} s after the start (ingest of the run took {:.2} s)",
+        feature.subject(),
+        on.rate,
+        off.rate,
+        100.0 * on.rate / off.rate,
+        feature.target(),
+        feature.settled(),
+        on.settled.unwrap_or(f64::NAN),
+        events as f64 / on.rate
+    );
+    println!(
+        "collector CPU, least of the rounds: {:.2} s with {} on, {:.2} s off: {} cost {:.0}% more collector CPU",
+        on.cpu,
+        feature.subject(),
+        off.cpu,
+        feature.subject(),
+        100.0 * (on.cpu / off.cpu - 1.0)
+    );
+    Ok(())
 }
 
 /// One run: a fresh collector configured by `side`, the agent ships every event; returns the

@@ -6,12 +6,11 @@
 //! (`orgtrail_collector_archive_exported_through`).
 
 use std::cell::Cell;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::cmd::bench_ingest_ab::{self, Moments, Side, wait_for};
-use crate::cmd::bench_transport;
+use crate::cmd::bench_ingest_ab::{self, Feature, Moments, wait_for};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArchiveArgs {
@@ -33,35 +32,38 @@ pub(crate) struct IngestArchiveArgs {
 }
 
 pub(crate) fn run(a: IngestArchiveArgs) -> anyhow::Result<ExitCode> {
-    let root = std::env::temp_dir().join(format!(
-        "orgtrail-bench-ingest-archive-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&root)?;
-    let result = run_in(&root, &a);
-    let _ = std::fs::remove_dir_all(&root);
-    result
+    let what = format!(
+        "archive off, archive on every {} ms, max_busy_percent {}, gzip_level {}",
+        a.interval_ms, a.max_busy_percent, a.gzip_level
+    );
+    bench_ingest_ab::on_off("archive", a.events, a.rounds, &what, |root| Archive {
+        interval_ms: a.interval_ms,
+        busy: a.max_busy_percent,
+        gzip: a.gzip_level,
+        root: root.to_owned(),
+        run: Cell::new(0),
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A collector with or without `[archive]`. With it, it settles once every stored event is
-/// archived; each run archives into a directory of its own, removed after the run.
-struct Archive<'a> {
-    on: bool,
+/// The archive sink: a run with it settles once every stored event is archived; each run
+/// archives into a directory of its own, removed after the run.
+struct Archive {
     interval_ms: u64,
     busy: u32,
     gzip: u32,
-    root: &'a Path,
+    root: PathBuf,
     run: Cell<u32>,
 }
 
-impl Side for Archive<'_> {
-    fn name(&self) -> String {
-        if self.on { "archive on" } else { "archive off" }.to_owned()
+impl Feature for Archive {
+    fn name(&self) -> &'static str {
+        "archive"
+    }
+    fn subject(&self) -> &'static str {
+        "the archive"
     }
     fn config(&self) -> String {
-        if !self.on {
-            return String::new();
-        }
         self.run.set(self.run.get() + 1);
         format!(
             "[archive]\ndir = \"archive-{}\"\ninterval_ms = {}\nmax_busy_percent = {}\ngzip_level = {}\n",
@@ -72,9 +74,6 @@ impl Side for Archive<'_> {
         )
     }
     fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments> {
-        if !self.on {
-            return Ok(Vec::new());
-        }
         let stored = bench_ingest_ab::metric(ops, "orgtrail_collector_events_stored_total", "")?;
         let done = wait_for(
             ops,
@@ -94,37 +93,7 @@ impl Side for Archive<'_> {
         let _ = std::fs::remove_dir_all(&dir);
         Ok(vec![("every event archived", done)])
     }
-}
-
-fn run_in(root: &Path, a: &IngestArchiveArgs) -> anyhow::Result<ExitCode> {
-    let p = bench_transport::prepare(root, a.events)?;
-    println!(
-        "{} events; {} round(s) of (archive off, archive on every {} ms, max_busy_percent {}, gzip_level {})",
-        a.events, a.rounds, a.interval_ms, a.max_busy_percent, a.gzip_level
-    );
-    let side = |on| Archive {
-        on,
-        interval_ms: a.interval_ms,
-        busy: a.max_busy_percent,
-        gzip: a.gzip_level,
-        root,
-        run: Cell::new(0),
-    };
-    let (off, on) = (side(false), side(true));
-    let [off, on] = bench_ingest_ab::rounds(&p, root, a.events, a.rounds, [&off, &on])?;
-    println!(
-        "ingest with the archive on: {:.0} events/s; off: {:.0} events/s; ratio {:.1}%; every event archived {:.2} s after the start (ingest of the run took {:.2} s)",
-        on.rate,
-        off.rate,
-        100.0 * on.rate / off.rate,
-        on.settled.unwrap_or(f64::NAN),
-        a.events as f64 / on.rate
-    );
-    println!(
-        "collector CPU, least of the rounds: {:.2} s with the archive on, {:.2} s off: the archive cost {:.0}% more collector CPU",
-        on.cpu,
-        off.cpu,
-        100.0 * (on.cpu / off.cpu - 1.0)
-    );
-    Ok(ExitCode::SUCCESS)
+    fn settled(&self) -> &'static str {
+        "every event archived"
+    }
 }
