@@ -58,14 +58,14 @@ impl T {
         self.export(&format!("s3://{BUCKET}/{PREFIX}"), &extra)
     }
 
-    /// Key -> (bytes, ETag) of every object under the prefix.
+    /// Key -> (bytes, version) of every object under the prefix.
     fn objects(&self) -> BTreeMap<String, (Vec<u8>, String)> {
         let mut out = BTreeMap::new();
         for o in self.bucket.list_all(&format!("{PREFIX}/"), 1000).unwrap() {
             let mut body = Vec::new();
             std::io::Read::read_to_end(&mut self.bucket.open(&o.key, None).unwrap(), &mut body)
                 .unwrap();
-            out.insert(o.key, (body, o.etag));
+            out.insert(o.key, (body, o.version.to_string()));
         }
         out
     }

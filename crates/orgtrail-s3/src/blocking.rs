@@ -18,20 +18,20 @@ use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectStore, PutOptions,
-    PutPayload,
+    Attribute, AttributeValue, Attributes, GetOptions, ObjectStore, PutOptions, PutPayload,
 };
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::classify;
-use crate::{S3Error, S3Options, connect};
+use crate::version::{get_options, is_wanted};
+use crate::{S3Error, S3Options, Version, connect};
 
 /// An object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub key: String,
-    /// Opaque, quotes included (a multipart ETag is not a content hash).
-    pub etag: String,
+    /// Its ETag, or its size and last-modified time from a server that sends no ETag.
+    pub version: Version,
     pub size: u64,
 }
 
@@ -124,8 +124,8 @@ impl Blocking {
                 .objects
                 .into_iter()
                 .map(|m| Listed {
+                    version: Version::of(&m),
                     key: m.location.to_string(),
-                    etag: m.e_tag.unwrap_or_default(),
                     size: m.size,
                 })
                 .collect(),
@@ -150,16 +150,16 @@ impl Blocking {
         Ok(out)
     }
 
-    /// Opens `key` for streaming; with `etag`, only that version (a different one is
+    /// Opens `key` for streaming; with `version`, only that version (a different one is
     /// [`S3Error::Changed`]).
-    pub fn open(&self, key: &str, etag: Option<&str>) -> Result<BodyReader, S3Error> {
-        let (stream, size, etag) = self.get_from(key, etag, 0)?;
+    pub fn open(&self, key: &str, version: Option<&Version>) -> Result<BodyReader, S3Error> {
+        let (stream, size, version) = self.get_from(key, version, 0)?;
         Ok(BodyReader {
             store: self.store.clone(),
             handle: self.handle.clone(),
             place: self.place.clone(),
             key: key.to_string(),
-            etag,
+            version,
             size,
             pos: 0,
             buf: Bytes::new(),
@@ -172,19 +172,27 @@ impl Blocking {
     fn get_from(
         &self,
         key: &str,
-        etag: Option<&str>,
+        version: Option<&Version>,
         pos: u64,
-    ) -> Result<(BoxStream<'static, object_store::Result<Bytes>>, u64, String), S3Error> {
-        get_from(&self.store, &self.handle, &self.place, key, etag, pos)
+    ) -> Result<
+        (
+            BoxStream<'static, object_store::Result<Bytes>>,
+            u64,
+            Version,
+        ),
+        S3Error,
+    > {
+        get_from(&self.store, &self.handle, &self.place, key, version, pos)
     }
 
-    /// Writes `bytes` at `key` with user metadata (`x-amz-meta-NAME`); returns the ETag.
+    /// Writes `bytes` at `key` with user metadata (`x-amz-meta-NAME`); returns the ETag, if
+    /// the server sent one.
     pub fn put(
         &self,
         key: &str,
         bytes: Vec<u8>,
         metadata: &[(&str, &str)],
-    ) -> Result<String, S3Error> {
+    ) -> Result<Option<String>, S3Error> {
         let attributes: Attributes = metadata
             .iter()
             .map(|(k, v)| {
@@ -205,7 +213,7 @@ impl Blocking {
                     .put_opts(&Path::from(key), PutPayload::from(bytes), opts),
             )
             .map_err(|e| classify(e, &self.place, "put", key, None))?;
-        Ok(r.e_tag.unwrap_or_default())
+        Ok(r.e_tag.filter(|t| !t.is_empty()))
     }
 
     /// The user metadata `x-amz-meta-NAME` of `key` (a HEAD request).
@@ -261,24 +269,33 @@ fn get_from(
     handle: &Handle,
     place: &str,
     key: &str,
-    etag: Option<&str>,
+    version: Option<&Version>,
     pos: u64,
-) -> Result<(BoxStream<'static, object_store::Result<Bytes>>, u64, String), S3Error> {
-    let opts = GetOptions {
-        if_match: etag.map(str::to_string),
-        range: (pos > 0).then_some(GetRange::Offset(pos)),
-        ..Default::default()
-    };
+) -> Result<
+    (
+        BoxStream<'static, object_store::Result<Bytes>>,
+        u64,
+        Version,
+    ),
+    S3Error,
+> {
     let r = handle
-        .block_on(store.get_opts(&Path::from(key), opts))
-        .map_err(|e| classify(e, place, "get", key, etag))?;
+        .block_on(store.get_opts(&Path::from(key), get_options(version, pos)))
+        .map_err(|e| classify(e, place, "get", key, version))?;
+    let got = Version::of(&r.meta);
+    if !is_wanted(version, &got) {
+        return Err(S3Error::Changed {
+            place: place.to_string(),
+            key: key.to_string(),
+            version: version.map(ToString::to_string).unwrap_or_default(),
+        });
+    }
     let size = r.meta.size;
-    let tag = r.meta.e_tag.clone().unwrap_or_default();
-    Ok((r.into_stream(), size, tag))
+    Ok((r.into_stream(), size, got))
 }
 
 /// An object's body as [`Read`]. A body that breaks off (after object_store's own retries)
-/// is asked for again from the position reached, for the same ETag, up to
+/// is asked for again from the position reached, for the same [`Version`], up to
 /// [`BodyReader::MAX_RESUMES`] times. A read error is an `io::Error` whose cause is also kept
 /// in [`BodyReader::failure`], so a caller can tell a broken transfer from a corrupt object.
 pub struct BodyReader {
@@ -286,7 +303,7 @@ pub struct BodyReader {
     handle: Handle,
     place: String,
     key: String,
-    etag: String,
+    version: Version,
     size: u64,
     pos: u64,
     buf: Bytes,
@@ -299,7 +316,7 @@ impl std::fmt::Debug for BodyReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BodyReader")
             .field("key", &self.key)
-            .field("etag", &self.etag)
+            .field("version", &self.version)
             .field("size", &self.size)
             .field("pos", &self.pos)
             .finish_non_exhaustive()
@@ -315,9 +332,9 @@ impl BodyReader {
         self.size
     }
 
-    /// The ETag of the version being read.
-    pub fn etag(&self) -> &str {
-        &self.etag
+    /// The version being read.
+    pub fn version(&self) -> &Version {
+        &self.version
     }
 
     /// How many times the body was asked for again after breaking off.
@@ -351,7 +368,7 @@ impl BodyReader {
             &self.handle,
             &self.place,
             &self.key,
-            Some(&self.etag),
+            Some(&self.version),
             self.pos,
         ) {
             Ok((s, _, _)) => {

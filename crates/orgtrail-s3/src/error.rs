@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::Version;
+
 /// An S3 failure.
 #[derive(Debug, Error)]
 pub enum S3Error {
@@ -21,12 +23,13 @@ pub enum S3Error {
     /// The object is gone (deleted between the listing and the read).
     #[error("{place}: {key} not found")]
     NotFound { place: String, key: String },
-    /// The object was overwritten while it was read (its ETag no longer matches).
-    #[error("{place}: {key} changed while being read (ETag {etag} no longer matches)")]
+    /// The object was overwritten while it was read (its version, the ETag or the size and
+    /// last-modified time, no longer matches).
+    #[error("{place}: {key} changed while being read (version {version} no longer matches)")]
     Changed {
         place: String,
         key: String,
-        etag: String,
+        version: String,
     },
     /// Anything else (5xx, timeouts, connection errors) after object_store's own retries.
     #[error("{place}: {op}: {reason}")]
@@ -85,7 +88,7 @@ pub(crate) fn classify(
     place: &str,
     op: &'static str,
     key: &str,
-    etag: Option<&str>,
+    version: Option<&Version>,
 ) -> S3Error {
     let text = e.to_string();
     let code = xml_code(&text).map(str::to_string).or_else(|| {
@@ -113,7 +116,7 @@ pub(crate) fn classify(
         object_store::Error::Precondition { .. } => S3Error::Changed {
             place,
             key: key.to_string(),
-            etag: etag.unwrap_or_default().to_string(),
+            version: version.map(ToString::to_string).unwrap_or_default(),
         },
         _ if code.as_deref().is_some_and(|c| AUTH_CODES.contains(&c))
             || text.contains("403 Forbidden") =>

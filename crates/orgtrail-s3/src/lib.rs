@@ -7,6 +7,8 @@
 //! - [`Blocking`]: a synchronous bridge for the agent's source threads and the CLI, with a
 //!   [`BodyReader`] that streams an object and resumes at its position (`Range` + `If-Match`)
 //!   when a body breaks off.
+//! - [`Version`]: an object's ETag, or, from a server that sends none, its size and
+//!   last-modified time (compared by the reader; never an empty `If-Match`).
 //! - `test_server` (feature `test-server`): SeaweedFS on ports of its own, for tests.
 //!
 //! TLS is rustls on aws-lc-rs (through reqwest 0.13), and SigV4's HMAC-SHA256 and payload
@@ -18,8 +20,10 @@ mod error;
 mod options;
 #[cfg(feature = "test-server")]
 pub mod test_server;
+mod version;
 
 pub use blocking::{Blocking, BodyReader, Listed, Page};
 pub use client::connect;
 pub use error::S3Error;
 pub use options::{S3Options, S3Url};
+pub use version::Version;

@@ -1,12 +1,15 @@
 //! The client against a real SeaweedFS that checks SigV4 signatures: paged and delimited
 //! listings, streamed reads, user metadata, and each failure sorted into the kind a caller acts
-//! on (refused credentials, missing bucket, missing or overwritten object).
+//! on (refused credentials, missing bucket, missing or overwritten object); and, behind a proxy
+//! that hides the ETags, the same reads by size and last-modified time, without `If-Match`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use orgtrail_s3::test_server::Weed;
-use orgtrail_s3::{Blocking, S3Error};
+use orgtrail_s3::{Blocking, S3Error, Version};
 
 #[test]
 fn listing_reading_metadata_and_each_failure_kind() {
@@ -41,7 +44,10 @@ fn listing_reading_metadata_and_each_failure_kind() {
             .map(String::as_str)
             .collect::<Vec<_>>()
     );
-    assert!(all.iter().all(|o| o.size == 10 && !o.etag.is_empty()));
+    assert!(
+        all.iter()
+            .all(|o| o.size == 10 && o.version.etag().is_some_and(|t| !t.is_empty()))
+    );
     // start-after skips up to and including the key.
     let p = b
         .list_page(day, false, Some(&all[0].key), None, 100)
@@ -62,7 +68,7 @@ fn listing_reading_metadata_and_each_failure_kind() {
 
     // A streamed read of a version, and the metadata of another object.
     let mut body = String::new();
-    let mut r = b.open(&all[1].key, Some(&all[1].etag)).unwrap();
+    let mut r = b.open(&all[1].key, Some(&all[1].version)).unwrap();
     r.read_to_string(&mut body).unwrap();
     assert_eq!(body, "b".repeat(10));
     assert_eq!(
@@ -82,7 +88,7 @@ fn listing_reading_metadata_and_each_failure_kind() {
     ));
     b.put(&all[2].key, b"new".to_vec(), &[]).unwrap();
     assert!(matches!(
-        b.open(&all[2].key, Some(&all[2].etag)),
+        b.open(&all[2].key, Some(&all[2].version)),
         Err(S3Error::Changed { .. })
     ));
 
@@ -119,8 +125,6 @@ fn listing_reading_metadata_and_each_failure_kind() {
 fn cutting_proxy(to: u16, cut_after: usize) -> u16 {
     use std::io::Write;
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let first = Arc::new(AtomicBool::new(true));
@@ -166,7 +170,10 @@ fn a_body_that_breaks_off_is_read_whole_from_where_it_stopped() {
     let weed = Weed::start(&dir.path().join("weed"));
     let b = weed.bucket("trail-cut");
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let etag = b.put("AWSLogs/big.json.gz", body.clone(), &[]).unwrap();
+    let etag = b
+        .put("AWSLogs/big.json.gz", body.clone(), &[])
+        .unwrap()
+        .expect("SeaweedFS answers a PUT with an ETag");
 
     // Through a proxy that cuts the first connection 1 MB into the answer.
     let mut o = weed.options("trail-cut");
@@ -176,7 +183,9 @@ fn a_body_that_breaks_off_is_read_whole_from_where_it_stopped() {
     ));
     o.max_retries = 0;
     let c = Blocking::owned(&o).unwrap();
-    let mut r = c.open("AWSLogs/big.json.gz", Some(&etag)).unwrap();
+    let mut r = c
+        .open("AWSLogs/big.json.gz", Some(&Version::ETag(etag)))
+        .unwrap();
     let mut got = Vec::new();
     r.read_to_end(&mut got).unwrap();
     assert!(
@@ -187,4 +196,127 @@ fn a_body_that_breaks_off_is_read_whole_from_where_it_stopped() {
     );
     assert!(r.failure().get().is_none());
     assert_eq!(r.resumes(), 1, "asked again once, from where it stopped");
+}
+
+/// A loopback HTTP proxy to `to` that makes it a server sending no ETag: each request is
+/// passed on with `Connection: close` (one response per connection), and each response read
+/// whole and passed back with its `ETag` header renamed and a listing's `<ETag>` elements
+/// blanked (same lengths, so its Content-Length holds). The first response longer than
+/// `cut_after` bytes is cut there (a body that breaks off). Counts the requests that carried
+/// an `If-Match`.
+fn etagless_proxy(to: u16, cut_after: usize) -> (u16, Arc<AtomicUsize>) {
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let if_match = Arc::new(AtomicUsize::new(0));
+    let seen = if_match.clone();
+    let cut = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut client) = c else { return };
+            let mut server = TcpStream::connect(("127.0.0.1", to)).unwrap();
+            // The request's head, with `Connection: close` after its first line.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 16 * 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match client.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let Some(line) = head.windows(2).position(|w| w == b"\r\n") else {
+                continue;
+            };
+            if String::from_utf8_lossy(&head)
+                .to_ascii_lowercase()
+                .contains("\r\nif-match:")
+            {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            head.splice(line + 2..line + 2, b"Connection: close\r\n".iter().copied());
+            server.write_all(&head).unwrap();
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+            });
+            let cut = cut.clone();
+            std::thread::spawn(move || {
+                let mut resp = Vec::new();
+                let _ = server.read_to_end(&mut resp);
+                let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                let lower = resp[..end].to_ascii_lowercase();
+                for i in 0..end.saturating_sub(7) {
+                    if &lower[i..i + 7] == b"\r\netag:" {
+                        resp[i + 2..i + 6].copy_from_slice(b"XTag");
+                    }
+                }
+                let mut i = end;
+                while let Some(open) = find(&resp[i..], b"<ETag>") {
+                    let start = i + open;
+                    let Some(close) = find(&resp[start..], b"</ETag>") else {
+                        break;
+                    };
+                    let stop = start + close + b"</ETag>".len();
+                    resp[start..stop].fill(b' ');
+                    i = stop;
+                }
+                if resp.len() > cut_after && !cut.swap(true, Ordering::SeqCst) {
+                    resp.truncate(cut_after);
+                }
+                let _ = client.write_all(&resp);
+                let _ = client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, if_match)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn without_etags_an_object_is_read_by_size_and_last_modified_and_never_with_an_empty_if_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&dir.path().join("weed"));
+    let b = weed.bucket("trail-noetag");
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    b.put("AWSLogs/a-big.json.gz", body.clone(), &[]).unwrap();
+    b.put("AWSLogs/b-small.json.gz", b"0123456789".to_vec(), &[])
+        .unwrap();
+
+    let (port, if_match) = etagless_proxy(weed.s3_port(), 1_000_000);
+    let mut o = weed.options("trail-noetag");
+    o.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    o.max_retries = 0;
+    let c = Blocking::owned(&o).unwrap();
+    let all = c.list_all("AWSLogs/", 1000).unwrap();
+    assert_eq!(all.len(), 2);
+    for l in &all {
+        assert!(
+            matches!(l.version, Version::SizeModified { size, .. } if size == l.size),
+            "{l:?}"
+        );
+    }
+
+    // A body that breaks off is asked for again, by its size and last-modified time.
+    let mut r = c.open(&all[0].key, Some(&all[0].version)).unwrap();
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == body, "read {} bytes of {}", got.len(), body.len());
+    assert_eq!(r.resumes(), 1, "asked again once, from where it stopped");
+    assert_eq!(r.version(), &all[0].version);
+
+    // Overwritten with another size: the listed version is refused, and the next listing
+    // shows another version (overwrite detection compares these).
+    b.put(&all[1].key, b"another, longer body".to_vec(), &[])
+        .unwrap();
+    assert!(matches!(
+        c.open(&all[1].key, Some(&all[1].version)),
+        Err(S3Error::Changed { .. })
+    ));
+    let again = c.list_all("AWSLogs/", 1000).unwrap();
+    assert_ne!(again[1].version, all[1].version);
+    assert_eq!(if_match.load(Ordering::SeqCst), 0, "no If-Match was sent");
 }

@@ -13,13 +13,14 @@
 //! # The processed set
 //!
 //! Spool marks, keyed `"s3\0" bucket "\0" YYYYMMDD "\0" key` (the day first, so days past the
-//! lookback are one range), valued `d ETAG` (read whole) or `p N ETAG` (the first N records are
-//! spooled). A mark goes to the spooler in the same channel as the events before it, so it is
+//! lookback are one range), valued `d VERSION` (read whole) or `p N VERSION` (the first N
+//! records are spooled). VERSION is the object's ETag, or from a server that sends none its size
+//! and last-modified time (`size=N;modified=SECONDS`, [`orgtrail_s3::Version`]). A mark goes to the spooler in the same channel as the events before it, so it is
 //! appended with them in one durable write and is never durable before them: *processed* means
 //! the `d` mark only. After a `kill -9` an object with a `p` mark is read again from the start
 //! and its first N records are skipped; at most [`PART_EVERY`]` - 1` records are spooled twice,
-//! and the collector's (account, eventID) dedup drops them. An object overwritten with another
-//! ETag is read again. Memory holds a 16-byte hash per object read whole.
+//! and the collector's (account, eventID) dedup drops them. An object overwritten (another
+//! version) is read again. Memory holds a 16-byte hash per object read whole.
 //!
 //! # Objects
 //!
@@ -130,7 +131,7 @@ fn unix_now() -> i64 {
 #[derive(Debug, Default)]
 struct State {
     /// Objects read whole (or digests counted), by day, by [`plan::done_hash`] of mark key and
-    /// ETag.
+    /// version.
     done: HashMap<Day, HashSet<u128>>,
     /// Objects whose read failed for a transfer reason, and why.
     failing: HashMap<String, String>,
@@ -261,7 +262,8 @@ fn object(
 ) -> Result<bool, S3Error> {
     let m = ctx.metrics.source(ctx.index);
     let mark = plan::mark_key(&cfg.bucket, day, &o.key);
-    let h = plan::done_hash(&mark, &o.etag);
+    let version = o.version.to_string();
+    let h = plan::done_hash(&mark, &version);
     if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !plan::is_log_file(&o.key) {
         return Ok(true);
     }
@@ -271,11 +273,11 @@ fn object(
         return Ok(true);
     }
     let skip = match ctx.spool.mark(&mark).as_deref().and_then(Mark::decode) {
-        Some(Mark::Done(e)) if e == o.etag => {
+        Some(Mark::Done(e)) if e == version => {
             state.done.entry(day).or_default().insert(h);
             return Ok(true);
         }
-        Some(Mark::Part(e, n)) if e == o.etag => n,
+        Some(Mark::Part(e, n)) if e == version => n,
         Some(_) => {
             tracing::warn!(source = %ctx.name, key = %o.key, "S3 object overwritten since it was read (another ETag); reading it again");
             m.s3_object(S3Outcome::Overwritten);
@@ -286,7 +288,7 @@ fn object(
     let done_mark = |ctx: &Ctx| {
         ctx.send(Item::Mark {
             key: mark.clone(),
-            value: Mark::Done(o.etag.clone()).encode(),
+            value: Mark::Done(version.clone()).encode(),
         })
     };
     if o.size > MAX_FILE_BYTES {
@@ -300,7 +302,7 @@ fn object(
             Vec::new(),
         ) && done_mark(ctx));
     }
-    let reader = match client.open(&o.key, Some(&o.etag)) {
+    let reader = match client.open(&o.key, Some(&o.version)) {
         Ok(r) => r,
         Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
             // Gone or replaced since the listing: the next pass sees what is there.
@@ -372,7 +374,7 @@ fn object(
         if n.is_multiple_of(PART_EVERY) && n > skip {
             if !ctx.send(Item::Mark {
                 key: mark.clone(),
-                value: Mark::Part(o.etag.clone(), n).encode(),
+                value: Mark::Part(version.clone(), n).encode(),
             }) {
                 return Ok(false);
             }

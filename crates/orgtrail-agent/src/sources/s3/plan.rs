@@ -65,9 +65,9 @@ pub(crate) fn mark_key(bucket: &str, day: Day, key: &str) -> Vec<u8> {
 /// What the processed set says about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mark {
-    /// Read whole, at this ETag.
+    /// Read whole, at this version (ETag, or size and last-modified time).
     Done(String),
-    /// The first `n` records of this ETag are spooled.
+    /// The first `n` records of this version are spooled.
     Part(String, u64),
 }
 
@@ -89,7 +89,7 @@ impl Mark {
     }
 }
 
-/// A 128-bit hash of a mark key and an ETag: the in-memory processed set.
+/// A 128-bit hash of a mark key and a version: the in-memory processed set.
 pub(crate) fn done_hash(mark: &[u8], etag: &str) -> u128 {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
