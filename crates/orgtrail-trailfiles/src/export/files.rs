@@ -19,6 +19,7 @@ use flate2::write::GzEncoder;
 use orgtrail_core::{AccountId, Timestamp};
 use orgtrail_crypto::hash::Sha256;
 
+use super::region::Region;
 use super::{ExportError, Layout, atomic, target};
 use crate::hex;
 
@@ -29,11 +30,12 @@ pub(super) const OPEN_FILES: usize = 256;
 
 pub(super) const HOUR_MS: i64 = 3600 * 1000;
 
-/// Where a file goes: one account, one region, one hour.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Where a file goes: one account, one region, one hour. A copy, not an allocation: an event
+/// finds its file without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Group {
     pub(super) account: AccountId,
-    pub(super) region: String,
+    pub(super) region: Region,
     /// Start of the UTC hour, in milliseconds.
     pub(super) hour: i64,
 }
@@ -117,12 +119,12 @@ impl<'a> LogWriter<'a> {
                     .open
                     .iter()
                     .min_by_key(|(_, f)| f.last_used)
-                    .map(|(g, _)| g.clone())
+                    .map(|(g, _)| *g)
             {
                 self.close(&lru)?;
             }
             let f = self.create(&group, seq, time)?;
-            self.open.insert(group.clone(), f);
+            self.open.insert(group, f);
         }
         let Some(f) = self.open.get_mut(&group) else {
             return Ok(());
@@ -181,7 +183,7 @@ impl<'a> LogWriter<'a> {
         drop(file);
         target::put_file(self.layout, &f.tmp, &f.key, &mut self.dirs)?;
         self.written.push(Written {
-            group: group.clone(),
+            group: *group,
             key: f.key,
             hash: hex::encode(&f.hasher.finish()),
             oldest: f.oldest,
