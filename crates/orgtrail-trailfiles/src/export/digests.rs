@@ -58,7 +58,7 @@ pub(super) fn write_digests(
             let start = prev_end.map_or(hour, |e| hour.max(e));
             let end = prev_end.map_or(hour + HOUR_MS, |e| (hour + HOUR_MS).max(e + 1000));
             let group = &files[0].group;
-            let key = layout.digest_key(&group.account, &group.region, Timestamp(end));
+            let key = layout.digest_key(&group.account, group.region.as_str(), Timestamp(end));
             let oldest = files.iter().map(|f| f.oldest).min();
             let newest = files.iter().map(|f| f.newest).max();
             let digest = DigestFile {

@@ -7,15 +7,117 @@
 //! (a quoted `awsRegion` followed by `:`), at depth 1, and its value is a string without
 //! escapes. Anything else (no such key, two, an escaped value, `\u` escapes that could spell
 //! the key) falls back to the full parse, so the answer is the same as the parse's for every
-//! event (`region_of_agrees_with_the_parse`).
+//! event (`region_of_agrees_with_the_parse`). The answer is a [`Region`], held inline: no
+//! allocation per event.
 
 const KEY: &[u8] = b"\"awsRegion\"";
 
+/// The searchers, built once (building one cost about as much as a search of an event), with
+/// byte frequencies of CloudTrail JSON rather than memchr's default ones (of text and code),
+/// so that the search looks for its rarest bytes (`R`, `w`), not for a quote.
+static KEY_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| {
+        memchr::memmem::FinderBuilder::new().build_forward_with_ranker(JsonRank, KEY)
+    });
+static ESCAPE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| {
+        memchr::memmem::FinderBuilder::new().build_forward_with_ranker(JsonRank, b"\\u")
+    });
+
+/// How common a byte is in CloudTrail events (255: most): JSON's punctuation, lower-case
+/// letters and digits are everywhere; upper-case letters are rarer.
+#[derive(Debug, Clone, Copy)]
+struct JsonRank;
+
+impl memchr::arch::all::packedpair::HeuristicFrequencyRank for JsonRank {
+    fn rank(&self, byte: u8) -> u8 {
+        match byte {
+            b'"' | b':' | b',' | b'e' | b'a' | b'o' | b'i' | b'n' | b's' | b't' | b'r' => 255,
+            b'a'..=b'z' | b'0'..=b'9' | b'{' | b'}' | b'-' | b'.' | b'/' | b' ' => 200,
+            b'A'..=b'Z' | b'_' | b'[' | b']' => 100,
+            b'\\' => 60,
+            _ => 20,
+        }
+    }
+}
+
+/// Longest region name kept; a longer value is `unknown`.
+const MAX_LEN: usize = 32;
+
+/// A region segment: 1 to [`MAX_LEN`] of `a-z`, `0-9`, `-`, held inline (a copy, not an
+/// allocation). Ordered and compared as its text.
+#[derive(Clone, Copy)]
+pub(crate) struct Region {
+    len: u8,
+    bytes: [u8; MAX_LEN],
+}
+
+impl Region {
+    const UNKNOWN: Region = Region::new_unchecked(b"unknown");
+
+    /// `r` must be 1 to [`MAX_LEN`] ASCII bytes (what [`checked`] lets through).
+    const fn new_unchecked(r: &[u8]) -> Region {
+        let mut bytes = [0u8; MAX_LEN];
+        let mut i = 0;
+        while i < r.len() {
+            bytes[i] = r[i];
+            i += 1;
+        }
+        Region {
+            len: r.len() as u8,
+            bytes,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (see `checked`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("unknown")
+    }
+}
+
+impl PartialEq for Region {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Region {}
+
+impl std::hash::Hash for Region {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Region {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Region {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::fmt::Display for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// The region segment of an event's keys (see the module docs).
-pub(super) fn region_of(bytes: &[u8]) -> String {
+pub(super) fn region_of(bytes: &[u8]) -> Region {
     match fast(bytes) {
         Some(Found::Region(r)) => checked(r),
-        Some(Found::Absent) => "unknown".into(),
+        Some(Found::Absent) => Region::UNKNOWN,
         None => parsed(bytes),
     }
 }
@@ -26,34 +128,33 @@ enum Found<'a> {
 }
 
 /// The full parse's answer.
-fn parsed(bytes: &[u8]) -> String {
+fn parsed(bytes: &[u8]) -> Region {
     match orgtrail_core::parse_fields(bytes, usize::MAX)
         .ok()
         .and_then(|f| f.aws_region)
     {
         Some(r) => checked(r.as_bytes()),
-        None => "unknown".into(),
+        None => Region::UNKNOWN,
     }
 }
 
-/// A plain region name (1 to 32 of `a-z`, `0-9`, `-`), else `unknown`.
-fn checked(r: &[u8]) -> String {
+/// A plain region name (1 to [`MAX_LEN`] of `a-z`, `0-9`, `-`), else `unknown`.
+fn checked(r: &[u8]) -> Region {
     if !r.is_empty()
-        && r.len() <= 32
+        && r.len() <= MAX_LEN
         && r.iter()
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        // Only ASCII passed the check.
-        String::from_utf8_lossy(r).into_owned()
+        Region::new_unchecked(r)
     } else {
-        "unknown".into()
+        Region::UNKNOWN
     }
 }
 
 /// The cheap reading, or `None` when only the full parse can tell.
 fn fast(bytes: &[u8]) -> Option<Found<'_>> {
     let mut key_at = None;
-    for at in memchr::memmem::find_iter(bytes, KEY) {
+    for at in KEY_FINDER.find_iter(bytes) {
         let rest = skip_ws(&bytes[at + KEY.len()..]);
         if rest.first() != Some(&b':') {
             // A string value `"awsRegion"`, not a key.
@@ -66,7 +167,7 @@ fn fast(bytes: &[u8]) -> Option<Found<'_>> {
     }
     let Some(at) = key_at else {
         // A key spelled with `\u` escapes would be missed by the search.
-        if memchr::memmem::find(bytes, b"\\u").is_some() {
+        if ESCAPE_FINDER.find(bytes).is_some() {
             return None;
         }
         return Some(Found::Absent);
