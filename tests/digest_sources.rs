@@ -289,6 +289,44 @@ fn dir_an_agent_killed_before_the_digests_arrive_checks_the_files_after_restart(
     assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
 }
 
+#[test]
+fn dir_a_one_pass_run_reports_a_deleted_digest_as_a_broken_chain() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 4, |_| Signer::Trail);
+    std::fs::remove_file(trail.path(&trail.digests[1])).unwrap();
+    std::fs::remove_file(trail.path(&format!("{}.sig", trail.digests[1]))).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("CloudTrail digest check failed"))
+        .collect();
+    // Digest 2 names digest 1, which was never seen after digest 0; digest 1's log files are
+    // listed by no digest the agent read.
+    assert_eq!(failed.len(), 3, "{log}");
+    assert!(
+        failed.iter().any(|l| l.contains(&trail.digests[2])
+            && l.contains("broken_chain")
+            && l.contains(&trail.digests[1])),
+        "{log}"
+    );
+    for k in &trail.logs[1] {
+        assert!(
+            failed
+                .iter()
+                .any(|l| l.contains(k.as_str()) && l.contains("unlisted")),
+            "{log}"
+        );
+    }
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
 // ---------------------------------------------------------------------------------------
 // s3
 

@@ -261,6 +261,11 @@ pub struct Checker {
     awaiting: BTreeMap<Location, BTreeMap<String, Awaiting>>,
     /// Failures by UTC day number; loaded from the spool at the first use.
     failures: Option<BTreeMap<i64, u64>>,
+    /// Everything handed to the spooler is durable (so its marks can be read) since the
+    /// start of this pass.
+    synced: bool,
+    /// Per location and chain (standard digests): the latest `digestStartTime` read.
+    starts: BTreeMap<Location, HashMap<Vec<u8>, Timestamp>>,
 }
 
 fn today() -> i64 {
@@ -279,7 +284,30 @@ impl Checker {
             tips: HashMap::new(),
             awaiting: BTreeMap::new(),
             failures: None,
+            synced: false,
+            starts: BTreeMap::new(),
         }
+    }
+
+    /// A new pass (or scan) begins: marks handed over from now on may not be readable yet.
+    pub fn new_pass(&mut self) {
+        self.synced = false;
+    }
+
+    /// The mark of `mark_key`, once everything handed over before is durable (waits for the
+    /// spooler once per pass, the first time a mark is not found).
+    fn mark(&mut self, ctx: &Ctx, mark_key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(v) = ctx.spool.mark(mark_key) {
+            return Some(v);
+        }
+        if self.synced {
+            return None;
+        }
+        if ctx.durable().is_err() {
+            return None;
+        }
+        self.synced = true;
+        ctx.spool.mark(mark_key)
     }
 
     fn failures_key(&self) -> Vec<u8> {
@@ -457,7 +485,7 @@ impl Checker {
                 for lf in &d.log_files {
                     if let Some(l) = site.local(d, &lf.s3_bucket, &lf.s3_object)
                         && site.in_window(&l)
-                        && ctx.spool.mark(&site.mark_key(&l)).is_none()
+                        && self.mark(ctx, &site.mark_key(&l)).is_none()
                         && site.waiting(&l)
                     {
                         return Checked::Waiting;
@@ -505,7 +533,7 @@ impl Checker {
                 {
                     a.remove(&l);
                 }
-                match ctx.spool.mark(&mark) {
+                match self.mark(ctx, &mark) {
                     None => fail(
                         &mut failures,
                         &l,
@@ -540,15 +568,27 @@ impl Checker {
                     },
                 }
             }
-            // Unlisted: shipped from this location before this digest's period, in no digest.
+            // Unlisted: shipped from this location before the period of the latest digest of
+            // every trail digesting it (trails quiet for over two hours aside), in no digest.
             if let Some(tk) = TrailKey::parse(local)
                 && let Some(chain) = tk.chain()
                 && !chain.backfill
-                && let Some(a) = self.awaiting.get_mut(&tk.location)
             {
+                let chain_key = self.tip_key(&chain);
+                let starts = self.starts.entry(tk.location.clone()).or_default();
+                let s = starts.entry(chain_key).or_insert(p.start);
+                *s = (*s).max(p.start);
+                let newest = starts.values().copied().max().unwrap_or(p.start);
+                let until = starts
+                    .values()
+                    .copied()
+                    .filter(|s| s.millis() >= newest.millis() - 2 * 3600 * 1000)
+                    .min()
+                    .unwrap_or(p.start);
+                let a = self.awaiting.entry(tk.location.clone()).or_default();
                 let late: Vec<String> = a
                     .iter()
-                    .filter(|(_, w)| w.stamp < p.start)
+                    .filter(|(_, w)| w.stamp < until)
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in late {
@@ -558,8 +598,7 @@ impl Checker {
                             &k,
                             DigestResult::Unlisted,
                             format!(
-                                "shipped, stamped before the period of digest {local} (from {}), and listed in no digest",
-                                p.start
+                                "shipped, stamped before the period of digest {local} (from {until}), and listed in no digest"
                             ),
                         );
                         marks.push((w.mark, as_checked(&w.value)));
@@ -567,7 +606,26 @@ impl Checker {
                 }
             }
         }
-        // Report.
+        self.report(
+            ctx, site, local, &parsed, digest_ok, ok_logs, failures, marks, &signature, tail,
+        )
+    }
+
+    /// Reports what a digest's check found and hands over its marks.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        ctx: &Ctx,
+        site: &dyn Site,
+        local: &str,
+        parsed: &Option<ParsedDigest>,
+        digest_ok: bool,
+        ok_logs: u64,
+        failures: Vec<Failure>,
+        marks: Vec<(Vec<u8>, Vec<u8>)>,
+        signature: &Option<String>,
+        tail: &str,
+    ) -> Checked {
         let m = ctx.metrics.source(ctx.index);
         if digest_ok && !failures.iter().any(|f| f.key == local) {
             m.digest_check(DigestResult::Ok, 1);

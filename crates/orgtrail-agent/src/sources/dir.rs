@@ -134,6 +134,9 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64, keys: Option<PublicKeySet>) -> 
     // a stat or a spool lookup (16 bytes a file).
     let mut done: HashSet<u128> = HashSet::new();
     loop {
+        if let Some(c) = &mut checker {
+            c.new_pass();
+        }
         let mut files = Vec::new();
         let mut digest_files = Vec::new();
         scan(

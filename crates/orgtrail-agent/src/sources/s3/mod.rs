@@ -177,6 +177,7 @@ struct S3Site<'a> {
     bucket: &'a str,
     listed: &'a HashSet<String>,
     first_day: Day,
+    client: &'a Blocking,
 }
 
 impl digests::Site for S3Site<'_> {
@@ -197,7 +198,13 @@ impl digests::Site for S3Site<'_> {
     }
 
     fn waiting(&self, local: &str) -> bool {
+        // Not in this pass's listing: it may have arrived since (a HEAD tells; a failed
+        // request makes the digest wait rather than call the file missing).
         self.listed.contains(local)
+            || !matches!(
+                self.client.metadata(local, "signature"),
+                Err(S3Error::NotFound { .. })
+            )
     }
 
     fn in_window(&self, local: &str) -> bool {
@@ -283,6 +290,9 @@ fn pass(
     forget_before(ctx, cfg, state, days[0]);
     state.listed.clear();
     state.first_day = Some(days[0]);
+    if let Some(c) = &mut state.checker {
+        c.new_pass();
+    }
     for loc in &locs {
         for day in &days {
             let objects = client.list_all(&format!("{loc}{}", day.path()), cfg.max_keys)?;
@@ -623,6 +633,7 @@ fn digest_object(
         bucket: &cfg.bucket,
         listed: &state.listed,
         first_day: state.first_day.unwrap_or(day),
+        client,
     };
     match checker.check(ctx, &site, &o.key, read, signature, &o.etag) {
         Checked::Done => {
