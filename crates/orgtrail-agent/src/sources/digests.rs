@@ -62,6 +62,11 @@ use super::{Ctx, Item};
 /// Largest inflated digest file read (digests are small; CloudTrail's list a few hundred files).
 pub const MAX_DIGEST_BYTES: u64 = 64 << 20;
 
+/// Most log files kept waiting for a digest, per location (about 200 bytes each). Beyond it
+/// the oldest are no longer tracked for the unlisted check (a trail whose digests never
+/// come, or stopped); they are logged once at warn level.
+pub const MAX_AWAITING: usize = 200_000;
+
 /// The `result` label of `orgtrail_agent_digest_checks_total`: one per digest file and per
 /// log file checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +233,6 @@ impl Tip {
 /// A log file shipped with its hash and not yet listed by a digest.
 #[derive(Debug, Clone)]
 struct Awaiting {
-    stamp: Timestamp,
     mark: Vec<u8>,
     value: Vec<u8>,
 }
@@ -258,7 +262,8 @@ pub struct Checker {
     /// Where the checker's own marks live (tips, failures).
     prefix: Vec<u8>,
     tips: HashMap<Vec<u8>, Option<Tip>>,
-    awaiting: BTreeMap<Location, BTreeMap<String, Awaiting>>,
+    /// Per location, by (stamp, key): the oldest first.
+    awaiting: BTreeMap<Location, BTreeMap<(Timestamp, String), Awaiting>>,
     /// Failures by UTC day number; loaded from the spool at the first use.
     failures: Option<BTreeMap<i64, u64>>,
     /// Everything handed to the spooler is durable (so its marks can be read) since the
@@ -266,6 +271,8 @@ pub struct Checker {
     synced: bool,
     /// Per location and chain (standard digests): the latest `digestStartTime` read.
     starts: BTreeMap<Location, HashMap<Vec<u8>, Timestamp>>,
+    /// [`MAX_AWAITING`] was reached (logged once).
+    overflowed: bool,
 }
 
 fn today() -> i64 {
@@ -286,6 +293,7 @@ impl Checker {
             failures: None,
             synced: false,
             starts: BTreeMap::new(),
+            overflowed: false,
         }
     }
 
@@ -378,14 +386,27 @@ impl Checker {
         let Some(tk) = TrailKey::parse(local) else {
             return;
         };
-        self.awaiting.entry(tk.location).or_default().insert(
-            local.to_owned(),
-            Awaiting {
-                stamp: tk.stamp,
-                mark,
-                value,
-            },
-        );
+        let a = self.awaiting.entry(tk.location).or_default();
+        a.insert((tk.stamp, local.to_owned()), Awaiting { mark, value });
+        if a.len() > MAX_AWAITING
+            && let Some(((_, k), _)) = a.pop_first()
+            && !self.overflowed
+        {
+            self.overflowed = true;
+            tracing::warn!(
+                key = %k,
+                limit = MAX_AWAITING,
+                "more log files than this wait for a CloudTrail digest in one location: the oldest are no longer checked for being unlisted (is log file validation on for this trail?)"
+            );
+        }
+    }
+
+    /// Stops waiting for digests of the log files stamped before `t` (the `s3` source's
+    /// lookback: files it no longer lists).
+    pub fn forget_awaiting_before(&mut self, t: Timestamp) {
+        for a in self.awaiting.values_mut() {
+            *a = a.split_off(&(t, String::new()));
+        }
     }
 
     fn tip_key(&self, chain: &orgtrail_trailfiles::ChainId) -> Vec<u8> {
@@ -531,7 +552,7 @@ impl Checker {
                 if let Some(tk) = TrailKey::parse(&l)
                     && let Some(a) = self.awaiting.get_mut(&tk.location)
                 {
-                    a.remove(&l);
+                    a.remove(&(tk.stamp, l.clone()));
                 }
                 match self.mark(ctx, &mark) {
                     None => fail(
@@ -586,23 +607,18 @@ impl Checker {
                     .min()
                     .unwrap_or(p.start);
                 let a = self.awaiting.entry(tk.location.clone()).or_default();
-                let late: Vec<String> = a
-                    .iter()
-                    .filter(|(_, w)| w.stamp < until)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in late {
-                    if let Some(w) = a.remove(&k) {
-                        fail(
-                            &mut failures,
-                            &k,
-                            DigestResult::Unlisted,
-                            format!(
-                                "shipped, stamped before the period of digest {local} (from {until}), and listed in no digest"
-                            ),
-                        );
-                        marks.push((w.mark, as_checked(&w.value)));
-                    }
+                let newer = a.split_off(&(until, String::new()));
+                let late = std::mem::replace(a, newer);
+                for ((_, k), w) in late {
+                    fail(
+                        &mut failures,
+                        &k,
+                        DigestResult::Unlisted,
+                        format!(
+                            "shipped, stamped before the period of digest {local} (from {until}), and listed in no digest"
+                        ),
+                    );
+                    marks.push((w.mark, as_checked(&w.value)));
                 }
             }
         }

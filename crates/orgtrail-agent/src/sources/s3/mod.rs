@@ -345,6 +345,7 @@ fn forget_before(ctx: &Ctx, cfg: &S3SourceConfig, state: &mut State, first: Day)
     state.done.retain(|d, _| *d >= first);
     if let Some(c) = &mut state.checker {
         c.forget_before(ctx, first.0);
+        c.forget_awaiting_before(orgtrail_core::Timestamp(first.0 * 86_400_000));
     }
     let from = plan::bucket_prefix(&cfg.bucket);
     let mut to = from.clone();
