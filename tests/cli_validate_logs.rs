@@ -270,3 +270,84 @@ fn one_modified_log_file_prints_as_the_readme_shows() {
          9/10 log files valid, 1/10 log files INVALID"
     );
 }
+
+/// `orgtrail import DIR --public-keys FILE`: the tree is validated first, as validate-logs
+/// does; a store is created only when everything is valid.
+fn import(t: &Tree, data: &str) -> std::process::Output {
+    let keys = t.dir.path().join("store-keys");
+    if !keys.exists() {
+        let o = run(&["keys", "init", "--out", &keys.display().to_string()], b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let data = t.dir.path().join(data).display().to_string();
+    let key_list = t.dir.path().join("keys.json").display().to_string();
+    let root = t.trail.root.display().to_string();
+    run(
+        &[
+            "import",
+            "--data-dir",
+            &data,
+            "--keys",
+            &keys.display().to_string(),
+            "--public-keys",
+            &key_list,
+            "--bucket",
+            BUCKET,
+            &root,
+        ],
+        b"",
+    )
+}
+
+#[test]
+fn import_with_public_keys_refuses_a_tampered_tree_and_imports_nothing() {
+    let t = Tree::new(3);
+    let modified = &t.trail.logs[1][0];
+    std::fs::write(
+        t.trail.path(modified),
+        support::gzip(
+            br#"{"Records":[{"eventVersion":"1.08","eventID":"forged","eventTime":"2024-03-01T01:05:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","recipientAccountId":"111122223333","awsRegion":"us-east-1"}]}"#,
+        ),
+    )
+    .unwrap();
+    let o = import(&t, "data");
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", stderr(&o));
+    assert!(
+        text.contains(&format!(
+            "Log file\t{modified}\tINVALID: hash value doesn't match"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("nothing was imported"), "{text}");
+    assert!(!text.contains("stored="), "{text}");
+    assert!(
+        !t.dir.path().join("data").exists(),
+        "no store may be created for a refused import"
+    );
+}
+
+#[test]
+fn import_with_public_keys_imports_a_valid_tree() {
+    let t = Tree::new(3);
+    let o = import(&t, "data");
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(
+        text.contains("3 digest files and 6 log files valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stored=6 duplicates=0 conflicts=0 rejected=0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn import_help_states_the_validation() {
+    let o = run(&["import", "--help"], b"");
+    let text = stdout(&o);
+    assert!(text.contains("--public-keys <FILE>"), "{text}");
+    assert!(text.contains("--public-key <FILE>"), "{text}");
+    assert!(text.contains("nothing is imported"), "{text}");
+}

@@ -211,6 +211,23 @@ fn org() -> Org {
     std::fs::write(d("s3.secret"), "not-a-real-secret\n").unwrap();
     std::fs::write(d("s3.token"), "not-a-real-token\n").unwrap();
     std::fs::create_dir_all(d("cloudtrail")).unwrap();
+    // The digest-checking sources' public keys, as `aws cloudtrail list-public-keys` prints
+    // them (a key made here).
+    let rsa = orgtrail_crypto::rsa::RsaKeyPair::generate().unwrap();
+    std::fs::write(
+        d("cloudtrail-keys.json"),
+        serde_json::json!({"PublicKeyList": [{
+            "Value": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                rsa.public_spki_der().unwrap(),
+            ),
+            "ValidityStartTime": "2024-01-01T00:00:00Z",
+            "ValidityEndTime": "2100-01-01T00:00:00Z",
+            "Fingerprint": "0123456789abcdef0123456789abcdef",
+        }]})
+        .to_string(),
+    )
+    .unwrap();
     std::fs::create_dir_all(d("rules")).unwrap();
     // The NATS sink's secret files: a token, an nkey seed and a credentials file (the seed of
     // async-nats' documentation, nobody's secret).

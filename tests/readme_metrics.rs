@@ -252,6 +252,9 @@ fn the_readme_lists_every_metric_served() {
             "orgtrail_agent_s3_failing_objects",
             "orgtrail_agent_s3_processed_keys",
             "orgtrail_agent_s3_last_pass_timestamp_seconds",
+            // Served only by a source that checks digests (tests/digest_sources.rs).
+            "orgtrail_agent_digest_checks_total",
+            "orgtrail_agent_digest_failures",
         ],
     );
     let _ = agent.kill();

@@ -121,6 +121,9 @@ fn internal_crates_depend_only_in_allowed_directions() {
                 "orgtrail-rules",
                 // The `s3` source's client (issue 16).
                 "orgtrail-s3",
+                // The `s3` and `cloudtrail_dir` sources check CloudTrail digests with
+                // validate-logs' own checks (issue 16).
+                "orgtrail-trailfiles",
             ][..],
         ),
     ]);

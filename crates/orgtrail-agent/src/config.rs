@@ -216,6 +216,11 @@ pub enum SourceConfig {
             deserialize_with = "orgtrail_core::units::millis"
         )]
         poll_ms: u64,
+        /// CloudTrail's public keys (the JSON `aws cloudtrail list-public-keys` prints): when
+        /// set, every digest file is checked as it arrives (signature from its `.sig`
+        /// sidecar, chain, and the hash of each log file shipped). Unset: no checking.
+        #[serde(default)]
+        digest_public_keys_file: Option<PathBuf>,
     },
     /// An existing trail's S3 bucket (any S3-compatible endpoint): every log file in the
     /// lookback window is shipped once, late and out-of-order files included.
@@ -303,6 +308,11 @@ pub struct S3SourceConfig {
     /// A file holding a session token (temporary credentials).
     #[serde(default)]
     pub session_token_file: Option<PathBuf>,
+    /// CloudTrail's public keys (the JSON `aws cloudtrail list-public-keys` prints): when set,
+    /// every digest file is checked as it arrives (signature from `x-amz-meta-signature`,
+    /// chain, and the hash of each log file shipped). Unset: no checking.
+    #[serde(default)]
+    pub digest_public_keys_file: Option<PathBuf>,
     /// Days before today (UTC) listed again at every pass, so a late file is still read; the
     /// processed set keeps this window (yesterday is always listed).
     #[serde(default = "default_lookback_days")]
@@ -504,10 +514,23 @@ impl AgentConfig {
         let mut names = std::collections::HashSet::new();
         for s in &mut cfg.sources {
             match s {
-                SourceConfig::Jsonl { path: src, .. }
-                | SourceConfig::CloudtrailDir { path: src, .. } => {
+                SourceConfig::Jsonl { path: src, .. } => {
                     if src.as_os_str() != "-" && src.is_relative() {
                         *src = base.join(&*src);
+                    }
+                }
+                SourceConfig::CloudtrailDir {
+                    path: src,
+                    digest_public_keys_file: keys,
+                    ..
+                } => {
+                    if src.is_relative() {
+                        *src = base.join(&*src);
+                    }
+                    if let Some(k) = keys
+                        && k.is_relative()
+                    {
+                        *k = base.join(&*k);
                     }
                 }
                 SourceConfig::Http { .. } => {}
@@ -517,6 +540,7 @@ impl AgentConfig {
                         &mut s3.access_key_id_file,
                         &mut s3.secret_access_key_file,
                         &mut s3.session_token_file,
+                        &mut s3.digest_public_keys_file,
                     ]
                     .into_iter()
                     .flatten()
@@ -545,6 +569,19 @@ impl AgentConfig {
                     "source cloudtrail_dir: {} is not a directory",
                     path.display()
                 ));
+            }
+            let keys = match &*s {
+                SourceConfig::CloudtrailDir {
+                    digest_public_keys_file: Some(k),
+                    ..
+                } => Some(k),
+                SourceConfig::S3(s3) => s3.digest_public_keys_file.as_ref(),
+                _ => None,
+            };
+            if let Some(k) = keys
+                && let Err(e) = crate::sources::digests::load_keys(k)
+            {
+                problems.push(format!("source {name}: digest_public_keys_file: {e}"));
             }
             if !names.insert(s.name()) {
                 problems.push(format!(

@@ -908,17 +908,36 @@ pub async fn run_with_metrics(
                 let r = sources::jsonl::run(&ctx, &path, follow, poll_ms);
                 source_failed(&ctx.name, r)
             })),
-            SourceConfig::CloudtrailDir { path, poll_ms, .. } => {
+            SourceConfig::CloudtrailDir {
+                path,
+                poll_ms,
+                digest_public_keys_file,
+                ..
+            } => {
+                let keys = match &digest_public_keys_file {
+                    Some(f) => Some(
+                        sources::digests::load_keys(f)
+                            .map_err(|e| AgentError::Source(format!("source {}: {e}", ctx.name)))?,
+                    ),
+                    None => None,
+                };
                 threads.push(tokio::task::spawn_blocking(move || {
-                    let r = sources::dir::run(&ctx, &path, poll_ms);
+                    let r = sources::dir::run(&ctx, &path, poll_ms, keys);
                     source_failed(&ctx.name, r)
                 }));
             }
             SourceConfig::S3(s3) => {
                 let handle = tokio::runtime::Handle::current();
                 let fatal = fatal_tx.clone();
+                let keys = match &s3.digest_public_keys_file {
+                    Some(f) => Some(
+                        sources::digests::load_keys(f)
+                            .map_err(|e| AgentError::Source(format!("source {}: {e}", ctx.name)))?,
+                    ),
+                    None => None,
+                };
                 threads.push(tokio::task::spawn_blocking(move || {
-                    sources::s3::run(&ctx, &s3, handle).map_err(|e| {
+                    sources::s3::run(&ctx, &s3, handle, keys).map_err(|e| {
                         tracing::error!(source = %ctx.name, error = %e, "source stopped");
                         let msg = format!("source {}: {e}", ctx.name);
                         let _ = fatal.try_send(AgentError::Source(msg.clone()));

@@ -60,6 +60,12 @@ pub struct SourceMetrics {
     pub s3_processed: AtomicU64,
     /// When the last pass over the lookback window ended, Unix seconds.
     pub s3_last_pass: AtomicU64,
+    /// Set by a source that checks CloudTrail digests: the digest families are served.
+    pub digests: AtomicBool,
+    /// Digest and log files checked, by [`crate::sources::digests::DigestResult`].
+    pub digest_checks: [Counter; crate::sources::digests::DigestResult::ALL.len()],
+    /// Digest check failures reported in the retained window.
+    pub digest_failures: AtomicU64,
 }
 
 /// What became of an S3 object: the `outcome` label of `orgtrail_agent_s3_objects_total`.
@@ -92,6 +98,10 @@ pub const S3_ERROR_KINDS: [&str; 6] = [
 ];
 
 impl SourceMetrics {
+    pub fn digest_check(&self, r: crate::sources::digests::DigestResult, n: u64) {
+        self.digest_checks[r as usize].add(n);
+    }
+
     pub fn s3_object(&self, o: S3Outcome) {
         self.s3_objects[o as usize].inc();
     }
@@ -456,6 +466,43 @@ fn gauge(
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// The digest-checking sources' families (served once such a source runs).
+fn encode_digests(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt::Error> {
+    let on: Vec<&SourceMetrics> = m
+        .sources
+        .iter()
+        .filter(|s| s.digests.load(Ordering::Relaxed))
+        .collect();
+    let mut family = e.encode_descriptor(
+        "orgtrail_agent_digest_checks",
+        "CloudTrail digest checks, one per digest file and per log file checked, by result: ok, modified, missing, unlisted, unverified, bad_signature, broken_chain, invalid_digest.",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in &on {
+        for (r, c) in crate::sources::digests::DigestResult::ALL
+            .iter()
+            .zip(&s.digest_checks)
+        {
+            ConstCounter::new(c.get())
+                .encode(family.encode_family(&[("source", s.name.as_str()), ("result", *r)])?)?;
+        }
+    }
+    let mut family = e.encode_descriptor(
+        "orgtrail_agent_digest_failures",
+        "CloudTrail digest check failures reported (kept across restarts; an s3 source keeps its lookback's).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in &on {
+        ConstGauge::new(
+            i64::try_from(s.digest_failures.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )
+        .encode(family.encode_family(&[("source", s.name.as_str())])?)?;
+    }
+    Ok(())
+}
+
 /// The `s3` sources' families (served once an `s3` source runs).
 fn encode_s3(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt::Error> {
     let s3: Vec<&SourceMetrics> = m
@@ -465,7 +512,7 @@ fn encode_s3(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt:
         .collect();
     let mut family = e.encode_descriptor(
         "orgtrail_agent_s3_objects",
-        "S3 objects by outcome: shipped (read whole), dead (over CloudTrail's size limit), digest (never opened), overwritten (read again under a new ETag), vanished (gone or replaced before the read).",
+        "S3 objects by outcome: shipped (read whole), dead (over CloudTrail's size limit), digest (a digest file: counted, or checked with digest_public_keys_file), overwritten (read again under a new ETag), vanished (gone or replaced before the read).",
         None,
         MetricType::Counter,
     )?;
@@ -550,6 +597,9 @@ impl Collector for Exposition {
         }
         if m.sources.iter().any(|s| s.s3.load(Ordering::Relaxed)) {
             encode_s3(&mut e, m)?;
+        }
+        if m.sources.iter().any(|s| s.digests.load(Ordering::Relaxed)) {
+            encode_digests(&mut e, m)?;
         }
         let mut family = e.encode_descriptor(
             "orgtrail_agent_dead_lettered",

@@ -58,6 +58,93 @@ pub fn inflate_and_hash(
     Ok((hasher.finish(), kept))
 }
 
+/// A reader that inflates a log file as it is read (gzip, or plain JSON as it is) and hashes
+/// the inflated bytes, for a reader that parses them in the same pass (the agent's sources:
+/// one read of each object, no second download). Several gzip members are inflated one after
+/// the other, as the agent's decoder does; CloudTrail writes one, so a file with more does not
+/// hash to its digest's `hashValue`. After the parser is done, [`HashingInflater::finish`]
+/// reads what it left (trailing whitespace) and returns the hash.
+pub struct HashingInflater<R: Read> {
+    inner: Inner<R>,
+    hasher: Sha256,
+    total: u64,
+}
+
+enum Inner<R: Read> {
+    // Boxed: the decoder holds its inflate state inline (over 300 bytes with zlib-rs).
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
+    Plain(BufReader<R>),
+}
+
+impl<R: Read> std::fmt::Debug for HashingInflater<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashingInflater")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> HashingInflater<R> {
+    /// Starts reading `input` (reads its first bytes to tell gzip from plain JSON).
+    pub fn new(input: R) -> std::io::Result<Self> {
+        let mut buf = BufReader::with_capacity(CHUNK, input);
+        let gzip = loop {
+            match buf.fill_buf() {
+                Ok(head) => break head.starts_with(&[0x1f, 0x8b]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let inner = if gzip {
+            Inner::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf)))
+        } else {
+            Inner::Plain(buf)
+        };
+        Ok(HashingInflater {
+            inner,
+            hasher: Sha256::default(),
+            total: 0,
+        })
+    }
+
+    /// Inflated bytes read so far.
+    pub fn inflated_bytes(&self) -> u64 {
+        self.total
+    }
+
+    /// Reads the rest (at most `limit` more inflated bytes) and returns the SHA-256 of all the
+    /// inflated bytes.
+    pub fn finish(mut self, limit: u64) -> Result<[u8; 32], InflateError> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut rest = 0u64;
+        loop {
+            let n = match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(InflateError::Corrupt(e)),
+            };
+            rest += n as u64;
+            if rest > limit {
+                return Err(InflateError::TooLarge { limit });
+            }
+        }
+        Ok(self.hasher.finish())
+    }
+}
+
+impl<R: Read> Read for HashingInflater<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = match &mut self.inner {
+            Inner::Gzip(g) => g.read(out)?,
+            Inner::Plain(p) => p.read(out)?,
+        };
+        self.hasher.update(&out[..n]);
+        self.total += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -68,6 +155,22 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(b).unwrap();
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn the_hashing_inflater_hashes_what_it_inflates_and_what_is_left() {
+        let z = gz(b"abc");
+        let mut r = HashingInflater::new(&z[..]).unwrap();
+        let mut first = [0u8; 1];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"a");
+        let h = r.finish(10).unwrap();
+        assert_eq!(h, inflate_and_hash(&gz(b"abc")[..], 10, false).unwrap().0);
+        let plain = HashingInflater::new(&b"abc"[..])
+            .unwrap()
+            .finish(10)
+            .unwrap();
+        assert_eq!(plain, h);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`inflate`]: streaming gzip with SHA-256 of the inflated bytes;
 //! * [`ObjectStore`]: list, read, and read a digest's signature metadata; [`DirStore`] for a
 //!   directory, an S3 client later;
+//! * [`check`]: one digest's own checks (format, signature), for `validate` and the agent;
 //! * [`validate()`]: `aws cloudtrail validate-logs`, with the chain checked more strictly;
 //! * [`export`]: a store's events as an archive in CloudTrail's layout, with orgtrail digest
 //!   files signed with the store's Ed25519 key.
@@ -13,6 +14,7 @@
 //! Problems with trail files are [`Finding`]s in a [`Report`], never errors: an error means
 //! the validation itself could not run (unreadable key file, unlistable tree).
 
+pub mod check;
 pub mod digest;
 mod dir_store;
 mod error;
@@ -26,6 +28,7 @@ mod s3_store;
 mod store;
 mod validate;
 
+pub use check::{ParsedDigest, parse_digest, verify_signature};
 pub use digest::{DigestFile, LogFileEntry};
 pub use dir_store::DirStore;
 pub use error::{ReadError, TrailFilesError};

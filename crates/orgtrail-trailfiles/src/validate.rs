@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use orgtrail_core::Timestamp;
 
-use crate::digest::{DigestFile, ED25519_ALGORITHM, SIGNATURE_ALGORITHM};
+use crate::digest::DigestFile;
 use crate::inflate::inflate_and_hash;
 use crate::layout::{ChainId, Location, TrailKey};
 use crate::report::{FindingKind as K, Report};
@@ -387,30 +387,15 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let digest = match DigestFile::from_json(&bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                self.report.push(
-                    key,
-                    K::DigestInvalidFormat,
-                    format!("invalid format: not a CloudTrail digest: {e}"),
-                );
+        let hash_hex = hex::encode(&hash);
+        let parsed = match crate::check::parse_digest(&bytes, hash_hex.clone()) {
+            Ok(p) => p,
+            Err(reason) => {
+                self.report.push(key, K::DigestInvalidFormat, reason);
                 return None;
             }
         };
-        let times = Timestamp::parse(&digest.digest_start_time)
-            .and_then(|s| Timestamp::parse(&digest.digest_end_time).map(|e| (s, e)));
-        let (start, end) = match times {
-            Ok(t) => t,
-            Err(e) => {
-                self.report.push(
-                    key,
-                    K::DigestInvalidFormat,
-                    format!("invalid format: digestStartTime or digestEndTime: {e}"),
-                );
-                return None;
-            }
-        };
+        let (digest, start, end) = (parsed.digest, parsed.start, parsed.end);
         for lf in &digest.log_files {
             self.unlisted.remove(&lf.s3_object);
         }
@@ -422,7 +407,7 @@ impl Validator<'_> {
             w.0 = w.0.min(start);
             w.1 = w.1.max(start);
         }
-        Some((Parsed { digest, start, end }, hex::encode(&hash)))
+        Some((Parsed { digest, start, end }, hash_hex))
     }
 
     /// True when the digest lies where it says it does; reports it as moved otherwise.
@@ -528,76 +513,40 @@ impl Validator<'_> {
             (Some(m), None) => Some(m),
             (None, l) => l.clone(),
         };
-        // Absent means CloudTrail's own algorithm.
-        let algorithm = d
-            .digest_signature_algorithm
-            .as_deref()
-            .unwrap_or(SIGNATURE_ALGORITHM);
-        if algorithm != SIGNATURE_ALGORITHM && algorithm != ED25519_ALGORITHM {
-            self.report.push(
-                key,
-                K::DigestUnsupportedAlgorithm,
-                format!(
-                    "signature algorithm {algorithm} is neither {SIGNATURE_ALGORITHM} nor {ED25519_ALGORITHM}"
-                ),
-            );
-            return Outcome::Invalid(Some(Box::new(p)));
-        }
-        let Some(signature) = signature else {
-            let why = match &link.successor {
-                None => format!(
-                    "no signature: this is the newest digest, and {key}.sig (its x-amz-meta-signature) is not there"
-                ),
-                Some(s) => format!(
-                    "no signature: its successor {s} is missing or invalid, and it has no .sig sidecar"
-                ),
-            };
-            self.report.push(key, K::DigestNoSignature, why);
-            return Outcome::Invalid(Some(Box::new(p)));
+        let checked = crate::check::ParsedDigest {
+            digest: p.digest,
+            start: p.start,
+            end: p.end,
+            sha256_hex: hash_hex,
         };
-        let fingerprint = &d.digest_public_key_fingerprint;
-        let candidates: Vec<_> = self
-            .keys
-            .by_fingerprint(fingerprint)
-            .filter(|k| k.key.algorithm() == algorithm)
-            .collect();
-        if candidates.is_empty() {
-            self.report.push(
-                key,
-                K::DigestUnknownKey,
-                if algorithm == SIGNATURE_ALGORITHM {
-                    format!("public key not found for fingerprint {fingerprint}")
-                } else {
-                    format!("{algorithm} public key not found for fingerprint {fingerprint}")
-                },
-            );
-            return Outcome::Invalid(Some(Box::new(p)));
-        }
-        let current: Vec<_> = candidates.iter().filter(|k| k.valid_at(p.end)).collect();
-        if current.is_empty() {
-            self.report.push(
-                key,
-                K::DigestKeyNotValid,
-                format!(
-                    "public key {fingerprint} is not valid at the digest's end time {}",
-                    p.end
-                ),
-            );
-            return Outcome::Invalid(Some(Box::new(p)));
-        }
-        let to_sign = d.string_to_sign(&hash_hex);
-        let verified = hex::decode(&signature).is_some_and(|sig| {
-            current
-                .iter()
-                .any(|k| k.key.verify(to_sign.as_bytes(), &sig))
-        });
-        if !verified {
-            self.report.push(
-                key,
-                K::DigestBadSignature,
-                "signature verification failed".into(),
-            );
-            ok = false;
+        let result = crate::check::verify_signature(&checked, signature.as_deref(), self.keys);
+        let p = Parsed {
+            digest: checked.digest,
+            start: checked.start,
+            end: checked.end,
+        };
+        match result {
+            Ok(()) => {}
+            Err((K::DigestNoSignature, _)) => {
+                let why = match &link.successor {
+                    None => format!(
+                        "no signature: this is the newest digest, and {key}.sig (its x-amz-meta-signature) is not there"
+                    ),
+                    Some(s) => format!(
+                        "no signature: its successor {s} is missing or invalid, and it has no .sig sidecar"
+                    ),
+                };
+                self.report.push(key, K::DigestNoSignature, why);
+                return Outcome::Invalid(Some(Box::new(p)));
+            }
+            Err((kind @ K::DigestBadSignature, why)) => {
+                self.report.push(key, kind, why);
+                ok = false;
+            }
+            Err((kind, why)) => {
+                self.report.push(key, kind, why);
+                return Outcome::Invalid(Some(Box::new(p)));
+            }
         }
         if ok {
             Outcome::Valid(Box::new(p))

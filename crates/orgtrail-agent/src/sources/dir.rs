@@ -6,13 +6,24 @@
 //! A file still being written is left until its size and modification time hold still across
 //! two scans. Digest files are not events and are skipped. A corrupt or oversized file goes to
 //! the dead-letter area with the reason, and the source goes on.
+//!
+//! With `digest_public_keys_file`, each log file is hashed as it is read (the pass that checks
+//! its gzip before anything is shipped) and its hash kept in its mark (`h HEX`, old marks say
+//! `done`); digest files (`CloudTrail-Digest/`) are read after the log files of each scan, once
+//! settled, with their signature from the `<digest>.sig` sidecar (which `aws s3api head-object
+//! ... --query Metadata.signature` prints), and checked (see [`super::digests`]). A digest
+//! without its sidecar waits for it while the digest is recent (a one-pass run, or a digest
+//! older than [`CORRUPT_AFTER`], reports it).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
+use orgtrail_trailfiles::inflate::{HashingInflater, inflate_and_hash};
+use orgtrail_trailfiles::{DigestFile, PublicKeySet};
 
+use super::digests::{self, Checked, Checker};
 use super::{Ctx, Item};
 
 /// A file that cannot be decoded is given this long without changes before it is declared
@@ -38,8 +49,9 @@ fn path_hash(key: &[u8]) -> u128 {
     u128::from_le_bytes(b)
 }
 
-/// Log files under `root`, sorted (the layout sorts by account, region, then date).
-fn scan(root: &Path, out: &mut Vec<PathBuf>) {
+/// Log files under `root`, sorted (the layout sorts by account, region, then date); with
+/// `digests`, the digest files too (without their `.sig` sidecars), sorted.
+fn scan(root: &Path, out: &mut Vec<PathBuf>, mut digests: Option<&mut Vec<PathBuf>>) {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -52,9 +64,15 @@ fn scan(root: &Path, out: &mut Vec<PathBuf>) {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if t.is_dir() {
-                if name != "CloudTrail-Digest" {
+                if name != "CloudTrail-Digest" || digests.is_some() {
                     stack.push(p);
                 }
+            } else if t.is_file()
+                && name.ends_with(".json.gz")
+                && name.contains("_CloudTrail-Digest_")
+                && let Some(d) = digests.as_deref_mut()
+            {
+                d.push(p);
             } else if t.is_file()
                 && (name.ends_with(".json.gz") || name.ends_with(".json"))
                 && !name.contains("CloudTrail-Digest")
@@ -64,18 +82,68 @@ fn scan(root: &Path, out: &mut Vec<PathBuf>) {
         }
     }
     out.sort();
+    if let Some(d) = digests {
+        d.sort();
+    }
 }
 
-/// Runs the source: scans every `poll_ms` (once, with `ctx.once`).
-pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
+/// Where a digest read from a directory finds its files: keys relative to the root, after the
+/// prefix the digest's own `digestS3Object` has before its path under the root.
+struct DirSite<'a> {
+    root: &'a Path,
+    /// The digest's path under the root.
+    rel: &'a str,
+}
+
+impl digests::Site for DirSite<'_> {
+    fn local(&self, d: &DigestFile, _bucket: &str, key: &str) -> Option<String> {
+        let prefix = d.digest_s3_object.strip_suffix(self.rel)?;
+        key.strip_prefix(prefix).map(str::to_owned)
+    }
+
+    fn at_home(&self, local: &str, d: &DigestFile) -> bool {
+        d.digest_s3_object == local
+            || d.digest_s3_object
+                .strip_suffix(local)
+                .is_some_and(|p| p.ends_with('/'))
+    }
+
+    fn mark_key(&self, local: &str) -> Vec<u8> {
+        mark_key(Path::new(local))
+    }
+
+    fn waiting(&self, local: &str) -> bool {
+        self.root.join(local).is_file()
+    }
+
+    fn in_window(&self, _local: &str) -> bool {
+        true
+    }
+}
+
+/// Runs the source: scans every `poll_ms` (once, with `ctx.once`); with `keys`, checks
+/// CloudTrail's digests.
+pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64, keys: Option<PublicKeySet>) -> Result<(), String> {
+    let mut checker = keys.map(|k| Checker::new(k, b"digests\0".to_vec()));
+    if let Some(c) = &mut checker {
+        c.publish(ctx);
+    }
     // Files seen but not yet settled: (size, mtime) at the last scan.
     let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
     // Files known to be done, by a 128-bit hash of their path: later scans skip them without
     // a stat or a spool lookup (16 bytes a file).
     let mut done: HashSet<u128> = HashSet::new();
     loop {
+        if let Some(c) = &mut checker {
+            c.new_pass();
+        }
         let mut files = Vec::new();
-        scan(root, &mut files);
+        let mut digest_files = Vec::new();
+        scan(
+            root,
+            &mut files,
+            checker.is_some().then_some(&mut digest_files),
+        );
         let mut waiting = HashMap::new();
         for path in files {
             if ctx.stopping() {
@@ -87,7 +155,10 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
             if done.contains(&h) {
                 continue;
             }
-            if ctx.spool.mark(&key).is_some() {
+            if let Some(v) = ctx.spool.mark(&key) {
+                if let Some(c) = &mut checker {
+                    c.shipped(&rel.to_string_lossy(), key, v);
+                }
                 done.insert(h);
                 continue;
             }
@@ -100,12 +171,50 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64) -> Result<(), String> {
                 waiting.insert(path, now);
                 continue;
             }
-            match ship_file(ctx, &path, &rel, meta.len(), key) {
-                Shipped::Done => {
+            match ship_file(ctx, &path, &rel, meta.len(), key.clone(), checker.is_some()) {
+                Shipped::Done(value) => {
+                    if let Some(c) = &mut checker {
+                        c.shipped(&rel.to_string_lossy(), key, value);
+                    }
                     done.insert(h);
                 }
                 Shipped::Later => {}
                 Shipped::Stopping => return Ok(()),
+            }
+        }
+        if let Some(c) = &mut checker {
+            for path in digest_files {
+                if ctx.stopping() {
+                    return Ok(());
+                }
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                let key = mark_key(&rel);
+                let h = path_hash(&key);
+                if done.contains(&h) {
+                    continue;
+                }
+                if ctx.spool.mark(&key).is_some() {
+                    done.insert(h);
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                let now = (meta.len(), meta.modified().ok());
+                if !ctx.once && seen.get(&path) != Some(&now) {
+                    waiting.insert(path, now);
+                    continue;
+                }
+                match check_digest(ctx, c, root, &path, &rel) {
+                    Checked::Done => {
+                        done.insert(h);
+                    }
+                    Checked::Waiting => {
+                        // Look again at the next scan, without waiting for it to settle.
+                        waiting.insert(path, now);
+                    }
+                    Checked::Stopping => return Ok(()),
+                }
             }
         }
         seen = waiting;
@@ -129,34 +238,94 @@ fn recently_changed(ctx: &Ctx, path: &Path) -> bool {
             .is_some_and(|age| age < CORRUPT_AFTER)
 }
 
+/// Reads and checks one settled digest file.
+fn check_digest(ctx: &Ctx, c: &mut Checker, root: &Path, path: &Path, rel: &Path) -> Checked {
+    let sig_path = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".sig");
+        PathBuf::from(p)
+    };
+    let signature = match std::fs::read_to_string(&sig_path) {
+        Ok(s) => Some(s.trim().to_owned()),
+        Err(_) if recently_changed(ctx, path) => {
+            tracing::info!(source = %ctx.name, digest = %rel.display(), "digest file without its .sig sidecar yet; checked when the sidecar arrives");
+            return Checked::Waiting;
+        }
+        Err(_) => None,
+    };
+    let read = std::fs::File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            inflate_and_hash(f, digests::MAX_DIGEST_BYTES, true).map_err(|e| e.to_string())
+        });
+    let rel = rel.to_string_lossy();
+    let site = DirSite { root, rel: &rel };
+    c.check(ctx, &site, &rel, read, signature, "")
+}
+
+/// The SHA-256 of a log file's inflated bytes, read whole (the check before anything is
+/// shipped that `Decoder::new_verified` makes otherwise).
+fn hash_file(path: &Path) -> Result<[u8; 32], String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut r = HashingInflater::new(f).map_err(|e| format!("cannot read: {e}"))?;
+    let mut limited = std::io::Read::take(&mut r, MAX_DECOMPRESSED_BYTES + 1);
+    let n = std::io::copy(&mut limited, &mut std::io::sink())
+        .map_err(|e| format!("not a valid gzip file: {e}"))?;
+    if n > MAX_DECOMPRESSED_BYTES {
+        return Err(format!(
+            "larger than {MAX_DECOMPRESSED_BYTES} bytes once decompressed"
+        ));
+    }
+    r.finish(0).map_err(|e| e.to_string())
+}
+
 /// What became of a file.
 enum Shipped {
-    /// Handed over whole (events, dead letters and its done-mark).
-    Done,
+    /// Handed over whole (events, dead letters and its done-mark, whose value this is).
+    Done(Vec<u8>),
     /// Not readable now; tried again at the next scan.
     Later,
     /// The agent is stopping.
     Stopping,
 }
 
-fn shipped(ok: bool) -> Shipped {
-    if ok { Shipped::Done } else { Shipped::Stopping }
-}
-
-/// Ships one settled file.
-fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shipped {
+/// Ships one settled file; with `hash`, hashes it first (its mark then carries the hash).
+fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>, hash: bool) -> Shipped {
     let name = rel.display().to_string();
-    let done = |ctx: &Ctx| {
+    let mut value = b"done".to_vec();
+    let done = |ctx: &Ctx, value: &[u8]| {
         ctx.send(Item::Mark {
             key: key.clone(),
-            value: b"done".to_vec(),
+            value: value.to_vec(),
         })
+    };
+    let shipped = |ok: bool, value: &[u8]| {
+        if ok {
+            Shipped::Done(value.to_vec())
+        } else {
+            Shipped::Stopping
+        }
     };
     if size > MAX_FILE_BYTES {
         return shipped(ctx.dead(
             format!("{name}: {size} bytes, larger than CloudTrail's limit of {MAX_FILE_BYTES} bytes for a log file"),
             Vec::new(),
-        ) && done(ctx));
+        ) && done(ctx, &value), &value);
+    }
+    if hash {
+        match hash_file(path) {
+            Ok(h) => value = digests::hashed_value(&h, ""),
+            Err(e) => {
+                if recently_changed(ctx, path) {
+                    tracing::info!(source = %ctx.name, file = %name, error = %e, "cannot decode yet; trying again at the next scan");
+                    return Shipped::Later;
+                }
+                return shipped(
+                    ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx, &value),
+                    &value,
+                );
+            }
+        }
     }
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -169,14 +338,23 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shi
         max_document_bytes: MAX_DECOMPRESSED_BYTES,
         ..DecodeLimits::default()
     };
-    let decoder = match Decoder::new_verified(file, InputFormat::LogFile, limits) {
+    let opened = if hash {
+        // Checked whole by the hash above.
+        Decoder::new(file, InputFormat::LogFile, limits)
+    } else {
+        Decoder::new_verified(file, InputFormat::LogFile, limits)
+    };
+    let decoder = match opened {
         Ok(d) => d,
         Err(e) => {
             if recently_changed(ctx, path) {
                 tracing::info!(source = %ctx.name, file = %name, error = %e, "cannot decode yet; trying again at the next scan");
                 return Shipped::Later;
             }
-            return shipped(ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx));
+            return shipped(
+                ctx.dead(format!("{name}: {e}"), Vec::new()) && done(ctx, &value),
+                &value,
+            );
         }
     };
     let mut events = 0u64;
@@ -204,5 +382,5 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>) -> Shi
         }
     }
     tracing::debug!(source = %ctx.name, file = %name, events, "log file read");
-    shipped(done(ctx))
+    shipped(done(ctx, &value), &value)
 }

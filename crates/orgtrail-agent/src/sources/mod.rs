@@ -2,6 +2,7 @@
 //! hands what it reads to the spooler as [`Item`]s; a source's position is a [`Item::Mark`]
 //! the spooler writes in the same durable append as the events read before it.
 
+pub mod digests;
 pub mod dir;
 pub mod http;
 pub mod jsonl;

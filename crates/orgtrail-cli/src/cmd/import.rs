@@ -21,6 +21,13 @@ use crate::cmd::ingest::ingest;
 /// an eventID stored before with different bytes as a conflict. Prints
 /// `stored=N duplicates=M conflicts=C rejected=K`, with one line per rejected event before it.
 /// Exit status 0 when nothing was rejected, 1 otherwise.
+///
+/// With --public-keys (CloudTrail's keys, the JSON `aws cloudtrail list-public-keys` prints)
+/// or --public-key (an `orgtrail export` archive's Ed25519 `signing.pub`), every directory is
+/// validated first, exactly as `orgtrail validate-logs` does (digest chains, signatures, each
+/// log file's hash, unlisted log files); if anything is invalid, the report is printed, nothing
+/// is imported, and the exit status is 1. Only directories can be validated: a file or `-`
+/// with either flag is a usage error. Without either flag, nothing is validated.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The store's data directory (created if missing).
@@ -39,6 +46,20 @@ pub(crate) struct Args {
     /// in input order) is durable in the store.
     #[arg(long)]
     progress: bool,
+    /// Validate each directory with these CloudTrail public keys (the JSON `aws cloudtrail
+    /// list-public-keys` prints; may be repeated) before importing anything; import nothing if
+    /// any check fails.
+    #[arg(long, value_name = "FILE")]
+    public_keys: Vec<PathBuf>,
+    /// Validate each directory (an `orgtrail export` archive) with this store's Ed25519 public
+    /// key (`signing.pub`; may be repeated) before importing anything; import nothing if any
+    /// check fails.
+    #[arg(long, value_name = "FILE")]
+    public_key: Vec<PathBuf>,
+    /// With --public-keys or --public-key: the bucket the directories are copies of; each
+    /// digest's digestS3Bucket must name it (unset: bucket names are not checked).
+    #[arg(long, value_name = "NAME")]
+    bucket: Option<String>,
     /// Files to import; `-` reads standard input; a directory, its CloudTrail log files.
     #[arg(required = true, value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
@@ -68,6 +89,15 @@ struct Tuning {
 /// Reads and validates on this thread, prepares on one worker per core, and keeps the ledger
 /// writer busy (see `ingest`).
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.public_keys.is_empty() || !args.public_key.is_empty() {
+        if !validated(&args)? {
+            return Ok(ExitCode::from(1));
+        }
+    } else if args.bucket.is_some() {
+        anyhow::bail!(
+            "--bucket names the bucket digests are checked against: it needs --public-keys or --public-key"
+        );
+    }
     let files = expand(&args.files)?;
     let t = &args.tuning;
     let ledger = crate::cmd::keys::open_tuned(&args.keys, &args.data_dir, |cfg| {
@@ -148,6 +178,55 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Validates every directory of `args.files` as `validate-logs` does, printing each report.
+/// True when all are valid.
+fn validated(args: &Args) -> anyhow::Result<bool> {
+    let keys = crate::cmd::validate_logs::load_keys(&args.public_keys, &args.public_key)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut all_valid = true;
+    for p in &args.files {
+        if !p.is_dir() {
+            anyhow::bail!(
+                "{}: --public-keys and --public-key validate a directory (a copy of a trail's bucket or an export); a file cannot be validated",
+                p.display()
+            );
+        }
+        let store = orgtrail_trailfiles::DirStore::new(p, args.bucket.clone(), "")?;
+        let report = orgtrail_trailfiles::validate(
+            &store,
+            &keys,
+            &orgtrail_trailfiles::ValidateOptions::default(),
+        )?;
+        if report.is_valid() {
+            writeln!(
+                out,
+                "{}: {} digest files and {} log files valid",
+                p.display(),
+                report.digests_valid,
+                report.logs_valid
+            )?;
+        } else {
+            all_valid = false;
+            crate::cmd::validate_logs::write_text(
+                &mut out,
+                &p.display().to_string(),
+                None,
+                None,
+                &report,
+            )?;
+        }
+    }
+    if !all_valid {
+        writeln!(
+            out,
+            "import refused: the digests do not validate; nothing was imported"
+        )?;
+    }
+    out.flush()?;
+    Ok(all_valid)
 }
 
 /// The files to read: each directory replaced by its CloudTrail log files, in key order.

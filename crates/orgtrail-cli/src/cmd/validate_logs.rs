@@ -94,17 +94,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         bail!("--start {s} is after --end {e}");
     }
-    let mut keys = PublicKeySet::default();
-    for path in &args.public_keys {
-        let text =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        keys.extend(PublicKeySet::from_json(&text, &path.display().to_string())?);
-    }
-    for path in &args.public_key {
-        keys.add_ed25519(
-            VerifyingKey::load(path).with_context(|| format!("reading {}", path.display()))?,
-        );
-    }
+    let keys = load_keys(&args.public_keys, &args.public_key)?;
     let store: Box<dyn ObjectStore> = if args.location.starts_with("s3://") {
         let url = S3Url::parse(&args.location)?;
         if !args.prefix.is_empty() {
@@ -141,7 +131,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        write_text(&mut out, &args, &report)?;
+        write_text(&mut out, &args.location, args.start, args.end, &report)?;
     }
     out.flush()?;
     Ok(if report.is_valid() {
@@ -151,17 +141,40 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn write_text(out: &mut impl Write, args: &Args, r: &Report) -> anyhow::Result<()> {
+/// The keys of `--public-keys` (CloudTrail's `list-public-keys` JSON) and `--public-key`
+/// (an orgtrail store's Ed25519 `signing.pub`) files.
+pub(crate) fn load_keys(
+    public_keys: &[PathBuf],
+    public_key: &[PathBuf],
+) -> anyhow::Result<PublicKeySet> {
+    let mut keys = PublicKeySet::default();
+    for path in public_keys {
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        keys.extend(PublicKeySet::from_json(&text, &path.display().to_string())?);
+    }
+    for path in public_key {
+        keys.add_ed25519(
+            VerifyingKey::load(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+    }
+    Ok(keys)
+}
+
+/// The report as text, like aws-cli's.
+pub(crate) fn write_text(
+    out: &mut impl Write,
+    location: &str,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    r: &Report,
+) -> anyhow::Result<()> {
     let show =
         |t: Option<Timestamp>, none: &str| t.map_or_else(|| none.to_owned(), |t| t.to_string());
-    let (start, end) = (
-        show(args.start, "the oldest digest"),
-        show(args.end, "the newest"),
-    );
+    let (start, end) = (show(start, "the oldest digest"), show(end, "the newest"));
     writeln!(
         out,
-        "Validating log files in {} between {start} and {end}\n",
-        args.location
+        "Validating log files in {location} between {start} and {end}\n"
     )?;
     for f in &r.findings {
         let line = match f.kind {

@@ -82,10 +82,19 @@ impl Keys {
     /// `list-public-keys` output naming only the trail's key (SPKI DER, as AWS's current
     /// documentation shows it).
     pub(crate) fn write_list(&self, path: &Path) {
+        self.write_list_valid(
+            path,
+            "2024-01-01T00:00:00+00:00",
+            "2025-01-01T00:00:00+00:00",
+        );
+    }
+
+    /// `list-public-keys` output naming only the trail's key, valid from `from` to `until`.
+    pub(crate) fn write_list_valid(&self, path: &Path, from: &str, until: &str) {
         let v = json!({"PublicKeyList": [{
             "Value": base64::engine::general_purpose::STANDARD.encode(self.trail.public_spki_der().unwrap()),
-            "ValidityStartTime": "2024-01-01T00:00:00+00:00",
-            "ValidityEndTime": "2025-01-01T00:00:00+00:00",
+            "ValidityStartTime": from,
+            "ValidityEndTime": until,
             "Fingerprint": self.trail_fp,
         }]});
         std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
@@ -132,14 +141,26 @@ impl Trail {
         signer: impl Fn(usize) -> Signer,
         gap_at: Option<usize>,
     ) -> Trail {
-        Self::build_full(root, prefix, false, keys, hours, signer, gap_at)
+        Self::build_full(root, prefix, false, keys, hours, signer, gap_at, T0)
+    }
+
+    /// Like `build`, with hour 0 starting at `t0` (Unix seconds, a whole hour).
+    pub(crate) fn build_from(
+        root: &Path,
+        keys: &Keys,
+        hours: usize,
+        signer: impl Fn(usize) -> Signer,
+        t0: i64,
+    ) -> Trail {
+        Self::build_full(root, "", false, keys, hours, signer, None, t0)
     }
 
     /// A chain of backfill digests (`..._backfill.json.gz`) over the same hours and log files.
     pub(crate) fn build_backfill(root: &Path, keys: &Keys, hours: usize) -> Trail {
-        Self::build_full(root, "", true, keys, hours, |_| Signer::Trail, None)
+        Self::build_full(root, "", true, keys, hours, |_| Signer::Trail, None, T0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build_full(
         root: &Path,
         prefix: &str,
@@ -148,13 +169,14 @@ impl Trail {
         hours: usize,
         signer: impl Fn(usize) -> Signer,
         gap_at: Option<usize>,
+        t0: i64,
     ) -> Trail {
         let mut signatures = Vec::new();
         let mut digests = Vec::new();
         let mut logs = Vec::new();
         let mut previous: Option<(String, String, String)> = None; // key, sha256 hex, signature hex
         for i in 0..hours {
-            let start = T0 + 3600 * i as i64;
+            let start = t0 + 3600 * i as i64;
             let end = start + 3600;
             let mut entries = Vec::new();
             let mut hour_logs = Vec::new();

@@ -31,6 +31,16 @@
 //! decides); a transfer failure after the client's retries leaves the object unmarked and
 //! counted in `orgtrail_agent_s3_failing_objects`, and it is tried again at every pass.
 //!
+//! # Digests
+//!
+//! With `digest_public_keys_file`, each log object is hashed (SHA-256 of the inflated bytes)
+//! as it is streamed, and its `d` mark becomes `h HEX ETAG` (`c HEX ETAG` once a digest listed
+//! it). After the log files of a pass, the digest files of each location
+//! (`.../CloudTrail-Digest/REGION/YYYY/MM/DD/`, the same days) are read, with their
+//! `x-amz-meta-signature`, and checked (see [`super::digests`]); a checked digest's mark is
+//! `g HEX SIG ETAG`, pruned with the lookback like the rest. Log files listed by a digest but
+//! lying before the lookback window are not checked.
+//!
 //! # Failures
 //!
 //! Refused credentials or a missing bucket at the first listing stop the agent with a non-zero
@@ -45,8 +55,11 @@ use std::sync::atomic::Ordering;
 
 use orgtrail_core::{DecodeLimits, Decoder, InputFormat};
 use orgtrail_s3::{Blocking, Listed, S3Error};
+use orgtrail_trailfiles::inflate::{HashingInflater, inflate_and_hash};
+use orgtrail_trailfiles::{DigestFile, PublicKeySet};
 use tokio::runtime::Handle;
 
+use super::digests::{self, Checked, Checker};
 use super::dir::{MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES};
 use super::{Ctx, Item};
 use crate::config::S3SourceConfig;
@@ -68,13 +81,29 @@ fn crash_after_part() -> bool {
 /// Runs the source on this `spawn_blocking` thread (requests are made on `handle`'s runtime).
 /// Returns only when the agent stops, after one pass with `ctx.once`, or with a permanent
 /// error.
-pub fn run(ctx: &Ctx, cfg: &S3SourceConfig, handle: Handle) -> Result<(), S3Error> {
+/// With `keys`, CloudTrail's digests are checked.
+pub fn run(
+    ctx: &Ctx,
+    cfg: &S3SourceConfig,
+    handle: Handle,
+    keys: Option<PublicKeySet>,
+) -> Result<(), S3Error> {
     ctx.metrics
         .source(ctx.index)
         .s3
         .store(true, Ordering::Relaxed);
     let mut client = Blocking::in_runtime(&cfg.options(), handle.clone())?;
-    let mut state = State::default();
+    let mut state = State {
+        checker: keys.map(|k| {
+            let mut prefix = plan::bucket_prefix(&cfg.bucket);
+            prefix.extend_from_slice(b"~digests\0");
+            Checker::new(k, prefix)
+        }),
+        ..State::default()
+    };
+    if let Some(c) = &mut state.checker {
+        c.publish(ctx);
+    }
     let mut first = true;
     let mut backoff_ms = 1000u64;
     loop {
@@ -135,6 +164,53 @@ struct State {
     done: HashMap<Day, HashSet<u128>>,
     /// Objects whose read failed for a transfer reason, and why.
     failing: HashMap<String, String>,
+    /// The digest checker, when digests are checked.
+    checker: Option<Checker>,
+    /// The log keys listed in this pass (digest checking: a listed file not processed yet
+    /// makes its digest wait).
+    listed: HashSet<String>,
+    /// The first day of this pass's window.
+    first_day: Option<Day>,
+}
+
+/// Where a digest read from the bucket finds its files.
+struct S3Site<'a> {
+    bucket: &'a str,
+    listed: &'a HashSet<String>,
+    first_day: Day,
+    client: &'a Blocking,
+}
+
+impl digests::Site for S3Site<'_> {
+    fn local(&self, _d: &DigestFile, bucket: &str, key: &str) -> Option<String> {
+        (bucket == self.bucket).then(|| key.to_owned())
+    }
+
+    fn at_home(&self, local: &str, d: &DigestFile) -> bool {
+        d.digest_s3_object == local && d.digest_s3_bucket == self.bucket
+    }
+
+    fn mark_key(&self, local: &str) -> Vec<u8> {
+        plan::mark_key(
+            self.bucket,
+            plan::day_of_key(local).unwrap_or(Day(0)),
+            local,
+        )
+    }
+
+    fn waiting(&self, local: &str) -> bool {
+        // Not in this pass's listing: it may have arrived since (a HEAD tells; a failed
+        // request makes the digest wait rather than call the file missing).
+        self.listed.contains(local)
+            || !matches!(
+                self.client.metadata(local, "signature"),
+                Err(S3Error::NotFound { .. })
+            )
+    }
+
+    fn in_window(&self, local: &str) -> bool {
+        plan::day_of_key(local).is_some_and(|d| d >= self.first_day)
+    }
 }
 
 /// The common prefixes under `prefix` (every page).
@@ -213,15 +289,47 @@ fn pass(
     let locs = locations(client, cfg)?;
     let days = plan::days(Day::of_unix_secs(unix_now()), cfg.lookback_days);
     forget_before(ctx, cfg, state, days[0]);
+    state.listed.clear();
+    state.first_day = Some(days[0]);
+    if let Some(c) = &mut state.checker {
+        c.new_pass();
+    }
     for loc in &locs {
         for day in &days {
             let objects = client.list_all(&format!("{loc}{}", day.path()), cfg.max_keys)?;
+            if state.checker.is_some() {
+                state.listed.extend(objects.iter().map(|o| o.key.clone()));
+            }
             for o in objects {
                 if ctx.stopping() {
                     return Ok(());
                 }
                 if !object(ctx, cfg, client, state, *day, &o)? {
                     return Ok(());
+                }
+            }
+        }
+    }
+    if state.checker.is_some() {
+        for loc in &locs {
+            // Digests of log files (`.../CloudTrail/REGION/`), after all the log files.
+            let Some(base) = loc.strip_suffix('/').and_then(|l| l.rsplit_once('/')) else {
+                continue;
+            };
+            let Some(acct) = base.0.strip_suffix("/CloudTrail") else {
+                continue;
+            };
+            let digest_loc = format!("{acct}/CloudTrail-Digest/{}/", base.1);
+            for day in &days {
+                let objects =
+                    client.list_all(&format!("{digest_loc}{}", day.path()), cfg.max_keys)?;
+                for o in objects {
+                    if ctx.stopping() {
+                        return Ok(());
+                    }
+                    if !digest_object(ctx, cfg, client, state, *day, &o)? {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -236,6 +344,10 @@ fn pass(
 /// in the spool.
 fn forget_before(ctx: &Ctx, cfg: &S3SourceConfig, state: &mut State, first: Day) {
     state.done.retain(|d, _| *d >= first);
+    if let Some(c) = &mut state.checker {
+        c.forget_before(ctx, first.0);
+        c.forget_awaiting_before(orgtrail_core::Timestamp(first.0 * 86_400_000));
+    }
     let from = plan::bucket_prefix(&cfg.bucket);
     let mut to = from.clone();
     to.extend_from_slice(first.compact().as_bytes());
@@ -272,8 +384,16 @@ fn object(
         state.done.entry(day).or_default().insert(h);
         return Ok(true);
     }
-    let skip = match ctx.spool.mark(&mark).as_deref().and_then(Mark::decode) {
+    let value = ctx.spool.mark(&mark);
+    let skip = match value.as_deref().and_then(Mark::decode) {
         Some(Mark::Done(e)) if e == version => {
+            state.done.entry(day).or_default().insert(h);
+            return Ok(true);
+        }
+        Some(Mark::Hashed { etag, .. }) if etag == version => {
+            if let (Some(c), Some(v)) = (&mut state.checker, value) {
+                c.shipped(&o.key, mark.clone(), v);
+            }
             state.done.entry(day).or_default().insert(h);
             return Ok(true);
         }
@@ -331,7 +451,30 @@ fn object(
         tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "S3 object transfer failed; trying again at the next pass");
         state.failing.insert(o.key.clone(), e.to_string());
     };
-    let decoder = match Decoder::new(reader, InputFormat::LogFile, limits) {
+    // With digest checking, the inflated bytes are hashed as the decoder reads them.
+    let (mut hashing, mut plain) = (None, None);
+    if state.checker.is_some() {
+        match HashingInflater::new(reader) {
+            Ok(r) => hashing = Some(r),
+            Err(e) => {
+                if let Some(f) = failure.get() {
+                    transfer_failed(state, f);
+                    return Ok(true);
+                }
+                m.s3_object(S3Outcome::Dead);
+                state.done.entry(day).or_default().insert(h);
+                return Ok(ctx.dead(format!("{name}: {e}"), Vec::new()) && done_mark(ctx));
+            }
+        }
+    } else {
+        plain = Some(reader);
+    }
+    let input: Box<dyn std::io::Read + Send + '_> = match (&mut hashing, plain) {
+        (Some(r), _) => Box::new(r),
+        (None, Some(r)) => Box::new(r),
+        (None, None) => return Ok(true),
+    };
+    let decoder = match Decoder::new(input, InputFormat::LogFile, limits) {
         Ok(d) => d,
         Err(e) => {
             if let Some(f) = failure.get() {
@@ -386,10 +529,124 @@ fn object(
             }
         }
     }
+    let mut value = Mark::Done(version.clone()).encode();
+    if let Some(r) = hashing {
+        match r.finish(MAX_DECOMPRESSED_BYTES) {
+            Ok(hash) => value = digests::hashed_value(&hash, &version),
+            Err(e) => {
+                if let Some(f) = failure.get() {
+                    transfer_failed(state, f);
+                    return Ok(true);
+                }
+                tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "S3 log file not hashed: its digest cannot verify it");
+            }
+        }
+    }
     state.failing.remove(&o.key);
     state.done.entry(day).or_default().insert(h);
     m.s3_object(S3Outcome::Shipped);
     m.s3_bytes.add(o.size);
     tracing::debug!(source = %ctx.name, key = %o.key, records = n, "S3 log file read");
-    Ok(done_mark(ctx))
+    if let Some(c) = &mut state.checker {
+        c.shipped(&o.key, mark.clone(), value.clone());
+    }
+    Ok(ctx.send(Item::Mark { key: mark, value }))
+}
+
+/// Reads and checks one listed digest object (digest checking on). `Ok(false)` when the
+/// agent is stopping; `Err` only for an error that stops the pass.
+fn digest_object(
+    ctx: &Ctx,
+    cfg: &S3SourceConfig,
+    client: &Blocking,
+    state: &mut State,
+    day: Day,
+    o: &Listed,
+) -> Result<bool, S3Error> {
+    let m = ctx.metrics.source(ctx.index);
+    let mark = plan::mark_key(&cfg.bucket, day, &o.key);
+    let version = o.version.to_string();
+    let h = plan::done_hash(&mark, &version);
+    if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !o.key.ends_with(".json.gz") {
+        return Ok(true);
+    }
+    if let Some((_, _, etag)) = ctx
+        .spool
+        .mark(&mark)
+        .as_deref()
+        .and_then(digests::parse_digest_value)
+        && etag == version
+    {
+        state.done.entry(day).or_default().insert(h);
+        return Ok(true);
+    }
+    let failed = |state: &mut State, e: &S3Error| {
+        m.s3_error(e.kind());
+        tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "cannot read S3 digest object; trying again at the next pass");
+        state.failing.insert(o.key.clone(), e.to_string());
+    };
+    let read = if o.size > digests::MAX_DIGEST_BYTES {
+        Err(format!(
+            "{} bytes, larger than a digest file can be",
+            o.size
+        ))
+    } else {
+        match client.open(&o.key, Some(&o.version)) {
+            Ok(reader) => {
+                let failure = reader.failure();
+                let r = inflate_and_hash(reader, digests::MAX_DIGEST_BYTES, true);
+                if let Some(f) = failure.get() {
+                    failed(state, f);
+                    return Ok(true);
+                }
+                r.map_err(|e| e.to_string())
+            }
+            Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
+                m.s3_object(S3Outcome::Vanished);
+                return Ok(true);
+            }
+            Err(e) if e.is_permanent() => {
+                m.s3_error(e.kind());
+                return Err(e);
+            }
+            Err(e) => {
+                failed(state, &e);
+                return Ok(true);
+            }
+        }
+    };
+    let signature = match client.metadata(&o.key, "signature") {
+        Ok(s) => s.map(|s| s.trim().to_owned()),
+        Err(S3Error::NotFound { .. }) => {
+            m.s3_object(S3Outcome::Vanished);
+            return Ok(true);
+        }
+        Err(e) if e.is_permanent() => {
+            m.s3_error(e.kind());
+            return Err(e);
+        }
+        Err(e) => {
+            failed(state, &e);
+            return Ok(true);
+        }
+    };
+    let Some(checker) = state.checker.as_mut() else {
+        return Ok(true);
+    };
+    let site = S3Site {
+        bucket: &cfg.bucket,
+        listed: &state.listed,
+        first_day: state.first_day.unwrap_or(day),
+        client,
+    };
+    match checker.check(ctx, &site, &o.key, read, signature, &version) {
+        Checked::Done => {
+            state.failing.remove(&o.key);
+            state.done.entry(day).or_default().insert(h);
+            m.s3_object(S3Outcome::Digest);
+            Ok(true)
+        }
+        Checked::Waiting => Ok(true),
+        Checked::Stopping => Ok(false),
+    }
 }

@@ -69,6 +69,13 @@ pub(crate) enum Mark {
     Done(String),
     /// The first `n` records of this version are spooled.
     Part(String, u64),
+    /// Read whole at this ETag, with the SHA-256 (hex) of its inflated bytes (digest
+    /// checking; see `super::super::digests`), `checked` once a digest listed it.
+    Hashed {
+        etag: String,
+        hash: String,
+        checked: bool,
+    },
 }
 
 impl Mark {
@@ -76,10 +83,22 @@ impl Mark {
         match self {
             Mark::Done(e) => format!("d {e}").into_bytes(),
             Mark::Part(e, n) => format!("p {n} {e}").into_bytes(),
+            Mark::Hashed {
+                etag,
+                hash,
+                checked,
+            } => format!("{} {hash} {etag}", if *checked { 'c' } else { 'h' }).into_bytes(),
         }
     }
 
     pub(crate) fn decode(v: &[u8]) -> Option<Mark> {
+        if let Some((checked, hash)) = crate::sources::digests::log_hash(v) {
+            return Some(Mark::Hashed {
+                etag: crate::sources::digests::hashed_tail(v)?.to_string(),
+                hash: hash.to_string(),
+                checked,
+            });
+        }
         let s = std::str::from_utf8(v).ok()?;
         if let Some(e) = s.strip_prefix("d ") {
             return Some(Mark::Done(e.to_string()));
@@ -111,6 +130,12 @@ pub(crate) fn is_digest(key: &str) -> bool {
             .is_some_and(|n| n.contains("_CloudTrail-Digest_"))
 }
 
+/// The day a CloudTrail key lies under (`.../YYYY/MM/DD/NAME`), from its path.
+pub(crate) fn day_of_key(key: &str) -> Option<Day> {
+    let tk = orgtrail_trailfiles::TrailKey::parse(key)?;
+    Some(Day(tk.stamp.millis().div_euclid(86_400_000)))
+}
+
 /// True for a log file's name (`.json.gz`, or plain `.json`).
 pub(crate) fn is_log_file(key: &str) -> bool {
     key.ends_with(".json.gz") || key.ends_with(".json")
@@ -138,6 +163,16 @@ mod tests {
         for m in [
             Mark::Done("\"abc-3\"".into()),
             Mark::Part("\"e f\"".into(), 7000),
+            Mark::Hashed {
+                etag: "\"e f\"".into(),
+                hash: "ab".repeat(32),
+                checked: false,
+            },
+            Mark::Hashed {
+                etag: "\"x\"".into(),
+                hash: "01".repeat(32),
+                checked: true,
+            },
         ] {
             assert_eq!(Mark::decode(&m.encode()), Some(m));
         }

@@ -1,0 +1,809 @@
+//! CloudTrail digest checking for the `cloudtrail_dir` and `s3` sources
+//! (`digest_public_keys_file`): what `aws cloudtrail validate-logs` checks, done live, on the
+//! files the agent ships.
+//!
+//! # What is checked
+//!
+//! Each log file is hashed (SHA-256 of the inflated bytes) while it is read and shipped, in
+//! the same pass (no second read of an object). When a digest file arrives, the source reads it
+//! with its signature (S3: `x-amz-meta-signature`; a directory: the `<digest>.sig` sidecar) and
+//! checks it with orgtrail-trailfiles' own checks ([`orgtrail_trailfiles::verify_signature`]):
+//! format, location, a known key valid at its end time, and the signature. Then:
+//!
+//! * its chain: `previousDigestS3Object`, `previousDigestHashValue` and
+//!   `previousDigestSignature` must name the previous digest of its chain as the agent read it
+//!   (`broken_chain` otherwise, also when the previous digest was never seen while older ones
+//!   were);
+//! * when the digest verifies, each log file it lists: the hash of what the agent shipped
+//!   must equal `hashValue` (`modified`); a listed file the source never saw is `missing`; a
+//!   file shipped before digest checking was on (or unreadable as a log file) is `unverified`;
+//! * log files shipped from its location, stamped before its `digestStartTime` and listed by
+//!   no digest, are `unlisted`.
+//!
+//! A digest that lists a file that is there but not processed yet (still being written,
+//! or failing to transfer) waits for the next pass, unchecked and unmarked. Failures are
+//! logged at error level by key (never contents), counted in
+//! `orgtrail_agent_digest_checks_total{result}` and in the gauge
+//! `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be unshipped:
+//! the point is detection).
+//!
+//! # Durable state (spool marks)
+//!
+//! All of it is written as spool marks through the source's channel, so it is durable with,
+//! and never before, the events it describes; it survives a restart and a `kill -9`:
+//!
+//! * a log file's processed mark carries its hash: `h HEX[ TAIL]` (shipped, waiting for its
+//!   digest) or `c HEX[ TAIL]` (checked by a digest, or reported unlisted), where TAIL is the
+//!   `s3` source's ETag; older marks (`done`, `d ETAG`) still read as processed, without a
+//!   hash;
+//! * a digest's processed mark: `g HEX SIG[ TAIL]` (its hash and signature, `-` for none);
+//! * per chain, the newest digest read (`PREFIX tip\0CHAIN` = `KEY\nHEX\nSIG`), never pruned
+//!   (one per chain);
+//! * the failures reported, by UTC day (`PREFIX failures` = `DAY N,...`): the gauge; the `s3`
+//!   source drops the days past its lookback, as it prunes its processed set.
+//!
+//! A crash after a digest's failures are counted and before its mark is durable reports them
+//! again after the restart (reported at least once).
+//!
+//! Memory: the keys of the log files shipped and not yet listed by a digest (about an hour of
+//! files per location), and one tip per chain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use orgtrail_core::Timestamp;
+use orgtrail_trailfiles::{
+    DigestFile, FindingKind, Location, ParsedDigest, PublicKeySet, TrailKey, hex, parse_digest,
+    verify_signature,
+};
+
+use super::{Ctx, Item};
+
+/// Largest inflated digest file read (digests are small; CloudTrail's list a few hundred files).
+pub const MAX_DIGEST_BYTES: u64 = 64 << 20;
+
+/// Most log files kept waiting for a digest, per location (about 200 bytes each). Beyond it
+/// the oldest are no longer tracked for the unlisted check (a trail whose digests never
+/// come, or stopped); they are logged once at warn level.
+pub const MAX_AWAITING: usize = 200_000;
+
+/// The `result` label of `orgtrail_agent_digest_checks_total`: one per digest file and per
+/// log file checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestResult {
+    /// A digest that verifies, or a listed log file whose hash matches what was shipped.
+    Ok,
+    /// A listed log file whose shipped bytes hash otherwise.
+    Modified,
+    /// A listed log file the source never saw.
+    Missing,
+    /// A shipped log file no digest lists, once the digest after its time has arrived.
+    Unlisted,
+    /// A listed log file shipped without a hash (before digest checking was on, or
+    /// unreadable as a log file).
+    Unverified,
+    /// A digest whose signature does not verify.
+    BadSignature,
+    /// A digest whose `previousDigest*` fields do not match the previous digest read.
+    BrokenChain,
+    /// A digest that cannot be checked: not gzip JSON, moved, no signature, unknown or expired
+    /// key, unsupported algorithm.
+    InvalidDigest,
+}
+
+impl DigestResult {
+    pub const ALL: [&'static str; 8] = [
+        "ok",
+        "modified",
+        "missing",
+        "unlisted",
+        "unverified",
+        "bad_signature",
+        "broken_chain",
+        "invalid_digest",
+    ];
+
+    pub fn label(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
+    /// True for the results that are failures (counted in the gauge).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, DigestResult::Ok | DigestResult::Unverified)
+    }
+}
+
+/// Reads the public keys file (`aws cloudtrail list-public-keys` JSON).
+pub fn load_keys(path: &Path) -> Result<PublicKeySet, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PublicKeySet::from_json(&text, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+/// The processed-mark value of a log file shipped with hash `hash`; `tail` is what the
+/// source keeps after it (the `s3` source's ETag), "" for none.
+pub fn hashed_value(hash: &[u8; 32], tail: &str) -> Vec<u8> {
+    let mut v = format!("h {}", hex::encode(hash));
+    if !tail.is_empty() {
+        v.push(' ');
+        v.push_str(tail);
+    }
+    v.into_bytes()
+}
+
+/// `(checked, hex)` of a log file's processed-mark value, when it carries a hash.
+pub fn log_hash(value: &[u8]) -> Option<(bool, &str)> {
+    let checked = match value.first()? {
+        b'h' => false,
+        b'c' => true,
+        _ => return None,
+    };
+    let rest = std::str::from_utf8(value.get(2..66)?).ok()?;
+    (value.get(1) == Some(&b' ') && matches!(value.get(66), None | Some(b' '))).then_some(())?;
+    Some((checked, rest))
+}
+
+/// What follows the hash in a hashed mark value (`h HEX TAIL`), "" for none.
+pub fn hashed_tail(value: &[u8]) -> Option<&str> {
+    log_hash(value)?;
+    std::str::from_utf8(value.get(67..).unwrap_or_default()).ok()
+}
+
+/// A hashed mark value made `checked`.
+fn as_checked(value: &[u8]) -> Vec<u8> {
+    let mut v = value.to_vec();
+    v[0] = b'c';
+    v
+}
+
+/// A digest's processed-mark value.
+pub fn digest_value(hash_hex: &str, signature: Option<&str>, tail: &str) -> Vec<u8> {
+    let mut v = format!(
+        "g {} {}",
+        if hash_hex.is_empty() { "-" } else { hash_hex },
+        signature.unwrap_or("-")
+    );
+    if !tail.is_empty() {
+        v.push(' ');
+        v.push_str(tail);
+    }
+    v.into_bytes()
+}
+
+/// `(hash hex, signature, tail)` of a digest's processed-mark value.
+pub fn parse_digest_value(value: &[u8]) -> Option<(String, Option<String>, String)> {
+    let s = std::str::from_utf8(value).ok()?.strip_prefix("g ")?;
+    let (hash, rest) = s.split_once(' ')?;
+    let (sig, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+    let sig = (sig != "-").then(|| sig.to_owned());
+    Some((hash.to_owned(), sig, tail.to_owned()))
+}
+
+/// What the checker asks of the source about where files are.
+pub trait Site {
+    /// The source's own key of an object a digest names (`key` in bucket `bucket`); `None`
+    /// when the source does not read it (another bucket, outside its tree).
+    fn local(&self, digest: &DigestFile, bucket: &str, key: &str) -> Option<String>;
+    /// True when digest `local` lies where it says it does.
+    fn at_home(&self, local: &str, digest: &DigestFile) -> bool;
+    /// The processed-mark key of `local`.
+    fn mark_key(&self, local: &str) -> Vec<u8>;
+    /// True when log file `local` is there but not processed yet (the digest waits for it).
+    fn waiting(&self, local: &str) -> bool;
+    /// False when log file `local` lies outside what the source reads now (before the `s3`
+    /// source's lookback window): not checked.
+    fn in_window(&self, local: &str) -> bool;
+}
+
+/// The newest digest read in a chain.
+#[derive(Debug, Clone)]
+struct Tip {
+    key: String,
+    stamp: Timestamp,
+    hash: String,
+    signature: Option<String>,
+}
+
+impl Tip {
+    fn encode(&self) -> Vec<u8> {
+        format!(
+            "{}\n{}\n{}",
+            self.key,
+            self.hash,
+            self.signature.as_deref().unwrap_or("-")
+        )
+        .into_bytes()
+    }
+
+    fn decode(v: &[u8]) -> Option<Tip> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut it = s.split('\n');
+        let key = it.next()?.to_owned();
+        let hash = it.next()?.to_owned();
+        let sig = it.next()?;
+        let stamp = TrailKey::parse(&key)?.stamp;
+        Some(Tip {
+            key,
+            stamp,
+            hash,
+            signature: (sig != "-").then(|| sig.to_owned()),
+        })
+    }
+}
+
+/// A log file shipped with its hash and not yet listed by a digest.
+#[derive(Debug, Clone)]
+struct Awaiting {
+    mark: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// What became of a digest.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Checked; its mark is handed over.
+    Done,
+    /// A log file it lists is there but not processed yet: read it again at the next pass.
+    Waiting,
+    /// The agent is stopping.
+    Stopping,
+}
+
+/// One failure found.
+struct Failure {
+    key: String,
+    result: DigestResult,
+    reason: String,
+}
+
+/// A source's digest checker.
+#[derive(Debug)]
+pub struct Checker {
+    keys: PublicKeySet,
+    /// Where the checker's own marks live (tips, failures).
+    prefix: Vec<u8>,
+    tips: HashMap<Vec<u8>, Option<Tip>>,
+    /// Per location, by (stamp, key): the oldest first.
+    awaiting: BTreeMap<Location, BTreeMap<(Timestamp, String), Awaiting>>,
+    /// Failures by UTC day number; loaded from the spool at the first use.
+    failures: Option<BTreeMap<i64, u64>>,
+    /// Everything handed to the spooler is durable (so its marks can be read) since the
+    /// start of this pass.
+    synced: bool,
+    /// Per location and chain (standard digests): the latest `digestStartTime` read.
+    starts: BTreeMap<Location, HashMap<Vec<u8>, Timestamp>>,
+    /// [`MAX_AWAITING`] was reached (logged once).
+    overflowed: bool,
+}
+
+fn today() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        .div_euclid(86_400)
+}
+
+impl Checker {
+    /// A checker keeping its marks under `prefix`.
+    pub fn new(keys: PublicKeySet, prefix: Vec<u8>) -> Checker {
+        Checker {
+            keys,
+            prefix,
+            tips: HashMap::new(),
+            awaiting: BTreeMap::new(),
+            failures: None,
+            synced: false,
+            starts: BTreeMap::new(),
+            overflowed: false,
+        }
+    }
+
+    /// A new pass (or scan) begins: marks handed over from now on may not be readable yet.
+    pub fn new_pass(&mut self) {
+        self.synced = false;
+    }
+
+    /// The mark of `mark_key`, once everything handed over before is durable (waits for the
+    /// spooler once per pass, the first time a mark is not found).
+    fn mark(&mut self, ctx: &Ctx, mark_key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(v) = ctx.spool.mark(mark_key) {
+            return Some(v);
+        }
+        if self.synced {
+            return None;
+        }
+        if ctx.durable().is_err() {
+            return None;
+        }
+        self.synced = true;
+        ctx.spool.mark(mark_key)
+    }
+
+    fn failures_key(&self) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"failures");
+        k
+    }
+
+    fn load_failures(&mut self, ctx: &Ctx) -> &mut BTreeMap<i64, u64> {
+        let key = self.failures_key();
+        self.failures.get_or_insert_with(|| {
+            ctx.spool
+                .mark(&key)
+                .and_then(|v| String::from_utf8(v).ok())
+                .map(|s| {
+                    s.split(',')
+                        .filter_map(|e| {
+                            let (d, n) = e.split_once(' ')?;
+                            Some((d.parse().ok()?, n.parse().ok()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// Publishes the failure gauge (and makes the family served).
+    pub fn publish(&mut self, ctx: &Ctx) {
+        let n: u64 = self.load_failures(ctx).values().sum();
+        let m = ctx.metrics.source(ctx.index);
+        m.digests.store(true, std::sync::atomic::Ordering::Relaxed);
+        m.digest_failures
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Forgets the failures of the days before `first_day` (days since 1970-01-01): the `s3`
+    /// source's lookback.
+    pub fn forget_before(&mut self, ctx: &Ctx, first_day: i64) -> bool {
+        let f = self.load_failures(ctx);
+        let before = f.len();
+        f.retain(|d, _| *d >= first_day);
+        if f.len() == before {
+            return true;
+        }
+        let ok = self.save_failures(ctx);
+        self.publish(ctx);
+        ok
+    }
+
+    fn save_failures(&mut self, ctx: &Ctx) -> bool {
+        let key = self.failures_key();
+        let v: Vec<String> = self
+            .load_failures(ctx)
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        ctx.send(Item::Mark {
+            key,
+            value: v.join(",").into_bytes(),
+        })
+    }
+
+    /// Notes a log file shipped (or found shipped) with a hash and not yet checked by a digest.
+    pub fn shipped(&mut self, local: &str, mark: Vec<u8>, value: Vec<u8>) {
+        if !matches!(log_hash(&value), Some((false, _))) {
+            return;
+        }
+        let Some(tk) = TrailKey::parse(local) else {
+            return;
+        };
+        let a = self.awaiting.entry(tk.location).or_default();
+        a.insert((tk.stamp, local.to_owned()), Awaiting { mark, value });
+        if a.len() > MAX_AWAITING
+            && let Some(((_, k), _)) = a.pop_first()
+            && !self.overflowed
+        {
+            self.overflowed = true;
+            tracing::warn!(
+                key = %k,
+                limit = MAX_AWAITING,
+                "more log files than this wait for a CloudTrail digest in one location: the oldest are no longer checked for being unlisted (is log file validation on for this trail?)"
+            );
+        }
+    }
+
+    /// Stops waiting for digests of the log files stamped before `t` (the `s3` source's
+    /// lookback: files it no longer lists).
+    pub fn forget_awaiting_before(&mut self, t: Timestamp) {
+        for a in self.awaiting.values_mut() {
+            *a = a.split_off(&(t, String::new()));
+        }
+    }
+
+    fn tip_key(&self, chain: &orgtrail_trailfiles::ChainId) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(b"tip\0");
+        let l = &chain.location;
+        k.extend_from_slice(
+            format!(
+                "{}\0{}\0{}\0{}\0{}\0{}\0{}",
+                l.prefix,
+                l.org_id.as_deref().unwrap_or_default(),
+                l.account,
+                l.region,
+                chain.trail,
+                chain.home_region,
+                chain.backfill
+            )
+            .as_bytes(),
+        );
+        k
+    }
+
+    /// Checks digest `local`, read as `read` (hash and inflated bytes, or why it could not be
+    /// read), with its metadata `signature`; `tail` goes into its mark (the ETag).
+    pub fn check(
+        &mut self,
+        ctx: &Ctx,
+        site: &dyn Site,
+        local: &str,
+        read: Result<([u8; 32], Vec<u8>), String>,
+        signature: Option<String>,
+        tail: &str,
+    ) -> Checked {
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut marks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let fail = |failures: &mut Vec<Failure>, key: &str, result, reason: String| {
+            failures.push(Failure {
+                key: key.to_owned(),
+                result,
+                reason,
+            })
+        };
+        let parsed: Option<ParsedDigest> = match read {
+            Err(reason) => {
+                fail(
+                    &mut failures,
+                    local,
+                    DigestResult::InvalidDigest,
+                    format!("cannot read: {reason}"),
+                );
+                None
+            }
+            Ok((hash, bytes)) => match parse_digest(&bytes, hex::encode(&hash)) {
+                Ok(p) => Some(p),
+                Err(reason) => {
+                    fail(&mut failures, local, DigestResult::InvalidDigest, reason);
+                    None
+                }
+            },
+        };
+        let mut digest_ok = false;
+        if let Some(p) = &parsed {
+            let d = &p.digest;
+            let home = site.at_home(local, d);
+            if !home {
+                fail(
+                    &mut failures,
+                    local,
+                    DigestResult::InvalidDigest,
+                    format!(
+                        "has been moved from its original location s3://{}/{}",
+                        d.digest_s3_bucket, d.digest_s3_object
+                    ),
+                );
+            }
+            let verified = match verify_signature(p, signature.as_deref(), &self.keys) {
+                Ok(()) => true,
+                Err((kind, reason)) => {
+                    let result = if kind == FindingKind::DigestBadSignature {
+                        DigestResult::BadSignature
+                    } else {
+                        DigestResult::InvalidDigest
+                    };
+                    let reason = if kind == FindingKind::DigestNoSignature {
+                        "no signature (x-amz-meta-signature, or the .sig sidecar in a directory)"
+                            .to_owned()
+                    } else {
+                        reason
+                    };
+                    fail(&mut failures, local, result, reason);
+                    false
+                }
+            };
+            digest_ok = home && verified;
+            if digest_ok {
+                // Wait for listed files that are there but not processed yet.
+                for lf in &d.log_files {
+                    if let Some(l) = site.local(d, &lf.s3_bucket, &lf.s3_object)
+                        && site.in_window(&l)
+                        && self.mark(ctx, &site.mark_key(&l)).is_none()
+                        && site.waiting(&l)
+                    {
+                        return Checked::Waiting;
+                    }
+                }
+            }
+            if let Some(tk) = TrailKey::parse(local)
+                && let Some(chain) = tk.chain()
+            {
+                self.check_chain(
+                    ctx,
+                    site,
+                    local,
+                    tk.stamp,
+                    &chain,
+                    p,
+                    &signature,
+                    &mut failures,
+                    &mut marks,
+                );
+            }
+        }
+        let mut ok_logs = 0u64;
+        if digest_ok && let Some(p) = &parsed {
+            let d = &p.digest;
+            for lf in &d.log_files {
+                let Some(l) = site.local(d, &lf.s3_bucket, &lf.s3_object) else {
+                    fail(
+                        &mut failures,
+                        &lf.s3_object,
+                        DigestResult::Missing,
+                        format!(
+                            "listed in bucket {}, which this source does not read",
+                            lf.s3_bucket
+                        ),
+                    );
+                    continue;
+                };
+                if !site.in_window(&l) {
+                    continue;
+                }
+                let mark = site.mark_key(&l);
+                if let Some(tk) = TrailKey::parse(&l)
+                    && let Some(a) = self.awaiting.get_mut(&tk.location)
+                {
+                    a.remove(&(tk.stamp, l.clone()));
+                }
+                match self.mark(ctx, &mark) {
+                    None => fail(
+                        &mut failures,
+                        &l,
+                        DigestResult::Missing,
+                        format!("listed by digest {local} but never delivered to this source"),
+                    ),
+                    Some(v) => match log_hash(&v) {
+                        None => fail(
+                            &mut failures,
+                            &l,
+                            DigestResult::Unverified,
+                            "shipped without a hash (before digest checking was on, or unreadable as a log file): not verified".into(),
+                        ),
+                        Some((checked, got)) => {
+                            if got.eq_ignore_ascii_case(&lf.hash_value) {
+                                ok_logs += 1;
+                            } else {
+                                fail(
+                                    &mut failures,
+                                    &l,
+                                    DigestResult::Modified,
+                                    format!(
+                                        "hash value doesn't match: digest {local} says {}, the file shipped hashes to {got}",
+                                        lf.hash_value
+                                    ),
+                                );
+                            }
+                            if !checked {
+                                marks.push((mark, as_checked(&v)));
+                            }
+                        }
+                    },
+                }
+            }
+            // Unlisted: shipped from this location before the period of the latest digest of
+            // every trail digesting it (trails quiet for over two hours aside), in no digest.
+            if let Some(tk) = TrailKey::parse(local)
+                && let Some(chain) = tk.chain()
+                && !chain.backfill
+            {
+                let chain_key = self.tip_key(&chain);
+                let starts = self.starts.entry(tk.location.clone()).or_default();
+                let s = starts.entry(chain_key).or_insert(p.start);
+                *s = (*s).max(p.start);
+                let newest = starts.values().copied().max().unwrap_or(p.start);
+                let until = starts
+                    .values()
+                    .copied()
+                    .filter(|s| s.millis() >= newest.millis() - 2 * 3600 * 1000)
+                    .min()
+                    .unwrap_or(p.start);
+                let a = self.awaiting.entry(tk.location.clone()).or_default();
+                let newer = a.split_off(&(until, String::new()));
+                let late = std::mem::replace(a, newer);
+                for ((_, k), w) in late {
+                    fail(
+                        &mut failures,
+                        &k,
+                        DigestResult::Unlisted,
+                        format!(
+                            "shipped, stamped before the period of digest {local} (from {until}), and listed in no digest"
+                        ),
+                    );
+                    marks.push((w.mark, as_checked(&w.value)));
+                }
+            }
+        }
+        self.report(
+            ctx, site, local, &parsed, digest_ok, ok_logs, failures, marks, &signature, tail,
+        )
+    }
+
+    /// Reports what a digest's check found and hands over its marks.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        ctx: &Ctx,
+        site: &dyn Site,
+        local: &str,
+        parsed: &Option<ParsedDigest>,
+        digest_ok: bool,
+        ok_logs: u64,
+        failures: Vec<Failure>,
+        marks: Vec<(Vec<u8>, Vec<u8>)>,
+        signature: &Option<String>,
+        tail: &str,
+    ) -> Checked {
+        let m = ctx.metrics.source(ctx.index);
+        if digest_ok && !failures.iter().any(|f| f.key == local) {
+            m.digest_check(DigestResult::Ok, 1);
+        }
+        m.digest_check(DigestResult::Ok, ok_logs);
+        let mut new_failures = 0u64;
+        for f in &failures {
+            m.digest_check(f.result, 1);
+            if f.result.is_failure() {
+                new_failures += 1;
+                tracing::error!(source = %ctx.name, key = %f.key, result = f.result.label(), reason = %f.reason, "CloudTrail digest check failed");
+            } else {
+                tracing::warn!(source = %ctx.name, key = %f.key, result = f.result.label(), reason = %f.reason, "CloudTrail digest check");
+            }
+        }
+        if new_failures > 0 {
+            *self.load_failures(ctx).entry(today()).or_default() += new_failures;
+            if !self.save_failures(ctx) {
+                return Checked::Stopping;
+            }
+            self.publish(ctx);
+        }
+        if digest_ok {
+            tracing::debug!(source = %ctx.name, key = %local, logs = ok_logs, "CloudTrail digest checked");
+        }
+        for (key, value) in marks {
+            if !ctx.send(Item::Mark { key, value }) {
+                return Checked::Stopping;
+            }
+        }
+        let hash = parsed.as_ref().map(|p| p.sha256_hex.as_str()).unwrap_or("");
+        if !ctx.send(Item::Mark {
+            key: site.mark_key(local),
+            value: digest_value(hash, signature.as_deref(), tail),
+        }) {
+            return Checked::Stopping;
+        }
+        Checked::Done
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_chain(
+        &mut self,
+        ctx: &Ctx,
+        site: &dyn Site,
+        local: &str,
+        stamp: Timestamp,
+        chain: &orgtrail_trailfiles::ChainId,
+        p: &ParsedDigest,
+        signature: &Option<String>,
+        failures: &mut Vec<Failure>,
+        marks: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        let tip_key = self.tip_key(chain);
+        let tip = self
+            .tips
+            .entry(tip_key.clone())
+            .or_insert_with(|| ctx.spool.mark(&tip_key).as_deref().and_then(Tip::decode))
+            .clone();
+        let d = &p.digest;
+        let mut broken = |reason: String| {
+            failures.push(Failure {
+                key: local.to_owned(),
+                result: DigestResult::BrokenChain,
+                reason,
+            })
+        };
+        match &d.previous_digest_s3_object {
+            None => {
+                if let Some(t) = &tip {
+                    tracing::warn!(source = %ctx.name, key = %local, previous = %t.key, "CloudTrail digest starts a new chain: no log files were delivered between the previous digest and this one (trail stopped, or validation turned off)");
+                }
+            }
+            Some(prev) => {
+                let prev_local = site.local(
+                    d,
+                    d.previous_digest_s3_bucket
+                        .as_deref()
+                        .unwrap_or(&d.digest_s3_bucket),
+                    prev,
+                );
+                let record = match (&tip, &prev_local) {
+                    (Some(t), Some(pl)) if t.key == *pl => {
+                        Some((t.hash.clone(), t.signature.clone()))
+                    }
+                    (_, Some(pl)) => ctx
+                        .spool
+                        .mark(&site.mark_key(pl))
+                        .as_deref()
+                        .and_then(parse_digest_value)
+                        .map(|(h, s, _)| (h, s)),
+                    (_, None) => None,
+                };
+                match record {
+                    Some((hash, sig)) => {
+                        if d.previous_digest_hash_value
+                            .as_deref()
+                            .is_none_or(|h| !h.eq_ignore_ascii_case(&hash))
+                        {
+                            broken(format!(
+                                "previousDigestHashValue does not match the previous digest {prev} as read (SHA-256 {hash}): it was modified or replaced"
+                            ));
+                        } else if let Some(s) = &sig
+                            && d.previous_digest_signature
+                                .as_deref()
+                                .is_none_or(|x| !x.eq_ignore_ascii_case(s))
+                        {
+                            broken(format!(
+                                "previousDigestSignature differs from the signature the previous digest {prev} was read with"
+                            ));
+                        }
+                    }
+                    None => {
+                        if let Some(t) = &tip
+                            && t.key != *prev
+                        {
+                            broken(format!(
+                                "the previous digest {prev} was never seen (deleted?); the last digest read in this chain is {}",
+                                t.key
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if tip.as_ref().is_none_or(|t| t.stamp < stamp) {
+            let t = Tip {
+                key: local.to_owned(),
+                stamp,
+                hash: p.sha256_hex.clone(),
+                signature: signature.clone(),
+            };
+            marks.push((tip_key.clone(), t.encode()));
+            self.tips.insert(tip_key, Some(t));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_values_round_trip() {
+        let h = [0xabu8; 32];
+        let v = hashed_value(&h, "\"e t\"");
+        assert_eq!(log_hash(&v), Some((false, hex::encode(&h).as_str())));
+        assert_eq!(hashed_tail(&v), Some("\"e t\""));
+        let c = as_checked(&v);
+        assert_eq!(log_hash(&c), Some((true, hex::encode(&h).as_str())));
+        let bare = hashed_value(&h, "");
+        assert_eq!(hashed_tail(&bare), Some(""));
+        assert_eq!(log_hash(b"done"), None);
+        assert_eq!(log_hash(b"d \"etag\""), None);
+        let g = digest_value("00ff", Some("abcd"), "\"x y\"");
+        assert_eq!(
+            parse_digest_value(&g),
+            Some(("00ff".into(), Some("abcd".into()), "\"x y\"".into()))
+        );
+        assert_eq!(
+            parse_digest_value(&digest_value("00ff", None, "")),
+            Some(("00ff".into(), None, String::new()))
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! CloudTrail digest checking on the agent's `cloudtrail_dir` and `s3` sources
+//! (`digest_public_keys_file`), end to end: the real agent against a real collector over
+//! mutual TLS, reading real files and a real SeaweedFS bucket that checks SigV4 signatures.
+//! Trails are built here with an RSA key pair made here (digests chained and signed as
+//! CloudTrail signs them). A valid chain ships everything and counts `ok`; a modified log file,
+//! a deleted one and a digest signed by another key are each reported by key (log at error
+//! level, metrics) while everything readable is still shipped; an agent killed with SIGKILL
+//! after shipping the log files and before their digests arrive checks them after its restart
+//! from what it kept. Progress is observed on `/metrics`, never by sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/org.rs"]
+mod org;
+#[path = "common/procs.rs"]
+mod procs;
+#[path = "common/prom.rs"]
+mod prom;
+// The trail builder the trailfiles and validate-logs tests use.
+#[path = "../crates/orgtrail-trailfiles/tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{orgtrail, run, stderr, stdout};
+use org::{Collector, Org, p};
+use orgtrail_s3::test_server::Weed;
+use procs::{Lines, wait_until};
+use support::{ACCOUNT, BUCKET, Keys, Signer, Trail};
+
+const SOURCE: &str = "trail";
+const WITHIN: Duration = Duration::from_secs(90);
+
+fn setup() -> (Org, Collector) {
+    let org = Org::new();
+    let c = org.collector(0, "");
+    org.issue("admin", "admin", None);
+    org.issue("agent", "agent", Some(ACCOUNT));
+    (org, c)
+}
+
+/// The eventIDs stored, each once (fails on a duplicate).
+fn stored_once(org: &Org, c: &Collector) -> HashSet<String> {
+    let mut args = vec!["lookup".to_string()];
+    args.extend(org.reader_args(c, "admin"));
+    args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["eventID"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "nothing stored twice");
+    unique
+}
+
+/// The eventIDs of the trail's log files `logs` (as the builder writes them).
+fn ids_of(trail: &Trail, keep: impl Fn(&str) -> bool) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for (i, hour) in trail.logs.iter().enumerate() {
+        for (n, k) in hour.iter().enumerate() {
+            if keep(k) {
+                out.insert(format!("e-{i}-{n}"));
+            }
+        }
+    }
+    out
+}
+
+/// A running agent and its ops address.
+fn agent_with_ops(cfg: &Path) -> (std::process::Child, String, Lines) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    if !text.contains("[ops]") {
+        std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    }
+    let mut child = orgtrail()
+        .args(["agent", "--config", &p(cfg)])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::drain(child.stdout.take().unwrap());
+    let err = Lines::drain(child.stderr.take().unwrap());
+    let line = out.wait_for(&["orgtrail agent: ops listening on "], WITHIN);
+    (child, line.rsplit(' ').next().unwrap().to_string(), err)
+}
+
+fn checks(ops: &str, result: &str) -> f64 {
+    prom::scrape(ops)
+        .get(
+            "orgtrail_agent_digest_checks_total",
+            &[("source", SOURCE), ("result", result)],
+        )
+        .unwrap_or(0.0)
+}
+
+fn failures(ops: &str) -> f64 {
+    prom::scrape(ops)
+        .get("orgtrail_agent_digest_failures", &[("source", SOURCE)])
+        .unwrap_or(-1.0)
+}
+
+fn events(ops: &str, stage: &str) -> f64 {
+    prom::scrape(ops)
+        .get(
+            "orgtrail_agent_events_total",
+            &[("source", SOURCE), ("stage", stage)],
+        )
+        .unwrap_or(0.0)
+}
+
+/// Every result but those named is 0.
+fn only(ops: &str, want: &[(&str, f64)]) {
+    for r in [
+        "ok",
+        "modified",
+        "missing",
+        "unlisted",
+        "unverified",
+        "bad_signature",
+        "broken_chain",
+        "invalid_digest",
+    ] {
+        let expected = want.iter().find(|(w, _)| *w == r).map_or(0.0, |(_, n)| *n);
+        assert_eq!(checks(ops, r), expected, "digest checks with result {r}");
+    }
+}
+
+/// The agent logged an error naming `key` with `result`.
+fn reported(log: &Lines, key: &str, result: &str) {
+    let text = log.text();
+    assert!(
+        text.lines().any(|l| l.contains("ERROR")
+            && l.contains("CloudTrail digest check failed")
+            && l.contains(key)
+            && l.contains(result)),
+        "no error line for {key} ({result}) in:\n{text}"
+    );
+}
+
+/// A log file with one event of the account, other than the trail's.
+fn forged_log(at: &str) -> Vec<u8> {
+    support::gzip(
+        format!(
+            r#"{{"Records":[{{"eventVersion":"1.08","eventID":"forged","eventTime":"{at}","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","recipientAccountId":"{ACCOUNT}","awsRegion":"us-east-1"}}]}}"#
+        )
+        .as_bytes(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// cloudtrail_dir
+
+fn dir_source(org: &Org, root: &Path, c: &Collector) -> std::path::PathBuf {
+    let sources = format!(
+        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"{SOURCE}\"\npath = \"{}\"\npoll_ms = \"50ms\"\ndigest_public_keys_file = \"{}\"\n",
+        p(root),
+        p(&org.path("keys.json")),
+    );
+    org.agent_config_with("agent", ACCOUNT, c.port, &sources)
+}
+
+/// A trail of `hours` in the org's directory, each digest with its `.sig` sidecar (as a copy
+/// that saves `x-amz-meta-signature` beside each digest has them).
+fn dir_trail(org: &Org, hours: usize, signer: impl Fn(usize) -> Signer) -> Trail {
+    let keys = Keys::new();
+    keys.write_list(&org.path("keys.json"));
+    let trail = Trail::build(&org.path("bucket"), &keys, hours, signer, None);
+    for i in 0..hours {
+        trail.save_signature(i);
+    }
+    trail
+}
+
+#[test]
+fn dir_a_valid_chain_ships_everything_and_every_check_is_ok() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    // 3 digests and the 6 log files they list.
+    wait_until(WITHIN, "3 digests and 6 log files checked", || {
+        checks(&ops, "ok") == 9.0
+    });
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 6.0
+    });
+    only(&ops, &[("ok", 9.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+#[test]
+fn dir_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by_key() {
+    let (org, c) = setup();
+    // Digest 1 is signed with another key that claims the trail key's fingerprint.
+    let trail = dir_trail(&org, 4, |i| {
+        if i == 1 {
+            Signer::ForeignClaimingTrail
+        } else {
+            Signer::Trail
+        }
+    });
+    let modified = trail.logs[0][0].clone();
+    std::fs::write(trail.path(&modified), forged_log("2024-03-01T00:05:00Z")).unwrap();
+    let deleted = trail.logs[2][1].clone();
+    std::fs::remove_file(trail.path(&deleted)).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "the 4 digests checked", || {
+        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
+    });
+    // Digests 0, 2, 3 and the 4 intact log files they list are ok; digest 1's log files are
+    // listed by no valid digest: unlisted once digest 2 arrived.
+    only(
+        &ops,
+        &[
+            ("ok", 7.0),
+            ("modified", 1.0),
+            ("missing", 1.0),
+            ("unlisted", 2.0),
+            ("bad_signature", 1.0),
+        ],
+    );
+    assert_eq!(failures(&ops), 5.0);
+    reported(&log, &modified, "modified");
+    reported(&log, &deleted, "missing");
+    reported(&log, &trail.digests[1], "bad_signature");
+    reported(&log, &trail.logs[1][0], "unlisted");
+    reported(&log, &trail.logs[1][1], "unlisted");
+    // Detection, not refusal: everything readable is shipped, the forged event included.
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 7.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let text = log.text();
+    assert!(!text.contains("ListBuckets"), "never an event body: {text}");
+    let mut want = ids_of(&trail, |k| k != modified && k != deleted);
+    want.insert("forged".into());
+    assert_eq!(stored_once(&org, &c), want);
+}
+
+#[test]
+fn dir_an_agent_killed_before_the_digests_arrive_checks_the_files_after_restart() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    // The digests arrive later: moved aside for now.
+    let digests = trail
+        .root
+        .join(format!("AWSLogs/{ACCOUNT}/CloudTrail-Digest"));
+    let aside = org.path("digests-aside");
+    std::fs::rename(&digests, &aside).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, _log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "the 6 log files shipped", || {
+        events(&ops, "shipped") == 6.0
+    });
+    assert_eq!(checks(&ops, "ok"), 0.0);
+    // SIGKILL: nothing is flushed or said goodbye to.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    std::fs::rename(&aside, &digests).unwrap();
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "3 digests and 6 log files checked", || {
+        checks(&ops, "ok") == 9.0
+    });
+    only(&ops, &[("ok", 9.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    // Checked from the hashes kept with the files' marks: nothing was read again.
+    assert_eq!(events(&ops, "read"), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+#[test]
+fn dir_a_one_pass_run_reports_a_deleted_digest_as_a_broken_chain() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 4, |_| Signer::Trail);
+    std::fs::remove_file(trail.path(&trail.digests[1])).unwrap();
+    std::fs::remove_file(trail.path(&format!("{}.sig", trail.digests[1]))).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("CloudTrail digest check failed"))
+        .collect();
+    // Digest 2 names digest 1, which was never seen after digest 0; digest 1's log files are
+    // listed by no digest the agent read.
+    assert_eq!(failed.len(), 3, "{log}");
+    assert!(
+        failed.iter().any(|l| l.contains(&trail.digests[2])
+            && l.contains("broken_chain")
+            && l.contains(&trail.digests[1])),
+        "{log}"
+    );
+    for k in &trail.logs[1] {
+        assert!(
+            failed
+                .iter()
+                .any(|l| l.contains(k.as_str()) && l.contains("unlisted")),
+            "{log}"
+        );
+    }
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+// ---------------------------------------------------------------------------------------
+// s3
+
+/// The start of today (UTC), Unix seconds: the trail's hour 0 (inside the lookback window).
+fn today_start() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    secs - secs.rem_euclid(86_400)
+}
+
+fn s3_source(org: &Org, weed: &Weed, c: &Collector) -> std::path::PathBuf {
+    let sources = format!(
+        "[[sources]]\ntype = \"s3\"\nname = \"{SOURCE}\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nallow_http = true\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\nlookback_days = 1\nmax_retries = 2\nretry_timeout_ms = \"2s\"\npoll_ms = \"100ms\"\ndigest_public_keys_file = \"{}\"\n",
+        weed.endpoint(),
+        p(&weed.access_key_id_file()),
+        p(&weed.secret_access_key_file()),
+        p(&org.path("keys.json")),
+    );
+    org.agent_config_with("agent", ACCOUNT, c.port, &sources)
+}
+
+/// A trail of `hours` from today's midnight, built in a local directory (uploaded by the test).
+fn s3_trail(org: &Org, hours: usize, signer: impl Fn(usize) -> Signer) -> Trail {
+    let keys = Keys::new();
+    keys.write_list_valid(
+        &org.path("keys.json"),
+        "2020-01-01T00:00:00Z",
+        "2100-01-01T00:00:00Z",
+    );
+    Trail::build_from(&org.path("copy"), &keys, hours, signer, today_start())
+}
+
+/// Uploads digest `i` as CloudTrail delivers it: the signature in `x-amz-meta-signature`.
+fn put_digest(b: &orgtrail_s3::Blocking, trail: &Trail, i: usize) {
+    let d = &trail.digests[i];
+    b.put(
+        d,
+        std::fs::read(trail.path(d)).unwrap(),
+        &[
+            ("signature", &trail.signature_of(i)),
+            ("signature-algorithm", "SHA256withRSA"),
+        ],
+    )
+    .unwrap();
+}
+
+fn put_log(b: &orgtrail_s3::Blocking, trail: &Trail, key: &str) {
+    b.put(key, std::fs::read(trail.path(key)).unwrap(), &[])
+        .unwrap();
+}
+
+#[test]
+fn s3_a_valid_chain_is_checked_ok_after_an_agent_killed_before_the_digests_arrived() {
+    let (org, c) = setup();
+    let weed = Weed::start(&org.path("weed"));
+    let b = weed.bucket(BUCKET);
+    let trail = s3_trail(&org, 3, |_| Signer::Trail);
+    for hour in &trail.logs {
+        for k in hour {
+            put_log(&b, &trail, k);
+        }
+    }
+    let cfg = s3_source(&org, &weed, &c);
+    let (mut agent, ops, _log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "the 6 log files shipped", || {
+        events(&ops, "shipped") == 6.0
+    });
+    assert_eq!(checks(&ops, "ok"), 0.0);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // CloudTrail delivers the digests while the agent is down.
+    for i in 0..3 {
+        put_digest(&b, &trail, i);
+    }
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "3 digests and 6 log files checked", || {
+        checks(&ops, "ok") == 9.0
+    });
+    only(&ops, &[("ok", 9.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+#[test]
+fn s3_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by_key() {
+    let (org, c) = setup();
+    let weed = Weed::start(&org.path("weed"));
+    let b = weed.bucket(BUCKET);
+    let trail = s3_trail(&org, 4, |i| {
+        if i == 1 {
+            Signer::ForeignClaimingTrail
+        } else {
+            Signer::Trail
+        }
+    });
+    let modified = trail.logs[0][0].clone();
+    let deleted = trail.logs[2][1].clone();
+    for hour in &trail.logs {
+        for k in hour {
+            if *k == modified {
+                b.put(k, forged_log(&support::iso(today_start() + 300)), &[])
+                    .unwrap();
+            } else if *k != deleted {
+                put_log(&b, &trail, k);
+            }
+        }
+    }
+    for i in 0..4 {
+        put_digest(&b, &trail, i);
+    }
+    let cfg = s3_source(&org, &weed, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "the 4 digests checked", || {
+        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
+    });
+    only(
+        &ops,
+        &[
+            ("ok", 7.0),
+            ("modified", 1.0),
+            ("missing", 1.0),
+            ("unlisted", 2.0),
+            ("bad_signature", 1.0),
+        ],
+    );
+    assert_eq!(failures(&ops), 5.0);
+    reported(&log, &modified, "modified");
+    reported(&log, &deleted, "missing");
+    reported(&log, &trail.digests[1], "bad_signature");
+    reported(&log, &trail.logs[1][0], "unlisted");
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 7.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let mut want = ids_of(&trail, |k| k != modified && k != deleted);
+    want.insert("forged".into());
+    assert_eq!(stored_once(&org, &c), want);
+}
