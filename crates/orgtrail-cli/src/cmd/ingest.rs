@@ -2,7 +2,9 @@
 //! validated events, one worker per core prepares them (compress, hash, blind) and submits
 //! batches to the ledger writer, and a settler collects the acknowledgements.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
+use std::time::Instant;
 
 use orgtrail_core::{AccountId, CloudTrailEvent};
 use orgtrail_store::{AppendOutcome, Ledger, StoreError};
@@ -43,6 +45,7 @@ pub(crate) fn ingest(
 ) -> anyhow::Result<Totals> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let batch_events = batch_events.max(1);
+    let waits = Waits::default();
     // One parsed batch waiting per worker: parsing is the faster side, so this queue is full
     // whenever the writer is the slower one, and each batch holds its events parsed (about
     // 6 MB). Twice as many waited before, and a slower writer (a larger store) kept them.
@@ -64,13 +67,17 @@ pub(crate) fn ingest(
             let recycle_tx = recycle_tx.clone();
             let token_tx = token_tx.clone();
             let work_rx = &work_rx;
+            let waits = &waits;
             handles.push(scope.spawn(move || -> anyhow::Result<()> {
                 let mut preparer = ledger.preparer();
                 loop {
+                    let t0 = Instant::now();
                     let next = match work_rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => return Ok(()),
                     };
+                    waits.add(&waits.work_recv, t0);
+                    let t0 = Instant::now();
                     let Ok((first, last, batch)) = next else {
                         return Ok(());
                     };
@@ -80,11 +87,16 @@ pub(crate) fn ingest(
                     }
                     // Full (the feeder is behind): the batch is freed here instead.
                     let _ = recycle_tx.try_send(batch);
+                    waits.add(&waits.prepare, t0);
+                    let t0 = Instant::now();
                     if token_tx.send(()).is_err() {
                         // The settler stopped; its error is reported.
                         return Ok(());
                     }
+                    waits.add(&waits.token, t0);
+                    let t0 = Instant::now();
                     let pending = ledger.submit_blocking(prepared)?;
+                    waits.add(&waits.submit, t0);
                     if ack_tx.send((first, last, pending)).is_err() {
                         return Ok(());
                     }
@@ -123,9 +135,11 @@ pub(crate) fn ingest(
                 }
                 let next = next.unwrap_or_else(|| Vec::with_capacity(batch_events));
                 let b = std::mem::replace(&mut batch, next);
+                let t0 = Instant::now();
                 if work_tx.send((first, ordinal, b)).is_err() {
                     anyhow::bail!("the ingest workers stopped");
                 }
+                waits.add(&waits.feed_send, t0);
                 first = ordinal + 1;
             }
             Ok(())
@@ -148,6 +162,7 @@ pub(crate) fn ingest(
                 }
             }
         }
+        waits.report(workers);
         let totals = settler
             .join()
             .map_err(|_| anyhow::anyhow!("the ingest settler panicked"))?;
@@ -156,4 +171,39 @@ pub(crate) fn ingest(
             None => totals,
         }
     })
+}
+
+/// Where the pipeline's threads spent their time, summed over threads (nanoseconds): the
+/// feeding thread waiting for a worker to take a batch, workers waiting for a batch, preparing
+/// it, waiting for a token (the writer is [`IN_FLIGHT`] batches behind) and queueing it for the
+/// writer. Logged at debug level at the end (`ORGTRAIL_LOG=orgtrail::cmd::ingest=debug`),
+/// beside the writer's own phases (`orgtrail_store::ledger=debug`): it tells which side of
+/// the pipeline waits for which. A few clock readings per batch of events.
+#[derive(Default)]
+struct Waits {
+    feed_send: AtomicU64,
+    work_recv: AtomicU64,
+    prepare: AtomicU64,
+    token: AtomicU64,
+    submit: AtomicU64,
+}
+
+impl Waits {
+    fn add(&self, a: &AtomicU64, t0: Instant) {
+        let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        a.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn report(&self, workers: usize) {
+        let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) / 1_000_000;
+        tracing::debug!(
+            workers,
+            feeder_waiting_ms = ms(&self.feed_send),
+            workers_waiting_for_input_ms = ms(&self.work_recv),
+            workers_preparing_ms = ms(&self.prepare),
+            workers_waiting_for_writer_ms = ms(&self.token),
+            workers_queueing_ms = ms(&self.submit),
+            "ingest pipeline: time by step"
+        );
+    }
 }

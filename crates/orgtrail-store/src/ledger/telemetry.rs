@@ -152,3 +152,49 @@ mod tests {
         assert_eq!(t.snapshot(0).last_checkpoint, Some((42, 1_700_000_000_000)));
     }
 }
+
+/// Where the writer thread's time went, summed over its group commits: waiting for appends,
+/// building a group (dedup, sealing, index chunk, counters, leaf hashes), writing and syncing
+/// the record log, applying and flushing sled's batch, publishing, and the work after the
+/// answers (counter merges, index runs). Logged at debug level when the writer stops
+/// (`ORGTRAIL_LOG=orgtrail_store::ledger=debug`), to tell a writer that waits for its input
+/// from one that keeps the others waiting (a group is taken whole, so a bulk import's
+/// preparers wait while it commits).
+#[derive(Debug, Default)]
+pub(super) struct Phases {
+    pub(super) idle: Duration,
+    pub(super) build: Duration,
+    pub(super) log: Duration,
+    pub(super) sled: Duration,
+    pub(super) publish: Duration,
+    pub(super) after: Duration,
+    /// From taking a group to its answers.
+    pub(super) commit: Duration,
+    pub(super) groups: u64,
+    pub(super) events: u64,
+}
+
+impl Phases {
+    /// A group of `events` appends committed and answered in `took`.
+    pub(super) fn committed(&mut self, took: Duration, events: usize) {
+        self.commit += took;
+        self.groups += 1;
+        self.events += events as u64;
+    }
+
+    pub(super) fn report(&self) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::debug!(
+            groups = self.groups,
+            events = self.events,
+            idle_ms = ms(self.idle),
+            commit_ms = ms(self.commit),
+            build_ms = ms(self.build),
+            log_ms = ms(self.log),
+            sled_ms = ms(self.sled),
+            publish_ms = ms(self.publish),
+            after_ms = ms(self.after),
+            "ledger writer: time by phase"
+        );
+    }
+}

@@ -80,6 +80,8 @@ pub(super) struct WriterState {
     /// few MiB; a fresh one per group had the allocator hand its pages back and fault them in
     /// again at every group.
     frame_buf: Vec<u8>,
+    /// Where the writer's time went, logged at debug level when it stops.
+    phases: super::telemetry::Phases,
 }
 
 /// A group's frame in the record log, being built: where it goes and its bytes so far.
@@ -192,6 +194,7 @@ impl WriterState {
             index_jobs: IndexJobs::default(),
             log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
             frame_buf: Vec::new(),
+            phases: super::telemetry::Phases::default(),
         })
     }
 
@@ -234,9 +237,11 @@ impl WriterState {
                     }
                 }
             }
+            let t_idle = std::time::Instant::now();
             let Some(first) = rx.blocking_recv() else {
                 break;
             };
+            self.phases.idle += t_idle.elapsed();
             let mut jobs = vec![first];
             let mut n: usize = jobs[0].events.len();
             while n < sh.cfg.max_group_events {
@@ -303,6 +308,8 @@ impl WriterState {
                     for (job, outcome) in jobs.into_iter().zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
                     }
+                    self.phases.committed(started.elapsed(), n);
+                    let t_after = std::time::Instant::now();
                     // Answered: now merge counter deltas if enough wait (off the ack path).
                     if let Err(e) = sh.tree().and_then(|t| {
                         self.counts
@@ -318,6 +325,7 @@ impl WriterState {
                         });
                         broken = Some(reason);
                     }
+                    self.phases.after += t_after.elapsed();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was acknowledged");
@@ -344,6 +352,7 @@ impl WriterState {
                 }
             }
         }
+        self.phases.report();
         if broken.is_some() {
             return;
         }
@@ -511,6 +520,7 @@ impl WriterState {
         sh: &Shared,
         jobs: &mut [Job],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let t_commit = std::time::Instant::now();
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
         let mut new_segments = Vec::new();
@@ -680,11 +690,15 @@ impl WriterState {
         }
 
         let files = sh.files()?;
+        self.phases.build += t_commit.elapsed();
+        let t_io = std::time::Instant::now();
         // The frame first, synced: sled's batch, the commit point, names it.
         if !frame.bytes.is_empty() {
             crate::crashpoint::hit("group-before-log");
             self.log.write(&frame.bytes)?;
         }
+        self.phases.log += t_io.elapsed();
+        let t_io = std::time::Instant::now();
         crate::crashpoint::hit("group-before-apply");
         files
             .tree
@@ -696,6 +710,8 @@ impl WriterState {
             .flush()
             .map_err(|source| StoreError::Write { source })?;
         crate::crashpoint::hit("group-after-flush");
+        self.phases.sled += t_io.elapsed();
+        let t_pub = std::time::Instant::now();
         self.log.committed(frame.bytes.len() as u64);
         if frame.bytes.capacity() <= FRAME_KEEP {
             self.frame_buf = std::mem::take(&mut frame.bytes);
@@ -734,6 +750,7 @@ impl WriterState {
                 .install(1, d);
             sh.dict_version.store(1, Ordering::Release);
         }
+        self.phases.publish += t_pub.elapsed();
         Ok(outcomes)
     }
 }
