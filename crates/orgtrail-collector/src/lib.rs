@@ -225,6 +225,7 @@ pub async fn run(
     // `recorded` wakes alert followers; kept here so that it lives as long as the server.
     let (recorded, recorded_rx) = tokio::sync::watch::channel(0u64);
     let mut loaded_rules = None;
+    let mut alerts_task = None;
     if let Some(rules_cfg) = &cfg.rules {
         // Taken before the load: a change while loading is reloaded at the first poll.
         let seen = alerts::reload::fingerprint(rules_cfg.dir.as_deref());
@@ -301,7 +302,7 @@ pub async fn run(
             metrics: metrics.clone(),
             fired,
         };
-        tokio::spawn(deliverer.run(wake, stopping.clone()));
+        alerts_task = Some(tokio::spawn(deliverer.run(wake, stopping.clone())));
     } else {
         alerts::reload::ignore_hangups(stopping.clone());
     }
@@ -475,6 +476,15 @@ pub async fn run(
         && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
     {
         tracing::warn!("the archive pass did not finish in time; the next start writes it again");
+    }
+    // Alert delivery notes what its sinks took before the store closes (bounded: what was
+    // taken and not noted goes again at the next start, under the same ids).
+    if let Some(task) = alerts_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!(
+            "alert delivery did not stop in time; alerts taken but not yet noted go again at the next start (same ids)"
+        );
     }
     // Flush and checkpoint.
     tokio::task::spawn_blocking(move || store.close())

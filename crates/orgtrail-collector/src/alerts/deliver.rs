@@ -201,7 +201,7 @@ async fn pause(d: Duration, stopping: &mut watch::Receiver<bool>) -> bool {
 
 impl Deliverer {
     /// Starts one delivery loop per sink, then passes every wake-up (`wake`: alerts were
-    /// recorded) on to all of them, until `stopping`.
+    /// recorded) on to all of them, until `stopping`; returns once every loop has stopped.
     pub(crate) async fn run(self, wake: Arc<Notify>, mut stopping: watch::Receiver<bool>) {
         let shared = Arc::new(Shared {
             store: self.store,
@@ -227,6 +227,7 @@ impl Deliverer {
             Ok(d) => shared.metrics.set_dead_letters_held(d.len() as i64),
             Err(e) => tracing::warn!(error = %e, "counting the alert dead letters failed"),
         }
+        let mut loops = Vec::with_capacity(self.sinks.len());
         for (name, sink) in self.sinks {
             let lp = SinkLoop {
                 policy: sink.policy(),
@@ -234,13 +235,18 @@ impl Deliverer {
                 sink,
                 shared: shared.clone(),
             };
-            tokio::spawn(lp.run(ticks.clone(), stopping.clone()));
+            loops.push(tokio::spawn(lp.run(ticks.clone(), stopping.clone())));
         }
         loop {
             tokio::select! {
                 () = wake.notified() => tick.send_modify(|n| *n = n.wrapping_add(1)),
-                _ = stopping.changed() => return,
+                _ = stopping.changed() => break,
             }
+        }
+        // A stop: each loop finishes what it has in hand before it returns (alerts a sink took
+        // are noted as taken), so that a clean stop delivers nothing twice.
+        for l in loops {
+            let _ = l.await;
         }
     }
 }
