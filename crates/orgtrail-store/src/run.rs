@@ -383,6 +383,7 @@ where
         std::process::id()
     ));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut spill = DirSpill::create(&tmp)?;
     let mut w = Counting {
         inner: BufWriter::with_capacity(1 << 20, file),
         pos: 0,
@@ -404,7 +405,6 @@ where
     // Times.
     let times_off = w.pos;
     let mut buf = Vec::new();
-    let mut times_dir = Vec::with_capacity(n.div_ceil(BLOCK));
     let mut seen = 0usize;
     let mut prev = 0i64;
     for t in times {
@@ -415,7 +415,8 @@ where
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
-            times_dir.push((t, (w.pos - times_off) as u32));
+            spill.put(&t.to_be_bytes())?;
+            spill.put(&((w.pos - times_off) as u32).to_be_bytes())?;
             prev = 0;
         }
         put_varint(&mut buf, zigzag(t.wrapping_sub(prev)));
@@ -434,7 +435,6 @@ where
     // Order.
     let order_off = w.pos;
     buf.clear();
-    let mut order_dir = Vec::with_capacity(n.div_ceil(BLOCK));
     seen = 0;
     let mut prev_t = 0i64;
     for entry in order {
@@ -445,7 +445,8 @@ where
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
-            order_dir.push((t, (w.pos - order_off) as u32));
+            spill.put(&t.to_be_bytes())?;
+            spill.put(&((w.pos - order_off) as u32).to_be_bytes())?;
             prev_t = t;
         }
         if t < prev_t {
@@ -472,7 +473,6 @@ where
     // window at a time afterwards, from the dedup section read back (see below).
     let whole = blocks * (BLOOM_BLOCK_BITS / 8) <= BLOOM_WINDOW_BYTES;
     let mut bloom = vec![0u64; if whole { (blocks * 8) as usize } else { 0 }];
-    let mut dedup_dir: Vec<Blind> = Vec::with_capacity(n.div_ceil(BLOCK));
     seen = 0;
     for entry in dedup {
         let (blind, seq, h8) = entry?;
@@ -480,7 +480,7 @@ where
             return cancelled(&tmp);
         }
         if seen.is_multiple_of(BLOCK) {
-            dedup_dir.push(blind);
+            spill.put(&blind)?;
         }
         w.put(&blind).map_err(&e)?;
         w.put(&off(seq)?.to_be_bytes()).map_err(&e)?;
@@ -501,7 +501,7 @@ where
 
     // Postings: each list comes encoded (see [`encode_list`]), with its count.
     let postings_off = w.pos;
-    let mut post_dir: Vec<(Blind, u64)> = Vec::new();
+    let mut pages = 0u32;
     let mut next_page = 0u64;
     let mut head = Vec::with_capacity(32);
     for (i, entry) in postings.enumerate() {
@@ -511,7 +511,9 @@ where
         }
         let rel = w.pos - postings_off;
         if rel >= next_page {
-            post_dir.push((blind, w.pos));
+            spill.put(&blind)?;
+            spill.put(&w.pos.to_be_bytes())?;
+            pages += 1;
             next_page = (rel / PAGE + 1) * PAGE;
         }
         let skip = skip_table(k, &list)?;
@@ -587,25 +589,33 @@ where
         }
     }
     drop(bloom);
-    // Directory, written and hashed as it goes (a copy of it whole was 4 MB at 8M events).
+    // Directory, copied from the file it was spilled to as the sections were written, and
+    // hashed as it goes (held in memory, it was 4-6 MB at an 8M-event merge).
     let dir_off = w.pos;
     let mut put = |w: &mut Counting<BufWriter<File>>, b: &[u8]| -> R<()> {
         w.put(b).map_err(&e)?;
         sum.update(b);
         Ok(())
     };
-    for (t, off) in times_dir.iter().chain(&order_dir) {
-        put(&mut w, &t.to_be_bytes())?;
-        put(&mut w, &off.to_be_bytes())?;
+    let fixed = (n.div_ceil(BLOCK) * (2 * TIMES_ENTRY + 16)) as u64;
+    let mut r = spill.finish()?;
+    let mut piece = vec![0u8; 1 << 16];
+    for (len, count) in [
+        (fixed, None),
+        (u64::from(pages) * POST_ENTRY as u64, Some(pages)),
+    ] {
+        if let Some(count) = count {
+            put(&mut w, &count.to_be_bytes())?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(piece.len() as u64) as usize;
+            r.fill(&mut piece[..k])?;
+            put(&mut w, &piece[..k])?;
+            left -= k as u64;
+        }
     }
-    for b in &dedup_dir {
-        put(&mut w, b)?;
-    }
-    put(&mut w, &(post_dir.len() as u32).to_be_bytes())?;
-    for (b, off) in &post_dir {
-        put(&mut w, b)?;
-        put(&mut w, &off.to_be_bytes())?;
-    }
+    drop(r);
 
     // Footer.
     let footer_off = w.pos;
@@ -638,6 +648,51 @@ where
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
     Ok(path)
+}
+
+/// A run's directory as its sections are written, in the order and layout of the file's
+/// directory section (without the postings entry count), in a file of its own beside the
+/// run's temporary file and removed with it: a large merge's directory (4-6 MB at 8M events)
+/// is not held in memory. Its name starts like the run's, so a crash's leftover is removed at
+/// the next open with the other unregistered files.
+struct DirSpill {
+    w: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl DirSpill {
+    fn create(tmp: &Path) -> R<DirSpill> {
+        let mut name = tmp.as_os_str().to_owned();
+        name.push(".dir");
+        let path = PathBuf::from(name);
+        let f = File::create(&path).map_err(io_err(&path))?;
+        Ok(DirSpill {
+            w: BufWriter::with_capacity(1 << 16, f),
+            path,
+        })
+    }
+
+    fn put(&mut self, b: &[u8]) -> R<()> {
+        self.w.write_all(b).map_err(io_err(&self.path))
+    }
+
+    /// A reader of everything put, from the start.
+    fn finish(&mut self) -> R<SeqReader> {
+        self.w.flush().map_err(io_err(&self.path))?;
+        let len = self
+            .w
+            .get_ref()
+            .metadata()
+            .map_err(io_err(&self.path))?
+            .len();
+        SeqReader::new(&self.path, 0, len)
+    }
+}
+
+impl Drop for DirSpill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Removes the temporary file of a cancelled write and says so.
@@ -680,7 +735,11 @@ impl<W: Write> Counting<W> {
 /// One entry in this many of each section of a run's directory is kept in memory; a lookup
 /// finds its place among them, then reads the at most `DIR_SAMPLE + 1` entries it needs
 /// (under 2 KiB, one positional read served by the page cache).
+#[cfg(not(test))]
 const DIR_SAMPLE: usize = 64;
+/// Eight, so that the unit tests' runs have many groups in each section.
+#[cfg(test)]
+const DIR_SAMPLE: usize = 8;
 /// Bytes of a times or order directory entry (first time i64, offset u32).
 const TIMES_ENTRY: usize = 12;
 /// Bytes of a postings directory entry (blind, offset u64).
@@ -2136,13 +2195,28 @@ mod tests {
     #[test]
     fn a_run_answers_what_it_was_given() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let m = model(1_000_001, 5_000);
+        // 157 blocks and 31 pages of postings: each directory section spans several groups of
+        // the entries kept in memory (`DIR_SAMPLE`).
+        let m = model(1_000_001, 20_000);
         let path = write_model(dir.path(), &m);
         assert_eq!(
             parse_file_name(&path.file_name().unwrap_or_default().to_string_lossy()),
-            Some((1_000_001, 1_005_001))
+            Some((1_000_001, 1_020_001))
         );
-        check(&Run::open(&path).unwrap_or_else(|e| panic!("{e}")), &m);
+        let run = Run::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(run.times_dir.len > 2 * DIR_SAMPLE && run.post_dir.len > 2 * DIR_SAMPLE);
+        assert_eq!(
+            run.times_dir.sample.len(),
+            run.times_dir.len.div_ceil(DIR_SAMPLE)
+        );
+        check(&run, &m);
+        // The run file is all that stays: the directory's spill file is gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names, vec![path.file_name().unwrap_or_default().to_owned()]);
     }
 
     #[test]
