@@ -35,7 +35,10 @@
 //! replaces). A run file that no sled entry names is a leftover of a crash and is removed at
 //! open; an entry whose file is missing or whose checksum fails is corruption.
 //!
-//! In memory, an open run keeps its header and directory: about 0.45 bytes per event. Its
+//! In memory, an open run keeps its header and one entry in 64 of each section of its directory
+//! (under 0.01 bytes per event; a lookup finds its place among those, then reads the 64
+//! entries it needs with one positional read). The whole directory (0.45 bytes per event)
+//! grew with the history. Its
 //! Bloom filter (1.25 bytes per event) is checked at open, and kept in memory only if the index
 //! says so (the newest runs, within `index_filter_bytes`, see `Index::place_blooms`); otherwise
 //! a probe reads the one 64-byte block it needs. A filter larger than 2 MiB is written a window
@@ -380,6 +383,7 @@ where
         std::process::id()
     ));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut spill = DirSpill::create(&tmp)?;
     let mut w = Counting {
         inner: BufWriter::with_capacity(1 << 20, file),
         pos: 0,
@@ -401,7 +405,6 @@ where
     // Times.
     let times_off = w.pos;
     let mut buf = Vec::new();
-    let mut times_dir = Vec::with_capacity(n.div_ceil(BLOCK));
     let mut seen = 0usize;
     let mut prev = 0i64;
     for t in times {
@@ -412,7 +415,8 @@ where
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
-            times_dir.push((t, (w.pos - times_off) as u32));
+            spill.put(&t.to_be_bytes())?;
+            spill.put(&((w.pos - times_off) as u32).to_be_bytes())?;
             prev = 0;
         }
         put_varint(&mut buf, zigzag(t.wrapping_sub(prev)));
@@ -431,7 +435,6 @@ where
     // Order.
     let order_off = w.pos;
     buf.clear();
-    let mut order_dir = Vec::with_capacity(n.div_ceil(BLOCK));
     seen = 0;
     let mut prev_t = 0i64;
     for entry in order {
@@ -442,7 +445,8 @@ where
         if seen.is_multiple_of(BLOCK) {
             w.put(&buf).map_err(&e)?;
             buf.clear();
-            order_dir.push((t, (w.pos - order_off) as u32));
+            spill.put(&t.to_be_bytes())?;
+            spill.put(&((w.pos - order_off) as u32).to_be_bytes())?;
             prev_t = t;
         }
         if t < prev_t {
@@ -469,7 +473,6 @@ where
     // window at a time afterwards, from the dedup section read back (see below).
     let whole = blocks * (BLOOM_BLOCK_BITS / 8) <= BLOOM_WINDOW_BYTES;
     let mut bloom = vec![0u64; if whole { (blocks * 8) as usize } else { 0 }];
-    let mut dedup_dir: Vec<Blind> = Vec::with_capacity(n.div_ceil(BLOCK));
     seen = 0;
     for entry in dedup {
         let (blind, seq, h8) = entry?;
@@ -477,7 +480,7 @@ where
             return cancelled(&tmp);
         }
         if seen.is_multiple_of(BLOCK) {
-            dedup_dir.push(blind);
+            spill.put(&blind)?;
         }
         w.put(&blind).map_err(&e)?;
         w.put(&off(seq)?.to_be_bytes()).map_err(&e)?;
@@ -498,7 +501,7 @@ where
 
     // Postings: each list comes encoded (see [`encode_list`]), with its count.
     let postings_off = w.pos;
-    let mut post_dir: Vec<(Blind, u64)> = Vec::new();
+    let mut pages = 0u32;
     let mut next_page = 0u64;
     let mut head = Vec::with_capacity(32);
     for (i, entry) in postings.enumerate() {
@@ -508,7 +511,9 @@ where
         }
         let rel = w.pos - postings_off;
         if rel >= next_page {
-            post_dir.push((blind, w.pos));
+            spill.put(&blind)?;
+            spill.put(&w.pos.to_be_bytes())?;
+            pages += 1;
             next_page = (rel / PAGE + 1) * PAGE;
         }
         let skip = skip_table(k, &list)?;
@@ -584,25 +589,33 @@ where
         }
     }
     drop(bloom);
-    // Directory, written and hashed as it goes (a copy of it whole was 4 MB at 8M events).
+    // Directory, copied from the file it was spilled to as the sections were written, and
+    // hashed as it goes (held in memory, it was 4-6 MB at an 8M-event merge).
     let dir_off = w.pos;
     let mut put = |w: &mut Counting<BufWriter<File>>, b: &[u8]| -> R<()> {
         w.put(b).map_err(&e)?;
         sum.update(b);
         Ok(())
     };
-    for (t, off) in times_dir.iter().chain(&order_dir) {
-        put(&mut w, &t.to_be_bytes())?;
-        put(&mut w, &off.to_be_bytes())?;
+    let fixed = (n.div_ceil(BLOCK) * (2 * TIMES_ENTRY + 16)) as u64;
+    let mut r = spill.finish()?;
+    let mut piece = vec![0u8; 1 << 16];
+    for (len, count) in [
+        (fixed, None),
+        (u64::from(pages) * POST_ENTRY as u64, Some(pages)),
+    ] {
+        if let Some(count) = count {
+            put(&mut w, &count.to_be_bytes())?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(piece.len() as u64) as usize;
+            r.fill(&mut piece[..k])?;
+            put(&mut w, &piece[..k])?;
+            left -= k as u64;
+        }
     }
-    for b in &dedup_dir {
-        put(&mut w, b)?;
-    }
-    put(&mut w, &(post_dir.len() as u32).to_be_bytes())?;
-    for (b, off) in &post_dir {
-        put(&mut w, b)?;
-        put(&mut w, &off.to_be_bytes())?;
-    }
+    drop(r);
 
     // Footer.
     let footer_off = w.pos;
@@ -635,6 +648,51 @@ where
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
     Ok(path)
+}
+
+/// A run's directory as its sections are written, in the order and layout of the file's
+/// directory section (without the postings entry count), in a file of its own beside the
+/// run's temporary file and removed with it: a large merge's directory (4-6 MB at 8M events)
+/// is not held in memory. Its name starts like the run's, so a crash's leftover is removed at
+/// the next open with the other unregistered files.
+struct DirSpill {
+    w: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl DirSpill {
+    fn create(tmp: &Path) -> R<DirSpill> {
+        let mut name = tmp.as_os_str().to_owned();
+        name.push(".dir");
+        let path = PathBuf::from(name);
+        let f = File::create(&path).map_err(io_err(&path))?;
+        Ok(DirSpill {
+            w: BufWriter::with_capacity(1 << 16, f),
+            path,
+        })
+    }
+
+    fn put(&mut self, b: &[u8]) -> R<()> {
+        self.w.write_all(b).map_err(io_err(&self.path))
+    }
+
+    /// A reader of everything put, from the start.
+    fn finish(&mut self) -> R<SeqReader> {
+        self.w.flush().map_err(io_err(&self.path))?;
+        let len = self
+            .w
+            .get_ref()
+            .metadata()
+            .map_err(io_err(&self.path))?
+            .len();
+        SeqReader::new(&self.path, 0, len)
+    }
+}
+
+impl Drop for DirSpill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Removes the temporary file of a cancelled write and says so.
@@ -674,6 +732,82 @@ impl<W: Write> Counting<W> {
     }
 }
 
+/// One entry in this many of each section of a run's directory is kept in memory; a lookup
+/// finds its place among them, then reads the at most `DIR_SAMPLE + 1` entries it needs
+/// (under 2 KiB, one positional read served by the page cache).
+#[cfg(not(test))]
+const DIR_SAMPLE: usize = 64;
+/// Eight, so that the unit tests' runs have many groups in each section.
+#[cfg(test)]
+const DIR_SAMPLE: usize = 8;
+/// Bytes of a times or order directory entry (first time i64, offset u32).
+const TIMES_ENTRY: usize = 12;
+/// Bytes of a postings directory entry (blind, offset u64).
+const POST_ENTRY: usize = 16 + 8;
+
+/// An entry of a run's directory, as the file holds it.
+trait DirEntry: Copy {
+    const LEN: usize;
+    fn decode(b: &[u8]) -> Self;
+}
+
+fn be8(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    a
+}
+
+impl DirEntry for (i64, u32) {
+    const LEN: usize = TIMES_ENTRY;
+    fn decode(b: &[u8]) -> Self {
+        let mut o = [0u8; 4];
+        o.copy_from_slice(&b[8..12]);
+        (i64::from_be_bytes(be8(b)), u32::from_be_bytes(o))
+    }
+}
+
+impl DirEntry for Blind {
+    const LEN: usize = 16;
+    fn decode(b: &[u8]) -> Self {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&b[..16]);
+        a
+    }
+}
+
+impl DirEntry for (Blind, u64) {
+    const LEN: usize = POST_ENTRY;
+    fn decode(b: &[u8]) -> Self {
+        (Blind::decode(b), u64::from_be_bytes(be8(&b[16..])))
+    }
+}
+
+/// A section of a run's directory: where its entries start in the file, how many there are,
+/// and every [`DIR_SAMPLE`]th of them (from the first) in memory.
+#[derive(Debug)]
+struct Dir<T> {
+    off: u64,
+    len: usize,
+    sample: Vec<T>,
+}
+
+impl<T: DirEntry> Dir<T> {
+    /// Reads `len` entries from `r`, keeping one in [`DIR_SAMPLE`].
+    fn sample(r: &mut SeqReader, len: usize) -> R<Dir<T>> {
+        let off = r.pos;
+        let mut sample = Vec::with_capacity(len.div_ceil(DIR_SAMPLE));
+        let mut buf = [0u8; POST_ENTRY];
+        let buf = &mut buf[..T::LEN];
+        for i in 0..len {
+            r.fill(buf)?;
+            if i % DIR_SAMPLE == 0 {
+                sample.push(T::decode(buf));
+            }
+        }
+        Ok(Dir { off, len, sample })
+    }
+}
+
 /// An open run: its header, directory and Bloom filter in memory, the rest read on demand.
 #[derive(Debug)]
 pub(crate) struct Run {
@@ -693,10 +827,10 @@ pub(crate) struct Run {
     /// The Bloom filter, when the index keeps it in memory (see [`Run::keep_bloom`]); else a
     /// probe reads its one block from the file.
     bloom: std::sync::RwLock<Option<Box<[u64]>>>,
-    times_dir: Vec<(i64, u32)>,
-    order_dir: Vec<(i64, u32)>,
-    dedup_dir: Vec<Blind>,
-    post_dir: Vec<(Blind, u64)>,
+    times_dir: Dir<(i64, u32)>,
+    order_dir: Dir<(i64, u32)>,
+    dedup_dir: Dir<Blind>,
+    post_dir: Dir<(Blind, u64)>,
     /// Whether its long posting lists carry skip tables (layout version 2).
     skip_tables: bool,
     /// The lowest and highest eventTime of each block of the times section, read the first
@@ -757,18 +891,16 @@ impl Run {
         let mut hasher = orgtrail_crypto::hash::Sha256::default();
         hasher.update(&header);
         let mut chunk = vec![0u8; BLOOM_CHUNK_WORDS * 8];
+        // The directory too, right after it (it is parsed once the checksum holds).
         let mut at = bloom_off;
-        while at < dir_off {
-            let len = (dir_off - at).min(chunk.len() as u64) as usize;
+        while at < footer_off {
+            let len = (footer_off - at).min(chunk.len() as u64) as usize;
             let buf = &mut chunk[..len];
             file.read_exact_at(buf, at).map_err(&e)?;
             hasher.update(buf);
             at += len as u64;
         }
         drop(chunk);
-        let mut directory = vec![0u8; (footer_off - dir_off) as usize];
-        file.read_exact_at(&mut directory, dir_off).map_err(&e)?;
-        hasher.update(&directory);
         if hasher.finish() != sum {
             return Err(bad("checksum mismatch"));
         }
@@ -787,27 +919,22 @@ impl Run {
         if bloom_len != bloom_blocks(u64::from(count)) * (BLOOM_BLOCK_BITS / 8) {
             return Err(bad("Bloom filter size"));
         }
-        let mut d = Reader::new(&directory, "index run directory");
-        let mut times_dir = Vec::with_capacity(blocks);
-        for _ in 0..blocks {
-            times_dir.push((d.i64()?, d.u32()?));
+        // The directory is read a piece at a time and sampled: one entry in [`DIR_SAMPLE`]
+        // stays in memory (the whole of it was 4 MB at 8M events).
+        let fixed = blocks as u64 * (2 * TIMES_ENTRY + 16) as u64 + 4;
+        if footer_off - dir_off < fixed {
+            return Err(bad("directory shorter than its blocks"));
         }
-        let mut order_dir = Vec::with_capacity(blocks);
-        for _ in 0..blocks {
-            order_dir.push((d.i64()?, d.u32()?));
-        }
-        let mut dedup_dir = Vec::with_capacity(blocks);
-        for _ in 0..blocks {
-            dedup_dir.push(d.array()?);
-        }
-        let pages = d.u32()? as usize;
-        let mut post_dir = Vec::with_capacity(pages);
-        for _ in 0..pages {
-            post_dir.push((d.array()?, d.u64()?));
-        }
-        if !d.done() {
+        let mut d = SeqReader::new(path, dir_off, footer_off)?;
+        let times_dir = Dir::sample(&mut d, blocks)?;
+        let order_dir = Dir::sample(&mut d, blocks)?;
+        let dedup_dir = Dir::sample(&mut d, blocks)?;
+        let pages = u64::from(u32::from_be_bytes(d.array()?));
+        if footer_off - d.pos != pages * POST_ENTRY as u64 {
             return Err(bad("directory has trailing bytes"));
         }
+        let post_dir = Dir::sample(&mut d, pages as usize)?;
+        drop(d);
         if (postings_off - dedup_off) != n as u64 * DEDUP_ENTRY as u64 {
             return Err(bad("dedup section size"));
         }
@@ -851,25 +978,101 @@ impl Run {
         Ok(buf)
     }
 
-    /// Bytes of section block `i` of `dir` (offsets relative to `base`), up to `next`.
-    fn block_bytes(
+    /// Entries `from..to` of a directory section (fewer where it ends).
+    fn dir_read<T: DirEntry>(&self, d: &Dir<T>, from: usize, to: usize) -> R<Vec<T>> {
+        let to = to.min(d.len);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let bytes = self.read_at(d.off + (from * T::LEN) as u64, (to - from) * T::LEN)?;
+        Ok(bytes.chunks_exact(T::LEN).map(T::decode).collect())
+    }
+
+    /// The last entry of a directory section for which `pred` holds (it holds for a prefix of
+    /// the entries): its index, itself and the entry after it.
+    fn dir_last<T: DirEntry>(
         &self,
+        d: &Dir<T>,
+        pred: impl Fn(&T) -> bool,
+    ) -> R<Option<(usize, T, Option<T>)>> {
+        let Some(g) = d.sample.partition_point(&pred).checked_sub(1) else {
+            return Ok(None);
+        };
+        let from = g * DIR_SAMPLE;
+        let entries = self.dir_read(d, from, from + DIR_SAMPLE + 1)?;
+        let Some(i) = entries.partition_point(&pred).checked_sub(1) else {
+            return Err(StoreError::Corrupt(format!(
+                "index run {}: directory out of order",
+                self.path.display()
+            )));
+        };
+        Ok(Some((from + i, entries[i], entries.get(i + 1).copied())))
+    }
+
+    /// The file range of each of `blocks` (ascending) of the section at `base` ending at
+    /// `section_end`, from its directory: each group of [`DIR_SAMPLE`] entries read once.
+    fn block_ranges(
+        &self,
+        d: &Dir<(i64, u32)>,
         base: u64,
-        dir: &[(i64, u32)],
-        i: usize,
         section_end: u64,
-    ) -> Result<Vec<u8>, StoreError> {
-        let start = base + u64::from(dir[i].1);
-        let end = dir
-            .get(i + 1)
-            .map_or(section_end, |d| base + u64::from(d.1));
+        blocks: &[usize],
+    ) -> R<Vec<(u64, u64)>> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut group: Option<(usize, Vec<(i64, u32)>)> = None;
+        for &b in blocks {
+            let g = b / DIR_SAMPLE;
+            let entries = match &group {
+                Some((h, entries)) if *h == g => entries,
+                _ => {
+                    let from = g * DIR_SAMPLE;
+                    let entries = self.dir_read(d, from, from + DIR_SAMPLE + 1)?;
+                    &group.insert((g, entries)).1
+                }
+            };
+            let j = b - g * DIR_SAMPLE;
+            let Some(start) = entries.get(j) else {
+                return Err(StoreError::Corrupt(format!(
+                    "index run {}: no directory entry for block {b}",
+                    self.path.display()
+                )));
+            };
+            let start = base + u64::from(start.1);
+            let end = entries
+                .get(j + 1)
+                .map_or(section_end, |e| base + u64::from(e.1));
+            if end < start {
+                return Err(StoreError::Corrupt(format!(
+                    "index run {}: block {b} out of order",
+                    self.path.display()
+                )));
+            }
+            out.push((start, end));
+        }
+        Ok(out)
+    }
+
+    /// The first time of order block `i`, and the block's bytes.
+    fn order_block_bytes(&self, i: usize) -> Result<(i64, Vec<u8>), StoreError> {
+        let d = &self.order_dir;
+        let entries = self.dir_read(d, i, i + 2)?;
+        let Some(&(t, start)) = entries.first() else {
+            return Err(StoreError::Corrupt(format!(
+                "index run {}: no directory entry for block {i}",
+                self.path.display()
+            )));
+        };
+        let start = self.order_off + u64::from(start);
+        let end = entries
+            .get(1)
+            .map_or(self.dedup_off, |d| self.order_off + u64::from(d.1));
         if end < start {
             return Err(StoreError::Corrupt(format!(
                 "index run {}: block {i} out of order",
                 self.path.display()
             )));
         }
-        self.read_at(start, (end - start) as usize)
+        Ok((t, self.read_at(start, (end - start) as usize)?))
     }
 
     fn entries_in_block(&self, i: usize) -> usize {
@@ -948,8 +1151,7 @@ impl Run {
         if self.count == 0 || !self.may_contain(blind)? {
             return Ok(None);
         }
-        let i = self.dedup_dir.partition_point(|b| b <= blind);
-        let Some(i) = i.checked_sub(1) else {
+        let Some((i, _, _)) = self.dir_last(&self.dedup_dir, |b| b <= blind)? else {
             return Ok(None);
         };
         let k = self.entries_in_block(i);
@@ -993,12 +1195,17 @@ impl Run {
     /// The count of entries of the list of `blind` and where its skip table starts (its body
     /// is `len` bytes from there), without reading the list.
     fn find_list(&self, blind: &Blind) -> Result<Option<(u64, u64, usize)>, StoreError> {
-        let i = self.post_dir.partition_point(|(b, _)| b <= blind);
-        let Some(i) = i.checked_sub(1) else {
+        let Some((_, (_, mut off), next)) = self.dir_last(&self.post_dir, |(b, _)| b <= blind)?
+        else {
             return Ok(None);
         };
-        let mut off = self.post_dir[i].1;
-        let end = self.post_dir.get(i + 1).map_or(self.bloom_off, |(_, o)| *o);
+        let end = next.map_or(self.bloom_off, |(_, o)| o);
+        if end < off {
+            return Err(StoreError::Corrupt(format!(
+                "index run {}: postings directory out of order",
+                self.path.display()
+            )));
+        }
         // Entries of one page are read with one positional read; a long list is read whole
         // once its header is found.
         let page = self.read_at(off, (end - off) as usize)?;
@@ -1052,24 +1259,21 @@ impl Run {
         // blocks (a few hundred bytes each) rather than a read per block.
         let mut blocks: Vec<usize> = offs.iter().map(|o| o / BLOCK).collect();
         blocks.dedup();
-        let start_of = |b: usize| self.times_off + u64::from(self.times_dir[b].1);
-        let end_of = |b: usize| {
-            self.times_dir
-                .get(b + 1)
-                .map_or(self.order_off, |d| self.times_off + u64::from(d.1))
-        };
+        let ranges = self.block_ranges(&self.times_dir, self.times_off, self.order_off, &blocks)?;
+        let start_of = |k: usize| ranges[k].0;
+        let end_of = |k: usize| ranges[k].1;
         let mut decoded: HashMap<usize, Vec<i64>> = HashMap::with_capacity(blocks.len());
         let mut i = 0;
         while i < blocks.len() {
             let mut j = i;
             while j + 1 < blocks.len()
-                && start_of(blocks[j + 1]) - end_of(blocks[j]) <= SPAN_GAP
-                && end_of(blocks[j + 1]) - start_of(blocks[i]) <= SPAN_MAX
+                && start_of(j + 1).saturating_sub(end_of(j)) <= SPAN_GAP
+                && end_of(j + 1).saturating_sub(start_of(i)) <= SPAN_MAX
             {
                 j += 1;
             }
-            let base = start_of(blocks[i]);
-            let span_end = end_of(blocks[j]);
+            let base = start_of(i);
+            let span_end = end_of(j);
             if span_end < base {
                 return Err(StoreError::Corrupt(format!(
                     "index run {}: times blocks out of order",
@@ -1077,8 +1281,11 @@ impl Run {
                 )));
             }
             let span = self.read_at(base, (span_end - base) as usize)?;
-            for &b in &blocks[i..=j] {
-                let (a, z) = ((start_of(b) - base) as usize, (end_of(b) - base) as usize);
+            for (k, &b) in blocks.iter().enumerate().take(j + 1).skip(i) {
+                let (a, z) = (
+                    start_of(k).saturating_sub(base) as usize,
+                    end_of(k).saturating_sub(base) as usize,
+                );
                 let bytes = span.get(a..z).ok_or_else(|| {
                     StoreError::Corrupt(format!(
                         "index run {}: times block {b}",
@@ -1114,13 +1321,12 @@ impl Run {
         if let Some(b) = self.block_times.get() {
             return Ok(b);
         }
-        let blocks = self.times_dir.len();
-        let start_of = |b: usize| self.times_off + u64::from(self.times_dir[b].1);
-        let end_of = |b: usize| {
-            self.times_dir
-                .get(b + 1)
-                .map_or(self.order_off, |d| self.times_off + u64::from(d.1))
-        };
+        let blocks = self.times_dir.len;
+        let all: Vec<usize> = (0..blocks).collect();
+        let ranges = self.block_ranges(&self.times_dir, self.times_off, self.order_off, &all)?;
+        drop(all);
+        let start_of = |b: usize| ranges[b].0;
+        let end_of = |b: usize| ranges[b].1;
         let mut out = Vec::with_capacity(blocks);
         let mut i = 0;
         while i < blocks {
@@ -1173,11 +1379,10 @@ impl Run {
 
     /// The (time, seq) entries of order block `b`, ascending.
     fn order_block(&self, b: usize) -> Result<Vec<(i64, u64)>, StoreError> {
-        let bytes = self.block_bytes(self.order_off, &self.order_dir, b, self.dedup_off)?;
+        let (mut t, bytes) = self.order_block_bytes(b)?;
         let mut r = Reader::new(&bytes, "index run order");
         let k = self.entries_in_block(b);
         let mut out = Vec::with_capacity(k);
-        let mut t = self.order_dir[b].0;
         for _ in 0..k {
             t = t.wrapping_add(r.varint()? as i64);
             let o = r.varint()?;
@@ -1195,7 +1400,13 @@ impl Run {
     /// The (time, seq) entries in `lo..=hi`, newest first, a block at a time.
     pub(crate) fn order_rev(&self, lo: (i64, u64), hi: (i64, u64)) -> OrderRev<'_> {
         // The last block whose first time is <= hi's time.
-        let upto = self.order_dir.partition_point(|(t, _)| *t <= hi.0);
+        let (upto, failed) = match lo > hi {
+            true => (0, None),
+            false => match self.dir_last(&self.order_dir, |(t, _)| *t <= hi.0) {
+                Ok(last) => (last.map_or(0, |(i, _, _)| i + 1), None),
+                Err(e) => (0, Some(e)),
+            },
+        };
         OrderRev {
             run: self,
             next_block: upto,
@@ -1203,6 +1414,7 @@ impl Run {
             lo,
             hi,
             done: lo > hi,
+            failed,
         }
     }
 }
@@ -1289,10 +1501,14 @@ impl Run {
     /// Every (eventTime, seq), ascending.
     fn order_seq(&self) -> R<impl Iterator<Item = R<(i64, u64)>> + '_> {
         let mut r = SeqReader::new(&self.path, self.order_off, self.dedup_off)?;
+        // The first time of each block, from the directory, read alongside.
+        let d = &self.order_dir;
+        let mut firsts = SeqReader::new(&self.path, d.off, d.off + (d.len * TIMES_ENTRY) as u64)?;
         let mut t = 0i64;
         Ok((0..self.count as usize).map(move |i| {
             if i % BLOCK == 0 {
-                t = self.order_dir[i / BLOCK].0;
+                let e: [u8; TIMES_ENTRY] = firsts.array()?;
+                t = <(i64, u32)>::decode(&e).0;
             }
             t = t.wrapping_add(r.varint()? as i64);
             let o = r.varint()?;
@@ -1742,6 +1958,8 @@ pub(crate) struct OrderRev<'a> {
     lo: (i64, u64),
     hi: (i64, u64),
     done: bool,
+    /// An error finding where to start, given as the first item.
+    failed: Option<StoreError>,
 }
 
 impl Iterator for OrderRev<'_> {
@@ -1749,6 +1967,10 @@ impl Iterator for OrderRev<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if let Some(e) = self.failed.take() {
+                self.done = true;
+                return Some(Err(e));
+            }
             if self.done {
                 return None;
             }
@@ -1973,13 +2195,28 @@ mod tests {
     #[test]
     fn a_run_answers_what_it_was_given() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let m = model(1_000_001, 5_000);
+        // 157 blocks and 31 pages of postings: each directory section spans several groups of
+        // the entries kept in memory (`DIR_SAMPLE`).
+        let m = model(1_000_001, 20_000);
         let path = write_model(dir.path(), &m);
         assert_eq!(
             parse_file_name(&path.file_name().unwrap_or_default().to_string_lossy()),
-            Some((1_000_001, 1_005_001))
+            Some((1_000_001, 1_020_001))
         );
-        check(&Run::open(&path).unwrap_or_else(|e| panic!("{e}")), &m);
+        let run = Run::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(run.times_dir.len > 2 * DIR_SAMPLE && run.post_dir.len > 2 * DIR_SAMPLE);
+        assert_eq!(
+            run.times_dir.sample.len(),
+            run.times_dir.len.div_ceil(DIR_SAMPLE)
+        );
+        check(&run, &m);
+        // The run file is all that stays: the directory's spill file is gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names, vec![path.file_name().unwrap_or_default().to_owned()]);
     }
 
     #[test]
