@@ -22,11 +22,11 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{orgtrail, run, stderr, stdout};
 use org::{Collector, Org, p};
+use orgtrail_agent::sources::digests::DigestResult;
 use orgtrail_s3::test_server::Weed;
 use procs::{Lines, wait_until};
 use support::{ACCOUNT, BUCKET, Keys, Signer, Trail};
@@ -79,21 +79,7 @@ fn ids_of(trail: &Trail, keep: impl Fn(&str) -> bool) -> HashSet<String> {
 
 /// A running agent and its ops address.
 fn agent_with_ops(cfg: &Path) -> (std::process::Child, String, Lines) {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    if !text.contains("[ops]") {
-        std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    }
-    let mut child = orgtrail()
-        .args(["agent", "--config", &p(cfg)])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Lines::drain(child.stdout.take().unwrap());
-    let err = Lines::drain(child.stderr.take().unwrap());
-    let line = out.wait_for(&["orgtrail agent: ops listening on "], WITHIN);
-    (child, line.rsplit(' ').next().unwrap().to_string(), err)
+    procs::agent_with_ops(cfg, &[])
 }
 
 fn checks(ops: &str, result: &str) -> f64 {
@@ -122,16 +108,7 @@ fn events(ops: &str, stage: &str) -> f64 {
 
 /// Every result but those named is 0.
 fn only(ops: &str, want: &[(&str, f64)]) {
-    for r in [
-        "ok",
-        "modified",
-        "missing",
-        "unlisted",
-        "unverified",
-        "bad_signature",
-        "broken_chain",
-        "invalid_digest",
-    ] {
+    for r in DigestResult::ALL {
         let expected = want.iter().find(|(w, _)| *w == r).map_or(0.0, |(_, n)| *n);
         assert_eq!(checks(ops, r), expected, "digest checks with result {r}");
     }
@@ -149,6 +126,37 @@ fn reported(log: &Lines, key: &str, result: &str) {
     );
 }
 
+/// What an agent reports of a trail of 4 hours whose log file `modified` was replaced, whose
+/// `deleted` was deleted and whose digest 1 was signed by another key: each by key, and
+/// everything readable shipped.
+fn tampered_reported(ops: &str, log: &Lines, trail: &Trail, modified: &str, deleted: &str) {
+    wait_until(WITHIN, "the 4 digests checked", || {
+        checks(ops, "ok") == 7.0 && checks(ops, "unlisted") == 2.0
+    });
+    // Digests 0, 2, 3 and the 4 intact log files they list are ok; digest 1's log files are
+    // listed by no valid digest: unlisted once digest 2 arrived.
+    only(
+        ops,
+        &[
+            ("ok", 7.0),
+            ("modified", 1.0),
+            ("missing", 1.0),
+            ("unlisted", 2.0),
+            ("bad_signature", 1.0),
+        ],
+    );
+    assert_eq!(failures(ops), 5.0);
+    reported(log, modified, "modified");
+    reported(log, deleted, "missing");
+    reported(log, &trail.digests[1], "bad_signature");
+    reported(log, &trail.logs[1][0], "unlisted");
+    reported(log, &trail.logs[1][1], "unlisted");
+    // Detection, not refusal: everything readable is shipped, the forged event included.
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(ops, "shipped") == 7.0
+    });
+}
+
 /// A log file with one event of the account, other than the trail's.
 fn forged_log(at: &str) -> Vec<u8> {
     support::gzip(
@@ -163,8 +171,13 @@ fn forged_log(at: &str) -> Vec<u8> {
 // cloudtrail_dir
 
 fn dir_source(org: &Org, root: &Path, c: &Collector) -> std::path::PathBuf {
+    dir_source_with(org, root, c, "")
+}
+
+/// [`dir_source`] with `extra` keys.
+fn dir_source_with(org: &Org, root: &Path, c: &Collector, extra: &str) -> std::path::PathBuf {
     let sources = format!(
-        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"{SOURCE}\"\npath = \"{}\"\npoll_ms = \"50ms\"\ndigest_public_keys_file = \"{}\"\n",
+        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"{SOURCE}\"\npath = \"{}\"\npoll_ms = \"50ms\"\ndigest_public_keys_file = \"{}\"\n{extra}",
         p(root),
         p(&org.path("keys.json")),
     );
@@ -221,31 +234,7 @@ fn dir_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by
     std::fs::remove_file(trail.path(&deleted)).unwrap();
     let cfg = dir_source(&org, &trail.root, &c);
     let (mut agent, ops, log) = agent_with_ops(&cfg);
-    wait_until(WITHIN, "the 4 digests checked", || {
-        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
-    });
-    // Digests 0, 2, 3 and the 4 intact log files they list are ok; digest 1's log files are
-    // listed by no valid digest: unlisted once digest 2 arrived.
-    only(
-        &ops,
-        &[
-            ("ok", 7.0),
-            ("modified", 1.0),
-            ("missing", 1.0),
-            ("unlisted", 2.0),
-            ("bad_signature", 1.0),
-        ],
-    );
-    assert_eq!(failures(&ops), 5.0);
-    reported(&log, &modified, "modified");
-    reported(&log, &deleted, "missing");
-    reported(&log, &trail.digests[1], "bad_signature");
-    reported(&log, &trail.logs[1][0], "unlisted");
-    reported(&log, &trail.logs[1][1], "unlisted");
-    // Detection, not refusal: everything readable is shipped, the forged event included.
-    wait_until(WITHIN, "every event acknowledged", || {
-        events(&ops, "shipped") == 7.0
-    });
+    tampered_reported(&ops, &log, &trail, &modified, &deleted);
     let _ = agent.kill();
     let _ = agent.wait();
     let text = log.text();
@@ -325,6 +314,154 @@ fn dir_a_one_pass_run_reports_a_deleted_digest_as_a_broken_chain() {
         );
     }
     assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+/// Every file under `root` made a day old, as `aws s3 sync` leaves a copy (each file's time
+/// is its object's LastModified).
+fn age_tree(root: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+                f.set_modified(old).unwrap();
+            }
+        }
+    }
+}
+
+/// The agent logged a warning naming `key` with `result` (not a failure).
+fn noted(log: &Lines, key: &str, result: &str) -> usize {
+    log.text()
+        .lines()
+        .filter(|l| {
+            l.contains("WARN")
+                && l.contains("CloudTrail digest check")
+                && l.contains(key)
+                && l.contains(result)
+        })
+        .count()
+}
+
+#[test]
+fn dir_a_copy_without_signature_sidecars_is_verified_by_each_digests_successor() {
+    let (org, c) = setup();
+    // A copy made by `aws s3 sync`: no object metadata, so no `.sig` sidecar at all.
+    let keys = Keys::new();
+    keys.write_list(&org.path("keys.json"));
+    let trail = Trail::build(&org.path("bucket"), &keys, 4, |_| Signer::Trail, None);
+    std::fs::remove_file(trail.path(&format!("{}.sig", trail.digests[3]))).unwrap();
+    age_tree(&trail.root);
+    // Digest 3 comes with a later sync.
+    let later = org.path("digest-3");
+    std::fs::rename(trail.path(&trail.digests[3]), &later).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    // Digests 0 and 1 are verified with the signatures their successors name, and so are
+    // their 4 log files; digest 2, the newest, cannot be verified yet: unverified, once.
+    wait_until(
+        WITHIN,
+        "digests 0 and 1 checked, digest 2 unverified",
+        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+    );
+    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    // The next sync brings digest 3: it names digest 2's signature, which verifies it.
+    std::fs::rename(&later, trail.path(&trail.digests[3])).unwrap();
+    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
+        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
+    });
+    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    assert_eq!(noted(&log, &trail.digests[3], "unverified"), 1);
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 8.0
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    // After a restart (a one-pass run) digest 3 still waits for its successor: nothing is
+    // reported again.
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = stderr(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(!text.contains("CloudTrail digest check"), "{text}");
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+#[test]
+fn dir_a_listed_log_file_that_keeps_failing_is_reported_missing_after_digest_wait() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 2, |_| Signer::Trail);
+    // A log file cut short, still young: the source tries it again at every scan (it may
+    // still be arriving), and digest 0, which lists it, waits for it, at most 1 s.
+    let failing = trail.logs[0][1].clone();
+    let bytes = std::fs::read(trail.path(&failing)).unwrap();
+    std::fs::write(trail.path(&failing), &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = dir_source_with(&org, &trail.root, &c, "digest_wait_ms = \"1s\"\n");
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "both digests checked", || {
+        checks(&ops, "ok") == 5.0 && checks(&ops, "missing") == 1.0
+    });
+    only(&ops, &[("ok", 5.0), ("missing", 1.0)]);
+    assert_eq!(failures(&ops), 1.0);
+    reported(&log, &failing, "digest_wait");
+    wait_until(WITHIN, "the 3 readable log files acknowledged", || {
+        events(&ops, "shipped") == 3.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |k| k != failing));
+}
+
+#[test]
+fn dir_failures_are_counted_once_across_a_crash_right_after_they_are_reported() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    let modified = trail.logs[1][0].clone();
+    std::fs::write(trail.path(&modified), forged_log("2024-03-01T01:05:00Z")).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    // The agent aborts once digest 1 has reported the modified file and its marks are
+    // durable: before the restart's checks, as a kill -9 at that point would.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let (mut agent, _out, log) =
+        procs::spawn_agent(&cfg, &[], &[("ORGTRAIL_CRASH_AT", "digest-after-report")]);
+    let status = procs::wait_exit(&mut agent, WITHIN, &log);
+    assert!(!status.success(), "{}", log.text());
+    assert!(
+        log.text().contains("crash point digest-after-report"),
+        "{}",
+        log.text()
+    );
+    reported(&log, &modified, "modified");
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    // Digest 2 and its log files: the rest was checked before the crash.
+    wait_until(WITHIN, "digest 2 checked", || checks(&ops, "ok") == 3.0);
+    only(&ops, &[("ok", 3.0)]);
+    assert_eq!(failures(&ops), 1.0, "the modified file counted once");
+    let mut want = ids_of(&trail, |k| k != modified);
+    want.insert("forged".into());
+    wait_until(WITHIN, "every event stored", || {
+        stored_once(&org, &c) == want
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        !log.text().contains("ERROR"),
+        "reported once: {}",
+        log.text()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -444,27 +581,7 @@ fn s3_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by_
     }
     let cfg = s3_source(&org, &weed, &c);
     let (mut agent, ops, log) = agent_with_ops(&cfg);
-    wait_until(WITHIN, "the 4 digests checked", || {
-        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
-    });
-    only(
-        &ops,
-        &[
-            ("ok", 7.0),
-            ("modified", 1.0),
-            ("missing", 1.0),
-            ("unlisted", 2.0),
-            ("bad_signature", 1.0),
-        ],
-    );
-    assert_eq!(failures(&ops), 5.0);
-    reported(&log, &modified, "modified");
-    reported(&log, &deleted, "missing");
-    reported(&log, &trail.digests[1], "bad_signature");
-    reported(&log, &trail.logs[1][0], "unlisted");
-    wait_until(WITHIN, "every event acknowledged", || {
-        events(&ops, "shipped") == 7.0
-    });
+    tampered_reported(&ops, &log, &trail, &modified, &deleted);
     let _ = agent.kill();
     let _ = agent.wait();
     let mut want = ids_of(&trail, |k| k != modified && k != deleted);
