@@ -588,3 +588,47 @@ fn s3_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by_
     want.insert("forged".into());
     assert_eq!(stored_once(&org, &c), want);
 }
+
+#[test]
+fn s3_digests_copied_without_their_signature_metadata_are_verified_by_each_successor() {
+    let (org, c) = setup();
+    let weed = Weed::start(&org.path("weed"));
+    let b = weed.bucket(BUCKET);
+    let trail = s3_trail(&org, 4, |_| Signer::Trail);
+    for hour in &trail.logs {
+        for k in hour {
+            put_log(&b, &trail, k);
+        }
+    }
+    // A copy that kept no object metadata: no x-amz-meta-signature.
+    let put_bare = |i: usize| {
+        let d = &trail.digests[i];
+        b.put(d, std::fs::read(trail.path(d)).unwrap(), &[])
+            .unwrap();
+    };
+    for i in 0..3 {
+        put_bare(i);
+    }
+    let cfg = s3_source(&org, &weed, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(
+        WITHIN,
+        "digests 0 and 1 checked, digest 2 unverified",
+        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+    );
+    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
+    put_bare(3);
+    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
+        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
+    });
+    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 8.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
