@@ -464,6 +464,65 @@ fn dir_failures_are_counted_once_across_a_crash_right_after_they_are_reported() 
     );
 }
 
+#[test]
+fn dir_two_trails_in_one_location_keep_their_unlisted_check_across_a_restart() {
+    let (org, c) = setup();
+    // Trails "main" and "other" both deliver to the same account and region.
+    let keys = Keys::new();
+    keys.write_list(&org.path("keys.json"));
+    let root = org.path("bucket");
+    let main = Trail::build(&root, &keys, 4, |_| Signer::Trail, None);
+    let other = Trail::build_named(&root, &keys, 4, "other");
+    for t in [&main, &other] {
+        for i in 0..4 {
+            t.save_signature(i);
+        }
+    }
+    // Main's digest of hour 0 and other's of hours 0 and 1 come first (each trail's first
+    // digest tells the agent the trail is there), then main's of hours 1 and 2; main's of
+    // hour 3 and other's of hours 2 and 3 later.
+    let aside = org.path("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let hide = |t: &Trail, i: usize| {
+        let to = aside.join(t.digests[i].rsplit('/').next().unwrap());
+        std::fs::rename(t.path(&t.digests[i]), &to).unwrap();
+        to
+    };
+    let mains: Vec<_> = (1..4).map(|i| hide(&main, i)).collect();
+    hide(&other, 2);
+    hide(&other, 3);
+    let cfg = dir_source(&org, &root, &c);
+    let (mut agent, ops, _log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "3 digests and their 6 log files checked", || {
+        checks(&ops, "ok") == 9.0
+    });
+    for i in 1..3 {
+        std::fs::rename(&mains[i - 1], main.path(&main.digests[i])).unwrap();
+    }
+    wait_until(WITHIN, "main's digests of hours 1 and 2 checked", || {
+        checks(&ops, "ok") == 15.0
+    });
+    only(&ops, &[("ok", 15.0)]);
+    wait_until(WITHIN, "the 16 log files acknowledged", || {
+        events(&ops, "shipped") == 16.0
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // After the restart main's digest of hour 3 arrives: other's log files of hour 2 are
+    // still in its period (its digest is due), not unlisted; the restarted agent knows it
+    // from what it kept of each trail's latest digest.
+    std::fs::rename(&mains[2], main.path(&main.digests[3])).unwrap();
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "main's digest of hour 3 checked", || {
+        checks(&ops, "ok") == 3.0
+    });
+    only(&ops, &[("ok", 3.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+}
+
 // ---------------------------------------------------------------------------------------
 // s3
 

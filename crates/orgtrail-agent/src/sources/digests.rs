@@ -21,11 +21,25 @@
 //!   no digest, are `unlisted`.
 //!
 //! A digest that lists a file that is there but not processed yet (still being written,
-//! or failing to transfer) waits for the next pass, unchecked and unmarked. Failures are
-//! logged at error level by key (never contents), counted in
-//! `orgtrail_agent_digest_checks_total{result}` and in the gauge
-//! `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be unshipped:
-//! the point is detection).
+//! or failing to transfer) waits for the next pass, unchecked and unmarked, for the source's
+//! `digest_wait_ms` at most (counted from the first pass it waited in this process); then the
+//! file is reported `missing`, once, and the digest is done. Failures are logged at error level
+//! by key (never contents), counted in `orgtrail_agent_digest_checks_total{result}` and in the
+//! gauge `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be
+//! unshipped: the point is detection).
+//!
+//! # A digest without a signature
+//!
+//! A copy made by `aws s3 sync` keeps no object metadata: no `.sig` sidecar, no
+//! `x-amz-meta-signature`. Each digest but the newest still has its signature, in its
+//! successor's `previousDigestSignature` (validate-logs' offline rule). Such a digest is linked
+//! into its chain when it is read (its hash and the chain's tip are kept, so its successor's
+//! chain check finds it; mark `w`), and waits. When its successor is read and its
+//! `previousDigestHashValue` matches, the signature it names is kept in the digest's mark
+//! (`s`, in the successor's write) and the source checks the digest again with it, in the same
+//! pass: signature, then its log files. A digest no successor has named by the end of a pass
+//! (the newest) is reported `unverified` once (mark `u`), never as a failure; while any digest
+//! waits, log files of its period are not called `unlisted`.
 //!
 //! # Durable state (spool marks)
 //!
@@ -36,17 +50,26 @@
 //!   digest) or `c HEX[ TAIL]` (checked by a digest, or reported unlisted), where TAIL is the
 //!   `s3` source's ETag; older marks (`done`, `d ETAG`) still read as processed, without a
 //!   hash;
-//! * a digest's processed mark: `g HEX SIG[ TAIL]` (its hash and signature, `-` for none);
+//! * a digest's mark: `STATE HEX SIG[ TAIL]` (its hash and signature, `-` for none), STATE
+//!   `g` (checked), `w` / `u` (read without a signature; `u`: reported unverified) or `s`
+//!   (SIG named by its successor, to be checked with it);
 //! * per chain, the newest digest read (`PREFIX tip\0CHAIN` = `KEY\nHEX\nSIG`), never pruned
 //!   (one per chain);
+//! * per location, the latest `digestStartTime` of each trail digesting it (`PREFIX
+//!   starts\0LOCATION` = `TRAIL HOME_REGION MILLIS` lines), never pruned (one per location):
+//!   the unlisted check of a location several trails deliver to holds across a restart;
 //! * the failures reported, by UTC day (`PREFIX failures` = `DAY N,...`): the gauge; the `s3`
-//!   source drops the days past its lookback, as it prunes its processed set.
+//!   source drops the days past its lookback, `cloudtrail_dir` those past `digest_keep_days`.
 //!
-//! A crash after a digest's failures are counted and before its mark is durable reports them
-//! again after the restart (reported at least once).
+//! Everything one digest's check writes (the failures counted, the marks of its log files, the
+//! tip, the starts, the digest's own mark) is one [`Item::Marks`], which the spooler appends in
+//! one write: a crash before it is durable leaves the digest unchecked (checked and reported
+//! again after the restart), a crash after leaves nothing to report again. Failures are counted
+//! once in the gauge; a log line may repeat only when the crash came before the write.
 //!
 //! Memory: the keys of the log files shipped and not yet listed by a digest (about an hour of
-//! files per location), and one tip per chain.
+//! files per location), one tip per chain, the starts of the locations, and the digests waiting
+//! (for a signature or a log file).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -358,8 +381,9 @@ pub struct Checker {
     /// Everything handed to the spooler is durable (so its marks can be read) since the
     /// start of this pass.
     synced: bool,
-    /// Per location and chain (standard digests): the latest `digestStartTime` read.
-    starts: BTreeMap<Location, HashMap<Vec<u8>, Timestamp>>,
+    /// Per location and chain (standard digests: trail and home region): the latest
+    /// `digestStartTime` read; loaded from its mark at the first use of a location.
+    starts: BTreeMap<Location, Starts>,
     /// [`MAX_AWAITING`] was reached (logged once).
     overflowed: bool,
     /// Digests read without a signature, by key, until their successor names it.
@@ -383,6 +407,30 @@ pub fn unix_now() -> i64 {
 
 fn today() -> i64 {
     unix_now().div_euclid(86_400)
+}
+
+/// The latest `digestStartTime` read per trail digesting a location, by (trail, home region).
+type Starts = HashMap<(String, String), Timestamp>;
+
+/// A location's starts as a mark value: `TRAIL HOME_REGION MILLIS` lines.
+fn encode_starts(starts: &Starts) -> Vec<u8> {
+    let mut lines: Vec<String> = starts
+        .iter()
+        .map(|((trail, home), t)| format!("{trail} {home} {}", t.millis()))
+        .collect();
+    lines.sort();
+    lines.join("\n").into_bytes()
+}
+
+fn decode_starts(v: &[u8]) -> Starts {
+    String::from_utf8_lossy(v)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(' ');
+            let (trail, home, t) = (it.next()?, it.next()?, it.next()?.parse().ok()?);
+            Some(((trail.to_owned(), home.to_owned()), Timestamp(t)))
+        })
+        .collect()
 }
 
 /// Drops the days before `first_day` from `failures`; true when any was dropped.
@@ -561,6 +609,29 @@ impl Checker {
                 "more log files than this wait for a CloudTrail digest in one location: the oldest are no longer checked for being unlisted (is log file validation on for this trail?)"
             );
         }
+    }
+
+    /// The key of the mark of `location`'s starts, and the starts (loaded at the first use).
+    fn starts_of(&mut self, ctx: &Ctx, location: &Location) -> (Vec<u8>, &mut Starts) {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(b"starts\0");
+        key.extend_from_slice(
+            format!(
+                "{}\0{}\0{}\0{}",
+                location.prefix,
+                location.org_id.as_deref().unwrap_or_default(),
+                location.account,
+                location.region
+            )
+            .as_bytes(),
+        );
+        let starts = self.starts.entry(location.clone()).or_insert_with(|| {
+            ctx.spool
+                .mark(&key)
+                .map(|v| decode_starts(&v))
+                .unwrap_or_default()
+        });
+        (key, starts)
     }
 
     fn tip_key(&self, chain: &orgtrail_trailfiles::ChainId) -> Vec<u8> {
@@ -849,10 +920,12 @@ impl Checker {
                 && let Some(chain) = tk.chain()
                 && !chain.backfill
             {
-                let chain_key = self.tip_key(&chain);
-                let starts = self.starts.entry(tk.location.clone()).or_default();
-                let s = starts.entry(chain_key).or_insert(p.start);
+                let (key, starts) = self.starts_of(ctx, &tk.location);
+                let s = starts
+                    .entry((chain.trail.clone(), chain.home_region.clone()))
+                    .or_insert(p.start);
                 *s = (*s).max(p.start);
+                marks.push((key, encode_starts(starts)));
                 let newest = starts.values().copied().max().unwrap_or(p.start);
                 let mut until = starts
                     .values()
@@ -1109,6 +1182,20 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starts_round_trip() {
+        let s: Starts = [
+            (
+                ("main".into(), "us-east-1".into()),
+                Timestamp(1_709_251_200_000),
+            ),
+            (("org-trail".into(), "eu-west-1".into()), Timestamp(5)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(decode_starts(&encode_starts(&s)), s);
+    }
 
     #[test]
     fn failures_of_days_before_the_first_kept_are_forgotten() {

@@ -12,8 +12,10 @@
 //! `done`); digest files (`CloudTrail-Digest/`) are read after the log files of each scan, once
 //! settled, with their signature from the `<digest>.sig` sidecar (which `aws s3api head-object
 //! ... --query Metadata.signature` prints), and checked (see [`super::digests`]). A digest
-//! without its sidecar waits for it while the digest is recent (a one-pass run, or a digest
-//! older than [`CORRUPT_AFTER`], reports it).
+//! without its sidecar waits for it while the digest changed within [`CORRUPT_AFTER`] (not in
+//! a one-pass run); then it is checked with the signature its successor names (a copy made by
+//! `aws s3 sync` has no sidecars), the newest reported `unverified` until its successor comes.
+//! Failures reported more than `digest_keep_days` ago leave the gauge.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
