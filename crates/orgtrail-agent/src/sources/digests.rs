@@ -568,12 +568,18 @@ impl Checker {
     }
 
     /// Stops waiting for digests of the log files stamped before `t` (the `s3` source's
-    /// lookback: files it no longer lists), now and when they are found again.
+    /// lookback: files it no longer lists), now and when they are found again; and forgets
+    /// the digests stamped before `t` that wait (for a signature or a file): they are no
+    /// longer listed, so they cannot hold the unlisted check of their location any more.
     pub fn forget_awaiting_before(&mut self, t: Timestamp) {
         self.cut = t;
         for a in self.awaiting.values_mut() {
             *a = a.split_off(&(t, String::new()));
         }
+        let keep = |k: &str| TrailKey::parse(k).is_none_or(|tk| tk.stamp >= t);
+        self.unsigned.retain(|k, _| keep(k));
+        self.waits.retain(|k, _| keep(k));
+        self.claims.retain(|k, _| keep(k));
     }
 
     fn failures_value(&mut self, ctx: &Ctx) -> Vec<u8> {
