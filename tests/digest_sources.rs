@@ -400,6 +400,36 @@ fn dir_a_copy_without_signature_sidecars_is_verified_by_each_digests_successor()
 }
 
 #[test]
+fn dir_a_digest_read_before_its_predecessor_waits_for_it_instead_of_breaking_the_chain() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    // Digest 1's sidecar comes late: digest 1 waits for it, and digest 2 (complete) is read
+    // first; its chain check must wait for digest 1, not call it never seen.
+    let sidecar = trail.path(&format!("{}.sig", trail.digests[1]));
+    std::fs::remove_file(&sidecar).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = procs::agent_with_ops(&cfg, &[("ORGTRAIL_LOG", "info")]);
+    // Two scans in which digest 2 waited for digest 1.
+    wait_until(WITHIN, "digest 2 waiting for digest 1 twice", || {
+        log.text()
+            .lines()
+            .filter(|l| {
+                l.contains("waits for its previous digest") && l.contains(&trail.digests[2])
+            })
+            .count()
+            >= 2
+    });
+    only(&ops, &[("ok", 3.0)]);
+    std::fs::write(&sidecar, trail.signature_of(1)).unwrap();
+    wait_until(WITHIN, "every digest checked", || checks(&ops, "ok") == 9.0);
+    only(&ops, &[("ok", 9.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+}
+
+#[test]
 fn dir_a_listed_log_file_that_keeps_failing_is_reported_missing_after_digest_wait() {
     let (org, c) = setup();
     let trail = dir_trail(&org, 2, |_| Signer::Trail);

@@ -272,7 +272,8 @@ pub trait Site {
     fn at_home(&self, local: &str, digest: &DigestFile) -> bool;
     /// The processed-mark key of `local`.
     fn mark_key(&self, local: &str) -> Vec<u8>;
-    /// True when log file `local` is there but not processed yet (the digest waits for it).
+    /// True when file `local` (a log file, or a previous digest) is there but not processed
+    /// yet (the digest waits for it).
     fn waiting(&self, local: &str) -> bool;
     /// False when log file `local` lies outside what the source reads now (before the `s3`
     /// source's lookback window): not checked.
@@ -743,6 +744,9 @@ impl Checker {
                     ),
                 );
             }
+            if home && !linked && self.predecessor_due(ctx, site, local, p) {
+                return Checked::Waiting;
+            }
             if home && signature.is_none() {
                 // No signature of its own: its chain now, its signature from its successor.
                 let tk = TrailKey::parse(local);
@@ -976,6 +980,52 @@ impl Checker {
             .encode(),
         ));
         self.report(ctx, local, digest_ok, ok_logs, failures, marks)
+    }
+
+    /// True when the digest `local` waits for its previous digest: that one is there but
+    /// not read yet (delivered or settled later, or waiting for its sidecar), so the chain
+    /// check would call it never seen. Bounded by `wait`, as a wait for a log file is.
+    fn predecessor_due(
+        &mut self,
+        ctx: &Ctx,
+        site: &dyn Site,
+        local: &str,
+        p: &ParsedDigest,
+    ) -> bool {
+        let d = &p.digest;
+        let Some(prev) = &d.previous_digest_s3_object else {
+            return false;
+        };
+        let bucket = d
+            .previous_digest_s3_bucket
+            .as_deref()
+            .unwrap_or(&d.digest_s3_bucket);
+        let (Some(pl), Some(tk)) = (site.local(d, bucket, prev), TrailKey::parse(local)) else {
+            return false;
+        };
+        let Some(chain) = tk.chain() else {
+            return false;
+        };
+        let tip_key = self.tip_key(&chain);
+        let tip = self
+            .tips
+            .entry(tip_key.clone())
+            .or_insert_with(|| ctx.spool.mark(&tip_key).as_deref().and_then(Tip::decode));
+        if tip.as_ref().is_some_and(|t| t.key == pl) || self.unsigned.contains_key(&pl) {
+            return false;
+        }
+        let since = self.waits.get(local).map_or_else(Instant::now, |w| w.0);
+        if since.elapsed() >= self.wait
+            || !site.in_window(&pl)
+            || self.mark(ctx, &site.mark_key(&pl)).is_some()
+            || !site.waiting(&pl)
+        {
+            return false;
+        }
+        tracing::info!(source = %ctx.name, digest = %local, previous = %pl, "CloudTrail digest waits for its previous digest, which is there but not read yet");
+        self.waits
+            .insert(local.to_owned(), (since, tk.location, p.start));
+        true
     }
 
     /// At the end of a pass: each digest read without a signature that no successor has
