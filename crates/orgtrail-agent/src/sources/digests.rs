@@ -807,6 +807,9 @@ impl Checker {
                         format!(
                             "{reason}, with the signature its successor names (previousDigestSignature)"
                         )
+                    } else if kind == FindingKind::DigestNoSignature {
+                        "no signature (x-amz-meta-signature, or the .sig sidecar in a directory)"
+                            .to_owned()
                     } else {
                         reason
                     };
