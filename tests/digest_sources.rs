@@ -115,14 +115,11 @@ fn only(ops: &str, want: &[(&str, f64)]) {
 }
 
 /// The agent logged an error naming `key` with `result`.
+/// (Waits for it: the line may still be on its way when the metrics already count it.)
 fn reported(log: &Lines, key: &str, result: &str) {
-    let text = log.text();
-    assert!(
-        text.lines().any(|l| l.contains("ERROR")
-            && l.contains("CloudTrail digest check failed")
-            && l.contains(key)
-            && l.contains(result)),
-        "no error line for {key} ({result}) in:\n{text}"
+    log.wait_for(
+        &["ERROR", "CloudTrail digest check failed", key, result],
+        WITHIN,
     );
 }
 
@@ -335,7 +332,10 @@ fn age_tree(root: &Path) {
 }
 
 /// The agent logged a warning naming `key` with `result` (not a failure).
+/// How many times; waits for the first (see [`reported`]).
 fn noted(log: &Lines, key: &str, result: &str) -> usize {
+    let parts = ["WARN", "CloudTrail digest check", key, result];
+    log.wait_for(&parts, WITHIN);
     log.text()
         .lines()
         .filter(|l| {
@@ -469,11 +469,8 @@ fn dir_failures_are_counted_once_across_a_crash_right_after_they_are_reported() 
         procs::spawn_agent(&cfg, &[], &[("ORGTRAIL_CRASH_AT", "digest-after-report")]);
     let status = procs::wait_exit(&mut agent, WITHIN, &log);
     assert!(!status.success(), "{}", log.text());
-    assert!(
-        log.text().contains("crash point digest-after-report"),
-        "{}",
-        log.text()
-    );
+    // Read to its end (the lines before the crash come first).
+    log.wait_for(&["crash point digest-after-report"], WITHIN);
     reported(&log, &modified, "modified");
     let (mut agent, ops, log) = agent_with_ops(&cfg);
     // Digest 2 and its log files: the rest was checked before the crash.
