@@ -274,6 +274,11 @@ fn one_modified_log_file_prints_as_the_readme_shows() {
 /// `orgtrail import DIR --public-keys FILE`: the tree is validated first, as validate-logs
 /// does; a store is created only when everything is valid.
 fn import(t: &Tree, data: &str) -> std::process::Output {
+    import_with(t, data, &[])
+}
+
+/// [`import`] with `extra` arguments.
+fn import_with(t: &Tree, data: &str, extra: &[&str]) -> std::process::Output {
     let keys = t.dir.path().join("store-keys");
     if !keys.exists() {
         let o = run(&["keys", "init", "--out", &keys.display().to_string()], b"");
@@ -282,21 +287,21 @@ fn import(t: &Tree, data: &str) -> std::process::Output {
     let data = t.dir.path().join(data).display().to_string();
     let key_list = t.dir.path().join("keys.json").display().to_string();
     let root = t.trail.root.display().to_string();
-    run(
-        &[
-            "import",
-            "--data-dir",
-            &data,
-            "--keys",
-            &keys.display().to_string(),
-            "--public-keys",
-            &key_list,
-            "--bucket",
-            BUCKET,
-            &root,
-        ],
-        b"",
-    )
+    let keys = keys.display().to_string();
+    let mut args = vec![
+        "import",
+        "--data-dir",
+        &data,
+        "--keys",
+        &keys,
+        "--public-keys",
+        &key_list,
+        "--bucket",
+        BUCKET,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&root);
+    run(&args, b"")
 }
 
 #[test]
@@ -341,6 +346,34 @@ fn import_with_public_keys_imports_a_valid_tree() {
         text.contains("stored=6 duplicates=0 conflicts=0 rejected=0"),
         "{text}"
     );
+}
+
+#[test]
+fn import_with_start_and_end_imports_and_validates_only_that_range() {
+    let t = Tree::new(3);
+    // Hour 1's log file is tampered with; hour 2's are not.
+    let modified = &t.trail.logs[1][0];
+    std::fs::write(t.trail.path(modified), support::gzip(b"{\"Records\":[]}")).unwrap();
+    let ranged = |data: &str, start: &str, end: &str| {
+        import_with(&t, data, &["--start", start, "--end", end])
+    };
+    // Hour 2 only: the digest ending at 03:00 validates, and its 2 log files are imported.
+    let o = ranged("hour2", "2024-03-01T02:05:00Z", "2024-03-01T02:59:00Z");
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(
+        text.contains("stored=2 duplicates=0 conflicts=0 rejected=0"),
+        "{text}"
+    );
+    // From hour 1 on: the tampered file is in range, and nothing is imported.
+    let o = ranged("hour1", "2024-03-01T01:00:00Z", "2024-03-01T02:59:00Z");
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", stderr(&o));
+    assert!(
+        text.contains(&format!("Log file\t{modified}\tINVALID")),
+        "{text}"
+    );
+    assert!(!t.dir.path().join("hour1").exists(), "{text}");
 }
 
 #[test]

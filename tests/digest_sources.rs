@@ -22,11 +22,11 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{orgtrail, run, stderr, stdout};
 use org::{Collector, Org, p};
+use orgtrail_agent::sources::digests::DigestResult;
 use orgtrail_s3::test_server::Weed;
 use procs::{Lines, wait_until};
 use support::{ACCOUNT, BUCKET, Keys, Signer, Trail};
@@ -79,21 +79,7 @@ fn ids_of(trail: &Trail, keep: impl Fn(&str) -> bool) -> HashSet<String> {
 
 /// A running agent and its ops address.
 fn agent_with_ops(cfg: &Path) -> (std::process::Child, String, Lines) {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    if !text.contains("[ops]") {
-        std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    }
-    let mut child = orgtrail()
-        .args(["agent", "--config", &p(cfg)])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Lines::drain(child.stdout.take().unwrap());
-    let err = Lines::drain(child.stderr.take().unwrap());
-    let line = out.wait_for(&["orgtrail agent: ops listening on "], WITHIN);
-    (child, line.rsplit(' ').next().unwrap().to_string(), err)
+    procs::agent_with_ops(cfg, &[])
 }
 
 fn checks(ops: &str, result: &str) -> f64 {
@@ -122,31 +108,50 @@ fn events(ops: &str, stage: &str) -> f64 {
 
 /// Every result but those named is 0.
 fn only(ops: &str, want: &[(&str, f64)]) {
-    for r in [
-        "ok",
-        "modified",
-        "missing",
-        "unlisted",
-        "unverified",
-        "bad_signature",
-        "broken_chain",
-        "invalid_digest",
-    ] {
+    for r in DigestResult::ALL {
         let expected = want.iter().find(|(w, _)| *w == r).map_or(0.0, |(_, n)| *n);
         assert_eq!(checks(ops, r), expected, "digest checks with result {r}");
     }
 }
 
 /// The agent logged an error naming `key` with `result`.
+/// (Waits for it: the line may still be on its way when the metrics already count it.)
 fn reported(log: &Lines, key: &str, result: &str) {
-    let text = log.text();
-    assert!(
-        text.lines().any(|l| l.contains("ERROR")
-            && l.contains("CloudTrail digest check failed")
-            && l.contains(key)
-            && l.contains(result)),
-        "no error line for {key} ({result}) in:\n{text}"
+    log.wait_for(
+        &["ERROR", "CloudTrail digest check failed", key, result],
+        WITHIN,
     );
+}
+
+/// What an agent reports of a trail of 4 hours whose log file `modified` was replaced, whose
+/// `deleted` was deleted and whose digest 1 was signed by another key: each by key, and
+/// everything readable shipped.
+fn tampered_reported(ops: &str, log: &Lines, trail: &Trail, modified: &str, deleted: &str) {
+    wait_until(WITHIN, "the 4 digests checked", || {
+        checks(ops, "ok") == 7.0 && checks(ops, "unlisted") == 2.0
+    });
+    // Digests 0, 2, 3 and the 4 intact log files they list are ok; digest 1's log files are
+    // listed by no valid digest: unlisted once digest 2 arrived.
+    only(
+        ops,
+        &[
+            ("ok", 7.0),
+            ("modified", 1.0),
+            ("missing", 1.0),
+            ("unlisted", 2.0),
+            ("bad_signature", 1.0),
+        ],
+    );
+    assert_eq!(failures(ops), 5.0);
+    reported(log, modified, "modified");
+    reported(log, deleted, "missing");
+    reported(log, &trail.digests[1], "bad_signature");
+    reported(log, &trail.logs[1][0], "unlisted");
+    reported(log, &trail.logs[1][1], "unlisted");
+    // Detection, not refusal: everything readable is shipped, the forged event included.
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(ops, "shipped") == 7.0
+    });
 }
 
 /// A log file with one event of the account, other than the trail's.
@@ -163,8 +168,13 @@ fn forged_log(at: &str) -> Vec<u8> {
 // cloudtrail_dir
 
 fn dir_source(org: &Org, root: &Path, c: &Collector) -> std::path::PathBuf {
+    dir_source_with(org, root, c, "")
+}
+
+/// [`dir_source`] with `extra` keys.
+fn dir_source_with(org: &Org, root: &Path, c: &Collector, extra: &str) -> std::path::PathBuf {
     let sources = format!(
-        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"{SOURCE}\"\npath = \"{}\"\npoll_ms = \"50ms\"\ndigest_public_keys_file = \"{}\"\n",
+        "[[sources]]\ntype = \"cloudtrail_dir\"\nname = \"{SOURCE}\"\npath = \"{}\"\npoll_ms = \"50ms\"\ndigest_public_keys_file = \"{}\"\n{extra}",
         p(root),
         p(&org.path("keys.json")),
     );
@@ -221,31 +231,7 @@ fn dir_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by
     std::fs::remove_file(trail.path(&deleted)).unwrap();
     let cfg = dir_source(&org, &trail.root, &c);
     let (mut agent, ops, log) = agent_with_ops(&cfg);
-    wait_until(WITHIN, "the 4 digests checked", || {
-        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
-    });
-    // Digests 0, 2, 3 and the 4 intact log files they list are ok; digest 1's log files are
-    // listed by no valid digest: unlisted once digest 2 arrived.
-    only(
-        &ops,
-        &[
-            ("ok", 7.0),
-            ("modified", 1.0),
-            ("missing", 1.0),
-            ("unlisted", 2.0),
-            ("bad_signature", 1.0),
-        ],
-    );
-    assert_eq!(failures(&ops), 5.0);
-    reported(&log, &modified, "modified");
-    reported(&log, &deleted, "missing");
-    reported(&log, &trail.digests[1], "bad_signature");
-    reported(&log, &trail.logs[1][0], "unlisted");
-    reported(&log, &trail.logs[1][1], "unlisted");
-    // Detection, not refusal: everything readable is shipped, the forged event included.
-    wait_until(WITHIN, "every event acknowledged", || {
-        events(&ops, "shipped") == 7.0
-    });
+    tampered_reported(&ops, &log, &trail, &modified, &deleted);
     let _ = agent.kill();
     let _ = agent.wait();
     let text = log.text();
@@ -325,6 +311,243 @@ fn dir_a_one_pass_run_reports_a_deleted_digest_as_a_broken_chain() {
         );
     }
     assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+/// Every file under `root` made a day old, as `aws s3 sync` leaves a copy (each file's time
+/// is its object's LastModified).
+fn age_tree(root: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+                f.set_modified(old).unwrap();
+            }
+        }
+    }
+}
+
+/// The agent logged a warning naming `key` with `result` (not a failure).
+/// How many times; waits for the first (see [`reported`]).
+fn noted(log: &Lines, key: &str, result: &str) -> usize {
+    let parts = ["WARN", "CloudTrail digest check", key, result];
+    log.wait_for(&parts, WITHIN);
+    log.text()
+        .lines()
+        .filter(|l| {
+            l.contains("WARN")
+                && l.contains("CloudTrail digest check")
+                && l.contains(key)
+                && l.contains(result)
+        })
+        .count()
+}
+
+#[test]
+fn dir_a_copy_without_signature_sidecars_is_verified_by_each_digests_successor() {
+    let (org, c) = setup();
+    // A copy made by `aws s3 sync`: no object metadata, so no `.sig` sidecar at all.
+    let keys = Keys::new();
+    keys.write_list(&org.path("keys.json"));
+    let trail = Trail::build(&org.path("bucket"), &keys, 4, |_| Signer::Trail, None);
+    std::fs::remove_file(trail.path(&format!("{}.sig", trail.digests[3]))).unwrap();
+    age_tree(&trail.root);
+    // Digest 3 comes with a later sync.
+    let later = org.path("digest-3");
+    std::fs::rename(trail.path(&trail.digests[3]), &later).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    // Digests 0 and 1 are verified with the signatures their successors name, and so are
+    // their 4 log files; digest 2, the newest, cannot be verified yet: unverified, once.
+    wait_until(
+        WITHIN,
+        "digests 0 and 1 checked, digest 2 unverified",
+        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+    );
+    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    // The next sync brings digest 3: it names digest 2's signature, which verifies it.
+    std::fs::rename(&later, trail.path(&trail.digests[3])).unwrap();
+    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
+        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
+    });
+    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    assert_eq!(noted(&log, &trail.digests[3], "unverified"), 1);
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 8.0
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    // After a restart (a one-pass run) digest 3 still waits for its successor: nothing is
+    // reported again.
+    let o = orgtrail()
+        .args(["agent", "--exit-when-drained", "--config", &p(&cfg)])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = stderr(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(!text.contains("CloudTrail digest check"), "{text}");
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
+}
+
+#[test]
+fn dir_a_digest_read_before_its_predecessor_waits_for_it_instead_of_breaking_the_chain() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    // Digest 1's sidecar comes late: digest 1 waits for it, and digest 2 (complete) is read
+    // first; its chain check must wait for digest 1, not call it never seen.
+    let sidecar = trail.path(&format!("{}.sig", trail.digests[1]));
+    std::fs::remove_file(&sidecar).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    let (mut agent, ops, log) = procs::agent_with_ops(&cfg, &[("ORGTRAIL_LOG", "info")]);
+    // Two scans in which digest 2 waited for digest 1.
+    wait_until(WITHIN, "digest 2 waiting for digest 1 twice", || {
+        log.text()
+            .lines()
+            .filter(|l| {
+                l.contains("waits for its previous digest") && l.contains(&trail.digests[2])
+            })
+            .count()
+            >= 2
+    });
+    only(&ops, &[("ok", 3.0)]);
+    std::fs::write(&sidecar, trail.signature_of(1)).unwrap();
+    wait_until(WITHIN, "every digest checked", || checks(&ops, "ok") == 9.0);
+    only(&ops, &[("ok", 9.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+}
+
+#[test]
+fn dir_a_listed_log_file_that_keeps_failing_is_reported_missing_after_digest_wait() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 2, |_| Signer::Trail);
+    // A log file cut short, still young: the source tries it again at every scan (it may
+    // still be arriving), and digest 0, which lists it, waits for it, at most 1 s.
+    let failing = trail.logs[0][1].clone();
+    let bytes = std::fs::read(trail.path(&failing)).unwrap();
+    std::fs::write(trail.path(&failing), &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = dir_source_with(&org, &trail.root, &c, "digest_wait_ms = \"1s\"\n");
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "both digests checked", || {
+        checks(&ops, "ok") == 5.0 && checks(&ops, "missing") == 1.0
+    });
+    only(&ops, &[("ok", 5.0), ("missing", 1.0)]);
+    assert_eq!(failures(&ops), 1.0);
+    reported(&log, &failing, "digest_wait");
+    wait_until(WITHIN, "the 3 readable log files acknowledged", || {
+        events(&ops, "shipped") == 3.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |k| k != failing));
+}
+
+#[test]
+fn dir_failures_are_counted_once_across_a_crash_right_after_they_are_reported() {
+    let (org, c) = setup();
+    let trail = dir_trail(&org, 3, |_| Signer::Trail);
+    let modified = trail.logs[1][0].clone();
+    std::fs::write(trail.path(&modified), forged_log("2024-03-01T01:05:00Z")).unwrap();
+    let cfg = dir_source(&org, &trail.root, &c);
+    // The agent aborts once digest 1 has reported the modified file and its marks are
+    // durable: before the restart's checks, as a kill -9 at that point would.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let (mut agent, _out, log) =
+        procs::spawn_agent(&cfg, &[], &[("ORGTRAIL_CRASH_AT", "digest-after-report")]);
+    let status = procs::wait_exit(&mut agent, WITHIN, &log);
+    assert!(!status.success(), "{}", log.text());
+    // Read to its end (the lines before the crash come first).
+    log.wait_for(&["crash point digest-after-report"], WITHIN);
+    reported(&log, &modified, "modified");
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    // Digest 2 and its log files: the rest was checked before the crash.
+    wait_until(WITHIN, "digest 2 checked", || checks(&ops, "ok") == 3.0);
+    only(&ops, &[("ok", 3.0)]);
+    assert_eq!(failures(&ops), 1.0, "the modified file counted once");
+    let mut want = ids_of(&trail, |k| k != modified);
+    want.insert("forged".into());
+    wait_until(WITHIN, "every event stored", || {
+        stored_once(&org, &c) == want
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        !log.text().contains("ERROR"),
+        "reported once: {}",
+        log.text()
+    );
+}
+
+#[test]
+fn dir_two_trails_in_one_location_keep_their_unlisted_check_across_a_restart() {
+    let (org, c) = setup();
+    // Trails "main" and "other" both deliver to the same account and region.
+    let keys = Keys::new();
+    keys.write_list(&org.path("keys.json"));
+    let root = org.path("bucket");
+    let main = Trail::build(&root, &keys, 4, |_| Signer::Trail, None);
+    let other = Trail::build_named(&root, &keys, 4, "other");
+    for t in [&main, &other] {
+        for i in 0..4 {
+            t.save_signature(i);
+        }
+    }
+    // Main's digest of hour 0 and other's of hours 0 and 1 come first (each trail's first
+    // digest tells the agent the trail is there), then main's of hours 1 and 2; main's of
+    // hour 3 and other's of hours 2 and 3 later.
+    let aside = org.path("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let hide = |t: &Trail, i: usize| {
+        let to = aside.join(t.digests[i].rsplit('/').next().unwrap());
+        std::fs::rename(t.path(&t.digests[i]), &to).unwrap();
+        to
+    };
+    let mains: Vec<_> = (1..4).map(|i| hide(&main, i)).collect();
+    hide(&other, 2);
+    hide(&other, 3);
+    let cfg = dir_source(&org, &root, &c);
+    let (mut agent, ops, _log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "3 digests and their 6 log files checked", || {
+        checks(&ops, "ok") == 9.0
+    });
+    for i in 1..3 {
+        std::fs::rename(&mains[i - 1], main.path(&main.digests[i])).unwrap();
+    }
+    wait_until(WITHIN, "main's digests of hours 1 and 2 checked", || {
+        checks(&ops, "ok") == 15.0
+    });
+    only(&ops, &[("ok", 15.0)]);
+    wait_until(WITHIN, "the 16 log files acknowledged", || {
+        events(&ops, "shipped") == 16.0
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // After the restart main's digest of hour 3 arrives: other's log files of hour 2 are
+    // still in its period (its digest is due), not unlisted; the restarted agent knows it
+    // from what it kept of each trail's latest digest.
+    std::fs::rename(&mains[2], main.path(&main.digests[3])).unwrap();
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(WITHIN, "main's digest of hour 3 checked", || {
+        checks(&ops, "ok") == 3.0
+    });
+    only(&ops, &[("ok", 3.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -444,30 +667,54 @@ fn s3_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by_
     }
     let cfg = s3_source(&org, &weed, &c);
     let (mut agent, ops, log) = agent_with_ops(&cfg);
-    wait_until(WITHIN, "the 4 digests checked", || {
-        checks(&ops, "ok") == 7.0 && checks(&ops, "unlisted") == 2.0
-    });
-    only(
-        &ops,
-        &[
-            ("ok", 7.0),
-            ("modified", 1.0),
-            ("missing", 1.0),
-            ("unlisted", 2.0),
-            ("bad_signature", 1.0),
-        ],
-    );
-    assert_eq!(failures(&ops), 5.0);
-    reported(&log, &modified, "modified");
-    reported(&log, &deleted, "missing");
-    reported(&log, &trail.digests[1], "bad_signature");
-    reported(&log, &trail.logs[1][0], "unlisted");
-    wait_until(WITHIN, "every event acknowledged", || {
-        events(&ops, "shipped") == 7.0
-    });
+    tampered_reported(&ops, &log, &trail, &modified, &deleted);
     let _ = agent.kill();
     let _ = agent.wait();
     let mut want = ids_of(&trail, |k| k != modified && k != deleted);
     want.insert("forged".into());
     assert_eq!(stored_once(&org, &c), want);
+}
+
+#[test]
+fn s3_digests_copied_without_their_signature_metadata_are_verified_by_each_successor() {
+    let (org, c) = setup();
+    let weed = Weed::start(&org.path("weed"));
+    let b = weed.bucket(BUCKET);
+    let trail = s3_trail(&org, 4, |_| Signer::Trail);
+    for hour in &trail.logs {
+        for k in hour {
+            put_log(&b, &trail, k);
+        }
+    }
+    // A copy that kept no object metadata: no x-amz-meta-signature.
+    let put_bare = |i: usize| {
+        let d = &trail.digests[i];
+        b.put(d, std::fs::read(trail.path(d)).unwrap(), &[])
+            .unwrap();
+    };
+    for i in 0..3 {
+        put_bare(i);
+    }
+    let cfg = s3_source(&org, &weed, &c);
+    let (mut agent, ops, log) = agent_with_ops(&cfg);
+    wait_until(
+        WITHIN,
+        "digests 0 and 1 checked, digest 2 unverified",
+        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+    );
+    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
+    put_bare(3);
+    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
+        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
+    });
+    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    assert_eq!(failures(&ops), 0.0);
+    assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
+    wait_until(WITHIN, "every event acknowledged", || {
+        events(&ops, "shipped") == 8.0
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(!log.text().contains("ERROR"), "{}", log.text());
+    assert_eq!(stored_once(&org, &c), ids_of(&trail, |_| true));
 }

@@ -242,16 +242,8 @@ struct Agent {
 }
 
 fn start_agent(cfg: &Path) -> Agent {
-    let mut child = orgtrail()
-        .args(["agent", "--config", &p(cfg), "--exit-when-drained"])
-        .env("ORGTRAIL_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Lines::drain(child.stdout.take().unwrap());
-    let err = Lines::drain(child.stderr.take().unwrap());
+    let (child, out, err) =
+        procs::spawn_agent(cfg, &["--exit-when-drained"], &[("ORGTRAIL_LOG", "info")]);
     Agent { child, out, err }
 }
 

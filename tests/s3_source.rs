@@ -90,19 +90,7 @@ fn agent_config(org: &Org, c: &Collector, weed: &Weed, secret_file: &Path, extra
 
 /// A running agent (not `--exit-when-drained`) and its ops address.
 fn agent_with_ops(cfg: &Path) -> (std::process::Child, String, Lines) {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    let mut child = orgtrail()
-        .args(["agent", "--config", &p(cfg)])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Lines::drain(child.stdout.take().unwrap());
-    let err = Lines::drain(child.stderr.take().unwrap());
-    let line = out.wait_for(&["orgtrail agent: ops listening on "], WITHIN);
-    (child, line.rsplit(' ').next().unwrap().to_string(), err)
+    procs::agent_with_ops(cfg, &[])
 }
 
 fn objects(ops: &str, outcome: &str) -> f64 {

@@ -90,3 +90,42 @@ pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() ->
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Starts `orgtrail agent --config CFG ARGS` with `env` and `NO_COLOR`, its stdout and
+/// stderr drained: (child, stdout, stderr).
+pub(crate) fn spawn_agent(
+    cfg: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, Lines, Lines) {
+    let mut child = crate::common::orgtrail()
+        .args(["agent", "--config", cfg.to_str().unwrap()])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::drain(child.stdout.take().unwrap());
+    let err = Lines::drain(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// A running agent (not `--exit-when-drained`) serving `/metrics` on a loopback port (an
+/// `[ops]` table is added to `cfg` when it has none): (child, ops address, stderr).
+pub(crate) fn agent_with_ops(
+    cfg: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, String, Lines) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    if !text.contains("[ops]") {
+        std::fs::write(cfg, format!("{text}[ops]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    }
+    let (child, out, err) = spawn_agent(cfg, &[], env);
+    let line = out.wait_for(
+        &["orgtrail agent: ops listening on "],
+        Duration::from_secs(90),
+    );
+    (child, line.rsplit(' ').next().unwrap().to_string(), err)
+}

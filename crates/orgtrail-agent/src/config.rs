@@ -221,6 +221,19 @@ pub enum SourceConfig {
         /// sidecar, chain, and the hash of each log file shipped). Unset: no checking.
         #[serde(default)]
         digest_public_keys_file: Option<PathBuf>,
+        /// How long a digest waits for a log file it lists that is there but not read yet
+        /// (still being written, or failing), milliseconds (or a duration: "1h"); then the
+        /// file is reported missing.
+        #[serde(
+            default = "default_digest_wait_ms",
+            deserialize_with = "orgtrail_core::units::millis"
+        )]
+        digest_wait_ms: u64,
+        /// Days of digest-check state kept: failures counted in
+        /// `orgtrail_agent_digest_failures`, and shipped log files waiting for a digest (the
+        /// unlisted check).
+        #[serde(default = "default_digest_keep_days")]
+        digest_keep_days: u32,
     },
     /// An existing trail's S3 bucket (any S3-compatible endpoint): every log file in the
     /// lookback window is shipped once, late and out-of-order files included.
@@ -313,6 +326,14 @@ pub struct S3SourceConfig {
     /// chain, and the hash of each log file shipped). Unset: no checking.
     #[serde(default)]
     pub digest_public_keys_file: Option<PathBuf>,
+    /// How long a digest waits for a log object it lists that is there but not read yet
+    /// (failing transfers), milliseconds (or a duration: "1h"); then the object is reported
+    /// missing.
+    #[serde(
+        default = "default_digest_wait_ms",
+        deserialize_with = "orgtrail_core::units::millis"
+    )]
+    pub digest_wait_ms: u64,
     /// Days before today (UTC) listed again at every pass, so a late file is still read; the
     /// processed set keeps this window (yesterday is always listed).
     #[serde(default = "default_lookback_days")]
@@ -351,6 +372,14 @@ fn default_s3_region() -> String {
 }
 fn default_lookback_days() -> u32 {
     2
+}
+
+fn default_digest_wait_ms() -> u64 {
+    3_600_000
+}
+
+fn default_digest_keep_days() -> u32 {
+    7
 }
 fn default_s3_poll_ms() -> u64 {
     60_000

@@ -252,11 +252,11 @@ fn run_spooler(
                 });
                 p.dead_sources.push(source);
             }
-            Ok(Item::Mark { key, value }) => {
-                if let Some(m) = p.batch.marks.iter_mut().find(|(k, _)| *k == key) {
-                    m.1 = value;
-                } else {
-                    p.batch.marks.push((key, value));
+            Ok(Item::Mark { key, value }) => p.mark(key, value),
+            // One item: never split by a flush, so its marks are one append.
+            Ok(Item::Marks(marks)) => {
+                for (key, value) in marks {
+                    p.mark(key, value);
                 }
             }
             Ok(Item::Durable(w)) => {
@@ -291,6 +291,15 @@ struct Pending {
 }
 
 impl Pending {
+    /// A source's new position (the latest for a key wins within a batch).
+    fn mark(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(m) = self.batch.marks.iter_mut().find(|(k, _)| *k == key) {
+            m.1 = value;
+        } else {
+            self.batch.marks.push((key, value));
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.batch.is_empty() && self.waiting.is_empty()
     }
@@ -912,13 +921,19 @@ pub async fn run_with_metrics(
                 path,
                 poll_ms,
                 digest_public_keys_file,
+                digest_wait_ms,
+                digest_keep_days,
                 ..
             } => {
                 let keys = match &digest_public_keys_file {
-                    Some(f) => Some(
+                    Some(f) => Some((
                         sources::digests::load_keys(f)
                             .map_err(|e| AgentError::Source(format!("source {}: {e}", ctx.name)))?,
-                    ),
+                        sources::digests::Options {
+                            wait: std::time::Duration::from_millis(digest_wait_ms),
+                            keep_days: digest_keep_days,
+                        },
+                    )),
                     None => None,
                 };
                 threads.push(tokio::task::spawn_blocking(move || {

@@ -21,11 +21,25 @@
 //!   no digest, are `unlisted`.
 //!
 //! A digest that lists a file that is there but not processed yet (still being written,
-//! or failing to transfer) waits for the next pass, unchecked and unmarked. Failures are
-//! logged at error level by key (never contents), counted in
-//! `orgtrail_agent_digest_checks_total{result}` and in the gauge
-//! `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be unshipped:
-//! the point is detection).
+//! or failing to transfer) waits for the next pass, unchecked and unmarked, for the source's
+//! `digest_wait_ms` at most (counted from the first pass it waited in this process); then the
+//! file is reported `missing`, once, and the digest is done. Failures are logged at error level
+//! by key (never contents), counted in `orgtrail_agent_digest_checks_total{result}` and in the
+//! gauge `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be
+//! unshipped: the point is detection).
+//!
+//! # A digest without a signature
+//!
+//! A copy made by `aws s3 sync` keeps no object metadata: no `.sig` sidecar, no
+//! `x-amz-meta-signature`. Each digest but the newest still has its signature, in its
+//! successor's `previousDigestSignature` (validate-logs' offline rule). Such a digest is linked
+//! into its chain when it is read (its hash and the chain's tip are kept, so its successor's
+//! chain check finds it; mark `w`), and waits. When its successor is read and its
+//! `previousDigestHashValue` matches, the signature it names is kept in the digest's mark
+//! (`s`, in the successor's write) and the source checks the digest again with it, in the same
+//! pass: signature, then its log files. A digest no successor has named by the end of a pass
+//! (the newest) is reported `unverified` once (mark `u`), never as a failure; while any digest
+//! waits, log files of its period are not called `unlisted`.
 //!
 //! # Durable state (spool marks)
 //!
@@ -36,20 +50,30 @@
 //!   digest) or `c HEX[ TAIL]` (checked by a digest, or reported unlisted), where TAIL is the
 //!   `s3` source's ETag; older marks (`done`, `d ETAG`) still read as processed, without a
 //!   hash;
-//! * a digest's processed mark: `g HEX SIG[ TAIL]` (its hash and signature, `-` for none);
+//! * a digest's mark: `STATE HEX SIG[ TAIL]` (its hash and signature, `-` for none), STATE
+//!   `g` (checked), `w` / `u` (read without a signature; `u`: reported unverified) or `s`
+//!   (SIG named by its successor, to be checked with it);
 //! * per chain, the newest digest read (`PREFIX tip\0CHAIN` = `KEY\nHEX\nSIG`), never pruned
 //!   (one per chain);
+//! * per location, the latest `digestStartTime` of each trail digesting it (`PREFIX
+//!   starts\0LOCATION` = `TRAIL HOME_REGION MILLIS` lines), never pruned (one per location):
+//!   the unlisted check of a location several trails deliver to holds across a restart;
 //! * the failures reported, by UTC day (`PREFIX failures` = `DAY N,...`): the gauge; the `s3`
-//!   source drops the days past its lookback, as it prunes its processed set.
+//!   source drops the days past its lookback, `cloudtrail_dir` those past `digest_keep_days`.
 //!
-//! A crash after a digest's failures are counted and before its mark is durable reports them
-//! again after the restart (reported at least once).
+//! Everything one digest's check writes (the failures counted, the marks of its log files, the
+//! tip, the starts, the digest's own mark) is one [`Item::Marks`], which the spooler appends in
+//! one write: a crash before it is durable leaves the digest unchecked (checked and reported
+//! again after the restart), a crash after leaves nothing to report again. Failures are counted
+//! once in the gauge; a log line may repeat only when the crash came before the write.
 //!
 //! Memory: the keys of the log files shipped and not yet listed by a digest (about an hour of
-//! files per location), and one tip per chain.
+//! files per location), one tip per chain, the starts of the locations, and the digests waiting
+//! (for a signature or a log file).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use orgtrail_core::Timestamp;
 use orgtrail_trailfiles::{
@@ -155,27 +179,88 @@ fn as_checked(value: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A digest's processed-mark value.
-pub fn digest_value(hash_hex: &str, signature: Option<&str>, tail: &str) -> Vec<u8> {
-    let mut v = format!(
-        "g {} {}",
-        if hash_hex.is_empty() { "-" } else { hash_hex },
-        signature.unwrap_or("-")
-    );
-    if !tail.is_empty() {
-        v.push(' ');
-        v.push_str(tail);
-    }
-    v.into_bytes()
+/// Where a digest stands, first letter of its mark value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestState {
+    /// `g`: checked (whatever it found is reported).
+    Checked,
+    /// `w`: read without a signature of its own (a copy without its `.sig` sidecar): its
+    /// chain is checked; its signature comes from its successor's `previousDigestSignature`.
+    NoSignature,
+    /// `u`: as `w`, and reported `unverified` (no successor had named it by the end of a pass).
+    Unverified,
+    /// `s`: its successor named its signature (`previousDigestSignature`): verify with it.
+    Claimed,
 }
 
-/// `(hash hex, signature, tail)` of a digest's processed-mark value.
-pub fn parse_digest_value(value: &[u8]) -> Option<(String, Option<String>, String)> {
-    let s = std::str::from_utf8(value).ok()?.strip_prefix("g ")?;
-    let (hash, rest) = s.split_once(' ')?;
-    let (sig, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-    let sig = (sig != "-").then(|| sig.to_owned());
-    Some((hash.to_owned(), sig, tail.to_owned()))
+impl DigestState {
+    fn letter(self) -> char {
+        match self {
+            DigestState::Checked => 'g',
+            DigestState::NoSignature => 'w',
+            DigestState::Unverified => 'u',
+            DigestState::Claimed => 's',
+        }
+    }
+
+    /// Read, but waiting for its signature from its successor.
+    pub fn awaits_signature(self) -> bool {
+        matches!(self, DigestState::NoSignature | DigestState::Unverified)
+    }
+}
+
+/// A digest's mark value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestMark {
+    pub state: DigestState,
+    /// Hex SHA-256 of the inflated digest ("" when unreadable).
+    pub hash: String,
+    pub signature: Option<String>,
+    /// The `s3` source's ETag, "" for none.
+    pub tail: String,
+}
+
+impl DigestMark {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = format!(
+            "{} {} {}",
+            self.state.letter(),
+            if self.hash.is_empty() {
+                "-"
+            } else {
+                &self.hash
+            },
+            self.signature.as_deref().unwrap_or("-")
+        );
+        if !self.tail.is_empty() {
+            v.push(' ');
+            v.push_str(&self.tail);
+        }
+        v.into_bytes()
+    }
+
+    pub fn decode(value: &[u8]) -> Option<DigestMark> {
+        let s = std::str::from_utf8(value).ok()?;
+        let state = match s.get(..2)? {
+            "g " => DigestState::Checked,
+            "w " => DigestState::NoSignature,
+            "u " => DigestState::Unverified,
+            "s " => DigestState::Claimed,
+            _ => return None,
+        };
+        let (hash, rest) = s[2..].split_once(' ')?;
+        let (sig, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        Some(DigestMark {
+            state,
+            hash: if hash == "-" {
+                String::new()
+            } else {
+                hash.to_owned()
+            },
+            signature: (sig != "-").then(|| sig.to_owned()),
+            tail: tail.to_owned(),
+        })
+    }
 }
 
 /// What the checker asks of the source about where files are.
@@ -187,7 +272,8 @@ pub trait Site {
     fn at_home(&self, local: &str, digest: &DigestFile) -> bool;
     /// The processed-mark key of `local`.
     fn mark_key(&self, local: &str) -> Vec<u8>;
-    /// True when log file `local` is there but not processed yet (the digest waits for it).
+    /// True when file `local` (a log file, or a previous digest) is there but not processed
+    /// yet (the digest waits for it).
     fn waiting(&self, local: &str) -> bool;
     /// False when log file `local` lies outside what the source reads now (before the `s3`
     /// source's lookback window): not checked.
@@ -244,6 +330,9 @@ pub enum Checked {
     Done,
     /// A log file it lists is there but not processed yet: read it again at the next pass.
     Waiting,
+    /// Read without a signature of its own: its chain is checked and its mark handed over;
+    /// it is checked once its successor names its signature ([`Checker::take_resolvable`]).
+    Pending,
     /// The agent is stopping.
     Stopping,
 }
@@ -255,45 +344,132 @@ struct Failure {
     reason: String,
 }
 
+/// A digest read without a signature of its own, waiting for its successor to name it.
+#[derive(Debug, Clone)]
+struct Unsigned {
+    location: Location,
+    /// `digestStartTime`: log files of its period are not called unlisted while it waits.
+    start: Timestamp,
+    /// What its mark says (hash and tail); reported `unverified` already when `Unverified`.
+    mark: DigestMark,
+}
+
+/// The crash point of the end-to-end test: with `ORGTRAIL_CRASH_AT=digest-after-report`, the
+/// agent aborts once the first digest with failures has reported them and its marks are
+/// durable (as a `kill -9` would stop it there).
+const CRASH_AFTER_REPORT: &str = "digest-after-report";
+
+fn crash_after_report() -> bool {
+    static AT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| std::env::var("ORGTRAIL_CRASH_AT").is_ok_and(|v| v == CRASH_AFTER_REPORT))
+}
+
 /// A source's digest checker.
 #[derive(Debug)]
 pub struct Checker {
     keys: PublicKeySet,
     /// Where the checker's own marks live (tips, failures).
     prefix: Vec<u8>,
+    /// How long a digest waits for a listed log file that is there but keeps failing.
+    wait: Duration,
     tips: HashMap<Vec<u8>, Option<Tip>>,
     /// Per location, by (stamp, key): the oldest first.
     awaiting: BTreeMap<Location, BTreeMap<(Timestamp, String), Awaiting>>,
+    /// Log files stamped before this are not kept waiting for a digest (pruned).
+    cut: Timestamp,
     /// Failures by UTC day number; loaded from the spool at the first use.
     failures: Option<BTreeMap<i64, u64>>,
     /// Everything handed to the spooler is durable (so its marks can be read) since the
     /// start of this pass.
     synced: bool,
-    /// Per location and chain (standard digests): the latest `digestStartTime` read.
-    starts: BTreeMap<Location, HashMap<Vec<u8>, Timestamp>>,
+    /// Per location and chain (standard digests: trail and home region): the latest
+    /// `digestStartTime` read; loaded from its mark at the first use of a location.
+    starts: BTreeMap<Location, Starts>,
     /// [`MAX_AWAITING`] was reached (logged once).
     overflowed: bool,
+    /// Digests read without a signature, by key, until their successor names it.
+    unsigned: BTreeMap<String, Unsigned>,
+    /// Signatures named by a successor (`previousDigestSignature`), by the digest's key, until
+    /// that digest is checked with it.
+    claims: HashMap<String, String>,
+    /// Digests whose signature became known in this pass: the source checks them again.
+    resolvable: Vec<String>,
+    /// Digests waiting for a listed log file: since when (this process), where, and the start
+    /// of their period (log files of it are not called unlisted while they wait).
+    waits: HashMap<String, (Instant, Location, Timestamp)>,
 }
 
-fn today() -> i64 {
+/// Seconds since 1970-01-01 (UTC).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-        .div_euclid(86_400)
+}
+
+fn today() -> i64 {
+    unix_now().div_euclid(86_400)
+}
+
+/// The latest `digestStartTime` read per trail digesting a location, by (trail, home region).
+type Starts = HashMap<(String, String), Timestamp>;
+
+/// A location's starts as a mark value: `TRAIL HOME_REGION MILLIS` lines.
+fn encode_starts(starts: &Starts) -> Vec<u8> {
+    let mut lines: Vec<String> = starts
+        .iter()
+        .map(|((trail, home), t)| format!("{trail} {home} {}", t.millis()))
+        .collect();
+    lines.sort();
+    lines.join("\n").into_bytes()
+}
+
+fn decode_starts(v: &[u8]) -> Starts {
+    String::from_utf8_lossy(v)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(' ');
+            let (trail, home, t) = (it.next()?, it.next()?, it.next()?.parse().ok()?);
+            Some(((trail.to_owned(), home.to_owned()), Timestamp(t)))
+        })
+        .collect()
+}
+
+/// Drops the days before `first_day` from `failures`; true when any was dropped.
+fn forget_days(failures: &mut BTreeMap<i64, u64>, first_day: i64) -> bool {
+    let before = failures.len();
+    failures.retain(|d, _| *d >= first_day);
+    failures.len() != before
+}
+
+/// A source's digest-checking options.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long a digest waits for a log file it lists that is there but not read yet.
+    pub wait: Duration,
+    /// `cloudtrail_dir`: days of state kept (failures in the gauge, log files waiting for a
+    /// digest); the `s3` source keeps its lookback.
+    pub keep_days: u32,
 }
 
 impl Checker {
-    /// A checker keeping its marks under `prefix`.
-    pub fn new(keys: PublicKeySet, prefix: Vec<u8>) -> Checker {
+    /// A checker keeping its marks under `prefix`; a digest waits at most `wait` for a listed
+    /// log file that is there but not processed.
+    pub fn new(keys: PublicKeySet, prefix: Vec<u8>, wait: Duration) -> Checker {
         Checker {
             keys,
             prefix,
+            wait,
             tips: HashMap::new(),
             awaiting: BTreeMap::new(),
+            cut: Timestamp(i64::MIN),
             failures: None,
             synced: false,
             starts: BTreeMap::new(),
             overflowed: false,
+            unsigned: BTreeMap::new(),
+            claims: HashMap::new(),
+            resolvable: Vec::new(),
+            waits: HashMap::new(),
         }
     }
 
@@ -316,6 +492,32 @@ impl Checker {
         }
         self.synced = true;
         ctx.spool.mark(mark_key)
+    }
+
+    /// What a source does with digest `local`, whose mark is `value`: `Some(true)` skip it
+    /// for good (checked), `Some(false)` skip it for now (waiting for a successor to name its
+    /// signature, known to this process), `None` read and check it.
+    pub fn settled(&self, local: &str, value: &[u8]) -> Option<bool> {
+        match DigestMark::decode(value)?.state {
+            DigestState::Checked => Some(true),
+            DigestState::NoSignature | DigestState::Unverified
+                if self.unsigned.contains_key(local) && !self.claims.contains_key(local) =>
+            {
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// True when a successor named the signature of digest `local` (it needs no sidecar).
+    pub fn claimed(&self, local: &str) -> bool {
+        self.claims.contains_key(local)
+    }
+
+    /// The digests whose signature a successor named in this pass (read them again and
+    /// [`Checker::check`] them).
+    pub fn take_resolvable(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.resolvable)
     }
 
     fn failures_key(&self) -> Vec<u8> {
@@ -351,31 +553,43 @@ impl Checker {
             .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Forgets the failures of the days before `first_day` (days since 1970-01-01): the `s3`
-    /// source's lookback.
+    /// Forgets the failures reported before `first_day` (days since 1970-01-01), durably:
+    /// the gauge counts those of the `s3` source's lookback, of `cloudtrail_dir`'s
+    /// `digest_keep_days`. Nothing a pending check needs is kept there.
     pub fn forget_before(&mut self, ctx: &Ctx, first_day: i64) -> bool {
         let f = self.load_failures(ctx);
-        let before = f.len();
-        f.retain(|d, _| *d >= first_day);
-        if f.len() == before {
+        if !forget_days(f, first_day) {
             return true;
         }
-        let ok = self.save_failures(ctx);
+        let key = self.failures_key();
+        let value = self.failures_value(ctx);
+        let ok = ctx.send(Item::Mark { key, value });
         self.publish(ctx);
         ok
     }
 
-    fn save_failures(&mut self, ctx: &Ctx) -> bool {
-        let key = self.failures_key();
+    /// Stops waiting for digests of the log files stamped before `t` (the `s3` source's
+    /// lookback: files it no longer lists), now and when they are found again; and forgets
+    /// the digests stamped before `t` that wait (for a signature or a file): they are no
+    /// longer listed, so they cannot hold the unlisted check of their location any more.
+    pub fn forget_awaiting_before(&mut self, t: Timestamp) {
+        self.cut = t;
+        for a in self.awaiting.values_mut() {
+            *a = a.split_off(&(t, String::new()));
+        }
+        let keep = |k: &str| TrailKey::parse(k).is_none_or(|tk| tk.stamp >= t);
+        self.unsigned.retain(|k, _| keep(k));
+        self.waits.retain(|k, _| keep(k));
+        self.claims.retain(|k, _| keep(k));
+    }
+
+    fn failures_value(&mut self, ctx: &Ctx) -> Vec<u8> {
         let v: Vec<String> = self
             .load_failures(ctx)
             .iter()
             .map(|(d, n)| format!("{d} {n}"))
             .collect();
-        ctx.send(Item::Mark {
-            key,
-            value: v.join(",").into_bytes(),
-        })
+        v.join(",").into_bytes()
     }
 
     /// Notes a log file shipped (or found shipped) with a hash and not yet checked by a digest.
@@ -386,6 +600,9 @@ impl Checker {
         let Some(tk) = TrailKey::parse(local) else {
             return;
         };
+        if tk.stamp < self.cut {
+            return;
+        }
         let a = self.awaiting.entry(tk.location).or_default();
         a.insert((tk.stamp, local.to_owned()), Awaiting { mark, value });
         if a.len() > MAX_AWAITING
@@ -401,12 +618,27 @@ impl Checker {
         }
     }
 
-    /// Stops waiting for digests of the log files stamped before `t` (the `s3` source's
-    /// lookback: files it no longer lists).
-    pub fn forget_awaiting_before(&mut self, t: Timestamp) {
-        for a in self.awaiting.values_mut() {
-            *a = a.split_off(&(t, String::new()));
-        }
+    /// The key of the mark of `location`'s starts, and the starts (loaded at the first use).
+    fn starts_of(&mut self, ctx: &Ctx, location: &Location) -> (Vec<u8>, &mut Starts) {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(b"starts\0");
+        key.extend_from_slice(
+            format!(
+                "{}\0{}\0{}\0{}",
+                location.prefix,
+                location.org_id.as_deref().unwrap_or_default(),
+                location.account,
+                location.region
+            )
+            .as_bytes(),
+        );
+        let starts = self.starts.entry(location.clone()).or_insert_with(|| {
+            ctx.spool
+                .mark(&key)
+                .map(|v| decode_starts(&v))
+                .unwrap_or_default()
+        });
+        (key, starts)
     }
 
     fn tip_key(&self, chain: &orgtrail_trailfiles::ChainId) -> Vec<u8> {
@@ -430,14 +662,20 @@ impl Checker {
     }
 
     /// Checks digest `local`, read as `read` (hash and inflated bytes, or why it could not be
-    /// read), with its metadata `signature`; `tail` goes into its mark (the ETag).
+    /// read), with its metadata `signature` (`None`: it has none, and none is coming);
+    /// `tail` goes into its mark (the ETag).
+    ///
+    /// A digest without a signature is linked into its chain at once and waits
+    /// ([`Checked::Pending`]) for its successor to name its signature; called again once that
+    /// happened, it is checked with that signature.
+    #[allow(clippy::too_many_lines)]
     pub fn check(
         &mut self,
         ctx: &Ctx,
         site: &dyn Site,
         local: &str,
         read: Result<([u8; 32], Vec<u8>), String>,
-        signature: Option<String>,
+        mut signature: Option<String>,
         tail: &str,
     ) -> Checked {
         let mut failures: Vec<Failure> = Vec::new();
@@ -467,6 +705,30 @@ impl Checker {
                 }
             },
         };
+        // Read before without a signature: linked into its chain then (the same bytes). Memory
+        // first: its mark may not be durable (readable) yet.
+        let before = match self.unsigned.get(local) {
+            Some(u) => Some(u.mark.clone()),
+            None => self
+                .mark(ctx, &site.mark_key(local))
+                .as_deref()
+                .and_then(DigestMark::decode)
+                .filter(|m| m.state != DigestState::Checked),
+        };
+        let linked = before
+            .as_ref()
+            .zip(parsed.as_ref())
+            .is_some_and(|(m, p)| m.hash == p.sha256_hex);
+        let mut claimed = None;
+        if signature.is_none() {
+            claimed = self.claims.get(local).cloned().or_else(|| {
+                before
+                    .as_ref()
+                    .filter(|m| m.state == DigestState::Claimed && linked)
+                    .and_then(|m| m.signature.clone())
+            });
+            signature.clone_from(&claimed);
+        }
         let mut digest_ok = false;
         if let Some(p) = &parsed {
             let d = &p.digest;
@@ -482,6 +744,57 @@ impl Checker {
                     ),
                 );
             }
+            if home && !linked && self.predecessor_due(ctx, site, local, p) {
+                return Checked::Waiting;
+            }
+            if home && signature.is_none() {
+                // No signature of its own: its chain now, its signature from its successor.
+                let tk = TrailKey::parse(local);
+                if !linked
+                    && let Some(tk) = &tk
+                    && let Some(chain) = tk.chain()
+                {
+                    self.check_chain(
+                        ctx,
+                        site,
+                        local,
+                        tk.stamp,
+                        &chain,
+                        p,
+                        &signature,
+                        &mut failures,
+                        &mut marks,
+                    );
+                }
+                let state = before
+                    .as_ref()
+                    .filter(|_| linked)
+                    .map_or(DigestState::NoSignature, |m| m.state);
+                let mark = DigestMark {
+                    state,
+                    hash: p.sha256_hex.clone(),
+                    signature: None,
+                    tail: tail.to_owned(),
+                };
+                if let Some(tk) = tk {
+                    self.unsigned.insert(
+                        local.to_owned(),
+                        Unsigned {
+                            location: tk.location,
+                            start: p.start,
+                            mark: mark.clone(),
+                        },
+                    );
+                }
+                if linked && failures.is_empty() {
+                    return Checked::Pending;
+                }
+                marks.push((site.mark_key(local), mark.encode()));
+                return match self.report(ctx, local, false, 0, failures, marks) {
+                    Checked::Done => Checked::Pending,
+                    other => other,
+                };
+            }
             let verified = match verify_signature(p, signature.as_deref(), &self.keys) {
                 Ok(()) => true,
                 Err((kind, reason)) => {
@@ -490,7 +803,11 @@ impl Checker {
                     } else {
                         DigestResult::InvalidDigest
                     };
-                    let reason = if kind == FindingKind::DigestNoSignature {
+                    let reason = if claimed.is_some() {
+                        format!(
+                            "{reason}, with the signature its successor names (previousDigestSignature)"
+                        )
+                    } else if kind == FindingKind::DigestNoSignature {
                         "no signature (x-amz-meta-signature, or the .sig sidecar in a directory)"
                             .to_owned()
                     } else {
@@ -502,18 +819,26 @@ impl Checker {
             };
             digest_ok = home && verified;
             if digest_ok {
-                // Wait for listed files that are there but not processed yet.
-                for lf in &d.log_files {
-                    if let Some(l) = site.local(d, &lf.s3_bucket, &lf.s3_object)
-                        && site.in_window(&l)
-                        && self.mark(ctx, &site.mark_key(&l)).is_none()
-                        && site.waiting(&l)
-                    {
-                        return Checked::Waiting;
+                // Wait for listed files that are there but not processed yet, up to `wait`.
+                let since = self.waits.get(local).map_or_else(Instant::now, |w| w.0);
+                if since.elapsed() < self.wait
+                    && let Some(tk) = TrailKey::parse(local)
+                {
+                    for lf in &d.log_files {
+                        if let Some(l) = site.local(d, &lf.s3_bucket, &lf.s3_object)
+                            && site.in_window(&l)
+                            && self.mark(ctx, &site.mark_key(&l)).is_none()
+                            && site.waiting(&l)
+                        {
+                            self.waits
+                                .insert(local.to_owned(), (since, tk.location, p.start));
+                            return Checked::Waiting;
+                        }
                     }
                 }
             }
-            if let Some(tk) = TrailKey::parse(local)
+            if !linked
+                && let Some(tk) = TrailKey::parse(local)
                 && let Some(chain) = tk.chain()
             {
                 self.check_chain(
@@ -529,6 +854,9 @@ impl Checker {
                 );
             }
         }
+        let waited = self.waits.remove(local).is_some();
+        self.unsigned.remove(local);
+        self.claims.remove(local);
         let mut ok_logs = 0u64;
         if digest_ok && let Some(p) = &parsed {
             let d = &p.digest;
@@ -555,6 +883,15 @@ impl Checker {
                     a.remove(&(tk.stamp, l.clone()));
                 }
                 match self.mark(ctx, &mark) {
+                    None if waited && site.waiting(&l) => fail(
+                        &mut failures,
+                        &l,
+                        DigestResult::Missing,
+                        format!(
+                            "listed by digest {local}, there, but not read within digest_wait ({} s): it keeps failing (see the warnings about it)",
+                            self.wait.as_secs()
+                        ),
+                    ),
                     None => fail(
                         &mut failures,
                         &l,
@@ -590,22 +927,31 @@ impl Checker {
                 }
             }
             // Unlisted: shipped from this location before the period of the latest digest of
-            // every trail digesting it (trails quiet for over two hours aside), in no digest.
+            // every trail digesting it (trails quiet for over two hours aside), in no digest,
+            // and not in the period of a digest still waiting (for its signature or a file).
             if let Some(tk) = TrailKey::parse(local)
                 && let Some(chain) = tk.chain()
                 && !chain.backfill
             {
-                let chain_key = self.tip_key(&chain);
-                let starts = self.starts.entry(tk.location.clone()).or_default();
-                let s = starts.entry(chain_key).or_insert(p.start);
+                let (key, starts) = self.starts_of(ctx, &tk.location);
+                let s = starts
+                    .entry((chain.trail.clone(), chain.home_region.clone()))
+                    .or_insert(p.start);
                 *s = (*s).max(p.start);
+                marks.push((key, encode_starts(starts)));
                 let newest = starts.values().copied().max().unwrap_or(p.start);
-                let until = starts
+                let mut until = starts
                     .values()
                     .copied()
                     .filter(|s| s.millis() >= newest.millis() - 2 * 3600 * 1000)
                     .min()
                     .unwrap_or(p.start);
+                let held = self.unsigned.values().map(|u| (&u.location, u.start));
+                for (location, start) in held.chain(self.waits.values().map(|w| (&w.1, w.2))) {
+                    if *location == tk.location {
+                        until = until.min(start);
+                    }
+                }
                 let a = self.awaiting.entry(tk.location.clone()).or_default();
                 let newer = a.split_off(&(until, String::new()));
                 let late = std::mem::replace(a, newer);
@@ -622,25 +968,118 @@ impl Checker {
                 }
             }
         }
-        self.report(
-            ctx, site, local, &parsed, digest_ok, ok_logs, failures, marks, &signature, tail,
-        )
+        let hash = parsed
+            .as_ref()
+            .map(|p| p.sha256_hex.clone())
+            .unwrap_or_default();
+        marks.push((
+            site.mark_key(local),
+            DigestMark {
+                state: DigestState::Checked,
+                hash,
+                signature,
+                tail: tail.to_owned(),
+            }
+            .encode(),
+        ));
+        self.report(ctx, local, digest_ok, ok_logs, failures, marks)
     }
 
-    /// Reports what a digest's check found and hands over its marks.
-    #[allow(clippy::too_many_arguments)]
-    fn report(
+    /// True when the digest `local` waits for its previous digest: that one is there but
+    /// not read yet (delivered or settled later, or waiting for its sidecar), so the chain
+    /// check would call it never seen. Bounded by `wait`, as a wait for a log file is.
+    fn predecessor_due(
         &mut self,
         ctx: &Ctx,
         site: &dyn Site,
         local: &str,
-        parsed: &Option<ParsedDigest>,
+        p: &ParsedDigest,
+    ) -> bool {
+        let d = &p.digest;
+        let Some(prev) = &d.previous_digest_s3_object else {
+            return false;
+        };
+        let bucket = d
+            .previous_digest_s3_bucket
+            .as_deref()
+            .unwrap_or(&d.digest_s3_bucket);
+        let (Some(pl), Some(tk)) = (site.local(d, bucket, prev), TrailKey::parse(local)) else {
+            return false;
+        };
+        let Some(chain) = tk.chain() else {
+            return false;
+        };
+        let tip_key = self.tip_key(&chain);
+        let tip = self
+            .tips
+            .entry(tip_key.clone())
+            .or_insert_with(|| ctx.spool.mark(&tip_key).as_deref().and_then(Tip::decode));
+        if tip.as_ref().is_some_and(|t| t.key == pl) || self.unsigned.contains_key(&pl) {
+            return false;
+        }
+        let since = self.waits.get(local).map_or_else(Instant::now, |w| w.0);
+        if since.elapsed() >= self.wait
+            || !site.in_window(&pl)
+            || self.mark(ctx, &site.mark_key(&pl)).is_some()
+            || !site.waiting(&pl)
+        {
+            return false;
+        }
+        tracing::info!(source = %ctx.name, digest = %local, previous = %pl, "CloudTrail digest waits for its previous digest, which is there but not read yet");
+        self.waits
+            .insert(local.to_owned(), (since, tk.location, p.start));
+        true
+    }
+
+    /// At the end of a pass: each digest read without a signature that no successor has
+    /// named is reported `unverified`, once (the newest digest of a copy without its `.sig`
+    /// sidecars: nothing can verify it until its successor arrives).
+    pub fn end_pass(&mut self, ctx: &Ctx, site: &dyn Site) -> bool {
+        let due: Vec<String> = self
+            .unsigned
+            .iter()
+            .filter(|(k, u)| {
+                u.mark.state == DigestState::NoSignature && !self.claims.contains_key(*k)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for local in due {
+            let Some(u) = self.unsigned.get_mut(&local) else {
+                continue;
+            };
+            u.mark.state = DigestState::Unverified;
+            let value = u.mark.encode();
+            let failure = Failure {
+                key: local.clone(),
+                result: DigestResult::Unverified,
+                reason: "no signature (no .sig sidecar, or x-amz-meta-signature), and no later digest of its chain names it yet: its log files are checked once its successor arrives".into(),
+            };
+            if self.report(
+                ctx,
+                &local,
+                false,
+                0,
+                vec![failure],
+                vec![(site.mark_key(&local), value)],
+            ) == Checked::Stopping
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports what a digest's check found and hands over its marks, with the failures
+    /// counted, in one durable append: a crash before it is durable leaves the digest to be
+    /// checked (and reported) again, a crash after it leaves nothing to report again.
+    fn report(
+        &mut self,
+        ctx: &Ctx,
+        local: &str,
         digest_ok: bool,
         ok_logs: u64,
         failures: Vec<Failure>,
-        marks: Vec<(Vec<u8>, Vec<u8>)>,
-        signature: &Option<String>,
-        tail: &str,
+        mut marks: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Checked {
         let m = ctx.metrics.source(ctx.index);
         if digest_ok && !failures.iter().any(|f| f.key == local) {
@@ -659,25 +1098,20 @@ impl Checker {
         }
         if new_failures > 0 {
             *self.load_failures(ctx).entry(today()).or_default() += new_failures;
-            if !self.save_failures(ctx) {
-                return Checked::Stopping;
-            }
+            marks.insert(0, (self.failures_key(), self.failures_value(ctx)));
             self.publish(ctx);
         }
         if digest_ok {
             tracing::debug!(source = %ctx.name, key = %local, logs = ok_logs, "CloudTrail digest checked");
         }
-        for (key, value) in marks {
-            if !ctx.send(Item::Mark { key, value }) {
-                return Checked::Stopping;
-            }
-        }
-        let hash = parsed.as_ref().map(|p| p.sha256_hex.as_str()).unwrap_or("");
-        if !ctx.send(Item::Mark {
-            key: site.mark_key(local),
-            value: digest_value(hash, signature.as_deref(), tail),
-        }) {
+        if !ctx.send(Item::Marks(marks)) {
             return Checked::Stopping;
+        }
+        if new_failures > 0 && crash_after_report() && ctx.durable().is_ok() {
+            eprintln!(
+                "orgtrail: crash point {CRASH_AFTER_REPORT} reached (ORGTRAIL_CRASH_AT): aborting"
+            );
+            std::process::abort();
         }
         Checked::Done
     }
@@ -723,17 +1157,27 @@ impl Checker {
                         .unwrap_or(&d.digest_s3_bucket),
                     prev,
                 );
-                let record = match (&tip, &prev_local) {
-                    (Some(t), Some(pl)) if t.key == *pl => {
+                // The previous digest as read: waiting for its signature (memory, or its
+                // mark), the chain's tip, or its mark.
+                let unsigned = prev_local.as_ref().and_then(|pl| {
+                    self.unsigned.get(pl).map(|u| u.mark.clone()).or_else(|| {
+                        self.mark(ctx, &site.mark_key(pl))
+                            .as_deref()
+                            .and_then(DigestMark::decode)
+                            .filter(|m| m.state.awaits_signature())
+                    })
+                });
+                let record = match (&unsigned, &tip, &prev_local) {
+                    (Some(m), _, _) => Some((m.hash.clone(), None)),
+                    (None, Some(t), Some(pl)) if t.key == *pl => {
                         Some((t.hash.clone(), t.signature.clone()))
                     }
-                    (_, Some(pl)) => ctx
-                        .spool
-                        .mark(&site.mark_key(pl))
+                    (None, _, Some(pl)) => self
+                        .mark(ctx, &site.mark_key(pl))
                         .as_deref()
-                        .and_then(parse_digest_value)
-                        .map(|(h, s, _)| (h, s)),
-                    (_, None) => None,
+                        .and_then(DigestMark::decode)
+                        .map(|m| (m.hash, m.signature)),
+                    (None, _, None) => None,
                 };
                 match record {
                     Some((hash, sig)) => {
@@ -752,6 +1196,20 @@ impl Checker {
                             broken(format!(
                                 "previousDigestSignature differs from the signature the previous digest {prev} was read with"
                             ));
+                        } else if let (Some(m), Some(pl), Some(claim)) =
+                            (&unsigned, &prev_local, &d.previous_digest_signature)
+                        {
+                            // The previous digest's signature, named here: it is checked with
+                            // it (durably noted with this digest's marks).
+                            let value = DigestMark {
+                                state: DigestState::Claimed,
+                                hash: m.hash.clone(),
+                                signature: Some(claim.clone()),
+                                tail: m.tail.clone(),
+                            };
+                            marks.push((site.mark_key(pl), value.encode()));
+                            self.claims.insert(pl.clone(), claim.clone());
+                            self.resolvable.push(pl.clone());
                         }
                     }
                     None => {
@@ -785,6 +1243,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn starts_round_trip() {
+        let s: Starts = [
+            (
+                ("main".into(), "us-east-1".into()),
+                Timestamp(1_709_251_200_000),
+            ),
+            (("org-trail".into(), "eu-west-1".into()), Timestamp(5)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(decode_starts(&encode_starts(&s)), s);
+    }
+
+    #[test]
+    fn failures_of_days_before_the_first_kept_are_forgotten() {
+        let mut f: BTreeMap<i64, u64> = [(10, 2), (11, 1), (17, 4)].into_iter().collect();
+        assert!(!forget_days(&mut f, 10), "nothing before day 10");
+        assert!(forget_days(&mut f, 11));
+        assert_eq!(f.into_iter().collect::<Vec<_>>(), vec![(11, 1), (17, 4)]);
+    }
+
+    #[test]
     fn mark_values_round_trip() {
         let h = [0xabu8; 32];
         let v = hashed_value(&h, "\"e t\"");
@@ -796,14 +1276,28 @@ mod tests {
         assert_eq!(hashed_tail(&bare), Some(""));
         assert_eq!(log_hash(b"done"), None);
         assert_eq!(log_hash(b"d \"etag\""), None);
-        let g = digest_value("00ff", Some("abcd"), "\"x y\"");
-        assert_eq!(
-            parse_digest_value(&g),
-            Some(("00ff".into(), Some("abcd".into()), "\"x y\"".into()))
-        );
-        assert_eq!(
-            parse_digest_value(&digest_value("00ff", None, "")),
-            Some(("00ff".into(), None, String::new()))
-        );
+        let g = DigestMark {
+            state: DigestState::Checked,
+            hash: "00ff".into(),
+            signature: Some("abcd".into()),
+            tail: "\"x y\"".into(),
+        };
+        assert_eq!(g.encode(), b"g 00ff abcd \"x y\"");
+        assert_eq!(DigestMark::decode(&g.encode()), Some(g));
+        for state in [
+            DigestState::Checked,
+            DigestState::NoSignature,
+            DigestState::Unverified,
+            DigestState::Claimed,
+        ] {
+            let m = DigestMark {
+                state,
+                hash: String::new(),
+                signature: None,
+                tail: String::new(),
+            };
+            assert_eq!(DigestMark::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(DigestMark::decode(b"h 00ff"), None);
     }
 }

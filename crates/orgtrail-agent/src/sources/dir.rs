@@ -12,8 +12,10 @@
 //! `done`); digest files (`CloudTrail-Digest/`) are read after the log files of each scan, once
 //! settled, with their signature from the `<digest>.sig` sidecar (which `aws s3api head-object
 //! ... --query Metadata.signature` prints), and checked (see [`super::digests`]). A digest
-//! without its sidecar waits for it while the digest is recent (a one-pass run, or a digest
-//! older than [`CORRUPT_AFTER`], reports it).
+//! without its sidecar waits for it while the digest changed within [`CORRUPT_AFTER`] (not in
+//! a one-pass run); then it is checked with the signature its successor names (a copy made by
+//! `aws s3 sync` has no sidecars), the newest reported `unverified` until its successor comes.
+//! Failures reported more than `digest_keep_days` ago leave the gauge.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -121,21 +123,113 @@ impl digests::Site for DirSite<'_> {
     }
 }
 
-/// Runs the source: scans every `poll_ms` (once, with `ctx.once`); with `keys`, checks
+/// What the tree holds at a scan, to be read.
+enum Found {
+    /// Read before (or skipped): nothing to do.
+    Done,
+    /// New or still changing: looked at again at the next scan.
+    Settling,
+    /// To be read (settled, or a digest read before without a signature).
+    Ready,
+}
+
+/// What a file's mark means.
+enum Skip {
+    /// Done for good.
+    Done,
+    /// Nothing to do at this scan (a digest waiting for its successor).
+    Now,
+    /// To be read.
+    No,
+}
+
+/// A file found by a scan: its path under the root, mark key and whether it is to be read.
+struct Scanned {
+    rel: PathBuf,
+    key: Vec<u8>,
+    hash: u128,
+    now: (u64, Option<SystemTime>),
+}
+
+/// The scan state of the source: what is settling, and what is done.
+#[derive(Default)]
+struct Tree {
+    /// Files seen but not yet settled: (size, mtime) at the last scan.
+    seen: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// The same, for the next scan.
+    waiting: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// Files known to be done, by a 128-bit hash of their path: later scans skip them
+    /// without a stat or a spool lookup (16 bytes a file).
+    done: HashSet<u128>,
+}
+
+impl Tree {
+    /// Where `path` stands; `skip` says what its mark (`rel`, key, value) means.
+    fn find(
+        &mut self,
+        ctx: &Ctx,
+        root: &Path,
+        path: &Path,
+        skip: impl FnOnce(&str, &[u8], &[u8]) -> Skip,
+    ) -> (Found, Scanned) {
+        let rel = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+        let key = mark_key(&rel);
+        let hash = path_hash(&key);
+        let mut s = Scanned {
+            rel,
+            key,
+            hash,
+            now: (0, None),
+        };
+        if self.done.contains(&hash) {
+            return (Found::Done, s);
+        }
+        let mark = ctx.spool.mark(&s.key);
+        match mark
+            .as_deref()
+            .map(|v| skip(&s.rel.to_string_lossy(), &s.key, v))
+        {
+            Some(Skip::Done) => {
+                self.done.insert(hash);
+                return (Found::Done, s);
+            }
+            Some(Skip::Now) => return (Found::Done, s),
+            Some(Skip::No) | None => {}
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            return (Found::Settling, s);
+        };
+        s.now = (meta.len(), meta.modified().ok());
+        if mark.is_none() && !ctx.once && self.seen.get(path) != Some(&s.now) {
+            // New or still changing: look again at the next scan.
+            self.waiting.insert(path.to_path_buf(), s.now);
+            return (Found::Settling, s);
+        }
+        (Found::Ready, s)
+    }
+}
+
+/// Runs the source: scans every `poll_ms` (once, with `ctx.once`); with `digests`, checks
 /// CloudTrail's digests.
-pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64, keys: Option<PublicKeySet>) -> Result<(), String> {
-    let mut checker = keys.map(|k| Checker::new(k, b"digests\0".to_vec()));
+pub fn run(
+    ctx: &Ctx,
+    root: &Path,
+    poll_ms: u64,
+    digests: Option<(PublicKeySet, digests::Options)>,
+) -> Result<(), String> {
+    let keep_days = digests.as_ref().map_or(0, |(_, o)| o.keep_days);
+    let mut checker = digests.map(|(k, o)| Checker::new(k, b"digests\0".to_vec(), o.wait));
     if let Some(c) = &mut checker {
         c.publish(ctx);
     }
-    // Files seen but not yet settled: (size, mtime) at the last scan.
-    let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
-    // Files known to be done, by a 128-bit hash of their path: later scans skip them without
-    // a stat or a spool lookup (16 bytes a file).
-    let mut done: HashSet<u128> = HashSet::new();
+    let mut tree = Tree::default();
     loop {
         if let Some(c) = &mut checker {
             c.new_pass();
+            let today = digests::unix_now().div_euclid(86_400);
+            if !c.forget_before(ctx, today - i64::from(keep_days)) {
+                return Ok(());
+            }
         }
         let mut files = Vec::new();
         let mut digest_files = Vec::new();
@@ -144,39 +238,30 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64, keys: Option<PublicKeySet>) -> 
             &mut files,
             checker.is_some().then_some(&mut digest_files),
         );
-        let mut waiting = HashMap::new();
         for path in files {
             if ctx.stopping() {
                 return Ok(());
             }
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            let key = mark_key(&rel);
-            let h = path_hash(&key);
-            if done.contains(&h) {
-                continue;
-            }
-            if let Some(v) = ctx.spool.mark(&key) {
+            let (found, s) = tree.find(ctx, root, &path, |rel, key, v| {
                 if let Some(c) = &mut checker {
-                    c.shipped(&rel.to_string_lossy(), key, v);
+                    c.shipped(rel, key.to_vec(), v.to_vec());
                 }
-                done.insert(h);
-                continue;
-            }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let now = (meta.len(), meta.modified().ok());
-            if !ctx.once && seen.get(&path) != Some(&now) {
-                // New or still changing: look again at the next scan.
-                waiting.insert(path, now);
-                continue;
-            }
-            match ship_file(ctx, &path, &rel, meta.len(), key.clone(), checker.is_some()) {
+                Skip::Done
+            });
+            let Found::Ready = found else { continue };
+            match ship_file(
+                ctx,
+                &path,
+                &s.rel,
+                s.now.0,
+                s.key.clone(),
+                checker.is_some(),
+            ) {
                 Shipped::Done(value) => {
                     if let Some(c) = &mut checker {
-                        c.shipped(&rel.to_string_lossy(), key, value);
+                        c.shipped(&s.rel.to_string_lossy(), s.key, value);
                     }
-                    done.insert(h);
+                    tree.done.insert(s.hash);
                 }
                 Shipped::Later => {}
                 Shipped::Stopping => return Ok(()),
@@ -187,37 +272,35 @@ pub fn run(ctx: &Ctx, root: &Path, poll_ms: u64, keys: Option<PublicKeySet>) -> 
                 if ctx.stopping() {
                     return Ok(());
                 }
-                let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-                let key = mark_key(&rel);
-                let h = path_hash(&key);
-                if done.contains(&h) {
-                    continue;
-                }
-                if ctx.spool.mark(&key).is_some() {
-                    done.insert(h);
-                    continue;
-                }
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
-                };
-                let now = (meta.len(), meta.modified().ok());
-                if !ctx.once && seen.get(&path) != Some(&now) {
-                    waiting.insert(path, now);
-                    continue;
-                }
-                match check_digest(ctx, c, root, &path, &rel) {
-                    Checked::Done => {
-                        done.insert(h);
-                    }
-                    Checked::Waiting => {
-                        // Look again at the next scan, without waiting for it to settle.
-                        waiting.insert(path, now);
-                    }
-                    Checked::Stopping => return Ok(()),
+                let (found, s) = tree.find(ctx, root, &path, |rel, _, v| match c.settled(rel, v) {
+                    Some(true) => Skip::Done,
+                    Some(false) => Skip::Now,
+                    None => Skip::No,
+                });
+                let Found::Ready = found else { continue };
+                if !check_digest(ctx, c, &mut tree, root, &path, &s) {
+                    return Ok(());
                 }
             }
+            // Digests whose signature a successor named in this scan.
+            for rel in c.take_resolvable() {
+                let key = mark_key(Path::new(&rel));
+                let s = Scanned {
+                    hash: path_hash(&key),
+                    rel: PathBuf::from(&rel),
+                    key,
+                    now: (0, None),
+                };
+                if !check_digest(ctx, c, &mut tree, root, &root.join(&rel), &s) {
+                    return Ok(());
+                }
+            }
+            let site = DirSite { root, rel: "" };
+            if !c.end_pass(ctx, &site) {
+                return Ok(());
+            }
         }
-        seen = waiting;
+        tree.seen = std::mem::take(&mut tree.waiting);
         if ctx.once {
             return Ok(());
         }
@@ -238,8 +321,16 @@ fn recently_changed(ctx: &Ctx, path: &Path) -> bool {
             .is_some_and(|age| age < CORRUPT_AFTER)
 }
 
-/// Reads and checks one settled digest file.
-fn check_digest(ctx: &Ctx, c: &mut Checker, root: &Path, path: &Path, rel: &Path) -> Checked {
+/// Reads and checks one settled digest file; false when the agent is stopping.
+fn check_digest(
+    ctx: &Ctx,
+    c: &mut Checker,
+    tree: &mut Tree,
+    root: &Path,
+    path: &Path,
+    s: &Scanned,
+) -> bool {
+    let rel = s.rel.to_string_lossy();
     let sig_path = {
         let mut p = path.as_os_str().to_owned();
         p.push(".sig");
@@ -247,9 +338,10 @@ fn check_digest(ctx: &Ctx, c: &mut Checker, root: &Path, path: &Path, rel: &Path
     };
     let signature = match std::fs::read_to_string(&sig_path) {
         Ok(s) => Some(s.trim().to_owned()),
-        Err(_) if recently_changed(ctx, path) => {
-            tracing::info!(source = %ctx.name, digest = %rel.display(), "digest file without its .sig sidecar yet; checked when the sidecar arrives");
-            return Checked::Waiting;
+        Err(_) if !c.claimed(&rel) && recently_changed(ctx, path) => {
+            tracing::info!(source = %ctx.name, digest = %rel, "digest file without its .sig sidecar yet; checked when the sidecar arrives");
+            tree.waiting.insert(path.to_path_buf(), s.now);
+            return true;
         }
         Err(_) => None,
     };
@@ -258,9 +350,19 @@ fn check_digest(ctx: &Ctx, c: &mut Checker, root: &Path, path: &Path, rel: &Path
         .and_then(|f| {
             inflate_and_hash(f, digests::MAX_DIGEST_BYTES, true).map_err(|e| e.to_string())
         });
-    let rel = rel.to_string_lossy();
     let site = DirSite { root, rel: &rel };
-    c.check(ctx, &site, &rel, read, signature, "")
+    match c.check(ctx, &site, &rel, read, signature, "") {
+        Checked::Done => {
+            tree.done.insert(s.hash);
+        }
+        // Looked at again at the next scan, without waiting for it to settle.
+        Checked::Waiting => {
+            tree.waiting.insert(path.to_path_buf(), s.now);
+        }
+        Checked::Pending => {}
+        Checked::Stopping => return false,
+    }
+    true
 }
 
 /// The SHA-256 of a log file's inflated bytes, read whole (the check before anything is

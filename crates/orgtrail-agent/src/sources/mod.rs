@@ -33,6 +33,9 @@ pub enum Item {
     },
     /// The source's new position, durable together with the events before it.
     Mark { key: Vec<u8>, value: Vec<u8> },
+    /// Several positions written in one durable append, all or none (a digest's check: the
+    /// failures it counted and the marks saying it was checked).
+    Marks(Vec<(Vec<u8>, Vec<u8>)>),
     /// Answer once everything handed over before is durable in the spool.
     Durable(SyncSender<Result<(), String>>),
 }

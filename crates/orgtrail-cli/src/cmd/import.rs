@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orgtrail_core::{AccountId, CloudTrailEvent, DecodeLimits, InputFormat};
+use orgtrail_core::{AccountId, CloudTrailEvent, DecodeLimits, InputFormat, Timestamp};
 
 use crate::cmd::ingest::ingest;
 
@@ -28,6 +28,10 @@ use crate::cmd::ingest::ingest;
 /// log file's hash, unlisted log files); if anything is invalid, the report is printed, nothing
 /// is imported, and the exit status is 1. Only directories can be validated: a file or `-`
 /// with either flag is a usage error. Without either flag, nothing is validated.
+///
+/// --start and --end import only the log files of each directory whose time (the minute in
+/// the file's name) lies between them, and validate only the digests of that range (as
+/// `validate-logs --start --end` does: it covers every file imported).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The store's data directory (created if missing).
@@ -60,6 +64,15 @@ pub(crate) struct Args {
     /// digest's digestS3Bucket must name it (unset: bucket names are not checked).
     #[arg(long, value_name = "NAME")]
     bucket: Option<String>,
+    /// Import only the log files of each directory from this time on (RFC 3339, e.g.
+    /// 2024-03-01T00:00:00Z; the minute in the file's name), and validate the digests that end
+    /// at or after it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    start: Option<Timestamp>,
+    /// Import only the log files of each directory up to this time, and validate the digests
+    /// up to it (plus one hour, for the digest that covers it).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    end: Option<Timestamp>,
     /// Files to import; `-` reads standard input; a directory, its CloudTrail log files.
     #[arg(required = true, value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
@@ -88,7 +101,26 @@ struct Tuning {
 
 /// Reads and validates on this thread, prepares on one worker per core, and keeps the ledger
 /// writer busy (see `ingest`).
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| e.to_string())
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let (Some(s), Some(e)) = (args.start, args.end)
+        && s > e
+    {
+        anyhow::bail!("--start {s} is after --end {e}");
+    }
+    if args.start.is_some() || args.end.is_some() {
+        for p in &args.files {
+            if !p.is_dir() {
+                anyhow::bail!(
+                    "{}: --start and --end choose log files of a directory by the time in their names; a file is imported whole",
+                    p.display()
+                );
+            }
+        }
+    }
     if !args.public_keys.is_empty() || !args.public_key.is_empty() {
         if !validated(&args)? {
             return Ok(ExitCode::from(1));
@@ -98,7 +130,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--bucket names the bucket digests are checked against: it needs --public-keys or --public-key"
         );
     }
-    let files = expand(&args.files)?;
+    let files = expand(&args.files, args.start, args.end)?;
     let t = &args.tuning;
     let ledger = crate::cmd::keys::open_tuned(&args.keys, &args.data_dir, |cfg| {
         if let Some(n) = t.max_group_events {
@@ -198,7 +230,11 @@ fn validated(args: &Args) -> anyhow::Result<bool> {
         let report = orgtrail_trailfiles::validate(
             &store,
             &keys,
-            &orgtrail_trailfiles::ValidateOptions::default(),
+            &orgtrail_trailfiles::ValidateOptions {
+                start: args.start,
+                end: args.end,
+                ..orgtrail_trailfiles::ValidateOptions::default()
+            },
         )?;
         if report.is_valid() {
             writeln!(
@@ -213,8 +249,8 @@ fn validated(args: &Args) -> anyhow::Result<bool> {
             crate::cmd::validate_logs::write_text(
                 &mut out,
                 &p.display().to_string(),
-                None,
-                None,
+                args.start,
+                args.end,
                 &report,
             )?;
         }
@@ -229,15 +265,24 @@ fn validated(args: &Args) -> anyhow::Result<bool> {
     Ok(all_valid)
 }
 
-/// The files to read: each directory replaced by its CloudTrail log files, in key order.
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// The files to read: each directory replaced by its CloudTrail log files, in key order (those
+/// whose name's time lies in `start..=end`).
+fn expand(
+    paths: &[PathBuf],
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let in_range = |k: &str| {
+        orgtrail_trailfiles::TrailKey::parse(k)
+            .is_some_and(|t| start.is_none_or(|s| t.stamp >= s) && end.is_none_or(|e| t.stamp <= e))
+    };
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
         if p.is_dir() {
             let store = orgtrail_trailfiles::DirStore::new(p, None, "")?;
             let keys = orgtrail_trailfiles::log_keys(&store)
                 .with_context(|| format!("listing {}", p.display()))?;
-            out.extend(keys.iter().map(|k| p.join(k)));
+            out.extend(keys.iter().filter(|k| in_range(k)).map(|k| p.join(k)));
         } else {
             out.push(p.clone());
         }

@@ -43,9 +43,14 @@ pub(crate) fn iso(secs: i64) -> String {
 }
 
 pub(crate) fn digest_key(end_secs: i64) -> String {
+    trail_digest_key(end_secs, "main")
+}
+
+/// The key of trail `name`'s digest ending at `end_secs`.
+pub(crate) fn trail_digest_key(end_secs: i64, name: &str) -> String {
     let (y, mo, d, h, mi, s) = civil(end_secs);
     format!(
-        "AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/{y:04}/{mo:02}/{d:02}/{ACCOUNT}_CloudTrail-Digest_{REGION}_main_{REGION}_{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z.json.gz"
+        "AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/{y:04}/{mo:02}/{d:02}/{ACCOUNT}_CloudTrail-Digest_{REGION}_{name}_{REGION}_{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z.json.gz"
     )
 }
 
@@ -141,7 +146,7 @@ impl Trail {
         signer: impl Fn(usize) -> Signer,
         gap_at: Option<usize>,
     ) -> Trail {
-        Self::build_full(root, prefix, false, keys, hours, signer, gap_at, T0)
+        Self::build_full(root, prefix, false, keys, hours, signer, gap_at, T0, "main")
     }
 
     /// Like `build`, with hour 0 starting at `t0` (Unix seconds, a whole hour).
@@ -152,12 +157,38 @@ impl Trail {
         signer: impl Fn(usize) -> Signer,
         t0: i64,
     ) -> Trail {
-        Self::build_full(root, "", false, keys, hours, signer, None, t0)
+        Self::build_full(root, "", false, keys, hours, signer, None, t0, "main")
     }
 
     /// A chain of backfill digests (`..._backfill.json.gz`) over the same hours and log files.
     pub(crate) fn build_backfill(root: &Path, keys: &Keys, hours: usize) -> Trail {
-        Self::build_full(root, "", true, keys, hours, |_| Signer::Trail, None, T0)
+        Self::build_full(
+            root,
+            "",
+            true,
+            keys,
+            hours,
+            |_| Signer::Trail,
+            None,
+            T0,
+            "main",
+        )
+    }
+
+    /// Like `build`, for the trail named `name` (its log files and eventIDs carry the name
+    /// too: `e-NAME-HOUR-N`), so that two trails can share a location.
+    pub(crate) fn build_named(root: &Path, keys: &Keys, hours: usize, name: &str) -> Trail {
+        Self::build_full(
+            root,
+            "",
+            false,
+            keys,
+            hours,
+            |_| Signer::Trail,
+            None,
+            T0,
+            name,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -170,7 +201,13 @@ impl Trail {
         signer: impl Fn(usize) -> Signer,
         gap_at: Option<usize>,
         t0: i64,
+        name: &str,
     ) -> Trail {
+        let tag = if name == "main" {
+            String::new()
+        } else {
+            format!("{name}-")
+        };
         let mut signatures = Vec::new();
         let mut digests = Vec::new();
         let mut logs = Vec::new();
@@ -182,9 +219,9 @@ impl Trail {
             let mut hour_logs = Vec::new();
             for (n, minute) in [5i64, 35].into_iter().enumerate() {
                 let at = start + minute * 60;
-                let key = format!("{prefix}{}", log_key(at, &format!("h{i}n{n}")));
+                let key = format!("{prefix}{}", log_key(at, &format!("{tag}h{i}n{n}")));
                 let body = json!({"Records": [{
-                    "eventVersion": "1.08", "eventID": format!("e-{i}-{n}"),
+                    "eventVersion": "1.08", "eventID": format!("e-{tag}{i}-{n}"),
                     "eventTime": iso(at), "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
                     "recipientAccountId": ACCOUNT, "awsRegion": REGION,
                 }]});
@@ -198,7 +235,7 @@ impl Trail {
                 }));
                 hour_logs.push(key);
             }
-            let mut key = format!("{prefix}{}", digest_key(end));
+            let mut key = format!("{prefix}{}", trail_digest_key(end, name));
             if backfill {
                 key = key.replace(".json.gz", "_backfill.json.gz");
             }

@@ -97,7 +97,11 @@ pub fn run(
         checker: keys.map(|k| {
             let mut prefix = plan::bucket_prefix(&cfg.bucket);
             prefix.extend_from_slice(b"~digests\0");
-            Checker::new(k, prefix)
+            Checker::new(
+                k,
+                prefix,
+                std::time::Duration::from_millis(cfg.digest_wait_ms),
+            )
         }),
         ..State::default()
     };
@@ -150,11 +154,7 @@ pub fn run(
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use digests::unix_now;
 
 /// What a source keeps between passes.
 #[derive(Debug, Default)]
@@ -171,6 +171,24 @@ struct State {
     listed: HashSet<String>,
     /// The first day of this pass's window.
     first_day: Option<Day>,
+}
+
+impl State {
+    /// `(mark key, version, done hash)` of listed object `o` of `day`, unless it was read
+    /// in this process already or is not `wanted`.
+    fn to_read(
+        &self,
+        cfg: &S3SourceConfig,
+        day: Day,
+        o: &Listed,
+        wanted: bool,
+    ) -> Option<(Vec<u8>, String, u128)> {
+        let mark = plan::mark_key(&cfg.bucket, day, &o.key);
+        let version = o.version.to_string();
+        let h = plan::done_hash(&mark, &version);
+        (wanted && !self.done.get(&day).is_some_and(|d| d.contains(&h)))
+            .then_some((mark, version, h))
+    }
 }
 
 /// Where a digest read from the bucket finds its files.
@@ -311,6 +329,7 @@ fn pass(
         }
     }
     if state.checker.is_some() {
+        let mut digests_read = HashMap::new();
         for loc in &locs {
             // Digests of log files (`.../CloudTrail/REGION/`), after all the log files.
             let Some(base) = loc.strip_suffix('/').and_then(|l| l.rsplit_once('/')) else {
@@ -330,7 +349,32 @@ fn pass(
                     if !digest_object(ctx, cfg, client, state, *day, &o)? {
                         return Ok(());
                     }
+                    digests_read.insert(o.key.clone(), (*day, o));
                 }
+            }
+        }
+        // Digests whose signature a successor named in this pass.
+        let resolvable = state
+            .checker
+            .as_mut()
+            .map(Checker::take_resolvable)
+            .unwrap_or_default();
+        for key in resolvable {
+            if let Some((day, o)) = digests_read.get(&key)
+                && !digest_object(ctx, cfg, client, state, *day, o)?
+            {
+                return Ok(());
+            }
+        }
+        if let Some(c) = &mut state.checker {
+            let site = S3Site {
+                bucket: &cfg.bucket,
+                listed: &state.listed,
+                first_day: days[0],
+                client,
+            };
+            if !c.end_pass(ctx, &site) {
+                return Ok(());
             }
         }
     }
@@ -362,6 +406,35 @@ fn forget_before(ctx: &Ctx, cfg: &S3SourceConfig, state: &mut State, first: Day)
     }
 }
 
+/// The outcome of a request about listed object `o`: `Ok(None)` when it vanished or changed
+/// since the listing (the next pass sees what is there) or failed for a transfer reason (noted
+/// in `failing`, tried again at the next pass); `Err` for an error that stops the pass.
+fn handled<T>(
+    ctx: &Ctx,
+    state: &mut State,
+    o: &Listed,
+    r: Result<T, S3Error>,
+) -> Result<Option<T>, S3Error> {
+    let m = ctx.metrics.source(ctx.index);
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
+            m.s3_object(S3Outcome::Vanished);
+            Ok(None)
+        }
+        Err(e) if e.is_permanent() => {
+            m.s3_error(e.kind());
+            Err(e)
+        }
+        Err(e) => {
+            m.s3_error(e.kind());
+            tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "cannot read S3 object; trying again at the next pass");
+            state.failing.insert(o.key.clone(), e.to_string());
+            Ok(None)
+        }
+    }
+}
+
 /// Handles one listed object. `Ok(false)` when the agent is stopping; `Err` only for an
 /// error that stops the pass (refused credentials).
 fn object(
@@ -373,12 +446,9 @@ fn object(
     o: &Listed,
 ) -> Result<bool, S3Error> {
     let m = ctx.metrics.source(ctx.index);
-    let mark = plan::mark_key(&cfg.bucket, day, &o.key);
-    let version = o.version.to_string();
-    let h = plan::done_hash(&mark, &version);
-    if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !plan::is_log_file(&o.key) {
+    let Some((mark, version, h)) = state.to_read(cfg, day, o, plan::is_log_file(&o.key)) else {
         return Ok(true);
-    }
+    };
     if plan::is_digest(&o.key) {
         m.s3_object(S3Outcome::Digest);
         state.done.entry(day).or_default().insert(h);
@@ -422,23 +492,8 @@ fn object(
             Vec::new(),
         ) && done_mark(ctx));
     }
-    let reader = match client.open(&o.key, Some(&o.version)) {
-        Ok(r) => r,
-        Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
-            // Gone or replaced since the listing: the next pass sees what is there.
-            m.s3_object(S3Outcome::Vanished);
-            return Ok(true);
-        }
-        Err(e) if e.is_permanent() => {
-            m.s3_error(e.kind());
-            return Err(e);
-        }
-        Err(e) => {
-            m.s3_error(e.kind());
-            tracing::warn!(source = %ctx.name, key = %o.key, error = %e, "cannot read S3 object; trying again at the next pass");
-            state.failing.insert(o.key.clone(), e.to_string());
-            return Ok(true);
-        }
+    let Some(reader) = handled(ctx, state, o, client.open(&o.key, Some(&o.version)))? else {
+        return Ok(true);
     };
     let failure = reader.failure();
     let name = format!("s3://{}/{}", cfg.bucket, o.key);
@@ -564,21 +619,21 @@ fn digest_object(
     o: &Listed,
 ) -> Result<bool, S3Error> {
     let m = ctx.metrics.source(ctx.index);
-    let mark = plan::mark_key(&cfg.bucket, day, &o.key);
-    let version = o.version.to_string();
-    let h = plan::done_hash(&mark, &version);
-    if state.done.get(&day).is_some_and(|d| d.contains(&h)) || !o.key.ends_with(".json.gz") {
+    let Some((mark, version, h)) = state.to_read(cfg, day, o, o.key.ends_with(".json.gz")) else {
         return Ok(true);
-    }
-    if let Some((_, _, etag)) = ctx
-        .spool
-        .mark(&mark)
-        .as_deref()
-        .and_then(digests::parse_digest_value)
-        && etag == version
+    };
+    if let Some(v) = ctx.spool.mark(&mark)
+        && digests::DigestMark::decode(&v).is_some_and(|d| d.tail == version)
+        && let Some(c) = &state.checker
     {
-        state.done.entry(day).or_default().insert(h);
-        return Ok(true);
+        match c.settled(&o.key, &v) {
+            Some(true) => {
+                state.done.entry(day).or_default().insert(h);
+                return Ok(true);
+            }
+            Some(false) => return Ok(true),
+            None => {}
+        }
     }
     let failed = |state: &mut State, e: &S3Error| {
         m.s3_error(e.kind());
@@ -591,45 +646,21 @@ fn digest_object(
             o.size
         ))
     } else {
-        match client.open(&o.key, Some(&o.version)) {
-            Ok(reader) => {
-                let failure = reader.failure();
-                let r = inflate_and_hash(reader, digests::MAX_DIGEST_BYTES, true);
-                if let Some(f) = failure.get() {
-                    failed(state, f);
-                    return Ok(true);
-                }
-                r.map_err(|e| e.to_string())
-            }
-            Err(S3Error::NotFound { .. } | S3Error::Changed { .. }) => {
-                m.s3_object(S3Outcome::Vanished);
-                return Ok(true);
-            }
-            Err(e) if e.is_permanent() => {
-                m.s3_error(e.kind());
-                return Err(e);
-            }
-            Err(e) => {
-                failed(state, &e);
-                return Ok(true);
-            }
-        }
-    };
-    let signature = match client.metadata(&o.key, "signature") {
-        Ok(s) => s.map(|s| s.trim().to_owned()),
-        Err(S3Error::NotFound { .. }) => {
-            m.s3_object(S3Outcome::Vanished);
+        let Some(reader) = handled(ctx, state, o, client.open(&o.key, Some(&o.version)))? else {
+            return Ok(true);
+        };
+        let failure = reader.failure();
+        let r = inflate_and_hash(reader, digests::MAX_DIGEST_BYTES, true);
+        if let Some(f) = failure.get() {
+            failed(state, f);
             return Ok(true);
         }
-        Err(e) if e.is_permanent() => {
-            m.s3_error(e.kind());
-            return Err(e);
-        }
-        Err(e) => {
-            failed(state, &e);
-            return Ok(true);
-        }
+        r.map_err(|e| e.to_string())
     };
+    let Some(signature) = handled(ctx, state, o, client.metadata(&o.key, "signature"))? else {
+        return Ok(true);
+    };
+    let signature = signature.map(|s| s.trim().to_owned());
     let Some(checker) = state.checker.as_mut() else {
         return Ok(true);
     };
@@ -646,7 +677,7 @@ fn digest_object(
             m.s3_object(S3Outcome::Digest);
             Ok(true)
         }
-        Checked::Waiting => Ok(true),
+        Checked::Waiting | Checked::Pending => Ok(true),
         Checked::Stopping => Ok(false),
     }
 }
