@@ -158,6 +158,7 @@ fn the_data_directory_reveals_no_event_content() {
     let keys = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let evs = events(800, 9);
+    let mut open_bytes = Vec::new();
     {
         // Counter deltas merged every two groups: both kinds of counter values are on disk.
         let cfg = LedgerConfig {
@@ -179,6 +180,11 @@ fn the_data_directory_reveals_no_event_content() {
         }
         let (deltas, merged, _) = footprint;
         assert!(deltas > 0 && merged > 0, "{deltas} deltas, {merged} merged");
+        // Read now as well: a clean close merges the waiting deltas (every group is flushed
+        // when it is acknowledged, so the files hold them now).
+        for entry in walk(data.path()) {
+            open_bytes.extend(std::fs::read(entry).unwrap());
+        }
         ledger.close().unwrap();
     }
     let mut needles: Vec<String> = Vec::new();
@@ -205,11 +211,11 @@ fn the_data_directory_reveals_no_event_content() {
         needles.extend(f.error_code.iter().filter(|c| c.len() >= 8).cloned());
         needles.extend(f.aws_region.iter().cloned());
     }
-    let mut hay = Vec::new();
+    let mut hay = open_bytes;
     for entry in walk(data.path()) {
         hay.extend(std::fs::read(entry).unwrap());
     }
-    assert!(hay.len() > 10_000);
+    assert!(hay.len() > 20_000);
     for n in &needles {
         assert!(
             !hay.windows(n.len()).any(|w| w == n.as_bytes()),
@@ -609,6 +615,66 @@ fn a_truncated_index_chunk_is_reported_at_open() {
         e.to_string().starts_with("store is corrupt: index chunk"),
         "{e}"
     );
+}
+
+/// A clean close merges the counter deltas still waiting (fewer than `count_merge_after`), so
+/// that the first count after the next open reads merged values only; the counts stay exact,
+/// and a count run before the close gives the same groups as one after it.
+#[test]
+fn a_clean_close_merges_the_waiting_counters() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = LedgerConfig {
+        count_merge_after: 1000,
+        ..cfg()
+    };
+    let by = [
+        orgtrail_store::Group::Account,
+        orgtrail_store::Group::EventName,
+    ];
+    let evs = events(3000, 43);
+    let before = {
+        let ledger = Ledger::open(d.path(), provider(k.path()), cfg.clone()).unwrap();
+        let stored = append(&ledger, &evs)
+            .iter()
+            .filter(|a| matches!(a, Appended::Stored(_)))
+            .count();
+        assert_eq!(stored, 3000);
+        let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+        assert!(
+            deltas > 0 && merged == 0,
+            "{deltas} deltas, {merged} merged"
+        );
+        let c = ledger
+            .count_at_most(&Query::default(), &by, 10_000, 0)
+            .unwrap();
+        ledger.close().unwrap();
+        c
+    };
+    assert_eq!(before.total, 3000);
+    let ledger = Ledger::open(d.path(), provider(k.path()), cfg).unwrap();
+    let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+    assert!(
+        deltas == 0 && merged > 0,
+        "{deltas} deltas, {merged} merged"
+    );
+    let after = ledger
+        .count_at_most(&Query::default(), &by, 10_000, 0)
+        .unwrap();
+    assert_eq!((after.total, &after.groups), (before.total, &before.groups));
+    let scanned = ledger
+        .count_by_scan(&Query::default(), &by, 10_000, usize::MAX)
+        .unwrap();
+    assert_eq!(
+        (scanned.total, &scanned.groups),
+        (after.total, &after.groups)
+    );
+    // More events after the reopen: deltas again, counted with the merged values.
+    append(&ledger, &events(500, 44));
+    let more = ledger
+        .count_at_most(&Query::default(), &by, 10_000, 0)
+        .unwrap();
+    assert_eq!(more.total, 3500);
+    ledger.close().unwrap();
 }
 
 /// A decrypting count reads its hits a page at a time (4,096): across pages it counts every
