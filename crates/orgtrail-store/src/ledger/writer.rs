@@ -359,10 +359,12 @@ impl WriterState {
         // Clean shutdown: the counter deltas still waiting are merged (every group is durable
         // and published by now), so that the first count after the next open reads merged
         // values only, not up to `count_merge_after` deltas, each opened and decoded on its own.
-        if let Err(e) = sh.tree().and_then(|t| {
-            self.counts
-                .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
-        }) {
+        if sh.cfg.count_merge_at_close
+            && let Err(e) = sh.tree().and_then(|t| {
+                self.counts
+                    .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
+            })
+        {
             tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
         }
         // The memtable being written is waited for (the next open then reads fewer chunks); a
