@@ -45,7 +45,7 @@ impl Fixture {
             index_run_events: self.run_events,
             // The fixture's last group is torn as a crash would leave it: its counter deltas
             // still deltas, not merged at a clean close.
-            count_merge_at_close: false,
+            count_merge_waiting: false,
             ..LedgerConfig::default()
         }
     }

@@ -617,11 +617,12 @@ fn a_truncated_index_chunk_is_reported_at_open() {
     );
 }
 
-/// A clean close merges the counter deltas still waiting (fewer than `count_merge_after`), so
-/// that the first count after the next open reads merged values only; the counts stay exact,
-/// and a count run before the close gives the same groups as one after it.
+/// Counter deltas still waiting (fewer than `count_merge_after`) are merged at a clean close,
+/// and those a crash left (here: a close that does not merge them) at the next writable open,
+/// before its first group: the first count after an open reads merged values only. The counts
+/// stay exact throughout.
 #[test]
-fn a_clean_close_merges_the_waiting_counters() {
+fn waiting_counters_are_merged_at_a_clean_close_and_after_a_crash() {
     let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = LedgerConfig {
         count_merge_after: 1000,
@@ -631,49 +632,57 @@ fn a_clean_close_merges_the_waiting_counters() {
         orgtrail_store::Group::Account,
         orgtrail_store::Group::EventName,
     ];
-    let evs = events(3000, 43);
-    let before = {
-        let ledger = Ledger::open(d.path(), provider(k.path()), cfg.clone()).unwrap();
-        let stored = append(&ledger, &evs)
-            .iter()
-            .filter(|a| matches!(a, Appended::Stored(_)))
-            .count();
-        assert_eq!(stored, 3000);
-        let (deltas, merged, _) = ledger.counter_footprint().unwrap();
-        assert!(
-            deltas > 0 && merged == 0,
-            "{deltas} deltas, {merged} merged"
-        );
+    let count = |ledger: &Ledger| {
         let c = ledger
             .count_at_most(&Query::default(), &by, 10_000, 0)
             .unwrap();
+        let scanned = ledger
+            .count_by_scan(&Query::default(), &by, 10_000, usize::MAX)
+            .unwrap();
+        assert_eq!((c.total, &c.groups), (scanned.total, &scanned.groups));
+        c
+    };
+    let stored = |r: Vec<Appended>| {
+        r.iter()
+            .filter(|a| matches!(a, Appended::Stored(_)))
+            .count()
+    };
+    // As a crash leaves them: the deltas not merged at the end.
+    let crashed = LedgerConfig {
+        count_merge_waiting: false,
+        ..cfg.clone()
+    };
+    let before = {
+        let ledger = Ledger::open(d.path(), provider(k.path()), crashed).unwrap();
+        assert_eq!(stored(append(&ledger, &events(3000, 43))), 3000);
+        let c = count(&ledger);
         ledger.close().unwrap();
         c
     };
     assert_eq!(before.total, 3000);
+    {
+        let ledger = Ledger::open(d.path(), provider(k.path()), cfg.clone()).unwrap();
+        // The first group waits for the merge at open: then its own delta is the only one.
+        assert_eq!(stored(append(&ledger, &events(3001, 43)[3000..])), 1);
+        let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+        assert!(
+            deltas == 1 && merged > 0,
+            "{deltas} deltas, {merged} merged"
+        );
+        assert_eq!(count(&ledger).total, 3001);
+        // More groups: deltas again, merged at the close.
+        assert_eq!(stored(append(&ledger, &events(500, 44))), 500);
+        let (deltas, _, _) = ledger.counter_footprint().unwrap();
+        assert!(deltas > 1, "{deltas} deltas");
+        ledger.close().unwrap();
+    }
     let ledger = Ledger::open(d.path(), provider(k.path()), cfg).unwrap();
     let (deltas, merged, _) = ledger.counter_footprint().unwrap();
     assert!(
         deltas == 0 && merged > 0,
         "{deltas} deltas, {merged} merged"
     );
-    let after = ledger
-        .count_at_most(&Query::default(), &by, 10_000, 0)
-        .unwrap();
-    assert_eq!((after.total, &after.groups), (before.total, &before.groups));
-    let scanned = ledger
-        .count_by_scan(&Query::default(), &by, 10_000, usize::MAX)
-        .unwrap();
-    assert_eq!(
-        (scanned.total, &scanned.groups),
-        (after.total, &after.groups)
-    );
-    // More events after the reopen: deltas again, counted with the merged values.
-    append(&ledger, &events(500, 44));
-    let more = ledger
-        .count_at_most(&Query::default(), &by, 10_000, 0)
-        .unwrap();
-    assert_eq!(more.total, 3500);
+    assert_eq!(count(&ledger).total, 3501);
     ledger.close().unwrap();
 }
 
