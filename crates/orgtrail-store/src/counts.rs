@@ -57,7 +57,13 @@
 //! # Merging
 //! A delta per group and hour is small, and writing one never rewrites a growing value. Once
 //! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
-//! published): first it writes the merged values one at a time (each hour, and each day and
+//! published), and at a clean close it merges whatever deltas wait, however few (and at a
+//! writable open, before the first group, those a crash left): the first count after the next
+//! open then reads merged values only (opening and decoding 120 waiting
+//! deltas, each holding its group's users, was most of a cold `stats` over everything at 10M
+//! events: 24-235 ms under load, against 2.3-5.3 ms for the rollups alone; a read-only open
+//! after a crash still reads the deltas the crash left). A merge first writes the merged
+//! values one at a time (each hour, and each day and
 //! 32-day rollup holding it, every value a delta goes into taking it once), then one batch
 //! removes the merged deltas. It builds one value (an hour, or one variant of a day or 32-day
 //! rollup) at a time, opening each of its deltas on its own (a rollup's deltas once per
@@ -111,6 +117,9 @@
 //! A delta is skipped when its seq is at most the `through` of the value (hour or rollup)
 //! that covers its hour: a merge takes every waiting delta at once into each value it writes,
 //! so a delta at or below a value's `through` is in that value.
+//! A count by one field (or none) sums a value's rows per reference into an array and adds
+//! each distinct value to the answer once, instead of hashing every row: a count by user over
+//! everything reads a month's users, one row per user and call.
 //! Decoded values are cached (the cache
 //! has a byte budget, `count_cache_bytes`). What the counters cannot serve (the edges of a range that does
 //! not start or end on a whole hour, a filter on another attribute, an eventID) is counted by a
@@ -730,16 +739,38 @@ impl Table {
             }
             Some(a)
         };
+        let selected = |refs: &[u32; DIMS]| {
+            want.iter().all(|(d, r)| refs[*d] == *r)
+                && accounts.as_ref().is_none_or(|a| a.contains(&refs[0]))
+        };
+        if let [] | [_] = sel.by[..] {
+            // No field or one: summed per this table's reference first (an array, no hashing
+            // per row: a count by user reads a month's users, one row per user and call),
+            // then each value met is added to `acc` once.
+            let dim = sel.by.first().copied();
+            let mut local = vec![0u64; self.strings.len() + 1];
+            for (refs, n) in &self.rows {
+                if selected(refs) {
+                    local[dim.map_or(0, |d| refs[d] as usize)] += n;
+                }
+            }
+            for (r, n) in local.into_iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                let id = match r {
+                    0 => 0,
+                    r => acc.intern(&self.strings[r - 1]),
+                };
+                *acc.small.entry(u64::from(id) << 32).or_default() += n;
+            }
+            return;
+        }
         // This table's references -> the accumulator's ids, filled as rows need them.
         let mut ids = vec![u32::MAX; self.strings.len() + 1];
         ids[0] = 0;
         for (refs, n) in &self.rows {
-            if !want.iter().all(|(d, r)| refs[*d] == *r) {
-                continue;
-            }
-            if let Some(a) = &accounts
-                && !a.contains(&refs[0])
-            {
+            if !selected(refs) {
                 continue;
             }
             let mut k = [0u32; DIMS];
@@ -1679,6 +1710,20 @@ impl Writer {
         self.merge(tree, provider, cache)
     }
 
+    /// Merges whatever deltas wait, however few (at a clean close). Call only when every
+    /// waiting delta's group is durable and published.
+    pub(crate) fn merge_waiting(
+        &mut self,
+        tree: &sled::Tree,
+        provider: &dyn KeyProvider,
+        cache: &Cache,
+    ) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.merge(tree, provider, cache)
+    }
+
     pub(crate) fn merge(
         &mut self,
         tree: &sled::Tree,
@@ -2431,7 +2476,7 @@ mod tests {
             proptest::option::of(-6 * HOUR_MS..26 * HOUR_MS),
             proptest::collection::vec((0..DIMS, 0..4usize), 0..3),
             proptest::collection::vec(0..3usize, 0..3),
-            proptest::collection::vec(0..DIMS, 1..4),
+            proptest::collection::vec(0..DIMS, 0..4),
             0..12usize,
         )
             .prop_map(|(groups, s, e, filters, accounts, by, merge_after)| Case {

@@ -93,7 +93,19 @@ impl<'a> Reader<'a> {
     }
 
     /// An unsigned LEB128 integer.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, StoreError> {
+        // One byte, the common case (a counter row is seven of them, a count reads millions).
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, StoreError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;

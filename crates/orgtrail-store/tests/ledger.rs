@@ -158,6 +158,7 @@ fn the_data_directory_reveals_no_event_content() {
     let keys = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let evs = events(800, 9);
+    let mut open_bytes = Vec::new();
     {
         // Counter deltas merged every two groups: both kinds of counter values are on disk.
         let cfg = LedgerConfig {
@@ -179,6 +180,11 @@ fn the_data_directory_reveals_no_event_content() {
         }
         let (deltas, merged, _) = footprint;
         assert!(deltas > 0 && merged > 0, "{deltas} deltas, {merged} merged");
+        // Read now as well: a clean close merges the waiting deltas (every group is flushed
+        // when it is acknowledged, so the files hold them now).
+        for entry in walk(data.path()) {
+            open_bytes.extend(std::fs::read(entry).unwrap());
+        }
         ledger.close().unwrap();
     }
     let mut needles: Vec<String> = Vec::new();
@@ -205,11 +211,11 @@ fn the_data_directory_reveals_no_event_content() {
         needles.extend(f.error_code.iter().filter(|c| c.len() >= 8).cloned());
         needles.extend(f.aws_region.iter().cloned());
     }
-    let mut hay = Vec::new();
+    let mut hay = open_bytes;
     for entry in walk(data.path()) {
         hay.extend(std::fs::read(entry).unwrap());
     }
-    assert!(hay.len() > 10_000);
+    assert!(hay.len() > 20_000);
     for n in &needles {
         assert!(
             !hay.windows(n.len()).any(|w| w == n.as_bytes()),
@@ -609,6 +615,75 @@ fn a_truncated_index_chunk_is_reported_at_open() {
         e.to_string().starts_with("store is corrupt: index chunk"),
         "{e}"
     );
+}
+
+/// Counter deltas still waiting (fewer than `count_merge_after`) are merged at a clean close,
+/// and those a crash left (here: a close that does not merge them) at the next writable open,
+/// before its first group: the first count after an open reads merged values only. The counts
+/// stay exact throughout.
+#[test]
+fn waiting_counters_are_merged_at_a_clean_close_and_after_a_crash() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = LedgerConfig {
+        count_merge_after: 1000,
+        ..cfg()
+    };
+    let by = [
+        orgtrail_store::Group::Account,
+        orgtrail_store::Group::EventName,
+    ];
+    let count = |ledger: &Ledger| {
+        let c = ledger
+            .count_at_most(&Query::default(), &by, 10_000, 0)
+            .unwrap();
+        let scanned = ledger
+            .count_by_scan(&Query::default(), &by, 10_000, usize::MAX)
+            .unwrap();
+        assert_eq!((c.total, &c.groups), (scanned.total, &scanned.groups));
+        c
+    };
+    let stored = |r: Vec<Appended>| {
+        r.iter()
+            .filter(|a| matches!(a, Appended::Stored(_)))
+            .count()
+    };
+    // As a crash leaves them: the deltas not merged at the end.
+    let crashed = LedgerConfig {
+        count_merge_waiting: false,
+        ..cfg.clone()
+    };
+    let before = {
+        let ledger = Ledger::open(d.path(), provider(k.path()), crashed).unwrap();
+        assert_eq!(stored(append(&ledger, &events(3000, 43))), 3000);
+        let c = count(&ledger);
+        ledger.close().unwrap();
+        c
+    };
+    assert_eq!(before.total, 3000);
+    {
+        let ledger = Ledger::open(d.path(), provider(k.path()), cfg.clone()).unwrap();
+        // The first group waits for the merge at open: then its own delta is the only one.
+        assert_eq!(stored(append(&ledger, &events(3001, 43)[3000..])), 1);
+        let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+        assert!(
+            deltas == 1 && merged > 0,
+            "{deltas} deltas, {merged} merged"
+        );
+        assert_eq!(count(&ledger).total, 3001);
+        // More groups: deltas again, merged at the close.
+        assert_eq!(stored(append(&ledger, &events(500, 44))), 500);
+        let (deltas, _, _) = ledger.counter_footprint().unwrap();
+        assert!(deltas > 1, "{deltas} deltas");
+        ledger.close().unwrap();
+    }
+    let ledger = Ledger::open(d.path(), provider(k.path()), cfg).unwrap();
+    let (deltas, merged, _) = ledger.counter_footprint().unwrap();
+    assert!(
+        deltas == 0 && merged > 0,
+        "{deltas} deltas, {merged} merged"
+    );
+    assert_eq!(count(&ledger).total, 3501);
+    ledger.close().unwrap();
 }
 
 /// A decrypting count reads its hits a page at a time (4,096): across pages it counts every

@@ -98,6 +98,11 @@ struct StoreArgs {
     /// time the lookups, on a sample generated again: for iterating on lookups at 10M events.
     #[arg(long, hide = true, requires = "dir", conflicts_with = "sizes")]
     reopen: bool,
+    /// With `--reopen`: open the store read-only (as `orgtrail stats --data-dir` does) and time
+    /// only `stats`: the first count after open (cold) and the median of 20 more (warm), over
+    /// everything, by account,eventName and by user.
+    #[arg(long, hide = true, requires = "reopen")]
+    stats: bool,
     /// Also print the peak RSS of each window of this many acknowledged events within the
     /// import: the first window's and the last window's peaks and their ratio are the memory
     /// target's figures, measured in one process.
@@ -109,6 +114,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Store(a) => match a.sizes.clone() {
             Some(sizes) => crate::cmd::bench_scale::run(&a.child_args(), &sizes, a.dir.as_deref()),
+            None if a.stats => reopen_stats(a),
             None if a.reopen => reopen(a),
             None => store(a),
         },
@@ -472,6 +478,49 @@ fn print_lookups(kinds: Lookups, figures: &mut Figures) {
             hits as f64 / lat.len().max(1) as f64
         );
     }
+}
+
+/// `--reopen --stats`: `stats` alone, on the store of a previous run in `--dir`, opened
+/// read-only so that runs of different builds leave it as it is.
+fn reopen_stats(a: StoreArgs) -> anyhow::Result<ExitCode> {
+    let root = a.dir.clone().context("--reopen needs --dir")?;
+    let started = Instant::now();
+    let ledger = crate::cmd::keys::open_read_only(&root.join("keys"), &root.join("data"))?;
+    println!(
+        "open (read-only): {:.3} s for {} events",
+        started.elapsed().as_secs_f64(),
+        ledger.stats().events
+    );
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    for (what, by) in [
+        (
+            "by account,eventName",
+            &[Group::Account, Group::EventName][..],
+        ),
+        ("by user", &[Group::User][..]),
+    ] {
+        let q = Query::default();
+        let t = Instant::now();
+        let first = ledger.count_at_most(&q, by, 20, 0)?;
+        let cold = ms(t);
+        let mut warm = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let c = ledger.count_at_most(&q, by, 20, 0)?;
+            warm.push(ms(t));
+            if c.total != first.total || c.groups != first.groups {
+                bail!("stats from the counters changed between calls");
+            }
+        }
+        warm.sort_by(f64::total_cmp);
+        println!(
+            "stats over everything, {what} ({} events): {cold:.2} ms cold, p50 {:.2} ms warm",
+            first.total,
+            percentile(&warm, 0.5)
+        );
+    }
+    ledger.close()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--reopen`: the lookups alone, on the store of a previous run in `--dir`.

@@ -69,6 +69,11 @@ pub struct LedgerConfig {
     /// Counter deltas (one per group commit and hour it touches) that wait before the writer
     /// merges them into one value per hour.
     pub count_merge_after: usize,
+    /// Merge the counter deltas still waiting at a clean close, and those a crash left at a
+    /// writable open (before the first group), so that the first count after an open reads
+    /// merged values only. Off, they wait as a crash leaves them until `count_merge_after`
+    /// more (for tests of torn tails, whose last group's deltas must still be deltas).
+    pub count_merge_waiting: bool,
     /// A counter rollup (a day's or 32 days' counts) is kept in parts: once its last part is
     /// stored at this many bytes, a merge starts the next one instead of rewriting it. Bounds
     /// what a merge holds (a 32-day rollup grows with a month's distinct groups, and was read,
@@ -108,6 +113,7 @@ impl Default for LedgerConfig {
             count_cache_bytes: 32 << 20,
             count_scan_limit: 100_000,
             count_merge_after: crate::counts::MAX_PENDING,
+            count_merge_waiting: true,
             count_rollup_part_bytes: crate::counts::ROLLUP_PART_BYTES,
         }
     }

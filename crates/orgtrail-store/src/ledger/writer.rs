@@ -201,6 +201,18 @@ impl WriterState {
     /// Commits groups until the queue closes; then a last checkpoint and flush.
     pub(super) fn run(&mut self, sh: &Shared, mut rx: mpsc::Receiver<Job>) {
         let mut broken: Option<String> = None;
+        // Counter deltas a crash left waiting (a clean close merges them): merged before the
+        // first group (every group stored is durable and published by now), so that the first
+        // counts after this open read merged values only. Not below the disk reserve.
+        if sh.cfg.count_merge_waiting
+            && sh.check_space().is_ok()
+            && let Err(e) = sh.tree().and_then(|t| {
+                self.counts
+                    .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
+            })
+        {
+            tracing::warn!(error = %e, "merging the counters a crash left failed; the deltas stay and count");
+        }
         loop {
             if let Some(reason) = broken.take() {
                 // A write failed: sled fails every later operation, so the files are reopened
@@ -356,8 +368,19 @@ impl WriterState {
         if broken.is_some() {
             return;
         }
-        // Clean shutdown: the memtable being written is waited for (the next open then reads
-        // fewer chunks); a merge still running is cancelled and its file removed.
+        // Clean shutdown: the counter deltas still waiting are merged (every group is durable
+        // and published by now), so that the first count after the next open reads merged
+        // values only, not up to `count_merge_after` deltas, each opened and decoded on its own.
+        if sh.cfg.count_merge_waiting
+            && let Err(e) = sh.tree().and_then(|t| {
+                self.counts
+                    .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
+            })
+        {
+            tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
+        }
+        // The memtable being written is waited for (the next open then reads fewer chunks); a
+        // merge still running is cancelled and its file removed.
         if let Err(e) = self.index_jobs.tend(sh, true) {
             tracing::warn!(error = %e, "the last index run was not registered; the next open reads its chunks");
         }
