@@ -237,6 +237,12 @@ impl WriterState {
                         sh.set_health(Health::Faulted {
                             reason: reason.clone(),
                         });
+                        // Writes waiting to ride on a group are answered as the queue is.
+                        for r in sh.riders.take() {
+                            r.answer(&Err(StoreError::Recovering {
+                                reason: reason.clone(),
+                            }));
+                        }
                         loop {
                             match rx.try_recv() {
                                 Ok(job) => {
