@@ -256,6 +256,9 @@ async fn handle_batch(
     }
     let n = batch.events.len();
     let s2 = svc.clone();
+    // Until it is appended: a write of the store's own (alerts recorded, deliveries noted)
+    // waits to share this batch's group commit instead of flushing on its own.
+    let preparing = svc.store.preparing_append();
     let PreparedBatch {
         prepared,
         kept,
@@ -277,9 +280,22 @@ async fn handle_batch(
         "batch prepared"
     );
     let outcome = if prepared.is_empty() {
+        drop(preparing);
         orgtrail_store::AppendOutcome::default()
     } else {
-        svc.store.append_prepared(prepared).await.map_err(|e| {
+        let mut appended = svc.store.append_prepared(prepared);
+        // Polled once, the append is queued for the writer (unless its queue is full): no
+        // longer being prepared.
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(appended.as_mut(), cx))
+        })
+        .await;
+        drop(preparing);
+        match first {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => appended.await,
+        }
+        .map_err(|e| {
             if matches!(e, StoreError::DiskFull { .. }) {
                 tracing::debug!(%account, batch_id, error = %e, "batch refused: disk full");
                 svc.metrics.refused(Refusal::DiskFull);

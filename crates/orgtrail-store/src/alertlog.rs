@@ -81,7 +81,7 @@ pub(crate) fn stamp(newest: Option<Timestamp>) -> Timestamp {
 /// Adds the history entries of `alerts` to `batch` (the outbox's batch, so that both are one
 /// write).
 pub(crate) fn add(
-    batch: &mut sled::Batch,
+    batch: &mut crate::ledger::Writes,
     tree: &sled::Tree,
     alerts: &[PendingAlert],
 ) -> Result<(), StoreError> {

@@ -112,6 +112,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     ) -> Result<AppendOutcome, StoreError>;
     /// A preparer for this store, to keep on one thread at a time and reuse.
     fn preparer(&self) -> Box<dyn EventPreparer>;
+    /// Says that the caller is preparing events it will append: until the guard is dropped, a
+    /// durable write of the store's own state (alerts recorded, deliveries noted) waits for
+    /// that append's group commit, to share its flush, rather than flushing on its own. A
+    /// store without group commits ignores it.
+    fn preparing_append(&self) -> Preparing {
+        Preparing(None)
+    }
     /// Appends events prepared by this store's preparers; resolves once they are durable.
     /// An event prepared for another store is refused (the whole call fails).
     fn append_prepared(&self, events: Vec<PreparedEvent>) -> AppendFuture<'_>;
@@ -308,6 +315,19 @@ pub(crate) enum PreparedKind {
     /// Taken as it is (the [`MemoryStore`]; boxed, as the ledger's hot path must not carry
     /// a parsed event's size).
     Plain(Box<(CloudTrailEvent, AccountId)>),
+}
+
+/// An append being prepared ([`EventStore::preparing_append`]); dropped once it is appended
+/// (or given up).
+#[derive(Debug, Default)]
+pub struct Preparing(pub(crate) Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>);
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            n.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 pub use alertlog::AlertRef;

@@ -6,11 +6,12 @@
 //! watermark: every event at or below it has been evaluated and its alerts recorded. Recording
 //! the alerts of a range of events and moving the watermark past it is one atomic, durable
 //! write, so after a crash evaluation resumes just past the watermark and an event's alerts are
-//! recorded exactly once. A range without alerts (or threshold window changes) is written but
-//! not flushed: most ranges, with detection rules. If a crash loses that watermark, the range
-//! is evaluated again and again makes no alert; the next flush of the store (the next group
-//! commit's) makes it durable. An alert leaves the outbox once every one of its sinks took it;
-//! delivery is at least once (a crash between a sink's answer and this store's note of it
+//! recorded exactly once. Such a write does not flush sled itself: it is handed to the
+//! ledger's writer thread, which adds it to its next group's batch and makes it durable with
+//! that group's flush (or, with no append on its way, commits it at once as a group of its
+//! own), and the caller returns only then (see `ledger::riders`). While events stream in,
+//! recording alerts and noting deliveries thus add no write or sync of sled's log to the group
+//! commits'. An alert leaves the outbox once every one of its sinks took it; delivery is at least once (a crash between a sink's answer and this store's note of it
 //! delivers that alert to that sink again, with the same alert id).
 //!
 //! # In sled
@@ -24,8 +25,8 @@
 //!
 //! Every change to `o` and `D` entries after they are recorded (a sink's delivery noted, a
 //! dead letter made or re-driven) is a read-modify-write under one process-wide lock, written
-//! as one `sled::Batch` and flushed: sinks are delivered to concurrently, and two notes on
-//! one alert must not undo each other.
+//! as one `sled::Batch` and made durable (with the writer's next group commit, as above): sinks
+//! are delivered to concurrently, and two notes on one alert must not undo each other.
 //!
 //! The `w` keys are the state of the threshold rules' sliding windows (which stored events
 //! each rule's groups still count), changed in the same atomic write as the alerts and the
@@ -36,6 +37,7 @@
 //! alert is about is read back (and decrypted) by its sequence number when it is delivered.
 
 use crate::error::StoreError;
+use crate::ledger::Writes;
 
 /// One alert still to deliver: the rule that fired on the event at `seq`, and the sinks that
 /// have not taken it yet.
@@ -139,13 +141,14 @@ pub(crate) fn decode(k: &[u8], v: &[u8]) -> Result<PendingAlert, StoreError> {
 /// Records `alerts` and moves the watermark to `through`, atomically and durably. A watermark
 /// at or past `through` already means these were recorded: nothing is written. The first
 /// record (with no alerts) sets where evaluation starts.
+/// `durable` applies a batch and returns once it is durable (see [`record_with_windows`]).
 pub(crate) fn record(
-    db: &sled::Db,
     tree: &sled::Tree,
     through: u64,
     alerts: &[PendingAlert],
+    durable: impl FnOnce(Writes) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    record_with_windows(db, tree, through, alerts, &WindowChanges::default())
+    record_with_windows(tree, through, alerts, &WindowChanges::default(), durable)
 }
 
 /// Changes to the threshold windows' state: (rule id, seq) pairs now kept, and no longer kept.
@@ -178,13 +181,15 @@ pub(crate) fn window_key(rule: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
 }
 
 /// [`record`], and the threshold windows' changes in the same atomic write (durable when it
-/// records an alert, changes a window, or sets the first watermark).
+/// records an alert, changes a window, or sets the first watermark: then it is handed to
+/// `durable`, which applies it and returns once it is durable; the ledger has it ride on its
+/// writer's next group commit, whose flush covers it).
 pub(crate) fn record_with_windows(
-    db: &sled::Db,
     tree: &sled::Tree,
     through: u64,
     alerts: &[PendingAlert],
     windows: &WindowChanges,
+    durable: impl FnOnce(Writes) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     for a in alerts {
         check(a)?;
@@ -199,7 +204,7 @@ pub(crate) fn record_with_windows(
     if before.is_some_and(|w| w >= through) {
         return Ok(());
     }
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     for a in alerts {
         batch.insert(key(a.seq, &a.rule), encode_sinks(&a.sinks));
     }
@@ -212,15 +217,10 @@ pub(crate) fn record_with_windows(
     // The alert history (see the `alertlog` module), in the same write.
     crate::alertlog::add(&mut batch, tree, alerts)?;
     batch.insert(crate::format::meta_key(THROUGH), &through.to_be_bytes());
-    tree.apply_batch(batch)?;
-    // A watermark moved past events that made no alert and changed no window need not be
-    // durable at once: sled writes it out with the next flush (the next group commit's), and
-    // if a crash loses it, those events are evaluated again and make no alert again. The
-    // first watermark is durable at once: it says where evaluation starts.
-    if !alerts.is_empty() || !windows.is_empty() || before.is_none() {
-        db.flush()?;
-    }
-    Ok(())
+    // Even a watermark moved past events that made no alert (which could be lost in a crash:
+    // those events would be evaluated again, and make no alert again) goes this way: riding
+    // on a group commit it costs no write of sled's log of its own.
+    durable(batch)
 }
 
 /// Every (rule id, seq) the threshold windows keep, by rule then seq.
@@ -271,7 +271,7 @@ pub(crate) fn delivered(
     taken: &[(u64, String)],
 ) -> Result<(), StoreError> {
     let _guard = changes();
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     let mut any = false;
     for (seq, rule) in taken {
         any |= take_sink(tree, &mut batch, *seq, rule, sink)?;
@@ -279,7 +279,7 @@ pub(crate) fn delivered(
     if !any {
         return Ok(());
     }
-    tree.apply_batch(batch)?;
+    tree.apply_batch(batch.into_batch())?;
     db.flush()?;
     Ok(())
 }
@@ -287,14 +287,17 @@ pub(crate) fn delivered(
 /// [`delivered`], for alerts as read from the outbox: an alert whose only pending sink was
 /// `sink` when read is removed without reading its entry again (its sinks can only have
 /// shrunk since: see `EventStore::alerts_taken`); the others as [`delivered`] does.
+///
+/// `durable` applies the batch and returns once it is durable; it is called under the lock
+/// of the read-modify-writes, so no other note reads the entries before it is applied.
 pub(crate) fn taken(
-    db: &sled::Db,
     tree: &sled::Tree,
     sink: &str,
     taken: &[PendingAlert],
+    durable: impl FnOnce(Writes) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let _guard = changes();
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     let mut any = false;
     for a in taken {
         if matches!(a.sinks.as_slice(), [only] if only == sink) {
@@ -307,16 +310,14 @@ pub(crate) fn taken(
     if !any {
         return Ok(());
     }
-    tree.apply_batch(batch)?;
-    db.flush()?;
-    Ok(())
+    durable(batch)
 }
 
 /// Adds to `batch` the removal of `sink` from the outbox entry of (`seq`, `rule`) (and of the
 /// entry once no sink is left). False when that sink is not pending there.
 fn take_sink(
     tree: &sled::Tree,
-    batch: &mut sled::Batch,
+    batch: &mut Writes,
     seq: u64,
     rule: &str,
     sink: &str,
@@ -428,12 +429,12 @@ pub(crate) fn dead_letter(
 ) -> Result<bool, StoreError> {
     check_dead(d)?;
     let _guard = changes();
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     if !take_sink(tree, &mut batch, d.seq, &d.rule, &d.sink)? {
         return Ok(false);
     }
     batch.insert(dead_key(d.seq, &d.rule, &d.sink), encode_dead(d));
-    tree.apply_batch(batch)?;
+    tree.apply_batch(batch.into_batch())?;
     db.flush()?;
     Ok(true)
 }
@@ -459,7 +460,7 @@ pub(crate) fn retry_dead(
     let mut moved = Vec::new();
     // The outbox entries as they will be, by key.
     let mut entries: std::collections::BTreeMap<Vec<u8>, Vec<String>> = Default::default();
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     for kv in tree.scan_prefix([DEAD]) {
         let (k, v) = kv?;
         let d = decode_dead(&k, &v)?;
@@ -488,7 +489,7 @@ pub(crate) fn retry_dead(
     for (k, sinks) in entries {
         batch.insert(k, encode_sinks(&sinks));
     }
-    tree.apply_batch(batch)?;
+    tree.apply_batch(batch.into_batch())?;
     db.flush()?;
     Ok(moved)
 }

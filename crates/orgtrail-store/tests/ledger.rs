@@ -794,3 +794,61 @@ fn reading_on_from_a_cursor_while_alerts_are_recorded_skips_none() {
         "the history read on from a position skipped alerts"
     );
 }
+
+/// Alerts recorded while a caller prepares an append wait for that append's group commit and
+/// are made durable with it (they share its flush); when the append never comes, they are
+/// committed on their own after a short wait. Either way they are there after a reopen, with
+/// the events.
+#[test]
+fn alerts_recorded_during_an_append_ride_on_its_group_and_are_durable() {
+    use orgtrail_store::PendingAlert;
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let evs = events(20, 41);
+    {
+        let ledger = Arc::new(Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap());
+        append(&ledger, &evs[..10]);
+        ledger.record_alerts(0, &[]).unwrap();
+        let alert = |seq: u64| PendingAlert {
+            seq,
+            rule: "r".into(),
+            sinks: vec!["hook".into()],
+        };
+        // An append on its way: the record waits for it.
+        let preparing = ledger.preparing_append();
+        let recorder = {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || ledger.record_alerts(10, &[alert(3), alert(7)]))
+        };
+        drop(preparing);
+        append(&ledger, &evs[10..]);
+        recorder.join().unwrap().unwrap();
+        assert_eq!(ledger.alerts_through().unwrap(), Some(10));
+        // An append said to be on its way that never comes: recorded all the same.
+        let never = ledger.preparing_append();
+        ledger.record_alerts(20, &[alert(15)]).unwrap();
+        drop(never);
+        // A delivery noted the same way.
+        let page = ledger.pending_alerts(10).unwrap();
+        assert_eq!(page.len(), 3);
+        let _on_its_way = ledger.preparing_append();
+        ledger.alerts_taken("hook", &page[..1]).unwrap();
+        ledger.close().unwrap();
+    }
+    let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+    assert_eq!(ledger.alerts_through().unwrap(), Some(20));
+    let pending: Vec<u64> = ledger
+        .pending_alerts(10)
+        .unwrap()
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(pending, vec![7, 15], "the note of 3 is durable");
+    let history = ledger.alert_history(None, 10, false).unwrap();
+    assert_eq!(
+        history.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        vec![3, 7, 15]
+    );
+    assert_eq!(ledger.stats().events, 20);
+    ledger.close().unwrap();
+}

@@ -55,7 +55,7 @@ fn write_rules(root: &Path, n: usize, rare: Option<f64>) -> anyhow::Result<u64> 
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let vocabulary = match rare {
-        Some(share) => bench_rules::Vocabulary::rare(&events, share),
+        Some(share) => bench_rules::Vocabulary::rare(&events, share)?,
         None => bench_rules::vocabulary(&events),
     };
     let patterns = bench_rules::rules(n, &vocabulary)?;

@@ -39,8 +39,9 @@ pub(crate) struct Vocabulary {
 impl Vocabulary {
     /// A vocabulary of the event names that each make at most `share` of `events`: rules
     /// written with it fire rarely, as detection rules for unusual actions do. Every rule is
-    /// then keyed on an event name (the one keyed on an event source gets a name too).
-    pub(crate) fn rare(events: &[Value], share: f64) -> Vocabulary {
+    /// then keyed on an event name (the one keyed on an event source gets a name too). An
+    /// error when no event name is that rare (the share is too small for these events).
+    pub(crate) fn rare(events: &[Value], share: f64) -> anyhow::Result<Vocabulary> {
         let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
         for e in events {
             if let Some(n) = e["eventName"].as_str() {
@@ -48,14 +49,22 @@ impl Vocabulary {
             }
         }
         let most = (share * events.len() as f64) as usize;
+        let rarest = count.values().copied().min().unwrap_or(0);
         let mut v = vocabulary(events);
         v.names = count
             .into_iter()
             .filter(|(_, c)| *c <= most)
             .map(|(n, _)| n.to_owned())
             .collect();
+        if v.names.is_empty() {
+            anyhow::bail!(
+                "--rare {share}: no event name makes at most that share of the {} events (the rarest makes {rarest} of them, a share of {:.6}); raise --rare",
+                events.len(),
+                rarest as f64 / events.len().max(1) as f64
+            );
+        }
         v.rare = true;
-        v
+        Ok(v)
     }
 }
 
@@ -190,4 +199,32 @@ pub(crate) fn rules_bench(a: RulesArgs) -> anyhow::Result<ExitCode> {
         "(target: >= 1,000,000 events/s with 100 rules; `/ PARSE` is the matching rate over the parsing rate of the same run)"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_share_no_event_name_is_that_rare_in_is_refused_with_what_to_do() {
+        // 1,000 events: "Rare" makes 2 of them (0.2%), "Common" the rest.
+        let events: Vec<Value> = (0..1000)
+            .map(|i| {
+                let name = if i < 2 { "Rare" } else { "Common" };
+                json!({"eventName": name, "eventSource": "s3.amazonaws.com", "awsRegion": "us-east-1"})
+            })
+            .collect();
+        let err = Vocabulary::rare(&events, 0.00001)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("raise --rare"), "{err}");
+        assert!(err.contains("the rarest makes 2 of them"), "{err}");
+        let v = Vocabulary::rare(&events, 0.002).unwrap();
+        assert_eq!(v.names, vec!["Rare".to_owned()]);
+        // Rules written with it name only that event.
+        let rules = rules(10, &v).unwrap();
+        assert_eq!(rules.len(), 10);
+    }
 }

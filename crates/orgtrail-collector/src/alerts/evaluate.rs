@@ -16,8 +16,11 @@ use tokio::sync::{Notify, watch};
 /// bytes.
 type ToMatch = (u64, Option<AccountId>, Vec<u8>);
 
-/// Events evaluated and recorded at once.
-const RANGE: u64 = 1024;
+/// Events evaluated and recorded at once. A range's record rides on the ledger's next group
+/// commit (see the store's `outbox` module), so while events stream in the evaluator records
+/// about once per group commit: a range holds a group commit's events (a few thousand) and
+/// more, so that it keeps up.
+const RANGE: u64 = 4096;
 /// How long to wait after a store error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 

@@ -35,6 +35,7 @@ mod load;
 mod prepare;
 mod proofs;
 mod records;
+mod riders;
 mod segments;
 mod small;
 mod store;
@@ -65,6 +66,7 @@ pub use telemetry::{COMMIT_BUCKETS, CommitLatency, WRITER_QUEUE, WriterStats};
 
 pub(crate) use chunk::load_chunk;
 pub(crate) use records::{block_records, block_v2, next_record};
+pub(crate) use riders::Writes;
 pub(crate) use segments::decode_segment;
 
 use backend::Files;
@@ -148,6 +150,8 @@ struct Shared {
     /// ([`Attr::indexed_late`]).
     attrs_from: u64,
     cfg: LedgerConfig,
+    /// Durable writes of the store's own state waiting to ride on the next group commit.
+    riders: riders::Riders,
 }
 
 impl Shared {
@@ -197,7 +201,19 @@ struct Job {
     events: Vec<Prepared>,
     /// Write a checkpoint with this group even if none is due.
     checkpoint: bool,
+    /// A write of the store's own state (the alert outbox and its notes) that rides on this
+    /// group: applied after the group's batch and made durable by the group's flush, so that
+    /// it costs no flush of its own (see [`Ledger::write_with_next_commit`]).
+    writes: Option<riders::Writes>,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+impl Job {
+    /// No events and no checkpoint: at most a write of the store's own state (or a nudge to
+    /// commit the writes waiting in [`riders::Riders`]).
+    fn only_writes(&self) -> bool {
+        self.events.is_empty() && !self.checkpoint
+    }
 }
 
 /// The append-only ledger. Cheap to share (`Arc`); appends go through one writer thread that
@@ -333,6 +349,7 @@ impl Ledger {
             telemetry: telemetry::Telemetry::default(),
             attrs_from,
             cfg,
+            riders: riders::Riders::default(),
         });
         if read_only {
             return Ok(Ledger {
@@ -440,6 +457,7 @@ impl Ledger {
             .send(Job {
                 events,
                 checkpoint: false,
+                writes: None,
                 reply,
             })
             .await
@@ -467,10 +485,55 @@ impl Ledger {
             .blocking_send(Job {
                 events,
                 checkpoint,
+                writes: None,
                 reply,
             })
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
+    }
+
+    /// Applies `batch` (writes to the store's tree, atomic together) with the writer's next group
+    /// commit and returns once that group's flush made it durable. A write that must be
+    /// durable (an alert recorded, a delivery noted) thus costs no flush of its own while
+    /// events are being appended: it shares the group's, instead of a second sync of the
+    /// same files competing with it. With no append queued the writer commits it at once, as
+    /// a group of its own (one flush, as a direct write would). Blocking: from a thread that
+    /// is not running an async runtime.
+    pub(crate) fn write_with_next_commit(&self, batch: Writes) -> Result<(), StoreError> {
+        let tx = self.sender()?;
+        let queued = tx.max_capacity() - tx.capacity();
+        if queued == 0 && !self.shared.riders.appends_preparing() {
+            // No append on its way: a group of its own, now.
+            let (reply, rx) = oneshot::channel();
+            tx.blocking_send(Job {
+                events: Vec::new(),
+                checkpoint: false,
+                writes: Some(batch),
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+            return rx
+                .blocking_recv()
+                .map_err(|_| StoreError::WriterGone)?
+                .map(|_| ());
+        }
+        let rx = self.shared.riders.wait(batch);
+        match rx.recv_timeout(riders::RIDE_WAIT) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::WriterGone),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // The append did not come: the writer commits what waits, as a group of its own.
+                let (reply, _) = oneshot::channel();
+                tx.blocking_send(Job {
+                    events: Vec::new(),
+                    checkpoint: false,
+                    writes: None,
+                    reply,
+                })
+                .map_err(|_| StoreError::WriterGone)?;
+                rx.recv().map_err(|_| StoreError::WriterGone)?
+            }
+        }
     }
 
     /// Appends events from a thread that is not running an async runtime.

@@ -43,6 +43,10 @@ impl EventStore for Ledger {
         self.append_blocking(prepared)
     }
 
+    fn preparing_append(&self) -> crate::Preparing {
+        self.shared.riders.preparing()
+    }
+
     fn preparer(&self) -> Box<dyn EventPreparer> {
         Box::new(LedgerPreparer {
             instance: self.shared.instance,
@@ -163,7 +167,9 @@ impl EventStore for Ledger {
     ) -> Result<(), StoreError> {
         self.shared.check_space()?;
         let files = self.shared.files()?;
-        crate::outbox::record(&files.db, &files.tree, through, alerts)
+        crate::outbox::record(&files.tree, through, alerts, |b| {
+            self.write_with_next_commit(b)
+        })
     }
 
     fn pending_alerts(&self, limit: usize) -> Result<Vec<crate::PendingAlert>, StoreError> {
@@ -177,7 +183,7 @@ impl EventStore for Ledger {
 
     fn alerts_taken(&self, sink: &str, taken: &[crate::PendingAlert]) -> Result<(), StoreError> {
         let files = self.shared.files()?;
-        crate::outbox::taken(&files.db, &files.tree, sink, taken)
+        crate::outbox::taken(&files.tree, sink, taken, |b| self.write_with_next_commit(b))
     }
 
     fn pending_alerts_after(
@@ -219,7 +225,9 @@ impl EventStore for Ledger {
     ) -> Result<(), StoreError> {
         self.shared.check_space()?;
         let files = self.shared.files()?;
-        crate::outbox::record_with_windows(&files.db, &files.tree, through, alerts, windows)
+        crate::outbox::record_with_windows(&files.tree, through, alerts, windows, |b| {
+            self.write_with_next_commit(b)
+        })
     }
 
     fn threshold_windows(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -172,6 +172,10 @@ pub(super) struct Phases {
     pub(super) commit: Duration,
     pub(super) groups: u64,
     pub(super) events: u64,
+    /// Writes of the store's own state (alerts recorded, deliveries noted) that rode on a
+    /// group of appends, and those that made a group of their own (no append queued).
+    pub(super) riders: u64,
+    pub(super) alone: u64,
 }
 
 impl Phases {
@@ -194,6 +198,8 @@ impl Phases {
             sled_ms = ms(self.sled),
             publish_ms = ms(self.publish),
             after_ms = ms(self.after),
+            riders = self.riders,
+            alone = self.alone,
             "ledger writer: time by phase"
         );
     }

@@ -82,6 +82,22 @@ pub(super) struct WriterState {
     frame_buf: Vec<u8>,
     /// Where the writer's time went, logged at debug level when it stops.
     phases: super::telemetry::Phases,
+    /// Writes waiting in [`super::riders::Riders`] that the group being committed took:
+    /// answered once it is durable (or failed).
+    riding: Vec<super::riders::Rider>,
+}
+
+/// Answers the jobs of a group of writes riding on a commit ([`WriterState::write_only`]); a
+/// write failure is retryable.
+fn answer_riders(jobs: Vec<Job>, written: Result<(), StoreError>) {
+    for job in jobs {
+        let _ = job.reply.send(match &written {
+            Ok(()) => Ok(AppendOutcome::default()),
+            Err(e) => Err(StoreError::Recovering {
+                reason: e.to_string(),
+            }),
+        });
+    }
 }
 
 /// A group's frame in the record log, being built: where it goes and its bytes so far.
@@ -195,6 +211,7 @@ impl WriterState {
             log: crate::log::LogWriter::open(&sh.path, crate::log::committed_end(&sh.tree()?)?)?,
             frame_buf: Vec::new(),
             phases: super::telemetry::Phases::default(),
+            riding: Vec::new(),
         })
     }
 
@@ -232,6 +249,12 @@ impl WriterState {
                         sh.set_health(Health::Faulted {
                             reason: reason.clone(),
                         });
+                        // Writes waiting to ride on a group are answered as the queue is.
+                        for r in sh.riders.take() {
+                            r.answer(&Err(StoreError::Recovering {
+                                reason: reason.clone(),
+                            }));
+                        }
                         loop {
                             match rx.try_recv() {
                                 Ok(job) => {
@@ -291,7 +314,11 @@ impl WriterState {
                             reserve: *reserve,
                         });
                     }
-                    for job in jobs {
+                    // Writes riding on a group go on (their callers check the reserve when
+                    // they add to the store: a delivery's note only shrinks it).
+                    let (mut riders, refused): (Vec<Job>, Vec<Job>) =
+                        jobs.into_iter().partition(Job::only_writes);
+                    for job in refused {
                         let _ = job.reply.send(Err(match &e {
                             StoreError::DiskFull {
                                 path,
@@ -307,11 +334,36 @@ impl WriterState {
                             },
                         }));
                     }
+                    let written = self.write_only(sh, &mut riders);
+                    self.answer_riding(&written);
+                    answer_riders(riders, written);
                     continue;
                 }
             }
             let started = std::time::Instant::now();
-            match self.commit(sh, &mut jobs) {
+            // Only writes riding on a group, and no append came to ride on: they make a
+            // group of their own, with no events.
+            if jobs.iter().all(Job::only_writes) {
+                let written = self.write_only(sh, &mut jobs);
+                self.answer_riding(&written);
+                if let Err(e) = &written {
+                    tracing::error!(error = %e, "writing the store's own state failed");
+                    let reason = e.to_string();
+                    sh.set_health(Health::Faulted {
+                        reason: reason.clone(),
+                    });
+                    broken = Some(reason);
+                }
+                answer_riders(jobs, written);
+                continue;
+            }
+            let committed = self.commit(sh, &mut jobs);
+            self.answer_riding(&committed.as_ref().map(|_| ()).map_err(|e| {
+                StoreError::Recovering {
+                    reason: e.to_string(),
+                }
+            }));
+            match committed {
                 Ok(outcomes) => {
                     sh.telemetry.committed(started.elapsed());
                     sh.telemetry
@@ -365,6 +417,9 @@ impl WriterState {
             }
         }
         self.phases.report();
+        for r in sh.riders.take() {
+            r.answer(&Err(StoreError::WriterGone));
+        }
         if broken.is_some() {
             return;
         }
@@ -507,6 +562,54 @@ impl WriterState {
         Ok((id, key))
     }
 
+    /// A group of writes riding on a commit (no events, no checkpoint): applied in the order
+    /// they came, then one flush.
+    fn write_only(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<(), StoreError> {
+        let files = sh.files()?;
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for job in jobs.iter_mut() {
+            if let Some(writes) = job.writes.take() {
+                self.phases.alone += 1;
+                any = true;
+                writes.add_to(&mut batch);
+            }
+        }
+        any |= self.take_riders(sh, &mut batch);
+        if any {
+            files
+                .tree
+                .apply_batch(batch)
+                .map_err(|source| StoreError::Write { source })?;
+            files
+                .db
+                .flush()
+                .map_err(|source| StoreError::Write { source })?;
+        }
+        Ok(())
+    }
+
+    /// Adds the writes waiting in [`super::riders::Riders`] to `batch`, to be made durable by
+    /// the flush that follows; they are answered after it ([`Self::answer_riding`]). Whether
+    /// there were any.
+    fn take_riders(&mut self, sh: &Shared, batch: &mut sled::Batch) -> bool {
+        let riders = sh.riders.take();
+        let any = !riders.is_empty();
+        for mut rider in riders {
+            std::mem::take(&mut rider.writes).add_to(batch);
+            self.riding.push(rider);
+            self.phases.riders += 1;
+        }
+        any
+    }
+
+    /// Answers the writes the last group took from [`super::riders::Riders`].
+    fn answer_riding(&mut self, r: &Result<(), StoreError>) {
+        for rider in self.riding.drain(..) {
+            rider.answer(r);
+        }
+    }
+
     fn commit(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<Vec<AppendOutcome>, StoreError> {
         let saved_seq = self.next_seq;
         let saved_segment = self.next_segment;
@@ -546,6 +649,9 @@ impl WriterState {
         let t_commit = std::time::Instant::now();
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
+        // Writes riding on this group: added to its batch, made durable by its flush.
+        let writes: Vec<super::Writes> = jobs.iter_mut().filter_map(|j| j.writes.take()).collect();
+        self.phases.riders += writes.len() as u64;
         let mut new_segments = Vec::new();
         // Dedup, in the order the events came: against the index and the group itself.
         let queued: usize = jobs.iter().map(|j| j.events.len()).sum();
@@ -722,6 +828,12 @@ impl WriterState {
         }
         self.phases.log += t_io.elapsed();
         let t_io = std::time::Instant::now();
+        // The writes riding on it, and those that waited for a group, taken as late as
+        // possible, in the same batch.
+        for w in writes {
+            w.add_to(&mut batch);
+        }
+        self.take_riders(sh, &mut batch);
         crate::crashpoint::hit("group-before-apply");
         files
             .tree
