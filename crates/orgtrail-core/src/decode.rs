@@ -754,6 +754,43 @@ fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, max: u64) -> io::Re
     }
 }
 
+/// A line [`whole_line`] found whole in the read buffer.
+// Returned once and taken apart at once: boxing the event would cost an allocation per line.
+#[allow(clippy::large_enum_variant)]
+enum Whole {
+    /// Only whitespace.
+    Blank,
+    /// The line's event, parsed (its bytes copied once, into the event).
+    Event(Result<CloudTrailEvent, EventError>),
+}
+
+/// The next line, if it lies whole in `src`'s buffer (its `\n` included) and is at most `max`
+/// bytes: parsed straight from the buffer (with `max_event` as the event's limit) and consumed.
+/// `None` (nothing consumed) when it does not: [`read_line_bounded`] reads it then.
+fn whole_line(src: &mut Src<'_>, max: u64, max_event: usize) -> io::Result<Option<Whole>> {
+    let chunk = loop {
+        match src.fill_buf() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let Some(i) = memchr::memchr(b'\n', chunk) else {
+        return Ok(None);
+    };
+    if i as u64 > max {
+        return Ok(None);
+    }
+    let t = trim(&chunk[..i]);
+    let whole = if t.is_empty() {
+        Whole::Blank
+    } else {
+        Whole::Event(CloudTrailEvent::parse_with_limit(t, max_event))
+    };
+    src.consume(i + 1);
+    Ok(Some(whole))
+}
+
 /// Reads until `buf` is full or the input ends; returns how much was read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -1126,6 +1163,29 @@ impl Iterator for Decoder<'_> {
                     let cap = max_event as u64 + 4096;
                     let line = &mut self.line;
                     loop {
+                        // A whole line in the read buffer (nearly every line) is parsed from
+                        // there: its bytes are copied once, into the event, instead of into
+                        // `line` first. Anything else (a line that crosses the buffer's end,
+                        // a too-long line, the end of the input) goes through `line`.
+                        match whole_line(src, cap, max_event) {
+                            Err(e) => {
+                                *done = true;
+                                failure = Some(e);
+                                break None;
+                            }
+                            Ok(Some(Whole::Blank)) => {
+                                *line_no += 1;
+                                continue;
+                            }
+                            Ok(Some(Whole::Event(result))) => {
+                                *line_no += 1;
+                                break Some(Ok(Item {
+                                    position: Position::Line(*line_no),
+                                    result,
+                                }));
+                            }
+                            Ok(None) => {}
+                        }
                         match read_line_bounded(src, line, cap) {
                             Err(e) => {
                                 *done = true;

@@ -114,3 +114,80 @@ proptest! {
         prop_assert_eq!(events, wrapped);
     }
 }
+
+/// JSON lines decode to the events of their lines, numbered, however the lines fall across the
+/// decoder's read buffer (64 KiB) and the reads: blank and whitespace-only lines, CRLF, spaces
+/// around an event, an invalid line, an event over the limit, a line too long to hold, and a
+/// last line without its newline.
+#[test]
+fn json_lines_decode_line_by_line_across_any_read_boundaries() {
+    use orgtrail_core::{CloudTrailEvent, EventError};
+    let max = 2000;
+    let event = |i: usize, pad: usize| {
+        format!(
+            r#"{{"eventVersion":"1.08","eventID":"e-{i}","eventTime":"2024-01-01T00:00:00Z","eventName":"GetObject","eventSource":"s3.amazonaws.com","userAgent":"{}"}}"#,
+            "a".repeat(pad)
+        )
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..400 {
+        lines.push(match i % 13 {
+            0 => String::new(),
+            1 => " \t ".into(),
+            2 => format!("  {}\r", event(i, 40)),
+            3 => "{not json".into(),
+            4 if i % 26 == 4 => event(i, 2500),
+            5 if i % 39 == 5 => event(i, 7000),
+            _ => event(i, (i * 37) % 1500),
+        });
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text.push_str(&event(1000, 10));
+    lines.push(event(1000, 10));
+    assert!(text.len() > 3 * 64 * 1024);
+    let mut want = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim_matches(|c: char| c.is_ascii_whitespace());
+        if t.is_empty() {
+            continue;
+        }
+        let result = if line.len() > max + 4096 {
+            Err(EventError::TooLarge {
+                size: line.len(),
+                limit: max,
+            })
+        } else {
+            CloudTrailEvent::parse_with_limit(t.as_bytes(), max)
+        };
+        want.push((Position::Line(n as u64 + 1), result));
+    }
+    let limits = DecodeLimits {
+        max_event_bytes: max,
+        ..DecodeLimits::default()
+    };
+    for sizes in [
+        vec![usize::MAX],
+        vec![1, 7, 4096],
+        vec![65_535, 3, 100_000],
+        vec![999],
+    ] {
+        let reader = Chunky {
+            data: text.clone().into_bytes(),
+            at: 0,
+            sizes,
+            i: 0,
+        };
+        let got: Vec<_> = Decoder::new(reader, InputFormat::JsonLines, limits)
+            .unwrap()
+            .map(|item| {
+                let item = item.unwrap();
+                (item.position, item.result)
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w);
+        }
+    }
+}

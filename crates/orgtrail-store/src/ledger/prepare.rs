@@ -269,8 +269,18 @@ pub(super) fn for_each_attribute<'a>(
     for n in &f.resource_names {
         visit(Attr::ResourceName, n.as_str());
     }
-    if !f.resources.is_empty() {
-        for t in f.resource_types() {
+    // `f.resource_types()` in its order (each type at its first resource), without the Vec
+    // it allocates.
+    for (i, t) in f
+        .resources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.resource_type.as_deref()?)))
+    {
+        if !f.resources[..i]
+            .iter()
+            .any(|r| r.resource_type.as_deref() == Some(t))
+        {
             visit(Attr::ResourceType, t);
         }
     }
@@ -350,6 +360,46 @@ mod tests {
             assert_eq!(prepared.event_id.as_str(), f.event_id);
         }
         ledger.close().unwrap();
+    }
+
+    /// An event is indexed under each of its resource types once, in `resource_types()`'s
+    /// order: repeated types, resources without a type and a single resource.
+    #[test]
+    fn resource_types_are_indexed_once_each_in_order() {
+        use crate::query::Attr;
+        let account: AccountId = "123456789012".parse().unwrap();
+        for types in [
+            &[][..],
+            &[Some("AWS::S3::Bucket")][..],
+            &[
+                Some("AWS::S3::Object"),
+                None,
+                Some("AWS::S3::Bucket"),
+                Some("AWS::S3::Object"),
+                Some("AWS::KMS::Key"),
+                Some("AWS::S3::Bucket"),
+            ][..],
+        ] {
+            let resources: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    Some(t) => format!(r#"{{"ARN":"arn:x:{i}","type":"{t}"}}"#),
+                    None => format!(r#"{{"ARN":"arn:x:{i}"}}"#),
+                })
+                .collect();
+            let e = CloudTrailEvent::parse(format!(
+                r#"{{"eventVersion":"1.08","eventID":"e1","eventTime":"2024-01-01T00:00:00Z","eventName":"GetObject","eventSource":"s3.amazonaws.com","resources":[{}]}}"#,
+                resources.join(",")
+            ))
+            .unwrap();
+            let got: Vec<&str> = attribute_values(e.fields(), &account)
+                .into_iter()
+                .filter(|(a, _)| *a == Attr::ResourceType)
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(got, e.fields().resource_types());
+        }
     }
 
     /// An eventID too long for the stack buffer gets the same dedup blind as the plain layout.
