@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{orgtrail, run, stderr, stdout};
+use common::{orgtrail, stderr};
 use org::{Collector, Org, p};
 use orgtrail_agent::sources::digests::DigestResult;
 use orgtrail_s3::test_server::Weed;
@@ -44,14 +44,9 @@ fn setup() -> (Org, Collector) {
 
 /// The eventIDs stored, each once (fails on a duplicate).
 fn stored_once(org: &Org, c: &Collector) -> HashSet<String> {
-    let mut args = vec!["lookup".to_string()];
-    args.extend(org.reader_args(c, "admin"));
-    args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, b"");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let ids: Vec<String> = stdout(&o)
-        .lines()
+    let ids: Vec<String> = org
+        .stored_lines(c, "admin")
+        .iter()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["eventID"]
                 .as_str()
@@ -112,6 +107,15 @@ fn only(ops: &str, want: &[(&str, f64)]) {
         let expected = want.iter().find(|(w, _)| *w == r).map_or(0.0, |(_, n)| *n);
         assert_eq!(checks(ops, r), expected, "digest checks with result {r}");
     }
+}
+
+/// Waits until the checks with each result named reach their counts, then asserts that every
+/// other result is 0.
+fn settle(ops: &str, what: &str, want: &[(&str, f64)]) {
+    wait_until(WITHIN, what, || {
+        want.iter().all(|(r, n)| checks(ops, r) == *n)
+    });
+    only(ops, want);
 }
 
 /// The agent logged an error naming `key` with `result`.
@@ -363,20 +367,20 @@ fn dir_a_copy_without_signature_sidecars_is_verified_by_each_digests_successor()
     let (mut agent, ops, log) = agent_with_ops(&cfg);
     // Digests 0 and 1 are verified with the signatures their successors name, and so are
     // their 4 log files; digest 2, the newest, cannot be verified yet: unverified, once.
-    wait_until(
-        WITHIN,
+    settle(
+        &ops,
         "digests 0 and 1 checked, digest 2 unverified",
-        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+        &[("ok", 6.0), ("unverified", 1.0)],
     );
-    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
     assert_eq!(failures(&ops), 0.0);
     assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
     // The next sync brings digest 3: it names digest 2's signature, which verifies it.
     std::fs::rename(&later, trail.path(&trail.digests[3])).unwrap();
-    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
-        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
-    });
-    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    settle(
+        &ops,
+        "digest 2 checked, digest 3 unverified",
+        &[("ok", 9.0), ("unverified", 2.0)],
+    );
     assert_eq!(failures(&ops), 0.0);
     assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
     assert_eq!(noted(&log, &trail.digests[3], "unverified"), 1);
@@ -421,8 +425,7 @@ fn dir_a_digest_read_before_its_predecessor_waits_for_it_instead_of_breaking_the
     });
     only(&ops, &[("ok", 3.0)]);
     std::fs::write(&sidecar, trail.signature_of(1)).unwrap();
-    wait_until(WITHIN, "every digest checked", || checks(&ops, "ok") == 9.0);
-    only(&ops, &[("ok", 9.0)]);
+    settle(&ops, "every digest checked", &[("ok", 9.0)]);
     assert_eq!(failures(&ops), 0.0);
     let _ = agent.kill();
     let _ = agent.wait();
@@ -474,8 +477,7 @@ fn dir_failures_are_counted_once_across_a_crash_right_after_they_are_reported() 
     reported(&log, &modified, "modified");
     let (mut agent, ops, log) = agent_with_ops(&cfg);
     // Digest 2 and its log files: the rest was checked before the crash.
-    wait_until(WITHIN, "digest 2 checked", || checks(&ops, "ok") == 3.0);
-    only(&ops, &[("ok", 3.0)]);
+    settle(&ops, "digest 2 checked", &[("ok", 3.0)]);
     assert_eq!(failures(&ops), 1.0, "the modified file counted once");
     let mut want = ids_of(&trail, |k| k != modified);
     want.insert("forged".into());
@@ -697,17 +699,17 @@ fn s3_digests_copied_without_their_signature_metadata_are_verified_by_each_succe
     }
     let cfg = s3_source(&org, &weed, &c);
     let (mut agent, ops, log) = agent_with_ops(&cfg);
-    wait_until(
-        WITHIN,
+    settle(
+        &ops,
         "digests 0 and 1 checked, digest 2 unverified",
-        || checks(&ops, "ok") == 6.0 && checks(&ops, "unverified") == 1.0,
+        &[("ok", 6.0), ("unverified", 1.0)],
     );
-    only(&ops, &[("ok", 6.0), ("unverified", 1.0)]);
     put_bare(3);
-    wait_until(WITHIN, "digest 2 checked, digest 3 unverified", || {
-        checks(&ops, "ok") == 9.0 && checks(&ops, "unverified") == 2.0
-    });
-    only(&ops, &[("ok", 9.0), ("unverified", 2.0)]);
+    settle(
+        &ops,
+        "digest 2 checked, digest 3 unverified",
+        &[("ok", 9.0), ("unverified", 2.0)],
+    );
     assert_eq!(failures(&ops), 0.0);
     assert_eq!(noted(&log, &trail.digests[2], "unverified"), 1);
     wait_until(WITHIN, "every event acknowledged", || {

@@ -218,6 +218,17 @@ impl Org {
     }
 
     /// The flags of a remote lookup with the certificate `cert` (auditor or admin).
+    /// Every event the collector stored, as JSON lines (`orgtrail lookup` as `cert`).
+    pub(crate) fn stored_lines(&self, c: &Collector, cert: &str) -> Vec<String> {
+        let mut args = vec!["lookup".to_string()];
+        args.extend(self.reader_args(c, cert));
+        args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args, b"");
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        stdout(&o).lines().map(String::from).collect()
+    }
+
     pub(crate) fn reader_args(&self, c: &Collector, cert: &str) -> Vec<String> {
         vec![
             "--collector".into(),
@@ -275,6 +286,28 @@ impl Org {
     }
 }
 
+/// `orgtrail gen-events` for one account, with `more` arguments: (its account, the JSON lines).
+pub(crate) fn generated_one_account(count: u64, seed: u64, more: &[&str]) -> (String, String) {
+    let (count, seed) = (count.to_string(), seed.to_string());
+    let mut args = vec![
+        "gen-events",
+        "--count",
+        &count,
+        "--accounts",
+        "1",
+        "--seed",
+        &seed,
+    ];
+    args.extend_from_slice(more);
+    let text = stdout(&run(&args, b""));
+    let account = serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
+        ["recipientAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (account, text)
+}
+
 /// Generated events for one account: (account, file, the unique lines).
 pub(crate) fn events(
     org: &Org,
@@ -282,28 +315,9 @@ pub(crate) fn events(
     count: u64,
     seed: u64,
 ) -> (String, PathBuf, HashSet<String>) {
-    let out = run(
-        &[
-            "gen-events",
-            "--count",
-            &count.to_string(),
-            "--accounts",
-            "1",
-            "--seed",
-            &seed.to_string(),
-            "--dup-rate",
-            "0.05",
-        ],
-        b"",
-    );
-    let text = stdout(&out);
-    let account = serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
-        ["recipientAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (account, text) = generated_one_account(count, seed, &["--dup-rate", "0.05"]);
     let path = org.path(&format!("{name}.jsonl"));
-    std::fs::write(&path, &out.stdout).unwrap();
+    std::fs::write(&path, &text).unwrap();
     (account, path, text.lines().map(str::to_string).collect())
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{orgtrail, run, stderr, stdout};
+use crate::common::orgtrail;
 use crate::org::{Collector, Org, p};
 
 /// The agent's account.
@@ -25,13 +25,7 @@ pub(crate) fn setup() -> (Org, Collector) {
 
 /// Every event stored, as JSON lines.
 pub(crate) fn stored(org: &Org, c: &Collector) -> Vec<String> {
-    let mut args = vec!["lookup".to_string()];
-    args.extend(org.reader_args(c, "admin"));
-    args.extend(["--max", "100000", "--output", "jsonl"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, b"");
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).lines().map(String::from).collect()
+    org.stored_lines(c, "admin")
 }
 
 /// A record's eventID ("" for records of eventVersion 1.0, which have none).
@@ -53,24 +47,7 @@ pub(crate) fn stored_exactly_once(org: &Org, c: &Collector, want: &HashSet<Strin
 
 /// Generated events relabelled to [`ACCOUNT`], as JSON lines.
 pub(crate) fn generated(count: u64, seed: u64) -> Vec<String> {
-    let o = run(
-        &[
-            "gen-events",
-            "--count",
-            &count.to_string(),
-            "--accounts",
-            "1",
-            "--seed",
-            &seed.to_string(),
-        ],
-        b"",
-    );
-    let text = stdout(&o);
-    let first = text.lines().next().unwrap();
-    let acct = serde_json::from_str::<serde_json::Value>(first).unwrap()["recipientAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (acct, text) = crate::org::generated_one_account(count, seed, &[]);
     text.replace(&acct, ACCOUNT)
         .lines()
         .map(String::from)

@@ -169,19 +169,7 @@ impl Blocking {
         })
     }
 
-    fn get_from(
-        &self,
-        key: &str,
-        version: Option<&Version>,
-        pos: u64,
-    ) -> Result<
-        (
-            BoxStream<'static, object_store::Result<Bytes>>,
-            u64,
-            Version,
-        ),
-        S3Error,
-    > {
+    fn get_from(&self, key: &str, version: Option<&Version>, pos: u64) -> Result<Opened, S3Error> {
         get_from(&self.store, &self.handle, &self.place, key, version, pos)
     }
 
@@ -264,6 +252,13 @@ impl Blocking {
     }
 }
 
+/// An object's body from a position on, its whole length, and the version read.
+type Opened = (
+    BoxStream<'static, object_store::Result<Bytes>>,
+    u64,
+    Version,
+);
+
 fn get_from(
     store: &AmazonS3,
     handle: &Handle,
@@ -271,14 +266,7 @@ fn get_from(
     key: &str,
     version: Option<&Version>,
     pos: u64,
-) -> Result<
-    (
-        BoxStream<'static, object_store::Result<Bytes>>,
-        u64,
-        Version,
-    ),
-    S3Error,
-> {
+) -> Result<Opened, S3Error> {
     let r = handle
         .block_on(store.get_opts(&Path::from(key), get_options(version, pos)))
         .map_err(|e| classify(e, place, "get", key, version))?;

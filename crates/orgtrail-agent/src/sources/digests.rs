@@ -733,6 +733,19 @@ impl Checker {
         if let Some(p) = &parsed {
             let d = &p.digest;
             let home = site.at_home(local, d);
+            // Links the digest into its chain (a digest whose key names no trail has none).
+            let link = |this: &mut Self,
+                        signature: &Option<String>,
+                        failures: &mut Vec<Failure>,
+                        marks: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+                if let Some(tk) = TrailKey::parse(local)
+                    && let Some(chain) = tk.chain()
+                {
+                    this.check_chain(
+                        ctx, site, local, tk.stamp, &chain, p, signature, failures, marks,
+                    );
+                }
+            };
             if !home {
                 fail(
                     &mut failures,
@@ -749,23 +762,10 @@ impl Checker {
             }
             if home && signature.is_none() {
                 // No signature of its own: its chain now, its signature from its successor.
-                let tk = TrailKey::parse(local);
-                if !linked
-                    && let Some(tk) = &tk
-                    && let Some(chain) = tk.chain()
-                {
-                    self.check_chain(
-                        ctx,
-                        site,
-                        local,
-                        tk.stamp,
-                        &chain,
-                        p,
-                        &signature,
-                        &mut failures,
-                        &mut marks,
-                    );
+                if !linked {
+                    link(self, &signature, &mut failures, &mut marks);
                 }
+                let tk = TrailKey::parse(local);
                 let state = before
                     .as_ref()
                     .filter(|_| linked)
@@ -837,21 +837,8 @@ impl Checker {
                     }
                 }
             }
-            if !linked
-                && let Some(tk) = TrailKey::parse(local)
-                && let Some(chain) = tk.chain()
-            {
-                self.check_chain(
-                    ctx,
-                    site,
-                    local,
-                    tk.stamp,
-                    &chain,
-                    p,
-                    &signature,
-                    &mut failures,
-                    &mut marks,
-                );
+            if !linked {
+                link(self, &signature, &mut failures, &mut marks);
             }
         }
         let waited = self.waits.remove(local).is_some();
