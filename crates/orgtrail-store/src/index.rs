@@ -161,11 +161,7 @@ pub(crate) struct ListWeight;
 impl quick_cache::Weighter<ListKey, Cached> for ListWeight {
     fn weight(&self, _: &ListKey, c: &Cached) -> u64 {
         64 + match c {
-            Cached::Decoded(p) => match p.as_ref() {
-                Postings::Few(v) => 8 * v.len() as u64,
-                // Roaring keeps dense runs of seqs in about 2 bytes each.
-                Postings::Many(_) => 2 * p.len(),
-            },
+            Cached::Decoded(p) => p.approx_bytes(),
             Cached::Raw(l) => l.bytes() as u64,
         }
     }
@@ -830,10 +826,14 @@ impl Window<'_> {
 pub(crate) struct PostedCache {
     source: Option<u64>,
     lists: BlindMap<Postings>,
+    /// About the memory `lists` holds.
+    bytes: u64,
 }
 
-/// Lists a [`PostedCache`] keeps before it starts over.
-const POSTED_CACHE_MAX: usize = 200_000;
+/// About the memory of the lists a [`PostedCache`] keeps before it starts over: bounded in
+/// bytes, not lists, since one run's lists grow with the run (at 10M events, 200,000 lists
+/// held most of a gigabyte per checking thread).
+const POSTED_CACHE_BYTES: u64 = 32 << 20;
 
 /// The whole index: the memtable, a frozen memtable being written as a run, and the runs.
 #[derive(Debug)]
@@ -932,8 +932,9 @@ impl Index {
         let Some(s) = self.source_of(seq) else {
             return Ok(false);
         };
-        if cache.source != Some(s.first()) || cache.lists.len() > POSTED_CACHE_MAX {
+        if cache.source != Some(s.first()) || cache.bytes > POSTED_CACHE_BYTES {
             cache.lists.clear();
+            cache.bytes = 0;
             cache.source = Some(s.first());
         }
         if let Some(l) = cache.lists.get(blind) {
@@ -941,6 +942,7 @@ impl Index {
         }
         let l = s.resolve(&Cond::AnyOf(vec![*blind]))?;
         let hit = l.contains(seq);
+        cache.bytes += 64 + l.approx_bytes();
         cache.lists.insert(*blind, l.into_owned());
         Ok(hit)
     }

@@ -346,4 +346,7 @@ pub use query::{
 pub use tree::{event_leaf, leaf_data};
 pub use upgrade::{UpgradeReport, upgrade};
 pub use usage::{DiskUsage, FileUsage, PrefixUsage};
-pub use verify::{SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_public};
+pub use verify::{
+    SavedCheckpoint, StreamVerifier, VerifyReport, verify_full, verify_full_in_chunks,
+    verify_public,
+};

@@ -66,6 +66,15 @@ impl Postings {
         }
     }
 
+    /// About how many bytes of memory the list holds (Roaring keeps dense runs of seqs in
+    /// about 2 bytes each).
+    pub(crate) fn approx_bytes(&self) -> u64 {
+        match self {
+            Postings::Few(v) => 8 * v.len() as u64,
+            Postings::Many(m) => 2 * m.len(),
+        }
+    }
+
     pub(crate) fn len(&self) -> u64 {
         match self {
             Postings::Few(v) => v.len() as u64,

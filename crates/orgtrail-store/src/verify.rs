@@ -182,6 +182,18 @@ pub fn verify_full(
     key: &VerifyingKey,
     saved: &[SavedCheckpoint],
 ) -> VerifyReport {
+    verify_full_in_chunks(dir, provider, key, saved, VERIFY_CHUNK)
+}
+
+/// [`verify_full`], checking `chunk` records at a time (for tests of chunk boundaries).
+#[doc(hidden)]
+pub fn verify_full_in_chunks(
+    dir: &Path,
+    provider: Arc<dyn KeyProvider>,
+    key: &VerifyingKey,
+    saved: &[SavedCheckpoint],
+    chunk: u64,
+) -> VerifyReport {
     let mut report = VerifyReport {
         checked: vec![
             "every record decrypts under its segment key and place (seq, account)",
@@ -203,11 +215,15 @@ pub fn verify_full(
             return report;
         }
     };
-    if let Err(e) = catch(|| full_inner(&ledger, key, saved, &mut report)) {
+    if let Err(e) = catch(|| full_inner(&ledger, key, saved, &mut report, chunk.max(1))) {
         report.problem(format!("store could not be read to the end: {e}"));
     }
     report
 }
+
+/// Records checked at a time by a full verification (their stored leaf hashes and recomputed
+/// leaves are held for the chunk: about 70 MB).
+const VERIFY_CHUNK: u64 = 1 << 20;
 
 /// What one verification worker found over its range of records.
 #[derive(Default)]
@@ -217,11 +233,13 @@ struct Partial {
     expected_postings: u64,
 }
 
+/// Checks records `first..=last`; `stored` holds the stored leaf hashes from seq `stored_from`.
 fn check_range(
     ledger: &Ledger,
     first: u64,
     last: u64,
     stored: &[Hash],
+    stored_from: u64,
 ) -> Result<Partial, StoreError> {
     let mut out = Partial {
         leaves: Vec::with_capacity((last + 1 - first) as usize),
@@ -230,7 +248,7 @@ fn check_range(
     let mut cache = std::collections::HashMap::new();
     let mut posted = crate::index::PostedCache::default();
     ledger.for_each_record(first, last, |seq, rec| {
-        let stored_leaf = stored.get((seq - 1) as usize).copied();
+        let stored_leaf = stored.get((seq - stored_from) as usize).copied();
         let leaf = match rec {
             Err(e) => {
                 out.problems.push(format!("record {seq}: {e}"));
@@ -274,60 +292,67 @@ fn full_inner(
     key: &VerifyingKey,
     saved: &[SavedCheckpoint],
     report: &mut VerifyReport,
+    chunk: u64,
 ) -> Result<(), StoreError> {
     let n = ledger.stats().events;
     report.events = n;
-    let leaves = ledger.all_leaves()?;
     for p in ledger.record_layout_problems(n)? {
         report.problem(p);
     }
     let stored = ledger.checkpoints()?;
     let targets = target_sizes(&stored, saved);
-
-    // Records are checked in parallel ranges; the tree is then built in order.
-    let workers = std::thread::available_parallelism().map_or(2, |w| w.get()) as u64;
-    let per = n.div_ceil(workers.max(1)).max(1);
-    let ranges: Vec<(u64, u64)> = (0..workers)
-        .map(|w| (1 + w * per, ((w + 1) * per).min(n)))
-        .filter(|(a, b)| a <= b)
-        .collect();
-    let partials: Vec<Result<Partial, StoreError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&(a, b)| {
-                let leaves = &leaves;
-                scope.spawn(move || check_range(ledger, a, b, leaves))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(StoreError::Corrupt("a verification worker panicked".into()))
-                })
-            })
-            .collect()
-    });
     let mut roots = std::collections::BTreeMap::new();
     let mut frontier = Frontier::new();
     if targets.contains(&0) {
         roots.insert(0, frontier.root());
     }
     let mut expected_postings = 0u64;
-    for part in partials {
-        let part = part?;
-        for p in part.problems {
-            report.problem(p);
-        }
-        expected_postings += part.expected_postings;
-        for leaf in part.leaves {
-            // A record with neither content nor stored leaf keeps its place with a hash that
-            // matches nothing, so every later root is (rightly) reported as differing.
-            frontier.push(leaf.unwrap_or([0u8; 32]));
-            if targets.contains(&frontier.size()) {
-                roots.insert(frontier.size(), frontier.root());
+    // Records are checked a chunk at a time (its stored leaf hashes read for it alone, so
+    // memory does not grow with the store), each chunk in parallel ranges; the tree is then
+    // built in order.
+    let workers = std::thread::available_parallelism().map_or(2, |w| w.get()) as u64;
+    let mut first = 1;
+    while first <= n {
+        let last = (first + chunk - 1).min(n);
+        let leaves = ledger.leaves(first, last + 1 - first)?;
+        let per = (last + 1 - first).div_ceil(workers.max(1)).max(1);
+        let ranges: Vec<(u64, u64)> = (0..workers)
+            .map(|w| (first + w * per, (first + (w + 1) * per - 1).min(last)))
+            .filter(|(a, b)| a <= b)
+            .collect();
+        let partials: Vec<Result<Partial, StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|&(a, b)| {
+                    let leaves = &leaves;
+                    scope.spawn(move || check_range(ledger, a, b, leaves, first))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StoreError::Corrupt("a verification worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for part in partials {
+            let part = part?;
+            for p in part.problems {
+                report.problem(p);
+            }
+            expected_postings += part.expected_postings;
+            for leaf in part.leaves {
+                // A record with neither content nor stored leaf keeps its place with a hash
+                // that matches nothing, so every later root is (rightly) reported as differing.
+                frontier.push(leaf.unwrap_or([0u8; 32]));
+                if targets.contains(&frontier.size()) {
+                    roots.insert(frontier.size(), frontier.root());
+                }
             }
         }
+        first = last + 1;
     }
     let actual = ledger.posting_count()?;
     if actual != expected_postings {
@@ -383,58 +408,54 @@ pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) 
             }
             None => 1,
         };
-        let mut leaves = Vec::new();
-        for kv in tree.scan_prefix([HASHES]) {
-            let (k, v) = kv?;
-            let mut r = Reader::new(&k[1..], "leaf hashes key");
-            let first = r.u64()?;
-            if first != leaves.len() as u64 + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "leaf hashes of group {first} do not follow leaf {}",
-                    leaves.len()
-                )));
-            }
-            let v = log.leaves(&v)?;
-            let mut r = Reader::new(&v, "leaf hashes");
-            while !r.done() {
-                leaves.push(r.array::<32>()?);
-            }
-        }
-        if leaves.len() as u64 + 1 != next_seq {
-            return Err(StoreError::Corrupt(format!(
-                "{} leaf hashes but the log's next sequence number is {next_seq}",
-                leaves.len()
-            )));
-        }
         let mut stored = Vec::new();
         for kv in tree.scan_prefix([CHECKPOINT]) {
             let (k, v) = kv?;
             let mut r = Reader::new(&k[1..], "checkpoint key");
             stored.push((r.u64()?, String::from_utf8_lossy(&v).into_owned()));
         }
-        Ok((origin, leaves, stored))
+        // The tree is built as the leaf hashes are read: nothing kept per leaf.
+        let targets = target_sizes(&stored, saved);
+        let mut roots = std::collections::BTreeMap::new();
+        let mut frontier = Frontier::new();
+        if targets.contains(&0) {
+            roots.insert(0, frontier.root());
+        }
+        for kv in tree.scan_prefix([HASHES]) {
+            let (k, v) = kv?;
+            let mut r = Reader::new(&k[1..], "leaf hashes key");
+            let first = r.u64()?;
+            if first != frontier.size() + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "leaf hashes of group {first} do not follow leaf {}",
+                    frontier.size()
+                )));
+            }
+            let v = log.leaves(&v)?;
+            let mut r = Reader::new(&v, "leaf hashes");
+            while !r.done() {
+                frontier.push(r.array::<32>()?);
+                if targets.contains(&frontier.size()) {
+                    roots.insert(frontier.size(), frontier.root());
+                }
+            }
+        }
+        if frontier.size() + 1 != next_seq {
+            return Err(StoreError::Corrupt(format!(
+                "{} leaf hashes but the log's next sequence number is {next_seq}",
+                frontier.size()
+            )));
+        }
+        Ok((origin, frontier.size(), stored, roots))
     });
-    let (origin, leaves, stored) = match r {
+    let (origin, events, stored, roots) = match r {
         Ok(v) => v,
         Err(e) => {
             report.problem(format!("store cannot be read: {e}"));
             return report;
         }
     };
-    report.events = leaves.len() as u64;
-    let targets = target_sizes(&stored, saved);
-    let mut roots = std::collections::BTreeMap::new();
-    let mut frontier = Frontier::new();
-    if targets.contains(&0) {
-        roots.insert(0, frontier.root());
-    }
-    for (i, l) in leaves.iter().enumerate() {
-        frontier.push(*l);
-        let size = i as u64 + 1;
-        if targets.contains(&size) {
-            roots.insert(size, frontier.root());
-        }
-    }
+    report.events = events;
     check_checkpoints(&mut report, &origin, &stored, saved, &roots, key);
     report
 }

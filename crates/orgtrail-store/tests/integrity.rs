@@ -15,7 +15,7 @@ use orgtrail_crypto::{KeyProvider, Keyring, LocalKeyProvider};
 use orgtrail_gen::{GenConfig, Generator};
 use orgtrail_store::{
     EventStore, Ledger, LedgerConfig, SavedCheckpoint, VerifyReport, event_leaf, open_sled,
-    verify_full, verify_public,
+    verify_full, verify_full_in_chunks, verify_public,
 };
 
 struct Fixture {
@@ -89,8 +89,17 @@ impl Fixture {
             note,
         }
     }
+    /// Full verification; checked again 7 records at a time, which must find the same (the
+    /// verification holds a chunk of records at a time, never the whole store).
     fn full(&self, saved: &[SavedCheckpoint]) -> VerifyReport {
-        verify_full(&self.data, self.provider(), &self.vk(), saved)
+        let r = verify_full(&self.data, self.provider(), &self.vk(), saved);
+        let c = verify_full_in_chunks(&self.data, self.provider(), &self.vk(), saved, 7);
+        assert_eq!(
+            (&c.problems, c.events, c.checkpoints, c.saved_checkpoints),
+            (&r.problems, r.events, r.checkpoints, r.saved_checkpoints),
+            "in chunks of 7 records"
+        );
+        r
     }
 }
 

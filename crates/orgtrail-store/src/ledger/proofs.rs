@@ -127,15 +127,6 @@ impl Ledger {
         self.latest_checkpoint()
     }
 
-    /// Every stored leaf hash, in order.
-    pub(crate) fn all_leaves(&self) -> Result<Vec<Hash>, StoreError> {
-        let n = self.stats().events;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        crate::tree::read_leaves(&self.shared.tree()?, &self.shared.log, 1, n)
-    }
-
     /// Stored checkpoints with `from <= size <= to`, at most `limit`, oldest first (or newest
     /// first with `newest_first`). One range read: the collector answers checkpoint requests and
     /// pages through them with it without scanning them all.
