@@ -821,19 +821,40 @@ impl Window<'_> {
     }
 }
 
-/// Posting lists read while checking the events of one part of the index in order.
-#[derive(Debug, Default)]
+/// Posting lists read while checking the events of one part of the index in order, bounded
+/// in bytes (at 10M events a run's lists, all kept, held most of a gigabyte per checking
+/// thread); the lists asked for again and again (accounts, regions, eventNames) stay, those
+/// of one event go first.
+#[derive(Debug)]
 pub(crate) struct PostedCache {
     source: Option<u64>,
-    lists: BlindMap<Postings>,
-    /// About the memory `lists` holds.
-    bytes: u64,
+    lists: quick_cache::unsync::Cache<Blind, Postings, PostedWeight>,
 }
 
-/// About the memory of the lists a [`PostedCache`] keeps before it starts over: bounded in
-/// bytes, not lists, since one run's lists grow with the run (at 10M events, 200,000 lists
-/// held most of a gigabyte per checking thread).
-const POSTED_CACHE_BYTES: u64 = 32 << 20;
+/// About the memory of the lists a [`PostedCache`] keeps.
+const POSTED_CACHE_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PostedWeight;
+
+impl quick_cache::Weighter<Blind, Postings> for PostedWeight {
+    fn weight(&self, _: &Blind, p: &Postings) -> u64 {
+        64 + p.approx_bytes()
+    }
+}
+
+impl Default for PostedCache {
+    fn default() -> Self {
+        PostedCache {
+            source: None,
+            lists: quick_cache::unsync::Cache::with_weighter(
+                16_384,
+                POSTED_CACHE_BYTES,
+                PostedWeight,
+            ),
+        }
+    }
+}
 
 /// The whole index: the memtable, a frozen memtable being written as a run, and the runs.
 #[derive(Debug)]
@@ -932,9 +953,8 @@ impl Index {
         let Some(s) = self.source_of(seq) else {
             return Ok(false);
         };
-        if cache.source != Some(s.first()) || cache.bytes > POSTED_CACHE_BYTES {
+        if cache.source != Some(s.first()) {
             cache.lists.clear();
-            cache.bytes = 0;
             cache.source = Some(s.first());
         }
         if let Some(l) = cache.lists.get(blind) {
@@ -942,7 +962,6 @@ impl Index {
         }
         let l = s.resolve(&Cond::AnyOf(vec![*blind]))?;
         let hit = l.contains(seq);
-        cache.bytes += 64 + l.approx_bytes();
         cache.lists.insert(*blind, l.into_owned());
         Ok(hit)
     }
