@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use serde::Deserialize;
 
 use crate::error::EventError;
@@ -59,31 +60,31 @@ impl EventCategory {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserIdentity {
     /// `type`: IAMUser, AssumedRole, Root, AWSService, FederatedUser, ...
-    pub identity_type: Option<String>,
-    pub principal_id: Option<String>,
-    pub arn: Option<String>,
-    pub account_id: Option<String>,
-    pub access_key_id: Option<String>,
-    pub user_name: Option<String>,
+    pub identity_type: Option<CompactString>,
+    pub principal_id: Option<CompactString>,
+    pub arn: Option<CompactString>,
+    pub account_id: Option<CompactString>,
+    pub access_key_id: Option<CompactString>,
+    pub user_name: Option<CompactString>,
     /// `sessionContext.sessionIssuer.userName`: the role behind an assumed-role session.
-    pub session_issuer_user_name: Option<String>,
+    pub session_issuer_user_name: Option<CompactString>,
     /// `invokedBy`: the AWS service that made the request on the principal's behalf.
-    pub invoked_by: Option<String>,
+    pub invoked_by: Option<CompactString>,
 }
 
 /// One element of `resources[]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resource {
-    pub arn: Option<String>,
+    pub arn: Option<CompactString>,
     /// `type`, e.g. `AWS::S3::Object`.
-    pub resource_type: Option<String>,
-    pub account_id: Option<String>,
+    pub resource_type: Option<CompactString>,
+    pub account_id: Option<CompactString>,
 }
 
 /// The fields of an event that orgtrail indexes, authorizes and filters on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFields {
-    pub event_version: Option<String>,
+    pub event_version: Option<CompactString>,
     /// `eventID`. Records of eventVersion 1.0 predate eventID; for them (and only them) a
     /// missing eventID is derived from the event's bytes, see [`derived_event_id`].
     pub event_id: String,
@@ -91,23 +92,23 @@ pub struct EventFields {
     pub event_id_derived: bool,
     pub event_time: Timestamp,
     /// `eventName`, or `insightDetails.eventName` for an Insight event.
-    pub event_name: String,
+    pub event_name: CompactString,
     /// `eventSource`, or `insightDetails.eventSource` for an Insight event.
-    pub event_source: String,
-    pub event_type: Option<String>,
+    pub event_source: CompactString,
+    pub event_type: Option<CompactString>,
     pub event_category: EventCategory,
     /// `insightDetails.insightType` of an Insight event (`ApiCallRateInsight`,
     /// `ApiErrorRateInsight`); `None` for other events, and when it is not a string.
-    pub insight_type: Option<String>,
-    pub aws_region: Option<String>,
+    pub insight_type: Option<CompactString>,
+    pub aws_region: Option<CompactString>,
     /// As written in the event; `None` when absent. Which account an event belongs to is decided
     /// by the collector (this, else the sending agent's account), never by rewriting the bytes.
-    pub recipient_account_id: Option<String>,
+    pub recipient_account_id: Option<CompactString>,
     pub read_only: Option<bool>,
     pub management_event: Option<bool>,
-    pub error_code: Option<String>,
+    pub error_code: Option<CompactString>,
     pub error_message: Option<String>,
-    pub source_ip_address: Option<String>,
+    pub source_ip_address: Option<CompactString>,
     pub user_agent: Option<String>,
     pub session_credential_from_console: Option<bool>,
     pub user_identity: Option<UserIdentity>,
@@ -115,7 +116,7 @@ pub struct EventFields {
     /// Names a forensic search looks for, without duplicates: the ARNs in `resources[]`, and
     /// identifiers in `requestParameters` (bucketName, instanceId(s), roleName, userName,
     /// dBInstanceIdentifier, functionName, keyId, ...) and in `responseElements.instancesSet`.
-    pub resource_names: Vec<String>,
+    pub resource_names: Vec<CompactString>,
     /// Which of the top-level fields read leniently (kept only when strings) the event has
     /// with a value of another type, null included: with it, `None` in one of those fields
     /// tells an absent member from one that is not a string.
@@ -580,16 +581,16 @@ struct RawInsight<'a> {
     insight_type: LStr<'a>,
 }
 
-fn push_name(out: &mut Vec<String>, name: LStr<'_>) {
+fn push_name(out: &mut Vec<CompactString>, name: LStr<'_>) {
     if let Some(n) = name.0
         && !n.is_empty()
         && !out.iter().any(|o| *o == *n)
     {
-        out.push(n.into_owned());
+        out.push(CompactString::from(n));
     }
 }
 
-fn push_items(out: &mut Vec<String>, items: LObj<RawItems<'_>>) {
+fn push_items(out: &mut Vec<CompactString>, items: LObj<RawItems<'_>>) {
     if let Some(set) = items.0 {
         for item in set.items.0.into_iter().filter_map(|i| i.0) {
             push_name(out, item.instance_id);
@@ -597,9 +598,9 @@ fn push_items(out: &mut Vec<String>, items: LObj<RawItems<'_>>) {
     }
 }
 
-impl RawEvent<'_> {
+impl<'a> RawEvent<'a> {
     fn into_fields(self, bytes: &[u8]) -> Result<EventFields, EventError> {
-        let event_version = self.event_version.owned();
+        let event_version = self.event_version.compact();
         let pre_event_id = matches!(event_version.as_deref(), Some("1.0" | "1.00"));
         let (event_id, event_id_derived) = match self.event_id {
             None if pre_event_id => (derived_event_id(bytes), true),
@@ -611,42 +612,46 @@ impl RawEvent<'_> {
             reason: e.to_string(),
         })?;
         let mut other_types = OtherTypes::default();
-        let mut lenient = |v: Seen<'_>, field: Lenient| match v.0 {
-            None => None,
-            Some(Val::Str(s)) => Some(s.into_owned()),
-            Some(Val::Other(_)) => {
-                other_types.0 |= field.bit();
-                None
+        let mut lenient = |v: Seen<'a>, field: Lenient| -> Option<Cow<'a, str>> {
+            match v.0 {
+                None => None,
+                Some(Val::Str(s)) => Some(s),
+                Some(Val::Other(_)) => {
+                    other_types.0 |= field.bit();
+                    None
+                }
             }
         };
-        let event_type = lenient(self.event_type, Lenient::EventType);
-        let aws_region = lenient(self.aws_region, Lenient::AwsRegion);
-        let error_code = lenient(self.error_code, Lenient::ErrorCode);
-        let error_message = lenient(self.error_message, Lenient::ErrorMessage);
-        let source_ip_address = lenient(self.source_ip_address, Lenient::SourceIpAddress);
-        let user_agent = lenient(self.user_agent, Lenient::UserAgent);
+        let event_type = lenient(self.event_type, Lenient::EventType).map(CompactString::from);
+        let aws_region = lenient(self.aws_region, Lenient::AwsRegion).map(CompactString::from);
+        let error_code = lenient(self.error_code, Lenient::ErrorCode).map(CompactString::from);
+        let error_message = lenient(self.error_message, Lenient::ErrorMessage).map(Cow::into_owned);
+        let source_ip_address =
+            lenient(self.source_ip_address, Lenient::SourceIpAddress).map(CompactString::from);
+        let user_agent = lenient(self.user_agent, Lenient::UserAgent).map(Cow::into_owned);
         let insight = self.insight_details.0;
         let is_insight = insight.is_some() || event_type.as_deref() == Some("AwsCloudTrailInsight");
         let (insight_source, insight_name, insight_type) = match insight {
-            Some(i) => (i.event_source.0, i.event_name.0, i.insight_type.owned()),
+            Some(i) => (i.event_source.0, i.event_name.0, i.insight_type.compact()),
             None => (None, None, None),
         };
         let event_source = match optional_strict(self.event_source, "eventSource")? {
-            Some(s) => s.into_owned(),
+            Some(s) => CompactString::from(s),
             None => match insight_source {
-                Some(s) if is_insight => s.into_owned(),
+                Some(s) if is_insight => CompactString::from(s),
                 _ => return Err(EventError::MissingField("eventSource")),
             },
         };
         let event_name = match optional_strict(self.event_name, "eventName")? {
-            Some(s) => s.into_owned(),
+            Some(s) => CompactString::from(s),
             None => match insight_name {
-                Some(s) if is_insight => s.into_owned(),
+                Some(s) if is_insight => CompactString::from(s),
                 _ => return Err(EventError::MissingField("eventName")),
             },
         };
         let recipient_account_id =
-            optional_strict(self.recipient_account_id, "recipientAccountId")?.map(Cow::into_owned);
+            optional_strict(self.recipient_account_id, "recipientAccountId")?
+                .map(CompactString::from);
         let event_category = match self.event_category.0 {
             Some(c) => EventCategory::from_name(&c),
             None if is_insight => EventCategory::Insight,
@@ -656,7 +661,7 @@ impl RawEvent<'_> {
         let mut resources = Vec::new();
         let mut resource_names = Vec::new();
         for r in self.resources.0.into_iter().filter_map(|r| r.0) {
-            let arn = r.arn.owned();
+            let arn = r.arn.compact();
             if let Some(a) = &arn
                 && !resource_names.contains(a)
             {
@@ -664,8 +669,8 @@ impl RawEvent<'_> {
             }
             resources.push(Resource {
                 arn,
-                resource_type: r.resource_type.owned(),
-                account_id: r.account_id.owned(),
+                resource_type: r.resource_type.compact(),
+                account_id: r.account_id.compact(),
             });
         }
         if let Some(p) = self.request_parameters.0 {
@@ -709,18 +714,18 @@ impl RawEvent<'_> {
         }
 
         let user_identity = self.user_identity.0.map(|u| UserIdentity {
-            identity_type: u.identity_type.owned(),
-            principal_id: u.principal_id.owned(),
-            arn: u.arn.owned(),
-            account_id: u.account_id.owned(),
-            access_key_id: u.access_key_id.owned(),
-            user_name: u.user_name.owned(),
+            identity_type: u.identity_type.compact(),
+            principal_id: u.principal_id.compact(),
+            arn: u.arn.compact(),
+            account_id: u.account_id.compact(),
+            access_key_id: u.access_key_id.compact(),
+            user_name: u.user_name.compact(),
             session_issuer_user_name: u
                 .session_context
                 .0
                 .and_then(|c| c.session_issuer.0)
-                .and_then(|i| i.user_name.owned()),
-            invoked_by: u.invoked_by.owned(),
+                .and_then(|i| i.user_name.compact()),
+            invoked_by: u.invoked_by.compact(),
         });
 
         Ok(EventFields {

@@ -136,8 +136,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for LStr<'a> {
 }
 
 impl LStr<'_> {
-    pub(crate) fn owned(self) -> Option<String> {
-        self.0.map(Cow::into_owned)
+    /// The string inline when short (no allocation), else on the heap.
+    pub(crate) fn compact(self) -> Option<compact_str::CompactString> {
+        self.0.map(compact_str::CompactString::from)
     }
 }
 

@@ -14,6 +14,8 @@ mod lenient;
 mod time;
 pub mod units;
 
+/// The string type of an event's short fields (see [`EventFields`]).
+pub use compact_str::CompactString;
 pub use decode::{
     DecodeError, DecodeLimits, Decoder, InputFormat, InputShape, Item, Position, decode_bytes,
 };

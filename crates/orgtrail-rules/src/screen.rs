@@ -58,7 +58,7 @@ fn known<'f>(f: &'f EventFields, identity: &Identity<'_>, path: &str) -> Known<'
     if f.is_insight() {
         return Known::Unknown;
     }
-    let lenient = |v: Option<&'f String>, field: Lenient| match v {
+    let lenient = |v: Option<&'f str>, field: Lenient| match v {
         Some(s) => Known::Str(s),
         None if f.other_types.contains(field) => Known::Unknown,
         None => Known::Absent,
@@ -74,12 +74,12 @@ fn known<'f>(f: &'f EventFields, identity: &Identity<'_>, path: &str) -> Known<'
         "eventID" => Known::Str(&f.event_id),
         ID if f.event_id_derived => Known::Absent,
         ID => Known::Str(&f.event_id),
-        "eventType" => lenient(f.event_type.as_ref(), Lenient::EventType),
-        "awsRegion" => lenient(f.aws_region.as_ref(), Lenient::AwsRegion),
-        "errorCode" => lenient(f.error_code.as_ref(), Lenient::ErrorCode),
-        "errorMessage" => lenient(f.error_message.as_ref(), Lenient::ErrorMessage),
-        "sourceIPAddress" => lenient(f.source_ip_address.as_ref(), Lenient::SourceIpAddress),
-        "userAgent" => lenient(f.user_agent.as_ref(), Lenient::UserAgent),
+        "eventType" => lenient(f.event_type.as_deref(), Lenient::EventType),
+        "awsRegion" => lenient(f.aws_region.as_deref(), Lenient::AwsRegion),
+        "errorCode" => lenient(f.error_code.as_deref(), Lenient::ErrorCode),
+        "errorMessage" => lenient(f.error_message.as_deref(), Lenient::ErrorMessage),
+        "sourceIPAddress" => lenient(f.source_ip_address.as_deref(), Lenient::SourceIpAddress),
+        "userAgent" => lenient(f.user_agent.as_deref(), Lenient::UserAgent),
         // Not an Insight (above), so eventCategory is not the string `Insight`: eventType
         // decides, and the default stands when it is absent or not a string.
         DETAIL_TYPE => Known::Str(detail_type_of_str(false, f.event_type.as_deref())),

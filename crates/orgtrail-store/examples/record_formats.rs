@@ -498,10 +498,15 @@ fn main() {
         let f = e.fields();
         let na = account_ids.len() as u32;
         let a = *account_ids
-            .entry(f.recipient_account_id.clone().unwrap_or_default())
+            .entry(
+                f.recipient_account_id
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
             .or_insert(na);
         let ns = source_ids.len() as u32;
-        let s = *source_ids.entry(f.event_source.clone()).or_insert(ns);
+        let s = *source_ids.entry(f.event_source.to_string()).or_insert(ns);
         Ev {
             account: a,
             source: s,

@@ -303,7 +303,7 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
     let cases: Vec<Case> = vec![
         (
             Attr::EventName,
-            f.event_name.clone(),
+            f.event_name.to_string(),
             Box::new({
                 let v = f.event_name.clone();
                 move |e: &CloudTrailEvent| e.fields().event_name == v
@@ -311,7 +311,7 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
         ),
         (
             Attr::EventSource,
-            f.event_source.clone(),
+            f.event_source.to_string(),
             Box::new({
                 let v = f.event_source.clone();
                 move |e: &CloudTrailEvent| e.fields().event_source == v
@@ -319,7 +319,7 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
         ),
         (
             Attr::Region,
-            f.aws_region.clone().unwrap(),
+            f.aws_region.clone().unwrap().to_string(),
             Box::new({
                 let v = f.aws_region.clone();
                 move |e: &CloudTrailEvent| e.fields().aws_region == v
@@ -335,7 +335,7 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
         ),
         (
             Attr::ResourceName,
-            f.resource_names[0].clone(),
+            f.resource_names[0].to_string(),
             Box::new({
                 let v = f.resource_names[0].clone();
                 move |e: &CloudTrailEvent| e.fields().resource_names.contains(&v)
@@ -388,7 +388,7 @@ fn every_attribute_newest_first(ledger: &dyn EventStore) {
     let end = f.event_time;
     let q = Query {
         filters: vec![
-            (Attr::EventSource, f.event_source.clone()),
+            (Attr::EventSource, f.event_source.to_string()),
             (Attr::ReadOnly, "true".into()),
         ],
         start: Some(start),
@@ -455,7 +455,7 @@ fn accounts_and_counts(store: &dyn EventStore) {
     let got = all(
         store,
         Query {
-            filters: vec![(Attr::EventName, name.clone())],
+            filters: vec![(Attr::EventName, name.to_string())],
             accounts: allowed.clone(),
             limit: 7,
             ..Query::default()
@@ -491,7 +491,7 @@ fn accounts_and_counts(store: &dyn EventStore) {
         .unwrap();
     let mut oracle: HashMap<Vec<String>, u64> = HashMap::new();
     for e in evs.iter().filter(|e| e.fields().event_time >= start) {
-        let key = vec![account_of(e).to_string(), e.fields().event_name.clone()];
+        let key = vec![account_of(e).to_string(), e.fields().event_name.to_string()];
         *oracle.entry(key).or_default() += 1;
     }
     assert_eq!(counts.total, oracle.values().sum::<u64>());
@@ -853,11 +853,11 @@ fn oracle_key(g: Group, e: &CloudTrailEvent) -> String {
     let f = e.fields();
     match g {
         Group::Account => account_of(e).to_string(),
-        Group::EventSource => f.event_source.clone(),
-        Group::EventName => f.event_name.clone(),
+        Group::EventSource => f.event_source.to_string(),
+        Group::EventName => f.event_name.to_string(),
         Group::User => f.username().unwrap_or("-").to_string(),
-        Group::ErrorCode => f.error_code.clone().unwrap_or_else(|| "-".into()),
-        Group::Region => f.aws_region.clone().unwrap_or_else(|| "-".into()),
+        Group::ErrorCode => f.error_code.as_deref().unwrap_or("-").to_string(),
+        Group::Region => f.aws_region.as_deref().unwrap_or("-").to_string(),
     }
 }
 
@@ -895,7 +895,7 @@ fn counts_equal_the_oracle(store: &dyn EventStore) {
                     end: end.map(Timestamp),
                     filters: filter
                         .iter()
-                        .map(|n| (Attr::EventName, n.clone()))
+                        .map(|n| (Attr::EventName, n.to_string()))
                         .collect(),
                     ..Query::default()
                 };

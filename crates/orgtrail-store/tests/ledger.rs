@@ -197,19 +197,29 @@ fn the_data_directory_reveals_no_event_content() {
         if let Some(ip) = &f.source_ip_address
             && ip.len() > 8
         {
-            needles.push(ip.clone());
+            needles.push(ip.to_string());
         }
-        if let Some(arn) = f.user_identity.as_ref().and_then(|u| u.arn.clone()) {
-            needles.push(arn);
+        if let Some(arn) = f.user_identity.as_ref().and_then(|u| u.arn.as_deref()) {
+            needles.push(arn.to_string());
         }
-        needles.extend(f.resource_names.iter().filter(|n| n.len() >= 8).cloned());
+        needles.extend(
+            f.resource_names
+                .iter()
+                .filter(|n| n.len() >= 8)
+                .map(|n| n.to_string()),
+        );
         // What the counters keep (sealed): service, call, error code, region.
-        needles.push(f.event_source.clone());
+        needles.push(f.event_source.to_string());
         if f.event_name.len() >= 8 {
-            needles.push(f.event_name.clone());
+            needles.push(f.event_name.to_string());
         }
-        needles.extend(f.error_code.iter().filter(|c| c.len() >= 8).cloned());
-        needles.extend(f.aws_region.iter().cloned());
+        needles.extend(
+            f.error_code
+                .iter()
+                .filter(|c| c.len() >= 8)
+                .map(|c| c.to_string()),
+        );
+        needles.extend(f.aws_region.iter().map(|r| r.to_string()));
     }
     let mut hay = open_bytes;
     for entry in walk(data.path()) {

@@ -97,15 +97,17 @@ fn query_for(e: &CloudTrailEvent, kind: u8, limit: usize) -> Query {
     };
     match kind {
         0 => {}
-        1 => q.filters.push((Attr::EventName, f.event_name.clone())),
+        1 => q.filters.push((Attr::EventName, f.event_name.to_string())),
         2 => q
             .filters
             .push((Attr::Username, f.username().unwrap_or("-").to_string())),
         3 => q.filters.push((Attr::Account, account_of(e).to_string())),
         4 => q.event_id = Some(f.event_id.clone()),
         5 => {
-            q.filters
-                .push((Attr::Region, f.aws_region.clone().unwrap_or_default()));
+            q.filters.push((
+                Attr::Region,
+                f.aws_region.as_deref().unwrap_or_default().to_string(),
+            ));
             q.filters.push((Attr::ReadOnly, "true".into()));
         }
         6 => {
@@ -118,12 +120,16 @@ fn query_for(e: &CloudTrailEvent, kind: u8, limit: usize) -> Query {
         8 => q.filters.push((
             Attr::InsightType,
             f.insight_type
-                .clone()
-                .unwrap_or_else(|| "ApiCallRateInsight".into()),
+                .as_deref()
+                .unwrap_or("ApiCallRateInsight")
+                .to_string(),
         )),
         _ => q.filters.push((
             Attr::ResourceName,
-            f.resource_names.first().cloned().unwrap_or_default(),
+            f.resource_names
+                .first()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         )),
     }
     q

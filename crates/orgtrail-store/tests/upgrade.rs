@@ -234,7 +234,10 @@ fn a_format_2_store_opens_as_it_is_and_takes_new_groups_in_the_log() {
     assert_eq!(got, want);
     let name = events[7].fields().event_name.clone();
     let combined = Query {
-        filters: vec![(Attr::Region, "us-east-1".into()), (Attr::EventName, name)],
+        filters: vec![
+            (Attr::Region, "us-east-1".into()),
+            (Attr::EventName, name.to_string()),
+        ],
         ..Query::default()
     };
     let (got, want) = matching(&combined, &ledger);

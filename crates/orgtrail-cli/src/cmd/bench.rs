@@ -431,7 +431,7 @@ fn time_lookups(ledger: &Ledger, sample: &[Vec<u8>]) -> anyhow::Result<Lookups> 
                 ..Query::default()
             }),
             f.resource_names.first().map(|r| Query {
-                filters: vec![(Attr::ResourceName, r.clone())],
+                filters: vec![(Attr::ResourceName, r.to_string())],
                 ..Query::default()
             }),
             Some(Query {
@@ -441,7 +441,7 @@ fn time_lookups(ledger: &Ledger, sample: &[Vec<u8>]) -> anyhow::Result<Lookups> 
             f.username().map(|u| Query {
                 filters: vec![
                     (Attr::Username, u.to_string()),
-                    (Attr::EventName, f.event_name.clone()),
+                    (Attr::EventName, f.event_name.to_string()),
                 ],
                 start: Some(orgtrail_core::Timestamp(f.event_time.millis() - 86_400_000)),
                 end: Some(f.event_time),
@@ -577,7 +577,7 @@ fn stats_latency(ledger: &Ledger, raw: &[Vec<u8>]) -> anyhow::Result<Vec<String>
         Some(b) => CloudTrailEvent::parse(b.clone())?
             .fields()
             .event_name
-            .clone(),
+            .to_string(),
         None => return Ok(lines),
     };
     let by = [Group::Account, Group::EventName];

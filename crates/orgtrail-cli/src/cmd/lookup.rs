@@ -451,10 +451,10 @@ fn row(e: &StoredEvent) -> [String; 8] {
             let f = ev.fields();
             let who = f.username().unwrap_or("-").to_string();
             let outcome = match &f.error_code {
-                Some(c) => c.clone(),
+                Some(c) => c.to_string(),
                 None => "Success".into(),
             };
-            let mut res = f.resource_names.clone();
+            let mut res: Vec<String> = f.resource_names.iter().map(|n| n.to_string()).collect();
             if res.len() > 2 {
                 let more = res.len() - 2;
                 res.truncate(2);
@@ -463,10 +463,10 @@ fn row(e: &StoredEvent) -> [String; 8] {
             [
                 time,
                 e.account.to_string(),
-                f.aws_region.clone().unwrap_or_else(|| "-".into()),
+                f.aws_region.as_deref().unwrap_or("-").to_string(),
                 who,
                 format!("{}:{}", short_source(&f.event_source), f.event_name),
-                f.source_ip_address.clone().unwrap_or_else(|| "-".into()),
+                f.source_ip_address.as_deref().unwrap_or("-").to_string(),
                 if res.is_empty() {
                     "-".into()
                 } else {
