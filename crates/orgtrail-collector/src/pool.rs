@@ -22,13 +22,29 @@ pub struct CpuPool {
 impl CpuPool {
     /// `threads` workers (at least one) behind a queue of at most `queue` tasks (at least one).
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
+        Self::spawn("orgtrail-cpu", threads, queue, None)
+    }
+
+    /// Like [`CpuPool::new`], with threads named `name-N` that lower their own priority to
+    /// `nice` (Linux keeps the nice value per thread; elsewhere, or where that fails, they
+    /// run at the normal priority). For work that must not take a core from ingest while
+    /// ingest wants it: an unprivileged thread cannot raise its priority back, so these
+    /// threads serve nothing else.
+    pub fn lowered(name: &str, threads: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
+        Self::spawn(name, threads, queue, Some(nice))
+    }
+
+    fn spawn(name: &str, threads: usize, queue: usize, nice: Option<i32>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Task>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
-                .name(format!("orgtrail-cpu-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
+                    if let Some(n) = nice {
+                        lower_priority(n);
+                    }
                     loop {
                         // Held only by idle workers, never across a task.
                         let task = match rx.lock() {
@@ -36,7 +52,11 @@ impl CpuPool {
                             Err(_) => return,
                         };
                         match task {
-                            Some(t) => t(),
+                            // A task that panics drops its result sender (its caller gets
+                            // `None`); the thread goes on serving the queue.
+                            Some(t) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(t));
+                            }
                             None => return,
                         }
                     }
@@ -63,6 +83,17 @@ impl CpuPool {
     pub fn room(&self) -> usize {
         self.tx.capacity()
     }
+}
+
+/// Lowers the calling thread (only: Linux keeps the nice value per thread, and
+/// `setpriority(PRIO_PROCESS, tid)` sets that thread's) to `nice`.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::debug!(error = %e, nice, "a lowered pool thread runs at normal priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 #[cfg(test)]

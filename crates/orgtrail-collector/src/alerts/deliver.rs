@@ -113,7 +113,7 @@ impl RetryPolicy {
 async fn to_file(f: &FileSink, alerts: &[Outgoing]) -> Result<(), Failure> {
     let f = f.clone();
     let bodies: Vec<Bytes> = alerts.iter().map(|a| a.body.clone()).collect();
-    match tokio::task::spawn_blocking(move || f.send(&bodies)).await {
+    match super::background::run(move || f.send(&bodies)).await {
         Ok(r) => r.map_err(|e| Failure::retry(e.to_string())),
         Err(e) => Err(Failure::retry(format!("the file write task failed: {e}"))),
     }
@@ -179,11 +179,11 @@ struct Shared {
     fired: Arc<super::fired::Fired>,
 }
 
-/// Runs `f` on a blocking thread (sled never blocks the runtime).
+/// Runs `f` on the alert threads (sled never blocks the runtime; see [`super::background`]).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(f).await {
+    match super::background::run(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Unavailable {
             reason: format!("an alert delivery task failed: {e}"),

@@ -75,7 +75,7 @@ impl Evaluator {
                 return;
             }
             let m = me.clone();
-            match tokio::task::spawn_blocking(move || m.step()).await {
+            match super::background::run(move || m.step()).await {
                 Ok(Ok(Some(alerts))) => {
                     if alerts > 0 {
                         deliver.notify_one();

@@ -22,6 +22,7 @@
 //!
 //! Nothing of an event is logged: alerts are named by alert id, rule and sink.
 
+pub(crate) mod background;
 pub(crate) mod deliver;
 pub(crate) mod evaluate;
 pub(crate) mod file_sink;
