@@ -862,3 +862,77 @@ fn alerts_recorded_during_an_append_ride_on_its_group_and_are_durable() {
     assert_eq!(ledger.stats().events, 20);
     ledger.close().unwrap();
 }
+
+/// A bulk writer (`import`) closes with its index settled: the merge running is finished,
+/// the memtable is written as a run however small (the next open loads no index chunks), and
+/// every merge due is made before `close` returns, so the writer opened next (a collector) has
+/// none of it to redo while it ingests. Settling again finds nothing to do, and everything is
+/// still found after a reopen.
+#[test]
+fn a_close_that_settles_the_index_leaves_no_work_for_the_next_writer() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let evs = events(1064, 9);
+    let settling = || LedgerConfig {
+        settle_index_at_close: true,
+        ..cfg()
+    };
+    {
+        let ledger = Ledger::open(data.path(), provider(keys.path()), settling()).unwrap();
+        let mut p = ledger.preparer();
+        for chunk in evs.chunks(64) {
+            let prepared = chunk
+                .iter()
+                .map(|e| p.prepare(e, account_of(e)).unwrap())
+                .collect();
+            let stored = ledger.append_blocking(prepared).unwrap().results;
+            assert!(stored.iter().all(|r| matches!(r, Appended::Stored(_))));
+        }
+        ledger.close().unwrap();
+    }
+    let runs = || {
+        let mut v: Vec<String> = std::fs::read_dir(data.path().join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let settled = runs();
+    // Runs of 64 events and more (a memtable grows while the one before is written out),
+    // contiguous from the first event to the last: no index chunk is left.
+    let bounds: Vec<(u64, u64)> = settled
+        .iter()
+        .map(|n| {
+            let (a, b) = n
+                .strip_prefix("run-")
+                .and_then(|n| n.strip_suffix(".idx"))
+                .and_then(|n| n.split_once('-'))
+                .unwrap();
+            (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(bounds.first().map(|b| b.0), Some(1));
+    assert_eq!(bounds.last().map(|b| b.1), Some(1065));
+    assert!(bounds.windows(2).all(|w| w[0].1 == w[1].0), "{settled:?}");
+    // Merged: fewer runs than the 17 groups wrote.
+    assert!(settled.len() < 8, "{settled:?}");
+    // Nothing was left due: settling again changes nothing.
+    Ledger::open(data.path(), provider(keys.path()), settling())
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(runs(), settled);
+    let ledger = Ledger::open(data.path(), provider(keys.path()), cfg()).unwrap();
+    let got = all(
+        &ledger,
+        Query {
+            limit: 2000,
+            ..Query::default()
+        },
+    );
+    assert_eq!(newest_first(&got), expected(&evs, |_| true));
+}

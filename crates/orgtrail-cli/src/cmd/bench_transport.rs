@@ -320,7 +320,10 @@ fn run_in(root: &Path, a: &TransportArgs) -> anyhow::Result<std::process::ExitCo
 fn store_history(root: &Path, events: u64) -> anyhow::Result<()> {
     println!("importing {events} events into the collector's store first");
     let started = Instant::now();
-    let ledger = crate::cmd::keys::open(&root.join("keys"), &root.join("data"))?;
+    // As `import` does: the index merges are finished before the collector starts.
+    let ledger = crate::cmd::keys::open_tuned(&root.join("keys"), &root.join("data"), |cfg| {
+        cfg.settle_index_at_close = true;
+    })?;
     let cfg = GenConfig {
         count: events,
         accounts: 20,

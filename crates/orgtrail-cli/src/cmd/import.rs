@@ -133,6 +133,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let files = expand(&args.files, args.start, args.end)?;
     let t = &args.tuning;
     let ledger = crate::cmd::keys::open_tuned(&args.keys, &args.data_dir, |cfg| {
+        // The import's index merges are finished before it exits, not left to the collector
+        // started next on the store (where they cost memory while it ingests).
+        cfg.settle_index_at_close = true;
         if let Some(n) = t.max_group_events {
             cfg.max_group_events = n.max(1);
         }

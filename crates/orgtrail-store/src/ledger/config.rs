@@ -90,6 +90,12 @@ pub struct LedgerConfig {
     /// system's page cache). Without this bound the filters grow with the history, about
     /// 1.25 bytes per stored event.
     pub index_filter_bytes: u64,
+    /// At a clean close, finish the index work instead of cancelling it: wait for the merge
+    /// running, then make every merge due, so that the next writer finds the runs settled.
+    /// For bulk writers that stop once (`import`): a collector started on a store just
+    /// imported otherwise redoes the largest merge (millions of events) while it ingests,
+    /// and its peak memory with it. Closing then waits as long as the merges take.
+    pub settle_index_at_close: bool,
 }
 
 impl Default for LedgerConfig {
@@ -100,6 +106,7 @@ impl Default for LedgerConfig {
             index_run_events: 1 << 17,
             max_run_events: 1 << 24,
             index_filter_bytes: crate::index::BLOOM_BYTES,
+            settle_index_at_close: false,
             dict_train_after: 4000,
             max_group_events: 2048,
             cache_bytes: 4 << 20,

@@ -82,6 +82,11 @@ const SCAN_PAGE: usize = 4096;
 /// How long closing waits for the writer to finish what is queued.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long closing waits when the index is settled at close
+/// ([`LedgerConfig::settle_index_at_close`]): merging the largest runs (16M events) takes
+/// minutes on a slow disk.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What happened to one event of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -549,14 +554,19 @@ impl Ledger {
             tx.take();
         }
         let done = self.writer.lock().ok().and_then(|mut h| h.take());
+        // Settling the index waits for its merges, which take longer than any write.
+        let timeout = if self.shared.cfg.settle_index_at_close {
+            SETTLE_TIMEOUT
+        } else {
+            CLOSE_TIMEOUT
+        };
         if let Some(done) = done
-            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                done.recv_timeout(CLOSE_TIMEOUT)
+            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(timeout)
         {
             // A write stuck in the filesystem (a full or failing disk) must not hold shutdown:
             // everything acknowledged is already durable, and the next open cuts any torn tail.
             tracing::error!(
-                seconds = CLOSE_TIMEOUT.as_secs(),
+                seconds = timeout.as_secs(),
                 "the ledger writer did not finish in time (a write is stuck); closing without it"
             );
             return Ok(());

@@ -435,8 +435,14 @@ impl WriterState {
             tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
         }
         // The memtable being written is waited for (the next open then reads fewer chunks); a
-        // merge still running is cancelled and its file removed.
-        if let Err(e) = self.index_jobs.tend(sh, true) {
+        // merge still running is cancelled and its file removed, unless the index is to be
+        // settled: then it is finished, and every merge due made.
+        let settled = if sh.cfg.settle_index_at_close {
+            self.index_jobs.settle(sh)
+        } else {
+            self.index_jobs.tend(sh, true)
+        };
+        if let Err(e) = settled {
             tracing::warn!(error = %e, "the last index run was not registered; the next open reads its chunks");
         }
         self.index_jobs.abandon();
@@ -902,7 +908,7 @@ impl IndexJobs {
     /// `index_run_events`, a merge once runs are due for one. With `wait`, waits for the
     /// memtable being written instead of starting anything.
     fn tend(&mut self, sh: &Shared, wait: bool) -> Result<(), StoreError> {
-        use crate::runs::{Job, Made};
+        use crate::runs::Job;
         let flushed = match self.flush.take() {
             Some(job) if wait => Some(job.wait()),
             Some(job) => match job.poll() {
@@ -925,34 +931,7 @@ impl IndexJobs {
             None => None,
         };
         for made in [flushed, merged].into_iter().flatten() {
-            match made {
-                Ok(Made::Flushed(run)) => {
-                    let files = sh.files()?;
-                    crate::runs::register(&files.tree, &files.db, &run)?;
-                    tracing::debug!(first = run.first, events = run.count, "index run written");
-                    sh.index
-                        .write()
-                        .map_err(|_| StoreError::WriterGone)?
-                        .install_run(Arc::new(run));
-                }
-                Ok(Made::Merged(run, parts)) => {
-                    let files = sh.files()?;
-                    crate::runs::register_merge(&files.tree, &files.db, &run, &parts)?;
-                    tracing::debug!(
-                        first = run.first,
-                        events = run.count,
-                        parts = parts.len(),
-                        "index runs merged"
-                    );
-                    sh.index
-                        .write()
-                        .map_err(|_| StoreError::WriterGone)?
-                        .install_merge(Arc::new(run), &parts);
-                }
-                // The frozen memtable stays (and serves); it is written again below. The
-                // chunks keep it durable meanwhile.
-                Err(e) => tracing::warn!(error = %e, "writing an index run failed; it is retried"),
-            }
+            Self::install(sh, made)?;
         }
         if wait {
             return Ok(());
@@ -980,6 +959,72 @@ impl IndexJobs {
             }
         }
         Ok(())
+    }
+
+    /// Registers what a job made and installs it in the index; a failed write is said (the
+    /// frozen memtable stays and serves, and is written again; the chunks keep it durable).
+    fn install(sh: &Shared, made: Result<crate::runs::Made, StoreError>) -> Result<(), StoreError> {
+        use crate::runs::Made;
+        match made {
+            Ok(Made::Flushed(run)) => {
+                let files = sh.files()?;
+                crate::runs::register(&files.tree, &files.db, &run)?;
+                tracing::debug!(first = run.first, events = run.count, "index run written");
+                sh.index
+                    .write()
+                    .map_err(|_| StoreError::WriterGone)?
+                    .install_run(Arc::new(run));
+            }
+            Ok(Made::Merged(run, parts)) => {
+                let files = sh.files()?;
+                crate::runs::register_merge(&files.tree, &files.db, &run, &parts)?;
+                tracing::debug!(
+                    first = run.first,
+                    events = run.count,
+                    parts = parts.len(),
+                    "index runs merged"
+                );
+                sh.index
+                    .write()
+                    .map_err(|_| StoreError::WriterGone)?
+                    .install_merge(Arc::new(run), &parts);
+            }
+            // The frozen memtable stays (and serves); the next `tend` writes it again. The
+            // chunks keep it durable meanwhile.
+            Err(e) => tracing::warn!(error = %e, "writing an index run failed; it is retried"),
+        }
+        Ok(())
+    }
+
+    /// Finishes the index work instead of leaving it to the next writer: waits for the jobs
+    /// running, writes the memtable as a run however small (the next open then loads no index
+    /// chunks into memory), then makes every merge due, one at a time, until none is.
+    fn settle(&mut self, sh: &Shared) -> Result<(), StoreError> {
+        loop {
+            // A failed job is not retried here: the next writer starts it again.
+            for job in [self.flush.take(), self.merge.take()].into_iter().flatten() {
+                Self::install(sh, Ok(job.wait()?))?;
+            }
+            let frozen = sh
+                .index
+                .write()
+                .map_err(|_| StoreError::WriterGone)?
+                .freeze();
+            if let Some(mem) = frozen {
+                self.flush = Some(crate::runs::Job::flush(&sh.path, mem)?);
+                continue;
+            }
+            let idx = sh.index.read().map_err(|_| StoreError::WriterGone)?;
+            let due =
+                crate::runs::due_merge(&idx.runs, sh.cfg.index_run_events, sh.cfg.max_run_events);
+            let parts = due.map(|at| idx.runs[at..at + crate::runs::FANOUT].to_vec());
+            drop(idx);
+            let Some(parts) = parts else {
+                return Ok(());
+            };
+            tracing::debug!(parts = parts.len(), "merging index runs before closing");
+            self.merge = Some(crate::runs::Job::merge(&sh.path, parts)?);
+        }
     }
 
     /// Stops running jobs and waits for them; what they wrote is removed, never registered.
