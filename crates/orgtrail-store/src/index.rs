@@ -821,40 +821,15 @@ impl Window<'_> {
     }
 }
 
-/// Posting lists read while checking the events of one part of the index in order, bounded
-/// in bytes (at 10M events a run's lists, all kept, held most of a gigabyte per checking
-/// thread); the lists asked for again and again (accounts, regions, eventNames) stay, those
-/// of one event go first.
-#[derive(Debug)]
+/// Posting lists read while checking the events of one part of the index in order.
+#[derive(Debug, Default)]
 pub(crate) struct PostedCache {
     source: Option<u64>,
-    lists: quick_cache::unsync::Cache<Blind, Postings, PostedWeight>,
+    lists: BlindMap<Postings>,
 }
 
-/// About the memory of the lists a [`PostedCache`] keeps.
-const POSTED_CACHE_BYTES: u64 = 64 << 20;
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PostedWeight;
-
-impl quick_cache::Weighter<Blind, Postings> for PostedWeight {
-    fn weight(&self, _: &Blind, p: &Postings) -> u64 {
-        64 + p.approx_bytes()
-    }
-}
-
-impl Default for PostedCache {
-    fn default() -> Self {
-        PostedCache {
-            source: None,
-            lists: quick_cache::unsync::Cache::with_weighter(
-                16_384,
-                POSTED_CACHE_BYTES,
-                PostedWeight,
-            ),
-        }
-    }
-}
+/// Lists a [`PostedCache`] keeps before it starts over.
+const POSTED_CACHE_MAX: usize = 200_000;
 
 /// The whole index: the memtable, a frozen memtable being written as a run, and the runs.
 #[derive(Debug)]
@@ -953,7 +928,7 @@ impl Index {
         let Some(s) = self.source_of(seq) else {
             return Ok(false);
         };
-        if cache.source != Some(s.first()) {
+        if cache.source != Some(s.first()) || cache.lists.len() > POSTED_CACHE_MAX {
             cache.lists.clear();
             cache.source = Some(s.first());
         }
