@@ -219,6 +219,9 @@ fn run_spooler(
             metrics.source(*s).dead_lettered.inc();
             metrics.dead_letter(DeadReason::Unreadable);
         }
+        for (s, r, n) in &p.checks {
+            metrics.source(*s).digest_check(*r, *n);
+        }
         metrics
             .spool_pending_bytes
             .store(spool.pending_bytes(), Ordering::Relaxed);
@@ -254,10 +257,16 @@ fn run_spooler(
             }
             Ok(Item::Mark { key, value }) => p.mark(key, value),
             // One item: never split by a flush, so its marks are one append.
-            Ok(Item::Marks(marks)) => {
+            Ok(Item::Marks {
+                source,
+                marks,
+                checks,
+            }) => {
                 for (key, value) in marks {
                     p.mark(key, value);
                 }
+                p.checks
+                    .extend(checks.into_iter().map(|(r, n)| (source, r, n)));
             }
             Ok(Item::Durable(w)) => {
                 p.waiting.push(w);
@@ -287,6 +296,8 @@ struct Pending {
     sources: Vec<u16>,
     bytes: usize,
     dead_sources: Vec<usize>,
+    /// Digest checks (source, result, how many) recorded by the marks: counted once durable.
+    checks: Vec<(usize, sources::digests::DigestResult, u64)>,
     waiting: Vec<std::sync::mpsc::SyncSender<Result<(), String>>>,
 }
 
@@ -311,6 +322,7 @@ impl Pending {
         self.sources.clear();
         self.bytes = 0;
         self.dead_sources.clear();
+        self.checks.clear();
     }
 }
 

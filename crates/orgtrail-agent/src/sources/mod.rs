@@ -34,8 +34,15 @@ pub enum Item {
     /// The source's new position, durable together with the events before it.
     Mark { key: Vec<u8>, value: Vec<u8> },
     /// Several positions written in one durable append, all or none (a digest's check: the
-    /// failures it counted and the marks saying it was checked).
-    Marks(Vec<(Vec<u8>, Vec<u8>)>),
+    /// failures it counted and the marks saying it was checked), with the digest checks they
+    /// record: counted in `orgtrail_agent_digest_checks_total` of source number `source` once
+    /// the append is durable, so a count seen on `/metrics` is never checked again after a
+    /// crash.
+    Marks {
+        source: usize,
+        marks: Vec<(Vec<u8>, Vec<u8>)>,
+        checks: Vec<(digests::DigestResult, u64)>,
+    },
     /// Answer once everything handed over before is durable in the spool.
     Durable(SyncSender<Result<(), String>>),
 }

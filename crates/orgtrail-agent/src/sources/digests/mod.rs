@@ -24,8 +24,9 @@
 //! or failing to transfer) waits for the next pass, unchecked and unmarked, for the source's
 //! `digest_wait_ms` at most (counted from the first pass it waited in this process); then the
 //! file is reported `missing`, once, and the digest is done. Failures are logged at error level
-//! by key (never contents), counted in `orgtrail_agent_digest_checks_total{result}` and in the
-//! gauge `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be
+//! by key (never contents), counted in `orgtrail_agent_digest_checks_total{result}` (by the
+//! spooler, once the check's marks are durable) and in the gauge
+//! `orgtrail_agent_digest_failures`; shipping goes on (what was shipped cannot be
 //! unshipped: the point is detection).
 //!
 //! # A digest without a signature
@@ -876,14 +877,14 @@ impl Checker {
         failures: Vec<Failure>,
         mut marks: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Checked {
-        let m = ctx.metrics.source(ctx.index);
-        if digest_ok && !failures.iter().any(|f| f.key == local) {
-            m.digest_check(DigestResult::Ok, 1);
+        let mut checks = Vec::with_capacity(failures.len() + 1);
+        let oks = u64::from(digest_ok && !failures.iter().any(|f| f.key == local)) + ok_logs;
+        if oks > 0 {
+            checks.push((DigestResult::Ok, oks));
         }
-        m.digest_check(DigestResult::Ok, ok_logs);
         let mut new_failures = 0u64;
         for f in &failures {
-            m.digest_check(f.result, 1);
+            checks.push((f.result, 1));
             if f.result.is_failure() {
                 new_failures += 1;
                 tracing::error!(source = %ctx.name, key = %f.key, result = f.result.label(), reason = %f.reason, "CloudTrail digest check failed");
@@ -899,7 +900,11 @@ impl Checker {
         if digest_ok {
             tracing::debug!(source = %ctx.name, key = %local, logs = ok_logs, "CloudTrail digest checked");
         }
-        if !ctx.send(Item::Marks(marks)) {
+        if !ctx.send(Item::Marks {
+            source: ctx.index,
+            marks,
+            checks,
+        }) {
             return Checked::Stopping;
         }
         if new_failures > 0 && crash_after_report() && ctx.durable().is_ok() {
