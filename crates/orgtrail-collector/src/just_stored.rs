@@ -132,6 +132,35 @@ impl<V: Value, R: Run> JustStored<V, R> {
         }
     }
 
+    /// The last sequence number up to which `first..=last` is kept without a gap (each event
+    /// a value or in a run passed over); `first - 1` when `first` itself is not kept. Takes
+    /// nothing out.
+    pub(crate) fn covered(&self, first: u64, last: u64) -> u64 {
+        let none = first.saturating_sub(1);
+        let Ok(inner) = self.inner.lock() else {
+            return none;
+        };
+        let mut through = none;
+        // The entry at or before `first` (a run may start before it), then those after it.
+        let start = match inner.events.range(..=first).next_back() {
+            Some((at, _)) => *at,
+            None => first,
+        };
+        for (at, k) in inner.events.range(start..=last) {
+            if *at > through.saturating_add(1) {
+                break;
+            }
+            let end = match k {
+                Kept::Value(_) => *at,
+                Kept::Pass { last, .. } => *last,
+            };
+            if end >= first {
+                through = through.max(end);
+            }
+        }
+        through.min(last)
+    }
+
     /// Takes out what is kept of `first..=last` (a run across either end cut to the range,
     /// its rest kept), and forgets everything before `first` (already done: read back while
     /// it was on its way here).
@@ -256,6 +285,33 @@ mod tests {
         let got = r.take(13, 20);
         assert_eq!(runs(&got), vec![(13, 13, None), (14, 15, None)]);
         assert_eq!(r.inner.lock().unwrap().bytes, 0);
+    }
+
+    #[test]
+    fn tells_how_far_a_range_is_kept_without_a_gap() {
+        let a = By(Arc::new(()));
+        let r = cache();
+        assert_eq!(r.covered(1, 10), 0);
+        let mut stored: Vec<(u64, Entry<Vec<u8>, By>)> =
+            (1..=4).map(|s| (s, Entry::Pass(a.clone()))).collect();
+        stored.push((5, Entry::Value(vec![5])));
+        // 6 and 7 not handed over yet.
+        stored.extend((8..=9).map(|s| (s, Entry::Value(vec![s as u8]))));
+        r.add(stored);
+        assert_eq!(r.covered(1, 10), 5);
+        // From inside a run.
+        assert_eq!(r.covered(3, 10), 5);
+        assert_eq!(r.covered(2, 3), 3);
+        assert_eq!(r.covered(6, 10), 5);
+        assert_eq!(r.covered(8, 10), 9);
+        r.add(vec![
+            (6, Entry::Value(vec![6])),
+            (7, Entry::Pass(a.clone())),
+        ]);
+        assert_eq!(r.covered(1, 20), 9);
+        assert_eq!(r.covered(1, 8), 8);
+        // Nothing is taken out.
+        assert_eq!(r.take(1, 9).len(), 6);
     }
 
     #[test]

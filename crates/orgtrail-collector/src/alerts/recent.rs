@@ -78,6 +78,12 @@ impl Recent {
         self.kept.add(stored);
     }
 
+    /// The last sequence number up to which `first..=last` is kept without a gap
+    /// ([`JustStored::covered`]).
+    pub(crate) fn covered(&self, first: u64, last: u64) -> u64 {
+        self.kept.covered(first, last)
+    }
+
     /// Takes out what is kept of `first..=last`, and forgets everything before `first`
     /// ([`JustStored::take`]).
     pub(crate) fn take(&self, first: u64, last: u64) -> BTreeMap<u64, Kept> {
