@@ -3,7 +3,8 @@
 //!
 //! 1. **Evaluate** ([`evaluate`]): after the group commit, the stored events past the
 //!    ledger's alert watermark are taken in sequence order (from memory, [`recent`], or read
-//!    back from the ledger), matched against the rules, and
+//!    back from the ledger; events of a batch still handing them over are waited for, a few
+//!    milliseconds at most, rather than read back), matched against the rules, and
 //!    their alerts recorded in the ledger's outbox together with the new watermark, in one
 //!    durable write. Only stored events are evaluated (a duplicate gets no sequence number),
 //!    and each (rule, event) once: a crash before that write evaluates the range again, a
