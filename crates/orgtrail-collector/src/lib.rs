@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod archive;
 pub mod auth;
 pub mod config;
+mod handover;
 pub mod ingest;
 mod insights;
 pub mod integrity;

@@ -2,13 +2,14 @@
 //! the rules; their alerts and the new watermark recorded in one durable write.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orgtrail_core::AccountId;
 use orgtrail_rules::RuleSet;
 use orgtrail_store::{EventStore, PendingAlert, StoreError};
 
 use super::recent::Kept;
+use crate::handover::Handover;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -23,20 +24,8 @@ type ToMatch = (u64, Option<AccountId>, Vec<u8>);
 const RANGE: u64 = 4096;
 /// How long to wait after a store error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
-/// The longest the evaluator waits for the ingest service to hand over events it has just
-/// stored (see [`Evaluator::handover`]) before it reads them back instead.
-const HANDOVER_WAIT: Duration = Duration::from_millis(20);
-
-/// How one step of evaluation ended.
-enum Step {
-    /// Nothing past the watermark.
-    Idle,
-    /// A range was evaluated: the alerts it recorded.
-    Evaluated(usize),
-    /// The next event past the watermark (this sequence number) is stored but not handed
-    /// over yet by the batch that stored it: wait for it (see [`Evaluator::handover`]).
-    Handover(u64),
-}
+/// How one step of evaluation ended: [`Step::Done`] with the alerts it recorded.
+type Step = crate::handover::Step<usize>;
 
 /// What evaluation needs.
 pub(crate) struct Evaluator {
@@ -84,30 +73,25 @@ impl Evaluator {
         mut stopping: watch::Receiver<bool>,
     ) {
         let me = Arc::new(self);
-        // The event waited for to be handed over, and since when.
-        let mut waiting: Option<(u64, Instant)> = None;
+        // Events of a batch still handing them over are waited for ([`crate::handover`]).
+        let mut handover = Handover::new(RANGE);
         loop {
             if *stopping.borrow() {
                 return;
             }
             let m = me.clone();
-            let waited = waiting;
-            match super::background::run(move || m.step(waited)).await {
-                Ok(Ok(Step::Evaluated(alerts))) => {
+            match super::background::run(move || m.step(handover)).await {
+                Ok(Ok(Step::Done(alerts))) => {
                     if alerts > 0 {
                         deliver.notify_one();
                     }
                     continue;
                 }
                 Ok(Ok(Step::Handover(seq))) => {
-                    let since = match waiting {
-                        Some((s, since)) if s == seq => since,
-                        _ => Instant::now(),
-                    };
-                    waiting = Some((seq, since));
                     // Its batch wakes `stored` once it handed its events over; at most
-                    // [`HANDOVER_WAIT`] after the wait began, the event is read back.
-                    let left = HANDOVER_WAIT.saturating_sub(since.elapsed());
+                    // [`crate::handover::HANDOVER_WAIT`] after the wait began, the event is
+                    // read back.
+                    let left = handover.wait_for(seq);
                     tokio::select! {
                         () = stored.notified() => {}
                         _ = stopping.changed() => return,
@@ -182,44 +166,8 @@ impl Evaluator {
         Ok(out)
     }
 
-    /// Where the range `first..=to` ends so that its events need not be read back, when the
-    /// ingest service has yet to hand over some of them.
-    ///
-    /// A batch's events are handed over ([`super::recent`]) right after its group commit, by
-    /// the task that stored them; the evaluator is woken by any batch's commit, and the head
-    /// it reads may already hold the events of a batch (of the same group commit, or the next)
-    /// whose task has not handed them over yet. Reading those back costs decrypting,
-    /// decompressing and parsing them in full (they were not screened): with several batches
-    /// in flight, about one event in seven was read back so, most of the evaluator's CPU. So
-    /// when events near the head (within a range of it) are not kept yet, the range stops
-    /// before them, and the evaluator waits for their batch's wake-up, at most
-    /// [`HANDOVER_WAIT`] from when it first waited for that event (`waited`): one never handed
-    /// over (the cache was full, or it was stored before a restart) is then read back. What is
-    /// evaluated, and in which order, is the same either way; only when it is evaluated
-    /// changes, by at most that wait.
-    ///
-    /// `None`: evaluate `first..=to`; `Some(last)`: evaluate `first..=last` now (`last` below
-    /// `first`: nothing yet).
-    fn handover(
-        &self,
-        first: u64,
-        to: u64,
-        head: u64,
-        waited: Option<(u64, Instant)>,
-    ) -> Option<u64> {
-        let covered = self.recent.covered(first, to);
-        if covered >= to {
-            return None;
-        }
-        let missing = covered + 1;
-        let near_head = head - missing < RANGE;
-        let waited_enough =
-            waited.is_some_and(|(seq, since)| seq == missing && since.elapsed() >= HANDOVER_WAIT);
-        (near_head && !waited_enough).then_some(covered)
-    }
-
     /// Evaluates one range past the watermark. Blocking.
-    fn step(&self, waited: Option<(u64, Instant)>) -> Result<Step, StoreError> {
+    fn step(&self, handover: Handover) -> Result<Step, StoreError> {
         let (head, _) = self.store.tree_head()?;
         let Some(through) = self.store.alerts_through()? else {
             // Never evaluated: [`start`] sets the watermark before events are taken.
@@ -231,7 +179,8 @@ impl Evaluator {
             return Ok(Step::Idle);
         }
         let mut to = head.min(through + RANGE);
-        if let Some(last) = self.handover(through + 1, to, head, waited) {
+        let covered = self.recent.covered(through + 1, to);
+        if let Some(last) = handover.stop(covered, to, head) {
             if last <= through {
                 return Ok(Step::Handover(through + 1));
             }
@@ -293,6 +242,6 @@ impl Evaluator {
                 "rules evaluated; alerts recorded"
             );
         }
-        Ok(Step::Evaluated(alerts.len()))
+        Ok(Step::Done(alerts.len()))
     }
 }

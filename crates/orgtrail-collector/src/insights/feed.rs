@@ -11,6 +11,7 @@ use orgtrail_store::{EventStore, StoreError};
 
 use super::recent::{Kept, Recent};
 use super::{RANGE, SAVE_EVERY};
+use crate::handover::{Handover, Step};
 
 /// The detector and where it is in the ledger.
 pub(crate) struct Fed {
@@ -94,15 +95,21 @@ impl Feeder {
     }
 
     /// Feeds the next range of stored events past the watermark: the calls the ingest path
-    /// kept ([`super::recent`]), the rest read back from the store, each gap as one range.
-    /// `None` when there is none.
-    pub(crate) fn step(&self) -> Result<Option<Found>, StoreError> {
+    /// kept ([`super::recent`]), the rest read back from the store, each gap as one range;
+    /// events near the head not handed over yet are waited for ([`crate::handover`]).
+    pub(crate) fn step(&self, handover: Handover) -> Result<Step<Found>, StoreError> {
         let mut fed = self.lock();
         let (head, _) = self.store.tree_head()?;
         if head <= fed.through {
-            return Ok(None);
+            return Ok(Step::Idle);
         }
-        let (first, to) = (fed.through + 1, head.min(fed.through + RANGE));
+        let (first, mut to) = (fed.through + 1, head.min(fed.through + RANGE));
+        if let Some(last) = handover.stop(self.recent.covered(first, to), to, head) {
+            if last < first {
+                return Ok(Step::Handover(first));
+            }
+            to = last;
+        }
         let kept = self.recent.take(first, to);
         let mut out = Vec::new();
         let mut read_back = 0;
@@ -121,7 +128,7 @@ impl Feeder {
         read_back += feed_stored(&*self.store, &mut fed.detector, gap, to, &mut out)?;
         self.metrics.insights_read_back(read_back);
         fed.through = to;
-        Ok(Some(Found {
+        Ok(Step::Done(Found {
             events: encode(&out)?,
             through: to,
         }))
@@ -258,6 +265,16 @@ pub(super) mod tests {
         CloudTrailEvent::parse(json.to_string()).unwrap()
     }
 
+    /// One step that never waits for a handover (what is not kept is read back), as the
+    /// tests hand over what they keep before stepping; `None` when there is nothing new.
+    fn step(f: &Feeder) -> Option<Found> {
+        match f.step(Handover::new(0)).unwrap() {
+            Step::Done(found) => Some(found),
+            Step::Idle => None,
+            Step::Handover(seq) => panic!("waited for event {seq}"),
+        }
+    }
+
     fn feeder(store: &Arc<MemoryStore>) -> Feeder {
         feeder_of(store.clone())
     }
@@ -340,7 +357,7 @@ pub(super) mod tests {
         let store = Arc::new(MemoryStore::new());
         traffic(store.as_ref());
         let f = feeder(&store);
-        assert!(f.step().unwrap().is_none(), "past everything stored");
+        assert!(step(&f).is_none(), "past everything stored");
         assert_eq!(store.insights_state().unwrap().unwrap().through, 70);
     }
 
@@ -352,13 +369,13 @@ pub(super) mod tests {
         let store = Arc::new(MemoryStore::new());
         let f = feeder(&store);
         traffic(store.as_ref());
-        let first = f.step().unwrap().unwrap();
+        let first = step(&f).unwrap();
         assert_eq!(first.events.len(), 1, "one Start");
         assert_eq!(first.through, 70);
         drop(f); // killed before storing it
 
         let f = feeder(&store);
-        let again = f.step().unwrap().unwrap();
+        let again = step(&f).unwrap();
         assert_eq!(again.events, first.events, "found again, the same bytes");
         assert!(matches!(
             store_found(&store, &again)[..],
@@ -367,7 +384,7 @@ pub(super) mod tests {
         drop(f); // killed before saving the state
 
         let f = feeder(&store);
-        let third = f.step().unwrap().unwrap();
+        let third = step(&f).unwrap();
         assert_eq!(third.events, first.events);
         assert!(
             matches!(store_found(&store, &third)[..], [Appended::Duplicate(71)]),
@@ -379,7 +396,7 @@ pub(super) mod tests {
         drop(f);
 
         let f = feeder(&store);
-        assert!(f.step().unwrap().is_none(), "nothing is fed again");
+        assert!(step(&f).is_none(), "nothing is fed again");
         assert_eq!(store.stats().events, 71, "one Insight event stored, once");
     }
 
@@ -397,7 +414,7 @@ pub(super) mod tests {
                 .is_empty()
         );
         traffic(store.as_ref());
-        let start = f.step().unwrap().unwrap();
+        let start = step(&f).unwrap();
         assert_eq!(start.events.len(), 1);
         let end = f.tick((29_000_000 + 125 + 10) * 60_000, false).unwrap();
         assert_eq!(end.events.len(), 1, "the End");
@@ -420,7 +437,7 @@ pub(super) mod tests {
         // Kept: the first 20, then 36..=70 (15 not kept, as when the cache is full).
         keep(&fk, &stored[..20]);
         keep(&fk, &stored[35..]);
-        let (a, b) = (fk.step().unwrap().unwrap(), fr.step().unwrap().unwrap());
+        let (a, b) = (step(&fk).unwrap(), step(&fr).unwrap());
         assert_eq!(a.events.len(), 1, "one Start");
         assert_eq!(a.events, b.events);
         assert_eq!(a.through, b.through);
@@ -438,7 +455,7 @@ pub(super) mod tests {
         let insight = CloudTrailEvent::parse(insight[0].bytes.clone()).unwrap();
         keep(&fk, &[(71, insight)]);
         keep(&fk, &more);
-        let (a, b) = (fk.step().unwrap().unwrap(), fr.step().unwrap().unwrap());
+        let (a, b) = (step(&fk).unwrap(), step(&fr).unwrap());
         assert_eq!((a.through, b.through), (72, 72));
         assert_eq!(
             fk.metrics.insights_read_back_total(),
@@ -464,7 +481,7 @@ pub(super) mod tests {
         let f = feeder_of(store.clone());
         let stored = traffic(store.as_ref());
         keep(&f, &stored);
-        let found = f.step().unwrap().unwrap();
+        let found = step(&f).unwrap();
         assert_eq!(found.events.len(), 1, "one Start");
         assert_eq!(f.metrics.insights_read_back_total(), 0);
         let evs: Vec<_> = found
@@ -504,7 +521,7 @@ pub(super) mod tests {
         let store = Arc::new(MemoryStore::new());
         let f = feeder(&store);
         store_events(store.as_ref(), baseline());
-        let fed = f.step().unwrap().unwrap();
+        let fed = step(&f).unwrap();
         assert!(fed.events.is_empty());
         f.save(fed.through, true).unwrap();
         drop(f); // off
@@ -514,18 +531,18 @@ pub(super) mod tests {
         let f = feeder(&store);
         let resumed = f.tick((T0 + 185) * 60_000, true).unwrap();
         assert!(resumed.events.is_empty());
-        let fed = f.step().unwrap().unwrap();
+        let fed = step(&f).unwrap();
         assert!(fed.events.is_empty(), "no Insight for the past period");
         assert_eq!(f.lock().detector.stats().late_events, 40);
         drop(f);
 
         // The same stored state fed through its old clock finds the burst.
         let f = feeder(&store);
-        assert_eq!(f.step().unwrap().unwrap().events.len(), 1);
+        assert_eq!(step(&f).unwrap().events.len(), 1);
         drop(f);
         // On again within the lateness window of the burst (a quick restart): found too.
         let f = feeder(&store);
         assert!(f.tick((T0 + 125) * 60_000, true).unwrap().events.is_empty());
-        assert_eq!(f.step().unwrap().unwrap().events.len(), 1);
+        assert_eq!(step(&f).unwrap().events.len(), 1);
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 
 use super::feed::{Feeder, Found};
 use super::{RETRY, TICK};
+use crate::handover::{Handover, Step};
 use crate::ingest::IngestService;
 
 impl Feeder {
@@ -26,6 +27,7 @@ impl Feeder {
         let me = Arc::new(self);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut handover = Handover::new(super::RANGE);
         let mut resuming = true;
         while resuming {
             let m = me.clone();
@@ -44,15 +46,27 @@ impl Feeder {
                 return me.stop().await;
             }
             let m = me.clone();
-            let step = blocking(move || m.step()).await;
+            let step = blocking(move || m.step(handover)).await;
             match step {
-                Ok(Some(found)) => {
+                Ok(Step::Done(found)) => {
                     if let Err(e) = me.store_and_save(&ingest, found).await {
                         me.failed(&e).await;
                     }
                     continue;
                 }
-                Ok(None) => {}
+                Ok(Step::Handover(seq)) => {
+                    // Its batch wakes `stored` once it handed its events over; at most
+                    // [`crate::handover::HANDOVER_WAIT`] after the wait began, the event is
+                    // read back.
+                    let left = handover.wait_for(seq);
+                    tokio::select! {
+                        () = stored.notified() => {}
+                        _ = stopping.changed() => return me.stop().await,
+                        () = tokio::time::sleep(left) => {}
+                    }
+                    continue;
+                }
+                Ok(Step::Idle) => {}
                 Err(e) => {
                     me.failed(&e).await;
                     continue;
