@@ -12,14 +12,18 @@
 //! [`HANDOVER_WAIT`] from when it first waited for that event: one never handed over (the
 //! cache was full, it was stored before a restart, or by another path) is then read back.
 //! What the task sees, and in which order, is the same either way; only when it sees it
-//! changes, by at most that wait. Events further from the head than the task's range are
-//! read back at once, so catching up after a restart is not slowed.
+//! changes, by at most that wait. Events further from the head than [`NEAR`] are read back
+//! at once, so catching up after a restart is not slowed.
 
 use std::time::{Duration, Instant};
 
 /// The longest a task waits for the events of a batch to be handed over before it reads
 /// them back instead.
 pub(crate) const HANDOVER_WAIT: Duration = Duration::from_millis(20);
+
+/// How close to the head a missing event is waited for: a few batches in flight (events
+/// further back were not handed over in time, or never will be, and are read back at once).
+pub(crate) const NEAR: u64 = 4096;
 
 /// How one step of a task ended.
 #[derive(Debug)]

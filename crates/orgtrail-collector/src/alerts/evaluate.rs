@@ -74,7 +74,7 @@ impl Evaluator {
     ) {
         let me = Arc::new(self);
         // Events of a batch still handing them over are waited for ([`crate::handover`]).
-        let mut handover = Handover::new(RANGE);
+        let mut handover = Handover::new(crate::handover::NEAR);
         loop {
             if *stopping.borrow() {
                 return;

@@ -27,7 +27,7 @@ impl Feeder {
         let me = Arc::new(self);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut handover = Handover::new(super::RANGE);
+        let mut handover = Handover::new(crate::handover::NEAR);
         let mut resuming = true;
         while resuming {
             let m = me.clone();
