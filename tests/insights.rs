@@ -13,6 +13,8 @@ mod iam_calls;
 mod org;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/prom.rs"]
+mod prom;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -50,12 +52,14 @@ fn traffic() -> String {
     baseline_and_burst(minute, minute + (now - minute).min(59))
 }
 
-const EXTRA: &str = "[insights]\nenabled = true\nmin_history_ms = \"30m\"\nend_after_minutes = 1\nlateness_minutes = 0\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"log\"\npath = \"alerts.jsonl\"\n";
+const EXTRA: &str = "[insights]\nenabled = true\nmin_history_ms = \"30m\"\nend_after_minutes = 1\nlateness_minutes = 0\n[ops]\nlisten = \"127.0.0.1:0\"\n[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"log\"\npath = \"alerts.jsonl\"\n";
 
 fn alerts(org: &Org) -> Vec<Value> {
     std::fs::read_to_string(org.path("alerts.jsonl"))
         .unwrap_or_default()
-        .lines()
+        // Whole lines only: the sink may be in the middle of appending one.
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
@@ -239,6 +243,12 @@ fn a_burst_is_stored_as_an_insight_found_by_lookup_alerted_on_and_ended_after_a_
     assert_eq!(a["detail"]["eventID"], start["eventID"]);
 
     // kill -9, restart: the stored state has the open Insight; the wall clock ends it.
+    // Killed once the Start is counted, which is once the state holding it is saved (the alert
+    // may come first: killed then, a restart in a later minute would not find the burst again).
+    let ops = c.ops.clone().unwrap();
+    procs::wait_until(Duration::from_secs(60), "the Start counted", || {
+        prom::scrape(&ops).get("orgtrail_collector_insights_started_total", &[]) == Some(1.0)
+    });
     c.child.kill().unwrap();
     c.child.wait().unwrap();
     drop(c);

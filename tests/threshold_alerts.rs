@@ -77,7 +77,9 @@ fn setup(org: &Org) -> String {
 fn alerts(org: &Org) -> Vec<Value> {
     std::fs::read_to_string(org.path("alerts.jsonl"))
         .unwrap_or_default()
-        .lines()
+        // Whole lines only: the sink may be in the middle of appending one.
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }

@@ -111,7 +111,7 @@ fn run_spooler(
     selectors: Option<&selectors::Selectors>,
     spool: &SpoolHandle,
     input: std::sync::mpsc::Receiver<Item>,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     wake: &Notify,
     space: &Notify,
     stop: &AtomicBool,
@@ -148,18 +148,31 @@ fn run_spooler(
         }
         full_logged = false;
         let mut batch = std::mem::take(&mut p.batch);
-        let chunks = loop {
-            let (back, result) = spool.append_blocking(batch, max_events, max_bytes);
+        loop {
+            // Which source each event came from is recorded on the spool's thread, before the
+            // shipper can read the chunks: an acknowledgement that came back before this thread
+            // ran again counted its events under the earlier-run pseudo source.
+            let (m, sources) = (metrics.clone(), p.sources.clone());
+            let noted: spool::Noted = Box::new(move |chunks| {
+                let mut at = 0usize;
+                for &(first, n) in chunks {
+                    let n = n as usize;
+                    m.spooled_chunk(first, sources[at..at + n].to_vec());
+                    at += n;
+                }
+            });
+            let (back, result) =
+                spool.append_blocking_noted(batch, max_events, max_bytes, Some(noted));
             batch = back;
             match result {
-                Ok(chunks) => {
+                Ok(_) => {
                     if metrics.set_spool_disk_full(None) {
                         tracing::info!(
                             free = spool::free_bytes(&cfg.spool_dir),
                             "the spool's disk has space again; the sources go on"
                         );
                     }
-                    break chunks;
+                    break;
                 }
                 Err(e) if e.is_disk_full() => {
                     if metrics.set_spool_disk_full(Some(e.to_string())) {
@@ -205,15 +218,9 @@ fn run_spooler(
                     return Err(e.into());
                 }
             }
-        };
+        }
         for w in p.waiting.drain(..) {
             let _ = w.send(Ok(()));
-        }
-        let mut at = 0usize;
-        for (first, n) in chunks {
-            let n = n as usize;
-            metrics.spooled_chunk(first, p.sources[at..at + n].to_vec());
-            at += n;
         }
         for s in &p.dead_sources {
             metrics.source(*s).dead_lettered.inc();

@@ -368,7 +368,9 @@ impl Metrics {
         &self.sources[i.min(last)]
     }
 
-    /// Records which source each event of a just-spooled chunk came from.
+    /// Records which source each event of a just-spooled chunk came from. Called on the
+    /// spool's thread before the chunk can be read (see `SpoolHandle::append_blocking_noted`),
+    /// so its acknowledgement always finds the record.
     pub fn spooled_chunk(&self, first_seq: u64, sources: Vec<u16>) {
         for s in &sources {
             self.source(usize::from(*s)).spooled.inc();

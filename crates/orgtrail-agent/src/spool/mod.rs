@@ -82,7 +82,7 @@ use thiserror::Error;
 pub use control::{Outcome, Request};
 pub use dead::{DeadLetter, NewDead};
 use record::{HEADER, KIND_CHUNK, KIND_MARK};
-pub use thread::{Appended, SpoolHandle};
+pub use thread::{Appended, Noted, SpoolHandle};
 
 /// A segment is rolled once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 32 << 20;

@@ -537,6 +537,50 @@ fn a_spool_of_the_earlier_plain_format_opens_and_drains() {
     assert_eq!(s.dead_letters().unwrap().len(), 1);
 }
 
+/// What an append notes about its chunks (the source of each event, for the metrics) is
+/// noted before the spool serves a read of them: a shipper that reads a chunk as soon as it is
+/// written, ships it and counts its acknowledgement always finds the note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appends_note_is_taken_before_its_chunks_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = SpoolHandle::open(SpoolOptions::new(dir.path()))
+        .await
+        .unwrap();
+    let noted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (h2, n2) = (h.clone(), noted.clone());
+    let writer = tokio::task::spawn_blocking(move || {
+        for i in 0..20 {
+            let n = n2.clone();
+            let b = AppendBatch {
+                events: vec![event(&format!("e{i}"))],
+                ..AppendBatch::default()
+            };
+            let note: Noted = Box::new(move |chunks| n.lock().unwrap().extend_from_slice(chunks));
+            h2.append_blocking_noted(b, 10, 1 << 20, Some(note))
+                .1
+                .unwrap();
+        }
+    });
+    // The reader takes each chunk as soon as the spool has it, before the writer hears back.
+    let mut from = 0;
+    while from <= 20 {
+        if let Some(c) = h.chunk_from(from).await.unwrap() {
+            assert!(
+                noted.lock().unwrap().contains(&(c.first_seq, 1)),
+                "chunk {} read before its note",
+                c.first_seq
+            );
+            from = c.first_seq + 1;
+        } else if writer.is_finished() {
+            break;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(noted.lock().unwrap().len(), 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_thread_serves_async_and_blocking_callers() {
     let dir = tempfile::tempdir().unwrap();

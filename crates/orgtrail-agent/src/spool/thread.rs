@@ -18,11 +18,16 @@ type Reply<T> = oneshot::Sender<T>;
 /// What an append answers: the batch handed back, and the chunks written.
 pub type Appended = (AppendBatch, Result<Vec<(u64, u32)>, SpoolError>);
 
+/// Called on the spool thread with the chunks an append wrote, once they are durable and
+/// before any later command (a read of those chunks by the shipper) is served.
+pub type Noted = Box<dyn FnOnce(&[(u64, u32)]) + Send>;
+
 enum Cmd {
     Append {
         batch: AppendBatch,
         max_events: usize,
         max_bytes: usize,
+        noted: Option<Noted>,
         reply: Reply<Appended>,
     },
     Chunk(u64, Reply<Result<Option<Chunk>, SpoolError>>),
@@ -100,9 +105,13 @@ fn serve(
                 mut batch,
                 max_events,
                 max_bytes,
+                noted,
                 reply,
             } => {
                 let r = spool.append_batch(&mut batch, max_events, max_bytes);
+                if let (Ok(chunks), Some(noted)) = (&r, noted) {
+                    noted(chunks);
+                }
                 publish(&spool, &shared);
                 let _ = reply.send((batch, r));
             }
@@ -206,11 +215,25 @@ impl SpoolHandle {
         max_events: usize,
         max_bytes: usize,
     ) -> Appended {
+        self.append_blocking_noted(batch, max_events, max_bytes, None)
+    }
+
+    /// [`SpoolHandle::append_blocking`], with `noted` called on the chunks written before the
+    /// spool serves anything else: what it records about them (which source each event came
+    /// from) is there before the shipper can read, send and have them acknowledged.
+    pub fn append_blocking_noted(
+        &self,
+        batch: AppendBatch,
+        max_events: usize,
+        max_bytes: usize,
+        noted: Option<Noted>,
+    ) -> Appended {
         let (tx, rx) = oneshot::channel();
         let cmd = Cmd::Append {
             batch,
             max_events,
             max_bytes,
+            noted,
             reply: tx,
         };
         if let Err(mpsc::error::SendError(cmd)) = self.tx.blocking_send(cmd) {

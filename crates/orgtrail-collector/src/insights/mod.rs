@@ -41,7 +41,9 @@
 //!   `spawn_blocking`; the detector's lock is never held across an `.await`.
 //! - **Saving.** The state is saved after a step that produced Insight events; otherwise only
 //!   once the watermark moved, at most every [`SAVE_EVERY`] (a 100,000-key state is about
-//!   39 MB, written in a few tenths of a second), and when the task stops. A clock moved
+//!   39 MB, written in a few tenths of a second), and when the task stops. The metrics are
+//!   told after a save, so an Insight counted in `orgtrail_collector_insights_started_total`
+//!   is in the saved state (the instant above is over once it is counted). A clock moved
 //!   without new events is not saved (the wall clock moves it again after a restart). A crash
 //!   feeds the events since the last save again, from the store, with the same outcome;
 //!   60 s of them take well under a second to read back.
