@@ -247,6 +247,22 @@ fn dir_a_modified_and_a_deleted_log_file_and_a_foreign_signature_are_reported_by
 
 #[test]
 fn dir_an_agent_killed_before_the_digests_arrive_checks_the_files_after_restart() {
+    killed_before_the_digests_arrive(None);
+}
+
+/// Each log file of the trail holds one event: with batches of one event, each file's last
+/// event fills a batch, and a mark sent after it would wait for the linger (5 s here) to be
+/// made durable, long after the kill. The file's done-mark travels with its last event, so
+/// the restarted agent still reads nothing again.
+#[test]
+fn dir_a_file_whose_last_event_fills_a_batch_is_not_read_again_after_a_kill() {
+    killed_before_the_digests_arrive(Some("linger_ms = \"5s\"\nmax_events = 1"));
+}
+
+/// A trail of 3 hours shipped, the agent SIGKILLed before the digests arrive, restarted when
+/// they have: every file is checked from the hash kept with its mark, none read again.
+/// `batch`: the agent's `[batch]` keys instead of the test configuration's.
+fn killed_before_the_digests_arrive(batch: Option<&str>) {
     let (org, c) = setup();
     let trail = dir_trail(&org, 3, |_| Signer::Trail);
     // The digests arrive later: moved aside for now.
@@ -256,6 +272,12 @@ fn dir_an_agent_killed_before_the_digests_arrive_checks_the_files_after_restart(
     let aside = org.path("digests-aside");
     std::fs::rename(&digests, &aside).unwrap();
     let cfg = dir_source(&org, &trail.root, &c);
+    if let Some(keys) = batch {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(text.contains("[batch]\nlinger_ms = 20\n"), "{text}");
+        let text = text.replace("[batch]\nlinger_ms = 20\n", &format!("[batch]\n{keys}\n"));
+        std::fs::write(&cfg, text).unwrap();
+    }
     let (mut agent, ops, _log) = agent_with_ops(&cfg);
     wait_until(WITHIN, "the 6 log files shipped", || {
         events(&ops, "shipped") == 6.0

@@ -240,15 +240,18 @@ fn run_spooler(
     loop {
         match input.recv_timeout(linger) {
             Ok(Item::Event { source, event }) => {
-                if let Some(sel) = selectors
-                    && !sel.matches(event.fields())
-                {
-                    metrics.source(source).filtered.inc();
+                if !p.event(source, event, selectors, metrics) {
                     continue;
                 }
-                p.bytes += event.bytes().len();
-                p.batch.events.push(event.into_bytes());
-                p.sources.push(u16::try_from(source).unwrap_or(u16::MAX));
+            }
+            Ok(Item::LastEvent {
+                source,
+                event,
+                key,
+                value,
+            }) => {
+                p.event(source, event, selectors, metrics);
+                p.mark(key, value);
             }
             Ok(Item::Dead {
                 source,
@@ -309,6 +312,27 @@ struct Pending {
 }
 
 impl Pending {
+    /// An event from source number `source`, unless the trail's selectors filter it out
+    /// (counted): false then.
+    fn event(
+        &mut self,
+        source: usize,
+        event: orgtrail_core::CloudTrailEvent,
+        selectors: Option<&selectors::Selectors>,
+        metrics: &Metrics,
+    ) -> bool {
+        if let Some(sel) = selectors
+            && !sel.matches(event.fields())
+        {
+            metrics.source(source).filtered.inc();
+            return false;
+        }
+        self.bytes += event.bytes().len();
+        self.batch.events.push(event.into_bytes());
+        self.sources.push(u16::try_from(source).unwrap_or(u16::MAX));
+        true
+    }
+
     /// A source's new position (the latest for a key wins within a batch).
     fn mark(&mut self, key: Vec<u8>, value: Vec<u8>) {
         if let Some(m) = self.batch.marks.iter_mut().find(|(k, _)| *k == key) {

@@ -460,12 +460,14 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>, hash: 
         }
     };
     let mut events = 0u64;
+    // Handed over one behind: the last goes with the file's done-mark as one item.
+    let mut held = None;
     for item in decoder {
         let ok = match item {
             Ok(item) => match item.result {
                 Ok(ev) => {
                     events += 1;
-                    ctx.event(ev)
+                    held.replace(ev).is_none_or(|prev| ctx.event(prev))
                 }
                 Err(reason) => ctx.dead(format!("{name}: {}: {reason}", item.position), Vec::new()),
             },
@@ -484,5 +486,9 @@ fn ship_file(ctx: &Ctx, path: &Path, rel: &Path, size: u64, key: Vec<u8>, hash: 
         }
     }
     tracing::debug!(source = %ctx.name, file = %name, events, "log file read");
-    shipped(done(ctx, &value), &value)
+    let ok = match held {
+        Some(last) => ctx.last_event(last, key.clone(), value.clone()),
+        None => done(ctx, &value),
+    };
+    shipped(ok, &value)
 }

@@ -33,6 +33,15 @@ pub enum Item {
     },
     /// The source's new position, durable together with the events before it.
     Mark { key: Vec<u8>, value: Vec<u8> },
+    /// A file's last event with the file's done-mark, appended together: once the file's
+    /// events are durable, so is its mark (an agent killed after they were acknowledged does
+    /// not read the file again), whatever the spooler's linger or batch size.
+    LastEvent {
+        source: usize,
+        event: CloudTrailEvent,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// Several positions written in one durable append, all or none (a digest's check: the
     /// failures it counted and the marks saying it was checked), with the digest checks they
     /// record: counted in `orgtrail_agent_digest_checks_total` of source number `source` once
@@ -78,6 +87,18 @@ impl Ctx {
         self.send(Item::Event {
             source: self.index,
             event,
+        })
+    }
+
+    /// Hands over a file's last event with the file's done-mark ([`Item::LastEvent`]),
+    /// counting the event as read.
+    pub fn last_event(&self, event: CloudTrailEvent, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.metrics.source(self.index).read.inc();
+        self.send(Item::LastEvent {
+            source: self.index,
+            event,
+            key,
+            value,
         })
     }
 
