@@ -30,7 +30,7 @@ pub(crate) struct AlertsArgs {
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// A minimal HTTP/1.1 receiver (keep-alive): notes each request's arrival, answers 200.
-fn receiver() -> anyhow::Result<(String, Arrivals)> {
+pub(crate) fn receiver() -> anyhow::Result<(String, Arrivals)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}/alerts", listener.local_addr()?);
     let arrivals: Arrivals = Arc::default();

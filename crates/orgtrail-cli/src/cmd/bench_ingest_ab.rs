@@ -30,8 +30,8 @@ pub(crate) trait Side {
     fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments>;
 }
 
-/// The best of a side's runs.
-#[derive(Debug, Clone, Copy)]
+/// The best of a side's runs, and each run's figures.
+#[derive(Debug, Clone)]
 pub(crate) struct Best {
     /// Highest ingest rate, events/s.
     pub(crate) rate: f64,
@@ -39,6 +39,37 @@ pub(crate) struct Best {
     pub(crate) cpu: f64,
     /// Earliest first settle moment (seconds after the start), if the side reports any.
     pub(crate) settled: Option<f64>,
+    /// Each round's ingest rate and collector CPU seconds, in order.
+    pub(crate) runs: Vec<(f64, f64)>,
+}
+
+/// B against A round by round (B's ingest rate over A's in the same round, and B's collector
+/// CPU over A's): on a busy machine a round's two runs see about the same load, so the median
+/// of these ratios tells more than the ratio of the best runs. Returns the line to print.
+pub(crate) fn paired(a: &Best, b: &Best) -> String {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    };
+    let rates: Vec<f64> = a.runs.iter().zip(&b.runs).map(|(x, y)| y.0 / x.0).collect();
+    let cpus: Vec<f64> = a.runs.iter().zip(&b.runs).map(|(x, y)| y.1 / x.1).collect();
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{:.1}%", 100.0 * r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "round by round: ingest ratio {} (median {:.1}%); collector CPU ratio {} (median {:+.0}%)",
+        list(&rates),
+        100.0 * median(rates.clone()),
+        list(&cpus),
+        100.0 * (median(cpus.clone()) - 1.0)
+    )
 }
 
 /// Runs `rounds` rounds of (A, B) on the prepared events; prints one line per run and returns
@@ -50,11 +81,12 @@ pub(crate) fn rounds(
     rounds: u32,
     sides: [&dyn Side; 2],
 ) -> anyhow::Result<[Best; 2]> {
-    let mut best = [Best {
+    let mut best: [Best; 2] = std::array::from_fn(|_| Best {
         rate: 0.0,
         cpu: f64::MAX,
         settled: None,
-    }; 2];
+        runs: Vec::new(),
+    });
     let mut run = 0;
     for round in 0..rounds.max(1) {
         for (i, side) in sides.iter().enumerate() {
@@ -72,6 +104,7 @@ pub(crate) fn rounds(
             let b = &mut best[i];
             b.rate = b.rate.max(rate);
             b.cpu = b.cpu.min(cpu);
+            b.runs.push((rate, cpu));
             if let Some(&(_, t)) = moments.first() {
                 b.settled = Some(b.settled.map_or(t, |s| s.min(t)));
             }
@@ -163,6 +196,7 @@ fn on_off_in(
     let off = Switch { feature, on: false };
     let on = Switch { feature, on: true };
     let [off, on] = rounds(&p, root, events, rounds_n, [&off, &on])?;
+    println!("{}", paired(&off, &on));
     println!(
         "ingest with {} on: {:.0} events/s; off: {:.0} events/s; ratio {:.1}%{}; {} {:.2} s after the start (ingest of the run took {:.2} s)",
         feature.subject(),

@@ -24,7 +24,8 @@ pub(crate) struct IngestRulesArgs {
     /// Rules the collector evaluates in the runs with rules.
     #[arg(long, default_value_t = 100)]
     rules: usize,
-    /// Rounds of (no rules, rules); the best rate of each is reported.
+    /// Rounds of (no rules, rules); the best rate of each is reported, and the median of the
+    /// rounds' own ratios.
     #[arg(long, default_value_t = 2)]
     rounds: u32,
     /// Key every rule on an event name that makes at most this share of the events (for
@@ -33,6 +34,18 @@ pub(crate) struct IngestRulesArgs {
     /// measure alert recording and delivery as much as evaluation.
     #[arg(long)]
     rare: Option<f64>,
+    /// Where the alerts go: `file` (a JSON-lines file sink, each batch of alerts written and
+    /// synced) or `webhook` (signed POSTs, one per alert, to a receiver in this process on
+    /// loopback, which answers 200 at once).
+    #[arg(long, value_enum, default_value_t = SinkKind::File)]
+    sink: SinkKind,
+}
+
+/// The alert sink of the runs with rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SinkKind {
+    File,
+    Webhook,
 }
 
 pub(crate) fn run(a: IngestRulesArgs) -> anyhow::Result<ExitCode> {
@@ -85,6 +98,8 @@ struct WithRules {
     root: std::path::PathBuf,
     rules: usize,
     expected_alerts: u64,
+    /// The webhook receiver's URL, with `--sink webhook`; else the file sink.
+    webhook: Option<String>,
 }
 
 impl Side for WithRules {
@@ -92,8 +107,13 @@ impl Side for WithRules {
         format!("{} rules", self.rules)
     }
     fn config(&self) -> String {
-        "[rules]\ndir = \"rules\"\n[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"
-            .to_owned()
+        let rules = "[rules]\ndir = \"rules\"\n";
+        match &self.webhook {
+            None => format!("{rules}[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"),
+            Some(url) => format!(
+                "{rules}[[alerts.webhook]]\nname = \"bench\"\nurl = \"{url}\"\nsecret_file = \"webhook.secret\"\n"
+            ),
+        }
     }
     fn settle(&self, ops: &str, started: Instant) -> anyhow::Result<Moments> {
         let n = self.expected_alerts;
@@ -140,16 +160,29 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
     let p = bench_transport::prepare(root, a.events)?;
     let expected = write_rules(root, a.rules, a.rare)?;
     println!(
-        "{} rules, which make {expected} alerts on these events; {} round(s) of (no rules, rules)",
-        a.rules, a.rounds
+        "{} rules, which make {expected} alerts on these events, delivered to a {} sink; {} round(s) of (no rules, rules)",
+        a.rules,
+        match a.sink {
+            SinkKind::File => "JSON-lines file",
+            SinkKind::Webhook => "webhook",
+        },
+        a.rounds
     );
     let with_rules = WithRules {
         root: root.to_owned(),
         rules: a.rules,
         expected_alerts: expected,
+        webhook: match a.sink {
+            SinkKind::File => None,
+            SinkKind::Webhook => {
+                std::fs::write(root.join("webhook.secret"), "bench-secret\n")?;
+                Some(crate::cmd::bench_alerts::receiver()?.0)
+            }
+        },
     };
     let [none, with] =
         bench_ingest_ab::rounds(&p, root, a.events, a.rounds, [&NoRules, &with_rules])?;
+    println!("{}", bench_ingest_ab::paired(&none, &with));
     let lag = with.settled.unwrap_or(f64::NAN);
     let (cpu_with, cpu_none) = (with.cpu, none.cpu);
     let (with, none) = (with.rate, none.rate);
