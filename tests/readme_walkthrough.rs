@@ -85,13 +85,10 @@ fn matches(pattern: &str, line: &str) -> bool {
     true
 }
 
-/// A port free now on loopback, for the collector (the README's own is 4317).
+/// A port free now on loopback, for the collector (the README's own is 4317), from below the
+/// kernel's ephemeral range ([`common::quiet_port`]).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::quiet_port()
 }
 
 fn marker(i: usize) -> String {

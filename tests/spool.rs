@@ -135,11 +135,7 @@ fn a_full_spool_disk_pauses_the_agent_visibly_and_it_goes_on_by_itself_losing_no
     let filler = mnt.join("filler");
     std::fs::write(&filler, vec![0u8; 25 << 20]).unwrap();
     // The collector is not there yet: everything read stays in the spool.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::quiet_port();
     let spool = mnt.join("spool");
     let cfg = agent_config(
         &org,

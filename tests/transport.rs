@@ -313,11 +313,7 @@ fn agents_spool_while_the_collector_is_down_and_deliver_after() {
     let (account, file, want) = events(&org, "a", 3000, 51);
     org.issue("agent", "agent", Some(&account));
     // A port with nobody listening yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::quiet_port();
     let cfg = org.agent_config("agent", &account, "agent", &file, port);
     let mut agent = orgtrail()
         .args(["agent", "--config", &p(&cfg), "--exit-when-drained"])

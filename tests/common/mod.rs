@@ -90,3 +90,30 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, S
 }
 
 pub(crate) mod fs;
+
+/// A port free on 127.0.0.1 now, for a server a test starts later on it (a port that must be
+/// known before its server runs: an agent started first, the README's own commands). Drawn at
+/// random from 10000 up to the kernel's ephemeral range (`net.ipv4.ip_local_port_range`),
+/// which the kernel never gives to a `:0` bind or an outgoing connection: a port taken from a
+/// `:0` bind and released could be given to another test's connection before the server binds
+/// it.
+pub(crate) fn quiet_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u16 = 10_000;
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = start.max(LOW + 1_000);
+    let mut x = std::hash::RandomState::new().build_hasher().finish();
+    loop {
+        // A 64-bit LCG step (Knuth's MMIX constants); the high bits pick the port.
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = LOW + ((x >> 33) % u64::from(high - LOW)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
