@@ -259,6 +259,14 @@ fn dir_a_file_whose_last_event_fills_a_batch_is_not_read_again_after_a_kill() {
     killed_before_the_digests_arrive(Some("linger_ms = \"5s\"\nmax_events = 1"));
 }
 
+/// Replaces the test configuration's `[batch]` keys in the agent configuration `cfg`.
+fn set_batch(cfg: &std::path::Path, keys: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.contains("[batch]\nlinger_ms = 20\n"), "{text}");
+    let text = text.replace("[batch]\nlinger_ms = 20\n", &format!("[batch]\n{keys}\n"));
+    std::fs::write(cfg, text).unwrap();
+}
+
 /// A trail of 3 hours shipped, the agent SIGKILLed before the digests arrive, restarted when
 /// they have: every file is checked from the hash kept with its mark, none read again.
 /// `batch`: the agent's `[batch]` keys instead of the test configuration's.
@@ -273,10 +281,7 @@ fn killed_before_the_digests_arrive(batch: Option<&str>) {
     std::fs::rename(&digests, &aside).unwrap();
     let cfg = dir_source(&org, &trail.root, &c);
     if let Some(keys) = batch {
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        assert!(text.contains("[batch]\nlinger_ms = 20\n"), "{text}");
-        let text = text.replace("[batch]\nlinger_ms = 20\n", &format!("[batch]\n{keys}\n"));
-        std::fs::write(&cfg, text).unwrap();
+        set_batch(&cfg, keys);
     }
     let (mut agent, ops, _log) = agent_with_ops(&cfg);
     wait_until(WITHIN, "the 6 log files shipped", || {
@@ -629,6 +634,20 @@ fn put_log(b: &orgtrail_s3::Blocking, trail: &Trail, key: &str) {
 
 #[test]
 fn s3_a_valid_chain_is_checked_ok_after_an_agent_killed_before_the_digests_arrived() {
+    s3_killed_before_the_digests_arrive(None);
+}
+
+/// As [`dir_a_file_whose_last_event_fills_a_batch_is_not_read_again_after_a_kill`], for
+/// objects: each object's done-mark travels with its last event.
+#[test]
+fn s3_an_object_whose_last_event_fills_a_batch_is_not_read_again_after_a_kill() {
+    s3_killed_before_the_digests_arrive(Some("linger_ms = \"5s\"\nmax_events = 1"));
+}
+
+/// A trail of 3 hours in a bucket, shipped; the agent SIGKILLed before the digests arrive,
+/// restarted once they have: every object is checked from the hash kept with its mark, none
+/// read again. `batch`: the agent's `[batch]` keys instead of the test configuration's.
+fn s3_killed_before_the_digests_arrive(batch: Option<&str>) {
     let (org, c) = setup();
     let weed = Weed::start(&org.path("weed"));
     let b = weed.bucket(BUCKET);
@@ -639,6 +658,9 @@ fn s3_a_valid_chain_is_checked_ok_after_an_agent_killed_before_the_digests_arriv
         }
     }
     let cfg = s3_source(&org, &weed, &c);
+    if let Some(keys) = batch {
+        set_batch(&cfg, keys);
+    }
     let (mut agent, ops, _log) = agent_with_ops(&cfg);
     wait_until(WITHIN, "the 6 log files shipped", || {
         events(&ops, "shipped") == 6.0
@@ -656,6 +678,8 @@ fn s3_a_valid_chain_is_checked_ok_after_an_agent_killed_before_the_digests_arriv
     });
     only(&ops, &[("ok", 9.0)]);
     assert_eq!(failures(&ops), 0.0);
+    // Checked from the hashes kept with the objects' marks: nothing was read again.
+    assert_eq!(events(&ops, "read"), 0.0);
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(!log.text().contains("ERROR"), "{}", log.text());

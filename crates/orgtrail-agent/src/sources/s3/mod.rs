@@ -17,7 +17,10 @@
 //! records are spooled). VERSION is the object's ETag, or from a server that sends none its size
 //! and last-modified time (`size=N;modified=SECONDS`, [`orgtrail_s3::Version`]). A mark goes to the spooler in the same channel as the events before it, so it is
 //! appended with them in one durable write and is never durable before them: *processed* means
-//! the `d` mark only. After a `kill -9` an object with a `p` mark is read again from the start
+//! the `d` mark only. The `d` mark travels with the object's last event, as one item
+//! ([`crate::sources::Item::LastEvent`]), so once the object's events are durable so is its
+//! mark, whatever the spooler's linger or batch size: an agent killed after they were
+//! acknowledged does not read the object again. After a `kill -9` an object with a `p` mark is read again from the start
 //! and its first N records are skipped; at most [`PART_EVERY`]` - 1` records are spooled twice,
 //! and the collector's (account, eventID) dedup drops them. An object overwritten (another
 //! version) is read again. Memory holds a 16-byte hash per object read whole.
@@ -542,6 +545,10 @@ fn object(
         }
     };
     let mut n = 0u64;
+    // Handed over one behind: the last goes with the object's done-mark as one item, and the
+    // one held at a part mark goes before it (a part mark never precedes events it counts).
+    // Dropped when the transfer fails: the object is read again from its last part mark.
+    let mut held = None;
     for item in decoder {
         let ok = match item {
             Ok(item) => {
@@ -550,7 +557,7 @@ fn object(
                     continue;
                 }
                 match item.result {
-                    Ok(ev) => ctx.event(ev),
+                    Ok(ev) => held.replace(ev).is_none_or(|prev| ctx.event(prev)),
                     Err(reason) => {
                         ctx.dead(format!("{name}: {}: {reason}", item.position), Vec::new())
                     }
@@ -570,6 +577,9 @@ fn object(
             return Ok(false);
         }
         if n.is_multiple_of(PART_EVERY) && n > skip {
+            if held.take().is_some_and(|ev| !ctx.event(ev)) {
+                return Ok(false);
+            }
             if !ctx.send(Item::Mark {
                 key: mark.clone(),
                 value: Mark::Part(version.clone(), n).encode(),
@@ -605,7 +615,10 @@ fn object(
     if let Some(c) = &mut state.checker {
         c.shipped(&o.key, mark.clone(), value.clone());
     }
-    Ok(ctx.send(Item::Mark { key: mark, value }))
+    Ok(match held {
+        Some(last) => ctx.last_event(last, mark, value),
+        None => ctx.send(Item::Mark { key: mark, value }),
+    })
 }
 
 /// Reads and checks one listed digest object (digest checking on). `Ok(false)` when the
