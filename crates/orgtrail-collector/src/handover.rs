@@ -80,6 +80,24 @@ impl Handover {
         self.waiting = Some((seq, since));
         HANDOVER_WAIT.saturating_sub(since.elapsed())
     }
+
+    /// Waits for event `seq` ([`Step::Handover`]): until `stored` is woken (its batch wakes it
+    /// once it handed its events over), or what is left of [`HANDOVER_WAIT`] since the wait
+    /// for `seq` began has passed (the next step then reads it back). False when `stopping`
+    /// changed first.
+    pub(crate) async fn wait(
+        &mut self,
+        seq: u64,
+        stored: &tokio::sync::Notify,
+        stopping: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let left = self.wait_for(seq);
+        tokio::select! {
+            () = stored.notified() => true,
+            _ = stopping.changed() => false,
+            () = tokio::time::sleep(left) => true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -88,14 +88,8 @@ impl Evaluator {
                     continue;
                 }
                 Ok(Ok(Step::Handover(seq))) => {
-                    // Its batch wakes `stored` once it handed its events over; at most
-                    // [`crate::handover::HANDOVER_WAIT`] after the wait began, the event is
-                    // read back.
-                    let left = handover.wait_for(seq);
-                    tokio::select! {
-                        () = stored.notified() => {}
-                        _ = stopping.changed() => return,
-                        () = tokio::time::sleep(left) => {}
+                    if !handover.wait(seq, &stored, &mut stopping).await {
+                        return;
                     }
                     continue;
                 }

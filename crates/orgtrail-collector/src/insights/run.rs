@@ -55,14 +55,8 @@ impl Feeder {
                     continue;
                 }
                 Ok(Step::Handover(seq)) => {
-                    // Its batch wakes `stored` once it handed its events over; at most
-                    // [`crate::handover::HANDOVER_WAIT`] after the wait began, the event is
-                    // read back.
-                    let left = handover.wait_for(seq);
-                    tokio::select! {
-                        () = stored.notified() => {}
-                        _ = stopping.changed() => return me.stop().await,
-                        () = tokio::time::sleep(left) => {}
+                    if !handover.wait(seq, &stored, &mut stopping).await {
+                        return me.stop().await;
                     }
                     continue;
                 }
