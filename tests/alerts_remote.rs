@@ -277,7 +277,8 @@ impl Drop for Follow {
 fn follow_prints_new_alerts_resumes_across_a_restart_and_the_history_survives() {
     let org = Org::new();
     let s = setup(&org, 62);
-    let mut c = org.collector(0, SINK_AND_RULES);
+    // Restarted on the same port below: one the kernel never hands to a connection meanwhile.
+    let mut c = org.collector(common::quiet_port(), SINK_AND_RULES);
     let port = c.port;
     // Started before any event: every alert is new to it.
     let early = Follow::start(&org, &c, "auditor");

@@ -178,7 +178,8 @@ fn a_follow_resumes_after_the_collector_restarts_and_misses_nothing() {
         assert!(o.status.success(), "{}", stderr(&o));
     };
 
-    let mut c = org.collector(0, "");
+    // Restarted on the same port below: one the kernel never hands to a connection meanwhile.
+    let mut c = org.collector(common::quiet_port(), "");
     let port = c.port;
     let mut follower = orgtrail()
         .arg("lookup")

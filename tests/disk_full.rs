@@ -87,7 +87,9 @@ fn a_collector_killed_on_a_full_disk_reopens_and_loses_nothing() {
     let (account, file, want) = events(&org, "a", 40_000, 8);
     org.issue("agent", "agent", Some(&account));
     let fs = Tmpfs::mount(&org.path("data"), "16m");
-    let mut collector = org.collector_with_log(0, "[storage]\nreserve = \"0 B\"\n", true);
+    // Restarted on the same port below: one the kernel never hands to a connection meanwhile.
+    let mut collector =
+        org.collector_with_log(common::quiet_port(), "[storage]\nreserve = \"0 B\"\n", true);
     let port = collector.port;
     let mut log = Log::of(&mut collector);
     let cfg = org.agent_config("agent", &account, "agent", &file, port);
