@@ -346,35 +346,18 @@ impl SinkLoop {
                 }
                 continue;
             }
-            if self.sink.takes_batches() {
-                let mine: Vec<PendingAlert> = page
-                    .iter()
-                    .filter(|a| a.sinks.contains(&self.name))
-                    .cloned()
-                    .collect();
-                if !mine.is_empty() {
-                    match self.deliver_batch(mine, &mut stopping).await {
-                        Outcome::Done => {}
-                        Outcome::Stopping => return,
-                        Outcome::StoreFailed(e) => {
-                            tracing::warn!(sink = %self.name, error = %e, "alert delivery: the store failed; retrying");
-                            if !pause(STORE_RETRY, &mut stopping).await {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                }
-                cursor = page.pop().map(|a| (a.seq, a.rule));
-                continue;
-            }
             let mine: Vec<PendingAlert> = page
                 .iter()
                 .filter(|a| a.sinks.contains(&self.name))
                 .cloned()
                 .collect();
             if !mine.is_empty() {
-                match self.deliver_each(mine, &mut stopping).await {
+                let outcome = if self.sink.takes_batches() {
+                    self.deliver_batch(mine, &mut stopping).await
+                } else {
+                    self.deliver_each(mine, &mut stopping).await
+                };
+                match outcome {
                     Outcome::Done => {}
                     Outcome::Stopping => return,
                     Outcome::StoreFailed(e) => {
