@@ -1119,6 +1119,125 @@ fn sled_alert_outbox_survives_reopening() {
     );
 }
 
+/// Many alerts in one record (more than the sled ledger keeps in one outbox entry): read page
+/// by page from each sink's cursor they come whole and in order; a sink's notes take only its
+/// own; a dead letter re-driven while the rest of its record is pending, and one re-driven
+/// after the rest was delivered, are pending again; once all is delivered nothing is.
+fn alert_outbox_in_pages(store: &dyn EventStore) {
+    use orgtrail_store::{DeadLetter, PendingAlert};
+    let alert = |seq: u64, rule: &str, sinks: &[&str]| PendingAlert {
+        seq,
+        rule: rule.into(),
+        sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut all = Vec::new();
+    for seq in 1..=300 {
+        all.push(alert(seq, "a", &["s", "t"]));
+        all.push(alert(seq, "b", &["s"]));
+    }
+    // Given out of order: the outbox keeps (seq, rule) order.
+    let mut given = all.clone();
+    given.reverse();
+    store.record_alerts(300, &given).unwrap();
+    let read_all = |after: Option<(u64, String)>, page: usize| {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        loop {
+            let got = store
+                .pending_alerts_after(cursor.as_ref().map(|(s, r)| (*s, r.as_str())), page)
+                .unwrap();
+            let Some(last) = got.last() else { break };
+            cursor = Some((last.seq, last.rule.clone()));
+            out.extend(got);
+        }
+        out
+    };
+    assert_eq!(read_all(None, 7), all);
+    assert_eq!(store.pending_alerts(1000).unwrap(), all);
+    assert_eq!(
+        read_all(Some((150, "a".into())), 13),
+        all[299..].to_vec(),
+        "read on from a cursor inside the record"
+    );
+    // Sink `s` takes the first 401 (to event 201's `a`), in pages of 50 as read.
+    let firsts: Vec<PendingAlert> = all[..401].to_vec();
+    for page in firsts.chunks(50) {
+        store.alerts_taken("s", page).unwrap();
+    }
+    let now = store.pending_alerts(1000).unwrap();
+    assert_eq!(
+        now.len(),
+        300 + 100,
+        "`t` keeps every `a`; `s` the last 199"
+    );
+    assert_eq!(now[0], alert(1, "a", &["t"]));
+    assert_eq!(now[199], alert(200, "a", &["t"]));
+    assert_eq!(now[200], alert(201, "a", &["t"]));
+    assert_eq!(now[201], alert(201, "b", &["s"]));
+    assert_eq!(now[202], alert(202, "a", &["s", "t"]));
+    // `t` gives up on event 7's alert, and takes every other `a`.
+    let letter = |seq: u64, rule: &str, sink: &str| DeadLetter {
+        seq,
+        rule: rule.into(),
+        sink: sink.into(),
+        attempts: 3,
+        at_ms: 1,
+        error: "refused".into(),
+    };
+    assert!(store.dead_letter_alert(&letter(7, "a", "t")).unwrap());
+    let a_for_t: Vec<PendingAlert> = all
+        .iter()
+        .filter(|x| x.rule == "a" && x.seq != 7)
+        .cloned()
+        .collect();
+    for page in a_for_t.chunks(64) {
+        store.alerts_taken("t", page).unwrap();
+    }
+    assert_eq!(
+        store.pending_alerts(1000).unwrap(),
+        all[401..]
+            .iter()
+            .map(|x| alert(x.seq, &x.rule, &["s"]))
+            .collect::<Vec<_>>(),
+        "only `s`'s last 199 are left"
+    );
+    // Re-driven while the rest of its record is still pending.
+    assert_eq!(store.retry_dead_letters(Some("t")).unwrap().len(), 1);
+    let now = store.pending_alerts(1000).unwrap();
+    assert_eq!(now[0], alert(7, "a", &["t"]));
+    assert_eq!(now.len(), 1 + 199);
+    // Everything delivered; then a dead letter re-driven after its record went.
+    store.alerts_taken("t", &now[..1]).unwrap();
+    let rest: Vec<PendingAlert> = now[1..].to_vec();
+    assert!(store.dead_letter_alert(&letter(300, "b", "s")).unwrap());
+    store.alerts_taken("s", &rest).unwrap();
+    assert!(store.pending_alerts(1000).unwrap().is_empty());
+    assert!(read_all(None, 5).is_empty());
+    assert_eq!(store.retry_dead_letters(None).unwrap().len(), 1);
+    assert_eq!(
+        store.pending_alerts(1000).unwrap(),
+        vec![alert(300, "b", &["s"])]
+    );
+    assert_eq!(
+        store.pending_alerts_after(Some((299, "b")), 10).unwrap(),
+        vec![alert(300, "b", &["s"])]
+    );
+    store.alert_delivered(300, "b", "s").unwrap();
+    assert!(store.pending_alerts(1000).unwrap().is_empty());
+    assert!(!store.dead_letter_alert(&letter(300, "b", "s")).unwrap());
+}
+
+#[test]
+fn sled_alert_outbox_in_pages() {
+    let (k, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    alert_outbox_in_pages(&sled_store(k.path(), d.path()));
+}
+
+#[test]
+fn memory_alert_outbox_in_pages() {
+    alert_outbox_in_pages(&MemoryStore::new());
+}
+
 /// Dead letters: a sink that gave up moves (alert, sink) out of the outbox into a dead letter
 /// (the other sinks keep the alert pending), listed oldest first with its attempts and error;
 /// a retry (of one sink or all) moves it back; a sink not pending makes no dead letter; and
