@@ -107,26 +107,28 @@ fn received(h: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Got {
 /// A core NATS subscriber on [`SUBJECT`], collecting what arrives on a thread of its own.
 struct Subscriber {
     got: Arc<Mutex<Vec<Got>>>,
-    _runtime: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    runtime: tokio::runtime::Runtime,
 }
+
+/// The `Nats-Msg-Id` of the subscriber's own markers (see [`Subscriber::settled`]).
+const MARKER: &str = "test-marker";
 
 impl Subscriber {
     /// Subscribes (and waits until the server has the subscription).
     fn start(options: async_nats::ConnectOptions, url: &str) -> Subscriber {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = runtime.block_on(async {
+        let (client, mut sub) = runtime.block_on(async {
             let client = options.connect(url).await.unwrap();
             let sub = client.subscribe(SUBJECT).await.unwrap();
             client.flush().await.unwrap();
-            // The client lives as long as the subscription's task.
             (client, sub)
         });
         let g = got.clone();
         runtime.spawn(async move {
             use tokio_stream::StreamExt;
-            let _client = &sub.0;
-            while let Some(m) = sub.1.next().await {
+            while let Some(m) = sub.next().await {
                 g.lock()
                     .unwrap()
                     .push(received(m.headers.as_ref(), &m.payload));
@@ -134,12 +136,46 @@ impl Subscriber {
         });
         Subscriber {
             got,
-            _runtime: runtime,
+            client,
+            runtime,
         }
     }
 
+    /// The alerts received (the subscriber's own markers left out).
     fn messages(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.msg_id != MARKER)
+            .cloned()
+            .collect()
+    }
+
+    /// The alerts received once every message the server took before this call arrived: a
+    /// marker published on this subscriber's own connection reaches it after everything the
+    /// server routed to it before (one connection's messages arrive in order).
+    fn settled(&self) -> Vec<Got> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", MARKER);
+        self.runtime.block_on(async {
+            self.client
+                .publish_with_headers(SUBJECT, headers, "{}".into())
+                .await
+                .unwrap();
+            self.client.flush().await.unwrap();
+        });
+        let markers = || {
+            self.got
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.msg_id == MARKER)
+                .count()
+        };
+        let want = markers().max(1);
+        procs::wait_until(WITHIN, "the subscriber's marker", || markers() >= want);
+        self.messages()
     }
 }
 
@@ -322,7 +358,7 @@ fn with_the_server_down_alerts_wait_and_arrive_once_through_jetstream_when_it_st
 }
 
 #[test]
-fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no_other() {
+fn killed_after_the_server_took_a_batch_it_comes_again_under_the_same_ids_and_no_other() {
     let org = Org::new();
     let (account, file, want) = setup(&org, 53);
     // A user and password (from a file) this time.
@@ -341,12 +377,9 @@ fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no
         "user = \"orgtrail\"\npassword_file = \"nats.password\"\n",
     );
     crash::until_crash(&org, &extra, "alert-sent", &account, &file);
-    // The server took exactly one alert before the kill.
-    procs::wait_until(WITHIN, "the alert taken before the kill", || {
-        !sub.messages().is_empty()
-    });
-    let before = sub.messages();
-    assert_eq!(before.len(), 1, "{before:?}");
+    // The server took one batch (the alerts pending then, in order) before the kill.
+    let before = sub.settled();
+    assert!(!before.is_empty(), "a batch was taken before the kill");
     // What the kill left stored (read offline, before a restart).
     let expect = org.keep_stored(want);
     let c = org.collector(0, &extra);
@@ -364,16 +397,14 @@ fn killed_after_the_server_took_an_alert_it_comes_again_under_the_same_id_and_no
         expect.len(),
         "an alert for every matching stored event"
     );
-    assert_eq!(msgs.len(), expect.len() + 1, "{times:?}");
-    assert_eq!(
-        times[&before[0].msg_id], 2,
-        "the alert taken before the kill came again"
-    );
+    let taken: HashSet<&str> = before.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(taken.len(), before.len(), "one message per alert");
+    assert_eq!(msgs.len(), expect.len() + before.len(), "{times:?}");
     assert!(
         times
             .iter()
-            .all(|(id, n)| *n == 1 || id == &before[0].msg_id),
-        "{times:?}"
+            .all(|(id, n)| *n == if taken.contains(id.as_str()) { 2 } else { 1 }),
+        "the batch taken before the kill came again, under the same ids, and no other alert: {times:?}"
     );
     drop(c);
 }
@@ -418,11 +449,13 @@ fn three_sinks_across_a_kill(step: &str, seed: u64) -> usize {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    // The file sink takes its pending alerts as one batch: what it held at the kill.
+    // The file and NATS sinks take their pending alerts as one batch: what each held at the
+    // kill.
     let file_before: HashSet<String> = file_alerts()
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_owned())
         .collect();
+    let nats_before: HashSet<String> = sub.settled().into_iter().map(|m| m.msg_id).collect();
     let c = org.collector(0, &extra);
     let distinct = |ids: Vec<String>| ids.into_iter().collect::<HashSet<_>>().len();
     procs::wait_until(WITHIN, "every sink holds every alert", || {
@@ -470,10 +503,14 @@ fn three_sinks_across_a_kill(step: &str, seed: u64) -> usize {
             times.values().all(|n| *n <= 2),
             "{name}: no alert more than twice: {times:?}"
         );
-        if *name == "file" {
+        if let Some(before) = match *name {
+            "file" => Some(&file_before),
+            "nats" => Some(&nats_before),
+            _ => None,
+        } {
             assert!(
-                twice.is_subset(&file_before),
-                "file: only the batch it took before the kill may come twice: {times:?}"
+                twice.is_subset(before),
+                "{name}: only the batch it took before the kill may come twice: {times:?}"
             );
         } else {
             assert!(
@@ -495,10 +532,10 @@ fn killed_between_store_and_delivery_file_webhook_and_nats_each_get_every_alert_
 }
 
 #[test]
-fn killed_right_after_a_sink_took_an_alert_only_that_alert_comes_again_under_its_id() {
+fn killed_right_after_a_sink_took_alerts_only_those_come_again_under_their_ids() {
     let repeats = three_sinks_across_a_kill("alert-sent", 59);
     assert!(
         (1..=3).contains(&repeats),
-        "the alert taken right before the kill came again, to its sink only: {repeats}"
+        "what a sink took right before the kill came again, to that sink only: {repeats}"
     );
 }

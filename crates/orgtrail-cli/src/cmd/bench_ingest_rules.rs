@@ -35,8 +35,9 @@ pub(crate) struct IngestRulesArgs {
     #[arg(long)]
     rare: Option<f64>,
     /// Where the alerts go: `file` (a JSON-lines file sink, each batch of alerts written and
-    /// synced) or `webhook` (signed POSTs, one per alert, to a receiver in this process on
-    /// loopback, which answers 200 at once).
+    /// synced), `webhook` (signed POSTs, one per alert, to a receiver in this process on
+    /// loopback, which answers 200 at once) or `nats` (core NATS publishes to a `nats-server`
+    /// started on loopback for the run: it must be on PATH).
     #[arg(long, value_enum, default_value_t = SinkKind::File)]
     sink: SinkKind,
 }
@@ -46,6 +47,7 @@ pub(crate) struct IngestRulesArgs {
 enum SinkKind {
     File,
     Webhook,
+    Nats,
 }
 
 pub(crate) fn run(a: IngestRulesArgs) -> anyhow::Result<ExitCode> {
@@ -98,8 +100,17 @@ struct WithRules {
     root: std::path::PathBuf,
     rules: usize,
     expected_alerts: u64,
-    /// The webhook receiver's URL, with `--sink webhook`; else the file sink.
-    webhook: Option<String>,
+    /// Where the alerts go.
+    sink: Sink,
+}
+
+/// The sink of the runs with rules, as configured.
+enum Sink {
+    File,
+    /// The receiver's URL.
+    Webhook(String),
+    /// The server, kept running for the benchmark.
+    Nats(super::bench_nats::NatsServer),
 }
 
 impl Side for WithRules {
@@ -108,10 +119,16 @@ impl Side for WithRules {
     }
     fn config(&self) -> String {
         let rules = "[rules]\ndir = \"rules\"\n";
-        match &self.webhook {
-            None => format!("{rules}[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n"),
-            Some(url) => format!(
+        match &self.sink {
+            Sink::File => {
+                format!("{rules}[[alerts.file]]\nname = \"bench\"\npath = \"alerts.jsonl\"\n")
+            }
+            Sink::Webhook(url) => format!(
                 "{rules}[[alerts.webhook]]\nname = \"bench\"\nurl = \"{url}\"\nsecret_file = \"webhook.secret\"\n"
+            ),
+            Sink::Nats(server) => format!(
+                "{rules}[[alerts.nats]]\nname = \"bench\"\nurls = [\"{}\"]\nsubject = \"orgtrail.bench\"\n",
+                server.url
             ),
         }
     }
@@ -165,6 +182,7 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
         match a.sink {
             SinkKind::File => "JSON-lines file",
             SinkKind::Webhook => "webhook",
+            SinkKind::Nats => "NATS",
         },
         a.rounds
     );
@@ -172,12 +190,13 @@ fn run_in(root: &Path, a: &IngestRulesArgs) -> anyhow::Result<ExitCode> {
         root: root.to_owned(),
         rules: a.rules,
         expected_alerts: expected,
-        webhook: match a.sink {
-            SinkKind::File => None,
+        sink: match a.sink {
+            SinkKind::File => Sink::File,
             SinkKind::Webhook => {
                 std::fs::write(root.join("webhook.secret"), "bench-secret\n")?;
-                Some(crate::cmd::bench_alerts::receiver()?.0)
+                Sink::Webhook(crate::cmd::bench_alerts::receiver()?.0)
             }
+            SinkKind::Nats => Sink::Nats(super::bench_nats::start(root)?),
         },
     };
     let [none, with] =

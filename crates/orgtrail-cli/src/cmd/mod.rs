@@ -9,6 +9,7 @@ pub(crate) mod bench_ingest_ab;
 pub(crate) mod bench_ingest_archive;
 pub(crate) mod bench_ingest_insights;
 pub(crate) mod bench_ingest_rules;
+pub(crate) mod bench_nats;
 pub(crate) mod bench_parse;
 pub(crate) mod bench_peaks;
 pub(crate) mod bench_query;

@@ -134,18 +134,27 @@ impl Sink {
         }
     }
 
-    /// Whether it takes its alerts in batches (one write and sync for many: the file).
+    /// Whether it takes its alerts in batches and never gives up on one (the file: one write
+    /// and sync for many; NATS: one flush, or the acknowledgements awaited together); a
+    /// webhook takes one alert per request, and may give one up as a dead letter.
     fn takes_batches(&self) -> bool {
-        matches!(self, Sink::File(_))
+        matches!(self, Sink::File(_) | Sink::Nats(_))
     }
 
     /// Delivers a batch: at once to a sink that takes batches, else one alert after another.
     async fn send_batch(&self, alerts: &[Outgoing]) -> Result<(), Failure> {
         match self {
             Sink::File(f) => to_file(f, alerts).await,
-            Sink::Webhook(_) | Sink::Nats(_) => {
+            Sink::Nats(n) => {
+                let batch: Vec<(Bytes, &str, &str)> = alerts
+                    .iter()
+                    .map(|a| (a.body.clone(), a.id.as_str(), a.rule.as_str()))
+                    .collect();
+                n.send_batch(&batch).await.map_err(Failure::retry)
+            }
+            Sink::Webhook(w) => {
                 for a in alerts {
-                    self.send(a).await?;
+                    w.send(&a.id, &a.body).await?;
                 }
                 Ok(())
             }
@@ -155,12 +164,8 @@ impl Sink {
     /// Delivers one alert.
     async fn send(&self, alert: &Outgoing) -> Result<(), Failure> {
         match self {
-            Sink::File(f) => to_file(f, std::slice::from_ref(alert)).await,
             Sink::Webhook(w) => w.send(&alert.id, &alert.body).await,
-            Sink::Nats(n) => n
-                .send(&alert.body, &alert.id, &alert.rule)
-                .await
-                .map_err(Failure::retry),
+            Sink::File(_) | Sink::Nats(_) => self.send_batch(std::slice::from_ref(alert)).await,
         }
     }
 }

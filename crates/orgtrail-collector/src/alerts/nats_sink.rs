@@ -8,11 +8,14 @@
 //! | `Orgtrail-Rule-Id` | the rule's id |
 //! | `Content-Type` | `application/json` |
 //!
-//! An alert counts as taken once the server has it: the publish is followed by a flush (a
-//! PING answered by the server's PONG, which it sends after it processed the message), or,
-//! with `jetstream = true`, once a stream stored it and acknowledged it. Either must happen
-//! within `publish_timeout_ms`; otherwise the publish failed and the deliverer tries again
-//! later with the same alert id. Core NATS acknowledges nothing per message: a subject the
+//! The alerts pending for the sink are published as a batch (up to 256, in outbox order), as
+//! the file sink writes them: an alert counts as taken once the server has it: the batch's
+//! publishes are followed by one flush (a PING answered by the server's PONG, which it sends
+//! after it processed the messages before it), or, with `jetstream = true`, once a stream
+//! stored each message and acknowledged it. Either must happen within `publish_timeout_ms`;
+//! otherwise the batch failed and the deliverer publishes it again later, whole, with the same
+//! alert ids (so a receiver may see an alert of a failed batch twice: drop it by its id, as
+//! JetStream does within its duplicate window). Core NATS acknowledges nothing per message: a subject the
 //! credentials may not publish to is answered by an asynchronous `-ERR` (logged here, at
 //! error), and a message no one subscribes to is dropped by the server. Use JetStream for a
 //! per-message acknowledgement.
@@ -306,39 +309,65 @@ impl NatsSink {
         Ok(client)
     }
 
-    /// Publishes one alert; `Ok` once the server (or, with JetStream, a stream) has it.
-    pub(crate) async fn send(&self, body: &[u8], alert_id: &str, rule: &str) -> Result<(), String> {
+    /// Publishes a batch of alerts (body, alert id, rule id), in order; `Ok` once the server
+    /// (or, with JetStream, a stream) has every one of them. Core NATS: every message is
+    /// published, then one flush covers them all (the server answers the PING after it
+    /// processed what came before it). JetStream: every message is published, then each
+    /// acknowledgement is awaited. The whole batch must be taken within `publish_timeout_ms`;
+    /// a batch that failed is published again whole, under the same alert ids.
+    pub(crate) async fn send_batch(
+        &self,
+        alerts: &[(bytes::Bytes, &str, &str)],
+    ) -> Result<(), String> {
         let client = self.client().await?;
         if client.connection_state() != async_nats::connection::State::Connected {
             // The client reconnects by itself; nothing is queued meanwhile.
             return Err("not connected to the NATS server (reconnecting)".into());
         }
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", alert_id);
-        headers.insert("Orgtrail-Alert-Id", alert_id);
-        headers.insert("Orgtrail-Rule-Id", rule);
-        headers.insert("Content-Type", "application/json");
-        let payload = bytes::Bytes::copy_from_slice(body);
-        let subject = self.subject.clone();
+        let message = |alert_id: &str, rule: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", alert_id);
+            headers.insert("Orgtrail-Alert-Id", alert_id);
+            headers.insert("Orgtrail-Rule-Id", rule);
+            headers.insert("Content-Type", "application/json");
+            headers
+        };
         let publish = async {
             if self.jetstream {
                 let mut js = async_nats::jetstream::new(client.clone());
                 js.set_timeout(self.publish_timeout);
-                let ack = js
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| format!("JetStream publish failed: {e}"))?
-                    .await
-                    .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
-                if ack.duplicate {
-                    tracing::debug!(sink = %self.name, alert = %alert_id, stream = %ack.stream, "JetStream already had this alert");
+                let mut acks = Vec::with_capacity(alerts.len());
+                for (body, alert_id, rule) in alerts {
+                    let ack = js
+                        .publish_with_headers(
+                            self.subject.clone(),
+                            message(alert_id, rule),
+                            body.clone(),
+                        )
+                        .await
+                        .map_err(|e| format!("JetStream publish failed: {e}"))?;
+                    acks.push((*alert_id, ack));
+                }
+                for (alert_id, ack) in acks {
+                    let ack = ack
+                        .await
+                        .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
+                    if ack.duplicate {
+                        tracing::debug!(sink = %self.name, alert = %alert_id, stream = %ack.stream, "JetStream already had this alert");
+                    }
                 }
                 Ok(())
             } else {
-                client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| format!("publish failed: {e}"))?;
+                for (body, alert_id, rule) in alerts {
+                    client
+                        .publish_with_headers(
+                            self.subject.clone(),
+                            message(alert_id, rule),
+                            body.clone(),
+                        )
+                        .await
+                        .map_err(|e| format!("publish failed: {e}"))?;
+                }
                 client
                     .flush()
                     .await
