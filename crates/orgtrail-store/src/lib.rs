@@ -209,10 +209,9 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Alerts not pending for that sink are passed over, as by [`EventStore::alert_delivered`].
     fn alerts_delivered(&self, sink: &str, taken: &[(u64, String)]) -> Result<(), StoreError>;
     /// [`EventStore::alerts_delivered`] for alerts as a delivery loop read them from the
-    /// outbox (with [`EventStore::pending_alerts_after`]), their sinks as they were then: an
-    /// alert whose only pending sink was `sink` leaves the outbox without being read again.
-    /// While the store is open, an alert's pending sinks only ever shrink (dead letters are
-    /// re-driven by a process that opened the store alone), so that is the same write.
+    /// outbox (with [`EventStore::pending_alerts_after`]), their sinks as they were then (a
+    /// store may use them to find the alerts' entries; the sled ledger's groups are read
+    /// again, once per group). The same write as [`EventStore::alerts_delivered`].
     fn alerts_taken(&self, sink: &str, taken: &[PendingAlert]) -> Result<(), StoreError> {
         let t: Vec<(u64, String)> = taken.iter().map(|a| (a.seq, a.rule.clone())).collect();
         self.alerts_delivered(sink, &t)
