@@ -177,8 +177,22 @@ fn block_mode(dict: &[u8], test: &[Vec<u8>], k: usize, levels: &[String]) {
     }
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(k << 16));
     for spec in levels {
-        let level: i32 = spec.parse().unwrap();
-        let mut c = zstd::bulk::Compressor::with_dictionary(level, dict).unwrap();
+        let parts: Vec<i32> = spec.split('/').map(|p| p.parse().unwrap()).collect();
+        let level = parts[0];
+        let mut c = zstd::bulk::Compressor::new(level).unwrap();
+        if let [_, hash, chain] = parts[..] {
+            c.set_parameter(zstd::zstd_safe::CParameter::HashLog(hash as u32))
+                .unwrap();
+            c.set_parameter(zstd::zstd_safe::CParameter::ChainLog(chain as u32))
+                .unwrap();
+        }
+        c.set_dictionary(level, dict).unwrap();
+        if std::env::var_os("ATTACH").is_some() {
+            c.set_parameter(zstd::zstd_safe::CParameter::ForceAttachDict(
+                zstd::zstd_safe::DictAttachPref::ForceAttach,
+            ))
+            .unwrap();
+        }
         c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
             .unwrap();
         c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))

@@ -9,7 +9,7 @@ use crate::index::Index;
 use crate::ledger::{block_records, block_v2, next_record};
 
 /// One sealed part of a record block: segment, dictionary id, nonce, sealed bytes. A version 1
-/// block has one per record; a version 2 block one for the whole block.
+/// block has one per record; a version 2 or 3 block one for the whole block.
 pub type BlockRecord<'a> = (u64, u32, [u8; NONCE_LEN], &'a [u8]);
 
 /// Walks a record block (`r <first seq>`) with the layout and checks of `Ledger::read` and
@@ -26,7 +26,7 @@ pub fn record_block(block: &[u8]) -> Result<(u16, Vec<BlockRecord<'_>>), StoreEr
                 out.push((rec.segment, rec.dict, rec.nonce, rec.ct));
             }
         }
-        2 => {
+        2 | 3 => {
             let blk = block_v2(&mut r)?;
             out.push((blk.segment, blk.dict, blk.nonce, blk.ct));
         }

@@ -81,10 +81,8 @@ pub(crate) fn ingest(
                     let Ok((first, last, batch)) = next else {
                         return Ok(());
                     };
-                    let mut prepared = Vec::with_capacity(batch.len());
-                    for (event, owner) in &batch {
-                        prepared.push(preparer.prepare(event, *owner)?);
-                    }
+                    // Each account's events compressed by runs (one record block each).
+                    let prepared = preparer.prepare_batch(&batch)?;
                     // Full (the feeder is behind): the batch is freed here instead.
                     let _ = recycle_tx.try_send(batch);
                     waits.add(&waits.prepare, t0);

@@ -107,6 +107,36 @@ thread_local! {
 impl Shared {
     /// Decompresses an opened record compressed with dictionary `dict` (0: none).
     pub(super) fn decompress(&self, dict: u32, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.decompress_within(dict, data, MAX_EVENT_BYTES)
+    }
+
+    /// Decompresses the opened frame of a run of `count` records (a version 3 block, see
+    /// `records`): its lengths and events. The frame states its size, which must lie within
+    /// what `count` events can take; the output is allocated at that size.
+    pub(super) fn decompress_run(
+        &self,
+        dict: u32,
+        data: &[u8],
+        count: u16,
+    ) -> Result<Vec<u8>, StoreError> {
+        let most = usize::from(count) * (MAX_EVENT_BYTES + 3);
+        match zstd::zstd_safe::get_frame_content_size(data) {
+            Ok(Some(n)) if n <= most as u64 => {
+                self.decompress_within(dict, data, usize::try_from(n).unwrap_or(most))
+            }
+            _ => Err(StoreError::Corrupt(
+                "record run: the frame states no size, or too large a one".into(),
+            )),
+        }
+    }
+
+    /// Decompresses `data` (dictionary `dict`) into at most `capacity` bytes.
+    fn decompress_within(
+        &self,
+        dict: u32,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<Vec<u8>, StoreError> {
         let err = |e: std::io::Error| StoreError::Compression(e.to_string());
         let store_id = self.instance;
         DCTX.with(|cell| {
@@ -132,7 +162,7 @@ impl Shared {
                 *slot = Some((store_id, dict, dec));
             }
             match slot.as_mut() {
-                Some((_, _, dec)) => dec.decompress(data, MAX_EVENT_BYTES).map_err(err),
+                Some((_, _, dec)) => dec.decompress(data, capacity).map_err(err),
                 None => Err(StoreError::Compression("no decompressor".into())),
             }
         })

@@ -32,6 +32,7 @@ mod chunk;
 mod config;
 mod dicts;
 mod load;
+mod packing;
 mod prepare;
 mod proofs;
 mod records;

@@ -15,6 +15,7 @@ use orgtrail_crypto::hash::sha256;
 use super::Shared;
 use super::small::{Blinds, EventIdBuf};
 use crate::error::StoreError;
+use crate::format::put_varint;
 use crate::index::Blind;
 use crate::query::Attr;
 
@@ -29,13 +30,31 @@ pub struct Prepared {
     pub(super) dedup: Blind,
     pub(super) hash: [u8; 32],
     pub(super) postings: Blinds,
+    /// This event's own zstd frame ([`Pack::Single`]), or empty (its run holds it).
     pub(super) compressed: Vec<u8>,
+    pub(super) pack: Pack,
     pub(super) dict_id: u32,
     pub(super) sample: Option<Vec<u8>>,
     /// The values the event is counted under (see the `counts` module).
     pub(super) dims: crate::counts::Dims,
     /// Their hash (`counts::dims_hash`), computed here instead of on the writer's thread.
     pub(super) dims_hash: u64,
+}
+
+/// How a prepared event's bytes are compressed.
+#[derive(Clone)]
+pub(super) enum Pack {
+    /// On their own, in [`Prepared::compressed`] (a version 2 block holds them).
+    Single,
+    /// As record `index` of a run: one zstd frame with the events of one account prepared
+    /// together (a version 3 block, see `records`).
+    Run { run: Arc<Run>, index: u16 },
+}
+
+/// A run's zstd frame: `count` LEB128 lengths, then the `count` events' bytes.
+pub(super) struct Run {
+    pub(super) frame: Vec<u8>,
+    pub(super) count: u16,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -58,6 +77,10 @@ pub struct Preparer {
     cache: Vec<FastMap<Arc<str>, Blind>>,
     /// zstd's output, reused: each event keeps an exact-size copy of it.
     scratch: Vec<u8>,
+    /// Whether the compressor writes the content size in its frames (runs) or not (events).
+    sized: bool,
+    /// A run's plaintext, reused.
+    plain: Vec<u8>,
 }
 
 /// The maps of the preparer's caches (short strings; foldhash is several times faster than
@@ -106,7 +129,108 @@ impl Preparer {
             compressor: None,
             cache: (0..Attr::COUNT).map(|_| FastMap::default()).collect(),
             scratch: Vec::new(),
+            sized: false,
+            plain: Vec::new(),
         }
+    }
+
+    /// Takes the store's current dictionary, if it changed: every event prepared until the next
+    /// call is compressed with it.
+    fn refresh(&mut self) -> Result<(), StoreError> {
+        let current = self.shared.dict_version.load(Ordering::Acquire);
+        if self.compressor.is_none() || current != self.dict_id {
+            self.compressor = Some(new_compressor(&self.shared, current)?);
+            self.dict_id = current;
+            self.sized = false;
+        }
+        Ok(())
+    }
+
+    /// Prepares a batch of events as [`Preparer::prepare`] does each, in the same order, but
+    /// compresses them by runs: each account's events, in the order given, `block_records` at
+    /// a time, as one zstd frame each (see `records`). Appended together, each run is sealed
+    /// as one record block; the events of a run stay whole in any case (appended apart, or
+    /// with some of them duplicates, each stored one is compressed again on its own).
+    pub fn prepare_batch(
+        &mut self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<Vec<Prepared>, StoreError> {
+        self.refresh()?;
+        let mut out = Vec::with_capacity(events.len());
+        for (event, account) in events {
+            out.push(self.describe(event, *account, Vec::new()));
+        }
+        let max = self
+            .shared
+            .cfg
+            .block_records
+            .clamp(1, usize::from(u16::MAX));
+        // Each account's events, in order; most batches hold few accounts.
+        let mut accounts: Vec<(AccountId, Vec<usize>)> = Vec::new();
+        let mut last: Option<usize> = None;
+        for (i, (_, account)) in events.iter().enumerate() {
+            let at = match last.filter(|&a| accounts[a].0 == *account) {
+                Some(a) => a,
+                None => match accounts.iter().position(|(a, _)| a == account) {
+                    Some(a) => a,
+                    None => {
+                        accounts.push((*account, Vec::new()));
+                        accounts.len() - 1
+                    }
+                },
+            };
+            accounts[at].1.push(i);
+            last = Some(at);
+        }
+        for (_, members) in &accounts {
+            for chunk in members.chunks(max) {
+                let mut plain = std::mem::take(&mut self.plain);
+                plain.clear();
+                for &i in chunk {
+                    put_varint(&mut plain, events[i].0.bytes().len() as u64);
+                }
+                for &i in chunk {
+                    plain.extend_from_slice(events[i].0.bytes());
+                }
+                let frame = self.compress(&plain, true);
+                self.plain = plain;
+                let run = Arc::new(Run {
+                    frame: frame?,
+                    count: u16::try_from(chunk.len()).unwrap_or(u16::MAX),
+                });
+                for (index, &i) in (0u16..).zip(chunk) {
+                    out[i].pack = Pack::Run {
+                        run: run.clone(),
+                        index,
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `bytes` compressed with the dictionary taken by the last [`Preparer::refresh`], as an
+    /// exact-size copy; with the content size in the frame if `sized` (a run).
+    fn compress(&mut self, bytes: &[u8], sized: bool) -> Result<Vec<u8>, StoreError> {
+        let Some(c) = self.compressor.as_mut() else {
+            return Err(StoreError::Compression("no compressor".into()));
+        };
+        if self.sized != sized {
+            c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(sized))
+                .map_err(|e| StoreError::Compression(e.to_string()))?;
+            self.sized = sized;
+        }
+        // zstd writes into the reused buffer (sized for the worst case once); the event keeps
+        // an exact-size copy, as it waits in the writer's queue.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+        let done = c
+            .compress_to_buffer(bytes, &mut scratch)
+            .map_err(|e| StoreError::Compression(e.to_string()));
+        let out = scratch.clone();
+        self.scratch = scratch;
+        done.map(|_| out)
     }
 
     /// Compresses the event and computes its blind index values, for `account` (the account
@@ -116,51 +240,21 @@ impl Preparer {
         event: &CloudTrailEvent,
         account: AccountId,
     ) -> Result<Prepared, StoreError> {
+        self.refresh()?;
+        let compressed = self.compress(event.bytes(), false)?;
+        Ok(self.describe(event, account, compressed))
+    }
+
+    /// Everything of a prepared event but its compression: `compressed` is the event's own
+    /// frame (or empty, for a run to be set).
+    fn describe(
+        &mut self,
+        event: &CloudTrailEvent,
+        account: AccountId,
+        compressed: Vec<u8>,
+    ) -> Prepared {
         let sh = &self.shared;
-        let current = sh.dict_version.load(Ordering::Acquire);
-        if self.compressor.is_none() || current != self.dict_id {
-            let c = if current == 0 {
-                zstd::bulk::Compressor::new(sh.cfg.zstd_level)
-            } else {
-                let raw = sh
-                    .dicts
-                    .read()
-                    .map_err(|_| StoreError::WriterGone)?
-                    .raw
-                    .get(&current)
-                    .cloned()
-                    .ok_or_else(|| StoreError::Corrupt("current dictionary missing".into()))?;
-                zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &raw)
-            }
-            .and_then(|mut c| {
-                // The record block names the dictionary, and decompression is bounded by
-                // MAX_EVENT_BYTES: the frame header needs neither (6 bytes per event).
-                c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
-                c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))?;
-                let log = sh.cfg.zstd_table_log;
-                if log > 0 {
-                    c.set_parameter(zstd::zstd_safe::CParameter::HashLog(log))?;
-                    c.set_parameter(zstd::zstd_safe::CParameter::ChainLog(log))?;
-                }
-                Ok(c)
-            })
-            .map_err(|e| StoreError::Compression(e.to_string()))?;
-            self.compressor = Some(c);
-            self.dict_id = current;
-        }
         let bytes = event.bytes();
-        // zstd writes into the reused buffer (sized for the worst case once); the event keeps
-        // an exact-size copy, as it waits in the writer's queue.
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(bytes.len()));
-        match self.compressor.as_mut() {
-            Some(c) => c
-                .compress_to_buffer(bytes, &mut self.scratch)
-                .map_err(|e| StoreError::Compression(e.to_string()))?,
-            None => return Err(StoreError::Compression("no compressor".into())),
-        };
-        let compressed = self.scratch.clone();
         let f = event.fields();
         let b = &sh.blinder;
         let cache = &mut self.cache;
@@ -211,20 +305,61 @@ impl Preparer {
         });
         let hash = sha256(bytes);
         let dims = crate::counts::Dims(dims);
-        Ok(Prepared {
+        Prepared {
             account,
             time: f.event_time.millis(),
             dedup: dedup_blind(b, &account, &f.event_id),
             hash,
             postings,
             compressed,
+            pack: Pack::Single,
             dict_id: self.dict_id,
             sample: (self.dict_id == 0).then(|| bytes.to_vec()),
             event_id: EventIdBuf::new(&f.event_id),
             dims_hash: crate::counts::dims_hash(&dims),
             dims,
-        })
+        }
     }
+}
+
+/// A compressor for records with dictionary `dict` (0: none), at the store's level and table
+/// logs, writing neither dictionary id nor content size in its frames.
+pub(super) fn new_compressor(
+    sh: &Shared,
+    dict: u32,
+) -> Result<zstd::bulk::Compressor<'static>, StoreError> {
+    if dict == 0 {
+        zstd::bulk::Compressor::new(sh.cfg.zstd_level)
+    } else {
+        let raw = sh
+            .dicts
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .raw
+            .get(&dict)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("zstd dictionary {dict} is missing")))?;
+        zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &raw)
+    }
+    .and_then(|mut c| {
+        // The record block names the dictionary, and decompression is bounded by
+        // MAX_EVENT_BYTES: the frame header needs neither (6 bytes per event).
+        c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))?;
+        let log = sh.cfg.zstd_table_log;
+        if log > 0 {
+            c.set_parameter(zstd::zstd_safe::CParameter::HashLog(log))?;
+            c.set_parameter(zstd::zstd_safe::CParameter::ChainLog(log))?;
+        }
+        // The dictionary's tables are consulted where they are, never copied into the context
+        // for a frame: zstd copies them for inputs over 8 KiB (a run), 256 KiB at table log 16
+        // per frame, which cost more than it saved (`examples/zstd_levels.rs`, ATTACH).
+        c.set_parameter(zstd::zstd_safe::CParameter::ForceAttachDict(
+            zstd::zstd_safe::DictAttachPref::ForceAttach,
+        ))?;
+        Ok(c)
+    })
+    .map_err(|e| StoreError::Compression(e.to_string()))
 }
 
 /// The (attribute, value) pairs an event is indexed under.

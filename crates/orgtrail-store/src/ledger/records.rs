@@ -1,6 +1,23 @@
 //! Record blocks: the sealed events.
 //!
-//! # Record block, version 2 (written now; in the record log, where its group's `r <first seq u64 BE>` value locates it, see the `log` module)
+//! # Record block, version 3 (written now for the events of a run; in the record log, where its group's `r <first seq u64 BE>` value locates it, see the `log` module)
+//!
+//! The header of version 2 (below) with version 3: version, count, segment, dictionary id,
+//! nonce, then AES-256-GCM(plaintext) with its tag, under the AAD of [`block_aad`] with the
+//! label `"orgtrail/blk/v3"`. The plaintext is one zstd frame (compressed with the named
+//! dictionary, without dictionary id, with its content size) of: `count` LEB128 lengths, then
+//! the `count` events' bytes. Decompression is bounded by `count` times (`MAX_EVENT_BYTES` +
+//! 3), and the frame's content size must lie within it.
+//!
+//! A run is up to `block_records` events of one account prepared together (the bulk path:
+//! `Preparer::prepare_batch`), compressed whole on the preparing thread: one frame costs less
+//! CPU than one per event and compresses better (the events of one account share most of
+//! their text). The writer seals a run as one version 3 block when the group stores all of
+//! its events, consecutively, in one segment; otherwise (an event of it is a duplicate, or
+//! the events were split up) each event stored is compressed again on its own and goes into
+//! a version 2 block. A lookup opens the block and decompresses the whole run.
+//!
+//! # Record block, version 2 (written for events prepared one at a time)
 //!
 //! | bytes | field |
 //! |---|---|
@@ -22,7 +39,7 @@
 //! The writer gives the events of one account in a group commit consecutive sequence numbers
 //! (in the order they came), so each account's events form runs; it cuts each run into
 //! blocks of at most `block_records` records, breaking where the segment or dictionary
-//! changes. A block never spans group commits: a group is wholly durable or absent. Each
+//! changes (and around a run, which is a version 3 block of its own). A block never spans group commits: a group is wholly durable or absent. Each
 //! event is compressed on its own by the preparers (off the writer thread); a lookup reads one
 //! block, opens it (AES-GCM over a few KiB) and decompresses only its record.
 //!
@@ -51,8 +68,13 @@ use crate::query::StoredEvent;
 
 /// Blocks of per-record sealed records (read only).
 const BLOCK_V1: u8 = 1;
-/// Blocks sealed once (written now).
+/// Blocks sealed once, each record its own zstd frame (written for single events).
 const BLOCK_V2: u8 = 2;
+/// Blocks sealed once, one zstd frame for all their records (written for runs).
+const BLOCK_V3: u8 = 3;
+/// The AAD label of each block version.
+const LABEL_V2: &[u8; 15] = b"orgtrail/blk/v2";
+const LABEL_V3: &[u8; 15] = b"orgtrail/blk/v3";
 /// Bytes before a version 2 block's ciphertext.
 const V2_HEADER: usize = 1 + 2 + 8 + 4 + NONCE_LEN;
 
@@ -67,8 +89,9 @@ pub(super) fn record_aad(segment: u64, seq: u64, account: &AccountId, dict: u32)
     aad
 }
 
-/// The AAD of a version 2 block (layout in the module docs).
+/// The AAD of a version 2 or 3 block (layout in the module docs; `label` names the version).
 pub(super) fn block_aad(
+    label: &[u8; 15],
     segment: u64,
     first: u64,
     count: u16,
@@ -76,7 +99,7 @@ pub(super) fn block_aad(
     dict: u32,
 ) -> [u8; 49] {
     let mut aad = [0u8; 49];
-    aad[..15].copy_from_slice(b"orgtrail/blk/v2");
+    aad[..15].copy_from_slice(label);
     aad[15..23].copy_from_slice(&segment.to_be_bytes());
     aad[23..31].copy_from_slice(&first.to_be_bytes());
     aad[31..33].copy_from_slice(&count.to_be_bytes());
@@ -171,18 +194,62 @@ impl BlockEncoder {
         o.lens.clear();
         o.records.clear();
         self.spare = Some((std::mem::take(&mut o.lens), std::mem::take(&mut o.records)));
-        let plain = &self.plain;
-        let mut v = Vec::with_capacity(V2_HEADER + plain.len() + orgtrail_crypto::TAG_LEN);
-        v.push(BLOCK_V2);
-        v.extend_from_slice(&o.count.to_be_bytes());
-        v.extend_from_slice(&o.segment.to_be_bytes());
-        v.extend_from_slice(&o.dict.to_be_bytes());
-        v.extend_from_slice(&[0u8; NONCE_LEN]);
-        let aad = block_aad(o.segment, o.first, o.count, &o.account, o.dict);
-        let nonce = o.key.seal_into(&aad, plain, &mut v)?;
-        v[V2_HEADER - NONCE_LEN..V2_HEADER].copy_from_slice(&nonce);
+        let place = Place {
+            first: o.first,
+            count: o.count,
+            segment: o.segment,
+            account: &o.account,
+            dict: o.dict,
+        };
+        let v = seal_block(BLOCK_V2, &place, &o.key, &self.plain)?;
         Ok(Some((o.first, v)))
     }
+
+    /// Seals a run (see the module docs) as a version 3 block at `place`: (first seq, value).
+    /// The open block, if any, must have been finished first.
+    pub(super) fn seal_run(
+        &mut self,
+        place: &Place<'_>,
+        key: &DataKey,
+        frame: &[u8],
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        debug_assert!(self.open.is_none());
+        Ok((place.first, seal_block(BLOCK_V3, place, key, frame)?))
+    }
+}
+
+/// What a version 2 or 3 block's header and AAD name: its records' first seq and count, their
+/// segment, its account, and their dictionary.
+pub(super) struct Place<'a> {
+    pub(super) first: u64,
+    pub(super) count: u16,
+    pub(super) segment: u64,
+    pub(super) account: &'a AccountId,
+    pub(super) dict: u32,
+}
+
+/// A version 2 or 3 block's value: its header, then `plain` sealed under `key`.
+fn seal_block(
+    version: u8,
+    at: &Place<'_>,
+    key: &DataKey,
+    plain: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut v = Vec::with_capacity(V2_HEADER + plain.len() + orgtrail_crypto::TAG_LEN);
+    v.push(version);
+    v.extend_from_slice(&at.count.to_be_bytes());
+    v.extend_from_slice(&at.segment.to_be_bytes());
+    v.extend_from_slice(&at.dict.to_be_bytes());
+    v.extend_from_slice(&[0u8; NONCE_LEN]);
+    let label = if version == BLOCK_V3 {
+        LABEL_V3
+    } else {
+        LABEL_V2
+    };
+    let aad = block_aad(label, at.segment, at.first, at.count, at.account, at.dict);
+    let nonce = key.seal_into(&aad, plain, &mut v)?;
+    v[V2_HEADER - NONCE_LEN..V2_HEADER].copy_from_slice(&nonce);
+    Ok(v)
 }
 
 /// One record of a version 1 block, still sealed.
@@ -209,7 +276,8 @@ pub(crate) fn next_record<'a>(r: &mut Reader<'a>) -> Result<Sealed<'a>, StoreErr
     })
 }
 
-/// A version 2 block, still sealed: its segment, dictionary, nonce and ciphertext.
+/// A version 2 or 3 block (past its version and count), still sealed: its segment,
+/// dictionary, nonce and ciphertext.
 pub(crate) fn block_v2<'a>(r: &mut Reader<'a>) -> Result<Sealed<'a>, StoreError> {
     let segment = r.u64()?;
     let dict = r.u32()?;
@@ -223,7 +291,9 @@ pub(crate) fn block_v2<'a>(r: &mut Reader<'a>) -> Result<Sealed<'a>, StoreError>
     })
 }
 
-/// The `count` records (zstd frames) of an opened version 2 block's plaintext.
+/// The `count` records of an opened version 2 block's plaintext (zstd frames), or of a
+/// version 3 block's decompressed frame (events' bytes): `count` LEB128 lengths, then the
+/// records.
 pub(crate) fn block_records(plain: &[u8], count: u16) -> Result<Vec<&[u8]>, StoreError> {
     let mut r = Reader::new(plain, "record block");
     let mut lens = Vec::with_capacity(usize::from(count));
@@ -256,10 +326,11 @@ impl Shared {
         Ok((account, self.decompress(rec.dict, &compressed)?))
     }
 
-    /// Opens a version 2 block of `count` records from `first`: its segment's account and its
-    /// plaintext. `seq` names the record asked for in the error.
+    /// Opens a version 2 or 3 block of `count` records from `first`: its segment's account and
+    /// its plaintext. `seq` names the record asked for in the error.
     fn open_block(
         &self,
+        version: u8,
         first: u64,
         count: u16,
         seq: u64,
@@ -269,7 +340,18 @@ impl Shared {
         let plain = key
             .open(
                 &blk.nonce,
-                &block_aad(blk.segment, first, count, &account, blk.dict),
+                &block_aad(
+                    if version == BLOCK_V3 {
+                        LABEL_V3
+                    } else {
+                        LABEL_V2
+                    },
+                    blk.segment,
+                    first,
+                    count,
+                    &account,
+                    blk.dict,
+                ),
                 blk.ct,
             )
             .map_err(|source| StoreError::RecordOpen { seq, source })?;
@@ -336,15 +418,25 @@ impl Ledger {
             return Err(StoreError::Corrupt(format!("record {seq} is missing")));
         }
         let (account, bytes) = match version {
-            BLOCK_V2 => {
+            BLOCK_V2 | BLOCK_V3 => {
                 let blk = block_v2(&mut r)?;
-                let (account, plain) = sh.open_block(first, count, seq, &blk)?;
-                let records = block_records(&plain, count)?;
+                let (account, plain) = sh.open_block(version, first, count, seq, &blk)?;
+                let run = if version == BLOCK_V3 {
+                    sh.decompress_run(blk.dict, &plain, count)?
+                } else {
+                    plain
+                };
+                let records = block_records(&run, count)?;
                 let one = usize::try_from(seq - first)
                     .ok()
                     .and_then(|i| records.get(i))
                     .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))?;
-                (account, sh.decompress(blk.dict, one)?)
+                let bytes = if version == BLOCK_V3 {
+                    one.to_vec()
+                } else {
+                    sh.decompress(blk.dict, one)?
+                };
+                (account, bytes)
             }
             BLOCK_V1 => {
                 let mut rec = None;
@@ -492,26 +584,39 @@ impl Ledger {
         let version = r.u8()?;
         let count = r.u16()?;
         match version {
-            BLOCK_V2 => {
+            BLOCK_V2 | BLOCK_V3 => {
                 let end = block_first + u64::from(count);
                 if end <= first {
                     return Ok(());
                 }
                 let blk = block_v2(&mut r)?;
                 let asked = block_first.max(first);
-                let opened =
-                    sh.open_block(block_first, count, asked, &blk)
-                        .and_then(|(account, plain)| {
-                            let recs = block_records(&plain, count)?
-                                .into_iter()
-                                .map(<[u8]>::to_vec)
-                                .collect::<Vec<_>>();
-                            Ok((account, recs))
-                        });
+                let opened = sh
+                    .open_block(version, block_first, count, asked, &blk)
+                    .and_then(|(account, plain)| {
+                        let run = if version == BLOCK_V3 {
+                            sh.decompress_run(blk.dict, &plain, count)?
+                        } else {
+                            plain
+                        };
+                        let recs = block_records(&run, count)?
+                            .into_iter()
+                            .map(<[u8]>::to_vec)
+                            .collect::<Vec<_>>();
+                        Ok((account, recs))
+                    });
                 match opened {
                     Ok((account, recs)) => {
-                        for (seq, rec) in (block_first..).zip(&recs) {
-                            emit(seq, &mut || Ok((account, sh.decompress(blk.dict, rec)?)))?;
+                        for (seq, rec) in (block_first..).zip(recs) {
+                            let mut rec = Some(rec);
+                            emit(seq, &mut || {
+                                let rec = rec.take().unwrap_or_default();
+                                if version == BLOCK_V3 {
+                                    Ok((account, rec))
+                                } else {
+                                    Ok((account, sh.decompress(blk.dict, &rec)?))
+                                }
+                            })?;
                         }
                     }
                     Err(e) => {

@@ -35,11 +35,7 @@ impl EventStore for Ledger {
         &self,
         events: &[(CloudTrailEvent, AccountId)],
     ) -> Result<AppendOutcome, StoreError> {
-        let mut p = self.preparer();
-        let prepared = events
-            .iter()
-            .map(|(e, a)| p.prepare(e, *a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = self.preparer().prepare_batch(events)?;
         self.append_blocking(prepared)
     }
 

@@ -20,7 +20,9 @@ use super::backend::{Files, open_sled};
 use super::chunk::encode_chunk;
 use super::dicts::{Trainer, dict_key, seal_dict};
 use super::load::load;
-use super::records::BlockEncoder;
+use super::packing::{Repacker, whole_run};
+use super::prepare::Pack;
+use super::records::{BlockEncoder, Place};
 use super::segments::{SegmentInfo, encode_segment, segment_context};
 use super::small::Blinds;
 use super::{AppendOutcome, Appended, Health, Job, Shared, be_u64, key_bytes};
@@ -527,23 +529,29 @@ impl WriterState {
         self.last_checkpoint_ms = cp.time_ms;
     }
 
-    /// The segment the next record of `account` goes to, at `now` (Unix ms; one reading of
-    /// the clock per group commit).
+    /// The segment the next `n` records of `account` go to, at `now` (Unix ms; one reading of
+    /// the clock per group commit): the open one if they fit in it, else a new one. `None`
+    /// if `n` is more than a segment holds.
     fn segment_for(
         &mut self,
         sh: &Shared,
         account: AccountId,
+        n: u64,
         now: i64,
         batch: &mut sled::Batch,
         new_segments: &mut Vec<(u64, SegmentInfo, Arc<DataKey>)>,
-    ) -> Result<(u64, Arc<DataKey>), StoreError> {
+    ) -> Result<Option<(u64, Arc<DataKey>)>, StoreError> {
         let day = now.div_euclid(86_400_000);
+        let max = sh.cfg.segment_max_records.max(1);
+        if n > max {
+            return Ok(None);
+        }
         if let Some(s) = self.open.get_mut(&account)
             && s.day == day
-            && s.count < sh.cfg.segment_max_records
+            && s.count + n <= max
         {
-            s.count += 1;
-            return Ok((s.id, s.key.clone()));
+            s.count += n;
+            return Ok(Some((s.id, s.key.clone())));
         }
         let id = self.next_segment;
         self.next_segment += 1;
@@ -561,11 +569,25 @@ impl WriterState {
             OpenSegment {
                 id,
                 day,
-                count: 1,
+                count: n,
                 key: key.clone(),
             },
         );
-        Ok((id, key))
+        Ok(Some((id, key)))
+    }
+
+    /// What a stored event leaves to its group besides its record: its sample for the
+    /// dictionary, and its counted values.
+    fn settle_one(
+        &mut self,
+        sh: &Shared,
+        ev: &mut super::Prepared,
+        tally: &mut crate::counts::Tally,
+    ) {
+        if let Some(s) = ev.sample.take() {
+            self.dict.offer(s, sh.cfg.dict_train_after);
+        }
+        tally.add_hashed(ev.time, std::mem::take(&mut ev.dims), ev.dims_hash);
     }
 
     /// A group of writes riding on a commit (no events, no checkpoint): applied in the order
@@ -691,7 +713,10 @@ impl WriterState {
                         }));
                     } else {
                         pending.insert(ev.dedup, (fresh.len(), h8));
-                        record_bytes += ev.compressed.len();
+                        record_bytes += match &ev.pack {
+                            Pack::Run { run, index: 0 } => run.frame.len(),
+                            _ => ev.compressed.len(),
+                        };
                         job_slots.push(Slot::New(fresh.len()));
                         fresh.push((j, k));
                     }
@@ -717,23 +742,65 @@ impl WriterState {
             .bytes
             .reserve(record_bytes + fresh.len() * (3 + 32) + blocks * 64);
         let now = now_ms();
-        for &i in &order {
-            let (j, k) = fresh[i];
-            let ev = &mut jobs[j].events[k];
+        // Events of a run that is not stored whole are compressed again on their own.
+        let mut repack = Repacker::default();
+        let mut p = 0;
+        while p < order.len() {
+            let (j, k) = fresh[order[p]];
+            let ev = &jobs[j].events[k];
+            let (account, dict) = (ev.account, ev.dict_id);
+            // A whole run, in order: one version 3 block, if its segment can hold it.
+            if let Some(run) = whole_run(jobs, &fresh, &order[p..]) {
+                let n = usize::from(run.count);
+                if let Some((segment, key)) =
+                    self.segment_for(sh, account, n as u64, now, &mut batch, &mut new_segments)?
+                {
+                    if let Some((first, value)) = block.finish()? {
+                        frame.block(&mut batch, first, value)?;
+                    }
+                    let place = Place {
+                        first: self.next_seq,
+                        count: run.count,
+                        segment,
+                        account: &account,
+                        dict,
+                    };
+                    let (first, value) = block.seal_run(&place, &key, &run.frame)?;
+                    frame.block(&mut batch, first, value)?;
+                    for &i in &order[p..p + n] {
+                        seq_of[i] = self.next_seq;
+                        self.next_seq += 1;
+                        let (j, k) = fresh[i];
+                        self.settle_one(sh, &mut jobs[j].events[k], &mut tally);
+                    }
+                    p += n;
+                    continue;
+                }
+            }
+            let i = order[p];
             let seq = self.next_seq;
             self.next_seq += 1;
             seq_of[i] = seq;
-            let (segment, key) =
-                self.segment_for(sh, ev.account, now, &mut batch, &mut new_segments)?;
+            let Some((segment, key)) =
+                self.segment_for(sh, account, 1, now, &mut batch, &mut new_segments)?
+            else {
+                return Err(StoreError::Corrupt("no segment for one record".into()));
+            };
+            let alone;
+            let compressed = match &ev.pack {
+                Pack::Single => &ev.compressed,
+                Pack::Run { run, index } => {
+                    alone = repack.alone(sh, dict, run, *index)?;
+                    &alone
+                }
+            };
             if let Some((first, value)) =
-                block.push(seq, segment, &ev.account, ev.dict_id, &key, &ev.compressed)?
+                block.push(seq, segment, &account, dict, &key, compressed)?
             {
                 frame.block(&mut batch, first, value)?;
             }
-            if let Some(s) = ev.sample.take() {
-                self.dict.offer(s, sh.cfg.dict_train_after);
-            }
-            tally.add_hashed(ev.time, std::mem::take(&mut ev.dims), ev.dims_hash);
+            self.settle_one(sh, &mut jobs[j].events[k], &mut tally);
+            p += 1;
         }
         // The stored events in sequence order, their postings borrowed from their jobs.
         let jobs: &[Job] = jobs;
