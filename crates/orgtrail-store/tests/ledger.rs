@@ -1075,7 +1075,7 @@ fn a_run_relabelled_as_a_block_of_single_records_fails_to_open() {
 }
 
 #[test]
-fn events_of_runs_not_stored_whole_are_each_stored_on_their_own() {
+fn events_of_runs_not_stored_whole_are_stored_as_smaller_runs_or_alone() {
     let keys = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let evs = events(400, 13);
@@ -1107,6 +1107,20 @@ fn events_of_runs_not_stored_whole_are_each_stored_on_their_own() {
         .collect();
     let mut prepared = ledger.preparer().prepare_batch(&batch).unwrap();
     let rest = prepared.split_off(37);
+    let a = ledger.append_blocking(prepared).unwrap().results;
+    let b = ledger.append_blocking(rest).unwrap().results;
+    assert!(a.iter().chain(&b).all(|x| matches!(x, Appended::Stored(_))));
+    // One account's ten events (a run of 8, then one of 2) split after the seventh: the
+    // first seven are compressed again as a run, the eighth on its own, the last run is whole.
+    let one = account_of(&evs[200]);
+    let ten: Vec<_> = evs[200..]
+        .iter()
+        .filter(|e| account_of(e) == one)
+        .take(10)
+        .map(|e| (e.clone(), one))
+        .collect();
+    let mut prepared = ledger.preparer().prepare_batch(&ten).unwrap();
+    let rest = prepared.split_off(7);
     let a = ledger.append_blocking(prepared).unwrap().results;
     let b = ledger.append_blocking(rest).unwrap().results;
     assert!(a.iter().chain(&b).all(|x| matches!(x, Appended::Stored(_))));

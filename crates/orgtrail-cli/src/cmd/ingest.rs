@@ -29,8 +29,54 @@ pub(crate) struct Totals {
 }
 
 type Pending = oneshot::Receiver<Result<AppendOutcome, StoreError>>;
-/// A batch and the 1-based ordinals of its first and last event in the feed.
-type Work = (u64, u64, Vec<(CloudTrailEvent, AccountId)>);
+type Events = Vec<(CloudTrailEvent, AccountId)>;
+/// A batch and the 1-based ordinals of its first and last event in the feed: its events, then
+/// those of them that repeat an (account, eventID) fed shortly before (see [`Recent`]).
+type Work = (u64, u64, Events, Events);
+
+/// Events fed at most this long ago are remembered by [`Recent`]: more than the batches in
+/// the pipeline at once (one per worker waiting, one being prepared per worker, and
+/// [`IN_FLIGHT`] at the writer).
+const RECENT: usize = 8 * BATCH;
+
+/// The (account, eventID) pairs fed last, hashed. An event that repeats one (a redelivery) is
+/// a duplicate the ledger will keep out, unless it is the first of its pair to reach it: it
+/// is prepared on its own instead of in a run of its account's events (see
+/// `Preparer::prepare_batch`), since a run the writer does not store whole is compressed
+/// again on the writer's thread. A false match (two pairs of one hash) only costs that.
+struct Recent {
+    hasher: std::hash::RandomState,
+    seen: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Recent {
+            hasher: std::hash::RandomState::new(),
+            seen: std::collections::HashSet::with_capacity(RECENT),
+            order: std::collections::VecDeque::with_capacity(RECENT),
+        }
+    }
+
+    /// Remembers the event's pair; true if it was remembered already.
+    fn repeats(&mut self, event: &CloudTrailEvent, owner: AccountId) -> bool {
+        use std::hash::BuildHasher;
+        let h = self
+            .hasher
+            .hash_one((owner.as_str(), event.fields().event_id.as_str()));
+        if !self.seen.insert(h) {
+            return true;
+        }
+        if self.order.len() == RECENT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.order.push_back(h);
+        false
+    }
+}
 
 /// Feeds events into the ledger, in batches of `batch_events` (at least 1). `feed` is called once with a `push` function; every pushed
 /// event gets the next ordinal (1, 2, ...). `on_ack(first, last)` is called for each batch once
@@ -58,8 +104,7 @@ pub(crate) fn ingest(
     // Batches go back to the feeding thread once prepared, to be emptied there: the events
     // were allocated there, and freeing memory on the thread that allocated it is much
     // cheaper than freeing it on another one (a fifth of the allocator's work was that).
-    let (recycle_tx, recycle_rx) =
-        mpsc::sync_channel::<Vec<(CloudTrailEvent, AccountId)>>(workers * 4);
+    let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Events>(workers * 4);
     std::thread::scope(|scope| -> anyhow::Result<Totals> {
         let mut handles = Vec::new();
         for _ in 0..workers {
@@ -78,11 +123,16 @@ pub(crate) fn ingest(
                     };
                     waits.add(&waits.work_recv, t0);
                     let t0 = Instant::now();
-                    let Ok((first, last, batch)) = next else {
+                    let Ok((first, last, batch, repeats)) = next else {
                         return Ok(());
                     };
-                    // Each account's events compressed by runs (one record block each).
-                    let prepared = preparer.prepare_batch(&batch)?;
+                    // Each account's events compressed by runs (one record block each); the
+                    // repeated ones each on its own, after them (the first of a pair still
+                    // comes first).
+                    let mut prepared = preparer.prepare_batch(&batch)?;
+                    for (event, owner) in &repeats {
+                        prepared.push(preparer.prepare(event, *owner)?);
+                    }
                     // Full (the feeder is behind): the batch is freed here instead.
                     let _ = recycle_tx.try_send(batch);
                     waits.add(&waits.prepare, t0);
@@ -119,12 +169,18 @@ pub(crate) fn ingest(
         });
 
         let mut batch = Vec::with_capacity(batch_events);
+        let mut repeats = Vec::new();
+        let mut recent = Recent::new();
         let mut ordinal = 0u64;
         let mut first = 1u64;
         let fed = feed(&mut |event, owner| {
             ordinal += 1;
-            batch.push((event, owner));
-            if batch.len() == batch_events {
+            if recent.repeats(&event, owner) {
+                repeats.push((event, owner));
+            } else {
+                batch.push((event, owner));
+            }
+            if batch.len() + repeats.len() == batch_events {
                 // Every batch that came back is emptied now (none waits full), one reused.
                 let mut next = None;
                 while let Ok(mut used) = recycle_rx.try_recv() {
@@ -133,8 +189,9 @@ pub(crate) fn ingest(
                 }
                 let next = next.unwrap_or_else(|| Vec::with_capacity(batch_events));
                 let b = std::mem::replace(&mut batch, next);
+                let r = std::mem::take(&mut repeats);
                 let t0 = Instant::now();
-                if work_tx.send((first, ordinal, b)).is_err() {
+                if work_tx.send((first, ordinal, b, r)).is_err() {
                     anyhow::bail!("the ingest workers stopped");
                 }
                 waits.add(&waits.feed_send, t0);
@@ -142,10 +199,11 @@ pub(crate) fn ingest(
             }
             Ok(())
         });
-        if fed.is_ok() && !batch.is_empty() {
+        if fed.is_ok() && !(batch.is_empty() && repeats.is_empty()) {
             let b = std::mem::take(&mut batch);
+            let r = std::mem::take(&mut repeats);
             // A send error means the workers stopped; their error is reported below.
-            let _ = work_tx.send((first, ordinal, b));
+            let _ = work_tx.send((first, ordinal, b, r));
         }
         drop(work_tx);
         let mut first_err = fed.err();

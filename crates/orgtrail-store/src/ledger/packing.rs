@@ -1,5 +1,5 @@
 //! Runs in a group commit: which runs (see `records` and `Preparer::prepare_batch`) the writer
-//! seals whole, and the events of the others compressed again on their own.
+//! seals whole, and the events of the others compressed again.
 
 use std::sync::Arc;
 
@@ -8,68 +8,90 @@ use super::records::block_records;
 use super::{Job, Shared};
 use crate::error::StoreError;
 
-/// The run starting at `order[0]`, if the group stores it whole and in order: the first event
-/// of a run, followed by its other events, each the next index of the same run. `order` holds
-/// (job, event) positions in the order the writer numbers them.
-pub(super) fn whole_run<'a>(
+/// The events of one run at the start of `order` (which holds (job, event) positions in the
+/// order the writer numbers them): the run, and the indexes in it of the events that follow
+/// each other there, in increasing order. The run is stored whole when those are all of its
+/// events; otherwise the group stores only these of it here, and its others elsewhere in the
+/// group or not at all (duplicates).
+pub(super) fn run_at<'a>(
     jobs: &'a [Job],
     fresh: &[(usize, usize)],
     order: &[usize],
-) -> Option<&'a Arc<Run>> {
+) -> Option<(&'a Arc<Run>, Vec<u16>)> {
     let at = |p: usize| {
         let (j, k) = fresh[order[p]];
         &jobs[j].events[k]
     };
-    let Pack::Run { run, index: 0 } = &at(0).pack else {
+    let Pack::Run { run, index } = &at(0).pack else {
         return None;
     };
-    let n = usize::from(run.count);
-    if n == 0 || order.len() < n {
-        return None;
+    let mut members = vec![*index];
+    for p in 1..order.len().min(usize::from(run.count)) {
+        match &at(p).pack {
+            Pack::Run { run: r, index } if Arc::ptr_eq(r, run) && members.last() < Some(index) => {
+                members.push(*index);
+            }
+            _ => break,
+        }
     }
-    let whole = (1..n).all(|p| {
-        let ev = at(p);
-        matches!(&ev.pack, Pack::Run { run: r, index } if Arc::ptr_eq(r, run) && usize::from(*index) == p)
-    });
-    whole.then_some(run)
+    Some((run, members))
 }
 
-/// Compresses events of runs not stored whole on their own (a duplicate in the run, or its
-/// events appended apart): rare, so the compressor is made on first use, and the last run
-/// opened is kept for its next events.
+/// Whether `members` (from [`run_at`]) are the whole of `run`, in order.
+pub(super) fn is_whole(run: &Run, members: &[u16]) -> bool {
+    members.len() == usize::from(run.count) && members.iter().copied().eq(0..run.count)
+}
+
+/// Compresses again the events of runs not stored whole (one of them a duplicate of an event
+/// stored before, or the run's events appended apart): those that follow each other in the
+/// group as a smaller run, a lone one on its own. Rare, so the compressor is made on first
+/// use.
 #[derive(Default)]
 pub(super) struct Repacker {
     compressor: Option<(u32, zstd::bulk::Compressor<'static>)>,
-    opened: Option<(Arc<Run>, Vec<u8>)>,
+    plain: Vec<u8>,
 }
 
 impl Repacker {
-    /// Record `index` of `run` (compressed with dictionary `dict`) as its own zstd frame.
-    pub(super) fn alone(
+    /// The records `members` of `run` (compressed with dictionary `dict`) as one zstd frame:
+    /// a run's (lengths and bytes, with its content size) if there are several, else the one
+    /// record's own.
+    pub(super) fn again(
         &mut self,
         sh: &Shared,
         dict: u32,
-        run: &Arc<Run>,
-        index: u16,
+        run: &Run,
+        members: &[u16],
     ) -> Result<Vec<u8>, StoreError> {
-        if !matches!(&self.opened, Some((r, _)) if Arc::ptr_eq(r, run)) {
-            let plain = sh.decompress_run(dict, &run.frame, run.count)?;
-            self.opened = Some((run.clone(), plain));
+        let opened = sh.decompress_run(dict, &run.frame, run.count)?;
+        let records = block_records(&opened, run.count)?;
+        let chosen = members
+            .iter()
+            .map(|&i| {
+                records.get(usize::from(i)).copied().ok_or_else(|| {
+                    StoreError::Corrupt("record run: an index beyond its records".into())
+                })
+            })
+            .collect::<Result<Vec<&[u8]>, _>>()?;
+        let several = chosen.len() > 1;
+        self.plain.clear();
+        if several {
+            for r in &chosen {
+                crate::format::put_varint(&mut self.plain, r.len() as u64);
+            }
         }
-        let Some((_, plain)) = &self.opened else {
-            return Err(StoreError::Corrupt("record run not opened".into()));
-        };
-        let records = block_records(plain, run.count)?;
-        let bytes = records
-            .get(usize::from(index))
-            .ok_or_else(|| StoreError::Corrupt("record run: index beyond its records".into()))?;
+        for r in &chosen {
+            self.plain.extend_from_slice(r);
+        }
         if !matches!(&self.compressor, Some((d, _)) if *d == dict) {
             self.compressor = Some((dict, new_compressor(sh, dict)?));
         }
         let Some((_, c)) = self.compressor.as_mut() else {
             return Err(StoreError::Compression("no compressor".into()));
         };
-        c.compress(bytes)
-            .map_err(|e| StoreError::Compression(e.to_string()))
+        let err = |e: std::io::Error| StoreError::Compression(e.to_string());
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(several))
+            .map_err(err)?;
+        c.compress(&self.plain).map_err(err)
     }
 }

@@ -149,8 +149,10 @@ impl Preparer {
     /// Prepares a batch of events as [`Preparer::prepare`] does each, in the same order, but
     /// compresses them by runs: each account's events, in the order given, `block_records` at
     /// a time, as one zstd frame each (see `records`). Appended together, each run is sealed
-    /// as one record block; the events of a run stay whole in any case (appended apart, or
-    /// with some of them duplicates, each stored one is compressed again on its own).
+    /// as one record block; the events of a run are stored alike in any case (appended apart,
+    /// or with some of them duplicates of events stored before, the writer compresses those
+    /// it stores again). An event whose (account, eventID) came earlier in the batch is
+    /// compressed on its own, in no run.
     pub fn prepare_batch(
         &mut self,
         events: &[(CloudTrailEvent, AccountId)],
@@ -165,10 +167,18 @@ impl Preparer {
             .cfg
             .block_records
             .clamp(1, usize::from(u16::MAX));
+        // An event whose (account, eventID) came before in the batch is a duplicate or a
+        // conflict, never stored: it is compressed on its own, so that it breaks no run.
+        let mut seen: crate::index::BlindMap<()> =
+            crate::index::BlindMap::with_capacity_and_hasher(events.len(), Default::default());
         // Each account's events, in order; most batches hold few accounts.
         let mut accounts: Vec<(AccountId, Vec<usize>)> = Vec::new();
         let mut last: Option<usize> = None;
-        for (i, (_, account)) in events.iter().enumerate() {
+        for (i, (event, account)) in events.iter().enumerate() {
+            if seen.insert(out[i].dedup, ()).is_some() {
+                out[i].compressed = self.compress(event.bytes(), false)?;
+                continue;
+            }
             let at = match last.filter(|&a| accounts[a].0 == *account) {
                 Some(a) => a,
                 None => match accounts.iter().position(|(a, _)| a == account) {

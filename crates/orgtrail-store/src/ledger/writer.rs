@@ -20,7 +20,7 @@ use super::backend::{Files, open_sled};
 use super::chunk::encode_chunk;
 use super::dicts::{Trainer, dict_key, seal_dict};
 use super::load::load;
-use super::packing::{Repacker, whole_run};
+use super::packing::{Repacker, is_whole, run_at};
 use super::prepare::Pack;
 use super::records::{BlockEncoder, Place};
 use super::segments::{SegmentInfo, encode_segment, segment_context};
@@ -749,33 +749,48 @@ impl WriterState {
             let (j, k) = fresh[order[p]];
             let ev = &jobs[j].events[k];
             let (account, dict) = (ev.account, ev.dict_id);
-            // A whole run, in order: one version 3 block, if its segment can hold it.
-            if let Some(run) = whole_run(jobs, &fresh, &order[p..]) {
-                let n = usize::from(run.count);
-                if let Some((segment, key)) =
-                    self.segment_for(sh, account, n as u64, now, &mut batch, &mut new_segments)?
-                {
-                    if let Some((first, value)) = block.finish()? {
-                        frame.block(&mut batch, first, value)?;
-                    }
-                    let place = Place {
-                        first: self.next_seq,
-                        count: run.count,
-                        segment,
-                        account: &account,
-                        dict,
-                    };
-                    let (first, value) = block.seal_run(&place, &key, &run.frame)?;
+            // Events of one run that follow each other here: one version 3 block (the run's
+            // own frame if they are the whole run, else compressed again; a lone event of a
+            // larger run goes on its own), if their segment can hold them.
+            if let Some((run, members)) = run_at(jobs, &fresh, &order[p..])
+                && (members.len() > 1 || is_whole(run, &members))
+                && let Some((segment, key)) = self.segment_for(
+                    sh,
+                    account,
+                    members.len() as u64,
+                    now,
+                    &mut batch,
+                    &mut new_segments,
+                )?
+            {
+                let n = members.len();
+                let again;
+                let run_frame = if is_whole(run, &members) {
+                    &run.frame
+                } else {
+                    again = repack.again(sh, dict, run, &members)?;
+                    &again
+                };
+                if let Some((first, value)) = block.finish()? {
                     frame.block(&mut batch, first, value)?;
-                    for &i in &order[p..p + n] {
-                        seq_of[i] = self.next_seq;
-                        self.next_seq += 1;
-                        let (j, k) = fresh[i];
-                        self.settle_one(sh, &mut jobs[j].events[k], &mut tally);
-                    }
-                    p += n;
-                    continue;
                 }
+                let place = Place {
+                    first: self.next_seq,
+                    count: u16::try_from(n).unwrap_or(u16::MAX),
+                    segment,
+                    account: &account,
+                    dict,
+                };
+                let (first, value) = block.seal_run(&place, &key, run_frame)?;
+                frame.block(&mut batch, first, value)?;
+                for &i in &order[p..p + n] {
+                    seq_of[i] = self.next_seq;
+                    self.next_seq += 1;
+                    let (j, k) = fresh[i];
+                    self.settle_one(sh, &mut jobs[j].events[k], &mut tally);
+                }
+                p += n;
+                continue;
             }
             let i = order[p];
             let seq = self.next_seq;
@@ -790,7 +805,7 @@ impl WriterState {
             let compressed = match &ev.pack {
                 Pack::Single => &ev.compressed,
                 Pack::Run { run, index } => {
-                    alone = repack.alone(sh, dict, run, *index)?;
+                    alone = repack.again(sh, dict, run, &[*index])?;
                     &alone
                 }
             };
