@@ -116,7 +116,7 @@ fn prepare_with(
     account: AccountId,
     batch: EventBatch,
 ) -> Result<PreparedBatch, StoreError> {
-    let mut prepared = Vec::with_capacity(batch.events.len());
+    let mut valid = Vec::with_capacity(batch.events.len());
     // The parsed events are kept only while someone follows live; their bytes for the rules.
     let mut kept = if svc.live.receiver_count() > 0 {
         Kept::Events(Vec::new())
@@ -164,10 +164,15 @@ fn prepare_with(
                 }
             }
         }
-        prepared.push(preparer.prepare(&event, account)?);
         if let Some(c) = &mut calls {
             c.push(crate::insights::recent::entry(account, event.fields()));
         }
+        valid.push((event, account));
+    }
+    // Prepared together: the ledger compresses the batch's events by runs (one record block
+    // each) instead of one by one.
+    let prepared = preparer.prepare_batch(&valid)?;
+    for (event, _) in valid {
         match &mut kept {
             Kept::Nothing => {}
             Kept::Events(e) => e.push(event),

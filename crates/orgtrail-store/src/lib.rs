@@ -295,6 +295,16 @@ pub trait EventPreparer: Send + std::fmt::Debug {
         event: &CloudTrailEvent,
         account: AccountId,
     ) -> Result<PreparedEvent, StoreError>;
+
+    /// Prepares events to be appended together, each with the account it belongs to, in
+    /// their order. The ledger compresses each account's events together, by runs (see
+    /// `Preparer::prepare_batch`); by default, each event as [`EventPreparer::prepare`] does.
+    fn prepare_batch(
+        &mut self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<Vec<PreparedEvent>, StoreError> {
+        events.iter().map(|(e, a)| self.prepare(e, *a)).collect()
+    }
 }
 
 /// An event made ready by an [`EventPreparer`], for [`EventStore::append_prepared`] of the

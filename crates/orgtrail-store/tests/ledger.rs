@@ -1171,3 +1171,32 @@ fn runs_longer_than_a_segment_holds_are_split_across_segments() {
     assert_stored_exactly(data.path(), keys.path(), ledger, &evs);
     assert!(block_versions(data.path()).iter().all(|&v| v == 3));
 }
+
+/// The collector's way in: events prepared through [`EventStore::preparer`] as a batch and
+/// appended with [`EventStore::append_prepared`] are sealed by runs, and read back exactly.
+#[test]
+fn a_batch_prepared_through_the_store_trait_is_sealed_by_runs() {
+    let keys = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let evs = events(300, 15);
+    let ledger = Ledger::open(
+        data.path(),
+        provider(keys.path()),
+        signed(keys.path(), cfg()),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store: &dyn EventStore = &ledger;
+    let mut p = store.preparer();
+    for chunk in evs.chunks(100) {
+        let batch: Vec<_> = chunk.iter().map(|e| (e.clone(), account_of(e))).collect();
+        let prepared = p.prepare_batch(&batch).unwrap();
+        let out = rt.block_on(store.append_prepared(prepared)).unwrap();
+        assert!(out.results.iter().all(|a| matches!(a, Appended::Stored(_))));
+    }
+    drop(p);
+    assert_stored_exactly(data.path(), keys.path(), ledger, &evs);
+    assert!(block_versions(data.path()).iter().all(|&v| v == 3));
+}

@@ -28,6 +28,24 @@ impl EventPreparer for LedgerPreparer {
             event: self.inner.prepare(event, account)?,
         }))
     }
+
+    fn prepare_batch(
+        &mut self,
+        events: &[(CloudTrailEvent, AccountId)],
+    ) -> Result<Vec<PreparedEvent>, StoreError> {
+        let instance = self.instance;
+        Ok(self
+            .inner
+            .prepare_batch(events)?
+            .into_iter()
+            .map(|event| {
+                PreparedEvent(PreparedKind::Ledger {
+                    store: instance,
+                    event,
+                })
+            })
+            .collect())
+    }
 }
 
 impl EventStore for Ledger {
