@@ -105,6 +105,17 @@ thread_local! {
 }
 
 impl Shared {
+    /// The bytes of the store's dictionary `dict`.
+    pub(super) fn raw_dict(&self, dict: u32) -> Result<Arc<Vec<u8>>, StoreError> {
+        self.dicts
+            .read()
+            .map_err(|_| StoreError::WriterGone)?
+            .raw
+            .get(&dict)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("zstd dictionary {dict} is missing")))
+    }
+
     /// Decompresses an opened record compressed with dictionary `dict` (0: none).
     pub(super) fn decompress(&self, dict: u32, data: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.decompress_within(dict, data, MAX_EVENT_BYTES)
@@ -146,17 +157,7 @@ impl Shared {
                 let dec = if dict == 0 {
                     zstd::bulk::Decompressor::new()
                 } else {
-                    let raw = self
-                        .dicts
-                        .read()
-                        .map_err(|_| StoreError::WriterGone)?
-                        .raw
-                        .get(&dict)
-                        .cloned()
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("zstd dictionary {dict} is missing"))
-                        })?;
-                    zstd::bulk::Decompressor::with_dictionary(&raw)
+                    zstd::bulk::Decompressor::with_dictionary(&self.raw_dict(dict)?)
                 }
                 .map_err(err)?;
                 *slot = Some((store_id, dict, dec));

@@ -341,15 +341,7 @@ pub(super) fn new_compressor(
     if dict == 0 {
         zstd::bulk::Compressor::new(sh.cfg.zstd_level)
     } else {
-        let raw = sh
-            .dicts
-            .read()
-            .map_err(|_| StoreError::WriterGone)?
-            .raw
-            .get(&dict)
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("zstd dictionary {dict} is missing")))?;
-        zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &raw)
+        zstd::bulk::Compressor::with_dictionary(sh.cfg.zstd_level, &sh.raw_dict(dict)?)
     }
     .and_then(|mut c| {
         // The record block names the dictionary, and decompression is bounded by
