@@ -13,9 +13,10 @@
 //! `Preparer::prepare_batch`), compressed whole on the preparing thread: one frame costs less
 //! CPU than one per event and compresses better (the events of one account share most of
 //! their text). The writer seals a run as one version 3 block when the group stores all of
-//! its events, consecutively, in one segment; otherwise (an event of it is a duplicate, or
-//! the events were split up) each event stored is compressed again on its own and goes into
-//! a version 2 block. A lookup opens the block and decompresses the whole run.
+//! its events, consecutively, in one segment; otherwise (an event of it is a duplicate of one
+//! stored before, or the events were appended apart) it compresses again the events that
+//! follow each other in the group as a smaller run, and a lone one on its own into a version
+//! 2 block (see `packing`). A lookup opens the block and decompresses the whole run.
 //!
 //! # Record block, version 2 (written for events prepared one at a time)
 //!
@@ -39,9 +40,10 @@
 //! The writer gives the events of one account in a group commit consecutive sequence numbers
 //! (in the order they came), so each account's events form runs; it cuts each run into
 //! blocks of at most `block_records` records, breaking where the segment or dictionary
-//! changes (and around a run, which is a version 3 block of its own). A block never spans group commits: a group is wholly durable or absent. Each
-//! event is compressed on its own by the preparers (off the writer thread); a lookup reads one
-//! block, opens it (AES-GCM over a few KiB) and decompresses only its record.
+//! changes (and around a run, which is a version 3 block of its own). A block never spans
+//! group commits: a group is wholly durable or absent. Each event is compressed on its own by
+//! the preparers (off the writer thread); a lookup reads one block, opens it (AES-GCM over a
+//! few KiB) and decompresses only its record.
 //!
 //! # Version 1 (read only)
 //!
