@@ -612,7 +612,9 @@ impl Ledger {
                         for (seq, rec) in (block_first..).zip(recs) {
                             let mut rec = Some(rec);
                             emit(seq, &mut || {
-                                let rec = rec.take().unwrap_or_default();
+                                let rec = rec.take().ok_or_else(|| {
+                                    StoreError::Corrupt(format!("record {seq} read twice"))
+                                })?;
                                 if version == BLOCK_V3 {
                                     Ok((account, rec))
                                 } else {
