@@ -65,19 +65,89 @@ fn a_write_that_meets_enospc_is_recovered_in_place_and_loses_nothing() {
     let (account, file, want) = events(&org, "a", 40_000, 6);
     org.issue("agent", "agent", Some(&account));
     let fs = Tmpfs::mount(&org.path("data"), "16m");
-    // No reserve: sled itself meets the full disk.
-    let mut collector = org.collector_with_log(0, "[storage]\nreserve = \"0 B\"\n", true);
+    // No reserve: sled itself meets the full disk. Restarted on the same port below (when it
+    // must be): one the kernel never hands to a connection meanwhile.
+    let mut collector =
+        org.collector_with_log(common::quiet_port(), "[storage]\nreserve = \"0 B\"\n", true);
+    let port = collector.port;
     let mut log = Log::of(&mut collector);
-    let cfg = org.agent_config("agent", &account, "agent", &file, collector.port);
+    let cfg = org.agent_config("agent", &account, "agent", &file, port);
     let agent = spawn_agent(&cfg);
 
     log.wait_for("group commit failed", 120);
     log.seen_or_wait_for("ingest not ready", 30);
     fs.resize("1g");
-    log.wait_for("the store reopened after a write failure", 60);
-    log.wait_for("ingest ready again", 30);
+    // The store reopens in place. When the failure was a sled blob write (sled then never lets
+    // go of the failed database; a third of the runs here), the collector exits for a restart
+    // instead: the next test takes that way every time.
+    let line = log.wait_for_any(
+        &[
+            "the store reopened after a write failure",
+            "cannot be reopened in this process",
+        ],
+        60,
+    );
+    eprintln!("recovered by: {line}");
+    if line.contains("reopened after a write failure") {
+        log.wait_for("ingest ready again", 30);
+        agent_drains(agent, 180);
+        sigterm(&mut collector);
+    } else {
+        log.wait_for(
+            "the store cannot be written until the collector restarts",
+            60,
+        );
+        assert!(!collector.child.wait().unwrap().success());
+        drop(collector);
+        let mut restarted = org.collector(port, "");
+        agent_drains(agent, 180);
+        sigterm(&mut restarted);
+    }
+    exact_and_verified(&org, &want);
+}
+
+#[test]
+fn a_collector_that_cannot_let_go_of_its_failed_store_exits_for_a_restart_and_loses_nothing() {
+    let org = Org::new();
+    let (account, file, want) = events(&org, "a", 40_000, 7);
+    org.issue("agent", "agent", Some(&account));
+    let fs = Tmpfs::mount(&org.path("data"), "16m");
+    // After the write failure, letting go of the failed database never returns, as sled's
+    // flush does after some failures (the stall point makes it so every time). Restarted on
+    // the same port below: one the kernel never hands to a connection meanwhile.
+    let mut collector = org.collector_with(
+        common::quiet_port(),
+        "[storage]\nreserve = \"0 B\"\n",
+        true,
+        |c| {
+            c.env("ORGTRAIL_CRASH_AT", "release-stalls");
+        },
+    );
+    let port = collector.port;
+    let mut log = Log::of(&mut collector);
+    let cfg = org.agent_config("agent", &account, "agent", &file, port);
+    let agent = spawn_agent(&cfg);
+
+    log.wait_for("group commit failed", 120);
+    fs.resize("1g");
+    // The store says it cannot be reopened by this process; the collector stops and exits
+    // with an error, for its service manager to restart it.
+    log.wait_for("cannot be reopened in this process", 60);
+    log.wait_for(
+        "the store cannot be written until the collector restarts",
+        60,
+    );
+    let status = collector.child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "a collector that cannot write exits with an error"
+    );
+    drop(collector);
+    // The restart opens the store (any torn tail is cut), and the agent resends what was not
+    // acknowledged.
+    let mut restarted = org.collector(port, "");
     agent_drains(agent, 180);
-    sigterm(&mut collector);
+    sigterm(&mut restarted);
     exact_and_verified(&org, &want);
 }
 

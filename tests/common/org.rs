@@ -404,18 +404,23 @@ impl Log {
 
     /// Waits for a line containing `needle`; fails with what was logged after `secs`.
     pub(crate) fn wait_for(&mut self, needle: &str, secs: u64) -> String {
+        self.wait_for_any(&[needle], secs)
+    }
+
+    /// Waits for a line containing any of `needles`; fails with what was logged after `secs`.
+    pub(crate) fn wait_for_any(&mut self, needles: &[&str], secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(l) => {
                     self.seen.push(l.clone());
-                    if l.contains(needle) {
+                    if needles.iter().any(|n| l.contains(n)) {
                         return l;
                     }
                 }
                 Err(_) => panic!(
-                    "no log line with {needle:?} within {secs} s; the last lines:\n{}",
+                    "no log line with any of {needles:?} within {secs} s; the last lines:\n{}",
                     self.seen[self.seen.len().saturating_sub(30)..].join("\n")
                 ),
             }

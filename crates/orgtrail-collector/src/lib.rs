@@ -66,6 +66,12 @@ pub enum CollectorError {
     Tls(String),
     #[error("server failed: {0}")]
     Serve(String),
+    /// The store failed a write and cannot be reopened by this process (see
+    /// `orgtrail_store::Health::Stuck`): restarting the collector reopens it.
+    #[error(
+        "the store cannot be written until the collector restarts (nothing acknowledged is lost): {0}"
+    )]
+    StoreStuck(String),
     #[error("invalid rules: {0}")]
     Rules(String),
     /// An alert sink that cannot be set up (its message names the sink and the file).
@@ -81,7 +87,16 @@ const HEALTH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keeps the gRPC health service's answer for ingest (and the server as a whole) in step with
 /// the ledger: NOT_SERVING while the disk is below its reserve or the store is recovering.
-async fn watch_health(store: Arc<dyn EventStore>, reporter: tonic_health::server::HealthReporter) {
+/// When the store says it cannot be written until the process restarts ([`Health::Stuck`]),
+/// its reason is sent on `stuck`: the collector then stops, and exits with an error for its
+/// service manager to restart it.
+///
+/// [`Health::Stuck`]: orgtrail_store::Health::Stuck
+async fn watch_health(
+    store: Arc<dyn EventStore>,
+    reporter: tonic_health::server::HealthReporter,
+    stuck: tokio::sync::watch::Sender<Option<String>>,
+) {
     let mut last = orgtrail_store::Health::Ready;
     let mut tick = tokio::time::interval(HEALTH_POLL);
     loop {
@@ -106,6 +121,9 @@ async fn watch_health(store: Arc<dyn EventStore>, reporter: tonic_health::server
             reporter
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
+            if let orgtrail_store::Health::Stuck { reason } = &h {
+                let _ = stuck.send(Some(reason.clone()));
+            }
         }
         last = h;
     }
@@ -371,7 +389,8 @@ pub async fn run(
     health_reporter
         .set_serving::<IngestServer<ingest::IngestService>>()
         .await;
-    tokio::spawn(watch_health(store.clone(), health_reporter));
+    let (stuck_tx, stuck_rx) = tokio::sync::watch::channel(None::<String>);
+    tokio::spawn(watch_health(store.clone(), health_reporter, stuck_tx));
 
     // The ops listener first, so that an address it cannot take stops the start before the
     // collector says it listens. It lives until `run` returns: probes see the process alive,
@@ -404,6 +423,7 @@ pub async fn run(
     // once instead of waiting for the peer's delayed ACK (Nagle): without this every lookup
     // took 40 ms more.
     let incoming = tls::incoming(listener, tls, stopping.clone(), metrics.clone());
+    let stuck_wait = stuck_rx.clone();
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -440,7 +460,13 @@ pub async fn run(
                 .send_compressed(CompressionEncoding::Gzip),
         )
         .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
+            let mut stuck = stuck_wait;
+            tokio::select! {
+                () = shutdown => {}
+                _ = stuck.wait_for(Option::is_some) => {
+                    tracing::error!("stopping: the store cannot be written until the collector restarts");
+                }
+            }
             tracing::info!("shutting down: finishing in-flight batches");
             let _ = stop_tx.send(true);
             let _ = began_tx.send(());
@@ -491,6 +517,9 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| CollectorError::Serve(e.to_string()))??;
+    if let Some(reason) = stuck_rx.borrow().clone() {
+        return Err(CollectorError::StoreStuck(reason));
+    }
     let summary = metrics.summary(started.elapsed());
     summary.log("collector stopped cleanly");
     Ok(summary)

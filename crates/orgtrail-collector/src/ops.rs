@@ -785,6 +785,9 @@ impl orgtrail_ops::Probe for Probe {
                 "disk full: {free} bytes free on the data directory's filesystem, reserve {reserve} ([storage] reserve); ingest resumes when space returns"
             )),
             Health::Faulted { reason } => Err(format!("the store cannot be written: {reason}")),
+            Health::Stuck { reason } => Err(format!(
+                "the store cannot be written until the collector restarts: {reason}"
+            )),
         }
     }
 

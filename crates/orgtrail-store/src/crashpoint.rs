@@ -62,6 +62,23 @@ pub fn hit_alerts(step: &'static str) {
     hit(step);
 }
 
+/// Stall points: where a thread waits forever instead of going on when `ORGTRAIL_CRASH_AT`
+/// names the point (a hang, not a crash): `release-stalls`, letting go of a database after a
+/// write failure, as sled's flush on release does after some write failures (see
+/// `ledger::writer`). The end-to-end full-disk test uses it to take the collector's way out of
+/// that state (it exits for a restart) every time, not only when sled happens to hang.
+pub const STALL_STEPS: &[&str] = &["release-stalls"];
+
+/// Waits forever if `ORGTRAIL_CRASH_AT` names `step`, one of [`STALL_STEPS`].
+pub(crate) fn stall(step: &'static str) {
+    if STATE.load(Ordering::Relaxed) != OFF && named(step) {
+        eprintln!("orgtrail: stall point {step} reached ({ENV}): waiting forever");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 const UNKNOWN: u8 = 0;
 const OFF: u8 = 1;
 const ON: u8 = 2;
@@ -86,13 +103,18 @@ fn check(step: &'static str) {
             || ARCHIVE_STEPS.contains(&step),
         "unlisted crash point {step}"
     );
-    let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()));
-    STATE.store(if at.is_some() { ON } else { OFF }, Ordering::Relaxed);
-    if at.as_deref() == Some(step) {
+    if named(step) {
         // Said on stderr so that a test can tell this abort from any other.
         eprintln!("orgtrail: crash point {step} reached ({ENV}): aborting");
         std::process::abort();
     }
+}
+
+/// True if `ORGTRAIL_CRASH_AT` names `step` (read once).
+fn named(step: &str) -> bool {
+    let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()));
+    STATE.store(if at.is_some() { ON } else { OFF }, Ordering::Relaxed);
+    at.as_deref() == Some(step)
 }
 
 #[cfg(test)]

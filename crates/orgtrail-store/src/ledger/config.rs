@@ -19,6 +19,11 @@ pub enum Health {
     /// A write failed; the ledger is reopening and reconciling its files (it retries by
     /// itself). Appends are refused meanwhile.
     Faulted { reason: String },
+    /// A write failed and the failed database could not be let go of in this process (sled's
+    /// flush on release never returned), so it cannot be reopened here: every append is
+    /// refused until the process restarts. Nothing acknowledged is lost; the next open cuts
+    /// any torn tail.
+    Stuck { reason: String },
 }
 
 /// Tuning of the ledger. The defaults suit production.

@@ -172,7 +172,7 @@ impl Shared {
     }
     fn fault_reason(&self) -> String {
         match self.health.lock().map(|h| h.clone()) {
-            Ok(Health::Faulted { reason }) => reason,
+            Ok(Health::Faulted { reason } | Health::Stuck { reason }) => reason,
             _ => "reopening the store".into(),
         }
     }

@@ -162,6 +162,50 @@ impl Frame {
     }
 }
 
+/// How long the failed database may take to be let go of after a write failure.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why the store could not be reopened after a write failure.
+enum Recovery {
+    /// Not yet (the disk is still full, a file cannot be read...): tried again shortly.
+    Failed(StoreError),
+    /// Not in this process: the failed database was not let go of.
+    Stuck(String),
+}
+
+impl From<StoreError> for Recovery {
+    fn from(e: StoreError) -> Self {
+        Recovery::Failed(e)
+    }
+}
+
+/// Drops the failed database on a thread of its own, and waits for that at most
+/// [`RELEASE_WAIT`]. sled flushes when its last handle goes; after some write failures that
+/// flush never returns (sled 0.34: a blob write that meets a full disk leaves its writer
+/// registered on the log buffer, which is then never written). The database then keeps its
+/// file lock and cannot be opened again by this process: the thread is left waiting.
+fn release(failed: Files) -> Result<(), Recovery> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("orgtrail-release".into())
+        .spawn(move || {
+            crate::crashpoint::stall("release-stalls");
+            drop(failed);
+            let _ = tx.send(());
+        })
+        .map_err(|e| {
+            Recovery::Stuck(format!(
+                "cannot start a thread to let go of the failed database: {e}"
+            ))
+        })?;
+    rx.recv_timeout(RELEASE_WAIT).map_err(|_| {
+        Recovery::Stuck(format!(
+            "the failed database was not let go of within {} s (its flush does not return), so it cannot be reopened in this process",
+            RELEASE_WAIT.as_secs()
+        ))
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -242,7 +286,28 @@ impl WriterState {
                         tracing::info!("the store reopened after a write failure; appends resume");
                         sh.set_health(Health::Ready);
                     }
-                    Err(e) => {
+                    Err(Recovery::Stuck(why)) => {
+                        let reason = format!("{reason}; {why}");
+                        tracing::error!(reason = %reason, "the store cannot be reopened in this process: restart it (nothing acknowledged is lost; the next open cuts any torn tail)");
+                        sh.set_health(Health::Stuck {
+                            reason: reason.clone(),
+                        });
+                        // Every later write is answered at once with the same retryable error,
+                        // until the queue closes.
+                        let refuse = || StoreError::Recovering {
+                            reason: reason.clone(),
+                        };
+                        loop {
+                            for r in sh.riders.take() {
+                                r.answer(&Err(refuse()));
+                            }
+                            let Some(job) = rx.blocking_recv() else {
+                                return;
+                            };
+                            let _ = job.reply.send(Err(refuse()));
+                        }
+                    }
+                    Err(Recovery::Failed(e)) => {
                         let reason = if matches!(e, StoreError::DiskFull { .. }) {
                             format!("{reason}; waiting for free space ({e})")
                         } else {
@@ -476,14 +541,21 @@ impl WriterState {
 
     /// Reopens the store's files after a failed write, cuts the torn tail the failure left,
     /// reloads the in-memory state from what is durable, and starts over from there.
-    fn recover(&mut self, sh: &Shared) -> Result<(), StoreError> {
+    fn recover(&mut self, sh: &Shared) -> Result<(), Recovery> {
         // Index runs being written are dropped: their files are removed at the reopen, and the
         // memtable is rebuilt from the chunks.
         self.index_jobs.abandon();
         // Let go of the failed database first: its file lock must be released to reopen it.
-        if let Ok(mut g) = sh.files.write() {
-            *g = None;
+        let failed = sh.files.write().ok().and_then(|mut g| g.take());
+        if let Some(failed) = failed {
+            release(failed)?;
         }
+        Ok(self.reopen(sh)?)
+    }
+
+    /// The part of [`WriterState::recover`] after the failed database is let go of: tried
+    /// again until it succeeds.
+    fn reopen(&mut self, sh: &Shared) -> Result<(), StoreError> {
         sh.check_space()?;
         crate::recover::remove_unfinished_snapshots(&sh.path)?;
         let db = open_sled(&sh.path, sh.cfg.cache_bytes)?;
