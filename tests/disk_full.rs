@@ -13,10 +13,10 @@ mod org;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 
-use std::process::Command;
+use std::process::{Child, Command};
 
 use common::{orgtrail, run, stdout};
-use org::{Log, Org, agent_drains, events, exact_and_verified, p, sigterm, spawn_agent};
+use org::{Collector, Log, Org, agent_drains, events, exact_and_verified, p, sigterm, spawn_agent};
 use tmpfs::Tmpfs;
 
 #[test]
@@ -93,17 +93,29 @@ fn a_write_that_meets_enospc_is_recovered_in_place_and_loses_nothing() {
         agent_drains(agent, 180);
         sigterm(&mut collector);
     } else {
-        log.wait_for(
-            "the store cannot be written until the collector restarts",
-            60,
-        );
-        assert!(!collector.child.wait().unwrap().success());
-        drop(collector);
-        let mut restarted = org.collector(port, "");
-        agent_drains(agent, 180);
-        sigterm(&mut restarted);
+        exits_and_restarts(&org, &mut log, collector, agent);
     }
     exact_and_verified(&org, &want);
+}
+
+/// The collector that said its store `cannot be reopened in this process` stops and exits
+/// with an error, for its service manager to restart it; restarted on its port, it opens the
+/// store (any torn tail is cut), and the agent resends what was not acknowledged and drains.
+fn exits_and_restarts(org: &Org, log: &mut Log, mut collector: Collector, agent: Child) {
+    log.wait_for(
+        "the store cannot be written until the collector restarts",
+        60,
+    );
+    let status = collector.child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "a collector that cannot write exits with an error"
+    );
+    let port = collector.port;
+    drop(collector);
+    let mut restarted = org.collector(port, "");
+    agent_drains(agent, 180);
+    sigterm(&mut restarted);
 }
 
 #[test]
@@ -130,24 +142,9 @@ fn a_collector_that_cannot_let_go_of_its_failed_store_exits_for_a_restart_and_lo
 
     log.wait_for("group commit failed", 120);
     fs.resize("1g");
-    // The store says it cannot be reopened by this process; the collector stops and exits
-    // with an error, for its service manager to restart it.
+    // The store says it cannot be reopened by this process, every time.
     log.wait_for("cannot be reopened in this process", 60);
-    log.wait_for(
-        "the store cannot be written until the collector restarts",
-        60,
-    );
-    let status = collector.child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "a collector that cannot write exits with an error"
-    );
-    drop(collector);
-    // The restart opens the store (any torn tail is cut), and the agent resends what was not
-    // acknowledged.
-    let mut restarted = org.collector(port, "");
-    agent_drains(agent, 180);
-    sigterm(&mut restarted);
+    exits_and_restarts(&org, &mut log, collector, agent);
     exact_and_verified(&org, &want);
 }
 
