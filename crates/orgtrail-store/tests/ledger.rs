@@ -979,6 +979,18 @@ fn assert_stored_exactly(data: &Path, keys: &Path, ledger: Ledger, evs: &[CloudT
         .map(|e| e.bytes)
         .collect();
     assert_eq!(ranged, one_by_one, "a range reads what single reads do");
+    // Several at once, in any order and with repeats (a lookup's page), as single reads.
+    let asked: Vec<(Option<i64>, u64)> =
+        (1..=n).rev().chain([1, n, 1]).map(|s| (None, s)).collect();
+    let many = ledger.read_many(&asked).unwrap();
+    assert_eq!(
+        many.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        asked.iter().map(|a| a.1).collect::<Vec<_>>(),
+        "read_many answers in the order asked"
+    );
+    for e in &many {
+        assert_eq!(e, &ledger.read(e.seq).unwrap());
+    }
     assert!(ledger.read(n + 1).is_err(), "nothing stored beyond");
     one_by_one.sort();
     assert_eq!(one_by_one, want);

@@ -687,10 +687,12 @@ impl Ledger {
         let after = q.page_token.as_deref().map(Cursor::decode).transpose()?;
         let hits = self.select(q, after, limit + 1)?;
         let more = hits.len() > limit;
-        let mut events = Vec::with_capacity(limit.min(hits.len()));
-        for &(_, seq) in hits.iter().take(limit) {
-            events.push(self.read(seq)?);
-        }
+        let wanted: Vec<(Option<i64>, u64)> = hits
+            .iter()
+            .take(limit)
+            .map(|&(time, seq)| (Some(time), seq))
+            .collect();
+        let events = self.read_many(&wanted)?;
         let mut page = Page::new(events, more);
         page.indexed_from = self.incomplete_from(q);
         Ok(page)
@@ -807,8 +809,10 @@ impl Ledger {
                 return Ok((n as u64, more));
             }
             let hits = self.select(q, after, take)?;
-            for &(_, seq) in &hits {
-                let e = self.read(seq)?;
+            let wanted: Vec<(Option<i64>, u64)> =
+                hits.iter().map(|&(time, seq)| (Some(time), seq)).collect();
+            for e in self.read_many(&wanted)? {
+                let seq = e.seq;
                 let ev = orgtrail_core::CloudTrailEvent::parse(e.bytes).map_err(|err| {
                     StoreError::Corrupt(format!("record {seq} no longer parses: {err}"))
                 })?;

@@ -361,6 +361,55 @@ impl Shared {
     }
 }
 
+/// A record block read and opened (see [`Ledger::read_many`]).
+struct OpenBlock {
+    first: u64,
+    count: u16,
+    /// The account of every record (versions 2 and 3); version 1 records name their own.
+    account: Option<AccountId>,
+    body: Body,
+}
+
+/// What an opened block holds of its records.
+enum Body {
+    /// Version 3: the decompressed run (lengths, then the events' bytes).
+    Run(Vec<u8>),
+    /// Version 2: the plaintext, each record a zstd frame of its own.
+    EachCompressed { dict: u32, plain: Vec<u8> },
+    /// Version 1: the block as stored, each record sealed on its own.
+    EachSealed(Vec<u8>),
+}
+
+impl OpenBlock {
+    /// The (account, bytes) of record `seq`, which lies in this block.
+    fn record(&self, sh: &Shared, seq: u64) -> Result<(AccountId, Vec<u8>), StoreError> {
+        let missing = || StoreError::Corrupt(format!("record {seq} is missing"));
+        let i = usize::try_from(seq - self.first).map_err(|_| missing())?;
+        match (&self.body, &self.account) {
+            (Body::Run(run), Some(account)) => {
+                let records = block_records(run, self.count)?;
+                let one = records.get(i).ok_or_else(missing)?;
+                Ok((*account, one.to_vec()))
+            }
+            (Body::EachCompressed { dict, plain }, Some(account)) => {
+                let records = block_records(plain, self.count)?;
+                let one = records.get(i).ok_or_else(missing)?;
+                Ok((*account, sh.decompress(*dict, one)?))
+            }
+            (Body::EachSealed(block), _) => {
+                let mut r = Reader::new(block, "record block");
+                r.u8()?;
+                r.u16()?;
+                for _ in 0..i {
+                    next_record(&mut r)?;
+                }
+                sh.open_record(seq, &next_record(&mut r)?)
+            }
+            _ => Err(missing()),
+        }
+    }
+}
+
 /// A record read (or why it could not be).
 type Read = Result<(AccountId, Vec<u8>), StoreError>;
 /// Takes each record of a block in turn, read on demand (see [`Ledger::for_each_record`]).
@@ -397,6 +446,50 @@ impl Ledger {
 
     /// Reads and opens the record at `seq`.
     pub fn read(&self, seq: u64) -> Result<StoredEvent, StoreError> {
+        let mut one = self.read_many(&[(None, seq)])?;
+        one.pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))
+    }
+
+    /// The records `wanted` (seq, with its time when the caller has it from the index, in any
+    /// order), each as [`Ledger::read`] answers it, in the order asked; the records of one block
+    /// are read, opened and decompressed once (a lookup's page often holds several events of
+    /// one run: an account's events stored together).
+    pub fn read_many(&self, wanted: &[(Option<i64>, u64)]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut order: Vec<usize> = (0..wanted.len()).collect();
+        order.sort_unstable_by_key(|&i| wanted[i].1);
+        let mut out: Vec<Option<StoredEvent>> = (0..wanted.len()).map(|_| None).collect();
+        let mut at = 0;
+        while let Some(&i) = order.get(at) {
+            let block = self.open_block_of(wanted[i].1)?;
+            while let Some(&j) = order.get(at) {
+                let (time, seq) = wanted[j];
+                if seq >= block.first + u64::from(block.count) {
+                    break;
+                }
+                let (account, bytes) = block.record(&self.shared, seq)?;
+                out[j] = Some(match time {
+                    Some(t) => StoredEvent {
+                        seq,
+                        account,
+                        time: Timestamp(t),
+                        bytes,
+                    },
+                    None => self.stored_event(seq, account, bytes)?,
+                });
+                at += 1;
+            }
+        }
+        out.into_iter()
+            .zip(wanted)
+            .map(|(e, &(_, seq))| {
+                e.ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))
+            })
+            .collect()
+    }
+
+    /// The record block holding `seq`, read and opened.
+    fn open_block_of(&self, seq: u64) -> Result<OpenBlock, StoreError> {
         let sh = &self.shared;
         let (block_key, block) = sh
             .tree()?
@@ -419,47 +512,37 @@ impl Ledger {
         if seq >= first + u64::from(count) {
             return Err(StoreError::Corrupt(format!("record {seq} is missing")));
         }
-        let (account, bytes) = match version {
+        let (account, body) = match version {
             BLOCK_V2 | BLOCK_V3 => {
                 let blk = block_v2(&mut r)?;
                 let (account, plain) = sh.open_block(version, first, count, seq, &blk)?;
-                let run = if version == BLOCK_V3 {
-                    sh.decompress_run(blk.dict, &plain, count)?
+                if version == BLOCK_V3 {
+                    let run = sh.decompress_run(blk.dict, &plain, count)?;
+                    (Some(account), Body::Run(run))
                 } else {
-                    plain
-                };
-                let records = block_records(&run, count)?;
-                let one = usize::try_from(seq - first)
-                    .ok()
-                    .and_then(|i| records.get(i))
-                    .ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))?;
-                let bytes = if version == BLOCK_V3 {
-                    one.to_vec()
-                } else {
-                    sh.decompress(blk.dict, one)?
-                };
-                (account, bytes)
-            }
-            BLOCK_V1 => {
-                let mut rec = None;
-                for i in 0..u64::from(count) {
-                    let sealed = next_record(&mut r)?;
-                    if first + i == seq {
-                        rec = Some(sealed);
-                        break;
-                    }
+                    (
+                        Some(account),
+                        Body::EachCompressed {
+                            dict: blk.dict,
+                            plain,
+                        },
+                    )
                 }
-                let rec =
-                    rec.ok_or_else(|| StoreError::Corrupt(format!("record {seq} is missing")))?;
-                sh.open_record(seq, &rec)?
             }
+            // Each record is sealed on its own, naming its account: opened when asked.
+            BLOCK_V1 => (None, Body::EachSealed(block.into_owned())),
             _ => {
                 return Err(StoreError::Corrupt(format!(
                     "record block {first}: unknown version"
                 )));
             }
         };
-        self.stored_event(seq, account, bytes)
+        Ok(OpenBlock {
+            first,
+            count,
+            account,
+            body,
+        })
     }
 
     /// A record read and opened, with its time from the index.
