@@ -871,16 +871,12 @@ impl Index {
         self.mem.end() - 1
     }
 
-    fn sources(&self) -> Vec<Source<'_>> {
-        let mut v: Vec<Source<'_>> = Vec::with_capacity(self.runs.len() + 2);
-        v.push(Source::Mem(&self.mem));
-        if let Some(f) = &self.frozen {
-            v.push(Source::Mem(f));
-        }
-        for r in self.runs.iter().rev() {
-            v.push(Source::Run(r, &self.lists));
-        }
-        v
+    /// The memtable, the frozen one, then the runs newest first (without allocating: every
+    /// append probes them).
+    fn sources(&self) -> impl Iterator<Item = Source<'_>> {
+        std::iter::once(Source::Mem(&self.mem))
+            .chain(self.frozen.as_deref().map(Source::Mem))
+            .chain(self.runs.iter().rev().map(|r| Source::Run(r, &self.lists)))
     }
 
     fn source_of(&self, seq: u64) -> Option<Source<'_>> {
@@ -1067,7 +1063,7 @@ impl Index {
             };
             hi = hi.min(before);
         }
-        let mut sources = self.sources();
+        let mut sources: Vec<Source<'_>> = self.sources().collect();
         // Newest parts first: once `limit` hits are found, a part whose newest event is older
         // than all of them cannot change the answer.
         sources.sort_by_key(|s| std::cmp::Reverse(s.time_bounds().1));
