@@ -11,7 +11,9 @@
 //! `--blocks K,...` also measures each level with the events compressed K at a time, one frame
 //! per K consecutive events of one account (a record block compressed whole instead of each
 //! record on its own), and prints beside it the time to decompress one whole block (what a
-//! lookup of one event would then pay) against decompressing one event's frame.
+//! lookup of one event would then pay) against decompressing one event's frame. A level
+//! written `nLEVEL` compresses without the dictionary, in either mode; `DICT_BYTES` in the
+//! environment sizes the trained dictionary (default 112,640, the ledger's).
 
 // A measurement tool: a failure is a bug of the tool, reported by a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,7 +63,8 @@ fn main() {
     .collect();
     let (train, test) = all.split_at(train_n);
     let (t, cpu) = (Instant::now(), thread_cpu_secs());
-    let dict = zstd::dict::from_samples(train, 112_640).unwrap();
+    let dict_bytes = std::env::var("DICT_BYTES").map_or(112_640, |v| v.parse().unwrap());
+    let dict = zstd::dict::from_samples(train, dict_bytes).unwrap();
     println!(
         "training on {train_n} events: {:.2} s CPU ({:.2} s wall)",
         thread_cpu_secs() - cpu,
@@ -177,7 +180,12 @@ fn block_mode(dict: &[u8], test: &[Vec<u8>], k: usize, levels: &[String]) {
     }
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(k << 16));
     for spec in levels {
-        let parts: Vec<i32> = spec.split('/').map(|p| p.parse().unwrap()).collect();
+        // As in the single-event mode: a leading `n` compresses without the dictionary.
+        let (dict, levels) = match spec.strip_prefix('n') {
+            Some(rest) => (&[][..], rest),
+            None => (dict, spec.as_str()),
+        };
+        let parts: Vec<i32> = levels.split('/').map(|p| p.parse().unwrap()).collect();
         let level = parts[0];
         let mut c = zstd::bulk::Compressor::new(level).unwrap();
         if let [_, hash, chain] = parts[..] {

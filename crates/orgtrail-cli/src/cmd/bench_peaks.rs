@@ -1,6 +1,10 @@
-//! Peak resident memory by window of acknowledged events within one import: the peak while
-//! the store grew to its first million events and the peak over its last million, measured in
-//! the same process (the same allocator, the same load) instead of in two runs.
+//! Peak resident memory and import rate by window of acknowledged events within one import:
+//! the peak and the rate while the store grew to its first million events against those over
+//! its last million, measured in the same process (the same allocator, the same load) instead
+//! of in two runs. Two runs minutes apart differ by as much as the machine's speed drifts
+//! between them (the single-core floor itself moved 0.82x over ten minutes of one run); windows
+//! of one run next to each other share most of that drift, and their CPU time per event is
+//! told beside their rate so that a slower window can be seen to have done more work or not.
 //!
 //! Linux keeps the process's peak (VmHWM) exactly: it is raised before any page is unmapped,
 //! so a spike of a few milliseconds counts, which a thread sampling VmRSS would miss (mimalloc
@@ -9,6 +13,7 @@
 //! that file cannot be written (not Linux, or no procfs), no window figures are given.
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::cmd::bench_scale::Rss;
 
@@ -24,7 +29,6 @@ pub(crate) struct WindowPeaks {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     /// Input events acknowledged (durable) so far.
     acked: u64,
@@ -36,6 +40,13 @@ struct State {
     ends: Vec<u64>,
     /// The peak before the first reset (process start to the import's start), KiB.
     before: u64,
+    /// When the current window started, the process's CPU seconds then, and the events
+    /// acknowledged by then.
+    window_start: (Instant, f64, u64),
+    /// Each finished window's import rate (acknowledged events per second) and the process's
+    /// CPU microseconds per acknowledged event in it (every thread: the import's and, in
+    /// `bench store`, the event generator's).
+    rates: Vec<(f64, f64)>,
     /// False once a reset failed: the windows are not measured.
     works: bool,
 }
@@ -49,10 +60,14 @@ impl WindowPeaks {
         WindowPeaks {
             window,
             state: Mutex::new(State {
+                acked: 0,
                 boundary: window,
+                peaks: Vec::new(),
+                ends: Vec::new(),
                 before,
+                window_start: (Instant::now(), process_cpu_secs(), 0),
+                rates: Vec::new(),
                 works,
-                ..State::default()
             }),
         }
     }
@@ -64,7 +79,7 @@ impl WindowPeaks {
             return;
         };
         s.acked += last + 1 - first;
-        while s.works && s.acked >= s.boundary {
+        while s.acked >= s.boundary {
             s.end_window();
             s.boundary += self.window;
         }
@@ -73,7 +88,7 @@ impl WindowPeaks {
     /// Ends the import: a last, partial window is ended too.
     pub(crate) fn finish(self) -> Peaks {
         let mut s = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        if s.works && s.acked + self.window > s.boundary {
+        if s.acked + self.window > s.boundary {
             s.end_window();
         }
         let overall = s.peaks.iter().copied().max().unwrap_or(0).max(s.before);
@@ -82,17 +97,45 @@ impl WindowPeaks {
             ends: if s.works { s.ends } else { Vec::new() },
             windows: if s.works { s.peaks } else { Vec::new() },
             overall_kib: overall,
+            rates: s.rates,
         }
     }
 }
 
 impl State {
+    /// Ends the current window: its peak (where the peak can be reset), and its rate.
     fn end_window(&mut self) {
-        let rss = Rss::now();
-        self.peaks.push(rss.peak_kib);
-        self.ends.push(rss.now_kib);
-        self.works = reset_peak();
+        if self.works {
+            let rss = Rss::now();
+            self.peaks.push(rss.peak_kib);
+            self.ends.push(rss.now_kib);
+            self.works = reset_peak();
+        }
+        let (at, cpu, acked) = self.window_start;
+        let (now, cpu_now) = (Instant::now(), process_cpu_secs());
+        let events = self.acked.saturating_sub(acked).max(1) as f64;
+        self.rates.push((
+            events / now.duration_since(at).as_secs_f64().max(1e-9),
+            (cpu_now - cpu).max(0.0) * 1e6 / events,
+        ));
+        self.window_start = (now, cpu_now, self.acked);
     }
+}
+
+/// CPU seconds (user and system) of every thread of this process so far, from
+/// `/proc/self/stat` (in clock ticks of 10 ms: windows last seconds); 0 where it cannot be read.
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (in parentheses, which may hold anything).
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// What [`WindowPeaks`] measured.
@@ -108,6 +151,9 @@ pub(crate) struct Peaks {
     /// The peak of the process up to the import's end (the windows' peaks and what came
     /// before them), KiB: what VmHWM would read had it never been reset.
     pub(crate) overall_kib: u64,
+    /// Each window's import rate (events per second) and CPU microseconds per event (every
+    /// thread of the process).
+    pub(crate) rates: Vec<(f64, f64)>,
 }
 
 impl Peaks {
@@ -120,8 +166,35 @@ impl Peaks {
         }
     }
 
-    /// Prints each window's peak, then the first's and the last's and their ratio.
+    /// The first and the last window's rates and CPU per event (see [`Peaks::rates`]); the
+    /// same window's twice when there is one.
+    pub(crate) fn first_and_last_rate(&self) -> Option<((f64, f64), (f64, f64))> {
+        Some((*self.rates.first()?, *self.rates.last()?))
+    }
+
+    /// Prints each window's import rate and CPU per event, then the first's and the last's and
+    /// their ratio; then each window's peak, then the first's and the last's and their ratio.
     pub(crate) fn print(&self) {
+        if let Some(((r0, c0), (r1, c1))) = self.first_and_last_rate() {
+            let list = |f: &dyn Fn(&(f64, f64)) -> String| {
+                self.rates.iter().map(f).collect::<Vec<_>>().join(" ")
+            };
+            println!(
+                "import by window of {} acknowledged events (events/s): {}",
+                self.window,
+                list(&|(r, _)| format!("{r:.0}"))
+            );
+            println!(
+                "CPU by window (microseconds per event, every thread of the process): {}",
+                list(&|(_, c)| format!("{c:.1}"))
+            );
+            println!(
+                "import in one run: {r0:.0} events/s over the first {} events, {r1:.0} over the last ones, {:.2}x (CPU per event {:.2}x)",
+                self.window,
+                r1 / r0.max(1e-9),
+                c1 / c0.max(1e-9)
+            );
+        }
         let mib = |kib: u64| kib as f64 / 1024.0;
         let Some((first, last)) = self.first_or_only() else {
             println!("memory by window: not measured (the peak RSS cannot be reset here)");
@@ -165,8 +238,10 @@ mod tests {
         peaks.acked(1, 500);
         peaks.acked(1001, 3100);
         let p = peaks.finish();
+        // 0-1000, 1000-2000, 2000-3000, and the partial 3000-3100, each with its rate.
+        assert_eq!(p.rates.len(), 4);
+        assert!(p.rates.iter().all(|&(r, c)| r > 0.0 && c >= 0.0));
         if works {
-            // 0-1000, 1000-2000, 2000-3000, and the partial 3000-3100.
             assert_eq!(p.windows.len(), 4);
             assert!(p.first_or_only().is_some());
             assert!(p.windows.iter().all(|&w| w > 0 && w <= p.overall_kib));

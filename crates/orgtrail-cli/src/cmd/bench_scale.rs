@@ -220,6 +220,12 @@ impl Figures {
             self.add(PEAK_LAST, mib(last));
             self.add(PEAK_RATIO, last as f64 / first.max(1) as f64);
         }
+        if let Some(((r0, c0), (r1, c1))) = peaks.first_and_last_rate() {
+            self.add(RATE_FIRST, r0);
+            self.add(RATE_LAST, r1);
+            self.add(CPU_FIRST, c0);
+            self.add(CPU_LAST, c1);
+        }
     }
 
     /// The `figures [[name, value], ..]` line that `--sizes` reads from its children.
@@ -237,6 +243,10 @@ const FIGURES: &str = "figures ";
 const PEAK_FIRST: &str = "peak RSS, first window of import, MiB";
 const PEAK_LAST: &str = "peak RSS, last window of import, MiB";
 const PEAK_RATIO: &str = "peak RSS, last window / first";
+const RATE_FIRST: &str = "import, first window, events/s";
+const RATE_LAST: &str = "import, last window, events/s";
+const CPU_FIRST: &str = "CPU, first window, us per event";
+const CPU_LAST: &str = "CPU, last window, us per event";
 
 /// `bench store --sizes`: one child process per size (so that each has its own peak RSS and
 /// allocator), their output passed through, then a table of every size's figures and the
@@ -349,6 +359,25 @@ fn print_side_by_side(all: &[(u64, Figures)]) {
     }
     if let Some(r) = ratio("import, events/s") {
         println!("  import rate {r:.2}x the smaller size's (>= 0.90x)");
+    }
+    // The same comparison inside the larger run: its whole import's rate against the rate of
+    // its own first window (as many events as the smaller size has when the window is that
+    // size), which two runs minutes apart cannot separate from the machine's drift.
+    if let (Some(all), Some(r0), Some(r1), Some(c0), Some(c1)) = (
+        last.get("import, events/s"),
+        last.get(RATE_FIRST),
+        last.get(RATE_LAST),
+        last.get(CPU_FIRST),
+        last.get(CPU_LAST),
+    ) {
+        println!(
+            "  in the run of {last_n} alone: import {} events/s over all of it, {} over its first window, {:.2}x (>= 0.90x); its last window {:.2}x its first, at {:.2}x the CPU per event",
+            fmt(all),
+            fmt(r0),
+            all / r0.max(1e-9),
+            r1 / r0.max(1e-9),
+            c1 / c0.max(1e-9)
+        );
     }
     if let Some(open) = last.get("open, s") {
         println!("  open {open:.3} s (<= 1 s)");
