@@ -329,36 +329,42 @@ impl Shared {
         Ok((account, self.decompress(rec.dict, &compressed)?))
     }
 
-    /// Opens a version 2 or 3 block of `count` records from `first`: its segment's account and
-    /// its plaintext. `seq` names the record asked for in the error.
-    fn open_block(
+    /// Opens a version 2 or 3 block of `count` records from `first` (decrypts it, and
+    /// decompresses a version 3 block's run whole) and finds where each record lies in it:
+    /// its segment's account and what [`OpenBlock::record`] takes each record from. `seq` names
+    /// the record asked for in the error. The one way a block is opened, for a lookup's page
+    /// ([`Ledger::read_many`]) and for a range ([`Ledger::for_each_record`]) alike.
+    fn open_body(
         &self,
         version: u8,
         first: u64,
         count: u16,
         seq: u64,
         blk: &Sealed<'_>,
-    ) -> Result<(AccountId, Vec<u8>), StoreError> {
+    ) -> Result<(AccountId, Body), StoreError> {
         let (account, key) = self.segment_key(blk.segment)?;
+        let label = if version == BLOCK_V3 {
+            LABEL_V3
+        } else {
+            LABEL_V2
+        };
+        let aad = block_aad(label, blk.segment, first, count, &account, blk.dict);
         let plain = key
-            .open(
-                &blk.nonce,
-                &block_aad(
-                    if version == BLOCK_V3 {
-                        LABEL_V3
-                    } else {
-                        LABEL_V2
-                    },
-                    blk.segment,
-                    first,
-                    count,
-                    &account,
-                    blk.dict,
-                ),
-                blk.ct,
-            )
+            .open(&blk.nonce, &aad, blk.ct)
             .map_err(|source| StoreError::RecordOpen { seq, source })?;
-        Ok((account, plain))
+        let body = if version == BLOCK_V3 {
+            let run = self.decompress_run(blk.dict, &plain, count)?;
+            let spans = record_spans(&run, count)?;
+            Body::Run(run, spans)
+        } else {
+            let spans = record_spans(&plain, count)?;
+            Body::EachCompressed {
+                dict: blk.dict,
+                plain,
+                spans,
+            }
+        };
+        Ok((account, body))
     }
 }
 
@@ -530,23 +536,9 @@ impl Ledger {
         }
         let (account, body) = match version {
             BLOCK_V2 | BLOCK_V3 => {
-                let blk = block_v2(&mut r)?;
-                let (account, plain) = sh.open_block(version, first, count, seq, &blk)?;
-                if version == BLOCK_V3 {
-                    let run = sh.decompress_run(blk.dict, &plain, count)?;
-                    let spans = record_spans(&run, count)?;
-                    (Some(account), Body::Run(run, spans))
-                } else {
-                    let spans = record_spans(&plain, count)?;
-                    (
-                        Some(account),
-                        Body::EachCompressed {
-                            dict: blk.dict,
-                            plain,
-                            spans,
-                        },
-                    )
-                }
+                let (account, body) =
+                    sh.open_body(version, first, count, seq, &block_v2(&mut r)?)?;
+                (Some(account), body)
             }
             // Each record is sealed on its own, naming its account: opened when asked.
             BLOCK_V1 => (None, Body::EachSealed(block.into_owned())),
@@ -695,34 +687,16 @@ impl Ledger {
                 }
                 let blk = block_v2(&mut r)?;
                 let asked = block_first.max(first);
-                let opened = sh
-                    .open_block(version, block_first, count, asked, &blk)
-                    .and_then(|(account, plain)| {
-                        let run = if version == BLOCK_V3 {
-                            sh.decompress_run(blk.dict, &plain, count)?
-                        } else {
-                            plain
+                match sh.open_body(version, block_first, count, asked, &blk) {
+                    Ok((account, body)) => {
+                        let opened = OpenBlock {
+                            first: block_first,
+                            count,
+                            account: Some(account),
+                            body,
                         };
-                        let recs = block_records(&run, count)?
-                            .into_iter()
-                            .map(<[u8]>::to_vec)
-                            .collect::<Vec<_>>();
-                        Ok((account, recs))
-                    });
-                match opened {
-                    Ok((account, recs)) => {
-                        for (seq, rec) in (block_first..).zip(recs) {
-                            let mut rec = Some(rec);
-                            emit(seq, &mut || {
-                                let rec = rec.take().ok_or_else(|| {
-                                    StoreError::Corrupt(format!("record {seq} read twice"))
-                                })?;
-                                if version == BLOCK_V3 {
-                                    Ok((account, rec))
-                                } else {
-                                    Ok((account, sh.decompress(blk.dict, &rec)?))
-                                }
-                            })?;
+                        for seq in block_first..end {
+                            emit(seq, &mut || opened.record(sh, seq))?;
                         }
                     }
                     Err(e) => {
