@@ -122,20 +122,10 @@ impl State {
     }
 }
 
-/// CPU seconds (user and system) of every thread of this process so far, from
-/// `/proc/self/stat` (in clock ticks of 10 ms: windows last seconds); 0 where it cannot be read.
+/// CPU seconds (user and system) of every thread of this process so far; 0 where they cannot
+/// be read.
 fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // The fields after the command name (in parentheses, which may hold anything).
-    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    crate::cmd::bench_transport::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 /// What [`WindowPeaks`] measured.
