@@ -56,8 +56,9 @@
 //!
 //! # Merging
 //! A delta per group and hour is small, and writing one never rewrites a growing value. Once
-//! `count_merge_after` deltas wait (default [`MAX_PENDING`]), the writer merges them (after the group is durable and
-//! published), and at a clean close it merges whatever deltas wait, however few (and at a
+//! `count_merge_after` deltas wait (default [`MAX_PENDING`]), they are merged (after the group is durable and
+//! published) on a thread of their own, while the writer goes on (see [`Writer::maybe_merge`];
+//! one merge at a time, taking every delta waiting when it starts), and at a clean close the writer merges whatever deltas wait, however few (and at a
 //! writable open, before the first group, those a crash left): the first count after the next
 //! open then reads merged values only (opening and decoding 120 waiting
 //! deltas, each holding its group's users, was most of a cold `stats` over everything at 10M
@@ -1626,7 +1627,7 @@ pub(crate) fn stage(
     Ok(keys)
 }
 
-/// The writer's side: the deltas not merged yet.
+/// The writer's side: the deltas not merged yet, and the merge running in the background.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     pending: Vec<(u64, i64)>,
@@ -1635,7 +1636,75 @@ pub(crate) struct Writer {
     /// A rollup part stored at this many bytes or more is full: a merge starts the next part
     /// (see [Parts](self#parts)). 0: one part, however large.
     part_bytes: usize,
+    /// Lent to the merge running, if one is.
     last_parts: LastParts,
+    merger: Option<Merger>,
+    /// The deltas the merge running took, if one is.
+    running: Option<Vec<(u64, i64)>>,
+}
+
+/// The thread counter merges run on (see [`Writer::maybe_merge`]), started at the first and
+/// kept: one thread for every merge, whose memory its allocator reuses from one merge to the
+/// next. It holds the tree only while it merges.
+#[derive(Debug)]
+struct Merger {
+    tasks: std::sync::mpsc::Sender<Task>,
+    done: std::sync::mpsc::Receiver<Done>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A merge to make: the tree, its keys and cache, the deltas, `part_bytes`, the last parts.
+type Task = (
+    sled::Tree,
+    Arc<dyn KeyProvider>,
+    Arc<Cache>,
+    Vec<(u64, i64)>,
+    usize,
+    LastParts,
+);
+
+/// What a merge gives back: the last parts it knows of, and whether every value was written.
+type Done = (LastParts, Result<(), StoreError>);
+
+impl Merger {
+    fn start() -> std::io::Result<Merger> {
+        let (tasks, task_rx) = std::sync::mpsc::channel::<Task>();
+        let (done_tx, done) = std::sync::mpsc::channel::<Done>();
+        let thread = std::thread::Builder::new()
+            .name("orgtrail-counts".into())
+            .spawn(move || {
+                for (tree, provider, cache, deltas, part_bytes, mut last_parts) in task_rx {
+                    let r = merge_deltas(
+                        &tree,
+                        provider.as_ref(),
+                        &cache,
+                        &deltas,
+                        part_bytes,
+                        &mut last_parts,
+                    );
+                    drop(tree);
+                    if done_tx.send((last_parts, r)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Merger {
+            tasks,
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once its merge (if any) is done.
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.tasks, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The last part of the rollups a merge wrote or read lately, so that a merge finds a
@@ -1688,6 +1757,8 @@ impl Writer {
             merge_after,
             part_bytes,
             last_parts: LastParts::default(),
+            merger: None,
+            running: None,
         })
     }
 
@@ -1696,108 +1767,212 @@ impl Writer {
         self.pending.extend(keys);
     }
 
-    /// Merges the waiting deltas into their hours once there are enough of them. Call only
-    /// when every waiting delta's group is durable and published.
+    /// Once enough deltas wait, merges them into their values on a thread of its own, so that
+    /// the writer goes on committing groups meanwhile (merged on the writer's thread, the
+    /// merges of a 10M import took 12 of its 105 s, while the preparers, their batches
+    /// unanswered, waited). One merge runs at a time: deltas committed while it runs wait for
+    /// the next. A merge that failed is reported here, after it ended; its deltas wait again.
+    /// Call only when every waiting delta's group is durable and published.
+    ///
+    /// Safe beside the writer's groups as beside readers (see [Merging](self#merging)): a
+    /// merge writes only merged values and removes only the deltas it took, and every delta
+    /// committed meanwhile has a higher seq than any of them, so it is above the `through` of
+    /// every value the merge writes.
     pub(crate) fn maybe_merge(
         &mut self,
         tree: &sled::Tree,
-        provider: &dyn KeyProvider,
-        cache: &Cache,
+        provider: &Arc<dyn KeyProvider>,
+        cache: &Arc<Cache>,
     ) -> Result<(), StoreError> {
+        if self.running.is_some() {
+            match self.merger.as_ref().map(|m| m.done.try_recv()) {
+                Some(Err(std::sync::mpsc::TryRecvError::Empty)) => return Ok(()),
+                Some(Ok(done)) => self.finished(Ok(done))?,
+                _ => self.finished(Err(()))?,
+            }
+        }
         if self.pending.len() < self.merge_after.max(1) {
             return Ok(());
         }
-        self.merge(tree, provider, cache)
+        if self.merger.is_none() {
+            self.merger = Some(Merger::start().map_err(|e| StoreError::Unavailable {
+                reason: format!("the counter merge's thread could not start: {e}"),
+            })?);
+        }
+        let Some(merger) = &self.merger else {
+            return Ok(());
+        };
+        let taken = std::mem::take(&mut self.pending);
+        let task = (
+            tree.clone(),
+            provider.clone(),
+            cache.clone(),
+            taken.clone(),
+            self.part_bytes,
+            std::mem::take(&mut self.last_parts),
+        );
+        if merger.tasks.send(task).is_err() {
+            self.pending = taken;
+            self.merger = None;
+            return Err(StoreError::Unavailable {
+                reason: "the counter merge's thread stopped".into(),
+            });
+        }
+        self.running = Some(taken);
+        Ok(())
     }
 
-    /// Merges whatever deltas wait, however few (at a clean close). Call only when every
-    /// waiting delta's group is durable and published.
+    /// The merge running ended with `done` (`Err`: its thread stopped); its deltas wait
+    /// again if it failed.
+    fn finished(&mut self, done: Result<Done, ()>) -> Result<(), StoreError> {
+        let taken = self.running.take().unwrap_or_default();
+        let result = match done {
+            Ok((last_parts, r)) => {
+                self.last_parts = last_parts;
+                r
+            }
+            Err(()) => {
+                self.merger = None;
+                Err(StoreError::Unavailable {
+                    reason: "the counter merge's thread stopped".into(),
+                })
+            }
+        };
+        if result.is_err() {
+            let newer = std::mem::replace(&mut self.pending, taken);
+            self.pending.extend(newer);
+        }
+        result
+    }
+
+    /// Waits for the merge running, if one is; its error, if it failed (its deltas then wait
+    /// again).
+    pub(crate) fn wait(&mut self) -> Result<(), StoreError> {
+        if self.running.is_none() {
+            return Ok(());
+        }
+        let done = match &self.merger {
+            Some(m) => m.done.recv().map_err(|_| ()),
+            None => Err(()),
+        };
+        self.finished(done)
+    }
+
+    /// Merges whatever deltas wait, however few, on this thread, once the merge running (if
+    /// any) ended (at a clean close, and at a writable open). Call only when every waiting
+    /// delta's group is durable and published.
     pub(crate) fn merge_waiting(
         &mut self,
         tree: &sled::Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
+        self.wait()?;
         if self.pending.is_empty() {
             return Ok(());
         }
         self.merge(tree, provider, cache)
     }
 
+    /// Merges the waiting deltas on this thread (no merge may be running).
     pub(crate) fn merge(
         &mut self,
         tree: &sled::Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
-        if !rollups_ready(tree)? {
-            build_rollups(tree, provider)?;
-        }
-        // Each waiting delta goes into its hour, its day and its 32 days (a rollup in both
-        // variants, with and without the user dimension). Values are built one at a time, and
-        // a value's deltas are opened one at a time: memory holds one value being built and
-        // one delta, never every delta of the merge (128 deltas decoded were most of a merge's
-        // working memory), nor both variants of a rollup.
-        let mut by_bucket: BTreeMap<(u8, i64), Vec<(u64, i64)>> = BTreeMap::new();
-        for &(seq, hour) in &self.pending {
-            for level in [0, 1, 2] {
-                by_bucket
-                    .entry((level, hour.div_euclid(span(level))))
-                    .or_default()
-                    .push((seq, hour));
-            }
-        }
-        let mut remove = sled::Batch::default();
-        for ((level, bucket), mut deltas) in by_bucket {
-            deltas.sort_unstable();
-            deltas.dedup();
-            let variants: &[u8] = if level == 0 {
-                &[0]
-            } else {
-                &[level, level | NO_USER]
-            };
-            for (seq, hour) in &deltas {
-                if level == 0 {
-                    let dk = delta_key(*seq, *hour);
-                    remove.remove(&dk[..]);
-                    cache.remove(&dk);
-                }
-            }
-            // One value at a time, each written as soon as it is built: it is consistent by
-            // itself (every delta at or below its `through` is in it). A rollup's two variants
-            // are built one after the other, each opening the bucket's deltas again (they are
-            // small): holding both at once, with and without the user dimension, held two
-            // strings tables of a month's distinct groups.
-            for &v in variants {
-                let mut u = Unit::load(
-                    tree,
-                    provider,
-                    cache,
-                    (v, bucket),
-                    self.part_bytes,
-                    &mut self.last_parts,
-                )?;
-                for &(seq, hour) in &deltas {
-                    // A delta at or below the value's `through` was merged before (only its
-                    // removal was lost).
-                    if seq <= u.through {
-                        continue;
-                    }
-                    let dk = delta_key(seq, hour);
-                    let Some(val) = tree.get(dk)? else {
-                        continue;
-                    };
-                    let table = open(provider, &dk, &val)?;
-                    u.b.add_table_without(&table, dropped(u.level));
-                    u.newest = u.newest.max(seq);
-                }
-                u.write(tree, provider, cache, &mut self.last_parts)?;
-            }
-        }
-        tree.apply_batch(remove)?;
+        merge_deltas(
+            tree,
+            provider,
+            cache,
+            &self.pending,
+            self.part_bytes,
+            &mut self.last_parts,
+        )?;
         self.pending.clear();
         Ok(())
     }
+}
+
+impl Drop for Writer {
+    /// A merge still running is waited for: it holds the tree, whose database cannot be
+    /// reopened (after a write failure) or closed while it does.
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            tracing::warn!(error = %e, "merging counters failed; the deltas stay and count");
+        }
+    }
+}
+
+/// Merges `pending` (every delta waiting when the merge started) into their hours and
+/// rollups, then removes them.
+fn merge_deltas(
+    tree: &sled::Tree,
+    provider: &dyn KeyProvider,
+    cache: &Cache,
+    pending: &[(u64, i64)],
+    part_bytes: usize,
+    last_parts: &mut LastParts,
+) -> Result<(), StoreError> {
+    if !rollups_ready(tree)? {
+        build_rollups(tree, provider)?;
+    }
+    // Each waiting delta goes into its hour, its day and its 32 days (a rollup in both
+    // variants, with and without the user dimension). Values are built one at a time, and
+    // a value's deltas are opened one at a time: memory holds one value being built and
+    // one delta, never every delta of the merge (128 deltas decoded were most of a merge's
+    // working memory), nor both variants of a rollup.
+    let mut by_bucket: BTreeMap<(u8, i64), Vec<(u64, i64)>> = BTreeMap::new();
+    for &(seq, hour) in pending {
+        for level in [0, 1, 2] {
+            by_bucket
+                .entry((level, hour.div_euclid(span(level))))
+                .or_default()
+                .push((seq, hour));
+        }
+    }
+    let mut remove = sled::Batch::default();
+    for ((level, bucket), mut deltas) in by_bucket {
+        deltas.sort_unstable();
+        deltas.dedup();
+        let variants: &[u8] = if level == 0 {
+            &[0]
+        } else {
+            &[level, level | NO_USER]
+        };
+        for (seq, hour) in &deltas {
+            if level == 0 {
+                let dk = delta_key(*seq, *hour);
+                remove.remove(&dk[..]);
+                cache.remove(&dk);
+            }
+        }
+        // One value at a time, each written as soon as it is built: it is consistent by
+        // itself (every delta at or below its `through` is in it). A rollup's two variants
+        // are built one after the other, each opening the bucket's deltas again (they are
+        // small): holding both at once, with and without the user dimension, held two
+        // strings tables of a month's distinct groups.
+        for &v in variants {
+            let mut u = Unit::load(tree, provider, cache, (v, bucket), part_bytes, last_parts)?;
+            for &(seq, hour) in &deltas {
+                // A delta at or below the value's `through` was merged before (only its
+                // removal was lost).
+                if seq <= u.through {
+                    continue;
+                }
+                let dk = delta_key(seq, hour);
+                let Some(val) = tree.get(dk)? else {
+                    continue;
+                };
+                let table = open(provider, &dk, &val)?;
+                u.b.add_table_without(&table, dropped(u.level));
+                u.newest = u.newest.max(seq);
+            }
+            u.write(tree, provider, cache, last_parts)?;
+        }
+    }
+    tree.apply_batch(remove)?;
+    Ok(())
 }
 
 /// A value a merge is building: an hour, or a rollup (see [`Writer::merge`]).

@@ -149,7 +149,7 @@ struct Shared {
     dicts: RwLock<Dicts>,
     dict_version: AtomicU32,
     /// Decoded hours of counters.
-    counts_cache: crate::counts::Cache,
+    counts_cache: Arc<crate::counts::Cache>,
     /// Group-commit times and the last checkpoint, for metrics.
     telemetry: telemetry::Telemetry,
     /// `m attrs_from`: the first seq indexed under the attributes indexed late
@@ -351,7 +351,7 @@ impl Ledger {
             keys: Mutex::new(HashMap::new()),
             dicts: RwLock::new(loaded.dicts),
             dict_version,
-            counts_cache: crate::counts::Cache::new(cfg.count_cache_bytes),
+            counts_cache: Arc::new(crate::counts::Cache::new(cfg.count_cache_bytes)),
             telemetry: telemetry::Telemetry::default(),
             attrs_from,
             cfg,

@@ -442,10 +442,10 @@ impl WriterState {
                     self.phases.committed(started.elapsed(), n);
                     let t_after = std::time::Instant::now();
                     // Answered: now merge counter deltas if enough wait (off the ack path).
-                    if let Err(e) = sh.tree().and_then(|t| {
-                        self.counts
-                            .maybe_merge(&t, sh.provider.as_ref(), &sh.counts_cache)
-                    }) {
+                    if let Err(e) = sh
+                        .tree()
+                        .and_then(|t| self.counts.maybe_merge(&t, &sh.provider, &sh.counts_cache))
+                    {
                         tracing::error!(error = %e, "merging counters failed; the deltas stay and count");
                     }
                     if let Err(e) = self.index_jobs.tend(sh, false) {
@@ -493,12 +493,17 @@ impl WriterState {
         // Clean shutdown: the counter deltas still waiting are merged (every group is durable
         // and published by now), so that the first count after the next open reads merged
         // values only, not up to `count_merge_after` deltas, each opened and decoded on its own.
-        if sh.cfg.count_merge_waiting
-            && let Err(e) = sh.tree().and_then(|t| {
+        // The merge running (if any) ends first either way: its values are flushed below.
+        let merged = self.counts.wait().and_then(|()| {
+            if !sh.cfg.count_merge_waiting {
+                return Ok(());
+            }
+            sh.tree().and_then(|t| {
                 self.counts
                     .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
             })
-        {
+        });
+        if let Err(e) = merged {
             tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
         }
         // The memtable being written is waited for (the next open then reads fewer chunks); a
@@ -545,6 +550,11 @@ impl WriterState {
         // Index runs being written are dropped: their files are removed at the reopen, and the
         // memtable is rebuilt from the chunks.
         self.index_jobs.abandon();
+        // A counter merge running holds the database: it ends (failing, as every operation
+        // on it does now) before the database is let go of.
+        if let Err(e) = self.counts.wait() {
+            tracing::warn!(error = %e, "merging counters failed; the deltas stay and count");
+        }
         // Let go of the failed database first: its file lock must be released to reopen it.
         let failed = sh.files.write().ok().and_then(|mut g| g.take());
         if let Some(failed) = failed {
