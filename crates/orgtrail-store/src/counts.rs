@@ -1794,14 +1794,13 @@ impl Writer {
         if self.pending.len() < self.merge_after.max(1) {
             return Ok(());
         }
-        if self.merger.is_none() {
-            self.merger = Some(Merger::start().map_err(|e| StoreError::Unavailable {
+        let merger = match self.merger.take() {
+            Some(m) => m,
+            None => Merger::start().map_err(|e| StoreError::Unavailable {
                 reason: format!("the counter merge's thread could not start: {e}"),
-            })?);
-        }
-        let Some(merger) = &self.merger else {
-            return Ok(());
+            })?,
         };
+        let merger = self.merger.insert(merger);
         let taken = std::mem::take(&mut self.pending);
         let task = (
             tree.clone(),
@@ -1860,18 +1859,26 @@ impl Writer {
 
     /// Merges whatever deltas wait, however few, on this thread, once the merge running (if
     /// any) ended (at a clean close, and at a writable open). Call only when every waiting
-    /// delta's group is durable and published.
+    /// delta's group is durable and published. If the merge running failed, its deltas are
+    /// merged here with the others; its error is returned only if this merge fails too.
     pub(crate) fn merge_waiting(
         &mut self,
         tree: &sled::Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
-        self.wait()?;
+        let waited = self.wait();
         if self.pending.is_empty() {
-            return Ok(());
+            return waited;
         }
-        self.merge(tree, provider, cache)
+        match (self.merge(tree, provider, cache), waited) {
+            (Ok(()), Err(e)) => {
+                tracing::warn!(error = %e, "a counter merge failed; its deltas were merged again");
+                Ok(())
+            }
+            (merged, Ok(())) => merged,
+            (Err(_), Err(first)) => Err(first),
+        }
     }
 
     /// Merges the waiting deltas on this thread (no merge may be running).
@@ -3133,14 +3140,26 @@ mod tests {
         assert!(open(p.as_ref(), &k, &flipped).is_err());
     }
 
-    #[test]
-    fn merging_twice_or_after_a_lost_removal_counts_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("ledger").unwrap();
-        let p = provider();
-        let cache = Cache::new(1 << 20);
-        let e = Ev {
+    /// Every event counted from the hours, of groups published up to `published`.
+    fn total(tree: &sled::Tree, p: &dyn KeyProvider, cache: &Cache, published: u64) -> u64 {
+        let sel = Selection::new(&Query::default(), &[Group::Account]).unwrap();
+        let mut c = Counter::default();
+        count_hours(
+            tree,
+            p,
+            cache,
+            (i64::MIN, i64::MAX),
+            published,
+            &sel,
+            &mut c,
+        )
+        .unwrap();
+        c.finish(10).total
+    }
+
+    /// An event at second 10 of one account, source and name.
+    fn one_event() -> Ev {
+        Ev {
             time: 10,
             vals: [
                 Some("111111111111"),
@@ -3150,7 +3169,100 @@ mod tests {
                 None,
                 None,
             ],
+        }
+    }
+
+    /// A key provider that fails its next `fails` calls, then works.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: LocalKeyProvider,
+        fails: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Flaky {
+        fn failing(&self) -> Result<(), orgtrail_crypto::CryptoError> {
+            use std::sync::atomic::Ordering;
+            match self
+                .fails
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            {
+                Ok(_) => Err(orgtrail_crypto::CryptoError::SealFailed),
+                Err(_) => Ok(()),
+            }
+        }
+    }
+
+    impl KeyProvider for Flaky {
+        fn wrap(
+            &self,
+            secret: &[u8; orgtrail_crypto::KEY_LEN],
+            context: &[u8],
+        ) -> Result<orgtrail_crypto::WrappedKey, orgtrail_crypto::CryptoError> {
+            self.failing()?;
+            self.inner.wrap(secret, context)
+        }
+
+        fn unwrap(
+            &self,
+            wrapped: &orgtrail_crypto::WrappedKey,
+            context: &[u8],
+        ) -> Result<zeroize::Zeroizing<[u8; orgtrail_crypto::KEY_LEN]>, orgtrail_crypto::CryptoError>
+        {
+            self.failing()?;
+            self.inner.unwrap(wrapped, context)
+        }
+
+        fn current_version(&self) -> u32 {
+            self.inner.current_version()
+        }
+    }
+
+    /// A merge on the merge thread that fails leaves its deltas waiting, and the merge at a
+    /// clean close takes them with the others: nothing is left unmerged, and every event
+    /// counts once.
+    #[test]
+    fn a_failed_background_merge_is_made_good_by_the_merge_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        let flaky = Arc::new(Flaky {
+            inner: LocalKeyProvider::new(Keyring::generate("t").unwrap()),
+            fails: 0.into(),
+        });
+        let p: Arc<dyn KeyProvider> = flaky.clone();
+        let cache = Arc::new(Cache::new(1 << 20));
+        let e = one_event();
+        let mut w = Writer::load(&tree, 2, 0).unwrap();
+        // Groups are sealed with the same keys, but never through the failing provider: only
+        // the merge meets the failure.
+        let group = |w: &mut Writer, seq: u64| {
+            let mut t = Tally::default();
+            t.add(e.time, dims(&e));
+            let mut b = sled::Batch::default();
+            let keys = stage(&flaky.inner, seq, t, &mut b).unwrap();
+            tree.apply_batch(b).unwrap();
+            w.committed(keys);
         };
+        group(&mut w, 1);
+        group(&mut w, 2);
+        // The merge thread's first use of the keys fails, and with it the merge.
+        flaky.fails.store(1, std::sync::atomic::Ordering::SeqCst);
+        w.maybe_merge(&tree, &p, &cache).unwrap();
+        group(&mut w, 3);
+        w.merge_waiting(&tree, p.as_ref(), &cache).unwrap();
+        assert_eq!(flaky.fails.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(tree.scan_prefix([DELTA]).count(), 0, "every delta merged");
+        assert_eq!(total(&tree, p.as_ref(), &cache, u64::MAX), 3);
+    }
+
+    #[test]
+    fn merging_twice_or_after_a_lost_removal_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        let p = provider();
+        let cache = Cache::new(1 << 20);
+        let e = one_event();
         let mut w = Writer::default();
         for seq in [1u64, 2, 3] {
             let mut t = Tally::default();
@@ -3165,21 +3277,7 @@ mod tests {
         w.merge(&tree, p.as_ref(), &cache).unwrap();
         assert_eq!(tree.scan_prefix([DELTA]).count(), 0);
         tree.insert(delta_key(2, 0), kept).unwrap();
-        let count = || {
-            let sel = Selection::new(&Query::default(), &[Group::Account]).unwrap();
-            let mut c = Counter::default();
-            count_hours(
-                &tree,
-                p.as_ref(),
-                &cache,
-                (i64::MIN, i64::MAX),
-                u64::MAX,
-                &sel,
-                &mut c,
-            )
-            .unwrap();
-            c.finish(10).total
-        };
+        let count = || total(&tree, p.as_ref(), &cache, u64::MAX);
         assert_eq!(count(), 3);
         let mut w = Writer::load(&tree, MAX_PENDING, 0).unwrap();
         w.merge(&tree, p.as_ref(), &cache).unwrap();
@@ -3191,19 +3289,7 @@ mod tests {
         let mut b = sled::Batch::default();
         stage(p.as_ref(), 4, t, &mut b).unwrap();
         tree.apply_batch(b).unwrap();
-        let sel = Selection::new(&Query::default(), &[Group::Account]).unwrap();
-        let mut c = Counter::default();
-        count_hours(
-            &tree,
-            p.as_ref(),
-            &cache,
-            (i64::MIN, i64::MAX),
-            3,
-            &sel,
-            &mut c,
-        )
-        .unwrap();
-        assert_eq!(c.finish(10).total, 3);
+        assert_eq!(total(&tree, p.as_ref(), &cache, 3), 3);
         assert_eq!(count(), 4);
         // The torn-tail cut finds that group's deltas, and refuses a gap.
         assert_eq!(tail_keys(&tree, 3).unwrap().len(), 1);

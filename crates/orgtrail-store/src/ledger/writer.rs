@@ -494,15 +494,14 @@ impl WriterState {
         // and published by now), so that the first count after the next open reads merged
         // values only, not up to `count_merge_after` deltas, each opened and decoded on its own.
         // The merge running (if any) ends first either way: its values are flushed below.
-        let merged = self.counts.wait().and_then(|()| {
-            if !sh.cfg.count_merge_waiting {
-                return Ok(());
-            }
-            sh.tree().and_then(|t| {
+        let merged = match sh.tree() {
+            Ok(t) if sh.cfg.count_merge_waiting => {
                 self.counts
                     .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
-            })
-        });
+            }
+            Ok(_) => self.counts.wait(),
+            Err(e) => self.counts.wait().and(Err(e)),
+        };
         if let Err(e) = merged {
             tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
         }
