@@ -185,3 +185,44 @@ fn core_and_insights_stay_free_of_io_runtimes() {
         }
     }
 }
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Inside the store, sled is named only by its backend module (`src/kv.rs`): every other
+/// module holds a database through the backend's types, so another backend replaces one
+/// module. Comments may speak of sled; code may not name it.
+#[test]
+fn the_store_names_sled_only_in_its_backend_module() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../orgtrail-store/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() > 20, "the store's sources are found");
+    let mut named = Vec::new();
+    for f in &files {
+        if f.ends_with("kv.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("sled::") || code.contains("use sled") {
+                named.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "sled named outside kv.rs:\n{}",
+        named.join("\n")
+    );
+}

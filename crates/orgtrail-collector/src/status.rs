@@ -21,7 +21,7 @@ pub fn store_status(e: &StoreError) -> Status {
         | StoreError::Unavailable { .. }
         | StoreError::WriterGone
         | StoreError::Locked { .. }
-        | StoreError::Sled(_)
+        | StoreError::Storage(_)
         | StoreError::Crypto(_)
         | StoreError::Compression(_) => {
             Status::unavailable(format!("the collector cannot store or read now: {e}"))

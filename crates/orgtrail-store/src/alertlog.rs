@@ -33,6 +33,7 @@
 use orgtrail_core::Timestamp;
 
 use crate::error::StoreError;
+use crate::kv::{Tree, Value};
 use crate::outbox::PendingAlert;
 
 /// One alert of the history: the rule `rule` fired on the event stored at `seq`, recorded
@@ -160,7 +161,7 @@ pub(crate) fn stamp(newest: Option<Timestamp>) -> Timestamp {
 /// write).
 pub(crate) fn add(
     batch: &mut crate::ledger::Writes,
-    tree: &sled::Tree,
+    tree: &Tree,
     alerts: &[PendingAlert],
 ) -> Result<(), StoreError> {
     if alerts.is_empty() {
@@ -183,7 +184,7 @@ pub(crate) fn add(
 /// Up to `limit` entries: oldest first, strictly after `from` (else from the first); or with
 /// `newest_first`, newest first, strictly before `from` (else from the last).
 pub(crate) fn read(
-    tree: &sled::Tree,
+    tree: &Tree,
     from: Option<(u64, &str)>,
     limit: usize,
     newest_first: bool,
@@ -202,22 +203,23 @@ pub(crate) fn read(
         Some(c) => (a.seq, &a.rule) > (c.0, &c.1),
     };
     // Adds an entry's wanted alerts, in reading order; false once `limit` is reached.
-    let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {
-        let (k, v) = kv?;
-        let mut alerts = decode(&k, &v)?;
-        if newest_first {
-            alerts.reverse();
-        }
-        for a in alerts {
-            if wanted(&a) {
-                out.push(a);
-                if out.len() >= limit {
-                    return Ok(false);
+    let mut take =
+        |kv: Result<(Value, Value), crate::kv::BackendError>| -> Result<bool, StoreError> {
+            let (k, v) = kv?;
+            let mut alerts = decode(&k, &v)?;
+            if newest_first {
+                alerts.reverse();
+            }
+            for a in alerts {
+                if wanted(&a) {
+                    out.push(a);
+                    if out.len() >= limit {
+                        return Ok(false);
+                    }
                 }
             }
-        }
-        Ok(true)
-    };
+            Ok(true)
+        };
     let k = from.map(|(seq, rule)| key(seq, rule));
     match (k, newest_first) {
         (None, false) => {
@@ -314,12 +316,10 @@ mod tests {
     /// split at [`GROUP`]): read alike, in order, from any cursor, either way.
     #[test]
     fn single_entries_and_groups_read_as_one_history_from_any_cursor() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = crate::kv::Db::temporary();
         let tree = db.open_tree("t").unwrap();
-        tree.insert(key(1, "old"), &value(Timestamp(1_000)))
-            .unwrap();
-        tree.insert(key(2, "old"), &value(Timestamp(1_001)))
-            .unwrap();
+        tree.insert(key(1, "old"), value(Timestamp(1_000))).unwrap();
+        tree.insert(key(2, "old"), value(Timestamp(1_001))).unwrap();
         let write = |alerts: &[PendingAlert]| {
             let mut w = crate::ledger::Writes::default();
             add(&mut w, &tree, alerts).unwrap();

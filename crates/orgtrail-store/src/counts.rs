@@ -137,6 +137,7 @@ use orgtrail_crypto::{KeyProvider, NONCE_LEN, WrappedKey};
 
 use crate::error::StoreError;
 use crate::format::{Reader, put_varint};
+use crate::kv::{Batch, Tree, Value};
 use crate::query::{Attr, Counter, Counts, Group, Query, ScanPart, TimeSpan};
 
 /// Meta key (`m counts_from`): the first seq the counters cover, when not 1 (a store upgraded
@@ -144,7 +145,7 @@ use crate::query::{Attr, Counter, Counts, Group, Query, ScanPart, TimeSpan};
 pub(crate) const COUNTS_FROM: &str = "counts_from";
 
 /// Whether the counters cover every event of the store.
-pub(crate) fn cover_all(tree: &sled::Tree) -> Result<bool, StoreError> {
+pub(crate) fn cover_all(tree: &Tree) -> Result<bool, StoreError> {
     match tree.get(crate::format::meta_key(COUNTS_FROM))? {
         None => Ok(true),
         Some(v) => Ok(Reader::new(&v, "counts_from").u64()? <= 1),
@@ -324,7 +325,7 @@ fn cover(first: i64, last: i64) -> Vec<(u8, i64, i64)> {
 }
 
 /// Whether the rollups may be read (see [`ROLLUPS_READY`]).
-fn rollups_ready(tree: &sled::Tree) -> Result<bool, StoreError> {
+fn rollups_ready(tree: &Tree) -> Result<bool, StoreError> {
     Ok(tree.get(crate::format::meta_key(ROLLUPS_READY))?.is_some())
 }
 
@@ -1492,7 +1493,7 @@ fn piece_key(key: &[u8], through: u64, i: u16) -> Vec<u8> {
 /// `key` now, if anything: a sealed value or a head): a value longer than [`PIECE_BYTES`] is
 /// stored in pieces, and the pieces of the value replaced are removed in the same batch.
 fn put_value(
-    batch: &mut sled::Batch,
+    batch: &mut Batch,
     key: &[u8],
     sealed: &[u8],
     old: Option<&[u8]>,
@@ -1523,11 +1524,7 @@ fn put_value(
 /// The sealed value of `key`, whose stored value is `v` (a sealed value, or a head whose
 /// pieces are read). `None` when the value was replaced while its pieces were read (by a
 /// merge, which removes the pieces of the value it replaces): read `key` again.
-fn assemble(
-    tree: &sled::Tree,
-    key: &[u8],
-    v: sled::IVec,
-) -> Result<Option<sled::IVec>, StoreError> {
+fn assemble(tree: &Tree, key: &[u8], v: Value) -> Result<Option<Value>, StoreError> {
     let Some(h) = Head::of(&v)? else {
         return Ok(Some(v));
     };
@@ -1554,10 +1551,7 @@ fn assemble(
 
 /// The sealed value of `key` as stored now (read again if a merge replaces it meanwhile), and
 /// what `key` itself holds (the value, or its head).
-fn get_value(
-    tree: &sled::Tree,
-    key: &[u8],
-) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+fn get_value(tree: &Tree, key: &[u8]) -> Result<Option<(Value, Value)>, StoreError> {
     // A merge replaces a value at most once per merge; a reader losing this many races in a
     // row is far behind a writer that is itself slowed by much more than this read.
     for _ in 0..64 {
@@ -1612,7 +1606,7 @@ pub(crate) fn stage(
     provider: &dyn KeyProvider,
     first_seq: u64,
     tally: Tally,
-    batch: &mut sled::Batch,
+    batch: &mut Batch,
 ) -> Result<Vec<(u64, i64)>, StoreError> {
     let mut keys = Vec::with_capacity(tally.hours.len());
     for (hour, rows) in tally.hours {
@@ -1655,7 +1649,7 @@ struct Merger {
 
 /// A merge to make: the tree, its keys and cache, the deltas, `part_bytes`, the last parts.
 type Task = (
-    sled::Tree,
+    Tree,
     Arc<dyn KeyProvider>,
     Arc<Cache>,
     Vec<(u64, i64)>,
@@ -1719,7 +1713,7 @@ impl LastParts {
     const MAX: usize = 1024;
 
     /// The last part of rollup `level` for `bucket` stored (0 when there is none).
-    fn last(&mut self, tree: &sled::Tree, level: u8, bucket: i64) -> Result<u16, StoreError> {
+    fn last(&mut self, tree: &Tree, level: u8, bucket: i64) -> Result<u16, StoreError> {
         if let Some(p) = self.0.get(&(level, bucket)) {
             return Ok(*p);
         }
@@ -1743,7 +1737,7 @@ impl LastParts {
 
 impl Writer {
     pub(crate) fn load(
-        tree: &sled::Tree,
+        tree: &Tree,
         merge_after: usize,
         part_bytes: usize,
     ) -> Result<Self, StoreError> {
@@ -1780,7 +1774,7 @@ impl Writer {
     /// every value the merge writes.
     pub(crate) fn maybe_merge(
         &mut self,
-        tree: &sled::Tree,
+        tree: &Tree,
         provider: &Arc<dyn KeyProvider>,
         cache: &Arc<Cache>,
     ) -> Result<(), StoreError> {
@@ -1863,7 +1857,7 @@ impl Writer {
     /// merged here with the others; its error is returned only if this merge fails too.
     pub(crate) fn merge_waiting(
         &mut self,
-        tree: &sled::Tree,
+        tree: &Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
@@ -1884,7 +1878,7 @@ impl Writer {
     /// Merges the waiting deltas on this thread (no merge may be running).
     pub(crate) fn merge(
         &mut self,
-        tree: &sled::Tree,
+        tree: &Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
     ) -> Result<(), StoreError> {
@@ -1914,7 +1908,7 @@ impl Drop for Writer {
 /// Merges `pending` (every delta waiting when the merge started) into their hours and
 /// rollups, then removes them.
 fn merge_deltas(
-    tree: &sled::Tree,
+    tree: &Tree,
     provider: &dyn KeyProvider,
     cache: &Cache,
     pending: &[(u64, i64)],
@@ -1938,7 +1932,7 @@ fn merge_deltas(
                 .push((seq, hour));
         }
     }
-    let mut remove = sled::Batch::default();
+    let mut remove = Batch::default();
     for ((level, bucket), mut deltas) in by_bucket {
         deltas.sort_unstable();
         deltas.dedup();
@@ -1997,7 +1991,7 @@ struct Unit {
     rollup_body: Option<Vec<u8>>,
     /// What `key` holds now (the sealed value, or the head of its pieces), which the write
     /// replaces.
-    stored: Option<sled::IVec>,
+    stored: Option<Value>,
 }
 
 impl Unit {
@@ -2008,7 +2002,7 @@ impl Unit {
     /// The writer keeps nothing in the cache: an import merges every hour it stores, and
     /// caching each would fill the cache's whole budget with hours no count asked for.
     fn load(
-        tree: &sled::Tree,
+        tree: &Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
         (level, bucket): (u8, i64),
@@ -2071,7 +2065,7 @@ impl Unit {
     /// bucket's last.
     fn write(
         self,
-        tree: &sled::Tree,
+        tree: &Tree,
         provider: &dyn KeyProvider,
         cache: &Cache,
         last_parts: &mut LastParts,
@@ -2094,7 +2088,7 @@ impl Unit {
             None => seal(provider, &self.key, self.newest, &self.b.finish())?,
         };
         // The value, its pieces, and the removal of the pieces it replaces: one batch.
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         put_value(&mut batch, &self.key, &sealed, self.stored.as_deref())?;
         drop(sealed);
         tree.apply_batch(batch)?;
@@ -2106,7 +2100,7 @@ impl Unit {
 /// Builds the rollups of every merged hour (a store whose counters predate them), then marks
 /// them ready, in one batch. Each rollup's `through` is the newest of its hours': every delta
 /// at or below it is in those hours (a merge takes every waiting delta at once).
-fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), StoreError> {
+fn build_rollups(tree: &Tree, provider: &dyn KeyProvider) -> Result<(), StoreError> {
     let mut rollups: BTreeMap<(u8, i64), (Builder, u64)> = BTreeMap::new();
     for kv in tree.scan_prefix([MERGED]) {
         let (k, _) = kv?;
@@ -2124,7 +2118,7 @@ fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), St
             r.1 = r.1.max(through);
         }
     }
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     for ((level, bucket), (b, through)) in rollups {
         let k = rollup_key(level, bucket, 0);
         put_value(
@@ -2141,7 +2135,7 @@ fn build_rollups(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<(), St
 
 /// Keys of counter deltas beyond the whole log (whose last seq is `end`): those of a torn tail
 /// group, which starts at `end + 1`. A delta further on is not a torn write: that is an error.
-pub(crate) fn tail_keys(tree: &sled::Tree, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+pub(crate) fn tail_keys(tree: &Tree, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut out = Vec::new();
     let from = delta_key(end.saturating_add(1), i64::MIN);
     for kv in tree.range(from..) {
@@ -2259,7 +2253,7 @@ impl Cache {
 /// coarsest values that fit (see [`cover`]). Only deltas of groups starting at or before
 /// `published` count (a group being written is not yet visible).
 pub(crate) fn count_hours(
-    tree: &sled::Tree,
+    tree: &Tree,
     provider: &dyn KeyProvider,
     cache: &Cache,
     (first, last): (i64, i64),
@@ -2290,7 +2284,7 @@ pub(crate) fn count_hours(
         })
     };
     // Deltas first, then the merged values (see the module docs for why this order).
-    let mut deltas: Vec<(u64, i64, (u8, i64), sled::IVec)> = Vec::new();
+    let mut deltas: Vec<(u64, i64, (u8, i64), Value)> = Vec::new();
     for kv in tree.scan_prefix([DELTA]) {
         let (k, v) = kv?;
         let (seq, hour) = parse_delta_key(&k)?;
@@ -2330,11 +2324,11 @@ pub(crate) fn count_hours(
 /// read as `v`: from the cache, or assembled from its pieces and opened (and cached). A value
 /// a merge replaced meanwhile is read again; `None` if it is gone.
 fn cached_value(
-    tree: &sled::Tree,
+    tree: &Tree,
     cache: &Cache,
     provider: &dyn KeyProvider,
     key: &[u8],
-    v: sled::IVec,
+    v: Value,
 ) -> Result<Option<(u64, Arc<Table>)>, StoreError> {
     let through = through_of(&v)?;
     if let Some(t) = cache.get(key, through) {
@@ -2370,7 +2364,7 @@ fn cached(
 /// Rewraps the data keys of counter values that are not under the current master key. Each
 /// value is swapped only if it did not change meanwhile (the writer may merge concurrently; a
 /// value it writes is under the current key already). Returns how many were rewrapped.
-pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<usize, StoreError> {
+pub(crate) fn rewrap(tree: &Tree, provider: &dyn KeyProvider) -> Result<usize, StoreError> {
     let current = provider.current_version();
     let mut n = 0;
     for prefix in [DELTA, MERGED, ROLLUP] {
@@ -2390,7 +2384,7 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
             let new = provider.rewrap(&wrapped, &context(&k))?;
             let mut nv = v.to_vec();
             nv[9..9 + WRAPPED_LEN].copy_from_slice(&new.to_bytes());
-            if tree.compare_and_swap(&at, Some(&v), Some(nv))?.is_ok() {
+            if tree.compare_and_swap(&at, Some(&v), Some(nv))? {
                 n += 1;
             }
         }
@@ -2401,11 +2395,7 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
 /// Where the wrapped data key of the value of `key` (stored as `v`) is, and what that key
 /// holds: `key` itself, or the first piece of a value in pieces. `None` if that piece is gone
 /// (a merge replaced the value, under the current master key).
-fn wrapped_at(
-    tree: &sled::Tree,
-    key: &[u8],
-    v: sled::IVec,
-) -> Result<Option<(Vec<u8>, sled::IVec)>, StoreError> {
+fn wrapped_at(tree: &Tree, key: &[u8], v: Value) -> Result<Option<(Vec<u8>, Value)>, StoreError> {
     match Head::of(&v)? {
         None => Ok(Some((key.to_vec(), v))),
         Some(h) => {
@@ -2416,7 +2406,7 @@ fn wrapped_at(
 }
 
 /// (deltas, merged hours and rollups, bytes of their keys and values).
-pub(crate) fn footprint(tree: &sled::Tree) -> Result<(u64, u64, u64), StoreError> {
+pub(crate) fn footprint(tree: &Tree) -> Result<(u64, u64, u64), StoreError> {
     let mut n = [0u64; 4];
     let mut bytes = 0u64;
     for (i, prefix) in [DELTA, MERGED, ROLLUP, PIECE].into_iter().enumerate() {
@@ -2430,10 +2420,7 @@ pub(crate) fn footprint(tree: &sled::Tree) -> Result<(u64, u64, u64), StoreError
 }
 
 /// Adds the master key versions of counter values to `m`.
-pub(crate) fn key_versions(
-    tree: &sled::Tree,
-    m: &mut HashMap<u32, usize>,
-) -> Result<(), StoreError> {
+pub(crate) fn key_versions(tree: &Tree, m: &mut HashMap<u32, usize>) -> Result<(), StoreError> {
     for prefix in [DELTA, MERGED, ROLLUP] {
         for kv in tree.scan_prefix([prefix]) {
             let (k, v) = kv?;
@@ -2509,10 +2496,7 @@ mod tests {
     #[test]
     fn values_in_pieces_open_and_are_rewrapped() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .unwrap();
+        let db = crate::kv::Db::open(&dir.path().join("db"), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
         Keyring::generate("t1")
             .unwrap()
@@ -2540,7 +2524,7 @@ mod tests {
                 };
                 tally.add(e.time, dims(&e));
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             let keys = stage(p1.as_ref(), seq, tally, &mut batch).unwrap();
             tree.apply_batch(batch).unwrap();
             w.committed(keys);
@@ -2721,7 +2705,7 @@ mod tests {
         by: &[Group],
     ) -> Result<(), TestCaseError> {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
         let p = provider();
         let mut cache = Cache::new(1 << 20);
@@ -2733,12 +2717,12 @@ mod tests {
             for e in g {
                 tally.add(e.time, dims(e));
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             let keys = stage(p.as_ref(), seq, tally, &mut batch).unwrap();
             tree.apply_batch(batch).unwrap();
             w.committed(keys);
             if merges.get(i).copied().unwrap_or(false) {
-                let before: BTreeMap<Vec<u8>, Option<sled::IVec>> = match cut {
+                let before: BTreeMap<Vec<u8>, Option<Value>> = match cut {
                     Some(_) => [DELTA, MERGED, ROLLUP, PIECE]
                         .into_iter()
                         .flat_map(|prefix| tree.scan_prefix([prefix]))
@@ -3044,7 +3028,7 @@ mod tests {
     #[test]
     fn rollups_are_built_for_hours_merged_before_them() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
         let p = provider();
         let cache = Cache::new(1 << 20);
@@ -3063,7 +3047,7 @@ mod tests {
         let stage_one = |w: &mut Writer, seq: u64, ev: &Ev| {
             let mut t = Tally::default();
             t.add(ev.time, dims(ev));
-            let mut b = sled::Batch::default();
+            let mut b = Batch::default();
             let keys = stage(p.as_ref(), seq, t, &mut b).unwrap();
             tree.apply_batch(b).unwrap();
             w.committed(keys);
@@ -3141,7 +3125,7 @@ mod tests {
     }
 
     /// Every event counted from the hours, of groups published up to `published`.
-    fn total(tree: &sled::Tree, p: &dyn KeyProvider, cache: &Cache, published: u64) -> u64 {
+    fn total(tree: &Tree, p: &dyn KeyProvider, cache: &Cache, published: u64) -> u64 {
         let sel = Selection::new(&Query::default(), &[Group::Account]).unwrap();
         let mut c = Counter::default();
         count_hours(
@@ -3223,7 +3207,7 @@ mod tests {
     #[test]
     fn a_failed_background_merge_is_made_good_by_the_merge_at_close() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
         let flaky = Arc::new(Flaky {
             inner: LocalKeyProvider::new(Keyring::generate("t").unwrap()),
@@ -3238,7 +3222,7 @@ mod tests {
         let group = |w: &mut Writer, seq: u64| {
             let mut t = Tally::default();
             t.add(e.time, dims(&e));
-            let mut b = sled::Batch::default();
+            let mut b = Batch::default();
             let keys = stage(&flaky.inner, seq, t, &mut b).unwrap();
             tree.apply_batch(b).unwrap();
             w.committed(keys);
@@ -3258,7 +3242,7 @@ mod tests {
     #[test]
     fn merging_twice_or_after_a_lost_removal_counts_once() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
         let p = provider();
         let cache = Cache::new(1 << 20);
@@ -3267,7 +3251,7 @@ mod tests {
         for seq in [1u64, 2, 3] {
             let mut t = Tally::default();
             t.add(e.time, dims(&e));
-            let mut b = sled::Batch::default();
+            let mut b = Batch::default();
             let keys = stage(p.as_ref(), seq, t, &mut b).unwrap();
             tree.apply_batch(b).unwrap();
             w.committed(keys);
@@ -3286,7 +3270,7 @@ mod tests {
         // A delta of a group not yet published is not counted.
         let mut t = Tally::default();
         t.add(e.time, dims(&e));
-        let mut b = sled::Batch::default();
+        let mut b = Batch::default();
         stage(p.as_ref(), 4, t, &mut b).unwrap();
         tree.apply_batch(b).unwrap();
         assert_eq!(total(&tree, p.as_ref(), &cache, 3), 3);

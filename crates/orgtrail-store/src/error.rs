@@ -5,7 +5,7 @@ use orgtrail_crypto::CryptoError;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Storage(#[from] crate::kv::BackendError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error(
@@ -50,7 +50,7 @@ pub enum StoreError {
     #[error("writing to the store failed: {source}")]
     Write {
         #[source]
-        source: sled::Error,
+        source: crate::kv::BackendError,
     },
     /// The ledger is reopening its files after a write failure; retry shortly.
     #[error("the store is recovering from a write failure: {reason}")]
@@ -83,7 +83,7 @@ impl StoreError {
             | StoreError::IndexFile { .. }
             | StoreError::WriterGone
             | StoreError::Locked { .. } => true,
-            StoreError::Sled(e) => matches!(e, sled::Error::Io(_)),
+            StoreError::Storage(e) => e.is_io(),
             StoreError::Crypto(_)
             | StoreError::Format { .. }
             | StoreError::Corrupt(_)

@@ -30,6 +30,7 @@ use orgtrail_crypto::{KeyProvider, NONCE_LEN, WrappedKey};
 
 use crate::error::StoreError;
 use crate::format::{Reader, meta_key};
+use crate::kv::{Db, Tree};
 
 /// The detector's state and watermark as last recorded.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,7 +109,7 @@ fn through_of(v: &[u8]) -> Result<u64, StoreError> {
 /// The recorded state, opened; `None` before the first record.
 pub(crate) fn read(
     provider: &dyn KeyProvider,
-    tree: &sled::Tree,
+    tree: &Tree,
 ) -> Result<Option<InsightsState>, StoreError> {
     match tree.get(meta_key(KEY))? {
         Some(v) => Ok(Some(open(provider, &v)?)),
@@ -121,8 +122,8 @@ pub(crate) fn read(
 /// moved with no new event).
 pub(crate) fn record(
     provider: &dyn KeyProvider,
-    db: &sled::Db,
-    tree: &sled::Tree,
+    db: &Db,
+    tree: &Tree,
     through: u64,
     state: &[u8],
 ) -> Result<(), StoreError> {
@@ -147,7 +148,7 @@ fn wrapped_of(v: &[u8]) -> Result<WrappedKey, StoreError> {
 /// Rewraps the state's data key if it is not under the current master key; swapped only if
 /// the value did not change meanwhile (a value written since is under the current key).
 /// Returns how many keys were rewrapped (0 or 1).
-pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<usize, StoreError> {
+pub(crate) fn rewrap(tree: &Tree, provider: &dyn KeyProvider) -> Result<usize, StoreError> {
     let k = meta_key(KEY);
     let Some(v) = tree.get(&k)? else {
         return Ok(0);
@@ -159,14 +160,16 @@ pub(crate) fn rewrap(tree: &sled::Tree, provider: &dyn KeyProvider) -> Result<us
     let new = provider.rewrap(&wrapped, CONTEXT)?;
     let mut nv = v.to_vec();
     nv[9..9 + WRAPPED_LEN].copy_from_slice(&new.to_bytes());
-    Ok(usize::from(
-        tree.compare_and_swap(&k, Some(&v), Some(nv))?.is_ok(),
-    ))
+    Ok(usize::from(tree.compare_and_swap(
+        &k,
+        Some(&v),
+        Some(nv),
+    )?))
 }
 
 /// Adds the master key version of the state's data key to `m`.
 pub(crate) fn key_versions(
-    tree: &sled::Tree,
+    tree: &Tree,
     m: &mut std::collections::HashMap<u32, usize>,
 ) -> Result<(), StoreError> {
     if let Some(v) = tree.get(meta_key(KEY))? {

@@ -73,6 +73,7 @@ mod format;
 pub mod fuzzing;
 mod index;
 mod insights;
+mod kv;
 mod ledger;
 mod log;
 mod memory;
@@ -342,9 +343,10 @@ impl Drop for Preparing {
 pub use alertlog::AlertRef;
 pub use error::StoreError;
 pub use insights::InsightsState;
+pub use kv::{BackendError, open_sled};
 pub use ledger::{
     AppendOutcome, Appended, COMMIT_BUCKETS, CommitLatency, DEFAULT_RESERVE, Health, Ledger,
-    LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes, open_sled,
+    LedgerConfig, Prepared, Preparer, Stats, WRITER_QUEUE, WriterStats, free_bytes,
 };
 pub use memory::{MemoryConfig, MemoryStore};
 pub use outbox::{DeadLetter, MAX_ERROR as MAX_DEAD_LETTER_ERROR, PendingAlert, WindowChanges};

@@ -54,6 +54,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::StoreError;
 use crate::format::Reader;
+use crate::kv::Tree;
 
 /// The tag byte of a located value.
 pub(crate) const LOCATED: u8 = 0x80;
@@ -256,7 +257,7 @@ pub(crate) fn dir_of(data: &Path) -> PathBuf {
 
 fn io_err(what: String, e: std::io::Error) -> StoreError {
     StoreError::Write {
-        source: sled::Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}"))),
+        source: crate::kv::BackendError::io(std::io::Error::new(e.kind(), format!("{what}: {e}"))),
     }
 }
 
@@ -343,7 +344,7 @@ impl LogReader {
 
 /// The committed end of the log: where the leaves of the last `h` value in `tree` end, or the
 /// start of file 1 when no value is located.
-pub(crate) fn committed_end(tree: &sled::Tree) -> Result<(u32, u64), StoreError> {
+pub(crate) fn committed_end(tree: &Tree) -> Result<(u32, u64), StoreError> {
     // An inline last value means every value is inline: nothing is in the log yet.
     if let Some(kv) = tree.scan_prefix([crate::tree::HASHES]).next_back()
         && let Some(loc) = leaves_loc(&kv?.1)?

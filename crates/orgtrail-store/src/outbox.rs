@@ -48,6 +48,7 @@
 //! alert is about is read back (and decrypted) by its sequence number when it is delivered.
 
 use crate::error::StoreError;
+use crate::kv::{Db, Tree};
 use crate::ledger::Writes;
 
 /// One alert still to deliver: the rule that fired on the event at `seq`, and the sinks that
@@ -251,7 +252,7 @@ fn order(a: &PendingAlert) -> (u64, &[u8]) {
 /// Outbox entries read and changed under the lock of the read-modify-writes, written back as
 /// one batch.
 struct Edits<'t> {
-    tree: &'t sled::Tree,
+    tree: &'t Tree,
     /// Entries read (or made), by key, as they will be.
     entries: std::collections::BTreeMap<Vec<u8>, Vec<PendingAlert>>,
     changed: std::collections::BTreeSet<Vec<u8>>,
@@ -260,7 +261,7 @@ struct Edits<'t> {
 }
 
 impl<'t> Edits<'t> {
-    fn new(tree: &'t sled::Tree) -> Self {
+    fn new(tree: &'t Tree) -> Self {
         Edits {
             tree,
             entries: Default::default(),
@@ -390,7 +391,7 @@ impl<'t> Edits<'t> {
 /// record (with no alerts) sets where evaluation starts.
 /// `durable` applies a batch and returns once it is durable (see [`record_with_windows`]).
 pub(crate) fn record(
-    tree: &sled::Tree,
+    tree: &Tree,
     through: u64,
     alerts: &[PendingAlert],
     durable: impl FnOnce(Writes) -> Result<(), StoreError>,
@@ -432,7 +433,7 @@ pub(crate) fn window_key(rule: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
 /// `durable`, which applies it and returns once it is durable; the ledger has it ride on its
 /// writer's next group commit, whose flush covers it).
 pub(crate) fn record_with_windows(
-    tree: &sled::Tree,
+    tree: &Tree,
     through: u64,
     alerts: &[PendingAlert],
     windows: &WindowChanges,
@@ -467,7 +468,7 @@ pub(crate) fn record_with_windows(
     }
     // The alert history (see the `alertlog` module), in the same write.
     crate::alertlog::add(&mut batch, tree, alerts)?;
-    batch.insert(crate::format::meta_key(THROUGH), &through.to_be_bytes());
+    batch.insert(crate::format::meta_key(THROUGH), through.to_be_bytes());
     // Even a watermark moved past events that made no alert (which could be lost in a crash:
     // those events would be evaluated again, and make no alert again) goes this way: riding
     // on a group commit it costs no write of sled's log of its own.
@@ -475,7 +476,7 @@ pub(crate) fn record_with_windows(
 }
 
 /// Every (rule id, seq) the threshold windows keep, by rule then seq.
-pub(crate) fn windows(tree: &sled::Tree) -> Result<Vec<(String, u64)>, StoreError> {
+pub(crate) fn windows(tree: &Tree) -> Result<Vec<(String, u64)>, StoreError> {
     let bad = || StoreError::Corrupt("a threshold window entry is malformed".into());
     let mut out = Vec::new();
     for kv in tree.scan_prefix([WINDOWS]) {
@@ -494,7 +495,7 @@ pub(crate) fn windows(tree: &sled::Tree) -> Result<Vec<(String, u64)>, StoreErro
     Ok(out)
 }
 
-pub(crate) fn watermark(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
+pub(crate) fn watermark(tree: &Tree) -> Result<Option<u64>, StoreError> {
     match tree.get(crate::format::meta_key(THROUGH))? {
         Some(v) => Ok(Some(u64::from_be_bytes(v.as_ref().try_into().map_err(
             |_| StoreError::Corrupt("the alerts watermark is not 8 bytes".into()),
@@ -503,7 +504,7 @@ pub(crate) fn watermark(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
     }
 }
 
-pub(crate) fn pending(tree: &sled::Tree, limit: usize) -> Result<Vec<PendingAlert>, StoreError> {
+pub(crate) fn pending(tree: &Tree, limit: usize) -> Result<Vec<PendingAlert>, StoreError> {
     pending_after(tree, None, limit)
 }
 
@@ -511,8 +512,8 @@ pub(crate) fn pending(tree: &sled::Tree, limit: usize) -> Result<Vec<PendingAler
 /// an alert goes once no sink is left. An alert or sink not pending is no error (a redelivery
 /// noted twice).
 pub(crate) fn delivered(
-    db: &sled::Db,
-    tree: &sled::Tree,
+    db: &Db,
+    tree: &Tree,
     sink: &str,
     taken: &[(u64, String)],
 ) -> Result<(), StoreError> {
@@ -533,7 +534,7 @@ pub(crate) fn delivered(
 /// applies the batch and returns once it is durable; it is called under the lock of the
 /// read-modify-writes, so no other note reads the entries before it is applied.
 pub(crate) fn taken(
-    tree: &sled::Tree,
+    tree: &Tree,
     sink: &str,
     taken: &[PendingAlert],
     durable: impl FnOnce(Writes) -> Result<(), StoreError>,
@@ -553,7 +554,7 @@ pub(crate) fn taken(
 /// still pending for, in outbox order: each sink's delivery loop reads on from the last alert
 /// it handled.
 pub(crate) fn pending_after(
-    tree: &sled::Tree,
+    tree: &Tree,
     after: Option<(u64, &str)>,
     limit: usize,
 ) -> Result<Vec<PendingAlert>, StoreError> {
@@ -659,11 +660,7 @@ pub(crate) fn decode_dead(k: &[u8], v: &[u8]) -> Result<DeadLetter, StoreError> 
 
 /// Moves (alert, sink) from the outbox to a dead letter, atomically and durably. False (and
 /// nothing written) when that sink is not pending for that alert.
-pub(crate) fn dead_letter(
-    db: &sled::Db,
-    tree: &sled::Tree,
-    d: &DeadLetter,
-) -> Result<bool, StoreError> {
+pub(crate) fn dead_letter(db: &Db, tree: &Tree, d: &DeadLetter) -> Result<bool, StoreError> {
     check_dead(d)?;
     let _guard = changes();
     let mut edits = Edits::new(tree);
@@ -680,7 +677,7 @@ pub(crate) fn dead_letter(
 }
 
 /// Up to `limit` dead letters, oldest event first.
-pub(crate) fn dead_letters(tree: &sled::Tree, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+pub(crate) fn dead_letters(tree: &Tree, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
     let mut out = Vec::new();
     for kv in tree.scan_prefix([DEAD]).take(limit) {
         let (k, v) = kv?;
@@ -692,8 +689,8 @@ pub(crate) fn dead_letters(tree: &sled::Tree, limit: usize) -> Result<Vec<DeadLe
 /// Moves the dead letters (of `sink`, or all) back to the outbox, in one atomic, durable
 /// write; returns them.
 pub(crate) fn retry_dead(
-    db: &sled::Db,
-    tree: &sled::Tree,
+    db: &Db,
+    tree: &Tree,
     sink: Option<&str>,
 ) -> Result<Vec<DeadLetter>, StoreError> {
     let _guard = changes();
@@ -734,7 +731,7 @@ mod tests {
         }
     }
 
-    fn apply(tree: &sled::Tree) -> impl Fn(Writes) -> Result<(), StoreError> + '_ {
+    fn apply(tree: &Tree) -> impl Fn(Writes) -> Result<(), StoreError> + '_ {
         |w| {
             tree.apply_batch(w.into_batch())?;
             Ok(())
@@ -745,13 +742,13 @@ mod tests {
     /// noted and removed alike, in one order with the groups written since.
     #[test]
     fn single_entries_and_groups_are_one_outbox() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = crate::kv::Db::temporary();
         let tree = db.open_tree("t").unwrap();
         tree.insert(key(1, "x"), encode_sinks(&["s".into()]))
             .unwrap();
         tree.insert(key(2, "y"), encode_sinks(&["s".into(), "t".into()]))
             .unwrap();
-        tree.insert(crate::format::meta_key(THROUGH), &2u64.to_be_bytes())
+        tree.insert(crate::format::meta_key(THROUGH), 2u64.to_be_bytes())
             .unwrap();
         record(
             &tree,

@@ -25,6 +25,7 @@ use std::path::Path;
 
 use crate::error::StoreError;
 use crate::format::{CHECKPOINT, CHUNK, RECORDS, key, meta_key};
+use crate::kv::{Batch, Db, Tree};
 use crate::runs::RUN;
 use crate::tree::HASHES;
 
@@ -57,7 +58,7 @@ fn be_u64(b: &[u8], what: &str) -> Result<u64, StoreError> {
 
 /// (first seq, count) of every value under `prefix` from seq `base` on, in key order.
 fn runs(
-    tree: &sled::Tree,
+    tree: &Tree,
     prefix: u8,
     base: u64,
     count: impl Fn(&[u8]) -> Result<u64, StoreError>,
@@ -86,7 +87,7 @@ fn contiguous_end(runs: &[(u64, u64, Vec<u8>)], base: u64) -> u64 {
 
 /// The seq after the last registered index run (1 when there is none): everything before it
 /// was whole when the run was registered, so recovery looks only at what follows.
-fn indexed_end(tree: &sled::Tree) -> Result<u64, StoreError> {
+fn indexed_end(tree: &Tree) -> Result<u64, StoreError> {
     match tree.scan_prefix([RUN]).next_back() {
         Some(kv) => {
             let (k, v) = kv?;
@@ -104,7 +105,7 @@ fn indexed_end(tree: &sled::Tree) -> Result<u64, StoreError> {
 
 /// Reads what is present and plans the cut. Reads only, and only what follows the last index
 /// run, so its cost does not grow with the history.
-pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
+pub(crate) fn plan(tree: &Tree) -> Result<Plan, StoreError> {
     let stored_next = match tree.get(meta_key("next_seq"))? {
         Some(v) => be_u64(&v, "next_seq")?,
         None => 1,
@@ -209,11 +210,11 @@ pub(crate) fn plan(tree: &sled::Tree) -> Result<Plan, StoreError> {
 const MAX_TAIL: u64 = 1 << 20;
 
 /// Cuts the tail that `plan` found (its counter deltas with it) and sets `next_seq` to follow the prefix, durably.
-pub(crate) fn apply(tree: &sled::Tree, db: &sled::Db, plan: &Plan) -> Result<(), StoreError> {
+pub(crate) fn apply(tree: &Tree, db: &Db, plan: &Plan) -> Result<(), StoreError> {
     if plan.is_clean() {
         return Ok(());
     }
-    let mut b = sled::Batch::default();
+    let mut b = Batch::default();
     for k in &plan.tail_keys {
         b.remove(k.as_slice());
     }
@@ -240,7 +241,7 @@ pub(crate) fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> 
         let name = name.to_string_lossy();
         if name.starts_with("snap.") && name.ends_with(".generating") {
             std::fs::remove_file(e.path()).map_err(|source| {
-                StoreError::Sled(sled::Error::Io(std::io::Error::new(
+                StoreError::Storage(crate::kv::BackendError::io(std::io::Error::new(
                     source.kind(),
                     format!("cannot remove {}: {source}", e.path().display()),
                 )))

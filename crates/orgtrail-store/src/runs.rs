@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::format::{CHUNK, Reader, key};
 use crate::index::Mem;
+use crate::kv::{Batch, Db, Tree};
 use crate::run::{self, Run};
 
 /// Key prefix of run entries.
@@ -30,11 +31,7 @@ pub(crate) fn dir(data: &Path) -> PathBuf {
 
 /// Opens every registered run, in order, checking they follow each other from seq 1. In a
 /// writable open, removes run files that no entry names (a crash left them).
-pub(crate) fn load(
-    tree: &sled::Tree,
-    data: &Path,
-    writable: bool,
-) -> Result<Vec<Arc<Run>>, StoreError> {
+pub(crate) fn load(tree: &Tree, data: &Path, writable: bool) -> Result<Vec<Arc<Run>>, StoreError> {
     let dir = dir(data);
     let mut runs: Vec<Arc<Run>> = Vec::new();
     let mut next = 1u64;
@@ -129,8 +126,8 @@ pub(crate) fn due_merge(runs: &[Arc<Run>], base_events: u64, max_events: u64) ->
 
 /// Registers a run written from the memtable: one batch that adds its entry and removes the
 /// chunks it replaces, then a flush.
-pub(crate) fn register(tree: &sled::Tree, db: &sled::Db, run: &Run) -> Result<(), StoreError> {
-    let mut b = sled::Batch::default();
+pub(crate) fn register(tree: &Tree, db: &Db, run: &Run) -> Result<(), StoreError> {
+    let mut b = Batch::default();
     b.insert(&key(RUN, run.first)[..], entry(run));
     for kv in tree.range(key(CHUNK, run.first)..key(CHUNK, run.end())) {
         let (k, _) = kv?;
@@ -147,12 +144,12 @@ pub(crate) fn register(tree: &sled::Tree, db: &sled::Db, run: &Run) -> Result<()
 /// Registers a merged run in place of its parts (one batch, then a flush), then removes the
 /// parts' files.
 pub(crate) fn register_merge(
-    tree: &sled::Tree,
-    db: &sled::Db,
+    tree: &Tree,
+    db: &Db,
     merged: &Run,
     parts: &[Arc<Run>],
 ) -> Result<(), StoreError> {
-    let mut b = sled::Batch::default();
+    let mut b = Batch::default();
     for p in parts {
         b.remove(&key(RUN, p.first)[..]);
     }

@@ -29,6 +29,7 @@ use orgtrail_crypto::merkle::{self, Frontier, Hash, Subtrees};
 
 use crate::error::StoreError;
 use crate::format::{Reader, key};
+use crate::kv::Tree;
 use crate::log::LogReader;
 
 pub(crate) const HASHES: u8 = b'h';
@@ -115,11 +116,7 @@ impl TreeState {
     }
 
     /// The state of a log of `size` leaves, from its stored subtree and leaf hashes.
-    pub(crate) fn load(
-        tree: &sled::Tree,
-        log: &LogReader,
-        size: u64,
-    ) -> Result<TreeState, StoreError> {
+    pub(crate) fn load(tree: &Tree, log: &LogReader, size: u64) -> Result<TreeState, StoreError> {
         let tile_start = size - size % TILE;
         let tail = if size > tile_start {
             read_leaves(tree, log, tile_start + 1, size - tile_start)?
@@ -167,7 +164,7 @@ impl TreeState {
     }
 }
 
-fn stored_subtree(tree: &sled::Tree, height: u32, index: u64) -> Result<Hash, StoreError> {
+fn stored_subtree(tree: &Tree, height: u32, index: u64) -> Result<Hash, StoreError> {
     let v = tree.get(subtree_key(height, index))?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "Merkle subtree {}..{} is missing",
@@ -185,13 +182,13 @@ fn stored_subtree(tree: &sled::Tree, height: u32, index: u64) -> Result<Hash, St
 /// Subtree hashes of the ledger's tree: in-memory levels, tile leaves read from sled.
 pub(crate) struct StoreSubtrees<'a> {
     pub(crate) state: &'a TreeState,
-    pub(crate) tree: &'a sled::Tree,
+    pub(crate) tree: &'a Tree,
     log: &'a LogReader,
     cache: Option<(u64, Vec<Hash>)>,
 }
 
 impl<'a> StoreSubtrees<'a> {
-    pub(crate) fn new(state: &'a TreeState, tree: &'a sled::Tree, log: &'a LogReader) -> Self {
+    pub(crate) fn new(state: &'a TreeState, tree: &'a Tree, log: &'a LogReader) -> Self {
         StoreSubtrees {
             state,
             tree,
@@ -240,7 +237,7 @@ impl Subtrees for StoreSubtrees<'_> {
 
 /// Reads `count` leaf hashes starting at sequence number `first` (1-based).
 pub(crate) fn read_leaves(
-    tree: &sled::Tree,
+    tree: &Tree,
     log: &LogReader,
     first: u64,
     count: u64,
@@ -307,6 +304,7 @@ mod leaf_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::Batch;
 
     fn leaves(n: u64) -> Vec<Hash> {
         (0..n)
@@ -320,7 +318,7 @@ mod tests {
     #[test]
     fn stored_subtrees_rebuild_the_tree_at_any_size() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("t").unwrap_or_else(|e| panic!("{e}"));
         let log = LogReader::new(dir.path());
         // Five tiles and some: subtrees of heights 12 to 14 are stored.
@@ -331,7 +329,7 @@ mod tests {
         let mut step = 1usize;
         while i < all.len() {
             let end = (i + step).min(all.len());
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             let group = &all[i..end];
             batch.insert(&key(HASHES, i as u64 + 1)[..], group.concat());
             push_leaves(&mut frontier, group, |h, idx, x| {

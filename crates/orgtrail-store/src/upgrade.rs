@@ -21,6 +21,7 @@ use orgtrail_crypto::merkle::Frontier;
 use crate::error::StoreError;
 use crate::format::{CHUNK, FORMAT_VERSION, Reader, key, meta_key};
 use crate::index::Index;
+use crate::kv::{Batch, Db, Tree};
 use crate::run::Run;
 use crate::tree::{HASHES, push_leaves, subtree_key};
 
@@ -48,7 +49,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
         return Err(StoreError::NoStore { path: path_s });
     }
     crate::recover::remove_unfinished_snapshots(dir)?;
-    let db = crate::ledger::open_sled(dir, 64 << 20)?;
+    let db = crate::kv::Db::open(dir, 64 << 20)?;
     let tree = db.open_tree("ledger")?;
     let found = match tree.get(meta_key("format"))? {
         Some(v) => u32::try_from(Reader::new(&v, "format").u64()?).unwrap_or(u32::MAX),
@@ -88,7 +89,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
 
     // 1. Merkle subtree hashes, from the leaf hashes in order.
     let mut frontier = Frontier::new();
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     let mut pending = 0usize;
     for kv in tree.range(key(HASHES, 0)..=key(HASHES, end)) {
         let (k, v) = kv?;
@@ -135,7 +136,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
     let run_dir = crate::runs::dir(dir);
     let chunk_keys: Vec<_> = tree
         .range(key(CHUNK, index.mem.base)..=key(CHUNK, end))
-        .keys()
+        .map(|kv| kv.map(|(k, _)| k))
         .collect::<Result<_, _>>()?;
     for k in chunk_keys {
         let Some(v) = tree.get(&k)? else {
@@ -173,12 +174,7 @@ pub fn upgrade(dir: &Path, index_run_events: u64) -> Result<UpgradeReport, Store
 }
 
 /// Writes the memtable of `index` as a run, registers it, and starts a new memtable.
-fn write_run(
-    tree: &sled::Tree,
-    db: &sled::Db,
-    run_dir: &Path,
-    index: &mut Index,
-) -> Result<(), StoreError> {
+fn write_run(tree: &Tree, db: &Db, run_dir: &Path, index: &mut Index) -> Result<(), StoreError> {
     let path = index.mem.write_run(run_dir, None)?;
     let run = Run::open(&path)?;
     crate::runs::register(tree, db, &run)?;

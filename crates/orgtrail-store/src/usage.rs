@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::error::StoreError;
+use crate::kv::Db;
 
 /// The bytes under one key prefix of the ledger tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,10 +111,6 @@ impl DiskUsage {
     }
 }
 
-fn is_sled_file(name: &str) -> bool {
-    name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.")
-}
-
 fn file_usage(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(path)?;
@@ -131,7 +128,7 @@ fn file_usage(path: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 /// Scans every key of `db` and lists the files of `dir`. Reads only; costs a full scan.
-pub(crate) fn scan(db: &sled::Db, ledger: &str, dir: &Path) -> Result<DiskUsage, StoreError> {
+pub(crate) fn scan(db: &Db, ledger: &str, dir: &Path) -> Result<DiskUsage, StoreError> {
     let mut by_prefix = [PrefixUsage::default(); 256];
     let mut other_trees = 0u64;
     for name in db.tree_names() {
@@ -152,7 +149,7 @@ pub(crate) fn scan(db: &sled::Db, ledger: &str, dir: &Path) -> Result<DiskUsage,
         }
     }
     let io = |e: std::io::Error| {
-        StoreError::Sled(sled::Error::Io(std::io::Error::other(format!(
+        StoreError::Storage(crate::kv::BackendError::io(std::io::Error::other(format!(
             "cannot list {}: {e}",
             dir.display()
         ))))
@@ -163,7 +160,7 @@ pub(crate) fn scan(db: &sled::Db, ledger: &str, dir: &Path) -> Result<DiskUsage,
         let name = e.file_name().to_string_lossy().into_owned();
         let (len, allocated) = file_usage(&e.path()).map_err(io)?;
         files.push(FileUsage {
-            sled: is_sled_file(&name),
+            sled: crate::kv::is_backend_file(&name),
             name,
             len,
             allocated,

@@ -385,7 +385,7 @@ pub fn verify_public(dir: &Path, key: &VerifyingKey, saved: &[SavedCheckpoint]) 
         ));
         return report;
     }
-    let db = match catch(|| crate::ledger::open_sled(dir, 64 << 20)) {
+    let db = match catch(|| crate::kv::Db::open(dir, 64 << 20)) {
         Ok(db) => db,
         Err(e) => {
             report.refuse(format!("store cannot be opened: {e}"));

@@ -12,6 +12,7 @@ use super::{be_u64, key_bytes};
 use crate::error::StoreError;
 use crate::format::{CHUNK, SEGMENT, meta_key};
 use crate::index::Index;
+use crate::kv::Tree;
 
 /// The in-memory state of a store, read from its files up to sequence number `end`.
 pub(super) struct Loaded {
@@ -26,7 +27,7 @@ pub(super) struct Loaded {
 /// the newest segment. Reads nothing whose size grows with the number of events but the
 /// segments (one per account and day).
 pub(super) fn load(
-    tree: &sled::Tree,
+    tree: &Tree,
     provider: &dyn KeyProvider,
     data: &std::path::Path,
     writable: bool,

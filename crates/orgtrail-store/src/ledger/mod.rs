@@ -60,7 +60,7 @@ use crate::format::{self, FORMAT_VERSION, meta_key};
 use crate::index::{Blind, Cond, Index};
 use crate::query::{Attr, Cursor, Page, Query, StoredEvent};
 
-pub use backend::{free_bytes, open_sled};
+pub use backend::free_bytes;
 pub use config::{DEFAULT_RESERVE, Health, LedgerConfig};
 pub use prepare::{Prepared, Preparer};
 pub use telemetry::{COMMIT_BUCKETS, CommitLatency, WRITER_QUEUE, WriterStats};
@@ -70,6 +70,7 @@ pub(crate) use records::{block_records, block_v2, next_record};
 pub(crate) use riders::Writes;
 pub(crate) use segments::decode_segment;
 
+use crate::kv::{Batch, Tree};
 use backend::Files;
 use dicts::Dicts;
 use load::load;
@@ -167,7 +168,7 @@ impl Shared {
             reason: self.fault_reason(),
         })
     }
-    fn tree(&self) -> Result<sled::Tree, StoreError> {
+    fn tree(&self) -> Result<Tree, StoreError> {
         Ok(self.files()?.tree)
     }
     fn fault_reason(&self) -> String {
@@ -261,7 +262,7 @@ impl Ledger {
             return Err(StoreError::NoStore { path: path_s });
         }
         crate::recover::remove_unfinished_snapshots(dir)?;
-        let db = open_sled(dir, cfg.cache_bytes)?;
+        let db = crate::kv::Db::open(dir, cfg.cache_bytes)?;
         let tree = db.open_tree("ledger")?;
         // Format.
         match tree.get(meta_key("format"))? {
@@ -299,7 +300,7 @@ impl Ledger {
             None => {
                 let k = BlindIndexer::generate_key()?;
                 let wrapped = provider.wrap(&k, BLIND_KEY_CONTEXT)?;
-                let mut b = sled::Batch::default();
+                let mut b = Batch::default();
                 b.insert(
                     meta_key("format"),
                     u64::from(FORMAT_VERSION).to_be_bytes().to_vec(),
@@ -436,7 +437,7 @@ impl Ledger {
     /// Blocking: lists the data directory (a few dozen files), reads no key.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         telemetry::disk_bytes(&self.shared.path).map_err(|e| {
-            StoreError::Sled(sled::Error::Io(std::io::Error::other(format!(
+            StoreError::Storage(crate::kv::BackendError::io(std::io::Error::other(format!(
                 "cannot list {}: {e}",
                 self.shared.path.display()
             ))))
@@ -904,7 +905,7 @@ impl Drop for Ledger {
 /// were indexed, or a new one), records it as `next_seq` (1 for a new store), durably, before
 /// anything else is written. A read-only open of a store without it writes nothing: none of
 /// its events are indexed by them.
-fn attrs_from(tree: &sled::Tree, next_seq: u64, read_only: bool) -> Result<u64, StoreError> {
+fn attrs_from(tree: &Tree, next_seq: u64, read_only: bool) -> Result<u64, StoreError> {
     if let Some(v) = tree.get(meta_key(ATTRS_FROM))? {
         return be_u64(&v);
     }

@@ -12,6 +12,7 @@ use orgtrail_crypto::merkle::{self, Hash, Subtrees};
 use super::{Ledger, be_u64};
 use crate::error::StoreError;
 use crate::format::{CHECKPOINT, key};
+use crate::kv::Value;
 use crate::tree::{StoreSubtrees, TreeState};
 
 impl Ledger {
@@ -143,11 +144,12 @@ impl Ledger {
         let tree = self.shared.tree()?;
         let range = tree.range(key(CHECKPOINT, from)..=key(CHECKPOINT, to));
         let mut out = Vec::new();
-        let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(), StoreError> {
-            let (k, v) = kv?;
-            out.push((be_u64(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
-            Ok(())
-        };
+        let mut push =
+            |kv: Result<(Value, Value), crate::kv::BackendError>| -> Result<(), StoreError> {
+                let (k, v) = kv?;
+                out.push((be_u64(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
+                Ok(())
+            };
         if newest_first {
             range.rev().take(limit).try_for_each(&mut push)?;
         } else {

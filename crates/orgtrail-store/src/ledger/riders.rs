@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::kv::{Batch, Value};
 
 /// The longest a write waits for an append on its way to ride on: the append's preparation
 /// normally takes a few milliseconds; one that never comes (every event of its batch
@@ -33,19 +34,19 @@ pub(super) const RIDE_WAIT: Duration = Duration::from_millis(20);
 /// Writes to the store's tree, as a `sled::Batch` holds them, that can also be added to
 /// another batch (a group's).
 #[derive(Debug, Default)]
-pub(crate) struct Writes(Vec<(sled::IVec, Option<sled::IVec>)>);
+pub(crate) struct Writes(Vec<(Value, Option<Value>)>);
 
 impl Writes {
-    pub(crate) fn insert<K: Into<sled::IVec>, V: Into<sled::IVec>>(&mut self, key: K, value: V) {
+    pub(crate) fn insert<K: Into<Value>, V: Into<Value>>(&mut self, key: K, value: V) {
         self.0.push((key.into(), Some(value.into())));
     }
 
-    pub(crate) fn remove<K: Into<sled::IVec>>(&mut self, key: K) {
+    pub(crate) fn remove<K: Into<Value>>(&mut self, key: K) {
         self.0.push((key.into(), None));
     }
 
     /// Adds them to `batch`, after what it holds (a key written twice keeps the last write).
-    pub(crate) fn add_to(self, batch: &mut sled::Batch) {
+    pub(crate) fn add_to(self, batch: &mut Batch) {
         for (k, v) in self.0 {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -55,8 +56,8 @@ impl Writes {
     }
 
     /// As a batch of their own.
-    pub(crate) fn into_batch(self) -> sled::Batch {
-        let mut b = sled::Batch::default();
+    pub(crate) fn into_batch(self) -> Batch {
+        let mut b = Batch::default();
         self.add_to(&mut b);
         b
     }

@@ -28,6 +28,7 @@ use super::dicts::dict_context;
 use super::{Ledger, Shared, be_u64};
 use crate::error::StoreError;
 use crate::format::{Reader, SEGMENT, meta_key};
+use crate::kv::Batch;
 
 /// What the ledger keeps in memory of every segment.
 pub(super) struct SegmentInfo {
@@ -119,7 +120,7 @@ impl Ledger {
     pub fn rewrap(&self) -> Result<usize, StoreError> {
         let sh = &self.shared;
         let current = sh.provider.current_version();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut n = 0;
         let mut updated = Vec::new();
         for kv in sh.tree()?.scan_prefix([SEGMENT]) {

@@ -16,7 +16,7 @@ use orgtrail_crypto::checkpoint::Checkpoint;
 use orgtrail_crypto::merkle::{Frontier, Hash};
 use tokio::sync::mpsc;
 
-use super::backend::{Files, open_sled};
+use super::backend::Files;
 use super::chunk::encode_chunk;
 use super::dicts::{Trainer, dict_key, seal_dict};
 use super::load::load;
@@ -29,6 +29,7 @@ use super::{AppendOutcome, Appended, Health, Job, Shared, be_u64, key_bytes};
 use crate::error::StoreError;
 use crate::format::{CHECKPOINT, CHUNK, RECORDS, SEGMENT, meta_key};
 use crate::index::{Blind, BlindMap};
+use crate::kv::Batch;
 use crate::tree::{HASHES, event_leaf};
 
 /// The largest frame buffer the writer keeps for the next group (a group of big events makes
@@ -127,12 +128,7 @@ impl Frame {
 
     /// Adds a record block to the frame; its locator goes into the group's `r` value (see
     /// [`Frame::locate`]).
-    fn block(
-        &mut self,
-        batch: &mut sled::Batch,
-        first: u64,
-        value: Vec<u8>,
-    ) -> Result<(), StoreError> {
+    fn block(&mut self, batch: &mut Batch, first: u64, value: Vec<u8>) -> Result<(), StoreError> {
         let count = value
             .get(1..3)
             .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
@@ -150,7 +146,7 @@ impl Frame {
     }
 
     /// Adds the `r` value locating the blocks added since the last one to `batch`.
-    fn locate(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    fn locate(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         if let Some((first, offset)) = self.blocks.take() {
             batch.insert(
                 &key_bytes(RECORDS, first)[..],
@@ -460,11 +456,12 @@ impl WriterState {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = n, "ledger group commit failed; nothing of it was acknowledged");
-                    let write_failed = matches!(e, StoreError::Write { .. } | StoreError::Sled(_));
+                    let write_failed =
+                        matches!(e, StoreError::Write { .. } | StoreError::Storage(_));
                     let reason = e.to_string();
                     for job in jobs {
                         let _ = job.reply.send(Err(match &e {
-                            StoreError::Write { .. } | StoreError::Sled(_) => {
+                            StoreError::Write { .. } | StoreError::Storage(_) => {
                                 StoreError::Recovering {
                                     reason: reason.clone(),
                                 }
@@ -523,7 +520,7 @@ impl WriterState {
         };
         crate::crashpoint::hit("close-before-checkpoint");
         if sh.cfg.signer.is_some() && self.frontier.size() > self.last_checkpoint_size {
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             self.checkpoint(sh, &self.frontier.clone(), &mut batch);
             match files
                 .tree
@@ -567,7 +564,7 @@ impl WriterState {
     fn reopen(&mut self, sh: &Shared) -> Result<(), StoreError> {
         sh.check_space()?;
         crate::recover::remove_unfinished_snapshots(&sh.path)?;
-        let db = open_sled(&sh.path, sh.cfg.cache_bytes)?;
+        let db = crate::kv::Db::open(&sh.path, sh.cfg.cache_bytes)?;
         let tree = db.open_tree("ledger")?;
         let plan = crate::recover::plan(&tree)?;
         crate::recover::apply(&tree, &db, &plan)?;
@@ -591,7 +588,7 @@ impl WriterState {
     }
 
     /// Adds a signed checkpoint of `frontier` to `batch`.
-    fn checkpoint(&mut self, sh: &Shared, frontier: &Frontier, batch: &mut sled::Batch) {
+    fn checkpoint(&mut self, sh: &Shared, frontier: &Frontier, batch: &mut Batch) {
         let Some(signer) = &sh.cfg.signer else {
             return;
         };
@@ -619,7 +616,7 @@ impl WriterState {
         account: AccountId,
         n: u64,
         now: i64,
-        batch: &mut sled::Batch,
+        batch: &mut Batch,
         new_segments: &mut Vec<(u64, SegmentInfo, Arc<DataKey>)>,
     ) -> Result<Option<(u64, Arc<DataKey>)>, StoreError> {
         let day = now.div_euclid(86_400_000);
@@ -675,7 +672,7 @@ impl WriterState {
     /// they came, then one flush.
     fn write_only(&mut self, sh: &Shared, jobs: &mut [Job]) -> Result<(), StoreError> {
         let files = sh.files()?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut any = false;
         for job in jobs.iter_mut() {
             if let Some(writes) = job.writes.take() {
@@ -701,7 +698,7 @@ impl WriterState {
     /// Adds the writes waiting in [`super::riders::Riders`] to `batch`, to be made durable by
     /// the flush that follows; they are answered after it ([`Self::answer_riding`]). Whether
     /// there were any.
-    fn take_riders(&mut self, sh: &Shared, batch: &mut sled::Batch) -> bool {
+    fn take_riders(&mut self, sh: &Shared, batch: &mut Batch) -> bool {
         let riders = sh.riders.take();
         let any = !riders.is_empty();
         for mut rider in riders {
@@ -757,7 +754,7 @@ impl WriterState {
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let t_commit = std::time::Instant::now();
         let first_seq = self.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         // Writes riding on this group: added to its batch, made durable by its flush.
         let writes: Vec<super::Writes> = jobs.iter_mut().filter_map(|j| j.writes.take()).collect();
         self.phases.riders += writes.len() as u64;
