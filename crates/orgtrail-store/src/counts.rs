@@ -1820,8 +1820,13 @@ impl Writer {
     fn finished(&mut self, done: Result<Done, ()>) -> Result<(), StoreError> {
         let taken = self.running.take().unwrap_or_default();
         let result = match done {
+            // A failed merge's memory of parts is dropped (found again from the tree).
             Ok((last_parts, r)) => {
-                self.last_parts = last_parts;
+                self.last_parts = if r.is_ok() {
+                    last_parts
+                } else {
+                    LastParts::default()
+                };
                 r
             }
             Err(()) => {
@@ -1871,7 +1876,10 @@ impl Writer {
                 Ok(())
             }
             (merged, Ok(())) => merged,
-            (Err(_), Err(first)) => Err(first),
+            (Err(again), Err(first)) => {
+                tracing::warn!(error = %again, "merging the counters again failed too");
+                Err(first)
+            }
         }
     }
 
@@ -1889,7 +1897,8 @@ impl Writer {
             &self.pending,
             self.part_bytes,
             &mut self.last_parts,
-        )?;
+        )
+        .inspect_err(|_| self.last_parts = LastParts::default())?;
         self.pending.clear();
         Ok(())
     }
@@ -2073,12 +2082,10 @@ impl Unit {
         if self.newest <= self.through || self.b.is_empty() {
             return Ok(());
         }
-        if let Some((_, bucket)) = (self.level != 0)
+        let bucket = (self.level != 0)
             .then(|| parse_unit_key(&self.key))
             .transpose()?
-        {
-            last_parts.written(self.level, bucket, self.part);
-        }
+            .map(|(_, bucket)| bucket);
         let sealed = match self.rollup_body {
             Some(old) => {
                 let plain = Table::merge_plain(&old, self.b)?;
@@ -2093,6 +2100,12 @@ impl Unit {
         drop(sealed);
         tree.apply_batch(batch)?;
         cache.remove(&self.key);
+        // Only once it is stored: a part remembered but never written would be taken for the
+        // bucket's last, found empty, and filled from `through` 0, counting again the deltas
+        // of a failed merge that are in the part before it.
+        if let Some(bucket) = bucket {
+            last_parts.written(self.level, bucket, self.part);
+        }
         Ok(())
     }
 }
@@ -3124,21 +3137,33 @@ mod tests {
         assert!(open(p.as_ref(), &k, &flipped).is_err());
     }
 
-    /// Every event counted from the hours, of groups published up to `published`.
-    fn total(tree: &Tree, p: &dyn KeyProvider, cache: &Cache, published: u64) -> u64 {
+    /// Every event counted in `hours` (without the user dimension: from the rollups without
+    /// users where a whole day or 32 days are in range), of groups published up to `published`.
+    fn total(
+        tree: &Tree,
+        p: &dyn KeyProvider,
+        cache: &Cache,
+        hours: (i64, i64),
+        published: u64,
+    ) -> u64 {
         let sel = Selection::new(&Query::default(), &[Group::Account]).unwrap();
         let mut c = Counter::default();
-        count_hours(
-            tree,
-            p,
-            cache,
-            (i64::MIN, i64::MAX),
-            published,
-            &sel,
-            &mut c,
-        )
-        .unwrap();
+        count_hours(tree, p, cache, hours, published, &sel, &mut c).unwrap();
         c.finish(10).total
+    }
+
+    /// Every hour.
+    const ALL: (i64, i64) = (i64::MIN, i64::MAX);
+
+    /// Stores the deltas of group `seq` holding the one event `e`, as a group commit does,
+    /// and tells the writer.
+    fn commit_group(tree: &Tree, w: &mut Writer, keys: &dyn KeyProvider, e: &Ev, seq: u64) {
+        let mut t = Tally::default();
+        t.add(e.time, dims(e));
+        let mut b = Batch::default();
+        let staged = stage(keys, seq, t, &mut b).unwrap();
+        tree.apply_batch(b).unwrap();
+        w.committed(staged);
     }
 
     /// An event at second 10 of one account, source and name.
@@ -3156,14 +3181,24 @@ mod tests {
         }
     }
 
-    /// A key provider that fails its next `fails` calls, then works.
+    /// A key provider that fails its next `fails` calls, then works; and, while `wraps` is
+    /// not negative, lets that many wraps (one per value sealed) through and fails the others.
     #[derive(Debug)]
     struct Flaky {
         inner: LocalKeyProvider,
         fails: std::sync::atomic::AtomicUsize,
+        wraps: std::sync::atomic::AtomicI64,
     }
 
     impl Flaky {
+        fn new() -> Self {
+            Flaky {
+                inner: LocalKeyProvider::new(Keyring::generate("t").unwrap()),
+                fails: 0.into(),
+                wraps: (-1).into(),
+            }
+        }
+
         fn failing(&self) -> Result<(), orgtrail_crypto::CryptoError> {
             use std::sync::atomic::Ordering;
             match self
@@ -3183,6 +3218,18 @@ mod tests {
             context: &[u8],
         ) -> Result<orgtrail_crypto::WrappedKey, orgtrail_crypto::CryptoError> {
             self.failing()?;
+            use std::sync::atomic::Ordering;
+            if self
+                .wraps
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                    0 => None,
+                    n if n < 0 => Some(n),
+                    n => Some(n - 1),
+                })
+                .is_err()
+            {
+                return Err(orgtrail_crypto::CryptoError::SealFailed);
+            }
             self.inner.wrap(secret, context)
         }
 
@@ -3209,24 +3256,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
         let tree = db.open_tree("ledger").unwrap();
-        let flaky = Arc::new(Flaky {
-            inner: LocalKeyProvider::new(Keyring::generate("t").unwrap()),
-            fails: 0.into(),
-        });
+        let flaky = Arc::new(Flaky::new());
         let p: Arc<dyn KeyProvider> = flaky.clone();
         let cache = Arc::new(Cache::new(1 << 20));
         let e = one_event();
         let mut w = Writer::load(&tree, 2, 0).unwrap();
         // Groups are sealed with the same keys, but never through the failing provider: only
         // the merge meets the failure.
-        let group = |w: &mut Writer, seq: u64| {
-            let mut t = Tally::default();
-            t.add(e.time, dims(&e));
-            let mut b = Batch::default();
-            let keys = stage(&flaky.inner, seq, t, &mut b).unwrap();
-            tree.apply_batch(b).unwrap();
-            w.committed(keys);
-        };
+        let group = |w: &mut Writer, seq: u64| commit_group(&tree, w, &flaky.inner, &e, seq);
         group(&mut w, 1);
         group(&mut w, 2);
         // The merge thread's first use of the keys fails, and with it the merge.
@@ -3236,7 +3273,46 @@ mod tests {
         w.merge_waiting(&tree, p.as_ref(), &cache).unwrap();
         assert_eq!(flaky.fails.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert_eq!(tree.scan_prefix([DELTA]).count(), 0, "every delta merged");
-        assert_eq!(total(&tree, p.as_ref(), &cache, u64::MAX), 3);
+        assert_eq!(total(&tree, p.as_ref(), &cache, ALL, u64::MAX), 3);
+    }
+
+    /// A merge that fails after storing the next part of a rollup (its deltas stay), then one
+    /// that fails while sealing the part after that: the next merge counts every event once.
+    /// (The part that failed was remembered as the bucket's last, found empty, and filled from
+    /// `through` 0 with the first failed merge's delta again.)
+    #[test]
+    fn merges_failing_between_rollup_parts_count_each_event_once() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::kv::Db::open(dir.path(), 1 << 20).unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        let keys = Flaky::new();
+        let cache = Cache::new(1 << 20);
+        let e = one_event();
+        // Every stored part is full: each merge writes the next part of each rollup.
+        let mut w = Writer::load(&tree, MAX_PENDING, 1).unwrap();
+        let group = |w: &mut Writer, seq: u64| commit_group(&tree, w, &keys.inner, &e, seq);
+        // A merge whose first `wraps` values are sealed (negative: all).
+        let merge = |w: &mut Writer, wraps: i64| {
+            keys.wraps.store(wraps, Ordering::SeqCst);
+            let r = w.merge(&tree, &keys, &cache);
+            keys.wraps.store(-1, Ordering::SeqCst);
+            r
+        };
+        group(&mut w, 1);
+        merge(&mut w, -1).unwrap();
+        group(&mut w, 2);
+        // The hour and the day's next parts (with and without users) are stored; the 32
+        // days' fails, and delta 2 waits.
+        assert!(merge(&mut w, 3).is_err());
+        group(&mut w, 3);
+        // The hour and the day's part after that with users are stored; without users fails.
+        assert!(merge(&mut w, 2).is_err());
+        merge(&mut w, -1).unwrap();
+        assert_eq!(tree.scan_prefix([DELTA]).count(), 0);
+        // The day (from its rollup without users), and every hour (the 32 days').
+        assert_eq!(total(&tree, &keys, &cache, (0, 23), u64::MAX), 3);
+        assert_eq!(total(&tree, &keys, &cache, ALL, u64::MAX), 3);
     }
 
     #[test]
@@ -3249,19 +3325,14 @@ mod tests {
         let e = one_event();
         let mut w = Writer::default();
         for seq in [1u64, 2, 3] {
-            let mut t = Tally::default();
-            t.add(e.time, dims(&e));
-            let mut b = Batch::default();
-            let keys = stage(p.as_ref(), seq, t, &mut b).unwrap();
-            tree.apply_batch(b).unwrap();
-            w.committed(keys);
+            commit_group(&tree, &mut w, p.as_ref(), &e, seq);
         }
         // Keep a delta the merge will remove, as if the removing batch were lost.
         let kept = tree.get(delta_key(2, 0)).unwrap().unwrap();
         w.merge(&tree, p.as_ref(), &cache).unwrap();
         assert_eq!(tree.scan_prefix([DELTA]).count(), 0);
         tree.insert(delta_key(2, 0), kept).unwrap();
-        let count = || total(&tree, p.as_ref(), &cache, u64::MAX);
+        let count = || total(&tree, p.as_ref(), &cache, ALL, u64::MAX);
         assert_eq!(count(), 3);
         let mut w = Writer::load(&tree, MAX_PENDING, 0).unwrap();
         w.merge(&tree, p.as_ref(), &cache).unwrap();
@@ -3273,7 +3344,7 @@ mod tests {
         let mut b = Batch::default();
         stage(p.as_ref(), 4, t, &mut b).unwrap();
         tree.apply_batch(b).unwrap();
-        assert_eq!(total(&tree, p.as_ref(), &cache, 3), 3);
+        assert_eq!(total(&tree, p.as_ref(), &cache, ALL, 3), 3);
         assert_eq!(count(), 4);
         // The torn-tail cut finds that group's deltas, and refuses a gap.
         assert_eq!(tail_keys(&tree, 3).unwrap().len(), 1);

@@ -496,8 +496,8 @@ impl WriterState {
                 self.counts
                     .merge_waiting(&t, sh.provider.as_ref(), &sh.counts_cache)
             }
-            Ok(_) => self.counts.wait(),
-            Err(e) => self.counts.wait().and(Err(e)),
+            Err(e) if sh.cfg.count_merge_waiting => self.counts.wait().and(Err(e)),
+            Ok(_) | Err(_) => self.counts.wait(),
         };
         if let Err(e) = merged {
             tracing::warn!(error = %e, "merging the waiting counters at close failed; the deltas stay and count");
